@@ -1,0 +1,141 @@
+// The typed, validated configuration of the gateway (what `gateway.toml` becomes).
+// Durations are milliseconds, sizes bytes, paths absolute (resolved against the config file's directory).
+
+/** One TLS certificate and key, PEM files. */
+export interface CertificatePair {
+  certFile: string;
+  keyFile: string;
+}
+
+/** Certificate chosen by SNI server name (exact or `*.example.com`). */
+export interface SniCertificate extends CertificatePair {
+  serverName: string;
+}
+
+/** How a client certificate becomes principal attributes. */
+export interface CertificateMapping {
+  /**
+   * Principal attributes for a certificate identity (`spiffe://…` URI SAN, else the subject CN),
+   * keyed by that identity. Attributes must match the policy's principal schema; `sub` is set from the identity.
+   */
+  identities: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+}
+
+export interface ListenerConfig {
+  /** `host:port`; port 0 picks a free port (tests). */
+  host: string;
+  port: number;
+  /** Default certificate; when absent, a self-signed one under `stateDir/tls/` is created on first start and reused. */
+  certificate: CertificatePair | null;
+  sni: SniCertificate[];
+  /** PEM CA bundle; when set, client certificates are verified against it (mTLS) and the node:http2 backend serves. */
+  clientCaFile: string | null;
+  /** With `clientCaFile`: whether a client certificate is required (admin) or optional (operational: JWT or mTLS). */
+  requireClientCertificate: boolean;
+  certificateMapping: CertificateMapping;
+  /** Lowest TLS version accepted. */
+  minTlsVersion: "TLSv1.2" | "TLSv1.3";
+}
+
+export interface JwtIssuerConfig {
+  /** Name of the `[issuers.NAME]` table. */
+  name: string;
+  /** Expected `iss`. */
+  issuer: string;
+  /** Accepted `aud` values (any of). */
+  audience: string[];
+  /** JWKS from a file (re-read when it changes) … */
+  jwksFile: string | null;
+  /** … or an https URL (cached, refreshed on unknown kid, with a cooldown). */
+  jwksUrl: string | null;
+  /** Extra CA (PEM file) to trust for `jwksUrl`. */
+  jwksCaFile: string | null;
+  /** Allowed algorithms; never `none`; HS* only with `hmacSecret`. */
+  algorithms: string[];
+  hmacSecret: string | null;
+  clockToleranceMs: number;
+  /** Longest accepted `exp - iat`: only short-lived credentials pass. */
+  maxLifetimeMs: number;
+  /** Claims that must be present. */
+  requiredClaims: string[];
+  /**
+   * Principal attribute → claim (dotted path into the payload, e.g. `realm_access.roles`).
+   * Every attribute of the policy's principal schema must be mapped or have a constant in `constants`.
+   */
+  claims: Readonly<Record<string, string>>;
+  /** Principal attribute → constant value for tokens of this issuer. */
+  constants: Readonly<Record<string, unknown>>;
+}
+
+export interface UpstreamConfig {
+  name: string;
+  /** Absolute http(s) URL; the normalised request path is appended to its path. */
+  url: string;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export interface PolicyConfig {
+  dir: string;
+  requireSignature: boolean;
+  /** JWKS file of the trusted signer keys. */
+  trustedKeysFile: string | null;
+  minSigners: number;
+  watch: boolean;
+  debounceMs: number;
+}
+
+export interface AuditConfig {
+  dir: string;
+  fsync: "always" | "batch" | "off";
+  batchIntervalMs: number;
+  rotateBytes: number;
+  rotateAgeMs: number;
+  checkpointEvery: number;
+  checkpointIntervalMs: number;
+  onFailure: "deny" | "allow";
+  stdout: boolean;
+  /** Request headers (lower case) copied into records; never authorization, cookie or the identity header. */
+  headerAllowlist: string[];
+}
+
+export interface LedgerConfig {
+  /** SQLite file; default `stateDir/ledger.sqlite`. */
+  path: string;
+  retentionDays: number;
+  /** Hide who did the earlier step from deny messages. */
+  hideDetails: boolean;
+}
+
+export interface IdentityTokenConfig {
+  /** Header carrying the gateway-signed identity token to the upstream. */
+  header: string;
+  ttlMs: number;
+  /** Inbound headers always stripped so callers cannot spoof identity (the token header is always stripped too). */
+  stripHeaders: string[];
+}
+
+export interface GatewayConfig {
+  /** Absolute path of the config file, or null for the built-in default. */
+  source: string | null;
+  stateDir: string;
+  listen: ListenerConfig;
+  /** Admin trust channel; null disables the admin listener. */
+  admin: ListenerConfig | null;
+  issuers: JwtIssuerConfig[];
+  upstreams: Readonly<Record<string, UpstreamConfig>>;
+  policy: PolicyConfig;
+  audit: AuditConfig;
+  ledger: LedgerConfig;
+  identity: IdentityTokenConfig;
+  /** Answer for a request that matches no duty: 404 or 403. Never forwarded. */
+  noRouteStatus: 404 | 403;
+  /** Hide duty and reason ids from deny bodies. */
+  hideDenyDetails: boolean;
+  /** Accept `x-request-id` from callers. */
+  trustRequestId: boolean;
+  maxBodyBytes: number;
+  log: { level: "debug" | "info" | "warn" | "error" };
+  /** Built-in default only: start the bundled example upstreams in-process on loopback. */
+  demo: boolean;
+}
