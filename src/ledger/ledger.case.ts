@@ -1,0 +1,279 @@
+// The conformance suite every DutyLedger implementation runs (like Hono's router cases):
+// `runDutyLedgerConformance("sqlite", harness)` from the implementation's own test file.
+import { afterEach, describe, expect, test } from "bun:test";
+import type { SeparationCheck } from "../../dsl/mod.ts";
+import { GatewayError } from "../errors.ts";
+import type { DutyLedger, LedgerOptions, Reservation, ReserveResult } from "./ledger.ts";
+
+/** How the suite gets ledgers of one implementation. */
+export interface LedgerHarness {
+  /** Opens a fresh, empty ledger. */
+  open(options: LedgerOptions): Promise<DutyLedger>;
+  /** Closes `ledger` and opens its store again (a restart); absent for a store that forgets on close. */
+  reopen?(ledger: DutyLedger, options: LedgerOptions): Promise<DutyLedger>;
+}
+
+const DAY = 86_400_000;
+const T0 = Date.UTC(2026, 10, 20, 10, 3);
+const OPTIONS: LedgerOptions = { retentionDays: 30, reservationTtlMs: 60_000 };
+const CHANGE_DUTIES = ["submit_change", "approve_change", "deploy_change"] as const;
+const CONSTRAINT = "separate:changes.duty:20:1";
+
+function changeCheck(key: string, constraint = CONSTRAINT): SeparationCheck {
+  return { constraint, param: "change", key, duties: CHANGE_DUTIES };
+}
+
+function expectOk(result: ReserveResult): Reservation {
+  if (!result.ok) throw new Error(`expected the reserve to pass, it conflicted with ${JSON.stringify(result.conflict)}`);
+  return result.reservation;
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const error = await promise.then(() => null, (e: unknown) => e);
+  expect(error).toBeInstanceOf(GatewayError);
+  expect((error as GatewayError).code).toBe(code);
+}
+
+/** Runs the shared DutyLedger cases against `harness`. */
+export function runDutyLedgerConformance(name: string, harness: LedgerHarness): void {
+  describe(`DutyLedger conformance: ${name}`, () => {
+    const opened: DutyLedger[] = [];
+    const open = async (options: LedgerOptions = OPTIONS) => {
+      const ledger = await harness.open(options);
+      opened.push(ledger);
+      return ledger;
+    };
+    afterEach(async () => {
+      for (const ledger of opened.splice(0)) await ledger.close();
+    });
+
+    /** Reserves and confirms; fails the test if the ledger refuses. */
+    const perform = async (ledger: DutyLedger, sub: string, duty: string, key: string, at = T0, check = changeCheck(key)) => {
+      const reservation = expectOk(await ledger.reserve({ checks: [check], duty, sub, at }));
+      await ledger.confirm(reservation);
+      return reservation;
+    };
+
+    test("three different people pass all three duties of one change", async () => {
+      const ledger = await open();
+      await perform(ledger, "alice", "submit_change", "42", T0);
+      await perform(ledger, "bob", "approve_change", "42", T0 + 1);
+      await perform(ledger, "carol", "deploy_change", "42", T0 + 2);
+      expect(await ledger.size()).toBe(3);
+      expect(await ledger.lookup([changeCheck("42")], "bob", T0 + 3)).toEqual([
+        { constraint: CONSTRAINT, key: "42", duty: "approve_change", sub: "bob", at: T0 + 1 },
+      ]);
+    });
+
+    const twoSteps: Array<[string, string]> = [
+      ["submit_change", "approve_change"],
+      ["approve_change", "submit_change"],
+      ["approve_change", "deploy_change"],
+      ["deploy_change", "submit_change"],
+    ];
+    test.each(twoSteps)("one person doing %s then %s on one change is denied", async (first, second) => {
+      const ledger = await open();
+      await perform(ledger, "alice", first, "42", T0);
+      const result = await ledger.reserve({ checks: [changeCheck("42")], duty: second, sub: "alice", at: T0 + 1000 });
+      expect(result.ok).toBe(false);
+      if (result.ok) return;
+      expect(result.conflict).toEqual({ constraint: CONSTRAINT, key: "42", duty: first, sub: "alice", at: T0 });
+      expect(result.check).toEqual(changeCheck("42"));
+      expect(result.facts).toEqual([result.conflict]);
+      expect(await ledger.size()).toBe(1);
+    });
+
+    test("repeating the same duty is allowed and keeps one entry with the latest time", async () => {
+      const ledger = await open();
+      await perform(ledger, "alice", "submit_change", "42", T0);
+      const again = await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 + 5000 });
+      expect(again.ok).toBe(true);
+      if (!again.ok) return;
+      expect(again.facts.map((f) => f.duty)).toEqual(["submit_change"]);
+      await ledger.confirm(again.reservation);
+      expect(await ledger.size()).toBe(1);
+      expect((await ledger.lookup([changeCheck("42")], "alice", T0 + 6000)).map((f) => f.at)).toEqual([T0 + 5000]);
+    });
+
+    test("another key and another constraint are independent", async () => {
+      const ledger = await open();
+      await perform(ledger, "alice", "submit_change", "42");
+      await perform(ledger, "alice", "approve_change", "43");
+      await perform(ledger, "alice", "approve_change", "42", T0, changeCheck("42", "separate:other.duty:3:1"));
+      // Another person on the first change is untouched by all of it.
+      await perform(ledger, "bob", "approve_change", "42");
+      expect(await ledger.size()).toBe(4);
+    });
+
+    test("a released reservation leaves no trace, and release is idempotent", async () => {
+      const ledger = await open();
+      const reservation = expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }));
+      expect(await ledger.size()).toBe(1);
+      await ledger.release(reservation);
+      await ledger.release(reservation);
+      expect(await ledger.size()).toBe(0);
+      expect(await ledger.lookup([changeCheck("42")], "alice", T0)).toEqual([]);
+      await perform(ledger, "alice", "approve_change", "42", T0 + 1);
+    });
+
+    test("release after confirm keeps the confirmed fact; confirm is idempotent", async () => {
+      const ledger = await open();
+      const reservation = await perform(ledger, "alice", "submit_change", "42");
+      await ledger.confirm(reservation);
+      await ledger.release(reservation);
+      expect(await ledger.size()).toBe(1);
+      const denied = await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 1 });
+      expect(denied.ok).toBe(false);
+    });
+
+    test("a pending reservation blocks the same person's other step but nobody else", async () => {
+      const ledger = await open();
+      const pending = expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }));
+      const race = await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 10 });
+      expect(race.ok).toBe(false);
+      if (!race.ok) expect(race.conflict).toMatchObject({ duty: "submit_change", sub: "alice", at: T0 });
+      expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "bob", at: T0 + 10 }));
+      expect(pending.checks).toEqual([changeCheck("42")]);
+    });
+
+    test("a stale reservation (older than the TTL) no longer blocks", async () => {
+      const ledger = await open();
+      expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }));
+      const live = await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 60_000 });
+      expect(live.ok).toBe(false);
+      const stale = await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 60_001 });
+      expect(stale.ok).toBe(true);
+    });
+
+    test("200 concurrent reserve pairs by one person: exactly one of each pair wins", async () => {
+      const ledger = await open();
+      const keys = Array.from({ length: 200 }, (_, i) => `change-${i}`);
+      const pairs = await Promise.all(keys.map((key) => Promise.all([
+        ledger.reserve({ checks: [changeCheck(key)], duty: "submit_change", sub: "alice", at: T0 }),
+        ledger.reserve({ checks: [changeCheck(key)], duty: "approve_change", sub: "alice", at: T0 }),
+      ])));
+      const winnersPerPair = pairs.map(([a, b]) => Number(a.ok) + Number(b.ok));
+      expect(winnersPerPair.every((n) => n === 1)).toBe(true);
+      expect(await ledger.size()).toBe(200);
+      // Settling all winners concurrently keeps the invariant too.
+      await Promise.all(pairs.flat().map((r) => (r.ok ? ledger.confirm(r.reservation) : null)));
+      const thirdSteps = await Promise.all(keys.map((key) => ledger.reserve({ checks: [changeCheck(key)], duty: "deploy_change", sub: "alice", at: T0 + 1 })));
+      expect(thirdSteps.filter((r) => r.ok).length).toBe(0);
+    });
+
+    test("reserve checks every constraint together: one conflict reserves nothing", async () => {
+      const ledger = await open();
+      const other = changeCheck("42", "separate:release.duty:7:1");
+      await perform(ledger, "alice", "submit_change", "42", T0, other);
+      const result = await ledger.reserve({ checks: [changeCheck("42"), other], duty: "approve_change", sub: "alice", at: T0 + 1 });
+      expect(result.ok).toBe(false);
+      if (!result.ok) expect(result.check.constraint).toBe("separate:release.duty:7:1");
+      expect(await ledger.size()).toBe(1);
+      expect(await ledger.lookup([changeCheck("42")], "alice", T0 + 2)).toEqual([]);
+    });
+
+    test("confirm records every check's fact", async () => {
+      const ledger = await open();
+      const checks = [changeCheck("42"), changeCheck("42", "separate:release.duty:7:1")];
+      await ledger.confirm(expectOk(await ledger.reserve({ checks, duty: "submit_change", sub: "alice", at: T0 })));
+      expect((await ledger.lookup(checks, "alice", T0 + 1)).map((f) => f.constraint)).toEqual(checks.map((c) => c.constraint));
+    });
+
+    test("prune removes old confirmed entries and stale reservations, and keeps fresh ones", async () => {
+      const ledger = await open();
+      const now = T0 + 40 * DAY;
+      await perform(ledger, "old", "submit_change", "1", now - 30 * DAY - 1);
+      await perform(ledger, "fresh", "submit_change", "2", now - 30 * DAY);
+      expectOk(await ledger.reserve({ checks: [changeCheck("3")], duty: "submit_change", sub: "stale", at: now - 60_001 }));
+      expectOk(await ledger.reserve({ checks: [changeCheck("4")], duty: "submit_change", sub: "live", at: now - 60_000 }));
+      expect(await ledger.size()).toBe(4);
+      expect(await ledger.prune(now)).toBe(2);
+      expect(await ledger.size()).toBe(2);
+      expect(await ledger.lookup([changeCheck("1")], "old", now)).toEqual([]);
+      expect(await ledger.lookup([changeCheck("2")], "fresh", now)).toHaveLength(1);
+      expect(await ledger.lookup([changeCheck("4")], "live", now)).toHaveLength(1);
+      expect(await ledger.prune(now)).toBe(0);
+    });
+
+    test("infinite retention keeps confirmed entries but still prunes stale reservations", async () => {
+      const ledger = await open({ retentionDays: Infinity, reservationTtlMs: 60_000 });
+      await perform(ledger, "alice", "submit_change", "1", T0);
+      expectOk(await ledger.reserve({ checks: [changeCheck("2")], duty: "submit_change", sub: "bob", at: T0 }));
+      expect(await ledger.prune(T0 + 10_000 * DAY)).toBe(1);
+      expect(await ledger.size()).toBe(1);
+    });
+
+    test("confirm of a reservation already pruned as stale still records the fact", async () => {
+      const ledger = await open();
+      const slow = expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }));
+      expect(await ledger.prune(T0 + 120_000)).toBe(1);
+      await ledger.confirm(slow);
+      const next = await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 130_000 });
+      expect(next.ok).toBe(false);
+    });
+
+    test("lookup has no side effects and sees live reservations", async () => {
+      const ledger = await open();
+      expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }));
+      const facts = await ledger.lookup([changeCheck("42")], "alice", T0 + 1);
+      expect(facts).toEqual([{ constraint: CONSTRAINT, key: "42", duty: "submit_change", sub: "alice", at: T0 }]);
+      expect(await ledger.lookup([changeCheck("42")], "alice", T0 + 60_001)).toEqual([]);
+      expect(await ledger.size()).toBe(1);
+    });
+
+    test("a request with no separations reserves nothing", async () => {
+      const ledger = await open();
+      const reservation = expectOk(await ledger.reserve({ checks: [], duty: "read_logs", sub: "alice", at: T0 }));
+      await ledger.confirm(reservation);
+      await ledger.release(reservation);
+      expect(await ledger.size()).toBe(0);
+    });
+
+    test("a duty outside the constraint is a wiring mistake: LEDGER_DUTY_NOT_IN_CONSTRAINT", async () => {
+      const ledger = await open();
+      await expectCode(ledger.reserve({ checks: [changeCheck("42")], duty: "read_logs", sub: "alice", at: T0 }), "LEDGER_DUTY_NOT_IN_CONSTRAINT");
+      expect(await ledger.size()).toBe(0);
+    });
+
+    test.each([
+      ["retentionDays 0", { retentionDays: 0 }],
+      ["retentionDays -1", { retentionDays: -1 }],
+      ["retentionDays NaN", { retentionDays: Number.NaN }],
+      ["reservationTtlMs 0", { retentionDays: 30, reservationTtlMs: 0 }],
+      ["reservationTtlMs Infinity", { retentionDays: 30, reservationTtlMs: Infinity }],
+    ] as Array<[string, LedgerOptions]>)("options with %s are refused with LEDGER_BAD_OPTIONS", async (_label, options) => {
+      await expectCode(open(options), "LEDGER_BAD_OPTIONS");
+    });
+
+    test("every call after close fails with LEDGER_CLOSED; close is idempotent", async () => {
+      const ledger = await harness.open(OPTIONS);
+      const reservation = expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }));
+      await ledger.close();
+      await ledger.close();
+      await expectCode(ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }), "LEDGER_CLOSED");
+      await expectCode(ledger.confirm(reservation), "LEDGER_CLOSED");
+      await expectCode(ledger.release(reservation), "LEDGER_CLOSED");
+      await expectCode(ledger.lookup([changeCheck("42")], "alice"), "LEDGER_CLOSED");
+      await expectCode(ledger.prune(T0), "LEDGER_CLOSED");
+      await expectCode(ledger.size(), "LEDGER_CLOSED");
+    });
+
+    const { reopen } = harness;
+    if (reopen) {
+      test("a reopened ledger remembers confirmed facts and live reservations (restart)", async () => {
+        const first = await harness.open(OPTIONS);
+        await perform(first, "alice", "submit_change", "42");
+        const inFlight = expectOk(await first.reserve({ checks: [changeCheck("43")], duty: "submit_change", sub: "alice", at: T0 }));
+        const second = await reopen(first, OPTIONS);
+        opened.push(second);
+        expect(await second.size()).toBe(2);
+        const denied = await second.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 1 });
+        expect(denied.ok).toBe(false);
+        // The reservation of the crashed process blocks until its TTL, then not.
+        expect((await second.reserve({ checks: [changeCheck("43")], duty: "approve_change", sub: "alice", at: T0 + 1 })).ok).toBe(false);
+        expect((await second.reserve({ checks: [changeCheck("43")], duty: "approve_change", sub: "alice", at: T0 + 60_001 })).ok).toBe(true);
+        expect(inFlight.id).toBeString();
+      });
+    }
+  });
+}

@@ -1,0 +1,171 @@
+// The duty ledger contract: what history-based separation of duties needs from a store.
+// Each implementation lives in its own file and runs the shared conformance suite
+// (ledger.case.ts), so a shared engine (Redis first) can be added later behind the same contract.
+import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
+import { GatewayError } from "../errors.ts";
+
+/**
+ * A pending claim on duties, held between the decision and the upstream's answer.
+ * Plain data (serialisable), so a shared store can keep it as-is.
+ */
+export interface Reservation {
+  /** Random id, unique per reserve call. */
+  readonly id: string;
+  readonly duty: string;
+  readonly sub: string;
+  /** Request time, epoch milliseconds: the time the fact is recorded with. */
+  readonly at: number;
+  readonly checks: readonly SeparationCheck[];
+}
+
+/** Input of {@link DutyLedger.reserve}. */
+export interface ReserveRequest {
+  /** The decision's `separations`: every history constraint the duty is part of. */
+  checks: readonly SeparationCheck[];
+  /** The duty this request performs; must be one of each check's `duties`. */
+  duty: string;
+  /** The principal's `sub`. */
+  sub: string;
+  /** Request time, epoch milliseconds. Also "now" for deciding which reservations are stale. */
+  at: number;
+}
+
+/**
+ * The outcome of a reserve. `facts` are the entries consulted (this `sub`'s confirmed entries and
+ * live reservations on each checked (constraint, key)), for explanations and the audit record.
+ */
+export type ReserveResult =
+  | { ok: true; reservation: Reservation; facts: LedgerFact[] }
+  | { ok: false; conflict: LedgerFact; check: SeparationCheck; facts: LedgerFact[] };
+
+/** Options every ledger takes. */
+export interface LedgerOptions {
+  /** Confirmed entries older than this many days are deleted by `prune`. `Infinity` keeps them forever. */
+  retentionDays: number;
+  /**
+   * A reservation older than this (milliseconds) is stale: it no longer blocks anybody and `prune`
+   * deletes it. It exists so that a gateway that crashed between reserve and confirm/release does
+   * not block a person forever. It must exceed the longest upstream request.
+   * Default {@link DEFAULT_RESERVATION_TTL_MS}.
+   */
+  reservationTtlMs?: number;
+}
+
+/** Default stale-reservation TTL: 10 minutes, far above any upstream timeout the gateway allows. */
+export const DEFAULT_RESERVATION_TTL_MS = 10 * 60 * 1000;
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The pluggable store of history-based separation of duties.
+ *
+ * A principal `sub` may perform duty D on key K of constraint C unless the ledger holds an entry
+ * (confirmed, or a live reservation) for (C, K) by the same `sub` for a different duty of C.
+ * Repeating the same duty is allowed. The gateway reserves before forwarding, confirms when the
+ * upstream answered 2xx, and releases otherwise (see {@link settleReservation}).
+ *
+ * @example
+ * const r = await ledger.reserve({ checks: decision.separations, duty: "approve_change", sub: "bob", at: Date.now() });
+ * if (!r.ok) return deny(describeConflict(r.conflict, "approve_change", { param: r.check.param, hideDetails }));
+ * const res = await forward();
+ * await settleReservation(ledger, r.reservation, res.status);
+ */
+export interface DutyLedger {
+  /**
+   * Checks every constraint and, when none is broken, records a pending reservation for each,
+   * atomically: two concurrent reserves by one `sub` for two different duties of the same
+   * (constraint, key) never both succeed, also across processes sharing one store.
+   */
+  reserve(request: ReserveRequest): Promise<ReserveResult>;
+  /** Turns the reservation into confirmed facts. Idempotent; records the facts even when the reservation was already pruned as stale (the action did happen). */
+  confirm(reservation: Reservation): Promise<void>;
+  /** Drops the reservation without a trace. Idempotent; never removes confirmed facts. */
+  release(reservation: Reservation): Promise<void>;
+  /** Read-only: the facts `reserve` would consult for `sub` (confirmed entries and live reservations as of `at`, default now). */
+  lookup(checks: readonly SeparationCheck[], sub: string, at?: number): Promise<LedgerFact[]>;
+  /** Deletes confirmed entries older than `retentionDays` and reservations older than the TTL, as of `now`. Returns how many entries went. */
+  prune(now: number): Promise<number>;
+  /** Number of entries held (confirmed and pending), for a metric. */
+  size(): Promise<number>;
+  /** Releases the store; any later call fails with `LEDGER_CLOSED`. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options after validation, with defaults applied. */
+export interface ResolvedLedgerOptions {
+  retentionMs: number;
+  reservationTtlMs: number;
+}
+
+/** Validates ledger options; throws `LEDGER_BAD_OPTIONS` for a value no store could honour. */
+export function resolveLedgerOptions(options: LedgerOptions): ResolvedLedgerOptions {
+  const { retentionDays } = options;
+  const reservationTtlMs = options.reservationTtlMs ?? DEFAULT_RESERVATION_TTL_MS;
+  if (typeof retentionDays !== "number" || Number.isNaN(retentionDays) || retentionDays <= 0) {
+    throw new GatewayError("LEDGER_BAD_OPTIONS", `retentionDays must be a positive number of days, got \`${String(retentionDays)}\``);
+  }
+  if (!Number.isFinite(reservationTtlMs) || reservationTtlMs <= 0) {
+    throw new GatewayError("LEDGER_BAD_OPTIONS", `reservationTtlMs must be a positive number of milliseconds, got \`${String(reservationTtlMs)}\``);
+  }
+  return { retentionMs: retentionDays * DAY_MS, reservationTtlMs };
+}
+
+/** Throws `LEDGER_DUTY_NOT_IN_CONSTRAINT` when a check does not name the duty: a wiring mistake, never a deny. */
+export function assertDutyInChecks(checks: readonly SeparationCheck[], duty: string): void {
+  for (const check of checks) {
+    if (!check.duties.includes(duty)) {
+      throw new GatewayError(
+        "LEDGER_DUTY_NOT_IN_CONSTRAINT",
+        `duty \`${duty}\` is not one of the duties of \`${check.constraint}\` (${check.duties.join(", ")})`,
+        { constraint: check.constraint, duty },
+      );
+    }
+  }
+}
+
+/** The error every call on a closed ledger throws. */
+export function ledgerClosedError(): GatewayError {
+  return new GatewayError("LEDGER_CLOSED", "the duty ledger is closed");
+}
+
+/**
+ * Settles a reservation by the upstream's answer: confirm on 2xx, release otherwise (including
+ * `null` when the upstream could not be reached). Facts are recorded on success only.
+ */
+export async function settleReservation(ledger: DutyLedger, reservation: Reservation, upstreamStatus: number | null): Promise<"confirmed" | "released"> {
+  if (upstreamStatus !== null && upstreamStatus >= 200 && upstreamStatus < 300) {
+    await ledger.confirm(reservation);
+    return "confirmed";
+  }
+  await ledger.release(reservation);
+  return "released";
+}
+
+/** A running periodic prune; `stop()` ends it. */
+export interface PruneSchedule {
+  stop(): void;
+}
+
+/**
+ * Prunes `ledger` every `everyMs` (default one hour) off the request path. The timer does not keep
+ * the process alive; errors go to `onError` and never stop the schedule.
+ */
+export function schedulePrune(
+  ledger: DutyLedger,
+  options: { everyMs?: number; now?: () => number; onPruned?: (removed: number) => void; onError?: (error: unknown) => void } = {},
+): PruneSchedule {
+  const everyMs = options.everyMs ?? 3_600_000;
+  const now = options.now ?? Date.now;
+  let running = false;
+  const timer = setInterval(() => {
+    // A slow prune (a huge first run) must not overlap the next one.
+    if (running) return;
+    running = true;
+    ledger.prune(now()).then(
+      (removed) => options.onPruned?.(removed),
+      (error) => options.onError?.(error),
+    ).finally(() => { running = false; });
+  }, everyMs);
+  (timer as { unref?: () => void }).unref?.();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,16 @@
+// The duty ledger of history-based separation of duties: the store contract, its SQLite and
+// in-memory implementations, and the deny message. The gateway imports the ledger only from here.
+export {
+  DEFAULT_RESERVATION_TTL_MS,
+  schedulePrune,
+  settleReservation,
+  type DutyLedger,
+  type LedgerOptions,
+  type PruneSchedule,
+  type Reservation,
+  type ReserveRequest,
+  type ReserveResult,
+} from "./ledger.ts";
+export { MemoryDutyLedger } from "./memory.ts";
+export { LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
+export { describeConflict, type DescribeConflictOptions } from "./describe.ts";

@@ -1,0 +1,270 @@
+// The embedded duty ledger: one SQLite file in the state directory. Check-and-insert runs inside
+// one `BEGIN IMMEDIATE` transaction, which takes SQLite's write lock before reading, so two
+// gateway processes sharing the file (on one VM) serialise their reserves and can never both
+// pass the same person for two duties. https://www.sqlite.org/lang_transaction.html
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
+import { GatewayError } from "../errors.ts";
+import {
+  assertDutyInChecks,
+  ledgerClosedError,
+  resolveLedgerOptions,
+  type DutyLedger,
+  type LedgerOptions,
+  type Reservation,
+  type ReserveRequest,
+  type ReserveResult,
+  type ResolvedLedgerOptions,
+} from "./ledger.ts";
+import { openSqlDatabase, type SqlDatabase, type SqlRow, type SqlStatement } from "./sqlite-driver.ts";
+
+/** The schema this code writes; `PRAGMA user_version` of a ledger file. */
+export const LEDGER_SCHEMA_VERSION = 1;
+
+/** How long a write waits for another process's transaction before failing with `LEDGER_BUSY`. */
+const BUSY_TIMEOUT_MS = 5000;
+
+// One row per (constraint, key) and person-duty. `reservation` is the reservation id while the
+// request is in flight and NULL once confirmed; at most one confirmed row per
+// (constraint, key, sub, duty) exists, so repeating a duty does not grow the table.
+const SCHEMA_V1 = [
+  `CREATE TABLE IF NOT EXISTS duty_entries (
+     id INTEGER PRIMARY KEY,
+     constraint_id TEXT NOT NULL,
+     key TEXT NOT NULL,
+     sub TEXT NOT NULL,
+     duty TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     reservation TEXT
+   )`,
+  // Every reserve and lookup asks for one person's entries on one (constraint, key).
+  `CREATE INDEX IF NOT EXISTS duty_entries_by_key ON duty_entries (constraint_id, key, sub)`,
+  `CREATE INDEX IF NOT EXISTS duty_entries_pending ON duty_entries (reservation) WHERE reservation IS NOT NULL`,
+  // Prune deletes by age; without this it would scan the whole table under the write lock.
+  `CREATE INDEX IF NOT EXISTS duty_entries_by_time ON duty_entries (at)`,
+];
+
+/** Options of {@link openSqliteLedger}. */
+export interface SqliteLedgerOptions extends LedgerOptions {
+  /** The SQLite file (created with mode 0600 when missing, parent directories too); `:memory:` for a private in-memory database. */
+  path: string;
+}
+
+/**
+ * Opens (creating or migrating) the SQLite duty ledger at `path`: WAL journal, `synchronous=NORMAL`,
+ * a busy timeout for sharing the file between processes. Uses bun:sqlite under Bun and node:sqlite
+ * under Deno. Fails with `LEDGER_OPEN_FAILED` or `LEDGER_SCHEMA_TOO_NEW`.
+ *
+ * @example
+ * const ledger = await openSqliteLedger({ path: "state/ledger.sqlite", retentionDays: 400 });
+ */
+export async function openSqliteLedger(options: SqliteLedgerOptions): Promise<SqliteDutyLedger> {
+  const resolved = resolveLedgerOptions(options);
+  const { path } = options;
+  let db: SqlDatabase | undefined;
+  try {
+    if (path !== ":memory:") createPrivateFile(path);
+    db = await openSqlDatabase(path);
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    if (path !== ":memory:") db.exec("PRAGMA journal_mode = WAL");
+    // In WAL mode NORMAL never corrupts; a power cut may lose the last commits (not the file).
+    db.exec("PRAGMA synchronous = NORMAL");
+    migrate(db, path);
+  } catch (error) {
+    try { db?.close(); } catch { /* already failing */ }
+    if (error instanceof GatewayError) throw error;
+    throw new GatewayError("LEDGER_OPEN_FAILED", `cannot open the duty ledger \`${path}\`: ${messageOf(error)}`, { path });
+  }
+  return new SqliteDutyLedger(db, path, resolved);
+}
+
+function createPrivateFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  // Opening for append creates the file with mode 0600 and never truncates an existing one;
+  // SQLite gives its -wal and -shm files the same mode.
+  closeSync(openSync(path, "a", 0o600));
+}
+
+function migrate(db: SqlDatabase, path: string): void {
+  const readVersion = () => Number(db.prepare("PRAGMA user_version").get()?.user_version ?? 0);
+  const version = readVersion();
+  if (version === LEDGER_SCHEMA_VERSION) return;
+  if (version > LEDGER_SCHEMA_VERSION) {
+    throw new GatewayError(
+      "LEDGER_SCHEMA_TOO_NEW",
+      `the duty ledger \`${path}\` has schema version ${version}, this gateway knows up to ${LEDGER_SCHEMA_VERSION}`,
+      { path, version },
+    );
+  }
+  // Another process may be creating the schema right now: take the write lock, then look again.
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    if (readVersion() === 0) {
+      for (const sql of SCHEMA_V1) db.exec(sql);
+      db.exec(`PRAGMA user_version = ${LEDGER_SCHEMA_VERSION}`);
+    }
+    db.exec("COMMIT");
+  } catch (error) {
+    try { db.exec("ROLLBACK"); } catch { /* no transaction left */ }
+    throw error;
+  }
+}
+
+interface EntryRow extends SqlRow {
+  duty: string;
+  sub: string;
+  at: number;
+}
+
+/** The duty ledger in one SQLite file. Open it with {@link openSqliteLedger}. */
+export class SqliteDutyLedger implements DutyLedger {
+  /** The file, as opened. */
+  readonly path: string;
+  readonly #db: SqlDatabase;
+  readonly #options: ResolvedLedgerOptions;
+  #closed = false;
+  readonly #sql: Record<
+    "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "pruneConfirmed" | "prunePending" | "count",
+    SqlStatement
+  >;
+
+  /** @internal use {@link openSqliteLedger} */
+  constructor(db: SqlDatabase, path: string, options: ResolvedLedgerOptions) {
+    this.#db = db;
+    this.path = path;
+    this.#options = options;
+    const p = (sql: string) => db.prepare(sql);
+    this.#sql = {
+      begin: p("BEGIN IMMEDIATE"),
+      commit: p("COMMIT"),
+      rollback: p("ROLLBACK"),
+      facts: p(
+        `SELECT duty, sub, at FROM duty_entries
+          WHERE constraint_id = ? AND key = ? AND sub = ? AND (reservation IS NULL OR at >= ?)
+          ORDER BY at, id`,
+      ),
+      insert: p("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, ?, ?, ?, ?, ?)"),
+      dropReservation: p("DELETE FROM duty_entries WHERE reservation = ?"),
+      touchConfirmed: p(
+        `UPDATE duty_entries SET at = max(at, ?)
+          WHERE constraint_id = ? AND key = ? AND sub = ? AND duty = ? AND reservation IS NULL`,
+      ),
+      pruneConfirmed: p("DELETE FROM duty_entries WHERE reservation IS NULL AND at < ?"),
+      prunePending: p("DELETE FROM duty_entries WHERE reservation IS NOT NULL AND at < ?"),
+      count: p("SELECT count(*) AS n FROM duty_entries"),
+    };
+  }
+
+  /** Which SQLite driver is underneath (`bun:sqlite` or `node:sqlite`). */
+  get driver(): SqlDatabase["driver"] {
+    return this.#db.driver;
+  }
+
+  async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    this.#open();
+    assertDutyInChecks(request.checks, request.duty);
+    return this.#transaction((): ReserveResult => {
+      const facts: LedgerFact[] = [];
+      for (const check of request.checks) {
+        const found = this.#factsFor(check, request.sub, request.at);
+        facts.push(...found);
+        const conflict = found.find((f) => f.duty !== request.duty);
+        if (conflict) return { ok: false, conflict, check, facts };
+      }
+      const reservation: Reservation = { id: crypto.randomUUID(), duty: request.duty, sub: request.sub, at: request.at, checks: [...request.checks] };
+      for (const check of request.checks) {
+        this.#sql.insert.run(check.constraint, check.key, request.sub, request.duty, request.at, reservation.id);
+      }
+      return { ok: true, reservation, facts };
+    });
+  }
+
+  async confirm(reservation: Reservation): Promise<void> {
+    this.#open();
+    if (reservation.checks.length === 0) return;
+    this.#transaction(() => {
+      this.#sql.dropReservation.run(reservation.id);
+      for (const check of reservation.checks) {
+        // Keep one confirmed row per person-duty, carrying the latest time (retention counts from it).
+        const { changes } = this.#sql.touchConfirmed.run(reservation.at, check.constraint, check.key, reservation.sub, reservation.duty);
+        if (changes === 0) this.#sql.insert.run(check.constraint, check.key, reservation.sub, reservation.duty, reservation.at, null);
+      }
+    });
+  }
+
+  async release(reservation: Reservation): Promise<void> {
+    this.#open();
+    if (reservation.checks.length === 0) return;
+    // One statement is its own transaction.
+    this.#guard(() => this.#sql.dropReservation.run(reservation.id));
+  }
+
+  async lookup(checks: readonly SeparationCheck[], sub: string, at: number = Date.now()): Promise<LedgerFact[]> {
+    this.#open();
+    return this.#guard(() => checks.flatMap((check) => this.#factsFor(check, sub, at)));
+  }
+
+  async prune(now: number): Promise<number> {
+    this.#open();
+    return this.#transaction(() => {
+      let removed = 0;
+      // An infinite retention keeps confirmed entries; SQLite has no binding for -Infinity.
+      if (Number.isFinite(this.#options.retentionMs)) removed += this.#sql.pruneConfirmed.run(now - this.#options.retentionMs).changes;
+      removed += this.#sql.prunePending.run(now - this.#options.reservationTtlMs).changes;
+      return removed;
+    });
+  }
+
+  async size(): Promise<number> {
+    this.#open();
+    return this.#guard(() => Number(this.#sql.count.get()?.n ?? 0));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  #open(): void {
+    if (this.#closed) throw ledgerClosedError();
+  }
+
+  #factsFor(check: SeparationCheck, sub: string, at: number): LedgerFact[] {
+    const rows = this.#sql.facts.all(check.constraint, check.key, sub, at - this.#options.reservationTtlMs) as EntryRow[];
+    return rows.map((r) => ({ constraint: check.constraint, key: check.key, duty: r.duty, sub: r.sub, at: Number(r.at) }));
+  }
+
+  #transaction<T>(body: () => T): T {
+    return this.#guard(() => {
+      this.#sql.begin.run();
+      try {
+        const result = body();
+        this.#sql.commit.run();
+        return result;
+      } catch (error) {
+        try { this.#sql.rollback.run(); } catch { /* the transaction is already gone */ }
+        throw error;
+      }
+    });
+  }
+
+  /** Turns driver errors into coded ones; a ledger that cannot answer must deny, never allow. */
+  #guard<T>(body: () => T): T {
+    try {
+      return body();
+    } catch (error) {
+      if (error instanceof GatewayError) throw error;
+      const message = messageOf(error);
+      if (/SQLITE_BUSY|database is locked/i.test(message) || (error as { code?: unknown }).code === "SQLITE_BUSY") {
+        throw new GatewayError("LEDGER_BUSY", `the duty ledger \`${this.path}\` stayed locked by another process for ${BUSY_TIMEOUT_MS} ms`, { path: this.path });
+      }
+      throw new GatewayError("LEDGER_STORE_FAILED", `the duty ledger \`${this.path}\` failed: ${message}`, { path: this.path });
+    }
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
