@@ -22,8 +22,8 @@ import { openSqlDatabase, type SqlDatabase, type SqlRow, type SqlStatement } fro
 /** The schema this code writes; `PRAGMA user_version` of a ledger file. */
 export const LEDGER_SCHEMA_VERSION = 1;
 
-/** How long a write waits for another process's transaction before failing with `LEDGER_BUSY`. */
-const BUSY_TIMEOUT_MS = 5000;
+/** Default wait for another process's transaction before failing with `LEDGER_BUSY`. */
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 // One row per (constraint, key) and person-duty. `reservation` is the reservation id while the
 // request is in flight and NULL once confirmed; at most one confirmed row per
@@ -49,6 +49,8 @@ const SCHEMA_V1 = [
 export interface SqliteLedgerOptions extends LedgerOptions {
   /** The SQLite file (created with mode 0600 when missing, parent directories too); `:memory:` for a private in-memory database. */
   path: string;
+  /** How long a call waits for another process holding the write lock before `LEDGER_BUSY`. Default 5000 ms. */
+  busyTimeoutMs?: number;
 }
 
 /**
@@ -62,11 +64,15 @@ export interface SqliteLedgerOptions extends LedgerOptions {
 export async function openSqliteLedger(options: SqliteLedgerOptions): Promise<SqliteDutyLedger> {
   const resolved = resolveLedgerOptions(options);
   const { path } = options;
+  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+    throw new GatewayError("LEDGER_BAD_OPTIONS", `busyTimeoutMs must be a whole number of milliseconds, got \`${String(busyTimeoutMs)}\``);
+  }
   let db: SqlDatabase | undefined;
   try {
     if (path !== ":memory:") createPrivateFile(path);
     db = await openSqlDatabase(path);
-    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
     if (path !== ":memory:") db.exec("PRAGMA journal_mode = WAL");
     // In WAL mode NORMAL never corrupts; a power cut may lose the last commits (not the file).
     db.exec("PRAGMA synchronous = NORMAL");
@@ -76,7 +82,7 @@ export async function openSqliteLedger(options: SqliteLedgerOptions): Promise<Sq
     if (error instanceof GatewayError) throw error;
     throw new GatewayError("LEDGER_OPEN_FAILED", `cannot open the duty ledger \`${path}\`: ${messageOf(error)}`, { path });
   }
-  return new SqliteDutyLedger(db, path, resolved);
+  return new SqliteDutyLedger(db, path, resolved, busyTimeoutMs);
 }
 
 function createPrivateFile(path: string): void {
@@ -123,6 +129,7 @@ export class SqliteDutyLedger implements DutyLedger {
   readonly path: string;
   readonly #db: SqlDatabase;
   readonly #options: ResolvedLedgerOptions;
+  readonly #busyTimeoutMs: number;
   #closed = false;
   readonly #sql: Record<
     "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "pruneConfirmed" | "prunePending" | "count",
@@ -130,8 +137,9 @@ export class SqliteDutyLedger implements DutyLedger {
   >;
 
   /** @internal use {@link openSqliteLedger} */
-  constructor(db: SqlDatabase, path: string, options: ResolvedLedgerOptions) {
+  constructor(db: SqlDatabase, path: string, options: ResolvedLedgerOptions, busyTimeoutMs: number) {
     this.#db = db;
+    this.#busyTimeoutMs = busyTimeoutMs;
     this.path = path;
     this.#options = options;
     const p = (sql: string) => db.prepare(sql);
@@ -258,7 +266,7 @@ export class SqliteDutyLedger implements DutyLedger {
       if (error instanceof GatewayError) throw error;
       const message = messageOf(error);
       if (/SQLITE_BUSY|database is locked/i.test(message) || (error as { code?: unknown }).code === "SQLITE_BUSY") {
-        throw new GatewayError("LEDGER_BUSY", `the duty ledger \`${this.path}\` stayed locked by another process for ${BUSY_TIMEOUT_MS} ms`, { path: this.path });
+        throw new GatewayError("LEDGER_BUSY", `the duty ledger \`${this.path}\` stayed locked by another process for ${this.#busyTimeoutMs} ms`, { path: this.path });
       }
       throw new GatewayError("LEDGER_STORE_FAILED", `the duty ledger \`${this.path}\` failed: ${message}`, { path: this.path });
     }

@@ -1,0 +1,138 @@
+import { Database } from "bun:sqlite";
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GatewayError } from "../errors.ts";
+import type { DutyLedger } from "./ledger.ts";
+import { runDutyLedgerConformance } from "./ledger.case.ts";
+import { LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger } from "./sqlite.ts";
+
+const root = mkdtempSync(join(tmpdir(), "dutygate-ledger-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let files = 0;
+const freshPath = () => join(root, `case-${++files}`, "ledger.sqlite");
+
+runDutyLedgerConformance("sqlite", {
+  open: (options) => openSqliteLedger({ path: freshPath(), ...options }),
+  reopen: async (ledger, options) => {
+    const { path } = ledger as SqliteDutyLedger;
+    await ledger.close();
+    return openSqliteLedger({ path, ...options });
+  },
+});
+
+runDutyLedgerConformance("sqlite :memory:", {
+  open: (options) => openSqliteLedger({ path: ":memory:", ...options }),
+});
+
+async function codeOf(promise: Promise<unknown>): Promise<string | null> {
+  const error = await promise.then(() => null, (e: unknown) => e);
+  return error instanceof GatewayError ? error.code : null;
+}
+
+const CHECK = { constraint: "separate:changes.duty:20:1", param: "change", key: "42", duties: ["submit_change", "approve_change"] };
+
+describe("SqliteDutyLedger file", () => {
+  test("creates its directory and a private file in WAL mode with the current schema version", async () => {
+    const path = freshPath();
+    const ledger = await openSqliteLedger({ path, retentionDays: 30 });
+    expect(ledger.driver).toBe("bun:sqlite");
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const peek = new Database(path, { readonly: true });
+    try {
+      expect(peek.query("PRAGMA journal_mode").get()).toEqual({ journal_mode: "wal" });
+      expect(peek.query("PRAGMA user_version").get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION });
+      const indexes = peek.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'duty_entries'").all() as Array<{ name: string }>;
+      expect(indexes.map((i) => i.name)).toContain("duty_entries_by_key");
+    } finally {
+      peek.close();
+      await ledger.close();
+    }
+  });
+
+  test("refuses a file written by a newer schema with LEDGER_SCHEMA_TOO_NEW", async () => {
+    const path = freshPath();
+    await (await openSqliteLedger({ path, retentionDays: 30 })).close();
+    const db = new Database(path);
+    db.run("PRAGMA user_version = 99");
+    db.close();
+    expect(await codeOf(openSqliteLedger({ path, retentionDays: 30 }))).toBe("LEDGER_SCHEMA_TOO_NEW");
+  });
+
+  test("refuses a file that is not a database with LEDGER_OPEN_FAILED", async () => {
+    const path = join(root, "not-a-ledger.sqlite");
+    writeFileSync(path, "this is a policy file, not a ledger\n".repeat(200));
+    expect(await codeOf(openSqliteLedger({ path, retentionDays: 30 }))).toBe("LEDGER_OPEN_FAILED");
+  });
+
+  test("a write lock held by another process too long fails with LEDGER_BUSY (deny, never allow)", async () => {
+    const path = freshPath();
+    const ledger = await openSqliteLedger({ path, retentionDays: 30, busyTimeoutMs: 50 });
+    const other = new Database(path);
+    other.run("BEGIN IMMEDIATE");
+    try {
+      expect(await codeOf(ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 }))).toBe("LEDGER_BUSY");
+    } finally {
+      other.run("ROLLBACK");
+      other.close();
+    }
+    // The failed reserve left no open transaction behind: the ledger works once the lock is gone.
+    expect((await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 })).ok).toBe(true);
+    await ledger.close();
+  });
+
+  test("refuses a negative busy timeout with LEDGER_BAD_OPTIONS", async () => {
+    expect(await codeOf(openSqliteLedger({ path: freshPath(), retentionDays: 30, busyTimeoutMs: -1 }))).toBe("LEDGER_BAD_OPTIONS");
+  });
+
+  test("two connections to one file see each other's reservations", async () => {
+    const path = freshPath();
+    const a: DutyLedger = await openSqliteLedger({ path, retentionDays: 30 });
+    const b: DutyLedger = await openSqliteLedger({ path, retentionDays: 30 });
+    const first = await a.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 });
+    expect(first.ok).toBe(true);
+    expect((await b.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 2 })).ok).toBe(false);
+    if (first.ok) await a.release(first.reservation);
+    expect((await b.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 3 })).ok).toBe(true);
+    await a.close();
+    await b.close();
+  });
+});
+
+describe("SqliteDutyLedger across processes", () => {
+  test("two processes racing one person for two duties on the same keys: never both win a key", async () => {
+    const path = freshPath();
+    // Create the schema first so the race is about reserves, not about creating the file.
+    await (await openSqliteLedger({ path, retentionDays: 30 })).close();
+    const startFile = join(root, `start-${files}`);
+    const worker = join(import.meta.dir, "testdata", "reserve-race.ts");
+    const duties = ["submit_change", "approve_change"];
+    const racers = duties.map((duty) =>
+      Bun.spawn([process.execPath, worker, path, startFile, duty, "alice", "300"], { stdout: "pipe", stderr: "pipe" }));
+    const killer = setTimeout(() => racers.forEach((r) => r.kill()), 25_000);
+    try {
+      // Start both at one common instant once both are ready, so they hit each key together.
+      for (let i = 0; i < 2000 && !duties.every((d) => existsSync(`${startFile}.${d}.ready`)); i++) await Bun.sleep(10);
+      writeFileSync(startFile, String(Date.now() + 50));
+      const outputs = await Promise.all(racers.map(async (r) => {
+        const [out, err, exitCode] = await Promise.all([new Response(r.stdout).text(), new Response(r.stderr).text(), r.exited]);
+        expect({ exitCode, err }).toEqual({ exitCode: 0, err: "" });
+        return JSON.parse(out) as { won: number[]; attempted: number[] };
+      }));
+      const [a, b] = outputs as [typeof outputs[0], typeof outputs[0]];
+      const contested = a.attempted.filter((key) => b.attempted.includes(key));
+      expect(contested.length).toBeGreaterThan(0);
+      // The first reserve on a fresh key always wins, so every attempted key has exactly one winning duty.
+      const attempted = new Set([...a.attempted, ...b.attempted]);
+      const bothWon = a.won.filter((key) => b.won.includes(key));
+      expect(bothWon).toEqual([]);
+      expect(new Set([...a.won, ...b.won]).size).toBe(attempted.size);
+      const ledger = await openSqliteLedger({ path, retentionDays: 30 });
+      expect(await ledger.size()).toBe(attempted.size);
+      await ledger.close();
+    } finally {
+      clearTimeout(killer);
+    }
+  });
+});
