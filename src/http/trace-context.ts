@@ -1,0 +1,57 @@
+// W3C Trace Context (https://www.w3.org/TR/trace-context/): the gateway does not record spans,
+// so a valid incoming context is passed on unchanged (§3.2 "forward unchanged" for
+// non-participating intermediaries) and a missing or invalid one is replaced by a new trace.
+
+export interface TraceContext {
+  traceparent: string;
+  /** Passed on only together with the valid traceparent it came with. */
+  tracestate: string | null;
+  traceId: string;
+  /** True when this context was started by the gateway. */
+  started: boolean;
+}
+
+// version "00": exactly 55 characters. Later versions may append "-…" fields (§3.2.4).
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+const ZERO_TRACE = "0".repeat(32);
+const ZERO_SPAN = "0".repeat(16);
+/** Longest tracestate passed on (the spec asks vendors to propagate at least 512 characters). */
+const MAX_TRACESTATE = 512;
+
+function randomHex(bytes: number): string {
+  const buf = crypto.getRandomValues(new Uint8Array(bytes));
+  let out = "";
+  for (const b of buf) out += (b < 16 ? "0" : "") + b.toString(16);
+  return out;
+}
+
+/** Parses a `traceparent` header; null when it is invalid (§3.2.2). */
+export function parseTraceparent(value: string): { version: string; traceId: string; parentId: string; flags: string } | null {
+  const m = TRACEPARENT.exec(value.trim());
+  if (!m) return null;
+  const [, version, traceId, parentId, flags, rest] = m as unknown as [string, string, string, string, string, string | undefined];
+  if (version === "ff") return null;
+  if (version === "00" && rest !== undefined) return null;
+  if (traceId === ZERO_TRACE || parentId === ZERO_SPAN) return null;
+  return { version, traceId, parentId, flags };
+}
+
+/**
+ * The trace context to send upstream: the caller's when valid, else a new one
+ * (`00-<random trace id>-<random parent id>-00`, not sampled).
+ */
+export function traceContextFor(headers: Headers): TraceContext {
+  const incoming = headers.get("traceparent");
+  const parsed = incoming === null ? null : parseTraceparent(incoming);
+  if (incoming !== null && parsed) {
+    const state = headers.get("tracestate");
+    return {
+      traceparent: incoming.trim(),
+      tracestate: state !== null && state.length <= MAX_TRACESTATE ? state : null,
+      traceId: parsed.traceId,
+      started: false,
+    };
+  }
+  const traceId = randomHex(16);
+  return { traceparent: `00-${traceId}-${randomHex(8)}-00`, tracestate: null, traceId, started: true };
+}
