@@ -1,0 +1,21 @@
+// Signed policy bundles: listing, manifests, signing, verification, rollback protection and
+// directory watching. The gateway's loader and CLI import bundles only from here.
+export { BundleCodes, formatBundleProblem } from "./problems.ts";
+export type { BundleProblem, BundleProblemCode } from "./problems.ts";
+export { MANIFEST_FILE_NAME, listBundlePaths, readBundleFiles, sha256Hex } from "./files.ts";
+export type { BundleFile, BundleFilesRead } from "./files.ts";
+export { MANIFEST_ALGORITHMS, MANIFEST_FORMAT, MANIFEST_JWS_TYPE, parseManifest, readManifestFile } from "./manifest.ts";
+export type { ManifestAlgorithm, ManifestPayload, ManifestFileEntry, SignedManifest, ParsedManifest, ManifestRead } from "./manifest.ts";
+export { generateSigningKey, importSigningKey, readSigningKeyFile, parseTrustedKeySet, readTrustedKeysFile } from "./keys.ts";
+export type { SigningKey, SigningKeyPair } from "./keys.ts";
+export { signBundle } from "./sign.ts";
+export type { SignBundleOptions, SignBundleResult } from "./sign.ts";
+export { verifyBundle, readUnsignedBundle, unsignedBundleDigest } from "./verify.ts";
+export type { BundleVerification, VerifiedBundle, VerifyBundleOptions } from "./verify.ts";
+export { FileRevisionStore, MemoryRevisionStore, checkRollback, REVISION_STATE_FILE } from "./revisions.ts";
+export type { RevisionStore, AcceptedRevision } from "./revisions.ts";
+export { watchPolicyDirectory } from "./watch.ts";
+export type { PolicyDirectoryWatch, WatchPolicyDirectoryOptions } from "./watch.ts";
+export { runKeygen, runSign, runVerify, BundleExitCode, TRUSTED_KEYS_FILE_NAME } from "./cli.ts";
+export type { CliIo, KeygenParams, SignParams, VerifyParams } from "./cli.ts";
+export { signBundleForTest } from "./testing.ts";
