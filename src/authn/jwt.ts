@@ -77,6 +77,9 @@ export const SUPPORTED_ALGORITHMS: readonly string[] = [
 
 const isHmac = (alg: string) => alg.startsWith("HS");
 
+/** Cache entries of HMAC tokens carry this generation: no key set can make them stale. */
+const HMAC_GENERATION = -2;
+
 // RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 const HMAC_MIN_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
 
@@ -186,16 +189,30 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
   let verifications = 0;
   let cacheHits = 0;
 
-  async function verifyToken(token: string, issuer: Issuer, keySet: IssuerKeySet | null): Promise<{ ok: true; payload: JWTPayload } | AuthnFailure> {
+  /**
+   * Verifies signature and registered claims. `keySetGeneration` is the generation of the key set
+   * the key came from, or -1 when that is uncertain (the keys changed while resolving): such a
+   * result is not cached.
+   */
+  async function verifyToken(token: string, issuer: Issuer, keySet: IssuerKeySet | null): Promise<{ ok: true; payload: JWTPayload; keySetGeneration: number } | AuthnFailure> {
+    let keySetGeneration = -1;
     const getKey = async (header: JWSHeaderParameters, input: FlattenedJWSInput): Promise<CryptoKey | Uint8Array> => {
       // The allow-list was checked before; HMAC keys never come from a JWKS (jose refuses those too).
-      if (isHmac(String(header.alg))) return issuer.hmacKey!;
-      return keySet!.resolve(header, input);
+      if (keySet === null) return issuer.hmacKey!;
+      const before = keySet.generation;
+      try {
+        return await keySet.resolve(header, input);
+      } finally {
+        const after = keySet.generation;
+        // Unchanged, or the very first load happened during this call: the keys are of `after`.
+        if (before === after || (before === 0 && after === 1)) keySetGeneration = after;
+      }
     };
     const verifyOptions = { ...issuer.verifyOptions, currentDate: new Date(settings.now()) };
     verifications++;
     try {
-      return { ok: true, payload: (await jwtVerify(token, getKey, verifyOptions)).payload };
+      const { payload } = await jwtVerify(token, getKey, verifyOptions);
+      return { ok: true, payload, keySetGeneration };
     } catch (err) {
       if (!isMultipleMatchingKeys(err)) return failureFromJoseError(err);
       // Several keys match (no `kid`, or a shared one): the token is valid if one of them verifies it.
@@ -204,7 +221,8 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
       for await (const key of err) {
         if (++tried > 8) break;
         try {
-          return { ok: true, payload: (await jwtVerify(token, key, verifyOptions)).payload };
+          const { payload } = await jwtVerify(token, key, verifyOptions);
+          return { ok: true, payload, keySetGeneration };
         } catch (e) {
           last = e;
         }
@@ -227,7 +245,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
           cache.delete(cacheKey);
           return authnFailure("AUTHN_TOKEN_EXPIRED", "token expired");
         }
-        const stale = hit.keySetGeneration >= 0 && hitIssuer?.keySet != null && hitIssuer.keySet.generation !== hit.keySetGeneration;
+        const stale = hit.keySetGeneration !== HMAC_GENERATION && hitIssuer?.keySet != null && hitIssuer.keySet.generation !== hit.keySetGeneration;
         if (!stale) {
           cacheHits++;
           return { ok: true, principal: hit.principal, issuer: hit.issuer, method: "jwt", expiresAt: hit.expiresAt };
@@ -254,8 +272,6 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     }
 
     const keySet = isHmac(alg) ? null : issuer.keySet;
-    // Read before verifying: if the keys change while we verify, the entry is stale at once.
-    const keySetGeneration = keySet === null ? -1 : keySet.generation;
     const verified = await verifyToken(token, issuer, keySet);
     if (!verified.ok) return verified;
     const payload = verified.payload;
@@ -278,7 +294,9 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     if (!mapped.ok) return mapped;
 
     const expiresAt = exp * 1000;
-    if (cacheKey !== "") {
+    // HMAC tokens do not depend on a key set; key-set tokens of an uncertain generation are not cached.
+    const keySetGeneration = keySet === null ? HMAC_GENERATION : verified.keySetGeneration;
+    if (cacheKey !== "" && keySetGeneration !== -1) {
       cache.set(cacheKey, {
         principal: mapped.principal,
         issuer: issuer.config.issuer,
