@@ -1,3 +1,25 @@
-// The public face of the `.duty` language. The gateway (src/) imports the language only from here.
+// The public face of the `.duty` language. The gateway (src/) imports the language only from here;
+// the language imports nothing from the gateway.
+//
+// @example
+// const { policy, diagnostics } = loadPolicy([{ path: "policies/changes.duty", text }]);
+// if (policy) {
+//   const compiled = compilePolicy(policy);
+//   const decision = compiled.decide("operational", principal, request);
+//   decision.allow; decision.code; decision.decidedBy; decision.reasons;
+// }
 export type * from "./types.ts";
+export type { CheckedPolicy, CheckedDuty, CheckedGrant, CheckedForbid, CheckedExclusive, CheckedSeparation, TExpr, Segment } from "./typed_ast.ts";
+export type { PolicySource, LoadResult, ParseResult } from "./load.ts";
+export type { CompiledPolicy } from "./compile.ts";
+export type { CheckOptions } from "./check.ts";
+
+/** Parses and type-checks `.duty` sources as one policy (null policy when any error). */
+export { loadPolicy, parsePolicySource } from "./load.ts";
+/** Compiles a checked policy into routers and decision trees. */
+export { compilePolicy } from "./compile.ts";
+/** The slow, obviously-correct reference evaluator; the compiled tree must agree with it. */
+export { interpretDecision, interpretRoute } from "./interpret.ts";
+/** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */
+export { renderDiagnostic, renderGithubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";

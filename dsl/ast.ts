@@ -1,0 +1,55 @@
+// The untyped AST: declarations and expressions as written, every node with its source span.
+import type { Span } from "./types.ts";
+
+export interface Name {
+  text: string;
+  span: Span;
+}
+
+export type TypeRef =
+  | { kind: "named"; name: Name; span: Span }
+  | { kind: "set"; of: TypeRef; span: Span };
+
+export type BinaryOp = "==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "has" | "starts_with" | "ends_with" | "+" | "-" | "and" | "or";
+
+export type Expr =
+  | { kind: "string"; value: string; span: Span }
+  | { kind: "int"; value: number; span: Span }
+  | { kind: "bool"; value: boolean; span: Span }
+  | { kind: "duration"; text: string; span: Span }
+  | { kind: "datetime"; text: string; span: Span }
+  | { kind: "cidr"; text: string; span: Span }
+  | { kind: "ip"; text: string; span: Span }
+  | { kind: "set"; items: Expr[]; span: Span }
+  /** `head(arg)` — a typed literal such as `ip("::1")`. */
+  | { kind: "call"; fn: Name; arg: string; span: Span }
+  /** `head.member["key"].member` — resolved by the checker. */
+  | { kind: "ref"; head: Name; members: Array<{ name: string; quoted: boolean; span: Span }>; span: Span }
+  | { kind: "not"; operand: Expr; span: Span }
+  | { kind: "binary"; op: BinaryOp; opSpan: Span; left: Expr; right: Expr; span: Span };
+
+export interface PrincipalDecl { kind: "principal"; attrs: Array<{ name: Name; type: TypeRef }>; span: Span }
+export interface RoleDecl { kind: "role"; names: Name[]; span: Span }
+export interface EnumDecl { kind: "enum"; name: Name; values: Name[]; span: Span }
+export interface UpstreamDecl { kind: "upstream"; names: Name[]; span: Span }
+export interface DutyDecl {
+  kind: "duty";
+  name: Name;
+  method: Name;
+  pattern: Name;
+  upstream: Name;
+  channel: Name | null;
+  span: Span;
+}
+export interface GrantDecl { kind: "grant"; roles: Name[]; duty: Name; when: Expr | null; until: Name | null; span: Span }
+/** `duties` is null for `forbid *` (every duty). */
+export interface ForbidDecl { kind: "forbid"; duties: Name[] | null; when: Expr; span: Span }
+export interface ExclusiveDecl { kind: "exclusive"; atLeast: { value: number; span: Span } | null; roles: Name[]; span: Span }
+export interface SeparateDecl { kind: "separate"; duties: Name[]; param: Name; span: Span }
+
+export type Declaration = PrincipalDecl | RoleDecl | EnumDecl | UpstreamDecl | DutyDecl | GrantDecl | ForbidDecl | ExclusiveDecl | SeparateDecl;
+
+export interface PolicyFile {
+  file: string;
+  declarations: Declaration[];
+}

@@ -1,0 +1,612 @@
+// The type checker: resolves every name, types every expression, and finds the policy
+// mistakes a reviewer would miss (overlapping duties, grants that can never apply, expired
+// exceptions). It collects all diagnostics; a policy with an error yields no CheckedPolicy.
+import type { Declaration, Expr, Name, PolicyFile, TypeRef } from "./ast.ts";
+import { diagnostic, didYouMean, hasErrors } from "./diagnostics.ts";
+import { evaluate, isConstant } from "./evaluate.ts";
+import {
+  ruleId,
+  type CheckedDuty, type CheckedExclusive, type CheckedForbid, type CheckedGrant, type CheckedPolicy,
+  type CheckedSeparation, type Segment, type TExpr,
+} from "./typed_ast.ts";
+import type { Diagnostic, PrincipalSchema, Span, Type } from "./types.ts";
+import { parseCidr, parseDuration, parseIp, parseTime, typeToString } from "./values.ts";
+
+export interface CheckOptions {
+  /** "Now" for `until` checks, epoch ms. */
+  now?: number;
+  /** Days before an `until` date at which a warning is given. */
+  untilWarningDays?: number;
+}
+
+export interface CheckResult {
+  policy: CheckedPolicy | null;
+  diagnostics: Diagnostic[];
+}
+
+export const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+const CHANNELS = ["operational", "admin"] as const;
+const REQUEST_FIELDS = ["method", "path", "ip", "time", "header", "query", "param"] as const;
+const PRIMITIVES: Record<string, Type> = {
+  string: { kind: "string" }, int: { kind: "int" }, bool: { kind: "bool" }, ip: { kind: "ip" },
+  cidr: { kind: "cidr" }, time: { kind: "time" }, duration: { kind: "duration" },
+};
+const BOOL: Type = { kind: "bool" };
+const SEGMENT_TEXT = /^[A-Za-z0-9._~!$&'()+,;=@%-]+$/;
+
+export function sameType(a: Type, b: Type): boolean {
+  if (a.kind === "any" || b.kind === "any") return true;
+  if (a.kind !== b.kind) return false;
+  if (a.kind === "set" && b.kind === "set") return sameType(a.of, b.of);
+  if (a.kind === "enum" && b.kind === "enum") return a.name === b.name;
+  return true;
+}
+
+/** Parses a route pattern into segments, or says what is wrong with it. */
+export function parsePattern(pattern: string): { segments: Segment[] } | { error: string; help?: string } {
+  if (pattern === "/") return { segments: [] };
+  const parts = pattern.slice(1).split("/");
+  const segments: Segment[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    if (p === "*") {
+      if (i !== parts.length - 1) return { error: "`*` may only be the last segment of a route" };
+      segments.push({ kind: "wildcard" });
+    } else if (p.startsWith(":")) {
+      const name = p.slice(1);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return { error: `bad route param \`${p}\``, help: "params look like `:change`" };
+      if (seen.has(name)) return { error: `route param \`:${name}\` appears twice` };
+      seen.add(name);
+      segments.push({ kind: "param", name });
+    } else if (p === "" || p === "." || p === "..") {
+      return { error: `route \`${pattern}\` has an empty or dot segment`, help: "routes are matched against normalised paths: no `//`, `.` or `..`" };
+    } else if (!SEGMENT_TEXT.test(p)) {
+      return { error: `route segment \`${p}\` has characters that never appear in a normalised path` };
+    } else segments.push({ kind: "literal", text: p });
+  }
+  return { segments };
+}
+
+/** The shape of a route with param names erased: two duties of the same shape and method overlap. */
+export function routeShape(segments: readonly Segment[]): string {
+  return "/" + segments.map((s) => (s.kind === "literal" ? s.text : s.kind === "param" ? ":" : "*")).join("/");
+}
+
+interface Scope {
+  /** Route params that every duty the rule applies to has. */
+  params: ReadonlySet<string>;
+  paramHelp: readonly string[];
+}
+
+export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions = {}): CheckResult {
+  const now = options.now ?? Date.now();
+  const warnMs = (options.untilWarningDays ?? 14) * 86_400_000;
+  const diags: Diagnostic[] = [];
+  const err = (code: string, message: string, span: Span, help?: string) => diags.push(diagnostic(code, "error", message, span, help));
+  const warn = (code: string, message: string, span: Span, help?: string) => diags.push(diagnostic(code, "warning", message, span, help));
+  const all: Declaration[] = files.flatMap((f) => f.declarations);
+  const of = <K extends Declaration["kind"]>(kind: K) => all.filter((d): d is Extract<Declaration, { kind: K }> => d.kind === kind);
+
+  // --- enums and roles -------------------------------------------------------------------
+  const enums = new Map<string, string[]>();
+  const enumValueSpans = new Map<string, Span>();
+  const roleDecls = of("role");
+  if (roleDecls.length) enums.set("role", []);
+  for (const d of roleDecls) {
+    for (const n of d.names) {
+      if (enumValueSpans.has(`role.${n.text}`)) err("E_DUPLICATE_ROLE", `role \`${n.text}\` is declared twice`, n.span);
+      else {
+        enumValueSpans.set(`role.${n.text}`, n.span);
+        enums.get("role")!.push(n.text);
+      }
+    }
+  }
+  for (const d of of("enum")) {
+    if (d.name.text === "role" || enums.has(d.name.text) || d.name.text in PRIMITIVES) {
+      err("E_DUPLICATE_TYPE", `type \`${d.name.text}\` is already declared`, d.name.span, d.name.text === "role" ? "declare roles with `role a, b`" : undefined);
+      continue;
+    }
+    const values: string[] = [];
+    for (const v of d.values) {
+      if (values.includes(v.text)) err("E_DUPLICATE_ENUM_VALUE", `\`${v.text}\` appears twice in enum \`${d.name.text}\``, v.span);
+      else values.push(v.text);
+    }
+    enums.set(d.name.text, values);
+  }
+  const roles = enums.get("role") ?? [];
+  const roleSet = new Set(roles);
+  const enumType = (name: string): Type => ({ kind: "enum", name, values: enums.get(name)! });
+  const resolveRole = (n: Name): boolean => {
+    if (roleSet.has(n.text)) return true;
+    err("E_UNKNOWN_ROLE", `unknown role \`${n.text}\``, n.span, didYouMean(n.text, roles) ?? (roles.length ? undefined : "declare roles with `role a, b`"));
+    return false;
+  };
+
+  // --- upstreams ---------------------------------------------------------------------------
+  const upstreams: string[] = [];
+  for (const d of of("upstream")) {
+    for (const n of d.names) {
+      if (upstreams.includes(n.text)) err("E_DUPLICATE_UPSTREAM", `upstream \`${n.text}\` is declared twice`, n.span);
+      else upstreams.push(n.text);
+    }
+  }
+
+  // --- principal schema ------------------------------------------------------------------
+  const schema: Record<string, Type> = {};
+  const principalDecls = of("principal");
+  const resolveType = (t: TypeRef): Type | null => {
+    if (t.kind === "set") {
+      const inner = resolveType(t.of);
+      if (!inner) return null;
+      if (inner.kind === "set") {
+        err("E_NESTED_SET", "sets of sets are not supported", t.span);
+        return null;
+      }
+      return { kind: "set", of: inner };
+    }
+    const name = t.name.text;
+    if (name in PRIMITIVES) return PRIMITIVES[name]!;
+    if (enums.has(name)) return enumType(name);
+    err("E_UNKNOWN_TYPE", `unknown type \`${name}\``, t.name.span, didYouMean(name, [...Object.keys(PRIMITIVES), ...enums.keys()]));
+    return null;
+  };
+  if (principalDecls.length === 0) {
+    const span = files[0]?.declarations[0]?.span ?? { file: files[0]?.file ?? "<policy>", line: 1, col: 1, endLine: 1, endCol: 2, start: 0, end: 1 };
+    err("E_NO_PRINCIPAL", "the policy declares no `principal { … }` schema", span, "add `principal { sub: string  roles: set<role> }`");
+  }
+  for (const [i, d] of principalDecls.entries()) {
+    if (i > 0) {
+      err("E_DUPLICATE_PRINCIPAL", "`principal` is declared more than once", d.span, "declare all attributes in one `principal { … }` block");
+      continue;
+    }
+    for (const a of d.attrs) {
+      if (a.name.text in schema) {
+        err("E_DUPLICATE_ATTRIBUTE", `principal attribute \`${a.name.text}\` is declared twice`, a.name.span);
+        continue;
+      }
+      const t = resolveType(a.type);
+      if (t) schema[a.name.text] = t;
+    }
+    if (!schema.sub || schema.sub.kind !== "string") {
+      err("E_PRINCIPAL_SUB", "the principal must declare `sub: string`", d.span);
+    }
+    const r = schema.roles;
+    if (!r || r.kind !== "set" || r.of.kind !== "enum" || r.of.name !== "role") {
+      err("E_PRINCIPAL_ROLES", "the principal must declare `roles: set<role>`", d.span, roles.length ? undefined : "declare roles with `role a, b`");
+    }
+  }
+
+  // --- duties ----------------------------------------------------------------------------
+  const duties: CheckedDuty[] = [];
+  const dutyByName = new Map<string, CheckedDuty>();
+  const shapes = new Map<string, CheckedDuty>();
+  for (const d of of("duty")) {
+    if (dutyByName.has(d.name.text)) {
+      err("E_DUPLICATE_DUTY", `duty \`${d.name.text}\` is declared twice`, d.name.span, `first declared at ${at(dutyByName.get(d.name.text)!.span)}`);
+      continue;
+    }
+    let ok = true;
+    const method = d.method.text;
+    if (!(METHODS as readonly string[]).includes(method)) {
+      ok = false;
+      const upper = method.toUpperCase();
+      err("E_BAD_METHOD", `unknown method \`${method}\``, d.method.span, (METHODS as readonly string[]).includes(upper) ? `methods are upper case: \`${upper}\`` : didYouMean(upper, METHODS) ?? `one of ${METHODS.join(", ")}`);
+    }
+    const parsed = parsePattern(d.pattern.text);
+    if ("error" in parsed) {
+      ok = false;
+      err("E_BAD_ROUTE", parsed.error, d.pattern.span, parsed.help);
+    }
+    if (!upstreams.includes(d.upstream.text)) {
+      ok = false;
+      err("E_UNKNOWN_UPSTREAM", `unknown upstream \`${d.upstream.text}\``, d.upstream.span, didYouMean(d.upstream.text, upstreams) ?? `declare it with \`upstream ${d.upstream.text}\``);
+    }
+    let channel: "operational" | "admin" = "operational";
+    if (d.channel) {
+      if (!(CHANNELS as readonly string[]).includes(d.channel.text)) {
+        ok = false;
+        err("E_UNKNOWN_CHANNEL", `unknown channel \`${d.channel.text}\``, d.channel.span, didYouMean(d.channel.text, CHANNELS) ?? "channels are `operational` and `admin`");
+      } else channel = d.channel.text as typeof channel;
+    }
+    if (!ok || "error" in parsed) continue;
+    const duty: CheckedDuty = {
+      name: d.name.text, method, pattern: d.pattern.text, segments: parsed.segments,
+      params: parsed.segments.flatMap((s) => (s.kind === "param" ? [s.name] : [])),
+      upstream: d.upstream.text, channel, span: d.span,
+    };
+    const shapeKey = `${method} ${routeShape(parsed.segments)}`;
+    const clash = shapes.get(shapeKey);
+    if (clash) {
+      err("E_OVERLAPPING_DUTY", `duty \`${duty.name}\` has the same method and route as \`${clash.name}\``, d.pattern.span, `\`${clash.name}\` is declared at ${at(clash.span)}; a request must map to exactly one duty`);
+      continue;
+    }
+    shapes.set(shapeKey, duty);
+    dutyByName.set(duty.name, duty);
+    duties.push(duty);
+  }
+  const dutyNames = () => duties.map((d) => d.name);
+  const resolveDuty = (n: Name): CheckedDuty | null => {
+    const d = dutyByName.get(n.text);
+    if (!d) err("E_UNKNOWN_DUTY", `unknown duty \`${n.text}\``, n.span, didYouMean(n.text, dutyNames()));
+    return d ?? null;
+  };
+
+  // --- expressions ---------------------------------------------------------------------------
+  const tBad = Symbol("bad");
+  type R = TExpr | typeof tBad;
+  const mk = (type: Type, span: Span, rest: Record<string, unknown>): TExpr => ({ type, span, ...rest }) as TExpr;
+  const enumOfValue = (value: string): string[] => [...enums.entries()].filter(([, vs]) => vs.includes(value)).map(([n]) => n);
+
+  const checkExpr = (e: Expr, scope: Scope, expected?: Type): R => {
+    switch (e.kind) {
+      case "string": return mk(PRIMITIVES.string!, e.span, { k: "const", value: e.value });
+      case "int": {
+        if (!Number.isSafeInteger(e.value)) { err("E_BAD_LITERAL", "integer out of range", e.span); return tBad; }
+        return mk(PRIMITIVES.int!, e.span, { k: "const", value: e.value });
+      }
+      case "bool": return mk(BOOL, e.span, { k: "const", value: e.value });
+      case "duration": {
+        const v = parseDuration(e.text);
+        if (v === null) { err("E_BAD_LITERAL", `bad duration \`${e.text}\``, e.span); return tBad; }
+        return mk(PRIMITIVES.duration!, e.span, { k: "const", value: v });
+      }
+      case "datetime": {
+        const v = parseTime(e.text, false);
+        if (v === null) { err("E_BAD_LITERAL", `bad date \`${e.text}\``, e.span, "dates are `2026-12-31` or `2026-12-31T18:00:00Z`"); return tBad; }
+        return mk(PRIMITIVES.time!, e.span, { k: "const", value: v });
+      }
+      case "ip": {
+        const v = parseIp(e.text);
+        if (!v) { err("E_BAD_LITERAL", `bad IP address \`${e.text}\``, e.span); return tBad; }
+        return mk(PRIMITIVES.ip!, e.span, { k: "const", value: v });
+      }
+      case "cidr": {
+        const v = parseCidr(e.text);
+        if (!v) { err("E_BAD_LITERAL", `bad CIDR \`${e.text}\``, e.span, "host bits must be zero, e.g. `10.0.0.0/8`"); return tBad; }
+        return mk(PRIMITIVES.cidr!, e.span, { k: "const", value: v });
+      }
+      case "call": {
+        const fn = e.fn.text;
+        const parsers: Record<string, [Type, (s: string) => unknown]> = {
+          ip: [PRIMITIVES.ip!, parseIp], cidr: [PRIMITIVES.cidr!, parseCidr],
+          time: [PRIMITIVES.time!, (s) => parseTime(s, false)], duration: [PRIMITIVES.duration!, parseDuration],
+        };
+        const p = parsers[fn];
+        if (!p) { err("E_UNKNOWN_FUNCTION", `unknown function \`${fn}\``, e.fn.span, didYouMean(fn, Object.keys(parsers)) ?? "literal functions are ip(), cidr(), time() and duration()"); return tBad; }
+        const v = p[1](e.arg);
+        if (v === null) { err("E_BAD_LITERAL", `bad ${fn} \`${e.arg}\``, e.span); return tBad; }
+        return mk(p[0], e.span, { k: "const", value: v });
+      }
+      case "set": {
+        const elemExpected = expected?.kind === "set" ? expected.of : undefined;
+        const items: TExpr[] = [];
+        let elemType: Type | null = elemExpected ?? null;
+        let bad = false;
+        for (const item of e.items) {
+          const t = checkExpr(item, scope, elemType ?? undefined);
+          if (t === tBad) { bad = true; continue; }
+          if (t.type.kind === "set") { err("E_NESTED_SET", "sets of sets are not supported", item.span); bad = true; continue; }
+          if (elemType && !sameType(elemType, t.type)) {
+            err("E_TYPE_MISMATCH", `set elements must share one type: \`${typeToString(elemType)}\` and \`${typeToString(t.type)}\``, item.span);
+            bad = true;
+            continue;
+          }
+          elemType ??= t.type;
+          items.push(t);
+        }
+        if (bad) return tBad;
+        const type: Type = { kind: "set", of: elemType ?? { kind: "any" } };
+        const allConst = items.every((i) => i.k === "const");
+        if (allConst) {
+          return mk(type, e.span, { k: "const", value: new Set(items.map((i) => { const v = (i as { value: unknown }).value; return typeof v === "object" && v !== null && "text" in v ? (v as { text: string }).text : v; })) });
+        }
+        return mk(type, e.span, { k: "setOf", items });
+      }
+      case "ref": return checkRef(e, scope, expected);
+      case "not": {
+        const o = checkExpr(e.operand, scope, BOOL);
+        if (o === tBad) return tBad;
+        if (o.type.kind !== "bool") { err("E_TYPE_MISMATCH", `\`not\` needs a bool, found \`${typeToString(o.type)}\``, e.operand.span); return tBad; }
+        return mk(BOOL, e.span, { k: "not", operand: o });
+      }
+      case "binary": return checkBinary(e, scope);
+    }
+  };
+
+  const checkRef = (e: Extract<Expr, { kind: "ref" }>, scope: Scope, expected?: Type): R => {
+    const head = e.head.text;
+    const m = e.members;
+    if (head === "principal") {
+      const attr = m[0];
+      if (!attr || attr.quoted) { err("E_BAD_REFERENCE", "use `principal.<attribute>`", e.span, `attributes: ${Object.keys(schema).join(", ")}`); return tBad; }
+      const t = schema[attr.name];
+      if (!t) { err("E_UNKNOWN_ATTRIBUTE", `the principal has no attribute \`${attr.name}\``, attr.span, didYouMean(attr.name, Object.keys(schema)) ?? "declare it in `principal { … }`"); return tBad; }
+      if (m.length > 1) { err("E_BAD_REFERENCE", `\`principal.${attr.name}\` has no members`, m[1]!.span); return tBad; }
+      return mk(t, e.span, { k: "principal", attr: attr.name });
+    }
+    if (head === "request") {
+      const f = m[0];
+      if (!f || f.quoted) { err("E_BAD_REFERENCE", "use `request.<field>`", e.span, `fields: ${REQUEST_FIELDS.join(", ")}`); return tBad; }
+      const rest = m.slice(1);
+      switch (f.name) {
+        case "method": case "path": case "ip": case "time": {
+          if (rest.length) { err("E_BAD_REFERENCE", `\`request.${f.name}\` has no members`, rest[0]!.span); return tBad; }
+          const t = f.name === "ip" ? PRIMITIVES.ip! : f.name === "time" ? PRIMITIVES.time! : PRIMITIVES.string!;
+          return mk(t, e.span, { k: "request", field: f.name });
+        }
+        case "header": case "query": {
+          if (rest.length === 0) {
+            // The bare map is only meaningful on the left of `has`; checkBinary handles that form.
+            err("E_BAD_REFERENCE", `\`request.${f.name}\` needs a name: \`request.${f.name}["name"]\``, e.span, `or test presence with \`request.${f.name} has "name"\``);
+            return tBad;
+          }
+          const key = rest[0]!;
+          if (!key.quoted || rest.length > 1) { err("E_BAD_REFERENCE", `use \`request.${f.name}["name"]\``, key.span); return tBad; }
+          const name = f.name === "header" ? key.name.toLowerCase() : key.name;
+          return mk(PRIMITIVES.string!, e.span, { k: f.name, name });
+        }
+        case "param": {
+          const p = rest[0];
+          if (!p || rest.length > 1) { err("E_BAD_REFERENCE", "use `request.param.<name>`", e.span); return tBad; }
+          if (!scope.params.has(p.name)) {
+            err("E_UNKNOWN_PARAM", `unknown route param \`${p.name}\``, p.span, didYouMean(p.name, scope.paramHelp) ?? (scope.paramHelp.length ? `params here: ${scope.paramHelp.join(", ")}` : "this rule's duties have no route params"));
+            return tBad;
+          }
+          return mk(PRIMITIVES.string!, e.span, { k: "param", name: p.name });
+        }
+        default:
+          err("E_UNKNOWN_FIELD", `the request has no field \`${f.name}\``, f.span, didYouMean(f.name, REQUEST_FIELDS) ?? `fields: ${REQUEST_FIELDS.join(", ")}`);
+          return tBad;
+      }
+    }
+    // A bare identifier is an enum value, typed by what is expected of it.
+    if (m.length === 0) {
+      if (expected?.kind === "enum") {
+        if (expected.values.includes(head)) return mk(expected, e.span, { k: "const", value: head });
+        const kind = expected.name === "role" ? "role" : `${expected.name} value`;
+        err(expected.name === "role" ? "E_UNKNOWN_ROLE" : "E_UNKNOWN_NAME", `unknown ${kind} \`${head}\``, e.head.span, didYouMean(head, expected.values));
+        return tBad;
+      }
+      const owners = enumOfValue(head);
+      if (owners.length === 1) return mk(enumType(owners[0]!), e.span, { k: "const", value: head });
+      if (owners.length > 1) { err("E_AMBIGUOUS_NAME", `\`${head}\` is a value of several enums: ${owners.join(", ")}`, e.head.span, "compare it with an attribute of the enum's type"); return tBad; }
+    }
+    const candidates = ["principal", "request", ...[...enums.values()].flat()];
+    err("E_UNKNOWN_NAME", `unknown name \`${head}\``, e.head.span, didYouMean(head, candidates));
+    return tBad;
+  };
+
+  const isBareMap = (e: Expr): "header" | "query" | null =>
+    e.kind === "ref" && e.head.text === "request" && e.members.length === 1 && !e.members[0]!.quoted && (e.members[0]!.name === "header" || e.members[0]!.name === "query")
+      ? (e.members[0]!.name as "header" | "query")
+      : null;
+  const isBareIdent = (e: Expr) => e.kind === "ref" && e.members.length === 0 && e.head.text !== "principal" && e.head.text !== "request";
+
+  const checkBinary = (e: Extract<Expr, { kind: "binary" }>, scope: Scope): R => {
+    const op = e.op;
+    if (op === "and" || op === "or") {
+      const l = checkExpr(e.left, scope, BOOL);
+      const r = checkExpr(e.right, scope, BOOL);
+      if (l === tBad || r === tBad) return tBad;
+      for (const side of [l, r]) {
+        if (side.type.kind !== "bool") { err("E_TYPE_MISMATCH", `\`${op}\` needs bools, found \`${typeToString(side.type)}\``, side.span); return tBad; }
+      }
+      return mk(BOOL, e.span, { k: op, left: l, right: r });
+    }
+    if (op === "has") {
+      const map = isBareMap(e.left);
+      if (map) {
+        if (e.right.kind !== "string") { err("E_TYPE_MISMATCH", `\`request.${map} has\` needs a quoted name`, e.right.span); return tBad; }
+        const name = map === "header" ? e.right.value.toLowerCase() : e.right.value;
+        return mk(BOOL, e.span, { k: map === "header" ? "hasHeader" : "hasQuery", name });
+      }
+    }
+    // Check the side that is not a bare enum value first, so the bare value is typed by it.
+    const leftFirst = !isBareIdent(e.left) || isBareIdent(e.right);
+    let l: R, r: R;
+    const containerHint = (t: Type): Type | undefined => (t.kind === "set" ? t.of : undefined);
+    if (leftFirst) {
+      l = checkExpr(e.left, scope);
+      const hint = l === tBad ? undefined : op === "has" ? containerHint(l.type) : op === "in" ? (l.type.kind === "ip" ? undefined : { kind: "set" as const, of: l.type }) : l.type;
+      r = checkExpr(e.right, scope, hint);
+    } else {
+      r = checkExpr(e.right, scope);
+      const hint = r === tBad ? undefined : op === "in" ? containerHint(r.type) : op === "has" ? { kind: "set" as const, of: r.type } : r.type;
+      l = checkExpr(e.left, scope, hint);
+    }
+    if (l === tBad || r === tBad) return tBad;
+    const lt = l.type, rt = r.type;
+    const mismatch = (help?: string): R => {
+      err("E_TYPE_MISMATCH", `\`${op}\` cannot compare \`${typeToString(lt)}\` with \`${typeToString(rt)}\``, e.opSpan, help);
+      return tBad;
+    };
+    switch (op) {
+      case "==": case "!=": {
+        if (!sameType(lt, rt)) return mismatch(lt.kind === "ip" && rt.kind === "cidr" ? "to test membership use `in`" : undefined);
+        const by = lt.kind === "ip" || lt.kind === "cidr" ? "text" : lt.kind === "set" || rt.kind === "set" ? "set" : "value";
+        return mk(BOOL, e.span, { k: op === "==" ? "eq" : "ne", left: l, right: r, by });
+      }
+      case "<": case "<=": case ">": case ">=": {
+        if (!sameType(lt, rt) || !["int", "time", "duration"].includes(lt.kind)) return mismatch("ordering works on int, time and duration");
+        const k = ({ "<": "lt", "<=": "le", ">": "gt", ">=": "ge" } as const)[op];
+        return mk(BOOL, e.span, { k, left: l, right: r });
+      }
+      case "in": case "has": {
+        const [el, container] = op === "in" ? [l, r] : [r, l];
+        const et = el.type, ct = container.type;
+        if (et.kind === "ip" && ct.kind === "cidr") return mk(BOOL, e.span, { k: "in", element: el, container, mode: "cidr", byText: false });
+        if (et.kind === "ip" && ct.kind === "set" && ct.of.kind === "cidr") return mk(BOOL, e.span, { k: "in", element: el, container, mode: "cidrSet", byText: false });
+        if (ct.kind === "set" && sameType(ct.of, et)) {
+          return mk(BOOL, e.span, { k: "in", element: el, container, mode: "member", byText: et.kind === "ip" || et.kind === "cidr" });
+        }
+        err("E_TYPE_MISMATCH", op === "in" ? `\`in\` needs a set of \`${typeToString(et)}\` (or a cidr for an ip) on the right, found \`${typeToString(ct)}\`` : `\`has\` needs a set of \`${typeToString(et)}\` on the left, found \`${typeToString(ct)}\``, e.opSpan,
+          ct.kind === "string" && et.kind === "string" ? "for substrings use `starts_with` or `ends_with`" : undefined);
+        return tBad;
+      }
+      case "starts_with": case "ends_with": {
+        if (lt.kind !== "string" || rt.kind !== "string") return mismatch("`starts_with` and `ends_with` work on strings");
+        return mk(BOOL, e.span, { k: op === "starts_with" ? "startsWith" : "endsWith", left: l, right: r });
+      }
+      case "+": case "-": {
+        const k = op === "+" ? "add" : "sub";
+        let type: Type | null = null;
+        if (lt.kind === "int" && rt.kind === "int") type = PRIMITIVES.int!;
+        else if (lt.kind === "duration" && rt.kind === "duration") type = PRIMITIVES.duration!;
+        else if (lt.kind === "time" && rt.kind === "duration") type = PRIMITIVES.time!;
+        else if (op === "+" && lt.kind === "duration" && rt.kind === "time") type = PRIMITIVES.time!;
+        else if (op === "-" && lt.kind === "time" && rt.kind === "time") type = PRIMITIVES.duration!;
+        if (!type) return mismatch("arithmetic works on int, duration, and time ± duration");
+        return mk(type, e.span, { k, left: l, right: r });
+      }
+    }
+    return mismatch();
+  };
+
+  const checkCondition = (e: Expr, scope: Scope): TExpr | null => {
+    const t = checkExpr(e, scope, BOOL);
+    if (t === tBad) return null;
+    if (t.type.kind !== "bool") {
+      err("E_TYPE_MISMATCH", `a condition must be a bool, found \`${typeToString(t.type)}\``, e.span);
+      return null;
+    }
+    return t;
+  };
+  const scopeFor = (ds: readonly CheckedDuty[]): Scope => {
+    if (ds.length === 0) return { params: new Set(), paramHelp: [] };
+    const common = ds[0]!.params.filter((p) => ds.every((d) => d.params.includes(p)));
+    return { params: new Set(common), paramHelp: [...new Set(ds.flatMap((d) => d.params))] };
+  };
+
+  // --- exclusive -------------------------------------------------------------------------
+  const exclusives: CheckedExclusive[] = [];
+  for (const d of of("exclusive")) {
+    const rs: string[] = [];
+    let ok = true;
+    for (const n of d.roles) {
+      if (!resolveRole(n)) { ok = false; continue; }
+      if (rs.includes(n.text)) { err("E_DUPLICATE_ROLE", `role \`${n.text}\` appears twice in this set`, n.span); ok = false; continue; }
+      rs.push(n.text);
+    }
+    const atLeast = d.atLeast?.value ?? 2;
+    if (ok && rs.length < 2) { err("E_EXCLUSIVE_TOO_SMALL", "`exclusive` needs at least two roles", d.span); ok = false; }
+    if (ok && (atLeast < 2 || atLeast > rs.length)) { err("E_EXCLUSIVE_BAD_COUNT", `\`exclusive ${atLeast} of\` needs 2 ≤ N ≤ ${rs.length}`, d.atLeast?.span ?? d.span); ok = false; }
+    if (ok) exclusives.push({ id: ruleId("exclusive", d.span), atLeast, roles: rs, span: d.span });
+  }
+
+  // --- grants ------------------------------------------------------------------------------
+  const grants: CheckedGrant[] = [];
+  for (const d of of("grant")) {
+    const rs: string[] = [];
+    let ok = true;
+    for (const n of d.roles) {
+      if (!resolveRole(n)) ok = false;
+      else if (rs.includes(n.text)) { err("E_DUPLICATE_ROLE", `role \`${n.text}\` appears twice in this grant`, n.span); ok = false; }
+      else rs.push(n.text);
+    }
+    const duty = resolveDuty(d.duty);
+    if (!duty) ok = false;
+    const when = d.when ? checkCondition(d.when, scopeFor(duty ? [duty] : [])) : null;
+    if (d.when && !when) ok = false;
+    let until: number | null = null;
+    if (d.until) {
+      until = parseTime(d.until.text, true);
+      if (until === null) { err("E_BAD_LITERAL", `bad date \`${d.until.text}\``, d.until.span); ok = false; }
+      else if (until < now) { err("E_UNTIL_PAST", `this grant expired on ${d.until.text}`, d.until.span, "remove the grant, or extend it with a new reviewed date"); ok = false; }
+      else if (until - now <= warnMs) warn("W_UNTIL_SOON", `this grant expires on ${d.until.text}, in ${Math.ceil((until - now) / 86_400_000)} days`, d.until.span);
+    }
+    if (when && isConstant(when) && evaluate(when, constantEnv) === false) {
+      err("E_GRANT_NEVER_APPLIES", "this grant can never apply: its condition is always false", d.when!.span);
+      ok = false;
+    }
+    if (ok && when) {
+      // A grant whose condition requires a role that is exclusive with every granted role never applies.
+      const required = requiredRoles(when);
+      for (const req of required) {
+        const blocks = rs.every((g) => g !== req && exclusives.some((x) => x.atLeast === 2 && x.roles.includes(g) && x.roles.includes(req)));
+        if (blocks) {
+          err("E_GRANT_NEVER_APPLIES", `this grant can never apply: it requires role \`${req}\`, which is exclusive with ${rs.map((r) => `\`${r}\``).join(", ")}`, d.when!.span);
+          ok = false;
+        }
+      }
+    }
+    if (ok && duty) grants.push({ id: ruleId("grant", d.span), roles: rs, duty: duty.name, when, until, untilText: d.until?.text ?? null, span: d.span });
+  }
+
+  // --- forbids ---------------------------------------------------------------------------
+  const forbids: CheckedForbid[] = [];
+  for (const d of of("forbid")) {
+    let ds: CheckedDuty[] | null = null;
+    let ok = true;
+    if (d.duties) {
+      ds = [];
+      for (const n of d.duties) {
+        const duty = resolveDuty(n);
+        if (!duty) ok = false;
+        else if (ds.includes(duty)) { err("E_DUPLICATE_DUTY", `duty \`${n.text}\` appears twice in this forbid`, n.span); ok = false; }
+        else ds.push(duty);
+      }
+    }
+    const when = checkCondition(d.when, scopeFor(ds ?? []));
+    if (!when) ok = false;
+    if (when && isConstant(when) && evaluate(when, constantEnv) === false) {
+      warn("W_FORBID_NEVER_APPLIES", "this forbid never applies: its condition is always false", d.when.span);
+    }
+    if (ok && when) forbids.push({ id: ruleId("forbid", d.span), duties: ds ? ds.map((x) => x.name) : null, when, span: d.span });
+  }
+  // Grants shadowed by an unconditional forbid.
+  for (const g of grants) {
+    const f = forbids.find((f) => (f.duties === null || f.duties.includes(g.duty)) && isConstant(f.when) && evaluate(f.when, constantEnv) === true);
+    if (f) warn("W_GRANT_SHADOWED", `this grant never applies: \`${g.duty}\` is always forbidden by ${at(f.span)}`, g.span);
+  }
+
+  // --- separate ----------------------------------------------------------------------------
+  const separations: CheckedSeparation[] = [];
+  for (const d of of("separate")) {
+    const ds: CheckedDuty[] = [];
+    let ok = true;
+    for (const n of d.duties) {
+      const duty = resolveDuty(n);
+      if (!duty) ok = false;
+      else if (ds.includes(duty)) { err("E_DUPLICATE_DUTY", `duty \`${n.text}\` appears twice in this set`, n.span); ok = false; }
+      else ds.push(duty);
+    }
+    if (ok && ds.length < 2) { err("E_SEPARATE_TOO_SMALL", "`separate` needs at least two duties", d.span); ok = false; }
+    if (ok) {
+      for (const duty of ds) {
+        if (!duty.params.includes(d.param.text)) {
+          err("E_UNKNOWN_PARAM", `duty \`${duty.name}\` has no route param \`:${d.param.text}\``, d.param.span, didYouMean(d.param.text, duty.params) ?? `its route is \`${duty.pattern}\``);
+          ok = false;
+        }
+      }
+    }
+    if (ok) separations.push({ id: ruleId("separate", d.span), duties: ds.map((x) => x.name), param: d.param.text, span: d.span });
+  }
+
+  for (const duty of duties) {
+    if (!grants.some((g) => g.duty === duty.name)) warn("W_DUTY_NEVER_GRANTED", `duty \`${duty.name}\` is granted to no role: every request to it is denied`, duty.span);
+  }
+
+  if (hasErrors(diags)) return { policy: null, diagnostics: diags };
+  return {
+    policy: { files: files.map((f) => f.file), schema: schema as PrincipalSchema, roles, enums: Object.fromEntries(enums), upstreams, duties, grants, forbids, exclusives, separations },
+    diagnostics: diags,
+  };
+}
+
+const constantEnv = {
+  principal: { sub: "", roles: new Set<string>() },
+  request: { method: "", path: "", ip: { kind: "ip", v6: false, addr: 0n, text: "0.0.0.0" }, time: 0, headers: {}, query: {} },
+  params: {},
+} as const;
+
+/** Roles a condition requires through its top-level conjuncts (`r in principal.roles`). */
+function requiredRoles(e: TExpr): string[] {
+  if (e.k === "and") return [...requiredRoles(e.left), ...requiredRoles(e.right)];
+  if (e.k === "in" && e.mode === "member" && e.container.k === "principal" && e.container.attr === "roles" && e.element.k === "const") return [String(e.element.value)];
+  return [];
+}
+
+function at(span: Span): string {
+  return `${span.file}:${span.line}:${span.col}`;
+}

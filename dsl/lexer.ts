@@ -1,0 +1,81 @@
+// Tokens of the `.duty` language. Keywords are declared with `longer_alt: Identifier` so that
+// `grantee` lexes as one identifier; literal tokens are ordered most specific first
+// (a date before a CIDR before an IP before a duration before an integer).
+import { createToken, Lexer, type TokenType } from "chevrotain";
+
+export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n]+/, group: Lexer.SKIPPED });
+export const Comment = createToken({ name: "Comment", pattern: /#[^\n]*/, group: Lexer.SKIPPED });
+
+export const Identifier = createToken({ name: "Identifier", pattern: /[A-Za-z_][A-Za-z0-9_]*/ });
+
+const keyword = (word: string) => createToken({ name: word[0]!.toUpperCase() + word.slice(1).replace(/_(\w)/g, (_, c: string) => c.toUpperCase()), pattern: new RegExp(word), longer_alt: Identifier });
+
+export const Principal = keyword("principal");
+export const Role = keyword("role");
+export const Enum = keyword("enum");
+export const Upstream = keyword("upstream");
+export const Duty = keyword("duty");
+export const Grant = keyword("grant");
+export const Forbid = keyword("forbid");
+export const Exclusive = keyword("exclusive");
+export const Separate = keyword("separate");
+export const By = keyword("by");
+export const Of = keyword("of");
+export const When = keyword("when");
+export const Until = keyword("until");
+export const Channel = keyword("channel");
+export const And = keyword("and");
+export const Or = keyword("or");
+export const Not = keyword("not");
+export const In = keyword("in");
+export const Has = keyword("has");
+export const StartsWith = keyword("starts_with");
+export const EndsWith = keyword("ends_with");
+export const True = keyword("true");
+export const False = keyword("false");
+export const SetKw = createToken({ name: "SetKw", pattern: /set/, longer_alt: Identifier });
+
+export const StringLiteral = createToken({ name: "StringLiteral", pattern: /"(?:[^"\\\n]|\\["\\nt])*"/ });
+export const DateTimeLiteral = createToken({
+  name: "DateTimeLiteral",
+  pattern: /\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))?/,
+});
+export const CidrLiteral = createToken({ name: "CidrLiteral", pattern: /\d{1,3}(?:\.\d{1,3}){3}\/\d{1,2}/ });
+export const IpLiteral = createToken({ name: "IpLiteral", pattern: /\d{1,3}(?:\.\d{1,3}){3}/ });
+export const DurationLiteral = createToken({ name: "DurationLiteral", pattern: /(?:\d+(?:ms|s|m|h|d))+(?![A-Za-z0-9_])/ });
+export const IntLiteral = createToken({ name: "IntLiteral", pattern: /\d+/ });
+/** A route pattern: `/changes/:change/approve`, `/logs/*`. Only valid where a duty expects it. */
+export const PathPattern = createToken({ name: "PathPattern", pattern: /\/[^\s#]*/ });
+
+export const Arrow = createToken({ name: "Arrow", pattern: /->/ });
+export const Eq = createToken({ name: "Eq", pattern: /==/ });
+export const NotEq = createToken({ name: "NotEq", pattern: /!=/ });
+export const LessEq = createToken({ name: "LessEq", pattern: /<=/ });
+export const GreaterEq = createToken({ name: "GreaterEq", pattern: />=/ });
+export const Less = createToken({ name: "Less", pattern: /</ });
+export const Greater = createToken({ name: "Greater", pattern: />/ });
+export const Plus = createToken({ name: "Plus", pattern: /\+/ });
+export const Minus = createToken({ name: "Minus", pattern: /-/ });
+export const Star = createToken({ name: "Star", pattern: /\*/ });
+export const LCurly = createToken({ name: "LCurly", pattern: /\{/ });
+export const RCurly = createToken({ name: "RCurly", pattern: /\}/ });
+export const LBracket = createToken({ name: "LBracket", pattern: /\[/ });
+export const RBracket = createToken({ name: "RBracket", pattern: /\]/ });
+export const LParen = createToken({ name: "LParen", pattern: /\(/ });
+export const RParen = createToken({ name: "RParen", pattern: /\)/ });
+export const Comma = createToken({ name: "Comma", pattern: /,/ });
+export const Colon = createToken({ name: "Colon", pattern: /:/ });
+export const Dot = createToken({ name: "Dot", pattern: /\./ });
+
+export const allTokens: TokenType[] = [
+  WhiteSpace, Comment,
+  StringLiteral, DateTimeLiteral, CidrLiteral, IpLiteral, DurationLiteral, IntLiteral, PathPattern,
+  Arrow, Eq, NotEq, LessEq, GreaterEq, Less, Greater, Plus, Minus, Star,
+  LCurly, RCurly, LBracket, RBracket, LParen, RParen, Comma, Colon, Dot,
+  Principal, Role, Enum, Upstream, Duty, Grant, Forbid, Exclusive, Separate, By, Of, When, Until, Channel,
+  And, Or, Not, In, Has, StartsWith, EndsWith, True, False, SetKw,
+  Identifier,
+];
+
+/** One lexer instance, reused (Chevrotain lexers are stateless between calls). */
+export const dutyLexer = new Lexer(allTokens, { positionTracking: "full", ensureOptimizations: false });

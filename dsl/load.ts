@@ -1,0 +1,87 @@
+// Source text → checked policy: lex, parse and build each file, then check them together.
+import type { IRecognitionException } from "chevrotain";
+import { buildAst, tokenSpan } from "./build_ast.ts";
+import { checkPolicy, type CheckOptions } from "./check.ts";
+import { diagnostic, hasErrors, sortDiagnostics } from "./diagnostics.ts";
+import { dutyLexer } from "./lexer.ts";
+import { parseTokens } from "./parser.ts";
+import type { PolicyFile } from "./ast.ts";
+import type { CheckedPolicy } from "./typed_ast.ts";
+import type { Diagnostic, Span } from "./types.ts";
+
+/** One policy source: its display path (used in every span) and its text. */
+export interface PolicySource {
+  path: string;
+  text: string;
+}
+
+export interface ParseResult {
+  file: PolicyFile;
+  diagnostics: Diagnostic[];
+}
+
+function offsetSpan(file: string, text: string, offset: number, length: number): Span {
+  let line = 1, col = 1;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) { line++; col = 1; } else col++;
+  }
+  return { file, line, col, endLine: line, endCol: col + Math.max(1, length), start: offset, end: offset + Math.max(1, length) };
+}
+
+function describeSyntaxError(e: IRecognitionException): { message: string; help?: string } {
+  const found = e.token.tokenType?.name === "EOF" ? "end of file" : `\`${e.token.image}\``;
+  const expecting = /Expecting(?: token of type)? --> (\w+) <--/.exec(e.message)?.[1];
+  const label = (name: string) => ({ Identifier: "a name", PathPattern: "a route like `/changes/:change`", Arrow: "`->`", When: "`when`", By: "`by`", RCurly: "`}`", LCurly: "`{`", RBracket: "`]`", RParen: "`)`", Colon: "`:`", DateTimeLiteral: "a date like `2026-12-31`" } as Record<string, string>)[name] ?? name;
+  if (e.name === "MismatchedTokenException" && expecting) return { message: `expected ${label(expecting)}, found ${found}` };
+  if (e.name === "NoViableAltException") {
+    if (e.context?.ruleStack?.at(-1) === "declaration") {
+      return { message: `expected a declaration, found ${found}`, help: "declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate" };
+    }
+    return { message: `unexpected ${found}` };
+  }
+  if (e.name === "NotAllInputParsedException") return { message: `unexpected ${found}` };
+  return { message: `unexpected ${found}`, help: e.message.replace(/\s+/g, " ").slice(0, 200) };
+}
+
+/** Parses one file: every lexical and syntax error becomes a diagnostic; the AST keeps what parsed. */
+export function parsePolicySource(source: PolicySource): ParseResult {
+  const diagnostics: Diagnostic[] = [];
+  const lexed = dutyLexer.tokenize(source.text);
+  for (const e of lexed.errors) {
+    const ch = source.text.slice(e.offset, e.offset + e.length);
+    diagnostics.push(diagnostic("E_LEX", "error", `unexpected character${e.length > 1 ? "s" : ""} \`${ch.length > 20 ? ch.slice(0, 20) + "…" : ch}\``, offsetSpan(source.path, source.text, e.offset, e.length)));
+  }
+  const parsed = parseTokens(lexed.tokens);
+  for (const e of parsed.errors) {
+    const tok = e.token;
+    const span = Number.isNaN(tok.startOffset) || tok.tokenType?.name === "EOF"
+      ? offsetSpan(source.path, source.text, source.text.length, 1)
+      : tokenSpan(source.path, tok);
+    const { message, help } = describeSyntaxError(e);
+    diagnostics.push(diagnostic("E_SYNTAX", "error", message, span, help));
+  }
+  const file = buildAst(source.path, parsed.cst);
+  return { file, diagnostics };
+}
+
+export interface LoadResult {
+  policy: CheckedPolicy | null;
+  diagnostics: Diagnostic[];
+}
+
+/**
+ * Parses and checks several `.duty` sources as one policy. The policy is null when any
+ * diagnostic is an error; warnings come with a policy.
+ */
+export function loadPolicy(sources: readonly PolicySource[], options: CheckOptions = {}): LoadResult {
+  const parsed = sources.map(parsePolicySource);
+  const syntax = parsed.flatMap((p) => p.diagnostics);
+  const checked = checkPolicy(parsed.map((p) => p.file), options);
+  // After syntax errors the checker sees an incomplete policy: keep its findings, but only those
+  // not caused by missing pieces would be trustworthy, so report syntax errors plus checker errors
+  // in files that parsed cleanly.
+  const brokenFiles = new Set(parsed.filter((p) => hasErrors(p.diagnostics)).map((p) => p.file.file));
+  const checkerDiags = brokenFiles.size ? checked.diagnostics.filter((d) => !brokenFiles.has(d.span.file) && d.code !== "E_UNKNOWN_DUTY" && d.code !== "E_UNKNOWN_ROLE" && d.code !== "E_UNKNOWN_UPSTREAM" && d.code !== "E_NO_PRINCIPAL") : checked.diagnostics;
+  const diagnostics = sortDiagnostics([...syntax, ...checkerDiags]);
+  return { policy: hasErrors(diagnostics) ? null : checked.policy, diagnostics };
+}

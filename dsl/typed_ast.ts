@@ -1,0 +1,92 @@
+// The typed AST: what the checker proves about a policy, and what both evaluators consume.
+import type { PrincipalSchema, Span, Type } from "./types.ts";
+
+export type TExpr = { type: Type; span: Span } & (
+  | { k: "const"; value: unknown }
+  | { k: "principal"; attr: string }
+  | { k: "request"; field: "method" | "path" | "ip" | "time" }
+  | { k: "header"; name: string }
+  | { k: "query"; name: string }
+  | { k: "param"; name: string }
+  | { k: "hasHeader"; name: string }
+  | { k: "hasQuery"; name: string }
+  | { k: "setOf"; items: TExpr[] }
+  | { k: "not"; operand: TExpr }
+  | { k: "and" | "or"; left: TExpr; right: TExpr }
+  /** Equality; `by` says how values compare (ip/cidr by canonical text, sets by members). */
+  | { k: "eq" | "ne"; left: TExpr; right: TExpr; by: "value" | "text" | "set" }
+  | { k: "lt" | "le" | "gt" | "ge"; left: TExpr; right: TExpr }
+  /** Membership: element in set (`member`), ip in cidr (`cidr`), ip in set<cidr> (`cidrSet`). */
+  | { k: "in"; element: TExpr; container: TExpr; mode: "member" | "cidr" | "cidrSet"; byText: boolean }
+  | { k: "startsWith" | "endsWith"; left: TExpr; right: TExpr }
+  | { k: "add" | "sub"; left: TExpr; right: TExpr }
+);
+
+/** Route segments: literal text, a named param (`:change`), or a trailing wildcard (`*`). */
+export type Segment = { kind: "literal"; text: string } | { kind: "param"; name: string } | { kind: "wildcard" };
+
+export interface CheckedDuty {
+  name: string;
+  method: string;
+  pattern: string;
+  segments: Segment[];
+  params: string[];
+  upstream: string;
+  channel: "operational" | "admin";
+  span: Span;
+}
+
+export interface CheckedGrant {
+  id: string;
+  roles: string[];
+  duty: string;
+  when: TExpr | null;
+  /** Inclusive end, epoch ms. */
+  until: number | null;
+  untilText: string | null;
+  span: Span;
+}
+
+export interface CheckedForbid {
+  id: string;
+  /** null: every duty (`forbid *`). */
+  duties: string[] | null;
+  when: TExpr;
+  span: Span;
+}
+
+export interface CheckedExclusive {
+  id: string;
+  atLeast: number;
+  roles: string[];
+  span: Span;
+}
+
+export interface CheckedSeparation {
+  id: string;
+  duties: string[];
+  param: string;
+  span: Span;
+}
+
+/** A policy that passed the checker: every name resolved, every expression typed. */
+export interface CheckedPolicy {
+  files: string[];
+  schema: PrincipalSchema;
+  roles: string[];
+  enums: Readonly<Record<string, readonly string[]>>;
+  upstreams: string[];
+  duties: CheckedDuty[];
+  grants: CheckedGrant[];
+  forbids: CheckedForbid[];
+  exclusives: CheckedExclusive[];
+  separations: CheckedSeparation[];
+}
+
+export function ruleId(kind: string, span: Span): string {
+  return `${kind}:${span.file}:${span.line}:${span.col}`;
+}
+
+export function spanAt(span: Span): string {
+  return `${span.file}:${span.line}:${span.col}`;
+}
