@@ -125,6 +125,16 @@ export async function listBundlePaths(dir: string): Promise<{ paths: string[]; p
  */
 export async function readBundleFiles(dir: string): Promise<BundleFilesRead> {
   const { paths, problems } = await listBundlePaths(dir);
+  const read = await readListedBundleFiles(dir, paths);
+  return { files: read.files, problems: sortProblems([...problems, ...read.problems]) };
+}
+
+/**
+ * Reads the given bundle-relative `paths` under `dir` with their SHA-256; a path that cannot be
+ * read (it vanished since it was listed) becomes a `BUNDLE_FILE_UNREADABLE` problem.
+ */
+export async function readListedBundleFiles(dir: string, paths: readonly string[]): Promise<BundleFilesRead> {
+  const problems: BundleProblem[] = [];
   const results: (BundleFile | null)[] = new Array(paths.length).fill(null);
   const decoder = new TextDecoder("utf-8");
   for (let start = 0; start < paths.length; start += READ_CONCURRENCY) {

@@ -2,7 +2,7 @@
 // directory watching. The gateway's loader and CLI import bundles only from here.
 export { BundleCodes, formatBundleProblem } from "./problems.ts";
 export type { BundleProblem, BundleProblemCode } from "./problems.ts";
-export { MANIFEST_FILE_NAME, listBundlePaths, readBundleFiles, sha256Hex } from "./files.ts";
+export { MANIFEST_FILE_NAME, listBundlePaths, readBundleFiles, readListedBundleFiles, sha256Hex } from "./files.ts";
 export type { BundleFile, BundleFilesRead } from "./files.ts";
 export { MANIFEST_ALGORITHMS, MANIFEST_FORMAT, MANIFEST_JWS_TYPE, parseManifest, readManifestFile } from "./manifest.ts";
 export type { ManifestAlgorithm, ManifestPayload, ManifestFileEntry, SignedManifest, ParsedManifest, ManifestRead } from "./manifest.ts";
