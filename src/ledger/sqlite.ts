@@ -38,8 +38,9 @@ const SCHEMA_V1 = [
      at INTEGER NOT NULL,
      reservation TEXT
    )`,
-  // Every reserve and lookup asks for one person's entries on one (constraint, key).
-  `CREATE INDEX IF NOT EXISTS duty_entries_by_key ON duty_entries (constraint_id, key, sub)`,
+  // Every reserve and lookup asks for one person's entries on one (constraint, key), oldest first.
+  // The index covers the query (no table lookups) and its order is the answer's order (no sort).
+  `CREATE INDEX IF NOT EXISTS duty_entries_by_key ON duty_entries (constraint_id, key, sub, at, duty, reservation)`,
   `CREATE INDEX IF NOT EXISTS duty_entries_pending ON duty_entries (reservation) WHERE reservation IS NOT NULL`,
   // Prune deletes by age; without this it would scan the whole table under the write lock.
   `CREATE INDEX IF NOT EXISTS duty_entries_by_time ON duty_entries (at)`,
@@ -132,7 +133,8 @@ export class SqliteDutyLedger implements DutyLedger {
   readonly #busyTimeoutMs: number;
   #closed = false;
   readonly #sql: Record<
-    "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "pruneConfirmed" | "prunePending" | "count",
+    | "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "confirmPending"
+    | "pruneConfirmed" | "prunePending" | "count",
     SqlStatement
   >;
 
@@ -150,7 +152,7 @@ export class SqliteDutyLedger implements DutyLedger {
       facts: p(
         `SELECT duty, sub, at FROM duty_entries
           WHERE constraint_id = ? AND key = ? AND sub = ? AND (reservation IS NULL OR at >= ?)
-          ORDER BY at, id`,
+          ORDER BY at`,
       ),
       insert: p("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, ?, ?, ?, ?, ?)"),
       dropReservation: p("DELETE FROM duty_entries WHERE reservation = ?"),
@@ -158,8 +160,13 @@ export class SqliteDutyLedger implements DutyLedger {
         `UPDATE duty_entries SET at = max(at, ?)
           WHERE constraint_id = ? AND key = ? AND sub = ? AND duty = ? AND reservation IS NULL`,
       ),
+      confirmPending: p(
+        `UPDATE duty_entries SET reservation = NULL
+          WHERE reservation = ? AND constraint_id = ? AND key = ?`,
+      ),
       pruneConfirmed: p("DELETE FROM duty_entries WHERE reservation IS NULL AND at < ?"),
-      prunePending: p("DELETE FROM duty_entries WHERE reservation IS NOT NULL AND at < ?"),
+      // Reservations are few (requests in flight): walk them, not the age index of all entries.
+      prunePending: p("DELETE FROM duty_entries INDEXED BY duty_entries_pending WHERE reservation IS NOT NULL AND at < ?"),
       count: p("SELECT count(*) AS n FROM duty_entries"),
     };
   }
@@ -192,12 +199,17 @@ export class SqliteDutyLedger implements DutyLedger {
     this.#open();
     if (reservation.checks.length === 0) return;
     this.#transaction(() => {
-      this.#sql.dropReservation.run(reservation.id);
       for (const check of reservation.checks) {
         // Keep one confirmed row per person-duty, carrying the latest time (retention counts from it).
-        const { changes } = this.#sql.touchConfirmed.run(reservation.at, check.constraint, check.key, reservation.sub, reservation.duty);
-        if (changes === 0) this.#sql.insert.run(check.constraint, check.key, reservation.sub, reservation.duty, reservation.at, null);
+        const args = [check.constraint, check.key, reservation.sub, reservation.duty] as const;
+        if (this.#sql.touchConfirmed.run(reservation.at, ...args).changes > 0) continue;
+        // Usually the pending row simply becomes confirmed; when a prune took it as stale, the action
+        // still happened and is recorded anew.
+        if (this.#sql.confirmPending.run(reservation.id, check.constraint, check.key).changes > 0) continue;
+        this.#sql.insert.run(...args, reservation.at, null);
       }
+      // Pending rows left over where a confirmed row was touched instead.
+      this.#sql.dropReservation.run(reservation.id);
     });
   }
 
