@@ -139,3 +139,35 @@ export interface GatewayConfig {
   /** Built-in default only: start the bundled example upstreams in-process on loopback. */
   demo: boolean;
 }
+
+/** Stable codes of configuration errors (tests and tooling match on these, people read the message). */
+export type ConfigErrorCode =
+  | "CONFIG_NOT_FOUND" // the config file cannot be read
+  | "CONFIG_SYNTAX" // not valid TOML
+  | "CONFIG_UNKNOWN_KEY"
+  | "CONFIG_MISSING_KEY"
+  | "CONFIG_WRONG_TYPE"
+  | "CONFIG_BAD_VALUE"
+  | "CONFIG_BAD_URL"
+  | "CONFIG_BAD_ADDRESS"
+  | "CONFIG_BAD_DURATION"
+  | "CONFIG_BAD_SIZE"
+  | "CONFIG_FILE_NOT_FOUND" // a certificate, key, CA, JWKS or secret file named by the config is missing
+  | "CONFIG_CONFLICT" // keys that exclude each other or need each other
+  | "CONFIG_LISTENER_CONFLICT" // admin and operational listeners share an address, certificate or CA
+  | "CONFIG_INSECURE_ALGORITHM" // `none`, or an HS* algorithm without a secret
+  | "CONFIG_MISSING_SECRET";
+
+/** One problem found in a config file. Validation collects all of them, it does not stop at the first. */
+export interface ConfigError {
+  code: ConfigErrorCode;
+  /** Key path, e.g. `upstreams.changes.url`, `listen.sni[0].cert`; empty for file-level errors. */
+  path: string;
+  /** Lowercase, no final period, user input in backticks. */
+  message: string;
+  /** A hint such as "did you mean `address`?". */
+  help?: string;
+  /** 1-based position in the config file, when the key (or its table) could be found. */
+  line?: number;
+  col?: number;
+}

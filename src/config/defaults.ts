@@ -1,0 +1,52 @@
+// Default values of every optional key, shared by the config loader and the built-in default,
+// so `docs/configuration.md`, `gateway.example.toml` and the code agree on one table.
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const MIB = 1024 * 1024;
+
+export const DEFAULTS = {
+  stateDir: "./.state",
+  noRouteStatus: 404 as 404 | 403,
+  hideDenyDetails: false,
+  trustRequestId: false,
+  maxBodyBytes: 10 * MIB,
+  listen: { address: "0.0.0.0:8443", minTls: "1.2" as "1.2" | "1.3" },
+  admin: { address: "127.0.0.1:9443", minTls: "1.2" as "1.2" | "1.3" },
+  issuer: {
+    algorithms: ["ES256", "EdDSA", "RS256"],
+    clockToleranceMs: 30 * SECOND,
+    maxLifetimeMs: HOUR,
+    requiredClaims: ["exp", "iat"],
+  },
+  upstream: { timeoutMs: 30 * SECOND, connectTimeoutMs: 5 * SECOND },
+  policy: { dir: "./policies", requireSignature: true, minSigners: 1, watch: true, debounceMs: 100 },
+  audit: {
+    dir: "./audit",
+    fsync: "batch" as "always" | "batch" | "off",
+    batchIntervalMs: 20,
+    rotateBytes: 100 * MIB,
+    rotateAgeMs: 24 * HOUR,
+    checkpointEvery: 1000,
+    checkpointIntervalMs: MINUTE,
+    onFailure: "deny" as "deny" | "allow",
+    stdout: false,
+    headerAllowlist: ["user-agent"],
+  },
+  ledger: { file: "ledger.sqlite", retentionDays: 90, hideDetails: false },
+  identity: {
+    header: "x-dutygate-identity",
+    ttlMs: MINUTE,
+    // Headers other proxies use to pass a caller's identity; a caller must never be able to set them.
+    stripHeaders: ["x-forwarded-user", "x-forwarded-email", "x-remote-user", "x-auth-request-user", "x-auth-request-email"],
+  },
+  logLevel: "info" as "debug" | "info" | "warn" | "error",
+} as const;
+
+/** JWS algorithms an issuer may list (RFC 7518 §3.1, RFC 8037). */
+export const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"] as const;
+export const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
+
+/** Request headers the audit log never copies: they carry credentials. */
+export const SECRET_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie"] as const;
