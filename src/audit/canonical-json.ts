@@ -1,0 +1,72 @@
+// RFC 8785 JSON Canonicalization Scheme (JCS): https://www.rfc-editor.org/rfc/rfc8785
+// The audit chain hashes this form, so a record re-serialised by any JCS implementation
+// (or parsed back from its line) hashes the same.
+import { GatewayError } from "../errors.ts";
+
+// Lone surrogates are not I-JSON (RFC 7493 §2.1); with the `u` flag a valid pair is one
+// code point, so this matches only unpaired halves.
+const LONE_SURROGATE = /\p{Cs}/u;
+const MAX_DEPTH = 64;
+
+/**
+ * Serialises a JSON value in RFC 8785 canonical form: object keys sorted by UTF-16 code
+ * units, ECMAScript number serialisation, strings escaped as `JSON.stringify` does, no
+ * whitespace. Like `JSON.stringify`, `toJSON` is honoured and `undefined`/function members
+ * are left out.
+ *
+ * Throws `GatewayError("AUDIT_NOT_JSON")` for NaN, ±Infinity, bigint, lone surrogates and
+ * nesting deeper than 64 (cycles).
+ *
+ * @example canonicalJson({ b: 1, a: [true, 4.50] }) // '{"a":[true,4.5],"b":1}'
+ */
+export function canonicalJson(value: unknown): string {
+  return serialise(value, 0);
+}
+
+function serialise(value: unknown, depth: number): string {
+  if (value === null) return "null";
+  switch (typeof value) {
+    case "string":
+      if (LONE_SURROGATE.test(value)) throw new GatewayError("AUDIT_NOT_JSON", "string contains a lone surrogate");
+      // RFC 8785 §3.2.2.2 prescribes exactly the escaping of ECMAScript JSON.stringify.
+      return JSON.stringify(value);
+    case "number":
+      if (!Number.isFinite(value)) throw new GatewayError("AUDIT_NOT_JSON", `number \`${value}\` is not representable in JSON`);
+      // RFC 8785 §3.2.2.3: ECMAScript Number.prototype.toString; -0 becomes "0".
+      return String(value);
+    case "boolean":
+      return value ? "true" : "false";
+    case "bigint":
+      throw new GatewayError("AUDIT_NOT_JSON", "bigint is not representable in JSON");
+    case "object":
+      break;
+    default:
+      // undefined, functions and symbols: JSON.stringify's answer at the top level / in arrays.
+      return "null";
+  }
+  if (depth >= MAX_DEPTH) throw new GatewayError("AUDIT_NOT_JSON", "value nests too deeply (or contains a cycle)");
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === "function") return serialise(toJSON.call(value), depth + 1);
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ",";
+      out += serialise(value[i], depth + 1);
+    }
+    return out + "]";
+  }
+  const object = value as Record<string, unknown>;
+  // Default sort compares UTF-16 code units, which is what RFC 8785 §3.2.3 asks for.
+  const keys = Object.keys(object).sort();
+  let out = "{";
+  let first = true;
+  for (const key of keys) {
+    const member = object[key];
+    if (member === undefined || typeof member === "function" || typeof member === "symbol") continue;
+    if (!first) out += ",";
+    first = false;
+    if (LONE_SURROGATE.test(key)) throw new GatewayError("AUDIT_NOT_JSON", "key contains a lone surrogate");
+    out += JSON.stringify(key) + ":" + serialise(member, depth + 1);
+  }
+  return out + "}";
+}

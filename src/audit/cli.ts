@@ -1,0 +1,105 @@
+// `gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial]`
+import { readFile } from "node:fs/promises";
+import type { JSONWebKeySet } from "jose";
+import { GatewayError } from "../errors.ts";
+import { verifyAuditFiles } from "./verify.ts";
+
+/** Exit codes of `gateway audit verify`. */
+export const AUDIT_VERIFY_EXIT = { intact: 0, broken: 1, usage: 2 } as const;
+
+/** Arguments of `gateway audit verify`. */
+export interface AuditVerifyArgs {
+  /** Files or directories of one chain. */
+  files: string[];
+  /** JWKS file of the checkpoint signers; without it signatures are not checked. */
+  keysFile?: string | null;
+  /** A checkpoint JWS kept outside the log, which the chain must reach. */
+  anchor?: string | null;
+  /** Accept a chain whose first files were archived away. */
+  partial?: boolean;
+}
+
+/** Where the command prints; one call per line, without newline. */
+export interface CommandIo {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+export const AUDIT_VERIFY_USAGE = "usage: gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial]";
+
+/**
+ * Parses the words after `gateway audit verify`. Returns a `GatewayError("USAGE")` for bad input.
+ *
+ * @example parseAuditVerifyArgs(["./audit", "--keys", "keys.jwks"]) // { files: ["./audit"], keysFile: "keys.jwks", … }
+ */
+export function parseAuditVerifyArgs(argv: readonly string[]): AuditVerifyArgs | GatewayError {
+  const args: AuditVerifyArgs = { files: [], keysFile: null, anchor: null, partial: false };
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    const [flag, inline] = word.startsWith("--") && word.includes("=") ? [word.slice(0, word.indexOf("=")), word.slice(word.indexOf("=") + 1)] : [word, undefined];
+    if (flag === "--keys" || flag === "--anchor") {
+      const value = inline ?? argv[++i];
+      if (value === undefined || value === "") return new GatewayError("USAGE", `\`${flag}\` needs a value`);
+      if (flag === "--keys") args.keysFile = value;
+      else args.anchor = value;
+    } else if (flag === "--partial") {
+      args.partial = true;
+    } else if (word.startsWith("-") && word !== "-") {
+      return new GatewayError("USAGE", `unknown option \`${word}\``);
+    } else {
+      args.files.push(word);
+    }
+  }
+  if (args.files.length === 0) return new GatewayError("USAGE", "no audit file or directory given");
+  return args;
+}
+
+/**
+ * Runs `gateway audit verify`: prints `ok: N records, C checkpoints, F files` (and notes on
+ * unsigned tail records / unchecked signatures) and returns 0, or prints
+ * `FILE:LINE: KIND: message` for the first break and returns 1; bad usage returns 2.
+ */
+export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Promise<number> {
+  if (args.files.length === 0) {
+    io.err(AUDIT_VERIFY_USAGE);
+    return AUDIT_VERIFY_EXIT.usage;
+  }
+  let keys: JSONWebKeySet | undefined;
+  if (args.keysFile) {
+    try {
+      keys = parseJwks(await readFile(args.keysFile, "utf8"));
+    } catch (error) {
+      io.err(`error: cannot use keys file \`${args.keysFile}\`: ${(error as Error).message}`);
+      return AUDIT_VERIFY_EXIT.usage;
+    }
+  }
+  let result;
+  try {
+    result = await verifyAuditFiles(args.files, { keys, anchor: args.anchor ?? undefined, partial: args.partial ?? false });
+  } catch (error) {
+    if (error instanceof GatewayError) {
+      io.err(`error: ${error.message}`);
+      return AUDIT_VERIFY_EXIT.usage;
+    }
+    throw error;
+  }
+  if (!result.ok) {
+    const b = result.break!;
+    io.out(`${b.file}:${b.line}: ${b.kind}: ${b.message}`);
+    return AUDIT_VERIFY_EXIT.broken;
+  }
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  io.out(`ok: ${plural(result.records, "record")}, ${plural(result.checkpoints, "checkpoint")}, ${plural(result.files, "file")}`);
+  if (result.recordsAfterLastCheckpoint > 0) {
+    const from = (result.lastSeq ?? 0) - result.recordsAfterLastCheckpoint + 1;
+    io.out(`note: ${plural(result.recordsAfterLastCheckpoint, "record")} after the last checkpoint (seq ${from}..${result.lastSeq}) ${result.recordsAfterLastCheckpoint === 1 ? "is" : "are"} not covered by a signature`);
+  }
+  if (!result.signaturesChecked) io.out("note: checkpoint signatures not checked: no `--keys` given");
+  return AUDIT_VERIFY_EXIT.intact;
+}
+
+function parseJwks(text: string): JSONWebKeySet {
+  const value = JSON.parse(text) as { keys?: unknown };
+  if (value === null || typeof value !== "object" || !Array.isArray(value.keys)) throw new Error("not a JWKS (no `keys` array)");
+  return value as JSONWebKeySet;
+}

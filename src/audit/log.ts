@@ -1,0 +1,618 @@
+// The audit log writer: one JSON line per record, hash chained, group-committed, signed
+// checkpoints, rotation by size and age. See docs/audit.md for the format and guarantees.
+import { constants as fsConstants } from "node:fs";
+import { mkdir, open, readdir } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import type { KeyObject } from "node:crypto";
+import { createHash } from "node:crypto";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { CompactSign } from "jose";
+import { GatewayError } from "../errors.ts";
+import type { AuditConfig } from "../config/types.ts";
+import { canonicalJson } from "./canonical-json.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileName, parseAuditFileName, recordLine } from "./record.ts";
+import type { CheckpointPayload } from "./record.ts";
+import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";
+
+/** The key that signs checkpoints (private; its public half goes in the verifier's JWKS). */
+export interface AuditSigningKey {
+  key: CryptoKey | KeyObject;
+  kid: string;
+  alg: "EdDSA" | "ES256";
+}
+
+/**
+ * Options of {@link openAuditLog}: the `[audit]` config plus the gateway's signing key.
+ * A whole `AuditConfig` is accepted (extra fields are ignored).
+ */
+export interface AuditLogOptions
+  extends Pick<AuditConfig, "dir" | "fsync" | "batchIntervalMs" | "rotateBytes" | "rotateAgeMs" | "checkpointEvery" | "checkpointIntervalMs" | "stdout"> {
+  signingKey: AuditSigningKey;
+  /** Names this gateway in checkpoint signatures; default: the host name. */
+  instance?: string;
+  /** Where `stdout: true` prints record lines; default `process.stdout`. */
+  stdoutSink?: (text: string) => void;
+}
+
+/** Where an appended record landed in the chain. */
+export interface AppendResult {
+  seq: number;
+  hash: string;
+}
+
+/** Counters for `/metrics` and `/readyz`. */
+export interface AuditLogStats {
+  /** Seq the next record will get. */
+  nextSeq: number;
+  /** Hash of the last record written (the chain head). */
+  head: string;
+  /** File records currently go to (a name inside `dir`). */
+  file: string;
+  recordsWritten: number;
+  checkpointsWritten: number;
+  /** Appends rejected because the log could not be written. */
+  failedAppends: number;
+}
+
+/** A running audit log. Create with {@link openAuditLog}. */
+export interface AuditLog {
+  /**
+   * Appends one record and resolves once its line is handed to the OS (`write` returned),
+   * and with `fsync = "always"` also fsynced. `type` defaults to `"decision"`; `time` to now;
+   * `seq`, `prev` and `hash` are set by the log. Rejects with `AUDIT_WRITE_FAILED` when the
+   * line could not be written (the record is then not in the log), `AUDIT_BAD_RECORD` for an
+   * event that is not JSON or sets a reserved field, `AUDIT_CLOSED` after {@link close}.
+   */
+  append(event: Readonly<Record<string, unknown>>): Promise<AppendResult>;
+  /** Writes a signed checkpoint now (null when the chain head is already one). */
+  checkpoint(): Promise<AppendResult | null>;
+  /** False after a failed write or fsync, until a later write succeeds. */
+  healthy(): boolean;
+  /** The last failure seen (kept after recovery, for diagnostics). */
+  readonly lastError: GatewayError | null;
+  stats(): AuditLogStats;
+  /** Writes a final checkpoint, fsyncs (unless `fsync = "off"`) and closes; idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens (or resumes) the audit log in `options.dir`: finds the chain head in the existing
+ * files, repairs a torn last line (recording a `recovery` record), and returns the writer.
+ * The directory and file are created lazily: when they cannot be, the log starts unhealthy
+ * and every append rejects until they can. Rejects with `AUDIT_READ_FAILED` when existing
+ * files cannot be read and `AUDIT_TAIL_INVALID` when the last record cannot be parsed,
+ * because continuing would fork the chain.
+ *
+ * @example
+ * const log = await openAuditLog({ ...config.audit, signingKey: { key, kid: "gw-1", alg: "EdDSA" } });
+ * const { seq } = await log.append({ request_id, sub, duty, decision: "allow", reasons });
+ * await log.append({ type: "outcome", request_id, decision_seq: seq, status: 200, latency_ms: 12 });
+ */
+export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> {
+  const log = new FileAuditLog(options);
+  await log.resume();
+  return log;
+}
+
+interface PendingAppend {
+  event: Readonly<Record<string, unknown>>;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+}
+
+interface CurrentFile {
+  name: string;
+  handle: FileHandle | null;
+  /** Bytes known to hold complete records; writes go exactly here. */
+  bytes: number;
+  openedAt: number;
+}
+
+interface Recovery {
+  file: string;
+  discarded_bytes: number;
+  discarded_sha256: string;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+class FileAuditLog implements AuditLog {
+  private readonly options: AuditLogOptions;
+  private readonly instance: string;
+  private nextSeq = 0;
+  private head = GENESIS_HASH;
+  private sinceCheckpoint = 0;
+  private file: CurrentFile;
+  private needsTruncate = false;
+  private pendingRecovery: Recovery | null = null;
+  private startWithCheckpoint = false;
+  private queue: PendingAppend[] = [];
+  private draining: Promise<void> | null = null;
+  private checkpointWaiters: Array<{ resolve: (r: AppendResult | null) => void; reject: (e: unknown) => void }> = [];
+  private checkpointRequested = false;
+  private checkpointTimer: ReturnType<typeof setInterval> | null = null;
+  private syncTimer: ReturnType<typeof setTimeout> | null = null;
+  private syncing: Promise<void> | null = null;
+  private syncFailed = false;
+  private lastSyncAt = 0;
+  private isHealthy = true;
+  /** Set by close(): appends are refused, queued work is still written. */
+  private closing = false;
+  /** Set once close() has flushed: nothing more is written. */
+  private finished = false;
+  private closed: Promise<void> | null = null;
+  private counters = { recordsWritten: 0, checkpointsWritten: 0, failedAppends: 0 };
+  lastError: GatewayError | null = null;
+
+  constructor(options: AuditLogOptions) {
+    this.options = options;
+    this.instance = options.instance ?? hostname();
+    this.file = { name: auditFileName(0), handle: null, bytes: 0, openedAt: Date.now() };
+  }
+
+  // ---- start-up ---------------------------------------------------------------------------
+
+  async resume(): Promise<void> {
+    const { dir } = this.options;
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (error) {
+      this.markFailed(writeFailed(`cannot create audit directory \`${dir}\``, error));
+    }
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => parseAuditFileName(n) !== null).sort();
+    } catch (error) {
+      if (errno(error) !== "ENOENT") throw new GatewayError("AUDIT_READ_FAILED", `cannot list audit directory \`${dir}\`: ${describe(error)}`, { dir });
+      names = [];
+    }
+    try {
+      await this.findChainHead(names);
+    } catch (error) {
+      if (error instanceof GatewayError) throw error;
+      throw new GatewayError("AUDIT_READ_FAILED", `cannot read audit files in \`${dir}\`: ${describe(error)}`, { dir });
+    }
+    if (this.options.checkpointIntervalMs > 0) {
+      this.checkpointTimer = setInterval(() => {
+        if (this.sinceCheckpoint > 0 || this.queue.length > 0) this.checkpoint().catch(() => {});
+      }, this.options.checkpointIntervalMs);
+      unrefTimer(this.checkpointTimer);
+    }
+  }
+
+  private async findChainHead(names: string[]): Promise<void> {
+    const { dir } = this.options;
+    // The file to continue in is the last one; its torn tail (a write cut short by a crash or
+    // power loss) is cut off on the first write and recorded in a `recovery` record.
+    if (names.length > 0) {
+      const name = names[names.length - 1]!;
+      const tail = await readFileTail(join(dir, name));
+      this.file = { name, handle: null, bytes: tail.completeBytes, openedAt: Date.now() };
+      if (tail.partial.length > 0) {
+        this.needsTruncate = true;
+        this.pendingRecovery = {
+          file: name,
+          discarded_bytes: tail.partial.length,
+          discarded_sha256: createHash("sha256").update(tail.partial).digest("hex"),
+        };
+      }
+    }
+    // The head is the last complete record, in the last file that has one.
+    for (let i = names.length - 1; i >= 0; i--) {
+      const name = names[i]!;
+      const tail = await readFileTail(join(dir, name));
+      if (tail.lastLine === null) continue;
+      const last = parseTailRecord(tail.lastLine, name);
+      this.head = last.hash;
+      this.nextSeq = last.seq + 1;
+      this.sinceCheckpoint = await this.countSinceCheckpoint(names.slice(0, i + 1), tail.completeBytes, last.seq);
+      if (last.type === "rotate") {
+        // Crashed between the rotate record and the first write of the next file.
+        const next = typeof last.next === "string" && parseAuditFileName(last.next) !== null ? last.next : null;
+        if (next === null) throw new GatewayError("AUDIT_TAIL_INVALID", `rotate record seq ${last.seq} in \`${name}\` names no valid next file`, { file: name });
+        if (next !== this.file.name) this.file = { name: next, handle: null, bytes: 0, openedAt: Date.now() };
+        this.startWithCheckpoint = true;
+      } else if (name === this.file.name) {
+        const firstLine = await readFirstLine(join(dir, name));
+        const firstTime = firstLine === null ? NaN : Date.parse(String(safeParse(firstLine)?.time));
+        if (Number.isFinite(firstTime)) this.file.openedAt = firstTime;
+      }
+      return;
+    }
+  }
+
+  /** Records after the last checkpoint, so the next checkpoint's `count` is exact after a restart. */
+  private async countSinceCheckpoint(names: string[], endOfLast: number, lastSeq: number): Promise<number> {
+    for (let i = names.length - 1; i >= 0; i--) {
+      const path = join(this.options.dir, names[i]!);
+      const end = i === names.length - 1 ? endOfLast : (await readFileTail(path)).completeBytes;
+      let checkpointSeq: number | null = null;
+      await scanLinesBackwards(path, end, (line) => {
+        if (!line.includes('"type":"checkpoint"')) return false;
+        const record = safeParse(line);
+        if (record?.type !== "checkpoint" || typeof record.seq !== "number") return false;
+        checkpointSeq = record.seq;
+        return true;
+      });
+      if (checkpointSeq !== null) return lastSeq - checkpointSeq;
+    }
+    return lastSeq + 1;
+  }
+
+  // ---- public API -------------------------------------------------------------------------
+
+  append(event: Readonly<Record<string, unknown>>): Promise<AppendResult> {
+    if (this.closing) return Promise.reject(new GatewayError("AUDIT_CLOSED", "audit log is closed"));
+    if (typeof event !== "object" || event === null || Array.isArray(event)) {
+      return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", "audit event must be an object"));
+    }
+    for (const field of ["seq", "prev", "hash"]) {
+      if (field in event) return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `audit event may not set \`${field}\`: the log sets it`));
+    }
+    const type = event.type ?? "decision";
+    if (typeof type !== "string" || RESERVED_TYPES.has(type)) {
+      return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `audit event type \`${String(type)}\` is reserved or not a string`));
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.queue.push({ event, resolve, reject });
+      this.startDraining();
+    });
+  }
+
+  checkpoint(): Promise<AppendResult | null> {
+    if (this.finished) return Promise.reject(new GatewayError("AUDIT_CLOSED", "audit log is closed"));
+    return new Promise((resolve, reject) => {
+      this.checkpointWaiters.push({ resolve, reject });
+      this.checkpointRequested = true;
+      this.startDraining();
+    });
+  }
+
+  healthy(): boolean {
+    return this.isHealthy;
+  }
+
+  stats(): AuditLogStats {
+    return { nextSeq: this.nextSeq, head: this.head, file: this.file.name, ...this.counters };
+  }
+
+  close(): Promise<void> {
+    if (this.closed === null) this.closed = this.shutDown();
+    return this.closed;
+  }
+
+  private async shutDown(): Promise<void> {
+    // Appends already queued are written; later ones are refused.
+    this.closing = true;
+    if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
+    while (this.draining !== null) await this.draining;
+    // A final checkpoint, so a cleanly closed log is covered by a signature to its last record.
+    if (this.sinceCheckpoint > 0 && this.isHealthy) await this.checkpoint().catch(() => {});
+    while (this.draining !== null) await this.draining;
+    await this.stopSyncTimer();
+    this.finished = true;
+    const handle = this.file.handle;
+    this.file.handle = null;
+    if (handle === null) return;
+    try {
+      if (this.options.fsync !== "off") await handle.sync();
+    } catch (error) {
+      this.markFailed(writeFailed(`cannot fsync \`${this.file.name}\``, error));
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
+
+  // ---- the write loop ---------------------------------------------------------------------
+
+  private startDraining(): void {
+    if (this.draining === null) this.draining = this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    // Let appends made in the same tick join the first batch.
+    await Promise.resolve();
+    try {
+      // Each pass writes everything queued so far as one write (group commit); appends that
+      // arrive meanwhile form the next batch. A failed pass clears the checkpoint request,
+      // so this ends when the queue is empty.
+      while (this.queue.length > 0 || this.checkpointRequested) {
+        const batch = this.queue;
+        this.queue = [];
+        try {
+          await this.writeBatch(batch);
+        } catch (error) {
+          // Only a bug gets here; never leave a caller waiting.
+          const failure = writeFailed("audit write failed unexpectedly", error);
+          for (const item of batch) item.reject(failure);
+          this.rejectCheckpointWaiters(failure);
+        }
+      }
+    } finally {
+      this.draining = null;
+    }
+  }
+
+  private async writeBatch(batch: PendingAppend[]): Promise<void> {
+    if (batch.length === 0 && this.sinceCheckpoint === 0 && this.pendingRecovery === null) {
+      // A checkpoint was asked for but the head already is one: nothing to sign.
+      this.checkpointRequested = false;
+      this.resolveCheckpointWaiters(null);
+      return;
+    }
+    const now = Date.now();
+    try {
+      await this.prepareFile(now);
+    } catch (error) {
+      this.failBatch(batch.map((item) => item.reject), error);
+      return;
+    }
+    const handle = this.file.handle!;
+    const { checkpointEvery } = this.options;
+    let seq = this.nextSeq;
+    let head = this.head;
+    let since = this.sinceCheckpoint;
+    let checkpoints = 0;
+    let checkpointResult: AppendResult | null = null;
+    const lines: string[] = [];
+    const written: Array<{ item: PendingAppend; result: AppendResult }> = [];
+    const time = new Date(now).toISOString();
+
+    const addRecord = (body: Record<string, unknown>): AppendResult => {
+      const { line, hash } = recordLine(body);
+      lines.push(line);
+      const result = { seq, hash };
+      head = hash;
+      seq++;
+      return result;
+    };
+    const addCheckpoint = async (): Promise<AppendResult> => {
+      const body = await this.checkpointBody(seq, head, since, time);
+      since = 0;
+      checkpoints++;
+      return addRecord(body);
+    };
+
+    if ((this.startWithCheckpoint || this.checkpointRequested) && since > 0) checkpointResult = await addCheckpoint();
+    if (this.pendingRecovery !== null) {
+      addRecord({ type: "recovery", seq, time, prev: head, ...this.pendingRecovery });
+      since++;
+    }
+    for (const item of batch) {
+      let result: AppendResult;
+      try {
+        result = addRecord({ ...item.event, type: item.event.type ?? "decision", time: item.event.time ?? time, seq, prev: head });
+      } catch (error) {
+        // Not JSON: refuse this one record; it took no seq.
+        item.reject(error instanceof GatewayError ? new GatewayError("AUDIT_BAD_RECORD", `audit event is not JSON: ${error.message}`) : error);
+        continue;
+      }
+      written.push({ item, result });
+      since++;
+      if (since >= checkpointEvery && checkpointEvery > 0) await addCheckpoint();
+    }
+    if (lines.length === 0) {
+      this.checkpointRequested = false;
+      this.resolveCheckpointWaiters(null);
+      return;
+    }
+
+    const buffer = Buffer.from(lines.join(""), "utf8");
+    try {
+      await writeFully(handle, buffer, this.file.bytes);
+      if (this.options.fsync === "always") await handle.sync();
+    } catch (error) {
+      this.failBatch(written.map((w) => w.item.reject), error);
+      return;
+    }
+
+    // The line is in the file: only now does the chain advance.
+    this.file.bytes += buffer.length;
+    this.nextSeq = seq;
+    this.head = head;
+    this.sinceCheckpoint = since;
+    this.pendingRecovery = null;
+    this.startWithCheckpoint = false;
+    this.isHealthy = true;
+    this.counters.recordsWritten += lines.length;
+    this.counters.checkpointsWritten += checkpoints;
+    if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(lines.join(""));
+    if (this.options.fsync === "batch") this.scheduleSync();
+    for (const { item, result } of written) item.resolve(result);
+    if (this.checkpointRequested) {
+      this.checkpointRequested = false;
+      this.resolveCheckpointWaiters(checkpointResult);
+    }
+  }
+
+  /** Opens the current file, repairs a torn tail, rotates: everything before the records. */
+  private async prepareFile(now: number): Promise<void> {
+    // A background fsync failed: the disk must prove itself before more is acknowledged.
+    if (this.syncFailed && this.file.handle !== null) {
+      await this.file.handle.sync();
+      this.syncFailed = false;
+    }
+    if (this.file.handle === null) await this.openCurrentFile();
+    if (this.needsTruncate) {
+      await this.file.handle!.truncate(this.file.bytes);
+      this.needsTruncate = false;
+    }
+    const { rotateBytes, rotateAgeMs } = this.options;
+    const tooBig = rotateBytes > 0 && this.file.bytes >= rotateBytes;
+    const tooOld = rotateAgeMs > 0 && now - this.file.openedAt >= rotateAgeMs;
+    if (this.file.bytes > 0 && (tooBig || tooOld)) await this.rotate(now);
+  }
+
+  private async openCurrentFile(): Promise<void> {
+    const path = join(this.options.dir, this.file.name);
+    let handle: FileHandle;
+    try {
+      // Positional writes (no O_APPEND): a torn write is overwritten by the next one.
+      handle = await open(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o640);
+    } catch (error) {
+      throw writeFailed(`cannot open audit file \`${path}\``, error);
+    }
+    this.file.handle = handle;
+    if (this.file.bytes === 0) this.file.openedAt = Date.now();
+    if (this.options.fsync !== "off") await syncDirectory(this.options.dir);
+  }
+
+  /** Ends the current file with a `rotate` record naming the next; the next starts with a checkpoint. */
+  private async rotate(now: number): Promise<void> {
+    const next = auditFileName(this.nextSeq + 1);
+    const { line, hash } = recordLine({ type: "rotate", seq: this.nextSeq, time: new Date(now).toISOString(), next, prev: this.head });
+    const buffer = Buffer.from(line, "utf8");
+    const handle = this.file.handle!;
+    await this.stopSyncTimer();
+    try {
+      await writeFully(handle, buffer, this.file.bytes);
+      if (this.options.fsync !== "off") await handle.sync();
+    } catch (error) {
+      await handle.truncate(this.file.bytes).catch(() => { this.needsTruncate = true; });
+      throw writeFailed(`cannot write rotate record to \`${this.file.name}\``, error);
+    }
+    this.head = hash;
+    this.nextSeq++;
+    this.sinceCheckpoint++;
+    this.counters.recordsWritten++;
+    this.startWithCheckpoint = true;
+    if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(line);
+    await handle.close().catch(() => {});
+    this.file = { name: next, handle: null, bytes: 0, openedAt: now };
+    await this.openCurrentFile();
+  }
+
+  private async checkpointBody(seq: number, head: string, count: number, time: string): Promise<Record<string, unknown>> {
+    const { key, kid, alg } = this.options.signingKey;
+    const payload: CheckpointPayload = { head, seq, time, instance: this.instance };
+    const jws = await new CompactSign(new TextEncoder().encode(canonicalJson(payload)))
+      .setProtectedHeader({ alg, kid, typ: CHECKPOINT_JWS_TYPE })
+      .sign(key);
+    return { type: "checkpoint", seq, time, head, count, kid, jws, prev: head };
+  }
+
+  private failBatch(rejects: Array<(error: unknown) => void>, error: unknown): void {
+    const failure = error instanceof GatewayError && error.code === "AUDIT_WRITE_FAILED"
+      ? error
+      : writeFailed(`cannot write audit file \`${this.file.name}\``, error);
+    this.markFailed(failure);
+    // Whatever part of the batch reached the file is cut off on the next write (or now), so the
+    // chain continues from the last record actually written.
+    if (this.file.handle !== null) this.needsTruncate = true;
+    this.counters.failedAppends += rejects.length;
+    for (const reject of rejects) reject(failure);
+    this.checkpointRequested = false;
+    this.rejectCheckpointWaiters(failure);
+  }
+
+  private markFailed(error: GatewayError): void {
+    this.isHealthy = false;
+    this.lastError = error;
+  }
+
+  private resolveCheckpointWaiters(result: AppendResult | null): void {
+    const waiters = this.checkpointWaiters;
+    this.checkpointWaiters = [];
+    for (const w of waiters) w.resolve(result);
+  }
+
+  private rejectCheckpointWaiters(error: unknown): void {
+    const waiters = this.checkpointWaiters;
+    this.checkpointWaiters = [];
+    for (const w of waiters) w.reject(error);
+  }
+
+  // ---- fsync = "batch" --------------------------------------------------------------------
+
+  private scheduleSync(): void {
+    if (this.syncTimer !== null || this.syncing !== null || this.closing) return;
+    const delay = Math.max(0, this.lastSyncAt + this.options.batchIntervalMs - Date.now());
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = null;
+      const handle = this.file.handle;
+      if (handle === null) return;
+      this.syncing = handle.sync().then(
+        () => { this.lastSyncAt = Date.now(); },
+        (error: unknown) => {
+          this.syncFailed = true;
+          this.markFailed(writeFailed(`cannot fsync \`${this.file.name}\``, error));
+        },
+      ).finally(() => { this.syncing = null; });
+    }, delay);
+    unrefTimer(this.syncTimer);
+  }
+
+  /** No fsync may be in flight on a handle about to be closed. */
+  private async stopSyncTimer(): Promise<void> {
+    if (this.syncTimer !== null) clearTimeout(this.syncTimer);
+    this.syncTimer = null;
+    if (this.syncing !== null) await this.syncing;
+  }
+}
+
+function parseTailRecord(line: string, file: string): { seq: number; hash: string; type: unknown; next?: unknown } {
+  const record = safeParse(line);
+  if (record === null || !Number.isSafeInteger(record.seq) || (record.seq as number) < 0 || typeof record.hash !== "string" || !HEX64.test(record.hash)) {
+    throw new GatewayError(
+      "AUDIT_TAIL_INVALID",
+      `last record of \`${file}\` cannot be parsed; run \`gateway audit verify\` and move the damaged file aside`,
+      { file },
+    );
+  }
+  return record as { seq: number; hash: string; type: unknown; next?: unknown };
+}
+
+function safeParse(line: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function writeFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < buffer.length) {
+    const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, position + offset);
+    if (bytesWritten <= 0) throw new Error("write returned no progress");
+    offset += bytesWritten;
+  }
+}
+
+/** Makes a new file's directory entry durable; best effort where directories cannot be fsynced. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, "r");
+    try { await handle.sync(); } finally { await handle.close(); }
+  } catch {
+    // Some platforms refuse fsync on directories; the file's own fsync still holds its data.
+  }
+}
+
+function writeFailed(message: string, cause: unknown): GatewayError {
+  return new GatewayError("AUDIT_WRITE_FAILED", `${message}: ${describe(cause)}`, { errno: errno(cause) });
+}
+
+function errno(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function describe(error: unknown): string {
+  return errno(error) ?? (error instanceof Error ? error.message : String(error));
+}
+
+function writeStdout(text: string): void {
+  process.stdout.write(text);
+}
+
+function unrefTimer(timer: unknown): void {
+  if (typeof timer === "object" && timer !== null && "unref" in timer && typeof timer.unref === "function") {
+    timer.unref();
+    return;
+  }
+  const deno = (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno;
+  if (deno && typeof timer === "number") deno.unrefTimer(timer);
+}

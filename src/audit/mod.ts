@@ -1,0 +1,11 @@
+// The public face of the audit log: the gateway imports src/audit only from here.
+export { canonicalJson } from "./canonical-json.ts";
+export { openAuditLog } from "./log.ts";
+export type { AppendResult, AuditLog, AuditLogOptions, AuditLogStats, AuditSigningKey } from "./log.ts";
+export { redactHeaders, NEVER_LOGGED_HEADERS } from "./redact.ts";
+export { verifyAuditFiles, resolveAuditPaths } from "./verify.ts";
+export type { AuditBreak, AuditBreakKind, AuditVerification, VerifyAuditOptions } from "./verify.ts";
+export { runAuditVerify, parseAuditVerifyArgs, AUDIT_VERIFY_EXIT, AUDIT_VERIFY_USAGE } from "./cli.ts";
+export type { AuditVerifyArgs, CommandIo } from "./cli.ts";
+export { GENESIS_HASH, CHECKPOINT_JWS_TYPE, auditFileName, parseAuditFileName } from "./record.ts";
+export type { CheckpointPayload } from "./record.ts";

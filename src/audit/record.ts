@@ -1,0 +1,70 @@
+// What writer and verifier agree on: record shape, hashing, file names, checkpoint payload.
+import { createHash } from "node:crypto";
+import { canonicalJson } from "./canonical-json.ts";
+
+/** `prev` of the first record of a chain. */
+export const GENESIS_HASH = "0".repeat(64);
+
+/** `typ` header of checkpoint signatures, so a checkpoint JWS cannot pass for another token. */
+export const CHECKPOINT_JWS_TYPE = "dutygate-audit-checkpoint+jws";
+
+/** Record types the log itself writes; callers may not append them. */
+export const RESERVED_TYPES: ReadonlySet<string> = new Set(["checkpoint", "rotate", "recovery"]);
+
+/** Fields every record carries; the log sets them. */
+export interface ChainFields {
+  type: string;
+  seq: number;
+  time: string;
+  prev: string;
+  hash: string;
+}
+
+/** Signed statement of the chain head: the payload of a checkpoint's JWS. */
+export interface CheckpointPayload {
+  head: string;
+  seq: number;
+  time: string;
+  instance: string;
+}
+
+const FILE_NAME = /^audit-(\d{16})\.jsonl$/;
+
+/**
+ * File holding the records from `firstSeq` on. Zero-padded to 16 digits (every safe integer),
+ * so lexical order of names is chain order.
+ */
+export function auditFileName(firstSeq: number): string {
+  return `audit-${String(firstSeq).padStart(16, "0")}.jsonl`;
+}
+
+/** The first seq encoded in an audit file name, or null when the name is not one. */
+export function parseAuditFileName(name: string): number | null {
+  const m = FILE_NAME.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/** SHA-256 (hex) of the canonical JSON of `body` (a record without `hash`). */
+export function hashCanonical(canonicalBody: string): string {
+  return createHash("sha256").update(canonicalBody).digest("hex");
+}
+
+/**
+ * Hash of a parsed record: SHA-256 over RFC 8785 JSON of every member except `hash`.
+ * Throws `AUDIT_NOT_JSON` when the record holds something JSON cannot (never for parsed input).
+ */
+export function recordHash(record: Readonly<Record<string, unknown>>): string {
+  const { hash: _ignored, ...body } = record;
+  return hashCanonical(canonicalJson(body));
+}
+
+/**
+ * The line for a record body: its canonical JSON with `hash` added as the last member, so a
+ * reader sees the link fields at the end and the hash input is the line minus that member.
+ */
+export function recordLine(body: Readonly<Record<string, unknown>>): { line: string; hash: string } {
+  const canonical = canonicalJson(body);
+  const hash = hashCanonical(canonical);
+  const line = canonical === "{}" ? `{"hash":"${hash}"}\n` : `${canonical.slice(0, -1)},"hash":"${hash}"}\n`;
+  return { line, hash };
+}
