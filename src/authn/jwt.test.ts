@@ -173,6 +173,7 @@ describe("unsafe issuer configuration is refused", () => {
     { name: "file and URL", config: { jwksUrl: "https://idp.example.test/jwks" } },
     { name: "plain http JWKS URL", config: { jwksFile: null, jwksUrl: "http://idp.example.test/jwks" } },
     { name: "no audience", config: { audience: [] } },
+    { name: "unreadable JWKS CA file", config: { jwksFile: null, jwksUrl: "https://idp.example.test/jwks", jwksCaFile: "/nonexistent/ca.pem" } },
   ];
   for (const c of cases) {
     test(c.name, () => {
@@ -183,6 +184,12 @@ describe("unsafe issuer configuration is refused", () => {
       expect((thrown as GatewayError).message).toStartWith("issuers.corp: ");
     });
   }
+
+  test("plain http is accepted for a loopback JWKS URL only", () => {
+    expect(() => authenticator({ jwksFile: null, jwksUrl: "http://127.0.0.1:9/jwks" })).not.toThrow();
+    expect(() => authenticator({ jwksFile: null, jwksUrl: "http://[::1]:9/jwks" })).not.toThrow();
+    expect(() => authenticator({ jwksFile: null, jwksUrl: "http://127.example.test/jwks" })).toThrow(expect.objectContaining({ code: "AUTHN_BAD_CONFIG" }));
+  });
 
   test("the same iss twice", () => {
     expect(() => createJwtAuthenticator({ issuers: [issuerConfig({ jwksFile: jwksPath }), issuerConfig({ name: "again", jwksFile: jwksPath })] }))
@@ -373,4 +380,13 @@ test("audience: any configured value is accepted, as is an array containing one"
     const result = await authn.authenticate(`Bearer ${await signToken({ key: ed, claims: { aud } })}`, testSchema);
     expect(result.ok).toBe(true);
   }
+});
+
+test("concurrent requests with one new token verify it once", async () => {
+  clock = T0;
+  const authn = authenticator();
+  const header = `Bearer ${await signToken({ key: rs })}`;
+  const results = await Promise.all(Array.from({ length: 10 }, () => authn.authenticate(header, testSchema)));
+  expect(results.every((r) => r.ok)).toBe(true);
+  expect(authn.stats().verifications).toBe(1);
 });

@@ -107,7 +107,7 @@ function prepareIssuer(config: JwtIssuerConfig, options: Required<Omit<JwtAuthen
   const publicKeyAlgs = config.algorithms.filter((alg) => !isHmac(alg));
   let hmacKey: Uint8Array | null = null;
   if (hmacAlgs.length > 0) {
-    if (config.hmacSecret === null) throw badConfig(name, `\`${hmacAlgs[0]}\` needs \`hmac_secret\``);
+    if (config.hmacSecret === null) throw badConfig(name, `\`${hmacAlgs[0]}\` needs \`hmac_secret\` or \`hmac_secret_file\``);
     hmacKey = new TextEncoder().encode(config.hmacSecret);
     for (const alg of hmacAlgs) {
       if (hmacKey.length < HMAC_MIN_BYTES[alg]!) throw badConfig(name, `\`hmac_secret\` is shorter than ${HMAC_MIN_BYTES[alg]} bytes, too short for \`${alg}\``);
@@ -123,11 +123,14 @@ function prepareIssuer(config: JwtIssuerConfig, options: Required<Omit<JwtAuthen
     } else if (config.jwksUrl !== null) {
       let url: URL;
       try { url = new URL(config.jwksUrl); } catch { throw badConfig(name, `\`jwks_url\` is not a URL: \`${config.jwksUrl}\``); }
-      if (url.protocol !== "https:") throw badConfig(name, `\`jwks_url\` must be https: \`${config.jwksUrl}\``);
+      // Keys fetched in clear text could be swapped on the way; loopback (a local IdP in development) cannot.
+      if (!(url.protocol === "https:" || (url.protocol === "http:" && isLoopbackHost(url.hostname)))) {
+        throw badConfig(name, `\`jwks_url\` must be https (plain http only on loopback): \`${config.jwksUrl}\``);
+      }
       let caPem: string | null = null;
       if (config.jwksCaFile !== null) {
         try { caPem = readFileSync(config.jwksCaFile, "utf8"); } catch (cause) {
-          throw badConfig(name, `cannot read \`jwks_ca_file\` \`${config.jwksCaFile}\`: ${(cause as Error).message}`);
+          throw badConfig(name, `cannot read \`jwks_ca\` \`${config.jwksCaFile}\`: ${(cause as Error).message}`);
         }
       }
       keySet = createRemoteKeySet(url.href, {
@@ -154,6 +157,11 @@ function prepareIssuer(config: JwtIssuerConfig, options: Required<Omit<JwtAuthen
       requiredClaims: ["iat", "exp"],
     },
   };
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
 
 /** Keeps user-supplied text short inside messages. */
@@ -188,6 +196,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
   const cache = new VerifiedTokenCache(settings.cacheSize);
   let verifications = 0;
   let cacheHits = 0;
+  const pending = new Map<string, Promise<AuthnResult>>();
 
   /**
    * Verifies signature and registered claims. `keySetGeneration` is the generation of the key set
@@ -235,7 +244,21 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     const bearer = parseBearerToken(authorization);
     if (!bearer.ok) return bearer;
     const token = bearer.token;
-    const cacheKey = settings.cacheSize > 0 ? `${schemaId(schema)}:${tokenDigest(token)}` : "";
+    if (settings.cacheSize === 0) return authenticateToken(token, schema, "");
+    const cacheKey = `${schemaId(schema)}:${tokenDigest(token)}`;
+    // A burst of requests with one new token (a client's parallel calls) verifies it once.
+    const inFlight = pending.get(cacheKey);
+    if (inFlight !== undefined) return inFlight;
+    const result = authenticateToken(token, schema, cacheKey);
+    pending.set(cacheKey, result);
+    try {
+      return await result;
+    } finally {
+      pending.delete(cacheKey);
+    }
+  }
+
+  async function authenticateToken(token: string, schema: PrincipalSchema, cacheKey: string): Promise<AuthnResult> {
 
     if (cacheKey !== "") {
       const hit = cache.get(cacheKey);
