@@ -4,7 +4,7 @@
 // Security rules follow RFC 8725 (JWT Best Current Practices): explicit algorithm allow-list per
 // issuer, `none` never, HMAC only with a configured secret and never with keys from a JWKS.
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions, type JWSHeaderParameters, type FlattenedJWSInput } from "jose";
-import type { Principal, PrincipalSchema } from "../../dsl/mod.ts";
+import { parseIp, type Principal, type PrincipalSchema } from "../../dsl/mod.ts";
 import type { JwtIssuerConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
 import { parseBearerToken } from "./bearer.ts";
@@ -159,9 +159,11 @@ function prepareIssuer(config: JwtIssuerConfig, options: Required<Omit<JwtAuthen
   };
 }
 
+// An address in 127.0.0.0/8 or ::1, or `localhost`; a name like `127.example.com` is not loopback.
 function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, "");
-  return host === "localhost" || host === "::1" || /^127\./.test(host);
+  if (hostname === "localhost") return true;
+  const ip = parseIp(hostname);
+  return ip !== null && (ip.v6 ? ip.addr === 1n : ip.addr >> 24n === 127n);
 }
 
 /** Keeps user-supplied text short inside messages. */
