@@ -40,7 +40,7 @@ describe.each(stores)("%s", (_name, makeStore) => {
   ] as [string, number, string | undefined, string | null][])("after accepting 5: %s", (_case, revision, digest, expected) => {
     const store = makeStore();
     store.accept(5, D5);
-    expect(checkRollback(store, revision, digest)?.code ?? null).toBe(expected);
+    expect<string | null>(checkRollback(store, revision, digest)?.code ?? null).toBe(expected);
   });
 
   test("accept refuses to go backwards", () => {

@@ -117,7 +117,7 @@ describe("verifyBundle: tampering", () => {
     tamper(dir);
     const result = await verifyBundle(dir, { trustedKeys, minSigners: 2 });
     if (result.ok) throw new Error("tampered bundle verified");
-    expect(result.problems.map((p) => ({ code: p.code, path: p.path }))).toEqual(expected.map((e) => ({ code: e.code, path: e.path })));
+    expect(result.problems.map((p): { code: string; path?: string } => ({ code: p.code, path: p.path }))).toEqual(expected.map((e) => ({ code: e.code, path: e.path })));
     for (const [i, e] of expected.entries()) if (e.message) expect(result.problems[i]!.message).toMatch(e.message);
   });
 
