@@ -1,0 +1,131 @@
+// `gateway check [DIR]`: the CI dry-run. Parse, type-check, compile, run the policy tests,
+// and (with flags) verify the bundle's signatures, analyse separation of duties, check role
+// assignments, and replay recorded traffic. A plain function over a params struct.
+import { existsSync, statSync } from "node:fs";
+import {
+  compilePolicy, hasErrors, loadPolicy, renderDiagnostic, renderGithubAnnotation,
+  type CompiledPolicy, type Diagnostic,
+} from "../../dsl/mod.ts";
+import { runPolicyTests, type PolicyTestResult } from "../../dsl/policy_tests.ts";
+import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
+import { EXIT, type Io } from "./io.ts";
+
+export type CheckFormat = "text" | "json" | "github" | "junit";
+
+export interface CheckParams {
+  dir: string;
+  format: CheckFormat;
+  /** "Now" for `until` checks and policy tests without a time (epoch ms). */
+  now?: number;
+  /** Extra steps that run after the policy compiled; each returns its exit code (0 = fine). */
+  extraSteps?: Array<(ctx: CheckContext) => Promise<CheckStepResult>>;
+}
+
+export interface CheckContext {
+  dir: string;
+  compiled: CompiledPolicy;
+  format: CheckFormat;
+  io: Io;
+}
+
+export interface CheckStepResult {
+  exitCode: number;
+  /** Lines for text output. */
+  text: string[];
+  /** Annotations for GitHub output. */
+  github?: string[];
+  /** Merged into the JSON report under `name`. */
+  json?: unknown;
+  name: string;
+}
+
+function xmlEscape(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+function junit(tests: PolicyTestResult[], diagnostics: Diagnostic[]): string {
+  const failures = tests.filter((t) => !t.passed).length;
+  const errs = diagnostics.filter((d) => d.severity === "error");
+  const lines = [`<?xml version="1.0" encoding="UTF-8"?>`, `<testsuites tests="${tests.length + 1}" failures="${failures + (errs.length ? 1 : 0)}">`];
+  lines.push(`  <testsuite name="policy check" tests="1" failures="${errs.length ? 1 : 0}">`);
+  lines.push(`    <testcase classname="check" name="parse and type-check">${errs.length ? `<failure message="${errs.length} error(s)">${xmlEscape(errs.map((d) => `${d.span.file}:${d.span.line}:${d.span.col}: ${d.code}: ${d.message}`).join("\n"))}</failure>` : ""}</testcase>`);
+  lines.push(`  </testsuite>`);
+  const byFile = new Map<string, PolicyTestResult[]>();
+  for (const t of tests) byFile.set(t.file, [...(byFile.get(t.file) ?? []), t]);
+  for (const [file, ts] of byFile) {
+    lines.push(`  <testsuite name="${xmlEscape(file)}" tests="${ts.length}" failures="${ts.filter((t) => !t.passed).length}">`);
+    for (const t of ts) {
+      lines.push(`    <testcase classname="${xmlEscape(file)}" name="${xmlEscape(t.name)}">${t.passed ? "" : `<failure message="${xmlEscape(t.failure ?? "failed")}">${xmlEscape(`${t.file}:${t.line}`)}</failure>`}</testcase>`);
+    }
+    lines.push(`  </testsuite>`);
+  }
+  lines.push(`</testsuites>`);
+  return lines.join("\n");
+}
+
+/** Runs the check; returns the exit code (see EXIT). */
+export async function runCheck(params: CheckParams, io: Io): Promise<number> {
+  const { dir, format } = params;
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    io.err(`error: policy directory \`${dir}\` does not exist`);
+    return EXIT.usage;
+  }
+  const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
+  const sourceMap = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
+  const { policy, diagnostics } = loadPolicy(files.policies, { now: params.now });
+  if (files.policies.length === 0) {
+    io.err(`error: no \`.duty\` files under \`${dir}\``);
+    return EXIT.policyErrors;
+  }
+  let exitCode: number = hasErrors(diagnostics) ? EXIT.policyErrors : EXIT.ok;
+  const compiled = policy ? compilePolicy(policy) : null;
+  const tests = compiled ? runPolicyTests(compiled, files.tests, { now: params.now }) : [];
+  const failed = tests.filter((t) => !t.passed);
+  if (exitCode === EXIT.ok && failed.length) exitCode = EXIT.testsFailed;
+
+  const steps: CheckStepResult[] = [];
+  if (compiled) {
+    for (const step of params.extraSteps ?? []) {
+      const r = await step({ dir, compiled, format, io });
+      steps.push(r);
+      if (exitCode === EXIT.ok && r.exitCode !== EXIT.ok) exitCode = r.exitCode;
+    }
+  }
+
+  const errors = diagnostics.filter((d) => d.severity === "error").length;
+  const warnings = diagnostics.length - errors;
+  const summary = compiled
+    ? `${files.policies.length} files, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${errors} errors, ${warnings} warnings; policy tests: ${tests.length - failed.length} passed, ${failed.length} failed`
+    : `${files.policies.length} files; ${errors} errors, ${warnings} warnings; policy not compiled`;
+
+  switch (format) {
+    case "json":
+      io.out(JSON.stringify({
+        ok: exitCode === EXIT.ok,
+        exitCode,
+        summary,
+        diagnostics,
+        tests: tests.map((t) => ({ file: t.file, line: t.line, name: t.name, passed: t.passed, failure: t.failure, decision: t.decision && { allow: t.decision.allow, code: t.decision.code, duty: t.decision.duty, decidedBy: t.decision.decidedBy } })),
+        ...Object.fromEntries(steps.map((s) => [s.name, s.json])),
+      }, null, 2));
+      break;
+    case "github":
+      for (const d of diagnostics) io.out(renderGithubAnnotation(d));
+      for (const t of failed) io.out(`::error file=${t.file},line=${t.line},title=policy test failed::${t.name}: ${t.failure}`);
+      for (const s of steps) for (const line of s.github ?? []) io.out(line);
+      io.out(summary);
+      break;
+    case "junit":
+      io.out(junit(tests, diagnostics));
+      break;
+    default:
+      for (const d of diagnostics) io.out(renderDiagnostic(d, sourceMap) + "\n");
+      for (const t of failed) {
+        io.out(`${t.file}:${t.line}: FAIL ${t.name}: ${t.failure}`);
+        if (t.decision) for (const r of t.decision.reasons) io.out(`    ${r.held ? "held" : "not held"}  ${r.rule}  ${r.why}`);
+      }
+      for (const s of steps) for (const line of s.text) io.out(line);
+      io.out(`${exitCode === EXIT.ok ? "ok" : "FAILED"}: ${summary}`);
+  }
+  return exitCode;
+}

@@ -1,0 +1,28 @@
+/** Where a command writes: CLI handlers are plain functions tested without a subprocess. */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+export const processIo: Io = {
+  out: (line) => process.stdout.write(line + "\n"),
+  err: (line) => process.stderr.write(line + "\n"),
+};
+
+/** Collects output in memory (tests). */
+export function memoryIo(): Io & { stdout: string[]; stderr: string[]; text(): string } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (l) => void stdout.push(l), err: (l) => void stderr.push(l), text: () => [...stdout, ...stderr].join("\n") };
+}
+
+/** Exit codes shared by every command (documented in `gateway --help`). */
+export const EXIT = {
+  ok: 0,
+  policyErrors: 1,
+  testsFailed: 2,
+  decisionFlips: 3,
+  verificationFailed: 4,
+  sodViolations: 5,
+  usage: 64,
+} as const;
