@@ -246,12 +246,14 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     const bearer = parseBearerToken(authorization);
     if (!bearer.ok) return bearer;
     const token = bearer.token;
-    if (settings.cacheSize === 0) return authenticateToken(token, schema, "");
+    if (settings.cacheSize === 0) return verifyAndMap(token, schema, "");
     const cacheKey = `${schemaId(schema)}:${tokenDigest(token)}`;
+    const cached = fromCache(cacheKey);
+    if (cached !== null) return cached;
     // A burst of requests with one new token (a client's parallel calls) verifies it once.
     const inFlight = pending.get(cacheKey);
     if (inFlight !== undefined) return inFlight;
-    const result = authenticateToken(token, schema, cacheKey);
+    const result = verifyAndMap(token, schema, cacheKey);
     pending.set(cacheKey, result);
     try {
       return await result;
@@ -260,25 +262,25 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     }
   }
 
-  async function authenticateToken(token: string, schema: PrincipalSchema, cacheKey: string): Promise<AuthnResult> {
-
-    if (cacheKey !== "") {
-      const hit = cache.get(cacheKey);
-      if (hit !== undefined) {
-        const hitIssuer = issuers.get(hit.issuer);
-        if (settings.now() >= hit.usableUntil) {
-          cache.delete(cacheKey);
-          return authnFailure("AUTHN_TOKEN_EXPIRED", "token expired");
-        }
-        const stale = hit.keySetGeneration !== HMAC_GENERATION && hitIssuer?.keySet != null && hitIssuer.keySet.generation !== hit.keySetGeneration;
-        if (!stale) {
-          cacheHits++;
-          return { ok: true, principal: hit.principal, issuer: hit.issuer, method: "jwt", expiresAt: hit.expiresAt };
-        }
-        cache.delete(cacheKey);
-      }
+  /** A cached answer: the principal, or expiry; null when there is none or its keys changed. */
+  function fromCache(cacheKey: string): AuthnResult | null {
+    const hit = cache.get(cacheKey);
+    if (hit === undefined) return null;
+    if (settings.now() >= hit.usableUntil) {
+      cache.delete(cacheKey);
+      return authnFailure("AUTHN_TOKEN_EXPIRED", "token expired");
     }
+    const keySet = issuers.get(hit.issuer)?.keySet ?? null;
+    if (hit.keySetGeneration !== HMAC_GENERATION && keySet !== null && keySet.generation !== hit.keySetGeneration) {
+      cache.delete(cacheKey);
+      return null;
+    }
+    cacheHits++;
+    return { ok: true, principal: hit.principal, issuer: hit.issuer, method: "jwt", expiresAt: hit.expiresAt };
+  }
 
+  /** The uncached path: select the issuer, verify, check lifetime and claims, map, remember. */
+  async function verifyAndMap(token: string, schema: PrincipalSchema, cacheKey: string): Promise<AuthnResult> {
     let header: JWSHeaderParameters;
     let unverified: JWTPayload;
     try {
