@@ -88,8 +88,11 @@ export function locateKeys(text: string): Map<string, SourcePosition> {
         segments.push(n);
       }
       prefix = segments;
-      const path = formatKeyPath(prefix);
-      if (!positions.has(path)) positions.set(path, { line: index + 1, col });
+      // `[a.b.c]` also defines `a` and `a.b` implicitly: errors about those point here too.
+      for (let n = 1; n <= prefix.length; n++) {
+        const path = formatKeyPath(prefix.slice(0, n));
+        if (!positions.has(path)) positions.set(path, { line: index + 1, col });
+      }
       continue;
     }
     const assignment = /^(\s*)([^=#]+?)\s*=(.*)$/.exec(line);
