@@ -51,6 +51,8 @@ export interface AuditLogStats {
   file: string;
   recordsWritten: number;
   checkpointsWritten: number;
+  /** `write` calls that carried records: fewer than records when appends were group-committed. */
+  writes: number;
   /** Appends rejected because the log could not be written. */
   failedAppends: number;
 }
@@ -142,7 +144,7 @@ class FileAuditLog implements AuditLog {
   /** Set once close() has flushed: nothing more is written. */
   private finished = false;
   private closed: Promise<void> | null = null;
-  private counters = { recordsWritten: 0, checkpointsWritten: 0, failedAppends: 0 };
+  private counters = { recordsWritten: 0, checkpointsWritten: 0, writes: 0, failedAppends: 0 };
   lastError: GatewayError | null = null;
 
   constructor(options: AuditLogOptions) {
@@ -343,7 +345,7 @@ class FileAuditLog implements AuditLog {
     }
     const now = Date.now();
     try {
-      await this.prepareFile(now);
+      await this.prepareFile(now, batch.length > 0);
     } catch (error) {
       this.failBatch(batch.map((item) => item.reject), error);
       return;
@@ -416,6 +418,7 @@ class FileAuditLog implements AuditLog {
     this.startWithCheckpoint = false;
     this.isHealthy = true;
     this.counters.recordsWritten += lines.length;
+    this.counters.writes++;
     this.counters.checkpointsWritten += checkpoints;
     if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(lines.join(""));
     if (this.options.fsync === "batch") this.scheduleSync();
@@ -427,7 +430,7 @@ class FileAuditLog implements AuditLog {
   }
 
   /** Opens the current file, repairs a torn tail, rotates: everything before the records. */
-  private async prepareFile(now: number): Promise<void> {
+  private async prepareFile(now: number, mayRotate: boolean): Promise<void> {
     // A background fsync failed: the disk must prove itself before more is acknowledged.
     if (this.syncFailed && this.file.handle !== null) {
       await this.file.handle.sync();
@@ -441,7 +444,8 @@ class FileAuditLog implements AuditLog {
     const { rotateBytes, rotateAgeMs } = this.options;
     const tooBig = rotateBytes > 0 && this.file.bytes >= rotateBytes;
     const tooOld = rotateAgeMs > 0 && now - this.file.openedAt >= rotateAgeMs;
-    if (this.file.bytes > 0 && (tooBig || tooOld)) await this.rotate(now);
+    // A checkpoint alone (close(), the interval timer) does not open a file of its own.
+    if (mayRotate && this.file.bytes > 0 && (tooBig || tooOld)) await this.rotate(now);
   }
 
   private async openCurrentFile(): Promise<void> {
@@ -476,6 +480,7 @@ class FileAuditLog implements AuditLog {
     this.nextSeq++;
     this.sinceCheckpoint++;
     this.counters.recordsWritten++;
+    this.counters.writes++;
     this.startWithCheckpoint = true;
     if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(line);
     await handle.close().catch(() => {});

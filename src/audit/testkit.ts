@@ -1,0 +1,84 @@
+// Shared by the audit tests and benchmark: real keys, real temp directories.
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { exportJWK, generateKeyPair } from "jose";
+import type { JSONWebKeySet } from "jose";
+import type { AuditLogOptions, AuditSigningKey } from "./log.ts";
+
+/** A fresh Ed25519 signing key and the JWKS that verifies it. */
+export async function makeSigner(kid = "gw-test"): Promise<{ signingKey: AuditSigningKey; jwks: JSONWebKeySet }> {
+  const { privateKey, publicKey } = await generateKeyPair("EdDSA", { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg: "EdDSA", use: "sig" };
+  return { signingKey: { key: privateKey, kid, alg: "EdDSA" }, jwks: { keys: [jwk] } };
+}
+
+/** A new empty directory under the system temp dir. */
+export function makeTempDir(prefix = "dutygate-audit-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Log options for tests: no timers unless asked, no rotation unless asked. */
+export function logOptions(dir: string, signingKey: AuditSigningKey, overrides: Partial<AuditLogOptions> = {}): AuditLogOptions {
+  return {
+    dir,
+    fsync: "off",
+    batchIntervalMs: 50,
+    rotateBytes: 0,
+    rotateAgeMs: 0,
+    checkpointEvery: 10,
+    checkpointIntervalMs: 0,
+    stdout: false,
+    signingKey,
+    instance: "test-instance",
+    ...overrides,
+  };
+}
+
+/** The audit files of `dir` in chain order. */
+export function auditFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => /^audit-\d+\.jsonl$/.test(n)).sort().map((n) => join(dir, n));
+}
+
+/** Lines of a file without the final empty string. */
+export function readLinesOf(path: string): string[] {
+  const text = readFileSync(path, "utf8");
+  return text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
+}
+
+export function writeLinesTo(path: string, lines: readonly string[]): void {
+  writeFileSync(path, lines.map((l) => l + "\n").join(""));
+}
+
+/**
+ * Makes `dir` refuse new entries. chmod is enough for ordinary users; root ignores it, so
+ * then the immutable attribute (chattr +i) is used. Throws when neither works here.
+ */
+export function makeDirReadOnly(dir: string): () => void {
+  chmodSync(dir, 0o555);
+  if (!canCreateIn(dir)) return () => chmodSync(dir, 0o755);
+  const set = spawnSync("chattr", ["+i", dir]);
+  const restore = () => {
+    spawnSync("chattr", ["-i", dir]);
+    chmodSync(dir, 0o755);
+  };
+  if (set.status === 0 && !canCreateIn(dir)) return restore;
+  restore();
+  throw new Error(`cannot make \`${dir}\` read-only on this machine (chmod ignored and chattr unavailable)`);
+}
+
+function canCreateIn(dir: string): boolean {
+  const probe = join(dir, ".probe");
+  try {
+    writeFileSync(probe, "x");
+    unlinkSync(probe);
+    return true;
+  } catch {
+    return false;
+  }
+}
