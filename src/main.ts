@@ -40,7 +40,7 @@ const commands: Record<string, Command> = {
     if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
     const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
     if (now !== undefined && Number.isNaN(now)) throw new GatewayError("USAGE", `bad --now \`${a.flags.now}\``);
-    return runCheck({ dir: a.positionals[0] ?? "policies", format, now }, io);
+    return runCheck({ dir: a.positionals[0] ?? "policies", format, now, assignments: a.flags.assignments }, io);
   },
 };
 

@@ -7,6 +7,9 @@ import {
   type CompiledPolicy, type Diagnostic,
 } from "../../dsl/mod.ts";
 import { runPolicyTests, type PolicyTestResult } from "../../dsl/policy_tests.ts";
+import { analyzeSeparation, checkAssignments, renderReachabilityTable, type ReachabilityRow } from "../../dsl/analysis.ts";
+import { readFileSync } from "node:fs";
+import { parse as parseToml } from "smol-toml";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
 import { EXIT, type Io } from "./io.ts";
 
@@ -17,6 +20,8 @@ export interface CheckParams {
   format: CheckFormat;
   /** "Now" for `until` checks and policy tests without a time (epoch ms). */
   now?: number;
+  /** A role-assignment export (TOML or JSON) to check against the `exclusive` sets. */
+  assignments?: string;
   /** Extra steps that run after the policy compiled; each returns its exit code (0 = fine). */
   extraSteps?: Array<(ctx: CheckContext) => Promise<CheckStepResult>>;
 }
@@ -72,18 +77,32 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
   }
   const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
   const sourceMap = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
-  const { policy, diagnostics } = loadPolicy(files.policies, { now: params.now });
+  const loaded = loadPolicy(files.policies, { now: params.now });
+  const { policy } = loaded;
+  const diagnostics = [...loaded.diagnostics];
   if (files.policies.length === 0) {
     io.err(`error: no \`.duty\` files under \`${dir}\``);
     return EXIT.policyErrors;
   }
+  let reachability: ReachabilityRow[] = [];
+  if (policy) {
+    const analysis = analyzeSeparation(policy);
+    reachability = analysis.rows;
+    diagnostics.push(...analysis.diagnostics);
+    diagnostics.sort((a, b) => a.span.file.localeCompare(b.span.file) || a.span.start - b.span.start);
+  }
   let exitCode: number = hasErrors(diagnostics) ? EXIT.policyErrors : EXIT.ok;
-  const compiled = policy ? compilePolicy(policy) : null;
+  const compiled = policy && exitCode === EXIT.ok ? compilePolicy(policy) : null;
   const tests = compiled ? runPolicyTests(compiled, files.tests, { now: params.now }) : [];
   const failed = tests.filter((t) => !t.passed);
   if (exitCode === EXIT.ok && failed.length) exitCode = EXIT.testsFailed;
 
   const steps: CheckStepResult[] = [];
+  if (compiled && params.assignments) {
+    const r = assignmentsStep(compiled, params.assignments);
+    steps.push(r);
+    if (exitCode === EXIT.ok && r.exitCode !== EXIT.ok) exitCode = r.exitCode;
+  }
   if (compiled) {
     for (const step of params.extraSteps ?? []) {
       const r = await step({ dir, compiled, format, io });
@@ -105,6 +124,7 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
         exitCode,
         summary,
         diagnostics,
+        reachability,
         tests: tests.map((t) => ({ file: t.file, line: t.line, name: t.name, passed: t.passed, failure: t.failure, decision: t.decision && { allow: t.decision.allow, code: t.decision.code, duty: t.decision.duty, decidedBy: t.decision.decidedBy } })),
         ...Object.fromEntries(steps.map((s) => [s.name, s.json])),
       }, null, 2));
@@ -120,6 +140,11 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
       break;
     default:
       for (const d of diagnostics) io.out(renderDiagnostic(d, sourceMap) + "\n");
+      if (reachability.length) {
+        io.out("separation of duties (reachability, conditions counted as may-hold):");
+        for (const line of renderReachabilityTable(reachability)) io.out("  " + line);
+        io.out("");
+      }
       for (const t of failed) {
         io.out(`${t.file}:${t.line}: FAIL ${t.name}: ${t.failure}`);
         if (t.decision) for (const r of t.decision.reasons) io.out(`    ${r.held ? "held" : "not held"}  ${r.rule}  ${r.why}`);
@@ -128,4 +153,48 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
       io.out(`${exitCode === EXIT.ok ? "ok" : "FAILED"}: ${summary}`);
   }
   return exitCode;
+}
+
+/** Reads `{ "alice": ["developer"] }`, `[people.alice] roles = [...]` or `[{ sub, roles }]` (JSON or TOML). */
+export function readAssignments(path: string): Array<{ sub: string; roles: string[] }> {
+  const text = readFileSync(path, "utf8");
+  const doc: unknown = path.endsWith(".json") ? JSON.parse(text) : parseToml(text);
+  const out: Array<{ sub: string; roles: string[] }> = [];
+  const take = (sub: string, v: unknown) => {
+    const roles = Array.isArray(v) ? v : (v as { roles?: unknown })?.roles;
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === "string")) throw new Error(`${path}: \`${sub}\`: roles must be a list of strings`);
+    out.push({ sub, roles: roles as string[] });
+  };
+  const list = Array.isArray(doc) ? doc : (doc as Record<string, unknown>).people ?? (doc as Record<string, unknown>).assignments ?? doc;
+  if (Array.isArray(list)) {
+    for (const [i, p] of list.entries()) {
+      const sub = (p as { sub?: unknown }).sub;
+      if (typeof sub !== "string") throw new Error(`${path}: entry ${i + 1}: missing \`sub\``);
+      take(sub, p);
+    }
+  } else for (const [sub, v] of Object.entries(list as Record<string, unknown>)) take(sub, v);
+  return out;
+}
+
+function assignmentsStep(compiled: CompiledPolicy, path: string): CheckStepResult {
+  let people: Array<{ sub: string; roles: string[] }>;
+  try {
+    people = readAssignments(path);
+  } catch (e) {
+    return { name: "assignments", exitCode: EXIT.usage, text: [`error: ${(e as Error).message}`], json: { error: (e as Error).message } };
+  }
+  const violations = checkAssignments(compiled.policy, people);
+  const breaking = violations.filter((v) => v.constraint);
+  const text = [`role assignments: ${people.length} people, ${breaking.length} violation${breaking.length === 1 ? "" : "s"}`];
+  for (const v of violations) {
+    if (v.constraint) text.push(`  ${v.sub}: holds ${v.held.join(" and ")}, which ${v.constraint.slice("exclusive:".length)} makes exclusive`);
+    if (v.unknownRoles.length) text.push(`  ${v.sub}: role${v.unknownRoles.length > 1 ? "s" : ""} not in the policy: ${v.unknownRoles.join(", ")}`);
+  }
+  return {
+    name: "assignments",
+    exitCode: breaking.length ? EXIT.sodViolations : EXIT.ok,
+    text,
+    github: breaking.map((v) => `::error title=separation of duties::${v.sub} holds ${v.held.join(" and ")} (${v.constraint})`),
+    json: { people: people.length, violations },
+  };
 }
