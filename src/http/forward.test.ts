@@ -393,7 +393,7 @@ describe("forwardToUpstream: failures never hang", () => {
   }, 30_000);
 
   test("a response body that stalls is aborted instead of hanging the client", async () => {
-    const response = await forwardToUpstream(new Request("http://gw.example/"), options({ path: "/stall-body", upstream: { ...upstream, timeoutMs: 200 } }));
+    const response = await forwardToUpstream(new Request("http://gw.example/"), options({ path: "/stall-body", responseIdleTimeoutMs: 200 }));
     expect(response.status).toBe(200);
     const outcome = await within(response.text().then(() => "completed", (e: unknown) => `errored: ${(e as { code?: string }).code ?? e}`), 15_000, "stalled body hung");
     expect(outcome).toBe("errored: UPSTREAM_TIMEOUT");
