@@ -292,7 +292,8 @@ class ChainVerifier {
   }
 
   private async checkCheckpoint(record: ChainRecord): Promise<string | null> {
-    const head = this.previous?.hash ?? GENESIS_HASH;
+    // A partial chain's first record links to a record not given; its own `prev` stands for it.
+    const head = this.previous?.hash ?? (this.options.partial ? record.prev : GENESIS_HASH);
     if (record.head !== head) return `checkpoint seq ${record.seq} head is not the hash of the record before it`;
     if (this.sinceCheckpoint !== null && record.count !== this.sinceCheckpoint) {
       return `checkpoint seq ${record.seq} counts ${String(record.count)} records since the last checkpoint, the chain has ${this.sinceCheckpoint}`;

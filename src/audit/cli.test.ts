@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { GatewayError } from "../errors.ts";
+import { AUDIT_VERIFY_EXIT, parseAuditVerifyArgs, runAuditVerify } from "./cli.ts";
+import type { AuditVerifyArgs } from "./cli.ts";
+import { openAuditLog } from "./log.ts";
+import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir, writeLinesTo } from "./testkit.ts";
+
+const signer = await makeSigner();
+const root = makeTempDir();
+const logDir = join(root, "log");
+const keysFile = join(root, "keys.jwks");
+
+beforeAll(async () => {
+  const log = await openAuditLog(logOptions(logDir, signer.signingKey, { checkpointEvery: 5, rotateBytes: 3_000 }));
+  for (let i = 0; i < 12; i++) await log.append({ request_id: `r${i}`, decision: "allow" });
+  await log.close();
+  writeFileSync(keysFile, JSON.stringify(signer.jwks));
+});
+
+afterAll(() => removeDir(root));
+
+async function run(args: AuditVerifyArgs) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runAuditVerify(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out, err };
+}
+
+describe("runAuditVerify", () => {
+  test("an intact log: exit 0 and the totals", async () => {
+    const files = auditFiles(logDir);
+    const records = files.reduce((n, f) => n + readLinesOf(f).length, 0);
+    const { code, out, err } = await run({ files: [logDir], keysFile });
+    expect(code).toBe(AUDIT_VERIFY_EXIT.intact);
+    expect(out).toEqual([`ok: ${records} records, ${records - 12 - (files.length - 1)} checkpoints, ${files.length} files`]);
+    expect(err).toEqual([]);
+  });
+
+  test("without keys it says the signatures were not checked", async () => {
+    const { code, out } = await run({ files: [logDir] });
+    expect(code).toBe(0);
+    expect(out[1]).toBe("note: checkpoint signatures not checked: no `--keys` given");
+  });
+
+  test("a changed record: exit 1 and `file:line: kind: message`", async () => {
+    const path = join(root, "audit.jsonl");
+    const lines = readLinesOf(auditFiles(logDir)[0]!);
+    writeLinesTo(path, lines.map((l, i) => (i === 2 ? l.replace('"allow"', '"deny"') : l)));
+    const { code, out } = await run({ files: [path], keysFile });
+    expect(code).toBe(AUDIT_VERIFY_EXIT.broken);
+    expect(out).toEqual([`${path}:3: changed: record seq 2 hash does not match its content`]);
+  });
+
+  test("records after the last checkpoint are named", async () => {
+    const path = join(root, "unsigned-tail.jsonl");
+    writeLinesTo(path, readLinesOf(auditFiles(logDir)[0]!).slice(0, 8)); // 5 records, checkpoint, 2 records
+    const { code, out } = await run({ files: [path], keysFile });
+    expect(code).toBe(0);
+    expect(out).toEqual(["ok: 8 records, 1 checkpoint, 1 file", "note: 2 records after the last checkpoint (seq 6..7) are not covered by a signature"]);
+  });
+
+  test.each<[string, () => AuditVerifyArgs]>([
+    ["no files", () => ({ files: [] })],
+    ["a missing file", () => ({ files: [join(root, "nope.jsonl")] })],
+    ["a missing keys file", () => ({ files: [logDir], keysFile: join(root, "nope.jwks") })],
+    ["a keys file that is not a JWKS", () => { const p = join(root, "bad.jwks"); writeFileSync(p, "{}"); return { files: [logDir], keysFile: p }; }],
+    ["an anchor without keys", () => ({ files: [logDir], anchor: "a.b.c" })],
+  ])("bad usage (%s): exit 2 and a message on err", async (_name, args) => {
+    const { code, out, err } = await run(args());
+    expect(code).toBe(AUDIT_VERIFY_EXIT.usage);
+    expect(out).toEqual([]);
+    expect(err).toHaveLength(1);
+  });
+
+  test("a directory and a copied file together are read in chain order", async () => {
+    const files = auditFiles(logDir);
+    const dir = join(root, "mixed");
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(dir);
+    for (const f of files.slice(1)) copyFileSync(f, join(dir, f.split("/").at(-1)!));
+    const { code } = await run({ files: [dir, files[0]!], keysFile });
+    expect(code).toBe(0);
+  });
+});
+
+describe("parseAuditVerifyArgs", () => {
+  test.each<[string[], AuditVerifyArgs | string]>([
+    [["a.jsonl"], { files: ["a.jsonl"], keysFile: null, anchor: null, partial: false }],
+    [["dir", "--keys", "k.jwks", "--partial"], { files: ["dir"], keysFile: "k.jwks", anchor: null, partial: true }],
+    [["--keys=k.jwks", "--anchor", "x.y.z", "a", "b"], { files: ["a", "b"], keysFile: "k.jwks", anchor: "x.y.z", partial: false }],
+    [[], "USAGE"],
+    [["a", "--keys"], "USAGE"],
+    [["a", "--frobnicate"], "USAGE"],
+  ])("%j", (argv, expected) => {
+    const parsed = parseAuditVerifyArgs(argv);
+    if (typeof expected === "string") {
+      expect(parsed).toBeInstanceOf(GatewayError);
+      expect((parsed as GatewayError).code).toBe(expected);
+    } else {
+      expect(parsed).toEqual(expected);
+    }
+  });
+});

@@ -1,0 +1,111 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, symlinkSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import { GatewayError } from "../errors.ts";
+import { openAuditLog } from "./log.ts";
+import type { AuditLog } from "./log.ts";
+import { auditFileName } from "./record.ts";
+import { auditFiles, logOptions, makeDirReadOnly, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
+import { verifyAuditFiles } from "./verify.ts";
+
+const signer = await makeSigner();
+const cleanups: Array<() => void | Promise<void>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function tempDir(): string {
+  const dir = makeTempDir();
+  cleanups.push(() => removeDir(dir));
+  return dir;
+}
+
+async function open(dir: string, overrides: Parameters<typeof logOptions>[2] = {}): Promise<AuditLog> {
+  const log = await openAuditLog(logOptions(dir, signer.signingKey, overrides));
+  cleanups.push(() => log.close());
+  return log;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as GatewayError;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe("a log that cannot be written", () => {
+  test("a full disk (the file is /dev/full): append rejects with AUDIT_WRITE_FAILED, healthy() is false", async () => {
+    const dir = tempDir();
+    symlinkSync("/dev/full", join(dir, auditFileName(0)));
+    const log = await open(dir);
+    expect(log.healthy()).toBe(true);
+    const errors = await Promise.all([log.append({ n: 1 }), log.append({ n: 2 })].map(rejection));
+    for (const error of errors) {
+      expect(error).toBeInstanceOf(GatewayError);
+      expect(error.code).toBe("AUDIT_WRITE_FAILED");
+      expect(error.detail?.errno).toBe("ENOSPC");
+    }
+    expect(log.healthy()).toBe(false);
+    expect(log.lastError?.code).toBe("AUDIT_WRITE_FAILED");
+    expect(log.stats()).toMatchObject({ nextSeq: 0, failedAppends: 2, recordsWritten: 0 });
+    // Every later append is refused too: nothing is dropped silently.
+    expect((await rejection(log.append({ n: 3 }))).code).toBe("AUDIT_WRITE_FAILED");
+  });
+
+  test("a read-only directory: rejects until writable, then the chain starts cleanly", async () => {
+    const dir = tempDir();
+    const restore = makeDirReadOnly(dir);
+    cleanups.push(restore);
+    const log = await open(dir);
+    const error = await rejection(log.append({ n: 1 }));
+    expect(error.code).toBe("AUDIT_WRITE_FAILED");
+    expect(log.healthy()).toBe(false);
+    expect(auditFiles(dir)).toHaveLength(0);
+    restore();
+    expect(await log.append({ n: 2 })).toMatchObject({ seq: 0 });
+    expect(log.healthy()).toBe(true);
+    expect(log.lastError?.code).toBe("AUDIT_WRITE_FAILED"); // kept for diagnostics
+    await log.close();
+    const verification = await verifyAuditFiles([dir], { keys: signer.jwks });
+    expect(verification.break).toBeNull();
+    expect(readLinesOf(auditFiles(dir)[0]!).map((l) => JSON.parse(l).n)).toEqual([2, undefined]); // the record, then close()'s checkpoint
+  });
+
+  test("rotation into a read-only directory: the failed records leave no gap, the chain continues once writable", async () => {
+    const dir = tempDir();
+    const log = await open(dir, { rotateBytes: 300 });
+    await log.append({ n: 1, padding: "x".repeat(300) });
+    const restore = makeDirReadOnly(dir);
+    cleanups.push(restore);
+    // Rotation writes the rotate record into the existing file, then cannot create the next.
+    expect((await rejection(log.append({ n: 2 }))).code).toBe("AUDIT_WRITE_FAILED");
+    expect((await rejection(log.append({ n: 3 }))).code).toBe("AUDIT_WRITE_FAILED");
+    expect(log.healthy()).toBe(false);
+    restore();
+    await log.append({ n: 4 });
+    expect(log.healthy()).toBe(true);
+    await log.close();
+    const verification = await verifyAuditFiles([dir], { keys: signer.jwks });
+    expect(verification.break).toBeNull();
+    const ns = auditFiles(dir).flatMap((f) => readLinesOf(f).map((l) => JSON.parse(l).n)).filter((n) => n !== undefined);
+    expect(ns).toEqual([1, 4]);
+  });
+
+  test("rotation onto a full disk: refused, and what was written before still verifies up to the cut", async () => {
+    const dir = tempDir();
+    const log = await open(dir, { rotateBytes: 300 });
+    await log.append({ n: 1, padding: "x".repeat(300) });
+    const next = join(dir, auditFileName(log.stats().nextSeq + 1));
+    symlinkSync("/dev/full", next);
+    expect((await rejection(log.append({ n: 2 }))).detail?.errno).toBe("ENOSPC");
+    expect(log.healthy()).toBe(false);
+    unlinkSync(next);
+    expect(existsSync(next)).toBe(false);
+    // The first file ends with the rotate record; the file it names never received a record.
+    const verification = await verifyAuditFiles([dir]);
+    expect(verification.break).toMatchObject({ kind: "truncated", seq: 1 });
+  });
+});
