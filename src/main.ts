@@ -1,10 +1,23 @@
 #!/usr/bin/env bun
 // The `gateway` command line. Each subcommand is a plain function over parsed params.
 import { parseArgs } from "./cli/args.ts";
-import { runCheck, type CheckFormat } from "./cli/check.ts";
+import { runCheck, type CheckFormat, type CheckParams } from "./cli/check.ts";
 import { EXIT, processIo, type Io } from "./cli/io.ts";
 import { GatewayError } from "./errors.ts";
 import { COMMIT, VERSION } from "./version.ts";
+import { runKeygen, runSign, runVerify } from "./bundle/mod.ts";
+import { parseAuditVerifyArgs, runAuditVerify } from "./audit/cli.ts";
+
+/** Sub-tools answer 0 ok / 1 failed / 2 usage; the gateway's exit codes are shared by all commands. */
+function mapToolExit(code: number): number {
+  return code === 0 ? EXIT.ok : code === 2 ? EXIT.usage : EXIT.verificationFailed;
+}
+
+function intFlag(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new GatewayError("USAGE", `\`--${name}\` needs a whole number, got \`${value}\``);
+  return Number(value);
+}
 
 export const HELP = `gateway ${VERSION} — edge access gateway with typed separation-of-duties policies
 
@@ -40,7 +53,44 @@ const commands: Record<string, Command> = {
     if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
     const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
     if (now !== undefined && Number.isNaN(now)) throw new GatewayError("USAGE", `bad --now \`${a.flags.now}\``);
-    return runCheck({ dir: a.positionals[0] ?? "policies", format, now, assignments: a.flags.assignments }, io);
+    const dir = a.positionals[0] ?? "policies";
+    const extraSteps: NonNullable<CheckParams["extraSteps"]> = [];
+    if (a.flags.keys) {
+      const keysFile = a.flags.keys;
+      const minSigners = intFlag(a.flags["min-signers"], "min-signers") ?? 1;
+      extraSteps.push(async () => {
+        const lines: string[] = [];
+        const code = await runVerify({ dir, keysFile, minSigners }, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
+        return { name: "signatures", exitCode: mapToolExit(code), text: lines, github: code === 0 ? [] : lines.map((l) => `::error title=bundle signature::${l}`), json: { ok: code === 0, lines } };
+      });
+    }
+    return runCheck({ dir, format, now, assignments: a.flags.assignments, extraSteps }, io);
+  },
+  async keygen(argv, io) {
+    const a = parseArgs(argv, { values: ["out", "kid", "alg", "trusted"] });
+    if (!a.flags.out) throw new GatewayError("USAGE", "keygen needs `--out DIR`");
+    const alg = (a.flags.alg ?? "EdDSA") as "EdDSA" | "ES256";
+    if (alg !== "EdDSA" && alg !== "ES256") throw new GatewayError("USAGE", `unsupported algorithm \`${alg}\` (EdDSA or ES256)`);
+    return mapToolExit(await runKeygen({ outDir: a.flags.out, kid: a.flags.kid ?? "signer-1", alg, trustedKeysFile: a.flags.trusted }, io));
+  },
+  async sign(argv, io) {
+    const a = parseArgs(argv, { values: ["key", "revision", "expires-in", "expires-at"], booleans: ["new-revision"] });
+    const dir = a.positionals[0];
+    if (!dir || !a.flags.key) throw new GatewayError("USAGE", "sign needs `DIR --key PRIVATE.jwk`");
+    return mapToolExit(await runSign({ dir, keyFile: a.flags.key, revision: intFlag(a.flags.revision, "revision"), newRevision: a.booleans.has("new-revision"), expiresIn: a.flags["expires-in"], expiresAt: a.flags["expires-at"] }, io));
+  },
+  async verify(argv, io) {
+    const a = parseArgs(argv, { values: ["keys", "min-signers", "state-dir"] });
+    const dir = a.positionals[0];
+    if (!dir || !a.flags.keys) throw new GatewayError("USAGE", "verify needs `DIR --keys TRUSTED.jwks`");
+    return mapToolExit(await runVerify({ dir, keysFile: a.flags.keys, minSigners: intFlag(a.flags["min-signers"], "min-signers") ?? 1, stateDir: a.flags["state-dir"] }, io));
+  },
+  async audit(argv, io) {
+    const [sub, ...rest] = argv;
+    if (sub !== "verify") throw new GatewayError("USAGE", "usage: gateway audit verify FILE|DIR... [--keys JWKS]");
+    const args = parseAuditVerifyArgs(rest);
+    if (args instanceof GatewayError) throw new GatewayError("USAGE", args.message);
+    return mapToolExit(await runAuditVerify(args, io));
   },
 };
 

@@ -1,0 +1,190 @@
+// The active policy and how it changes: verify the bundle → parse → check → compile → run the
+// bundle's own policy tests, all off the request path, then one atomic swap. Any failure keeps
+// the last good policy and is kept as `lastError` (with file:line:col) for /policy, metrics and
+// the status file. Requests read `active` once and finish under the policy they started with.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic } from "../../dsl/mod.ts";
+import { runPolicyTests } from "../../dsl/policy_tests.ts";
+import { writeFileAtomicSync } from "../bundle/atomic.ts";
+import { checkRollback, readTrustedKeysFile, readUnsignedBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore } from "../bundle/mod.ts";
+import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
+import { classifyPolicyFiles } from "../policy/sources.ts";
+
+export interface ActivePolicy {
+  compiled: CompiledPolicy;
+  revision: number;
+  digest: string;
+  signers: string[];
+  signed: boolean;
+  loadedAt: Date;
+  /** Display paths of the `.duty` files. */
+  files: string[];
+}
+
+export interface ReloadFailure {
+  at: Date;
+  trigger: string;
+  /** Stable code: BUNDLE_*, POLICY_INVALID, POLICY_TESTS_FAILED, POLICY_UPSTREAM_UNKNOWN. */
+  code: string;
+  /** One line per problem, `file:line:col: …` where the problem has a position. */
+  problems: string[];
+}
+
+export type ReloadResult = { ok: true; changed: boolean; active: ActivePolicy } | { ok: false; error: ReloadFailure };
+
+export interface PolicyManagerOptions {
+  policy: PolicyConfig;
+  stateDir: string;
+  upstreams: Readonly<Record<string, UpstreamConfig>>;
+  log: (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+  /** Called after every successful swap (metrics, token cache). */
+  onSwap?: (active: ActivePolicy) => void;
+  onFailure?: (error: ReloadFailure) => void;
+  revisionStore?: RevisionStore;
+  now?: () => number;
+}
+
+export class PolicyManager {
+  #active: ActivePolicy | null = null;
+  #lastError: ReloadFailure | null = null;
+  #running: Promise<ReloadResult> | null = null;
+  #queued: { trigger: string; promise: Promise<ReloadResult> } | null = null;
+  #watch: PolicyDirectoryWatch | null = null;
+  readonly #options: PolicyManagerOptions;
+  readonly #store: RevisionStore;
+  reloads = { ok: 0, failed: 0 };
+
+  constructor(options: PolicyManagerOptions) {
+    this.#options = options;
+    mkdirSync(options.stateDir, { recursive: true });
+    this.#store = options.revisionStore ?? new FileRevisionStore(options.stateDir);
+  }
+
+  /** The policy in force; null only before the first successful load. */
+  get active(): ActivePolicy | null {
+    return this.#active;
+  }
+
+  get lastError(): ReloadFailure | null {
+    return this.#lastError;
+  }
+
+  /**
+   * Reloads the policy. Reloads never run concurrently: a trigger during a reload schedules
+   * exactly one more reload after it (later triggers share that one).
+   */
+  reload(trigger: string): Promise<ReloadResult> {
+    if (!this.#running) {
+      this.#running = this.#reloadOnce(trigger).finally(() => {
+        this.#running = null;
+        const next = this.#queued;
+        this.#queued = null;
+        if (next) void next.promise;
+      });
+      return this.#running;
+    }
+    if (!this.#queued) {
+      const current = this.#running;
+      const promise = current.then(() => this.reload(trigger));
+      this.#queued = { trigger, promise };
+    }
+    return this.#queued.promise;
+  }
+
+  /** Watches the policy directory; any change triggers a debounced reload. */
+  watch(): void {
+    if (this.#watch) return;
+    this.#watch = watchPolicyDirectory(this.#options.policy.dir, () => void this.reload("watch"), { debounceMs: this.#options.policy.debounceMs });
+  }
+
+  close(): void {
+    this.#watch?.close();
+    this.#watch = null;
+  }
+
+  async #reloadOnce(trigger: string): Promise<ReloadResult> {
+    const started = performance.now();
+    const result = await this.#build(trigger);
+    if (!result.ok) {
+      this.#lastError = result.error;
+      this.reloads.failed++;
+      this.#writeStatus();
+      this.#options.log("error", `policy reload failed (${trigger}): ${result.error.code}; keeping ${this.#active ? `revision ${this.#active.revision} (${this.#active.digest.slice(0, 12)})` : "no policy"}`, { problems: result.error.problems });
+      this.#options.onFailure?.(result.error);
+      return result;
+    }
+    if (result.changed) {
+      this.#active = result.active; // the one atomic swap
+      this.#lastError = null;
+      if (result.active.signed) this.#store.accept(result.active.revision, result.active.digest);
+      this.#options.onSwap?.(result.active);
+      this.#options.log("info", `policy active: revision ${result.active.revision}, digest ${result.active.digest.slice(0, 12)}, ${result.active.compiled.policy.duties.length} duties (${trigger}, ${(performance.now() - started).toFixed(1)} ms)`, { signers: result.active.signers });
+    } else {
+      this.#lastError = null;
+    }
+    this.reloads.ok++;
+    this.#writeStatus();
+    return result;
+  }
+
+  async #build(trigger: string): Promise<ReloadResult> {
+    const fail = (code: string, problems: string[]): ReloadResult => ({ ok: false, error: { at: new Date(), trigger, code, problems } });
+    const { policy: pc } = this.#options;
+    let verification: BundleVerification;
+    try {
+      if (pc.requireSignature || pc.trustedKeysFile) {
+        const trustedKeys = pc.trustedKeysFile ? await readTrustedKeysFile(pc.trustedKeysFile) : { keys: [] };
+        verification = await verifyBundle(pc.dir, { trustedKeys, minSigners: pc.minSigners, requireSignature: pc.requireSignature });
+      } else {
+        verification = await readUnsignedBundle(pc.dir);
+      }
+    } catch (e) {
+      return fail("BUNDLE_UNREADABLE", [(e as Error).message]);
+    }
+    if (!verification.ok) return fail(verification.problems[0]?.code ?? "BUNDLE_INVALID", verification.problems.map(formatBundleProblem));
+    const bundle = verification.bundle;
+    if (this.#active && this.#active.digest === bundle.digest) return { ok: true, changed: false, active: this.#active };
+    if (bundle.signed) {
+      const rollback = checkRollback(this.#store, bundle.revision, bundle.digest);
+      if (rollback) return fail(rollback.code, [formatBundleProblem(rollback)]);
+    }
+    const files = classifyPolicyFiles(bundle.files, this.#options.policy.dir);
+    if (files.policies.length === 0) return fail("POLICY_EMPTY", [`no \`.duty\` files in ${pc.dir}`]);
+    const sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
+    const loaded = loadPolicy(files.policies, { now: this.#options.now?.() });
+    if (!loaded.policy || hasErrors(loaded.diagnostics)) {
+      return fail("POLICY_INVALID", loaded.diagnostics.filter((d) => d.severity === "error").map((d: Diagnostic) => renderDiagnostic(d, sources).split("\n")[0]!));
+    }
+    const missing = loaded.policy.upstreams.filter((u) => !(u in this.#options.upstreams));
+    if (missing.length) return fail("POLICY_UPSTREAM_UNKNOWN", missing.map((u) => `upstream \`${u}\` is declared by the policy but not configured (add [upstreams.${u}] to the config)`));
+    const compiled = compilePolicy(loaded.policy);
+    const tests = runPolicyTests(compiled, files.tests, { now: this.#options.now?.() });
+    const failedTests = tests.filter((t) => !t.passed);
+    if (failedTests.length) return fail("POLICY_TESTS_FAILED", failedTests.map((t) => `${t.file}:${t.line}: ${t.name}: ${t.failure}`));
+    for (const w of loaded.diagnostics) this.#options.log("warn", renderDiagnostic(w, sources).split("\n")[0]!);
+    return {
+      ok: true,
+      changed: true,
+      active: { compiled, revision: bundle.revision, digest: bundle.digest, signers: bundle.signers, signed: bundle.signed, loadedAt: new Date(), files: files.policies.map((p) => p.path) },
+    };
+  }
+
+  /** The status the admin API shows, also written to `<stateDir>/policy-status.json`. */
+  status(): Record<string, unknown> {
+    const a = this.#active;
+    return {
+      active: a ? { revision: a.revision, digest: a.digest, signers: a.signers, signed: a.signed, loaded_at: a.loadedAt.toISOString(), files: a.files, duties: a.compiled.policy.duties.length } : null,
+      last_error: this.#lastError ? { at: this.#lastError.at.toISOString(), trigger: this.#lastError.trigger, code: this.#lastError.code, problems: this.#lastError.problems } : null,
+      reloads: this.reloads,
+    };
+  }
+
+  #writeStatus(): void {
+    try {
+      writeFileAtomicSync(join(this.#options.stateDir, "policy-status.json"), JSON.stringify(this.status(), null, 2) + "\n");
+    } catch (e) {
+      this.#options.log("warn", `cannot write policy status file: ${(e as Error).message}`);
+    }
+  }
+}
