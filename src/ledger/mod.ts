@@ -12,5 +12,5 @@ export {
   type ReserveResult,
 } from "./ledger.ts";
 export { MemoryDutyLedger } from "./memory.ts";
-export { DEFAULT_BUSY_TIMEOUT_MS, LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
+export { DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_CHECKPOINT_EVERY_MS, LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
 export { describeConflict, type DescribeConflictOptions } from "./describe.ts";

@@ -82,8 +82,23 @@ describe("SqliteDutyLedger file", () => {
     await ledger.close();
   });
 
-  test("refuses a negative busy timeout with LEDGER_BAD_OPTIONS", async () => {
-    expect(await codeOf(openSqliteLedger({ path: freshPath(), retentionDays: 30, busyTimeoutMs: -1 }))).toBe("LEDGER_BAD_OPTIONS");
+  test.each([
+    ["busyTimeoutMs -1", { busyTimeoutMs: -1 }],
+    ["busyTimeoutMs 1.5", { busyTimeoutMs: 1.5 }],
+    ["checkpointEveryMs -1", { checkpointEveryMs: -1 }],
+    ["checkpointEveryMs NaN", { checkpointEveryMs: Number.NaN }],
+  ])("refuses %s with LEDGER_BAD_OPTIONS", async (_label, extra) => {
+    expect(await codeOf(openSqliteLedger({ path: freshPath(), retentionDays: 30, ...extra }))).toBe("LEDGER_BAD_OPTIONS");
+  });
+
+  test("with SQLite's own checkpoints (checkpointEveryMs 0) the ledger works the same", async () => {
+    const path = freshPath();
+    const ledger = await openSqliteLedger({ path, retentionDays: 30, checkpointEveryMs: 0 });
+    const first = await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 });
+    if (!first.ok) throw new Error("reserve refused");
+    await ledger.confirm(first.reservation);
+    expect((await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 2 })).ok).toBe(false);
+    await ledger.close();
   });
 
   test("two connections to one file see each other's reservations", async () => {
