@@ -215,7 +215,8 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       params: parsed.segments.flatMap((s) => (s.kind === "param" ? [s.name] : [])),
       upstream: d.upstream.text, channel, span: d.span,
     };
-    const shapeKey = `${method} ${routeShape(parsed.segments)}`;
+    // Each channel has its own router: the same route on two channels is two distinct duties.
+    const shapeKey = `${channel} ${method} ${routeShape(parsed.segments)}`;
     const clash = shapes.get(shapeKey);
     if (clash) {
       err("E_OVERLAPPING_DUTY", `duty \`${duty.name}\` has the same method and route as \`${clash.name}\``, d.pattern.span, `\`${clash.name}\` is declared at ${at(clash.span)}; a request must map to exactly one duty`);
