@@ -61,7 +61,9 @@ const DAY_MS = 86_400_000;
  *
  * A principal `sub` may perform duty D on key K of constraint C unless the ledger holds an entry
  * (confirmed, or a live reservation) for (C, K) by the same `sub` for a different duty of C.
- * Repeating the same duty is allowed. The gateway reserves before forwarding, confirms when the
+ * Repeating the same duty is allowed (one entry per person-duty is kept, with the latest time).
+ * A store is correct when it passes `runDutyLedgerConformance` (ledger.case.ts).
+ * The gateway reserves before forwarding, confirms when the
  * upstream answered 2xx, and releases otherwise (see {@link settleReservation}).
  *
  * @example
