@@ -1,0 +1,117 @@
+// The Bun.serve backend: HTTP/1.1 over Bun's own TLS (fastest under Bun), for listeners without
+// client certificates (Bun.serve cannot show the peer certificate to the handler).
+// Bun.serve cannot swap certificates in place (`server.reload` ignores `tls`), so rotation starts
+// a second server on the same port with SO_REUSEPORT and stops the old one gracefully: in-flight
+// requests finish, new connections get the new certificate, and the old server's idle keep-alive
+// connections are closed (clients reconnect, RFC 9112 §9.3.1).
+import { createServer } from "node:net";
+import { constants } from "node:crypto";
+import { GatewayError } from "../errors.ts";
+import type { ListenerConfig } from "../config/types.ts";
+import { listenerUrl, normaliseRemoteAddress } from "./address.ts";
+import { assertUsablePair } from "./certificates.ts";
+import type { FetchHandler, RunningListener, TlsMaterial } from "./types.ts";
+
+/** Bun's default already refuses TLS 1.0/1.1; the flags make that explicit and add 1.2 for `min_tls = "1.3"`. */
+function secureOptionsFor(minVersion: ListenerConfig["minTlsVersion"]): number {
+  const floor = (constants.SSL_OP_NO_TLSv1 ?? 0) | (constants.SSL_OP_NO_TLSv1_1 ?? 0);
+  return minVersion === "TLSv1.3" ? floor | (constants.SSL_OP_NO_TLSv1_2 ?? 0) : floor;
+}
+
+function bunTlsOptions(tls: TlsMaterial, minVersion: ListenerConfig["minTlsVersion"]) {
+  const secureOptions = secureOptionsFor(minVersion);
+  assertUsablePair(tls.default.cert, tls.default.key, "default certificate");
+  for (const s of tls.sni) assertUsablePair(s.cert, s.key, `certificate for \`${s.serverName}\``);
+  return [
+    { cert: tls.default.cert, key: tls.default.key, secureOptions },
+    ...tls.sni.map((s) => ({ serverName: s.serverName, cert: s.cert, key: s.key, secureOptions })),
+  ];
+}
+
+/**
+ * SO_REUSEPORT would let a second gateway silently share the port; an exclusive bind first makes
+ * "address in use" an error as it would be without the flag.
+ */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", (error: NodeJS.ErrnoException) => {
+      reject(error.code === "EADDRINUSE"
+        ? new GatewayError("TLS_ADDRESS_IN_USE", `address \`${host}:${port}\` is already in use`)
+        : new GatewayError("TLS_LISTEN_FAILED", `cannot listen on \`${host}:${port}\`: ${error.message}`));
+    });
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
+type BunServer = ReturnType<typeof Bun.serve>;
+
+async function stopServer(server: BunServer, graceful: boolean, deadlineMs: number): Promise<void> {
+  if (!graceful) { await server.stop(true); return; }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"deadline">((resolve) => { timer = setTimeout(() => resolve("deadline"), deadlineMs); });
+  const outcome = await Promise.race([server.stop(false).then(() => "stopped" as const), deadline]);
+  clearTimeout(timer);
+  if (outcome === "deadline") await server.stop(true);
+}
+
+export async function startBunListener(options: {
+  listener: ListenerConfig;
+  tls: TlsMaterial;
+  fetch: FetchHandler;
+  maxRequestBodySize: number;
+  onError?: (error: unknown) => void;
+}): Promise<RunningListener> {
+  const { listener } = options;
+  const report = options.onError ?? (() => {});
+  if (options.tls.ca !== undefined) throw new GatewayError("TLS_BACKEND_MISMATCH", "the Bun.serve backend cannot verify client certificates; use the node backend");
+
+  const serve = (port: number, tls: TlsMaterial): BunServer => {
+    try {
+      return Bun.serve({
+        hostname: listener.host,
+        port,
+        reusePort: true,
+        tls: bunTlsOptions(tls, listener.minTlsVersion),
+        maxRequestBodySize: options.maxRequestBodySize,
+        fetch: (request, server) => options.fetch(request, {
+          remoteAddress: normaliseRemoteAddress(server.requestIP(request)?.address),
+          peerCertificate: null,
+        }),
+        error: (error) => {
+          report(error);
+          return new Response("internal error\n", { status: 500, headers: { "content-type": "text/plain" } });
+        },
+      });
+    } catch (error) {
+      if (error instanceof GatewayError) throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new GatewayError(code === "EADDRINUSE" ? "TLS_ADDRESS_IN_USE" : "TLS_LISTEN_FAILED", `cannot listen on \`${listener.host}:${port}\`: ${(error as Error).message}`);
+    }
+  };
+
+  await assertPortFree(listener.host, listener.port);
+  let current = serve(listener.port, options.tls);
+  // Read once: a stopped Bun server no longer reports its port.
+  const port = current.port ?? listener.port;
+  const draining = new Set<Promise<void>>();
+
+  return {
+    port,
+    url: listenerUrl(listener.host, port),
+    backend: "bun",
+    async reloadCertificates(tls) {
+      if (tls.ca !== undefined) throw new GatewayError("TLS_BACKEND_MISMATCH", "adding a client CA to a running listener needs a restart");
+      const next = serve(port, tls); // throws (and changes nothing) on bad material
+      const previous = current;
+      current = next;
+      const drain = stopServer(previous, true, 30_000).catch(report);
+      draining.add(drain);
+      void drain.finally(() => draining.delete(drain));
+    },
+    async stop({ graceful = true, deadlineMs = 10_000 } = {}) {
+      await Promise.all([stopServer(current, graceful, deadlineMs), ...draining]);
+    },
+  };
+}

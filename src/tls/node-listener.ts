@@ -1,0 +1,192 @@
+// The node:http2 backend: HTTP/2 with HTTP/1.1 fallback over node:tls. It is the backend that can
+// request and show client certificates (mTLS), and it rotates certificates in place with
+// `setSecureContext`, so open connections keep their session. Runs under Bun, Deno and Node.
+import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from "node:tls";
+import { getRequestListener } from "@hono/node-server";
+import { GatewayError } from "../errors.ts";
+import type { ListenerConfig } from "../config/types.ts";
+import { listenerUrl, normaliseRemoteAddress } from "./address.ts";
+import { peerCertificateOf } from "./client-identity.ts";
+import { selectSniEntry } from "./sni.ts";
+import type { ConnectionInfo, FetchHandler, RunningListener, TlsMaterial } from "./types.ts";
+
+interface Contexts {
+  defaultOptions: SecureContextOptions;
+  sni: { serverName: string; context: SecureContext }[];
+}
+
+/** Builds every secure context up front, so a bad certificate fails here and not in a handshake. */
+function buildContexts(tls: TlsMaterial, minVersion: ListenerConfig["minTlsVersion"]): Contexts {
+  const common: SecureContextOptions = { minVersion, ...(tls.ca ? { ca: tls.ca } : {}) };
+  const defaultOptions: SecureContextOptions = { ...common, cert: tls.default.cert, key: tls.default.key };
+  try {
+    createSecureContext(defaultOptions);
+    // Each SNI context carries the client CA too: verification uses the context the handshake selected.
+    const sni = tls.sni.map((s) => ({ serverName: s.serverName, context: createSecureContext({ ...common, cert: s.cert, key: s.key }) }));
+    return { defaultOptions, sni };
+  } catch (error) {
+    throw new GatewayError("TLS_BAD_CERTIFICATE", `unusable TLS material: ${(error as Error).message.toLowerCase()}`);
+  }
+}
+
+/** Reads a request body but errors the stream once it exceeds `limit` bytes (bodies without a declared length). */
+function limitBody(body: ReadableStream<Uint8Array>, limit: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      seen += chunk.byteLength;
+      if (seen > limit) controller.error(new GatewayError("BODY_TOO_LARGE", `request body exceeds ${limit} bytes`, { limit }));
+      else controller.enqueue(chunk);
+    },
+  }));
+}
+
+export async function startNodeListener(options: {
+  listener: ListenerConfig;
+  tls: TlsMaterial;
+  fetch: FetchHandler;
+  maxRequestBodySize: number;
+  onError?: (error: unknown) => void;
+}): Promise<RunningListener> {
+  const { listener, maxRequestBodySize } = options;
+  const report = options.onError ?? (() => {});
+  let contexts = buildContexts(options.tls, listener.minTlsVersion);
+  const withClientCa = options.tls.ca !== undefined;
+  const infoBySocket = new WeakMap<TLSSocket, ConnectionInfo>();
+  const sockets = new Set<TLSSocket>();
+  const sessions = new Set<Http2Session>();
+  const activeRequests = new Map<TLSSocket, number>();
+  let stopping = false;
+
+  const connectionInfo = (socket: TLSSocket): ConnectionInfo => {
+    let info = infoBySocket.get(socket);
+    if (!info) {
+      info = {
+        remoteAddress: normaliseRemoteAddress(socket.remoteAddress),
+        tlsProtocol: socket.getProtocol?.() ?? undefined,
+        serverName: typeof socket.servername === "string" ? socket.servername : undefined,
+        alpnProtocol: typeof socket.alpnProtocol === "string" ? socket.alpnProtocol : undefined,
+        peerCertificate: withClientCa ? peerCertificateOf(socket) : null,
+      };
+      infoBySocket.set(socket, info);
+    }
+    return info;
+  };
+
+  const tlsSocketOf = (incoming: IncomingMessage | Http2ServerRequest): TLSSocket =>
+    ((incoming as Http2ServerRequest).stream?.session?.socket ?? incoming.socket) as TLSSocket;
+
+  const honoListener = getRequestListener(
+    (request, env) => {
+      const incoming = env.incoming;
+      const info = connectionInfo(tlsSocketOf(incoming));
+      let forwarded = request;
+      if (request.body !== null && incoming.headers["content-length"] === undefined) {
+        forwarded = new Request(request, { body: limitBody(request.body, maxRequestBodySize), duplex: "half" } as RequestInit);
+      }
+      return options.fetch(forwarded, info);
+    },
+    {
+      overrideGlobalObjects: false,
+      errorHandler: (error) => {
+        report(error);
+        return new Response("internal error\n", { status: 500, headers: { "content-type": "text/plain" } });
+      },
+    },
+  );
+
+  const settle = (socket: TLSSocket) => {
+    const left = (activeRequests.get(socket) ?? 1) - 1;
+    activeRequests.set(socket, left);
+    // While stopping, an HTTP/1.1 connection is closed as soon as it has nothing in flight.
+    if (stopping && left === 0 && socket.alpnProtocol !== "h2") socket.end();
+  };
+
+  const onRequest = (incoming: IncomingMessage | Http2ServerRequest, outgoing: ServerResponse | Http2ServerResponse) => {
+    const socket = tlsSocketOf(incoming);
+    const declared = Number(incoming.headers["content-length"] ?? 0);
+    if (declared > maxRequestBodySize) {
+      // Refused before reading the body; RFC 9110 §15.5.14.
+      outgoing.writeHead(413, { "content-type": "text/plain" });
+      outgoing.end(`request body exceeds ${maxRequestBodySize} bytes\n`);
+      if (incoming.httpVersionMajor === 1) socket.end();
+      return;
+    }
+    activeRequests.set(socket, (activeRequests.get(socket) ?? 0) + 1);
+    let settled = false;
+    const done = () => { if (!settled) { settled = true; settle(socket); } };
+    outgoing.once("finish", done);
+    outgoing.once("close", done);
+    if (stopping && incoming.httpVersionMajor === 1) (outgoing as ServerResponse).setHeader("connection", "close");
+    honoListener(incoming, outgoing).catch(report);
+  };
+
+  const server = createSecureServer({
+    allowHTTP1: true,
+    ...contexts.defaultOptions,
+    requestCert: withClientCa,
+    rejectUnauthorized: withClientCa && listener.requireClientCertificate,
+    SNICallback: (servername, callback) => callback(null, selectSniEntry(servername, contexts.sni)?.context),
+  }, onRequest);
+
+  server.on("secureConnection", (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once("close", () => { sockets.delete(socket); activeRequests.delete(socket); });
+  });
+  server.on("session", (session: Http2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  // Handshake failures (wrong protocol version, no client certificate) are the client's problem, not a crash.
+  server.on("tlsClientError", () => {});
+  server.on("sessionError", report);
+
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: NodeJS.ErrnoException) => {
+      reject(error.code === "EADDRINUSE"
+        ? new GatewayError("TLS_ADDRESS_IN_USE", `address \`${listener.host}:${listener.port}\` is already in use`)
+        : new GatewayError("TLS_LISTEN_FAILED", `cannot listen on \`${listener.host}:${listener.port}\`: ${error.message}`));
+    };
+    server.once("error", fail);
+    server.listen(listener.port, listener.host, () => { server.off("error", fail); resolve(); });
+  });
+  server.on("error", report);
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : listener.port;
+
+  return {
+    port,
+    url: listenerUrl(listener.host, port),
+    backend: "node",
+    async reloadCertificates(tls) {
+      if ((tls.ca !== undefined) !== withClientCa) {
+        throw new GatewayError("TLS_BACKEND_MISMATCH", "adding or removing the client CA of a running listener needs a restart");
+      }
+      const next = buildContexts(tls, listener.minTlsVersion);
+      // New handshakes use the new context; established sessions keep theirs (no connection is cut).
+      server.setSecureContext(next.defaultOptions);
+      contexts = next;
+    },
+    async stop({ graceful = true, deadlineMs = 10_000 } = {}) {
+      stopping = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const cutAll = () => {
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      };
+      if (!graceful) cutAll();
+      else {
+        for (const session of sessions) session.close(); // GOAWAY: in-flight streams finish (RFC 9113 §6.8)
+        for (const socket of sockets) if (socket.alpnProtocol !== "h2" && (activeRequests.get(socket) ?? 0) === 0) socket.end();
+      }
+      const deadline = setTimeout(cutAll, graceful ? deadlineMs : 0);
+      try {
+        await closed;
+      } finally {
+        clearTimeout(deadline);
+      }
+    },
+  };
+}
