@@ -90,8 +90,12 @@ const upstreamServer = Bun.serve({
         }));
       case "/redirect":
         return new Response(null, { status: 302, headers: { location: "/elsewhere" } });
-      case "/hop-response":
-        return new Response("ok", { headers: { connection: "x-upstream-private", "x-upstream-private": "secret", "keep-alive": "timeout=5", "x-kept": "yes" } });
+      case "/hop-response": {
+        const headers = new Headers({ connection: "x-upstream-private", "x-upstream-private": "secret", "keep-alive": "timeout=5", "x-kept": "yes" });
+        headers.append("set-cookie", "a=1; Path=/");
+        headers.append("set-cookie", "b=2; Path=/");
+        return new Response("ok", { headers });
+      }
       default: {
         const body = req.body ? await req.text() : null;
         return Response.json({ method: req.method, path: url.pathname, search: url.search, headers: Object.fromEntries(req.headers), body });
@@ -260,6 +264,7 @@ describe("forwardToUpstream: responses", () => {
     expect(response.headers.get("x-upstream-private")).toBeNull();
     expect(response.headers.get("keep-alive")).toBeNull();
     expect(response.headers.get("x-kept")).toBe("yes");
+    expect(response.headers.getSetCookie()).toEqual(["a=1; Path=/", "b=2; Path=/"]);
     expect(await response.text()).toBe("ok");
   });
 
