@@ -27,7 +27,8 @@ describe("principalAttributesFromCertificate", () => {
   for (const [name, peer, want] of cases) {
     test(name, () => {
       const result = principalAttributesFromCertificate({ ...base, ...peer }, mapping);
-      expect(result.ok ? { ok: true, sub: result.sub } : { ok: false, code: result.code }).toEqual(want);
+      const got: unknown = result.ok ? { ok: true, sub: result.sub } : { ok: false, code: result.code };
+      expect(got).toEqual(want);
       if (result.ok) expect(result.attributes).toBe(mapping.identities[result.sub as keyof typeof mapping.identities]);
       else expect(result.message).not.toMatch(/\.$/);
     });
