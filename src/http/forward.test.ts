@@ -258,6 +258,16 @@ describe("forwardToUpstream: request headers", () => {
   });
 });
 
+describe("forwardToUpstream: judged path = forwarded path", () => {
+  test.each(["/a/../admin", "/a/%2e%2e/admin", "admin", "/a\\b"])("refuses to send a path that is not normalised: %p", async (path) => {
+    const before = upstreamRequests;
+    const response = await forwardToUpstream(new Request("http://gw.example/"), options({ path }));
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { code: string }).code).toBe("PATH_FORWARD_MISMATCH");
+    expect(upstreamRequests).toBe(before);
+  });
+});
+
 describe("forwardToUpstream: responses", () => {
   test("strips hop-by-hop response headers and passes the rest", async () => {
     const response = await forwardToUpstream(new Request("http://gw.example/"), options({ path: "/hop-response" }));

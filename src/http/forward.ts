@@ -190,7 +190,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   const target = upstreamTarget(upstream, options.path, options.query);
   const url = new URL(target);
   // The invariant this module exists for: what the upstream receives is what was judged.
-  if (url.pathname !== upstreamBase(upstream.url).prefix + options.path || url.search !== (options.query === "" ? "" : "?" + options.query)) {
+  if (options.path.charCodeAt(0) !== 0x2f || url.pathname !== upstreamBase(upstream.url).prefix + options.path || url.search !== (options.query === "" ? "" : "?" + options.query)) {
     return problem(500, "PATH_FORWARD_MISMATCH", "the forwarded path would differ from the judged path");
   }
 
