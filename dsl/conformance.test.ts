@@ -150,7 +150,7 @@ for (const f of files) {
       // The two evaluators agree with each other on everything that decides…
       expect(essence(decided)).toEqual(essence(interpreted));
       // …and with the expectation.
-      expect({ allow: interpreted.allow, code: interpreted.code }).toEqual({ allow: c.allow, code: c.code });
+      expect({ allow: interpreted.allow, code: interpreted.code as string }).toEqual({ allow: c.allow, code: c.code });
       if (c.duty !== undefined) expect(interpreted.duty).toBe(c.duty);
       if (c.decidedBy !== undefined) {
         if (c.decidedBy === null) expect(interpreted.decidedBy).toBeNull();
