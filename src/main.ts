@@ -41,12 +41,37 @@ exit codes:
   3   decision flips found by --replay
   4   verification failed (bundle signatures, audit chain)
   5   separation-of-duties violations in --assignments
+  6   serve: bad configuration, or no valid policy at start (fails closed)
   64  usage error
 `;
 
 type Command = (argv: string[], io: Io) => Promise<number>;
 
+/** Returned by `serve`: the process keeps running until a signal stops it. */
+const SERVING = -1;
+
 const commands: Record<string, Command> = {
+  async serve(argv, io) {
+    const a = parseArgs(argv, { values: ["config"] });
+    const { loadConfig, formatConfigErrors } = await import("./config/mod.ts");
+    const { startGateway, startupBanner } = await import("./gateway/serve.ts");
+    const loaded = loadConfig(a.flags.config ?? null, { cwd: process.cwd() });
+    if (!loaded.ok) {
+      io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
+      return EXIT.config;
+    }
+    try {
+      const gw = await startGateway(loaded.config, { signals: true });
+      for (const line of await startupBanner(gw)) io.out(line);
+    } catch (e) {
+      if (e instanceof GatewayError) {
+        io.err(`error[${e.code}]: ${e.message}`);
+        return EXIT.config;
+      }
+      throw e;
+    }
+    return SERVING;
+  },
   async check(argv, io) {
     const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments"], repeated: ["replay"], booleans: ["allow-flips"] });
     const format = (a.flags.format ?? "text") as CheckFormat;
@@ -123,5 +148,5 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 if (import.meta.main) {
   const code = await main(process.argv.slice(2));
   // `serve` keeps running on its own; every other command exits with its code.
-  if (code !== -1) process.exit(code);
+  if (code !== SERVING) process.exit(code);
 }

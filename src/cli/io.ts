@@ -24,5 +24,6 @@ export const EXIT = {
   decisionFlips: 3,
   verificationFailed: 4,
   sodViolations: 5,
+  config: 6,
   usage: 64,
 } as const;

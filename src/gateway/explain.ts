@@ -1,0 +1,96 @@
+// Explanations: one value that `gateway explain`, the admin `/-/explain` endpoint and test
+// failures all print. It carries the compiled tree's decision (with the branch it took), the
+// reference interpreter's full list of rules considered, and the duty-ledger facts consulted
+// (read-only: explaining never writes the ledger).
+import { coercePrincipal, interpretDecision, parseIp, type Channel, type CompiledPolicy, type Decision, type LedgerFact, type PolicyRequest } from "../../dsl/mod.ts";
+import { denyForSeparation, findSeparationConflict } from "../../dsl/policy_tests.ts";
+import { normalizeRequestPath } from "../http/mod.ts";
+import type { DutyLedger } from "../ledger/mod.ts";
+
+export interface ExplainInput {
+  principal: Record<string, unknown>;
+  /** `POST /changes/42/approve?x=1` */
+  request: string;
+  channel?: Channel;
+  ip?: string;
+  headers?: Record<string, string>;
+  /** RFC 3339; default now. */
+  time?: string;
+}
+
+export interface Explanation {
+  channel: Channel;
+  request: { method: string; path: string; query: Record<string, string>; ip: string; time: string };
+  principal: { sub: string; roles: string[] };
+  duty: { name: string; route: string; upstream: string; channel: Channel; params: Record<string, string> } | null;
+  decision: Decision;
+  /** Every rule the reference interpreter considered, and whether it held. */
+  considered: Decision["reasons"];
+  /** Both evaluators reached the same decision (they must; a mismatch is a bug worth reporting). */
+  evaluatorsAgree: boolean;
+  ledger: LedgerFact[];
+}
+
+export type ExplainResult = { ok: true; explanation: Explanation } | { ok: false; code: string; message: string };
+
+export async function explainRequest(compiled: CompiledPolicy, input: ExplainInput, ledger?: DutyLedger | null): Promise<ExplainResult> {
+  const m = /^([A-Z]+)\s+(\S+)$/.exec(input.request.trim());
+  if (!m) return { ok: false, code: "EXPLAIN_BAD_REQUEST", message: "request must look like `POST /changes/42/approve`" };
+  const target = normalizeRequestPath(m[2]!);
+  if (!target.ok) return { ok: false, code: target.code, message: target.message };
+  const p = coercePrincipal(compiled.policy.schema, input.principal);
+  if (!p.ok) return { ok: false, code: p.code, message: p.message };
+  const ip = parseIp(input.ip ?? "127.0.0.1");
+  if (!ip) return { ok: false, code: "EXPLAIN_BAD_IP", message: `bad ip \`${input.ip}\`` };
+  const time = input.time ? Date.parse(input.time) : Date.now();
+  if (Number.isNaN(time)) return { ok: false, code: "EXPLAIN_BAD_TIME", message: `bad time \`${input.time}\`` };
+  const channel = input.channel ?? "operational";
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(input.headers ?? {})) headers[k.toLowerCase()] = v;
+  const query = Object.fromEntries(new URLSearchParams(target.query));
+  const request: PolicyRequest = { method: m[1]!, path: target.path, ip, time, headers, query };
+  let decision = compiled.decide(channel, p.principal, request);
+  const reference = interpretDecision(compiled.policy, channel, p.principal, request);
+  let facts: LedgerFact[] = [];
+  if (decision.allow && decision.separations.length && ledger) {
+    facts = await ledger.lookup(decision.separations, p.principal.sub);
+    const conflict = findSeparationConflict(decision.separations, p.principal.sub, decision.duty!, facts);
+    decision = conflict
+      ? denyForSeparation(decision, conflict, facts, `${p.principal.sub} performed ${conflict.duty} on ${conflict.key}; ${decision.duty} needs another person`)
+      : { ...decision, ledger: facts };
+  }
+  const match = compiled.match(channel, request.method, request.path);
+  const duty = match ? compiled.policy.duties.find((d) => d.name === match.duty)! : null;
+  return {
+    ok: true,
+    explanation: {
+      channel,
+      request: { method: request.method, path: request.path, query, ip: ip.text, time: new Date(time).toISOString() },
+      principal: { sub: p.principal.sub, roles: [...p.principal.roles] },
+      duty: duty && match ? { name: duty.name, route: `${duty.method} ${duty.pattern}`, upstream: duty.upstream, channel: duty.channel, params: { ...match.params } } : null,
+      decision,
+      considered: reference.reasons,
+      evaluatorsAgree: reference.allow === (decision.code === "DENY_SOD_HISTORY" ? true : decision.allow) && (reference.decidedBy === decision.decidedBy || decision.code === "DENY_SOD_HISTORY"),
+      ledger: facts,
+    },
+  };
+}
+
+/** The text form of an explanation. */
+export function renderExplanation(e: Explanation): string[] {
+  const d = e.decision;
+  const lines = [
+    `${d.allow ? "ALLOW" : "DENY"} (${d.code}) ${e.request.method} ${e.request.path} on the ${e.channel} channel`,
+    `  principal  ${e.principal.sub} [${e.principal.roles.join(", ")}]`,
+    `  duty       ${e.duty ? `${e.duty.name} (${e.duty.route} -> ${e.duty.upstream}${Object.keys(e.duty.params).length ? `, ${Object.entries(e.duty.params).map(([k, v]) => `${k}=${v}`).join(", ")}` : ""})` : "(none matched)"}`,
+    `  decided by ${d.decidedBy ?? "default deny"}`,
+    `  message    ${d.message}`,
+    "  rules considered:",
+    ...e.considered.map((r) => `    ${r.held ? "holds    " : "not held "} ${r.kind.padEnd(9)} ${r.at || "-"}  ${r.why}`),
+  ];
+  if (d.branch.length) lines.push("  tree branch:", ...d.branch.map((b) => `    → ${b}`));
+  if (d.separations.length) lines.push("  history separation:", ...d.separations.map((s) => `    ${s.constraint} by ${s.param}=${s.key} over ${s.duties.join(", ")}`));
+  if (e.ledger.length) lines.push("  ledger facts:", ...e.ledger.map((f) => `    ${f.sub} performed ${f.duty} on ${f.key} at ${new Date(f.at).toISOString()}`));
+  if (!e.evaluatorsAgree) lines.push("  WARNING: the compiled tree and the reference interpreter disagree — please report this");
+  return lines;
+}

@@ -1,0 +1,98 @@
+// Prometheus metrics in the text exposition format (version 0.0.4), written directly: a few
+// counters and histograms do not need a client library, and this keeps the binary small.
+// https://prometheus.io/docs/instrumenting/exposition_formats/
+
+type Labels = Readonly<Record<string, string>>;
+
+function labelKey(labels: Labels | undefined): string {
+  if (!labels) return "";
+  const keys = Object.keys(labels).sort();
+  return keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')}"`).join(",");
+}
+
+interface Metric {
+  render(): string[];
+}
+
+export class Counter implements Metric {
+  readonly #values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string) {}
+  inc(labels?: Labels, by = 1): void {
+    const k = labelKey(labels);
+    this.#values.set(k, (this.#values.get(k) ?? 0) + by);
+  }
+  get(labels?: Labels): number {
+    return this.#values.get(labelKey(labels)) ?? 0;
+  }
+  render(): string[] {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    if (this.#values.size === 0) lines.push(`${this.name} 0`);
+    for (const [k, v] of this.#values) lines.push(`${this.name}${k ? `{${k}}` : ""} ${v}`);
+    return lines;
+  }
+}
+
+export class Gauge implements Metric {
+  readonly #values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string, readonly collect?: () => number) {}
+  set(value: number, labels?: Labels): void {
+    this.#values.set(labelKey(labels), value);
+  }
+  render(): string[] {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    if (this.collect) lines.push(`${this.name} ${this.collect()}`);
+    else for (const [k, v] of this.#values) lines.push(`${this.name}${k ? `{${k}}` : ""} ${v}`);
+    return lines;
+  }
+}
+
+export class Histogram implements Metric {
+  readonly #counts: number[];
+  #sum = 0;
+  #count = 0;
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {
+    this.#counts = new Array<number>(buckets.length).fill(0);
+  }
+  observe(seconds: number): void {
+    this.#sum += seconds;
+    this.#count++;
+    for (let i = 0; i < this.buckets.length; i++) if (seconds <= this.buckets[i]!) { this.#counts[i]!++; break; }
+  }
+  get count(): number {
+    return this.#count;
+  }
+  render(): string[] {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    let cumulative = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      cumulative += this.#counts[i]!;
+      lines.push(`${this.name}_bucket{le="${this.buckets[i]}"} ${cumulative}`);
+    }
+    lines.push(`${this.name}_bucket{le="+Inf"} ${this.#count}`, `${this.name}_sum ${this.#sum}`, `${this.name}_count ${this.#count}`);
+    return lines;
+  }
+}
+
+const FAST = [0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005];
+const SLOW = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Every metric the gateway exposes on the admin listener's `/metrics`. */
+export class Metrics {
+  readonly requests = new Counter("dutygate_requests_total", "Requests answered, by channel, duty, decision and HTTP status.");
+  readonly decisions = new Counter("dutygate_decisions_total", "Policy decisions, by channel, duty, decision and reason code.");
+  readonly decisionLatency = new Histogram("dutygate_decision_duration_seconds", "Time spent evaluating the policy (routing and decision tree).", FAST);
+  readonly addedLatency = new Histogram("dutygate_request_duration_seconds", "Time from request received to response headers, upstream included.", SLOW);
+  readonly authnFailures = new Counter("dutygate_authn_failures_total", "Authentication failures by error code.");
+  readonly reloads = new Counter("dutygate_policy_reloads_total", "Policy reloads by result (ok, failed).");
+  readonly activeRevision = new Gauge("dutygate_policy_revision", "Revision of the active policy bundle (0 when unsigned).");
+  readonly auditRecords = new Counter("dutygate_audit_records_total", "Audit records written.");
+  readonly auditFailures = new Counter("dutygate_audit_write_failures_total", "Audit records that could not be written.");
+  readonly auditWriteLatency = new Histogram("dutygate_audit_write_duration_seconds", "Time to hand an audit record to the OS (and fsync, per setting).", SLOW);
+  readonly upstreamErrors = new Counter("dutygate_upstream_errors_total", "Upstream failures (unreachable, timeout) by upstream.");
+  ledgerSize: Gauge = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger.");
+
+  render(): string {
+    const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.ledgerSize];
+    return all.flatMap((m) => m.render()).join("\n") + "\n";
+  }
+}

@@ -1,0 +1,275 @@
+// The request pipeline, one way through:
+//   request id → normalised path → authentication → decision (policy, then duty ledger)
+//   → audit record written → forward (streaming) → ledger settled → outcome record.
+// Authentication yields a Principal and knows nothing of policy; the policy knows nothing of
+// tokens. The audit record of the decision is written before anything reaches the upstream.
+import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest } from "../../dsl/mod.ts";
+import { denyForSeparation } from "../../dsl/policy_tests.ts";
+import type { AuditLog } from "../audit/mod.ts";
+import { redactHeaders } from "../audit/redact.ts";
+import { AUTHN_HTTP_STATUS, wwwAuthenticate, type JwtAuthenticator } from "../authn/mod.ts";
+import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
+import { forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
+import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
+import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
+import type { ConnectionInfo } from "../tls/types.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Logger } from "./log.ts";
+import type { ActivePolicy, PolicyManager } from "./policy_manager.ts";
+
+export interface PipelineDeps {
+  config: GatewayConfig;
+  policy: PolicyManager;
+  authn: JwtAuthenticator;
+  ledger: DutyLedger;
+  audit: AuditLog | null;
+  identity: IdentityTokenSigner;
+  metrics: Metrics;
+  log: Logger;
+  /**
+   * The built-in upstream `gateway`: admin functions the gateway serves itself (metrics, policy
+   * status, reload, explain), reached only through duties the policy grants on the admin channel.
+   */
+  internal?: (request: Request, path: string, requestId: string) => Promise<Response>;
+  /** Unauthenticated probes of the admin channel (`/-/healthz`, `/-/readyz`). */
+  probes?: (path: string, requestId: string) => Response | null;
+}
+
+/** The name of the built-in upstream served by the gateway itself. */
+export const INTERNAL_UPSTREAM = "gateway";
+
+/** Who called, as authentication established it. */
+interface Caller {
+  principal: Principal;
+  method: "jwt" | "mtls";
+  issuer: string | null;
+}
+
+const UNSPECIFIED_IP = parseIp("0.0.0.0")!;
+
+function headersRecord(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  headers.forEach((value, name) => {
+    out[name] = value;
+  });
+  return out;
+}
+
+function queryRecord(query: string): Record<string, string> {
+  if (query === "") return {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of new URLSearchParams(query)) if (!(k in out)) out[k] = v;
+  return out;
+}
+
+function rolesOf(p: Principal): string[] {
+  return [...p.roles];
+}
+
+/** Builds the fetch handler of one channel's listener. */
+export function createPipeline(deps: PipelineDeps, channel: Channel, listener: ListenerConfig): (request: Request, info: ConnectionInfo) => Promise<Response> {
+  const { config, metrics, log } = deps;
+  const trust = { trustIncoming: config.trustRequestId };
+  const stripHeaders = [...config.identity.stripHeaders];
+
+  interface AuthnFailure { status: number; code: string; message: string; challenge?: string }
+
+  async function authenticate(request: Request, info: ConnectionInfo, active: ActivePolicy): Promise<Caller | AuthnFailure> {
+    const schema = active.compiled.policy.schema;
+    const authorization = request.headers.get("authorization");
+    // The admin channel takes client certificates only: a bearer token is another channel's credential.
+    if (channel === "admin" && authorization !== null) return { status: 401, code: "AUTHN_TOKEN_NOT_ACCEPTED", message: "the admin channel accepts client certificates only" };
+    if (info.peerCertificate && (authorization === null || channel === "admin")) {
+      const r = principalAttributesFromCertificate(info.peerCertificate, listener.certificateMapping);
+      if (!r.ok) return { status: 401, code: r.code, message: r.message };
+      const p = coercePrincipal(schema, { ...r.attributes, sub: r.sub });
+      if (!p.ok) return { status: 401, code: "AUTHN_BAD_CLAIM", message: p.message };
+      return { principal: p.principal, method: "mtls", issuer: info.peerCertificate.issuerCN };
+    }
+    if (channel === "admin") return { status: 401, code: "MTLS_REQUIRED", message: "the admin channel needs a client certificate from the admin CA" };
+    const r = await deps.authn.authenticate(authorization, schema);
+    if (!r.ok) return { status: AUTHN_HTTP_STATUS[r.code] ?? 401, code: r.code, message: r.message, challenge: wwwAuthenticate(r) };
+    return { principal: r.principal, method: "jwt", issuer: r.issuer };
+  }
+
+  return async function handle(request: Request, info: ConnectionInfo): Promise<Response> {
+    const started = performance.now();
+    const now = Date.now();
+    const requestId = requestIdFor(request, trust);
+    const active = deps.policy.active;
+    const finish = (response: Response, labels: { duty: string; decision: string }) => {
+      metrics.requests.inc({ channel, duty: labels.duty, decision: labels.decision, status: String(response.status) });
+      metrics.addedLatency.observe((performance.now() - started) / 1000);
+      return response;
+    };
+    if (!active) {
+      return finish(problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", detail: "no valid policy is active", requestId }), { duty: "", decision: "error" });
+    }
+
+    const target = normalizeRequestPath(requestTargetOf(request));
+    if (!target.ok) {
+      await auditDeny({ requestId, channel, method: request.method, path: null, reasonCode: target.code, message: target.message, active, caller: null, info, request });
+      return finish(problemResponse({ status: target.status, code: target.code, detail: target.message, requestId }), { duty: "", decision: "deny" });
+    }
+
+    if (channel === "admin" && deps.probes && request.method === "GET") {
+      const probe = deps.probes(target.path, requestId);
+      if (probe) return finish(probe, { duty: "", decision: "probe" });
+    }
+
+    const caller = await authenticate(request, info, active);
+    if (!("principal" in caller)) {
+      metrics.authnFailures.inc({ code: caller.code });
+      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: caller.code, message: caller.message, active, caller: null, info, request });
+      const response = problemResponse({ status: caller.status, code: caller.code, detail: caller.message, requestId, headers: caller.challenge ? { "www-authenticate": caller.challenge } : undefined });
+      return finish(response, { duty: "", decision: "unauthenticated" });
+    }
+
+    const ip: IpValue = parseIp(info.remoteAddress) ?? UNSPECIFIED_IP;
+    const policyRequest: PolicyRequest = {
+      method: request.method,
+      path: target.path,
+      ip,
+      time: now,
+      headers: headersRecord(request.headers),
+      query: queryRecord(target.query),
+    };
+    const decideStart = performance.now();
+    let decision: Decision = active.compiled.decide(channel, caller.principal, policyRequest);
+    metrics.decisionLatency.observe((performance.now() - decideStart) / 1000);
+
+    let reservation: Reservation | null = null;
+    let ledgerFacts: LedgerFact[] = [];
+    if (decision.allow && decision.separations.length) {
+      try {
+        const r = await deps.ledger.reserve({ checks: decision.separations, duty: decision.duty!, sub: caller.principal.sub, at: now });
+        ledgerFacts = r.facts;
+        if (r.ok) {
+          reservation = r.reservation;
+          decision = { ...decision, ledger: r.facts };
+        } else {
+          const message = describeConflict(r.conflict, decision.duty!, { param: r.check.param, hideDetails: config.ledger.hideDetails });
+          decision = denyForSeparation(decision, r.conflict, r.facts, message);
+        }
+      } catch (e) {
+        log.error("duty ledger unavailable; denying", { request_id: requestId, error: (e as Error).message });
+        decision = { ...decision, allow: false, code: "DENY_SOD_HISTORY", message: "the duty ledger is unavailable", decidedBy: null };
+      }
+    }
+
+    const duty = decision.duty ? active.compiled.policy.duties.find((d) => d.name === decision.duty) ?? null : null;
+    const upstreamName = duty?.upstream ?? null;
+    const record = {
+      type: "decision",
+      request_id: requestId,
+      channel,
+      method: request.method,
+      path: target.path,
+      client_ip: ip.text,
+      sub: caller.principal.sub,
+      roles: rolesOf(caller.principal),
+      auth: caller.method,
+      issuer: caller.issuer,
+      duty: decision.duty,
+      decision: decision.allow ? "allow" : "deny",
+      code: decision.code,
+      decided_by: decision.decidedBy,
+      reasons: decision.reasons.map((r) => ({ rule: r.rule, held: r.held })),
+      branch: decision.branch,
+      sod: ledgerFacts.length ? ledgerFacts : undefined,
+      exclusive_violation: decision.code === "DENY_EXCLUSIVE" ? true : undefined,
+      bundle: { revision: active.revision, digest: active.digest },
+      upstream: decision.allow ? upstreamName : null,
+      headers: redactHeaders(request.headers, config.audit.headerAllowlist, [config.identity.header]),
+    };
+    let decisionSeq: number | null = null;
+    if (deps.audit) {
+      const auditStart = performance.now();
+      try {
+        decisionSeq = (await deps.audit.append(stripUndefined(record))).seq;
+        metrics.auditRecords.inc();
+        metrics.auditWriteLatency.observe((performance.now() - auditStart) / 1000);
+      } catch (e) {
+        metrics.auditFailures.inc();
+        log.error("audit record could not be written", { request_id: requestId, error: (e as Error).message, on_failure: config.audit.onFailure });
+        if (config.audit.onFailure === "deny") {
+          if (reservation) await deps.ledger.release(reservation).catch(() => {});
+          return finish(problemResponse({ status: 503, code: "AUDIT_UNAVAILABLE", detail: "the audit log cannot be written; requests are refused until it can", requestId }), { duty: decision.duty ?? "", decision: "error" });
+        }
+      }
+    }
+    metrics.decisions.inc({ channel, duty: decision.duty ?? "", decision: decision.allow ? "allow" : "deny", code: decision.code });
+
+    if (!decision.allow) {
+      const status = decision.code === "DENY_NO_ROUTE" ? config.noRouteStatus : 403;
+      const extra = config.hideDenyDetails || decision.code === "DENY_NO_ROUTE" ? undefined : { duty: decision.duty, decision: decision.code, rule: decision.decidedBy, reasons: decision.reasons.filter((r) => r.held).map((r) => r.rule) };
+      const detail = config.hideDenyDetails ? undefined : decision.message;
+      return finish(problemResponse({ status, code: decision.code, detail, requestId, extra }), { duty: decision.duty ?? "", decision: "deny" });
+    }
+
+    if (upstreamName === INTERNAL_UPSTREAM && deps.internal) {
+      const response = await deps.internal(request, target.path, requestId);
+      if (deps.audit && decisionSeq !== null) {
+        await deps.audit.append({ type: "outcome", request_id: requestId, decision_seq: decisionSeq, status: response.status, latency_ms: Math.round((performance.now() - started) * 1000) / 1000 }).catch(() => metrics.auditFailures.inc());
+      }
+      return finish(response, { duty: decision.duty ?? "", decision: "allow" });
+    }
+    const upstream = upstreamName ? config.upstreams[upstreamName] : undefined;
+    if (!upstream) {
+      if (reservation) await deps.ledger.release(reservation).catch(() => {});
+      return finish(problemResponse({ status: 502, code: "UPSTREAM_NOT_CONFIGURED", detail: `upstream \`${upstreamName}\` is not configured`, requestId }), { duty: decision.duty ?? "", decision: "allow" });
+    }
+    const identityToken = await deps.identity.sign(caller.principal, upstream.name);
+    let response: Response;
+    try {
+      response = await forwardToUpstream(request, {
+        upstream, path: target.path, query: target.query, requestId, clientIp: ip.text,
+        host: request.headers.get("host") ?? info.serverName ?? "", identityHeader: config.identity.header, identityToken,
+        stripHeaders, maxBodyBytes: config.maxBodyBytes,
+      });
+    } catch (e) {
+      log.error("forwarding failed", { request_id: requestId, error: (e as Error).message });
+      response = problemResponse({ status: 502, code: "UPSTREAM_UNAVAILABLE", detail: "the upstream could not be reached", requestId });
+    }
+    if (response.status >= 502 && response.headers.get("content-type") === "application/problem+json") metrics.upstreamErrors.inc({ upstream: upstream.name });
+    if (reservation) {
+      try {
+        await settleReservation(deps.ledger, reservation, response.status);
+      } catch (e) {
+        log.error("duty ledger settle failed", { request_id: requestId, error: (e as Error).message });
+      }
+    }
+    if (deps.audit && decisionSeq !== null) {
+      // The outcome follows in its own chained record; it need not hold up the response.
+      deps.audit.append({ type: "outcome", request_id: requestId, decision_seq: decisionSeq, status: response.status, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? (response.status >= 200 && response.status < 300 ? "confirmed" : "released") : undefined })
+        .then(() => metrics.auditRecords.inc())
+        .catch((e: Error) => {
+          metrics.auditFailures.inc();
+          log.error("audit outcome record could not be written", { request_id: requestId, error: e.message });
+        });
+    }
+    return finish(response, { duty: decision.duty ?? "", decision: "allow" });
+  };
+
+  async function auditDeny(r: { requestId: string; channel: Channel; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: Request }): Promise<void> {
+    if (!deps.audit) return;
+    try {
+      await deps.audit.append(stripUndefined({
+        type: "decision", request_id: r.requestId, channel: r.channel, method: r.method, path: r.path, client_ip: r.info.remoteAddress,
+        sub: null, duty: null, decision: "deny", code: r.reasonCode, detail: r.message,
+        bundle: { revision: r.active.revision, digest: r.active.digest },
+        headers: redactHeaders(r.request.headers, config.audit.headerAllowlist, [config.identity.header]),
+      }));
+      metrics.auditRecords.inc();
+    } catch (e) {
+      metrics.auditFailures.inc();
+      log.error("audit record could not be written", { request_id: r.requestId, error: (e as Error).message });
+    }
+  }
+}
+
+function stripUndefined<T extends Record<string, unknown>>(o: T): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out;
+}

@@ -1,0 +1,217 @@
+// `gateway serve`: assemble the pipeline from its parts and run it. Start-up fails closed: no
+// valid policy, no listener. SIGHUP reloads policy and certificates; SIGTERM/SIGINT stop
+// gracefully (stop accepting, finish in-flight requests up to a deadline, flush the audit log).
+import { mkdirSync } from "node:fs";
+import { openAuditLog, type AuditLog } from "../audit/mod.ts";
+import { createJwtAuthenticator } from "../authn/mod.ts";
+import { DEMO_UPSTREAM_PORTS, ensureDemoIssuer, mintDemoToken } from "../config/mod.ts";
+import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
+import { GatewayError } from "../errors.ts";
+import { createIdentityTokenSigner, problemResponse } from "../http/mod.ts";
+import { openSqliteLedger, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
+import { loadTlsMaterial, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
+import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
+import { explainRequest, type ExplainInput } from "./explain.ts";
+import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { Gauge, Metrics } from "./metrics.ts";
+import { createPipeline, type PipelineDeps } from "./pipeline.ts";
+import { PolicyManager } from "./policy_manager.ts";
+
+export interface RunningGateway {
+  config: GatewayConfig;
+  operational: RunningListener;
+  admin: RunningListener | null;
+  policy: PolicyManager;
+  metrics: Metrics;
+  gatewayKey: GatewayKey;
+  audit: AuditLog | null;
+  ledger: DutyLedger;
+  demo: DemoUpstreams | null;
+  /** Reloads policy and certificates (what SIGHUP does). */
+  reload(trigger?: string): Promise<void>;
+  /** Graceful stop: listeners drain, the audit log is flushed and closed. */
+  stop(options?: { deadlineMs?: number }): Promise<void>;
+}
+
+export interface StartGatewayOptions {
+  log?: Logger;
+  /** Install SIGHUP/SIGTERM/SIGINT handlers (the CLI does; tests do not). */
+  signals?: boolean;
+  /** Skip the audit log entirely (benchmarks of the audit cost only). */
+  auditDisabled?: boolean;
+}
+
+export async function startGateway(config: GatewayConfig, options: StartGatewayOptions = {}): Promise<RunningGateway> {
+  const log = options.log ?? createLogger(config.log.level);
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const metrics = new Metrics();
+  const gatewayKey = await ensureGatewayKey(config.stateDir);
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+  };
+
+  try {
+    let demo: DemoUpstreams | null = null;
+    if (config.demo) {
+      await ensureDemoIssuer(config.stateDir);
+      demo = await startDemoUpstreams(DEMO_UPSTREAM_PORTS, config.identity.header);
+      cleanups.push(() => demo!.close());
+    }
+
+    const policy = new PolicyManager({
+      policy: config.policy,
+      stateDir: config.stateDir,
+      upstreams: config.upstreams,
+      log: (level, message, fields) => log[level](message, fields),
+      onSwap: (active) => {
+        metrics.reloads.inc({ result: "ok" });
+        metrics.activeRevision.set(active.revision);
+        authn.clear();
+      },
+      onFailure: () => metrics.reloads.inc({ result: "failed" }),
+    });
+    const authn = createJwtAuthenticator({ issuers: config.issuers });
+    const first = await policy.reload("start");
+    if (!first.ok) {
+      throw new GatewayError("POLICY_UNAVAILABLE", `no valid policy in \`${config.policy.dir}\` (${first.error.code}); refusing to serve:\n  ${first.error.problems.join("\n  ")}`);
+    }
+    cleanups.push(() => policy.close());
+
+    const audit = options.auditDisabled ? null : await openAuditLog({ ...config.audit, signingKey: { key: gatewayKey.privateKey, kid: gatewayKey.kid, alg: "EdDSA" } });
+    if (audit) cleanups.push(() => audit.close());
+    const ledger = await openSqliteLedger({ path: config.ledger.path, retentionDays: config.ledger.retentionDays });
+    cleanups.push(() => ledger.close());
+    const pruning = schedulePrune(ledger, { onError: (e) => log.warn("ledger prune failed", { error: (e as Error).message }) });
+    cleanups.push(() => pruning.stop());
+    let ledgerSize = 0;
+    const sizeTimer = setInterval(() => void ledger.size().then((n) => (ledgerSize = n)).catch(() => {}), 10_000);
+    sizeTimer.unref?.();
+    cleanups.push(() => clearInterval(sizeTimer));
+    metrics.ledgerSize = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger (refreshed every 10 s).", () => ledgerSize);
+
+    const identity = await createIdentityTokenSigner({ privateKey: gatewayKey.privateKey, publicKey: gatewayKey.publicJwk, kid: gatewayKey.kid, alg: "EdDSA", issuer: "dutygate", ttlMs: config.identity.ttlMs });
+
+    const json = (status: number, body: unknown, requestId: string) =>
+      new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json", "cache-control": "no-store", "x-request-id": requestId } });
+    const deps: PipelineDeps = {
+      config, policy, authn, ledger, audit, identity, metrics, log,
+      probes(path, requestId) {
+        if (path === "/-/healthz") return json(200, { status: "live" }, requestId);
+        if (path === "/-/readyz") {
+          const ready = policy.active !== null && (audit === null || audit.healthy());
+          return json(ready ? 200 : 503, { ready, policy: policy.active !== null, audit_writable: audit === null || audit.healthy() }, requestId);
+        }
+        return null;
+      },
+      async internal(request, path, requestId) {
+        if (path === "/-/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": requestId } });
+        if (path === "/-/policy") return json(200, policy.status(), requestId);
+        if (path === "/-/policy/reload") {
+          const r = await policy.reload("admin");
+          return json(r.ok ? 200 : 422, r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error }, requestId);
+        }
+        if (path === "/-/explain") {
+          const active = policy.active;
+          if (!active) return problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", requestId });
+          let input: ExplainInput;
+          try {
+            input = (await request.json()) as ExplainInput;
+          } catch {
+            return problemResponse({ status: 400, code: "EXPLAIN_BAD_BODY", detail: "body must be JSON: {principal, request, channel?, ip?, headers?, time?}", requestId });
+          }
+          const r = await explainRequest(active.compiled, input, ledger);
+          return r.ok ? json(200, r.explanation, requestId) : problemResponse({ status: 400, code: r.code, detail: r.message, requestId });
+        }
+        return problemResponse({ status: 404, code: "ADMIN_UNKNOWN_FUNCTION", detail: `the gateway serves no admin function at \`${path}\``, requestId });
+      },
+    };
+
+    const startOne = async (listener: ListenerConfig, channel: "operational" | "admin") => {
+      const tls = await loadTlsMaterial(listener, { stateDir: config.stateDir, name: channel === "admin" ? "admin" : "listen" });
+      const running = await startListener({
+        listener, tls, fetch: createPipeline(deps, channel, listener), maxRequestBodySize: config.maxBodyBytes,
+        onError: (e) => log.error("listener error", { channel, error: (e as Error)?.message }),
+      });
+      cleanups.push(() => running.stop({ graceful: false }));
+      return running;
+    };
+    const operational = await startOne(config.listen, "operational");
+    const admin = config.admin ? await startOne(config.admin, "admin") : null;
+
+    const reloadCertificates = async () => {
+      for (const [listener, running, name] of [[config.listen, operational, "listen"], [config.admin, admin, "admin"]] as const) {
+        if (!listener || !running) continue;
+        try {
+          await running.reloadCertificates(await loadTlsMaterial(listener, { stateDir: config.stateDir, name }));
+        } catch (e) {
+          log.error("certificate reload failed; keeping the current certificates", { listener: name, error: (e as Error).message });
+        }
+      }
+    };
+    const watchers: CertificateWatcher[] = [];
+    for (const listener of [config.listen, config.admin]) {
+      if (listener?.certificate) watchers.push(watchCertificates(listener, () => void reloadCertificates()));
+    }
+    cleanups.push(() => watchers.forEach((w) => w.close()));
+    if (config.policy.watch) policy.watch();
+
+    let stopping: Promise<void> | null = null;
+    const gateway: RunningGateway = {
+      config, operational, admin, policy, metrics, gatewayKey, audit, ledger, demo,
+      async reload(trigger = "sighup") {
+        await Promise.all([policy.reload(trigger), reloadCertificates()]);
+      },
+      stop({ deadlineMs = 10_000 } = {}) {
+        stopping ??= (async () => {
+          policy.close();
+          await Promise.all([operational.stop({ graceful: true, deadlineMs }), admin?.stop({ graceful: true, deadlineMs })]);
+          await cleanup();
+        })();
+        return stopping;
+      },
+    };
+
+    if (options.signals) {
+      process.on("SIGHUP", () => {
+        log.info("SIGHUP: reloading policy and certificates");
+        void gateway.reload("sighup");
+      });
+      for (const sig of ["SIGTERM", "SIGINT"] as const) {
+        process.once(sig, () => {
+          log.info(`${sig}: stopping gracefully`);
+          void gateway.stop().then(() => process.exit(0));
+        });
+      }
+    }
+    return gateway;
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+/** The start-up banner: where it listens, what policy is active, and a ready-to-paste curl. */
+export async function startupBanner(gw: RunningGateway): Promise<string[]> {
+  const a = gw.policy.active!;
+  const lines = [
+    `dutygate listening on ${gw.operational.url} (operational, ${gw.operational.backend} backend)`,
+    gw.admin ? `admin channel on ${gw.admin.url} (client certificates from the admin CA only)` : "admin channel off (no admin CA configured)",
+    `policy: ${a.files.length} files, ${a.compiled.policy.duties.length} duties, revision ${a.revision}, digest ${a.digest.slice(0, 12)}${a.signed ? `, signed by ${a.signers.join(", ")}` : ""}`,
+    `audit: ${gw.config.audit.dir} (fsync ${gw.config.audit.fsync}); gateway public key: ${gw.gatewayKey.jwksFile}`,
+  ];
+  if (!gw.config.policy.requireSignature) lines.push("WARNING: policy signatures are NOT required (require_signature = false): any edit to the policy directory goes live");
+  if (gw.config.demo) {
+    const token = await mintDemoToken(gw.config.stateDir, { sub: "alice", roles: ["developer"], mfa: true, team: "core" });
+    const reviewer = await mintDemoToken(gw.config.stateDir, { sub: "bob", roles: ["reviewer"], mfa: false, team: "core" });
+    lines.push(
+      "demo mode: built-in config, self-signed certificate, demo issuer and example upstreams on loopback",
+      "try (alice is a developer; bob is a reviewer; tokens last 15 minutes):",
+      `  curl -k -X POST ${gw.operational.url}/changes/42/submit -H "authorization: Bearer ${token}"     # allowed`,
+      `  curl -k -X POST ${gw.operational.url}/changes/42/approve -H "authorization: Bearer ${token}"    # denied: developers do not approve`,
+      `  curl -k -X POST ${gw.operational.url}/changes/42/approve -H "authorization: Bearer ${reviewer}"    # allowed: another person`,
+    );
+  }
+  return lines;
+}
