@@ -71,6 +71,9 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
   const { config, metrics, log } = deps;
   const trust = { trustIncoming: config.trustRequestId };
   const stripHeaders = [...config.identity.stripHeaders];
+  // The caller's bearer token was for the gateway: upstreams get the gateway's identity token
+  // instead, so a credential never travels further than the hop it was issued for.
+  const stripForJwt = [...stripHeaders, "authorization"];
 
   interface AuthnFailure { status: number; code: string; message: string; challenge?: string }
 
@@ -225,7 +228,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       response = await forwardToUpstream(request, {
         upstream, path: target.path, query: target.query, requestId, clientIp: ip.text,
         host: request.headers.get("host") ?? info.serverName ?? "", identityHeader: config.identity.header, identityToken,
-        stripHeaders, maxBodyBytes: config.maxBodyBytes,
+        stripHeaders: caller.method === "jwt" ? stripForJwt : stripHeaders, maxBodyBytes: config.maxBodyBytes,
       });
     } catch (e) {
       log.error("forwarding failed", { request_id: requestId, error: (e as Error).message });

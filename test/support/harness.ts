@@ -1,0 +1,186 @@
+// End-to-end harness: a real gateway (startGateway) on an ephemeral loopback port with real TLS,
+// a real JWT issuer key (JWKS file), a real upstream (Bun.serve on loopback) that records what it
+// received, optional mTLS with a real CA, and real files in a temp directory. Nothing is mocked.
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from "jose";
+import { defaultConfig } from "../../src/config/mod.ts";
+import type { GatewayConfig, ListenerConfig } from "../../src/config/types.ts";
+import { createLogger } from "../../src/gateway/log.ts";
+import { startGateway, type RunningGateway } from "../../src/gateway/serve.ts";
+import { createCa, issueCertificate, type IssuedCertificate } from "../../src/tls/testing/pki.ts";
+
+export const REPO_ROOT = resolve(import.meta.dir, "../..");
+export const SHIPPED_POLICIES = join(REPO_ROOT, "policies");
+export const TEST_ISSUER = "https://idp.e2e.test";
+export const TEST_AUDIENCE = "dutygate";
+
+export interface ReceivedRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  bodyBytes: number;
+}
+
+export interface TestUpstream {
+  port: number;
+  url: string;
+  received: ReceivedRequest[];
+  /** Replace the handler (default: 200 JSON echo). */
+  respond: (handler: (req: Request) => Response | Promise<Response>) => void;
+  stop(): void;
+}
+
+/** A real HTTP upstream on loopback that records every request it received. */
+export function startTestUpstream(): TestUpstream {
+  const received: ReceivedRequest[] = [];
+  let handler: (req: Request) => Response | Promise<Response> = (req) =>
+    Response.json({ ok: true, path: new URL(req.url).pathname });
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    maxRequestBodySize: 512 * 1024 * 1024,
+    async fetch(req) {
+      const url = new URL(req.url);
+      const body = req.body ? await req.arrayBuffer() : new ArrayBuffer(0);
+      const headers: Record<string, string> = {};
+      req.headers.forEach((v, k) => (headers[k] = v));
+      received.push({ method: req.method, path: url.pathname + url.search, headers, bodyBytes: body.byteLength });
+      return handler(new Request(req.url, { method: req.method, headers: req.headers }));
+    },
+  });
+  return {
+    port: server.port!,
+    url: `http://127.0.0.1:${server.port}`,
+    received,
+    respond: (h) => void (handler = h),
+    stop: () => server.stop(true),
+  };
+}
+
+export interface TestIssuer {
+  kid: string;
+  privateKey: CryptoKey;
+  jwksFile: string;
+  /** Signs a token for the test issuer; defaults: 5-minute lifetime, aud `dutygate`. */
+  token(claims: { sub: string; roles?: string[]; mfa?: boolean; team?: string } & JWTPayload, options?: { ttlSeconds?: number; iat?: number; audience?: string; issuer?: string }): Promise<string>;
+}
+
+export async function createTestIssuer(dir: string, kid = "e2e-1"): Promise<TestIssuer> {
+  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
+  const jwksFile = join(dir, "issuer.jwks");
+  writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" }] }));
+  return {
+    kid, privateKey, jwksFile,
+    async token(claims, options = {}) {
+      const iat = options.iat ?? Math.floor(Date.now() / 1000);
+      const { sub, ...rest } = claims;
+      return new SignJWT({ roles: [], mfa: false, team: "core", ...rest })
+        .setProtectedHeader({ alg: "ES256", kid })
+        .setIssuer(options.issuer ?? TEST_ISSUER)
+        .setAudience(options.audience ?? TEST_AUDIENCE)
+        .setSubject(sub)
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + (options.ttlSeconds ?? 300))
+        .sign(privateKey);
+    },
+  };
+}
+
+export interface TestPki {
+  ca: IssuedCertificate;
+  /** Issues a client certificate signed by the CA (CN, optional SPIFFE URI). */
+  client(commonName: string, uris?: string[]): Promise<IssuedCertificate>;
+}
+
+export async function createTestPki(dir: string, name = "e2e-ca"): Promise<TestPki> {
+  const pkiDir = join(dir, name);
+  mkdirSync(pkiDir, { recursive: true });
+  const ca = await createCa(pkiDir, name);
+  return { ca, client: (cn, uris) => issueCertificate(pkiDir, ca, { commonName: cn, uris, client: true }) };
+}
+
+export interface TestGatewayOptions {
+  /** Policy directory to copy (default: the shipped `policies/`). */
+  policyDir?: string;
+  /** Adjust the config before start. */
+  configure?: (config: GatewayConfig, ctx: { dir: string; upstream: TestUpstream }) => GatewayConfig;
+  /** Start an admin listener whose client CA is a fresh test CA. */
+  admin?: boolean;
+  /** Identities of the admin listener (cert CN or SPIFFE ID → attributes). */
+  adminIdentities?: Record<string, Record<string, unknown>>;
+  /** Keep the temp directory after stop (restart tests). */
+  dir?: string;
+  auditDisabled?: boolean;
+}
+
+export interface TestGateway {
+  gw: RunningGateway;
+  dir: string;
+  config: GatewayConfig;
+  url: string;
+  adminUrl: string | null;
+  upstream: TestUpstream;
+  issuer: TestIssuer;
+  adminPki: TestPki | null;
+  /** fetch against the operational listener (self-signed certificate accepted). */
+  fetch(path: string, init?: RequestInit & { token?: string }): Promise<Response>;
+  /** fetch against the admin listener with a client certificate. */
+  adminFetch(path: string, init: RequestInit & { cert?: IssuedCertificate }): Promise<Response>;
+  stop(options?: { keepDir?: boolean }): Promise<void>;
+}
+
+function testListener(): ListenerConfig {
+  return { host: "127.0.0.1", port: 0, certificate: null, sni: [], clientCaFile: null, requireClientCertificate: false, certificateMapping: { identities: {} }, minTlsVersion: "TLSv1.2" };
+}
+
+/** Starts a real gateway for a test. Always `await t.stop()` (in `afterAll`/`finally`). */
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "dutygate-e2e-"));
+  const policyDir = join(dir, "policies");
+  if (!options.dir) cpSync(options.policyDir ?? SHIPPED_POLICIES, policyDir, { recursive: true });
+  const upstream = startTestUpstream();
+  const issuer = await createTestIssuer(dir);
+  const base = defaultConfig({ cwd: dir });
+  let adminPki: TestPki | null = null;
+  let admin: ListenerConfig | null = null;
+  if (options.admin) {
+    adminPki = await createTestPki(dir, "admin-ca");
+    admin = { ...testListener(), clientCaFile: adminPki.ca.certFile, requireClientCertificate: true, certificateMapping: { identities: options.adminIdentities ?? {} } };
+  }
+  let config: GatewayConfig = {
+    ...base,
+    demo: false,
+    listen: testListener(),
+    admin,
+    issuers: [{ ...base.issuers[0]!, name: "e2e", issuer: TEST_ISSUER, audience: [TEST_AUDIENCE], jwksFile: issuer.jwksFile }],
+    upstreams: Object.fromEntries(["changes", "deploy", "logs", "admin"].map((name) => [name, { name, url: upstream.url, timeoutMs: 5000, connectTimeoutMs: 2000 }])),
+    policy: { ...base.policy, dir: policyDir, watch: false },
+    audit: { ...base.audit, dir: join(dir, "audit") },
+    ledger: { ...base.ledger, path: join(dir, ".state", "ledger.sqlite") },
+  };
+  if (options.configure) config = options.configure(config, { dir, upstream });
+  const gw = await startGateway(config, { log: createLogger("error"), auditDisabled: options.auditDisabled });
+  const url = gw.operational.url;
+  const adminUrl = gw.admin?.url ?? null;
+  return {
+    gw, dir, config, url, adminUrl, upstream, issuer, adminPki,
+    fetch(path, init = {}) {
+      const { token, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (token) headers.set("authorization", `Bearer ${token}`);
+      return fetch(url + path, { ...rest, headers, tls: { rejectUnauthorized: false } } as RequestInit);
+    },
+    adminFetch(path, init) {
+      const { cert, ...rest } = init;
+      if (!adminUrl) throw new Error("no admin listener");
+      return fetch(adminUrl + path, { ...rest, tls: { rejectUnauthorized: false, ...(cert ? { cert: cert.cert, key: cert.key } : {}) } } as RequestInit);
+    },
+    async stop({ keepDir = false } = {}) {
+      await gw.stop({ deadlineMs: 2000 });
+      upstream.stop();
+      if (!keepDir && !options.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
