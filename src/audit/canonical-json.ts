@@ -6,6 +6,8 @@ import { GatewayError } from "../errors.ts";
 // Lone surrogates are not I-JSON (RFC 7493 §2.1); with the `u` flag a valid pair is one
 // code point, so this matches only unpaired halves.
 const LONE_SURROGATE = /\p{Cs}/u;
+// Strings without these need no escaping and no surrogate check: the common case, kept cheap.
+const NEEDS_CARE = /["\\\u0000-\u001f\ud800-\udfff]/;
 const MAX_DEPTH = 64;
 
 /**
@@ -27,9 +29,7 @@ function serialise(value: unknown, depth: number): string {
   if (value === null) return "null";
   switch (typeof value) {
     case "string":
-      if (LONE_SURROGATE.test(value)) throw new GatewayError("AUDIT_NOT_JSON", "string contains a lone surrogate");
-      // RFC 8785 §3.2.2.2 prescribes exactly the escaping of ECMAScript JSON.stringify.
-      return JSON.stringify(value);
+      return serialiseString(value);
     case "number":
       if (!Number.isFinite(value)) throw new GatewayError("AUDIT_NOT_JSON", `number \`${value}\` is not representable in JSON`);
       // RFC 8785 §3.2.2.3: ECMAScript Number.prototype.toString; -0 becomes "0".
@@ -65,8 +65,14 @@ function serialise(value: unknown, depth: number): string {
     if (member === undefined || typeof member === "function" || typeof member === "symbol") continue;
     if (!first) out += ",";
     first = false;
-    if (LONE_SURROGATE.test(key)) throw new GatewayError("AUDIT_NOT_JSON", "key contains a lone surrogate");
-    out += JSON.stringify(key) + ":" + serialise(member, depth + 1);
+    out += serialiseString(key) + ":" + serialise(member, depth + 1);
   }
   return out + "}";
+}
+
+function serialiseString(value: string): string {
+  if (!NEEDS_CARE.test(value)) return `"${value}"`;
+  if (LONE_SURROGATE.test(value)) throw new GatewayError("AUDIT_NOT_JSON", "string contains a lone surrogate");
+  // RFC 8785 §3.2.2.2 prescribes exactly the escaping of ECMAScript JSON.stringify.
+  return JSON.stringify(value);
 }

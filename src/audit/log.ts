@@ -298,7 +298,7 @@ class FileAuditLog implements AuditLog {
     this.file.handle = null;
     if (handle === null) return;
     try {
-      if (this.options.fsync !== "off") await handle.sync();
+      if (this.options.fsync !== "off") await handle.datasync();
     } catch (error) {
       this.markFailed(writeFailed(`cannot fsync \`${this.file.name}\``, error));
     } finally {
@@ -403,7 +403,7 @@ class FileAuditLog implements AuditLog {
     const buffer = Buffer.from(lines.join(""), "utf8");
     try {
       await writeFully(handle, buffer, this.file.bytes);
-      if (this.options.fsync === "always") await handle.sync();
+      if (this.options.fsync === "always") await handle.datasync();
     } catch (error) {
       this.failBatch(written.map((w) => w.item.reject), error);
       return;
@@ -433,7 +433,7 @@ class FileAuditLog implements AuditLog {
   private async prepareFile(now: number, mayRotate: boolean): Promise<void> {
     // A background fsync failed: the disk must prove itself before more is acknowledged.
     if (this.syncFailed && this.file.handle !== null) {
-      await this.file.handle.sync();
+      await this.file.handle.datasync();
       this.syncFailed = false;
     }
     if (this.file.handle === null) await this.openCurrentFile();
@@ -471,7 +471,7 @@ class FileAuditLog implements AuditLog {
     await this.stopSyncTimer();
     try {
       await writeFully(handle, buffer, this.file.bytes);
-      if (this.options.fsync !== "off") await handle.sync();
+      if (this.options.fsync !== "off") await handle.datasync();
     } catch (error) {
       await handle.truncate(this.file.bytes).catch(() => { this.needsTruncate = true; });
       throw writeFailed(`cannot write rotate record to \`${this.file.name}\``, error);
@@ -537,7 +537,7 @@ class FileAuditLog implements AuditLog {
       this.syncTimer = null;
       const handle = this.file.handle;
       if (handle === null) return;
-      this.syncing = handle.sync().then(
+      this.syncing = handle.datasync().then(
         () => { this.lastSyncAt = Date.now(); },
         (error: unknown) => {
           this.syncFailed = true;
