@@ -584,8 +584,10 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     if (ok) separations.push({ id: ruleId("separate", d.span), duties: ds.map((x) => x.name), param: d.param.text, span: d.span });
   }
 
+  // A duty named by a grant that has an error already has that error: warn only where no grant was written.
+  const grantedDuties = new Set(of("grant").map((g) => g.duty.text));
   for (const duty of duties) {
-    if (!grants.some((g) => g.duty === duty.name)) warn("W_DUTY_NEVER_GRANTED", `duty \`${duty.name}\` is granted to no role: every request to it is denied`, duty.span);
+    if (!grantedDuties.has(duty.name)) warn("W_DUTY_NEVER_GRANTED", `duty \`${duty.name}\` is granted to no role: every request to it is denied`, duty.span);
   }
 
   if (hasErrors(diags)) return { policy: null, diagnostics: diags };
