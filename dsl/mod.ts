@@ -23,3 +23,9 @@ export { interpretDecision, interpretRoute } from "./interpret.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */
 export { renderDiagnostic, renderGithubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
+/** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
+export { runPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
+export type { PolicyTestResult } from "./policy_tests.ts";
+/** Static separation-of-duties analysis: reachability table, admin exposure, role assignments. */
+export { analyzeSeparation, checkAssignments, renderReachabilityTable } from "./analysis.ts";
+export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation } from "./analysis.ts";

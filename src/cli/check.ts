@@ -2,12 +2,7 @@
 // and (with flags) verify the bundle's signatures, analyse separation of duties, check role
 // assignments, and replay recorded traffic. A plain function over a params struct.
 import { existsSync, statSync } from "node:fs";
-import {
-  compilePolicy, hasErrors, loadPolicy, renderDiagnostic, renderGithubAnnotation,
-  type CompiledPolicy, type Diagnostic,
-} from "../../dsl/mod.ts";
-import { runPolicyTests, type PolicyTestResult } from "../../dsl/policy_tests.ts";
-import { analyzeSeparation, checkAssignments, renderReachabilityTable, type ReachabilityRow } from "../../dsl/analysis.ts";
+import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, renderGithubAnnotation, type CompiledPolicy, type Diagnostic, runPolicyTests, type PolicyTestResult, analyzeSeparation, checkAssignments, renderReachabilityTable, type ReachabilityRow } from "../../dsl/mod.ts";
 import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";

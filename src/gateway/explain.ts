@@ -2,8 +2,7 @@
 // failures all print. It carries the compiled tree's decision (with the branch it took), the
 // reference interpreter's full list of rules considered, and the duty-ledger facts consulted
 // (read-only: explaining never writes the ledger).
-import { coercePrincipal, interpretDecision, parseIp, type Channel, type CompiledPolicy, type Decision, type LedgerFact, type PolicyRequest } from "../../dsl/mod.ts";
-import { denyForSeparation, findSeparationConflict } from "../../dsl/policy_tests.ts";
+import { coercePrincipal, interpretDecision, parseIp, type Channel, type CompiledPolicy, type Decision, type LedgerFact, type PolicyRequest, denyForSeparation, findSeparationConflict } from "../../dsl/mod.ts";
 import { normalizeRequestPath } from "../http/mod.ts";
 import type { DutyLedger } from "../ledger/mod.ts";
 

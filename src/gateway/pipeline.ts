@@ -3,8 +3,7 @@
 //   → audit record written → forward (streaming) → ledger settled → outcome record.
 // Authentication yields a Principal and knows nothing of policy; the policy knows nothing of
 // tokens. The audit record of the decision is written before anything reaches the upstream.
-import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest } from "../../dsl/mod.ts";
-import { denyForSeparation } from "../../dsl/policy_tests.ts";
+import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest, denyForSeparation } from "../../dsl/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
 import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type JwtAuthenticator } from "../authn/mod.ts";

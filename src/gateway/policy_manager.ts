@@ -4,8 +4,7 @@
 // the status file. Requests read `active` once and finish under the policy they started with.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic } from "../../dsl/mod.ts";
-import { runPolicyTests } from "../../dsl/policy_tests.ts";
+import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic, runPolicyTests } from "../../dsl/mod.ts";
 import { writeFileAtomicSync } from "../bundle/atomic.ts";
 import { checkRollback, readTrustedKeysFile, readUnsignedBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore } from "../bundle/mod.ts";
 import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
