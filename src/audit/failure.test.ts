@@ -109,3 +109,21 @@ describe("a log that cannot be written", () => {
     expect(verification.break).toMatchObject({ kind: "truncated", seq: 1 });
   });
 });
+
+describe("a directory that cannot be created at start-up", () => {
+  test("start-up succeeds unhealthy-on-append, and the log heals once the directory can be made", async () => {
+    const parent = tempDir();
+    const dir = join(parent, "audit");
+    const restore = makeDirReadOnly(parent);
+    cleanups.push(restore);
+    const log = await open(dir);
+    expect(log.healthy()).toBe(false);
+    expect(log.lastError?.code).toBe("AUDIT_WRITE_FAILED");
+    expect((await rejection(log.append({ n: 1 }))).code).toBe("AUDIT_WRITE_FAILED");
+    restore();
+    expect(await log.append({ n: 2 })).toMatchObject({ seq: 0 });
+    expect(log.healthy()).toBe(true);
+    await log.close();
+    expect((await verifyAuditFiles([dir], { keys: signer.jwks })).ok).toBe(true);
+  });
+});

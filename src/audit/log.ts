@@ -451,9 +451,15 @@ class FileAuditLog implements AuditLog {
   private async openCurrentFile(): Promise<void> {
     const path = join(this.options.dir, this.file.name);
     let handle: FileHandle;
+    // Positional writes (no O_APPEND): a torn write is overwritten by the next one.
+    const openFile = () => open(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o640);
     try {
-      // Positional writes (no O_APPEND): a torn write is overwritten by the next one.
-      handle = await open(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o640);
+      handle = await openFile().catch(async (error: unknown) => {
+        // The directory could not be created at start-up (or was removed): try again now.
+        if (errno(error) !== "ENOENT") throw error;
+        await mkdir(this.options.dir, { recursive: true });
+        return openFile();
+      });
     } catch (error) {
       throw writeFailed(`cannot open audit file \`${path}\``, error);
     }
