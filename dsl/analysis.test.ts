@@ -1,0 +1,225 @@
+// Static separation-of-duties analysis, table-driven with golden files: the reachability table
+// (text and JSON) and the diagnostics it adds, for the shipped policy and for small policies that
+// exercise each verdict; then `checkAssignments` over role-assignment exports.
+//
+// Golden files live in test/golden/sod/. Regenerate them after an intended change with
+//   UPDATE_GOLDEN=1 node_modules/.bin/bun test dsl/analysis.test.ts
+// and review the diff.
+import { test, expect, describe } from "bun:test";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { analyzeSeparation, checkAssignments, renderReachabilityTable, type SeparationAnalysis } from "./analysis.ts";
+import { loadPolicy, type CheckedPolicy, type PolicySource } from "./mod.ts";
+
+const REPO_ROOT = resolve(import.meta.dir, "..");
+const GOLDEN_DIR = join(REPO_ROOT, "test/golden/sod");
+const UPDATE = process.env.UPDATE_GOLDEN === "1";
+const NOW = Date.UTC(2026, 0, 1);
+
+/** Compares `actual` with the golden file, or rewrites it under UPDATE_GOLDEN=1. */
+function expectGolden(name: string, actual: string): void {
+  const file = join(GOLDEN_DIR, name);
+  if (UPDATE) {
+    mkdirSync(GOLDEN_DIR, { recursive: true });
+    writeFileSync(file, actual);
+    return;
+  }
+  if (!existsSync(file)) throw new Error(`golden file \`${file}\` is missing; run with UPDATE_GOLDEN=1 to create it`);
+  expect(actual).toBe(readFileSync(file, "utf8"));
+}
+
+function shippedSources(): PolicySource[] {
+  const dir = join(REPO_ROOT, "policies");
+  return readdirSync(dir).filter((f) => f.endsWith(".duty")).sort().map((f) => ({ path: `policies/${f}`, text: readFileSync(join(dir, f), "utf8") }));
+}
+
+function load(sources: PolicySource[]): CheckedPolicy {
+  const r = loadPolicy(sources, { now: NOW });
+  const errors = r.diagnostics.filter((d) => d.severity === "error");
+  if (!r.policy) throw new Error(`policy did not load: ${errors.map((d) => `${d.code} ${d.message}`).join("; ")}`);
+  return r.policy;
+}
+
+/** Four lines of declarations every small case starts with; its own lines begin at line 5. */
+const HEAD = `principal { sub: string roles: set<role> mfa: bool }
+role maker, checker, shipper, ops, a, b, c, d
+upstream app, admin, gateway
+# case
+`;
+
+function renderGoldenText(analysis: SeparationAnalysis): string {
+  const lines = [
+    ...renderReachabilityTable(analysis.rows),
+    "",
+    "diagnostics:",
+    ...(analysis.diagnostics.length ? analysis.diagnostics.map((d) => `  ${d.span.file}:${d.span.line}:${d.span.col}: ${d.severity}[${d.code}]: ${d.message}`) : ["  (none)"]),
+  ];
+  return lines.map((l) => l.trimEnd()).join("\n") + "\n";
+}
+
+function renderGoldenJson(analysis: SeparationAnalysis): string {
+  return JSON.stringify({
+    rows: analysis.rows,
+    diagnostics: analysis.diagnostics.map((d) => ({ code: d.code, severity: d.severity, at: `${d.span.file}:${d.span.line}:${d.span.col}`, message: d.message, help: d.help })),
+  }, null, 2) + "\n";
+}
+
+interface AnalysisCase {
+  name: string;
+  sources: () => PolicySource[];
+  /** `kind constraint sides verdict` per row, in order. */
+  rows: string[];
+  /** `CODE line:col` per diagnostic, in order. */
+  diagnostics: string[];
+  /** Extra facts of one row: index → single roles / combinations. */
+  detail?: Record<number, { singleRoles?: string[]; combinations?: string[] }>;
+}
+
+const cases: AnalysisCase[] = [
+  {
+    name: "shipped",
+    sources: shippedSources,
+    rows: [
+      "separate submit_change/approve_change ok",
+      "separate submit_change/deploy_change ok",
+      "separate approve_change/deploy_change ok",
+      "exclusive developer/deployer ok",
+      "exclusive reviewer/security_admin ok",
+    ],
+    diagnostics: [],
+    // developer+deployer is exclusive, so it is no combination for submit/deploy; sre is.
+    detail: { 0: { singleRoles: [], combinations: ["developer+reviewer"] }, 1: { singleRoles: [], combinations: ["developer+sre"] }, 2: { combinations: ["reviewer+deployer", "reviewer+sre"] } },
+  },
+  {
+    name: "same-role-both-sides",
+    sources: () => [{ path: "p.duty", text: HEAD + "duty submit POST /c/:c/submit -> app\nduty approve POST /c/:c/approve -> app\ngrant maker, ops submit\ngrant checker, ops approve\nseparate submit, approve by c\n" }],
+    rows: ["separate submit/approve warning"],
+    diagnostics: ["W_SEPARATE_SAME_ROLE 9:1"],
+    detail: { 0: { singleRoles: ["ops"], combinations: ["maker+checker", "maker+ops", "ops+checker"] } },
+  },
+  {
+    name: "admin-upstream-forwarded",
+    sources: () => [{ path: "p.duty", text: HEAD + "duty set_config PUT /admin/config -> admin channel admin\nduty peek GET /peek -> admin\ngrant ops set_config\ngrant maker peek\n" }],
+    rows: ["channel peek/set_config error"],
+    diagnostics: ["E_ADMIN_REACHABLE_OPERATIONALLY 6:1"],
+    detail: { 0: { singleRoles: ["maker"] } },
+  },
+  {
+    name: "admin-route-overlap",
+    sources: () => [{ path: "p.duty", text: HEAD + "duty read_security GET /admin/security/* -> admin channel admin\nduty section GET /admin/:section/view -> app\nduty other GET /admin/other -> app\ngrant ops read_security\ngrant maker section\ngrant maker other\n" }],
+    rows: ["channel section/read_security error"],
+    diagnostics: ["E_ADMIN_REACHABLE_OPERATIONALLY 6:1"],
+  },
+  {
+    name: "admin-gateway-functions",
+    sources: () => [{ path: "p.duty", text: HEAD + "duty metrics GET /-/metrics -> gateway channel admin\nduty reload POST /-/policy/reload -> gateway channel admin\nduty status GET /status -> gateway\ngrant ops metrics\ngrant ops reload\ngrant maker status\n" }],
+    // An operational duty on the built-in `gateway` upstream would expose admin functions.
+    rows: ["channel status/metrics error"],
+    diagnostics: ["E_ADMIN_REACHABLE_OPERATIONALLY 7:1"],
+  },
+  {
+    name: "admin-separate-ok",
+    sources: () => [{ path: "p.duty", text: HEAD + "duty set_config PUT /admin/config -> admin channel admin\nduty get_config GET /admin/config -> app\nduty put_app PUT /app/config -> app\ngrant ops set_config\ngrant maker get_config\ngrant maker put_app\n" }],
+    // Same path, other method; another path, same method: neither reaches the admin duty.
+    rows: [],
+    diagnostics: [],
+  },
+  {
+    name: "exclusive-2-of-3",
+    sources: () => [{ path: "p.duty", text: HEAD + "duty x POST /c/:c/x -> app\nduty y POST /c/:c/y -> app\nduty z POST /c/:c/z -> app\ngrant a x\ngrant b y\ngrant c, a z\nexclusive 2 of a, b, c\nseparate x, y, z by c\n" }],
+    rows: [
+      "separate x/y ok",
+      "separate x/z warning",
+      "separate y/z ok",
+      "exclusive a/b ok",
+      "exclusive a/c ok",
+      "exclusive b/c ok",
+    ],
+    diagnostics: ["W_SEPARATE_SAME_ROLE 12:1"],
+    // No combination crosses a 2-of-3 set: any two of a, b, c are never held together.
+    detail: { 0: { singleRoles: [], combinations: [] }, 1: { singleRoles: ["a"], combinations: [] }, 2: { combinations: [] } },
+  },
+  {
+    name: "exclusive-3-of-4",
+    sources: () => [{ path: "p.duty", text: HEAD + "duty x POST /c/:c/x -> app\nduty y POST /c/:c/y -> app\ngrant a x\ngrant b y\nexclusive 3 of a, b, c, d\nseparate x, y by c\n" }],
+    // Two of a 3-of set may be held together: a+b stays a combination the ledger must separate.
+    rows: [
+      "separate x/y ok",
+      "exclusive a/b ok", "exclusive a/c ok", "exclusive a/d ok", "exclusive b/c ok", "exclusive b/d ok", "exclusive c/d ok",
+    ],
+    diagnostics: [],
+    detail: { 0: { combinations: ["a+b"] } },
+  },
+];
+
+describe("analyzeSeparation", () => {
+  test.each(cases)("$name: reachability table and diagnostics", (c) => {
+    const analysis = analyzeSeparation(load(c.sources()));
+    const short = (r: (typeof analysis.rows)[number]) => `${r.kind} ${r.sides.join("/")} ${r.verdict}`;
+    expect(analysis.rows.map(short)).toEqual(c.rows);
+    expect(analysis.diagnostics.map((d) => `${d.code} ${d.span.line}:${d.span.col}`)).toEqual(c.diagnostics);
+    for (const [i, want] of Object.entries(c.detail ?? {})) {
+      const row = analysis.rows[Number(i)]!;
+      if (want.singleRoles) expect(row.singleRoles).toEqual(want.singleRoles);
+      if (want.combinations) expect(row.combinations.map(([x, y]) => `${x}+${y}`)).toEqual(want.combinations);
+    }
+    expectGolden(`${c.name}.txt`, renderGoldenText(analysis));
+    expectGolden(`${c.name}.json`, renderGoldenJson(analysis));
+  });
+
+  test("W_SEPARATE_SAME_ROLE names the role and both duties, with help", () => {
+    const d = analyzeSeparation(load(cases[1]!.sources())).diagnostics[0]!;
+    expect(d.severity).toBe("warning");
+    expect(d.message).toBe("role `ops` can perform both `submit` and `approve`, which this constraint keeps apart");
+    expect(d.help).toContain("exclusive");
+  });
+
+  test("E_ADMIN_REACHABLE_OPERATIONALLY is an error pointing at the operational duty", () => {
+    const d = analyzeSeparation(load(cases[2]!.sources())).diagnostics[0]!;
+    expect(d.severity).toBe("error");
+    expect(d.message).toBe("operational duty `peek` forwards to `admin`, the upstream of admin duty `set_config`");
+    expect(d.help).toContain("channel admin");
+  });
+
+  test("several roles reaching both sides are all listed, plural message", () => {
+    const policy = load([{ path: "p.duty", text: HEAD + "duty s POST /c/:c/s -> app\nduty t POST /c/:c/t -> app\ngrant ops, maker s\ngrant maker, ops t\nseparate s, t by c\n" }]);
+    const a = analyzeSeparation(policy);
+    expect(a.rows[0]!.singleRoles).toEqual(["maker", "ops"]);
+    expect(a.diagnostics[0]!.message).toStartWith("roles `maker`, `ops` can perform both");
+  });
+
+  test("conditions count as may-hold: a grant behind `when` still reaches", () => {
+    const policy = load([{ path: "p.duty", text: HEAD + "duty s POST /c/:c/s -> app\nduty t POST /c/:c/t -> app\ngrant ops s when principal.mfa\ngrant ops t when not principal.mfa\nseparate s, t by c\n" }]);
+    expect(analyzeSeparation(policy).rows[0]!.verdict).toBe("warning");
+  });
+});
+
+describe("checkAssignments", () => {
+  const shipped = load(shippedSources());
+  const rows: Array<{ name: string; people: Array<{ sub: string; roles: string[] }>; expect: string[] }> = [
+    { name: "nobody breaks anything", people: [{ sub: "alice", roles: ["developer"] }, { sub: "bob", roles: ["reviewer", "sre"] }], expect: [] },
+    { name: "developer + deployer", people: [{ sub: "mallory", roles: ["developer", "deployer"] }], expect: ["mallory exclusive:policies/base.duty:15:1 developer,deployer -"] },
+    { name: "two sets broken by one person", people: [{ sub: "eve", roles: ["developer", "deployer", "reviewer", "security_admin"] }], expect: ["eve exclusive:policies/base.duty:15:1 developer,deployer -", "eve exclusive:policies/base.duty:16:1 reviewer,security_admin -"] },
+    { name: "unknown role alone", people: [{ sub: "zed", roles: ["janitor", "developer"] }], expect: ["zed (none) - janitor"] },
+    { name: "unknown role with a violation rides on it", people: [{ sub: "max", roles: ["developer", "deployer", "janitor"] }], expect: ["max exclusive:policies/base.duty:15:1 developer,deployer janitor"] },
+    { name: "no roles", people: [{ sub: "nobody", roles: [] }], expect: [] },
+  ];
+  test.each(rows)("$name", (r) => {
+    const got = checkAssignments(shipped, r.people).map((v) => `${v.sub} ${v.constraint || "(none)"} ${v.held.join(",") || "-"} ${v.unknownRoles.join(",") || "-"}`);
+    expect(got).toEqual(r.expect);
+  });
+
+  test("exclusive 2 of a, b, c: any two break it, one does not", () => {
+    const policy = load(cases.find((c) => c.name === "exclusive-2-of-3")!.sources());
+    const people = [
+      { sub: "p1", roles: ["a"] }, { sub: "p2", roles: ["a", "c"] }, { sub: "p3", roles: ["b", "c"] }, { sub: "p4", roles: ["a", "b", "c"] }, { sub: "p5", roles: ["a", "d"] },
+    ];
+    expect(checkAssignments(policy, people).map((v) => `${v.sub}:${v.held.join("+")}`)).toEqual(["p2:a+c", "p3:b+c", "p4:a+b+c"]);
+  });
+
+  test("exclusive 3 of a, b, c, d: two are fine, three are not", () => {
+    const policy = load(cases.find((c) => c.name === "exclusive-3-of-4")!.sources());
+    const people = [{ sub: "p1", roles: ["a", "b"] }, { sub: "p2", roles: ["a", "b", "d"] }];
+    expect(checkAssignments(policy, people).map((v) => `${v.sub}:${v.held.join("+")}`)).toEqual(["p2:a+b+d"]);
+  });
+});
