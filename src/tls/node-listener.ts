@@ -3,6 +3,7 @@
 // `setSecureContext`, so open connections keep their session. Runs under Bun, Deno and Node.
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from "node:tls";
 import { getRequestListener } from "@hono/node-server";
 import { GatewayError } from "../errors.ts";
@@ -131,6 +132,12 @@ export async function startNodeListener(options: {
     SNICallback: (servername, callback) => callback(null, selectSniEntry(servername, contexts.sni)?.context),
   }, onRequest);
 
+  // Every TCP connection, including ones still in (or failed in) the handshake: stop must be able to cut them.
+  const connections = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    connections.add(socket);
+    socket.once("close", () => connections.delete(socket));
+  });
   server.on("secureConnection", (socket: TLSSocket) => {
     sockets.add(socket);
     socket.once("close", () => { sockets.delete(socket); activeRequests.delete(socket); });
@@ -175,11 +182,16 @@ export async function startNodeListener(options: {
       const cutAll = () => {
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();
+        for (const socket of connections) socket.destroy();
       };
       if (!graceful) cutAll();
       else {
         for (const session of sessions) session.close(); // GOAWAY: in-flight streams finish (RFC 9113 §6.8)
         for (const socket of sockets) if (socket.alpnProtocol !== "h2" && (activeRequests.get(socket) ?? 0) === 0) socket.end();
+        // Connections that never completed a handshake carry no request.
+        // (The TLS socket wraps the TCP one; the peer address and port tie the two together.)
+        const secured = new Set([...sockets].map((socket) => `${socket.remoteAddress}|${socket.remotePort}`));
+        for (const socket of connections) if (!secured.has(`${socket.remoteAddress}|${socket.remotePort}`)) socket.destroy();
       }
       const deadline = setTimeout(cutAll, graceful ? deadlineMs : 0);
       try {
