@@ -1,5 +1,5 @@
 // Source text → checked policy: lex, parse and build each file, then check them together.
-import type { IRecognitionException } from "chevrotain";
+import type { IRecognitionException, IToken } from "chevrotain";
 import { buildAst, tokenSpan } from "./build_ast.ts";
 import { checkPolicy, type CheckOptions } from "./check.ts";
 import { diagnostic, hasErrors, sortDiagnostics } from "./diagnostics.ts";
@@ -43,6 +43,29 @@ function describeSyntaxError(e: IRecognitionException): { message: string; help?
   return { message: `unexpected ${found}`, help: e.message.replace(/\s+/g, " ").slice(0, 200) };
 }
 
+// Every stage after the lexer recurses over expressions (parser, AST builder, checker, both
+// evaluators), so nesting and operator chains are bounded here, before any of them runs: a
+// hostile or generated policy gets a diagnostic instead of a stack overflow.
+const MAX_NESTING = 64;
+const MAX_OPERATORS = 512;
+const OPERATORS = new Set(["And", "Or", "Plus", "Minus", "Eq", "NotEq", "Less", "LessEq", "Greater", "GreaterEq", "In", "Has", "StartsWith", "EndsWith"]);
+// `principal` also starts references inside expressions, so it does not end a declaration here.
+const DECLARATION_STARTS = new Set(["Role", "Enum", "Upstream", "Duty", "Grant", "Forbid", "Exclusive", "Separate"]);
+
+function findTooComplex(tokens: readonly IToken[]): { token: IToken; message: string } | null {
+  let depth = 0, nots = 0, operators = 0;
+  for (const t of tokens) {
+    const kind = t.tokenType.name;
+    if (DECLARATION_STARTS.has(kind)) { depth = 0; operators = 0; }
+    nots = kind === "Not" ? nots + 1 : 0;
+    if (kind === "LParen" || kind === "LBracket") depth++;
+    else if ((kind === "RParen" || kind === "RBracket") && depth > 0) depth--;
+    if (depth + nots > MAX_NESTING) return { token: t, message: `expression nests deeper than ${MAX_NESTING} levels` };
+    if (OPERATORS.has(kind) && ++operators > MAX_OPERATORS) return { token: t, message: `declaration has more than ${MAX_OPERATORS} operators` };
+  }
+  return null;
+}
+
 /** Parses one file: every lexical and syntax error becomes a diagnostic; the AST keeps what parsed. */
 export function parsePolicySource(source: PolicySource): ParseResult {
   const diagnostics: Diagnostic[] = [];
@@ -50,6 +73,11 @@ export function parsePolicySource(source: PolicySource): ParseResult {
   for (const e of lexed.errors) {
     const ch = source.text.slice(e.offset, e.offset + e.length);
     diagnostics.push(diagnostic("E_LEX", "error", `unexpected character${e.length > 1 ? "s" : ""} \`${ch.length > 20 ? ch.slice(0, 20) + "…" : ch}\``, offsetSpan(source.path, source.text, e.offset, e.length)));
+  }
+  const tooComplex = findTooComplex(lexed.tokens);
+  if (tooComplex) {
+    diagnostics.push(diagnostic("E_TOO_COMPLEX", "error", tooComplex.message, tokenSpan(source.path, tooComplex.token), "split the condition over several grants or forbids"));
+    return { file: { file: source.path, declarations: [] }, diagnostics };
   }
   const parsed = parseTokens(lexed.tokens);
   for (const e of parsed.errors) {
