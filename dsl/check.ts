@@ -152,7 +152,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     return null;
   };
   if (principalDecls.length === 0) {
-    const span = files[0]?.declarations[0]?.span ?? { file: files[0]?.file ?? "<policy>", line: 1, col: 1, endLine: 1, endCol: 2, start: 0, end: 1 };
+    const span = files[0]?.declarations[0]?.span ?? { file: files[0]?.file ?? "<policy>", line: 1, col: 1, endLine: 1, endCol: 2, start: 0, end: 0 };
     err("E_NO_PRINCIPAL", "the policy declares no `principal { … }` schema", span, "add `principal { sub: string  roles: set<role> }`");
   }
   for (const [i, d] of principalDecls.entries()) {

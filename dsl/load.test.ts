@@ -36,3 +36,19 @@ describe("regressions", () => {
     expect(r.policy).not.toBeNull();
   });
 });
+
+describe("regressions: spans and messages", () => {
+  test("a syntax error at end of file has a span past the text: its span ends at the text's end", () => {
+    for (const text of [HEAD + "grant a", HEAD + "grant a\n", "principal {", ""]) {
+      const r = load(text);
+      for (const d of r.diagnostics) {
+        expect(d.span.start).toBeGreaterThanOrEqual(0);
+        expect(d.span.start).toBeLessThanOrEqual(d.span.end);
+        expect({ code: d.code, end: d.span.end }).toEqual({ code: d.code, end: Math.min(d.span.end, text.length) });
+      }
+    }
+    const eof = load(HEAD + "grant a").diagnostics.at(-1)!;
+    expect(where(eof)).toBe("E_SYNTAX p.duty:5:8");
+    expect(eof.message).toBe("expected a name, found end of file");
+  });
+});

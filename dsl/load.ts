@@ -25,7 +25,8 @@ function offsetSpan(file: string, text: string, offset: number, length: number):
   for (let i = 0; i < offset && i < text.length; i++) {
     if (text.charCodeAt(i) === 10) { line++; col = 1; } else col++;
   }
-  return { file, line, col, endLine: line, endCol: col + Math.max(1, length), start: offset, end: offset + Math.max(1, length) };
+  // At end of file the span is empty (start = end = text length); the caret still shows one column.
+  return { file, line, col, endLine: line, endCol: col + Math.max(1, length), start: offset, end: Math.min(text.length, offset + Math.max(1, length)) };
 }
 
 function describeSyntaxError(e: IRecognitionException): { message: string; help?: string } {
