@@ -273,6 +273,22 @@ describe("durability modes and close", () => {
     expect(records(dir).filter((r) => r.wave !== undefined)).toHaveLength(100);
   });
 
+  test("fsync counts: always once per write, batch in the background without further appends, off never", async () => {
+    const counts: Record<string, { writes: number; fsyncs: number }> = {};
+    for (const fsync of ["always", "batch", "off"] as const) {
+      const log = await open(tempDir(), { fsync, batchIntervalMs: 5 });
+      await Promise.all(Array.from({ length: 10 }, (_, i) => log.append({ i })));
+      await log.append({ last: true });
+      // Bounded wait for the background fsync of `batch`; nothing else is appended meanwhile.
+      for (let i = 0; i < 300 && fsync === "batch" && log.stats().fsyncs === 0; i++) await Bun.sleep(10);
+      counts[fsync] = { writes: log.stats().writes, fsyncs: log.stats().fsyncs };
+    }
+    expect(counts.always!.fsyncs).toBe(counts.always!.writes);
+    expect(counts.batch!.fsyncs).toBeGreaterThanOrEqual(1);
+    expect(counts.batch!.fsyncs).toBeLessThanOrEqual(counts.batch!.writes);
+    expect(counts.off!.fsyncs).toBe(0);
+  });
+
   test("close() flushes appends still queued, signs the tail and refuses later appends", async () => {
     const dir = tempDir();
     const log = await open(dir, { checkpointEvery: 1_000 });

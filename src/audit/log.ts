@@ -53,6 +53,8 @@ export interface AuditLogStats {
   checkpointsWritten: number;
   /** `write` calls that carried records: fewer than records when appends were group-committed. */
   writes: number;
+  /** fdatasync calls on log files. */
+  fsyncs: number;
   /** Appends rejected because the log could not be written. */
   failedAppends: number;
 }
@@ -137,6 +139,8 @@ class FileAuditLog implements AuditLog {
   private syncTimer: ReturnType<typeof setTimeout> | null = null;
   private syncing: Promise<void> | null = null;
   private syncFailed = false;
+  /** Records written since the last fsync started (`fsync = "batch"`). */
+  private unsynced = false;
   private lastSyncAt = 0;
   private isHealthy = true;
   /** Set by close(): appends are refused, queued work is still written. */
@@ -144,7 +148,7 @@ class FileAuditLog implements AuditLog {
   /** Set once close() has flushed: nothing more is written. */
   private finished = false;
   private closed: Promise<void> | null = null;
-  private counters = { recordsWritten: 0, checkpointsWritten: 0, writes: 0, failedAppends: 0 };
+  private counters = { recordsWritten: 0, checkpointsWritten: 0, writes: 0, fsyncs: 0, failedAppends: 0 };
   lastError: GatewayError | null = null;
 
   constructor(options: AuditLogOptions) {
@@ -298,7 +302,7 @@ class FileAuditLog implements AuditLog {
     this.file.handle = null;
     if (handle === null) return;
     try {
-      if (this.options.fsync !== "off") await handle.datasync();
+      if (this.options.fsync !== "off") { await handle.datasync(); this.counters.fsyncs++; }
     } catch (error) {
       this.markFailed(writeFailed(`cannot fsync \`${this.file.name}\``, error));
     } finally {
@@ -403,7 +407,7 @@ class FileAuditLog implements AuditLog {
     const buffer = Buffer.from(lines.join(""), "utf8");
     try {
       await writeFully(handle, buffer, this.file.bytes);
-      if (this.options.fsync === "always") await handle.datasync();
+      if (this.options.fsync === "always") { await handle.datasync(); this.counters.fsyncs++; }
     } catch (error) {
       this.failBatch(written.map((w) => w.item.reject), error);
       return;
@@ -434,6 +438,7 @@ class FileAuditLog implements AuditLog {
     // A background fsync failed: the disk must prove itself before more is acknowledged.
     if (this.syncFailed && this.file.handle !== null) {
       await this.file.handle.datasync();
+      this.counters.fsyncs++;
       this.syncFailed = false;
     }
     if (this.file.handle === null) await this.openCurrentFile();
@@ -477,7 +482,7 @@ class FileAuditLog implements AuditLog {
     await this.stopSyncTimer();
     try {
       await writeFully(handle, buffer, this.file.bytes);
-      if (this.options.fsync !== "off") await handle.datasync();
+      if (this.options.fsync !== "off") { await handle.datasync(); this.counters.fsyncs++; }
     } catch (error) {
       await handle.truncate(this.file.bytes).catch(() => { this.needsTruncate = true; });
       throw writeFailed(`cannot write rotate record to \`${this.file.name}\``, error);
@@ -537,19 +542,25 @@ class FileAuditLog implements AuditLog {
   // ---- fsync = "batch" --------------------------------------------------------------------
 
   private scheduleSync(): void {
+    this.unsynced = true;
+    // A sync in flight re-schedules itself when it ends, for writes it may not have covered.
     if (this.syncTimer !== null || this.syncing !== null || this.closing) return;
     const delay = Math.max(0, this.lastSyncAt + this.options.batchIntervalMs - Date.now());
     this.syncTimer = setTimeout(() => {
       this.syncTimer = null;
       const handle = this.file.handle;
       if (handle === null) return;
+      this.unsynced = false;
       this.syncing = handle.datasync().then(
-        () => { this.lastSyncAt = Date.now(); },
+        () => { this.lastSyncAt = Date.now(); this.counters.fsyncs++; },
         (error: unknown) => {
           this.syncFailed = true;
           this.markFailed(writeFailed(`cannot fsync \`${this.file.name}\``, error));
         },
-      ).finally(() => { this.syncing = null; });
+      ).finally(() => {
+        this.syncing = null;
+        if (this.unsynced && !this.syncFailed) this.scheduleSync();
+      });
     }, delay);
     unrefTimer(this.syncTimer);
   }
