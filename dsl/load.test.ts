@@ -51,4 +51,11 @@ describe("regressions: spans and messages", () => {
     expect(where(eof)).toBe("E_SYNTAX p.duty:5:8");
     expect(eof.message).toBe("expected a name, found end of file");
   });
+
+  test("a parser's internal message leaks into help: a missing list item says what was expected", () => {
+    const r = load(HEAD + "exclusive\nrole b\n");
+    expect(r.diagnostics.map(where)).toEqual(["E_SYNTAX p.duty:6:1"]);
+    expect(r.diagnostics[0]!.message).toBe("expected a name, found `role`");
+    expect(r.diagnostics[0]!.help).toBeUndefined();
+  });
 });

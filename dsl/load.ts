@@ -41,6 +41,11 @@ function describeSyntaxError(e: IRecognitionException): { message: string; help?
     return { message: `unexpected ${found}` };
   }
   if (e.name === "NotAllInputParsedException") return { message: `unexpected ${found}` };
+  if (e.name === "EarlyExitException") {
+    // Chevrotain lists the token sequences that could start the missing item: `<[Identifier]>`.
+    const starts = [...new Set([...e.message.matchAll(/\[(\w+)\]/g)].map((m) => label(m[1]!)))];
+    if (starts.length) return { message: `expected ${starts.join(" or ")}, found ${found}` };
+  }
   return { message: `unexpected ${found}`, help: e.message.replace(/\s+/g, " ").slice(0, 200) };
 }
 
