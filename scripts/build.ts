@@ -1,0 +1,124 @@
+// `npm run build`: the single-file `gateway` binaries for bare Linux VMs.
+//
+//   dist/gateway               linux-x64   (bun-linux-x64)
+//   dist/gateway-linux-arm64   linux-arm64 (bun-linux-arm64, cross-compiled)
+//   dist/SHA256SUMS            `sha256sum -c` format
+//
+// Each binary is `bun build --compile --bytecode --format=esm --minify` of src/main.ts with the
+// git commit injected as the global `DUTYGATE_COMMIT` (read by src/version.ts). Everything the
+// program needs at run time is inside it: the example policies and starter config come from the
+// generated src/init/embedded.ts, which this script regenerates first.
+//
+//   bun scripts/build.ts [--target x64|arm64|all] [--out DIR]
+//   DUTYGATE_COMMIT=<id> bun scripts/build.ts       (building from a tree without git)
+//
+// Cross-compiling needs the Bun runtime of the other platform: `bun build` fetches it once from
+// the npm registry (package `@oven/bun-linux-aarch64`, the same version as the Bun in
+// node_modules) and caches it in ~/.bun/install/cache, after which builds are offline.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { EMBEDDED_MODULE_PATH, renderEmbeddedModule } from "../src/init/generate.ts";
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
+const BUN = join(REPO_ROOT, "node_modules", ".bin", "bun");
+
+/** Build targets: Bun's `--target` and the file name in `dist/`. */
+export const TARGETS = {
+  x64: { bunTarget: "bun-linux-x64", file: "gateway" },
+  arm64: { bunTarget: "bun-linux-arm64", file: "gateway-linux-arm64" },
+} as const;
+export type TargetName = keyof typeof TARGETS;
+
+/** The commit id baked into `gateway --version`: `DUTYGATE_COMMIT`, else git's short id (`-dirty` with uncommitted tracked changes), else `unknown`. */
+export function buildCommit(): string {
+  if (process.env.DUTYGATE_COMMIT) return process.env.DUTYGATE_COMMIT;
+  const head = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: REPO_ROOT, encoding: "utf8" });
+  if (head.status !== 0) return "unknown";
+  const dirty = spawnSync("git", ["diff", "--quiet", "HEAD", "--", "src", "dsl", "policies", "package.json"], { cwd: REPO_ROOT }).status === 1;
+  return head.stdout.trim() + (dirty ? "-dirty" : "");
+}
+
+/** Rewrites src/init/embedded.ts when policies/ or the starter config changed; true when it did. */
+export function regenerateEmbedded(): boolean {
+  const wanted = renderEmbeddedModule(REPO_ROOT);
+  let current = "";
+  try { current = readFileSync(EMBEDDED_MODULE_PATH, "utf8"); } catch { /* first build */ }
+  if (current === wanted) return false;
+  writeFileSync(EMBEDDED_MODULE_PATH, wanted);
+  return true;
+}
+
+export interface BuiltBinary {
+  target: TargetName;
+  outfile: string;
+  bytes: number;
+  sha256: string;
+  commit: string;
+}
+
+/**
+ * Compiles src/main.ts into one executable for `target`. Throws `Error` with bun's output when
+ * the build fails.
+ */
+export function buildBinary(options: { target: TargetName; outfile: string; commit?: string }): BuiltBinary {
+  const commit = options.commit ?? buildCommit();
+  mkdirSync(resolve(options.outfile, ".."), { recursive: true });
+  const args = [
+    "build", "--compile", "--bytecode", "--format=esm", "--minify",
+    `--target=${TARGETS[options.target].bunTarget}`,
+    "--define", `DUTYGATE_COMMIT=${JSON.stringify(commit)}`,
+    join(REPO_ROOT, "src", "main.ts"),
+    "--outfile", options.outfile,
+  ];
+  const run = spawnSync(BUN, args, { cwd: REPO_ROOT, encoding: "utf8", timeout: 300_000 });
+  if (run.status !== 0) throw new Error(`bun build for ${options.target} failed (exit ${run.status ?? run.signal}):\n${run.stdout}${run.stderr}`);
+  const bytes = readFileSync(options.outfile);
+  return { target: options.target, outfile: options.outfile, bytes: statSync(options.outfile).size, sha256: createHash("sha256").update(bytes).digest("hex"), commit };
+}
+
+/** `sha256sum -c` compatible lines for the built files. */
+export function renderChecksums(built: readonly BuiltBinary[]): string {
+  return built.map((b) => `${b.sha256}  ${basename(b.outfile)}\n`).join("");
+}
+
+function parseTargets(argv: string[]): { targets: TargetName[]; outDir: string } {
+  let targets: TargetName[] = ["x64", "arm64"];
+  let outDir = join(REPO_ROOT, "dist");
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--target") {
+      const t = argv[++i];
+      if (t === "all") targets = ["x64", "arm64"];
+      else if (t === "x64" || t === "arm64") targets = [t];
+      else throw new Error(`unknown target \`${t}\` (x64, arm64 or all)`);
+    } else if (a === "--out") {
+      outDir = resolve(argv[++i] ?? "dist");
+    } else {
+      throw new Error(`unknown argument \`${a}\` (usage: bun scripts/build.ts [--target x64|arm64|all] [--out DIR])`);
+    }
+  }
+  return { targets, outDir };
+}
+
+if (import.meta.main) {
+  try {
+    const { targets, outDir } = parseTargets(process.argv.slice(2));
+    if (regenerateEmbedded()) console.log("regenerated src/init/embedded.ts (policies/ or the starter config changed)");
+    const commit = buildCommit();
+    const built: BuiltBinary[] = [];
+    for (const target of targets) {
+      const started = performance.now();
+      const b = buildBinary({ target, outfile: join(outDir, TARGETS[target].file), commit });
+      built.push(b);
+      console.log(`${b.outfile}  ${(b.bytes / 1024 / 1024).toFixed(1)} MiB  ${TARGETS[target].bunTarget}  commit ${commit}  (${Math.round(performance.now() - started)} ms)`);
+    }
+    writeFileSync(join(outDir, "SHA256SUMS"), renderChecksums(built));
+    console.log(`${join(outDir, "SHA256SUMS")}  (verify: cd ${outDir} && sha256sum -c SHA256SUMS)`);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,96 @@
+// `gateway init [DIR]`: a starter `gateway.toml` and the example policies with their tests,
+// written from texts embedded in the program (the binary carries no repository). Never
+// overwrites: if any target exists, nothing is written.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { EXIT, type Io } from "../cli/io.ts";
+import { GatewayError } from "../errors.ts";
+import { EXAMPLE_POLICY_FILES, STARTER_CONFIG_TEMPLATE } from "./embedded.ts";
+
+/** Parameters of {@link runInit}. */
+export interface InitParams {
+  /** Directory to write into (created when missing). */
+  dir: string;
+  /** `state_dir` written into the config; default `./state` (relative to the config file). */
+  stateDir?: string;
+  /** `[audit] dir` written into the config; default `./audit`. */
+  auditDir?: string;
+  /** `[listen] address`; default `0.0.0.0:8443`. */
+  listenAddress?: string;
+}
+
+/** The files `gateway init` writes, relative to its directory. */
+export function initFileList(): string[] {
+  return ["gateway.toml", ...EXAMPLE_POLICY_FILES.map((f) => `policies/${f.path}`)];
+}
+
+/**
+ * The starter configuration text with its placeholders filled in.
+ *
+ * @example
+ * starterConfigText({ stateDir: "/var/lib/dutygate", auditDir: "/var/log/dutygate/audit" })
+ */
+export function starterConfigText(options: { stateDir?: string; auditDir?: string; policyDir?: string; listenAddress?: string } = {}): string {
+  const values: Record<string, string> = {
+    state_dir: options.stateDir ?? "./state",
+    audit_dir: options.auditDir ?? "./audit",
+    policy_dir: options.policyDir ?? "./policies",
+    listen_address: options.listenAddress ?? "0.0.0.0:8443",
+  };
+  // TOML basic strings: escape what would end or break the string (paths rarely need it).
+  const quoted = (s: string) => JSON.stringify(s).slice(1, -1);
+  return STARTER_CONFIG_TEMPLATE.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    const value = values[key];
+    if (value === undefined) throw new GatewayError("INIT_TEMPLATE", `unknown placeholder \`${key}\` in the starter config`);
+    return quoted(value);
+  });
+}
+
+/**
+ * Writes the example policies (and their `*.test.toml`) into `dir`, creating it. Refuses with
+ * `INIT_FILE_EXISTS` before writing anything when one of the files is already there.
+ * Returns the absolute paths written.
+ */
+export function writeExamplePolicies(dir: string): string[] {
+  const targets = EXAMPLE_POLICY_FILES.map((f) => ({ path: join(dir, f.path), text: f.text }));
+  refuseExisting(targets.map((t) => t.path));
+  mkdirSync(dir, { recursive: true });
+  for (const t of targets) writeFileSync(t.path, t.text, { flag: "wx" });
+  return targets.map((t) => t.path);
+}
+
+function refuseExisting(paths: string[]): void {
+  const existing = paths.filter((p) => existsSync(p));
+  if (existing.length > 0) {
+    throw new GatewayError("INIT_FILE_EXISTS", `refusing to overwrite ${existing.map((p) => `\`${p}\``).join(", ")}`, { existing });
+  }
+}
+
+/**
+ * `gateway init [DIR]`: writes `DIR/gateway.toml` and `DIR/policies/`. Exit 0 when written,
+ * {@link EXIT.config} when a file exists already (nothing is written then).
+ */
+export async function runInit(params: InitParams, io: Io): Promise<number> {
+  const dir = resolve(params.dir);
+  const configFile = join(dir, "gateway.toml");
+  const policyDir = join(dir, "policies");
+  try {
+    refuseExisting([configFile, ...EXAMPLE_POLICY_FILES.map((f) => join(policyDir, f.path))]);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(configFile, starterConfigText({ stateDir: params.stateDir, auditDir: params.auditDir, listenAddress: params.listenAddress }), { flag: "wx", mode: 0o644 });
+    writeExamplePolicies(policyDir);
+  } catch (e) {
+    if (e instanceof GatewayError && e.code === "INIT_FILE_EXISTS") {
+      io.err(`error[${e.code}]: ${e.message}; nothing was written`);
+      return EXIT.config;
+    }
+    throw e;
+  }
+  const shown = relative(process.cwd(), dir) || ".";
+  io.out(`wrote ${shown}/gateway.toml and ${shown}/policies/ (${EXAMPLE_POLICY_FILES.length} files)`);
+  io.out("next:");
+  io.out(`  gateway check ${shown}/policies                      # parse, type-check and run the policy tests`);
+  io.out(`  edit ${shown}/gateway.toml: [issuers.main] (your identity provider) and [upstreams.*]`);
+  io.out(`  gateway serve --config ${shown}/gateway.toml`);
+  return EXIT.ok;
+}
