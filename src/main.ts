@@ -1,5 +1,6 @@
 #!/usr/bin/env bun
 // The `gateway` command line. Each subcommand is a plain function over parsed params.
+import { existsSync } from "node:fs";
 import { parseArgs } from "./cli/args.ts";
 import { runCheck, type CheckFormat, type CheckParams } from "./cli/check.ts";
 import { EXIT, processIo, type Io } from "./cli/io.ts";
@@ -31,7 +32,8 @@ usage:
   gateway sign    DIR --key PRIVATE.jwk [--revision N] [--expires-in 30d]
   gateway verify  DIR --keys TRUSTED.jwks [--min-signers N]
   gateway audit verify FILE|DIR... [--keys GATEWAY.jwks]
-  gateway init    [DIR]                          write a starter gateway.toml and policies/
+  gateway init    [DIR] [--state-dir D] [--audit-dir D] [--listen HOST:PORT]
+                                                 write a starter gateway.toml and policies/
   gateway --version
 
 exit codes:
@@ -56,6 +58,12 @@ const commands: Record<string, Command> = {
     const { loadConfig, formatConfigErrors } = await import("./config/mod.ts");
     const { startGateway, startupBanner } = await import("./gateway/serve.ts");
     const loaded = loadConfig(a.flags.config ?? null, { cwd: process.cwd() });
+    if (loaded.ok && loaded.config.demo && !existsSync(loaded.config.policy.dir)) {
+      // The built-in default from an empty directory: start from the embedded example policies.
+      const { writeExamplePolicies } = await import("./init/mod.ts");
+      writeExamplePolicies(loaded.config.policy.dir);
+      io.out(`wrote the example policies to ${loaded.config.policy.dir} (edits go live: the directory is watched)`);
+    }
     if (!loaded.ok) {
       io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
       return EXIT.config;
@@ -109,6 +117,12 @@ const commands: Record<string, Command> = {
     const dir = a.positionals[0];
     if (!dir || !a.flags.keys) throw new GatewayError("USAGE", "verify needs `DIR --keys TRUSTED.jwks`");
     return mapToolExit(await runVerify({ dir, keysFile: a.flags.keys, minSigners: intFlag(a.flags["min-signers"], "min-signers") ?? 1, stateDir: a.flags["state-dir"] }, io));
+  },
+  async init(argv, io) {
+    const a = parseArgs(argv, { values: ["state-dir", "audit-dir", "listen"] });
+    if (a.positionals.length > 1) throw new GatewayError("USAGE", "init takes one directory");
+    const { runInit } = await import("./init/mod.ts");
+    return runInit({ dir: a.positionals[0] ?? ".", stateDir: a.flags["state-dir"], auditDir: a.flags["audit-dir"], listenAddress: a.flags.listen }, io);
   },
   async audit(argv, io) {
     const [sub, ...rest] = argv;
