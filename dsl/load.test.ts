@@ -59,3 +59,100 @@ describe("regressions: spans and messages", () => {
     expect(r.diagnostics[0]!.help).toBeUndefined();
   });
 });
+
+describe("regressions: syntax messages", () => {
+  test("a stray token between declarations says `expected EOF`: it says a declaration was expected", () => {
+    for (const [body, at, found] of [["when a\n", "E_SYNTAX p.duty:5:1", "`when`"], ["grant a d\n42\n", "E_SYNTAX p.duty:6:1", "`42`"]] as const) {
+      const first = load(HEAD + body).diagnostics[0]!;
+      expect({ at: where(first), message: first.message }).toEqual({ at, message: `expected a declaration, found ${found}` });
+      expect(first.help).toBe("declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate");
+    }
+  });
+});
+
+describe("lexical and syntax errors", () => {
+  test("E_LEX for each character outside the language, with its position", () => {
+    const r = load(HEAD + "grant a d when principal.sub == 'x'\ngrant a d when principal.mfa $ @\n");
+    expect(r.diagnostics.map(where)).toEqual(["E_LEX p.duty:5:33", "E_LEX p.duty:5:35", "E_LEX p.duty:6:30", "E_LEX p.duty:6:32"]);
+    expect(r.diagnostics[0]!.message).toBe("unexpected character `'`");
+    expect(r.policy).toBeNull();
+  });
+
+  test("E_SYNTAX names what was expected and what was found", () => {
+    const rows: Array<[string, string, string]> = [
+      ["duty e GET /e u\n", "E_SYNTAX p.duty:5:15", "expected `->`, found `u`"],
+      ["duty e GET e -> u\n", "E_SYNTAX p.duty:5:12", "expected a route like `/changes/:change`, found `e`"],
+      ["forbid d\n", "E_SYNTAX p.duty:6:1", "expected `when`, found end of file"],
+      ["separate d, d\n", "E_SYNTAX p.duty:6:1", "expected `by`, found end of file"],
+      ["grant a d until tomorrow\n", "E_SYNTAX p.duty:5:17", "expected a date like `2026-12-31`, found `tomorrow`"],
+      ["principal { x string }\n", "E_SYNTAX p.duty:5:15", "expected `:`, found `string`"],
+      ["enum role { x }\n", "E_SYNTAX p.duty:5:6", "expected a name, found `role`"],
+    ];
+    for (const [body, at, message] of rows) {
+      const first = load(HEAD + body).diagnostics[0]!;
+      expect({ body, at: where(first), message: first.message }).toEqual({ body, at, message });
+    }
+  });
+
+  test("error recovery: one run reports every syntax error, in order", () => {
+    const text = [
+      "principal { sub: string roles: set<role> }", // 1
+      "role a, b", // 2
+      "upstream u", // 3
+      "duty d GET /x -> u", // 4
+      "grant a d when", // 5
+      "grant b d when principal.", // 6
+      "duty e GET /y u", // 7
+      "grant a e", // 8
+      "forbid d", // 9
+      "exclusive", // 10
+      "role c,", // 11
+      "separate d, e", // 12
+      "grant ) d", // 13
+    ].join("\n") + "\n";
+    const r = load(text);
+    expect(r.diagnostics.map(where)).toEqual([
+      "E_SYNTAX p.duty:6:1",
+      "E_SYNTAX p.duty:7:1",
+      "E_SYNTAX p.duty:7:15",
+      "E_SYNTAX p.duty:10:1",
+      "E_SYNTAX p.duty:11:1",
+      "E_SYNTAX p.duty:12:1",
+      "E_SYNTAX p.duty:13:1",
+      "E_SYNTAX p.duty:13:7",
+      "E_SYNTAX p.duty:14:1",
+    ]);
+    expect(r.policy).toBeNull();
+  });
+
+  test("after a syntax error, the checker's findings in that file are held back, other files keep theirs", () => {
+    const r = loadPolicy([
+      { path: "a.duty", text: HEAD + "grant a d when (\n" },
+      { path: "b.duty", text: "grant reviwer d\n" },
+    ], { now: NOW });
+    // b.duty's unknown role would be a consequence of a.duty being broken (roles may be missing), so it is held back too.
+    expect(r.diagnostics.map(where)).toEqual(["E_SYNTAX a.duty:6:1"]);
+    const clean = loadPolicy([
+      { path: "a.duty", text: HEAD + "grant a d when (\n" },
+      { path: "b.duty", text: "duty e GET /e -> u\nduty f GET /e -> u\n" },
+    ], { now: NOW });
+    expect(clean.diagnostics.map(where)).toEqual(["E_SYNTAX a.duty:6:1", "W_DUTY_NEVER_GRANTED b.duty:1:1", "E_OVERLAPPING_DUTY b.duty:2:12"]);
+  });
+
+  test("several files are one policy: names resolve across files, spans name their file", () => {
+    const r = loadPolicy([
+      { path: "base.duty", text: "principal { sub: string roles: set<role> }\nrole a\nupstream u\n" },
+      { path: "rules.duty", text: "duty d GET /d -> u\ngrant a d\ngrant b d\n" },
+    ], { now: NOW });
+    expect(r.diagnostics.map(where)).toEqual(["E_UNKNOWN_ROLE rules.duty:3:7"]);
+    expect(r.diagnostics[0]!.help).toBe("did you mean `a`?");
+  });
+
+  test("diagnostics are sorted by file, then position", () => {
+    const r = loadPolicy([
+      { path: "z.duty", text: "duty d GET /d -> nope\n" },
+      { path: "a.duty", text: "principal { sub: string roles: set<role> }\nrole a\nupstream u\nduty e GET /e -> u\ngrant x e\n" },
+    ], { now: NOW });
+    expect(r.diagnostics.map(where)).toEqual(["E_UNKNOWN_ROLE a.duty:5:7", "E_UNKNOWN_UPSTREAM z.duty:1:18"]);
+  });
+});

@@ -33,14 +33,15 @@ function describeSyntaxError(e: IRecognitionException): { message: string; help?
   const found = e.token.tokenType?.name === "EOF" ? "end of file" : `\`${e.token.image}\``;
   const expecting = /Expecting(?: token of type)? --> (\w+) <--/.exec(e.message)?.[1];
   const label = (name: string) => ({ Identifier: "a name", PathPattern: "a route like `/changes/:change`", Arrow: "`->`", When: "`when`", By: "`by`", RCurly: "`}`", LCurly: "`{`", RBracket: "`]`", RParen: "`)`", Colon: "`:`", DateTimeLiteral: "a date like `2026-12-31`" } as Record<string, string>)[name] ?? name;
+  const declarationExpected = { message: `expected a declaration, found ${found}`, help: "declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate" };
+  // The top-level loop stops at a token no declaration starts with, then expects the end of the file.
+  if (e.name === "MismatchedTokenException" && expecting === "EOF") return declarationExpected;
   if (e.name === "MismatchedTokenException" && expecting) return { message: `expected ${label(expecting)}, found ${found}` };
   if (e.name === "NoViableAltException") {
-    if (e.context?.ruleStack?.at(-1) === "declaration") {
-      return { message: `expected a declaration, found ${found}`, help: "declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate" };
-    }
+    if (e.context?.ruleStack?.at(-1) === "declaration") return declarationExpected;
     return { message: `unexpected ${found}` };
   }
-  if (e.name === "NotAllInputParsedException") return { message: `unexpected ${found}` };
+  if (e.name === "NotAllInputParsedException") return declarationExpected;
   if (e.name === "EarlyExitException") {
     // Chevrotain lists the token sequences that could start the missing item: `<[Identifier]>`.
     const starts = [...new Set([...e.message.matchAll(/\[(\w+)\]/g)].map((m) => label(m[1]!)))];
