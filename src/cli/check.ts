@@ -181,9 +181,11 @@ function assignmentsStep(compiled: CompiledPolicy, path: string): CheckStepResul
   const violations = checkAssignments(compiled.policy, people);
   const breaking = violations.filter((v) => v.constraint);
   const text = [`role assignments: ${people.length} people, ${breaking.length} violation${breaking.length === 1 ? "" : "s"}`];
-  for (const v of violations) {
+  for (const [i, v] of violations.entries()) {
     if (v.constraint) text.push(`  ${v.sub}: holds ${v.held.join(" and ")}, which ${v.constraint.slice("exclusive:".length)} makes exclusive`);
-    if (v.unknownRoles.length) text.push(`  ${v.sub}: role${v.unknownRoles.length > 1 ? "s" : ""} not in the policy: ${v.unknownRoles.join(", ")}`);
+    // Each violation of a person repeats their unknown roles: say it once, after their last one.
+    const lastOfPerson = violations[i + 1]?.sub !== v.sub;
+    if (v.unknownRoles.length && lastOfPerson) text.push(`  ${v.sub}: role${v.unknownRoles.length > 1 ? "s" : ""} not in the policy: ${v.unknownRoles.join(", ")}`);
   }
   return {
     name: "assignments",
