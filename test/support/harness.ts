@@ -161,7 +161,15 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     ledger: { ...base.ledger, path: join(dir, ".state", "ledger.sqlite") },
   };
   if (options.configure) config = options.configure(config, { dir, upstream });
-  const gw = await startGateway(config, { log: createLogger("error"), auditDisabled: options.auditDisabled });
+  let gw: RunningGateway;
+  try {
+    gw = await startGateway(config, { log: createLogger("error"), auditDisabled: options.auditDisabled });
+  } catch (e) {
+    // A refused start (tests of fail-closed start-up) must not leak the upstream or the temp dir.
+    upstream.stop();
+    if (!options.dir) rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const url = gw.operational.url;
   const adminUrl = gw.admin?.url ?? null;
   return {
