@@ -9,6 +9,7 @@ import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type JwtAuthenticator } from "../authn/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
+import { replayFieldsOf } from "../cli/replay.ts";
 import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo } from "../tls/types.ts";
@@ -183,6 +184,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       bundle: { revision: active.revision, digest: active.digest },
       upstream: decision.allow ? upstreamName : null,
       headers: redactHeaders(request.headers, config.audit.headerAllowlist, [config.identity.header]),
+      // Full typed principal, request time and the inputs the policy reads: `gateway check --replay`.
+      ...replayFieldsOf(active.compiled.policy, caller.principal, policyRequest, [config.identity.header]),
     };
     let decisionSeq: number | null = null;
     if (deps.audit) {

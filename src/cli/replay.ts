@@ -1,0 +1,414 @@
+// `gateway check DIR --replay AUDIT...`: re-decide the requests an audit log recorded under the
+// candidate policy and report every decision that would flip (allow → deny, deny → allow),
+// grouped by duty and role. It is the CI answer to "what does this policy change break?".
+//
+// The pipeline writes what a replay needs into each decision record (see `replayFieldsOf`): the
+// principal's full typed attributes, the request time, and the headers and query parameters the
+// active policy reads. History separation (`separate … by …`) is replayed against a duty ledger
+// rebuilt in memory from the log itself, seeded with the ledger facts each record consulted.
+import { createReadStream } from "node:fs";
+import { createInterface } from "node:readline";
+import type { CheckedPolicy, CompiledPolicy, Decision, Principal, PolicyRequest, PrincipalSchema, SeparationCheck, TExpr, Type } from "../../dsl/mod.ts";
+import { coercePrincipal, parseIp } from "../../dsl/mod.ts";
+import { NEVER_LOGGED_HEADERS, resolveAuditPaths } from "../audit/mod.ts";
+import { GatewayError } from "../errors.ts";
+import type { CheckContext, CheckStepResult } from "./check.ts";
+import { EXIT } from "./io.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Writing: what a decision record carries for replay.
+
+/** Header and query names a policy's conditions read (literal names in `request.header[...]`). */
+export interface PolicyInputNames {
+  headers: readonly string[];
+  query: readonly string[];
+}
+
+const inputNamesCache = new WeakMap<CheckedPolicy, PolicyInputNames>();
+
+function collectInputNames(e: TExpr, headers: Set<string>, query: Set<string>): void {
+  switch (e.k) {
+    case "header": case "hasHeader": headers.add(e.name.toLowerCase()); return;
+    case "query": case "hasQuery": query.add(e.name); return;
+    case "setOf": for (const item of e.items) collectInputNames(item, headers, query); return;
+    case "not": collectInputNames(e.operand, headers, query); return;
+    case "in": collectInputNames(e.element, headers, query); collectInputNames(e.container, headers, query); return;
+    case "and": case "or": case "eq": case "ne": case "lt": case "le": case "gt": case "ge":
+    case "startsWith": case "endsWith": case "add": case "sub":
+      collectInputNames(e.left, headers, query); collectInputNames(e.right, headers, query); return;
+    default: return;
+  }
+}
+
+/**
+ * The request headers and query parameters the conditions of `policy` read, computed once per
+ * policy. Only these (never credentials) go into decision records, so the log stays small and a
+ * replay knows which inputs were recorded.
+ *
+ * @example policyInputNames(compiled.policy) // { headers: ["x-freeze"], query: [] }
+ */
+export function policyInputNames(policy: CheckedPolicy): PolicyInputNames {
+  let names = inputNamesCache.get(policy);
+  if (!names) {
+    const headers = new Set<string>();
+    const query = new Set<string>();
+    for (const g of policy.grants) if (g.when) collectInputNames(g.when, headers, query);
+    for (const f of policy.forbids) collectInputNames(f.when, headers, query);
+    names = { headers: [...headers].sort(), query: [...query].sort() };
+    inputNamesCache.set(policy, names);
+  }
+  return names;
+}
+
+function valueToJson(type: Type, value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  switch (type.kind) {
+    case "ip": case "cidr": return (value as { text: string }).text;
+    // Times as RFC 3339 and durations as seconds: the forms `coercePrincipal` reads back.
+    case "time": return new Date(value as number).toISOString();
+    case "duration": return (value as number) / 1000;
+    case "set": return [...(value as ReadonlySet<unknown>)].map((v) => (typeof v === "object" && v !== null && "text" in v ? (v as { text: string }).text : v));
+    default: return value;
+  }
+}
+
+/**
+ * A typed principal as JSON that `coercePrincipal` turns back into the same principal:
+ * sets become arrays, ip and cidr their text, times RFC 3339, durations seconds.
+ */
+export function principalToJson(schema: PrincipalSchema, principal: Principal): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, type] of Object.entries(schema)) {
+    if (principal[name] !== undefined) out[name] = valueToJson(type, principal[name]);
+  }
+  return out;
+}
+
+/** The fields of a decision record that let `gateway check --replay` re-decide the request. */
+export interface ReplayFields {
+  principal: Record<string, unknown>;
+  request_time: string;
+  /** Headers the active policy reads: value, or null when the request did not carry it. */
+  policy_headers?: Record<string, string | null>;
+  /** Query parameters the active policy reads: value, or null when absent. */
+  policy_query?: Record<string, string | null>;
+}
+
+/**
+ * What the pipeline adds to a decision record for replay. Headers that carry credentials
+ * (and `neverLog`, e.g. the identity-token header) are left out even when the policy reads
+ * them; a replay then reports them as not recorded.
+ */
+export function replayFieldsOf(policy: CheckedPolicy, principal: Principal, request: PolicyRequest, neverLog: readonly string[] = []): ReplayFields {
+  const names = policyInputNames(policy);
+  const fields: ReplayFields = { principal: principalToJson(policy.schema, principal), request_time: new Date(request.time).toISOString() };
+  if (names.headers.length) {
+    const never = new Set(neverLog.map((n) => n.toLowerCase()));
+    const headers: Record<string, string | null> = {};
+    for (const name of names.headers) {
+      if (NEVER_LOGGED_HEADERS.has(name) || never.has(name)) continue;
+      headers[name] = request.headers[name] ?? null;
+    }
+    fields.policy_headers = headers;
+  }
+  if (names.query.length) {
+    const query: Record<string, string | null> = {};
+    for (const name of names.query) query[name] = request.query[name] ?? null;
+    fields.policy_query = query;
+  }
+  return fields;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading and re-deciding.
+
+/** One decision that changes under the candidate policy. */
+export interface ReplayFlipExample {
+  requestId: string;
+  sub: string;
+  request: string;
+  /** `file:line` of the decision record. */
+  at: string;
+  from: string;
+  to: string;
+  /** The candidate's deciding rule (`forbid:changes.duty:18:1`), when one decided. */
+  rule: string | null;
+}
+
+/** Flips of one direction, duty and role set. */
+export interface ReplayFlipGroup {
+  direction: "allow→deny" | "deny→allow";
+  duty: string;
+  /** The principal's roles, sorted and joined with `+`; `(none)` without roles. */
+  roles: string;
+  count: number;
+  examples: ReplayFlipExample[];
+}
+
+/** Result of {@link replayAuditLog}. */
+export interface ReplayReport {
+  files: string[];
+  /** Decision records read. */
+  decisions: number;
+  replayed: number;
+  /** Records not replayed, by reason (`denied before a decision`, `principal attribute \`x\` not recorded`, …). */
+  skipped: Record<string, number>;
+  flips: { total: number; allowToDeny: number; denyToAllow: number; groups: ReplayFlipGroup[] };
+  /** Same allow/deny, another code or deciding reason code (e.g. DENY_NO_GRANT → DENY_FORBID): informational. */
+  codeChanges: number;
+  /** Inputs the candidate reads that the records did not carry (treated as absent), with counts. */
+  unrecordedInputs: Record<string, number>;
+  /** Lines that are not JSON records (a torn last line after a crash), by file. */
+  unreadableLines: number;
+}
+
+/** Options of {@link replayAuditLog}. */
+export interface ReplayOptions {
+  /** Examples kept per group (default 3). */
+  maxExamples?: number;
+}
+
+interface LedgerEntry { constraint: string | null; key: string; duty: string; sub: string }
+
+/**
+ * A duty ledger rebuilt from the log under the candidate policy. Entries come from requests the
+ * candidate allows and the upstream accepted (2xx outcome): what would have been performed.
+ * Seeds are the facts the live ledger held when the request was decided (`sod` in the record);
+ * their constraint ids name the old policy, so they match any candidate constraint over the
+ * same duty and key.
+ */
+class ReplayLedger {
+  readonly #entries = new Map<string, LedgerEntry[]>();
+  #add(e: LedgerEntry): void {
+    const k = `${e.key}\u0000${e.sub}`;
+    const list = this.#entries.get(k);
+    if (!list) this.#entries.set(k, [e]);
+    else if (!list.some((x) => x.constraint === e.constraint && x.duty === e.duty)) list.push(e);
+  }
+  perform(checks: readonly SeparationCheck[], duty: string, sub: string): void {
+    for (const c of checks) this.#add({ constraint: c.constraint, key: c.key, duty, sub });
+  }
+  seed(facts: unknown): void {
+    if (!Array.isArray(facts)) return;
+    for (const f of facts as Array<Record<string, unknown>>) {
+      if (typeof f?.key === "string" && typeof f.duty === "string" && typeof f.sub === "string") this.#add({ constraint: null, key: f.key, duty: f.duty, sub: f.sub });
+    }
+  }
+  conflict(checks: readonly SeparationCheck[], duty: string, sub: string): { check: SeparationCheck; entry: LedgerEntry } | null {
+    for (const c of checks) {
+      for (const e of this.#entries.get(`${c.key}\u0000${sub}`) ?? []) {
+        if ((e.constraint === null || e.constraint === c.constraint) && e.duty !== duty && c.duties.includes(e.duty)) return { check: c, entry: e };
+      }
+    }
+    return null;
+  }
+}
+
+type AuditRecordJson = Record<string, unknown>;
+
+async function forEachRecord(file: string, visit: (record: AuditRecordJson, line: number) => void): Promise<number> {
+  let unreadable = 0;
+  let line = 0;
+  const lines = createInterface({ input: createReadStream(file, { encoding: "utf8" }), crlfDelay: Infinity });
+  for await (const text of lines) {
+    line++;
+    if (text.trim() === "") continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch {
+      unreadable++;
+      continue;
+    }
+    if (record !== null && typeof record === "object" && !Array.isArray(record)) visit(record as AuditRecordJson, line);
+    else unreadable++;
+  }
+  return unreadable;
+}
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+function str(v: unknown): string | null {
+  return typeof v === "string" ? v : null;
+}
+
+/** Headers and query of the replayed request, noting inputs the candidate reads but the record lacks. */
+function recordedInputs(record: AuditRecordJson, names: PolicyInputNames, unrecorded: Record<string, number>): { headers: Record<string, string>; query: Record<string, string> } {
+  const headers: Record<string, string> = {};
+  const query: Record<string, string> = {};
+  const recordedHeaders = (record.policy_headers ?? {}) as Record<string, unknown>;
+  const allowlisted = (record.headers ?? {}) as Record<string, unknown>;
+  for (const name of names.headers) {
+    if (name in recordedHeaders) {
+      const v = recordedHeaders[name];
+      if (typeof v === "string") headers[name] = v;
+    } else if (typeof allowlisted[name] === "string") {
+      headers[name] = allowlisted[name] as string;
+    } else {
+      bump(unrecorded, `header \`${name}\``);
+    }
+  }
+  const recordedQuery = (record.policy_query ?? {}) as Record<string, unknown>;
+  for (const name of names.query) {
+    if (name in recordedQuery) {
+      const v = recordedQuery[name];
+      if (typeof v === "string") query[name] = v;
+    } else {
+      bump(unrecorded, `query parameter \`${name}\``);
+    }
+  }
+  return { headers, query };
+}
+
+/**
+ * Re-decides every decision record of the audit logs in `paths` (files or directories; each
+ * argument one chain, read in chain order) under `compiled`. Checkpoint, outcome, rotate and
+ * recovery records are read for outcomes only. Rejects with `AUDIT_READ_FAILED` or
+ * `AUDIT_NO_FILES` when a path holds no readable log.
+ *
+ * @example
+ * const report = await replayAuditLog(compiled, ["/var/lib/gateway/audit"]);
+ * if (report.flips.total) for (const g of report.flips.groups) console.log(g.direction, g.duty, g.roles, g.count);
+ */
+export async function replayAuditLog(compiled: CompiledPolicy, paths: readonly string[], options: ReplayOptions = {}): Promise<ReplayReport> {
+  const maxExamples = options.maxExamples ?? 3;
+  const schema = compiled.policy.schema;
+  const names = policyInputNames(compiled.policy);
+  const report: ReplayReport = { files: [], decisions: 0, replayed: 0, skipped: {}, flips: { total: 0, allowToDeny: 0, denyToAllow: 0, groups: [] }, codeChanges: 0, unrecordedInputs: {}, unreadableLines: 0 };
+  const groups = new Map<string, ReplayFlipGroup>();
+
+  for (const path of paths) {
+    const files = await resolveAuditPaths([path]);
+    report.files.push(...files);
+    // Pass 1: outcomes by request id (an outcome follows its decision, possibly in a later file).
+    const outcomes = new Map<string, number>();
+    for (const file of files) {
+      report.unreadableLines += await forEachRecord(file, (r) => {
+        if (r.type === "outcome" && typeof r.request_id === "string" && typeof r.status === "number") outcomes.set(r.request_id, r.status);
+      });
+    }
+    // Pass 2: decisions in chain order, against a ledger rebuilt as the candidate would have.
+    const ledger = new ReplayLedger();
+    for (const file of files) {
+      await forEachRecord(file, (r, line) => {
+        if (r.type !== "decision") return;
+        report.decisions++;
+        const sub = str(r.sub);
+        const method = str(r.method);
+        const path = str(r.path);
+        const channel = r.channel === "admin" ? "admin" : r.channel === "operational" ? "operational" : null;
+        if (sub === null || method === null || path === null) return bump(report.skipped, "denied before a decision (authentication or path)");
+        if (channel === null) return bump(report.skipped, "no channel recorded");
+        // Attributes the candidate no longer declares are dropped; one it added cannot be guessed.
+        const recorded = (r.principal ?? { sub, roles: r.roles ?? [] }) as Record<string, unknown>;
+        const raw: Record<string, unknown> = {};
+        for (const name of Object.keys(schema)) if (name in recorded) raw[name] = recorded[name];
+        const p = coercePrincipal(schema, raw);
+        if (!p.ok) return bump(report.skipped, p.code === "PRINCIPAL_MISSING_ATTRIBUTE" ? `principal attribute \`${p.attribute}\` not recorded` : `principal attribute \`${p.attribute}\` does not fit the candidate schema`);
+        const ip = parseIp(str(r.client_ip) ?? "") ?? parseIp("0.0.0.0")!;
+        const time = Date.parse(str(r.request_time) ?? str(r.time) ?? "");
+        if (Number.isNaN(time)) return bump(report.skipped, "no request time recorded");
+        const { headers, query } = recordedInputs(r, names, report.unrecordedInputs);
+        const request: PolicyRequest = { method, path, ip, time, headers, query };
+
+        let decision: Decision = compiled.decide(channel, p.principal, request);
+        ledger.seed(r.sod);
+        if (decision.allow && decision.separations.length) {
+          const conflict = ledger.conflict(decision.separations, decision.duty!, sub);
+          if (conflict) {
+            decision = { ...decision, allow: false, code: "DENY_SOD_HISTORY", decidedBy: conflict.check.constraint };
+          } else {
+            const status = typeof r.request_id === "string" ? outcomes.get(r.request_id) : undefined;
+            if (status !== undefined && status >= 200 && status < 300) ledger.perform(decision.separations, decision.duty!, sub);
+          }
+        }
+        report.replayed++;
+
+        const wasAllowed = r.decision === "allow";
+        const fromCode = str(r.code) ?? (wasAllowed ? "ALLOW" : "DENY");
+        if (wasAllowed === decision.allow) {
+          if (fromCode !== decision.code) report.codeChanges++;
+          return;
+        }
+        const direction = wasAllowed ? "allow→deny" : "deny→allow";
+        if (wasAllowed) report.flips.allowToDeny++;
+        else report.flips.denyToAllow++;
+        report.flips.total++;
+        const duty = decision.duty ?? str(r.duty) ?? compiled.match(channel, method, path)?.duty ?? "(no duty)";
+        const roles = [...p.principal.roles].sort().join("+") || "(none)";
+        const key = `${direction}\u0000${duty}\u0000${roles}`;
+        let group = groups.get(key);
+        if (!group) groups.set(key, (group = { direction, duty, roles, count: 0, examples: [] }));
+        group.count++;
+        if (group.examples.length < maxExamples) {
+          group.examples.push({ requestId: str(r.request_id) ?? "?", sub, request: `${method} ${path}`, at: `${file}:${line}`, from: fromCode, to: decision.code, rule: decision.decidedBy });
+        }
+      });
+    }
+  }
+  report.flips.groups = [...groups.values()].sort((a, b) => b.count - a.count || a.direction.localeCompare(b.direction) || a.duty.localeCompare(b.duty) || a.roles.localeCompare(b.roles));
+  return report;
+}
+
+/** The text lines of a replay report. */
+export function renderReplayReport(report: ReplayReport, options: { allowFlips?: boolean } = {}): string[] {
+  const skipped = Object.values(report.skipped).reduce((a, b) => a + b, 0);
+  const lines = [`replay: ${report.decisions} decision records in ${report.files.length} file${report.files.length === 1 ? "" : "s"}: ${report.replayed} replayed, ${skipped} skipped`];
+  for (const [why, n] of Object.entries(report.skipped)) lines.push(`  skipped ${n}: ${why}`);
+  if (report.unreadableLines) lines.push(`  ${report.unreadableLines} unreadable line${report.unreadableLines === 1 ? "" : "s"} (a torn last line after a crash is one)`);
+  for (const [input, n] of Object.entries(report.unrecordedInputs)) lines.push(`  note: the candidate reads ${input}, which ${n} record${n === 1 ? "" : "s"} did not record; replayed as absent`);
+  const f = report.flips;
+  if (f.total === 0) {
+    lines.push(`replay: no decision flips${report.codeChanges ? ` (${report.codeChanges} denial${report.codeChanges === 1 ? "" : "s"} with another code)` : ""}`);
+    return lines;
+  }
+  lines.push(`replay: ${f.total} decision flip${f.total === 1 ? "" : "s"} (allow→deny ${f.allowToDeny}, deny→allow ${f.denyToAllow})${options.allowFlips ? " — allowed by --allow-flips" : ""}`);
+  const dutyWidth = Math.max(4, ...f.groups.map((g) => g.duty.length));
+  const roleWidth = Math.max(5, ...f.groups.map((g) => g.roles.length));
+  lines.push(`  ${"direction".padEnd(10)}  ${"duty".padEnd(dutyWidth)}  ${"roles".padEnd(roleWidth)}  count`);
+  for (const g of f.groups) {
+    lines.push(`  ${g.direction.padEnd(10)}  ${g.duty.padEnd(dutyWidth)}  ${g.roles.padEnd(roleWidth)}  ${g.count}`);
+    for (const e of g.examples) lines.push(`      ${e.requestId}  ${e.sub}  ${e.request}  ${e.from} → ${e.to}${e.rule ? ` (${e.rule})` : ""}`);
+  }
+  if (report.codeChanges) lines.push(`  ${report.codeChanges} denial${report.codeChanges === 1 ? "" : "s"} keep their outcome with another code`);
+  return lines;
+}
+
+/** Parameters of the `--replay` step of `gateway check`. */
+export interface ReplayStepParams {
+  paths: readonly string[];
+  allowFlips: boolean;
+  maxExamples?: number;
+}
+
+/**
+ * The `--replay` step for `runCheck`'s `extraSteps`: exit code 3 (`EXIT.decisionFlips`) on any
+ * flip unless `allowFlips`, 64 when a log cannot be read.
+ *
+ * @example runCheck({ dir, format, extraSteps: [replayStep({ paths: ["audit/"], allowFlips: false })] }, io)
+ */
+export function replayStep(params: ReplayStepParams): (ctx: CheckContext) => Promise<CheckStepResult> {
+  return async (ctx) => {
+    let report: ReplayReport;
+    try {
+      report = await replayAuditLog(ctx.compiled, params.paths, { maxExamples: params.maxExamples });
+    } catch (e) {
+      const message = e instanceof GatewayError ? `${e.message} (${e.code})` : (e as Error).message;
+      return { name: "replay", exitCode: EXIT.usage, text: [`error: replay: ${message}`], github: [`::error title=replay::${message}`], json: { error: message, code: (e as GatewayError).code ?? null } };
+    }
+    const flips = report.flips.total;
+    const level = params.allowFlips ? "warning" : "error";
+    return {
+      name: "replay",
+      exitCode: flips && !params.allowFlips ? EXIT.decisionFlips : EXIT.ok,
+      text: renderReplayReport(report, { allowFlips: params.allowFlips }),
+      github: report.flips.groups.map((g) => {
+        const e = g.examples[0];
+        return `::${level} title=decision flip::${g.direction} ${g.duty} (${g.roles}): ${g.count} request${g.count === 1 ? "" : "s"}${e ? `, e.g. ${e.requestId} ${e.sub} ${e.request} ${e.from} → ${e.to}` : ""}`;
+      }),
+      json: { ...report, allowFlips: params.allowFlips },
+    };
+  };
+}
