@@ -1,0 +1,230 @@
+// Signed policy bundles at start-up and on reload, end to end: a gateway that requires two
+// trusted signers starts with a bundle two people signed and refuses (fails closed) anything less;
+// a newer revision goes live on reload; an older one is refused, also after a restart (the accepted
+// revision is persisted); a broken policy or failing policy tests in a properly signed revision
+// keep the last good policy, with the reason in `lastError` and the status file.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateSigningKey, signBundleForTest, type SigningKeyPair } from "../../src/bundle/mod.ts";
+import type { GatewayConfig } from "../../src/config/types.ts";
+import { GatewayError } from "../../src/errors.ts";
+import { SHIPPED_POLICIES, startTestGateway, type TestGateway } from "../support/harness.ts";
+
+const DAY_MS = 86_400_000;
+
+let work: string;
+let alice: SigningKeyPair, bob: SigningKeyPair, mallory: SigningKeyPair;
+let trustedKeysFile: string;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "dutygate-bundle-e2e-"));
+  [alice, bob, mallory] = await Promise.all(["alice", "bob", "mallory"].map((kid) => generateSigningKey({ kid })));
+  // mallory's key is not trusted.
+  trustedKeysFile = join(work, "trusted.jwks");
+  writeFileSync(trustedKeysFile, JSON.stringify({ keys: [alice.publicJwk, bob.publicJwk] }));
+});
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const requireTwoSigners = (c: GatewayConfig): GatewayConfig => ({
+  ...c,
+  policy: { ...c.policy, requireSignature: true, trustedKeysFile, minSigners: 2, watch: false },
+});
+
+let stagingSeq = 0;
+/** A fresh copy of the shipped policies, prepared by `prepare` (sign, tamper…). */
+async function stage(prepare: (dir: string) => Promise<void>): Promise<string> {
+  const dir = join(work, `staging-${++stagingSeq}`);
+  cpSync(SHIPPED_POLICIES, dir, { recursive: true });
+  await prepare(dir);
+  return dir;
+}
+
+/** Replaces a directory's content with another's (the gateway does not watch in these tests). */
+function replaceDir(target: string, source: string): void {
+  rmSync(target, { recursive: true, force: true });
+  cpSync(source, target, { recursive: true });
+}
+
+/** A new duty in its own file: `GET /status` answers 404 (no route) before, 200 after. */
+const STATUS_DUTY = "duty read_status GET /status -> changes\ngrant developer read_status\n";
+
+async function expectRefusedStart(policyDir: string, codes: string[]): Promise<void> {
+  let error: unknown = null;
+  try {
+    const t = await startTestGateway({ policyDir, configure: requireTwoSigners });
+    await t.stop();
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeInstanceOf(GatewayError);
+  const e = error as GatewayError;
+  expect(e.code).toBe("POLICY_UNAVAILABLE");
+  expect(e.message).toContain("refusing to serve");
+  for (const code of codes) expect(e.message).toContain(`error[${code}]`);
+}
+
+describe("start-up with min_signers = 2", () => {
+  test("a bundle signed by two trusted keys starts and serves", async () => {
+    const dir = await stage((d) => signBundleForTest(d, [alice, bob], { revision: 1 }).then(() => {}));
+    const t = await startTestGateway({ policyDir: dir, configure: requireTwoSigners });
+    try {
+      const active = t.gw.policy.active!;
+      expect(active.signed).toBe(true);
+      expect(active.revision).toBe(1);
+      expect([...active.signers].sort()).toEqual(["alice", "bob"]);
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"] });
+      expect((await t.fetch("/changes/1/submit", { method: "POST", token })).status).toBe(200);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  const refused: Array<{ name: string; prepare: (dir: string) => Promise<void>; codes: string[] }> = [
+    { name: "one signer", prepare: async (d) => void (await signBundleForTest(d, [alice], { revision: 1 })), codes: ["BUNDLE_TOO_FEW_SIGNERS"] },
+    { name: "the same signer twice", prepare: async (d) => void (await signBundleForTest(d, [alice, alice], { revision: 1 })), codes: ["BUNDLE_TOO_FEW_SIGNERS"] },
+    { name: "an untrusted second signer", prepare: async (d) => void (await signBundleForTest(d, [alice, mallory], { revision: 1 })), codes: ["BUNDLE_SIGNER_UNKNOWN", "BUNDLE_TOO_FEW_SIGNERS"] },
+    {
+      name: "a file changed after signing",
+      prepare: async (d) => {
+        await signBundleForTest(d, [alice, bob], { revision: 1 });
+        appendFileSync(join(d, "changes.duty"), "grant developer approve_change\n");
+      },
+      codes: ["BUNDLE_FILE_CHANGED"],
+    },
+    {
+      name: "a file added after signing",
+      prepare: async (d) => {
+        await signBundleForTest(d, [alice, bob], { revision: 1 });
+        writeFileSync(join(d, "status.duty"), STATUS_DUTY);
+      },
+      codes: ["BUNDLE_FILE_EXTRA"],
+    },
+    {
+      name: "an expired bundle",
+      prepare: async (d) => void (await signBundleForTest(d, [alice, bob], { revision: 1, now: new Date(Date.now() - 30 * DAY_MS), expiresAt: new Date(Date.now() - DAY_MS) })),
+      codes: ["BUNDLE_EXPIRED"],
+    },
+    { name: "no manifest at all", prepare: async () => {}, codes: ["BUNDLE_MANIFEST_MISSING"] },
+  ];
+  test.each(refused)("refuses to start: $name", async ({ prepare, codes }) => {
+    await expectRefusedStart(await stage(prepare), codes);
+  });
+});
+
+describe("reload of signed revisions", () => {
+  let t: TestGateway;
+  let dir: string;
+  let policyDir: string;
+  let revision1: string;
+  let revision2: string;
+  const statusFile = () => JSON.parse(readFileSync(join(t.config.stateDir, "policy-status.json"), "utf8")) as {
+    active: { revision: number; digest: string; signers: string[] } | null;
+    last_error: { code: string; trigger: string; problems: string[] } | null;
+  };
+  const readStatus = async () => t.fetch("/status", { token: await t.issuer.token({ sub: "alice", roles: ["developer"] }) });
+
+  beforeAll(async () => {
+    revision1 = await stage((d) => signBundleForTest(d, [alice, bob], { revision: 1 }).then(() => {}));
+    t = await startTestGateway({ policyDir: revision1, configure: requireTwoSigners });
+    dir = t.dir;
+    policyDir = t.config.policy.dir;
+  });
+  afterAll(async () => {
+    await t?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a newer revision signed by two goes live on reload", async () => {
+    expect((await readStatus()).status).toBe(404);
+    writeFileSync(join(policyDir, "status.duty"), STATUS_DUTY);
+    // Until it is signed the change is refused and revision 1 stays.
+    await t.gw.reload("test");
+    expect(t.gw.policy.lastError?.code).toBe("BUNDLE_FILE_EXTRA");
+    expect(t.gw.policy.active!.revision).toBe(1);
+    expect((await readStatus()).status).toBe(404);
+
+    await signBundleForTest(policyDir, [alice, bob], { revision: 2 });
+    await t.gw.reload("test");
+    expect(t.gw.policy.lastError).toBeNull();
+    expect(t.gw.policy.active!.revision).toBe(2);
+    expect((await readStatus()).status).toBe(200);
+    const status = statusFile();
+    expect(status.active!.revision).toBe(2);
+    expect(status.last_error).toBeNull();
+    revision2 = join(work, "revision-2");
+    cpSync(policyDir, revision2, { recursive: true });
+  });
+
+  test("an older, validly signed revision is refused (rollback) and the newer one stays", async () => {
+    const digest2 = t.gw.policy.active!.digest;
+    replaceDir(policyDir, revision1);
+    await t.gw.reload("test");
+    expect(t.gw.policy.lastError?.code).toBe("BUNDLE_ROLLBACK");
+    expect(t.gw.policy.active!.revision).toBe(2);
+    expect(t.gw.policy.active!.digest).toBe(digest2);
+    expect((await readStatus()).status).toBe(200);
+    expect(statusFile().last_error!.code).toBe("BUNDLE_ROLLBACK");
+  });
+
+  test("the rollback stays refused after a restart: the accepted revision is persisted", async () => {
+    await t.stop({ keepDir: true });
+    let error: unknown = null;
+    try {
+      const again = await startTestGateway({ dir, configure: requireTwoSigners });
+      await again.stop();
+    } catch (e) {
+      error = e;
+    }
+    expect((error as GatewayError).code).toBe("POLICY_UNAVAILABLE");
+    expect((error as GatewayError).message).toContain("error[BUNDLE_ROLLBACK]");
+    // Revision 2 itself (same revision, same digest) starts again.
+    replaceDir(policyDir, revision2);
+    t = await startTestGateway({ dir, configure: requireTwoSigners });
+    expect(t.gw.policy.active!.revision).toBe(2);
+  });
+
+  test("a syntax error in a properly signed newer revision keeps the old policy; lastError has file:line:col", async () => {
+    const before = t.gw.policy.active!;
+    writeFileSync(join(policyDir, "broken.duty"), "# a half-written rule\nduty oops GET /oops ->\n");
+    await signBundleForTest(policyDir, [alice, bob], { revision: 3 });
+    await t.gw.reload("test");
+    const failure = t.gw.policy.lastError!;
+    expect(failure.code).toBe("POLICY_INVALID");
+    expect(failure.problems.length).toBeGreaterThan(0);
+    expect(failure.problems[0]).toMatch(new RegExp(`^${policyDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/broken\\.duty:\\d+:\\d+: error\\[E_SYNTAX\\]`));
+    expect(t.gw.policy.active).toBe(before);
+    expect((await readStatus()).status).toBe(200);
+    const status = statusFile();
+    expect(status.active!.revision).toBe(2);
+    expect(status.last_error!.code).toBe("POLICY_INVALID");
+    expect(status.last_error!.problems).toEqual(failure.problems);
+    rmSync(join(policyDir, "broken.duty"));
+  });
+
+  test("failing policy tests in the bundle keep the old policy", async () => {
+    const before = t.gw.policy.active!;
+    writeFileSync(join(policyDir, "wrong.test.toml"), [
+      "[principals.alice]", 'sub = "alice"', 'roles = ["developer"]', "mfa = true", 'team = "core"', "",
+      "[[test]]", 'name = "a developer approves (wrong on purpose)"', 'principal = "alice"', 'request = "POST /changes/1/approve"', 'expect = "allow"', "",
+    ].join("\n"));
+    // Signers never reuse a revision number, accepted or not.
+    await signBundleForTest(policyDir, [alice, bob], { revision: 4 });
+    await t.gw.reload("test");
+    const failure = t.gw.policy.lastError!;
+    expect(failure.code).toBe("POLICY_TESTS_FAILED");
+    expect(failure.problems).toHaveLength(1);
+    expect(failure.problems[0]).toContain("wrong.test.toml:8: a developer approves (wrong on purpose): expected allow, got deny (DENY_NO_GRANT");
+    expect(t.gw.policy.active).toBe(before);
+    expect(statusFile().last_error!.code).toBe("POLICY_TESTS_FAILED");
+
+    // Fixed and signed again: revision 5 goes live and clears the error.
+    rmSync(join(policyDir, "wrong.test.toml"));
+    await signBundleForTest(policyDir, [alice, bob], { revision: 5 });
+    await t.gw.reload("test");
+    expect(t.gw.policy.lastError).toBeNull();
+    expect(t.gw.policy.active!.revision).toBe(5);
+    expect(statusFile().last_error).toBeNull();
+  });
+});
