@@ -25,9 +25,10 @@ export const HELP = `gateway ${VERSION} — edge access gateway with typed separ
 usage:
   gateway serve   [--config gateway.toml]        run the gateway (built-in default without --config)
   gateway check   [DIR] [--format text|json|github|junit] [--keys JWKS] [--min-signers N]
-                  [--replay audit.jsonl]... [--allow-flips] [--assignments FILE] [--now DATE]
+                  [--replay AUDIT.jsonl|DIR]... [--allow-flips] [--max-examples N]
+                  [--assignments FILE] [--now DATE]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
-                  [--header k=v]... [--ip IP] [--channel operational|admin] [--format text|json]
+                  [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
   gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256]
   gateway sign    DIR --key PRIVATE.jwk [--revision N] [--expires-in 30d]
   gateway verify  DIR --keys TRUSTED.jwks [--min-signers N]
@@ -81,7 +82,7 @@ const commands: Record<string, Command> = {
     return SERVING;
   },
   async check(argv, io) {
-    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments"], repeated: ["replay"], booleans: ["allow-flips"] });
+    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples"], repeated: ["replay"], booleans: ["allow-flips"] });
     const format = (a.flags.format ?? "text") as CheckFormat;
     if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
     const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
@@ -97,7 +98,24 @@ const commands: Record<string, Command> = {
         return { name: "signatures", exitCode: mapToolExit(code), text: lines, github: code === 0 ? [] : lines.map((l) => `::error title=bundle signature::${l}`), json: { ok: code === 0, lines } };
       });
     }
+    if (a.lists.replay?.length) {
+      const { replayStep } = await import("./cli/replay.ts");
+      extraSteps.push(replayStep({ paths: a.lists.replay, allowFlips: a.booleans.has("allow-flips"), maxExamples: intFlag(a.flags["max-examples"], "max-examples") }));
+    } else if (a.booleans.has("allow-flips")) {
+      throw new GatewayError("USAGE", "`--allow-flips` only applies with `--replay`");
+    }
     return runCheck({ dir, format, now, assignments: a.flags.assignments, extraSteps }, io);
+  },
+  async explain(argv, io) {
+    const a = parseArgs(argv, { values: ["principal", "request", "ip", "channel", "time", "format"], repeated: ["header"] });
+    const dir = a.positionals[0];
+    if (!dir || !a.flags.principal || !a.flags.request) throw new GatewayError("USAGE", "explain needs `DIR --principal FILE --request \"METHOD /path\"`");
+    const format = a.flags.format ?? "text";
+    if (format !== "text" && format !== "json") throw new GatewayError("USAGE", `unknown format \`${format}\` (text or json)`);
+    const channel = a.flags.channel ?? "operational";
+    if (channel !== "operational" && channel !== "admin") throw new GatewayError("USAGE", `unknown channel \`${channel}\` (operational or admin)`);
+    const { runExplain } = await import("./cli/explain.ts");
+    return runExplain({ dir, principalFile: a.flags.principal, request: a.flags.request, headers: a.lists.header, ip: a.flags.ip, channel, time: a.flags.time, format }, io);
   },
   async keygen(argv, io) {
     const a = parseArgs(argv, { values: ["out", "kid", "alg", "trusted"] });

@@ -1,0 +1,99 @@
+// `gateway explain DIR --principal P.json|P.toml --request "POST /changes/42/approve"`: why a
+// policy allows or denies one request, printed from the same `Explanation` value the admin
+// `/-/explain` endpoint returns. No ledger is consulted here: history separations are listed as
+// the checks the live gateway would make.
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { parse as parseToml } from "smol-toml";
+import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type Channel } from "../../dsl/mod.ts";
+import { explainRequest, renderExplanation, type ExplainInput } from "../gateway/explain.ts";
+import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
+import { EXIT, type Io } from "./io.ts";
+
+/** Parameters of `gateway explain`. */
+export interface ExplainParams {
+  /** Policy directory. */
+  dir: string;
+  /** Principal file: JSON, or TOML (top-level keys or a `[principal]` table). */
+  principalFile: string;
+  /** `POST /changes/42/approve?dry=1` */
+  request: string;
+  /** `name=value` pairs from `--header`. */
+  headers?: readonly string[];
+  ip?: string;
+  channel?: Channel;
+  /** RFC 3339; default now. */
+  time?: string;
+  format?: "text" | "json";
+  /** How policy files are named in rule ids (default: `dir` as given). */
+  displayDir?: string;
+}
+
+/** Reads a principal file: `{ "sub": …, "roles": […] }` as JSON, or the same keys in TOML. */
+export function readPrincipalFile(path: string): Record<string, unknown> {
+  const text = readFileSync(path, "utf8");
+  const doc: unknown = path.endsWith(".toml") ? parseToml(text) : JSON.parse(text);
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw new Error("a principal file holds one object");
+  const record = doc as Record<string, unknown>;
+  const inner = record.principal;
+  // `[principal]` in TOML (or `{"principal": {...}}`) when it is the only key.
+  if (Object.keys(record).length === 1 && inner !== null && typeof inner === "object" && !Array.isArray(inner)) return inner as Record<string, unknown>;
+  return record;
+}
+
+function parseHeaderPairs(pairs: readonly string[]): Record<string, string> | string {
+  const out: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) return pair;
+    out[pair.slice(0, eq).trim().toLowerCase()] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+/**
+ * Runs `gateway explain`: prints the explanation (text or JSON) and returns 0 whatever the
+ * decision; 1 when the policy has errors; 64 for bad input (unreadable principal file, a
+ * request that is not `METHOD /path`, a principal that does not fit the schema, bad ip/time).
+ *
+ * @example await runExplain({ dir: "policies", principalFile: "bob.json", request: "POST /changes/42/approve" }, processIo)
+ */
+export async function runExplain(params: ExplainParams, io: Io): Promise<number> {
+  const { dir } = params;
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    io.err(`error: policy directory \`${dir}\` does not exist`);
+    return EXIT.usage;
+  }
+  const files = classifyPolicyFiles(readPolicyDirectory(dir), params.displayDir ?? dir);
+  if (files.policies.length === 0) {
+    io.err(`error: no \`.duty\` files under \`${dir}\``);
+    return EXIT.policyErrors;
+  }
+  const loaded = loadPolicy(files.policies);
+  if (!loaded.policy || hasErrors(loaded.diagnostics)) {
+    const sources = new Map(files.policies.map((s) => [s.path, s.text]));
+    for (const d of loaded.diagnostics) io.err(renderDiagnostic(d, sources));
+    io.err(`error: the policy in \`${dir}\` has errors; run \`gateway check ${dir}\``);
+    return EXIT.policyErrors;
+  }
+  let principal: Record<string, unknown>;
+  try {
+    principal = readPrincipalFile(params.principalFile);
+  } catch (e) {
+    io.err(`error: cannot read principal file \`${params.principalFile}\`: ${(e as Error).message}`);
+    return EXIT.usage;
+  }
+  const headers = parseHeaderPairs(params.headers ?? []);
+  if (typeof headers === "string") {
+    io.err(`error: \`--header\` needs \`name=value\`, got \`${headers}\``);
+    return EXIT.usage;
+  }
+  const input: ExplainInput = { principal, request: params.request, channel: params.channel, ip: params.ip, headers, time: params.time };
+  const result = await explainRequest(compilePolicy(loaded.policy), input, null);
+  if (!result.ok) {
+    io.err(`error[${result.code}]: ${result.message}`);
+    return EXIT.usage;
+  }
+  if (params.format === "json") io.out(JSON.stringify(result.explanation, null, 2));
+  else for (const line of renderExplanation(result.explanation)) io.out(line);
+  return EXIT.ok;
+}
