@@ -1,0 +1,216 @@
+// The compiled binary as a bare VM meets it: copied alone into an empty directory, run under
+// `env -i PATH=/usr/bin:/bin`, with nothing of the repository beside it. Real TLS on an ephemeral
+// loopback port, a real ES256 issuer, a real upstream, real signed bundles and audit files.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EXAMPLE_POLICY_FILES } from "../../src/init/mod.ts";
+import { VERSION } from "../../src/version.ts";
+import { createTestIssuer, startTestUpstream, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
+import { binaryUnderTest, runBinary, serveBinary } from "./support.ts";
+
+const COMMIT = "binary-suite-0001";
+let work: string;
+let gateway: string;
+let injectedCommit: string | null;
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), "dutygate-binary-"));
+  const bin = binaryUnderTest(COMMIT);
+  injectedCommit = bin.commit;
+  // The binary alone in a directory of its own: nothing of the repository is reachable by path.
+  mkdirSync(join(work, "bin"));
+  gateway = join(work, "bin", "gateway");
+  copyFileSync(bin.path, gateway);
+  Bun.spawnSync(["chmod", "755", gateway]);
+  if (bin.built) rmSync(join(bin.path, ".."), { recursive: true, force: true });
+});
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** A fresh empty working directory. */
+function emptyDir(name: string): string {
+  const dir = join(work, name);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+test("--version prints the version and the commit injected at build time", () => {
+  const r = runBinary(gateway, ["--version"], emptyDir("version"));
+  expect(r.code).toBe(0);
+  expect(r.stdout.trim()).toBe(`gateway ${VERSION} (${injectedCommit ?? r.stdout.trim().replace(/^.*\((.*)\)$/, "$1")})`);
+  expect(r.stdout).not.toContain("(source)");
+});
+
+test("the binary holds no path into the repository", () => {
+  const bytes = readFileSync(gateway).toString("latin1");
+  expect(bytes.includes(join(import.meta.dir, "..", ".."))).toBe(false);
+});
+
+describe("gateway init and check", () => {
+  let site: string;
+  beforeAll(() => {
+    site = join(emptyDir("init"), "site");
+  });
+
+  test("init writes the starter config and the embedded example policies", () => {
+    const r = runBinary(gateway, ["init", "site"], join(site, ".."));
+    expect(r.code).toBe(0);
+    expect(readdirSync(join(site, "policies")).sort()).toEqual(EXAMPLE_POLICY_FILES.map((f) => f.path).sort());
+    for (const f of EXAMPLE_POLICY_FILES) expect(readFileSync(join(site, "policies", f.path), "utf8")).toBe(f.text);
+    expect(readFileSync(join(site, "gateway.toml"), "utf8")).toContain('state_dir = "./state"');
+  });
+
+  test("init refuses to overwrite (exit 6) and leaves the files as they were", () => {
+    writeFileSync(join(site, "gateway.toml"), "# mine\n");
+    const r = runBinary(gateway, ["init", "site"], join(site, ".."));
+    expect(r.code).toBe(6);
+    expect(r.stderr).toContain("INIT_FILE_EXISTS");
+    expect(readFileSync(join(site, "gateway.toml"), "utf8")).toBe("# mine\n");
+  });
+
+  const cases: Array<{ name: string; edit: (dir: string) => void; args?: string[]; code: number; says: string }> = [
+    { name: "the example policies pass", edit: () => {}, code: 0, says: "0 errors" },
+    { name: "a type error", edit: (d) => appendFileSync(join(d, "logs.duty"), "\ngrant auditor read_logz\n"), code: 1, says: "read_logz" },
+    {
+      name: "a failing policy test", code: 2, says: "failed",
+      edit: (d) => writeFileSync(join(d, "logs.test.toml"), readFileSync(join(d, "logs.test.toml"), "utf8").replace(/expect = "allow"/, 'expect = "deny"')),
+    },
+    { name: "an unknown flag", edit: () => {}, args: ["--frobnicate"], code: 64, says: "unknown flag" },
+  ];
+  for (const c of cases) {
+    test(`check: ${c.name} → exit ${c.code}`, () => {
+      const dir = emptyDir(`check-${c.code}`);
+      for (const f of EXAMPLE_POLICY_FILES) writeFileSync(join(dir, f.path), f.text);
+      c.edit(dir);
+      const r = runBinary(gateway, ["check", ".", ...(c.args ?? [])], dir);
+      expect(r.code).toBe(c.code);
+      expect(r.stdout + r.stderr).toContain(c.says);
+    });
+  }
+});
+
+describe("serve from a config file, signed bundle, real token", () => {
+  let dir: string;
+  let issuer: TestIssuer;
+  let upstream: TestUpstream;
+  let serving: Awaited<ReturnType<typeof serveBinary>>;
+  let exitCode: number;
+
+  beforeAll(async () => {
+    dir = emptyDir("serve");
+    issuer = await createTestIssuer(dir);
+    upstream = startTestUpstream();
+    expect(runBinary(gateway, ["init", "."], dir).code).toBe(0);
+    expect(runBinary(gateway, ["keygen", "--out", "keys", "--kid", "reviewer-1"], dir).code).toBe(0);
+    expect(runBinary(gateway, ["sign", "policies", "--key", "keys/reviewer-1.private.jwk"], dir).code).toBe(0);
+    const upstreams = ["changes", "deploy", "logs", "admin"].map((u) => `[upstreams.${u}]\nurl = "${upstream.url}"\n`).join("\n");
+    writeFileSync(join(dir, "gateway.toml"), `
+state_dir = "./state"
+[listen]
+address = "127.0.0.1:0"
+[issuers.test]
+issuer = "${TEST_ISSUER}"
+audience = "${TEST_AUDIENCE}"
+jwks_file = "issuer.jwks"
+algorithms = ["ES256"]
+[issuers.test.claims]
+roles = "roles"
+mfa = "mfa"
+team = "team"
+${upstreams}
+[policy]
+dir = "./policies"
+require_signature = true
+trusted_keys = "keys/trusted.jwks"
+[audit]
+dir = "./audit"
+fsync = "always"
+checkpoint_every = 2
+`);
+    serving = await serveBinary(gateway, ["--config", "gateway.toml"], dir);
+  });
+  afterAll(async () => {
+    upstream?.stop();
+  });
+
+  /** Trusts exactly the certificate the gateway created for itself on first start. */
+  function gatewayFetch(path: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
+    const ca = readFileSync(join(dir, "state", "tls", "listen", "cert.pem"), "utf8");
+    const headers = new Headers(init.headers);
+    if (init.token) headers.set("authorization", `Bearer ${init.token}`);
+    return fetch(serving.url + path, { ...init, headers, tls: { ca } } as RequestInit);
+  }
+
+  test("the banner names an ephemeral loopback port and the signer", () => {
+    expect(serving.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect(serving.url).not.toEndWith(":0");
+    expect(serving.stdout()).toContain("signed by reviewer-1");
+  });
+
+  test("allowed: a developer submits a change, forwarded over verified TLS", async () => {
+    const token = await issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+    const res = await gatewayFetch("/changes/42/submit", { method: "POST", token, body: "x" });
+    expect(res.status).toBe(200);
+    expect(upstream.received.at(-1)?.path).toBe("/changes/42/submit");
+    expect(upstream.received.at(-1)?.headers.authorization).toBeUndefined();
+  });
+
+  test("denied: the submitter may not approve the same change", async () => {
+    const token = await issuer.token({ sub: "alice", roles: ["reviewer"], mfa: true });
+    const before = upstream.received.length;
+    const res = await gatewayFetch("/changes/42/approve", { method: "POST", token });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { code: string }).code).toBe("DENY_SOD_HISTORY");
+    expect(upstream.received.length).toBe(before);
+  });
+
+  test("denied: no grant for a developer to approve", async () => {
+    const token = await issuer.token({ sub: "dora", roles: ["developer"], mfa: true });
+    const res = await gatewayFetch("/changes/43/approve", { method: "POST", token });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { code: string }).code).toBe("DENY_NO_GRANT");
+  });
+
+  test("verify accepts the signed bundle and rejects a changed file (exit 4)", () => {
+    expect(runBinary(gateway, ["verify", "policies", "--keys", "keys/trusted.jwks"], dir).code).toBe(0);
+    const copy = emptyDir("serve-tampered");
+    for (const name of readdirSync(join(dir, "policies"))) copyFileSync(join(dir, "policies", name), join(copy, name));
+    appendFileSync(join(copy, "logs.duty"), "\n# a comment changes the digest\n");
+    const r = runBinary(gateway, ["verify", copy, "--keys", join(dir, "keys", "trusted.jwks")], dir);
+    expect(r.code).toBe(4);
+    expect(r.stdout + r.stderr).toContain("BUNDLE_FILE_CHANGED");
+  });
+
+  test("SIGTERM stops gracefully (exit 0); audit verify proves the chain, and catches tampering (exit 4)", async () => {
+    exitCode = await serving.stop();
+    expect(exitCode).toBe(0);
+    const keys = join("state", "gateway-key", "public.jwks");
+    const ok = runBinary(gateway, ["audit", "verify", "audit", "--keys", keys], dir);
+    expect(ok.stdout + ok.stderr).not.toContain("error");
+    expect(ok.code).toBe(0);
+    const file = readdirSync(join(dir, "audit")).find((n) => n.endsWith(".jsonl"))!;
+    const path = join(dir, "audit", file);
+    writeFileSync(path, readFileSync(path, "utf8").replace('"decision":"deny"', '"decision":"allow"'));
+    expect(runBinary(gateway, ["audit", "verify", "audit", "--keys", keys], dir).code).toBe(4);
+  });
+});
+
+test("an empty directory serves the built-in default: demo token allowed, and denied where the policy says", async () => {
+  const dir = emptyDir("builtin");
+  const serving = await serveBinary(gateway, [], dir);
+  try {
+    expect(serving.stdout()).toContain("wrote the example policies");
+    const curls = [...serving.stdout().matchAll(/curl -k -X POST (\S+) -H "authorization: Bearer (\S+)"/g)].map((m) => ({ url: m[1]!, token: m[2]! }));
+    expect(curls.length).toBe(3);
+    const ca = readFileSync(join(dir, ".state", "tls", "listen", "cert.pem"), "utf8");
+    const call = (c: { url: string; token: string }) =>
+      fetch(c.url, { method: "POST", headers: { authorization: `Bearer ${c.token}` }, tls: { ca } } as RequestInit);
+    expect((await call(curls[0]!)).status).toBe(200); // alice submits
+    expect((await call(curls[1]!)).status).toBe(403); // alice may not approve
+  } finally {
+    expect(await serving.stop()).toBe(0);
+  }
+});
