@@ -209,7 +209,10 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       const status = decision.code === "DENY_NO_ROUTE" ? config.noRouteStatus : 403;
       const extra = config.hideDenyDetails || decision.code === "DENY_NO_ROUTE" ? undefined : { duty: decision.duty, decision: decision.code, rule: decision.decidedBy, reasons: decision.reasons.filter((r) => r.held).map((r) => r.rule) };
       const detail = config.hideDenyDetails ? undefined : decision.message;
-      return finish(problemResponse({ status, code: decision.code, detail, requestId, extra }), { duty: decision.duty ?? "", decision: "deny" });
+      // Hidden details hide the deny code too: `DENY_NO_ROUTE` vs `DENY_NO_GRANT` would tell a caller
+      // which routes exist, defeating `no_route_status = 403`. The audit record keeps the real code.
+      const code = config.hideDenyDetails ? "DENY" : decision.code;
+      return finish(problemResponse({ status, code, detail, requestId, extra }), { duty: decision.duty ?? "", decision: "deny" });
     }
 
     if (upstreamName === INTERNAL_UPSTREAM && deps.internal) {
