@@ -114,6 +114,14 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       await auditDeny({ requestId, channel, method: request.method, path: null, reasonCode: target.code, message: target.message, active, caller: null, info, request });
       return finish(problemResponse({ status: target.status, code: target.code, detail: target.message, requestId }), { duty: "", decision: "deny" });
     }
+    // A declared length over the limit is refused before anything else (RFC 9110 §15.5.14);
+    // a chunked body is cut off at the limit while it is forwarded.
+    const declaredLength = request.headers.get("content-length");
+    if (declaredLength !== null && Number(declaredLength) > config.maxBodyBytes) {
+      const message = `request body larger than ${config.maxBodyBytes} bytes`;
+      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "REQUEST_BODY_TOO_LARGE", message, active, caller: null, info, request });
+      return finish(problemResponse({ status: 413, code: "REQUEST_BODY_TOO_LARGE", detail: message, requestId }), { duty: "", decision: "deny" });
+    }
 
     if (channel === "admin" && deps.probes && request.method === "GET") {
       const probe = deps.probes(target.path, requestId);
