@@ -163,6 +163,13 @@ describe("checker diagnostics", () => {
 });
 
 describe("regressions", () => {
+  test("E_UNKNOWN_DUTY cascades from a declared duty with an error: rules naming it get no follow-on errors", () => {
+    const r = check(HEAD + "duty d POST /c/:change/approve -> nope\ngrant reviewer d when request.param.change != \"\"\nforbid d when request.param.change == \"x\"\nduty e post /e -> app\ngrant reviewer e\n");
+    expect(r.diagnostics.map(where)).toEqual(["E_UNKNOWN_UPSTREAM p.duty:9:35", "E_BAD_METHOD p.duty:12:8"]);
+    // A name no duty declaration has is still unknown.
+    expect(check(HEAD + "grant reviewer nothing\n").diagnostics.map(where)).toEqual(["E_UNKNOWN_DUTY p.duty:9:16"]);
+  });
+
   test("W_DUTY_NEVER_GRANTED cascades from a grant with an error: a duty whose only grant is broken gets the error, not the warning", () => {
     const r = check(HEAD + "duty d GET /d -> app\ngrant reviwer d\n");
     expect(r.diagnostics.map(where)).toEqual(["E_UNKNOWN_ROLE p.duty:10:7"]);

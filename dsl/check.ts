@@ -77,6 +77,8 @@ interface Scope {
   /** Route params that every duty the rule applies to has. */
   params: ReadonlySet<string>;
   paramHelp: readonly string[];
+  /** The rule names a duty that has an error: its params are unknown, so param references go unchecked. */
+  open?: boolean;
 }
 
 export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions = {}): CheckResult {
@@ -179,6 +181,8 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
 
   // --- duties ----------------------------------------------------------------------------
   const duties: CheckedDuty[] = [];
+  // Declared duties that have an error: rules naming them get no follow-on "unknown duty" errors.
+  const brokenDuties = new Set<string>();
   const dutyByName = new Map<string, CheckedDuty>();
   const shapes = new Map<string, CheckedDuty>();
   for (const d of of("duty")) {
@@ -209,7 +213,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         err("E_UNKNOWN_CHANNEL", `unknown channel \`${d.channel.text}\``, d.channel.span, didYouMean(d.channel.text, CHANNELS) ?? "channels are `operational` and `admin`");
       } else channel = d.channel.text as typeof channel;
     }
-    if (!ok || "error" in parsed) continue;
+    if (!ok || "error" in parsed) { brokenDuties.add(d.name.text); continue; }
     const duty: CheckedDuty = {
       name: d.name.text, method, pattern: d.pattern.text, segments: parsed.segments,
       params: parsed.segments.flatMap((s) => (s.kind === "param" ? [s.name] : [])),
@@ -219,6 +223,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     const shapeKey = `${channel} ${method} ${routeShape(parsed.segments)}`;
     const clash = shapes.get(shapeKey);
     if (clash) {
+      brokenDuties.add(duty.name);
       err("E_OVERLAPPING_DUTY", `duty \`${duty.name}\` has the same method and route as \`${clash.name}\``, d.pattern.span, `\`${clash.name}\` is declared at ${at(clash.span)}; a request must map to exactly one duty`);
       continue;
     }
@@ -229,7 +234,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   const dutyNames = () => duties.map((d) => d.name);
   const resolveDuty = (n: Name): CheckedDuty | null => {
     const d = dutyByName.get(n.text);
-    if (!d) err("E_UNKNOWN_DUTY", `unknown duty \`${n.text}\``, n.span, didYouMean(n.text, dutyNames()));
+    if (!d && !brokenDuties.has(n.text)) err("E_UNKNOWN_DUTY", `unknown duty \`${n.text}\``, n.span, didYouMean(n.text, dutyNames()));
     return d ?? null;
   };
 
@@ -350,7 +355,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         case "param": {
           const p = rest[0];
           if (!p || rest.length > 1) { err("E_BAD_REFERENCE", "use `request.param.<name>`", e.span); return tBad; }
-          if (!scope.params.has(p.name)) {
+          if (!scope.open && !scope.params.has(p.name)) {
             err("E_UNKNOWN_PARAM", `unknown route param \`${p.name}\``, p.span, didYouMean(p.name, scope.paramHelp) ?? (scope.paramHelp.length ? `params here: ${scope.paramHelp.join(", ")}` : "this rule's duties have no route params"));
             return tBad;
           }
@@ -507,7 +512,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     }
     const duty = resolveDuty(d.duty);
     if (!duty) ok = false;
-    const when = d.when ? checkCondition(d.when, scopeFor(duty ? [duty] : [])) : null;
+    const when = d.when ? checkCondition(d.when, duty ? scopeFor([duty]) : { ...scopeFor([]), open: brokenDuties.has(d.duty.text) }) : null;
     if (d.when && !when) ok = false;
     let until: number | null = null;
     if (d.until) {
@@ -548,7 +553,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         else ds.push(duty);
       }
     }
-    const when = checkCondition(d.when, scopeFor(ds ?? []));
+    const when = checkCondition(d.when, { ...scopeFor(ds ?? []), open: d.duties?.some((n) => brokenDuties.has(n.text)) ?? false });
     if (!when) ok = false;
     if (when && isConstant(when) && evaluate(when, constantEnv) === false) {
       warn("W_FORBID_NEVER_APPLIES", "this forbid never applies: its condition is always false", d.when.span);
