@@ -1,0 +1,181 @@
+// `gateway check --replay`: real traffic recorded by a real gateway, replayed under candidate
+// policies. The unchanged policy flips nothing; a deliberate change flips exactly what it should.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCheck } from "../../src/cli/check.ts";
+import { EXIT, memoryIo } from "../../src/cli/io.ts";
+import { replayStep, type ReplayReport } from "../../src/cli/replay.ts";
+import { main } from "../../src/main.ts";
+import { SHIPPED_POLICIES, startTestGateway, type TestGateway } from "../support/harness.ts";
+
+let t: TestGateway;
+let auditDir: string;
+let work: string;
+const tokens: Record<string, string> = {};
+
+interface Sent { who: string; method: string; path: string; headers?: Record<string, string>; status: number }
+const sent: Sent[] = [];
+
+async function send(who: string | null, method: string, path: string, headers: Record<string, string> = {}): Promise<number> {
+  const res = await t.fetch(path, { method, token: who ? tokens[who] : undefined, headers });
+  await res.arrayBuffer();
+  sent.push({ who: who ?? "(anonymous)", method, path, headers, status: res.status });
+  return res.status;
+}
+
+/** A candidate policy directory: the shipped `.duty` files (no tests) with `edit` applied to changes.duty. */
+function candidate(name: string, edit?: (changes: string) => string): string {
+  const dir = join(work, name);
+  cpSync(SHIPPED_POLICIES, dir, { recursive: true, filter: (src) => !src.endsWith(".test.toml") });
+  const file = join(dir, "changes.duty");
+  const before = readFileSync(file, "utf8");
+  const after = edit ? edit(before) : before;
+  if (edit) expect(after).not.toBe(before);
+  writeFileSync(file, after);
+  return dir;
+}
+
+async function replay(dir: string, options: { allowFlips?: boolean; format?: "text" | "json" | "github" } = {}) {
+  const io = memoryIo();
+  const code = await runCheck({ dir, format: options.format ?? "json", extraSteps: [replayStep({ paths: [auditDir], allowFlips: options.allowFlips ?? false, maxExamples: 2 })] }, io);
+  return { code, io, report: options.format === undefined || options.format === "json" ? ((JSON.parse(io.stdout.join("\n")) as { replay: ReplayReport }).replay) : null };
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "dutygate-replay-"));
+  t = await startTestGateway();
+  auditDir = t.config.audit.dir;
+  const people = {
+    alice: { roles: ["developer"], mfa: true, team: "core" },
+    bob: { roles: ["reviewer"], mfa: false, team: "core" },
+    carol: { roles: ["deployer"], mfa: true, team: "ops" },
+    rita: { roles: ["developer", "reviewer"], mfa: true, team: "core" },
+  };
+  for (const [sub, claims] of Object.entries(people)) tokens[sub] = await t.issuer.token({ sub, ...claims });
+
+  for (let change = 1; change <= 5; change++) expect(await send("alice", "POST", `/changes/${change}/submit`)).toBe(200);
+  for (let change = 1; change <= 5; change++) expect(await send("bob", "POST", `/changes/${change}/approve`)).toBe(200);
+  expect(await send("alice", "POST", "/changes/1/approve")).toBe(403); // DENY_NO_GRANT (and she submitted it)
+  expect(await send("alice", "POST", "/changes/9/approve")).toBe(403); // DENY_NO_GRANT
+  expect(await send("bob", "POST", "/changes/6/submit")).toBe(403); // DENY_NO_GRANT
+  for (let change = 1; change <= 3; change++) expect(await send("carol", "POST", `/changes/${change}/deploy`)).toBe(200);
+  expect(await send("carol", "POST", "/changes/4/deploy", { "x-freeze": "1" })).toBe(403); // DENY_FORBID
+  expect(await send("rita", "POST", "/changes/8/submit")).toBe(200);
+  expect(await send("rita", "POST", "/changes/8/approve")).toBe(403); // DENY_SOD_HISTORY, from the live ledger
+  expect(await send("alice", "GET", "/changes", { "x-freeze": "1" })).toBe(200);
+  expect(await send(null, "GET", "/changes")).toBe(401); // denied before a decision
+  // The outcome records follow the responses asynchronously; stopping flushes and closes the log.
+  await t.stop({ keepDir: true });
+});
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+  if (t) rmSync(t.dir, { recursive: true, force: true });
+});
+
+describe("the recorded log", () => {
+  test("decision records carry the typed principal, the request time and the headers the policy reads, never the token", () => {
+    const text = readdirSync(auditDir).filter((n) => n.endsWith(".jsonl")).map((n) => readFileSync(join(auditDir, n), "utf8")).join("");
+    const decisions = text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.type === "decision" && r.sub !== undefined && r.sub !== null);
+    expect(decisions.length).toBe(sent.length - 1);
+    const frozen = decisions.find((r) => r.path === "/changes/4/deploy")!;
+    expect(frozen.principal).toEqual({ sub: "carol", roles: ["deployer"], mfa: true, team: "ops" });
+    expect(frozen.policy_headers).toEqual({ "x-freeze": "1" });
+    expect(Date.parse(frozen.request_time as string)).toBeLessThanOrEqual(Date.parse(frozen.time as string));
+    expect(decisions.find((r) => r.path === "/changes/1/submit")!.policy_headers).toEqual({ "x-freeze": null });
+    for (const token of Object.values(tokens)) expect(text).not.toContain(token);
+  });
+});
+
+describe("gateway check --replay", () => {
+  test("the unchanged policy: zero flips, exit 0, the pre-decision denial skipped and counted", async () => {
+    const { code, report } = await replay(candidate("unchanged"));
+    expect(code).toBe(EXIT.ok);
+    expect(report!.flips.total).toBe(0);
+    expect(report!.decisions).toBe(sent.length);
+    expect(report!.replayed).toBe(sent.length - 1);
+    expect(report!.skipped).toEqual({ "denied before a decision (authentication or path)": 1 });
+    expect(report!.unrecordedInputs).toEqual({});
+  });
+
+  test("the same rules on other lines (new rule ids): still zero flips; the history denial replays from the rebuilt ledger", async () => {
+    // Without the ledger, rita's approval of the change she submitted would flip to allow.
+    const { code, report } = await replay(candidate("moved", (s) => "# moved down\n\n\n" + s));
+    expect(code).toBe(EXIT.ok);
+    expect(report!.flips.total).toBe(0);
+    expect(report!.codeChanges).toBe(0);
+  });
+
+  test("a removed grant, an added forbid and an added grant: exactly the expected flips, exit 3", async () => {
+    const dir = candidate("changed", (s) =>
+      s.replace("grant reviewer       approve_change\n", "grant developer      approve_change\n")
+        + '\nforbid list_changes when request.header["x-freeze"] == "1"\n');
+    const { code, report } = await replay(dir);
+    expect(code).toBe(EXIT.decisionFlips);
+    const groups = report!.flips.groups.map((g) => [g.direction, g.duty, g.roles, g.count]);
+    expect(groups).toEqual([
+      ["allow→deny", "approve_change", "reviewer", 5],
+      ["allow→deny", "list_changes", "developer", 1],
+      ["deny→allow", "approve_change", "developer", 1],
+    ]);
+    expect(report!.flips).toMatchObject({ total: 7, allowToDeny: 6, denyToAllow: 1 });
+    // bob's approvals: examples capped at 2, with request ids from the log and old → new codes.
+    const bob = report!.flips.groups[0]!;
+    expect(bob.examples.length).toBe(2);
+    expect(bob.examples[0]).toMatchObject({ sub: "bob", request: "POST /changes/1/approve", from: "ALLOW", to: "DENY_NO_GRANT" });
+    expect(bob.examples[0]!.requestId).toMatch(/\S{8,}/);
+    expect(report!.flips.groups[1]!.examples[0]).toMatchObject({ sub: "alice", request: "GET /changes", from: "ALLOW", to: "DENY_FORBID" });
+    expect(report!.flips.groups[2]!.examples).toEqual([expect.objectContaining({ sub: "alice", request: "POST /changes/9/approve", from: "DENY_NO_GRANT", to: "ALLOW" })]);
+    // alice approving her own change 1: no grant before, history separation now — no flip.
+    expect(report!.codeChanges).toBe(1);
+  });
+
+  test("--allow-flips reports the flips and exits 0; text and github formats name them", async () => {
+    const dir = candidate("no-reviewers", (s) => s.replace("grant reviewer       approve_change\n", ""));
+    const allowed = await replay(dir, { allowFlips: true });
+    expect(allowed.code).toBe(EXIT.ok);
+    expect(allowed.report!.flips.total).toBe(5);
+    const text = await replay(dir, { format: "text" });
+    expect(text.code).toBe(EXIT.decisionFlips);
+    expect(text.io.stdout.join("\n")).toContain("replay: 5 decision flips (allow→deny 5, deny→allow 0)");
+    expect(text.io.stdout.join("\n")).toMatch(/allow→deny\s+approve_change\s+reviewer\s+5/);
+    const github = await replay(dir, { format: "github" });
+    expect(github.io.stdout.filter((l) => l.startsWith("::error title=decision flip::allow→deny approve_change (reviewer): 5 requests"))).toHaveLength(1);
+  });
+
+  test("a candidate that reads a header the log did not record: noted, replayed as absent", async () => {
+    const dir = candidate("new-header", (s) => s + '\nforbid read_change when request.header["x-legacy"] == "1"\n');
+    const { code, report } = await replay(dir);
+    expect(code).toBe(EXIT.ok);
+    expect(report!.unrecordedInputs["header `x-legacy`"]).toBe(sent.length - 1);
+  });
+
+  test("through the command line: `gateway check DIR --replay AUDIT` exits 3, usage errors 64", async () => {
+    const dir = candidate("cli", (s) => s.replace("grant reviewer       approve_change\n", ""));
+    const io = memoryIo();
+    expect(await main(["check", dir, "--replay", auditDir], io)).toBe(EXIT.decisionFlips);
+    expect(io.stdout.join("\n")).toContain("5 decision flips");
+    expect(await main(["check", dir, "--replay", auditDir, "--allow-flips"], memoryIo())).toBe(EXIT.ok);
+    expect(await main(["check", dir, "--allow-flips"], memoryIo())).toBe(EXIT.usage);
+    const missing = memoryIo();
+    expect(await main(["check", dir, "--replay", join(work, "no-such-log")], missing)).toBe(EXIT.usage);
+    expect(missing.stdout.join("\n")).toContain("AUDIT_READ_FAILED");
+  });
+
+  test("records without the full principal (older gateways) are skipped and counted by the missing attribute", async () => {
+    const file = join(work, "old-format.jsonl");
+    writeFileSync(file, [
+      { type: "decision", seq: 0, time: "2026-01-01T00:00:00.000Z", request_id: "r1", channel: "operational", method: "POST", path: "/changes/1/submit", sub: "alice", roles: ["developer"], decision: "allow", code: "ALLOW" },
+      { type: "checkpoint", seq: 1 },
+      "{\"type\":\"decision\",\"seq\":2,", // a torn last line
+    ].map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n"));
+    const io = memoryIo();
+    const code = await runCheck({ dir: candidate("old"), format: "json", extraSteps: [replayStep({ paths: [file], allowFlips: false })] }, io);
+    expect(code).toBe(EXIT.ok);
+    const report = (JSON.parse(io.stdout.join("\n")) as { replay: ReplayReport }).replay;
+    expect(report.skipped).toEqual({ "principal attribute `mfa` not recorded": 1 });
+    expect(report.unreadableLines).toBe(1);
+  });
+});
