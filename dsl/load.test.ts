@@ -63,7 +63,7 @@ describe("regressions: spans and messages", () => {
 describe("regressions: syntax messages", () => {
   test("a stray token between declarations says `expected EOF`: it says a declaration was expected", () => {
     for (const [body, at, found] of [["when a\n", "E_SYNTAX p.duty:5:1", "`when`"], ["grant a d\n42\n", "E_SYNTAX p.duty:6:1", "`42`"]] as const) {
-      const first = load(HEAD + body).diagnostics[0]!;
+      const first = load(HEAD + body).diagnostics.find((d) => d.code === "E_SYNTAX")!;
       expect({ at: where(first), message: first.message }).toEqual({ at, message: `expected a declaration, found ${found}` });
       expect(first.help).toBe("declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate");
     }
@@ -89,7 +89,7 @@ describe("lexical and syntax errors", () => {
       ["enum role { x }\n", "E_SYNTAX p.duty:5:6", "expected a name, found `role`"],
     ];
     for (const [body, at, message] of rows) {
-      const first = load(HEAD + body).diagnostics[0]!;
+      const first = load(HEAD + body).diagnostics.find((d) => d.code === "E_SYNTAX")!;
       expect({ body, at: where(first), message: first.message }).toEqual({ body, at, message });
     }
   });
@@ -125,7 +125,7 @@ describe("lexical and syntax errors", () => {
     expect(r.policy).toBeNull();
   });
 
-  test("after a syntax error, the checker's findings in that file are held back, other files keep theirs", () => {
+  test("after a syntax error, findings a dropped declaration could explain are held back; the rest are reported", () => {
     const r = loadPolicy([
       { path: "a.duty", text: HEAD + "grant a d when (\n" },
       { path: "b.duty", text: "grant reviwer d\n" },
@@ -137,6 +137,11 @@ describe("lexical and syntax errors", () => {
       { path: "b.duty", text: "duty e GET /e -> u\nduty f GET /e -> u\n" },
     ], { now: NOW });
     expect(clean.diagnostics.map(where)).toEqual(["E_SYNTAX a.duty:6:1", "W_DUTY_NEVER_GRANTED b.duty:1:1", "E_OVERLAPPING_DUTY b.duty:2:12"]);
+  });
+
+  test("one run reports syntax errors and the type errors of the same broken file", () => {
+    const r = load(HEAD + "grant a d when principal.mfa == 1\nduty e GET /e\ngrant a d when principal.mfaa\n");
+    expect(r.diagnostics.map(where)).toEqual(["E_TYPE_MISMATCH p.duty:5:30", "E_SYNTAX p.duty:7:1", "E_UNKNOWN_ATTRIBUTE p.duty:7:26"]);
   });
 
   test("several files are one policy: names resolve across files, spans name their file", () => {

@@ -38,7 +38,11 @@ function describeSyntaxError(e: IRecognitionException): { message: string; help?
   if (e.name === "MismatchedTokenException" && expecting === "EOF") return declarationExpected;
   if (e.name === "MismatchedTokenException" && expecting) return { message: `expected ${label(expecting)}, found ${found}` };
   if (e.name === "NoViableAltException") {
-    if (e.context?.ruleStack?.at(-1) === "declaration") return declarationExpected;
+    const rule = e.context?.ruleStack?.at(-1);
+    if (rule === "declaration") return declarationExpected;
+    if (rule === "primary" || rule === "addExpr" || rule === "notExpr") {
+      return { message: `expected an expression, found ${found}`, help: "an expression is a literal, `principal.<attr>`, `request.<field>`, a set `[…]` or `( … )`" };
+    }
     return { message: `unexpected ${found}` };
   }
   if (e.name === "NotAllInputParsedException") return declarationExpected;
@@ -112,11 +116,14 @@ export function loadPolicy(sources: readonly PolicySource[], options: CheckOptio
   const parsed = sources.map(parsePolicySource);
   const syntax = parsed.flatMap((p) => p.diagnostics);
   const checked = checkPolicy(parsed.map((p) => p.file), options);
-  // After syntax errors the checker sees an incomplete policy: keep its findings, but only those
-  // not caused by missing pieces would be trustworthy, so report syntax errors plus checker errors
-  // in files that parsed cleanly.
+  // After a syntax error the AST lacks the declarations recovery had to drop, so findings that a
+  // dropped declaration could explain (an unknown name, a missing schema, a never-granted duty)
+  // are held back; every other checker finding is still reported, so one run shows them all.
   const brokenFiles = new Set(parsed.filter((p) => hasErrors(p.diagnostics)).map((p) => p.file.file));
-  const checkerDiags = brokenFiles.size ? checked.diagnostics.filter((d) => !brokenFiles.has(d.span.file) && d.code !== "E_UNKNOWN_DUTY" && d.code !== "E_UNKNOWN_ROLE" && d.code !== "E_UNKNOWN_UPSTREAM" && d.code !== "E_NO_PRINCIPAL") : checked.diagnostics;
+  const mayBeCausedByDroppedCode = new Set(["E_UNKNOWN_DUTY", "E_UNKNOWN_ROLE", "E_UNKNOWN_UPSTREAM", "E_UNKNOWN_TYPE", "E_UNKNOWN_NAME", "E_NO_PRINCIPAL", "E_PRINCIPAL_SUB", "E_PRINCIPAL_ROLES"]);
+  const checkerDiags = brokenFiles.size
+    ? checked.diagnostics.filter((d) => !mayBeCausedByDroppedCode.has(d.code) && (d.severity === "error" || !brokenFiles.has(d.span.file)))
+    : checked.diagnostics;
   const diagnostics = sortDiagnostics([...syntax, ...checkerDiags]);
   return { policy: hasErrors(diagnostics) ? null : checked.policy, diagnostics };
 }
