@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from "jose";
 import { defaultConfig } from "../../src/config/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../../src/config/types.ts";
-import { createLogger } from "../../src/gateway/log.ts";
+import { createLogger, type Logger } from "../../src/gateway/log.ts";
 import { startGateway, type RunningGateway } from "../../src/gateway/serve.ts";
 import { createCa, issueCertificate, type IssuedCertificate } from "../../src/tls/testing/pki.ts";
 
@@ -113,6 +113,8 @@ export interface TestGatewayOptions {
   /** Keep the temp directory after stop (restart tests). */
   dir?: string;
   auditDisabled?: boolean;
+  /** The gateway's operational logger (default: errors only, to stderr). */
+  log?: Logger;
 }
 
 export interface TestGateway {
@@ -163,7 +165,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   if (options.configure) config = options.configure(config, { dir, upstream });
   let gw: RunningGateway;
   try {
-    gw = await startGateway(config, { log: createLogger("error"), auditDisabled: options.auditDisabled });
+    gw = await startGateway(config, { log: options.log ?? createLogger("error"), auditDisabled: options.auditDisabled });
   } catch (e) {
     // A refused start (tests of fail-closed start-up) must not leak the upstream or the temp dir.
     upstream.stop();
@@ -189,6 +191,88 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       await gw.stop({ deadlineMs: 2000 });
       upstream.stop();
       if (!keepDir && !options.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A `gateway.toml` for a gateway run as its own process: loopback listener on an ephemeral port,
+ * the test issuer, every shipped upstream name pointing at `upstreamUrl`, unsigned policies from
+ * `policyDir`, audit in `dir/audit`, state in `dir/.state`. `extra` is appended verbatim (TOML).
+ */
+export function writeProcessConfig(dir: string, options: { upstreamUrl: string; issuer: TestIssuer; policyDir: string; extra?: string; auditToml?: string }): string {
+  const file = join(dir, "gateway.toml");
+  const q = (s: string) => JSON.stringify(s);
+  writeFileSync(file, [
+    `state_dir = ${q(join(dir, ".state"))}`,
+    "[listen]", `address = "127.0.0.1:0"`,
+    "[issuers.e2e]", `issuer = ${q(TEST_ISSUER)}`, `audience = ${q(TEST_AUDIENCE)}`, `jwks_file = ${q(options.issuer.jwksFile)}`, `algorithms = ["ES256"]`,
+    ...["changes", "deploy", "logs", "admin"].flatMap((name) => [`[upstreams.${name}]`, `url = ${q(options.upstreamUrl)}`]),
+    "[policy]", `dir = ${q(options.policyDir)}`, "require_signature = false", "watch = false",
+    "[audit]", `dir = ${q(join(dir, "audit"))}`, options.auditToml ?? "",
+    "[log]", `level = "info"`,
+    options.extra ?? "",
+  ].join("\n") + "\n");
+  return file;
+}
+
+/** A `gateway serve` process that printed its start-up banner. */
+export interface GatewayProcess {
+  /** Operational URL from the banner. */
+  url: string;
+  pid: number;
+  stdout(): string;
+  /** JSON log lines so far. */
+  stderr(): string;
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves with the exit code once the process exited. */
+  exited: Promise<number>;
+  /** SIGKILL if still running, then waits for the exit. */
+  kill(): Promise<number>;
+}
+
+/**
+ * Runs `bun src/main.ts serve --config FILE` as a separate process and waits (at most
+ * `deadlineMs`) for the banner line `dutygate listening on https://…`. Throws with the output
+ * when the process exits or the deadline passes first (the process is killed then).
+ */
+export async function spawnGatewayProcess(configFile: string, options: { cwd: string; deadlineMs?: number }): Promise<GatewayProcess> {
+  const bun = join(REPO_ROOT, "node_modules/.bin/bun");
+  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: options.cwd, stdout: "pipe", stderr: "pipe" });
+  let out = "";
+  let err = "";
+  const drain = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
+    const decoder = new TextDecoder();
+    const reader = stream.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      add(decoder.decode(value, { stream: true }));
+    }
+  };
+  void drain(child.stdout, (s) => (out += s));
+  void drain(child.stderr, (s) => (err += s));
+  const until = Date.now() + (options.deadlineMs ?? 30_000);
+  let url: string | null = null;
+  while (Date.now() < until) {
+    url = /dutygate listening on (https:\/\/\S+)/.exec(out)?.[1] ?? null;
+    if (url || child.exitCode !== null) break;
+    await Bun.sleep(10);
+  }
+  if (!url) {
+    child.kill("SIGKILL");
+    await child.exited;
+    throw new Error(`gateway serve did not print its banner (exit ${child.exitCode}):\n${out}\n${err}`);
+  }
+  return {
+    url, pid: child.pid,
+    stdout: () => out,
+    stderr: () => err,
+    signal: (sig) => child.kill(sig),
+    exited: child.exited,
+    async kill() {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      return child.exited;
     },
   };
 }
