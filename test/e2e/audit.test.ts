@@ -1,0 +1,337 @@
+// The audit log end to end: the chain a real gateway writes under concurrent load verifies with
+// the gateway's public key; every response has its decision record; tampering with that real log
+// is found at the right line; rotation keeps one chain; a full disk fails closed (or open, when
+// configured); a gateway killed with SIGKILL mid-load leaves a log that verifies and holds the
+// decision of every request a client saw forwarded.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { JSONWebKeySet } from "jose";
+import { auditFileName, runAuditVerify, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
+import { recordLine } from "../../src/audit/record.ts";
+import { memoryIo } from "../../src/cli/io.ts";
+import { createLogger } from "../../src/gateway/log.ts";
+import { createTestIssuer, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type TestGateway } from "../support/harness.ts";
+
+type AuditRecord = Record<string, unknown> & { type: string; seq: number };
+
+function readRecords(auditDir: string): AuditRecord[] {
+  return readdirSync(auditDir).filter((n) => n.endsWith(".jsonl")).sort()
+    .flatMap((n) => readFileSync(join(auditDir, n), "utf8").split("\n"))
+    .filter((l) => l.trim() !== "")
+    .flatMap((l) => { try { return [JSON.parse(l) as AuditRecord]; } catch { return []; } });
+}
+
+function readJwks(stateDir: string): JSONWebKeySet {
+  return JSON.parse(readFileSync(join(stateDir, "gateway-key", "public.jwks"), "utf8")) as JSONWebKeySet;
+}
+
+/** Runs `total` requests with at most `concurrency` in flight; returns what each got (or the error). */
+async function runLoad<T>(total: number, concurrency: number, one: (i: number) => Promise<T>): Promise<Array<T | Error>> {
+  const results: Array<T | Error> = new Array(total);
+  let next = 0;
+  const worker = async () => {
+    while (next < total) {
+      const i = next++;
+      try {
+        results[i] = await one(i);
+      } catch (e) {
+        results[i] = e as Error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return results;
+}
+
+interface Answer { requestId: string; status: number }
+
+describe("the chain a gateway writes under concurrent load", () => {
+  let t: TestGateway;
+  let answers: Answer[];
+  let records: AuditRecord[];
+  let auditFile: string;
+  const TOTAL = 2000;
+
+  beforeAll(async () => {
+    t = await startTestGateway({ configure: (c) => ({ ...c, audit: { ...c.audit, checkpointEvery: 100 } }) });
+    const alice = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+    const carol = await t.issuer.token({ sub: "carol", roles: ["deployer"], mfa: true });
+    // A mix: forwarded, denied by policy, denied by a forbid, unauthenticated, no route.
+    const kinds: Array<(i: number) => Promise<Response>> = [
+      () => t.fetch("/changes", { token: alice }),
+      (i) => t.fetch(`/changes/${i}/submit`, { method: "POST", token: alice, body: "x" }),
+      (i) => t.fetch(`/changes/${i}/approve`, { method: "POST", token: alice }),
+      () => t.fetch("/changes"),
+      (i) => t.fetch(`/changes/${i}/deploy`, { method: "POST", token: carol, headers: { "x-freeze": "1" } }),
+      () => t.fetch("/nowhere", { token: alice }),
+    ];
+    const results = await runLoad(TOTAL, 16, async (i) => {
+      const res = await kinds[i % kinds.length]!(i);
+      await res.arrayBuffer();
+      return { requestId: res.headers.get("x-request-id") ?? "", status: res.status };
+    });
+    answers = results.map((r) => {
+      if (r instanceof Error) throw r;
+      return r;
+    });
+    // Stopping flushes the outcome records and closes the log with a final checkpoint.
+    await t.stop({ keepDir: true });
+    records = readRecords(t.config.audit.dir);
+    auditFile = join(t.config.audit.dir, auditFileName(0));
+  }, 120_000);
+
+  afterAll(() => {
+    if (t) rmSync(t.dir, { recursive: true, force: true });
+  });
+
+  test("every request was answered as its kind predicts", () => {
+    const expected = [200, 200, 403, 401, 403, 404];
+    expect(answers.length).toBe(TOTAL);
+    const wrong = answers.flatMap((a, i) => (a.status === expected[i % expected.length] ? [] : [{ i, status: a.status }]));
+    expect(wrong).toEqual([]);
+  });
+
+  test("the chain verifies with the gateway's public JWKS, checkpoints included", async () => {
+    const jwks = readJwks(t.config.stateDir);
+    const result = await verifyAuditFiles([t.config.audit.dir], { keys: jwks });
+    expect(result.break).toBeNull();
+    expect(result.ok).toBe(true);
+    expect(result.signaturesChecked).toBe(true);
+    expect(result.checkpoints).toBeGreaterThanOrEqual(Math.floor(records.length / 101));
+    expect(result.recordsAfterLastCheckpoint).toBe(0);
+    expect(result.records).toBe(records.length);
+    const io = memoryIo();
+    expect(await runAuditVerify({ files: [t.config.audit.dir], keysFile: join(t.config.stateDir, "gateway-key", "public.jwks") }, io)).toBe(0);
+    expect(io.stdout[0]).toMatch(/^ok: \d+ records, \d+ checkpoints, 1 file$/);
+  });
+
+  test("a checkpoint signed by another key does not verify against the gateway's JWKS", async () => {
+    const other = await createTestIssuer(mkdtempSync(join(tmpdir(), "dutygate-otherkey-")));
+    const jwks = JSON.parse(readFileSync(other.jwksFile, "utf8")) as JSONWebKeySet;
+    const result = await verifyAuditFiles([t.config.audit.dir], { keys: jwks });
+    expect(result.break?.kind).toBe("bad_checkpoint");
+  });
+
+  test("every response's request id has one decision record; every forwarded one an outcome with its status", () => {
+    const decisions = new Map<string, AuditRecord[]>();
+    const outcomes = new Map<string, AuditRecord>();
+    for (const r of records) {
+      if (r.type === "decision") decisions.set(r.request_id as string, [...(decisions.get(r.request_id as string) ?? []), r]);
+      if (r.type === "outcome") outcomes.set(r.request_id as string, r);
+    }
+    for (const a of answers) {
+      expect(a.requestId).not.toBe("");
+      const d = decisions.get(a.requestId);
+      expect(d?.length).toBe(1);
+      expect(d![0]!.decision).toBe(a.status === 200 ? "allow" : "deny");
+      if (a.status === 200) {
+        const o = outcomes.get(a.requestId);
+        expect(o?.status).toBe(200);
+        expect(o!.decision_seq).toBe(d![0]!.seq);
+        expect(o!.seq).toBeGreaterThan(d![0]!.seq);
+      } else {
+        expect(outcomes.has(a.requestId)).toBe(false);
+      }
+    }
+    expect(decisions.size).toBe(TOTAL);
+  });
+
+  describe("tampering with the real log is found at the right line", () => {
+    let lines: string[];
+    let work: string;
+    beforeAll(() => {
+      lines = readFileSync(auditFile, "utf8").split("\n").filter((l) => l !== "");
+      work = mkdtempSync(join(tmpdir(), "dutygate-tamper-"));
+    });
+    afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+    const parse = (l: string) => JSON.parse(l) as Record<string, unknown>;
+    const rehash = (r: Record<string, unknown>) => {
+      const { hash: _h, ...body } = r;
+      return recordLine(body).line.trimEnd();
+    };
+    /** Index (0-based) of the first decision record at or after `from` that is not a checkpoint's neighbour. */
+    const decisionAt = (from: number) => {
+      for (let i = from; i < lines.length - 2; i++) if (parse(lines[i]!).type === "decision" && parse(lines[i + 1]!).type === "decision") return i;
+      throw new Error("no decision record found");
+    };
+    async function verifyLines(name: string, tampered: string[], options: { anchor?: string } = {}) {
+      const file = join(work, `${name}.jsonl`);
+      writeFileSync(file, tampered.join("\n") + "\n");
+      return verifyAuditFiles([file], { keys: readJwks(t.config.stateDir), ...options });
+    }
+
+    const cases: Array<[string, (i: number) => string[], (i: number) => { line: number; kind: AuditBreakKind }]> = [
+      ["edit a field", (i) => lines.map((l, j) => (j === i ? l.replace('"path":"/', '"path":"/x') : l)), (i) => ({ line: i + 1, kind: "changed" })],
+      ["edit a field and recompute its hash", (i) => lines.map((l, j) => (j === i ? rehash({ ...parse(l), sub: "mallory" }) : l)), (i) => ({ line: i + 1, kind: "changed" })],
+      ["delete a line", (i) => lines.filter((_, j) => j !== i), (i) => ({ line: i + 1, kind: "removed" })],
+      ["swap two lines", (i) => lines.map((l, j) => (j === i ? lines[i + 1]! : j === i + 1 ? lines[i]! : l)), (i) => ({ line: i + 1, kind: "reordered" })],
+      ["insert a forged line", (i) => [...lines.slice(0, i + 1), rehash({ ...parse(lines[i + 1]!), sub: "mallory" }), ...lines.slice(i + 1)], (i) => ({ line: i + 2, kind: "inserted" })],
+    ];
+    for (const [name, tamper, expected] of cases) {
+      test(name, async () => {
+        const i = decisionAt(Math.floor(lines.length / 2));
+        const tampered = tamper(i);
+        // (compared as a boolean: a failure must not print a 2 MB log)
+        expect(tampered.join("\n") === lines.join("\n")).toBe(false);
+        const result = await verifyLines(name.replace(/\W+/g, "-"), tampered);
+        expect(result.ok).toBe(false);
+        expect(result.break).toMatchObject(expected(i));
+      });
+    }
+
+    test("truncate after a checkpoint: the prefix verifies alone; the last checkpoint kept elsewhere shows the cut", async () => {
+      const checkpoints = lines.flatMap((l, i) => (parse(l).type === "checkpoint" ? [i] : []));
+      expect(checkpoints.length).toBeGreaterThan(3);
+      const cut = checkpoints[Math.floor(checkpoints.length / 2)]!;
+      const prefix = lines.slice(0, cut + 1);
+      const plain = await verifyLines("cut", prefix);
+      expect(plain).toMatchObject({ ok: true, recordsAfterLastCheckpoint: 0 });
+      const anchor = String(parse(lines[checkpoints.at(-1)!]!).jws);
+      const anchored = await verifyLines("cut-anchored", prefix, { anchor });
+      expect(anchored.break).toMatchObject({ line: cut + 1, kind: "truncated" });
+    });
+
+    test("the untouched copy verifies (the harness itself is sound)", async () => {
+      expect((await verifyLines("copy", lines)).ok).toBe(true);
+    });
+  });
+});
+
+describe("rotation by size through the gateway", () => {
+  test("many files, one chain: each later file starts with a checkpoint and the whole verifies", async () => {
+    const t = await startTestGateway({ configure: (c) => ({ ...c, audit: { ...c.audit, rotateBytes: 16 * 1024, checkpointEvery: 50 } }) });
+    try {
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      const results = await runLoad(300, 8, async (i) => (await t.fetch(`/changes/${i}/submit`, { method: "POST", token })).status);
+      expect(results.every((s) => s === 200)).toBe(true);
+      await t.stop({ keepDir: true });
+      const files = readdirSync(t.config.audit.dir).filter((n) => n.endsWith(".jsonl")).sort();
+      expect(files.length).toBeGreaterThan(3);
+      for (const name of files.slice(1)) {
+        const first = JSON.parse(readFileSync(join(t.config.audit.dir, name), "utf8").split("\n")[0]!) as AuditRecord;
+        expect(first.type).toBe("checkpoint");
+      }
+      const result = await verifyAuditFiles([t.config.audit.dir], { keys: readJwks(t.config.stateDir) });
+      expect(result.break).toBeNull();
+      expect(result).toMatchObject({ ok: true, files: files.length, firstSeq: 0 });
+      expect(readRecords(t.config.audit.dir).filter((r) => r.type === "decision").length).toBe(300);
+    } finally {
+      await t.stop();
+      rmSync(t.dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe("a full disk", () => {
+  /** An audit directory whose first file is /dev/full: every write fails with ENOSPC. */
+  const fullDisk = (dir: string) => {
+    const auditDir = join(dir, "audit-full");
+    mkdirSync(auditDir, { recursive: true });
+    symlinkSync("/dev/full", join(auditDir, auditFileName(0)));
+    return auditDir;
+  };
+
+  test("on_failure = deny: 503 AUDIT_UNAVAILABLE, never forwarded, /-/readyz turns 503", async () => {
+    const t = await startTestGateway({ admin: true, log: createLogger("error", () => {}), configure: (c, { dir }) => ({ ...c, audit: { ...c.audit, dir: fullDisk(dir), onFailure: "deny" } }) });
+    try {
+      const probe = await t.adminPki!.client("probe");
+      expect((await t.adminFetch("/-/readyz", { cert: probe })).status).toBe(200);
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      for (const path of ["/changes/1/submit", "/changes/2/submit"]) {
+        const res = await t.fetch(path, { method: "POST", token });
+        expect(res.status).toBe(503);
+        expect(((await res.json()) as { code: string }).code).toBe("AUDIT_UNAVAILABLE");
+      }
+      expect(t.upstream.received.length).toBe(0);
+      const ready = await t.adminFetch("/-/readyz", { cert: probe });
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ ready: false, audit_writable: false, policy: true });
+      expect((await t.adminFetch("/-/healthz", { cert: probe })).status).toBe(200);
+      expect(t.gw.metrics.auditFailures.get()).toBeGreaterThanOrEqual(2);
+      // The ledger reservation of a refused request is released: the same person may act once the log works.
+      expect(await t.gw.ledger.size()).toBe(0);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  test("on_failure = allow: requests pass and every failure is logged", async () => {
+    const logged: Array<Record<string, unknown>> = [];
+    const t = await startTestGateway({
+      log: createLogger("error", (line) => void logged.push(JSON.parse(line) as Record<string, unknown>)),
+      configure: (c, { dir }) => ({ ...c, audit: { ...c.audit, dir: fullDisk(dir), onFailure: "allow" } }),
+    });
+    try {
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      const res = await t.fetch("/changes/1/submit", { method: "POST", token });
+      expect(res.status).toBe(200);
+      expect(t.upstream.received.length).toBe(1);
+      const requestId = res.headers.get("x-request-id");
+      expect(logged.some((l) => l.msg === "audit record could not be written" && l.request_id === requestId && l.on_failure === "allow")).toBe(true);
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
+describe("crash safety: SIGKILL mid-load", () => {
+  test("the log written so far verifies (a torn last line at most) and holds every forwarded request's decision", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-crash-"));
+    const upstream = startTestUpstream();
+    let proc: Awaited<ReturnType<typeof spawnGatewayProcess>> | null = null;
+    try {
+      const issuer = await createTestIssuer(dir);
+      cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+      const config = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies"), auditToml: 'fsync = "batch"\ncheckpoint_every = 50' });
+      proc = await spawnGatewayProcess(config, { cwd: dir });
+      const url = proc.url;
+      const token = await issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      let answered = 0;
+      let killed = false;
+      const p = proc;
+      // Bounded: at most 5000 requests; the kill comes after 400 answers, from inside the load.
+      const results = await runLoad(5000, 16, async (i) => {
+        if (killed) throw new Error("gateway gone");
+        const res = await fetch(`${url}/changes/${i}/submit`, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+        await res.arrayBuffer();
+        if (++answered === 400) {
+          process.kill(p.pid, "SIGKILL");
+          killed = true;
+        }
+        return { requestId: res.headers.get("x-request-id") ?? "", status: res.status };
+      });
+      expect(await proc.exited).not.toBe(0);
+      const forwarded = results.filter((r): r is Answer => !(r instanceof Error) && r.status === 200);
+      expect(forwarded.length).toBeGreaterThanOrEqual(400);
+
+      const auditDir = join(dir, "audit");
+      const jwks = readJwks(join(dir, ".state"));
+      const result = await verifyAuditFiles([auditDir], { keys: jwks });
+      // Acceptable: intact, or cut inside its very last line (a write torn by the kill). Anything else is a bug.
+      if (!result.ok) {
+        const lastFile = result.paths.at(-1)!;
+        expect(result.break).toMatchObject({ kind: "truncated", file: lastFile, line: readFileSync(lastFile, "utf8").split("\n").length });
+      }
+      const decided = new Set(readRecords(auditDir).filter((r) => r.type === "decision").map((r) => r.request_id));
+      const missing = forwarded.filter((a) => !decided.has(a.requestId));
+      expect(missing).toEqual([]);
+
+      // A restart repairs a torn tail and continues the same chain; a graceful stop then leaves it intact.
+      proc = await spawnGatewayProcess(config, { cwd: dir });
+      const after = await fetch(`${proc.url}/changes/9999/submit`, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+      expect(after.status).toBe(200);
+      proc.signal("SIGTERM");
+      expect(await proc.exited).toBe(0);
+      const resumed = await verifyAuditFiles([auditDir], { keys: jwks });
+      expect(resumed.break).toBeNull();
+      expect(resumed.recordsAfterLastCheckpoint).toBe(0);
+    } finally {
+      await proc?.kill();
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
