@@ -8,24 +8,22 @@ import { join } from "node:path";
 import { EXAMPLE_POLICY_FILES } from "../../src/init/mod.ts";
 import { VERSION } from "../../src/version.ts";
 import { createTestIssuer, startTestUpstream, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
-import { binaryUnderTest, runBinary, serveBinary } from "./support.ts";
+import { binaryUnderTest, runBinary, serveBinary, TEST_COMMIT, writeTestConfig } from "./support.ts";
 
-const COMMIT = "binary-suite-0001";
 let work: string;
 let gateway: string;
 let injectedCommit: string | null;
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), "dutygate-binary-"));
-  const bin = binaryUnderTest(COMMIT);
+  const bin = binaryUnderTest(TEST_COMMIT);
   injectedCommit = bin.commit;
   // The binary alone in a directory of its own: nothing of the repository is reachable by path.
   mkdirSync(join(work, "bin"));
   gateway = join(work, "bin", "gateway");
   copyFileSync(bin.path, gateway);
   Bun.spawnSync(["chmod", "755", gateway]);
-  if (bin.built) rmSync(join(bin.path, ".."), { recursive: true, force: true });
-});
+}, 300_000);
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
@@ -106,32 +104,9 @@ describe("serve from a config file, signed bundle, real token", () => {
     expect(runBinary(gateway, ["init", "."], dir).code).toBe(0);
     expect(runBinary(gateway, ["keygen", "--out", "keys", "--kid", "reviewer-1"], dir).code).toBe(0);
     expect(runBinary(gateway, ["sign", "policies", "--key", "keys/reviewer-1.private.jwk"], dir).code).toBe(0);
-    const upstreams = ["changes", "deploy", "logs", "admin"].map((u) => `[upstreams.${u}]\nurl = "${upstream.url}"\n`).join("\n");
-    writeFileSync(join(dir, "gateway.toml"), `
-state_dir = "./state"
-[listen]
-address = "127.0.0.1:0"
-[issuers.test]
-issuer = "${TEST_ISSUER}"
-audience = "${TEST_AUDIENCE}"
-jwks_file = "issuer.jwks"
-algorithms = ["ES256"]
-[issuers.test.claims]
-roles = "roles"
-mfa = "mfa"
-team = "team"
-${upstreams}
-[policy]
-dir = "./policies"
-require_signature = true
-trusted_keys = "keys/trusted.jwks"
-[audit]
-dir = "./audit"
-fsync = "always"
-checkpoint_every = 2
-`);
+    writeTestConfig(dir, { issuer: TEST_ISSUER, audience: TEST_AUDIENCE, upstreamUrl: upstream.url, trustedKeys: "keys/trusted.jwks" });
     serving = await serveBinary(gateway, ["--config", "gateway.toml"], dir);
-  });
+  }, 60_000);
   afterAll(async () => {
     upstream?.stop();
   });
@@ -195,12 +170,12 @@ checkpoint_every = 2
     const path = join(dir, "audit", file);
     writeFileSync(path, readFileSync(path, "utf8").replace('"decision":"deny"', '"decision":"allow"'));
     expect(runBinary(gateway, ["audit", "verify", "audit", "--keys", keys], dir).code).toBe(4);
-  });
+  }, 60_000);
 });
 
 test("an empty directory serves the built-in default: demo token allowed, and denied where the policy says", async () => {
   const dir = emptyDir("builtin");
-  const serving = await serveBinary(gateway, [], dir);
+  const serving = await serveBinary(gateway, [], dir, 30_000, { waitFor: /# allowed: another person\n/ });
   try {
     expect(serving.stdout()).toContain("wrote the example policies");
     const curls = [...serving.stdout().matchAll(/curl -k -X POST (\S+) -H "authorization: Bearer (\S+)"/g)].map((m) => ({ url: m[1]!, token: m[2]! }));
@@ -213,4 +188,4 @@ test("an empty directory serves the built-in default: demo token allowed, and de
   } finally {
     expect(await serving.stop()).toBe(0);
   }
-});
+}, 60_000);
