@@ -226,7 +226,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     if (upstreamName === INTERNAL_UPSTREAM && deps.internal) {
       const response = await deps.internal(request, target.path, requestId);
       if (deps.audit && decisionSeq !== null) {
-        await deps.audit.append({ type: "outcome", request_id: requestId, decision_seq: decisionSeq, status: response.status, latency_ms: Math.round((performance.now() - started) * 1000) / 1000 }).catch(() => metrics.auditFailures.inc());
+        await deps.audit.append({ type: "outcome", request_id: requestId, decision_seq: decisionSeq, status: response.status, latency_ms: Math.round((performance.now() - started) * 1000) / 1000 })
+          .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
       }
       return finish(response, { duty: decision.duty ?? "", decision: "allow" });
     }
