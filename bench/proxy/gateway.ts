@@ -2,7 +2,8 @@
 // id and a (cached) identity token, and forwardToUpstream. `--mode answer` skips the proxying
 // and answers itself, which isolates the cost of TLS and the server from the cost of the hop.
 // Prints `listening <port>` once ready.
-// Usage: bun bench/proxy/gateway.ts --upstream http://127.0.0.1:PORT [--mode forward|answer]
+// `--client fetch` forwards over fetch instead of the keep-alive HTTP/1.1 pool (the default).
+// Usage: bun bench/proxy/gateway.ts --upstream http://127.0.0.1:PORT [--mode forward|answer] [--client auto|fetch]
 import { generateKeyPair } from "jose";
 import { generate } from "selfsigned";
 import {
@@ -15,6 +16,7 @@ function flag(name: string, fallback: string): string {
 }
 
 const mode = flag("mode", "forward");
+const client = flag("client", "auto") === "fetch" ? "fetch" : "auto";
 const upstream = { name: "bench", url: flag("upstream", "http://127.0.0.1:1"), timeoutMs: 10_000, connectTimeoutMs: 2_000 };
 const pems = await generate([{ name: "commonName", value: "localhost" }], {
   keyType: "ec", algorithm: "sha256",
@@ -38,7 +40,7 @@ const server = Bun.serve({
       upstream, path: target.path, query: target.query, requestId,
       clientIp: srv.requestIP(request)?.address ?? "", host: request.headers.get("host") ?? "",
       identityHeader: "x-dutygate-identity", identityToken: await signer.sign(principal, upstream.name, { duty: "bench" }),
-      stripHeaders: [], maxBodyBytes: 10 << 20,
+      stripHeaders: [], maxBodyBytes: 10 << 20, client,
     });
   },
 });

@@ -1,18 +1,25 @@
-// Proxy benchmark: how much latency and throughput the gateway's HTTP layer costs.
+// Proxy benchmark: what the gateway costs over calling the upstream directly.
 //
-//   node_modules/.bin/bun bench/proxy/run.ts [--duration 10] [--connections 50] [--threads 2]
-//       [--path /bench/items/1] [--target https://127.0.0.1:8443/path] [--header "authorization: Bearer …"]…
+//   npm run bench:proxy -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1]
+//       [--scenarios direct,tls-answer,tls-forward-fetch,tls-forward,gateway,gateway-no-audit] [--no-pin]
 //
-// Scenarios, each under the same load (wrk; installed with apt-get when missing, else autocannon):
-//   upstream      the tiny upstream directly (plain HTTP, loopback)
-//   tls-answer    a Bun.serve TLS server that normalises the path, mints a request id and answers itself
-//   tls-forward   the same plus an identity token (cached) and forwardToUpstream to the upstream
-//   target        with --target: any URL, e.g. the full gateway pointed at this upstream (see --upstream-port)
-// Prints a table with req/s, p50, p99 and the latency each adds over the upstream alone.
-import { cpus, totalmem } from "node:os";
-import { existsSync } from "node:fs";
+// Scenarios (each a separate process; rounds interleave them so drift on a shared machine hits all):
+//   direct             the tiny upstream alone (plain HTTP, loopback)
+//   tls-answer         a Bun.serve TLS server that normalises the path and answers itself
+//   tls-forward-fetch  the same, forwarding with forwardToUpstream over fetch
+//   tls-forward        the same, forwarding over the gateway's keep-alive HTTP/1.1 pool
+//   gateway            the FULL gateway (startGateway): TLS, ES256 JWT (cached after the first
+//                      request), compiled shipped policy, duty ledger, audit log on with fsync batch,
+//                      identity token; `GET /changes/42` (read_change: an unguarded duty)
+//   gateway-no-audit   the same without the audit log (its cost, by difference)
+// CPU budget: wrk pinned to CPU 0 with 1 thread; upstream and proxy processes pinned to CPU 1.
+// Prints medians over the rounds: req/s, p50, p99, the latency added over `direct` in the same
+// round, req/s as a share of `direct`, and CPU time per request of the proxy and the upstream.
 import { join } from "node:path";
-import type { Subprocess } from "bun";
+import {
+  cpuBudget, describeMachine, ensureInstalled, fmt, median, runWrk, startProcess, stopProcess, summarise,
+  type LoadResult, type LoadShape, type Started,
+} from "./lib.ts";
 
 const here = import.meta.dir;
 const args = process.argv.slice(2);
@@ -20,135 +27,109 @@ function flag(name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
 }
-function flags(name: string): string[] {
-  const out: string[] = [];
-  args.forEach((a, i) => { if (a === `--${name}` && args[i + 1] !== undefined) out.push(args[i + 1]!); });
-  return out;
-}
+const bounded = (value: string, lo: number, hi: number) => Math.min(Math.max(Math.trunc(Number(value)) || lo, lo), hi);
 
-const durationS = Math.min(Math.max(Number(flag("duration", "10")), 1), 120);
-const connections = Math.min(Math.max(Number(flag("connections", "50")), 1), 1000);
-const threads = Math.min(Math.max(Number(flag("threads", "2")), 1), 16);
-const path = flag("path", "/bench/items/1");
-const target = flag("target", "");
-const targetHeaders = flags("header");
-const upstreamPort = flag("upstream-port", "0");
-const warmupS = 2;
+const shape: LoadShape = {
+  threads: bounded(flag("threads", "1"), 1, 16),
+  connections: bounded(flag("connections", "50"), 1, 1000),
+  durationS: bounded(flag("duration", "10"), 1, 120),
+  warmupS: 2,
+};
+const rounds = bounded(flag("rounds", "3"), 1, 10);
+const path = flag("path", "/changes/42");
+const ALL = ["direct", "tls-answer", "tls-forward-fetch", "tls-forward", "gateway", "gateway-no-audit"] as const;
+type Scenario = (typeof ALL)[number];
+const wanted = flag("scenarios", "direct,tls-answer,tls-forward-fetch,tls-forward,gateway").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
+if (!wanted.includes("direct")) wanted.unshift("direct");
+const budget = cpuBudget(!args.includes("--no-pin"));
 
-type LoadTool = { kind: "wrk"; bin: string } | { kind: "autocannon"; bin: string };
-
-function which(bin: string): string | null {
-  const found = Bun.which(bin);
-  return found ?? null;
-}
-
-function findLoadTool(): LoadTool | null {
-  let wrk = which("wrk");
-  if (!wrk && which("apt-get") && process.getuid?.() === 0) {
-    console.error("wrk not found: installing it with apt-get …");
-    const install = () => Bun.spawnSync(["apt-get", "install", "-y", "wrk"], { stdout: "ignore", stderr: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } }).exitCode === 0;
-    if (!install()) {
-      Bun.spawnSync(["apt-get", "update"], { stdout: "ignore", stderr: "ignore" });
-      install();
-    }
-    wrk = which("wrk");
-  }
-  if (wrk) return { kind: "wrk", bin: wrk };
-  const local = join(here, "../../node_modules/.bin/autocannon");
-  const autocannon = existsSync(local) ? local : which("autocannon");
-  if (autocannon) return { kind: "autocannon", bin: autocannon };
-  return null;
-}
-
-/** Starts a bench process and waits (bounded) for its `listening <port>` line. */
-async function startProcess(script: string, extra: string[]): Promise<{ proc: Subprocess<"ignore", "pipe", "inherit">; port: number }> {
-  const proc = Bun.spawn([process.execPath, join(here, script), ...extra], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
-  const reader = proc.stdout.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    const next = await Promise.race([reader.read(), Bun.sleep(deadline - Date.now()).then(() => null)]);
-    if (next === null || next.done) break;
-    text += decoder.decode(next.value);
-    const m = /listening (\d+)/.exec(text);
-    if (m) { reader.releaseLock(); return { proc, port: Number(m[1]) }; }
-  }
-  proc.kill();
-  throw new Error(`${script} did not start: ${text}`);
-}
-
-interface Result { rps: number; p50Ms: number; p99Ms: number; errors: number; requests: number }
-
-function toMs(value: string, unit: string): number {
-  const n = Number(value);
-  return unit === "us" ? n / 1000 : unit === "ms" ? n : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : NaN;
-}
-
-async function runTool(tool: LoadTool, url: string, headers: string[], seconds: number): Promise<Result> {
-  const cmd = tool.kind === "wrk"
-    ? [tool.bin, "-t", String(threads), "-c", String(connections), "-d", `${seconds}s`, "--latency", "--timeout", "5s", ...headers.flatMap((h) => ["-H", h]), url]
-    : [tool.bin, "-j", "-c", String(connections), "-d", String(seconds), ...headers.flatMap((h) => ["-H", h]), url];
-  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: "0" } });
-  const killer = setTimeout(() => proc.kill(), (seconds + 30) * 1000);
-  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await proc.exited;
-  clearTimeout(killer);
-  if (tool.kind === "autocannon") {
-    const json = JSON.parse(out) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; errors: number; non2xx: number };
-    return { rps: json.requests.average, p50Ms: json.latency.p50, p99Ms: json.latency.p99, errors: json.errors + json.non2xx, requests: json.requests.total };
-  }
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
-  const pct = (p: string) => { const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(out); return m ? toMs(m[1]!, m[2]!) : NaN; };
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  if (!Number.isFinite(rps)) throw new Error(`could not read wrk output:\n${out}\n${err}`);
-  return { rps, p50Ms: pct("50"), p99Ms: pct("99"), errors, requests };
-}
-
-async function measure(tool: LoadTool, name: string, url: string, headers: string[] = []): Promise<[string, Result]> {
-  await runTool(tool, url, headers, warmupS);
-  console.error(`  ${name}: ${url} (${durationS} s) …`);
-  return [name, await runTool(tool, url, headers, durationS)];
-}
-
-const tool = findLoadTool();
-if (!tool) {
-  console.error("no load generator: install wrk (`apt-get install -y wrk`) or autocannon (`npm install -g autocannon`)");
+if (!ensureInstalled("wrk", "wrk")) {
+  console.error("no load generator: install wrk (`apt-get install -y wrk`)");
   process.exit(2);
 }
 
-const started: Subprocess[] = [];
-const results: [string, Result][] = [];
-try {
-  const upstream = await startProcess("upstream.ts", [upstreamPort]);
-  started.push(upstream.proc);
-  const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
-  console.error(`upstream on ${upstreamUrl}; load: ${tool.kind}, ${connections} connections, ${threads} threads`);
-  results.push(await measure(tool, "upstream", upstreamUrl + path));
+const bun = process.execPath;
+const started: Started[] = [];
+const targets = new Map<Scenario, { url: string; headers: string[]; pids: Record<string, number> }>();
+const results = new Map<Scenario, LoadResult[]>();
+const auditCounts: string[] = [];
 
-  for (const mode of ["answer", "forward"] as const) {
-    const gateway = await startProcess("gateway.ts", ["--upstream", upstreamUrl, "--mode", mode]);
-    started.push(gateway.proc);
-    results.push(await measure(tool, `tls-${mode}`, `https://127.0.0.1:${gateway.port}${path}`));
-    gateway.proc.kill();
-    await gateway.proc.exited;
+async function shutdown(): Promise<void> {
+  for (const s of started.reverse()) await stopProcess(s);
+}
+process.on("SIGINT", () => void shutdown().then(() => process.exit(130)));
+
+try {
+  const upstream = await startProcess("upstream", [bun, join(here, "upstream.ts")], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+  started.push(upstream);
+  const upstreamPort = Number(/^listening (\d+)/.exec(upstream.lines.find((l) => l.startsWith("listening"))!)![1]);
+  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+  const portOf = (s: Started) => Number(/^listening (\d+)/.exec(s.lines.find((l) => l.startsWith("listening"))!)![1]);
+
+  for (const scenario of wanted) {
+    if (scenario === "direct") {
+      targets.set(scenario, { url: upstreamUrl + path, headers: [], pids: { upstream: upstream.proc.pid } });
+      continue;
+    }
+    let proc: Started;
+    let headers: string[] = [];
+    if (scenario.startsWith("tls-")) {
+      const mode = scenario === "tls-answer" ? "answer" : "forward";
+      const client = scenario === "tls-forward-fetch" ? "fetch" : "auto";
+      proc = await startProcess(scenario, [bun, join(here, "gateway.ts"), "--upstream", upstreamUrl, "--mode", mode, "--client", client], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+    } else {
+      proc = await startProcess(scenario, [bun, join(here, "full-gateway.ts"), "--upstream", upstreamUrl, ...(scenario === "gateway-no-audit" ? ["--no-audit"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+      const token = proc.lines.find((l) => l.startsWith("token "))!.slice(6);
+      headers = [`authorization: Bearer ${token}`];
+    }
+    started.push(proc);
+    targets.set(scenario, { url: `https://127.0.0.1:${portOf(proc)}${path}`, headers, pids: { proxy: proc.proc.pid, upstream: upstream.proc.pid } });
   }
-  if (target) results.push(await measure(tool, "target", target, targetHeaders));
+
+  // A response check before measuring: every proxy answers 200 on this path.
+  for (const [scenario, t] of targets) {
+    const response = await fetch(t.url, { headers: Object.fromEntries(t.headers.map((h) => [h.slice(0, h.indexOf(":")), h.slice(h.indexOf(":") + 1).trim()])), tls: { rejectUnauthorized: false } } as RequestInit);
+    await response.arrayBuffer();
+    if (response.status !== 200) throw new Error(`${scenario} answered ${response.status} on ${path}`);
+  }
+
+  for (let round = 1; round <= rounds; round++) {
+    for (const scenario of wanted) {
+      const t = targets.get(scenario)!;
+      await runWrk(t.url, t.headers, shape.warmupS, shape, budget);
+      console.error(`round ${round}/${rounds}: ${scenario} (${shape.durationS} s) …`);
+      const r = await runWrk(t.url, t.headers, shape.durationS, shape, budget, t.pids);
+      results.set(scenario, [...(results.get(scenario) ?? []), r]);
+    }
+  }
 } finally {
-  for (const proc of started) if (proc.exitCode === null) proc.kill();
+  for (const s of started.reverse()) {
+    await stopProcess(s);
+    const line = s.lines.find((l) => l.startsWith("audit "));
+    if (line) auditCounts.push(`${s.name}: ${line.split(" ")[1]} audit records in ${line.split(" ")[2]} writes`);
+  }
 }
 
-const base = results[0]![1];
-const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
-const cpu = cpus();
-console.log(`\nmachine: ${cpu.length} × ${cpu[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB; runtime: Bun ${Bun.version}; load: ${tool.kind}, ${connections} connections, ${threads} threads, ${durationS} s after ${warmupS} s warm-up; path ${path}\n`);
-console.log("scenario      req/s      p50 ms   p99 ms   +p50 ms  +p99 ms  req/s vs upstream  errors");
-for (const [name, r] of results) {
+const direct = results.get("direct")!;
+console.log(`\n${describeMachine(shape, budget)}\npath ${path}; ${rounds} interleaved round(s); medians over rounds\n`);
+console.log("scenario             req/s   p50 ms   p99 ms  +p50 ms  +p99 ms  vs direct  proxy µs/req  upstream µs/req  errors");
+for (const scenario of wanted) {
+  const runs = results.get(scenario)!;
+  const s = summarise({ name: scenario, runs });
+  // Added latency and share of throughput are taken per round (same conditions), then the median.
+  const addedP50 = median(runs.map((r, i) => r.p50Ms - direct[i]!.p50Ms));
+  const addedP99 = median(runs.map((r, i) => r.p99Ms - direct[i]!.p99Ms));
+  const share = median(runs.map((r, i) => r.rps / direct[i]!.rps));
+  const isDirect = scenario === "direct";
   console.log(
-    `${name.padEnd(12)} ${fmt(r.rps, 0).padStart(8)}  ${fmt(r.p50Ms).padStart(8)} ${fmt(r.p99Ms).padStart(8)}  ${fmt(r.p50Ms - base.p50Ms).padStart(8)} ${fmt(r.p99Ms - base.p99Ms).padStart(8)}  ${fmt(r.rps / base.rps).padStart(17)}  ${r.errors}`,
+    `${scenario.padEnd(18)} ${fmt(s.rps, 0).padStart(8)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${(isDirect ? "" : fmt(addedP50)).padStart(8)} ${(isDirect ? "" : fmt(addedP99)).padStart(8)} ${(isDirect ? "" : fmt(share * 100, 0) + " %").padStart(10)} ${(isDirect ? "" : fmt(s.cpu.proxy ?? NaN, 1)).padStart(13)} ${fmt(s.cpu.upstream ?? NaN, 1).padStart(16)}  ${s.errors}`,
   );
 }
-console.log("\n(upstream, load generator and gateway share this machine's cores: compare the rows, not the absolute numbers)");
+const gateway = results.get("gateway");
+if (gateway) {
+  const addedP99 = median(gateway.map((r, i) => r.p99Ms - direct[i]!.p99Ms));
+  const share = median(gateway.map((r, i) => r.rps / direct[i]!.rps));
+  console.log(`\ntargets (full gateway): added p99 ≤ 1 ms: ${addedP99 <= 1 ? "met" : "MISSED"} (${fmt(addedP99)} ms); throughput ≥ 40 % of direct: ${share >= 0.4 ? "met" : "MISSED"} (${fmt(share * 100, 0)} %)`);
+}
+for (const line of auditCounts) console.log(line);
+console.log("(CPU µs/req: user+system CPU time of that process during the measured run, divided by the requests served; steadier than req/s on a shared machine)");

@@ -1,0 +1,211 @@
+// Shared pieces of the proxy benchmarks (run.ts, ../proxy-peers/run.ts): the load generator,
+// CPU pinning, processes started and stopped by PID, wrk output, CPU time per request, tables.
+import { cpus, totalmem } from "node:os";
+import { readFileSync } from "node:fs";
+import type { Subprocess } from "bun";
+
+/** Fixed load shape of every run: stated in every table. */
+export interface LoadShape {
+  threads: number;
+  connections: number;
+  durationS: number;
+  warmupS: number;
+}
+
+/**
+ * The CPU budget: wrk on one core, every server process (upstream and proxy) on the other, so
+ * each proxy gets the same single core it shares with the same upstream. `null` when taskset or a
+ * second core is missing: then everything shares everything, and the table says so.
+ */
+export interface CpuBudget {
+  loadCpu: string;
+  serverCpu: string;
+}
+
+export function which(bin: string): string | null {
+  return Bun.which(bin) ?? Bun.which(bin, { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }) ?? null;
+}
+
+export function cpuBudget(wanted: boolean): CpuBudget | null {
+  if (!wanted || !which("taskset") || cpus().length < 2) return null;
+  return { loadCpu: "0", serverCpu: "1" };
+}
+
+/** Installs Debian packages when a binary is missing (root with apt-get only). True when `bin` is there afterwards. */
+export function ensureInstalled(bin: string, pkg: string): boolean {
+  if (which(bin)) return true;
+  if (!which("apt-get") || process.getuid?.() !== 0) return false;
+  console.error(`${bin} not found: installing \`${pkg}\` with apt-get …`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const install = () => Bun.spawnSync(["apt-get", "install", "-y", pkg], { stdout: "ignore", stderr: "ignore", env, timeout: 300_000 }).exitCode === 0;
+  if (!install()) {
+    Bun.spawnSync(["apt-get", "update"], { stdout: "ignore", stderr: "ignore", env, timeout: 300_000 });
+    install();
+  }
+  return which(bin) !== null;
+}
+
+/** A process this benchmark started; stopped by its PID only. */
+export interface Started {
+  name: string;
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Lines it printed on stdout so far. */
+  lines: string[];
+}
+
+function pinned(cmd: string[], cpu: string | undefined): string[] {
+  return cpu === undefined ? cmd : ["taskset", "-c", cpu, ...cmd];
+}
+
+/**
+ * Starts `cmd` (pinned to `cpu` when given) and waits, bounded, until `ready` matches a stdout line
+ * (or, with a `port`, until the port accepts connections).
+ */
+export async function startProcess(name: string, cmd: string[], options: { cpu?: string; ready?: RegExp; port?: number; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<Started> {
+  const proc = Bun.spawn(pinned(cmd, options.cpu), { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...options.env } });
+  const started: Started = { name, proc, lines: [] };
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000);
+  let stderr = "";
+  void (async () => {
+    const decoder = new TextDecoder();
+    const errReader = proc.stderr.getReader();
+    for (;;) {
+      const next = await errReader.read();
+      if (next.done) return;
+      stderr = (stderr + decoder.decode(next.value)).slice(-4000);
+    }
+  })().catch(() => {});
+  const reader = proc.stdout.getReader();
+  void (async () => {
+    const decoder = new TextDecoder();
+    let text = "";
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) return;
+      text += decoder.decode(next.value);
+      const parts = text.split("\n");
+      text = parts.pop()!;
+      started.lines.push(...parts);
+    }
+  })().catch(() => {});
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) break;
+    if (options.ready && started.lines.some((l) => options.ready!.test(l))) return started;
+    if (options.port !== undefined && (await portAccepts(options.port))) return started;
+    await Bun.sleep(50);
+  }
+  await stopProcess(started);
+  throw new Error(`${name} did not start (${cmd.join(" ")}):\n${started.lines.join("\n")}\n${stderr}`);
+}
+
+async function portAccepts(port: number): Promise<boolean> {
+  try {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    socket.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM to this one PID, then SIGKILL after a bound; waits for it to exit. */
+export async function stopProcess(started: Started, graceMs = 5000): Promise<void> {
+  const { proc } = started;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill("SIGTERM");
+  const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
+  if (!exited) {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  }
+}
+
+/** User+system CPU seconds of one PID and its threads (Linux /proc), or NaN. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of stat(5) (utime, stime), counted from after the command name.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+export interface LoadResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  requests: number;
+  /** CPU time each watched server process spent per request, in µs. */
+  cpuUsPerRequest: Record<string, number>;
+}
+
+function toMs(value: string, unit: string): number {
+  const n = Number(value);
+  return unit === "us" ? n / 1000 : unit === "ms" ? n : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : NaN;
+}
+
+/** Runs wrk once (pinned to the load core) and parses its report. */
+export async function runWrk(url: string, headers: string[], seconds: number, shape: LoadShape, budget: CpuBudget | null, watch: Record<string, number> = {}): Promise<LoadResult> {
+  const wrk = which("wrk");
+  if (!wrk) throw new Error("wrk is not installed");
+  const cmd = pinned([wrk, "-t", String(shape.threads), "-c", String(shape.connections), "-d", `${seconds}s`, "--latency", "--timeout", "5s", ...headers.flatMap((h) => ["-H", h]), url], budget?.loadCpu);
+  const before = Object.fromEntries(Object.entries(watch).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 30) * 1000);
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  await proc.exited;
+  clearTimeout(killer);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  if (!Number.isFinite(rps)) throw new Error(`could not read wrk output:\n${out}\n${err}`);
+  const pct = (p: string) => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(out);
+    return m ? toMs(m[1]!, m[2]!) : NaN;
+  };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  const cpuUsPerRequest = Object.fromEntries(Object.entries(watch).map(([name, pid]) => [name, ((cpuSeconds(pid) - before[name]!) * 1e6) / requests]));
+  return { rps, p50Ms: pct("50"), p99Ms: pct("99"), errors, requests, cpuUsPerRequest };
+}
+
+export function median(values: number[]): number {
+  const finite = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (finite.length === 0) return NaN;
+  const mid = finite.length >> 1;
+  return finite.length % 2 ? finite[mid]! : (finite[mid - 1]! + finite[mid]!) / 2;
+}
+
+export const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
+
+/** One line naming the machine, the runtimes and the load shape, printed above every table. */
+export function describeMachine(shape: LoadShape, budget: CpuBudget | null, extra = ""): string {
+  const cpu = cpus();
+  const pinning = budget
+    ? `wrk pinned to CPU ${budget.loadCpu}; upstream and proxy processes pinned together to CPU ${budget.serverCpu}`
+    : "no pinning (taskset or a second core missing): load, upstream and proxy share every core";
+  return [
+    `machine: ${cpu.length} × ${cpu[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB; Bun ${Bun.version}${extra}`,
+    `load: wrk ${shape.threads} thread(s), ${shape.connections} connections, ${shape.durationS} s per run after ${shape.warmupS} s warm-up; ${pinning}`,
+  ].join("\n");
+}
+
+/** Sums a number column of rows keyed by name. */
+export interface Row {
+  name: string;
+  runs: LoadResult[];
+}
+
+export function summarise(row: Row): { rps: number; p50Ms: number; p99Ms: number; errors: number; cpu: Record<string, number> } {
+  const names = Object.keys(row.runs[0]?.cpuUsPerRequest ?? {});
+  return {
+    rps: median(row.runs.map((r) => r.rps)),
+    p50Ms: median(row.runs.map((r) => r.p50Ms)),
+    p99Ms: median(row.runs.map((r) => r.p99Ms)),
+    errors: row.runs.reduce((a, r) => a + r.errors, 0),
+    cpu: Object.fromEntries(names.map((n) => [n, median(row.runs.map((r) => r.cpuUsPerRequest[n] ?? NaN))])),
+  };
+}
