@@ -177,6 +177,15 @@ describe("allow and deny", () => {
     expect(body.duty).toBe("deploy_change");
   });
 
+  test("static separation: a principal holding two exclusive roles is denied even what one role allows", async () => {
+    const token = await t.issuer.token({ sub: "eve", roles: ["developer", "deployer"], mfa: true });
+    const res = await t.fetch("/changes/107/submit", { method: "POST", token });
+    expect(res.status).toBe(403);
+    const body = await problemOf(res);
+    expect(body.code).toBe("DENY_EXCLUSIVE");
+    expect(body.rule).toMatch(/^exclusive:(?:.*\/)?base\.duty:\d+:\d+$/);
+  });
+
   test("hide_deny_details: the deny body names no duty, rule, reasons or detail", async () => {
     const before = hidden.upstream.received.length;
     const res = await hidden.fetch("/changes/104/approve", { method: "POST", token: await developer(hidden) });
@@ -493,6 +502,16 @@ describe("bodies and limits", () => {
     expect(t.upstream.received.length).toBe(before);
   });
 
+  test("the node:http2 backend answers an oversized body with the same 413 problem", async () => {
+    const before = nodeBackend.upstream.received.length;
+    const limit = nodeBackend.config.maxBodyBytes;
+    const res = await nodeBackend.fetch("/changes/504/submit", { method: "POST", token: await developer(nodeBackend), body: new Uint8Array(limit + 1) });
+    expect(res.status).toBe(413);
+    expect((await problemOf(res)).code).toBe("REQUEST_BODY_TOO_LARGE");
+    expect(res.headers.get("x-request-id")).toMatch(UUID);
+    expect(nodeBackend.upstream.received.length).toBe(before);
+  });
+
   test("a body of exactly max_body_bytes passes", async () => {
     const before = t.upstream.received.length;
     const res = await t.fetch("/changes/503/submit", { method: "POST", token: await developer(t), body: new Uint8Array(MIB) });
@@ -534,6 +553,7 @@ describe("upstream failures", () => {
     const res = await t.fetch("/changes/600/deploy", { method: "POST", token });
     expect(res.status).toBe(504);
     expect((await problemOf(res)).code).toBe("UPSTREAM_TIMEOUT");
+    expect(res.headers.get("x-request-id")).toMatch(UUID);
   });
 });
 
