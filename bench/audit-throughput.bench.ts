@@ -1,0 +1,179 @@
+// What the audit log costs the full gateway: throughput and latency with the audit log off
+// (startGateway's `auditDisabled`) versus on with `fsync = "off" | "batch" | "always"`.
+// Target: `batch` (the default) costs at most 10 % of the throughput without audit.
+//
+//   node_modules/.bin/bun bench/audit-throughput.bench.ts [--rounds 3] [--duration 8]
+//       [--connections 50] [--modes none,off,batch,always] [--path /changes/42] [--no-pin]
+//
+// Each mode runs the FULL gateway (TLS, ES256 JWT, compiled shipped policy, SQLite duty ledger,
+// identity token) as its own process started from this file (`--serve MODE`), behind it the tiny
+// upstream of bench/proxy. Load: wrk (pinned to CPU 0; gateway and upstream on CPU 1), or, when
+// wrk is missing, a bounded in-process fetch loop. Rounds interleave the modes so drift on a
+// shared machine hits all of them; the table shows medians. The path is `GET /changes/42`
+// (read_change): every request writes two records, the decision and the outcome.
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  cpuBudget, describeMachine, fmt, median, runWrk, startProcess, stopProcess, summarise, which,
+  type LoadResult, type LoadShape, type Started,
+} from "./proxy/lib.ts";
+
+const args = process.argv.slice(2);
+function flag(name: string, fallback: string): string {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+}
+const bounded = (value: string, lo: number, hi: number) => Math.min(Math.max(Math.trunc(Number(value)) || lo, lo), hi);
+
+const MODES = ["none", "off", "batch", "always"] as const;
+type Mode = (typeof MODES)[number];
+
+if (args[0] === "--serve") await serve(args[1] as Mode, flag("upstream", "http://127.0.0.1:1"));
+else await orchestrate();
+
+/** Child: one full gateway with the audit log in `mode` (`none` = disabled). */
+async function serve(mode: Mode, upstreamUrl: string): Promise<void> {
+  const { defaultConfig } = await import("../src/config/mod.ts");
+  const { createLogger } = await import("../src/gateway/log.ts");
+  const { startGateway } = await import("../src/gateway/serve.ts");
+  const { createTestIssuer, SHIPPED_POLICIES, TEST_AUDIENCE, TEST_ISSUER } = await import("../test/support/harness.ts");
+  const dir = mkdtempSync(join(tmpdir(), "dutygate-audit-bench-"));
+  cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+  const issuer = await createTestIssuer(dir);
+  const base = defaultConfig({ cwd: dir });
+  const gw = await startGateway({
+    ...base,
+    demo: false,
+    listen: { host: "127.0.0.1", port: 0, certificate: null, sni: [], clientCaFile: null, requireClientCertificate: false, certificateMapping: { identities: {} }, minTlsVersion: "TLSv1.2" },
+    admin: null,
+    issuers: [{ ...base.issuers[0]!, name: "bench", issuer: TEST_ISSUER, audience: [TEST_AUDIENCE], jwksFile: issuer.jwksFile, algorithms: ["ES256"] }],
+    upstreams: Object.fromEntries(["changes", "deploy", "logs", "admin"].map((name) => [name, { name, url: upstreamUrl, timeoutMs: 10_000, connectTimeoutMs: 2_000 }])),
+    policy: { ...base.policy, dir: join(dir, "policies"), watch: false },
+    audit: { ...base.audit, dir: join(dir, "audit"), fsync: mode === "none" ? "batch" : mode },
+    ledger: { ...base.ledger, path: join(dir, ".state", "ledger.sqlite") },
+    log: { level: "error" },
+  }, { log: createLogger("error"), auditDisabled: mode === "none" });
+  console.log(`token ${await issuer.token({ sub: "bench-dev", roles: ["developer"], mfa: true, team: "core" }, { ttlSeconds: 3000 })}`);
+  console.log(`listening ${gw.operational.port}`);
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    const stats = gw.audit?.stats();
+    await gw.stop({ deadlineMs: 2000 }).catch(() => {});
+    console.log(`audit ${stats?.recordsWritten ?? 0} ${stats?.writes ?? 0}`);
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown());
+  process.on("SIGINT", () => void shutdown());
+}
+
+/** Without wrk: `connections` concurrent fetch loops for `seconds`, bounded in time and count. */
+async function fetchLoad(url: string, headers: string[], seconds: number, connections: number): Promise<LoadResult> {
+  const init = { headers: Object.fromEntries(headers.map((h) => [h.slice(0, h.indexOf(":")), h.slice(h.indexOf(":") + 1).trim()])), tls: { rejectUnauthorized: false } } as RequestInit;
+  const latencies: number[] = [];
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  const MAX = 2_000_000;
+  const worker = async () => {
+    while (performance.now() < end && latencies.length + errors < MAX) {
+      const t0 = performance.now();
+      try {
+        const res = await fetch(url, init);
+        await res.arrayBuffer();
+        if (res.status !== 200) errors++;
+        latencies.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: connections }, worker));
+  const elapsed = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN;
+  return { rps: latencies.length / elapsed, p50Ms: at(0.5), p99Ms: at(0.99), errors, requests: latencies.length, cpuUsPerRequest: {} };
+}
+
+async function orchestrate(): Promise<void> {
+  const shape: LoadShape = {
+    threads: 1,
+    connections: bounded(flag("connections", "50"), 1, 1000),
+    durationS: bounded(flag("duration", "8"), 1, 120),
+    warmupS: 2,
+  };
+  const rounds = bounded(flag("rounds", "3"), 1, 10);
+  const path = flag("path", "/changes/42");
+  const modes = flag("modes", MODES.join(",")).split(",").filter((m): m is Mode => (MODES as readonly string[]).includes(m));
+  if (!modes.includes("none")) modes.unshift("none");
+  const useWrk = which("wrk") !== null;
+  const budget = useWrk ? cpuBudget(!args.includes("--no-pin")) : null;
+  const bun = process.execPath;
+  const started: Started[] = [];
+  const targets = new Map<Mode, { url: string; headers: string[]; pid: number; proc: Started }>();
+  const results = new Map<Mode, LoadResult[]>();
+  const auditLines = new Map<Mode, string>();
+  process.on("SIGINT", () => void Promise.all(started.map((s) => stopProcess(s))).then(() => process.exit(130)));
+
+  try {
+    const upstream = await startProcess("upstream", [bun, join(import.meta.dir, "proxy", "upstream.ts")], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+    started.push(upstream);
+    const portOf = (s: Started) => Number(/^listening (\d+)/.exec(s.lines.find((l) => l.startsWith("listening"))!)![1]);
+    const upstreamUrl = `http://127.0.0.1:${portOf(upstream)}`;
+    for (const mode of modes) {
+      const proc = await startProcess(`audit-${mode}`, [bun, import.meta.path, "--serve", mode, "--upstream", upstreamUrl], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+      started.push(proc);
+      const token = proc.lines.find((l) => l.startsWith("token "))!.slice(6);
+      targets.set(mode, { url: `https://127.0.0.1:${portOf(proc)}${path}`, headers: [`authorization: Bearer ${token}`], pid: proc.proc.pid, proc });
+    }
+    for (const [mode, t] of targets) {
+      const res = await fetch(t.url, { headers: { authorization: t.headers[0]!.slice("authorization: ".length) }, tls: { rejectUnauthorized: false } } as RequestInit);
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`mode ${mode} answered ${res.status} on ${path}`);
+    }
+    for (let round = 1; round <= rounds; round++) {
+      for (const mode of modes) {
+        const t = targets.get(mode)!;
+        console.error(`round ${round}/${rounds}: audit ${mode} (${shape.durationS} s) …`);
+        let r: LoadResult;
+        if (useWrk) {
+          await runWrk(t.url, t.headers, shape.warmupS, shape, budget);
+          r = await runWrk(t.url, t.headers, shape.durationS, shape, budget, { gateway: t.pid });
+        } else {
+          await fetchLoad(t.url, t.headers, shape.warmupS, shape.connections);
+          r = await fetchLoad(t.url, t.headers, shape.durationS, shape.connections);
+        }
+        results.set(mode, [...(results.get(mode) ?? []), r]);
+      }
+    }
+  } finally {
+    for (const s of started.reverse()) {
+      await stopProcess(s);
+      const line = s.lines.find((l) => l.startsWith("audit "));
+      const mode = s.name.startsWith("audit-") ? (s.name.slice(6) as Mode) : null;
+      if (line && mode) auditLines.set(mode, line);
+    }
+  }
+
+  const none = results.get("none")!;
+  console.log(`\n${describeMachine(shape, budget, `; load generator: ${useWrk ? "wrk" : "in-process fetch (wrk not installed)"}`)}`);
+  console.log(`path ${path} (decision + outcome record per request); ${rounds} interleaved round(s); medians over rounds\n`);
+  console.log("audit            req/s   p50 ms   p99 ms  vs no audit  gateway µs/req  records/write  errors");
+  for (const mode of modes) {
+    const runs = results.get(mode)!;
+    const s = summarise({ name: mode, runs });
+    const share = median(runs.map((r, i) => r.rps / none[i]!.rps));
+    const [records, writes] = (auditLines.get(mode) ?? "audit 0 0").split(" ").slice(1).map(Number) as [number, number];
+    const label = mode === "none" ? "off (disabled)" : `fsync ${mode}`;
+    console.log(`${label.padEnd(14)} ${fmt(s.rps, 0).padStart(8)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${(mode === "none" ? "" : `${fmt(share * 100, 1)} %`).padStart(12)} ${fmt(s.cpu.gateway ?? NaN, 1).padStart(15)} ${(writes ? fmt(records / writes, 1) : "").padStart(14)}  ${s.errors}`);
+  }
+  const batch = results.get("batch");
+  if (batch) {
+    const cost = 1 - median(batch.map((r, i) => r.rps / none[i]!.rps));
+    console.log(`\ntarget: fsync batch costs ≤ 10 % of the throughput without audit: ${cost <= 0.1 ? "met" : "MISSED"} (${fmt(cost * 100, 1)} %)`);
+  }
+  console.log("(vs no audit: req/s as a share of the audit-off gateway in the same round, median over rounds; records/write: group-commit factor)");
+}
