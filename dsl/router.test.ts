@@ -90,7 +90,7 @@ describe("router agreement", () => {
     expect(matched).toBeGreaterThan(compared / 5);
     // Ambiguous route sets make RegExpRouter refuse; the TrieRouter fallback must agree as well.
     expect([...routers].sort()).toEqual(["RegExpRouter", "TrieRouter"]);
-  });
+  }, 120_000);
 
   test("generated realistic policies: sample requests route the same way", () => {
     for (const [size, seed] of [[10, 11], [100, 12], [1000, 13]] as const) {
@@ -105,5 +105,5 @@ describe("router agreement", () => {
       }
       expect(matched).toBeGreaterThan(1000);
     }
-  });
+  }, 120_000);
 });
