@@ -3,10 +3,12 @@
 // and the audit records every decision leaves. Real gateway, real issuer keys, real upstreams.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, createPublicKey, randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLocalJWKSet, generateKeyPair, jwtVerify, SignJWT, type JSONWebKeySet, type JWTPayload } from "jose";
 import { verifyAuditFiles } from "../../src/audit/mod.ts";
+import { createCa } from "../../src/tls/testing/pki.ts";
 import { startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
 import { rawRequest } from "./raw.ts";
 
@@ -81,8 +83,13 @@ let big: TestGateway;
 // `node`: the operational listener with a client CA, which puts it on the node:http2 backend.
 let nodeBackend: TestGateway;
 
+let clientCaDir: string;
+
 beforeAll(async () => {
   const downPort = closedPort();
+  // A client CA only to put a listener on the node:http2 backend; no client presents a certificate.
+  clientCaDir = mkdtempSync(join(tmpdir(), "dutygate-e2e-ca-"));
+  const clientCa = await createCa(clientCaDir, "unused-client-ca");
   [t, hidden, big, nodeBackend] = await Promise.all([
     startTestGateway({
       configure: (c) => ({
@@ -101,7 +108,7 @@ beforeAll(async () => {
       configure: (c) => ({ ...c, maxBodyBytes: 128 * MIB, upstreams: { ...c.upstreams, changes: { ...c.upstreams.changes!, url: hashing.url } } }),
     }),
     startTestGateway({
-      configure: (c, { dir }) => ({ ...c, listen: { ...c.listen, clientCaFile: makeUnusedClientCa(dir) } }),
+      configure: (c) => ({ ...c, listen: { ...c.listen, clientCaFile: clientCa.certFile } }),
     }),
   ]);
 });
@@ -110,18 +117,8 @@ afterAll(async () => {
   await Promise.all([t, hidden, big, nodeBackend].map((g) => g?.stop()));
   slow.stop();
   hashing.stop();
+  if (clientCaDir) rmSync(clientCaDir, { recursive: true, force: true });
 });
-
-/** A client CA file for a listener that only needs one configured (no client ever presents a certificate). */
-function makeUnusedClientCa(dir: string): string {
-  const file = join(dir, "unused-client-ca.pem");
-  writeFileSync(file, pemOfFreshCertificate);
-  return file;
-}
-const pemOfFreshCertificate = await (async () => {
-  const { generate } = await import("selfsigned");
-  return (await generate([{ name: "commonName", value: "unused-client-ca" }], { keyType: "ec" })).cert;
-})();
 
 const portOf = (g: TestGateway) => Number(new URL(g.url).port);
 const developer = (g: TestGateway, sub = "alice") => g.issuer.token({ sub, roles: ["developer"], mfa: true });
