@@ -1,7 +1,7 @@
 // Shared pieces of the proxy benchmarks (run.ts, ../proxy-peers/run.ts): the load generator,
 // CPU pinning, processes started and stopped by PID, wrk output, CPU time per request, tables.
 import { cpus, totalmem } from "node:os";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 /** Fixed load shape of every run: stated in every table. */
@@ -120,13 +120,32 @@ export async function stopProcess(started: Started, graceMs = 5000): Promise<voi
   }
 }
 
-/** User+system CPU seconds of one PID and its threads (Linux /proc), or NaN. */
-export function cpuSeconds(pid: number): number {
+function ownCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 and 15 of proc_pid_stat(5) (utime, stime), counted from after the command name.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.push(...readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim().split(/\s+/).filter((s) => s !== "").map(Number));
+    } catch { /* thread gone */ }
+  }
+  return out;
+}
+
+/**
+ * User+system CPU seconds of one PID with all its threads and its child processes (nginx's
+ * workers, the upstream under `taskset`), from Linux /proc; NaN elsewhere.
+ */
+export function cpuSeconds(pid: number, depth = 0): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14 and 15 of stat(5) (utime, stime), counted from after the command name.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    let total = ownCpuSeconds(pid);
+    if (depth < 3) for (const child of childrenOf(pid)) total += cpuSeconds(child, depth + 1) || 0;
+    return total;
   } catch {
     return NaN;
   }
