@@ -1,0 +1,235 @@
+import { test, expect, describe, afterAll } from "bun:test";
+import type { UpstreamConfig } from "../config/types.ts";
+import { GatewayError } from "../errors.ts";
+import { forwardToUpstream } from "./forward.ts";
+import type { ForwardOptions } from "./forward.ts";
+import { Http1Pool } from "./forward-http1.ts";
+
+// A raw TCP upstream on loopback: each test scripts the exact bytes it answers with, so framing
+// edge cases are real bytes on a real socket, not a parser fed strings.
+type Script = (request: string, socket: { write(data: string | Uint8Array): void; end(): void }) => void;
+let script: Script = (_request, socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+let connections = 0;
+const requestsSeen: string[] = [];
+// Bun's socket.write is unbuffered: keep what did not fit and send it on `drain`.
+function send(socket: { write(d: Uint8Array): number; data: { buffer: string; pending: Uint8Array[] } }, data: string | Uint8Array): void {
+  const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;
+  if (socket.data.pending.length > 0) { socket.data.pending.push(bytes); return; }
+  const written = socket.write(bytes);
+  if (written >= 0 && written < bytes.byteLength) socket.data.pending.push(bytes.subarray(written));
+}
+const raw = Bun.listen<{ buffer: string; pending: Uint8Array[] }>({
+  hostname: "127.0.0.1",
+  port: 0,
+  socket: {
+    open(socket) { connections++; socket.data = { buffer: "", pending: [] }; },
+    drain(socket) {
+      while (socket.data.pending.length > 0) {
+        const next = socket.data.pending[0]!;
+        const written = socket.write(next);
+        if (written < 0) { socket.data.pending = []; return; }
+        if (written < next.byteLength) { socket.data.pending[0] = next.subarray(written); return; }
+        socket.data.pending.shift();
+      }
+    },
+    data(socket, chunk) {
+      socket.data.buffer += chunk.toString("latin1");
+      for (;;) {
+        const end = socket.data.buffer.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = socket.data.buffer.slice(0, end);
+        socket.data.buffer = socket.data.buffer.slice(end + 4);
+        requestsSeen.push(head);
+        script(head, { write: (d) => send(socket, d), end: () => socket.end() });
+      }
+    },
+  },
+});
+afterAll(() => raw.stop(true));
+
+const upstream: UpstreamConfig = { name: "raw", url: `http://127.0.0.1:${raw.port}`, timeoutMs: 5_000, connectTimeoutMs: 2_000 };
+function options(overrides: Partial<ForwardOptions> = {}): ForwardOptions {
+  return { upstream, path: "/x", query: "", requestId: "req-h1", clientIp: "192.0.2.1", host: "gw.example", maxBodyBytes: 1 << 20, ...overrides };
+}
+const forward = (init: RequestInit = {}, overrides: Partial<ForwardOptions> = {}) => forwardToUpstream(new Request("http://gw.example/x", init), options(overrides));
+
+function reset(next: Script): void {
+  script = next;
+  requestsSeen.length = 0;
+}
+
+describe("HTTP/1.1 pool: framing", () => {
+  const cases: { name: string; answer: string | string[]; method?: string; status: number; body: string }[] = [
+    { name: "content-length in one packet", answer: "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", status: 200, body: "hello" },
+    { name: "content-length split over packets", answer: ["HTTP/1.1 200 OK\r\ncontent-le", "ngth: 11\r\n\r\nhello", " world"], status: 200, body: "hello world" },
+    { name: "chunked with extensions and trailers", answer: "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n", status: 200, body: "hello world" },
+    { name: "chunked split inside sizes and data", answer: ["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", "5\r", "\nhel", "lo\r\n0\r\n", "\r\n"], status: 200, body: "hello" },
+    { name: "close-delimited", answer: ["HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil", " the end"], status: 200, body: "until the end" },
+    { name: "204 has no body", answer: "HTTP/1.1 204 No Content\r\n\r\n", status: 204, body: "" },
+    { name: "HEAD has no body despite content-length", method: "HEAD", answer: "HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n", status: 200, body: "" },
+    { name: "1xx before the final answer is skipped", answer: "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok", status: 201, body: "ok" },
+    { name: "identical repeated content-length", answer: "HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\n\r\nok", status: 200, body: "ok" },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      reset((_req, socket) => {
+        const parts = Array.isArray(c.answer) ? c.answer : [c.answer];
+        let i = 0;
+        const next = () => {
+          if (i < parts.length) { socket.write(parts[i++]!); setTimeout(next, 5); }
+          else if (c.answer.toString().includes("connection: close")) socket.end();
+        };
+        next();
+      });
+      const response = await forward({ method: c.method ?? "GET" });
+      expect(response.status).toBe(c.status);
+      expect(await response.text()).toBe(c.body);
+      expect(response.headers.get("x-request-id")).toBe("req-h1");
+      expect(response.headers.get("transfer-encoding")).toBeNull();
+    });
+  }
+});
+
+describe("HTTP/1.1 pool: malformed answers are 502 UPSTREAM_BAD_RESPONSE, never guessed at", () => {
+  const cases: { name: string; answer: string }[] = [
+    { name: "differing content-lengths", answer: "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok" },
+    { name: "space before the colon", answer: "HTTP/1.1 200 OK\r\ncontent-length : 2\r\n\r\nok" },
+    { name: "obsolete line folding", answer: "HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\ncontent-length: 2\r\n\r\nok" },
+    { name: "garbage status line", answer: "HTTP/1.1 2000 OK\r\ncontent-length: 2\r\n\r\nok" },
+    { name: "negative content-length", answer: "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\nok" },
+    { name: "protocol switch nobody asked for", answer: "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n" },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      reset((_req, socket) => socket.write(c.answer));
+      const response = await forward();
+      expect(response.status).toBe(502);
+      expect(((await response.json()) as { code: string }).code).toBe("UPSTREAM_BAD_RESPONSE");
+    });
+  }
+
+  test("a bad chunk size errors the body stream instead of passing garbage on", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"));
+    const response = await forward();
+    expect(response.status).toBe(200);
+    const outcome = await response.text().then(() => "completed", (e: unknown) => `errored: ${(e as GatewayError).code}`);
+    expect(outcome).toBe("errored: UPSTREAM_BAD_RESPONSE");
+  });
+
+  test("a body cut short by the upstream errors the stream", async () => {
+    reset((_req, socket) => { socket.write("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this"); setTimeout(() => socket.end(), 10); });
+    const response = await forward();
+    const outcome = await response.text().then(() => "completed", (e: unknown) => `errored: ${(e as GatewayError).code}`);
+    expect(outcome).toBe("errored: UPSTREAM_BAD_RESPONSE");
+  });
+});
+
+describe("HTTP/1.1 pool: the request on the wire", () => {
+  test("request line, upstream host, keep-alive, explicit empty body for POST, no hop-by-hop fields", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+    const response = await forward({ method: "POST", headers: { connection: "x-hop", "x-hop": "1", te: "trailers", "x-kept": "yes" } }, { query: "a=1" });
+    expect(response.status).toBe(200);
+    const head = requestsSeen[0]!;
+    const lines = head.split("\r\n");
+    expect(lines[0]).toBe("POST /x?a=1 HTTP/1.1");
+    expect(lines).toContain(`host: 127.0.0.1:${raw.port}`);
+    expect(lines).toContain("content-length: 0");
+    expect(lines).toContain("connection: keep-alive");
+    expect(lines).toContain("x-kept: yes");
+    expect(lines.some((l) => /^(x-hop|te):/i.test(l))).toBe(false);
+  });
+});
+
+describe("HTTP/1.1 pool: connections", () => {
+  test("sequential requests share one kept-alive connection", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+    const pool = new Http1Pool(new URL(upstream.url));
+    const before = connections;
+    for (let i = 0; i < 10; i++) {
+      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+      expect(new TextDecoder().decode(r.body as Uint8Array)).toBe("ok");
+    }
+    expect(connections - before).toBe(1);
+    expect(pool.idleConnections).toBe(1);
+    pool.close();
+  });
+
+  test("`connection: close` from the upstream is honoured: the next request opens a new connection", async () => {
+    reset((_req, socket) => { socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"); socket.end(); });
+    const pool = new Http1Pool(new URL(upstream.url));
+    const before = connections;
+    for (let i = 0; i < 3; i++) {
+      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+      expect(r.status).toBe(200);
+    }
+    expect(connections - before).toBe(3);
+    expect(pool.idleConnections).toBe(0);
+  });
+
+  test("an idempotent request on a connection the upstream closed meanwhile is retried on a fresh one", async () => {
+    // The race every pool meets: the upstream drops a kept-alive connection just as the next
+    // request goes out on it. Here it answers the first request, closes on the second without a
+    // byte, and answers the third (on a new connection).
+    let seen = 0;
+    reset((_req, socket) => {
+      seen++;
+      if (seen === 2) socket.end();
+      else socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    });
+    const pool = new Http1Pool(new URL(upstream.url));
+    const before = connections;
+    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+    expect((await ask("GET")).status).toBe(200);
+    expect((await ask("GET")).status).toBe(200);
+    expect(seen).toBe(3);
+    expect(connections - before).toBe(2);
+    pool.close();
+  });
+
+  test("a non-idempotent request on such a connection is not repeated: 502", async () => {
+    let seen = 0;
+    reset((_req, socket) => {
+      seen++;
+      if (seen === 2) socket.end();
+      else socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    });
+    const pool = new Http1Pool(new URL(upstream.url));
+    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+    expect((await ask("GET")).status).toBe(200);
+    const outcome = await ask("POST").then(() => "answered", (e: unknown) => (e as GatewayError).code);
+    expect(outcome).toBe("UPSTREAM_UNAVAILABLE");
+    expect(seen).toBe(2);
+    pool.close();
+  });
+
+  test("an abort before the answer rejects with the abort reason and closes the connection", async () => {
+    reset(() => { /* never answers */ });
+    const pool = new Http1Pool(new URL(upstream.url));
+    const abort = new AbortController();
+    const pending = pool.request({ method: "GET", target: "/x", headers: new Headers(), signal: abort.signal, connectTimeoutMs: 2000 });
+    setTimeout(() => abort.abort(new GatewayError("UPSTREAM_TIMEOUT", "too slow")), 20);
+    const outcome = await pending.then(() => "answered", (e: unknown) => (e as GatewayError).code);
+    expect(outcome).toBe("UPSTREAM_TIMEOUT");
+    expect(pool.idleConnections).toBe(0);
+  });
+
+  test("a silent upstream through forwardToUpstream → 504 UPSTREAM_TIMEOUT", async () => {
+    reset(() => { /* never answers */ });
+    const response = await forward({}, { upstream: { ...upstream, timeoutMs: 100 } });
+    expect(response.status).toBe(504);
+    expect(((await response.json()) as { code: string }).code).toBe("UPSTREAM_TIMEOUT");
+  });
+
+  test("a large streamed body arrives intact through forwardToUpstream", async () => {
+    const size = 3 * 1024 * 1024;
+    const payload = new Uint8Array(size).map((_, i) => (i * 7) & 0xff);
+    reset((_req, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
+      socket.write(payload);
+    });
+    const response = await forward();
+    const got = new Uint8Array(await response.arrayBuffer());
+    expect(got.byteLength).toBe(size);
+    expect(Bun.hash(got)).toBe(Bun.hash(payload));
+  });
+});

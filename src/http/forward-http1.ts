@@ -1,0 +1,519 @@
+// A keep-alive HTTP/1.1 client for plain-HTTP upstreams over `Bun.connect`, used by
+// `forwardToUpstream` under Bun for requests without a body. Why not fetch: Bun's fetch runs on
+// its own "HTTP Client" thread, so every proxied request crosses threads twice; on a loaded core
+// that hand-off costs more than the rest of the pipeline together. This client parses on the
+// event loop that already holds the request, and keeps idle connections per upstream origin.
+//
+// Framing follows RFC 9112: the response head ends at the first empty line (§2.1); the body is
+// absent for HEAD, 1xx, 204 and 304 (§6.3 rules 1–2), chunked when Transfer-Encoding ends in
+// `chunked` (§7.1), `Content-Length` long otherwise (§6.3 rule 6), or delimited by the close.
+// Anything ambiguous (differing lengths, both TE and CL, obs-fold, space before the colon) is
+// refused as a broken upstream (502), never guessed at (§6.3 rule 3, §5.1, §5.2).
+import type { Socket } from "bun";
+import { GatewayError } from "../errors.ts";
+
+/** The parts of a response `forwardToUpstream` turns into the client's response. */
+export interface Http1Response {
+  status: number;
+  statusText: string;
+  /** As received, hop-by-hop fields included (the caller strips them). */
+  headers: Headers;
+  /** Whole bytes when the body arrived with the head; a stream otherwise; null for none. */
+  body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+}
+
+/** One request over a pooled connection. */
+export interface Http1Request {
+  method: string;
+  /** Origin-form request-target: `/path?query`, already normalised and checked by the caller. */
+  target: string;
+  /** Fields to send; `host` and framing fields are set here, hop-by-hop ones must be gone. */
+  headers: Headers;
+  /** Aborts the exchange; before the head arrives the promise rejects with `signal.reason`. */
+  signal: AbortSignal;
+  connectTimeoutMs: number;
+}
+
+const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_IDLE_PER_ORIGIN = 256;
+// Shorter than the keep-alive timeout of common upstream servers (Node 5 s, Bun 10 s, nginx 75 s),
+// so the pool closes an idle connection before the upstream does in the common case.
+const IDLE_TIMEOUT_S = 4;
+// RFC 9110 §9.2.2: these may be repeated when a reused connection turns out to be closed.
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+// Methods whose requests are expected to carry content: send an explicit `content-length: 0`
+// (RFC 9110 §8.6) so an upstream does not wait for a body or answer 411.
+const EXPECTS_CONTENT = new Set(["POST", "PUT", "PATCH"]);
+
+const CRLFCRLF = Buffer.from("\r\n\r\n");
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function badUpstream(origin: string, why: string): GatewayError {
+  return new GatewayError("UPSTREAM_BAD_RESPONSE", `upstream \`${origin}\` sent a malformed response: ${why}`);
+}
+
+/** The state of one exchange on one connection; the socket handlers dispatch to it. */
+interface Exchange {
+  onData(chunk: Buffer): void;
+  onClose(error: Error | null): void;
+  onDrain(): void;
+}
+
+interface Connection {
+  socket: Socket<Connection> | null;
+  exchange: Exchange | null;
+  closed: boolean;
+  reused: boolean;
+}
+
+/** A pool of keep-alive connections to one `http://host:port` origin. */
+export class Http1Pool {
+  readonly #hostname: string;
+  readonly #port: number;
+  readonly #authority: string;
+  readonly #idle: Connection[] = [];
+
+  constructor(origin: URL) {
+    this.#hostname = origin.hostname.replace(/^\[|\]$/g, "");
+    this.#port = Number(origin.port || 80);
+    this.#authority = origin.host;
+  }
+
+  /** Idle connections kept open right now. */
+  get idleConnections(): number {
+    return this.#idle.length;
+  }
+
+  /**
+   * Sends one body-less request and resolves once the response head has arrived. A reused
+   * connection that the upstream closed in the meantime is retried once on a fresh one when the
+   * method is idempotent and no byte of the answer came back.
+   */
+  async request(request: Http1Request): Promise<Http1Response> {
+    const head = this.#serialiseHead(request);
+    for (let attempt = 0; ; attempt++) {
+      const connection = this.#takeIdle() ?? (await this.#connect(request.signal, request.connectTimeoutMs));
+      try {
+        return await this.#exchange(connection, head, request);
+      } catch (error) {
+        const retry = error instanceof StaleConnection && attempt === 0 && IDEMPOTENT.has(request.method) && !request.signal.aborted;
+        if (!retry) throw error instanceof StaleConnection ? new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` closed the connection`) : error;
+      }
+    }
+  }
+
+  /** Closes every idle connection (in-flight exchanges finish on their own). */
+  close(): void {
+    for (const c of this.#idle.splice(0)) c.socket?.terminate();
+  }
+
+  #serialiseHead(request: Http1Request): Buffer {
+    let head = `${request.method} ${request.target} HTTP/1.1\r\nhost: ${this.#authority}\r\n`;
+    for (const [name, value] of request.headers) {
+      if (name === "host" || name === "content-length") continue;
+      head += `${name}: ${value}\r\n`;
+    }
+    if (EXPECTS_CONTENT.has(request.method)) head += "content-length: 0\r\n";
+    // The default in HTTP/1.1, said aloud for upstreams that still think in HTTP/1.0 (and as fetch does).
+    head += "connection: keep-alive\r\n";
+    // Header values reaching here went through `Headers`, which refuses CR, LF and NUL; latin1
+    // keeps every other byte as the client sent it.
+    return Buffer.from(head + "\r\n", "latin1");
+  }
+
+  #takeIdle(): Connection | null {
+    while (this.#idle.length > 0) {
+      const c = this.#idle.pop()!;
+      if (!c.closed && c.socket !== null) {
+        c.reused = true;
+        c.socket.timeout(0);
+        return c;
+      }
+    }
+    return null;
+  }
+
+  #release(c: Connection): void {
+    c.exchange = null;
+    if (c.closed || c.socket === null || this.#idle.length >= MAX_IDLE_PER_ORIGIN) {
+      c.socket?.terminate();
+      return;
+    }
+    c.socket.timeout(IDLE_TIMEOUT_S);
+    this.#idle.push(c);
+  }
+
+  #forget(c: Connection): void {
+    const i = this.#idle.indexOf(c);
+    if (i >= 0) this.#idle.splice(i, 1);
+  }
+
+  async #connect(signal: AbortSignal, connectTimeoutMs: number): Promise<Connection> {
+    if (signal.aborted) throw signal.reason;
+    const connection: Connection = { socket: null, exchange: null, closed: false, reused: false };
+    const pool = this;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let giveUp: ((error: unknown) => void) | undefined;
+    const stop = new Promise<never>((_, reject) => {
+      giveUp = reject;
+      timer = setTimeout(() => reject(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` did not accept a connection within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+    });
+    const onAbort = () => giveUp?.(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    const connecting = Bun.connect<Connection>({
+      hostname: this.#hostname,
+      port: this.#port,
+      data: connection,
+      socket: {
+        data(socket, chunk) {
+          const exchange = socket.data.exchange;
+          // Bytes on an idle connection answer nothing we asked: the connection is unusable.
+          if (exchange === null) { socket.data.closed = true; pool.#forget(socket.data); socket.terminate(); return; }
+          exchange.onData(chunk);
+        },
+        drain(socket) { socket.data.exchange?.onDrain(); },
+        timeout(socket) { socket.data.closed = true; pool.#forget(socket.data); socket.terminate(); },
+        end(socket) { socket.end(); },
+        close(socket, error) {
+          socket.data.closed = true;
+          pool.#forget(socket.data);
+          const exchange = socket.data.exchange;
+          socket.data.exchange = null;
+          exchange?.onClose(error ?? null);
+        },
+        error(socket, error) {
+          socket.data.closed = true;
+          const exchange = socket.data.exchange;
+          socket.data.exchange = null;
+          exchange?.onClose(error);
+        },
+      },
+    });
+    try {
+      const socket = await Promise.race([connecting, stop]);
+      socket.setNoDelay(true);
+      connection.socket = socket;
+      return connection;
+    } catch (error) {
+      // A connection that completes after we gave up must not leak.
+      void connecting.then((s) => s.terminate(), () => {});
+      if (error instanceof GatewayError || error === signal.reason) throw error;
+      throw new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` is unavailable: ${(error as Error).message}`);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  #exchange(c: Connection, head: Buffer, request: Http1Request): Promise<Http1Response> {
+    const pool = this;
+    const socket = c.socket!;
+    const noBody = request.method === "HEAD";
+    return new Promise<Http1Response>((resolve, reject) => {
+      let pendingWrite: Buffer | null = null;
+      let received: Buffer | null = null;
+      let anyByte = false;
+      let settled = false;
+      // Set once the head is parsed and the body streams.
+      let body: BodyReader | null = null;
+
+      const fail = (error: unknown) => {
+        c.closed = true;
+        // Settle first: terminating reports a close, which must not overwrite this error.
+        if (!settled) { settled = true; reject(error); }
+        else body?.fail(error);
+        cleanup();
+        socket.terminate();
+      };
+      const onAbort = () => fail(request.signal.reason);
+      const cleanup = () => request.signal.removeEventListener("abort", onAbort);
+      if (request.signal.aborted) { fail(request.signal.reason); return; }
+      request.signal.addEventListener("abort", onAbort, { once: true });
+
+      const exchange: Exchange = {
+        onDrain() {
+          if (pendingWrite === null) return;
+          const written = socket.write(pendingWrite);
+          pendingWrite = written < 0 ? null : written < pendingWrite.byteLength ? pendingWrite.subarray(written) : null;
+        },
+        onClose(error) {
+          if (body !== null) { body.end(error); cleanup(); return; }
+          if (settled) return;
+          if (!anyByte && c.reused) { settled = true; cleanup(); reject(new StaleConnection()); return; }
+          fail(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${pool.#authority}\` closed the connection before answering${error ? `: ${error.message}` : ""}`));
+        },
+        onData(chunk) {
+          anyByte = true;
+          if (body !== null) { body.push(chunk); return; }
+          received = received === null ? chunk : Buffer.concat([received, chunk]);
+          // Informational answers (1xx, RFC 9110 §15.2) precede the final one: skip them.
+          for (;;) {
+            const end = received.indexOf(CRLFCRLF);
+            if (end < 0) {
+              if (received.byteLength > MAX_HEAD_BYTES) fail(badUpstream(pool.#authority, "response head too large"));
+              return;
+            }
+            let parsed: ParsedHead;
+            try {
+              parsed = parseHead(received.toString("latin1", 0, end), pool.#authority);
+            } catch (error) {
+              fail(error);
+              return;
+            }
+            received = received.subarray(end + 4);
+            if (parsed.status >= 100 && parsed.status < 200) {
+              if (parsed.status === 101) { fail(badUpstream(pool.#authority, "unexpected protocol switch")); return; }
+              continue;
+            }
+            settled = true;
+            const framing = noBody || parsed.status === 204 || parsed.status === 304 ? { kind: "none" as const } : parsed.framing;
+            const reusable = parsed.keepAlive && framing.kind !== "close";
+            const done = (ok: boolean) => {
+              cleanup();
+              if (ok && reusable && !c.closed) pool.#release(c);
+              else { c.closed = true; socket.terminate(); }
+            };
+            if (framing.kind === "none") {
+              done(received.byteLength === 0);
+              resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: null });
+              return;
+            }
+            if (framing.kind === "length" && received.byteLength >= framing.length) {
+              const whole = new Uint8Array(received.subarray(0, framing.length));
+              done(received.byteLength === framing.length);
+              resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: whole });
+              return;
+            }
+            body = new BodyReader(framing, socket, pool.#authority, done);
+            const rest = received;
+            received = null;
+            const stream = body.stream;
+            resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: stream });
+            if (rest.byteLength > 0) body.push(rest);
+            return;
+          }
+        },
+      };
+      c.exchange = exchange;
+      const written = socket.write(head);
+      if (written < 0) { exchange.onClose(null); return; }
+      if (written < head.byteLength) pendingWrite = head.subarray(written);
+    });
+  }
+}
+
+class StaleConnection extends Error {}
+
+type Framing = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
+
+interface ParsedHead {
+  status: number;
+  statusText: string;
+  headers: Headers;
+  framing: Framing;
+  keepAlive: boolean;
+}
+
+/** Parses a response head (status line and fields, without the final CRLFCRLF). */
+function parseHead(text: string, origin: string): ParsedHead {
+  const lines = text.split("\r\n");
+  const statusLine = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/.exec(lines[0]!);
+  if (!statusLine) throw badUpstream(origin, "bad status line");
+  const headers = new Headers();
+  let contentLength: string | null = null;
+  let transferEncoding: string | null = null;
+  let connection = "";
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw badUpstream(origin, line.length > 0 && (line[0] === " " || line[0] === "\t") ? "obsolete line folding" : "field without a colon");
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) throw badUpstream(origin, "bad field name");
+    const value = line.slice(colon + 1).trim();
+    const lower = name.toLowerCase();
+    if (lower === "content-length") {
+      // A list of identical lengths is one length (RFC 9110 §8.6); different ones are an attack or a bug.
+      for (const part of value.split(",")) {
+        const v = part.trim();
+        if (!/^\d{1,15}$/.test(v) || (contentLength !== null && contentLength !== v)) throw badUpstream(origin, "bad content-length");
+        contentLength = v;
+      }
+    } else if (lower === "transfer-encoding") {
+      transferEncoding = transferEncoding === null ? value : `${transferEncoding}, ${value}`;
+    } else if (lower === "connection") {
+      connection += "," + value.toLowerCase();
+    }
+    try {
+      headers.append(name, value);
+    } catch {
+      throw badUpstream(origin, "bad field value");
+    }
+  }
+  let framing: Framing;
+  if (transferEncoding !== null) {
+    // RFC 9112 §6.1: with both, TE wins and the connection must not be reused; a final coding other
+    // than chunked means the body ends with the connection (§6.3 rule 4).
+    const codings = transferEncoding.toLowerCase().split(",").map((s) => s.trim()).filter((s) => s !== "");
+    framing = codings[codings.length - 1] === "chunked" ? { kind: "chunked" } : { kind: "close" };
+    if (contentLength !== null) connection += ",close";
+  } else if (contentLength !== null) {
+    framing = { kind: "length", length: Number(contentLength) };
+  } else {
+    framing = { kind: "close" };
+  }
+  const http10 = statusLine[1] === "0";
+  const tokens = connection.split(",").map((s) => s.trim());
+  const keepAlive = http10 ? tokens.includes("keep-alive") && !tokens.includes("close") : !tokens.includes("close");
+  return { status: Number(statusLine[2]), statusText: statusLine[3] ?? "", headers, framing, keepAlive };
+}
+
+/**
+ * Streams a response body from the socket to the client, decoding chunked framing, with
+ * backpressure: the socket stops reading while the client's queue is full.
+ */
+class BodyReader {
+  readonly stream: ReadableStream<Uint8Array>;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #remaining: number;
+  #chunked: ChunkedDecoder | null;
+  #finished = false;
+  #paused = false;
+
+  constructor(
+    private readonly framing: Exclude<Framing, { kind: "none" }>,
+    private readonly socket: Socket<Connection>,
+    private readonly origin: string,
+    private readonly done: (reusable: boolean) => void,
+  ) {
+    this.#remaining = framing.kind === "length" ? framing.length : Infinity;
+    this.#chunked = framing.kind === "chunked" ? new ChunkedDecoder(origin) : null;
+    this.stream = new ReadableStream<Uint8Array>({
+      start: (controller) => { this.#controller = controller; },
+      pull: () => {
+        if (this.#paused && !this.#finished) { this.#paused = false; this.socket.resume(); }
+      },
+      cancel: () => {
+        // The client went away: the rest of this body can never be read, so the connection goes too.
+        if (this.#finished) return;
+        this.#finished = true;
+        this.done(false);
+      },
+    }, { highWaterMark: 64 * 1024, size: (chunk) => chunk?.byteLength ?? 0 });
+  }
+
+  push(chunk: Buffer): void {
+    if (this.#finished) return;
+    if (this.#chunked !== null) {
+      let out: Uint8Array[];
+      try {
+        out = this.#chunked.decode(chunk);
+      } catch (error) {
+        this.fail(error);
+        this.done(false);
+        return;
+      }
+      for (const piece of out) this.#enqueue(piece);
+      if (this.#chunked.complete) this.#finish(!this.#chunked.trailingBytes);
+    } else if (this.framing.kind === "length") {
+      const take = Math.min(chunk.byteLength, this.#remaining);
+      if (take > 0) this.#enqueue(Uint8Array.prototype.slice.call(chunk, 0, take));
+      this.#remaining -= take;
+      if (this.#remaining === 0) this.#finish(take === chunk.byteLength);
+    } else {
+      this.#enqueue(Uint8Array.prototype.slice.call(chunk));
+    }
+    if (!this.#finished && (this.#controller.desiredSize ?? 1) <= 0 && !this.#paused) {
+      this.#paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** The connection ended: a complete body for close-delimited framing, a truncation otherwise. */
+  end(error: Error | null): void {
+    if (this.#finished) return;
+    if (this.framing.kind === "close" && error === null) { this.#finish(false); return; }
+    this.fail(badUpstream(this.origin, "connection closed before the body was complete"));
+    this.#finished = true;
+    this.done(false);
+  }
+
+  fail(error: unknown): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    try { this.#controller.error(error); } catch { /* already closed or errored */ }
+  }
+
+  #enqueue(piece: Uint8Array): void {
+    try { this.#controller.enqueue(piece); } catch { /* cancelled by the client */ }
+  }
+
+  #finish(reusable: boolean): void {
+    this.#finished = true;
+    if (this.#paused) { this.#paused = false; this.socket.resume(); }
+    try { this.#controller.close(); } catch { /* cancelled by the client */ }
+    this.done(reusable);
+  }
+}
+
+/** RFC 9112 §7.1 chunked transfer coding, incrementally; chunk extensions and trailers are dropped. */
+class ChunkedDecoder {
+  complete = false;
+  trailingBytes = false;
+  #state: "size" | "data" | "data-crlf" | "trailer" = "size";
+  #line = "";
+  #left = 0;
+
+  constructor(private readonly origin: string) {}
+
+  decode(input: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let i = 0;
+    while (i < input.byteLength) {
+      if (this.complete) { this.trailingBytes = true; return out; }
+      if (this.#state === "data") {
+        const take = Math.min(this.#left, input.byteLength - i);
+        out.push(input.slice(i, i + take));
+        i += take;
+        this.#left -= take;
+        if (this.#left === 0) this.#state = "data-crlf";
+        continue;
+      }
+      // Line-oriented states: collect up to LF.
+      const lf = input.indexOf(0x0a, i);
+      const end = lf < 0 ? input.byteLength : lf;
+      this.#line += Buffer.from(input.buffer, input.byteOffset + i, end - i).toString("latin1");
+      if (this.#line.length > 4096) throw badUpstream(this.origin, "chunk line too long");
+      i = lf < 0 ? input.byteLength : lf + 1;
+      if (lf < 0) break;
+      if (!this.#line.endsWith("\r")) throw badUpstream(this.origin, "bare LF in chunked framing");
+      const line = this.#line.slice(0, -1);
+      this.#line = "";
+      if (this.#state === "data-crlf") {
+        if (line !== "") throw badUpstream(this.origin, "missing CRLF after chunk data");
+        this.#state = "size";
+      } else if (this.#state === "size") {
+        const size = /^([0-9A-Fa-f]{1,12})[ \t]*(?:;.*)?$/.exec(line);
+        if (!size) throw badUpstream(this.origin, "bad chunk size");
+        this.#left = parseInt(size[1]!, 16);
+        this.#state = this.#left === 0 ? "trailer" : "data";
+      } else if (line === "") {
+        this.complete = true;
+      }
+    }
+    return out;
+  }
+}
+
+const pools = new Map<string, Http1Pool>();
+
+/** The shared pool for a plain-HTTP origin (`http://host:port`); one per origin per process. */
+export function http1PoolFor(origin: URL): Http1Pool {
+  const key = origin.origin;
+  let pool = pools.get(key);
+  if (!pool) {
+    pool = new Http1Pool(origin);
+    if (pools.size >= 1024) for (const [k, p] of pools) { p.close(); pools.delete(k); break; }
+    pools.set(key, pool);
+  }
+  return pool;
+}
