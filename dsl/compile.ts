@@ -1,12 +1,9 @@
-// The compiler: a checked policy becomes one Hono router per channel and, per duty, a decision
+// The compiler: a checked policy becomes one route trie per channel and, per duty, a decision
 // tree whose cheap tests come first (the exclusive-role gate and the role bitmask before any
 // condition), with every leaf a ready, frozen Decision so that deciding allocates nothing
 // unless the duty carries a history separation.
-import { RegExpRouter } from "hono/router/reg-exp-router";
-import { TrieRouter } from "hono/router/trie-router";
-import type { Router } from "hono/router";
 import { cidrContainsText, memberKey, type EvalEnv } from "./evaluate.ts";
-import { compareSpecificity, separationChecks } from "./interpret.ts";
+import type { CheckedSeparation } from "./typed_ast.ts";
 import { spanAt, type CheckedDuty, type CheckedGrant, type CheckedPolicy, type TExpr } from "./typed_ast.ts";
 import type { Channel, CidrValue, Decision, DecisionCode, IpValue, Principal, PolicyRequest, Reason, RouteMatch } from "./types.ts";
 import { cidrContains } from "./values.ts";
@@ -100,7 +97,7 @@ interface DutyTree {
   forbids: ForbidNode[];
   grants: GrantLeaf[];
   noGrant: Decision;
-  hasSeparations: boolean;
+  separations: CheckedSeparation[];
 }
 
 export interface CompiledPolicy {
@@ -127,19 +124,96 @@ function leaf(allow: boolean, code: DecisionCode, duty: string | null, decidedBy
   return freezeDecision({ allow, code, duty, decidedBy, reasons, branch, separations: [], ledger: [], message });
 }
 
-/** Builds a router for one channel: RegExpRouter when the routes allow it, else TrieRouter. */
-function buildRouter(duties: readonly CheckedDuty[]): Router<CheckedDuty> {
-  const ordered = [...duties].sort((a, b) => compareSpecificity(a.segments, b.segments));
-  const attempt = (router: Router<CheckedDuty>) => {
-    for (const d of ordered) router.add(d.method, d.pattern, d);
-    router.match("GET", "/"); // RegExpRouter builds (and may refuse ambiguous routes) on first match
-    return router;
-  };
-  try {
-    return attempt(new RegExpRouter<CheckedDuty>());
-  } catch {
-    return attempt(new TrieRouter<CheckedDuty>());
+/**
+ * A route trie per method: one node per path segment, children by literal text, then one param
+ * child, then a trailing wildcard. Matching walks the path once (cost grows with the path's
+ * length, not with the number of routes, unlike a combined regular expression) and tries
+ * literal before param before wildcard, with backtracking: the first match found is the most
+ * specific route, exactly the order `compareSpecificity` defines (the reference interpreter's).
+ */
+interface RouteNode {
+  literal: Map<string, RouteNode> | null;
+  param: RouteNode | null;
+  paramName: string | null;
+  /** Duty whose route ends here. */
+  end: CheckedDuty | null;
+  /** Duty whose route ends here with `*` (matches zero or more further segments). */
+  wildcard: CheckedDuty | null;
+}
+
+function newNode(): RouteNode {
+  return { literal: null, param: null, paramName: null, end: null, wildcard: null };
+}
+
+export interface RouteTrie {
+  match(method: string, path: string): RouteMatch | null;
+}
+
+export function buildRouteTrie(duties: readonly CheckedDuty[]): RouteTrie {
+  const roots = new Map<string, RouteNode>();
+  for (const d of duties) {
+    let node = roots.get(d.method);
+    if (!node) roots.set(d.method, (node = newNode()));
+    for (const seg of d.segments) {
+      if (seg.kind === "literal") {
+        node.literal ??= new Map();
+        let next = node.literal.get(seg.text);
+        if (!next) node.literal.set(seg.text, (next = newNode()));
+        node = next;
+      } else if (seg.kind === "param") {
+        // Param names may differ between routes through one node; each route keeps its own names
+        // through `names` below, so the trie only records the position.
+        node.param ??= newNode();
+        node = node.param;
+      } else {
+        node.wildcard ??= d;
+        node = null as unknown as RouteNode;
+        break;
+      }
+    }
+    if (node && !node.end) node.end = d;
   }
+  // Param names by duty, in segment order, to label captured values.
+  const names = new Map<CheckedDuty, string[]>(duties.map((d) => [d, d.params]));
+
+  const walk = (node: RouteNode, parts: string[], i: number, captured: string[]): CheckedDuty | null => {
+    if (i === parts.length) {
+      if (node.end) return node.end;
+      return node.wildcard;
+    }
+    const seg = parts[i]!;
+    if (seg !== "") {
+      const lit = node.literal?.get(seg);
+      if (lit) {
+        const r = walk(lit, parts, i + 1, captured);
+        if (r) return r;
+      }
+      if (node.param) {
+        captured.push(seg);
+        const r = walk(node.param, parts, i + 1, captured);
+        if (r) return r;
+        captured.pop();
+      }
+    }
+    return node.wildcard;
+  };
+
+  return {
+    match(method, path) {
+      const root = roots.get(method);
+      if (!root) return null;
+      const parts = path === "/" ? [] : path.slice(1).split("/");
+      const captured: string[] = [];
+      const duty = walk(root, parts, 0, captured);
+      if (!duty) return null;
+      const params: Record<string, string> = {};
+      const ns = names.get(duty)!;
+      // A wildcard match may have captured params of a deeper route it backtracked from; the
+      // duty's own params are the first ones captured on its path.
+      for (let k = 0; k < ns.length; k++) params[ns[k]!] = captured[k]!;
+      return { duty: duty.name, params };
+    },
+  };
 }
 
 export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
@@ -188,15 +262,25 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     return f;
   };
 
+  const grantsByDuty = new Map<string, CheckedGrant[]>();
+  for (const g of policy.grants) grantsByDuty.set(g.duty, [...(grantsByDuty.get(g.duty) ?? []), g]);
+  const forbidsByDuty = new Map<string, typeof policy.forbids>();
+  const forbidsForAll = policy.forbids.filter((f) => f.duties === null);
+  for (const f of policy.forbids) for (const d of f.duties ?? []) forbidsByDuty.set(d, [...(forbidsByDuty.get(d) ?? []), f]);
+  const separationsByDuty = new Map<string, CheckedSeparation[]>();
+  for (const x of policy.separations) for (const d of x.duties) separationsByDuty.set(d, [...(separationsByDuty.get(d) ?? []), x]);
+
   const trees = new Map<string, DutyTree>();
   for (const duty of policy.duties) {
-    const forbids: ForbidNode[] = policy.forbids
-      .filter((f) => f.duties === null || f.duties.includes(duty.name))
+    // Source order of forbids is kept: the first forbid that holds decides.
+    const own = forbidsByDuty.get(duty.name) ?? [];
+    const applicable = forbidsForAll.length ? policy.forbids.filter((f) => f.duties === null || own.includes(f)) : own;
+    const forbids: ForbidNode[] = applicable
       .map((f) => ({
         cond: compileExpr(f.when),
         decision: leaf(false, "DENY_FORBID", duty.name, f.id, [{ rule: f.id, kind: "forbid", at: spanAt(f.span), held: true, why: "condition holds" }], ["exclusive gate: pass", `forbid ${f.id}: condition holds`], `${duty.name} is forbidden by ${spanAt(f.span)}`),
       }));
-    const dutyGrants = policy.grants.filter((g) => g.duty === duty.name);
+    const dutyGrants = grantsByDuty.get(duty.name) ?? [];
     const grants: GrantLeaf[] = dutyGrants.map((g: CheckedGrant) => ({
       mask: maskOf(g.roles),
       until: g.until ?? Infinity,
@@ -208,28 +292,16 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     const noGrant = leaf(false, "DENY_NO_GRANT", duty.name, null,
       dutyGrants.map((g) => ({ rule: g.id, kind: "grant", at: spanAt(g.span), held: false, why: "role, until or condition does not apply" })),
       ["exclusive gate: pass", forbids.length ? "forbids: none holds" : "forbids: none", "grants: none applies"], `no grant of ${duty.name} applies to this principal`);
-    trees.set(duty.name, { duty, forbids, grants, noGrant, hasSeparations: policy.separations.some((s) => s.duties.includes(duty.name)) });
+    trees.set(duty.name, { duty, forbids, grants, noGrant, separations: separationsByDuty.get(duty.name) ?? [] });
   }
 
-  const routers: Record<Channel, Router<CheckedDuty>> = {
-    operational: buildRouter(policy.duties.filter((d) => d.channel === "operational")),
-    admin: buildRouter(policy.duties.filter((d) => d.channel === "admin")),
+  const routers: Record<Channel, RouteTrie> = {
+    operational: buildRouteTrie(policy.duties.filter((d) => d.channel === "operational")),
+    admin: buildRouteTrie(policy.duties.filter((d) => d.channel === "admin")),
   };
   const noRoute = new Map<string, Decision>();
 
-  const match = (channel: Channel, method: string, path: string): RouteMatch | null => {
-    const [found, stash] = routers[channel].match(method, path) as [Array<[CheckedDuty, Record<string, string | number>]>, string[] | undefined];
-    const first = found[0];
-    if (!first) return null;
-    const [duty, rawParams] = first;
-    let params: Record<string, string>;
-    if (stash) {
-      // RegExpRouter returns indexes into the stash.
-      params = {};
-      for (const k in rawParams) params[k] = stash[rawParams[k] as number]!;
-    } else params = rawParams as Record<string, string>;
-    return { duty: duty.name, params };
-  };
+  const match = (channel: Channel, method: string, path: string): RouteMatch | null => routers[channel].match(method, path);
 
   const decideMatched = (m: RouteMatch, principal: Principal, request: PolicyRequest): Decision => {
     const tree = trees.get(m.duty)!;
@@ -243,8 +315,8 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
       for (let i = 0; i < words; i++) if ((pm[i]! & g.mask[i]!) !== 0) { hit = true; break; }
       if (!hit || request.time > g.until) continue;
       if (g.cond !== null && g.cond(env) !== true) continue;
-      if (!tree.hasSeparations) return g.decision;
-      return { ...g.decision, separations: separationChecks(policy, m.duty, m.params) };
+      if (tree.separations.length === 0) return g.decision;
+      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, param: c.param, key: m.params[c.param] ?? "", duties: c.duties })) };
     }
     return tree.noGrant;
   };
@@ -268,7 +340,7 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     describe() {
       return {
         roles: policy.roles,
-        routers: Object.fromEntries(Object.entries(routers).map(([c, r]) => [c, r.name])),
+        router: "segment trie per channel and method",
         exclusives: policy.exclusives.map((x) => ({ id: x.id, atLeast: x.atLeast, roles: x.roles })),
         duties: [...trees.values()].map((t) => ({
           duty: t.duty.name,
@@ -281,7 +353,7 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
             ...t.grants.map((g) => `grant ${g.decision.decidedBy}: roles ${[...g.mask].map((w) => w.toString(2)).join(":")}${g.until !== Infinity ? " until" : ""}${g.cond ? " when" : ""}`),
             "deny: no grant",
           ],
-          separations: t.hasSeparations,
+          separations: t.separations.map((x) => x.id),
         })),
       };
     },

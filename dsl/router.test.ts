@@ -59,16 +59,13 @@ function load(path: string, text: string): CheckedPolicy {
 }
 
 describe("router agreement", () => {
-  test("overlapping random routes: 200 policies × 100 paths × 2 channels × 2 methods", () => {
+  test("overlapping random routes (the compiled segment trie vs the interpreter's scan): 200 policies × 100 paths × 2 channels × 2 methods", () => {
     let compared = 0;
     let matched = 0;
-    const routers = new Set<string>();
     for (let seed = 1; seed <= 200; seed++) {
       const { text, patterns } = overlappingPolicy(seed);
       const policy = load(`routes_${seed}.duty`, text);
       const compiled = compilePolicy(policy);
-      const names = compiled.describe() as { routers: Record<string, string> };
-      for (const r of Object.values(names.routers)) routers.add(r);
       const rng = createRng(seed * 7919);
       for (let i = 0; i < 100; i++) {
         const path = randomPath(rng);
@@ -88,8 +85,6 @@ describe("router agreement", () => {
     expect(compared).toBe(200 * 100 * 4);
     // The generator must exercise matching, not just misses.
     expect(matched).toBeGreaterThan(compared / 5);
-    // Ambiguous route sets make RegExpRouter refuse; the TrieRouter fallback must agree as well.
-    expect([...routers].sort()).toEqual(["RegExpRouter", "TrieRouter"]);
   }, 120_000);
 
   test("generated realistic policies: sample requests route the same way", () => {
