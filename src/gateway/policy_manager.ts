@@ -148,7 +148,9 @@ export class PolicyManager {
       const rollback = checkRollback(this.#store, bundle.revision, bundle.digest);
       if (rollback) return fail(rollback.code, [formatBundleProblem(rollback)]);
     }
-    const files = classifyPolicyFiles(bundle.files, this.#options.policy.dir);
+    // Paths relative to the bundle: rule ids (`grant:changes.duty:12:1`) are the same on every
+    // instance and in `gateway check`, and reveal nothing of the server's directory layout.
+    const files = classifyPolicyFiles(bundle.files, "");
     if (files.policies.length === 0) return fail("POLICY_EMPTY", [`no \`.duty\` files in ${pc.dir}`]);
     const sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
     const loaded = loadPolicy(files.policies, { now: this.#options.now?.() });

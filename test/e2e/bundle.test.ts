@@ -193,7 +193,7 @@ describe("reload of signed revisions", () => {
     const failure = t.gw.policy.lastError!;
     expect(failure.code).toBe("POLICY_INVALID");
     expect(failure.problems.length).toBeGreaterThan(0);
-    expect(failure.problems[0]).toMatch(new RegExp(`^${policyDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/broken\\.duty:\\d+:\\d+: error\\[E_SYNTAX\\]`));
+    expect(failure.problems[0]).toMatch(/^broken\.duty:\d+:\d+: error\[E_SYNTAX\]/);
     expect(t.gw.policy.active).toBe(before);
     expect((await readStatus()).status).toBe(200);
     const status = statusFile();
