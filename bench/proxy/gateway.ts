@@ -2,8 +2,8 @@
 // id and a (cached) identity token, and forwardToUpstream. `--mode answer` skips the proxying
 // and answers itself, which isolates the cost of TLS and the server from the cost of the hop.
 // Prints `listening <port>` once ready.
-// `--client fetch` forwards over fetch instead of the keep-alive HTTP/1.1 pool (the default).
-// Usage: bun bench/proxy/gateway.ts --upstream http://127.0.0.1:PORT [--mode forward|answer] [--client auto|fetch]
+// `--client pool` forwards over the keep-alive HTTP/1.1 pool instead of fetch (the default).
+// Usage: bun bench/proxy/gateway.ts --upstream http://127.0.0.1:PORT [--mode forward|answer] [--client fetch|pool]
 import { generateKeyPair } from "jose";
 import { generate } from "selfsigned";
 import {
@@ -16,7 +16,7 @@ function flag(name: string, fallback: string): string {
 }
 
 const mode = flag("mode", "forward");
-const client = flag("client", "auto") === "fetch" ? "fetch" : "auto";
+const client = flag("client", "fetch") === "pool" ? "pool" : "fetch";
 const upstream = { name: "bench", url: flag("upstream", "http://127.0.0.1:1"), timeoutMs: 10_000, connectTimeoutMs: 2_000 };
 const pems = await generate([{ name: "commonName", value: "localhost" }], {
   keyType: "ec", algorithm: "sha256",

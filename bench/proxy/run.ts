@@ -1,13 +1,13 @@
 // Proxy benchmark: what the gateway costs over calling the upstream directly.
 //
 //   npm run bench:proxy -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1]
-//       [--scenarios direct,tls-answer,tls-forward-fetch,tls-forward,gateway,gateway-no-audit] [--no-pin]
+//       [--scenarios direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-no-audit] [--no-pin]
 //
 // Scenarios (each a separate process; rounds interleave them so drift on a shared machine hits all):
 //   direct             the tiny upstream alone (plain HTTP, loopback)
 //   tls-answer         a Bun.serve TLS server that normalises the path and answers itself
-//   tls-forward-fetch  the same, forwarding with forwardToUpstream over fetch
-//   tls-forward        the same, forwarding over the gateway's keep-alive HTTP/1.1 pool
+//   tls-forward        the same, forwarding with forwardToUpstream over fetch (what the gateway does)
+//   tls-forward-pool   the same over the opt-in keep-alive HTTP/1.1 pool (`client: "pool"`)
 //   gateway            the FULL gateway (startGateway): TLS, ES256 JWT (cached after the first
 //                      request), compiled shipped policy, duty ledger, audit log on with fsync batch,
 //                      identity token; `GET /changes/42` (read_change: an unguarded duty)
@@ -37,9 +37,9 @@ const shape: LoadShape = {
 };
 const rounds = bounded(flag("rounds", "3"), 1, 10);
 const path = flag("path", "/changes/42");
-const ALL = ["direct", "tls-answer", "tls-forward-fetch", "tls-forward", "gateway", "gateway-no-audit"] as const;
+const ALL = ["direct", "tls-answer", "tls-forward", "tls-forward-pool", "gateway", "gateway-no-audit"] as const;
 type Scenario = (typeof ALL)[number];
-const wanted = flag("scenarios", "direct,tls-answer,tls-forward-fetch,tls-forward,gateway").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
+const wanted = flag("scenarios", "direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-no-audit").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
 if (!wanted.includes("direct")) wanted.unshift("direct");
 const budget = cpuBudget(!args.includes("--no-pin"));
 
@@ -75,7 +75,7 @@ try {
     let headers: string[] = [];
     if (scenario.startsWith("tls-")) {
       const mode = scenario === "tls-answer" ? "answer" : "forward";
-      const client = scenario === "tls-forward-fetch" ? "fetch" : "auto";
+      const client = scenario === "tls-forward-pool" ? "pool" : "fetch";
       proc = await startProcess(scenario, [bun, join(here, "gateway.ts"), "--upstream", upstreamUrl, "--mode", mode, "--client", client], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
     } else {
       proc = await startProcess(scenario, [bun, join(here, "full-gateway.ts"), "--upstream", upstreamUrl, ...(scenario === "gateway-no-audit" ? ["--no-audit"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });

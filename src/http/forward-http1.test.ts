@@ -49,7 +49,7 @@ afterAll(() => raw.stop(true));
 
 const upstream: UpstreamConfig = { name: "raw", url: `http://127.0.0.1:${raw.port}`, timeoutMs: 5_000, connectTimeoutMs: 2_000 };
 function options(overrides: Partial<ForwardOptions> = {}): ForwardOptions {
-  return { upstream, path: "/x", query: "", requestId: "req-h1", clientIp: "192.0.2.1", host: "gw.example", maxBodyBytes: 1 << 20, ...overrides };
+  return { upstream, path: "/x", query: "", requestId: "req-h1", clientIp: "192.0.2.1", host: "gw.example", maxBodyBytes: 1 << 20, client: "pool", ...overrides };
 }
 const forward = (init: RequestInit = {}, overrides: Partial<ForwardOptions> = {}) => forwardToUpstream(new Request("http://gw.example/x", init), options(overrides));
 

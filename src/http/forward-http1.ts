@@ -1,5 +1,5 @@
 // A keep-alive HTTP/1.1 client for plain-HTTP upstreams over `Bun.connect`, used by
-// `forwardToUpstream` under Bun for requests without a body. Why not fetch: Bun's fetch runs on
+// `forwardToUpstream` under Bun for requests without a body when `client: "pool"` is asked for. Why not fetch: Bun's fetch runs on
 // its own "HTTP Client" thread, so every proxied request crosses threads twice; on a loaded core
 // that hand-off costs more than the rest of the pipeline together. This client parses on the
 // event loop that already holds the request, and keeps idle connections per upstream origin.

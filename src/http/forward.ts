@@ -41,11 +41,13 @@ export interface ForwardOptions {
   /** `append` (default) keeps the caller's `x-forwarded-for` chain; `replace` starts it at `clientIp`. */
   forwardedFor?: "append" | "replace";
   /**
-   * `auto` (default): under Bun, body-less requests to `http:` upstreams go over the gateway's
-   * own keep-alive HTTP/1.1 pool on the event loop (see forward-http1.ts), everything else over
-   * fetch. `fetch` always uses fetch (benchmarks compare the two).
+   * `fetch` (default): the runtime's fetch. `pool` (Bun only; other runtimes use fetch): body-less
+   * requests to `http:` upstreams go over a keep-alive HTTP/1.1 pool on the event loop
+   * (forward-http1.ts), skipping the hop to fetch's client thread; requests with a body and
+   * `https:` upstreams still use fetch. Opt-in: measured at parity in CPU per request with fetch
+   * when the gateway has one core (docs/performance.md).
    */
-  client?: "auto" | "fetch";
+  client?: "fetch" | "pool";
 }
 
 // RFC 9110 §7.6.1: connection-specific fields never travel past one hop. `proxy-authorization`
@@ -218,7 +220,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   );
   let upstreamResponse: Response | Http1Response;
   try {
-    if (isBun && body === null && url.protocol === "http:" && options.client !== "fetch") {
+    if (options.client === "pool" && isBun && body === null && url.protocol === "http:") {
       upstreamResponse = await http1PoolFor(url).request({
         method: request.method, target: url.pathname + url.search, headers, signal: abort.signal, connectTimeoutMs: upstream.connectTimeoutMs,
       });
