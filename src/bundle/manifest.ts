@@ -72,19 +72,9 @@ export type ManifestRead =
   | { kind: "malformed"; problems: BundleProblem[] }
   | { kind: "ok"; manifest: ParsedManifest };
 
-/**
- * JSON with object keys sorted and no whitespace. For the value space of a manifest (strings,
- * safe integers, arrays, objects) this is RFC 8785 canonical JSON, which reuses ECMAScript's
- * string and number serialisation.
- */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const keys = Object.keys(value).filter((key) => (value as Record<string, unknown>)[key] !== undefined).sort();
-    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
+// One RFC 8785 (JCS) implementation serves the bundle manifest and the audit chain.
+export { canonicalJson } from "../audit/canonical-json.ts";
+import { canonicalJson } from "../audit/canonical-json.ts";
 
 /** The canonical bytes of a payload: what is signed, and what the bundle digest hashes. */
 export function encodeManifestPayload(payload: ManifestPayload): Uint8Array {
