@@ -8,116 +8,15 @@
 // rebuilt in memory from the log itself, seeded with the ledger facts each record consulted.
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
-import type { CheckedPolicy, CompiledPolicy, Decision, Principal, PolicyRequest, PrincipalSchema, SeparationCheck, TExpr, Type } from "../../dsl/mod.ts";
+import type { CompiledPolicy, Decision, PolicyRequest, SeparationCheck } from "../../dsl/mod.ts";
 import { coercePrincipal, parseIp } from "../../dsl/mod.ts";
-import { NEVER_LOGGED_HEADERS, resolveAuditPaths } from "../audit/mod.ts";
+import { resolveAuditPaths } from "../audit/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { CheckContext, CheckStepResult } from "./check.ts";
 import { EXIT } from "./io.ts";
 
-// ---------------------------------------------------------------------------------------------
-// Writing: what a decision record carries for replay.
-
-/** Header and query names a policy's conditions read (literal names in `request.header[...]`). */
-export interface PolicyInputNames {
-  headers: readonly string[];
-  query: readonly string[];
-}
-
-const inputNamesCache = new WeakMap<CheckedPolicy, PolicyInputNames>();
-
-function collectInputNames(e: TExpr, headers: Set<string>, query: Set<string>): void {
-  switch (e.k) {
-    case "header": case "hasHeader": headers.add(e.name.toLowerCase()); return;
-    case "query": case "hasQuery": query.add(e.name); return;
-    case "setOf": for (const item of e.items) collectInputNames(item, headers, query); return;
-    case "not": collectInputNames(e.operand, headers, query); return;
-    case "in": collectInputNames(e.element, headers, query); collectInputNames(e.container, headers, query); return;
-    case "and": case "or": case "eq": case "ne": case "lt": case "le": case "gt": case "ge":
-    case "startsWith": case "endsWith": case "add": case "sub":
-      collectInputNames(e.left, headers, query); collectInputNames(e.right, headers, query); return;
-    default: return;
-  }
-}
-
-/**
- * The request headers and query parameters the conditions of `policy` read, computed once per
- * policy. Only these (never credentials) go into decision records, so the log stays small and a
- * replay knows which inputs were recorded.
- *
- * @example policyInputNames(compiled.policy) // { headers: ["x-freeze"], query: [] }
- */
-export function policyInputNames(policy: CheckedPolicy): PolicyInputNames {
-  let names = inputNamesCache.get(policy);
-  if (!names) {
-    const headers = new Set<string>();
-    const query = new Set<string>();
-    for (const g of policy.grants) if (g.when) collectInputNames(g.when, headers, query);
-    for (const f of policy.forbids) collectInputNames(f.when, headers, query);
-    names = { headers: [...headers].sort(), query: [...query].sort() };
-    inputNamesCache.set(policy, names);
-  }
-  return names;
-}
-
-function valueToJson(type: Type, value: unknown): unknown {
-  if (value === undefined || value === null) return null;
-  switch (type.kind) {
-    case "ip": case "cidr": return (value as { text: string }).text;
-    // Times as RFC 3339 and durations as seconds: the forms `coercePrincipal` reads back.
-    case "time": return new Date(value as number).toISOString();
-    case "duration": return (value as number) / 1000;
-    case "set": return [...(value as ReadonlySet<unknown>)].map((v) => (typeof v === "object" && v !== null && "text" in v ? (v as { text: string }).text : v));
-    default: return value;
-  }
-}
-
-/**
- * A typed principal as JSON that `coercePrincipal` turns back into the same principal:
- * sets become arrays, ip and cidr their text, times RFC 3339, durations seconds.
- */
-export function principalToJson(schema: PrincipalSchema, principal: Principal): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [name, type] of Object.entries(schema)) {
-    if (principal[name] !== undefined) out[name] = valueToJson(type, principal[name]);
-  }
-  return out;
-}
-
-/** The fields of a decision record that let `gateway check --replay` re-decide the request. */
-export interface ReplayFields {
-  principal: Record<string, unknown>;
-  request_time: string;
-  /** Headers the active policy reads: value, or null when the request did not carry it. */
-  policy_headers?: Record<string, string | null>;
-  /** Query parameters the active policy reads: value, or null when absent. */
-  policy_query?: Record<string, string | null>;
-}
-
-/**
- * What the pipeline adds to a decision record for replay. Headers that carry credentials
- * (and `neverLog`, e.g. the identity-token header) are left out even when the policy reads
- * them; a replay then reports them as not recorded.
- */
-export function replayFieldsOf(policy: CheckedPolicy, principal: Principal, request: PolicyRequest, neverLog: readonly string[] = []): ReplayFields {
-  const names = policyInputNames(policy);
-  const fields: ReplayFields = { principal: principalToJson(policy.schema, principal), request_time: new Date(request.time).toISOString() };
-  if (names.headers.length) {
-    const never = new Set(neverLog.map((n) => n.toLowerCase()));
-    const headers: Record<string, string | null> = {};
-    for (const name of names.headers) {
-      if (NEVER_LOGGED_HEADERS.has(name) || never.has(name)) continue;
-      headers[name] = request.headers[name] ?? null;
-    }
-    fields.policy_headers = headers;
-  }
-  if (names.query.length) {
-    const query: Record<string, string | null> = {};
-    for (const name of names.query) query[name] = request.query[name] ?? null;
-    fields.policy_query = query;
-  }
-  return fields;
-}
+export { policyInputNames, principalToJson, replayFieldsOf, type PolicyInputNames, type ReplayFields } from "../gateway/replay_fields.ts";
+import { policyInputNames, type PolicyInputNames } from "../gateway/replay_fields.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Reading and re-deciding.

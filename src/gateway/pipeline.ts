@@ -9,7 +9,7 @@ import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type JwtAuthenticator } from "../authn/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
-import { replayFieldsOf } from "../cli/replay.ts";
+import { replayFieldsOf } from "./replay_fields.ts";
 import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo } from "../tls/types.ts";
