@@ -127,9 +127,16 @@ for (const scenario of wanted) {
 }
 const gateway = results.get("gateway");
 if (gateway) {
+  const addedP50 = median(gateway.map((r, i) => r.p50Ms - direct[i]!.p50Ms));
   const addedP99 = median(gateway.map((r, i) => r.p99Ms - direct[i]!.p99Ms));
   const share = median(gateway.map((r, i) => r.rps / direct[i]!.rps));
-  console.log(`\ntargets (full gateway): added p99 ≤ 1 ms: ${addedP99 <= 1 ? "met" : "MISSED"} (${fmt(addedP99)} ms); throughput ≥ 40 % of direct: ${share >= 0.4 ? "met" : "MISSED"} (${fmt(share * 100, 0)} %)`);
+  // A p99 difference means nothing when the direct p99 is itself noise from other load on the
+  // machine; an added p50 above the p99 budget misses it whatever the tails say.
+  const directTail = median(direct.map((r) => r.p99Ms));
+  const p99Readable = directTail <= 5;
+  const p99Met = addedP50 <= 1 && (p99Readable ? addedP99 <= 1 : false);
+  const p99Verdict = p99Met ? "met" : addedP50 > 1 ? `MISSED (added p50 alone is ${fmt(addedP50)} ms)` : p99Readable ? `MISSED (${fmt(addedP99)} ms)` : `not measurable (direct p99 ${fmt(directTail)} ms is noise)`;
+  console.log(`\ntargets (full gateway): added p99 ≤ 1 ms: ${p99Verdict}; throughput ≥ 40 % of direct: ${share >= 0.4 ? "met" : "MISSED"} (${fmt(share * 100, 0)} %)`);
 }
 for (const line of auditCounts) console.log(line);
 console.log("(CPU µs/req: user+system CPU time of that process during the measured run, divided by the requests served; steadier than req/s on a shared machine)");
