@@ -25,4 +25,14 @@ group("per-request pieces", () => {
   bench("identity token, signed per request (EdDSA)", async () => do_not_optimize(await uncached.sign(principal, "changes", { requestId: "r" })));
 });
 
+// The runtime objects forwardToUpstream makes per request: what they cost next to the hop itself.
+const noop = () => {};
+group("runtime primitives per forwarded request", () => {
+  bench("AbortController + listener add/remove", () => { const a = new AbortController(); a.signal.addEventListener("abort", noop, { once: true }); a.signal.removeEventListener("abort", noop); });
+  bench("request.signal listener add/remove", () => { request.signal.addEventListener("abort", noop, { once: true }); request.signal.removeEventListener("abort", noop); });
+  bench("setTimeout + clearTimeout", () => clearTimeout(setTimeout(noop, 1000)));
+  bench("new Response(bytes, headers)", () => do_not_optimize(new Response(new Uint8Array(38), { status: 200, headers: new Headers({ "content-type": "application/json", "x-request-id": "r" }) })));
+  bench("new URL(upstream target)", () => do_not_optimize(new URL("http://127.0.0.1:9000/changes/42")));
+});
+
 await run();
