@@ -14,6 +14,31 @@ function mapToolExit(code: number): number {
   return code === 0 ? EXIT.ok : code === 2 ? EXIT.usage : EXIT.verificationFailed;
 }
 
+const ERRNO_TEXT: Readonly<Record<string, string>> = {
+  ENOENT: "no such file or directory",
+  ENOTDIR: "not a directory",
+  EISDIR: "is a directory",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EEXIST: "already exists",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on device",
+  EADDRINUSE: "address already in use",
+};
+
+/**
+ * A file-system or socket failure (`ENOENT`, `EACCES`, …) met by a command, as a coded error:
+ * the user sees `error[FILE_ACCESS_FAILED]: cannot mkdir \`/x\`: permission denied (EACCES)`
+ * instead of a stack trace. Returns null for anything else (a programmer error keeps its trace).
+ */
+function systemErrorAsGatewayError(e: unknown): GatewayError | null {
+  if (!(e instanceof Error)) return null;
+  const { code, syscall, path } = e as NodeJS.ErrnoException;
+  if (typeof code !== "string" || !/^E[A-Z0-9]+$/.test(code)) return null;
+  const what = `${syscall ?? "access"}${path ? ` \`${path}\`` : ""}`;
+  return new GatewayError("FILE_ACCESS_FAILED", `cannot ${what}: ${ERRNO_TEXT[code] ?? code.toLowerCase()} (${code})`, { errno: code });
+}
+
 function intFlag(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw new GatewayError("USAGE", `\`--${name}\` needs a whole number, got \`${value}\``);
@@ -172,6 +197,13 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (e instanceof GatewayError && e.code === "USAGE") {
       io.err(`error: ${e.message}${e.detail?.known ? ` (known flags: ${e.detail.known})` : ""}`);
       return EXIT.usage;
+    }
+    // Bad input or an unusable path reached a handler that did not expect it: say what and
+    // where with a code, never a stack trace. `serve` fails closed like a bad configuration.
+    const coded = e instanceof GatewayError ? e : systemErrorAsGatewayError(e);
+    if (coded) {
+      io.err(`error[${coded.code}]: ${coded.message}`);
+      return cmd === "serve" ? EXIT.config : EXIT.usage;
     }
     throw e;
   }
