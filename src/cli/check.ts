@@ -4,7 +4,8 @@
 import { existsSync, statSync } from "node:fs";
 import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, renderGithubAnnotation, type CompiledPolicy, type Diagnostic, runPolicyTests, type PolicyTestResult, analyzeSeparation, checkAssignments, renderReachabilityTable, type ReachabilityRow } from "../../dsl/mod.ts";
 import { readFileSync } from "node:fs";
-import { parse as parseToml } from "smol-toml";
+import { parse as parseToml, TomlError } from "smol-toml";
+import { GatewayError } from "../errors.ts";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
 import { EXIT, type Io } from "./io.ts";
 
@@ -66,8 +67,12 @@ function junit(tests: PolicyTestResult[], diagnostics: Diagnostic[]): string {
 /** Runs the check; returns the exit code (see EXIT). */
 export async function runCheck(params: CheckParams, io: Io): Promise<number> {
   const { dir, format } = params;
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+  if (!existsSync(dir)) {
     io.err(`error: policy directory \`${dir}\` does not exist`);
+    return EXIT.usage;
+  }
+  if (!statSync(dir).isDirectory()) {
+    io.err(`error: \`${dir}\` is not a directory`);
     return EXIT.usage;
   }
   const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
@@ -150,21 +155,49 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
   return exitCode;
 }
 
-/** Reads `{ "alice": ["developer"] }`, `[people.alice] roles = [...]` or `[{ sub, roles }]` (JSON or TOML). */
+/**
+ * Reads `{ "alice": ["developer"] }`, `[people.alice] roles = [...]` or `[{ sub, roles }]` (JSON or TOML).
+ * Throws `GatewayError` `ASSIGNMENTS_UNREADABLE` (cannot read the file) or `ASSIGNMENTS_MALFORMED`
+ * (not JSON/TOML, or not one of the shapes; the message names the file, position or person).
+ */
 export function readAssignments(path: string): Array<{ sub: string; roles: string[] }> {
-  const text = readFileSync(path, "utf8");
-  const doc: unknown = path.endsWith(".json") ? JSON.parse(text) : parseToml(text);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const reason = code === "ENOENT" ? "no such file or directory" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : String(code ?? e).toLowerCase();
+    throw new GatewayError("ASSIGNMENTS_UNREADABLE", `cannot read role assignments \`${path}\`: ${reason}`);
+  }
+  const malformed = (where: string, message: string) => new GatewayError("ASSIGNMENTS_MALFORMED", `\`${where}\`: ${message}`);
+  let doc: unknown;
+  if (path.endsWith(".json")) {
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      throw malformed(path, `not valid JSON (${(e as Error).message.replace(/^JSON Parse error: /, "").toLowerCase()})`);
+    }
+  } else {
+    try {
+      doc = parseToml(text);
+    } catch (e) {
+      if (!(e instanceof TomlError)) throw e;
+      const reason = e.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
+      throw malformed(`${path}:${e.line}:${e.column}`, `invalid TOML: ${reason.charAt(0).toLowerCase()}${reason.slice(1)}`);
+    }
+  }
   const out: Array<{ sub: string; roles: string[] }> = [];
   const take = (sub: string, v: unknown) => {
     const roles = Array.isArray(v) ? v : (v as { roles?: unknown })?.roles;
-    if (!Array.isArray(roles) || !roles.every((r) => typeof r === "string")) throw new Error(`${path}: \`${sub}\`: roles must be a list of strings`);
+    if (!Array.isArray(roles) || !roles.every((r) => typeof r === "string")) throw malformed(path, `\`${sub}\`: roles must be a list of strings`);
     out.push({ sub, roles: roles as string[] });
   };
+  if (doc === null || typeof doc !== "object") throw malformed(path, "expected a table of people or a list of `{sub, roles}`");
   const list = Array.isArray(doc) ? doc : (doc as Record<string, unknown>).people ?? (doc as Record<string, unknown>).assignments ?? doc;
   if (Array.isArray(list)) {
     for (const [i, p] of list.entries()) {
-      const sub = (p as { sub?: unknown }).sub;
-      if (typeof sub !== "string") throw new Error(`${path}: entry ${i + 1}: missing \`sub\``);
+      const sub = (p as { sub?: unknown } | null)?.sub;
+      if (typeof sub !== "string") throw malformed(path, `entry ${i + 1}: missing \`sub\``);
       take(sub, p);
     }
   } else for (const [sub, v] of Object.entries(list as Record<string, unknown>)) take(sub, v);
@@ -176,7 +209,8 @@ function assignmentsStep(compiled: CompiledPolicy, path: string): CheckStepResul
   try {
     people = readAssignments(path);
   } catch (e) {
-    return { name: "assignments", exitCode: EXIT.usage, text: [`error: ${(e as Error).message}`], json: { error: (e as Error).message } };
+    if (!(e instanceof GatewayError)) throw e;
+    return { name: "assignments", exitCode: EXIT.usage, text: [`error[${e.code}]: ${e.message}`], github: [`::error title=role assignments::${e.message}`], json: { error: e.message, code: e.code } };
   }
   const violations = checkAssignments(compiled.policy, people);
   const breaking = violations.filter((v) => v.constraint);
