@@ -3,7 +3,8 @@
 // `/-/explain` endpoint returns. No ledger is consulted here: history separations are listed as
 // the checks the live gateway would make.
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { parse as parseToml } from "smol-toml";
+import { parse as parseToml, TomlError } from "smol-toml";
+import { GatewayError } from "../errors.ts";
 import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type Channel } from "../../dsl/mod.ts";
 import { explainRequest, renderExplanation, type ExplainInput } from "../gateway/explain.ts";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
@@ -28,11 +29,37 @@ export interface ExplainParams {
   displayDir?: string;
 }
 
-/** Reads a principal file: `{ "sub": …, "roles": […] }` as JSON, or the same keys in TOML. */
+/**
+ * Reads a principal file: `{ "sub": …, "roles": […] }` as JSON, or the same keys in TOML.
+ * Throws `GatewayError` `EXPLAIN_BAD_PRINCIPAL_FILE` naming the file (and line:col for TOML).
+ */
 export function readPrincipalFile(path: string): Record<string, unknown> {
-  const text = readFileSync(path, "utf8");
-  const doc: unknown = path.endsWith(".toml") ? parseToml(text) : JSON.parse(text);
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw new Error("a principal file holds one object");
+  const bad = (message: string) => new GatewayError("EXPLAIN_BAD_PRINCIPAL_FILE", message);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const reason = code === "ENOENT" ? "no such file or directory" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : String(code ?? e).toLowerCase();
+    throw bad(`cannot read principal file \`${path}\`: ${reason}`);
+  }
+  let doc: unknown;
+  if (path.endsWith(".toml")) {
+    try {
+      doc = parseToml(text);
+    } catch (e) {
+      if (!(e instanceof TomlError)) throw e;
+      const reason = e.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
+      throw bad(`principal file \`${path}:${e.line}:${e.column}\` is not valid TOML: ${reason.charAt(0).toLowerCase()}${reason.slice(1)}`);
+    }
+  } else {
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      throw bad(`principal file \`${path}\` is not valid JSON (${(e as Error).message.replace(/^JSON Parse error: /, "").toLowerCase()}); name it \`.toml\` for TOML`);
+    }
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw bad(`principal file \`${path}\` must hold one object of principal attributes`);
   const record = doc as Record<string, unknown>;
   const inner = record.principal;
   // `[principal]` in TOML (or `{"principal": {...}}`) when it is the only key.
@@ -79,7 +106,8 @@ export async function runExplain(params: ExplainParams, io: Io): Promise<number>
   try {
     principal = readPrincipalFile(params.principalFile);
   } catch (e) {
-    io.err(`error: cannot read principal file \`${params.principalFile}\`: ${(e as Error).message}`);
+    if (!(e instanceof GatewayError)) throw e;
+    io.err(`error[${e.code}]: ${e.message}`);
     return EXIT.usage;
   }
   const headers = parseHeaderPairs(params.headers ?? []);
