@@ -124,12 +124,14 @@ describe("SqliteDutyLedger across processes", () => {
     const worker = join(import.meta.dir, "testdata", "reserve-race.ts");
     const duties = ["submit_change", "approve_change"];
     const racers = duties.map((duty) =>
-      Bun.spawn([process.execPath, worker, path, startFile, duty, "alice", "300"], { stdout: "pipe", stderr: "pipe" }));
+      Bun.spawn([process.execPath, worker, path, startFile, duty, "alice", "1500"], { stdout: "pipe", stderr: "pipe" }));
     const killer = setTimeout(() => racers.forEach((r) => r.kill()), 25_000);
     try {
       // Start both at one common instant once both are ready, so they hit each key together.
       for (let i = 0; i < 2000 && !duties.every((d) => existsSync(`${startFile}.${d}.ready`)); i++) await Bun.sleep(10);
-      writeFileSync(startFile, String(Date.now() + 50));
+      // A generous lead and run time: on a loaded machine a racer can be descheduled for a while,
+      // and the test needs both to be running during some common time slots.
+      writeFileSync(startFile, String(Date.now() + 300));
       const outputs = await Promise.all(racers.map(async (r) => {
         const [out, err, exitCode] = await Promise.all([new Response(r.stdout).text(), new Response(r.stderr).text(), r.exited]);
         expect({ exitCode, err }).toEqual({ exitCode: 0, err: "" });
