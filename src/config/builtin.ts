@@ -3,6 +3,7 @@
 // whose keys live in the state directory, and the bundled example upstreams on loopback.
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { GatewayError } from "../errors.ts";
 import { DEFAULTS } from "./defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "./types.ts";
 
@@ -67,9 +68,7 @@ export function defaultConfig(options: { cwd: string }): GatewayConfig {
   const adminFiles = demoAdminFiles(stateDir);
   let admin: ListenerConfig | null = null;
   if (existsSync(adminFiles.caFile)) {
-    const identities = existsSync(adminFiles.identitiesFile)
-      ? (JSON.parse(readFileSync(adminFiles.identitiesFile, "utf8")) as Record<string, Record<string, unknown>>)
-      : {};
+    const identities = existsSync(adminFiles.identitiesFile) ? readDemoIdentities(adminFiles.identitiesFile) : {};
     admin = { ...listener("127.0.0.1", 9443), clientCaFile: adminFiles.caFile, requireClientCertificate: true, certificateMapping: { identities } };
   }
   const config: GatewayConfig = {
@@ -105,6 +104,20 @@ export function defaultConfig(options: { cwd: string }): GatewayConfig {
     demo: true,
   };
   return deepFreeze(config);
+}
+
+/** `<stateDir>/admin/identities.json`; throws `GatewayError` `CONFIG_BAD_VALUE` when it is not a JSON object. */
+function readDemoIdentities(file: string): Record<string, Record<string, unknown>> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new GatewayError("CONFIG_BAD_VALUE", `\`${file}\` is not valid JSON (${(e as Error).message.replace(/^JSON Parse error: /, "").toLowerCase()})`);
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new GatewayError("CONFIG_BAD_VALUE", `\`${file}\` must map each certificate identity to its attributes: \`{"<id>": {...}}\``);
+  }
+  return doc as Record<string, Record<string, unknown>>;
 }
 
 /** Freezes a config object graph: the config is immutable data shared by every module. */

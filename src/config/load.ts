@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { parseIp } from "../../dsl/mod.ts";
+import { GatewayError } from "../errors.ts";
 import { ASYMMETRIC_ALGORITHMS, DEFAULTS, HMAC_ALGORITHMS, SECRET_HEADERS } from "./defaults.ts";
 import { deepFreeze, defaultConfig } from "./builtin.ts";
 import { locateKeys } from "./locate.ts";
@@ -36,7 +37,15 @@ export type LoadConfigResult = { ok: true; config: GatewayConfig } | { ok: false
  * if (!result.ok) for (const e of result.errors) console.error(`${e.line}:${e.col}: ${e.message}`);
  */
 export function loadConfig(path: string | null, options: LoadConfigOptions): LoadConfigResult {
-  if (path === null) return { ok: true, config: defaultConfig({ cwd: options.cwd }) };
+  if (path === null) {
+    try {
+      return { ok: true, config: defaultConfig({ cwd: options.cwd }) };
+    } catch (error) {
+      // The built-in default reads one optional file (the demo admin identities); a bad one is a config error.
+      if (error instanceof GatewayError && error.code === "CONFIG_BAD_VALUE") return { ok: false, errors: [{ code: "CONFIG_BAD_VALUE", path: "", message: error.message }] };
+      throw error;
+    }
+  }
   const source = isAbsolute(path) ? path : resolve(options.cwd, path);
   let text: string;
   try {
