@@ -3,6 +3,7 @@
 // demo shows allow and deny end to end with nothing else running.
 import { createServer, type Server } from "node:http";
 import { decodeJwt } from "jose";
+import { GatewayError } from "../errors.ts";
 
 export interface DemoUpstreams {
   ports: Record<string, number>;
@@ -29,10 +30,17 @@ export async function startDemoUpstreams(ports: Readonly<Record<string, number>>
         res.end(body + "\n");
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, "127.0.0.1", () => resolve());
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, "127.0.0.1", () => resolve());
+      });
+    } catch (error) {
+      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
+      throw new GatewayError(inUse ? "DEMO_UPSTREAM_PORT_IN_USE" : "DEMO_UPSTREAM_FAILED",
+        `demo upstream \`${name}\` cannot listen on \`127.0.0.1:${port}\`: ${inUse ? "the port is in use (is another demo gateway running on this machine?)" : (error as Error).message}`);
+    }
     servers.push(server);
     const addr = server.address();
     bound[name] = typeof addr === "object" && addr ? addr.port : port;
