@@ -54,10 +54,11 @@ usage:
                   [--assignments FILE] [--now DATE]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
-  gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256]
-  gateway sign    DIR --key PRIVATE.jwk [--revision N] [--expires-in 30d]
-  gateway verify  DIR --keys TRUSTED.jwks [--min-signers N]
-  gateway audit verify FILE|DIR... [--keys GATEWAY.jwks]
+  gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256] [--trusted JWKS]
+                                                 a signer key pair; adds the public key to DIR/trusted.jwks
+  gateway sign    DIR --key PRIVATE.jwk [--new-revision | --revision N] [--expires-in 30d | --expires-at DATE]
+  gateway verify  DIR --keys TRUSTED.jwks [--min-signers N] [--state-dir D]
+  gateway audit verify FILE|DIR... [--keys GATEWAY.jwks] [--anchor JWS] [--partial]
   gateway init    [DIR] [--state-dir D] [--audit-dir D] [--listen HOST:PORT]
                                                  write a starter gateway.toml and policies/
   gateway --version
@@ -169,7 +170,7 @@ const commands: Record<string, Command> = {
   },
   async audit(argv, io) {
     const [sub, ...rest] = argv;
-    if (sub !== "verify") throw new GatewayError("USAGE", "usage: gateway audit verify FILE|DIR... [--keys JWKS]");
+    if (sub !== "verify") throw new GatewayError("USAGE", "usage: gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial]");
     const args = parseAuditVerifyArgs(rest);
     if (args instanceof GatewayError) throw new GatewayError("USAGE", args.message);
     return mapToolExit(await runAuditVerify(args, io));
