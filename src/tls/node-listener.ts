@@ -5,7 +5,8 @@ import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from "node:tls";
-import { getRequestListener } from "@hono/node-server";
+import { getRequestListener, RequestError } from "@hono/node-server";
+import { problemResponse } from "../http/problem.ts";
 import { GatewayError } from "../errors.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { listenerUrl, normaliseRemoteAddress } from "./address.ts";
@@ -85,15 +86,29 @@ export async function startNodeListener(options: {
       const info = connectionInfo(tlsSocketOf(incoming));
       let forwarded = request;
       if (request.body !== null && incoming.headers["content-length"] === undefined) {
-        forwarded = new Request(request, { body: limitBody(request.body, maxRequestBodySize), duplex: "half" } as RequestInit);
+        // Rebuilt field by field: `new Request(request, …)` does not recognise the adapter's
+        // lightweight request and would silently turn every such request into a GET.
+        forwarded = new Request(request.url, {
+          method: request.method, headers: request.headers, signal: request.signal,
+          body: limitBody(request.body, maxRequestBodySize), duplex: "half",
+        } as RequestInit);
       }
       return options.fetch(forwarded, info);
     },
     {
       overrideGlobalObjects: false,
       errorHandler: (error) => {
+        // A request the adapter cannot turn into a URL (asterisk-form, a backslash, a bad or missing
+        // Host) is the client's error; anything else escaped the handler. Neither leaks internals.
+        if (error instanceof RequestError) {
+          const badHost = /host/i.test(error.message);
+          return problemResponse({
+            status: 400, code: badHost ? "REQUEST_BAD_HOST" : "REQUEST_MALFORMED", requestId: crypto.randomUUID(),
+            detail: badHost ? "the host header is missing or not a host name" : "the request-target cannot be read as a URL",
+          });
+        }
         report(error);
-        return new Response("internal error\n", { status: 500, headers: { "content-type": "text/plain" } });
+        return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request", requestId: crypto.randomUUID() });
       },
     },
   );
