@@ -7,6 +7,7 @@
 import { createServer } from "node:net";
 import { constants } from "node:crypto";
 import { GatewayError } from "../errors.ts";
+import { problemResponse } from "../http/problem.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { listenerUrl, normaliseRemoteAddress } from "./address.ts";
 import { assertUsablePair } from "./certificates.ts";
@@ -81,7 +82,8 @@ export async function startBunListener(options: {
         }),
         error: (error) => {
           report(error);
-          return new Response("internal error\n", { status: 500, headers: { "content-type": "text/plain" } });
+          // The same problem shape as every other gateway error; the exception's text stays in the log.
+          return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request", requestId: crypto.randomUUID() });
         },
       });
     } catch (error) {
