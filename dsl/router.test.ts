@@ -1,6 +1,6 @@
 // Router agreement: for generated policies whose routes overlap on purpose (a small alphabet of
 // literals, params and trailing wildcards), the naive scan (`interpretRoute`) and the compiled
-// Hono routers (`compilePolicy(p).match`) find the same duty and the same params on thousands of
+// route tries (`compilePolicy(p).match`) find the same duty and the same params on thousands of
 // random paths. Seeds are fixed: a failure names the seed, the pattern list and the path.
 import { test, expect, describe } from "bun:test";
 import { createRng, generatePolicy, sampleRequests, type Rng } from "../bench/gen_policy.ts";
