@@ -53,7 +53,12 @@ export interface ForwardOptions {
 // RFC 9110 §7.6.1: connection-specific fields never travel past one hop. `proxy-authorization`
 // is meant for a proxy and must not leak upstream; `expect` was answered by our own listener.
 const HOP_BY_HOP = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
-const REQUEST_ONLY_STRIP = ["host", "proxy-authorization", "expect", "forwarded", "x-real-ip", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port"];
+// Method-override headers would let an upstream framework perform another method than the one
+// the policy judged (a GET judged as `read_*` and run as DELETE); the judged method is the method.
+const REQUEST_ONLY_STRIP = [
+  "host", "proxy-authorization", "expect", "forwarded", "x-real-ip", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
+  "x-http-method-override", "x-http-method", "x-method-override",
+];
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
