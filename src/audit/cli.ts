@@ -69,7 +69,10 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
     try {
       keys = parseJwks(await readFile(args.keysFile, "utf8"));
     } catch (error) {
-      io.err(`error: cannot use keys file \`${args.keysFile}\`: ${(error as Error).message}`);
+      const code = (error as NodeJS.ErrnoException).code;
+      const reason = code === "ENOENT" ? "no such file or directory" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory"
+        : error instanceof SyntaxError ? `not valid JSON (${error.message.replace(/^JSON Parse error: /, "").toLowerCase()})` : (error as Error).message;
+      io.err(`error[AUDIT_KEYS_UNREADABLE]: cannot use keys file \`${args.keysFile}\`: ${reason}`);
       return AUDIT_VERIFY_EXIT.usage;
     }
   }
@@ -78,7 +81,7 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
     result = await verifyAuditFiles(args.files, { keys, anchor: args.anchor ?? undefined, partial: args.partial ?? false });
   } catch (error) {
     if (error instanceof GatewayError) {
-      io.err(`error: ${error.message}`);
+      io.err(`error[${error.code}]: ${error.message}`);
       return AUDIT_VERIFY_EXIT.usage;
     }
     throw error;
