@@ -14,6 +14,7 @@ export type PathErrorCode =
   | "PATH_CONTROL_CHARACTER"
   | "PATH_BAD_CHARACTER"
   | "PATH_TRAVERSAL"
+  | "PATH_PARAMETER"
   | "QUERY_BAD_ENCODING"
   | "QUERY_BAD_CHARACTER";
 
@@ -36,9 +37,9 @@ for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-
 const UNRESERVED = new Uint8Array(128);
 for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") UNRESERVED[c.charCodeAt(0)] = 1;
 
-// Already canonical: slash-separated segments of pchar without "%" that neither are empty
+// Already canonical: slash-separated segments of pchar without "%" or ";" that neither are empty
 // (no "//") nor start with "." (no dot segments, and `.well-known` just takes the slow path).
-const CANONICAL_PATH = /^(?:\/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*)*\/?$/;
+const CANONICAL_PATH = /^(?:\/[A-Za-z0-9\-_~!$&'()*+,=:@][A-Za-z0-9\-._~!$&'()*+,=:@]*)*\/?$/;
 
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
@@ -136,6 +137,10 @@ function removeDotSegments(path: string): { ok: true; text: string } | Normalize
     if (semicolon >= 0) {
       const head = seg.slice(0, semicolon);
       if (head === "." || head === "..") return fail("PATH_TRAVERSAL", `dot segment with a path parameter \`${seg}\``);
+      // Servlet containers, Spring and Jetty drop `;x` before routing: `/changes/42;x/approve` is
+      // `/changes/42/approve` to them but change `42;x` to the policy and its duty ledger, which
+      // would let one person both submit and approve change 42. `%3B` stays data and passes.
+      return fail("PATH_PARAMETER", `path segment \`${seg}\` carries a path parameter (\`;\`); send \`%3B\` if it is data`);
     }
     kept.push(seg);
     trailingSlash = false;
