@@ -9,7 +9,8 @@
 // - every error code in a table of the docs exists in the source; admin paths carry `/-/`;
 //   metric names exist; README links resolve.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { loadPolicy, parsePolicySource } from "../../dsl/mod.ts";
@@ -416,5 +417,44 @@ describe("names the docs promise exist in the source", () => {
       }
     }
     expect([...missing]).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------- output the docs quote
+
+describe("output quoted in the docs is what the commands print", () => {
+  const previousCwd = process.cwd();
+
+  test("docs/admin.md: the `gateway explain` example, for bob the reviewer", async () => {
+    const block = fences("docs/admin.md", read("docs/admin.md")).find((f) => f.body.startsWith("$ gateway explain policies"));
+    expect(block).toBeDefined();
+    const [command, ...expected] = block!.body.split("\n");
+    expect(command).toBe('$ gateway explain policies --principal bob.json --request "POST /changes/42/approve"');
+    const tmp = mkdtempSync(join(tmpdir(), "dutygate-docs-"));
+    const bob = join(tmp, "bob.json");
+    writeFileSync(bob, JSON.stringify({ sub: "bob", roles: ["reviewer"], mfa: false, team: "core" }));
+    process.chdir(ROOT);
+    try {
+      const io = memoryIo();
+      expect(await main(["explain", "policies", "--principal", bob, "--request", "POST /changes/42/approve"], io)).toBe(EXIT.ok);
+      expect(io.stdout.join("\n").split("\n")).toEqual(expected.filter((l) => l !== ""));
+    } finally {
+      process.chdir(previousCwd);
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test("docs/separation-of-duties.md: the reachability table of the shipped policy", async () => {
+    const block = fences("docs/separation-of-duties.md", read("docs/separation-of-duties.md")).find((f) => f.body.startsWith("separation of duties (reachability"));
+    expect(block).toBeDefined();
+    process.chdir(ROOT);
+    try {
+      const io = memoryIo();
+      expect(await main(["check", "policies"], io)).toBe(EXIT.ok);
+      const printed = io.stdout.join("\n").split("\n").filter((l) => !/^\s*-{3,}/.test(l));
+      for (const line of block!.body.split("\n").filter((l) => l.trim() !== "")) expect(printed).toContain(line);
+    } finally {
+      process.chdir(previousCwd);
+    }
   });
 });
