@@ -119,3 +119,36 @@ describe("the built-in default", () => {
     expect(Object.keys(DEMO_UPSTREAM_PORTS)).toContain("changes");
   });
 });
+
+describe("the npx wrapper (bin/gateway.mjs)", () => {
+  test("reports a gateway killed by a signal as 128 + that signal (SIGKILL: 137), like a shell", async () => {
+    const dir = join(tmp, "wrapper");
+    mkdirSync(dir, { recursive: true });
+    const config = join(dir, "gateway.toml");
+    writeFileSync(config, [
+      `state_dir = ${JSON.stringify(join(dir, ".state"))}`,
+      `[listen]`, `address = "127.0.0.1:0"`,
+      `[policy]`, `dir = ${JSON.stringify(POLICIES)}`, `require_signature = false`, `watch = false`,
+      `[audit]`, `dir = ${JSON.stringify(join(dir, "audit"))}`,
+      ...["changes", "deploy", "logs", "admin"].flatMap((u) => [`[upstreams.${u}]`, `url = "http://127.0.0.1:9"`]),
+    ].join("\n") + "\n");
+    const wrapper = Bun.spawn(["node", join(ROOT, "bin", "gateway.mjs"), "serve", "--config", config], { stdout: "pipe", stderr: "pipe" });
+    try {
+      const reader = wrapper.stdout.getReader();
+      let out = "";
+      const deadline = Date.now() + 30_000;
+      while (!out.includes("listening") && Date.now() < deadline) {
+        const { done, value } = await Promise.race([reader.read(), Bun.sleep(1000).then(() => ({ done: false, value: undefined }))]);
+        if (done) break;
+        if (value) out += new TextDecoder().decode(value);
+      }
+      expect(out).toContain("listening");
+      const children = (await Bun.file(`/proc/${wrapper.pid}/task/${wrapper.pid}/children`).text()).trim().split(/\s+/).map(Number);
+      expect(children.length).toBe(1);
+      process.kill(children[0]!, "SIGKILL");
+      expect(await wrapper.exited).toBe(137);
+    } finally {
+      wrapper.kill("SIGKILL");
+    }
+  }, 60_000);
+});
