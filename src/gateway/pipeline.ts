@@ -66,6 +66,57 @@ function rolesOf(p: Principal): string[] {
   return [...p.roles];
 }
 
+// RFC 9110 §7.2 / RFC 3986 §3.2.2: a DNS name or IP literal and an optional port. Anything else
+// (`/`, `?`, `#`, `@`, `\`) would let the Host header reshape the URL a listener builds from it.
+const HOST_SYNTAX = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~]+)(?::[0-9]{1,5})?$/;
+
+/** The authority of an absolute URL string, without parsing the rest of it. */
+function authorityOf(url: string): string {
+  const start = url.indexOf("//") + 2;
+  let end = url.length;
+  for (const c of "/?#") {
+    const i = url.indexOf(c, start);
+    if (i >= 0 && i < end) end = i;
+  }
+  return url.slice(start, end);
+}
+
+function hostnameOf(authority: string): string {
+  const lower = authority.toLowerCase();
+  if (lower.startsWith("[")) return lower.slice(0, lower.indexOf("]") + 1);
+  const colon = lower.lastIndexOf(":");
+  return colon < 0 ? lower : lower.slice(0, colon);
+}
+
+/**
+ * The host the client asked for, or null when the Host header is malformed or names another host
+ * than the request-target (absolute-form) or `:authority` (HTTP/2) the listener built the URL from
+ * (RFC 9113 §8.3.1: such a request is malformed).
+ */
+function requestedHost(request: Request): string | null {
+  const host = request.headers.get("host");
+  const authority = authorityOf(request.url);
+  if (host === null) return HOST_SYNTAX.test(authority) ? authority : null;
+  return HOST_SYNTAX.test(host) && hostnameOf(host) === hostnameOf(authority) ? host : null;
+}
+
+/**
+ * Whether the query carries `_method`, which frameworks (Symfony, Laravel, Rack) read as the real
+ * method: the upstream would run another method than the one the policy judged.
+ */
+function hasMethodOverride(query: string): boolean {
+  if (query === "" || !/method/i.test(query)) return false;
+  for (const name of new URLSearchParams(query).keys()) if (name.toLowerCase() === "_method") return true;
+  return false;
+}
+
+/** What the failure path needs to know about a request that threw half-way. */
+interface RequestProgress {
+  requestId: string | null;
+  reservation: Reservation | null;
+  decisionSeq: number | null;
+}
+
 /** Builds the fetch handler of one channel's listener. */
 export function createPipeline(deps: PipelineDeps, channel: Channel, listener: ListenerConfig): (request: Request, info: ConnectionInfo) => Promise<Response> {
   const { config, metrics, log } = deps;
@@ -95,10 +146,37 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     return { principal: r.principal, method: "jwt", issuer: r.issuer };
   }
 
+  /**
+   * The fail-closed wrapper: an exception anywhere in the pipeline becomes a 500 problem with the
+   * request id, the ledger reservation is released, and the audit log records the failure.
+   */
   return async function handle(request: Request, info: ConnectionInfo): Promise<Response> {
+    const progress: RequestProgress = { requestId: null, reservation: null, decisionSeq: null };
+    try {
+      return await handleRequest(request, info, progress);
+    } catch (e) {
+      return failInternally(e, request, info, progress);
+    }
+  };
+
+  async function failInternally(error: unknown, request: Request, info: ConnectionInfo, progress: RequestProgress): Promise<Response> {
+    const requestId = progress.requestId ?? crypto.randomUUID();
+    log.error("request failed inside the gateway", { request_id: requestId, error: (error as Error)?.message ?? String(error) });
+    if (progress.reservation) await deps.ledger.release(progress.reservation).catch(() => {});
+    if (deps.audit) {
+      const record = progress.decisionSeq !== null
+        ? { type: "outcome", request_id: requestId, decision_seq: progress.decisionSeq, status: 500, code: "INTERNAL_ERROR", ledger: progress.reservation ? "released" : undefined }
+        : { type: "decision", request_id: requestId, channel, method: request.method, client_ip: info.remoteAddress, sub: null, duty: null, decision: "deny", code: "INTERNAL_ERROR" };
+      await deps.audit.append(stripUndefined(record)).then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
+    }
+    metrics.requests.inc({ channel, duty: "", decision: "error", status: "500" });
+    return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request; nothing was forwarded", requestId });
+  }
+
+  async function handleRequest(request: Request, info: ConnectionInfo, progress: RequestProgress): Promise<Response> {
     const started = performance.now();
     const now = Date.now();
-    const requestId = requestIdFor(request, trust);
+    const requestId = (progress.requestId = requestIdFor(request, trust));
     const active = deps.policy.active;
     const finish = (response: Response, labels: { duty: string; decision: string }) => {
       metrics.requests.inc({ channel, duty: labels.duty, decision: labels.decision, status: String(response.status) });
@@ -109,10 +187,21 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       return finish(problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", detail: "no valid policy is active", requestId }), { duty: "", decision: "error" });
     }
 
+    const host = requestedHost(request);
+    if (host === null) {
+      const message = "the host header is malformed or names another host than the request-target";
+      await auditDeny({ requestId, channel, method: request.method, path: null, reasonCode: "REQUEST_BAD_HOST", message, active, caller: null, info, request });
+      return finish(problemResponse({ status: 400, code: "REQUEST_BAD_HOST", detail: message, requestId }), { duty: "", decision: "deny" });
+    }
     const target = normalizeRequestPath(requestTargetOf(request));
     if (!target.ok) {
       await auditDeny({ requestId, channel, method: request.method, path: null, reasonCode: target.code, message: target.message, active, caller: null, info, request });
       return finish(problemResponse({ status: target.status, code: target.code, detail: target.message, requestId }), { duty: "", decision: "deny" });
+    }
+    if (hasMethodOverride(target.query)) {
+      const message = "a `_method` query parameter would override the judged method; it is refused";
+      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "METHOD_OVERRIDE_REFUSED", message, active, caller: null, info, request });
+      return finish(problemResponse({ status: 400, code: "METHOD_OVERRIDE_REFUSED", detail: message, requestId }), { duty: "", decision: "deny" });
     }
     // A declared length over the limit is refused before anything else (RFC 9110 §15.5.14);
     // a chunked body is cut off at the limit while it is forwarded.
@@ -156,7 +245,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
         const r = await deps.ledger.reserve({ checks: decision.separations, duty: decision.duty!, sub: caller.principal.sub, at: now });
         ledgerFacts = r.facts;
         if (r.ok) {
-          reservation = r.reservation;
+          reservation = progress.reservation = r.reservation;
           decision = { ...decision, ledger: r.facts };
         } else {
           const message = describeConflict(r.conflict, decision.duty!, { param: r.check.param, hideDetails: config.ledger.hideDetails });
@@ -199,7 +288,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     if (deps.audit) {
       const auditStart = performance.now();
       try {
-        decisionSeq = (await deps.audit.append(stripUndefined(record))).seq;
+        decisionSeq = progress.decisionSeq = (await deps.audit.append(stripUndefined(record))).seq;
         metrics.auditRecords.inc();
         metrics.auditWriteLatency.observe((performance.now() - auditStart) / 1000);
       } catch (e) {
@@ -241,7 +330,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     try {
       response = await forwardToUpstream(request, {
         upstream, path: target.path, query: target.query, requestId, clientIp: ip.text,
-        host: request.headers.get("host") ?? info.serverName ?? "", identityHeader: config.identity.header, identityToken,
+        host, identityHeader: config.identity.header, identityToken,
         stripHeaders: caller.method === "jwt" ? stripForJwt : stripHeaders, maxBodyBytes: config.maxBodyBytes,
       });
     } catch (e) {
@@ -255,6 +344,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       } catch (e) {
         log.error("duty ledger settle failed", { request_id: requestId, error: (e as Error).message });
       }
+      progress.reservation = null;
     }
     if (deps.audit && decisionSeq !== null) {
       // The outcome follows in its own chained record; it need not hold up the response.
@@ -266,7 +356,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
         });
     }
     return finish(response, { duty: decision.duty ?? "", decision: "allow" });
-  };
+  }
 
   async function auditDeny(r: { requestId: string; channel: Channel; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: Request }): Promise<void> {
     if (!deps.audit) return;
