@@ -142,7 +142,7 @@ describe("the issuer's JWKS file changes under a running gateway", () => {
     } finally {
       await t.stop();
     }
-  });
+  }, 30_000);
 });
 
 describe("the policy directory deleted while running (watch on)", () => {
