@@ -113,9 +113,10 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
 
   const errors = diagnostics.filter((d) => d.severity === "error").length;
   const warnings = diagnostics.length - errors;
+  const n = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
   const summary = compiled
-    ? `${files.policies.length} files, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${errors} errors, ${warnings} warnings; policy tests: ${tests.length - failed.length} passed, ${failed.length} failed`
-    : `${files.policies.length} files; ${errors} errors, ${warnings} warnings; policy not compiled`;
+    ? `${n(files.policies.length, "file")}, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${n(errors, "error")}, ${n(warnings, "warning")}; policy tests: ${tests.length - failed.length} passed, ${failed.length} failed`
+    : `${n(files.policies.length, "file")}; ${n(errors, "error")}, ${n(warnings, "warning")}; policy not compiled`;
 
   switch (format) {
     case "json":

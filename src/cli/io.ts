@@ -4,6 +4,13 @@ export interface Io {
   err(line: string): void;
 }
 
+// A closed pipe (`gateway serve | head -1`) is the reader's choice, not an error worth a trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on?.("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+  });
+}
+
 export const processIo: Io = {
   out: (line) => process.stdout.write(line + "\n"),
   err: (line) => process.stderr.write(line + "\n"),

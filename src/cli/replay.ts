@@ -297,6 +297,11 @@ export function replayStep(params: ReplayStepParams): (ctx: CheckContext) => Pro
       const message = e instanceof GatewayError ? `${e.message} (${e.code})` : (e as Error).message;
       return { name: "replay", exitCode: EXIT.usage, text: [`error: replay: ${message}`], github: [`::error title=replay::${message}`], json: { error: message, code: (e as GatewayError).code ?? null } };
     }
+    if (report.decisions === 0 && report.unreadableLines > 0) {
+      // Nothing was replayed because nothing could be read: proving "no flips" needs records.
+      const message = `no decision records in ${params.paths.join(", ")} (${report.unreadableLines} unreadable lines): not an audit log?`;
+      return { name: "replay", exitCode: EXIT.usage, text: [`error[REPLAY_NO_RECORDS]: ${message}`], github: [`::error title=replay::${message}`], json: { error: message, code: "REPLAY_NO_RECORDS" } };
+    }
     const flips = report.flips.total;
     const level = params.allowFlips ? "warning" : "error";
     return {
