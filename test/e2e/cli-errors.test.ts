@@ -152,3 +152,13 @@ describe("the npx wrapper (bin/gateway.mjs)", () => {
     }
   }, 60_000);
 });
+
+describe("check --replay", () => {
+  test("a file with no decision records is REPLAY_NO_RECORDS (exit 64), not a proof of no flips", async () => {
+    const notAudit = join(tmp, "notes.jsonl");
+    writeFileSync(notAudit, "hello\nworld\n");
+    const r = await run(["check", POLICIES, "--replay", notAudit]);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.out).toContain("error[REPLAY_NO_RECORDS]: no decision records");
+  });
+});
