@@ -33,6 +33,14 @@ export interface Explanation {
 export type ExplainResult = { ok: true; explanation: Explanation } | { ok: false; code: string; message: string };
 
 export async function explainRequest(compiled: CompiledPolicy, input: ExplainInput, ledger?: DutyLedger | null): Promise<ExplainResult> {
+  // The input may come from a request body: check its shape before trusting any field.
+  if (typeof input !== "object" || input === null) return { ok: false, code: "EXPLAIN_BAD_BODY", message: "expected an object {principal, request, channel?, ip?, headers?, time?}" };
+  if (typeof input.request !== "string") return { ok: false, code: "EXPLAIN_BAD_REQUEST", message: "`request` must be a string like `POST /changes/42/approve`" };
+  if (typeof input.principal !== "object" || input.principal === null || Array.isArray(input.principal)) return { ok: false, code: "EXPLAIN_BAD_PRINCIPAL", message: "`principal` must be an object of principal attributes" };
+  if (input.channel !== undefined && input.channel !== "operational" && input.channel !== "admin") return { ok: false, code: "EXPLAIN_BAD_CHANNEL", message: `unknown channel \`${String(input.channel)}\` (operational or admin)` };
+  if (input.headers !== undefined && (typeof input.headers !== "object" || input.headers === null || Object.values(input.headers).some((v) => typeof v !== "string"))) return { ok: false, code: "EXPLAIN_BAD_HEADERS", message: "`headers` must map names to strings" };
+  if (input.ip !== undefined && typeof input.ip !== "string") return { ok: false, code: "EXPLAIN_BAD_IP", message: "`ip` must be a string" };
+  if (input.time !== undefined && typeof input.time !== "string") return { ok: false, code: "EXPLAIN_BAD_TIME", message: "`time` must be an RFC 3339 string" };
   const m = /^([A-Z]+)\s+(\S+)$/.exec(input.request.trim());
   if (!m) return { ok: false, code: "EXPLAIN_BAD_REQUEST", message: "request must look like `POST /changes/42/approve`" };
   const target = normalizeRequestPath(m[2]!);

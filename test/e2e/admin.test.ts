@@ -203,6 +203,23 @@ describe("explain over the admin channel", () => {
     expect(bad.status).toBe(400);
     expect((await json(bad)).code).toBe("EXPLAIN_BAD_REQUEST");
   });
+
+  test("JSON of the wrong shape is a 400 with a code, never a 500", async () => {
+    const principal = { sub: "x", roles: [], mfa: true, team: "t" };
+    const rows: Array<[unknown, string]> = [
+      [null, "EXPLAIN_BAD_BODY"],
+      [[1, 2], "EXPLAIN_BAD_REQUEST"],
+      [{ principal, request: 42 }, "EXPLAIN_BAD_REQUEST"],
+      [{ principal: "alice", request: "GET /changes" }, "EXPLAIN_BAD_PRINCIPAL"],
+      [{ principal, request: "GET /changes", channel: "backdoor" }, "EXPLAIN_BAD_CHANNEL"],
+      [{ principal, request: "GET /changes", headers: { "x-freeze": 1 } }, "EXPLAIN_BAD_HEADERS"],
+      [{ principal, request: "GET /changes", time: 12 }, "EXPLAIN_BAD_TIME"],
+    ];
+    for (const [body, code] of rows) {
+      const res = await t.adminFetch("/-/explain", { method: "POST", cert: certs.aud, body: JSON.stringify(body) });
+      expect({ body, status: res.status, code: (await json(res)).code }).toEqual({ body, status: 400, code });
+    }
+  });
 });
 
 describe("admin calls are audited", () => {
