@@ -325,7 +325,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       if (reservation) await deps.ledger.release(reservation).catch(() => {});
       return finish(problemResponse({ status: 502, code: "UPSTREAM_NOT_CONFIGURED", detail: `upstream \`${upstreamName}\` is not configured`, requestId }), { duty: decision.duty ?? "", decision: "allow" });
     }
-    const identityToken = await deps.identity.sign(caller.principal, upstream.name);
+    const identityToken = await deps.identity.sign(caller.principal, upstream.name, { duty: decision.duty! });
     let response: Response;
     try {
       response = await forwardToUpstream(request, {

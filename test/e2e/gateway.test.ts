@@ -329,6 +329,8 @@ describe("what the upstream receives", () => {
     expect(protectedHeader.alg).toBe("EdDSA");
     expect(payload.sub).toBe("alice");
     expect(payload.roles).toEqual(["developer"]);
+    // The duty the gateway judged, so the upstream knows which capability was granted.
+    expect(payload.duty).toBe("submit_change");
     expect(payload.exp! - payload.iat!).toBeGreaterThan(0);
     expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(60);
     // A token for one upstream is not accepted by another.
