@@ -98,6 +98,21 @@ interface DutyTree {
   grants: GrantLeaf[];
   noGrant: Decision;
   separations: CheckedSeparation[];
+  /** Whether a condition reads `request.param.*` or a separation keys on a param: only then does
+   * deciding need the route's params as an object. */
+  readsParams: boolean;
+}
+
+/** True when the expression reads a route param. */
+function readsParam(e: TExpr): boolean {
+  switch (e.k) {
+    case "param": return true;
+    case "const": case "principal": case "request": case "header": case "query": case "hasHeader": case "hasQuery": return false;
+    case "setOf": return e.items.some(readsParam);
+    case "not": return readsParam(e.operand);
+    case "in": return readsParam(e.element) || readsParam(e.container);
+    default: return readsParam(e.left) || readsParam(e.right);
+  }
 }
 
 export interface CompiledPolicy {
@@ -133,85 +148,130 @@ function leaf(allow: boolean, code: DecisionCode, duty: string | null, decidedBy
  */
 interface RouteNode {
   literal: Map<string, RouteNode> | null;
+  /** The literal children again as parallel arrays: for a few children a scan of `===` compares
+   * (length first) is cheaper than hashing a freshly split segment for the Map lookup. */
+  texts: string[];
+  lengths: number[];
+  nodes: RouteNode[];
   param: RouteNode | null;
-  paramName: string | null;
-  /** Duty whose route ends here. */
-  end: CheckedDuty | null;
-  /** Duty whose route ends here with `*` (matches zero or more further segments). */
-  wildcard: CheckedDuty | null;
+  /** Route whose pattern ends here. */
+  end: RouteEntry | null;
+  /** Route whose pattern ends here with `*` (matches zero or more further segments). */
+  wildcard: RouteEntry | null;
 }
 
+/** A duty as the trie returns it: its param names, and for a duty without params one frozen match. */
+interface RouteEntry {
+  duty: CheckedDuty;
+  names: readonly string[];
+  fixed: RouteMatch | null;
+}
+
+/** Up to this many literal children are scanned; more are looked up in the Map. */
+const SCAN_LIMIT = 16;
+
 function newNode(): RouteNode {
-  return { literal: null, param: null, paramName: null, end: null, wildcard: null };
+  return { literal: null, texts: [], lengths: [], nodes: [], param: null, end: null, wildcard: null };
 }
 
 export interface RouteTrie {
   match(method: string, path: string): RouteMatch | null;
+  /** The route of a request without building its params; `paramsOf` builds them until the next lookup. */
+  lookup(method: string, path: string): RouteEntry | null;
+  paramsOf(entry: RouteEntry): Readonly<Record<string, string>>;
 }
 
 export function buildRouteTrie(duties: readonly CheckedDuty[]): RouteTrie {
   const roots = new Map<string, RouteNode>();
+  const noParams: Readonly<Record<string, string>> = Object.freeze({});
   for (const d of duties) {
+    // Param names may differ between routes through one node; each route keeps its own names in
+    // its entry, so the trie only records the position.
+    const entry: RouteEntry = { duty: d, names: d.params, fixed: d.params.length === 0 ? Object.freeze({ duty: d.name, params: noParams }) : null };
     let node = roots.get(d.method);
     if (!node) roots.set(d.method, (node = newNode()));
     for (const seg of d.segments) {
       if (seg.kind === "literal") {
         node.literal ??= new Map();
         let next = node.literal.get(seg.text);
-        if (!next) node.literal.set(seg.text, (next = newNode()));
+        if (!next) {
+          node.literal.set(seg.text, (next = newNode()));
+          node.texts.push(seg.text);
+          node.lengths.push(seg.text.length);
+          node.nodes.push(next);
+        }
         node = next;
       } else if (seg.kind === "param") {
-        // Param names may differ between routes through one node; each route keeps its own names
-        // through `names` below, so the trie only records the position.
         node.param ??= newNode();
         node = node.param;
       } else {
-        node.wildcard ??= d;
+        node.wildcard ??= entry;
         node = null as unknown as RouteNode;
         break;
       }
     }
-    if (node && !node.end) node.end = d;
+    if (node && !node.end) node.end = entry;
   }
-  // Param names by duty, in segment order, to label captured values.
-  const names = new Map<CheckedDuty, string[]>(duties.map((d) => [d, d.params]));
 
-  const walk = (node: RouteNode, parts: string[], i: number, captured: string[]): CheckedDuty | null => {
-    if (i === parts.length) {
-      if (node.end) return node.end;
-      return node.wildcard;
-    }
-    const seg = parts[i]!;
-    if (seg !== "") {
-      const lit = node.literal?.get(seg);
-      if (lit) {
-        const r = walk(lit, parts, i + 1, captured);
-        if (r) return r;
+  // The path is walked in place, without splitting it: a segment is path[pos, end) where `end` is
+  // the next "/" (or the end of the path); literals are compared where they stand and params are
+  // recorded as offsets, so that routing allocates nothing. pos > path.length: no segment left.
+  // Matching is synchronous, so one scratch array of offsets serves every call.
+  const captured: number[] = [];
+  let capturedPath = "";
+  const walk = (node: RouteNode, path: string, pos: number): RouteEntry | null => {
+    if (pos > path.length) return node.end ?? node.wildcard;
+    let end = path.indexOf("/", pos);
+    if (end < 0) end = path.length;
+    const len = end - pos;
+    if (len > 0) {
+      if (node.literal !== null) {
+        let lit: RouteNode | undefined;
+        const texts = node.texts;
+        if (texts.length <= SCAN_LIMIT) {
+          const lengths = node.lengths;
+          for (let k = 0; k < texts.length; k++) if (lengths[k] === len && path.startsWith(texts[k]!, pos)) { lit = node.nodes[k]; break; }
+        } else lit = node.literal.get(path.slice(pos, end));
+        if (lit !== undefined) {
+          const r = walk(lit, path, end + 1);
+          if (r !== null) return r;
+        }
       }
-      if (node.param) {
-        captured.push(seg);
-        const r = walk(node.param, parts, i + 1, captured);
-        if (r) return r;
-        captured.pop();
+      if (node.param !== null) {
+        captured.push(pos, end);
+        const r = walk(node.param, path, end + 1);
+        if (r !== null) return r;
+        captured.length -= 2;
       }
     }
     return node.wildcard;
   };
 
+  const lookup = (method: string, path: string): RouteEntry | null => {
+    const root = roots.get(method);
+    if (root === undefined) return null;
+    captured.length = 0;
+    capturedPath = path;
+    // Segments start after the first character ("/" has none; an empty path has one empty segment).
+    if (path === "/") return root.end ?? root.wildcard;
+    if (path === "") return root.wildcard;
+    return walk(root, path, 1);
+  };
+  const paramsOf = (entry: RouteEntry): Readonly<Record<string, string>> => {
+    if (entry.fixed !== null) return noParams;
+    const params: Record<string, string> = {};
+    // A wildcard match may have captured params of a deeper route it backtracked from; the
+    // duty's own params are the first ones captured on its path.
+    for (let k = 0; k < entry.names.length; k++) params[entry.names[k]!] = capturedPath.slice(captured[2 * k]!, captured[2 * k + 1]!);
+    return params;
+  };
   return {
+    lookup,
+    paramsOf,
     match(method, path) {
-      const root = roots.get(method);
-      if (!root) return null;
-      const parts = path === "/" ? [] : path.slice(1).split("/");
-      const captured: string[] = [];
-      const duty = walk(root, parts, 0, captured);
-      if (!duty) return null;
-      const params: Record<string, string> = {};
-      const ns = names.get(duty)!;
-      // A wildcard match may have captured params of a deeper route it backtracked from; the
-      // duty's own params are the first ones captured on its path.
-      for (let k = 0; k < ns.length; k++) params[ns[k]!] = captured[k]!;
-      return { duty: duty.name, params };
+      const entry = lookup(method, path);
+      if (entry === null) return null;
+      return entry.fixed ?? { duty: entry.duty.name, params: paramsOf(entry) };
     },
   };
 }
@@ -292,7 +352,9 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     const noGrant = leaf(false, "DENY_NO_GRANT", duty.name, null,
       dutyGrants.map((g) => ({ rule: g.id, kind: "grant", at: spanAt(g.span), held: false, why: "role, until or condition does not apply" })),
       ["exclusive gate: pass", forbids.length ? "forbids: none holds" : "forbids: none", "grants: none applies"], `no grant of ${duty.name} applies to this principal`);
-    trees.set(duty.name, { duty, forbids, grants, noGrant, separations: separationsByDuty.get(duty.name) ?? [] });
+    const separations = separationsByDuty.get(duty.name) ?? [];
+    const readsParams = separations.length > 0 || applicable.some((f) => readsParam(f.when)) || dutyGrants.some((g) => g.when !== null && readsParam(g.when));
+    trees.set(duty.name, { duty, forbids, grants, noGrant, separations, readsParams });
   }
 
   const routers: Record<Channel, RouteTrie> = {
@@ -303,11 +365,11 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
 
   const match = (channel: Channel, method: string, path: string): RouteMatch | null => routers[channel].match(method, path);
 
-  const decideMatched = (m: RouteMatch, principal: Principal, request: PolicyRequest): Decision => {
-    const tree = trees.get(m.duty)!;
+  const noParams: Readonly<Record<string, string>> = Object.freeze({});
+  const decideTree = (tree: DutyTree, params: Readonly<Record<string, string>>, principal: Principal, request: PolicyRequest): Decision => {
     const facts = roleFacts(principal.roles);
-    if (facts.exclusive) return facts.exclusive.duty === m.duty ? facts.exclusive : { ...facts.exclusive, duty: m.duty };
-    const env: EvalEnv = { principal, request, params: m.params };
+    if (facts.exclusive) return facts.exclusive.duty === tree.duty.name ? facts.exclusive : { ...facts.exclusive, duty: tree.duty.name };
+    const env: EvalEnv = { principal, request, params };
     for (const f of tree.forbids) if (f.cond(env) === true) return f.decision;
     const pm = facts.mask;
     for (const g of tree.grants) {
@@ -316,18 +378,21 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
       if (!hit || request.time > g.until) continue;
       if (g.cond !== null && g.cond(env) !== true) continue;
       if (tree.separations.length === 0) return g.decision;
-      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, param: c.param, key: m.params[c.param] ?? "", duties: c.duties })) };
+      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, param: c.param, key: params[c.param] ?? "", duties: c.duties })) };
     }
     return tree.noGrant;
   };
+  const decideMatched = (m: RouteMatch, principal: Principal, request: PolicyRequest): Decision => decideTree(trees.get(m.duty)!, m.params, principal, request);
 
   return {
     policy,
     match,
     decideMatched,
     decide(channel, principal, request) {
-      const m = match(channel, request.method, request.path);
-      if (!m) {
+      // Routing without a RouteMatch: the params object is built only for a tree that reads it.
+      const router = routers[channel];
+      const entry = router.lookup(request.method, request.path);
+      if (entry === null) {
         let d = noRoute.get(channel);
         if (!d) {
           d = leaf(false, "DENY_NO_ROUTE", null, null, [{ rule: "default:no-route", kind: "default", at: "", held: true, why: `no duty matches on the ${channel} channel` }], ["router: no route"], `no duty matches this request on the ${channel} channel`);
@@ -335,7 +400,8 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
         }
         return d;
       }
-      return decideMatched(m, principal, request);
+      const tree = trees.get(entry.duty.name)!;
+      return decideTree(tree, tree.readsParams ? router.paramsOf(entry) : noParams, principal, request);
     },
     describe() {
       return {
