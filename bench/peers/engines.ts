@@ -5,11 +5,11 @@
 // deciding are what is timed.
 //
 // Routing, per engine:
-// - dutygate compiled: its own compiled router (Hono RegExpRouter) inside `compiled.decide`;
+// - dutygate compiled: its own compiled router (a segment trie per method) inside `compiled.decide`;
 // - dutygate interpreter: its naive reference matcher (scans every duty);
 // - hand-written: its own method switch and per-segment switch;
 // - Cedar: dutygate's compiled router (`compiled.match`, the same Hono router) resolves the duty
-//   first, and Cedar decides `Action::"<duty>"`: Cedar has no route patterns;
+//   first (its time is counted), and Cedar decides `Action::"<duty>"`: Cedar has no route patterns;
 // - Casbin keyMatch2: Casbin routes itself, with keyMatch2(r.obj, p.obj) and the method in its matcher;
 // - Casbin routed: like Cedar, the duty is resolved first and Casbin matches `r.duty == p.duty`.
 import { newEnforcer, newModelFromString, type Enforcer } from "casbin";
@@ -108,7 +108,7 @@ export async function buildBench(s: Scenario, principals: readonly ScenarioPrinc
   const casbinContexts = tuples.map((t) => ({ author: t.headers["x-change-author"] ?? "", env: t.headers["x-env"] ?? "", freeze: t.headers["x-freeze"] ?? "" }));
 
   const engines: Engine[] = [
-    { name: "dutygate compiled", routing: "its compiled Hono RegExpRouter", decide: (i) => dutygateDecision(i).allow },
+    { name: "dutygate compiled", routing: "its compiled segment trie", decide: (i) => dutygateDecision(i).allow },
     { name: "dutygate interpreter", routing: "naive scan of every duty", decide: (i) => interpreterDecision(i).allow },
     { name: "hand-written JS", routing: "method switch + per-segment switch", decide: (i) => { const t = tuples[i]!; return handwritten(typed[t.principal]! as never, t.method, t.path, t.headers); } },
     {

@@ -16,7 +16,7 @@
 // lines, the hand-written evaluator) for reading.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { arch, cpus, platform, totalmem } from "node:os";
+import { arch, cpus, loadavg, platform, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getCedarVersion } from "@cedar-policy/cedar-wasm/nodejs";
@@ -52,7 +52,7 @@ const versionOf = (pkg: string) => JSON.parse(readFileSync(join(ROOT, "node_modu
 const runtime = typeof Bun !== "undefined" ? `bun ${Bun.version}` : `node ${process.version}`;
 
 interface Row { variant: string; engine: string; routing: string; runtime: string; stats: LatencyStats }
-interface Result { runtime: string; clock: string; clockOverheadNs: number; rows: Row[]; sizes: Record<string, Record<string, number>>; allowed: Record<string, number> }
+interface Result { loadBefore: number; loadAfter: number; runtime: string; clock: string; clockOverheadNs: number; rows: Row[]; sizes: Record<string, Record<string, number>>; allowed: Record<string, number> }
 
 function scenarioFor(name: string): Scenario {
   return name === "base" ? baseScenario() : scaledScenario();
@@ -75,6 +75,7 @@ function dump(dir: string, s: Scenario): void {
 const log = (line: string) => { if (!JSON_OUT) console.log(line); else console.error(line); };
 
 async function runHere(): Promise<Result> {
+  const loadBefore = loadavg()[0]!;
   const rows: Row[] = [];
   const sizes: Record<string, Record<string, number>> = {};
   const allowedShare: Record<string, number> = {};
@@ -103,7 +104,7 @@ async function runHere(): Promise<Result> {
       log(`[${runtime}] ${name}: ${e.name}: p50 ${formatNs(stats.p50)}, p99 ${formatNs(stats.p99)}, mean ${formatNs(stats.mean)}, ${formatRate(stats.perSecond)}`);
     }
   }
-  return { runtime, clock: clockName, clockOverheadNs: clockOverheadNs(), rows, sizes, allowed: allowedShare };
+  return { loadBefore, loadAfter: loadavg()[0]!, runtime, clock: clockName, clockOverheadNs: clockOverheadNs(), rows, sizes, allowed: allowedShare };
 }
 
 function runUnderNode(): Result | null {
@@ -119,7 +120,7 @@ function runUnderNode(): Result | null {
 }
 
 function table(results: Result[]): string {
-  const header = ["variant", "engine", "runtime", "p50", "p99", "mean", "decisions/s", "p50 vs dutygate", "mean vs dutygate"];
+  const header = ["variant", "engine", "runtime", "p50", "p99", "mean", "decisions/s", "CPU/decision", "p50 vs dutygate", "mean vs dutygate"];
   const rows: string[][] = [header];
   for (const name of VARIANTS) {
     for (const r of results) {
@@ -127,7 +128,7 @@ function table(results: Result[]): string {
       const base = mine.find((x) => x.engine === "dutygate compiled")!;
       for (const x of mine) {
         const ratio = (a: number, b: number) => (x === base ? "1×" : a >= b ? `${(a / b).toFixed(a / b >= 10 ? 0 : 1)}× slower` : `${(b / a).toFixed(1)}× faster`);
-        rows.push([name, x.engine, x.runtime, formatNs(x.stats.p50), formatNs(x.stats.p99), formatNs(x.stats.mean), formatRate(x.stats.perSecond), ratio(x.stats.p50, base.stats.p50), ratio(x.stats.mean, base.stats.mean)]);
+        rows.push([name, x.engine, x.runtime, formatNs(x.stats.p50), formatNs(x.stats.p99), formatNs(x.stats.mean), formatRate(x.stats.perSecond), formatNs(x.stats.cpuPerDecision), ratio(x.stats.p50, base.stats.p50), ratio(x.stats.mean, base.stats.mean)]);
       }
     }
   }
@@ -170,14 +171,15 @@ if (JSON_OUT) {
   });
   console.log("");
   console.log(`machine: ${cpu[0]?.model.trim() ?? "unknown cpu"}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()}/${arch()}`);
+  console.log(`load average (1 min) before/after each run: ${results.map((r) => `${r.runtime} ${r.loadBefore.toFixed(1)}/${r.loadAfter.toFixed(1)}`).join(", ")} on ${cpu.length} cores`);
   console.log(`runtimes: ${results.map((r) => `${r.runtime} (clock ${r.clock}, ${r.clockOverheadNs.toFixed(0)} ns per read pair, included in each batch)`).join("; ")}`);
   console.log(`packages: @cedar-policy/cedar-wasm ${versionOf("@cedar-policy/cedar-wasm")} (Cedar ${getCedarVersion()}), casbin ${versionOf("casbin")}, hono ${versionOf("hono")}`);
-  console.log(`method: agreement on all tuples first; then per engine a warm-up, samples of ${BATCH} consecutive decisions timed together (sample = batch / ${BATCH}), p50/p99/mean over the samples, decisions/s from separate passes${QUICK ? " (--quick: short budgets)" : ""}`);
+  console.log(`method: agreement on all tuples first; then per engine a warm-up, samples of ${BATCH} consecutive decisions timed together (sample = batch / ${BATCH}), p50/p99/mean over the samples, decisions/s and process CPU time per decision from separate passes${QUICK ? " (--quick: short budgets)" : ""}`);
   for (const line of scen) console.log(`scenario ${line}`);
   console.log("");
   console.log(table(results));
   console.log("");
-  console.log("routing: dutygate compiled: its compiled router; interpreter: scans every duty; hand-written: method switch + per-segment switch; Cedar and Casbin routed: dutygate's compiled router resolves the duty first (its time included); Casbin keyMatch2: Casbin routes itself (keyMatch2 on the path, method compared in the matcher)");
+  console.log("routing: dutygate compiled: its compiled segment trie; interpreter: scans every duty; hand-written: method switch + per-segment switch; Cedar and Casbin routed: dutygate's compiled router resolves the duty first (its time included); Casbin keyMatch2: Casbin routes itself (keyMatch2 on the path, method compared in the matcher)");
   console.log("");
   console.log("goals:");
   for (const line of goals(results)) console.log(`  ${line}`);
