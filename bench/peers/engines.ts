@@ -8,7 +8,7 @@
 // - dutygate compiled: its own compiled router (a segment trie per method) inside `compiled.decide`;
 // - dutygate interpreter: its naive reference matcher (scans every duty);
 // - hand-written: its own method switch and per-segment switch;
-// - Cedar: dutygate's compiled router (`compiled.match`, the same Hono router) resolves the duty
+// - Cedar: dutygate's compiled router (`compiled.match`, the same segment trie) resolves the duty
 //   first (its time is counted), and Cedar decides `Action::"<duty>"`: Cedar has no route patterns;
 // - Casbin keyMatch2: Casbin routes itself, with keyMatch2(r.obj, p.obj) and the method in its matcher;
 // - Casbin routed: like Cedar, the duty is resolved first and Casbin matches `r.duty == p.duty`.

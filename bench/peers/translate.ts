@@ -141,7 +141,7 @@ e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
 m = (p.act == "*" || r.act == p.act) && keyMatch2(r.obj, p.obj) && (p.sub == "*" || g(r.sub.id, p.sub)) && eval(p.cond)
 `;
 
-/** Casbin model for a duty resolved first (by the same Hono router dutygate uses): (subject, duty, context). */
+/** Casbin model for a duty resolved first (by the same router dutygate uses): (subject, duty, context). */
 export const CASBIN_MODEL_ROUTED = `
 [request_definition]
 r = sub, duty, ctx
