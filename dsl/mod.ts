@@ -21,7 +21,7 @@ export { compilePolicy } from "./compile.ts";
 /** The slow, obviously-correct reference evaluator; the compiled tree must agree with it. */
 export { interpretDecision, interpretRoute } from "./interpret.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */
-export { renderDiagnostic, renderGithubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch } from "./diagnostics.ts";
+export { renderDiagnostic, renderGithubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch, editDistance } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
 /** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
 export { runPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
