@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { GatewayError } from "../errors.ts";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
-import { EXIT, type Io } from "./io.ts";
+import { EXIT, type Io, fileErrorReason } from "./io.ts";
 
 export type CheckFormat = "text" | "json" | "github" | "junit";
 
@@ -166,9 +166,7 @@ export function readAssignments(path: string): Array<{ sub: string; roles: strin
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "no such file or directory" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : String(code ?? e).toLowerCase();
-    throw new GatewayError("ASSIGNMENTS_UNREADABLE", `cannot read role assignments \`${path}\`: ${reason}`);
+    throw new GatewayError("ASSIGNMENTS_UNREADABLE", `cannot read role assignments \`${path}\`: ${fileErrorReason(e)}`);
   }
   const malformed = (where: string, message: string) => new GatewayError("ASSIGNMENTS_MALFORMED", `\`${where}\`: ${message}`);
   let doc: unknown;

@@ -8,7 +8,7 @@ import { GatewayError } from "../errors.ts";
 import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type Channel } from "../../dsl/mod.ts";
 import { explainRequest, renderExplanation, type ExplainInput } from "../gateway/explain.ts";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
-import { EXIT, type Io } from "./io.ts";
+import { EXIT, type Io, fileErrorReason } from "./io.ts";
 
 /** Parameters of `gateway explain`. */
 export interface ExplainParams {
@@ -39,9 +39,7 @@ export function readPrincipalFile(path: string): Record<string, unknown> {
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "no such file or directory" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : String(code ?? e).toLowerCase();
-    throw bad(`cannot read principal file \`${path}\`: ${reason}`);
+    throw bad(`cannot read principal file \`${path}\`: ${fileErrorReason(e)}`);
   }
   let doc: unknown;
   if (path.endsWith(".toml")) {

@@ -34,3 +34,9 @@ export const EXIT = {
   config: 6,
   usage: 64,
 } as const;
+
+/** A file-system error as a short reason for a message: `no such file or directory`. */
+export function fileErrorReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === "ENOENT" ? "no such file or directory" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : String(code ?? e).toLowerCase();
+}
