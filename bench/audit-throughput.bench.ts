@@ -16,15 +16,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   cpuBudget, describeMachine, fmt, median, runWrk, startProcess, stopProcess, summarise, which,
-  type LoadResult, type LoadShape, type Started,
+  type LoadResult, type LoadShape, type Started, flag, bounded,
 } from "./proxy/lib.ts";
 
 const args = process.argv.slice(2);
-function flag(name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
-const bounded = (value: string, lo: number, hi: number) => Math.min(Math.max(Math.trunc(Number(value)) || lo, lo), hi);
 
 const MODES = ["none", "off", "batch", "always"] as const;
 type Mode = (typeof MODES)[number];

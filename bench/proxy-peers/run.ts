@@ -16,22 +16,12 @@ import { join } from "node:path";
 import { generate } from "selfsigned";
 import {
   cpuBudget, describeMachine, ensureInstalled, fmt, median, runWrk, startProcess, stopProcess, summarise, which,
-  type LoadResult, type LoadShape, type Started,
+  type LoadResult, type LoadShape, type Started, flag, bounded, loadShapeFromArgs,
 } from "../proxy/lib.ts";
 
 const here = import.meta.dir;
 const args = process.argv.slice(2);
-function flag(name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
-const bounded = (value: string, lo: number, hi: number) => Math.min(Math.max(Math.trunc(Number(value)) || lo, lo), hi);
-const shape: LoadShape = {
-  threads: bounded(flag("threads", "1"), 1, 16),
-  connections: bounded(flag("connections", "50"), 1, 1000),
-  durationS: bounded(flag("duration", "10"), 1, 120),
-  warmupS: 2,
-};
+const shape: LoadShape = loadShapeFromArgs();
 const rounds = bounded(flag("rounds", "3"), 1, 10);
 const path = "/changes/42";
 const budget = cpuBudget(!args.includes("--no-pin"));

@@ -228,3 +228,24 @@ export function summarise(row: Row): { rps: number; p50Ms: number; p99Ms: number
     cpu: Object.fromEntries(names.map((n) => [n, median(row.runs.map((r) => r.cpuUsPerRequest[n] ?? NaN))])),
   };
 }
+
+/** `--name value` from the command line, or `fallback`. */
+export function flag(name: string, fallback: string, args: readonly string[] = process.argv.slice(2)): string {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+}
+
+/** A whole number within [lo, hi] (lo for anything unparsable): every run stays bounded. */
+export function bounded(value: string, lo: number, hi: number): number {
+  return Math.min(Math.max(Math.trunc(Number(value)) || lo, lo), hi);
+}
+
+/** The load shape every proxy benchmark shares: `--threads`, `--connections`, `--duration`; 2 s warm-up. */
+export function loadShapeFromArgs(): LoadShape {
+  return {
+    threads: bounded(flag("threads", "1"), 1, 16),
+    connections: bounded(flag("connections", "50"), 1, 1000),
+    durationS: bounded(flag("duration", "10"), 1, 120),
+    warmupS: 2,
+  };
+}
