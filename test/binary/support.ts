@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinary, buildCommit } from "../../scripts/build.ts";
+import { drainText } from "../support/harness.ts";
 
 /** The environment of a bare VM's service: nothing but a minimal PATH. */
 export const BARE_ENV = { PATH: "/usr/bin:/bin" } as const;
@@ -67,17 +68,8 @@ export async function serveBinary(binary: string, args: string[], cwd: string, d
   const child = Bun.spawn([...(options.prefix ?? []), binary, "serve", ...args], { cwd, env: { ...BARE_ENV }, stdout: "pipe", stderr: "pipe" });
   let out = "";
   let err = "";
-  const drain = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
-    const decoder = new TextDecoder();
-    const reader = stream.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      add(decoder.decode(value, { stream: true }));
-    }
-  };
-  void drain(child.stdout, (s) => (out += s));
-  void drain(child.stderr, (s) => (err += s));
+  void drainText(child.stdout, (s) => (out += s));
+  void drainText(child.stderr, (s) => (err += s));
   const until = Date.now() + deadlineMs;
   let url: string | null = null;
   while (Date.now() < until) {

@@ -231,6 +231,17 @@ export interface GatewayProcess {
   kill(): Promise<number>;
 }
 
+/** Reads a child's output stream as text as it arrives (for banners and error messages). */
+export async function drainText(stream: ReadableStream<Uint8Array>, add: (s: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    add(decoder.decode(value, { stream: true }));
+  }
+}
+
 /**
  * Runs `bun src/main.ts serve --config FILE` as a separate process and waits (at most
  * `deadlineMs`) for the banner line `dutygate listening on https://…`. Throws with the output
@@ -241,17 +252,8 @@ export async function spawnGatewayProcess(configFile: string, options: { cwd: st
   const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: options.cwd, stdout: "pipe", stderr: "pipe" });
   let out = "";
   let err = "";
-  const drain = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
-    const decoder = new TextDecoder();
-    const reader = stream.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      add(decoder.decode(value, { stream: true }));
-    }
-  };
-  void drain(child.stdout, (s) => (out += s));
-  void drain(child.stderr, (s) => (err += s));
+  void drainText(child.stdout, (s) => (out += s));
+  void drainText(child.stderr, (s) => (err += s));
   const until = Date.now() + (options.deadlineMs ?? 30_000);
   let url: string | null = null;
   while (Date.now() < until) {
