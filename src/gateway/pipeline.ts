@@ -3,7 +3,7 @@
 //   → audit record written → forward (streaming) → ledger settled → outcome record.
 // Authentication yields a Principal and knows nothing of policy; the policy knows nothing of
 // tokens. The audit record of the decision is written before anything reaches the upstream.
-import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest, denyForSeparation } from "../../dsl/mod.ts";
+import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
 import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type JwtAuthenticator } from "../authn/mod.ts";
@@ -257,9 +257,9 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       }
     }
 
-    const duty = decision.duty ? active.compiled.policy.duties.find((d) => d.name === decision.duty) ?? null : null;
+    const duty = decision.duty ? dutiesOf(active.compiled.policy).get(decision.duty) ?? null : null;
     const upstreamName = duty?.upstream ?? null;
-    const record = {
+    const buildRecord = () => ({
       type: "decision",
       request_id: requestId,
       channel,
@@ -283,12 +283,12 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       headers: redactHeaders(request.headers, config.audit.headerAllowlist, [config.identity.header]),
       // Full typed principal, request time and the inputs the policy reads: `gateway check --replay`.
       ...replayFieldsOf(active.compiled.policy, caller.principal, policyRequest, [config.identity.header]),
-    };
+    });
     let decisionSeq: number | null = null;
     if (deps.audit) {
       const auditStart = performance.now();
       try {
-        decisionSeq = progress.decisionSeq = (await deps.audit.append(stripUndefined(record))).seq;
+        decisionSeq = progress.decisionSeq = (await deps.audit.append(stripUndefined(buildRecord()))).seq;
         metrics.auditRecords.inc();
         metrics.auditWriteLatency.observe((performance.now() - auditStart) / 1000);
       } catch (e) {
@@ -373,6 +373,15 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       log.error("audit record could not be written", { request_id: r.requestId, error: (e as Error).message });
     }
   }
+}
+
+const dutyIndex = new WeakMap<CheckedPolicy, Map<string, CheckedDuty>>();
+
+/** Duties by name, built once per policy (a request must not scan every duty). */
+function dutiesOf(policy: CheckedPolicy): Map<string, CheckedDuty> {
+  let index = dutyIndex.get(policy);
+  if (!index) dutyIndex.set(policy, (index = new Map(policy.duties.map((d) => [d.name, d]))));
+  return index;
 }
 
 function stripUndefined<T extends Record<string, unknown>>(o: T): Record<string, unknown> {

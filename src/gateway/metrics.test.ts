@@ -1,0 +1,34 @@
+import { describe, expect, test } from "bun:test";
+import { Counter, Histogram } from "./metrics.ts";
+
+describe("Prometheus text exposition", () => {
+  test("one series per label set; values escaped per the format", () => {
+    const c = new Counter("dutygate_test_total", "A test counter.");
+    c.inc({ channel: "operational", duty: "a" });
+    c.inc({ channel: "operational", duty: "a" }, 2);
+    c.inc({ channel: "admin", duty: 'q"u\\o\nte' });
+    expect(c.get({ channel: "operational", duty: "a" })).toBe(3);
+    expect(c.render()).toEqual([
+      "# HELP dutygate_test_total A test counter.",
+      "# TYPE dutygate_test_total counter",
+      'dutygate_test_total{channel="operational",duty="a"} 3',
+      'dutygate_test_total{channel="admin",duty="q\\"u\\\\o\\nte"} 1',
+    ]);
+  });
+
+  test("an unlabelled counter renders 0 before its first increment", () => {
+    expect(new Counter("dutygate_empty_total", "Empty.").render().at(-1)).toBe("dutygate_empty_total 0");
+  });
+
+  test("histogram buckets are cumulative and end with +Inf, _sum and _count", () => {
+    const h = new Histogram("dutygate_test_seconds", "A test histogram.", [0.001, 0.01]);
+    for (const v of [0.0005, 0.005, 0.5]) h.observe(v);
+    expect(h.render().slice(2)).toEqual([
+      'dutygate_test_seconds_bucket{le="0.001"} 1',
+      'dutygate_test_seconds_bucket{le="0.01"} 2',
+      'dutygate_test_seconds_bucket{le="+Inf"} 3',
+      "dutygate_test_seconds_sum 0.5055",
+      "dutygate_test_seconds_count 3",
+    ]);
+  });
+});
