@@ -6,13 +6,11 @@
 //       [--connections 50] [--modes none,off,batch,always] [--path /changes/42] [--no-pin]
 //
 // Each mode runs the FULL gateway (TLS, ES256 JWT, compiled shipped policy, SQLite duty ledger,
-// identity token) as its own process started from this file (`--serve MODE`), behind it the tiny
+// identity token) as its own process (bench/proxy/full-gateway.ts, `--fsync MODE`), behind it the tiny
 // upstream of bench/proxy. Load: wrk (pinned to CPU 0; gateway and upstream on CPU 1), or, when
 // wrk is missing, a bounded in-process fetch loop. Rounds interleave the modes so drift on a
 // shared machine hits all of them; the table shows medians. The path is `GET /changes/42`
 // (read_change): every request writes two records, the decision and the outcome.
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   cpuBudget, describeMachine, fmt, median, runWrk, startProcess, stopProcess, summarise, which,
@@ -24,46 +22,7 @@ const args = process.argv.slice(2);
 const MODES = ["none", "off", "batch", "always"] as const;
 type Mode = (typeof MODES)[number];
 
-if (args[0] === "--serve") await serve(args[1] as Mode, flag("upstream", "http://127.0.0.1:1"));
-else await orchestrate();
-
-/** Child: one full gateway with the audit log in `mode` (`none` = disabled). */
-async function serve(mode: Mode, upstreamUrl: string): Promise<void> {
-  const { defaultConfig } = await import("../src/config/mod.ts");
-  const { createLogger } = await import("../src/gateway/log.ts");
-  const { startGateway } = await import("../src/gateway/serve.ts");
-  const { createTestIssuer, SHIPPED_POLICIES, TEST_AUDIENCE, TEST_ISSUER } = await import("../test/support/harness.ts");
-  const dir = mkdtempSync(join(tmpdir(), "dutygate-audit-bench-"));
-  cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
-  const issuer = await createTestIssuer(dir);
-  const base = defaultConfig({ cwd: dir });
-  const gw = await startGateway({
-    ...base,
-    demo: false,
-    listen: { host: "127.0.0.1", port: 0, certificate: null, sni: [], clientCaFile: null, requireClientCertificate: false, certificateMapping: { identities: {} }, minTlsVersion: "TLSv1.2" },
-    admin: null,
-    issuers: [{ ...base.issuers[0]!, name: "bench", issuer: TEST_ISSUER, audience: [TEST_AUDIENCE], jwksFile: issuer.jwksFile, algorithms: ["ES256"] }],
-    upstreams: Object.fromEntries(["changes", "deploy", "logs", "admin"].map((name) => [name, { name, url: upstreamUrl, timeoutMs: 10_000, connectTimeoutMs: 2_000 }])),
-    policy: { ...base.policy, dir: join(dir, "policies"), watch: false },
-    audit: { ...base.audit, dir: join(dir, "audit"), fsync: mode === "none" ? "batch" : mode },
-    ledger: { ...base.ledger, path: join(dir, ".state", "ledger.sqlite") },
-    log: { level: "error" },
-  }, { log: createLogger("error"), auditDisabled: mode === "none" });
-  console.log(`token ${await issuer.token({ sub: "bench-dev", roles: ["developer"], mfa: true, team: "core" }, { ttlSeconds: 3000 })}`);
-  console.log(`listening ${gw.operational.port}`);
-  let stopping = false;
-  const shutdown = async () => {
-    if (stopping) return;
-    stopping = true;
-    const stats = gw.audit?.stats();
-    await gw.stop({ deadlineMs: 2000 }).catch(() => {});
-    console.log(`audit ${stats?.recordsWritten ?? 0} ${stats?.writes ?? 0}`);
-    rmSync(dir, { recursive: true, force: true });
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown());
-  process.on("SIGINT", () => void shutdown());
-}
+await orchestrate();
 
 /** Without wrk: `connections` concurrent fetch loops for `seconds`, bounded in time and count. */
 async function fetchLoad(url: string, headers: string[], seconds: number, connections: number): Promise<LoadResult> {
@@ -119,7 +78,7 @@ async function orchestrate(): Promise<void> {
     const portOf = (s: Started) => Number(/^listening (\d+)/.exec(s.lines.find((l) => l.startsWith("listening"))!)![1]);
     const upstreamUrl = `http://127.0.0.1:${portOf(upstream)}`;
     for (const mode of modes) {
-      const proc = await startProcess(`audit-${mode}`, [bun, import.meta.path, "--serve", mode, "--upstream", upstreamUrl], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+      const proc = await startProcess(`audit-${mode}`, [bun, join(import.meta.dir, "proxy", "full-gateway.ts"), "--upstream", upstreamUrl, ...(mode === "none" ? ["--no-audit"] : ["--fsync", mode])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
       started.push(proc);
       const token = proc.lines.find((l) => l.startsWith("token "))!.slice(6);
       targets.set(mode, { url: `https://127.0.0.1:${portOf(proc)}${path}`, headers: [`authorization: Bearer ${token}`], pid: proc.proc.pid, proc });
