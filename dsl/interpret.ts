@@ -38,10 +38,6 @@ export function matchSegments(segments: readonly Segment[], path: string): Recor
   return parts.length === segments.length ? params : null;
 }
 
-export function dutyChannel(d: CheckedDuty): Channel {
-  return d.channel;
-}
-
 /** Finds the most specific duty for a request on a channel, by scanning every duty. */
 export function interpretRoute(policy: CheckedPolicy, channel: Channel, method: string, path: string): RouteMatch | null {
   let best: { duty: CheckedDuty; params: Record<string, string> } | null = null;

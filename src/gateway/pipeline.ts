@@ -15,7 +15,7 @@ import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo } from "../tls/types.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
-import type { ActivePolicy, PolicyManager } from "./policy_manager.ts";
+import { INTERNAL_UPSTREAM, type ActivePolicy, type PolicyManager } from "./policy_manager.ts";
 
 export interface PipelineDeps {
   config: GatewayConfig;
@@ -35,8 +35,6 @@ export interface PipelineDeps {
   probes?: (path: string, requestId: string) => Response | null;
 }
 
-/** The name of the built-in upstream served by the gateway itself. */
-export const INTERNAL_UPSTREAM = "gateway";
 
 /** Who called, as authentication established it. */
 interface Caller {

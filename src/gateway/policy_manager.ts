@@ -10,6 +10,9 @@ import { checkRollback, readTrustedKeysFile, readUnsignedBundle, verifyBundle, w
 import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
 import { classifyPolicyFiles } from "../policy/sources.ts";
 
+/** The built-in upstream served by the gateway itself (admin functions); never configured. */
+export const INTERNAL_UPSTREAM = "gateway";
+
 export interface ActivePolicy {
   compiled: CompiledPolicy;
   revision: number;
@@ -157,7 +160,7 @@ export class PolicyManager {
     if (!loaded.policy || hasErrors(loaded.diagnostics)) {
       return fail("POLICY_INVALID", loaded.diagnostics.filter((d) => d.severity === "error").map((d: Diagnostic) => renderDiagnostic(d, sources).split("\n")[0]!));
     }
-    const missing = loaded.policy.upstreams.filter((u) => u !== "gateway" && !(u in this.#options.upstreams));
+    const missing = loaded.policy.upstreams.filter((u) => u !== INTERNAL_UPSTREAM && !(u in this.#options.upstreams));
     if (missing.length) return fail("POLICY_UPSTREAM_UNKNOWN", missing.map((u) => `upstream \`${u}\` is declared by the policy but not configured (add [upstreams.${u}] to the config)`));
     const compiled = compilePolicy(loaded.policy);
     const tests = runPolicyTests(compiled, files.tests, { now: this.#options.now?.() });
