@@ -9,7 +9,7 @@ import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type JwtAuthenticator } from "../authn/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
-import { replayFieldsOf } from "./replay_fields.ts";
+import { policyInputNames, replayFieldsOf } from "./replay_fields.ts";
 import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo } from "../tls/types.ts";
@@ -45,11 +45,13 @@ interface Caller {
 
 const UNSPECIFIED_IP = parseIp("0.0.0.0")!;
 
-function headersRecord(headers: Headers): Record<string, string> {
-  const out: Record<string, string> = {};
-  headers.forEach((value, name) => {
-    out[name] = value;
-  });
+/** Only the headers the policy's conditions read: the policy cannot see the others. */
+function headersRecord(headers: Headers, names: readonly string[]): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const name of names) {
+    const value = headers.get(name);
+    if (value !== null) out[name] = value;
+  }
   return out;
 }
 
@@ -229,7 +231,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       path: target.path,
       ip,
       time: now,
-      headers: headersRecord(request.headers),
+      headers: headersRecord(request.headers, policyInputNames(active.compiled.policy).headers),
       query: queryRecord(target.query),
     };
     const decideStart = performance.now();
