@@ -53,8 +53,8 @@ try {
       const r = await authn.authenticate(header, testSchema);
       if (!r.ok) throw new Error(`${key.alg}: ${r.code} ${r.message}`);
     }
-    const c = await measure(() => cold.authenticate(header, testSchema));
-    const h = await measure(() => cached.authenticate(header, testSchema));
+    const c = await measure(async () => cold.authenticate(header, testSchema));
+    const h = await measure(async () => cached.authenticate(header, testSchema));
     rows.push([key.alg, c.median.toFixed(1), c.p99.toFixed(1), Math.round(c.opsPerSec).toString(), h.median.toFixed(2), h.p99.toFixed(2), Math.round(h.opsPerSec).toString(), `${(c.median / h.median).toFixed(0)}x`]);
   }
   const statsCached = cached.stats();

@@ -63,7 +63,8 @@ export interface JwtAuthenticator {
    * every failure is a result with a stable code (see {@link AuthnErrorCode}).
    * `schema` is the active policy's principal schema; principals are cached per schema content.
    */
-  authenticate(authorization: string | null, schema: PrincipalSchema): Promise<AuthnResult>;
+  /** Synchronous for a cached token (no promise to await on the hot path); a promise when it must verify. */
+  authenticate(authorization: string | null, schema: PrincipalSchema): AuthnResult | Promise<AuthnResult>;
   /** Forgets every verified token (e.g. on a policy or issuer change). */
   clear(): void;
   stats(): AuthnStats;
@@ -242,7 +243,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     }
   }
 
-  async function authenticate(authorization: string | null, schema: PrincipalSchema): Promise<AuthnResult> {
+  function authenticate(authorization: string | null, schema: PrincipalSchema): AuthnResult | Promise<AuthnResult> {
     const bearer = parseBearerToken(authorization);
     if (!bearer.ok) return bearer;
     const token = bearer.token;
@@ -255,11 +256,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     if (inFlight !== undefined) return inFlight;
     const result = verifyAndMap(token, schema, cacheKey);
     pending.set(cacheKey, result);
-    try {
-      return await result;
-    } finally {
-      pending.delete(cacheKey);
-    }
+    return result.finally(() => pending.delete(cacheKey));
   }
 
   /** A cached answer: the principal, or expiry; null when there is none or its keys changed. */

@@ -6,7 +6,7 @@
 import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
 import { redactHeaders } from "../audit/redact.ts";
-import { AUTHN_HTTP_STATUS, wwwAuthenticate, type JwtAuthenticator } from "../authn/mod.ts";
+import { AUTHN_HTTP_STATUS, wwwAuthenticate, type AuthnResult, type JwtAuthenticator } from "../authn/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
 import { policyInputNames, replayFieldsOf } from "./replay_fields.ts";
@@ -128,7 +128,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
 
   interface AuthnFailure { status: number; code: string; message: string; challenge?: string }
 
-  async function authenticate(request: Request, info: ConnectionInfo, active: ActivePolicy): Promise<Caller | AuthnFailure> {
+  /** Synchronous when the token is cached (the common case: no promise per request). */
+  function authenticate(request: Request, info: ConnectionInfo, active: ActivePolicy): Caller | AuthnFailure | Promise<Caller | AuthnFailure> {
     const schema = active.compiled.policy.schema;
     const authorization = request.headers.get("authorization");
     // The admin channel takes client certificates only: a bearer token is another channel's credential.
@@ -141,7 +142,11 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       return { principal: p.principal, method: "mtls", issuer: info.peerCertificate.issuerCN };
     }
     if (channel === "admin") return { status: 401, code: "MTLS_REQUIRED", message: "the admin channel needs a client certificate from the admin CA" };
-    const r = await deps.authn.authenticate(authorization, schema);
+    const r = deps.authn.authenticate(authorization, schema);
+    return r instanceof Promise ? r.then(callerOfJwt) : callerOfJwt(r);
+  }
+
+  function callerOfJwt(r: AuthnResult): Caller | AuthnFailure {
     if (!r.ok) return { status: AUTHN_HTTP_STATUS[r.code] ?? 401, code: r.code, message: r.message, challenge: wwwAuthenticate(r) };
     return { principal: r.principal, method: "jwt", issuer: r.issuer };
   }
@@ -217,7 +222,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       if (probe) return finish(probe, { duty: "", decision: "probe" });
     }
 
-    const caller = await authenticate(request, info, active);
+    const authenticated = authenticate(request, info, active);
+    const caller = authenticated instanceof Promise ? await authenticated : authenticated;
     if (!("principal" in caller)) {
       metrics.authnFailures.inc({ code: caller.code });
       await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: caller.code, message: caller.message, active, caller: null, info, request });
@@ -325,7 +331,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       if (reservation) await deps.ledger.release(reservation).catch(() => {});
       return finish(problemResponse({ status: 502, code: "UPSTREAM_NOT_CONFIGURED", detail: `upstream \`${upstreamName}\` is not configured`, requestId }), { duty: decision.duty ?? "", decision: "allow" });
     }
-    const identityToken = await deps.identity.sign(caller.principal, upstream.name, { duty: decision.duty! });
+    const identityExtra = { duty: decision.duty! };
+    const identityToken = deps.identity.cached(caller.principal, upstream.name, identityExtra) ?? await deps.identity.sign(caller.principal, upstream.name, identityExtra);
     let response: Response;
     try {
       response = await forwardToUpstream(request, {

@@ -5,6 +5,7 @@ import { connect as tlsConnect } from "node:tls";
 import { generate } from "selfsigned";
 import type { UpstreamConfig } from "../config/types.ts";
 import { forwardToUpstream } from "./forward.ts";
+import { inflightCount } from "./inflight.ts";
 import type { ForwardOptions } from "./forward.ts";
 import { normalizeRequestPath, requestTargetOf } from "./normalize-path.ts";
 import { problemResponse } from "./problem.ts";
@@ -413,6 +414,69 @@ describe("forwardToUpstream: failures never hang", () => {
     const outcome = await within(response.text().then(() => "completed", (e: unknown) => `errored: ${(e as { code?: string }).code ?? e}`), 15_000, "stalled body hung");
     expect(outcome).toBe("errored: UPSTREAM_TIMEOUT");
   }, 30_000);
+});
+
+describe("forwardToUpstream: deadlines and client-gone on the shared sweep", () => {
+  test("a client that goes away while the upstream has not answered cancels the upstream call (499)", async () => {
+    // An upstream that never answers and reports when its request is cancelled.
+    const cancelled = deferred<number>();
+    const arrived = deferred();
+    const hanging = Bun.serve({
+      hostname: "127.0.0.1", port: 0, idleTimeout: 30,
+      fetch(req) {
+        arrived.resolve();
+        const at = performance.now();
+        req.signal.addEventListener("abort", () => cancelled.resolve(performance.now() - at));
+        return new Promise<Response>(() => {});
+      },
+    });
+    const client = new AbortController();
+    try {
+      const pending = forwardToUpstream(new Request("http://gw.example/", { signal: client.signal }), options({ upstream: { ...upstream, url: `http://127.0.0.1:${hanging.port}/` } }));
+      await within(arrived.promise, 10_000, "the upstream never got the request");
+      expect(inflightCount()).toBeGreaterThanOrEqual(1);
+      client.abort();
+      const response = await within(pending, 10_000, "forwardToUpstream did not notice the client going away");
+      expect(response.status).toBe(499);
+      expect(((await response.json()) as { code: string }).code).toBe("CLIENT_CLOSED_REQUEST");
+      // The upstream saw its request cancelled: the call did not run on to the 10 s timeout.
+      await within(cancelled.promise, 10_000, "the upstream call was not cancelled");
+    } finally {
+      hanging.stop(true);
+    }
+  }, 30_000);
+
+  test("a client already gone when the call is first swept is cancelled at once", async () => {
+    const client = new AbortController();
+    client.abort();
+    const started = performance.now();
+    const response = await within(
+      forwardToUpstream(new Request("http://gw.example/", { signal: client.signal }), options({ path: "/slow" })),
+      10_000, "forwardToUpstream waited on a client that had gone",
+    );
+    expect(response.status).toBe(499);
+    expect(performance.now() - started).toBeLessThan(upstream.timeoutMs);
+  }, 30_000);
+
+  test("answered calls leave nothing on the sweep", async () => {
+    await Promise.all(Array.from({ length: 20 }, () => forwardToUpstream(new Request("http://gw.example/"), options()).then((r) => r.arrayBuffer())));
+    expect(inflightCount()).toBe(0);
+  });
+});
+
+describe("forwardToUpstream: targets that need a URL parse", () => {
+  test("characters the URL parser would change are checked by parsing, and refused when they would change", async () => {
+    // `'` passes in a path unchanged (in a query it would not), so the target is forwarded as judged.
+    const { seen } = await echo(new Request("http://gw.example/"), { path: "/it's", query: "q=x" });
+    expect(seen.path).toBe("/prefix/it's");
+    // A raw space would be percent-encoded by the parser: not the judged path, refused.
+    const response = await forwardToUpstream(new Request("http://gw.example/"), options({ path: "/a b" }));
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { code: string }).code).toBe("PATH_FORWARD_MISMATCH");
+    // An encoded dot segment would be resolved by the parser: refused.
+    const dotted = await forwardToUpstream(new Request("http://gw.example/"), options({ path: "/a/%2e%2e/admin" }));
+    expect(dotted.status).toBe(500);
+  });
 });
 
 describe("forwardToUpstream: connection reuse", () => {

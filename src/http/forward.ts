@@ -5,6 +5,7 @@ import { GatewayError } from "../errors.ts";
 import { http1PoolFor } from "./forward-http1.ts";
 import type { Http1Response } from "./forward-http1.ts";
 import { problemResponse } from "./problem.ts";
+import { settle as settleInflight, watch as watchInflight, type InflightCall } from "./inflight.ts";
 import { traceContextFor } from "./trace-context.ts";
 import type { TraceContext } from "./trace-context.ts";
 
@@ -94,6 +95,25 @@ export function upstreamTarget(upstream: Pick<UpstreamConfig, "url">, path: stri
   return origin + prefix + path + (query === "" ? "" : "?" + query);
 }
 
+// Characters the WHATWG URL parser leaves as they are in a path and in a query of an http(s) URL
+// (no percent-encode set member, no `\\`, no `#`); with no dot segments left (the normaliser
+// removed them) such a target needs no parse to know it reaches the upstream unchanged.
+const URL_STABLE_PATH = /^\/[A-Za-z0-9\-._~!$&()*+,;=:@%/]*$/;
+const URL_STABLE_QUERY = /^[A-Za-z0-9\-._~!$&()*+,;=:@%/?]*$/;
+const DOT_SEGMENT = /(?:^|\/)\.{1,2}(?:\/|$)|%2e/i;
+
+/**
+ * Whether `target` (from `upstreamTarget`) sends exactly `path` and `query` to the upstream: the
+ * common target is checked by its characters alone, anything else by parsing it as fetch will.
+ */
+function forwardsAsJudged(upstream: Pick<UpstreamConfig, "url">, target: string, path: string, query: string): boolean {
+  if (path.charCodeAt(0) !== 0x2f) return false;
+  if (URL_STABLE_PATH.test(path) && !DOT_SEGMENT.test(path) && (query === "" || URL_STABLE_QUERY.test(query))) return true;
+  let url: URL;
+  try { url = new URL(target); } catch { return false; }
+  return url.pathname === upstreamBase(upstream.url).prefix + path && url.search === (query === "" ? "" : "?" + query);
+}
+
 function bodyTooLarge(maxBodyBytes: number): GatewayError {
   return new GatewayError("REQUEST_BODY_TOO_LARGE", `request body larger than ${maxBodyBytes} bytes`, { maxBodyBytes });
 }
@@ -141,28 +161,59 @@ function watchResponseBody(body: ReadableStream<Uint8Array>, idleMs: number, abo
   }));
 }
 
-function buildUpstreamHeaders(request: Request, options: ForwardOptions, trace: TraceContext): Headers {
-  const headers = new Headers(request.headers);
-  stripHopByHopHeaders(headers);
-  for (const name of REQUEST_ONLY_STRIP) headers.delete(name);
-  if (options.stripHeaders) for (const name of options.stripHeaders) headers.delete(name);
-  if (options.identityHeader) {
-    headers.delete(options.identityHeader);
-    if (options.identityToken !== undefined) headers.set(options.identityHeader, options.identityToken);
+/** Inbound fields never passed on as they came: hop-by-hop, request-only, and the ones set below. */
+const NOT_PASSED_ON: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...REQUEST_ONLY_STRIP, "x-forwarded-for", "x-request-id", "traceparent", "tracestate", "accept-encoding"]);
+const lowerCaseSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function lowerCaseSet(names: readonly string[] | undefined): ReadonlySet<string> | null {
+  if (names === undefined || names.length === 0) return null;
+  let set = lowerCaseSets.get(names);
+  if (!set) lowerCaseSets.set(names, (set = new Set(names.map((n) => n.toLowerCase()))));
+  return set;
+}
+
+/**
+ * The upstream request's fields, built in one pass over the inbound ones (one native iteration
+ * instead of a copy and a delete per stripped name): as name/value pairs, which fetch takes as is.
+ */
+function buildUpstreamHeaders(request: Request, options: ForwardOptions, trace: TraceContext): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const connection = request.headers.get("connection");
+  let listed: Set<string> | null = null;
+  if (connection !== null) {
+    for (const token of connection.split(",")) {
+      const name = token.trim().toLowerCase();
+      if (name !== "") (listed ??= new Set()).add(name);
+    }
   }
-  const priorChain = options.forwardedFor === "replace" ? null : headers.get("x-forwarded-for");
-  headers.set("x-forwarded-for", priorChain ? `${priorChain}, ${options.clientIp}` : options.clientIp);
-  headers.set("x-forwarded-proto", options.proto ?? "https");
-  headers.set("x-forwarded-host", options.host);
-  headers.set("x-request-id", options.requestId);
-  headers.set("traceparent", trace.traceparent);
-  if (trace.tracestate !== null) headers.set("tracestate", trace.tracestate);
-  else headers.delete("tracestate");
+  const extra = lowerCaseSet(options.stripHeaders);
+  const identityHeader = options.identityHeader?.toLowerCase();
+  let priorChain: string | null = null;
+  let acceptEncoding: string | null = null;
+  for (const pair of request.headers) {
+    const name = pair[0];
+    if (NOT_PASSED_ON.has(name)) {
+      if (name === "x-forwarded-for") priorChain = pair[1];
+      else if (name === "accept-encoding") acceptEncoding = pair[1];
+      continue;
+    }
+    if (name === identityHeader || (extra !== null && extra.has(name)) || (listed !== null && listed.has(name))) continue;
+    out.push(pair);
+  }
+  if (identityHeader !== undefined && options.identityToken !== undefined) out.push([identityHeader, options.identityToken]);
+  if (listed?.has("x-forwarded-for") || options.forwardedFor === "replace") priorChain = null;
+  out.push(["x-forwarded-for", priorChain ? `${priorChain}, ${options.clientIp}` : options.clientIp]);
+  out.push(["x-forwarded-proto", options.proto ?? "https"]);
+  out.push(["x-forwarded-host", options.host]);
+  out.push(["x-request-id", options.requestId]);
+  out.push(["traceparent", trace.traceparent]);
+  if (trace.tracestate !== null) out.push(["tracestate", trace.tracestate]);
   // Bun's fetch asks for gzip/br/zstd when no Accept-Encoding is set, and Deno's fetch decodes
   // what it asked for; asking for `identity` keeps the upstream from encoding for a client that
   // did not ask (Bun) and keeps bytes untouched end to end (Deno, which cannot turn decoding off).
-  if (isDeno || !headers.has("accept-encoding")) headers.set("accept-encoding", "identity");
-  return headers;
+  const listedEncoding = listed?.has("accept-encoding") ?? false;
+  out.push(["accept-encoding", isDeno || acceptEncoding === null || listedEncoding ? "identity" : acceptEncoding]);
+  return out;
 }
 
 /** `owned`: the headers object is ours to change (the pool's), so it is not copied. */
@@ -204,30 +255,36 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   }
 
   const target = upstreamTarget(upstream, options.path, options.query);
-  const url = new URL(target);
   // The invariant this module exists for: what the upstream receives is what was judged.
-  if (options.path.charCodeAt(0) !== 0x2f || url.pathname !== upstreamBase(upstream.url).prefix + options.path || url.search !== (options.query === "" ? "" : "?" + options.query)) {
+  if (!forwardsAsJudged(upstream, target, options.path, options.query)) {
     return problem(500, "PATH_FORWARD_MISMATCH", "the forwarded path would differ from the judged path");
   }
 
   const abort = new AbortController();
-  const onClientGone = () => abort.abort(new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request"));
-  if (request.signal.aborted) onClientGone();
-  else request.signal.addEventListener("abort", onClientGone, { once: true });
-
   const trace = options.traceContext ?? traceContextFor(request.headers);
   const headers = buildUpstreamHeaders(request, options, trace);
   const body = request.body === null ? null : limitBody(request.body, maxBodyBytes, abort);
 
-  const headerDeadline = setTimeout(
-    () => abort.abort(new GatewayError("UPSTREAM_TIMEOUT", `upstream \`${upstream.name}\` sent no response within ${upstream.timeoutMs} ms`)),
-    upstream.timeoutMs,
-  );
+  // The deadline for the response head and the client-gone watch ride on the shared sweep
+  // (inflight.ts): a call answered before the next sweep costs no timer and no abort listener.
+  const onClientGone = () => abort.abort(new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request"));
+  let watchingClient = false;
+  const call: InflightCall = {
+    deadline: performance.now() + upstream.timeoutMs,
+    onDeadline: () => abort.abort(new GatewayError("UPSTREAM_TIMEOUT", `upstream \`${upstream.name}\` sent no response within ${upstream.timeoutMs} ms`)),
+    onSlow: () => {
+      const signal = request.signal;
+      if (signal.aborted) onClientGone();
+      else { signal.addEventListener("abort", onClientGone, { once: true }); watchingClient = true; }
+    },
+  };
+  watchInflight(call);
   let upstreamResponse: Response | Http1Response;
   try {
-    if (options.client === "pool" && isBun && body === null && url.protocol === "http:") {
+    if (options.client === "pool" && isBun && body === null && target.startsWith("http:")) {
+      const url = new URL(target);
       upstreamResponse = await http1PoolFor(url).request({
-        method: request.method, target: url.pathname + url.search, headers, signal: abort.signal, connectTimeoutMs: upstream.connectTimeoutMs,
+        method: request.method, target: url.pathname + url.search, headers: new Headers(headers), signal: abort.signal, connectTimeoutMs: upstream.connectTimeoutMs,
       });
     } else {
       const init: RequestInit & { duplex?: "half"; decompress?: boolean } = {
@@ -239,7 +296,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
       if (body !== null) { init.body = body; init.duplex = "half"; }
       // Bun decodes gzip/br by default; the client must get the upstream's bytes untouched.
       if (isBun) init.decompress = false;
-      upstreamResponse = await fetch(url, init);
+      upstreamResponse = await fetch(target, init);
     }
   } catch (error) {
     const reason = abort.signal.aborted ? abort.signal.reason : error;
@@ -251,14 +308,26 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
     }
     return problem(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` is unavailable`);
   } finally {
-    clearTimeout(headerDeadline);
+    settleInflight(call);
     // From here a client that goes away cancels the response stream, which cancels the upstream body.
-    request.signal.removeEventListener("abort", onClientGone);
+    if (watchingClient) request.signal.removeEventListener("abort", onClientGone);
   }
 
+  // RFC 9110 §15: a status is three digits, 1xx–5xx; a final answer from a proxy is 2xx–5xx.
+  if (upstreamResponse.status < 200 || upstreamResponse.status > 599) {
+    if (upstreamResponse.body !== null && !(upstreamResponse.body instanceof Uint8Array)) void upstreamResponse.body.cancel().catch(() => {});
+    return problem(502, "UPSTREAM_BAD_RESPONSE", `upstream \`${upstream.name}\` sent a malformed response`);
+  }
+  const idleMs = options.responseIdleTimeoutMs;
+  if (upstreamResponse instanceof Response && isBun && idleMs === undefined) {
+    // Bun's fetch answers with mutable headers: strip and stamp them in place and hand the
+    // response itself back, so its body goes to the client on the runtime's own path instead
+    // of through a second Response wrapping a stream.
+    buildClientHeaders(upstreamResponse.headers, requestId, true);
+    return upstreamResponse;
+  }
   const pooled = !(upstreamResponse instanceof Response);
   const responseHeaders = buildClientHeaders(upstreamResponse.headers, requestId, pooled);
-  const idleMs = options.responseIdleTimeoutMs;
   const upstreamBody = upstreamResponse.body;
   // Whole bytes have nothing left to stall on.
   const responseBody = upstreamBody === null || upstreamBody instanceof Uint8Array || idleMs === undefined ? upstreamBody : watchResponseBody(upstreamBody, idleMs, abort);

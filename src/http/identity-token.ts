@@ -50,6 +50,11 @@ export interface IdentityTokenSigner {
    * the first half of a token's life get the same token back without a new signature.
    */
   sign(principal: IdentityPrincipal, audience: string, extra?: IdentityTokenExtra): Promise<string>;
+  /**
+   * The token `sign` would give back right now when it is already signed and reusable, else
+   * null: lets the request path skip a promise. Always null with `perRequestTokens`.
+   */
+  cached(principal: IdentityPrincipal, audience: string, extra?: IdentityTokenExtra): string | null;
   /** The public JWKS upstreams verify identity tokens with (`{ keys: [{ kid, alg, use: "sig", … }] }`). */
   publicJwks(): { keys: JWK[] };
   /** Tokens signed so far (each cache miss signs once). */
@@ -90,6 +95,8 @@ function principalClaims(principal: IdentityPrincipal): Record<string, unknown> 
 
 interface CachedToken {
   token: Promise<string>;
+  /** The signed token once `token` has resolved. */
+  value?: string;
   /** Epoch ms after which a fresh token is signed (half the lifetime). */
   refreshAt: number;
 }
@@ -148,23 +155,47 @@ export async function createIdentityTokenSigner(options: IdentityTokenSignerOpti
     get signatures() { return signatures; },
     publicJwks: () => jwks as { keys: JWK[] },
     sign(principal, audience, extra) {
-      const claims = principalClaims(principal);
+      const { claims, key: principalKey } = claimsOf(principal);
       const duty = extra?.duty;
       const at = now();
       if (options.perRequestTokens) return signFresh(principal.sub, audience, claims, duty, extra?.requestId, at);
-      // The attributes' canonical JSON is the digest: cheaper than hashing, exact, and bounded by the cache size.
-      const key = JSON.stringify([principal.sub, audience, duty ?? null, claims]);
+      const key = cacheKey(principalKey, audience, duty);
       const hit = cache.get(key);
       if (hit && at < hit.refreshAt) return hit.token;
       const token = signFresh(principal.sub, audience, claims, duty, undefined, at);
       if (hit) cache.delete(key);
       else if (cache.size >= maxCached) cache.delete(cache.keys().next().value!);
       // Half of the whole-second lifetime the token actually carries (iat is floored).
-      cache.set(key, { token, refreshAt: Math.floor(at / 1000) * 1000 + (ttlSeconds * 1000) / 2 });
-      token.catch(() => { if (cache.get(key)?.token === token) cache.delete(key); });
+      const entry: CachedToken = { token, refreshAt: Math.floor(at / 1000) * 1000 + (ttlSeconds * 1000) / 2 };
+      cache.set(key, entry);
+      token.then((value) => { entry.value = value; }, () => { if (cache.get(key)?.token === token) cache.delete(key); });
       return token;
     },
+    cached(principal, audience, extra) {
+      if (options.perRequestTokens) return null;
+      const hit = cache.get(cacheKey(claimsOf(principal).key, audience, extra?.duty));
+      return hit !== undefined && hit.value !== undefined && now() < hit.refreshAt ? hit.value : null;
+    },
   };
+}
+
+// The attributes' canonical JSON is the cache key: cheaper than hashing, exact, and bounded by
+// the cache size. Computed once per principal object (authentication reuses the principal of a
+// cached token), so a steady caller pays neither the sort nor the serialisation per request.
+const claimsByPrincipal = new WeakMap<object, { claims: Record<string, unknown>; key: string }>();
+
+function claimsOf(principal: IdentityPrincipal): { claims: Record<string, unknown>; key: string } {
+  let entry = claimsByPrincipal.get(principal);
+  if (entry === undefined) {
+    const claims = principalClaims(principal);
+    entry = { claims, key: JSON.stringify([principal.sub, claims]) };
+    claimsByPrincipal.set(principal, entry);
+  }
+  return entry;
+}
+
+function cacheKey(principalKey: string, audience: string, duty: string | undefined): string {
+  return JSON.stringify([audience, duty ?? null]) + principalKey;
 }
 
 function isCryptoKey(key: unknown): key is CryptoKey {

@@ -294,6 +294,7 @@ describe("an exception inside the pipeline: identity-token signing fails after t
       try {
         const failingSigner: IdentityTokenSigner = {
           sign: () => Promise.reject(new Error("signing key unavailable")),
+          cached: () => null,
           publicJwks: () => ({ keys: [] }),
           signatures: 0,
         };
