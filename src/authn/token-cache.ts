@@ -61,8 +61,12 @@ export class VerifiedTokenCache {
 
 /** SHA-256 of the token, base64url: the cache key part that stands for the token. */
 export function tokenDigest(token: string): string {
-  return createHash("sha256").update(token).digest("base64url");
+  return BUN_SHA256 !== null ? BUN_SHA256.hash(token, "base64url") : createHash("sha256").update(token).digest("base64url");
 }
+
+// Bun's one-shot SHA-256 takes half the time of a node:crypto Hash object per token (measured
+// 0.43 vs 0.93 µs on a 550-byte token); other runtimes use node:crypto. Same digest either way.
+const BUN_SHA256 = (globalThis as { Bun?: { SHA256?: { hash(data: string, encoding: "base64url"): string } } }).Bun?.SHA256 ?? null;
 
 const schemaIds = new WeakMap<PrincipalSchema, string>();
 

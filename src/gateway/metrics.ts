@@ -23,20 +23,38 @@ interface Metric {
   render(): string[];
 }
 
+/** One series of a counter: its rendered label set and its value. */
+interface Series {
+  readonly key: string;
+  value: number;
+}
+
 export class Counter implements Metric {
-  readonly #values = new Map<string, number>();
+  // Series by rendered label set (what /-/metrics prints), and the same series by the raw
+  // labels (names and values joined, unescaped): the request path finds its series without
+  // escaping, and the escaped label set is built once per new series, not per increment.
+  readonly #series = new Map<string, Series>();
+  readonly #byRaw = new Map<string, Series>();
   constructor(readonly name: string, readonly help: string) {}
   inc(labels?: Labels, by = 1): void {
-    const k = labelKey(labels);
-    this.#values.set(k, (this.#values.get(k) ?? 0) + by);
+    let raw = "";
+    if (labels) for (const k in labels) raw += k + "\u0000" + labels[k] + "\u0000";
+    let series = this.#byRaw.get(raw);
+    if (series === undefined) {
+      const key = labelKey(labels);
+      series = this.#series.get(key);
+      if (series === undefined) this.#series.set(key, (series = { key, value: 0 }));
+      this.#byRaw.set(raw, series);
+    }
+    series.value += by;
   }
   get(labels?: Labels): number {
-    return this.#values.get(labelKey(labels)) ?? 0;
+    return this.#series.get(labelKey(labels))?.value ?? 0;
   }
   render(): string[] {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    if (this.#values.size === 0) lines.push(`${this.name} 0`);
-    for (const [k, v] of this.#values) lines.push(`${this.name}${k ? `{${k}}` : ""} ${v}`);
+    if (this.#series.size === 0) lines.push(`${this.name} 0`);
+    for (const { key, value } of this.#series.values()) lines.push(`${this.name}${key ? `{${key}}` : ""} ${value}`);
     return lines;
   }
 }

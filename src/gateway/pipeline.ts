@@ -96,8 +96,33 @@ function hostnameOf(authority: string): string {
 function requestedHost(request: Request): string | null {
   const host = request.headers.get("host");
   const authority = authorityOf(request.url);
+  // The common case: the listener built the URL from this very Host header.
+  if (host === authority && KNOWN_GOOD_HOSTS.has(host)) return host;
   if (host === null) return HOST_SYNTAX.test(authority) ? authority : null;
-  return HOST_SYNTAX.test(host) && hostnameOf(host) === hostnameOf(authority) ? host : null;
+  const ok = HOST_SYNTAX.test(host) && hostnameOf(host) === hostnameOf(authority);
+  if (ok && host === authority) remember(KNOWN_GOOD_HOSTS, host);
+  return ok ? host : null;
+}
+
+/** Host values already found well-formed (bounded: a client may send many). */
+const KNOWN_GOOD_HOSTS = new Set<string>();
+
+function remember(set: Set<string>, value: string): void {
+  if (set.size >= 1024) set.clear();
+  set.add(value);
+}
+
+/** Client addresses parsed before (bounded); an `IpValue` is never changed once made. */
+const PARSED_IPS = new Map<string, IpValue>();
+
+function clientIp(remoteAddress: string): IpValue {
+  let ip = PARSED_IPS.get(remoteAddress);
+  if (ip === undefined) {
+    ip = parseIp(remoteAddress) ?? UNSPECIFIED_IP;
+    if (PARSED_IPS.size >= 4096) PARSED_IPS.clear();
+    PARSED_IPS.set(remoteAddress, ip);
+  }
+  return ip;
 }
 
 /**
@@ -231,7 +256,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       return finish(response, { duty: "", decision: "unauthenticated" });
     }
 
-    const ip: IpValue = parseIp(info.remoteAddress) ?? UNSPECIFIED_IP;
+    const ip: IpValue = clientIp(info.remoteAddress);
     const policyRequest: PolicyRequest = {
       method: request.method,
       path: target.path,
