@@ -249,3 +249,37 @@ export function loadShapeFromArgs(): LoadShape {
     warmupS: 2,
   };
 }
+
+/** What `rate-client.ts` reports for one open-loop run. */
+export interface FixedRateResult {
+  rate: number;
+  sent: number;
+  ok: number;
+  errors: number;
+  lateStarts: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+}
+
+/**
+ * One open-loop run at `rate` requests per second (bench/proxy/rate-client.ts, pinned to the load
+ * core): latency measured from when each request was due, whatever the server's pace.
+ */
+export async function runFixedRate(url: string, headers: string[], rate: number, seconds: number, budget: CpuBudget | null): Promise<FixedRateResult> {
+  const client = new URL("./rate-client.ts", import.meta.url).pathname;
+  const cmd = pinned([process.execPath, client, "--url", url, "--rate", String(rate), "--seconds", String(seconds), ...headers.flatMap((h) => ["--header", h])], budget?.loadCpu);
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 40) * 1000);
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  await proc.exited;
+  clearTimeout(killer);
+  const line = out.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(line) as FixedRateResult;
+  } catch {
+    throw new Error(`could not read rate-client output:\n${out}\n${err}`);
+  }
+}

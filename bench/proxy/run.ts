@@ -2,6 +2,7 @@
 //
 //   npm run bench:proxy -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1]
 //       [--scenarios direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-no-audit] [--no-pin]
+//       [--rates 1000,3000] [--rate-seconds 8]
 //
 // Scenarios (each a separate process; rounds interleave them so drift on a shared machine hits all):
 //   direct             the tiny upstream alone (plain HTTP, loopback)
@@ -15,9 +16,14 @@
 // CPU budget: wrk pinned to CPU 0 with 1 thread; upstream and proxy processes pinned to CPU 1.
 // Prints medians over the rounds: req/s, p50, p99, the latency added over `direct` in the same
 // round, req/s as a share of `direct`, and CPU time per request of the proxy and the upstream.
+// Then the latency one request pays below saturation: an open-loop client (rate-client.ts) at
+// fixed rates against `direct` and the full gateway, latency counted from when each request was
+// due. With 50 connections in a closed loop, wrk keeps the gateway saturated, so its latencies
+// are mostly queueing (connections ÷ throughput); the fixed-rate table is the added latency.
 import { join } from "node:path";
 import {
-  cpuBudget, describeMachine, ensureInstalled, fmt, median, runWrk, startProcess, stopProcess, summarise,
+  cpuBudget, describeMachine, ensureInstalled, fmt, median, runFixedRate, runWrk, startProcess, stopProcess, summarise,
+  type FixedRateResult,
   type LoadResult, type LoadShape, type Started, flag, bounded, loadShapeFromArgs,
 } from "./lib.ts";
 
@@ -31,6 +37,9 @@ type Scenario = (typeof ALL)[number];
 const wanted = flag("scenarios", "direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-no-audit").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
 if (!wanted.includes("direct")) wanted.unshift("direct");
 const budget = cpuBudget(!args.includes("--no-pin"));
+const rates = flag("rates", "1000,3000").split(",").map((r) => bounded(r, 0, 50_000)).filter((r) => r > 0);
+const rateSeconds = bounded(flag("rate-seconds", "8"), 2, 60);
+const fixedRate: Array<{ rate: number; direct: FixedRateResult; gateway: FixedRateResult }> = [];
 
 if (!ensureInstalled("wrk", "wrk")) {
   console.error("no load generator: install wrk (`apt-get install -y wrk`)");
@@ -91,6 +100,17 @@ try {
       results.set(scenario, [...(results.get(scenario) ?? []), r]);
     }
   }
+  const gatewayTarget = targets.get("gateway");
+  if (gatewayTarget && rates.length > 0) {
+    const direct = targets.get("direct")!;
+    for (const rate of rates) {
+      await runFixedRate(gatewayTarget.url, gatewayTarget.headers, rate, 2, budget);
+      console.error(`fixed rate ${rate}/s: direct and gateway (${rateSeconds} s each) …`);
+      const d = await runFixedRate(direct.url, direct.headers, rate, rateSeconds, budget);
+      const g = await runFixedRate(gatewayTarget.url, gatewayTarget.headers, rate, rateSeconds, budget);
+      fixedRate.push({ rate, direct: d, gateway: g });
+    }
+  }
 } finally {
   for (const s of started.reverse()) {
     await stopProcess(s);
@@ -126,6 +146,16 @@ if (gateway) {
   const p99Met = addedP50 <= 1 && (p99Readable ? addedP99 <= 1 : false);
   const p99Verdict = p99Met ? "met" : addedP50 > 1 ? `MISSED (added p50 alone is ${fmt(addedP50)} ms)` : p99Readable ? `MISSED (${fmt(addedP99)} ms)` : `not measurable (direct p99 ${fmt(directTail)} ms is noise)`;
   console.log(`\ntargets (full gateway): added p99 ≤ 1 ms: ${p99Verdict}; throughput ≥ 40 % of direct: ${share >= 0.4 ? "met" : "MISSED"} (${fmt(share * 100, 0)} %)`);
+}
+if (fixedRate.length > 0) {
+  console.log("\nadded latency below saturation (open loop, latency from when each request was due; ms):");
+  console.log("rate/s    direct p50  direct p99  gateway p50  gateway p99  gateway p99.9  +p50   +p99   errors");
+  for (const { rate, direct: d, gateway: g } of fixedRate) {
+    console.log(`${String(rate).padEnd(8)} ${fmt(d.p50Ms).padStart(11)} ${fmt(d.p99Ms).padStart(11)} ${fmt(g.p50Ms).padStart(12)} ${fmt(g.p99Ms).padStart(12)} ${fmt(g.p999Ms).padStart(14)} ${fmt(g.p50Ms - d.p50Ms).padStart(6)} ${fmt(g.p99Ms - d.p99Ms).padStart(6)}   ${d.errors + g.errors}`);
+  }
+  const first = fixedRate[0]!;
+  const added = first.gateway.p99Ms - first.direct.p99Ms;
+  console.log(`target added p99 ≤ 1 ms at ${first.rate} req/s (below saturation): ${added <= 1 ? "met" : "MISSED"} (${fmt(added)} ms)`);
 }
 for (const line of auditCounts) console.log(line);
 console.log("(CPU µs/req: user+system CPU time of that process during the measured run, divided by the requests served; steadier than req/s on a shared machine)");
