@@ -34,17 +34,31 @@ export class Counter implements Metric {
   // labels (names and values joined, unescaped): the request path finds its series without
   // escaping, and the escaped label set is built once per new series, not per increment.
   readonly #series = new Map<string, Series>();
-  readonly #byRaw = new Map<string, Series>();
+  // The request path finds its series through nested maps keyed by label name, then value:
+  // no string is built or escaped per increment; the escaped label set is made once per series.
+  readonly #tree: Map<string, unknown> = new Map();
+  #unlabelled: Series | null = null;
   constructor(readonly name: string, readonly help: string) {}
   inc(labels?: Labels, by = 1): void {
-    let raw = "";
-    if (labels) for (const k in labels) raw += k + "\u0000" + labels[k] + "\u0000";
-    let series = this.#byRaw.get(raw);
+    let node = this.#tree;
+    let series: Series | undefined;
+    if (labels) {
+      for (const k in labels) {
+        let byName = node.get(k) as Map<string, unknown> | undefined;
+        if (byName === undefined) node.set(k, (byName = new Map()));
+        const v = labels[k]!;
+        let next = byName.get(v) as Map<string, unknown> | undefined;
+        if (next === undefined) byName.set(v, (next = new Map()));
+        node = next;
+      }
+      series = node.get("") as Series | undefined;
+    } else series = this.#unlabelled ?? undefined;
     if (series === undefined) {
       const key = labelKey(labels);
       series = this.#series.get(key);
       if (series === undefined) this.#series.set(key, (series = { key, value: 0 }));
-      this.#byRaw.set(raw, series);
+      if (labels) node.set("", series);
+      else this.#unlabelled = series;
     }
     series.value += by;
   }

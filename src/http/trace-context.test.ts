@@ -36,4 +36,19 @@ describe("traceContextFor", () => {
     expect(parseTraceparent(a.traceparent)?.traceId).toBe(a.traceId);
     expect(a.traceId).not.toBe(b.traceId);
   });
+
+  test("new ids stay valid and distinct across many draws of the random pool", () => {
+    const traces = new Set<string>();
+    const parents = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const ctx = traceContextFor(new Headers());
+      const parsed = parseTraceparent(ctx.traceparent);
+      expect(parsed).not.toBeNull();
+      expect(ctx.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+      traces.add(parsed!.traceId);
+      parents.add(parsed!.parentId);
+    }
+    expect(traces.size).toBe(2000);
+    expect(parents.size).toBe(2000);
+  });
 });
