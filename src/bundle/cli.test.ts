@@ -91,9 +91,9 @@ describe("runSign and runVerify", () => {
     const io = captureIo();
     expect(await runVerify({ dir: policies, keysFile: trusted, minSigners: 2 }, io)).toBe(BundleExitCode.FAILED);
     expect(io.errLines).toEqual([
-      `error[${BundleCodes.TOO_FEW_SIGNERS}] 1 distinct trusted signer(s), 2 required`,
-      expect.stringMatching(/^error\[BUNDLE_FILE_CHANGED\] main.duty: content differs/),
-      "error[BUNDLE_FILE_EXTRA] new.duty: file is not in the manifest",
+      `error[${BundleCodes.TOO_FEW_SIGNERS}]: 1 distinct trusted signer(s), 2 required`,
+      expect.stringMatching(/^error\[BUNDLE_FILE_CHANGED\]: main.duty: content differs/),
+      "error[BUNDLE_FILE_EXTRA]: new.duty: file is not in the manifest",
       `bundle \`${policies}\` failed verification: 3 problem(s)`,
     ]);
   });
@@ -146,6 +146,6 @@ describe("runSign and runVerify", () => {
     new FileRevisionStore(state).accept(4, "ab".repeat(32));
     const io = captureIo();
     expect(await runVerify({ dir: policies, keysFile: trusted, minSigners: 1, stateDir: state }, io)).toBe(BundleExitCode.FAILED);
-    expect(io.errLines[0]).toBe(`error[${BundleCodes.ROLLBACK}] revision 3 is older than the accepted revision 4`);
+    expect(io.errLines[0]).toBe(`error[${BundleCodes.ROLLBACK}]: revision 3 is older than the accepted revision 4`);
   });
 });

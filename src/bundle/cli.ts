@@ -64,11 +64,11 @@ function printProblems(io: CliIo, problems: readonly BundleProblem[]): void {
 export async function runKeygen(params: KeygenParams, io: CliIo): Promise<number> {
   const alg = params.alg ?? "EdDSA";
   if (!isValidKeyId(params.kid)) {
-    io.err(`error[${BundleCodes.USAGE}] key id \`${params.kid}\` must be 1-128 letters, digits, \`.\`, \`_\`, \`@\` or \`-\`, starting with a letter or digit`);
+    io.err(`error[${BundleCodes.USAGE}]: key id \`${params.kid}\` must be 1-128 letters, digits, \`.\`, \`_\`, \`@\` or \`-\`, starting with a letter or digit`);
     return BundleExitCode.USAGE;
   }
   if (!MANIFEST_ALGORITHMS.includes(alg)) {
-    io.err(`error[${BundleCodes.USAGE}] algorithm \`${alg}\` is not supported; use ${MANIFEST_ALGORITHMS.join(" or ")}`);
+    io.err(`error[${BundleCodes.USAGE}]: algorithm \`${alg}\` is not supported; use ${MANIFEST_ALGORITHMS.join(" or ")}`);
     return BundleExitCode.USAGE;
   }
   const privatePath = join(params.outDir, `${params.kid}.private.jwk`);
@@ -82,7 +82,7 @@ export async function runKeygen(params: KeygenParams, io: CliIo): Promise<number
       text = await readFile(trustedPath, "utf8");
     } catch (error) {
       if ((error as { code?: unknown }).code !== "ENOENT") {
-        io.err(`error[${BundleCodes.KEY_INVALID}] cannot read trusted key set \`${trustedPath}\``);
+        io.err(`error[${BundleCodes.KEY_INVALID}]: cannot read trusted key set \`${trustedPath}\``);
         return BundleExitCode.USAGE;
       }
     }
@@ -90,11 +90,11 @@ export async function runKeygen(params: KeygenParams, io: CliIo): Promise<number
       try {
         trusted = parseTrustedKeySet(JSON.parse(text), `trusted key set \`${trustedPath}\``);
       } catch (error) {
-        io.err(`error[${BundleCodes.KEY_INVALID}] ${error instanceof GatewayError ? error.message : `trusted key set \`${trustedPath}\` is not JSON`}`);
+        io.err(`error[${BundleCodes.KEY_INVALID}]: ${error instanceof GatewayError ? error.message : `trusted key set \`${trustedPath}\` is not JSON`}`);
         return BundleExitCode.USAGE;
       }
       if (trusted.keys.some((key) => key.kid === params.kid)) {
-        io.err(`error[${BundleCodes.KEY_EXISTS}] trusted key set \`${trustedPath}\` already has \`${params.kid}\`; pick another key id`);
+        io.err(`error[${BundleCodes.KEY_EXISTS}]: trusted key set \`${trustedPath}\` already has \`${params.kid}\`; pick another key id`);
         return BundleExitCode.FAILED;
       }
     }
@@ -107,7 +107,7 @@ export async function runKeygen(params: KeygenParams, io: CliIo): Promise<number
     await writeFile(privatePath, `${JSON.stringify(pair.privateJwk, null, 2)}\n`, { flag: "wx", mode: 0o600 });
   } catch (error) {
     if ((error as { code?: unknown }).code === "EEXIST") {
-      io.err(`error[${BundleCodes.KEY_EXISTS}] \`${privatePath}\` already exists; refusing to overwrite a private key`);
+      io.err(`error[${BundleCodes.KEY_EXISTS}]: \`${privatePath}\` already exists; refusing to overwrite a private key`);
       return BundleExitCode.FAILED;
     }
     throw error;
@@ -117,7 +117,7 @@ export async function runKeygen(params: KeygenParams, io: CliIo): Promise<number
     await writeFile(publicPath, `${JSON.stringify(pair.publicJwk, null, 2)}\n`, { flag: "wx", mode: 0o644 });
   } catch (error) {
     if ((error as { code?: unknown }).code === "EEXIST") {
-      io.err(`error[${BundleCodes.KEY_EXISTS}] \`${publicPath}\` already exists; refusing to overwrite it`);
+      io.err(`error[${BundleCodes.KEY_EXISTS}]: \`${publicPath}\` already exists; refusing to overwrite it`);
       return BundleExitCode.FAILED;
     }
     throw error;
@@ -159,7 +159,7 @@ export async function runSign(params: SignParams, io: CliIo): Promise<number> {
   if (params.expiresIn !== undefined) {
     const ms = parseDuration(params.expiresIn);
     if (ms === null || ms <= 0) {
-      io.err(`error[${BundleCodes.USAGE}] expiry \`${params.expiresIn}\` is not a duration like \`30d\` or \`12h\``);
+      io.err(`error[${BundleCodes.USAGE}]: expiry \`${params.expiresIn}\` is not a duration like \`30d\` or \`12h\``);
       return BundleExitCode.USAGE;
     }
     options.expiresInMs = ms;
@@ -167,7 +167,7 @@ export async function runSign(params: SignParams, io: CliIo): Promise<number> {
   if (params.expiresAt !== undefined) {
     const at = parseTime(params.expiresAt);
     if (at === null) {
-      io.err(`error[${BundleCodes.USAGE}] expiry \`${params.expiresAt}\` is not an RFC 3339 date or date-time`);
+      io.err(`error[${BundleCodes.USAGE}]: expiry \`${params.expiresAt}\` is not an RFC 3339 date or date-time`);
       return BundleExitCode.USAGE;
     }
     options.expiresAt = new Date(at);
@@ -176,7 +176,7 @@ export async function runSign(params: SignParams, io: CliIo): Promise<number> {
   try {
     key = await readSigningKeyFile(params.keyFile);
   } catch (error) {
-    io.err(`error[${errorCode(error) ?? BundleCodes.KEY_INVALID}] ${(error as Error).message}`);
+    io.err(`error[${errorCode(error) ?? BundleCodes.KEY_INVALID}]: ${(error as Error).message}`);
     return BundleExitCode.USAGE;
   }
   try {
@@ -190,12 +190,12 @@ export async function runSign(params: SignParams, io: CliIo): Promise<number> {
     const problems = (error.detail?.problems as BundleProblem[] | undefined) ?? [];
     if (error.code === BundleCodes.MANIFEST_STALE) {
       printProblems(io, problems);
-      io.err(`error[${error.code}] manifest revision ${String(error.detail?.revision)} no longer matches the files; to sign the current files, issue a new revision (\`--new-revision\`)`);
+      io.err(`error[${error.code}]: manifest revision ${String(error.detail?.revision)} no longer matches the files; to sign the current files, issue a new revision (\`--new-revision\`)`);
     } else if (problems.length > 0 && error.code !== BundleCodes.MANIFEST_MALFORMED) {
       printProblems(io, problems);
-      io.err(`error[${error.code}] cannot sign \`${params.dir}\``);
+      io.err(`error[${error.code}]: cannot sign \`${params.dir}\``);
     } else {
-      io.err(`error[${error.code}] ${error.message}`);
+      io.err(`error[${error.code}]: ${error.message}`);
     }
     return error.code === BundleCodes.USAGE || error.code === BundleCodes.DIR_UNREADABLE ? BundleExitCode.USAGE : BundleExitCode.FAILED;
   }
@@ -219,14 +219,14 @@ export interface VerifyParams {
  */
 export async function runVerify(params: VerifyParams, io: CliIo): Promise<number> {
   if (!Number.isSafeInteger(params.minSigners) || params.minSigners < 1) {
-    io.err(`error[${BundleCodes.USAGE}] minimum signers must be a positive integer, got \`${params.minSigners}\``);
+    io.err(`error[${BundleCodes.USAGE}]: minimum signers must be a positive integer, got \`${params.minSigners}\``);
     return BundleExitCode.USAGE;
   }
   let trustedKeys: JSONWebKeySet;
   try {
     trustedKeys = await readTrustedKeysFile(params.keysFile);
   } catch (error) {
-    io.err(`error[${errorCode(error) ?? BundleCodes.KEY_INVALID}] ${(error as Error).message}`);
+    io.err(`error[${errorCode(error) ?? BundleCodes.KEY_INVALID}]: ${(error as Error).message}`);
     return BundleExitCode.USAGE;
   }
   const result = await verifyBundle(params.dir, { trustedKeys, minSigners: params.minSigners, ...(params.now === undefined ? {} : { now: params.now }) });
@@ -242,7 +242,7 @@ export async function runVerify(params: VerifyParams, io: CliIo): Promise<number
     try {
       problem = checkRollback(new FileRevisionStore(params.stateDir), bundle.revision, bundle.digest);
     } catch (error) {
-      io.err(`error[${errorCode(error) ?? BundleCodes.REVISION_STATE_CORRUPT}] ${(error as Error).message}`);
+      io.err(`error[${errorCode(error) ?? BundleCodes.REVISION_STATE_CORRUPT}]: ${(error as Error).message}`);
       return BundleExitCode.FAILED;
     }
     if (problem !== null) {

@@ -58,8 +58,8 @@ export const BundleCodes = {
 
 export type BundleProblemCode = (typeof BundleCodes)[keyof typeof BundleCodes];
 
-/** Renders a problem as one line: `error[CODE] path: message`. */
+/** Renders a problem as one line: `error[CODE]: path: message`, like every other command's errors. */
 export function formatBundleProblem(problem: BundleProblem): string {
   const where = problem.path === undefined ? "" : ` ${problem.path}:`;
-  return `error[${problem.code}]${where} ${problem.message}`;
+  return `error[${problem.code}]:${where} ${problem.message}`;
 }
