@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { GatewayError } from "../errors.ts";
-import { canonicalJson } from "./canonical-json.ts";
+import { canonicalJson, canonicalJsonReference } from "./canonical-json.ts";
 
 // Vectors from RFC 8785 (https://www.rfc-editor.org/rfc/rfc8785).
 describe("canonicalJson: RFC 8785 examples", () => {
@@ -107,3 +107,57 @@ describe("canonicalJson: JSON.stringify compatibility and refusals", () => {
     expect(canonicalJson(JSON.parse(once))).toBe(once);
   });
 });
+
+describe("canonicalJson fast path (JSON.stringify on sorted plain values)", () => {
+  // A seeded generator of JSON-ish values: sorted and unsorted keys, integer-like keys, escapes,
+  // control characters, non-BMP text, lone surrogates, -0, huge and tiny numbers, NaN,
+  // undefined members, holes, toJSON, Dates, nesting.
+  function generator(seed: number) {
+    let state = seed >>> 0;
+    const next = () => { state = (state * 1664525 + 1013904223) >>> 0; return state / 2 ** 32; };
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!;
+    const strings = ["", "a", "b", "Z", "é", "日本", "\u{1F600}", "\n", "\t", "\u0001", "\u007f", "\\", "\"", "/", "\ud800", "\udc00x", "\\ud", "10", "9", "01", "aa", "a\u0000b"];
+    const numbers = [0, -0, 1, -1, 1.5, 1e21, 1e-7, 5e-324, Number.MAX_SAFE_INTEGER, 0.1 + 0.2, NaN, Infinity];
+    const value = (depth: number): unknown => {
+      const r = next();
+      if (depth > 3 || r < 0.35) return pick<unknown>([...strings, ...numbers, true, false, null, undefined]);
+      if (r < 0.5) return Array.from({ length: Math.floor(next() * 4) }, () => value(depth + 1));
+      if (r < 0.53) return new Date(0);
+      if (r < 0.55) return { toJSON: () => "j" };
+      const keys = Array.from({ length: Math.floor(next() * 6) }, () => pick(strings));
+      if (next() < 0.6) keys.sort();
+      const out: Record<string, unknown> = {};
+      for (const k of keys) out[k] = value(depth + 1);
+      return out;
+    };
+    return () => value(0);
+  }
+
+  const outcome = (f: () => string): string => {
+    try {
+      return f();
+    } catch (error) {
+      return `throws ${(error as GatewayError).code}`;
+    }
+  };
+
+  test("gives the reference serialiser's bytes (or its refusal) on 20,000 generated values", () => {
+    const next = generator(8785);
+    let fast = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const v = next();
+      const expected = outcome(() => canonicalJsonReference(v));
+      expect(outcome(() => canonicalJson(v))).toBe(expected);
+      if (!expected.startsWith("throws")) fast++;
+    }
+    // The generator must exercise both paths: most values serialise, some are refused.
+    expect(fast).toBeGreaterThan(10_000);
+  });
+
+  test("an audit-record shaped value takes the fast path and matches the reference", () => {
+    const record = { auth: "jwt", bundle: { digest: "ab", revision: 3 }, headers: { accept: "*/*", "user-agent": "wrk" }, latency_ms: 1.25, prev: "0".repeat(64), reasons: [{ held: true, rule: "grant:a.duty:1:1" }], roles: ["developer"], seq: 7, sub: "alice", type: "decision" };
+    expect(canonicalJson(record)).toBe(canonicalJsonReference(record));
+    expect(canonicalJson(record)).toBe(JSON.stringify(record));
+  });
+});
+

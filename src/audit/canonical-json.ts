@@ -22,7 +22,63 @@ const MAX_DEPTH = 64;
  * @example canonicalJson({ b: 1, a: [true, 4.50] }) // '{"a":[true,4.5],"b":1}'
  */
 export function canonicalJson(value: unknown): string {
+  // Fast path: when every object's keys are already in sorted order and nothing needs JCS's
+  // own rules, the engine's JSON.stringify writes exactly the canonical bytes (same member
+  // order, ECMAScript number and string serialisation, undefined/function members left out).
+  // The one difference left — a lone surrogate, which JSON.stringify escapes and JCS refuses —
+  // only ever shows as a `\ud8..`–`\udf..` escape, so such output takes the reference path.
+  if (isStringifyCanonical(value, 0)) {
+    const text = JSON.stringify(value);
+    if (text !== undefined && !text.includes("\\ud")) return text;
+  }
   return serialise(value, 0);
+}
+
+/** The reference serialiser alone, without the JSON.stringify fast path (for differential tests). */
+export function canonicalJsonReference(value: unknown): string {
+  return serialise(value, 0);
+}
+
+const OBJECT_PROTOTYPE = Object.prototype;
+
+/**
+ * True when JSON.stringify gives the canonical form of `value`: plain objects with keys in
+ * sorted order, arrays, finite numbers, strings, booleans, null (and members JSON leaves out).
+ * Anything else (toJSON, Dates, Maps, bigint, NaN, deep nesting) goes to the reference path.
+ */
+function isStringifyCanonical(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+    case "undefined":
+    case "function":
+    case "symbol":
+      return true;
+    case "number":
+      return Number.isFinite(value);
+    case "object":
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (depth >= MAX_DEPTH - 1) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isStringifyCanonical(value[i], depth + 1)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== OBJECT_PROTOTYPE && proto !== null) return false;
+  const object = value as Record<string, unknown>;
+  if ("toJSON" in object) return false;
+  let previous: string | null = null;
+  for (const key in object) {
+    // for-in lists integer-like keys first, in numeric order: not the canonical order.
+    if (previous !== null && !(previous < key)) return false;
+    previous = key;
+    if (!isStringifyCanonical(object[key], depth + 1)) return false;
+  }
+  return true;
 }
 
 function serialise(value: unknown, depth: number): string {

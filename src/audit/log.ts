@@ -11,7 +11,7 @@ import { CompactSign } from "jose";
 import { GatewayError } from "../errors.ts";
 import type { AuditConfig } from "../config/types.ts";
 import { canonicalJson } from "./canonical-json.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileName, parseAuditFileName, recordLine } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileName, chainedBody, parseAuditFileName, recordLine } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";
 
@@ -388,7 +388,8 @@ class FileAuditLog implements AuditLog {
     for (const item of batch) {
       let result: AppendResult;
       try {
-        result = addRecord({ ...item.event, type: item.event.type ?? "decision", time: item.event.time ?? time, seq, prev: head });
+        const event = item.event;
+        result = addRecord(chainedBody(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision" }));
       } catch (error) {
         // Not JSON: refuse this one record; it took no seq.
         item.reject(error instanceof GatewayError ? new GatewayError("AUDIT_BAD_RECORD", `audit event is not JSON: ${error.message}`) : error);

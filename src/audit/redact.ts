@@ -15,24 +15,39 @@ export function redactHeaders(
   allowlist: readonly string[],
   alsoNever: readonly string[] = [],
 ): Record<string, string> {
-  const allowed = new Set(allowlist.map((name) => name.toLowerCase()));
-  for (const name of NEVER_LOGGED_HEADERS) allowed.delete(name);
-  for (const name of alsoNever) allowed.delete(name.toLowerCase());
+  const allowed = allowedNames(allowlist, alsoNever);
   const out: Record<string, string> = {};
-  if (allowed.size === 0) return out;
-  const add = (name: string, value: string) => {
-    const key = name.toLowerCase();
-    if (!allowed.has(key)) return;
-    out[key] = key in out ? `${out[key]}, ${value}` : value;
-  };
+  if (allowed.length === 0) return out;
   if (typeof (headers as Headers).forEach === "function" && typeof (headers as Headers).get === "function") {
-    (headers as Headers).forEach((value, name) => add(name, value));
-  } else {
-    for (const [name, value] of Object.entries(headers as Record<string, string | readonly string[] | undefined>)) {
-      if (value === undefined) continue;
-      if (typeof value === "string") add(name, value);
-      else for (const v of value) add(name, v);
+    // `get` joins repeated fields with ", " itself; names in sorted order (the canonical order of
+    // the audit record), one lookup per allowed name instead of a walk over every field.
+    for (const name of allowed) {
+      const value = (headers as Headers).get(name);
+      if (value !== null) out[name] = value;
     }
+    return out;
   }
+  const allowedSet = new Set(allowed);
+  const found: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers as Record<string, string | readonly string[] | undefined>)) {
+    if (value === undefined) continue;
+    const key = name.toLowerCase();
+    if (!allowedSet.has(key)) continue;
+    for (const v of typeof value === "string" ? [value] : value) found[key] = key in found ? `${found[key]}, ${v}` : v;
+  }
+  for (const name of allowed) if (name in found) out[name] = found[name]!;
   return out;
+}
+
+const allowedCache = new WeakMap<readonly string[], { alsoNever: string; names: readonly string[] }>();
+
+/** The allow-list minus credential headers and `alsoNever`, lower-cased and sorted; cached per list. */
+function allowedNames(allowlist: readonly string[], alsoNever: readonly string[]): readonly string[] {
+  const neverKey = alsoNever.join("\n").toLowerCase();
+  const hit = allowedCache.get(allowlist);
+  if (hit !== undefined && hit.alsoNever === neverKey) return hit.names;
+  const never = new Set(alsoNever.map((n) => n.toLowerCase()));
+  const names = [...new Set(allowlist.map((n) => n.toLowerCase()))].filter((n) => !NEVER_LOGGED_HEADERS.has(n) && !never.has(n)).sort();
+  allowedCache.set(allowlist, { alsoNever: neverKey, names });
+  return names;
 }

@@ -150,6 +150,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
   // The caller's bearer token was for the gateway: upstreams get the gateway's identity token
   // instead, so a credential never travels further than the hop it was issued for.
   const stripForJwt = [...stripHeaders, "authorization"];
+  // Never in an audit record, whatever the allow-list says: the gateway's own identity token.
+  const neverLogged = [config.identity.header];
 
   interface AuthnFailure { status: number; code: string; message: string; challenge?: string }
 
@@ -290,36 +292,44 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
 
     const duty = decision.duty ? dutiesOf(active.compiled.policy).get(decision.duty) ?? null : null;
     const upstreamName = duty?.upstream ?? null;
-    const buildRecord = () => ({
-      type: "decision",
-      request_id: requestId,
-      channel,
-      method: request.method,
-      path: target.path,
-      client_ip: ip.text,
-      sub: caller.principal.sub,
-      roles: rolesOf(caller.principal),
-      auth: caller.method,
-      issuer: caller.issuer,
-      duty: decision.duty,
-      decision: decision.allow ? "allow" : "deny",
-      code: decision.code,
-      decided_by: decision.decidedBy,
-      reasons: decision.reasons.map((r) => ({ rule: r.rule, held: r.held })),
-      branch: decision.branch,
-      sod: ledgerFacts.length ? ledgerFacts : undefined,
-      exclusive_violation: decision.code === "DENY_EXCLUSIVE" ? true : undefined,
-      bundle: { revision: active.revision, digest: active.digest },
-      upstream: decision.allow ? upstreamName : null,
-      headers: redactHeaders(request.headers, config.audit.headerAllowlist, [config.identity.header]),
+    // Members in sorted key order (RFC 8785's order): the audit log then serialises the record
+    // with one JSON.stringify instead of sorting every object (src/audit/canonical-json.ts).
+    const buildRecord = (): Record<string, unknown> => {
       // Full typed principal, request time and the inputs the policy reads: `gateway check --replay`.
-      ...replayFieldsOf(active.compiled.policy, caller.principal, policyRequest, [config.identity.header]),
-    });
+      const replay = replayFieldsOf(active.compiled.policy, caller.principal, policyRequest, neverLogged);
+      return {
+        auth: caller.method,
+        branch: decision.branch,
+        bundle: { digest: active.digest, revision: active.revision },
+        channel,
+        client_ip: ip.text,
+        code: decision.code,
+        decided_by: decision.decidedBy,
+        decision: decision.allow ? "allow" : "deny",
+        duty: decision.duty,
+        exclusive_violation: decision.code === "DENY_EXCLUSIVE" ? true : undefined,
+        headers: redactHeaders(request.headers, config.audit.headerAllowlist, neverLogged),
+        issuer: caller.issuer,
+        method: request.method,
+        path: target.path,
+        policy_headers: replay.policy_headers,
+        policy_query: replay.policy_query,
+        principal: replay.principal,
+        reasons: decision.reasons.map((r) => ({ held: r.held, rule: r.rule })),
+        request_id: requestId,
+        request_time: replay.request_time,
+        roles: rolesOf(caller.principal),
+        sod: ledgerFacts.length ? ledgerFacts : undefined,
+        sub: caller.principal.sub,
+        type: "decision",
+        upstream: decision.allow ? upstreamName : null,
+      };
+    };
     let decisionSeq: number | null = null;
     if (deps.audit) {
       const auditStart = performance.now();
       try {
-        decisionSeq = progress.decisionSeq = (await deps.audit.append(stripUndefined(buildRecord()))).seq;
+        decisionSeq = progress.decisionSeq = (await deps.audit.append(buildRecord())).seq;
         metrics.auditRecords.inc();
         metrics.auditWriteLatency.observe((performance.now() - auditStart) / 1000);
       } catch (e) {
@@ -346,7 +356,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     if (upstreamName === INTERNAL_UPSTREAM && deps.internal) {
       const response = await deps.internal(request, target.path, requestId);
       if (deps.audit && decisionSeq !== null) {
-        await deps.audit.append({ type: "outcome", request_id: requestId, decision_seq: decisionSeq, status: response.status, latency_ms: Math.round((performance.now() - started) * 1000) / 1000 })
+        await deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, request_id: requestId, status: response.status, type: "outcome" })
           .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
       }
       return finish(response, { duty: decision.duty ?? "", decision: "allow" });
@@ -380,7 +390,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     }
     if (deps.audit && decisionSeq !== null) {
       // The outcome follows in its own chained record; it need not hold up the response.
-      deps.audit.append({ type: "outcome", request_id: requestId, decision_seq: decisionSeq, status: response.status, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? (response.status >= 200 && response.status < 300 ? "confirmed" : "released") : undefined })
+      // Members in sorted key order, as in the decision record.
+      deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? (response.status >= 200 && response.status < 300 ? "confirmed" : "released") : undefined, request_id: requestId, status: response.status, type: "outcome" })
         .then(() => metrics.auditRecords.inc())
         .catch((e: Error) => {
           metrics.auditFailures.inc();
@@ -397,7 +408,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
         type: "decision", request_id: r.requestId, channel: r.channel, method: r.method, path: r.path, client_ip: r.info.remoteAddress,
         sub: null, duty: null, decision: "deny", code: r.reasonCode, detail: r.message,
         bundle: { revision: r.active.revision, digest: r.active.digest },
-        headers: redactHeaders(r.request.headers, config.audit.headerAllowlist, [config.identity.header]),
+        headers: redactHeaders(r.request.headers, config.audit.headerAllowlist, neverLogged),
       }));
       metrics.auditRecords.inc();
     } catch (e) {

@@ -64,11 +64,41 @@ function valueToJson(type: Type, value: unknown): unknown {
  * sets become arrays, ip and cidr their text, times RFC 3339, durations seconds.
  */
 export function principalToJson(schema: PrincipalSchema, principal: Principal): Record<string, unknown> {
+  // Cached per principal object (authentication reuses the principal of a cached token) and
+  // written in sorted key order, the order of the audit log's canonical JSON. The same JSON
+  // object goes into many records: it is frozen, nobody may change it.
+  let bySchema = principalJsonCache.get(principal);
+  const hit = bySchema?.schema === schema ? bySchema.json : undefined;
+  if (hit !== undefined) return hit;
   const out: Record<string, unknown> = {};
-  for (const [name, type] of Object.entries(schema)) {
+  for (const [name, type] of sortedEntries(schema)) {
     if (principal[name] !== undefined) out[name] = valueToJson(type, principal[name]);
   }
+  Object.freeze(out);
+  bySchema = { schema, json: out };
+  principalJsonCache.set(principal, bySchema);
   return out;
+}
+
+const principalJsonCache = new WeakMap<Principal, { schema: PrincipalSchema; json: Record<string, unknown> }>();
+const sortedSchemas = new WeakMap<PrincipalSchema, Array<[string, Type]>>();
+
+function sortedEntries(schema: PrincipalSchema): Array<[string, Type]> {
+  let entries = sortedSchemas.get(schema);
+  if (entries === undefined) {
+    entries = Object.entries(schema).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    sortedSchemas.set(schema, entries);
+  }
+  return entries;
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
+const neverLogSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function neverLogSet(names: readonly string[]): ReadonlySet<string> {
+  let set = neverLogSets.get(names);
+  if (set === undefined) neverLogSets.set(names, (set = new Set(names.map((n) => n.toLowerCase()))));
+  return set;
 }
 
 /** The fields of a decision record that let `gateway check --replay` re-decide the request. */
@@ -90,7 +120,7 @@ export function replayFieldsOf(policy: CheckedPolicy, principal: Principal, requ
   const names = policyInputNames(policy);
   const fields: ReplayFields = { principal: principalToJson(policy.schema, principal), request_time: new Date(request.time).toISOString() };
   if (names.headers.length) {
-    const never = new Set(neverLog.map((n) => n.toLowerCase()));
+    const never = neverLog.length === 0 ? EMPTY : neverLogSet(neverLog);
     const headers: Record<string, string | null> = {};
     for (const name of names.headers) {
       if (NEVER_LOGGED_HEADERS.has(name) || never.has(name)) continue;
