@@ -253,8 +253,9 @@ class FileAuditLog implements AuditLog {
     if (typeof event !== "object" || event === null || Array.isArray(event)) {
       return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", "audit event must be an object"));
     }
-    for (const field of ["seq", "prev", "hash"]) {
-      if (field in event) return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `audit event may not set \`${field}\`: the log sets it`));
+    if ("seq" in event || "prev" in event || "hash" in event) {
+      const field = "seq" in event ? "seq" : "prev" in event ? "prev" : "hash";
+      return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `audit event may not set \`${field}\`: the log sets it`));
     }
     const type = event.type ?? "decision";
     if (typeof type !== "string" || RESERVED_TYPES.has(type)) {
@@ -348,11 +349,14 @@ class FileAuditLog implements AuditLog {
       return;
     }
     const now = Date.now();
-    try {
-      await this.prepareFile(now, batch.length > 0);
-    } catch (error) {
-      this.failBatch(batch.map((item) => item.reject), error);
-      return;
+    // Opening, repairing, rotating: only when there is something to do (one check per batch).
+    if (this.needsPreparation(now, batch.length > 0)) {
+      try {
+        await this.prepareFile(now, batch.length > 0);
+      } catch (error) {
+        this.failBatch(batch.map((item) => item.reject), error);
+        return;
+      }
     }
     const handle = this.file.handle!;
     const { checkpointEvery } = this.options;
@@ -432,6 +436,13 @@ class FileAuditLog implements AuditLog {
       this.checkpointRequested = false;
       this.resolveCheckpointWaiters(checkpointResult);
     }
+  }
+
+  private needsPreparation(now: number, mayRotate: boolean): boolean {
+    if (this.syncFailed || this.file.handle === null || this.needsTruncate) return true;
+    if (!mayRotate || this.file.bytes === 0) return false;
+    const { rotateBytes, rotateAgeMs } = this.options;
+    return (rotateBytes > 0 && this.file.bytes >= rotateBytes) || (rotateAgeMs > 0 && now - this.file.openedAt >= rotateAgeMs);
   }
 
   /** Opens the current file, repairs a torn tail, rotates: everything before the records. */
@@ -596,7 +607,9 @@ function safeParse(line: string): Record<string, unknown> | null {
 }
 
 async function writeFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
-  let offset = 0;
+  // One write almost always takes the whole batch; loop only for the rest of a short write.
+  let offset = (await handle.write(buffer, 0, buffer.length, position)).bytesWritten;
+  if (offset <= 0 && buffer.length > 0) throw new Error("write returned no progress");
   while (offset < buffer.length) {
     const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, position + offset);
     if (bytesWritten <= 0) throw new Error("write returned no progress");
