@@ -67,6 +67,35 @@ describe("append", () => {
     expect(verification.recordsAfterLastCheckpoint).toBe(0);
   });
 
+  test("a deferred record joins the next batch instead of costing a write of its own", async () => {
+    const dir = tempDir();
+    const log = await open(dir);
+    const decision = await log.append({ request_id: "a", decision: "allow" });
+    const writesBefore = log.stats().writes;
+    const outcome = log.append({ type: "outcome", request_id: "a", decision_seq: decision.seq, status: 200 }, { deferred: true });
+    const next = log.append({ request_id: "b", decision: "deny" });
+    const [o, n] = await Promise.all([outcome, next]);
+    // Both went out in one write, in the order they were appended.
+    expect(log.stats().writes).toBe(writesBefore + 1);
+    expect([o.seq, n.seq]).toEqual([decision.seq + 1, decision.seq + 2]);
+    await log.close();
+    expect(records(dir).map((r) => r.request_id)).toEqual(["a", "a", "b"]);
+  });
+
+  test("a deferred record alone is still written (after the flush delay), and close() flushes one", async () => {
+    const dir = tempDir();
+    const log = await open(dir);
+    const alone = await log.append({ type: "outcome", request_id: "x", status: 204 }, { deferred: true });
+    expect(alone.seq).toBe(0);
+    expect(records(dir).map((r) => r.request_id)).toEqual(["x"]);
+    const last = log.append({ type: "outcome", request_id: "y", status: 204 }, { deferred: true });
+    await log.close();
+    expect((await last).seq).toBe(1);
+    const verification = await verifyAuditFiles([dir], { keys: signer.jwks });
+    expect(verification.break).toBeNull();
+    expect(records(dir).map((r) => r.request_id)).toEqual(["x", "y", undefined]);
+  });
+
   test("records carry type, seq, time, prev and a hash of their canonical form", async () => {
     const dir = tempDir();
     const log = await open(dir);

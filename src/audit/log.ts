@@ -35,6 +35,20 @@ export interface AuditLogOptions
   stdoutSink?: (text: string) => void;
 }
 
+/** How an append is written. */
+export interface AppendOptions {
+  /**
+   * Nobody waits on this record (an outcome written after the response): it joins the next
+   * batch instead of starting one, and is written at the latest `DEFERRED_FLUSH_MS` later. It
+   * keeps its place in the chain; a crash in that window can lose it (and only it), like any
+   * record not yet written.
+   */
+  deferred?: boolean;
+}
+
+/** Longest a deferred record waits for a batch to join. */
+export const DEFERRED_FLUSH_MS = 20;
+
 /** Where an appended record landed in the chain. */
 export interface AppendResult {
   seq: number;
@@ -68,7 +82,7 @@ export interface AuditLog {
    * line could not be written (the record is then not in the log), `AUDIT_BAD_RECORD` for an
    * event that is not JSON or sets a reserved field, `AUDIT_CLOSED` after {@link close}.
    */
-  append(event: Readonly<Record<string, unknown>>): Promise<AppendResult>;
+  append(event: Readonly<Record<string, unknown>>, options?: AppendOptions): Promise<AppendResult>;
   /** Writes a signed checkpoint now (null when the chain head is already one). */
   checkpoint(): Promise<AppendResult | null>;
   /** False after a failed write or fsync, until a later write succeeds. */
@@ -137,6 +151,7 @@ class FileAuditLog implements AuditLog {
   private checkpointRequested = false;
   private checkpointTimer: ReturnType<typeof setInterval> | null = null;
   private syncTimer: ReturnType<typeof setTimeout> | null = null;
+  private deferredTimer: ReturnType<typeof setTimeout> | null = null;
   private syncing: Promise<void> | null = null;
   private syncFailed = false;
   /** Records written since the last fsync started (`fsync = "batch"`). */
@@ -248,7 +263,7 @@ class FileAuditLog implements AuditLog {
 
   // ---- public API -------------------------------------------------------------------------
 
-  append(event: Readonly<Record<string, unknown>>): Promise<AppendResult> {
+  append(event: Readonly<Record<string, unknown>>, options?: AppendOptions): Promise<AppendResult> {
     if (this.closing) return Promise.reject(new GatewayError("AUDIT_CLOSED", "audit log is closed"));
     if (typeof event !== "object" || event === null || Array.isArray(event)) {
       return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", "audit event must be an object"));
@@ -263,8 +278,18 @@ class FileAuditLog implements AuditLog {
     }
     return new Promise<AppendResult>((resolve, reject) => {
       this.queue.push({ event, resolve, reject });
-      this.startDraining();
+      if (options?.deferred) this.scheduleDeferredFlush();
+      else this.startDraining();
     });
+  }
+
+  private scheduleDeferredFlush(): void {
+    if (this.draining !== null || this.deferredTimer !== null) return;
+    this.deferredTimer = setTimeout(() => {
+      this.deferredTimer = null;
+      if (this.queue.length > 0) this.startDraining();
+    }, DEFERRED_FLUSH_MS);
+    unrefTimer(this.deferredTimer);
   }
 
   checkpoint(): Promise<AppendResult | null> {
@@ -293,6 +318,10 @@ class FileAuditLog implements AuditLog {
     // Appends already queued are written; later ones are refused.
     this.closing = true;
     if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
+    if (this.deferredTimer !== null) clearTimeout(this.deferredTimer);
+    this.deferredTimer = null;
+    // Deferred records still queued are written now.
+    if (this.queue.length > 0) this.startDraining();
     while (this.draining !== null) await this.draining;
     // A final checkpoint, so a cleanly closed log is covered by a signature to its last record.
     if (this.sinceCheckpoint > 0 && this.isHealthy) await this.checkpoint().catch(() => {});

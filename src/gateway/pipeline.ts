@@ -389,9 +389,10 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       progress.reservation = null;
     }
     if (deps.audit && decisionSeq !== null) {
-      // The outcome follows in its own chained record; it need not hold up the response.
+      // The outcome follows in its own chained record; it need not hold up the response, and it
+      // joins the next batch of decision records rather than costing a write of its own.
       // Members in sorted key order, as in the decision record.
-      deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? (response.status >= 200 && response.status < 300 ? "confirmed" : "released") : undefined, request_id: requestId, status: response.status, type: "outcome" })
+      deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? (response.status >= 200 && response.status < 300 ? "confirmed" : "released") : undefined, request_id: requestId, status: response.status, type: "outcome" }, { deferred: true })
         .then(() => metrics.auditRecords.inc())
         .catch((e: Error) => {
           metrics.auditFailures.inc();
