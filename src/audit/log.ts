@@ -1,6 +1,6 @@
 // The audit log writer: one JSON line per record, hash chained, group-committed, signed
 // checkpoints, rotation by size and age. See docs/audit.md for the format and guarantees.
-import { constants as fsConstants } from "node:fs";
+import { constants as fsConstants, writeSync } from "node:fs";
 import { mkdir, open, readdir } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import type { KeyObject } from "node:crypto";
@@ -347,8 +347,9 @@ class FileAuditLog implements AuditLog {
   }
 
   private async drain(): Promise<void> {
-    // Let appends made in the same tick join the first batch.
-    await Promise.resolve();
+    // Let every append made in this turn of the event loop join the first batch: the requests
+    // the runtime hands over from one poll of its sockets then share one write (group commit).
+    await nextTurn();
     try {
       // Each pass writes everything queued so far as one write (group commit); appends that
       // arrive meanwhile form the next batch. A failed pass clears the checkpoint request,
@@ -440,7 +441,7 @@ class FileAuditLog implements AuditLog {
 
     const buffer = Buffer.from(lines.join(""), "utf8");
     try {
-      await writeFully(handle, buffer, this.file.bytes);
+      writeFully(handle, buffer, this.file.bytes);
       if (this.options.fsync === "always") { await handle.datasync(); this.counters.fsyncs++; }
     } catch (error) {
       this.failBatch(written.map((w) => w.item.reject), error);
@@ -522,7 +523,7 @@ class FileAuditLog implements AuditLog {
     const handle = this.file.handle!;
     await this.stopSyncTimer();
     try {
-      await writeFully(handle, buffer, this.file.bytes);
+      writeFully(handle, buffer, this.file.bytes);
       if (this.options.fsync !== "off") { await handle.datasync(); this.counters.fsyncs++; }
     } catch (error) {
       await handle.truncate(this.file.bytes).catch(() => { this.needsTruncate = true; });
@@ -635,15 +636,25 @@ function safeParse(line: string): Record<string, unknown> | null {
   }
 }
 
-async function writeFully(handle: FileHandle, buffer: Buffer, position: number): Promise<void> {
+/**
+ * Writes the whole buffer at `position` with synchronous `pwrite` calls on the handle's fd.
+ * A write into the page cache takes a few microseconds; the asynchronous `handle.write` costs
+ * several times that in thread-pool hand-offs, once per batch, on the request path. What can
+ * block for long — `fdatasync` — stays asynchronous (see `scheduleSync` and `fsync = "always"`).
+ */
+function writeFully(handle: FileHandle, buffer: Buffer, position: number): void {
   // One write almost always takes the whole batch; loop only for the rest of a short write.
-  let offset = (await handle.write(buffer, 0, buffer.length, position)).bytesWritten;
-  if (offset <= 0 && buffer.length > 0) throw new Error("write returned no progress");
+  let offset = 0;
   while (offset < buffer.length) {
-    const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, position + offset);
+    const bytesWritten = writeSync(handle.fd, buffer, offset, buffer.length - offset, position + offset);
     if (bytesWritten <= 0) throw new Error("write returned no progress");
     offset += bytesWritten;
   }
+}
+
+/** Resolves on the next turn of the event loop, after the I/O callbacks of this one. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Makes a new file's directory entry durable; best effort where directories cannot be fsynced. */
