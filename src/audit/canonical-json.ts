@@ -11,31 +11,6 @@ const NEEDS_CARE = /["\\\u0000-\u001f\ud800-\udfff]/;
 const MAX_DEPTH = 64;
 
 /**
- * A JSON value serialised once, in RFC 8785 form, to be placed into many records: the parts of a
- * decision record that repeat from request to request (a principal, a decision's reasons) cost
- * one serialisation instead of one per record. Every serialiser here writes its text in place;
- * `JSON.stringify` sees the parsed value through `toJSON`. Make one with {@link canonicalFragment}.
- */
-export class CanonicalFragment {
-  /** @internal use {@link canonicalFragment}: the text must be canonical. */
-  constructor(readonly json: string) {
-    Object.freeze(this);
-  }
-  toJSON(): unknown {
-    return JSON.parse(this.json);
-  }
-}
-
-/**
- * Serialises `value` once for use inside records.
- *
- * @example canonicalJson({ b: 1, a: canonicalFragment([true, 4.50]) }) // '{"a":[true,4.5],"b":1}'
- */
-export function canonicalFragment(value: unknown): CanonicalFragment {
-  return new CanonicalFragment(canonicalJson(value));
-}
-
-/**
  * Serialises a JSON value in RFC 8785 canonical form: object keys sorted by UTF-16 code
  * units, ECMAScript number serialisation, strings escaped as `JSON.stringify` does, no
  * whitespace. Like `JSON.stringify`, `toJSON` is honoured and `undefined`/function members
@@ -126,7 +101,6 @@ function serialise(value: unknown, depth: number): string {
       return "null";
   }
   if (depth >= MAX_DEPTH) throw new GatewayError("AUDIT_NOT_JSON", "value nests too deeply (or contains a cycle)");
-  if (value instanceof CanonicalFragment) return value.json;
   const toJSON = (value as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === "function") return serialise(toJSON.call(value), depth + 1);
   if (Array.isArray(value)) {
@@ -152,8 +126,7 @@ function serialise(value: unknown, depth: number): string {
   return out + "}";
 }
 
-/** A string in canonical form (`JSON.stringify`'s escaping); throws on a lone surrogate. */
-export function serialiseString(value: string): string {
+function serialiseString(value: string): string {
   if (!NEEDS_CARE.test(value)) return `"${value}"`;
   if (LONE_SURROGATE.test(value)) throw new GatewayError("AUDIT_NOT_JSON", "string contains a lone surrogate");
   // RFC 8785 §3.2.2.2 prescribes exactly the escaping of ECMAScript JSON.stringify.

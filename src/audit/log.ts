@@ -11,7 +11,7 @@ import { CompactSign } from "jose";
 import { GatewayError } from "../errors.ts";
 import type { AuditConfig } from "../config/types.ts";
 import { canonicalJson } from "./canonical-json.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileName, chainedRecordLine, parseAuditFileName, recordLine } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileName, chainedBody, parseAuditFileName, recordLine } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";
 
@@ -399,8 +399,8 @@ class FileAuditLog implements AuditLog {
     const written: Array<{ item: PendingAppend; result: AppendResult }> = [];
     const time = new Date(now).toISOString();
 
-    const addRecord = (body: Record<string, unknown>): AppendResult => addLine(recordLine(body));
-    const addLine = ({ line, hash }: { line: string; hash: string }): AppendResult => {
+    const addRecord = (body: Record<string, unknown>): AppendResult => {
+      const { line, hash } = recordLine(body);
       lines.push(line);
       const result = { seq, hash };
       head = hash;
@@ -423,7 +423,7 @@ class FileAuditLog implements AuditLog {
       let result: AppendResult;
       try {
         const event = item.event;
-        result = addLine(chainedRecordLine(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision" }));
+        result = addRecord(chainedBody(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision" }));
       } catch (error) {
         // Not JSON: refuse this one record; it took no seq.
         item.reject(error instanceof GatewayError ? new GatewayError("AUDIT_BAD_RECORD", `audit event is not JSON: ${error.message}`) : error);

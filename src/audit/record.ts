@@ -1,6 +1,6 @@
 // What writer and verifier agree on: record shape, hashing, file names, checkpoint payload.
 import { createHash } from "node:crypto";
-import { CanonicalFragment, canonicalJson, serialiseString } from "./canonical-json.ts";
+import { canonicalJson } from "./canonical-json.ts";
 
 /** `prev` of the first record of a chain. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -91,55 +91,4 @@ export function recordLine(body: Readonly<Record<string, unknown>>): { line: str
   const hash = hashCanonical(canonical);
   const line = canonical === "{}" ? `{"hash":"${hash}"}\n` : `${canonical.slice(0, -1)},"hash":"${hash}"}\n`;
   return { line, hash };
-}
-
-/** The chain members the log adds to a caller's event. */
-export interface ChainMembers {
-  prev: string;
-  seq: number;
-  time: string;
-  type: string;
-}
-
-/**
- * `recordLine(chainedBody(event, chain))` in one pass, without the intermediate object: the
- * event's members, already in sorted key order as the gateway writes them, are serialised one by
- * one (a {@link CanonicalFragment} as its text) with the chain members merged in at their sorted
- * places. An event whose keys are not in order falls back to the general path; both give the
- * same bytes (a differential test holds them to it).
- */
-export function chainedRecordLine(event: Readonly<Record<string, unknown>>, chain: ChainMembers): { line: string; hash: string } {
-  // A caller's own `time` or `type` that is not a string: the general path serialises it.
-  if (typeof chain.time !== "string" || typeof chain.type !== "string") return recordLine(chainedBody(event, chain));
-  let out = "";
-  let c = 0;
-  let previous = "";
-  for (const key in event) {
-    if (key === "prev" || key === "seq" || key === "time" || key === "type") continue;
-    // for-in lists integer-like keys first: such an event (or an unsorted one) takes the general path.
-    if (!(previous < key)) return recordLine(chainedBody(event, chain));
-    previous = key;
-    while (c < CHAIN_KEYS.length && CHAIN_KEYS[c]! < key) { out += chainMember(CHAIN_KEYS[c]!, chain); c++; }
-    const value = event[key];
-    let text: string;
-    switch (typeof value) {
-      case "string": text = serialiseString(value); break;
-      case "number": text = Number.isFinite(value) ? String(value) : canonicalJson(value); break; // -0 prints "0", as RFC 8785 asks
-      case "boolean": text = value ? "true" : "false"; break;
-      case "bigint": text = canonicalJson(value); break; // throws AUDIT_NOT_JSON
-      case "object": text = value === null ? "null" : value instanceof CanonicalFragment ? value.json : canonicalJson(value); break;
-      default: continue; // undefined, functions, symbols: left out, as JSON.stringify does
-    }
-    out += "," + serialiseString(key) + ":" + text;
-  }
-  for (; c < CHAIN_KEYS.length; c++) out += chainMember(CHAIN_KEYS[c]!, chain);
-  // Every member was written with a leading comma: the first one's becomes the brace.
-  const canonical = "{" + out.slice(1) + "}";
-  const hash = hashCanonical(canonical);
-  return { line: `{${out.slice(1)},"hash":"${hash}"}\n`, hash };
-}
-
-function chainMember(key: (typeof CHAIN_KEYS)[number], chain: ChainMembers): string {
-  const value = chain[key];
-  return `,"${key}":${typeof value === "number" ? String(value) : serialiseString(value)}`;
 }

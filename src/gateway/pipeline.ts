@@ -62,9 +62,24 @@ function queryRecord(query: string): Record<string, string> {
   return out;
 }
 
-function rolesOf(p: Principal): string[] {
-  return [...p.roles];
+// Record members that repeat across requests — the decision tree leaf's branch and reasons, the
+// roles of a cached token's principal, the active bundle — are built once per source object and
+// shared by every record that carries them. They are not frozen (the decision tree's own arrays
+// are): the engine's JSON.stringify, which writes the canonical record, leaves its fast path on
+// frozen objects (~5 µs per record). Only the audit log reads them.
+function memberCache<K extends object, V>(build: (key: K) => V): (key: K) => V {
+  const cache = new WeakMap<K, V>();
+  return (key) => {
+    let v = cache.get(key);
+    if (v === undefined) cache.set(key, (v = build(key)));
+    return v;
+  };
 }
+
+const branchMember = memberCache((branch: Decision["branch"]): readonly string[] => [...branch]);
+const reasonsMember = memberCache((reasons: Decision["reasons"]): readonly object[] => reasons.map((r) => ({ held: r.held, rule: r.rule })));
+const rolesMember = memberCache((p: Principal): readonly string[] => [...p.roles]);
+const bundleMember = memberCache((a: ActivePolicy): Readonly<Record<string, unknown>> => ({ digest: a.digest, revision: a.revision }));
 
 // RFC 9110 §7.2 / RFC 3986 §3.2.2: a DNS name or IP literal and an optional port. Anything else
 // (`/`, `?`, `#`, `@`, `\`) would let the Host header reshape the URL a listener builds from it.
@@ -299,8 +314,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       const replay = replayFieldsOf(active.compiled.policy, caller.principal, policyRequest, neverLogged);
       return {
         auth: caller.method,
-        branch: decision.branch,
-        bundle: { digest: active.digest, revision: active.revision },
+        branch: branchMember(decision.branch),
+        bundle: bundleMember(active),
         channel,
         client_ip: ip.text,
         code: decision.code,
@@ -315,10 +330,10 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
         policy_headers: replay.policy_headers,
         policy_query: replay.policy_query,
         principal: replay.principal,
-        reasons: decision.reasons.map((r) => ({ held: r.held, rule: r.rule })),
+        reasons: reasonsMember(decision.reasons),
         request_id: requestId,
         request_time: replay.request_time,
-        roles: rolesOf(caller.principal),
+        roles: rolesMember(caller.principal),
         sod: ledgerFacts.length ? ledgerFacts : undefined,
         sub: caller.principal.sub,
         type: "decision",
