@@ -252,7 +252,10 @@ export function loadShapeFromArgs(): LoadShape {
 
 /** What `rate-client.ts` reports for one open-loop run. */
 export interface FixedRateResult {
+  url: string;
   rate: number;
+  /** Connections the client opened (16 before the schedule starts, more when all were busy). */
+  connections: number;
   sent: number;
   ok: number;
   errors: number;
@@ -265,21 +268,24 @@ export interface FixedRateResult {
 }
 
 /**
- * One open-loop run at `rate` requests per second (bench/proxy/rate-client.ts, pinned to the load
- * core): latency measured from when each request was due, whatever the server's pace.
+ * One open-loop run at `rate` requests per second per URL (bench/proxy/rate-client.ts, pinned to
+ * the load core): latency measured from when each request was due, whatever the server's pace.
+ * Several URLs interleave on one schedule, so they are measured under the same conditions.
  */
-export async function runFixedRate(url: string, headers: string[], rate: number, seconds: number, budget: CpuBudget | null): Promise<FixedRateResult> {
+export async function runFixedRate(urls: string[], headers: string[], rate: number, seconds: number, budget: CpuBudget | null): Promise<FixedRateResult[]> {
   const client = new URL("./rate-client.ts", import.meta.url).pathname;
-  const cmd = pinned([process.execPath, client, "--url", url, "--rate", String(rate), "--seconds", String(seconds), ...headers.flatMap((h) => ["--header", h])], budget?.loadCpu);
+  const cmd = pinned([process.execPath, client, ...urls.flatMap((u) => ["--url", u]), "--rate", String(rate), "--seconds", String(seconds), ...headers.flatMap((h) => ["--header", h])], budget?.loadCpu);
   const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
   const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 40) * 1000);
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   await proc.exited;
   clearTimeout(killer);
-  const line = out.trim().split("\n").pop() ?? "";
+  const lines = out.trim().split("\n").filter((l) => l.startsWith("{"));
   try {
-    return JSON.parse(line) as FixedRateResult;
-  } catch {
-    throw new Error(`could not read rate-client output:\n${out}\n${err}`);
+    const results = lines.map((l) => JSON.parse(l) as FixedRateResult);
+    if (results.length !== urls.length) throw new Error(`${results.length} results for ${urls.length} URLs`);
+    return results;
+  } catch (error) {
+    throw new Error(`could not read rate-client output (${String(error)}):\n${out}\n${err}`);
   }
 }

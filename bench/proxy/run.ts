@@ -104,11 +104,11 @@ try {
   if (gatewayTarget && rates.length > 0) {
     const direct = targets.get("direct")!;
     for (const rate of rates) {
-      await runFixedRate(gatewayTarget.url, gatewayTarget.headers, rate, 2, budget);
-      console.error(`fixed rate ${rate}/s: direct and gateway (${rateSeconds} s each) …`);
-      const d = await runFixedRate(direct.url, direct.headers, rate, rateSeconds, budget);
-      const g = await runFixedRate(gatewayTarget.url, gatewayTarget.headers, rate, rateSeconds, budget);
-      fixedRate.push({ rate, direct: d, gateway: g });
+      // Direct and gateway interleaved on one schedule (the upstream ignores the token header).
+      await runFixedRate([direct.url, gatewayTarget.url], gatewayTarget.headers, rate, 2, budget);
+      console.error(`fixed rate ${rate}/s: direct and gateway interleaved (${rateSeconds} s) …`);
+      const [d, g] = await runFixedRate([direct.url, gatewayTarget.url], gatewayTarget.headers, rate, rateSeconds, budget);
+      fixedRate.push({ rate, direct: d!, gateway: g! });
     }
   }
 } finally {
