@@ -17,9 +17,10 @@
 // Prints medians over the rounds: req/s, p50, p99, the latency added over `direct` in the same
 // round, req/s as a share of `direct`, and CPU time per request of the proxy and the upstream.
 // Then the latency one request pays below saturation: an open-loop client (rate-client.ts) at
-// fixed rates against `direct` and the full gateway, latency counted from when each request was
-// due. With 50 connections in a closed loop, wrk keeps the gateway saturated, so its latencies
-// are mostly queueing (connections ÷ throughput); the fixed-rate table is the added latency.
+// fixed rates, each proxy scenario interleaved with `direct` on one schedule (same moments of the
+// machine), latency counted from when each request was due. With 50 connections in a closed
+// loop, wrk keeps the gateway saturated, so its latencies are mostly queueing (connections ÷
+// throughput); the fixed-rate table is the added latency, and its rows split it by part.
 import { join } from "node:path";
 import {
   cpuBudget, describeMachine, ensureInstalled, fmt, median, runFixedRate, runWrk, startProcess, stopProcess, summarise,
@@ -39,7 +40,7 @@ if (!wanted.includes("direct")) wanted.unshift("direct");
 const budget = cpuBudget(!args.includes("--no-pin"));
 const rates = flag("rates", "1000,3000").split(",").map((r) => bounded(r, 0, 50_000)).filter((r) => r > 0);
 const rateSeconds = bounded(flag("rate-seconds", "8"), 2, 60);
-const fixedRate: Array<{ rate: number; direct: FixedRateResult; gateway: FixedRateResult }> = [];
+const fixedRate: Array<{ rate: number; scenario: Scenario; direct: FixedRateResult; proxy: FixedRateResult }> = [];
 
 if (!ensureInstalled("wrk", "wrk")) {
   console.error("no load generator: install wrk (`apt-get install -y wrk`)");
@@ -100,15 +101,16 @@ try {
       results.set(scenario, [...(results.get(scenario) ?? []), r]);
     }
   }
-  const gatewayTarget = targets.get("gateway");
-  if (gatewayTarget && rates.length > 0) {
-    const direct = targets.get("direct")!;
-    for (const rate of rates) {
-      // Direct and gateway interleaved on one schedule (the upstream ignores the token header).
-      await runFixedRate([direct.url, gatewayTarget.url], gatewayTarget.headers, rate, 2, budget);
-      console.error(`fixed rate ${rate}/s: direct and gateway interleaved (${rateSeconds} s) …`);
-      const [d, g] = await runFixedRate([direct.url, gatewayTarget.url], gatewayTarget.headers, rate, rateSeconds, budget);
-      fixedRate.push({ rate, direct: d!, gateway: g! });
+  const direct = targets.get("direct")!;
+  for (const rate of rates) {
+    for (const scenario of wanted) {
+      if (scenario === "direct") continue;
+      const t = targets.get(scenario)!;
+      // Direct and the proxy interleaved on one schedule (the upstream ignores the token header).
+      await runFixedRate([direct.url, t.url], t.headers, rate, 2, budget);
+      console.error(`fixed rate ${rate}/s: direct and ${scenario} interleaved (${rateSeconds} s) …`);
+      const [d, x] = await runFixedRate([direct.url, t.url], t.headers, rate, rateSeconds, budget);
+      fixedRate.push({ rate, scenario, direct: d!, proxy: x! });
     }
   }
 } finally {
@@ -148,14 +150,16 @@ if (gateway) {
   console.log(`\ntargets (full gateway): added p99 ≤ 1 ms: ${p99Verdict}; throughput ≥ 40 % of direct: ${share >= 0.4 ? "met" : "MISSED"} (${fmt(share * 100, 0)} %)`);
 }
 if (fixedRate.length > 0) {
-  console.log("\nadded latency below saturation (open loop, latency from when each request was due; ms):");
-  console.log("rate/s    direct p50  direct p99  gateway p50  gateway p99  gateway p99.9  +p50   +p99   errors");
-  for (const { rate, direct: d, gateway: g } of fixedRate) {
-    console.log(`${String(rate).padEnd(8)} ${fmt(d.p50Ms).padStart(11)} ${fmt(d.p99Ms).padStart(11)} ${fmt(g.p50Ms).padStart(12)} ${fmt(g.p99Ms).padStart(12)} ${fmt(g.p999Ms).padStart(14)} ${fmt(g.p50Ms - d.p50Ms).padStart(6)} ${fmt(g.p99Ms - d.p99Ms).padStart(6)}   ${d.errors + g.errors}`);
+  console.log("\nadded latency below saturation (open loop; each scenario interleaved with direct on one schedule; latency from when each request was due; ms):");
+  console.log("rate/s  scenario           direct p50  direct p99   p50      p99     p99.9    +p50    +p99  conns  errors");
+  for (const { rate, scenario, direct: d, proxy: x } of fixedRate) {
+    console.log(`${String(rate).padEnd(7)} ${scenario.padEnd(18)} ${fmt(d.p50Ms).padStart(10)} ${fmt(d.p99Ms).padStart(11)} ${fmt(x.p50Ms).padStart(6)} ${fmt(x.p99Ms).padStart(8)} ${fmt(x.p999Ms).padStart(9)} ${fmt(x.p50Ms - d.p50Ms).padStart(7)} ${fmt(x.p99Ms - d.p99Ms).padStart(7)} ${String(x.connections).padStart(6)}  ${d.errors + x.errors}`);
   }
-  const first = fixedRate[0]!;
-  const added = first.gateway.p99Ms - first.direct.p99Ms;
-  console.log(`target added p99 ≤ 1 ms at ${first.rate} req/s (below saturation): ${added <= 1 ? "met" : "MISSED"} (${fmt(added)} ms)`);
+  const first = fixedRate.find((f) => f.scenario === "gateway");
+  if (first) {
+    const added = first.proxy.p99Ms - first.direct.p99Ms;
+    console.log(`target added p99 ≤ 1 ms at ${first.rate} req/s (below saturation): ${added <= 1 ? "met" : "MISSED"} (${fmt(added)} ms)`);
+  }
 }
 for (const line of auditCounts) console.log(line);
 console.log("(CPU µs/req: user+system CPU time of that process during the measured run, divided by the requests served; steadier than req/s on a shared machine)");
