@@ -235,6 +235,11 @@ export function flag(name: string, fallback: string, args: readonly string[] = p
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
 }
 
+/** Every value of a flag that may be repeated (`--url A --url B`), in order. */
+export function flags(name: string, args: readonly string[] = process.argv.slice(2)): string[] {
+  return args.flatMap((a, i) => (a === `--${name}` && args[i + 1] !== undefined ? [args[i + 1]!] : []));
+}
+
 /** A whole number within [lo, hi] (lo for anything unparsable): every run stays bounded. */
 export function bounded(value: string, lo: number, hi: number): number {
   return Math.min(Math.max(Math.trunc(Number(value)) || lo, lo), hi);

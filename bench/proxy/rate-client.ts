@@ -17,29 +17,22 @@
 // Usage: bun bench/proxy/rate-client.ts --url URL [--url URL2 …] --rate N --seconds S [--header "name: value"]...
 //        [--connections 16] [--max-connections 256]
 import type { Socket } from "bun";
-import { bounded, flag } from "./lib.ts";
+import { bounded, flag, flags } from "./lib.ts";
 
-const args = process.argv.slice(2);
 // Several `--url`s: their requests interleave on one schedule, `--rate` per second EACH, so the
 // targets are measured in the same moments of the machine (their difference is then not the
 // drift of a shared machine between two runs). One output line per target, in order.
-const urls = args.flatMap((a, i) => (a === "--url" && args[i + 1] !== undefined ? [args[i + 1]!] : []));
+const urls = flags("url");
 const rate = bounded(flag("rate", "1000"), 1, 100_000);
 const seconds = bounded(flag("seconds", "10"), 1, 600);
 const initialConnections = bounded(flag("connections", "16"), 1, 1000);
 const maxConnections = Math.max(initialConnections, bounded(flag("max-connections", "256"), 1, 10_000));
-const extraHeaders: string[] = [];
-for (let i = 0; i < args.length; i++) {
-  if (args[i] !== "--header") continue;
-  const h = args[i + 1] ?? "";
-  if (h.indexOf(":") > 0) extraHeaders.push(h);
-}
+const extraHeaders = flags("header").filter((h) => h.indexOf(":") > 0);
 if (urls.length === 0) {
   console.error("usage: rate-client.ts --url URL --rate N --seconds S [--header 'name: value']");
   process.exit(64);
 }
 const requestsPerTarget = Math.round(rate * seconds);
-let lateStarts = 0;
 
 interface Conn {
   socket: Socket<Conn> | null;
@@ -60,6 +53,8 @@ class Target {
   errors = 0;
   sent = 0;
   opened = 0;
+  /** Requests this client started more than one interval after they were due (it fell behind). */
+  lateStarts = 0;
   private readonly idle: Conn[] = [];
   private readonly waiting: number[] = [];
 
@@ -91,7 +86,7 @@ class Target {
     const measured = this.latencies.subarray(0, this.recorded).sort();
     const pct = (p: number) => (measured.length ? measured[Math.min(measured.length - 1, Math.floor((p / 100) * measured.length))]! : NaN);
     return {
-      url: this.url.href, rate, seconds, sent: this.sent, ok: this.ok, errors: this.errors + (this.sent - this.recorded), connections: this.opened, lateStarts,
+      url: this.url.href, rate, seconds, sent: this.sent, ok: this.ok, errors: this.errors + (this.sent - this.recorded), connections: this.opened, lateStarts: this.lateStarts,
       p50Ms: pct(50), p90Ms: pct(90), p99Ms: pct(99), p999Ms: pct(99.9), maxMs: measured.length ? measured[measured.length - 1] : NaN,
     };
   }
@@ -176,21 +171,21 @@ for (const t of targets) await t.open(initialConnections);
 const interval = 1000 / rate;
 const total = requestsPerTarget * targets.length;
 const start = performance.now() + 20;
+const slotOf = (k: number) => Math.floor(k / targets.length);
+const dueAtOf = (k: number) => start + slotOf(k) * interval;
 let next = 0;
 await new Promise<void>((resolve) => {
   const tick = () => {
     const now = performance.now();
-    while (next < total) {
-      const slot = Math.floor(next / targets.length);
-      const dueAt = start + slot * interval;
-      if (dueAt > now) break;
-      // A request starting more than one interval after it was due: the client fell behind.
-      if (now - dueAt > Math.max(interval, 1)) lateStarts++;
-      targets[(next + slot) % targets.length]!.fire(dueAt);
+    while (next < total && dueAtOf(next) <= now) {
+      const dueAt = dueAtOf(next);
+      const target = targets[(next + slotOf(next)) % targets.length]!;
+      if (now - dueAt > Math.max(interval, 1)) target.lateStarts++;
+      target.fire(dueAt);
       next++;
     }
     if (next >= total) { resolve(); return; }
-    const wait = start + Math.floor(next / targets.length) * interval - performance.now();
+    const wait = dueAtOf(next) - performance.now();
     if (wait > 2) setTimeout(tick, wait - 2);
     else setImmediate(tick);
   };

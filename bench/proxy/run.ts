@@ -155,10 +155,11 @@ if (fixedRate.length > 0) {
   for (const { rate, scenario, direct: d, proxy: x } of fixedRate) {
     console.log(`${String(rate).padEnd(7)} ${scenario.padEnd(18)} ${fmt(d.p50Ms).padStart(10)} ${fmt(d.p99Ms).padStart(11)} ${fmt(x.p50Ms).padStart(6)} ${fmt(x.p99Ms).padStart(8)} ${fmt(x.p999Ms).padStart(9)} ${fmt(x.p50Ms - d.p50Ms).padStart(7)} ${fmt(x.p99Ms - d.p99Ms).padStart(7)} ${String(x.connections).padStart(6)}  ${d.errors + x.errors}`);
   }
-  const first = fixedRate.find((f) => f.scenario === "gateway");
-  if (first) {
-    const added = first.proxy.p99Ms - first.direct.p99Ms;
-    console.log(`target added p99 ≤ 1 ms at ${first.rate} req/s (below saturation): ${added <= 1 ? "met" : "MISSED"} (${fmt(added)} ms)`);
+  // The target is judged at the first rate asked for (default 1000/s, furthest from saturation).
+  const gatewayRun = fixedRate.find((f) => f.scenario === "gateway");
+  if (gatewayRun) {
+    const added = gatewayRun.proxy.p99Ms - gatewayRun.direct.p99Ms;
+    console.log(`target added p99 ≤ 1 ms at ${gatewayRun.rate} req/s (below saturation): ${added <= 1 ? "met" : "MISSED"} (${fmt(added)} ms)`);
   }
 }
 for (const line of auditCounts) console.log(line);
