@@ -3,7 +3,7 @@ import type { UpstreamConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
 import { forwardToUpstream } from "./forward.ts";
 import type { ForwardOptions } from "./forward.ts";
-import { Http1Pool } from "./forward-http1.ts";
+import { Http1Abort, Http1Pool } from "./forward-http1.ts";
 
 // A raw TCP upstream on loopback: each test scripts the exact bytes it answers with, so framing
 // edge cases are real bytes on a real socket, not a parser fed strings.
@@ -138,6 +138,41 @@ describe("HTTP/1.1 pool: the request on the wire", () => {
     expect(lines).toContain("x-kept: yes");
     expect(lines.some((l) => /^(x-hop|te):/i.test(l))).toBe(false);
   });
+
+  test("a field value holding CR or LF is refused before a byte is sent (no head splitting)", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+    const pool = new Http1Pool(new URL(upstream.url));
+    for (const value of ["a\r\nx-injected: 1", "a\nb", "a\0b"]) {
+      const outcome = await pool.request({ method: "GET", target: "/x", headers: [["x-a", value]], abort: new Http1Abort(), connectTimeoutMs: 2000 })
+        .then(() => "sent", (e: unknown) => (e as GatewayError).code);
+      expect(outcome).toBe("UPSTREAM_BAD_REQUEST");
+    }
+    expect(requestsSeen).toEqual([]);
+    pool.close();
+  });
+});
+
+describe("HTTP/1.1 pool: the response fields", () => {
+  test("repeated set-cookie fields stay apart; fields named in Connection and the upstream's x-request-id are replaced", async () => {
+    reset((_req, socket) => socket.write(
+      "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nConnection: x-private\r\nX-Private: secret\r\nX-Request-Id: from-upstream\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\ncontent-length: 2\r\n\r\nok",
+    ));
+    const response = await forward();
+    expect(response.headers.getSetCookie()).toEqual(["a=1", "b=2"]);
+    expect(response.headers.get("x-private")).toBeNull();
+    expect(response.headers.get("keep-alive")).toBeNull();
+    expect(response.headers.get("connection")).toBeNull();
+    expect(response.headers.get("x-request-id")).toBe("req-h1");
+    expect(response.headers.get("x-kept")).toBe("yes");
+    expect(await response.text()).toBe("ok");
+  });
+
+  test("a field value with a bare LF inside its line is 502 UPSTREAM_BAD_RESPONSE", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\nx-a: 1\nx-b: 2\r\ncontent-length: 2\r\n\r\nok"));
+    const response = await forward();
+    expect(response.status).toBe(502);
+    expect(((await response.json()) as { code: string }).code).toBe("UPSTREAM_BAD_RESPONSE");
+  });
 });
 
 describe("HTTP/1.1 pool: connections", () => {
@@ -146,7 +181,7 @@ describe("HTTP/1.1 pool: connections", () => {
     const pool = new Http1Pool(new URL(upstream.url));
     const before = connections;
     for (let i = 0; i < 10; i++) {
-      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
       expect(new TextDecoder().decode(r.body as Uint8Array)).toBe("ok");
     }
     expect(connections - before).toBe(1);
@@ -159,7 +194,7 @@ describe("HTTP/1.1 pool: connections", () => {
     const pool = new Http1Pool(new URL(upstream.url));
     const before = connections;
     for (let i = 0; i < 3; i++) {
-      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
       expect(r.status).toBe(200);
     }
     expect(connections - before).toBe(3);
@@ -178,7 +213,7 @@ describe("HTTP/1.1 pool: connections", () => {
     });
     const pool = new Http1Pool(new URL(upstream.url));
     const before = connections;
-    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
     expect((await ask("GET")).status).toBe(200);
     expect((await ask("GET")).status).toBe(200);
     expect(seen).toBe(3);
@@ -194,7 +229,7 @@ describe("HTTP/1.1 pool: connections", () => {
       else socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     });
     const pool = new Http1Pool(new URL(upstream.url));
-    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), signal: new AbortController().signal, connectTimeoutMs: 2000 });
+    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
     expect((await ask("GET")).status).toBe(200);
     const outcome = await ask("POST").then(() => "answered", (e: unknown) => (e as GatewayError).code);
     expect(outcome).toBe("UPSTREAM_UNAVAILABLE");
@@ -205,13 +240,26 @@ describe("HTTP/1.1 pool: connections", () => {
   test("an abort before the answer rejects with the abort reason and closes the connection", async () => {
     reset(() => { /* never answers */ });
     const pool = new Http1Pool(new URL(upstream.url));
-    const abort = new AbortController();
-    const pending = pool.request({ method: "GET", target: "/x", headers: new Headers(), signal: abort.signal, connectTimeoutMs: 2000 });
+    const abort = new Http1Abort();
+    const pending = pool.request({ method: "GET", target: "/x", headers: new Headers(), abort, connectTimeoutMs: 2000 });
     setTimeout(() => abort.abort(new GatewayError("UPSTREAM_TIMEOUT", "too slow")), 20);
     const outcome = await pending.then(() => "answered", (e: unknown) => (e as GatewayError).code);
     expect(outcome).toBe("UPSTREAM_TIMEOUT");
     expect(pool.idleConnections).toBe(0);
   });
+
+  test("the idle timeout closes a waiting connection but never an exchange under way", async () => {
+    // Answers after 1.6 s: longer than the 1 s idle timeout, shorter than the request deadline.
+    reset((_req, socket) => { setTimeout(() => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"), 1600); });
+    const pool = new Http1Pool(new URL(upstream.url), { idleTimeoutS: 1 });
+    const r = await pool.request({ method: "GET", target: "/x", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
+    expect(r.status).toBe(200);
+    expect(new TextDecoder().decode(r.body as Uint8Array)).toBe("ok");
+    expect(pool.idleConnections).toBe(1);
+    const deadline = Date.now() + 4000;
+    while (pool.idleConnections > 0 && Date.now() < deadline) await Bun.sleep(50);
+    expect(pool.idleConnections).toBe(0);
+  }, 10_000);
 
   test("a silent upstream through forwardToUpstream → 504 UPSTREAM_TIMEOUT", async () => {
     reset(() => { /* never answers */ });

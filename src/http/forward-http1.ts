@@ -16,8 +16,11 @@ import { GatewayError } from "../errors.ts";
 export interface Http1Response {
   status: number;
   statusText: string;
-  /** As received, hop-by-hop fields included (the caller strips them). */
-  headers: Headers;
+  /**
+   * The fields in the order received, names in lower case, hop-by-hop ones included (the caller
+   * strips them): pairs, so no `Headers` object is made for a response that becomes another.
+   */
+  headers: Array<[string, string]>;
   /** Whole bytes when the body arrived with the head; a stream otherwise; null for none. */
   body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 }
@@ -27,10 +30,14 @@ export interface Http1Request {
   method: string;
   /** Origin-form request-target: `/path?query`, already normalised and checked by the caller. */
   target: string;
-  /** Fields to send; `host` and framing fields are set here, hop-by-hop ones must be gone. */
-  headers: Headers;
-  /** Aborts the exchange; before the head arrives the promise rejects with `signal.reason`. */
-  signal: AbortSignal;
+  /**
+   * Fields to send, as a `Headers` or as name/value pairs with lower-case names; `host` and
+   * framing fields are set here, hop-by-hop ones must be gone. A value holding CR, LF or NUL is
+   * refused (`UPSTREAM_BAD_REQUEST`) before anything is sent.
+   */
+  headers: Headers | ReadonlyArray<readonly [string, string]>;
+  /** Aborts the exchange; before the head arrives the promise rejects with the abort's reason. */
+  abort: Http1Abort;
   connectTimeoutMs: number;
 }
 
@@ -46,10 +53,39 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 const EXPECTS_CONTENT = new Set(["POST", "PUT", "PATCH"]);
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
+const UNSAFE_IN_FIELD = /[\r\n\0]/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/;
+const DIGITS = /^\d{1,15}$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 function badUpstream(origin: string, why: string): GatewayError {
   return new GatewayError("UPSTREAM_BAD_RESPONSE", `upstream \`${origin}\` sent a malformed response: ${why}`);
+}
+
+/**
+ * Cancels one pooled request: `abort(reason)` fails the connect or the exchange under way with
+ * `reason` (before the head arrived the request rejects with it; after, the body stream errors).
+ * A plain object with one callback slot, where an `AbortSignal` costs a native object and an
+ * event listener added and removed per request.
+ */
+export class Http1Abort {
+  aborted = false;
+  reason: unknown = undefined;
+  #onAbort: ((reason: unknown) => void) | null = null;
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const onAbort = this.#onAbort;
+    this.#onAbort = null;
+    onAbort?.(reason);
+  }
+
+  /** @internal The pool's hook for the step under way (one at a time); null to clear it. */
+  bind(onAbort: ((reason: unknown) => void) | null): void {
+    this.#onAbort = onAbort;
+  }
 }
 
 /** The state of one exchange on one connection; the socket handlers dispatch to it. */
@@ -72,8 +108,11 @@ export class Http1Pool {
   readonly #port: number;
   readonly #authority: string;
   readonly #idle: Connection[] = [];
+  readonly #idleTimeoutS: number;
 
-  constructor(origin: URL) {
+  /** `idleTimeoutS`: seconds of silence after which a connection closes while it waits in the pool. */
+  constructor(origin: URL, options: { idleTimeoutS?: number } = {}) {
+    this.#idleTimeoutS = options.idleTimeoutS ?? IDLE_TIMEOUT_S;
     this.#hostname = origin.hostname.replace(/^\[|\]$/g, "");
     this.#port = Number(origin.port || 80);
     this.#authority = origin.host;
@@ -92,11 +131,11 @@ export class Http1Pool {
   async request(request: Http1Request): Promise<Http1Response> {
     const head = this.#serialiseHead(request);
     for (let attempt = 0; ; attempt++) {
-      const connection = this.#takeIdle() ?? (await this.#connect(request.signal, request.connectTimeoutMs));
+      const connection = this.#takeIdle() ?? (await this.#connect(request.abort, request.connectTimeoutMs));
       try {
         return await this.#exchange(connection, head, request);
       } catch (error) {
-        const retry = error instanceof StaleConnection && attempt === 0 && IDEMPOTENT.has(request.method) && !request.signal.aborted;
+        const retry = error instanceof StaleConnection && attempt === 0 && IDEMPOTENT.has(request.method) && !request.abort.aborted;
         if (!retry) throw error instanceof StaleConnection ? new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` closed the connection`) : error;
       }
     }
@@ -111,13 +150,14 @@ export class Http1Pool {
     let head = `${request.method} ${request.target} HTTP/1.1\r\nhost: ${this.#authority}\r\n`;
     for (const [name, value] of request.headers) {
       if (name === "host" || name === "content-length") continue;
+      // `Headers` refuses these already; pairs are checked here, so no field can split the head.
+      if (UNSAFE_IN_FIELD.test(value) || UNSAFE_IN_FIELD.test(name)) throw new GatewayError("UPSTREAM_BAD_REQUEST", `header \`${name.replace(/[^\x21-\x7e]/g, "?")}\` holds CR, LF or NUL`);
       head += `${name}: ${value}\r\n`;
     }
     if (EXPECTS_CONTENT.has(request.method)) head += "content-length: 0\r\n";
     // The default in HTTP/1.1, said aloud for upstreams that still think in HTTP/1.0 (and as fetch does).
     head += "connection: keep-alive\r\n";
-    // Header values reaching here went through `Headers`, which refuses CR, LF and NUL; latin1
-    // keeps every other byte as the client sent it.
+    // latin1 keeps every byte of a value as the client sent it.
     return Buffer.from(head + "\r\n", "latin1");
   }
 
@@ -126,7 +166,6 @@ export class Http1Pool {
       const c = this.#idle.pop()!;
       if (!c.closed && c.socket !== null) {
         c.reused = true;
-        c.socket.timeout(0);
         return c;
       }
     }
@@ -139,7 +178,6 @@ export class Http1Pool {
       c.socket?.terminate();
       return;
     }
-    c.socket.timeout(IDLE_TIMEOUT_S);
     this.#idle.push(c);
   }
 
@@ -148,8 +186,8 @@ export class Http1Pool {
     if (i >= 0) this.#idle.splice(i, 1);
   }
 
-  async #connect(signal: AbortSignal, connectTimeoutMs: number): Promise<Connection> {
-    if (signal.aborted) throw signal.reason;
+  async #connect(abort: Http1Abort, connectTimeoutMs: number): Promise<Connection> {
+    if (abort.aborted) throw abort.reason;
     const connection: Connection = { socket: null, exchange: null, closed: false, reused: false };
     const pool = this;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -158,8 +196,7 @@ export class Http1Pool {
       giveUp = reject;
       timer = setTimeout(() => reject(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` did not accept a connection within ${connectTimeoutMs} ms`)), connectTimeoutMs);
     });
-    const onAbort = () => giveUp?.(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
+    abort.bind((reason) => giveUp?.(reason));
     const connecting = Bun.connect<Connection>({
       hostname: this.#hostname,
       port: this.#port,
@@ -172,7 +209,14 @@ export class Http1Pool {
           exchange.onData(chunk);
         },
         drain(socket) { socket.data.exchange?.onDrain(); },
-        timeout(socket) { socket.data.closed = true; pool.#forget(socket.data); socket.terminate(); },
+        // The idle timeout is armed once per connection and counts from the last byte either way;
+        // during an exchange the caller's deadline rules, so the timer is re-armed, not obeyed.
+        timeout(socket) {
+          if (socket.data.exchange !== null) { socket.timeout(pool.#idleTimeoutS); return; }
+          socket.data.closed = true;
+          pool.#forget(socket.data);
+          socket.terminate();
+        },
         end(socket) { socket.end(); },
         close(socket, error) {
           socket.data.closed = true;
@@ -192,16 +236,17 @@ export class Http1Pool {
     try {
       const socket = await Promise.race([connecting, stop]);
       socket.setNoDelay(true);
+      socket.timeout(this.#idleTimeoutS);
       connection.socket = socket;
       return connection;
     } catch (error) {
       // A connection that completes after we gave up must not leak.
       void connecting.then((s) => s.terminate(), () => {});
-      if (error instanceof GatewayError || error === signal.reason) throw error;
+      if (error instanceof GatewayError || (abort.aborted && error === abort.reason)) throw error;
       throw new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` is unavailable: ${(error as Error).message}`);
     } finally {
       clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
+      abort.bind(null);
     }
   }
 
@@ -225,10 +270,9 @@ export class Http1Pool {
         cleanup();
         socket.terminate();
       };
-      const onAbort = () => fail(request.signal.reason);
-      const cleanup = () => request.signal.removeEventListener("abort", onAbort);
-      if (request.signal.aborted) { fail(request.signal.reason); return; }
-      request.signal.addEventListener("abort", onAbort, { once: true });
+      const cleanup = () => request.abort.bind(null);
+      if (request.abort.aborted) { fail(request.abort.reason); return; }
+      request.abort.bind(fail);
 
       const exchange: Exchange = {
         onDrain() {
@@ -309,33 +353,41 @@ type Framing = { kind: "none" } | { kind: "length"; length: number } | { kind: "
 interface ParsedHead {
   status: number;
   statusText: string;
-  headers: Headers;
+  headers: Array<[string, string]>;
   framing: Framing;
   keepAlive: boolean;
 }
 
 /** Parses a response head (status line and fields, without the final CRLFCRLF). */
 function parseHead(text: string, origin: string): ParsedHead {
-  const lines = text.split("\r\n");
-  const statusLine = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/.exec(lines[0]!);
+  let lineEnd = text.indexOf("\r\n");
+  if (lineEnd < 0) lineEnd = text.length;
+  const statusLine = STATUS_LINE.exec(text.slice(0, lineEnd));
   if (!statusLine) throw badUpstream(origin, "bad status line");
-  const headers = new Headers();
+  const headers: Array<[string, string]> = [];
   let contentLength: string | null = null;
   let transferEncoding: string | null = null;
   let connection = "";
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(":");
-    if (colon <= 0) throw badUpstream(origin, line.length > 0 && (line[0] === " " || line[0] === "\t") ? "obsolete line folding" : "field without a colon");
-    const name = line.slice(0, colon);
+  // One field per CRLF-ended line; no split into an array of lines first.
+  for (let at = lineEnd + 2; at < text.length + 2 && lineEnd < text.length; at = lineEnd + 2) {
+    lineEnd = text.indexOf("\r\n", at);
+    if (lineEnd < 0) lineEnd = text.length;
+    const colon = text.indexOf(":", at);
+    if (colon <= at || colon >= lineEnd) {
+      const first = text.charCodeAt(at);
+      throw badUpstream(origin, lineEnd > at && (first === 0x20 || first === 0x09) ? "obsolete line folding" : "field without a colon");
+    }
+    const name = text.slice(at, colon);
     if (!TOKEN.test(name)) throw badUpstream(origin, "bad field name");
-    const value = line.slice(colon + 1).trim();
+    const value = text.slice(colon + 1, lineEnd).trim();
+    // A bare CR or LF inside a line, or NUL, is no field value (RFC 9110 §5.5).
+    if (UNSAFE_IN_FIELD.test(value)) throw badUpstream(origin, "bad field value");
     const lower = name.toLowerCase();
     if (lower === "content-length") {
       // A list of identical lengths is one length (RFC 9110 §8.6); different ones are an attack or a bug.
       for (const part of value.split(",")) {
         const v = part.trim();
-        if (!/^\d{1,15}$/.test(v) || (contentLength !== null && contentLength !== v)) throw badUpstream(origin, "bad content-length");
+        if (!DIGITS.test(v) || (contentLength !== null && contentLength !== v)) throw badUpstream(origin, "bad content-length");
         contentLength = v;
       }
     } else if (lower === "transfer-encoding") {
@@ -343,11 +395,7 @@ function parseHead(text: string, origin: string): ParsedHead {
     } else if (lower === "connection") {
       connection += "," + value.toLowerCase();
     }
-    try {
-      headers.append(name, value);
-    } catch {
-      throw badUpstream(origin, "bad field value");
-    }
+    headers.push([lower, value]);
   }
   let framing: Framing;
   if (transferEncoding !== null) {
@@ -362,8 +410,11 @@ function parseHead(text: string, origin: string): ParsedHead {
     framing = { kind: "close" };
   }
   const http10 = statusLine[1] === "0";
-  const tokens = connection.split(",").map((s) => s.trim());
-  const keepAlive = http10 ? tokens.includes("keep-alive") && !tokens.includes("close") : !tokens.includes("close");
+  let keepAlive = !http10;
+  if (connection !== "") {
+    const tokens = connection.split(",").map((s) => s.trim());
+    keepAlive = http10 ? tokens.includes("keep-alive") && !tokens.includes("close") : !tokens.includes("close");
+  }
   return { status: Number(statusLine[2]), statusText: statusLine[3] ?? "", headers, framing, keepAlive };
 }
 
@@ -507,13 +558,12 @@ class ChunkedDecoder {
 const pools = new Map<string, Http1Pool>();
 
 /** The shared pool for a plain-HTTP origin (`http://host:port`); one per origin per process. */
-export function http1PoolFor(origin: URL): Http1Pool {
-  const key = origin.origin;
-  let pool = pools.get(key);
+export function http1PoolFor(origin: string): Http1Pool {
+  let pool = pools.get(origin);
   if (!pool) {
-    pool = new Http1Pool(origin);
+    pool = new Http1Pool(new URL(origin));
     if (pools.size >= 1024) for (const [k, p] of pools) { p.close(); pools.delete(k); break; }
-    pools.set(key, pool);
+    pools.set(origin, pool);
   }
   return pool;
 }

@@ -2,7 +2,7 @@
 // and the response body flows back without being buffered, both under a byte or time limit.
 import type { UpstreamConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
-import { http1PoolFor } from "./forward-http1.ts";
+import { Http1Abort, http1PoolFor } from "./forward-http1.ts";
 import type { Http1Response } from "./forward-http1.ts";
 import { problemResponse } from "./problem.ts";
 import { settle as settleInflight, watch as watchInflight, type InflightCall } from "./inflight.ts";
@@ -54,6 +54,7 @@ export interface ForwardOptions {
 // RFC 9110 §7.6.1: connection-specific fields never travel past one hop. `proxy-authorization`
 // is meant for a proxy and must not leak upstream; `expect` was answered by our own listener.
 const HOP_BY_HOP = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP_SET: ReadonlySet<string> = new Set(HOP_BY_HOP);
 // Method-override headers would let an upstream framework perform another method than the one
 // the policy judged (a GET judged as `read_*` and run as DELETE); the judged method is the method.
 const REQUEST_ONLY_STRIP = [
@@ -119,14 +120,14 @@ function bodyTooLarge(maxBodyBytes: number): GatewayError {
 }
 
 /** Passes chunks on while counting them; errors (and aborts the upstream call) past `maxBytes`. */
-function limitBody(body: ReadableStream<Uint8Array>, maxBytes: number, abort: AbortController): ReadableStream<Uint8Array> {
+function limitBody(body: ReadableStream<Uint8Array>, maxBytes: number, cancel: (reason: unknown) => void): ReadableStream<Uint8Array> {
   let seen = 0;
   return body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
       seen += chunk.byteLength;
       if (seen > maxBytes) {
         const error = bodyTooLarge(maxBytes);
-        abort.abort(error);
+        cancel(error);
         controller.error(error);
         return;
       }
@@ -139,12 +140,12 @@ function limitBody(body: ReadableStream<Uint8Array>, maxBytes: number, abort: Ab
  * Aborts the upstream call when its response body stays silent for `idleMs`, so a stalled
  * upstream cannot hold a client connection forever. One timer per response, not per chunk.
  */
-function watchResponseBody(body: ReadableStream<Uint8Array>, idleMs: number, abort: AbortController): ReadableStream<Uint8Array> {
+function watchResponseBody(body: ReadableStream<Uint8Array>, idleMs: number, cancel: (reason: unknown) => void): ReadableStream<Uint8Array> {
   let lastChunk = performance.now();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const check = () => {
     const idle = performance.now() - lastChunk;
-    if (idle >= idleMs) abort.abort(new GatewayError("UPSTREAM_TIMEOUT", "upstream response body stalled"));
+    if (idle >= idleMs) cancel(new GatewayError("UPSTREAM_TIMEOUT", "upstream response body stalled"));
     else arm(idleMs - idle);
   };
   const arm = (ms: number) => {
@@ -216,7 +217,7 @@ function buildUpstreamHeaders(request: Request, options: ForwardOptions, trace: 
   return out;
 }
 
-/** `owned`: the headers object is ours to change (the pool's), so it is not copied. */
+/** `owned`: the headers object is ours to change (fetch's response), so it is not copied. */
 function buildClientHeaders(upstreamHeaders: Headers, requestId: string, owned = false): Headers {
   const headers = owned ? upstreamHeaders : new Headers(upstreamHeaders);
   stripHopByHopHeaders(headers);
@@ -227,6 +228,29 @@ function buildClientHeaders(upstreamHeaders: Headers, requestId: string, owned =
   }
   headers.set("x-request-id", requestId);
   return headers;
+}
+
+/**
+ * The client's fields from the pool's answer (lower-case pairs): without the hop-by-hop ones and
+ * those named in `Connection` (RFC 9110 §7.6.1), with this request's `x-request-id`.
+ */
+function clientFieldsOf(fields: ReadonlyArray<[string, string]>, requestId: string): Array<[string, string]> {
+  let listed: Set<string> | null = null;
+  for (const [name, value] of fields) {
+    if (name !== "connection") continue;
+    for (const token of value.split(",")) {
+      const listedName = token.trim().toLowerCase();
+      if (listedName !== "") (listed ??= new Set()).add(listedName);
+    }
+  }
+  const out: Array<[string, string]> = [];
+  for (const pair of fields) {
+    const name = pair[0];
+    if (HOP_BY_HOP_SET.has(name) || name === "x-request-id" || (listed !== null && listed.has(name))) continue;
+    out.push(pair);
+  }
+  out.push(["x-request-id", requestId]);
+  return out;
 }
 
 /**
@@ -260,18 +284,29 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
     return problem(500, "PATH_FORWARD_MISMATCH", "the forwarded path would differ from the judged path");
   }
 
-  const abort = new AbortController();
   const trace = options.traceContext ?? traceContextFor(request.headers);
   const headers = buildUpstreamHeaders(request, options, trace);
-  const body = request.body === null ? null : limitBody(request.body, maxBodyBytes, abort);
+  // Body-less requests to a plain-HTTP upstream may take the pool (forward-http1.ts), which is
+  // cancelled through its own light handle; fetch gets an AbortController.
+  const pooled = options.client === "pool" && isBun && request.body === null && target.startsWith("http:");
+  const poolAbort = pooled ? new Http1Abort() : null;
+  const abort = pooled ? null : new AbortController();
+  let abortReason: unknown = undefined;
+  const cancel = (reason: unknown) => {
+    if (abortReason !== undefined) return;
+    abortReason = reason;
+    if (poolAbort !== null) poolAbort.abort(reason);
+    else abort!.abort(reason);
+  };
+  const body = request.body === null ? null : limitBody(request.body, maxBodyBytes, cancel);
 
   // The deadline for the response head and the client-gone watch ride on the shared sweep
   // (inflight.ts): a call answered before the next sweep costs no timer and no abort listener.
-  const onClientGone = () => abort.abort(new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request"));
+  const onClientGone = () => cancel(new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request"));
   let watchingClient = false;
   const call: InflightCall = {
     deadline: performance.now() + upstream.timeoutMs,
-    onDeadline: () => abort.abort(new GatewayError("UPSTREAM_TIMEOUT", `upstream \`${upstream.name}\` sent no response within ${upstream.timeoutMs} ms`)),
+    onDeadline: () => cancel(new GatewayError("UPSTREAM_TIMEOUT", `upstream \`${upstream.name}\` sent no response within ${upstream.timeoutMs} ms`)),
     onSlow: () => {
       const signal = request.signal;
       if (signal.aborted) onClientGone();
@@ -281,17 +316,18 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   watchInflight(call);
   let upstreamResponse: Response | Http1Response;
   try {
-    if (options.client === "pool" && isBun && body === null && target.startsWith("http:")) {
-      const url = new URL(target);
-      upstreamResponse = await http1PoolFor(url).request({
-        method: request.method, target: url.pathname + url.search, headers: new Headers(headers), signal: abort.signal, connectTimeoutMs: upstream.connectTimeoutMs,
+    if (poolAbort !== null) {
+      const { origin, prefix } = upstreamBase(upstream.url);
+      upstreamResponse = await http1PoolFor(origin).request({
+        method: request.method, target: prefix + options.path + (options.query === "" ? "" : "?" + options.query),
+        headers, abort: poolAbort, connectTimeoutMs: upstream.connectTimeoutMs,
       });
     } else {
       const init: RequestInit & { duplex?: "half"; decompress?: boolean } = {
         method: request.method,
         headers,
         redirect: "manual",
-        signal: abort.signal,
+        signal: abort!.signal,
       };
       if (body !== null) { init.body = body; init.duplex = "half"; }
       // Bun decodes gzip/br by default; the client must get the upstream's bytes untouched.
@@ -299,12 +335,13 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
       upstreamResponse = await fetch(target, init);
     }
   } catch (error) {
-    const reason = abort.signal.aborted ? abort.signal.reason : error;
+    const reason = abortReason !== undefined ? abortReason : error;
     if (reason instanceof GatewayError) {
       if (reason.code === "REQUEST_BODY_TOO_LARGE") return problem(413, reason.code, reason.message);
       if (reason.code === "UPSTREAM_TIMEOUT") return problem(504, reason.code, reason.message);
       if (reason.code === "CLIENT_CLOSED_REQUEST") return problem(499, reason.code, reason.message);
       if (reason.code === "UPSTREAM_BAD_RESPONSE") return problem(502, reason.code, `upstream \`${upstream.name}\` sent a malformed response`);
+      if (reason.code === "UPSTREAM_BAD_REQUEST") return problem(500, reason.code, "a header for the upstream holds CR, LF or NUL");
     }
     return problem(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` is unavailable`);
   } finally {
@@ -326,10 +363,14 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
     buildClientHeaders(upstreamResponse.headers, requestId, true);
     return upstreamResponse;
   }
-  const pooled = !(upstreamResponse instanceof Response);
-  const responseHeaders = buildClientHeaders(upstreamResponse.headers, requestId, pooled);
-  const upstreamBody = upstreamResponse.body;
-  // Whole bytes have nothing left to stall on.
-  const responseBody = upstreamBody === null || upstreamBody instanceof Uint8Array || idleMs === undefined ? upstreamBody : watchResponseBody(upstreamBody, idleMs, abort);
+  if (!(upstreamResponse instanceof Response)) {
+    // The pool's answer: its fields are pairs, filtered here into the client's response. Whole
+    // bytes have nothing left to stall on.
+    const pooledBody = upstreamResponse.body;
+    const watched = pooledBody === null || pooledBody instanceof Uint8Array || idleMs === undefined ? pooledBody : watchResponseBody(pooledBody, idleMs, cancel);
+    return new Response(watched, { status: upstreamResponse.status, statusText: upstreamResponse.statusText, headers: clientFieldsOf(upstreamResponse.headers, requestId) });
+  }
+  const responseHeaders = buildClientHeaders(upstreamResponse.headers, requestId);
+  const responseBody = upstreamResponse.body === null || idleMs === undefined ? upstreamResponse.body : watchResponseBody(upstreamResponse.body, idleMs, cancel);
   return new Response(responseBody, { status: upstreamResponse.status, statusText: upstreamResponse.statusText, headers: responseHeaders });
 }

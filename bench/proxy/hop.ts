@@ -1,0 +1,119 @@
+// The upstream hop alone: CPU per request of one process that sends GET requests to the bench
+// upstream over loopback and reads the answers, 16 in flight, closed loop, no TLS and no server
+// side. Three clients, interleaved over rounds:
+//   raw   — 16 kept-alive `Bun.connect` sockets, a prepared request, the answer found by its
+//           Content-Length; no parsing beyond that (a floor for any client on this runtime)
+//   pool  — the gateway's HTTP/1.1 pool (src/http/forward-http1.ts), as forwardToUpstream calls it
+//   fetch — the runtime's fetch (its own client thread; counted, as all threads are)
+//
+//   node_modules/.bin/bun bench/proxy/hop.ts [--rounds 5] [--requests 20000] [--no-pin]
+//
+// Each measurement runs in a fresh child process (pinned to CPU 1; the upstream to CPU 0), and
+// reports user+system CPU time per request of that process, all its threads included.
+import { join } from "node:path";
+import { Http1Abort, http1PoolFor } from "../../src/http/forward-http1.ts";
+import { bounded, cpuBudget, flag, median, startProcess, stopProcess, type Started } from "./lib.ts";
+
+const IN_FLIGHT = 16;
+const mode = flag("mode", "");
+
+if (mode !== "") {
+  // Child: one measurement.
+  const port = Number(flag("port", "0"));
+  const requests = bounded(flag("requests", "20000"), 1000, 1_000_000);
+  const url = `http://127.0.0.1:${port}/changes/42`;
+  const origin = `http://127.0.0.1:${port}`;
+  let one: () => Promise<void>;
+  if (mode === "fetch") {
+    one = async () => {
+      const r = await fetch(url, { decompress: false } as RequestInit);
+      await r.arrayBuffer();
+    };
+  } else if (mode === "pool") {
+    one = async () => {
+      const r = await http1PoolFor(origin).request({ method: "GET", target: "/changes/42", headers: [["accept", "*/*"]], abort: new Http1Abort(), connectTimeoutMs: 2000 });
+      if (r.body !== null && !(r.body instanceof Uint8Array)) await new Response(r.body).arrayBuffer();
+    };
+  } else if (mode === "raw") {
+    const request = Buffer.from(`GET /changes/42 HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\naccept: */*\r\n\r\n`);
+    const sockets: Array<{ write(b: Uint8Array): number }> = [];
+    const waiting: Array<(() => void) | null> = [];
+    const free: number[] = [];
+    for (let i = 0; i < IN_FLIGHT; i++) {
+      let pending = "";
+      sockets.push(await Bun.connect({
+        hostname: "127.0.0.1", port,
+        socket: {
+          data(_s, chunk) {
+            pending += chunk.toString("latin1");
+            const end = pending.indexOf("\r\n\r\n");
+            if (end < 0) return;
+            const length = /content-length: *(\d+)/i.exec(pending.slice(0, end));
+            const total = end + 4 + (length ? Number(length[1]) : 0);
+            if (pending.length < total) return;
+            pending = pending.slice(total);
+            const done = waiting[i]!;
+            waiting[i] = null;
+            done();
+          },
+        },
+      }));
+      free.push(i);
+    }
+    one = () => new Promise<void>((resolve) => {
+      const i = free.pop()!;
+      waiting[i] = () => { free.push(i); resolve(); };
+      sockets[i]!.write(request);
+    });
+  } else {
+    throw new Error(`--mode must be raw, pool or fetch, not \`${mode}\``);
+  }
+  const run = async (n: number) => {
+    let left = n;
+    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => { while (left-- > 0) await one(); }));
+  };
+  await run(2000);
+  const before = process.cpuUsage();
+  const started = performance.now();
+  await run(requests);
+  const cpu = process.cpuUsage(before);
+  const seconds = (performance.now() - started) / 1000;
+  console.log(JSON.stringify({ mode, cpuUs: (cpu.user + cpu.system) / requests, userUs: cpu.user / requests, systemUs: cpu.system / requests, rps: requests / seconds }));
+  process.exit(0);
+}
+
+// Parent: start the upstream, then interleave the clients over rounds.
+const rounds = bounded(flag("rounds", "5"), 1, 50);
+const requests = bounded(flag("requests", "20000"), 1000, 1_000_000);
+const budget = cpuBudget(!process.argv.includes("--no-pin"));
+const bun = process.execPath;
+const here = import.meta.dir;
+const started: Started[] = [];
+const modes = ["raw", "pool", "fetch"] as const;
+const results = new Map<string, Array<{ cpuUs: number; userUs: number; systemUs: number; rps: number }>>(modes.map((m) => [m, []]));
+try {
+  const upstream = await startProcess("upstream", [bun, join(here, "upstream.ts")], { cpu: budget?.loadCpu, ready: /^listening \d+/ });
+  started.push(upstream);
+  const port = /^listening (\d+)/.exec(upstream.lines.find((l) => l.startsWith("listening"))!)![1]!;
+  for (let r = 0; r < rounds; r++) {
+    for (const m of modes) {
+      const child = Bun.spawn([...(budget ? ["taskset", "-c", budget.serverCpu] : []), bun, join(here, "hop.ts"), "--mode", m, "--port", port, "--requests", String(requests)], { stdout: "pipe", stderr: "inherit" });
+      const timer = setTimeout(() => child.kill(), 120_000);
+      const out = await new Response(child.stdout).text();
+      clearTimeout(timer);
+      if ((await child.exited) !== 0) throw new Error(`hop client ${m} failed`);
+      results.get(m)!.push(JSON.parse(out.trim().split("\n").pop()!));
+      console.error(`round ${r + 1}/${rounds}: ${m} ${results.get(m)!.at(-1)!.cpuUs.toFixed(1)} µs/req`);
+    }
+  }
+} finally {
+  for (const s of started.reverse()) await stopProcess(s);
+}
+
+console.log(`\nupstream hop, ${IN_FLIGHT} in flight, ${requests} requests per run, medians of ${rounds} interleaved rounds${budget ? "; client on CPU 1, upstream on CPU 0" : ""}`);
+console.log("client   CPU µs/req   user   system      req/s");
+for (const m of modes) {
+  const runs = results.get(m)!;
+  const f = (k: "cpuUs" | "userUs" | "systemUs") => median(runs.map((x) => x[k])).toFixed(1);
+  console.log(`${m.padEnd(8)} ${f("cpuUs").padStart(10)} ${f("userUs").padStart(6)} ${f("systemUs").padStart(8)} ${median(runs.map((x) => x.rps)).toFixed(0).padStart(10)}`);
+}
