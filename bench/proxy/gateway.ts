@@ -3,7 +3,8 @@
 // and answers itself, which isolates the cost of TLS and the server from the cost of the hop.
 // Prints `listening <port>` once ready.
 // `--client pool` forwards over the keep-alive HTTP/1.1 pool instead of fetch (the default).
-// Usage: bun bench/proxy/gateway.ts --upstream http://127.0.0.1:PORT [--mode forward|answer] [--client fetch|pool]
+// `--mode answer-later` answers itself one event-loop turn later (what an awaited upstream costs the server side).
+// Usage: bun bench/proxy/gateway.ts --upstream http://127.0.0.1:PORT [--mode forward|answer|answer-later] [--client fetch|pool]
 import { generateKeyPair } from "jose";
 import { generate } from "selfsigned";
 import {
@@ -35,7 +36,8 @@ const server = Bun.serve({
     const requestId = requestIdFor(request, { trustIncoming: false });
     const target = normalizeRequestPath(requestTargetOf(request));
     if (!target.ok) return problemResponse({ status: target.status, code: target.code, detail: target.message, requestId });
-    if (mode === "answer") return new Response(answer, { headers: { "content-type": "application/json", "x-request-id": requestId } });
+    if (mode === "answer-later") await new Promise((resolve) => setImmediate(resolve));
+    if (mode === "answer" || mode === "answer-later") return new Response(answer, { headers: { "content-type": "application/json", "x-request-id": requestId } });
     return forwardToUpstream(request, {
       upstream, path: target.path, query: target.query, requestId,
       clientIp: srv.requestIP(request)?.address ?? "", host: request.headers.get("host") ?? "",
