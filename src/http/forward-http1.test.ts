@@ -248,6 +248,50 @@ describe("HTTP/1.1 pool: connections", () => {
     expect(pool.idleConnections).toBe(0);
   });
 
+  test("at its cap the pool queues requests in order and opens no more connections", async () => {
+    reset((_req, socket) => { setTimeout(() => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"), 20); });
+    const pool = new Http1Pool(new URL(upstream.url), { maxConnections: 2 });
+    const before = connections;
+    const order: number[] = [];
+    const all = Array.from({ length: 6 }, (_, i) =>
+      pool.request({ method: "GET", target: `/x${i}`, headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 }).then((r) => { order.push(i); return r.status; }));
+    await Bun.sleep(5);
+    expect(pool.openConnections).toBe(2);
+    expect(pool.waitingRequests).toBe(4);
+    expect(await Promise.all(all)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(connections - before).toBe(2);
+    expect(order.slice(2)).toEqual([2, 3, 4, 5]);
+    expect(pool.waitingRequests).toBe(0);
+    pool.close();
+    expect(pool.openConnections).toBe(0);
+  });
+
+  test("a queued request that is aborted leaves the queue; a connection the upstream closes frees its slot", async () => {
+    let answered = 0;
+    reset((_req, socket) => {
+      setTimeout(() => {
+        answered++;
+        // The first answer closes its connection: its slot must go to the next waiter.
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 2\r\n${answered === 1 ? "connection: close\r\n" : ""}\r\nok`);
+        if (answered === 1) socket.end();
+      }, 30);
+    });
+    const pool = new Http1Pool(new URL(upstream.url), { maxConnections: 1 });
+    const first = pool.request({ method: "GET", target: "/a", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
+    const abort = new Http1Abort();
+    const aborted = pool.request({ method: "GET", target: "/b", headers: [], abort, connectTimeoutMs: 2000 }).then(() => "answered", (e: unknown) => (e as GatewayError).code);
+    const third = pool.request({ method: "GET", target: "/c", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
+    await Bun.sleep(5);
+    expect(pool.waitingRequests).toBe(2);
+    abort.abort(new GatewayError("CLIENT_CLOSED_REQUEST", "gone"));
+    expect(await aborted).toBe("CLIENT_CLOSED_REQUEST");
+    expect(pool.waitingRequests).toBe(1);
+    expect((await first).status).toBe(200);
+    expect((await third).status).toBe(200);
+    expect(requestsSeen.map((h) => h.split(" ")[1])).toEqual(["/a", "/c"]);
+    pool.close();
+  });
+
   test("the idle timeout closes a waiting connection but never an exchange under way", async () => {
     // Answers after 1.6 s: longer than the 1 s idle timeout, shorter than the request deadline.
     reset((_req, socket) => { setTimeout(() => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"), 1600); });

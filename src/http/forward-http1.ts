@@ -43,6 +43,7 @@ export interface Http1Request {
 
 const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_IDLE_PER_ORIGIN = 256;
+const MAX_CONNECTIONS_PER_ORIGIN = 256;
 // Shorter than the keep-alive timeout of common upstream servers (Node 5 s, Bun 10 s, nginx 75 s),
 // so the pool closes an idle connection before the upstream does in the common case.
 const IDLE_TIMEOUT_S = 4;
@@ -100,6 +101,15 @@ interface Connection {
   exchange: Exchange | null;
   closed: boolean;
   reused: boolean;
+  /** Counted among the pool's open connections (cleared once, when it closes or fails to open). */
+  counted: boolean;
+}
+
+/** A request waiting for a connection while the pool is at its cap. */
+interface Waiter {
+  /** A kept-alive connection handed over, or null: a slot came free, open a new one. */
+  resolve(connection: Connection | null): void;
+  reject(reason: unknown): void;
 }
 
 /** A pool of keep-alive connections to one `http://host:port` origin. */
@@ -109,10 +119,18 @@ export class Http1Pool {
   readonly #authority: string;
   readonly #idle: Connection[] = [];
   readonly #idleTimeoutS: number;
+  readonly #maxConnections: number;
+  readonly #waiting: Waiter[] = [];
+  #open = 0;
 
-  /** `idleTimeoutS`: seconds of silence after which a connection closes while it waits in the pool. */
-  constructor(origin: URL, options: { idleTimeoutS?: number } = {}) {
+  /**
+   * `idleTimeoutS`: seconds of silence after which a connection closes while it waits in the pool.
+   * `maxConnections`: connections open to the origin at most (default 256, as Bun's fetch); a
+   * request beyond that waits, in arrival order, for one to come free.
+   */
+  constructor(origin: URL, options: { idleTimeoutS?: number; maxConnections?: number } = {}) {
     this.#idleTimeoutS = options.idleTimeoutS ?? IDLE_TIMEOUT_S;
+    this.#maxConnections = Math.max(1, options.maxConnections ?? MAX_CONNECTIONS_PER_ORIGIN);
     this.#hostname = origin.hostname.replace(/^\[|\]$/g, "");
     this.#port = Number(origin.port || 80);
     this.#authority = origin.host;
@@ -123,6 +141,16 @@ export class Http1Pool {
     return this.#idle.length;
   }
 
+  /** Connections open (or opening) right now, idle and busy. */
+  get openConnections(): number {
+    return this.#open;
+  }
+
+  /** Requests waiting for a connection because the pool is at its cap. */
+  get waitingRequests(): number {
+    return this.#waiting.length;
+  }
+
   /**
    * Sends one body-less request and resolves once the response head has arrived. A reused
    * connection that the upstream closed in the meantime is retried once on a fresh one when the
@@ -131,7 +159,7 @@ export class Http1Pool {
   async request(request: Http1Request): Promise<Http1Response> {
     const head = this.#serialiseHead(request);
     for (let attempt = 0; ; attempt++) {
-      const connection = this.#takeIdle() ?? (await this.#connect(request.abort, request.connectTimeoutMs));
+      const connection = this.#takeIdle() ?? (await this.#obtain(request.abort, request.connectTimeoutMs));
       try {
         return await this.#exchange(connection, head, request);
       } catch (error) {
@@ -143,7 +171,7 @@ export class Http1Pool {
 
   /** Closes every idle connection (in-flight exchanges finish on their own). */
   close(): void {
-    for (const c of this.#idle.splice(0)) c.socket?.terminate();
+    for (const c of this.#idle.splice(0)) { c.socket?.terminate(); this.#closedOne(c); }
   }
 
   #serialiseHead(request: Http1Request): Buffer {
@@ -172,13 +200,42 @@ export class Http1Pool {
     return null;
   }
 
+  /** A new connection when under the cap; else the next one released or a freed slot. */
+  async #obtain(abort: Http1Abort, connectTimeoutMs: number): Promise<Connection> {
+    for (;;) {
+      if (this.#open < this.#maxConnections) return this.#connect(abort, connectTimeoutMs);
+      if (abort.aborted) throw abort.reason;
+      const handed = await new Promise<Connection | null>((resolve, reject) => {
+        const waiter: Waiter = { resolve, reject };
+        this.#waiting.push(waiter);
+        abort.bind((reason) => {
+          const i = this.#waiting.indexOf(waiter);
+          if (i >= 0) this.#waiting.splice(i, 1);
+          reject(reason);
+        });
+      }).finally(() => abort.bind(null));
+      if (handed !== null) return handed;
+    }
+  }
+
   #release(c: Connection): void {
     c.exchange = null;
     if (c.closed || c.socket === null || this.#idle.length >= MAX_IDLE_PER_ORIGIN) {
       c.socket?.terminate();
+      this.#closedOne(c);
       return;
     }
+    const waiter = this.#waiting.shift();
+    if (waiter !== undefined) { c.reused = true; waiter.resolve(c); return; }
     this.#idle.push(c);
+  }
+
+  /** Counts a connection out once and lets the first waiter open a new one in its place. */
+  #closedOne(c: Connection): void {
+    if (!c.counted) return;
+    c.counted = false;
+    this.#open--;
+    this.#waiting.shift()?.resolve(null);
   }
 
   #forget(c: Connection): void {
@@ -188,7 +245,8 @@ export class Http1Pool {
 
   async #connect(abort: Http1Abort, connectTimeoutMs: number): Promise<Connection> {
     if (abort.aborted) throw abort.reason;
-    const connection: Connection = { socket: null, exchange: null, closed: false, reused: false };
+    const connection: Connection = { socket: null, exchange: null, closed: false, reused: false, counted: true };
+    this.#open++;
     const pool = this;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let giveUp: ((error: unknown) => void) | undefined;
@@ -205,7 +263,7 @@ export class Http1Pool {
         data(socket, chunk) {
           const exchange = socket.data.exchange;
           // Bytes on an idle connection answer nothing we asked: the connection is unusable.
-          if (exchange === null) { socket.data.closed = true; pool.#forget(socket.data); socket.terminate(); return; }
+          if (exchange === null) { socket.data.closed = true; pool.#forget(socket.data); socket.terminate(); pool.#closedOne(socket.data); return; }
           exchange.onData(chunk);
         },
         drain(socket) { socket.data.exchange?.onDrain(); },
@@ -216,17 +274,21 @@ export class Http1Pool {
           socket.data.closed = true;
           pool.#forget(socket.data);
           socket.terminate();
+          pool.#closedOne(socket.data);
         },
         end(socket) { socket.end(); },
         close(socket, error) {
           socket.data.closed = true;
           pool.#forget(socket.data);
+          pool.#closedOne(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
           exchange?.onClose(error ?? null);
         },
         error(socket, error) {
           socket.data.closed = true;
+          pool.#forget(socket.data);
+          pool.#closedOne(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
           exchange?.onClose(error);
@@ -242,6 +304,7 @@ export class Http1Pool {
     } catch (error) {
       // A connection that completes after we gave up must not leak.
       void connecting.then((s) => s.terminate(), () => {});
+      this.#closedOne(connection);
       if (error instanceof GatewayError || (abort.aborted && error === abort.reason)) throw error;
       throw new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` is unavailable: ${(error as Error).message}`);
     } finally {
@@ -269,6 +332,7 @@ export class Http1Pool {
         else body?.fail(error);
         cleanup();
         socket.terminate();
+        pool.#closedOne(c);
       };
       const cleanup = () => request.abort.bind(null);
       if (request.abort.aborted) { fail(request.abort.reason); return; }
@@ -315,7 +379,7 @@ export class Http1Pool {
             const done = (ok: boolean) => {
               cleanup();
               if (ok && reusable && !c.closed) pool.#release(c);
-              else { c.closed = true; socket.terminate(); }
+              else { c.closed = true; socket.terminate(); pool.#closedOne(c); }
             };
             if (framing.kind === "none") {
               done(received.byteLength === 0);
