@@ -7,7 +7,7 @@
 // Prints `token <jwt>` (a developer with MFA, valid 50 minutes) and then `listening <port>`.
 // On SIGTERM it stops, prints `audit <records written> <write calls>` and exits.
 // Usage: bun bench/proxy/full-gateway.ts --upstream http://127.0.0.1:PORT [--port 0] [--no-audit]
-//        [--fsync always|batch|off] (default batch)
+//        [--fsync always|batch|off] (default batch) [--client fetch|pool] (upstreams' `client`, default fetch)
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +25,7 @@ function flag(name: string, fallback: string): string {
 const upstreamUrl = flag("upstream", "http://127.0.0.1:1");
 const auditDisabled = process.argv.includes("--no-audit");
 const fsync = flag("fsync", "batch");
+const client = flag("client", "fetch") === "pool" ? "pool" as const : "fetch" as const;
 if (fsync !== "always" && fsync !== "batch" && fsync !== "off") throw new Error(`--fsync must be always, batch or off, not \`${fsync}\``);
 const dir = mkdtempSync(join(tmpdir(), "dutygate-bench-"));
 cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
@@ -37,7 +38,7 @@ const config: GatewayConfig = {
   listen,
   admin: null,
   issuers: [{ ...base.issuers[0]!, name: "bench", issuer: TEST_ISSUER, audience: [TEST_AUDIENCE], jwksFile: issuer.jwksFile, algorithms: ["ES256"] }],
-  upstreams: Object.fromEntries(["changes", "deploy", "logs", "admin"].map((name) => [name, { name, url: upstreamUrl, timeoutMs: 10_000, connectTimeoutMs: 2_000 }])),
+  upstreams: Object.fromEntries(["changes", "deploy", "logs", "admin"].map((name) => [name, { name, url: upstreamUrl, timeoutMs: 10_000, connectTimeoutMs: 2_000, client }])),
   policy: { ...base.policy, dir: join(dir, "policies"), watch: false },
   audit: { ...base.audit, dir: join(dir, "audit"), fsync },
   ledger: { ...base.ledger, path: join(dir, ".state", "ledger.sqlite") },

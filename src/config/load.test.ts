@@ -99,6 +99,8 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.timeout", line: 5 }] },
   { name: "duration without a unit suggests one", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nconnect_timeout = 30\n`,
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.connect_timeout", help: "write the unit, e.g. `30s`" }] },
+  { name: "unknown upstream client suggests the near one", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nclient = "pol"\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.client", line: 5, help: "did you mean `pool`?" }] },
   { name: "misspelt upstream key", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimout = "5s"\n`,
     expect: [{ code: "CONFIG_UNKNOWN_KEY", path: "upstreams.changes.timout", help: "did you mean `timeout`?" }] },
   { name: "size in words", toml: `max_body_bytes = "10 megs"\n${POLICY}`,
@@ -268,6 +270,7 @@ mfa = false
 url = "http://127.0.0.1:8081/api"
 timeout = "10s"
 connect_timeout = "250ms"
+client = "pool"
 
 [policy]
 dir = "/etc/dutygate/policies"
@@ -320,7 +323,7 @@ level = "debug"
       algorithms: ["ES256", "HS256"], hmacSecret: "0123456789abcdef0123456789abcdef", clockToleranceMs: 5000, maxLifetimeMs: 900_000,
       requiredClaims: ["exp", "iat", "jti"], claims: { sub: "sub", roles: "realm_access.roles" }, constants: { mfa: false },
     }]);
-    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250 } });
+    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250, client: "pool" } });
     expect(c.policy).toEqual({ dir: "/etc/dutygate/policies", requireSignature: true, trustedKeysFile: join(dir, "keys/trusted.json"), minSigners: 2, watch: false, debounceMs: 1000 });
     expect(c.audit).toEqual({
       dir: join(dir, "audit-log"), fsync: "always", batchIntervalMs: 5, rotateBytes: 1024 ** 3, rotateAgeMs: 7 * 86_400_000,

@@ -403,8 +403,9 @@ function readUpstreams(section: Section | null): Record<string, UpstreamConfig> 
     }
     const timeoutMs = upstream.duration("timeout", DEFAULTS.upstream.timeoutMs, { min: 1 });
     const connectTimeoutMs = upstream.duration("connect_timeout", DEFAULTS.upstream.connectTimeoutMs, { min: 1 });
+    const client = upstream.choice("client", ["fetch", "pool"] as const, DEFAULTS.upstream.client);
     upstream.finish();
-    upstreams[name] = { name, url: url ?? "", timeoutMs, connectTimeoutMs };
+    upstreams[name] = { name, url: url ?? "", timeoutMs, connectTimeoutMs, client };
   }
   return upstreams;
 }

@@ -73,6 +73,12 @@ export interface UpstreamConfig {
   url: string;
   timeoutMs: number;
   connectTimeoutMs: number;
+  /**
+   * `fetch` (default): the runtime's fetch for every request. `pool`: under Bun, requests without
+   * a body to an `http://` upstream go over the gateway's own keep-alive HTTP/1.1 pool
+   * (src/http/forward-http1.ts); the rest still use fetch.
+   */
+  client?: "fetch" | "pool";
 }
 
 export interface PolicyConfig {

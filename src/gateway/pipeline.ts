@@ -389,6 +389,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
         upstream, path: target.path, query: target.query, requestId, clientIp: ip.text,
         host, identityHeader: config.identity.header, identityToken,
         stripHeaders: caller.method === "jwt" ? stripForJwt : stripHeaders, maxBodyBytes: config.maxBodyBytes,
+        client: upstream.client,
       });
     } catch (e) {
       log.error("forwarding failed", { request_id: requestId, error: (e as Error).message });

@@ -45,8 +45,7 @@ export interface ForwardOptions {
    * `fetch` (default): the runtime's fetch. `pool` (Bun only; other runtimes use fetch): body-less
    * requests to `http:` upstreams go over a keep-alive HTTP/1.1 pool on the event loop
    * (forward-http1.ts), skipping the hop to fetch's client thread; requests with a body and
-   * `https:` upstreams still use fetch. Opt-in: measured at parity in CPU per request with fetch
-   * when the gateway has one core (docs/performance.md).
+   * `https:` upstreams still use fetch. Config: `upstreams.NAME.client`.
    */
   client?: "fetch" | "pool";
 }
