@@ -7,7 +7,7 @@
 // Prints `token <jwt>` (a developer with MFA, valid 50 minutes) and then `listening <port>`.
 // On SIGTERM it stops, prints `audit <records written> <write calls>` and exits.
 // Usage: bun bench/proxy/full-gateway.ts --upstream http://127.0.0.1:PORT [--port 0] [--no-audit]
-//        [--fsync always|batch|off] (default batch) [--client fetch|pool] (upstreams' `client`, default fetch)
+//        [--fsync always|batch|off] (default batch) [--client fetch|pool] (upstreams' `client`; default: the config default)
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +25,10 @@ function flag(name: string, fallback: string): string {
 const upstreamUrl = flag("upstream", "http://127.0.0.1:1");
 const auditDisabled = process.argv.includes("--no-audit");
 const fsync = flag("fsync", "batch");
-const client = flag("client", "fetch") === "pool" ? "pool" as const : "fetch" as const;
+// Unset: the upstreams' default (`DEFAULTS.upstream.client`), as `gateway serve` runs it.
+const clientFlag = flag("client", "");
+if (clientFlag !== "" && clientFlag !== "fetch" && clientFlag !== "pool") throw new Error(`--client must be fetch or pool, not \`${clientFlag}\``);
+const client = clientFlag === "" ? undefined : clientFlag;
 if (fsync !== "always" && fsync !== "batch" && fsync !== "off") throw new Error(`--fsync must be always, batch or off, not \`${fsync}\``);
 const dir = mkdtempSync(join(tmpdir(), "dutygate-bench-"));
 cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });

@@ -1,18 +1,19 @@
 // Proxy benchmark: what the gateway costs over calling the upstream directly.
 //
 //   npm run bench:proxy -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1]
-//       [--scenarios direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-pool,gateway-no-audit] [--no-pin]
+//       [--scenarios direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-fetch,gateway-no-audit] [--no-pin]
 //       [--rates 1000,3000] [--rate-seconds 8]
 //
 // Scenarios (each a separate process; rounds interleave them so drift on a shared machine hits all):
 //   direct             the tiny upstream alone (plain HTTP, loopback)
 //   tls-answer         a Bun.serve TLS server that normalises the path and answers itself
 //   tls-forward        the same, forwarding with forwardToUpstream over fetch (what the gateway does)
-//   tls-forward-pool   the same over the opt-in keep-alive HTTP/1.1 pool (`client: "pool"`)
+//   tls-forward-pool   the same over the keep-alive HTTP/1.1 pool (`client: "pool"`)
 //   gateway            the FULL gateway (startGateway): TLS, ES256 JWT (cached after the first
 //                      request), compiled shipped policy, duty ledger, audit log on with fsync batch,
 //                      identity token; `GET /changes/42` (read_change: an unguarded duty)
-//   gateway-pool       the full gateway with `client = "pool"` on its upstreams
+//   gateway-fetch      the full gateway with `client = "fetch"` on its upstreams (the gateway
+//                      row uses the default, `pool`)
 //   gateway-no-audit   the same without the audit log (its cost, by difference)
 // CPU budget: wrk pinned to CPU 0 with 1 thread; upstream and proxy processes pinned to CPU 1.
 // Prints medians over the rounds: req/s, p50, p99, the latency added over `direct` in the same
@@ -34,9 +35,9 @@ const args = process.argv.slice(2);
 const shape: LoadShape = loadShapeFromArgs();
 const rounds = bounded(flag("rounds", "3"), 1, 10);
 const path = flag("path", "/changes/42");
-const ALL = ["direct", "tls-answer", "tls-forward", "tls-forward-pool", "gateway", "gateway-pool", "gateway-no-audit"] as const;
+const ALL = ["direct", "tls-answer", "tls-forward", "tls-forward-pool", "gateway", "gateway-fetch", "gateway-no-audit"] as const;
 type Scenario = (typeof ALL)[number];
-const wanted = flag("scenarios", "direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-pool,gateway-no-audit").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
+const wanted = flag("scenarios", "direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-fetch,gateway-no-audit").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
 if (!wanted.includes("direct")) wanted.unshift("direct");
 const budget = cpuBudget(!args.includes("--no-pin"));
 const rates = flag("rates", "1000,3000").split(",").map((r) => bounded(r, 0, 50_000)).filter((r) => r > 0);
@@ -78,7 +79,7 @@ try {
       const client = scenario === "tls-forward-pool" ? "pool" : "fetch";
       proc = await startProcess(scenario, [bun, join(here, "gateway.ts"), "--upstream", upstreamUrl, "--mode", mode, "--client", client], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
     } else {
-      proc = await startProcess(scenario, [bun, join(here, "full-gateway.ts"), "--upstream", upstreamUrl, ...(scenario === "gateway-no-audit" ? ["--no-audit"] : []), ...(scenario === "gateway-pool" ? ["--client", "pool"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+      proc = await startProcess(scenario, [bun, join(here, "full-gateway.ts"), "--upstream", upstreamUrl, ...(scenario === "gateway-no-audit" ? ["--no-audit"] : []), ...(scenario === "gateway-fetch" ? ["--client", "fetch"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
       const token = proc.lines.find((l) => l.startsWith("token "))!.slice(6);
       headers = [`authorization: Bearer ${token}`];
     }

@@ -20,7 +20,7 @@ export const DEFAULTS = {
     maxLifetimeMs: HOUR,
     requiredClaims: ["exp", "iat"],
   },
-  upstream: { timeoutMs: 30 * SECOND, connectTimeoutMs: 5 * SECOND, client: "fetch" as const },
+  upstream: { timeoutMs: 30 * SECOND, connectTimeoutMs: 5 * SECOND, client: "pool" as "fetch" | "pool" },
   policy: { dir: "./policies", requireSignature: true, minSigners: 1, watch: true, debounceMs: 100 },
   audit: {
     dir: "./audit",

@@ -74,9 +74,9 @@ export interface UpstreamConfig {
   timeoutMs: number;
   connectTimeoutMs: number;
   /**
-   * `fetch` (default): the runtime's fetch for every request. `pool`: under Bun, requests without
+   * `pool` (the default, `DEFAULTS.upstream.client`, also when unset): under Bun, requests without
    * a body to an `http://` upstream go over the gateway's own keep-alive HTTP/1.1 pool
-   * (src/http/forward-http1.ts); the rest still use fetch.
+   * (src/http/forward-http1.ts); the rest use fetch. `fetch`: the runtime's fetch for every request.
    */
   client?: "fetch" | "pool";
 }
