@@ -292,6 +292,46 @@ describe("HTTP/1.1 pool: connections", () => {
     pool.close();
   });
 
+  test("no slot leaks: after a mix of answers, resets, garbage, closes and aborts, only live connections are counted", async () => {
+    // Each request path names what the upstream does with it.
+    reset((req, socket) => {
+      const kind = req.split(" ")[1]!.slice(1).split("-")[0];
+      if (kind === "ok") socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+      else if (kind === "close") { socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"); socket.end(); }
+      else if (kind === "garbage") socket.write("SSH-2.0-OpenSSH\r\n\r\n");
+      else if (kind === "cut") { socket.write("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok"); socket.end(); }
+      else if (kind === "silent") { /* the caller aborts */ }
+      else socket.end();
+    });
+    const pool = new Http1Pool(new URL(upstream.url), { maxConnections: 4 });
+    const kinds = ["ok", "close", "garbage", "cut", "silent", "drop"];
+    const outcomes = await Promise.all(Array.from({ length: 120 }, async (_, i) => {
+      const kind = kinds[i % kinds.length]!;
+      const abort = new Http1Abort();
+      if (kind === "silent") setTimeout(() => abort.abort(new GatewayError("UPSTREAM_TIMEOUT", "slow")), 30);
+      try {
+        const r = await pool.request({ method: "GET", target: `/${kind}-${i}`, headers: [], abort, connectTimeoutMs: 2000 });
+        if (r.body !== null && !(r.body instanceof Uint8Array)) await new Response(r.body).arrayBuffer();
+        return "ok";
+      } catch (e) {
+        return (e as GatewayError).code ?? "error";
+      }
+    }));
+    expect(outcomes.filter((o) => o === "ok").length).toBeGreaterThanOrEqual(40);
+    expect(pool.waitingRequests).toBe(0);
+    // Let the last closes arrive; every counted connection is then one waiting in the pool.
+    const deadline = Date.now() + 2000;
+    while (pool.openConnections !== pool.idleConnections && Date.now() < deadline) await Bun.sleep(20);
+    expect(pool.openConnections).toBe(pool.idleConnections);
+    expect(pool.openConnections).toBeLessThanOrEqual(4);
+    // And the pool still serves: all four slots usable at once.
+    const after = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+      pool.request({ method: "GET", target: `/ok-after-${i}`, headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 }).then((r) => r.status)));
+    expect(after).toEqual(Array(8).fill(200));
+    pool.close();
+    expect(pool.openConnections).toBe(0);
+  });
+
   test("the idle timeout closes a waiting connection but never an exchange under way", async () => {
     // Answers after 1.6 s: longer than the 1 s idle timeout, shorter than the request deadline.
     reset((_req, socket) => { setTimeout(() => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"), 1600); });
