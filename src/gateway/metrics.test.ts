@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Counter, Histogram } from "./metrics.ts";
+import { Counter, Gauge, Histogram } from "./metrics.ts";
 
 describe("Prometheus text exposition", () => {
   test("one series per label set; values escaped per the format", () => {
@@ -30,5 +30,13 @@ describe("Prometheus text exposition", () => {
       "dutygate_test_seconds_sum 0.5055",
       "dutygate_test_seconds_count 3",
     ]);
+  });
+
+  test("a gauge collected per label set renders one series each, read at every scrape", () => {
+    let open = 2;
+    const g = new Gauge("dutygate_test_connections", "A test gauge.", () => [[{ upstream: "a", state: "idle" }, open], [{ upstream: "b", state: "busy" }, 0]]);
+    expect(g.render().slice(2)).toEqual(['dutygate_test_connections{upstream="a",state="idle"} 2', 'dutygate_test_connections{upstream="b",state="busy"} 0']);
+    open = 5;
+    expect(g.render()[2]).toBe('dutygate_test_connections{upstream="a",state="idle"} 5');
   });
 });

@@ -75,13 +75,16 @@ export class Counter implements Metric {
 
 export class Gauge implements Metric {
   readonly #values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string, readonly collect?: () => number) {}
+  /** `collect`: read at every scrape, one value, or one value per label set. */
+  constructor(readonly name: string, readonly help: string, readonly collect?: () => number | ReadonlyArray<readonly [Labels, number]>) {}
   set(value: number, labels?: Labels): void {
     this.#values.set(labelKey(labels), value);
   }
   render(): string[] {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    if (this.collect) lines.push(`${this.name} ${this.collect()}`);
+    const collected = this.collect?.();
+    if (typeof collected === "number") lines.push(`${this.name} ${collected}`);
+    else if (collected !== undefined) for (const [labels, v] of collected) lines.push(`${this.name}{${labelKey(labels)}} ${v}`);
     else for (const [k, v] of this.#values) lines.push(`${this.name}${k ? `{${k}}` : ""} ${v}`);
     return lines;
   }
@@ -131,9 +134,11 @@ export class Metrics {
   readonly auditWriteLatency = new Histogram("dutygate_audit_write_duration_seconds", "Time to hand an audit record to the OS (and fsync, per setting).", SLOW);
   readonly upstreamErrors = new Counter("dutygate_upstream_errors_total", "Upstream failures (unreachable, timeout) by upstream.");
   ledgerSize: Gauge = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger.");
+  upstreamConnections: Gauge = new Gauge("dutygate_upstream_connections", "Connections the HTTP/1.1 upstream client holds, by upstream and state (idle, busy).");
+  upstreamWaiting: Gauge = new Gauge("dutygate_upstream_waiting_requests", "Requests waiting for an upstream connection (the client is at its cap), by upstream.");
 
   render(): string {
-    const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.ledgerSize];
+    const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.upstreamConnections, this.upstreamWaiting, this.ledgerSize];
     return all.flatMap((m) => m.render()).join("\n") + "\n";
   }
 }

@@ -621,6 +621,11 @@ class ChunkedDecoder {
 
 const pools = new Map<string, Http1Pool>();
 
+/** The pool of an origin if one was made (for metrics: looking does not create one). */
+export function existingHttp1Pool(origin: string): Http1Pool | undefined {
+  return pools.get(origin);
+}
+
 /** The shared pool for a plain-HTTP origin (`http://host:port`); one per origin per process. */
 export function http1PoolFor(origin: string): Http1Pool {
   let pool = pools.get(origin);

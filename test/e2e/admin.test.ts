@@ -378,8 +378,13 @@ describe("/-/metrics", () => {
     expect(delta("dutygate_audit_records_total")).toBe(4 + 1 + 1 + 2 + 1);
     expect(delta("dutygate_audit_write_failures_total")).toBe(0);
     expect(sum(after, "dutygate_request_duration_seconds_count")).toBeGreaterThan(sum(before, "dutygate_request_duration_seconds_count"));
-    for (const family of ["dutygate_decision_duration_seconds", "dutygate_audit_write_duration_seconds", "dutygate_policy_revision", "dutygate_ledger_entries", "dutygate_upstream_errors_total"]) {
+    for (const family of ["dutygate_decision_duration_seconds", "dutygate_audit_write_duration_seconds", "dutygate_policy_revision", "dutygate_ledger_entries", "dutygate_upstream_errors_total", "dutygate_upstream_connections", "dutygate_upstream_waiting_requests"]) {
       expect(after.has(family)).toBe(true);
     }
+    // The approved request went over the default client: the `changes` upstream holds a
+    // connection, idle again once answered, and nobody waits.
+    expect(sum(after, "dutygate_upstream_connections", { upstream: "changes", state: "idle" })).toBeGreaterThanOrEqual(1);
+    expect(sum(after, "dutygate_upstream_connections", { upstream: "changes", state: "busy" })).toBe(0);
+    expect(sum(after, "dutygate_upstream_waiting_requests", { upstream: "changes" })).toBe(0);
   });
 });
