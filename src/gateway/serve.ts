@@ -100,6 +100,8 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       const open = pool?.openConnections ?? 0, idle = pool?.idleConnections ?? 0;
       return [[{ upstream: u.name, state: "idle" }, idle], [{ upstream: u.name, state: "busy" }, open - idle]] as const;
     }));
+    // On stop, idle kept-alive connections close (in-flight ones finish; the pool is per process).
+    cleanups.push(() => { for (const u of pooledUpstreams) poolOf(u.url)?.close(); });
     metrics.upstreamWaiting = new Gauge(metrics.upstreamWaiting.name, metrics.upstreamWaiting.help, () => pooledUpstreams.map((u) => [{ upstream: u.name }, poolOf(u.url)?.waitingRequests ?? 0] as const));
 
     const identity = await createIdentityTokenSigner({ privateKey: gatewayKey.privateKey, publicKey: gatewayKey.publicJwk, kid: gatewayKey.kid, alg: "EdDSA", issuer: "dutygate", ttlMs: config.identity.ttlMs });
