@@ -332,6 +332,32 @@ describe("HTTP/1.1 pool: connections", () => {
     expect(pool.openConnections).toBe(0);
   });
 
+  test("an upstream restarted on the same port: the next requests go out on fresh connections and succeed", async () => {
+    const answer = (tag: string) => Bun.listen<undefined>({
+      hostname: "127.0.0.1", port,
+      socket: { data(socket) { socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${tag.length}\r\n\r\n${tag}`); } },
+    });
+    const first = Bun.listen<undefined>({ hostname: "127.0.0.1", port: 0, socket: { data(socket) { socket.write("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none"); } } });
+    const port = first.port;
+    const pool = new Http1Pool(new URL(`http://127.0.0.1:${port}`));
+    const ask = () => pool.request({ method: "GET", target: "/x", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 })
+      .then((r) => new TextDecoder().decode(r.body as Uint8Array), (e: unknown) => (e as GatewayError).code);
+    expect(await Promise.all([ask(), ask(), ask()])).toEqual(["one", "one", "one"]);
+    expect(pool.idleConnections).toBe(3);
+    first.stop(true);
+    await Bun.sleep(50);
+    const second = answer("two");
+    try {
+      // Connections the old process held are gone; none of them may answer or leak a slot.
+      expect(await Promise.all([ask(), ask()])).toEqual(["two", "two"]);
+      expect(await ask()).toBe("two");
+      expect(pool.openConnections).toBe(pool.idleConnections);
+    } finally {
+      pool.close();
+      second.stop(true);
+    }
+  });
+
   test("the idle timeout closes a waiting connection but never an exchange under way", async () => {
     // Answers after 1.6 s: longer than the 1 s idle timeout, shorter than the request deadline.
     reset((_req, socket) => { setTimeout(() => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"), 1600); });
