@@ -181,7 +181,7 @@ describe("HTTP/1.1 pool: connections", () => {
     const pool = new Http1Pool(new URL(upstream.url));
     const before = connections;
     for (let i = 0; i < 10; i++) {
-      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
+      const r = await pool.request({ method: "GET", target: "/x", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
       expect(new TextDecoder().decode(r.body as Uint8Array)).toBe("ok");
     }
     expect(connections - before).toBe(1);
@@ -194,7 +194,7 @@ describe("HTTP/1.1 pool: connections", () => {
     const pool = new Http1Pool(new URL(upstream.url));
     const before = connections;
     for (let i = 0; i < 3; i++) {
-      const r = await pool.request({ method: "GET", target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
+      const r = await pool.request({ method: "GET", target: "/x", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
       expect(r.status).toBe(200);
     }
     expect(connections - before).toBe(3);
@@ -213,7 +213,7 @@ describe("HTTP/1.1 pool: connections", () => {
     });
     const pool = new Http1Pool(new URL(upstream.url));
     const before = connections;
-    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
+    const ask = (method: string) => pool.request({ method, target: "/x", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
     expect((await ask("GET")).status).toBe(200);
     expect((await ask("GET")).status).toBe(200);
     expect(seen).toBe(3);
@@ -229,7 +229,7 @@ describe("HTTP/1.1 pool: connections", () => {
       else socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
     });
     const pool = new Http1Pool(new URL(upstream.url));
-    const ask = (method: string) => pool.request({ method, target: "/x", headers: new Headers(), abort: new Http1Abort(), connectTimeoutMs: 2000 });
+    const ask = (method: string) => pool.request({ method, target: "/x", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
     expect((await ask("GET")).status).toBe(200);
     const outcome = await ask("POST").then(() => "answered", (e: unknown) => (e as GatewayError).code);
     expect(outcome).toBe("UPSTREAM_UNAVAILABLE");
@@ -241,7 +241,7 @@ describe("HTTP/1.1 pool: connections", () => {
     reset(() => { /* never answers */ });
     const pool = new Http1Pool(new URL(upstream.url));
     const abort = new Http1Abort();
-    const pending = pool.request({ method: "GET", target: "/x", headers: new Headers(), abort, connectTimeoutMs: 2000 });
+    const pending = pool.request({ method: "GET", target: "/x", headers: [], abort, connectTimeoutMs: 2000 });
     setTimeout(() => abort.abort(new GatewayError("UPSTREAM_TIMEOUT", "too slow")), 20);
     const outcome = await pending.then(() => "answered", (e: unknown) => (e as GatewayError).code);
     expect(outcome).toBe("UPSTREAM_TIMEOUT");

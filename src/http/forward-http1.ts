@@ -31,11 +31,11 @@ export interface Http1Request {
   /** Origin-form request-target: `/path?query`, already normalised and checked by the caller. */
   target: string;
   /**
-   * Fields to send, as a `Headers` or as name/value pairs with lower-case names; `host` and
-   * framing fields are set here, hop-by-hop ones must be gone. A value holding CR, LF or NUL is
-   * refused (`UPSTREAM_BAD_REQUEST`) before anything is sent.
+   * Fields to send as name/value pairs with lower-case names; `host` and framing fields are set
+   * here, hop-by-hop ones must be gone. A name or value holding CR, LF or NUL is refused
+   * (`UPSTREAM_BAD_REQUEST`) before anything is sent.
    */
-  headers: Headers | ReadonlyArray<readonly [string, string]>;
+  headers: ReadonlyArray<readonly [string, string]>;
   /** Aborts the exchange; before the head arrives the promise rejects with the abort's reason. */
   abort: Http1Abort;
   connectTimeoutMs: number;
@@ -171,14 +171,14 @@ export class Http1Pool {
 
   /** Closes every idle connection (in-flight exchanges finish on their own). */
   close(): void {
-    for (const c of this.#idle.splice(0)) { c.socket?.terminate(); this.#closedOne(c); }
+    for (const c of this.#idle.splice(0)) this.#discard(c);
   }
 
   #serialiseHead(request: Http1Request): Buffer {
     let head = `${request.method} ${request.target} HTTP/1.1\r\nhost: ${this.#authority}\r\n`;
     for (const [name, value] of request.headers) {
       if (name === "host" || name === "content-length") continue;
-      // `Headers` refuses these already; pairs are checked here, so no field can split the head.
+      // No field can split the head.
       if (UNSAFE_IN_FIELD.test(value) || UNSAFE_IN_FIELD.test(name)) throw new GatewayError("UPSTREAM_BAD_REQUEST", `header \`${name.replace(/[^\x21-\x7e]/g, "?")}\` holds CR, LF or NUL`);
       head += `${name}: ${value}\r\n`;
     }
@@ -221,8 +221,7 @@ export class Http1Pool {
   #release(c: Connection): void {
     c.exchange = null;
     if (c.closed || c.socket === null || this.#idle.length >= MAX_IDLE_PER_ORIGIN) {
-      c.socket?.terminate();
-      this.#closedOne(c);
+      this.#discard(c);
       return;
     }
     const waiter = this.#waiting.shift();
@@ -230,12 +229,24 @@ export class Http1Pool {
     this.#idle.push(c);
   }
 
-  /** Counts a connection out once and lets the first waiter open a new one in its place. */
-  #closedOne(c: Connection): void {
+  /**
+   * Takes a connection out of service: never handed out again, out of the idle list, and counted
+   * out of the open ones once, which lets the first waiter open a new one in its place. Every way
+   * a connection ends goes through here (or `#discard`).
+   */
+  #retire(c: Connection): void {
+    c.closed = true;
+    this.#forget(c);
     if (!c.counted) return;
     c.counted = false;
     this.#open--;
     this.#waiting.shift()?.resolve(null);
+  }
+
+  /** Retires a connection and closes its socket. */
+  #discard(c: Connection): void {
+    this.#retire(c);
+    c.socket?.terminate();
   }
 
   #forget(c: Connection): void {
@@ -263,7 +274,7 @@ export class Http1Pool {
         data(socket, chunk) {
           const exchange = socket.data.exchange;
           // Bytes on an idle connection answer nothing we asked: the connection is unusable.
-          if (exchange === null) { socket.data.closed = true; pool.#forget(socket.data); socket.terminate(); pool.#closedOne(socket.data); return; }
+          if (exchange === null) { pool.#discard(socket.data); return; }
           exchange.onData(chunk);
         },
         drain(socket) { socket.data.exchange?.onDrain(); },
@@ -271,24 +282,17 @@ export class Http1Pool {
         // during an exchange the caller's deadline rules, so the timer is re-armed, not obeyed.
         timeout(socket) {
           if (socket.data.exchange !== null) { socket.timeout(pool.#idleTimeoutS); return; }
-          socket.data.closed = true;
-          pool.#forget(socket.data);
-          socket.terminate();
-          pool.#closedOne(socket.data);
+          pool.#discard(socket.data);
         },
         end(socket) { socket.end(); },
         close(socket, error) {
-          socket.data.closed = true;
-          pool.#forget(socket.data);
-          pool.#closedOne(socket.data);
+          pool.#retire(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
           exchange?.onClose(error ?? null);
         },
         error(socket, error) {
-          socket.data.closed = true;
-          pool.#forget(socket.data);
-          pool.#closedOne(socket.data);
+          pool.#retire(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
           exchange?.onClose(error);
@@ -304,7 +308,7 @@ export class Http1Pool {
     } catch (error) {
       // A connection that completes after we gave up must not leak.
       void connecting.then((s) => s.terminate(), () => {});
-      this.#closedOne(connection);
+      this.#retire(connection);
       if (error instanceof GatewayError || (abort.aborted && error === abort.reason)) throw error;
       throw new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` is unavailable: ${(error as Error).message}`);
     } finally {
@@ -326,13 +330,11 @@ export class Http1Pool {
       let body: BodyReader | null = null;
 
       const fail = (error: unknown) => {
-        c.closed = true;
         // Settle first: terminating reports a close, which must not overwrite this error.
         if (!settled) { settled = true; reject(error); }
         else body?.fail(error);
         cleanup();
-        socket.terminate();
-        pool.#closedOne(c);
+        pool.#discard(c);
       };
       const cleanup = () => request.abort.bind(null);
       if (request.abort.aborted) { fail(request.abort.reason); return; }
@@ -379,7 +381,7 @@ export class Http1Pool {
             const done = (ok: boolean) => {
               cleanup();
               if (ok && reusable && !c.closed) pool.#release(c);
-              else { c.closed = true; socket.terminate(); pool.#closedOne(c); }
+              else pool.#discard(c);
             };
             if (framing.kind === "none") {
               done(received.byteLength === 0);
@@ -433,7 +435,7 @@ function parseHead(text: string, origin: string): ParsedHead {
   let transferEncoding: string | null = null;
   let connection = "";
   // One field per CRLF-ended line; no split into an array of lines first.
-  for (let at = lineEnd + 2; at < text.length + 2 && lineEnd < text.length; at = lineEnd + 2) {
+  for (let at = lineEnd + 2; lineEnd < text.length; at = lineEnd + 2) {
     lineEnd = text.indexOf("\r\n", at);
     if (lineEnd < 0) lineEnd = text.length;
     const colon = text.indexOf(":", at);
