@@ -4,5 +4,5 @@ export { loadConfig, parseConfigText, parseAddress, type LoadConfigOptions, type
 export { defaultConfig, DEMO_ISSUER, DEMO_UPSTREAM_PORTS, demoIssuerFiles, demoAdminFiles } from "./builtin.ts";
 export { ensureDemoIssuer, mintDemoToken, type DemoIssuer, type DemoTokenClaims } from "./demo.ts";
 export { formatConfigErrors } from "./format.ts";
-export { DEFAULTS } from "./defaults.ts";
+export { DEFAULTS, upstreamClient } from "./defaults.ts";
 export { parseSize } from "./read.ts";

@@ -7,7 +7,7 @@ import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, ty
 import type { AuditLog } from "../audit/mod.ts";
 import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type AuthnResult, type JwtAuthenticator } from "../authn/mod.ts";
-import { DEFAULTS } from "../config/defaults.ts";
+import { upstreamClient } from "../config/defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
 import { policyInputNames, replayFieldsOf } from "./replay_fields.ts";
@@ -390,7 +390,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
         upstream, path: target.path, query: target.query, requestId, clientIp: ip.text,
         host, identityHeader: config.identity.header, identityToken,
         stripHeaders: caller.method === "jwt" ? stripForJwt : stripHeaders, maxBodyBytes: config.maxBodyBytes,
-        client: upstream.client ?? DEFAULTS.upstream.client,
+        client: upstreamClient(upstream),
       });
     } catch (e) {
       log.error("forwarding failed", { request_id: requestId, error: (e as Error).message });

@@ -4,11 +4,11 @@
 import { mkdirSync } from "node:fs";
 import { openAuditLog, type AuditLog } from "../audit/mod.ts";
 import { createJwtAuthenticator } from "../authn/mod.ts";
-import { DEFAULTS, DEMO_UPSTREAM_PORTS, ensureDemoIssuer, mintDemoToken } from "../config/mod.ts";
+import { DEMO_UPSTREAM_PORTS, ensureDemoIssuer, mintDemoToken, upstreamClient } from "../config/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
 import { existingHttp1Pool } from "../http/forward-http1.ts";
-import { createIdentityTokenSigner, problemResponse } from "../http/mod.ts";
+import { createIdentityTokenSigner, poolOriginOf, problemResponse } from "../http/mod.ts";
 import { openSqliteLedger, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
@@ -91,18 +91,20 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     sizeTimer.unref?.();
     cleanups.push(() => clearInterval(sizeTimer));
     metrics.ledgerSize = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger (refreshed every 10 s).", () => ledgerSize);
-    // The HTTP/1.1 client's connections per upstream, read at each scrape (fetch exposes none;
-    // outside Bun every upstream uses fetch, so no series).
-    const pooledUpstreams = typeof Bun === "undefined" ? [] : Object.values(config.upstreams).filter((u) => (u.client ?? DEFAULTS.upstream.client) === "pool" && u.url.startsWith("http:"));
-    const poolOf = (url: string) => existingHttp1Pool(new URL(url).origin);
-    metrics.upstreamConnections = new Gauge(metrics.upstreamConnections.name, metrics.upstreamConnections.help, () => pooledUpstreams.flatMap((u) => {
-      const pool = poolOf(u.url);
+    // The HTTP/1.1 client's connections per upstream, read at each scrape (fetch exposes none,
+    // so upstreams that fetch carries have no series).
+    const pooled = Object.values(config.upstreams).flatMap((u) => {
+      const origin = poolOriginOf(u, upstreamClient(u));
+      return origin === null ? [] : [{ name: u.name, origin }];
+    });
+    metrics.upstreamConnections = new Gauge(metrics.upstreamConnections.name, metrics.upstreamConnections.help, () => pooled.flatMap(({ name, origin }) => {
+      const pool = existingHttp1Pool(origin);
       const open = pool?.openConnections ?? 0, idle = pool?.idleConnections ?? 0;
-      return [[{ upstream: u.name, state: "idle" }, idle], [{ upstream: u.name, state: "busy" }, open - idle]] as const;
+      return [[{ upstream: name, state: "idle" }, idle], [{ upstream: name, state: "busy" }, open - idle]] as const;
     }));
+    metrics.upstreamWaiting = new Gauge(metrics.upstreamWaiting.name, metrics.upstreamWaiting.help, () => pooled.map(({ name, origin }) => [{ upstream: name }, existingHttp1Pool(origin)?.waitingRequests ?? 0] as const));
     // On stop, idle kept-alive connections close (in-flight ones finish; the pool is per process).
-    cleanups.push(() => { for (const u of pooledUpstreams) poolOf(u.url)?.close(); });
-    metrics.upstreamWaiting = new Gauge(metrics.upstreamWaiting.name, metrics.upstreamWaiting.help, () => pooledUpstreams.map((u) => [{ upstream: u.name }, poolOf(u.url)?.waitingRequests ?? 0] as const));
+    cleanups.push(() => { for (const { origin } of pooled) existingHttp1Pool(origin)?.close(); });
 
     const identity = await createIdentityTokenSigner({ privateKey: gatewayKey.privateKey, publicKey: gatewayKey.publicJwk, kid: gatewayKey.kid, alg: "EdDSA", issuer: "dutygate", ttlMs: config.identity.ttlMs });
 

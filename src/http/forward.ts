@@ -89,6 +89,16 @@ function upstreamBase(url: string): { origin: string; prefix: string } {
   return base;
 }
 
+/**
+ * The origin whose HTTP/1.1 pool (forward-http1.ts) carries body-less requests to `upstream`
+ * with this `client`, or null when fetch carries them (`fetch`, an `https:` upstream, not Bun).
+ */
+export function poolOriginOf(upstream: Pick<UpstreamConfig, "url">, client: ForwardOptions["client"]): string | null {
+  if (client !== "pool" || !isBun) return null;
+  const { origin } = upstreamBase(upstream.url);
+  return origin.startsWith("http:") ? origin : null;
+}
+
 /** Upstream URL for a normalised path: the upstream's origin and path prefix, then `path` and `?query`. */
 export function upstreamTarget(upstream: Pick<UpstreamConfig, "url">, path: string, query: string): string {
   const { origin, prefix } = upstreamBase(upstream.url);
@@ -287,9 +297,9 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   const headers = buildUpstreamHeaders(request, options, trace);
   // Body-less requests to a plain-HTTP upstream may take the pool (forward-http1.ts), which is
   // cancelled through its own light handle; fetch gets an AbortController.
-  const pooled = options.client === "pool" && isBun && request.body === null && target.startsWith("http:");
-  const poolAbort = pooled ? new Http1Abort() : null;
-  const abort = pooled ? null : new AbortController();
+  const poolOrigin = request.body === null ? poolOriginOf(upstream, options.client) : null;
+  const poolAbort = poolOrigin !== null ? new Http1Abort() : null;
+  const abort = poolOrigin !== null ? null : new AbortController();
   let abortReason: unknown = undefined;
   const cancel = (reason: unknown) => {
     if (abortReason !== undefined) return;
@@ -315,11 +325,10 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   watchInflight(call);
   let upstreamResponse: Response | Http1Response;
   try {
-    if (poolAbort !== null) {
-      const { origin, prefix } = upstreamBase(upstream.url);
-      upstreamResponse = await http1PoolFor(origin).request({
-        method: request.method, target: prefix + options.path + (options.query === "" ? "" : "?" + options.query),
-        headers, abort: poolAbort, connectTimeoutMs: upstream.connectTimeoutMs,
+    if (poolOrigin !== null) {
+      upstreamResponse = await http1PoolFor(poolOrigin).request({
+        method: request.method, target: upstreamBase(upstream.url).prefix + options.path + (options.query === "" ? "" : "?" + options.query),
+        headers, abort: poolAbort!, connectTimeoutMs: upstream.connectTimeoutMs,
       });
     } else {
       const init: RequestInit & { duplex?: "half"; decompress?: boolean } = {

@@ -10,5 +10,5 @@ export { traceContextFor, parseTraceparent } from "./trace-context.ts";
 export type { TraceContext } from "./trace-context.ts";
 export { createIdentityTokenSigner, MAX_IDENTITY_TOKEN_TTL_MS } from "./identity-token.ts";
 export type { IdentityTokenSigner, IdentityTokenSignerOptions, IdentityPrincipal, IdentityTokenExtra } from "./identity-token.ts";
-export { forwardToUpstream, stripHopByHopHeaders, upstreamTarget } from "./forward.ts";
+export { forwardToUpstream, poolOriginOf, stripHopByHopHeaders, upstreamTarget } from "./forward.ts";
 export type { ForwardOptions } from "./forward.ts";
