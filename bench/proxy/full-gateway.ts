@@ -16,11 +16,7 @@ import type { GatewayConfig } from "../../src/config/types.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { startGateway } from "../../src/gateway/serve.ts";
 import { createTestIssuer, SHIPPED_POLICIES, TEST_AUDIENCE, TEST_ISSUER } from "../../test/support/harness.ts";
-
-function flag(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
+import { flag } from "./lib.ts";
 
 const upstreamUrl = flag("upstream", "http://127.0.0.1:1");
 const auditDisabled = process.argv.includes("--no-audit");

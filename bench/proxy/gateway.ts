@@ -10,11 +10,7 @@ import { generate } from "selfsigned";
 import {
   createIdentityTokenSigner, forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf,
 } from "../../src/http/mod.ts";
-
-function flag(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
-}
+import { flag } from "./lib.ts";
 
 const mode = flag("mode", "forward");
 const client = flag("client", "fetch") === "pool" ? "pool" : "fetch";

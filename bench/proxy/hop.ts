@@ -1,8 +1,9 @@
 // The upstream hop alone: CPU per request of one process that sends GET requests to the bench
 // upstream over loopback and reads the answers, 16 in flight, closed loop, no TLS and no server
 // side. Three clients, interleaved over rounds:
-//   raw   — 16 kept-alive `Bun.connect` sockets, a prepared request, the answer found by its
-//           Content-Length; no parsing beyond that (a floor for any client on this runtime)
+//   raw   — 16 kept-alive `Bun.connect` sockets, a prepared request, the answer's end found by
+//           the open-loop client's framing check (lib.ts `responseLength`); nothing parsed beyond
+//           that (a floor for any client on this runtime)
 //   pool  — the gateway's HTTP/1.1 pool (src/http/forward-http1.ts), as forwardToUpstream calls it
 //   fetch — the runtime's fetch (its own client thread; counted, as all threads are)
 //
@@ -12,7 +13,7 @@
 // reports user+system CPU time per request of that process, all its threads included.
 import { join } from "node:path";
 import { Http1Abort, http1PoolFor } from "../../src/http/forward-http1.ts";
-import { bounded, cpuBudget, flag, median, startProcess, stopProcess, type Started } from "./lib.ts";
+import { bounded, cpuBudget, flag, median, responseLength, startProcess, stopProcess, type Started } from "./lib.ts";
 
 const IN_FLIGHT = 16;
 const mode = flag("mode", "");
@@ -40,18 +41,16 @@ if (mode !== "") {
     const waiting: Array<(() => void) | null> = [];
     const free: number[] = [];
     for (let i = 0; i < IN_FLIGHT; i++) {
-      let pending = "";
+      let pending: Buffer = Buffer.alloc(0);
       sockets.push(await Bun.connect({
         hostname: "127.0.0.1", port,
         socket: {
           data(_s, chunk) {
-            pending += chunk.toString("latin1");
-            const end = pending.indexOf("\r\n\r\n");
-            if (end < 0) return;
-            const length = /content-length: *(\d+)/i.exec(pending.slice(0, end));
-            const total = end + 4 + (length ? Number(length[1]) : 0);
-            if (pending.length < total) return;
-            pending = pending.slice(total);
+            pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+            const { length } = responseLength(pending);
+            if (length === 0) return;
+            if (length < 0) throw new Error("the upstream sent a response without a length");
+            pending = pending.subarray(length);
             const done = waiting[i]!;
             waiting[i] = null;
             done();

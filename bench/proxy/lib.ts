@@ -294,3 +294,21 @@ export async function runFixedRate(urls: string[], headers: string[], rate: numb
     throw new Error(`could not read rate-client output (${String(error)}):\n${out}\n${err}`);
   }
 }
+
+/** Length of a complete response at the start of `b`, 0 if incomplete, -1 if unreadable. */
+export function responseLength(b: Buffer): { length: number; status: number } {
+  const headEnd = b.indexOf("\r\n\r\n");
+  if (headEnd < 0) return { length: 0, status: 0 };
+  const head = b.subarray(0, headEnd).toString("latin1");
+  const status = Number(head.slice(9, 12));
+  const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+  if (cl) {
+    const length = headEnd + 4 + Number(cl[1]);
+    return { length: b.length >= length ? length : 0, status };
+  }
+  if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+    const end = b.indexOf("\r\n0\r\n\r\n", headEnd + 2);
+    return { length: end < 0 ? 0 : end + 7, status };
+  }
+  return { length: -1, status };
+}

@@ -17,7 +17,7 @@
 // Usage: bun bench/proxy/rate-client.ts --url URL [--url URL2 …] --rate N --seconds S [--header "name: value"]...
 //        [--connections 16] [--max-connections 256]
 import type { Socket } from "bun";
-import { bounded, flag, flags } from "./lib.ts";
+import { bounded, flag, flags, responseLength } from "./lib.ts";
 
 // Several `--url`s: their requests interleave on one schedule, `--rate` per second EACH, so the
 // targets are measured in the same moments of the machine (their difference is then not the
@@ -144,24 +144,6 @@ class Target {
       }).catch(reject);
     });
   }
-}
-
-/** Length of a complete response at the start of `b`, 0 if incomplete, -1 if unreadable. */
-function responseLength(b: Buffer): { length: number; status: number } {
-  const headEnd = b.indexOf("\r\n\r\n");
-  if (headEnd < 0) return { length: 0, status: 0 };
-  const head = b.subarray(0, headEnd).toString("latin1");
-  const status = Number(head.slice(9, 12));
-  const cl = /\r\ncontent-length:\s*(\d+)/i.exec(head);
-  if (cl) {
-    const length = headEnd + 4 + Number(cl[1]);
-    return { length: b.length >= length ? length : 0, status };
-  }
-  if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
-    const end = b.indexOf("\r\n0\r\n\r\n", headEnd + 2);
-    return { length: end < 0 ? 0 : end + 7, status };
-  }
-  return { length: -1, status };
 }
 
 const targets = urls.map((u) => new Target(u));
