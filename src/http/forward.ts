@@ -64,15 +64,20 @@ const REQUEST_ONLY_STRIP = [
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
+/** The field names a `Connection` value lists (lower case), added to `into`; null when none. */
+function listedInConnection(value: string | null, into: Set<string> | null = null): Set<string> | null {
+  if (value === null) return into;
+  for (const token of value.split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name !== "") (into ??= new Set()).add(name);
+  }
+  return into;
+}
+
 /** Deletes the hop-by-hop fields and every field named in `Connection` (RFC 9110 §7.6.1). */
 export function stripHopByHopHeaders(headers: Headers): void {
-  const connection = headers.get("connection");
-  if (connection !== null) {
-    for (const token of connection.split(",")) {
-      const name = token.trim().toLowerCase();
-      if (name !== "") headers.delete(name);
-    }
-  }
+  const listed = listedInConnection(headers.get("connection"));
+  if (listed !== null) for (const name of listed) headers.delete(name);
   for (const name of HOP_BY_HOP) headers.delete(name);
 }
 
@@ -188,14 +193,7 @@ function lowerCaseSet(names: readonly string[] | undefined): ReadonlySet<string>
  */
 function buildUpstreamHeaders(request: Request, options: ForwardOptions, trace: TraceContext): Array<[string, string]> {
   const out: Array<[string, string]> = [];
-  const connection = request.headers.get("connection");
-  let listed: Set<string> | null = null;
-  if (connection !== null) {
-    for (const token of connection.split(",")) {
-      const name = token.trim().toLowerCase();
-      if (name !== "") (listed ??= new Set()).add(name);
-    }
-  }
+  const listed = listedInConnection(request.headers.get("connection"));
   const extra = lowerCaseSet(options.stripHeaders);
   const identityHeader = options.identityHeader?.toLowerCase();
   let priorChain: string | null = null;
@@ -245,13 +243,7 @@ function buildClientHeaders(upstreamHeaders: Headers, requestId: string, owned =
  */
 function clientFieldsOf(fields: ReadonlyArray<[string, string]>, requestId: string): Array<[string, string]> {
   let listed: Set<string> | null = null;
-  for (const [name, value] of fields) {
-    if (name !== "connection") continue;
-    for (const token of value.split(",")) {
-      const listedName = token.trim().toLowerCase();
-      if (listedName !== "") (listed ??= new Set()).add(listedName);
-    }
-  }
+  for (const [name, value] of fields) if (name === "connection") listed = listedInConnection(value, listed);
   const out: Array<[string, string]> = [];
   for (const pair of fields) {
     const name = pair[0];
