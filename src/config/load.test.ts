@@ -99,6 +99,10 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.timeout", line: 5 }] },
   { name: "duration without a unit suggests one", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nconnect_timeout = 30\n`,
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.connect_timeout", help: "write the unit, e.g. `30s`" }] },
+  // A request running longer than the duty ledger's reservation TTL would leave a stale
+  // reservation while the upstream still works: another duty of the same person would pass.
+  { name: "upstream timeout longer than the ledger reservation TTL", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimeout = "11m"\n`,
+    expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.timeout", line: 5, message: /at most 10m/, help: /reservation/ }] },
   { name: "unknown upstream client suggests the near one", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nclient = "pol"\n`,
     expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.client", line: 5, help: "did you mean `pool`?" }] },
   { name: "misspelt upstream key", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimout = "5s"\n`,

@@ -5,6 +5,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { parseIp } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
+import { DEFAULT_RESERVATION_TTL_MS } from "../ledger/ledger.ts";
 import { ASYMMETRIC_ALGORITHMS, DEFAULTS, HMAC_ALGORITHMS, SECRET_HEADERS } from "./defaults.ts";
 import { deepFreeze, defaultConfig } from "./builtin.ts";
 import { locateKeys } from "./locate.ts";
@@ -380,6 +381,14 @@ function checkJwksFile(ctx: ConfigContext, at: (string | number)[], file: string
 
 // ---------------------------------------------------------------- upstreams, policy, audit, ledger, identity
 
+// The duty ledger holds a reservation from the decision until the upstream answers; one older than
+// its TTL counts as stale and blocks nobody. A request allowed to outlast it would let the same
+// person's conflicting duty through while the first is still being performed.
+const UPSTREAM_TIMEOUT_MAX = {
+  ms: DEFAULT_RESERVATION_TTL_MS,
+  why: "the duty ledger's reservation of a request expires then; a longer request would let a conflicting duty of the same person through",
+};
+
 function readUpstreams(section: Section | null): Record<string, UpstreamConfig> {
   const upstreams: Record<string, UpstreamConfig> = {};
   if (!section) return upstreams;
@@ -401,7 +410,7 @@ function readUpstreams(section: Section | null): Record<string, UpstreamConfig> 
         ctx.report("CONFIG_BAD_URL", upstream.at("url"), `\`${url}\` must not carry credentials, a query or a fragment`);
       }
     }
-    const timeoutMs = upstream.duration("timeout", DEFAULTS.upstream.timeoutMs, { min: 1 });
+    const timeoutMs = upstream.duration("timeout", DEFAULTS.upstream.timeoutMs, { min: 1, max: UPSTREAM_TIMEOUT_MAX });
     const connectTimeoutMs = upstream.duration("connect_timeout", DEFAULTS.upstream.connectTimeoutMs, { min: 1 });
     const client = upstream.choice("client", ["fetch", "pool"] as const, DEFAULTS.upstream.client);
     upstream.finish();

@@ -129,8 +129,11 @@ export class Section {
     return value;
   }
 
-  /** A duration string (`30s`, `15m`, `1h30m`, `250ms`, `7d`) in milliseconds. */
-  duration(key: string, fallback: number, range: { min?: number } = {}): number {
+  /**
+   * A duration string (`30s`, `15m`, `1h30m`, `250ms`, `7d`) in milliseconds. `max` comes with
+   * the reason for the bound, shown as the error's help.
+   */
+  duration(key: string, fallback: number, range: { min?: number; max?: { ms: number; why: string } } = {}): number {
     const value = this.take(key);
     if (value === undefined) return fallback;
     const ms = typeof value === "string" ? parseDuration(value) : null;
@@ -141,6 +144,10 @@ export class Section {
     }
     if (range.min !== undefined && ms < range.min) {
       this.ctx.report("CONFIG_BAD_DURATION", this.at(key), `must be at least ${range.min}ms, got \`${value as string}\``);
+      return fallback;
+    }
+    if (range.max !== undefined && ms > range.max.ms) {
+      this.ctx.report("CONFIG_BAD_DURATION", this.at(key), `must be at most ${durationText(range.max.ms)}, got \`${value as string}\``, range.max.why);
       return fallback;
     }
     return ms;
@@ -250,4 +257,12 @@ export class Section {
       this.ctx.report("CONFIG_UNKNOWN_KEY", this.at(key), `unknown key \`${key}\``, near ? `did you mean \`${near}\`?` : `known keys: ${[...this.asked].join(", ")}`);
     }
   }
+}
+
+/** Milliseconds in the largest whole unit of the duration syntax: `600000` → `10m`. */
+function durationText(ms: number): string {
+  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }

@@ -51,7 +51,7 @@ export interface LedgerOptions {
   reservationTtlMs?: number;
 }
 
-/** Default stale-reservation TTL: 10 minutes, far above any upstream timeout the gateway allows. */
+/** Default stale-reservation TTL: 10 minutes; the config refuses an upstream `timeout` above it. */
 export const DEFAULT_RESERVATION_TTL_MS = 10 * 60 * 1000;
 
 const DAY_MS = 86_400_000;
