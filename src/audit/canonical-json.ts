@@ -128,7 +128,29 @@ function serialise(value: unknown, depth: number): string {
 
 function serialiseString(value: string): string {
   if (!NEEDS_CARE.test(value)) return `"${value}"`;
-  if (LONE_SURROGATE.test(value)) throw new GatewayError("AUDIT_NOT_JSON", "string contains a lone surrogate");
+  if (LONE_SURROGATE.test(value)) throw new GatewayError("AUDIT_NOT_JSON", "string contains a lone surrogate", { loneSurrogate: true });
   // RFC 8785 §3.2.2.2 prescribes exactly the escaping of ECMAScript JSON.stringify.
   return JSON.stringify(value);
+}
+
+const LONE_SURROGATES = /\p{Cs}/gu;
+
+/**
+ * A copy of `value` in which every lone surrogate, in strings and in object keys, is replaced
+ * by U+FFFD (as `String.prototype.toWellFormed` does); everything else is kept as it is. Input
+ * the gateway did not write (a token's unverified header, a claim) can hold a lone surrogate,
+ * which JSON text can carry as an escape but RFC 8785 cannot canonicalise: replaced, the record
+ * can still be written. Keys that become equal keep the last member, as `JSON.parse` would.
+ *
+ * @example replaceLoneSurrogates({ iss: "x\ud800" }) // { iss: "x\ufffd" }
+ */
+export function replaceLoneSurrogates(value: unknown, depth = 0): unknown {
+  if (typeof value === "string") return LONE_SURROGATE.test(value) ? value.replace(LONE_SURROGATES, "\ufffd") : value;
+  if (typeof value !== "object" || value === null || depth >= MAX_DEPTH) return value;
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === "function") return replaceLoneSurrogates(toJSON.call(value), depth + 1);
+  if (Array.isArray(value)) return value.map((item) => replaceLoneSurrogates(item, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [key, member] of Object.entries(value)) out[replaceLoneSurrogates(key) as string] = replaceLoneSurrogates(member, depth + 1);
+  return out;
 }

@@ -101,7 +101,7 @@ describe("recordLine(chainedBody(...)): the writer's path", () => {
   });
 
   test("a value JSON cannot hold is refused with AUDIT_NOT_JSON", () => {
-    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, 10n, "\ud800", { nested: Number.NaN }, Object.freeze([Number.NaN])]) {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, 10n, { nested: Number.NaN }, Object.freeze([Number.NaN]), { s: "\ud800", n: Number.NaN }]) {
       const e = { a: bad };
       let code = "";
       try { recordLine(chainedBody(e, chainFor(e, 1))); } catch (error) { code = (error as GatewayError).code; }
@@ -109,8 +109,18 @@ describe("recordLine(chainedBody(...)): the writer's path", () => {
     }
   });
 
-  test("a lone surrogate in a key is refused", () => {
-    const e = { "\udc00": 1 };
-    expect(() => recordLine(chainedBody(e, chainFor(e, 1)))).toThrow(GatewayError);
+  // Regression: a token whose unverified `iss` held a lone surrogate got its 401 with no
+  // record at all, because the log refused the string.
+  test.each<[string, Record<string, unknown>, Record<string, unknown>]>([
+    ["a value", { detail: "issuer `\ud800` is not trusted" }, { detail: "issuer `\ufffd` is not trusted" }],
+    ["a key", { headers: { "\udc00": "1" } }, { headers: { "\ufffd": "1" } }],
+    ["an array member, next to a valid pair", { branch: ["😀\udbff", "\udfff😀"] }, { branch: ["😀\ufffd", "\ufffd😀"] }],
+    ["a frozen member", { reasons: Object.freeze([Object.freeze({ rule: "\ud83d" })]) }, { reasons: [{ rule: "\ufffd" }] }],
+  ])("a lone surrogate in %s is written as U+FFFD, and the line verifies", (_name, e, expected) => {
+    const { line, hash } = recordLine(chainedBody(e, chainFor(e, 1)));
+    const parsed = JSON.parse(line) as Record<string, unknown>;
+    expect(parsed).toMatchObject(expected);
+    expect(line).not.toMatch(/\\ud[89a-f]/);
+    expect(recordHash(parsed)).toBe(hash);
   });
 });

@@ -1,6 +1,7 @@
 // What writer and verifier agree on: record shape, hashing, file names, checkpoint payload.
 import { createHash } from "node:crypto";
-import { canonicalJson } from "./canonical-json.ts";
+import { GatewayError } from "../errors.ts";
+import { canonicalJson, replaceLoneSurrogates } from "./canonical-json.ts";
 
 /** `prev` of the first record of a chain. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -85,9 +86,20 @@ export function recordHash(record: Readonly<Record<string, unknown>>): string {
 /**
  * The line for a record body: its canonical JSON with `hash` added as the last member, so a
  * reader sees the link fields at the end and the hash input is the line minus that member.
+ * Lone surrogates anywhere in the body (strings and keys) are written as U+FFFD: records carry
+ * what callers and tokens sent, and a string JSON cannot canonicalise must not cost the record
+ * (every response has one). Throws `AUDIT_NOT_JSON` for what no replacement fixes (NaN,
+ * ±Infinity, bigint, nesting deeper than 64).
  */
 export function recordLine(body: Readonly<Record<string, unknown>>): { line: string; hash: string } {
-  const canonical = canonicalJson(body);
+  let canonical: string;
+  try {
+    canonical = canonicalJson(body);
+  } catch (error) {
+    // Only the rare record holding a lone surrogate pays for the copy.
+    if (!(error instanceof GatewayError && error.detail?.loneSurrogate === true)) throw error;
+    canonical = canonicalJson(replaceLoneSurrogates(body));
+  }
   const hash = hashCanonical(canonical);
   const line = canonical === "{}" ? `{"hash":"${hash}"}\n` : `${canonical.slice(0, -1)},"hash":"${hash}"}\n`;
   return { line, hash };

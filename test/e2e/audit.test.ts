@@ -12,7 +12,7 @@ import { auditFileName, runAuditVerify, verifyAuditFiles, type AuditBreakKind } 
 import { recordLine } from "../../src/audit/record.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { createLogger } from "../../src/gateway/log.ts";
-import { createTestIssuer, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type TestGateway } from "../support/harness.ts";
+import { createTestIssuer, SHIPPED_POLICIES, TEST_ISSUER, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type TestGateway } from "../support/harness.ts";
 
 type AuditRecord = Record<string, unknown> & { type: string; seq: number };
 
@@ -197,6 +197,45 @@ describe("the chain a gateway writes under concurrent load", () => {
     test("the untouched copy verifies (the harness itself is sound)", async () => {
       expect((await verifyLines("copy", lines)).ok).toBe(true);
     });
+  });
+});
+
+describe("a token holding a lone surrogate", () => {
+  // Regression: the gateway answered 401 and wrote no record, because the log refused the
+  // unverified `iss` or `alg` it quoted in the record's `detail`.
+  test("gets its 401 and a decision record; the chain verifies", async () => {
+    const t = await startTestGateway();
+    try {
+      const part = (value: string) => Buffer.from(value).toString("base64url");
+      const now = Math.floor(Date.now() / 1000);
+      const claims = (iss: string) => `{"iss":${iss},"aud":"dutygate","sub":"alice","iat":${now},"exp":${now + 300}}`;
+      // JSON text with the escape: the token's own bytes are ASCII, its decoded value is not well-formed.
+      const tokens = {
+        "lone surrogate in iss": `${part('{"alg":"ES256"}')}.${part(claims('"https://idp\\ud800.invalid"'))}.c2ln`,
+        "lone surrogate in alg": `${part('{"alg":"ES\\udc00256"}')}.${part(claims(JSON.stringify(TEST_ISSUER)))}.c2ln`,
+        "a pair split where the message cuts the value": `${part('{"alg":"ES256"}')}.${part(claims(JSON.stringify(`${"i".repeat(79)}😀`)))}.c2ln`,
+      };
+      const ids = new Map<string, string>();
+      for (const [name, token] of Object.entries(tokens)) {
+        const res = await t.fetch("/changes/1/submit", { method: "POST", token });
+        await res.arrayBuffer();
+        expect({ name, status: res.status }).toEqual({ name, status: 401 });
+        ids.set(name, res.headers.get("x-request-id")!);
+      }
+      expect(t.upstream.received.length).toBe(0);
+      await t.stop({ keepDir: true });
+      const records = readRecords(t.config.audit.dir);
+      for (const [name, id] of ids) {
+        const mine = records.filter((r) => r.request_id === id);
+        expect({ name, records: mine.map((r) => [r.type, r.decision, String(r.code).startsWith("AUTHN_")]) }).toEqual({ name, records: [["decision", "deny", true]] });
+        expect(String(mine[0]!.detail)).toContain("\ufffd");
+      }
+      const result = await verifyAuditFiles([t.config.audit.dir], { keys: readJwks(t.config.stateDir) });
+      expect(result.break).toBeNull();
+    } finally {
+      await t.stop();
+      rmSync(t.dir, { recursive: true, force: true });
+    }
   });
 });
 
