@@ -121,6 +121,36 @@ describe("watchPolicyDirectory fires for", () => {
     rmSync(join(dir, first), { recursive: true });
     await waitFor("the swap", () => seen.at(-1) === "configmap v2\n");
   });
+
+  test("a symlinked policy directory switched with rename (`ln -s v2 tmp && mv -T tmp current`), then back", async () => {
+    const root = mkdtempSync(join(tmpdir(), "dutygate-watch-link-"));
+    roots.push(root);
+    for (const version of ["v1", "v2", "v3"]) {
+      mkdirSync(join(root, version));
+      writeFileSync(join(root, version, "main.duty"), `${version}\n`);
+    }
+    symlinkSync("v1", join(root, "current"));
+    const { seen } = watchRecording(join(root, "current"));
+    const publish = (version: string): void => {
+      symlinkSync(version, join(root, "tmp"));
+      renameSync(join(root, "tmp"), join(root, "current"));
+    };
+    publish("v2");
+    await waitFor("v2", () => seen.at(-1) === "v2\n");
+    publish("v3");
+    await waitFor("v3", () => seen.at(-1) === "v3\n");
+    publish("v2");
+    await waitFor("the swap back to v2", () => seen.at(-1) === "v2\n");
+    // The watch follows the new target: an edit inside it is seen without another swap.
+    writeFileSync(join(root, "v2", "main.duty"), "v2 edited\n");
+    await waitFor("an edit in the target swapped back to", () => seen.at(-1) === "v2 edited\n");
+    // ...while the directory no longer linked is not watched: an edit there calls nothing.
+    await pause(200);
+    const count = seen.length;
+    writeFileSync(join(root, "v3", "main.duty"), "v3 edited\n");
+    await pause(300);
+    expect(seen.length).toBe(count);
+  }, 60_000);
 });
 
 describe("watchPolicyDirectory behaviour", () => {

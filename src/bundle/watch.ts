@@ -1,8 +1,8 @@
 // Directory watching for hot reload. Events are treated as "something changed, re-read": editors,
 // `mv`-over saves and Kubernetes symlink swaps all produce different event sequences, and the only
 // reliable reaction to any of them is a debounced full re-read by the caller.
-import { statSync, readdirSync, watch, type FSWatcher } from "node:fs";
-import { join } from "node:path";
+import { lstatSync, readdirSync, readlinkSync, statSync, watch, type FSWatcher } from "node:fs";
+import { join, parse, resolve, sep } from "node:path";
 import { isSkippedName } from "./files.ts";
 
 /** Options of {@link watchPolicyDirectory}. */
@@ -22,6 +22,18 @@ export interface PolicyDirectoryWatch {
 
 const MAX_DEPTH = 32;
 const MAX_DIRECTORIES = 1_000;
+/** As the kernel's own bound on symlinks followed while resolving one path (Linux MAXSYMLINKS). */
+const MAX_LINKS = 40;
+
+/** `dev:ino` of what `path` names (symlinks followed), or undefined when it names nothing. */
+function identityOf(path: string): string | undefined {
+  try {
+    const info = statSync(path);
+    return `${info.dev}:${info.ino}`;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The directories to watch: `dir` and every subdirectory (following symlinks, skipping `..` names). */
 function scanDirectories(dir: string): Map<string, string> {
@@ -53,11 +65,46 @@ function scanDirectories(dir: string): Map<string, string> {
 }
 
 /**
+ * The directories that hold a symlink met while resolving `dir`, with their identities. Renaming a
+ * new link over one of those links (`ln -s v2 tmp && mv -T tmp current`, the way to publish a whole
+ * bundle at once) changes what `dir` names without any event under `dir`: only the link's parent
+ * sees it. A chain of links (`current -> live -> v2`) yields the parent of each.
+ */
+function linkParentDirectories(dir: string): Map<string, string> {
+  const parents = new Map<string, string>();
+  let path = resolve(dir);
+  let current = parse(path).root;
+  let rest = path.slice(current.length).split(sep).filter((name) => name !== "");
+  for (let links = 0; rest.length > 0; ) {
+    const next = join(current, rest.shift()!);
+    let target: string;
+    try {
+      if (!lstatSync(next).isSymbolicLink()) {
+        current = next;
+        continue;
+      }
+      target = readlinkSync(next);
+    } catch {
+      break; // the rest does not exist (yet): the re-arm timer covers it
+    }
+    if (++links > MAX_LINKS) break;
+    const identity = identityOf(current);
+    if (identity !== undefined) parents.set(current, identity);
+    path = resolve(current, target);
+    current = parse(path).root;
+    rest = [...path.slice(current.length).split(sep).filter((name) => name !== ""), ...rest];
+  }
+  return parents;
+}
+
+/**
  * Calls `onChange` (debounced) after any change under `dir`: in-place edits, atomic
  * rename-over saves, truncate-then-write editors, deletions, new subdirectories, and Kubernetes
- * ConfigMap `..data` symlink swaps. Watches `dir` and each subdirectory with a non-recursive
- * `fs.watch` and re-scans the tree after every burst, so new or swapped subdirectories are
- * followed the same way on every platform and runtime. Under continuous events `onChange` still
+ * ConfigMap `..data` symlink swaps, and `dir` itself being a symlink switched to another directory
+ * by `rename`. Watches `dir` and each subdirectory with a non-recursive `fs.watch` and re-scans
+ * the tree after every burst, so new or swapped subdirectories are followed the same way on every
+ * platform and runtime. When `dir` is reached through symlinks, the directory holding each link is
+ * watched too, and every event there re-resolves `dir`: a change of what it names is a change. Under continuous events `onChange` still
  * runs at least every `max(10 × debounceMs, 1 s)`.
  *
  * A missing directory or a failing watcher is reported to `onError` and re-armed every
@@ -79,7 +126,10 @@ export function watchPolicyDirectory(dir: string, onChange: () => void, options:
     }
   };
 
-  const watchers = new Map<string, { watcher: FSWatcher; identity: string }>();
+  // "tree": `dir` and its subdirectories, any event is a change. "link parent": a directory holding
+  // a link on the way to `dir`, whose events matter only when `dir` then names another directory.
+  type Role = "tree" | "link parent";
+  const watchers = new Map<string, { watcher: FSWatcher; identity: string; role: Role }>();
   let closed = false;
   let debounceTimer: ReturnType<typeof setTimeout> | null = null;
   let burstStartedAt: number | null = null;
@@ -129,23 +179,35 @@ export function watchPolicyDirectory(dir: string, onChange: () => void, options:
     }, rearmMs);
   };
 
+  const onLinkParentEvent = (): void => {
+    if (identityOf(dir) !== watchers.get(dir)?.identity) schedule();
+  };
+
   function arm(): void {
-    const desired = scanDirectories(dir);
+    const desired = new Map<string, { identity: string; role: Role }>();
+    const tree = scanDirectories(dir);
+    for (const [path, identity] of tree) desired.set(path, { identity, role: "tree" });
+    // A parent that is also in the tree is watched once, as tree: its events schedule anyway.
+    const treeIdentities = new Set(tree.values());
+    for (const [path, identity] of linkParentDirectories(dir)) {
+      if (!treeIdentities.has(identity) && !desired.has(path)) desired.set(path, { identity, role: "link parent" });
+    }
     for (const [path, entry] of [...watchers]) {
-      if (desired.get(path) !== entry.identity) closeOne(path);
+      const want = desired.get(path);
+      if (want?.identity !== entry.identity || want.role !== entry.role) closeOne(path);
     }
     let failed = !desired.has(dir);
-    for (const [path, identity] of desired) {
+    for (const [path, { identity, role }] of desired) {
       if (watchers.has(path)) continue;
       try {
-        const watcher = watch(path, { persistent: true }, () => schedule());
+        const watcher = watch(path, { persistent: true }, role === "tree" ? () => schedule() : onLinkParentEvent);
         watcher.on("error", (error) => {
           report(error);
           if (watchers.get(path)?.watcher === watcher) closeOne(path);
           schedule();
           scheduleRearm();
         });
-        watchers.set(path, { watcher, identity });
+        watchers.set(path, { watcher, identity, role });
       } catch (error) {
         report(error);
         failed = true;

@@ -193,6 +193,65 @@ describe("Kubernetes ConfigMap volume", () => {
   });
 });
 
+describe("symlinked policy directory switched with rename (the documented way to publish)", () => {
+  // DIR/current -> v1; publishing is `ln -s v2 tmp && mv -T tmp current`: one rename(2) of a link
+  // in DIR, and no event at all under the directories the link points to.
+  let t: TestGateway;
+  let publishDir = "";
+  let activeDigest = "";
+  const digestOf = new Map<string, string>();
+  const publish = (version: string): void => {
+    const run = Bun.spawnSync(["sh", "-c", `ln -s ${version} tmp && mv -T tmp current`], { cwd: publishDir, stdout: "pipe", stderr: "pipe", timeout: 10_000 });
+    expect(run.stderr.toString()).toBe("");
+    expect(run.exitCode).toBe(0);
+  };
+  /** Waits for another bundle to be active, then checks it is `version`'s (by digest, so a swap back is told apart) and decides as `as` does. */
+  const expectPublished = async (version: string, as: Version): Promise<void> => {
+    await waitFor(`${version} to become active`, () => t.gw.policy.active!.digest !== activeDigest);
+    activeDigest = t.gw.policy.active!.digest;
+    if (digestOf.has(version)) expect(activeDigest).toBe(digestOf.get(version)!);
+    digestOf.set(version, activeDigest);
+    expect(await pingAsDeveloper(t)).toBe(EXPECTED_STATUS[as]);
+    expect(t.gw.policy.lastError).toBeNull();
+  };
+  beforeAll(async () => {
+    t = await startTestGateway({
+      policyDir: stagePolicy("A"),
+      configure: (c, { dir }) => {
+        publishDir = join(dir, "published");
+        const versions: Array<[string, string]> = [["v1", POLICY.A], ["v2", POLICY.B], ["v3", POLICY.A + "# v3\n"]];
+        for (const [version, text] of versions) {
+          mkdirSync(join(publishDir, version), { recursive: true });
+          writeFileSync(join(publishDir, version, "policy.duty"), text);
+        }
+        symlinkSync("v1", join(publishDir, "current"));
+        return watching({ ...c, policy: { ...c.policy, dir: join(publishDir, "current") } });
+      },
+    });
+    activeDigest = t.gw.policy.active!.digest;
+    digestOf.set("v1", activeDigest);
+  });
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  test("v2, then v3, then back to v2: each goes live without SIGHUP", async () => {
+    expect(await pingAsDeveloper(t)).toBe(200);
+    publish("v2");
+    await expectPublished("v2", "B");
+    publish("v3");
+    await expectPublished("v3", "A");
+    expect(digestOf.get("v3")).not.toBe(digestOf.get("v1"));
+    publish("v2");
+    await expectPublished("v2", "B");
+  }, 60_000);
+
+  test("after the swap back the watch follows the new target: an edit inside it goes live", async () => {
+    writeAtomically(join(publishDir, "v2", "policy.duty"), POLICY.A + "# v2, edited in place\n");
+    await expectPublished("v2 edited", "A");
+  }, 60_000);
+});
+
 describe("reload under load", () => {
   const CLIENTS = 8;
   const MIN_REQUESTS = 2000;
