@@ -9,7 +9,7 @@ import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type AuthnResult, type JwtAuthenticator } from "../authn/mod.ts";
 import { upstreamClient } from "../config/defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
-import { forwardToUpstream, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
+import { forwardToUpstream, methodOverrideParameter, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
 import { policyInputNames, replayFieldsOf } from "./replay_fields.ts";
 import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
@@ -141,14 +141,10 @@ function clientIp(remoteAddress: string): IpValue {
   return ip;
 }
 
-/**
- * Whether the query carries `_method`, which frameworks (Symfony, Laravel, Rack) read as the real
- * method: the upstream would run another method than the one the policy judged.
- */
-function hasMethodOverride(query: string): boolean {
-  if (query === "" || !/method/i.test(query)) return false;
-  for (const name of new URLSearchParams(query).keys()) if (name.toLowerCase() === "_method") return true;
-  return false;
+/** User input shown in a problem detail: control characters and backticks masked, cut at 64 characters. */
+function shown(text: string): string {
+  const masked = text.replace(/[\u0000-\u001f\u007f`]/g, "?");
+  return masked.length > 64 ? masked.slice(0, 64) + "…" : masked;
 }
 
 /** What the failure path needs to know about a request that threw half-way. */
@@ -246,8 +242,11 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       await auditDeny({ requestId, channel, method: request.method, path: null, reasonCode: target.code, message: target.message, active, caller: null, info, request });
       return finish(problemResponse({ status: target.status, code: target.code, detail: target.message, requestId }), { duty: "", decision: "deny" });
     }
-    if (hasMethodOverride(target.query)) {
-      const message = "a `_method` query parameter would override the judged method; it is refused";
+    // Symfony, Laravel and Rack read `_method` (in any spelling they decode or mangle to it) as
+    // the method: the upstream would run another method than the one the policy judged.
+    const override = methodOverrideParameter(target.query);
+    if (override !== null) {
+      const message = `the query parameter \`${shown(override)}\` is read as \`_method\` and would override the judged method; it is refused`;
       await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "METHOD_OVERRIDE_REFUSED", message, active, caller: null, info, request });
       return finish(problemResponse({ status: 400, code: "METHOD_OVERRIDE_REFUSED", detail: message, requestId }), { duty: "", decision: "deny" });
     }

@@ -203,6 +203,21 @@ describe("forwardToUpstream: request headers", () => {
     expect(withoutToken.headers["x-dutygate-identity"]).toBeUndefined();
   });
 
+  test("strips by the name an upstream reads (`_` as `-`, any case): CGI spellings of stripped and gateway-set fields", async () => {
+    const request = new Request("http://gw.example/", {
+      headers: {
+        "X_Dutygate_Identity": "forged", "X_User": "admin", "x_roles": "security_admin", "X_HTTP_Method_Override": "DELETE", "x_method_override": "PUT",
+        "X_Forwarded_For": "10.0.0.1", "X_Real_IP": "10.0.0.2", "x_request_id": "mine", "X_Forwarded_Proto": "http", "x-kept_name": "kept",
+      },
+    });
+    const { seen } = await echo(request);
+    const underscored = Object.keys(seen.headers).filter((name) => name.includes("_"));
+    expect(underscored).toEqual(["x-kept_name"]);
+    expect(seen.headers["x-dutygate-identity"]).toBe("signed.identity.token");
+    // The spoofed chain in another spelling does not join the real one.
+    expect(seen.headers["x-forwarded-for"]).toBe("192.0.2.7");
+  });
+
   test("the upstream Host is the upstream's, the client's goes to x-forwarded-host", async () => {
     const { seen } = await echo(new Request("http://gw.example/", { headers: { host: "evil.example" } }), { host: "gw.example:8443" });
     expect(seen.headers.host).toBe(`127.0.0.1:${upstreamServer.port}`);

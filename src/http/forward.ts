@@ -26,7 +26,7 @@ export interface ForwardOptions {
   identityHeader?: string;
   /** Gateway-signed identity token for this request (see `createIdentityTokenSigner`). */
   identityToken?: string;
-  /** More inbound headers to strip (lower or mixed case), e.g. `x-user`, `x-roles`. */
+  /** More inbound headers to strip, matched by `normalizeFieldName` (any case, `_` as `-`), e.g. `x-user`. */
   stripHeaders?: readonly string[];
   /** Largest request body passed on, in bytes. */
   maxBodyBytes: number;
@@ -178,12 +178,24 @@ function watchResponseBody(body: ReadableStream<Uint8Array>, idleMs: number, can
 
 /** Inbound fields never passed on as they came: hop-by-hop, request-only, and the ones set below. */
 const NOT_PASSED_ON: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...REQUEST_ONLY_STRIP, "x-forwarded-for", "x-request-id", "traceparent", "tracestate", "accept-encoding"]);
-const lowerCaseSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+const normalizedSets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
-function lowerCaseSet(names: readonly string[] | undefined): ReadonlySet<string> | null {
+/**
+ * A field name as an upstream may read it: lower case, `_` as `-`. CGI (RFC 3875 §4.1.18) and WSGI
+ * servers present `X_Forwarded_User` and `X-Forwarded-User` both as `HTTP_X_FORWARDED_USER`, so a
+ * field is stripped or kept by this name, never by its spelling.
+ *
+ * @example normalizeFieldName("X_HTTP_Method_Override") // "x-http-method-override"
+ */
+export function normalizeFieldName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes("_") ? lower.replaceAll("_", "-") : lower;
+}
+
+function normalizedSet(names: readonly string[] | undefined): ReadonlySet<string> | null {
   if (names === undefined || names.length === 0) return null;
-  let set = lowerCaseSets.get(names);
-  if (!set) lowerCaseSets.set(names, (set = new Set(names.map((n) => n.toLowerCase()))));
+  let set = normalizedSets.get(names);
+  if (!set) normalizedSets.set(names, (set = new Set(names.map(normalizeFieldName))));
   return set;
 }
 
@@ -194,18 +206,22 @@ function lowerCaseSet(names: readonly string[] | undefined): ReadonlySet<string>
 function buildUpstreamHeaders(request: Request, options: ForwardOptions, trace: TraceContext): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   const listed = listedInConnection(request.headers.get("connection"));
-  const extra = lowerCaseSet(options.stripHeaders);
+  const extra = normalizedSet(options.stripHeaders);
   const identityHeader = options.identityHeader?.toLowerCase();
+  const identityKey = identityHeader === undefined ? undefined : normalizeFieldName(identityHeader);
   let priorChain: string | null = null;
   let acceptEncoding: string | null = null;
   for (const pair of request.headers) {
-    const name = pair[0];
+    const sent = pair[0];
+    // Fetch's Headers are lower case already; only a name with `_` needs another reading.
+    const name = sent.includes("_") ? sent.replaceAll("_", "-") : sent;
     if (NOT_PASSED_ON.has(name)) {
-      if (name === "x-forwarded-for") priorChain = pair[1];
-      else if (name === "accept-encoding") acceptEncoding = pair[1];
+      // Only the fields themselves carry a chain or a preference; `X_Forwarded_For` is dropped.
+      if (sent === "x-forwarded-for") priorChain = pair[1];
+      else if (sent === "accept-encoding") acceptEncoding = pair[1];
       continue;
     }
-    if (name === identityHeader || (extra !== null && extra.has(name)) || (listed !== null && listed.has(name))) continue;
+    if (name === identityKey || (extra !== null && extra.has(name)) || (listed !== null && listed.has(sent))) continue;
     out.push(pair);
   }
   if (identityHeader !== undefined && options.identityToken !== undefined) out.push([identityHeader, options.identityToken]);

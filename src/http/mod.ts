@@ -10,5 +10,7 @@ export { traceContextFor, parseTraceparent } from "./trace-context.ts";
 export type { TraceContext } from "./trace-context.ts";
 export { createIdentityTokenSigner, MAX_IDENTITY_TOKEN_TTL_MS } from "./identity-token.ts";
 export type { IdentityTokenSigner, IdentityTokenSignerOptions, IdentityPrincipal, IdentityTokenExtra } from "./identity-token.ts";
-export { forwardToUpstream, poolOriginOf, stripHopByHopHeaders, upstreamTarget } from "./forward.ts";
+export { forwardToUpstream, normalizeFieldName, poolOriginOf, stripHopByHopHeaders, upstreamTarget } from "./forward.ts";
 export type { ForwardOptions } from "./forward.ts";
+export { methodOverrideParameter, queryNameReadings, splitQuery } from "./query-names.ts";
+export type { QueryParameter } from "./query-names.ts";

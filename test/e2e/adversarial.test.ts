@@ -225,6 +225,17 @@ const wireCases: WireCase[] = [
   { name: "a chunked POST is judged and forwarded as POST", request: (p, t) => rawBytes("POST /changes/43/submit HTTP/1.1", p, [auth(t), "transfer-encoding: chunked"], "5\r\nhello\r\n0\r\n\r\n"), status: [200], forwarded: ["POST /changes/43/submit"] },
   { name: "`_method` in the query", request: (p, t) => rawBytes("POST /changes/44/submit?_method=DELETE HTTP/1.1", p, [auth(t), "content-length: 0"]), status: [400], code: "METHOD_OVERRIDE_REFUSED", forwarded: [] },
   { name: "`_method` percent-encoded in the query", request: (p, t) => rawBytes("POST /changes/44/submit?%5Fmethod=PUT HTTP/1.1", p, [auth(t), "content-length: 0"]), status: [400], code: "METHOD_OVERRIDE_REFUSED", forwarded: [] },
+  // Frameworks decide on the decoded, mangled name: each of these is `_method` to one of them
+  // (PHP turns `.` and spaces into `_`, drops or keeps a leading space, reads `x[]` and NUL-cut
+  // names as `x`; Rack 2 splits on `;`).
+  ...[
+    "_me%74hod=DELETE", "%5F%6D%65%74%68%6F%64=DELETE", "a=1&_me%74hod=PUT", ".method=DELETE", "+method=DELETE", "%20_method=DELETE",
+    "_method[]=DELETE", "_method%5B%5D=DELETE", "_method[x]=DELETE", "_METHOD=DELETE", "_method%00x=DELETE", "a=1;_method=DELETE", "%2Emethod=PUT",
+  ].map((query): WireCase => ({
+    name: `\`_method\` in disguise: \`?${query}\``,
+    request: (p, t) => rawBytes(`POST /changes/44/submit?${query} HTTP/1.1`, p, [auth(t), "content-length: 0"]),
+    status: [400], code: "METHOD_OVERRIDE_REFUSED", forwarded: [],
+  })),
 
   // Request-target forms.
   { name: "absolute-form naming the Host", request: (p, t) => rawBytes(`GET https://127.0.0.1:${p}/changes/45 HTTP/1.1`, p, [auth(t)]), status: [200], forwarded: ["GET /changes/45"] },
@@ -324,6 +335,19 @@ for (const backend of ["bun", "node"] as const) {
       const [got] = g.upstream.received.slice(before);
       expect(got!.method).toBe("GET");
       for (const name of ["x-http-method-override", "x-http-method", "x-method-override"]) expect(got!.headers).not.toHaveProperty(name);
+    });
+
+    test("method-override headers in CGI spellings (`_` for `-`, any case) never reach the upstream", async () => {
+      const g = gateways[backend];
+      const before = g.upstream.received.length;
+      const res = await g.fetch("/changes/50", {
+        token: await g.issuer.token({ sub: "alice", roles: ["developer"], mfa: true }),
+        headers: { "X_HTTP_Method_Override": "DELETE", "x_http_method": "DELETE", "X_Method_Override": "DELETE", "x-http_method-override": "DELETE" },
+      });
+      expect(res.status).toBe(200);
+      const [got] = g.upstream.received.slice(before);
+      expect(got!.method).toBe("GET");
+      expect(Object.keys(got!.headers).filter((name) => /method/i.test(name))).toEqual([]);
     });
 
     test("path parameters (`;`) cannot split one change into two ledger keys", async () => {
@@ -488,6 +512,8 @@ describe("HTTP/2 on the node backend", () => {
     { name: "`:authority` and a conflicting Host", headers: () => ({ ":method": "GET", ":path": "/changes/75", ":authority": "127.0.0.1", host: "evil.example" }), status: [400], code: "REQUEST_BAD_HOST", forwarded: [] },
     { name: "`:authority` with a path", headers: () => ({ ":method": "GET", ":path": "/changes/75", ":authority": "127.0.0.1/admin?" }), status: [null, 400], forwarded: [] },
     { name: "`_method` in the query", headers: () => ({ ":method": "POST", ":path": "/changes/76/submit?_method=DELETE" }), body: "", status: [400], code: "METHOD_OVERRIDE_REFUSED", forwarded: [] },
+    { name: "`_method` percent-encoded in disguise", headers: () => ({ ":method": "POST", ":path": "/changes/76/submit?a=1&_me%74hod=PUT" }), body: "", status: [400], code: "METHOD_OVERRIDE_REFUSED", forwarded: [] },
+    { name: "`X_HTTP_Method_Override` (CGI spelling) is stripped", headers: () => ({ ":method": "GET", ":path": "/changes/76", "x_http_method_override": "DELETE" }), status: [200], forwarded: ["GET /changes/76"] },
   ];
 
   for (const c of cases) {
