@@ -111,13 +111,6 @@ const cases: AnalysisCase[] = [
     diagnostics: ["E_ADMIN_REACHABLE_OPERATIONALLY 6:1"],
   },
   {
-    name: "admin-gateway-functions",
-    sources: () => [{ path: "p.duty", text: HEAD + "duty metrics GET /-/metrics -> gateway channel admin\nduty reload POST /-/policy/reload -> gateway channel admin\nduty status GET /status -> gateway\ngrant ops metrics\ngrant ops reload\ngrant maker status\n" }],
-    // An operational duty on the built-in `gateway` upstream would expose admin functions.
-    rows: ["channel status/metrics error"],
-    diagnostics: ["E_ADMIN_REACHABLE_OPERATIONALLY 7:1"],
-  },
-  {
     name: "admin-separate-ok",
     sources: () => [{ path: "p.duty", text: HEAD + "duty set_config PUT /admin/config -> admin channel admin\nduty get_config GET /admin/config -> app\nduty put_app PUT /app/config -> app\ngrant ops set_config\ngrant maker get_config\ngrant maker put_app\n" }],
     // Same path, other method; another path, same method: neither reaches the admin duty.

@@ -63,6 +63,10 @@ const rows: Row[] = [
   { name: "E_AMBIGUOUS_NAME for a value of two enums", body: "enum a { x, y }\nenum b { x, z }\nduty d GET /d -> app\ngrant reviewer d when x == x\n", expect: ["E_AMBIGUOUS_NAME p.duty:12:23", "E_AMBIGUOUS_NAME p.duty:12:28"], message: "`x` is a value of several enums: a, b" },
   { name: "E_UNKNOWN_FUNCTION, with did-you-mean", body: "duty d GET /d -> app\ngrant reviewer d when request.ip == ipp(\"::1\")\n", expect: ["E_UNKNOWN_FUNCTION p.duty:10:37"], help: "did you mean `ip`?" },
   { name: "E_UNKNOWN_TYPE, with did-you-mean", full: true, body: "principal { sub: string roles: set<role> team: strng }\nrole a\n", expect: ["E_UNKNOWN_TYPE p.duty:1:48"], message: "unknown type `strng`", help: "did you mean `string`?" },
+  // The built-in `gateway` upstream serves the admin functions: no operational duty may reach it.
+  { name: "E_GATEWAY_DUTY_NOT_ADMIN: a duty on `gateway` without a channel is operational", body: "upstream gateway\nduty m GET /-/metrics -> gateway\ngrant deployer m\n", expect: ["E_GATEWAY_DUTY_NOT_ADMIN p.duty:10:1"], message: "duty `m` reaches the built-in `gateway` upstream on the operational channel", help: "the gateway's admin functions answer on the admin channel only: add `channel admin`" },
+  { name: "E_GATEWAY_DUTY_NOT_ADMIN: `channel operational` on `gateway`", body: "upstream gateway\nduty reload POST /-/policy/reload -> gateway channel operational\ngrant deployer reload\n", expect: ["E_GATEWAY_DUTY_NOT_ADMIN p.duty:10:1"] },
+  { name: "a duty on `gateway` on the admin channel is accepted", body: "upstream gateway\nduty m GET /-/metrics -> gateway channel admin\ngrant deployer m\n", expect: [], ok: true },
   { name: "E_UNKNOWN_CHANNEL, with did-you-mean", body: "duty d GET /d -> app channel admn\n", expect: ["E_UNKNOWN_CHANNEL p.duty:9:30"], help: "did you mean `admin`?" },
 
   // --- types --------------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ export interface CheckResult {
 
 export const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 const CHANNELS = ["operational", "admin"] as const;
+/**
+ * The upstream the gateway serves itself: its admin functions (metrics, policy status, reload,
+ * explain). Duties may reach it on the admin channel only.
+ */
+export const GATEWAY_UPSTREAM = "gateway";
 const REQUEST_FIELDS = ["method", "path", "ip", "time", "header", "query", "param"] as const;
 const PRIMITIVES: Record<string, Type> = {
   string: { kind: "string" }, int: { kind: "int" }, bool: { kind: "bool" }, ip: { kind: "ip" },
@@ -211,7 +216,11 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       if (!(CHANNELS as readonly string[]).includes(d.channel.text)) {
         ok = false;
         err("E_UNKNOWN_CHANNEL", `unknown channel \`${d.channel.text}\``, d.channel.span, didYouMean(d.channel.text, CHANNELS) ?? "channels are `operational` and `admin`");
-      } else channel = d.channel.text as typeof channel;
+      } else channel = d.channel.text as (typeof CHANNELS)[number];
+    }
+    if (ok && d.upstream.text === GATEWAY_UPSTREAM && channel !== "admin") {
+      ok = false;
+      err("E_GATEWAY_DUTY_NOT_ADMIN", `duty \`${d.name.text}\` reaches the built-in \`${GATEWAY_UPSTREAM}\` upstream on the ${channel} channel`, d.span, "the gateway's admin functions answer on the admin channel only: add `channel admin`");
     }
     if (!ok || "error" in parsed) { brokenDuties.add(d.name.text); continue; }
     const duty: CheckedDuty = {

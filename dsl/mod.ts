@@ -16,6 +16,13 @@ export type { CheckOptions } from "./check.ts";
 
 /** Parses and type-checks `.duty` sources as one policy (null policy when any error). */
 export { loadPolicy, parsePolicySource } from "./load.ts";
+/**
+ * The built-in upstream of the gateway's admin functions; the checker refuses a duty on it that
+ * is not `channel admin` (`E_GATEWAY_DUTY_NOT_ADMIN`).
+ * @example
+ * duty.upstream === GATEWAY_UPSTREAM && channel === "admin" // the only way to reach them
+ */
+export { GATEWAY_UPSTREAM } from "./check.ts";
 /** Compiles a checked policy into routers and decision trees. */
 export { compilePolicy } from "./compile.ts";
 /** The slow, obviously-correct reference evaluator; the compiled tree must agree with it. */

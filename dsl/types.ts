@@ -100,7 +100,9 @@ export type DecisionCode =
   | "DENY_NO_GRANT"
   | "DENY_FORBID"
   | "DENY_EXCLUSIVE"
-  | "DENY_SOD_HISTORY";
+  | "DENY_SOD_HISTORY"
+  /** Set by the gateway, never by the policy: a duty on `gateway` reached off the admin channel. */
+  | "DENY_ADMIN_CHANNEL_ONLY";
 
 /** One rule considered by a decision, and whether it held. */
 export interface Reason {

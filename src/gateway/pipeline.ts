@@ -20,7 +20,8 @@ import { INTERNAL_UPSTREAM, type ActivePolicy, type PolicyManager } from "./poli
 
 export interface PipelineDeps {
   config: GatewayConfig;
-  policy: PolicyManager;
+  /** The policy in force; read once per request. */
+  policy: Pick<PolicyManager, "active">;
   authn: JwtAuthenticator;
   ledger: DutyLedger;
   audit: AuditLog | null;
@@ -285,6 +286,11 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     const decideStart = performance.now();
     let decision: Decision = active.compiled.decide(channel, caller.principal, policyRequest);
     metrics.decisionLatency.observe((performance.now() - decideStart) / 1000);
+    // The admin functions answer on the admin listener only, whatever the active policy says. The
+    // checker refuses a duty on `gateway` off the admin channel; this holds for one that got past it.
+    if (decision.allow && channel !== "admin" && dutiesOf(active.compiled.policy).get(decision.duty ?? "")?.upstream === INTERNAL_UPSTREAM) {
+      decision = { ...decision, allow: false, code: "DENY_ADMIN_CHANNEL_ONLY", decidedBy: null, separations: [], message: "the gateway's admin functions answer on the admin listener only" };
+    }
 
     let reservation: Reservation | null = null;
     let ledgerFacts: LedgerFact[] = [];

@@ -4,14 +4,14 @@
 // the status file. Requests read `active` once and finish under the policy they started with.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic, runPolicyTests } from "../../dsl/mod.ts";
+import { compilePolicy, GATEWAY_UPSTREAM, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic, runPolicyTests } from "../../dsl/mod.ts";
 import { writeFileAtomicSync } from "../bundle/atomic.ts";
 import { checkRollback, readTrustedKeysFile, readUnsignedBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore } from "../bundle/mod.ts";
 import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
 import { classifyPolicyFiles } from "../policy/sources.ts";
 
 /** The built-in upstream served by the gateway itself (admin functions); never configured. */
-export const INTERNAL_UPSTREAM = "gateway";
+export const INTERNAL_UPSTREAM = GATEWAY_UPSTREAM;
 
 export interface ActivePolicy {
   compiled: CompiledPolicy;

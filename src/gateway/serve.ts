@@ -8,11 +8,11 @@ import { DEMO_UPSTREAM_PORTS, ensureDemoIssuer, mintDemoToken, upstreamClient } 
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
 import { existingHttp1Pool } from "../http/forward-http1.ts";
-import { createIdentityTokenSigner, poolOriginOf, problemResponse } from "../http/mod.ts";
+import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
 import { openSqliteLedger, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
+import { createAdminFunctions, createProbes } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
-import { explainRequest, type ExplainInput } from "./explain.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Gauge, Metrics } from "./metrics.ts";
@@ -108,39 +108,11 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
     const identity = await createIdentityTokenSigner({ privateKey: gatewayKey.privateKey, publicKey: gatewayKey.publicJwk, kid: gatewayKey.kid, alg: "EdDSA", issuer: "dutygate", ttlMs: config.identity.ttlMs });
 
-    const json = (status: number, body: unknown, requestId: string) =>
-      new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json", "cache-control": "no-store", "x-request-id": requestId } });
+    const adminDeps = { metrics, policy, ledger, audit };
     const deps: PipelineDeps = {
       config, policy, authn, ledger, audit, identity, metrics, log,
-      probes(path, requestId) {
-        if (path === "/-/healthz") return json(200, { status: "live" }, requestId);
-        if (path === "/-/readyz") {
-          const ready = policy.active !== null && (audit === null || audit.healthy());
-          return json(ready ? 200 : 503, { ready, policy: policy.active !== null, audit_writable: audit === null || audit.healthy() }, requestId);
-        }
-        return null;
-      },
-      async internal(request, path, requestId) {
-        if (path === "/-/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": requestId } });
-        if (path === "/-/policy") return json(200, policy.status(), requestId);
-        if (path === "/-/policy/reload") {
-          const r = await policy.reload("admin");
-          return json(r.ok ? 200 : 422, r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error }, requestId);
-        }
-        if (path === "/-/explain") {
-          const active = policy.active;
-          if (!active) return problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", requestId });
-          let input: ExplainInput;
-          try {
-            input = (await request.json()) as ExplainInput;
-          } catch {
-            return problemResponse({ status: 400, code: "EXPLAIN_BAD_BODY", detail: "body must be JSON: {principal, request, channel?, ip?, headers?, time?}", requestId });
-          }
-          const r = await explainRequest(active.compiled, input, ledger);
-          return r.ok ? json(200, r.explanation, requestId) : problemResponse({ status: 400, code: r.code, detail: r.message, requestId });
-        }
-        return problemResponse({ status: 404, code: "ADMIN_UNKNOWN_FUNCTION", detail: `the gateway serves no admin function at \`${path}\``, requestId });
-      },
+      probes: createProbes(adminDeps),
+      internal: createAdminFunctions(adminDeps),
     };
 
     const startOne = async (listener: ListenerConfig, channel: "operational" | "admin") => {

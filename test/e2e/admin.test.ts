@@ -2,8 +2,19 @@
 // admin functions (policy status, reload, explain, metrics) as duties of the policy, audited
 // like any other request.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { compilePolicy, loadPolicy, type CheckedPolicy } from "../../dsl/mod.ts";
+import { createJwtAuthenticator } from "../../src/authn/mod.ts";
+import { EXIT, memoryIo } from "../../src/cli/io.ts";
+import { createAdminFunctions } from "../../src/gateway/admin.ts";
+import { createLogger } from "../../src/gateway/log.ts";
+import { createPipeline } from "../../src/gateway/pipeline.ts";
+import type { ActivePolicy } from "../../src/gateway/policy_manager.ts";
+import { createIdentityTokenSigner } from "../../src/http/mod.ts";
+import { main } from "../../src/main.ts";
+import { loadTlsMaterial, startListener, type RunningListener } from "../../src/tls/mod.ts";
 import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
 import { createTestPki, startTestGateway, type TestGateway } from "../support/harness.ts";
 
@@ -235,6 +246,104 @@ describe("admin calls are audited", () => {
     const refusal = await t.adminFetch("/-/metrics", { cert: certs.stranger });
     const denied = auditRecords().find((r) => r.request_id === refusal.headers.get("x-request-id"));
     expect(denied).toMatchObject({ channel: "admin", decision: "deny", code: "MTLS_UNKNOWN_IDENTITY" });
+  });
+});
+
+describe("admin functions are never exposed by an operational duty", () => {
+  /** A policy whose only duty on the built-in `gateway` upstream is operational (line 4). */
+  const EXPOSING = "principal { sub: string roles: set<role> mfa: bool team: string }\nrole sre\nupstream gateway\nduty m GET /-/metrics -> gateway\ngrant sre m\n";
+  const tmp = mkdtempSync(join(tmpdir(), "dutygate-admin-exposed-"));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const policyDir = join(tmp, "policies");
+  mkdirSync(policyDir);
+  writeFileSync(join(policyDir, "ops.duty"), EXPOSING);
+
+  async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    const io = memoryIo();
+    const code = await main(argv, io);
+    return { code, out: io.stdout.join("\n"), err: io.stderr.join("\n") };
+  }
+
+  test("gateway check fails with E_GATEWAY_DUTY_NOT_ADMIN at the duty's file:line:col", async () => {
+    const r = await run(["check", policyDir]);
+    expect(r.out + r.err).toMatch(/ops\.duty:4:1: error\[E_GATEWAY_DUTY_NOT_ADMIN\]: duty `m` reaches the built-in `gateway` upstream on the operational channel/);
+    expect(r.code).toBe(EXIT.policyErrors);
+  });
+
+  test("serve refuses to start: POLICY_UNAVAILABLE naming the diagnostic, exit 6", async () => {
+    const config = join(tmp, "gateway.toml");
+    writeFileSync(config, [
+      `state_dir = ${JSON.stringify(join(tmp, "state"))}`,
+      `[listen]`, `address = "127.0.0.1:0"`,
+      `[policy]`, `dir = ${JSON.stringify(policyDir)}`, `require_signature = false`, `watch = false`,
+      `[audit]`, `dir = ${JSON.stringify(join(tmp, "audit"))}`,
+    ].join("\n"));
+    const r = await run(["serve", "--config", config]);
+    expect(r.err).toMatch(/^error\[POLICY_UNAVAILABLE\]: /);
+    expect(r.err).toContain("ops.duty:4:1: error[E_GATEWAY_DUTY_NOT_ADMIN]");
+    expect(r.err).not.toContain("    at ");
+    expect(r.code).toBe(EXIT.config);
+  });
+
+  test("a reload that adds one is refused and the last good policy keeps deciding", async () => {
+    const file = join(t.config.policy.dir, "exposed.duty");
+    const digest = t.gw.policy.active!.digest;
+    writeFileSync(file, "duty ops_metrics GET /-/metrics -> gateway\ngrant sre ops_metrics\n");
+    try {
+      const failed = await t.adminFetch("/-/policy/reload", { method: "POST", cert: certs.olga });
+      expect(failed.status).toBe(422);
+      const body = await json(failed);
+      expect(body.code).toBe("POLICY_INVALID");
+      expect((body.problems as string[]).join("\n")).toContain("exposed.duty:1:1: error[E_GATEWAY_DUTY_NOT_ADMIN]");
+      expect(t.gw.policy.active!.digest).toBe(digest);
+      const sre = await t.issuer.token({ sub: "olga", roles: ["sre"], mfa: true });
+      const res = await t.fetch("/-/metrics", { token: sre });
+      expect(res.status).toBe(404);
+      expect((await json(res)).code).toBe("DENY_NO_ROUTE");
+    } finally {
+      rmSync(file, { force: true });
+      await t.gw.policy.reload("test");
+    }
+    expect(t.gw.policy.lastError).toBeNull();
+  });
+
+  test("at run time the admin functions answer on the admin listener only, even for a policy that escaped the checker", async () => {
+    // The shipped policy with its `gateway` duties moved to the operational channel: what the
+    // checker refuses, compiled without it, and served by an operational pipeline that has the
+    // real admin functions at hand.
+    const dir = t.config.policy.dir;
+    const sources = readdirSync(dir).filter((f) => f.endsWith(".duty")).sort().map((f) => ({ path: f, text: readFileSync(join(dir, f), "utf8") }));
+    const checked = loadPolicy(sources).policy!;
+    const bypassed: CheckedPolicy = { ...checked, duties: checked.duties.map((d) => (d.upstream === "gateway" ? { ...d, channel: "operational" as const } : d)) };
+    expect(bypassed.duties.filter((d) => d.upstream === "gateway" && d.channel === "operational").length).toBe(4);
+    const active: ActivePolicy = { compiled: compilePolicy(bypassed), revision: 1, digest: "0".repeat(64), signers: [], signed: false, loadedAt: new Date(), files: sources.map((s) => s.path) };
+    const key = t.gw.gatewayKey;
+    const pipeline = createPipeline({
+      config: t.config, policy: { active }, authn: createJwtAuthenticator({ issuers: t.config.issuers }), ledger: t.gw.ledger, audit: t.gw.audit,
+      identity: await createIdentityTokenSigner({ privateKey: key.privateKey, publicKey: key.publicJwk, kid: key.kid, alg: "EdDSA", issuer: "dutygate", ttlMs: 60_000 }),
+      metrics: t.gw.metrics, log: createLogger("error"),
+      internal: createAdminFunctions({ metrics: t.gw.metrics, policy: t.gw.policy, ledger: t.gw.ledger, audit: t.gw.audit }),
+    }, "operational", t.config.listen);
+    let running: RunningListener | undefined;
+    try {
+      running = await startListener({
+        listener: t.config.listen, fetch: pipeline, maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        tls: await loadTlsMaterial(t.config.listen, { stateDir: t.config.stateDir, name: "bypassed" }),
+      });
+      const sre = await t.issuer.token({ sub: "olga", roles: ["sre", "security_admin"], mfa: true });
+      const reloadsBefore = { ...t.gw.policy.reloads };
+      for (const [method, path] of [["GET", "/-/metrics"], ["GET", "/-/policy"], ["POST", "/-/policy/reload"], ["POST", "/-/explain"]] as const) {
+        const res = await fetch(running.url + path, { method, headers: { authorization: `Bearer ${sre}` }, body: method === "POST" ? "{}" : undefined, tls: { rejectUnauthorized: false } } as RequestInit);
+        const body = await json(res);
+        expect({ path, status: res.status, code: body.code }).toEqual({ path, status: 403, code: "DENY_ADMIN_CHANNEL_ONLY" });
+        const record = auditRecords().find((r) => r.request_id === res.headers.get("x-request-id"));
+        expect(record).toMatchObject({ type: "decision", channel: "operational", sub: "olga", decision: "deny", code: "DENY_ADMIN_CHANNEL_ONLY", upstream: null });
+      }
+      // Nothing ran: no reload happened.
+      expect(t.gw.policy.reloads).toEqual(reloadsBefore);
+    } finally {
+      await running?.stop({ graceful: false });
+    }
   });
 });
 

@@ -367,7 +367,7 @@ describe("names the docs promise exist in the source", () => {
   });
 
   test("admin paths are written with their `/-/` prefix and exist in the gateway", () => {
-    const gatewaySource = ["src/gateway/serve.ts", "src/gateway/pipeline.ts", "policies/admin.duty"].map(read).join("\n");
+    const gatewaySource = ["src/gateway/admin.ts", "src/gateway/pipeline.ts", "policies/admin.duty"].map(read).join("\n");
     const bare: string[] = [];
     const unknown = new Set<string>();
     for (const { file, text } of DOCS) {

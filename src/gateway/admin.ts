@@ -1,0 +1,57 @@
+// What the gateway serves itself on the admin listener: the admin functions of the built-in
+// upstream `gateway` (metrics, policy status, reload, explain), reached through the policy's
+// admin-channel duties, and the probes answered before authentication.
+import type { DutyLedger } from "../ledger/mod.ts";
+import type { AuditLog } from "../audit/mod.ts";
+import { problemResponse } from "../http/mod.ts";
+import { explainRequest, type ExplainInput } from "./explain.ts";
+import type { Metrics } from "./metrics.ts";
+import type { PolicyManager } from "./policy_manager.ts";
+
+export interface AdminDeps {
+  metrics: Metrics;
+  policy: PolicyManager;
+  ledger: DutyLedger;
+  audit: AuditLog | null;
+}
+
+function json(status: number, body: unknown, requestId: string): Response {
+  return new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json", "cache-control": "no-store", "x-request-id": requestId } });
+}
+
+/** The admin functions, by normalised path; the pipeline calls it for admin-channel duties on `gateway`. */
+export function createAdminFunctions({ metrics, policy, ledger }: AdminDeps): (request: Request, path: string, requestId: string) => Promise<Response> {
+  return async (request, path, requestId) => {
+    if (path === "/-/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": requestId } });
+    if (path === "/-/policy") return json(200, policy.status(), requestId);
+    if (path === "/-/policy/reload") {
+      const r = await policy.reload("admin");
+      return json(r.ok ? 200 : 422, r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error }, requestId);
+    }
+    if (path === "/-/explain") {
+      const active = policy.active;
+      if (!active) return problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", requestId });
+      let input: ExplainInput;
+      try {
+        input = (await request.json()) as ExplainInput;
+      } catch {
+        return problemResponse({ status: 400, code: "EXPLAIN_BAD_BODY", detail: "body must be JSON: {principal, request, channel?, ip?, headers?, time?}", requestId });
+      }
+      const r = await explainRequest(active.compiled, input, ledger);
+      return r.ok ? json(200, r.explanation, requestId) : problemResponse({ status: 400, code: r.code, detail: r.message, requestId });
+    }
+    return problemResponse({ status: 404, code: "ADMIN_UNKNOWN_FUNCTION", detail: `the gateway serves no admin function at \`${path}\``, requestId });
+  };
+}
+
+/** The probes of the admin listener (`/-/healthz`, `/-/readyz`); null for any other path. */
+export function createProbes({ policy, audit }: AdminDeps): (path: string, requestId: string) => Response | null {
+  return (path, requestId) => {
+    if (path === "/-/healthz") return json(200, { status: "live" }, requestId);
+    if (path === "/-/readyz") {
+      const ready = policy.active !== null && (audit === null || audit.healthy());
+      return json(ready ? 200 : 503, { ready, policy: policy.active !== null, audit_writable: audit === null || audit.healthy() }, requestId);
+    }
+    return null;
+  };
+}
