@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, symlinkSync, unlinkSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GatewayError } from "../errors.ts";
 import { openAuditLog } from "./log.ts";
@@ -125,5 +125,77 @@ describe("a directory that cannot be created at start-up", () => {
     expect(log.healthy()).toBe(true);
     await log.close();
     expect((await verifyAuditFiles([dir], { keys: signer.jwks })).ok).toBe(true);
+  });
+});
+
+// Regression: a file deleted while the log was open kept receiving records in its unlinked
+// inode (20 appends, 0 records on disk). The path is checked before each batch is written.
+describe("the current file deleted or replaced while the log is open", () => {
+  const recordsIn = (dir: string) => auditFiles(dir).flatMap((f) => readLinesOf(f).map((l) => JSON.parse(l) as Record<string, unknown>));
+
+  test("deleted: the next records go to a new file that starts with a checkpoint and a recovery record naming the loss", async () => {
+    const dir = tempDir();
+    const log = await open(dir, { checkpointEvery: 100 });
+    for (let n = 0; n < 5; n++) await log.append({ n });
+    const lost = auditFiles(dir)[0]!;
+    unlinkSync(lost);
+    for (let n = 5; n < 25; n++) await log.append({ n });
+    expect(log.stats()).toMatchObject({ file: auditFileName(5), filesLost: 1 });
+    await log.close();
+    expect(auditFiles(dir)).toEqual([join(dir, auditFileName(5))]);
+    const records = recordsIn(dir);
+    expect(records.slice(0, 2)).toMatchObject([
+      { type: "checkpoint", seq: 5, count: 5 },
+      { type: "recovery", seq: 6, reason: "file_deleted", file: auditFileName(0), first_seq: 0, last_seq: 4 },
+    ]);
+    expect(records.filter((r) => r.type === "decision").map((r) => r.n)).toEqual(Array.from({ length: 20 }, (_, i) => i + 5));
+    // The records that went with the file are a gap in the log; the rest verifies as an archive does.
+    expect((await verifyAuditFiles([dir], { keys: signer.jwks })).break).toMatchObject({ kind: "removed", seq: 5 });
+    expect((await verifyAuditFiles([dir], { keys: signer.jwks, partial: true })).break).toBeNull();
+  });
+
+  test("replaced (a copy renamed over it): the copy is left alone and the chain continues in a new file", async () => {
+    const dir = tempDir();
+    const log = await open(dir);
+    for (let n = 0; n < 3; n++) await log.append({ n });
+    const path = auditFiles(dir)[0]!;
+    const copy = readFileSync(path, "utf8").replace('"n":1', '"n":7');
+    writeFileSync(`${path}.tmp`, copy);
+    renameSync(`${path}.tmp`, path);
+    await log.append({ n: 3 });
+    await log.close();
+    expect(readFileSync(path, "utf8")).toBe(copy);
+    expect(recordsIn(dir).find((r) => r.type === "recovery")).toMatchObject({ reason: "file_replaced", file: auditFileName(0), first_seq: 0, last_seq: 2 });
+    expect(readLinesOf(join(dir, auditFileName(3))).map((l) => JSON.parse(l).type)).toEqual(["checkpoint", "recovery", "decision", "checkpoint"]);
+  });
+
+  test("the whole directory deleted: it is made again and the chain continues", async () => {
+    const dir = tempDir();
+    const log = await open(dir);
+    await log.append({ n: 0 });
+    removeDir(dir);
+    await log.append({ n: 1 });
+    await log.close();
+    expect(recordsIn(dir).map((r) => r.type)).toEqual(["checkpoint", "recovery", "decision", "checkpoint"]);
+  });
+
+  test("deleted, and no new file can be made: appends are refused (on_failure = deny denies), then the log heals", async () => {
+    const dir = tempDir();
+    const log = await open(dir);
+    await log.append({ n: 0 });
+    unlinkSync(auditFiles(dir)[0]!);
+    const restore = makeDirReadOnly(dir);
+    cleanups.push(restore);
+    expect((await rejection(log.append({ n: 1 }))).code).toBe("AUDIT_WRITE_FAILED");
+    expect(log.healthy()).toBe(false);
+    expect(auditFiles(dir)).toEqual([]);
+    restore();
+    await log.append({ n: 2 });
+    expect(log.healthy()).toBe(true);
+    await log.close();
+    const records = recordsIn(dir);
+    expect(records.map((r) => r.type)).toEqual(["checkpoint", "recovery", "decision", "checkpoint"]);
+    expect(records[2]).toMatchObject({ n: 2, seq: 3 });
+    expect((await verifyAuditFiles([dir], { keys: signer.jwks, partial: true })).break).toBeNull();
   });
 });

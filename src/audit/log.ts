@@ -1,6 +1,6 @@
 // The audit log writer: one JSON line per record, hash chained, group-committed, signed
 // checkpoints, rotation by size and age. See docs/audit.md for the format and guarantees.
-import { constants as fsConstants, writeSync } from "node:fs";
+import { constants as fsConstants, fstatSync, statSync, writeSync } from "node:fs";
 import { mkdir, open, readdir } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import type { KeyObject } from "node:crypto";
@@ -71,6 +71,8 @@ export interface AuditLogStats {
   fsyncs: number;
   /** Appends rejected because the log could not be written. */
   failedAppends: number;
+  /** Times the current file was found deleted or replaced, and the chain moved to a new file. */
+  filesLost: number;
 }
 
 /** A running audit log. Create with {@link openAuditLog}. */
@@ -125,13 +127,16 @@ interface CurrentFile {
   /** Bytes known to hold complete records; writes go exactly here. */
   bytes: number;
   openedAt: number;
+  /** Device and inode of the open file: the path must still name it (see `checkFileStillNamed`). */
+  identity: { dev: number; ino: number } | null;
 }
 
-interface Recovery {
-  file: string;
-  discarded_bytes: number;
-  discarded_sha256: string;
-}
+/** The members of a `recovery` record (a torn line cut off, or the current file lost). */
+type Recovery =
+  | { file: string; discarded_bytes: number; discarded_sha256: string }
+  | { file: string; reason: "file_deleted" | "file_replaced"; first_seq: number; last_seq: number };
+
+type LostFile = "file_deleted" | "file_replaced";
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -144,6 +149,8 @@ class FileAuditLog implements AuditLog {
   private file: CurrentFile;
   private needsTruncate = false;
   private pendingRecovery: Recovery | null = null;
+  /** Set when the current file's path no longer names the open file; handled before the next write. */
+  private lostFile: LostFile | null = null;
   private startWithCheckpoint = false;
   private queue: PendingAppend[] = [];
   private draining: Promise<void> | null = null;
@@ -163,13 +170,13 @@ class FileAuditLog implements AuditLog {
   /** Set once close() has flushed: nothing more is written. */
   private finished = false;
   private closed: Promise<void> | null = null;
-  private counters = { recordsWritten: 0, checkpointsWritten: 0, writes: 0, fsyncs: 0, failedAppends: 0 };
+  private counters = { recordsWritten: 0, checkpointsWritten: 0, writes: 0, fsyncs: 0, failedAppends: 0, filesLost: 0 };
   lastError: GatewayError | null = null;
 
   constructor(options: AuditLogOptions) {
     this.options = options;
     this.instance = options.instance ?? hostname();
-    this.file = { name: auditFileName(0), handle: null, bytes: 0, openedAt: Date.now() };
+    this.file = { name: auditFileName(0), handle: null, bytes: 0, openedAt: Date.now(), identity: null };
   }
 
   // ---- start-up ---------------------------------------------------------------------------
@@ -209,7 +216,7 @@ class FileAuditLog implements AuditLog {
     if (names.length > 0) {
       const name = names[names.length - 1]!;
       const tail = await readFileTail(join(dir, name));
-      this.file = { name, handle: null, bytes: tail.completeBytes, openedAt: Date.now() };
+      this.file = { name, handle: null, bytes: tail.completeBytes, openedAt: Date.now(), identity: null };
       if (tail.partial.length > 0) {
         this.needsTruncate = true;
         this.pendingRecovery = {
@@ -232,7 +239,7 @@ class FileAuditLog implements AuditLog {
         // Crashed between the rotate record and the first write of the next file.
         const next = typeof last.next === "string" && parseAuditFileName(last.next) !== null ? last.next : null;
         if (next === null) throw new GatewayError("AUDIT_TAIL_INVALID", `rotate record seq ${last.seq} in \`${name}\` names no valid next file`, { file: name });
-        if (next !== this.file.name) this.file = { name: next, handle: null, bytes: 0, openedAt: Date.now() };
+        if (next !== this.file.name) this.file = { name: next, handle: null, bytes: 0, openedAt: Date.now(), identity: null };
         this.startWithCheckpoint = true;
       } else if (name === this.file.name) {
         const firstLine = await readFirstLine(join(dir, name));
@@ -379,14 +386,14 @@ class FileAuditLog implements AuditLog {
       return;
     }
     const now = Date.now();
-    // Opening, repairing, rotating: only when there is something to do (one check per batch).
-    if (this.needsPreparation(now, batch.length > 0)) {
-      try {
-        await this.prepareFile(now, batch.length > 0);
-      } catch (error) {
-        this.failBatch(batch.map((item) => item.reject), error);
-        return;
-      }
+    // Opening, repairing, rotating, replacing a lost file: only when there is something to do
+    // (one check, and one stat of the path, per batch).
+    try {
+      if (this.file.handle !== null && this.lostFile === null) this.lostFile = this.checkFileStillNamed();
+      if (this.needsPreparation(now, batch.length > 0)) await this.prepareFile(now, batch.length > 0);
+    } catch (error) {
+      this.failBatch(batch.map((item) => item.reject), error);
+      return;
     }
     const handle = this.file.handle!;
     const { checkpointEvery } = this.options;
@@ -414,7 +421,9 @@ class FileAuditLog implements AuditLog {
       return addRecord(body);
     };
 
-    if ((this.startWithCheckpoint || this.checkpointRequested) && since > 0) checkpointResult = await addCheckpoint();
+    // A new file starts with a signed checkpoint, even one that signs the same head again (a lost
+    // file may have ended with a checkpoint); otherwise a checkpoint is written when asked for.
+    if (this.startWithCheckpoint ? seq > 0 : this.checkpointRequested && since > 0) checkpointResult = await addCheckpoint();
     if (this.pendingRecovery !== null) {
       addRecord({ type: "recovery", seq, time, prev: head, ...this.pendingRecovery });
       since++;
@@ -469,14 +478,61 @@ class FileAuditLog implements AuditLog {
   }
 
   private needsPreparation(now: number, mayRotate: boolean): boolean {
-    if (this.syncFailed || this.file.handle === null || this.needsTruncate) return true;
+    if (this.syncFailed || this.file.handle === null || this.needsTruncate || this.lostFile !== null) return true;
     if (!mayRotate || this.file.bytes === 0) return false;
     const { rotateBytes, rotateAgeMs } = this.options;
     return (rotateBytes > 0 && this.file.bytes >= rotateBytes) || (rotateAgeMs > 0 && now - this.file.openedAt >= rotateAgeMs);
   }
 
+  /**
+   * Whether the current file's path still names the open file. Deleted (or renamed away), records
+   * would go on into an inode nobody can read; replaced (renamed over, edited with a tool that
+   * writes a copy), into a file nobody will see. One `stat` per batch, shared by every record
+   * of the batch: cheap next to the write it guards.
+   */
+  private checkFileStillNamed(): LostFile | null {
+    const identity = this.file.identity;
+    if (identity === null) return null;
+    const path = join(this.options.dir, this.file.name);
+    let info;
+    try {
+      info = statSync(path, { throwIfNoEntry: false });
+    } catch (error) {
+      // The path cannot be looked at (the directory's permissions changed): nothing written now
+      // could be shown to be in the log, so the batch fails like a failed write.
+      throw writeFailed(`cannot check audit file \`${path}\``, error);
+    }
+    if (info === undefined) return "file_deleted";
+    return info.dev === identity.dev && info.ino === identity.ino ? null : "file_replaced";
+  }
+
+  /**
+   * The current file was deleted or replaced: the chain continues in a new file named by the
+   * next seq, which starts (as after a rotation) with a checkpoint over the head, then a
+   * `recovery` record naming the lost file and the seqs it held. Nothing is written to the lost
+   * file; the records it held are gone from the log, and `audit verify` reports the gap.
+   */
+  private async continueAfterLostFile(now: number, reason: LostFile): Promise<void> {
+    const lost = this.file;
+    await this.stopSyncTimer();
+    await lost.handle?.close().catch(() => {});
+    this.file = { name: auditFileName(this.nextSeq), handle: null, bytes: 0, openedAt: now, identity: null };
+    // A file already at that name (left by someone else, or the replacement itself) is not ours:
+    // prepareFile opens the new file and cuts it to nothing before the first write.
+    this.needsTruncate = true;
+    this.lostFile = null;
+    this.counters.filesLost++;
+    if (this.nextSeq > 0) {
+      this.startWithCheckpoint = true;
+      const firstSeq = parseAuditFileName(lost.name) ?? this.nextSeq;
+      // A lost file that held no record of ours (nothing written yet) leaves nothing to report.
+      if (firstSeq < this.nextSeq) this.pendingRecovery = { file: lost.name, reason, first_seq: firstSeq, last_seq: this.nextSeq - 1 };
+    }
+  }
+
   /** Opens the current file, repairs a torn tail, rotates: everything before the records. */
   private async prepareFile(now: number, mayRotate: boolean): Promise<void> {
+    if (this.lostFile !== null) await this.continueAfterLostFile(now, this.lostFile);
     // A background fsync failed: the disk must prove itself before more is acknowledged.
     if (this.syncFailed && this.file.handle !== null) {
       await this.file.handle.datasync();
@@ -511,6 +567,8 @@ class FileAuditLog implements AuditLog {
       throw writeFailed(`cannot open audit file \`${path}\``, error);
     }
     this.file.handle = handle;
+    const info = fstatSync(handle.fd);
+    this.file.identity = { dev: info.dev, ino: info.ino };
     if (this.file.bytes === 0) this.file.openedAt = Date.now();
     if (this.options.fsync !== "off") await syncDirectory(this.options.dir);
   }
@@ -537,7 +595,7 @@ class FileAuditLog implements AuditLog {
     this.startWithCheckpoint = true;
     if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(line);
     await handle.close().catch(() => {});
-    this.file = { name: next, handle: null, bytes: 0, openedAt: now };
+    this.file = { name: next, handle: null, bytes: 0, openedAt: now, identity: null };
     await this.openCurrentFile();
   }
 

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { auditFileName, runAuditVerify, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
 import { recordLine } from "../../src/audit/record.ts";
+import { makeDirReadOnly } from "../../src/audit/testkit.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { createTestIssuer, SHIPPED_POLICIES, TEST_ISSUER, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type TestGateway } from "../support/harness.ts";
@@ -232,6 +233,55 @@ describe("a token holding a lone surrogate", () => {
       }
       const result = await verifyAuditFiles([t.config.audit.dir], { keys: readJwks(t.config.stateDir) });
       expect(result.break).toBeNull();
+    } finally {
+      await t.stop();
+      rmSync(t.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the audit file deleted while serving", () => {
+  // Regression: records went on into the unlinked inode (20 forwarded requests, 0 records on disk).
+  test("the chain moves to a new file that says what was lost; every later request is on disk; with no file to write, requests are refused", async () => {
+    const t = await startTestGateway({ log: createLogger("error", () => {}), configure: (c) => ({ ...c, audit: { ...c.audit, onFailure: "deny" } }) });
+    try {
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      const submit = async (i: number) => {
+        const res = await t.fetch(`/changes/${i}/submit`, { method: "POST", token, body: "x" });
+        await res.arrayBuffer();
+        return { requestId: res.headers.get("x-request-id")!, status: res.status };
+      };
+      for (let i = 0; i < 5; i++) expect((await submit(i)).status).toBe(200);
+      const dir = t.config.audit.dir;
+      const [first] = readdirSync(dir).filter((n) => n.endsWith(".jsonl"));
+      rmSync(join(dir, first!));
+      const after: Answer[] = [];
+      for (let i = 5; i < 25; i++) after.push(await submit(i));
+      expect(after.map((a) => a.status)).toEqual(Array(20).fill(200));
+      // On disk now, while serving: every decision of the 20 requests.
+      const onDisk = readRecords(dir);
+      const decided = new Set(onDisk.filter((r) => r.type === "decision").map((r) => r.request_id));
+      expect(after.filter((a) => !decided.has(a.requestId))).toEqual([]);
+      expect(onDisk.slice(0, 2)).toMatchObject([{ type: "checkpoint" }, { type: "recovery", reason: "file_deleted", file: first, first_seq: 0 }]);
+
+      // Deleted again, and the directory refuses a new file: on_failure = "deny" refuses.
+      const current = readdirSync(dir).filter((n) => n.endsWith(".jsonl"));
+      rmSync(join(dir, current[0]!));
+      const forwarded = t.upstream.received.length;
+      const restore = makeDirReadOnly(dir);
+      try {
+        const refused = await t.fetch("/changes/99/submit", { method: "POST", token, body: "x" });
+        expect(refused.status).toBe(503);
+        expect(((await refused.json()) as { code: string }).code).toBe("AUDIT_UNAVAILABLE");
+        expect(t.upstream.received.length).toBe(forwarded);
+      } finally {
+        restore();
+      }
+      expect((await submit(100)).status).toBe(200);
+      await t.stop({ keepDir: true });
+      const result = await verifyAuditFiles([dir], { keys: readJwks(t.config.stateDir), partial: true });
+      expect(result.break).toBeNull();
+      expect(readRecords(dir).filter((r) => r.type === "recovery").length).toBeGreaterThanOrEqual(1);
     } finally {
       await t.stop();
       rmSync(t.dir, { recursive: true, force: true });
