@@ -40,8 +40,19 @@ export const DEFAULTS = {
   identity: {
     header: "x-dutygate-identity",
     ttlMs: MINUTE,
-    // Headers other proxies use to pass a caller's identity; a caller must never be able to set them.
-    stripHeaders: ["x-forwarded-user", "x-forwarded-email", "x-remote-user", "x-auth-request-user", "x-auth-request-email"],
+    // Headers other proxies and platforms use to pass a caller's identity, address or original URL
+    // to the application behind them; a caller must never be able to set them. Matched by their
+    // normalised name (lower case, `_` as `-`), so `X_Remote_User` is `x-remote-user`.
+    stripHeaders: [
+      // identity set by an authenticating proxy (oauth2-proxy, Apache/nginx auth, Grafana's auth proxy)
+      "x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username", "x-forwarded-access-token",
+      "x-remote-user", "x-remote-group", "remote-user", "x-user", "x-webauth-user", "x-authenticated-user",
+      "x-auth-request-user", "x-auth-request-email", "x-auth-request-groups", "x-auth-request-preferred-username", "x-auth-request-access-token",
+      // client address as CDNs and load balancers pass it
+      "true-client-ip", "x-client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip",
+      // the original URL or path prefix, which IIS, Symfony, Spring and others route or build links on
+      "x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri", "x-forwarded-prefix",
+    ],
   },
   logLevel: "info" as "debug" | "info" | "warn" | "error",
 } as const;

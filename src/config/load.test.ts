@@ -155,6 +155,10 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_VALUE", path: "log.level" }] },
   { name: "identity header that is not a header name", toml: `${POLICY}[identity]\nheader = "x identity"\n`,
     expect: [{ code: "CONFIG_BAD_VALUE", path: "identity.header" }] },
+  { name: "strip_headers entry that is not a header name", toml: `${POLICY}[identity]\nstrip_headers = ["x-user", "x user"]\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "identity.strip_headers[1]", line: 4 }] },
+  { name: "strip_headers that is not a list", toml: `${POLICY}[identity]\nstrip_headers = "x-user"\n`,
+    expect: [{ code: "CONFIG_WRONG_TYPE", path: "identity.strip_headers", line: 4 }] },
   { name: "every error of a file is reported, in line order", toml:
       `stat_dir = "x"\nmax_body_bytes = "lots"\n[policy]\nmin_signers = 0\n[upstreams.changes]\nurl = "nope"\n`,
     expect: [
@@ -303,7 +307,7 @@ hide_details = true
 [identity]
 header = "X-Gateway-Identity"
 ttl = "30s"
-strip_headers = ["x-user"]
+strip_headers = ["X_User", "x-roles"]
 
 [log]
 level = "debug"
@@ -334,7 +338,8 @@ level = "debug"
       checkpointEvery: 500, checkpointIntervalMs: 30_000, onFailure: "allow", stdout: true, headerAllowlist: ["user-agent", "x-forwarded-for"],
     });
     expect(c.ledger).toEqual({ path: join(dir, "ledger.db"), retentionDays: 30, hideDetails: true });
-    expect(c.identity).toEqual({ header: "x-gateway-identity", ttlMs: 30_000, stripHeaders: ["x-user"] });
+    // Stripped by the name an upstream reads: `X_User` is `x-user` to CGI and WSGI servers.
+    expect(c.identity).toEqual({ header: "x-gateway-identity", ttlMs: 30_000, stripHeaders: ["x-user", "x-roles"] });
     expect(c.log.level).toBe("debug");
   });
 

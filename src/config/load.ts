@@ -5,6 +5,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { parseIp } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
+import { normalizeFieldName } from "../http/field-name.ts";
 import { DEFAULT_RESERVATION_TTL_MS } from "../ledger/ledger.ts";
 import { ASYMMETRIC_ALGORITHMS, DEFAULTS, HMAC_ALGORITHMS, SECRET_HEADERS } from "./defaults.ts";
 import { deepFreeze, defaultConfig } from "./builtin.ts";
@@ -490,7 +491,8 @@ function readIdentity(section: Section | null, ctx: ConfigContext): IdentityToke
     ctx.report("CONFIG_BAD_VALUE", section.at("header"), `\`${header}\` cannot carry the identity token`);
   }
   const ttlMs = section.duration("ttl", DEFAULTS.identity.ttlMs, { min: 1000 });
-  const stripHeaders = readHeaderList(section, "strip_headers", DEFAULTS.identity.stripHeaders);
+  // Matched as upstreams read field names (CGI and WSGI: `_` as `-`); kept in that form.
+  const stripHeaders = readHeaderList(section, "strip_headers", DEFAULTS.identity.stripHeaders).map(normalizeFieldName);
   section.finish();
   return { header, ttlMs, stripHeaders };
 }

@@ -2,6 +2,7 @@
 // and the response body flows back without being buffered, both under a byte or time limit.
 import type { UpstreamConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
+import { normalizeFieldName } from "./field-name.ts";
 import { Http1Abort, http1PoolFor } from "./forward-http1.ts";
 import type { Http1Response } from "./forward-http1.ts";
 import { problemResponse } from "./problem.ts";
@@ -179,18 +180,6 @@ function watchResponseBody(body: ReadableStream<Uint8Array>, idleMs: number, can
 /** Inbound fields never passed on as they came: hop-by-hop, request-only, and the ones set below. */
 const NOT_PASSED_ON: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...REQUEST_ONLY_STRIP, "x-forwarded-for", "x-request-id", "traceparent", "tracestate", "accept-encoding"]);
 const normalizedSets = new WeakMap<readonly string[], ReadonlySet<string>>();
-
-/**
- * A field name as an upstream may read it: lower case, `_` as `-`. CGI (RFC 3875 §4.1.18) and WSGI
- * servers present `X_Forwarded_User` and `X-Forwarded-User` both as `HTTP_X_FORWARDED_USER`, so a
- * field is stripped or kept by this name, never by its spelling.
- *
- * @example normalizeFieldName("X_HTTP_Method_Override") // "x-http-method-override"
- */
-export function normalizeFieldName(name: string): string {
-  const lower = name.toLowerCase();
-  return lower.includes("_") ? lower.replaceAll("_", "-") : lower;
-}
 
 function normalizedSet(names: readonly string[] | undefined): ReadonlySet<string> | null {
   if (names === undefined || names.length === 0) return null;

@@ -392,6 +392,27 @@ for (const backend of ["bun", "node"] as const) {
       expect(got!.headers["x-forwarded-for"]!.split(",").at(-1)!.trim()).toBe("127.0.0.1");
     });
 
+    test("identity, client-address and URL-rewrite headers, in any spelling, never reach the upstream", async () => {
+      const g = gateways[backend];
+      const spoofed: Record<string, string> = {
+        // CGI and WSGI servers read `_` as `-`: these are the identity headers to them.
+        "X_Forwarded_User": "admin", "X_Remote_User": "admin", "X_Dutygate_Identity": "forged", "X_Forwarded_For": "10.6.6.6",
+        "X-Original-URL": "/admin/security/mode", "X-Rewrite-URL": "/admin/security/mode", "Remote-User": "admin", "X-User": "admin",
+        "X-Forwarded-Groups": "security_admin", "True-Client-IP": "10.6.6.6", "X-Client-IP": "10.6.6.6", "X-Forwarded-Prefix": "/admin",
+        "x_forwarded_groups": "security_admin", "REMOTE_USER": "admin",
+      };
+      const before = g.upstream.received.length;
+      const res = await g.fetch("/changes/56", { token: await g.issuer.token({ sub: "alice", roles: ["developer"], mfa: true }), headers: spoofed });
+      expect(res.status).toBe(200);
+      const [got] = g.upstream.received.slice(before);
+      const spoofedNames = new Set(Object.keys(spoofed).map((n) => n.toLowerCase().replaceAll("_", "-")));
+      const reached = Object.keys(got!.headers).filter((n) => spoofedNames.has(n.replaceAll("_", "-")) && n !== "x-forwarded-for" && n !== "x-dutygate-identity");
+      expect(reached).toEqual([]);
+      expect(got!.headers["x-forwarded-for"]).toBe("127.0.0.1");
+      expect(got!.headers["x-dutygate-identity"]).not.toBe("forged");
+      expect(Object.values(got!.headers)).not.toContain("10.6.6.6");
+    });
+
     test("Cookie, Authorization and Proxy-Authorization never reach the audit log", async () => {
       const g = gateways[backend];
       const token = await g.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
