@@ -132,15 +132,21 @@ describe("the npx wrapper (bin/gateway.mjs)", () => {
       `[audit]`, `dir = ${JSON.stringify(join(dir, "audit"))}`,
       ...["changes", "deploy", "logs", "admin"].flatMap((u) => [`[upstreams.${u}]`, `url = "http://127.0.0.1:9"`]),
     ].join("\n") + "\n");
-    const wrapper = Bun.spawn(["node", join(ROOT, "bin", "gateway.mjs"), "serve", "--config", config], { stdout: "pipe", stderr: "pipe" });
+    // Its own process group: the gateway it starts is killed with it whatever the test does.
+    const wrapper = Bun.spawn(["node", join(ROOT, "bin", "gateway.mjs"), "serve", "--config", config], { stdout: "pipe", stderr: "pipe", detached: true });
     try {
       const reader = wrapper.stdout.getReader();
       let out = "";
       const deadline = Date.now() + 30_000;
+      // One read stays pending across timeouts: a read abandoned to the timer would swallow the
+      // chunk it later receives (the banner, when the start takes longer than the timer).
+      let reading = reader.read();
       while (!out.includes("listening") && Date.now() < deadline) {
-        const { done, value } = await Promise.race([reader.read(), Bun.sleep(1000).then(() => ({ done: false, value: undefined }))]);
-        if (done) break;
-        if (value) out += new TextDecoder().decode(value);
+        const next = await Promise.race([reading, Bun.sleep(1000).then(() => null)]);
+        if (next === null) continue;
+        if (next.done) break;
+        out += new TextDecoder().decode(next.value);
+        reading = reader.read();
       }
       expect(out).toContain("listening");
       const children = (await Bun.file(`/proc/${wrapper.pid}/task/${wrapper.pid}/children`).text()).trim().split(/\s+/).map(Number);
@@ -148,7 +154,8 @@ describe("the npx wrapper (bin/gateway.mjs)", () => {
       process.kill(children[0]!, "SIGKILL");
       expect(await wrapper.exited).toBe(137);
     } finally {
-      wrapper.kill("SIGKILL");
+      try { process.kill(-wrapper.pid, "SIGKILL"); } catch { /* the group is gone already */ }
+      await wrapper.exited;
     }
   }, 60_000);
 });
