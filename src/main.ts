@@ -39,6 +39,26 @@ function systemErrorAsGatewayError(e: unknown): GatewayError | null {
   return new GatewayError("FILE_ACCESS_FAILED", `cannot ${what}: ${ERRNO_TEXT[code] ?? code.toLowerCase()} (${code})`, { errno: code });
 }
 
+/**
+ * Any failure of `serve` before it serves, as a coded error: the operator reads
+ * `error[CODE]: message` (and a `help:` line when there is one), never a stack trace. Coded
+ * errors keep their code, file-system failures become `FILE_ACCESS_FAILED`, and anything else
+ * (a library's own exception) is `STARTUP_FAILED` with its message.
+ */
+export function startupFailure(e: unknown): GatewayError {
+  if (e instanceof GatewayError) return e;
+  const system = systemErrorAsGatewayError(e);
+  if (system) return system;
+  const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  return new GatewayError("STARTUP_FAILED", `cannot start: ${text.split("\n")[0]}`);
+}
+
+/** `error[CODE]: message`, then the error's `help` (if any) on its own line. */
+function formatCodedError(e: GatewayError): string {
+  const help = typeof e.detail?.help === "string" ? `\n  help: ${e.detail.help}` : "";
+  return `error[${e.code}]: ${e.message}${help}`;
+}
+
 function intFlag(value: string | undefined, name: string): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw new GatewayError("USAGE", `\`--${name}\` needs a whole number, got \`${value}\``);
@@ -82,28 +102,27 @@ const SERVING = -1;
 const commands: Record<string, Command> = {
   async serve(argv, io) {
     const a = parseArgs(argv, { values: ["config"] });
-    const { loadConfig, formatConfigErrors } = await import("./config/mod.ts");
-    const { startGateway, startupBanner } = await import("./gateway/serve.ts");
-    const loaded = loadConfig(a.flags.config ?? null, { cwd: process.cwd() });
-    if (loaded.ok && loaded.config.demo && !existsSync(loaded.config.policy.dir)) {
-      // The built-in default from an empty directory: start from the embedded example policies.
-      const { writeExamplePolicies } = await import("./init/mod.ts");
-      writeExamplePolicies(loaded.config.policy.dir);
-      io.out(`wrote the example policies to ${loaded.config.policy.dir} (edits go live: the directory is watched)`);
-    }
-    if (!loaded.ok) {
-      io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
-      return EXIT.config;
-    }
+    // The one place a failed start becomes a message and exit 6: whatever stops the start
+    // (config, state directory, keys, certificates, ledger, audit log, policy) fails closed alike.
     try {
+      const { loadConfig, formatConfigErrors } = await import("./config/mod.ts");
+      const { startGateway, startupBanner } = await import("./gateway/serve.ts");
+      const loaded = loadConfig(a.flags.config ?? null, { cwd: process.cwd() });
+      if (loaded.ok && loaded.config.demo && !existsSync(loaded.config.policy.dir)) {
+        // The built-in default from an empty directory: start from the embedded example policies.
+        const { writeExamplePolicies } = await import("./init/mod.ts");
+        writeExamplePolicies(loaded.config.policy.dir);
+        io.out(`wrote the example policies to ${loaded.config.policy.dir} (edits go live: the directory is watched)`);
+      }
+      if (!loaded.ok) {
+        io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
+        return EXIT.config;
+      }
       const gw = await startGateway(loaded.config, { signals: true });
       for (const line of await startupBanner(gw)) io.out(line);
     } catch (e) {
-      if (e instanceof GatewayError) {
-        io.err(`error[${e.code}]: ${e.message}`);
-        return EXIT.config;
-      }
-      throw e;
+      io.err(formatCodedError(startupFailure(e)));
+      return EXIT.config;
     }
     return SERVING;
   },
@@ -200,11 +219,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       return EXIT.usage;
     }
     // Bad input or an unusable path reached a handler that did not expect it: say what and
-    // where with a code, never a stack trace. `serve` fails closed like a bad configuration.
+    // where with a code, never a stack trace. (`serve` answers its own failures with exit 6.)
     const coded = e instanceof GatewayError ? e : systemErrorAsGatewayError(e);
     if (coded) {
-      io.err(`error[${coded.code}]: ${coded.message}`);
-      return cmd === "serve" ? EXIT.config : EXIT.usage;
+      io.err(formatCodedError(coded));
+      return EXIT.usage;
     }
     throw e;
   }

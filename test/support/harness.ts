@@ -200,12 +200,12 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
  * the test issuer, every shipped upstream name pointing at `upstreamUrl`, unsigned policies from
  * `policyDir`, audit in `dir/audit`, state in `dir/.state`. `extra` is appended verbatim (TOML).
  */
-export function writeProcessConfig(dir: string, options: { upstreamUrl: string; issuer: TestIssuer; policyDir: string; extra?: string; auditToml?: string }): string {
+export function writeProcessConfig(dir: string, options: { upstreamUrl: string; issuer: TestIssuer; policyDir: string; extra?: string; auditToml?: string; listenToml?: string }): string {
   const file = join(dir, "gateway.toml");
   const q = (s: string) => JSON.stringify(s);
   writeFileSync(file, [
     `state_dir = ${q(join(dir, ".state"))}`,
-    "[listen]", `address = "127.0.0.1:0"`,
+    "[listen]", `address = "127.0.0.1:0"`, options.listenToml ?? "",
     "[issuers.e2e]", `issuer = ${q(TEST_ISSUER)}`, `audience = ${q(TEST_AUDIENCE)}`, `jwks_file = ${q(options.issuer.jwksFile)}`, `algorithms = ["ES256"]`,
     ...["changes", "deploy", "logs", "admin"].flatMap((name) => [`[upstreams.${name}]`, `url = ${q(options.upstreamUrl)}`]),
     "[policy]", `dir = ${q(options.policyDir)}`, "require_signature = false", "watch = false",
@@ -277,4 +277,33 @@ export async function spawnGatewayProcess(configFile: string, options: { cwd: st
       return child.exited;
     },
   };
+}
+
+/** What {@link runServeUntilExitOrBanner} saw: the exit code, or null when the gateway started serving. */
+export interface ServeRun {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `bun src/main.ts serve --config FILE` in its own process group until it exits (a refused
+ * start) or prints its banner (it started), at most `deadlineMs`. The whole group is killed by
+ * its PID whatever happens, so no gateway outlives the test.
+ */
+export async function runServeUntilExitOrBanner(configFile: string, options: { cwd: string; deadlineMs?: number }): Promise<ServeRun> {
+  const bun = join(REPO_ROOT, "node_modules/.bin/bun");
+  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
+  let stdout = "";
+  let stderr = "";
+  const drained = Promise.all([drainText(child.stdout, (s) => (stdout += s)), drainText(child.stderr, (s) => (stderr += s))]);
+  try {
+    const until = Date.now() + (options.deadlineMs ?? 30_000);
+    while (child.exitCode === null && !stdout.includes("dutygate listening on") && Date.now() < until) await Bun.sleep(10);
+    if (child.exitCode !== null) await drained;
+    return { exitCode: child.exitCode, stdout, stderr };
+  } finally {
+    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
+    await child.exited;
+  }
 }
