@@ -3,6 +3,7 @@
 // condition), with every leaf a ready, frozen Decision so that deciding allocates nothing
 // unless the duty carries a history separation.
 import { cidrContainsText, memberKey, type EvalEnv } from "./evaluate.ts";
+import { inputNamesOf } from "./inputs.ts";
 import type { CheckedSeparation } from "./typed_ast.ts";
 import { spanAt, type CheckedDuty, type CheckedGrant, type CheckedPolicy, type TExpr } from "./typed_ast.ts";
 import type { Channel, CidrValue, Decision, DecisionCode, IpValue, Principal, PolicyRequest, Reason, RouteMatch } from "./types.ts";
@@ -101,6 +102,8 @@ interface DutyTree {
   /** Whether a condition reads `request.param.*` or a separation keys on a param: only then does
    * deciding need the route's params as an object. */
   readsParams: boolean;
+  /** Query names the duty's grants and applicable forbids read. */
+  queryNames: readonly string[];
 }
 
 /** True when the expression reads a route param. */
@@ -123,6 +126,14 @@ export interface CompiledPolicy {
   decide(channel: Channel, principal: Principal, request: PolicyRequest): Decision;
   /** Decides an already-routed request. */
   decideMatched(match: RouteMatch, principal: Principal, request: PolicyRequest): Decision;
+  /**
+   * The query parameter names the conditions deciding `duty` read (its grants and the forbids that
+   * apply to it), sorted; empty for an unknown duty. A caller that parses queries otherwise than
+   * first-value-wins must make sure each of these has one unambiguous value.
+   *
+   * @example compiled.queryNamesRead("export") // ["all"]
+   */
+  queryNamesRead(duty: string): readonly string[];
   /** Describes the compiled trees (for golden files and `gateway check --format json`). */
   describe(): unknown;
 }
@@ -354,7 +365,8 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
       ["exclusive gate: pass", forbids.length ? "forbids: none holds" : "forbids: none", "grants: none applies"], `no grant of ${duty.name} applies to this principal`);
     const separations = separationsByDuty.get(duty.name) ?? [];
     const readsParams = separations.length > 0 || applicable.some((f) => readsParam(f.when)) || dutyGrants.some((g) => g.when !== null && readsParam(g.when));
-    trees.set(duty.name, { duty, forbids, grants, noGrant, separations, readsParams });
+    const queryNames = Object.freeze(inputNamesOf([...applicable.map((f) => f.when), ...dutyGrants.map((g) => g.when)]).query);
+    trees.set(duty.name, { duty, forbids, grants, noGrant, separations, readsParams, queryNames });
   }
 
   const routers: Record<Channel, RouteTrie> = {
@@ -384,10 +396,12 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
   };
   const decideMatched = (m: RouteMatch, principal: Principal, request: PolicyRequest): Decision => decideTree(trees.get(m.duty)!, m.params, principal, request);
 
+  const noNames: readonly string[] = Object.freeze([]);
   return {
     policy,
     match,
     decideMatched,
+    queryNamesRead: (duty) => trees.get(duty)?.queryNames ?? noNames,
     decide(channel, principal, request) {
       // Routing without a RouteMatch: the params object is built only for a tree that reads it.
       const router = routers[channel];

@@ -25,6 +25,9 @@ export { loadPolicy, parsePolicySource } from "./load.ts";
 export { GATEWAY_UPSTREAM } from "./check.ts";
 /** Compiles a checked policy into routers and decision trees. */
 export { compilePolicy } from "./compile.ts";
+/** The header and query names a policy's conditions read (per duty: `CompiledPolicy.queryNamesRead`). */
+export { inputNamesOf, policyInputNames } from "./inputs.ts";
+export type { PolicyInputNames } from "./inputs.ts";
 /** The slow, obviously-correct reference evaluator; the compiled tree must agree with it. */
 export { interpretDecision, interpretRoute } from "./interpret.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */

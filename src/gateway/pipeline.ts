@@ -3,14 +3,14 @@
 //   → audit record written → forward (streaming) → ledger settled → outcome record.
 // Authentication yields a Principal and knows nothing of policy; the policy knows nothing of
 // tokens. The audit record of the decision is written before anything reaches the upstream.
-import { coercePrincipal, parseIp, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
+import { coercePrincipal, parseIp, policyInputNames, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
 import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type AuthnResult, type JwtAuthenticator } from "../authn/mod.ts";
 import { upstreamClient } from "../config/defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
-import { forwardToUpstream, methodOverrideParameter, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
-import { policyInputNames, replayFieldsOf } from "./replay_fields.ts";
+import { ambiguousQueryParameter, forwardToUpstream, methodOverrideParameter, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
+import { replayFieldsOf } from "./replay_fields.ts";
 import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo } from "../tls/types.ts";
@@ -286,6 +286,14 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     const decideStart = performance.now();
     let decision: Decision = active.compiled.decide(channel, caller.principal, policyRequest);
     metrics.decisionLatency.observe((performance.now() - decideStart) / 1000);
+    // The policy read the first value of each query parameter; the upstream may read the last, all
+    // of them, or `name[]` as the name. A parameter the matched duty's conditions read must have one
+    // value every reading agrees on, or the decision was taken on another value than the upstream's.
+    const ambiguous = decision.duty === null ? null : ambiguousQueryParameter(target.query, active.compiled.queryNamesRead(decision.duty));
+    if (ambiguous !== null) {
+      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "QUERY_PARAMETER_AMBIGUOUS", message: ambiguous.detail, active, caller, info, request, duty: decision.duty });
+      return finish(problemResponse({ status: 400, code: "QUERY_PARAMETER_AMBIGUOUS", detail: ambiguous.detail, requestId, extra: { parameter: ambiguous.name } }), { duty: decision.duty ?? "", decision: "deny" });
+    }
     // The admin functions answer on the admin listener only, whatever the active policy says. The
     // checker refuses a duty on `gateway` off the admin channel; this holds for one that got past it.
     if (decision.allow && channel !== "admin" && dutiesOf(active.compiled.policy).get(decision.duty ?? "")?.upstream === INTERNAL_UPSTREAM) {
@@ -424,12 +432,12 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     return finish(response, { duty: decision.duty ?? "", decision: "allow" });
   }
 
-  async function auditDeny(r: { requestId: string; channel: Channel; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: Request }): Promise<void> {
+  async function auditDeny(r: { requestId: string; channel: Channel; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: Request; duty?: string | null }): Promise<void> {
     if (!deps.audit) return;
     try {
       await deps.audit.append(stripUndefined({
         type: "decision", request_id: r.requestId, channel: r.channel, method: r.method, path: r.path, client_ip: r.info.remoteAddress,
-        sub: null, duty: null, decision: "deny", code: r.reasonCode, detail: r.message,
+        sub: r.caller?.principal.sub ?? null, duty: r.duty ?? null, decision: "deny", code: r.reasonCode, detail: r.message,
         bundle: { revision: r.active.revision, digest: r.active.digest },
         headers: redactHeaders(r.request.headers, config.audit.headerAllowlist, neverLogged),
       }));

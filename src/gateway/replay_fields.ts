@@ -1,51 +1,13 @@
 // What a decision record carries so that `gateway check --replay` can re-decide the request:
 // the full typed principal, the request time, and only the headers and query parameters the
 // active policy reads. Written by the pipeline, read back by the replay.
-import type { CheckedPolicy, Principal, PolicyRequest, PrincipalSchema, TExpr, Type } from "../../dsl/mod.ts";
+import { policyInputNames, type CheckedPolicy, type Principal, type PolicyRequest, type PrincipalSchema, type Type } from "../../dsl/mod.ts";
 import { NEVER_LOGGED_HEADERS } from "../audit/mod.ts";
 
 
-/** Header and query names a policy's conditions read (literal names in `request.header[...]`). */
-export interface PolicyInputNames {
-  headers: readonly string[];
-  query: readonly string[];
-}
-
-const inputNamesCache = new WeakMap<CheckedPolicy, PolicyInputNames>();
-
-function collectInputNames(e: TExpr, headers: Set<string>, query: Set<string>): void {
-  switch (e.k) {
-    case "header": case "hasHeader": headers.add(e.name.toLowerCase()); return;
-    case "query": case "hasQuery": query.add(e.name); return;
-    case "setOf": for (const item of e.items) collectInputNames(item, headers, query); return;
-    case "not": collectInputNames(e.operand, headers, query); return;
-    case "in": collectInputNames(e.element, headers, query); collectInputNames(e.container, headers, query); return;
-    case "and": case "or": case "eq": case "ne": case "lt": case "le": case "gt": case "ge":
-    case "startsWith": case "endsWith": case "add": case "sub":
-      collectInputNames(e.left, headers, query); collectInputNames(e.right, headers, query); return;
-    default: return;
-  }
-}
-
-/**
- * The request headers and query parameters the conditions of `policy` read, computed once per
- * policy. Only these (never credentials) go into decision records, so the log stays small and a
- * replay knows which inputs were recorded.
- *
- * @example policyInputNames(compiled.policy) // { headers: ["x-freeze"], query: [] }
- */
-export function policyInputNames(policy: CheckedPolicy): PolicyInputNames {
-  let names = inputNamesCache.get(policy);
-  if (!names) {
-    const headers = new Set<string>();
-    const query = new Set<string>();
-    for (const g of policy.grants) if (g.when) collectInputNames(g.when, headers, query);
-    for (const f of policy.forbids) collectInputNames(f.when, headers, query);
-    names = { headers: [...headers].sort(), query: [...query].sort() };
-    inputNamesCache.set(policy, names);
-  }
-  return names;
-}
+// Only the inputs the policy reads (never credentials) go into decision records, so the log stays
+// small and a replay knows which inputs were recorded.
+export { policyInputNames, type PolicyInputNames } from "../../dsl/mod.ts";
 
 function valueToJson(type: Type, value: unknown): unknown {
   if (value === undefined || value === null) return null;

@@ -13,5 +13,5 @@ export type { IdentityTokenSigner, IdentityTokenSignerOptions, IdentityPrincipal
 export { forwardToUpstream, poolOriginOf, stripHopByHopHeaders, upstreamTarget } from "./forward.ts";
 export type { ForwardOptions } from "./forward.ts";
 export { normalizeFieldName } from "./field-name.ts";
-export { methodOverrideParameter, queryNameReadings, splitQuery } from "./query-names.ts";
-export type { QueryParameter } from "./query-names.ts";
+export { ambiguousQueryParameter, methodOverrideParameter, queryNameReadings, splitQuery } from "./query-names.ts";
+export type { AmbiguousQueryParameter, QueryParameter } from "./query-names.ts";

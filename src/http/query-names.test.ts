@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { methodOverrideParameter, queryNameReadings, splitQuery } from "./query-names.ts";
+import { ambiguousQueryParameter, methodOverrideParameter, queryNameReadings, splitQuery } from "./query-names.ts";
 
 describe("queryNameReadings: the names frameworks file a parameter under", () => {
   const cases: Array<[string, string[]]> = [
@@ -47,4 +47,38 @@ describe("methodOverrideParameter", () => {
   for (const query of refused) test(`refuses ${query}`, () => expect(methodOverrideParameter(query)).not.toBeNull());
   const allowed = ["", "method=card", "payment_method=card", "a=_method", "x=1&y=2", "%5Fmethods=1", "_me%2574hod=DELETE"];
   for (const query of allowed) test(`allows ${JSON.stringify(query)}`, () => expect(methodOverrideParameter(query)).toBeNull());
+});
+
+describe("ambiguousQueryParameter: a read parameter has one value every framework reads alike", () => {
+  const cases: Array<[query: string, ambiguous: boolean, detail?: RegExp]> = [
+    ["", false],
+    ["all=1", false],
+    ["a%6Cl=1", false], // decoded, it is spelt `all`
+    ["all=0&x=1&x=2", false], // repeats of a name the policy does not read
+    ["x=a;b", false], // `;` outside a read parameter
+    ["all=0&all=1", true, /appears 2 times/],
+    ["all=1&all=1", true, /appears 2 times/],
+    ["all[]=1", true, /`all\[\]` is read as `all`/],
+    ["all%5B0%5D=1", true, /`all\[0\]`/],
+    ["ALL=1", true, /`ALL` is read as `all`/],
+    ["all=0&+all=1", true, /` all` is read as `all`/],
+    ["all=0&all%00x=1", true],
+    ["all=0;all=1", true, /`;`/],
+    ["x=1;all=1", true, /`;`/],
+    ["all=0;x", true, /`;`/],
+  ];
+  for (const [query, ambiguous, detail] of cases) {
+    test(`${JSON.stringify(query)}: ${ambiguous ? "ambiguous" : "one value"}`, () => {
+      const found = ambiguousQueryParameter(query, ["all"]);
+      expect(found !== null).toBe(ambiguous);
+      if (found !== null) expect(found.name).toBe("all");
+      if (detail) expect(found!.detail).toMatch(detail);
+    });
+  }
+
+  test("only the names the policy reads count, each on its own", () => {
+    expect(ambiguousQueryParameter("a=1&a=2&b=1", ["b"])).toBeNull();
+    expect(ambiguousQueryParameter("a=1&a=2&b=1", ["b", "a"])?.name).toBe("a");
+    expect(ambiguousQueryParameter("a=1&a=2", [])).toBeNull();
+  });
 });

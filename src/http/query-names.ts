@@ -116,3 +116,50 @@ export function methodOverrideParameter(query: string): string | null {
   }
   return null;
 }
+
+/** Why a query parameter a policy reads has no one value every framework agrees on. */
+export interface AmbiguousQueryParameter {
+  /** The name the policy reads. */
+  name: string;
+  detail: string;
+}
+
+function readsAs(name: string, readNameKeys: readonly string[]): boolean {
+  for (const reading of queryNameReadings(name)) if (readNameKeys.includes(reading)) return true;
+  return false;
+}
+
+/**
+ * The first of `readNames` (query names a policy's conditions read) that the query does not give
+ * exactly one value that every framework reads alike, or null. The policy reads one value per
+ * name; frameworks read the last of repeats (PHP, Rails), all of them (Express, Go, Spring), or an
+ * array for `name[]`. So a read name may appear at most once under any reading of any name, spelt
+ * exactly as the policy spells it (after percent-decoding), and the `&` and `&`+`;` splits must
+ * agree on its value.
+ *
+ * @example ambiguousQueryParameter("all=0&all=1", ["all"]) // { name: "all", detail: "…appears 2 times…" }
+ * @example ambiguousQueryParameter("all=0&x=1&x=2", ["all"]) // null
+ */
+export function ambiguousQueryParameter(query: string, readNames: readonly string[]): AmbiguousQueryParameter | null {
+  if (query === "" || readNames.length === 0) return null;
+  const byAmpersand = splitQuery(query, false);
+  const bySemicolon = query.includes(";") ? splitQuery(query, true) : byAmpersand;
+  for (const name of readNames) {
+    const keys = queryNameReadings(name);
+    const found = byAmpersand.filter((p) => readsAs(p.name, keys));
+    const respelt = found.find((p) => p.name !== name);
+    if (respelt !== undefined) {
+      return { name, detail: `the query parameter \`${respelt.name}\` is read as \`${name}\` by some frameworks, and the policy reads \`${name}\`: send it once, spelt \`${name}\`` };
+    }
+    if (found.length > 1) {
+      return { name, detail: `the query parameter \`${name}\` appears ${found.length} times; the policy reads it, and frameworks read the first, the last or all of them: send it once` };
+    }
+    if (bySemicolon !== byAmpersand) {
+      const split = bySemicolon.filter((p) => readsAs(p.name, keys));
+      if (split.length !== found.length || split.some((p, i) => p.name !== name || p.rawValue !== found[i]!.rawValue)) {
+        return { name, detail: `the query parameter \`${name}\` reads otherwise where \`;\` separates parameters (Rack 2, older Python): send \`;\` in data as \`%3B\`` };
+      }
+    }
+  }
+  return null;
+}

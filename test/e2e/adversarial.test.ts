@@ -21,6 +21,10 @@ const EXCHANGE_DEADLINE_MS = 15_000;
 const EXTRA_POLICY = `# adversarial tests: a grant that depends on the socket address
 duty read_internal GET /internal/:doc -> logs
 grant developer read_internal when request.ip in 10.0.0.0/8
+
+# A guard on a query parameter: the upstream must read the value the policy read.
+duty export_logs GET /exports/:name -> logs
+grant developer export_logs when not (request.query["all"] == "1")
 `;
 
 interface WireResponse {
@@ -411,6 +415,33 @@ for (const backend of ["bun", "node"] as const) {
       expect(got!.headers["x-forwarded-for"]).toBe("127.0.0.1");
       expect(got!.headers["x-dutygate-identity"]).not.toBe("forged");
       expect(Object.values(got!.headers)).not.toContain("10.6.6.6");
+    });
+
+    test("a query parameter a condition reads cannot be repeated or respelt (frameworks read the last, or an array)", async () => {
+      const g = gateways[backend];
+      const token = await g.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      const before = g.upstream.received.length;
+      const ambiguous = ["all=0&all=1", "all[]=1", "all=0&all%5B%5D=1", "ALL=1", "all=0&a%6Cl=1", "all=0;all=1", "x=1;all=1", "all=0;x", "all=0&+all=1"];
+      const statuses: Record<string, [number, string | undefined]> = {};
+      for (const query of ambiguous) {
+        const res = await g.fetch(`/exports/audit?${query}`, { token });
+        const body = (await res.json()) as { code?: string; request_id?: string };
+        statuses[query] = [res.status, body.code];
+        expect(body.request_id).toMatch(UUID);
+      }
+      expect(statuses).toEqual(Object.fromEntries(ambiguous.map((q) => [q, [400, "QUERY_PARAMETER_AMBIGUOUS"]])));
+      expect(g.upstream.received.length).toBe(before);
+      const refused = await auditRecordFor(g, (await g.fetch("/exports/audit?all=0&all=1", { token })).headers.get("x-request-id")!);
+      expect(refused).toMatchObject({ decision: "deny", code: "QUERY_PARAMETER_AMBIGUOUS" });
+      // Once, spelt as the policy spells it: judged on that value.
+      const one = await g.fetch("/exports/audit?all=1", { token });
+      expect([one.status, ((await one.json()) as { code: string }).code]).toEqual([403, "DENY_NO_GRANT"]);
+      const other = await g.fetch("/exports/audit?all=0&x=1&x=2", { token });
+      expect(other.status).toBe(200);
+      // A duty whose conditions read no query parameter takes repeats as they come.
+      const unread = await g.fetch("/changes/57?all=0&all=1", { token });
+      expect(unread.status).toBe(200);
+      expect(g.upstream.received.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual(["GET /exports/audit?all=0&x=1&x=2", "GET /changes/57?all=0&all=1"]);
     });
 
     test("Cookie, Authorization and Proxy-Authorization never reach the audit log", async () => {
