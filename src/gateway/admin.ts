@@ -6,7 +6,7 @@ import type { AuditLog } from "../audit/mod.ts";
 import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
-import type { PolicyManager } from "./policy_manager.ts";
+import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy_manager.ts";
 
 export interface AdminDeps {
   metrics: Metrics;
@@ -44,13 +44,23 @@ export function createAdminFunctions({ metrics, policy, ledger }: AdminDeps): (r
   };
 }
 
-/** The probes of the admin listener (`/-/healthz`, `/-/readyz`); null for any other path. */
+/**
+ * The probes of the admin listener (`/-/healthz`, `/-/readyz`); null for any other path.
+ * Ready means requests can be decided and audited; `reasons` says what stands in the way.
+ */
 export function createProbes({ policy, audit }: AdminDeps): (path: string, requestId: string) => Response | null {
   return (path, requestId) => {
     if (path === "/-/healthz") return json(200, { status: "live" }, requestId);
     if (path === "/-/readyz") {
-      const ready = policy.active !== null && (audit === null || audit.healthy());
-      return json(ready ? 200 : 503, { ready, policy: policy.active !== null, audit_writable: audit === null || audit.healthy() }, requestId);
+      const active = policy.active;
+      const expired = active !== null && bundleExpired(active, Date.now());
+      const auditWritable = audit === null || audit.healthy();
+      const reasons: string[] = [];
+      if (active === null) reasons.push("no policy is active");
+      if (expired) reasons.push(bundleExpiredMessage(active));
+      if (!auditWritable) reasons.push("the audit log cannot be written");
+      const ready = reasons.length === 0;
+      return json(ready ? 200 : 503, { ready, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, reasons }, requestId);
     }
     return null;
   };

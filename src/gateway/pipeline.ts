@@ -16,7 +16,7 @@ import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo } from "../tls/types.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
-import { INTERNAL_UPSTREAM, type ActivePolicy, type PolicyManager } from "./policy_manager.ts";
+import { bundleExpired, bundleExpiredMessage, INTERNAL_UPSTREAM, type ActivePolicy, type PolicyManager } from "./policy_manager.ts";
 
 export interface PipelineDeps {
   config: GatewayConfig;
@@ -263,6 +263,12 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     if (channel === "admin" && deps.probes && request.method === "GET") {
       const probe = deps.probes(target.path, requestId);
       if (probe) return finish(probe, { duty: "", decision: "probe" });
+    }
+    // A bundle that expired while active decides nothing more (fail closed) until a newer one loads.
+    if (bundleExpired(active, now)) {
+      const message = bundleExpiredMessage(active);
+      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "BUNDLE_EXPIRED", message, active, caller: null, info, request });
+      return finish(problemResponse({ status: 503, code: "BUNDLE_EXPIRED", detail: message, requestId }), { duty: "", decision: "error" });
     }
 
     const authenticated = authenticate(request, info, active);

@@ -20,8 +20,24 @@ export interface ActivePolicy {
   signers: string[];
   signed: boolean;
   loadedAt: Date;
+  /** The signed manifest's `expires_at`; null when it has none (or the bundle is unsigned). */
+  expiresAt: Date | null;
   /** Display paths of the `.duty` files. */
   files: string[];
+}
+
+/**
+ * Whether the active bundle's validity has ended (`expires_at` ≤ now, as in bundle verification).
+ * Verification refuses an expired bundle at load; this is the same rule for one that expires
+ * while active: from then on it decides nothing.
+ */
+export function bundleExpired(active: ActivePolicy, now: number): boolean {
+  return active.expiresAt !== null && active.expiresAt.getTime() <= now;
+}
+
+/** Why an expired bundle decides nothing, for the 503 problem, the audit record and readiness. */
+export function bundleExpiredMessage(active: ActivePolicy): string {
+  return `policy bundle revision ${active.revision} expired at ${active.expiresAt?.toISOString()}; load a newer bundle`;
 }
 
 export interface ReloadFailure {
@@ -170,7 +186,7 @@ export class PolicyManager {
     return {
       ok: true,
       changed: true,
-      active: { compiled, revision: bundle.revision, digest: bundle.digest, signers: bundle.signers, signed: bundle.signed, loadedAt: new Date(), files: files.policies.map((p) => p.path) },
+      active: { compiled, revision: bundle.revision, digest: bundle.digest, signers: bundle.signers, signed: bundle.signed, loadedAt: new Date(), expiresAt: bundle.expiresAt, files: files.policies.map((p) => p.path) },
     };
   }
 
@@ -178,7 +194,7 @@ export class PolicyManager {
   status(): Record<string, unknown> {
     const a = this.#active;
     return {
-      active: a ? { revision: a.revision, digest: a.digest, signers: a.signers, signed: a.signed, loaded_at: a.loadedAt.toISOString(), files: a.files, duties: a.compiled.policy.duties.length } : null,
+      active: a ? { revision: a.revision, digest: a.digest, signers: a.signers, signed: a.signed, loaded_at: a.loadedAt.toISOString(), expires_at: a.expiresAt?.toISOString() ?? null, files: a.files, duties: a.compiled.policy.duties.length } : null,
       last_error: this.#lastError ? { at: this.#lastError.at.toISOString(), trigger: this.#lastError.trigger, code: this.#lastError.code, problems: this.#lastError.problems } : null,
       reloads: this.reloads,
     };

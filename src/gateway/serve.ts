@@ -74,6 +74,11 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       onFailure: () => metrics.reloads.inc({ result: "failed" }),
     });
     const authn = createJwtAuthenticator({ issuers: config.issuers });
+    // Read at each scrape, so an alert can warn ahead of the expiry (docs/observability.md).
+    metrics.policyExpiry = new Gauge(metrics.policyExpiry.name, metrics.policyExpiry.help, () => {
+      const expiresAt = policy.active?.expiresAt;
+      return expiresAt ? expiresAt.getTime() / 1000 : [];
+    });
     const first = await policy.reload("start");
     if (!first.ok) {
       throw new GatewayError("POLICY_UNAVAILABLE", `no valid policy in \`${config.policy.dir}\` (${first.error.code}); refusing to serve:\n  ${first.error.problems.join("\n  ")}`);

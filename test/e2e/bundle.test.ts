@@ -4,7 +4,7 @@
 // revision is persisted); a broken policy or failing policy tests in a properly signed revision
 // keep the last good policy, with the reason in `lastError` and the status file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateSigningKey, signBundleForTest, type SigningKeyPair } from "../../src/bundle/mod.ts";
@@ -226,5 +226,53 @@ describe("reload of signed revisions", () => {
     expect(t.gw.policy.lastError).toBeNull();
     expect(t.gw.policy.active!.revision).toBe(5);
     expect(statusFile().last_error).toBeNull();
+  });
+});
+
+describe("a bundle that expires while active", () => {
+  // Regression: an active bundle kept deciding after its `expires_at`, since expiry was checked
+  // only when a bundle was loaded.
+  test("stops deciding at expiry: 503 BUNDLE_EXPIRED (audited), readiness fails, the metric warned ahead; a newer bundle serves again", async () => {
+    // Whole seconds: the manifest keeps seconds. Far enough ahead for the gateway to start first.
+    const expiresAt = new Date(Math.ceil((Date.now() + 4000) / 1000) * 1000);
+    const signed = await stage((d) => signBundleForTest(d, [alice, bob], { revision: 1, expiresAt }).then(() => {}));
+    const t = await startTestGateway({ policyDir: signed, configure: requireTwoSigners, admin: true, adminIdentities: { olga: { roles: ["sre"], mfa: true, team: "ops" } } });
+    try {
+      const olga = await t.adminPki!.client("olga");
+      const prober = await t.adminPki!.client("probe");
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"] });
+      const expiryLine = `dutygate_policy_expiry_timestamp_seconds ${expiresAt.getTime() / 1000}`;
+      expect(await (await t.adminFetch("/-/metrics", { cert: olga })).text()).toContain(expiryLine);
+
+      while (Date.now() <= expiresAt.getTime()) await Bun.sleep(50); // bounded: the expiry is 4 s away
+      const before = t.upstream.received.length;
+      const res = await t.fetch("/changes/1/submit", { method: "POST", token });
+      expect(res.status).toBe(503);
+      expect(res.headers.get("content-type")).toBe("application/problem+json");
+      const body = (await res.json()) as { code: string; detail: string };
+      expect(body.code).toBe("BUNDLE_EXPIRED");
+      expect(body.detail).toContain("revision 1");
+      expect(t.upstream.received.length).toBe(before);
+      const records = readdirSync(t.config.audit.dir).filter((n) => n.endsWith(".jsonl")).flatMap((n) => readFileSync(join(t.config.audit.dir, n), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>));
+      expect(records.find((r) => r.request_id === res.headers.get("x-request-id"))).toMatchObject({ type: "decision", decision: "deny", code: "BUNDLE_EXPIRED" });
+      // Admin functions are duties of the expired policy too; the probes still answer.
+      expect((await t.adminFetch("/-/metrics", { cert: olga })).status).toBe(503);
+      const ready = await t.adminFetch("/-/readyz", { cert: prober });
+      expect(ready.status).toBe(503);
+      const readiness = (await ready.json()) as { ready: boolean; bundle_expired: boolean; reasons: string[] };
+      expect(readiness).toMatchObject({ ready: false, bundle_expired: true });
+      expect(readiness.reasons.join("\n")).toContain(`policy bundle revision 1 expired at ${expiresAt.toISOString()}`);
+
+      // A newer valid bundle (no expiry) loaded by reload: deciding again, ready, no expiry sample.
+      await signBundleForTest(t.config.policy.dir, [alice, bob], { revision: 2 });
+      await t.gw.reload("test");
+      expect(t.gw.policy.active!.revision).toBe(2);
+      expect((await t.fetch("/changes/1/submit", { method: "POST", token })).status).toBe(200);
+      const readyAgain = await t.adminFetch("/-/readyz", { cert: prober });
+      expect(readyAgain.status).toBe(200);
+      expect(await (await t.adminFetch("/-/metrics", { cert: olga })).text()).not.toMatch(/^dutygate_policy_expiry_timestamp_seconds /m);
+    } finally {
+      await t.stop();
+    }
   });
 });
