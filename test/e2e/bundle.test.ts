@@ -274,5 +274,5 @@ describe("a bundle that expires while active", () => {
     } finally {
       await t.stop();
     }
-  });
+  }, 30_000); // it waits out the 4 s to the expiry
 });
