@@ -82,7 +82,7 @@ async function measure(store: string, size: number, ledger: DutyLedger): Promise
     if (!result.ok) throw new Error("bench reserve conflicted");
     await ledger.confirm(result.reservation);
     const t2 = nowNs();
-    await ledger.lookup(request.checks, `user${i % 5000}`, request.at);
+    await ledger.lookup(request.checks, `user${i % 5000}`);
     const t3 = nowNs();
     // A server returns to the event loop between requests (timers such as the WAL checkpoint run
     // there); a loop of resolved awaits never would. Not timed.

@@ -99,8 +99,8 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.timeout", line: 5 }] },
   { name: "duration without a unit suggests one", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nconnect_timeout = 30\n`,
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.connect_timeout", help: "write the unit, e.g. `30s`" }] },
-  // A request running longer than the duty ledger's reservation TTL would leave a stale
-  // reservation while the upstream still works: another duty of the same person would pass.
+  // A request running longer than the duty ledger's reservation TTL would be reported of unknown
+  // outcome (an operator could release it) while the upstream still works.
   { name: "upstream timeout longer than the ledger reservation TTL", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimeout = "11m"\n`,
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.timeout", line: 5, message: /at most 10m/, help: /reservation/ }] },
   { name: "unknown upstream client suggests the near one", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nclient = "pol"\n`,

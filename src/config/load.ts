@@ -383,11 +383,11 @@ function checkJwksFile(ctx: ConfigContext, at: (string | number)[], file: string
 // ---------------------------------------------------------------- upstreams, policy, audit, ledger, identity
 
 // The duty ledger holds a reservation from the decision until the upstream answers; one older than
-// its TTL counts as stale and blocks nobody. A request allowed to outlast it would let the same
-// person's conflicting duty through while the first is still being performed.
+// its TTL is reported of unknown outcome, and an operator may release it. A request allowed to
+// outlast the TTL would be taken for dead while the upstream still performs it.
 const UPSTREAM_TIMEOUT_MAX = {
   ms: DEFAULT_RESERVATION_TTL_MS,
-  why: "the duty ledger's reservation of a request expires then; a longer request would let a conflicting duty of the same person through",
+  why: "the duty ledger takes a request's reservation for one of unknown outcome then; a longer request could be released by an operator while the upstream still performs it",
 };
 
 function readUpstreams(section: Section | null): Record<string, UpstreamConfig> {

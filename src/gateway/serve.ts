@@ -89,6 +89,10 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     if (audit) cleanups.push(() => audit.close());
     const ledger = await openSqliteLedger({ path: config.ledger.path, retentionDays: config.ledger.retentionDays });
     cleanups.push(() => ledger.close());
+    const unknown = (await ledger.pending()).filter((p) => p.state === "unknown").length;
+    if (unknown > 0) {
+      log.warn("the duty ledger holds reservations of unknown outcome (a gateway stopped before the upstream answered); they count as performed until an operator confirms or releases them: gateway ledger list-pending", { count: unknown, ledger: config.ledger.path });
+    }
     const pruning = schedulePrune(ledger, { onError: (e) => log.warn("ledger prune failed", { error: (e as Error).message }) });
     cleanups.push(() => pruning.stop());
     let ledgerSize = 0;

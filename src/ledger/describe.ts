@@ -35,7 +35,8 @@ function formatMinute(at: number): string {
   return `${date.toISOString().slice(0, 16)}Z`;
 }
 
-function showKey(key: string): string {
+/** `key` (user input) as safe to print: control characters and backticks masked, long ones cut. */
+export function showKey(key: string): string {
   // Control characters and backticks would break the message (and log lines that quote it).
   const clean = key.replace(/[\u0000-\u001f\u007f`]/g, "?");
   return clean.length > MAX_KEY_CHARS ? `${clean.slice(0, MAX_KEY_CHARS)}…` : clean;

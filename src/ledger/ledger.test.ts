@@ -26,12 +26,12 @@ describe("settleReservation", () => {
 
 describe("schedulePrune", () => {
   test("prunes on its interval with the given clock until stopped", async () => {
-    const ledger = new MemoryDutyLedger({ retentionDays: 1, reservationTtlMs: 1000 });
+    const ledger = new MemoryDutyLedger({ retentionDays: 1 });
     await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 0 });
     const pruned: number[] = [];
     let resolveFirst!: () => void;
     const first = new Promise<void>((resolve) => { resolveFirst = resolve; });
-    const schedule = schedulePrune(ledger, { everyMs: 5, now: () => 10_000, onPruned: (n) => { pruned.push(n); resolveFirst(); } });
+    const schedule = schedulePrune(ledger, { everyMs: 5, now: () => 2 * 86_400_000, onPruned: (n) => { pruned.push(n); resolveFirst(); } });
     await first;
     schedule.stop();
     expect(pruned[0]).toBe(1);

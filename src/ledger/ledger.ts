@@ -15,7 +15,36 @@ export interface Reservation {
   readonly sub: string;
   /** Request time, epoch milliseconds: the time the fact is recorded with. */
   readonly at: number;
-  readonly checks: readonly SeparationCheck[];
+  /** The (constraint, key) pairs it holds: one per check of the decision. */
+  readonly checks: readonly ReservedKey[];
+  /**
+   * The boot (one process's use of the store) that made it. A reservation whose boot has ended
+   * was left by a process that stopped or died before the upstream's answer settled it.
+   */
+  readonly boot: string;
+}
+
+/** One (constraint, key) a reservation holds. */
+export interface ReservedKey {
+  readonly constraint: string;
+  readonly key: string;
+}
+
+/**
+ * What is known of an unsettled reservation's request:
+ * - `in_flight`: its process is running and the reservation is younger than the TTL, so the
+ *   request may still be waiting for the upstream's answer;
+ * - `unknown`: its process ended (killed, crashed, or stopped past its drain deadline) or the
+ *   reservation is older than the TTL: nobody will settle it, and the upstream may or may not
+ *   have performed the duty.
+ * Both count as performed for the person's other duties; only an operator's (or the upstream
+ * answer's) confirm or release ends a reservation.
+ */
+export type PendingState = "in_flight" | "unknown";
+
+/** An unsettled reservation, as {@link DutyLedger.pending} lists it. */
+export interface PendingReservation extends Reservation {
+  readonly state: PendingState;
 }
 
 /** Input of {@link DutyLedger.reserve}. */
@@ -26,13 +55,13 @@ export interface ReserveRequest {
   duty: string;
   /** The principal's `sub`. */
   sub: string;
-  /** Request time, epoch milliseconds. Also "now" for deciding which reservations are stale. */
+  /** Request time, epoch milliseconds: the time the reservation, and then the fact, carry. */
   at: number;
 }
 
 /**
  * The outcome of a reserve. `facts` are the entries consulted (this `sub`'s confirmed entries and
- * live reservations on each checked (constraint, key)), for explanations and the audit record.
+ * unsettled reservations on each checked (constraint, key)), for explanations and the audit record.
  */
 export type ReserveResult =
   | { ok: true; reservation: Reservation; facts: LedgerFact[] }
@@ -43,15 +72,15 @@ export interface LedgerOptions {
   /** Confirmed entries older than this many days are deleted by `prune`. `Infinity` keeps them forever. */
   retentionDays: number;
   /**
-   * A reservation older than this (milliseconds) is stale: it no longer blocks anybody and `prune`
-   * deletes it. It exists so that a gateway that crashed between reserve and confirm/release does
-   * not block a person forever. It must exceed the longest upstream request.
-   * Default {@link DEFAULT_RESERVATION_TTL_MS}.
+   * The longest a request may be in flight (milliseconds): an unsettled reservation older than
+   * this is no longer waiting for an answer, so {@link DutyLedger.pending} reports its outcome
+   * `unknown`. It never stops the reservation from counting as performed. It must exceed the
+   * longest upstream request. Default {@link DEFAULT_RESERVATION_TTL_MS}.
    */
   reservationTtlMs?: number;
 }
 
-/** Default stale-reservation TTL: 10 minutes; the config refuses an upstream `timeout` above it. */
+/** Default reservation TTL: 10 minutes; the config refuses an upstream `timeout` above it. */
 export const DEFAULT_RESERVATION_TTL_MS = 10 * 60 * 1000;
 
 const DAY_MS = 86_400_000;
@@ -60,7 +89,10 @@ const DAY_MS = 86_400_000;
  * The pluggable store of history-based separation of duties.
  *
  * A principal `sub` may perform duty D on key K of constraint C unless the ledger holds an entry
- * (confirmed, or a live reservation) for (C, K) by the same `sub` for a different duty of C.
+ * (confirmed, or an unsettled reservation of any age) for (C, K) by the same `sub` for a different
+ * duty of C. A reservation whose request's outcome is unknown (its process died between forwarding
+ * and the upstream's answer) counts as performed: the gateway fails closed until an operator
+ * confirms or releases it.
  * Repeating the same duty is allowed (one entry per person-duty is kept, with the latest time).
  * A store is correct when it passes `runDutyLedgerConformance` (ledger.case.ts).
  * The gateway reserves before forwarding, confirms when the
@@ -79,13 +111,23 @@ export interface DutyLedger {
    * (constraint, key) never both succeed, also across processes sharing one store.
    */
   reserve(request: ReserveRequest): Promise<ReserveResult>;
-  /** Turns the reservation into confirmed facts. Idempotent; records the facts even when the reservation was already pruned as stale (the action did happen). */
+  /** Turns the reservation into confirmed facts. Idempotent; records the facts even when the reservation was already released or pruned (the action did happen). */
   confirm(reservation: Reservation): Promise<void>;
   /** Drops the reservation without a trace. Idempotent; never removes confirmed facts. */
   release(reservation: Reservation): Promise<void>;
-  /** Read-only: the facts `reserve` would consult for `sub` (confirmed entries and live reservations as of `at`, default now). */
-  lookup(checks: readonly SeparationCheck[], sub: string, at?: number): Promise<LedgerFact[]>;
-  /** Deletes confirmed entries older than `retentionDays` and reservations older than the TTL, as of `now`. Returns how many entries went. */
+  /** Read-only: the facts `reserve` would consult for `sub` (confirmed entries and unsettled reservations). */
+  lookup(checks: readonly SeparationCheck[], sub: string): Promise<LedgerFact[]>;
+  /**
+   * Read-only: every unsettled reservation, oldest first, with what is known of its request as of
+   * `now` (default now). An operator settles one by passing it to `confirm` (the upstream did
+   * perform it) or `release` (it did not).
+   */
+  pending(now?: number): Promise<PendingReservation[]>;
+  /**
+   * Deletes entries older than `retentionDays` as of `now`, confirmed or not: an unsettled
+   * reservation counts as performed, so it is kept exactly as long as the fact it may be.
+   * Returns how many entries went.
+   */
   prune(now: number): Promise<number>;
   /** Number of entries held (confirmed and pending), for a metric. */
   size(): Promise<number>;
@@ -110,6 +152,22 @@ export function resolveLedgerOptions(options: LedgerOptions): ResolvedLedgerOpti
     throw new GatewayError("LEDGER_BAD_OPTIONS", `reservationTtlMs must be a positive number of milliseconds, got \`${String(reservationTtlMs)}\``);
   }
   return { retentionMs: retentionDays * DAY_MS, reservationTtlMs };
+}
+
+/** A new reservation of `request` by `boot`: the keys only, so a stored one reads back equal. */
+export function newReservation(request: ReserveRequest, boot: string): Reservation {
+  return {
+    id: crypto.randomUUID(), duty: request.duty, sub: request.sub, at: request.at, boot,
+    checks: request.checks.map(({ constraint, key }) => ({ constraint, key })),
+  };
+}
+
+/**
+ * The one rule for what is known of an unsettled reservation as of `now`: in flight only while
+ * its process runs and no request could have outlived the TTL since.
+ */
+export function pendingStateOf(at: number, now: number, options: ResolvedLedgerOptions, bootRunning: boolean): PendingState {
+  return bootRunning && now - at <= options.reservationTtlMs ? "in_flight" : "unknown";
 }
 
 /** Throws `LEDGER_DUTY_NOT_IN_CONSTRAINT` when a check does not name the duty: a wiring mistake, never a deny. */

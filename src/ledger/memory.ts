@@ -5,9 +5,12 @@ import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
 import {
   assertDutyInChecks,
   ledgerClosedError,
+  newReservation,
+  pendingStateOf,
   resolveLedgerOptions,
   type DutyLedger,
   type LedgerOptions,
+  type PendingReservation,
   type Reservation,
   type ReserveRequest,
   type ReserveResult,
@@ -27,6 +30,10 @@ export class MemoryDutyLedger implements DutyLedger {
   readonly #options: ResolvedLedgerOptions;
   /** `constraint \0 key` → entries of that (constraint, key). */
   readonly #entries = new Map<string, MemoryEntry[]>();
+  /** Unsettled reservations by id, in the order they were made. */
+  readonly #pending = new Map<string, Reservation>();
+  /** This ledger's only boot: its reservations end with it. */
+  readonly #boot = crypto.randomUUID();
   #closed = false;
 
   constructor(options: LedgerOptions) {
@@ -38,15 +45,16 @@ export class MemoryDutyLedger implements DutyLedger {
     assertDutyInChecks(request.checks, request.duty);
     const facts: LedgerFact[] = [];
     for (const check of request.checks) {
-      const found = this.#factsFor(check, request.sub, request.at);
+      const found = this.#factsFor(check, request.sub);
       facts.push(...found);
       const conflict = found.find((f) => f.duty !== request.duty);
       if (conflict) return { ok: false, conflict, check, facts };
     }
-    const reservation: Reservation = { id: crypto.randomUUID(), duty: request.duty, sub: request.sub, at: request.at, checks: [...request.checks] };
+    const reservation = newReservation(request, this.#boot);
     for (const check of request.checks) {
       this.#bucket(check, true)!.push({ duty: request.duty, sub: request.sub, at: request.at, reservation: reservation.id });
     }
+    if (reservation.checks.length > 0) this.#pending.set(reservation.id, reservation);
     return { ok: true, reservation, facts };
   }
 
@@ -62,6 +70,7 @@ export class MemoryDutyLedger implements DutyLedger {
       kept.push({ duty: reservation.duty, sub: reservation.sub, at, reservation: null });
       this.#entries.set(bucketKey(check), kept);
     }
+    this.#pending.delete(reservation.id);
   }
 
   async release(reservation: Reservation): Promise<void> {
@@ -73,24 +82,32 @@ export class MemoryDutyLedger implements DutyLedger {
       if (kept.length === 0) this.#entries.delete(bucketKey(check));
       else this.#entries.set(bucketKey(check), kept);
     }
+    this.#pending.delete(reservation.id);
   }
 
-  async lookup(checks: readonly SeparationCheck[], sub: string, at: number = Date.now()): Promise<LedgerFact[]> {
+  async lookup(checks: readonly SeparationCheck[], sub: string): Promise<LedgerFact[]> {
     this.#open();
-    return checks.flatMap((check) => this.#factsFor(check, sub, at));
+    return checks.flatMap((check) => this.#factsFor(check, sub));
+  }
+
+  async pending(now: number = Date.now()): Promise<PendingReservation[]> {
+    this.#open();
+    return [...this.#pending.values()]
+      .sort((a, b) => a.at - b.at)
+      .map((r) => ({ ...r, state: pendingStateOf(r.at, now, this.#options, true) }));
   }
 
   async prune(now: number): Promise<number> {
     this.#open();
-    const confirmedBefore = now - this.#options.retentionMs;
-    const pendingBefore = now - this.#options.reservationTtlMs;
+    const before = now - this.#options.retentionMs;
     let removed = 0;
     for (const [key, bucket] of this.#entries) {
-      const kept = bucket.filter((e) => (e.reservation === null ? e.at >= confirmedBefore : e.at >= pendingBefore));
+      const kept = bucket.filter((e) => e.at >= before);
       removed += bucket.length - kept.length;
       if (kept.length === 0) this.#entries.delete(key);
       else if (kept.length !== bucket.length) this.#entries.set(key, kept);
     }
+    for (const [id, reservation] of this.#pending) if (reservation.at < before) this.#pending.delete(id);
     return removed;
   }
 
@@ -104,29 +121,29 @@ export class MemoryDutyLedger implements DutyLedger {
   async close(): Promise<void> {
     this.#closed = true;
     this.#entries.clear();
+    this.#pending.clear();
   }
 
   #open(): void {
     if (this.#closed) throw ledgerClosedError();
   }
 
-  #bucket(check: SeparationCheck, create: boolean): MemoryEntry[] | undefined {
+  #bucket(check: { constraint: string; key: string }, create: boolean): MemoryEntry[] | undefined {
     const key = bucketKey(check);
     let bucket = this.#entries.get(key);
     if (!bucket && create) this.#entries.set(key, (bucket = []));
     return bucket;
   }
 
-  /** This sub's confirmed entries and live reservations on the check's (constraint, key), oldest first. */
-  #factsFor(check: SeparationCheck, sub: string, at: number): LedgerFact[] {
-    const staleBefore = at - this.#options.reservationTtlMs;
+  /** This sub's confirmed entries and unsettled reservations on the check's (constraint, key), oldest first. */
+  #factsFor(check: SeparationCheck, sub: string): LedgerFact[] {
     return (this.#entries.get(bucketKey(check)) ?? [])
-      .filter((e) => e.sub === sub && (e.reservation === null || e.at >= staleBefore))
+      .filter((e) => e.sub === sub)
       .sort((a, b) => a.at - b.at)
       .map((e) => ({ constraint: check.constraint, key: check.key, duty: e.duty, sub: e.sub, at: e.at }));
   }
 }
 
-function bucketKey(check: SeparationCheck): string {
+function bucketKey(check: { constraint: string; key: string }): string {
   return `${check.constraint}\u0000${check.key}`;
 }

@@ -2,6 +2,9 @@
 // in-memory implementations, and the deny message. The gateway imports the ledger only from here.
 export {
   DEFAULT_RESERVATION_TTL_MS,
+  type PendingReservation,
+  type PendingState,
+  type ReservedKey,
   schedulePrune,
   settleReservation,
   type DutyLedger,
@@ -13,4 +16,4 @@ export {
 } from "./ledger.ts";
 export { MemoryDutyLedger } from "./memory.ts";
 export { DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_CHECKPOINT_EVERY_MS, LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
-export { describeConflict, type DescribeConflictOptions } from "./describe.ts";
+export { describeConflict, showKey, type DescribeConflictOptions } from "./describe.ts";

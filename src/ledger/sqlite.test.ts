@@ -1,10 +1,10 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { GatewayError } from "../errors.ts";
-import type { DutyLedger } from "./ledger.ts";
+import type { DutyLedger, LedgerOptions, Reservation, ReserveRequest } from "./ledger.ts";
 import { runDutyLedgerConformance } from "./ledger.case.ts";
 import { LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger } from "./sqlite.ts";
 
@@ -13,11 +13,30 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 let files = 0;
 const freshPath = () => join(root, `case-${++files}`, "ledger.sqlite");
 
+/** Runs testdata/reserve-and-die.ts: a process that reserves and is killed before settling. */
+async function reserveInProcessKilled(path: string, request: ReserveRequest, options: LedgerOptions): Promise<Reservation> {
+  const worker = join(import.meta.dir, "testdata", "reserve-and-die.ts");
+  const child = Bun.spawn([process.execPath, worker, path, JSON.stringify(options), JSON.stringify(request)], { stdout: "pipe", stderr: "pipe", detached: true });
+  const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 20_000);
+  try {
+    const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    expect({ signal: child.signalCode, err }).toEqual({ signal: "SIGKILL", err: "" });
+    return JSON.parse(out) as Reservation;
+  } finally {
+    clearTimeout(killer);
+  }
+}
+
 runDutyLedgerConformance("sqlite", {
   open: (options) => openSqliteLedger({ path: freshPath(), ...options }),
   reopen: async (ledger, options) => {
     const { path } = ledger as SqliteDutyLedger;
     await ledger.close();
+    return openSqliteLedger({ path, ...options });
+  },
+  crashWhileReserved: async (request, options) => {
+    const path = freshPath();
+    await reserveInProcessKilled(path, request, options);
     return openSqliteLedger({ path, ...options });
   },
 });
@@ -58,6 +77,30 @@ describe("SqliteDutyLedger file", () => {
     db.run("PRAGMA user_version = 99");
     db.close();
     expect(await codeOf(openSqliteLedger({ path, retentionDays: 30 }))).toBe("LEDGER_SCHEMA_TOO_NEW");
+  });
+
+  test("a version-1 file is migrated; a reservation it held is of unknown outcome and still counts as performed", async () => {
+    const path = freshPath();
+    mkdirSync(dirname(path), { recursive: true });
+    // A ledger as the version-1 schema wrote it, with a reservation of a process long gone.
+    const v1 = new Database(path);
+    v1.run(`CREATE TABLE duty_entries (id INTEGER PRIMARY KEY, constraint_id TEXT NOT NULL, key TEXT NOT NULL, sub TEXT NOT NULL, duty TEXT NOT NULL, at INTEGER NOT NULL, reservation TEXT)`);
+    v1.run(`CREATE INDEX duty_entries_by_key ON duty_entries (constraint_id, key, sub, at, duty, reservation)`);
+    v1.run(`CREATE INDEX duty_entries_pending ON duty_entries (reservation) WHERE reservation IS NOT NULL`);
+    v1.run(`CREATE INDEX duty_entries_by_time ON duty_entries (at)`);
+    v1.run("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, '42', 'alice', 'submit_change', 1, 'old-reservation')", [CHECK.constraint]);
+    v1.run("PRAGMA user_version = 1");
+    v1.close();
+    const ledger = await openSqliteLedger({ path, retentionDays: 30 });
+    try {
+      expect(await ledger.pending(2)).toEqual([{ id: "old-reservation", duty: "submit_change", sub: "alice", at: 1, checks: [{ constraint: CHECK.constraint, key: "42" }], boot: "", state: "unknown" }]);
+      expect((await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 2 })).ok).toBe(false);
+    } finally {
+      await ledger.close();
+    }
+    const peek = new Database(path, { readonly: true });
+    expect(peek.query("PRAGMA user_version").get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION });
+    peek.close();
   });
 
   test("refuses a file that is not a database with LEDGER_OPEN_FAILED", async () => {

@@ -3,15 +3,20 @@
 // gateway processes sharing the file (on one VM) serialise their reserves and can never both
 // pass the same person for two duties. https://www.sqlite.org/lang_transaction.html
 import { closeSync, mkdirSync, openSync } from "node:fs";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
+import process from "node:process";
 import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import {
   assertDutyInChecks,
   ledgerClosedError,
+  newReservation,
+  pendingStateOf,
   resolveLedgerOptions,
   type DutyLedger,
   type LedgerOptions,
+  type PendingReservation,
   type Reservation,
   type ReserveRequest,
   type ReserveResult,
@@ -20,14 +25,14 @@ import {
 import { openSqlDatabase, type SqlDatabase, type SqlRow, type SqlStatement } from "./sqlite-driver.ts";
 
 /** The schema this code writes; `PRAGMA user_version` of a ledger file. */
-export const LEDGER_SCHEMA_VERSION = 1;
+export const LEDGER_SCHEMA_VERSION = 2;
 
 /** Default wait for another process's transaction before failing with `LEDGER_BUSY`. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
-// One row per (constraint, key) and person-duty. `reservation` is the reservation id while the
-// request is in flight and NULL once confirmed; at most one confirmed row per
-// (constraint, key, sub, duty) exists, so repeating a duty does not grow the table.
+// One row per (constraint, key) and person-duty. `reservation` is the reservation id until the
+// upstream's answer (or an operator) settles it, and NULL once confirmed; at most one confirmed row
+// per (constraint, key, sub, duty) exists, so repeating a duty does not grow the table.
 const SCHEMA_V1 = [
   `CREATE TABLE IF NOT EXISTS duty_entries (
      id INTEGER PRIMARY KEY,
@@ -45,6 +50,26 @@ const SCHEMA_V1 = [
   // Prune deletes by age; without this it would scan the whole table under the write lock.
   `CREATE INDEX IF NOT EXISTS duty_entries_by_time ON duty_entries (at)`,
 ];
+
+// Which process made each reservation, so that one left by a process that died between forwarding
+// and the upstream's answer is known for what it is: of unknown outcome. `boot` is NULL on
+// confirmed rows (and on reservations a version-1 file held: their process is long gone).
+// `ledger_boots` lists the processes using the file; a clean close removes its own row.
+const SCHEMA_V2 = [
+  `ALTER TABLE duty_entries ADD COLUMN boot TEXT`,
+  `CREATE TABLE IF NOT EXISTS ledger_boots (
+     boot TEXT PRIMARY KEY,
+     host TEXT NOT NULL,
+     pid INTEGER NOT NULL,
+     started_at INTEGER NOT NULL
+   )`,
+];
+
+/** Schema steps by the version they lead to: a file at version v runs the steps after v. */
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [SCHEMA_V1, SCHEMA_V2];
+
+/** Boots of this process still open: a boot row with our own pid is running only if listed here. */
+const openBoots = new Set<string>();
 
 /** Options of {@link openSqliteLedger}. */
 export interface SqliteLedgerOptions extends LedgerOptions {
@@ -98,7 +123,14 @@ export async function openSqliteLedger(options: SqliteLedgerOptions): Promise<Sq
     if (error instanceof GatewayError) throw error;
     throw new GatewayError("LEDGER_OPEN_FAILED", `cannot open the duty ledger \`${path}\`: ${messageOf(error)}`, { path });
   }
-  return new SqliteDutyLedger(db, path, resolved, busyTimeoutMs, path === ":memory:" ? 0 : checkpointEveryMs);
+  const ledger = new SqliteDutyLedger(db, path, resolved, busyTimeoutMs, path === ":memory:" ? 0 : checkpointEveryMs);
+  try {
+    ledger.registerBoot(Date.now());
+  } catch (error) {
+    await ledger.close();
+    throw new GatewayError("LEDGER_OPEN_FAILED", `cannot write the duty ledger \`${path}\`: ${messageOf(error)}`, { path });
+  }
+  return ledger;
 }
 
 function createPrivateFile(path: string): void {
@@ -119,13 +151,11 @@ function migrate(db: SqlDatabase, path: string): void {
       { path, version },
     );
   }
-  // Another process may be creating the schema right now: take the write lock, then look again.
+  // Another process may be migrating right now: take the write lock, then look again.
   db.exec("BEGIN IMMEDIATE");
   try {
-    if (readVersion() === 0) {
-      for (const sql of SCHEMA_V1) db.exec(sql);
-      db.exec(`PRAGMA user_version = ${LEDGER_SCHEMA_VERSION}`);
-    }
+    for (const sql of MIGRATIONS.slice(readVersion()).flat()) db.exec(sql);
+    db.exec(`PRAGMA user_version = ${LEDGER_SCHEMA_VERSION}`);
     db.exec("COMMIT");
   } catch (error) {
     try { db.exec("ROLLBACK"); } catch { /* no transaction left */ }
@@ -139,10 +169,43 @@ interface EntryRow extends SqlRow {
   at: number;
 }
 
+interface PendingRow extends EntryRow {
+  reservation: string;
+  constraint_id: string;
+  key: string;
+  boot: string | null;
+}
+
+interface BootRow extends SqlRow {
+  boot: string;
+  host: string;
+  pid: number;
+}
+
+/**
+ * Whether the process of a boot row still runs. Another host's process cannot be asked (the file
+ * must be on a local disk, so that is rare): it counts as running and the TTL decides. Our own pid
+ * on another boot is an earlier process whose pid we got again (a container's pid 1 restarted),
+ * unless that boot is a second ledger opened by this very process.
+ */
+function bootRunning(row: BootRow, ownHost: string): boolean {
+  if (row.host !== ownHost) return true;
+  if (Number(row.pid) === process.pid) return openBoots.has(row.boot);
+  try {
+    process.kill(Number(row.pid), 0);
+    return true;
+  } catch (error) {
+    // EPERM: it runs under another user. Anything but "no such process" counts as running.
+    return (error as { code?: unknown }).code !== "ESRCH";
+  }
+}
+
 /** The duty ledger in one SQLite file. Open it with {@link openSqliteLedger}. */
 export class SqliteDutyLedger implements DutyLedger {
   /** The file, as opened. */
   readonly path: string;
+  /** This process's use of the file; recorded with each reservation. */
+  readonly boot = crypto.randomUUID();
   readonly #db: SqlDatabase;
   readonly #options: ResolvedLedgerOptions;
   readonly #busyTimeoutMs: number;
@@ -150,7 +213,7 @@ export class SqliteDutyLedger implements DutyLedger {
   #closed = false;
   readonly #sql: Record<
     | "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "confirmPending"
-    | "pruneConfirmed" | "prunePending" | "count",
+    | "prune" | "count" | "pending" | "boots" | "addBoot" | "dropBoot",
     SqlStatement
   >;
 
@@ -173,25 +236,45 @@ export class SqliteDutyLedger implements DutyLedger {
       begin: p("BEGIN IMMEDIATE"),
       commit: p("COMMIT"),
       rollback: p("ROLLBACK"),
-      facts: p(
-        `SELECT duty, sub, at FROM duty_entries
-          WHERE constraint_id = ? AND key = ? AND sub = ? AND (reservation IS NULL OR at >= ?)`,
-      ),
-      insert: p("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, ?, ?, ?, ?, ?)"),
+      facts: p("SELECT duty, sub, at FROM duty_entries WHERE constraint_id = ? AND key = ? AND sub = ?"),
+      insert: p("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       dropReservation: p("DELETE FROM duty_entries WHERE reservation = ?"),
       touchConfirmed: p(
         `UPDATE duty_entries SET at = max(at, ?)
           WHERE constraint_id = ? AND key = ? AND sub = ? AND duty = ? AND reservation IS NULL`,
       ),
       confirmPending: p(
-        `UPDATE duty_entries SET reservation = NULL
+        `UPDATE duty_entries SET reservation = NULL, boot = NULL
           WHERE reservation = ? AND constraint_id = ? AND key = ?`,
       ),
-      pruneConfirmed: p("DELETE FROM duty_entries WHERE reservation IS NULL AND at < ?"),
-      // Reservations are few (requests in flight): walk them, not the age index of all entries.
-      prunePending: p("DELETE FROM duty_entries INDEXED BY duty_entries_pending WHERE reservation IS NOT NULL AND at < ?"),
+      prune: p("DELETE FROM duty_entries WHERE at < ?"),
       count: p("SELECT count(*) AS n FROM duty_entries"),
+      // Reservations are few (requests in flight, and those an operator has yet to settle).
+      pending: p(
+        `SELECT reservation, constraint_id, key, sub, duty, at, boot FROM duty_entries INDEXED BY duty_entries_pending
+          WHERE reservation IS NOT NULL ORDER BY at, id`,
+      ),
+      boots: p("SELECT boot, host, pid FROM ledger_boots"),
+      addBoot: p("INSERT INTO ledger_boots (boot, host, pid, started_at) VALUES (?, ?, ?, ?)"),
+      dropBoot: p("DELETE FROM ledger_boots WHERE boot = ?"),
     };
+  }
+
+  /**
+   * @internal called once by {@link openSqliteLedger}.
+   * Records this boot and forgets boots whose process has ended (their reservations then read as
+   * `unknown`). Being a write, it also proves at start that the file and its WAL index can be
+   * written, rather than failing the first guarded request.
+   */
+  registerBoot(now: number): void {
+    const host = hostname();
+    this.#transaction(() => {
+      for (const row of this.#sql.boots.all() as BootRow[]) {
+        if (!bootRunning(row, host)) this.#sql.dropBoot.run(row.boot);
+      }
+      this.#sql.addBoot.run(this.boot, host, process.pid, now);
+    });
+    openBoots.add(this.boot);
   }
 
   /** Which SQLite driver is underneath (`bun:sqlite` or `node:sqlite`). */
@@ -205,14 +288,14 @@ export class SqliteDutyLedger implements DutyLedger {
     return this.#transaction((): ReserveResult => {
       const facts: LedgerFact[] = [];
       for (const check of request.checks) {
-        const found = this.#factsFor(check, request.sub, request.at);
+        const found = this.#factsFor(check, request.sub);
         facts.push(...found);
         const conflict = found.find((f) => f.duty !== request.duty);
         if (conflict) return { ok: false, conflict, check, facts };
       }
-      const reservation: Reservation = { id: crypto.randomUUID(), duty: request.duty, sub: request.sub, at: request.at, checks: [...request.checks] };
+      const reservation = newReservation(request, this.boot);
       for (const check of request.checks) {
-        this.#sql.insert.run(check.constraint, check.key, request.sub, request.duty, request.at, reservation.id);
+        this.#sql.insert.run(check.constraint, check.key, request.sub, request.duty, request.at, reservation.id, this.boot);
       }
       return { ok: true, reservation, facts };
     });
@@ -226,10 +309,10 @@ export class SqliteDutyLedger implements DutyLedger {
         // Keep one confirmed row per person-duty, carrying the latest time (retention counts from it).
         const args = [check.constraint, check.key, reservation.sub, reservation.duty] as const;
         if (this.#sql.touchConfirmed.run(reservation.at, ...args).changes > 0) continue;
-        // Usually the pending row simply becomes confirmed; when a prune took it as stale, the action
-        // still happened and is recorded anew.
+        // Usually the pending row simply becomes confirmed; when it was released (by an operator
+        // who took the request for dead) or pruned, the action still happened and is recorded anew.
         if (this.#sql.confirmPending.run(reservation.id, check.constraint, check.key).changes > 0) continue;
-        this.#sql.insert.run(...args, reservation.at, null);
+        this.#sql.insert.run(...args, reservation.at, null, null);
       }
       // Pending rows left over where a confirmed row was touched instead.
       this.#sql.dropReservation.run(reservation.id);
@@ -243,20 +326,35 @@ export class SqliteDutyLedger implements DutyLedger {
     this.#guard(() => this.#sql.dropReservation.run(reservation.id));
   }
 
-  async lookup(checks: readonly SeparationCheck[], sub: string, at: number = Date.now()): Promise<LedgerFact[]> {
+  async lookup(checks: readonly SeparationCheck[], sub: string): Promise<LedgerFact[]> {
     this.#open();
-    return this.#guard(() => checks.flatMap((check) => this.#factsFor(check, sub, at)));
+    return this.#guard(() => checks.flatMap((check) => this.#factsFor(check, sub)));
+  }
+
+  async pending(now: number = Date.now()): Promise<PendingReservation[]> {
+    this.#open();
+    return this.#guard(() => {
+      const host = hostname();
+      const running = new Map((this.#sql.boots.all() as BootRow[]).map((row) => [row.boot, bootRunning(row, host)]));
+      const byId = new Map<string, { row: PendingRow; checks: Array<{ constraint: string; key: string }> }>();
+      for (const row of this.#sql.pending.all() as PendingRow[]) {
+        const entry = byId.get(row.reservation) ?? { row, checks: [] };
+        entry.checks.push({ constraint: row.constraint_id, key: row.key });
+        byId.set(row.reservation, entry);
+      }
+      return [...byId.values()].map(({ row, checks }): PendingReservation => {
+        const at = Number(row.at);
+        const boot = row.boot ?? "";
+        return { id: row.reservation, duty: row.duty, sub: row.sub, at, checks, boot, state: pendingStateOf(at, now, this.#options, running.get(boot) ?? false) };
+      });
+    });
   }
 
   async prune(now: number): Promise<number> {
     this.#open();
-    return this.#transaction(() => {
-      let removed = 0;
-      // An infinite retention keeps confirmed entries; SQLite has no binding for -Infinity.
-      if (Number.isFinite(this.#options.retentionMs)) removed += this.#sql.pruneConfirmed.run(now - this.#options.retentionMs).changes;
-      removed += this.#sql.prunePending.run(now - this.#options.reservationTtlMs).changes;
-      return removed;
-    });
+    // An infinite retention keeps everything; SQLite has no binding for -Infinity.
+    if (!Number.isFinite(this.#options.retentionMs)) return 0;
+    return this.#guard(() => this.#sql.prune.run(now - this.#options.retentionMs).changes);
   }
 
   async size(): Promise<number> {
@@ -268,6 +366,9 @@ export class SqliteDutyLedger implements DutyLedger {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#checkpointTimer);
+    openBoots.delete(this.boot);
+    // Reservations this boot leaves unsettled (requests cut at a stop deadline) now read as unknown.
+    try { this.#sql.dropBoot.run(this.boot); } catch { /* a failing file: the boot reads as ended once this process is gone */ }
     // The last connection to close checkpoints the whole WAL into the file.
     this.#db.close();
   }
@@ -276,8 +377,8 @@ export class SqliteDutyLedger implements DutyLedger {
     if (this.#closed) throw ledgerClosedError();
   }
 
-  #factsFor(check: SeparationCheck, sub: string, at: number): LedgerFact[] {
-    const rows = this.#sql.facts.all(check.constraint, check.key, sub, at - this.#options.reservationTtlMs) as EntryRow[];
+  #factsFor(check: SeparationCheck, sub: string): LedgerFact[] {
+    const rows = this.#sql.facts.all(check.constraint, check.key, sub) as EntryRow[];
     // Sorted here, not by ORDER BY: a person has a handful of entries per key, and SQLite's ORDER BY
     // cost more than the whole indexed lookup in the benchmark even with the index already in order.
     if (rows.length > 1) rows.sort((a, b) => Number(a.at) - Number(b.at));

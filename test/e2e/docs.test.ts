@@ -17,6 +17,7 @@ import { loadPolicy, parsePolicySource } from "../../dsl/mod.ts";
 import { AUDIT_VERIFY_USAGE } from "../../src/audit/cli.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
+import { openSqliteLedger } from "../../src/ledger/mod.ts";
 import { HELP, main } from "../../src/main.ts";
 
 const ROOT = resolve(import.meta.dir, "..", "..");
@@ -241,10 +242,10 @@ describe("command line: --help, README and the parsers agree", () => {
   const help = helpFlags();
 
   test("--help lists every command", () => {
-    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "init", "keygen", "serve", "sign", "verify"]);
+    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "init", "keygen", "ledger", "serve", "sign", "verify"]);
   });
 
-  for (const command of ["serve", "check", "explain", "keygen", "sign", "verify", "init", "audit verify"]) {
+  for (const command of ["serve", "check", "explain", "keygen", "sign", "verify", "init", "ledger", "audit verify"]) {
     test(`\`gateway ${command}\`: the flags in --help are exactly the flags it parses`, async () => {
       const accepted = await acceptedFlags(command);
       expect([...(help.get(command) ?? [])].sort()).toEqual([...accepted].sort());
@@ -259,7 +260,7 @@ describe("command line: --help, README and the parsers agree", () => {
     for (const line of block!.body.split("\n")) {
       // `gateway keygen … | sign DIR … | verify DIR …` puts three commands on one line.
       for (const part of line.split(/ \| (?=[a-z]+ )/)) {
-        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|sign|verify|init)\b/.exec(part.trim());
+        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|sign|verify|init|ledger)\b/.exec(part.trim());
         if (cmd) current = cmd[1]!;
         for (const m of part.matchAll(/--([a-z][a-z-]*)/g)) if (m[1] !== "version" && !help.get(current ?? "")?.has(m[1]!)) unknown.push(`${current}: --${m[1]}`);
       }
@@ -440,6 +441,35 @@ describe("output quoted in the docs is what the commands print", () => {
       expect(io.stdout.join("\n").split("\n")).toEqual(expected.filter((l) => l !== ""));
     } finally {
       process.chdir(previousCwd);
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test("docs/ledger.md: the operator's commands for reservations of unknown outcome run as shown", async () => {
+    const block = fences("docs/ledger.md", read("docs/ledger.md")).find((f) => f.body.includes("gateway ledger list-pending"));
+    expect(block).toBeDefined();
+    const commands = block!.body.split("\n").map((l) => l.replace(/#.*$/, "").trim()).filter((l) => l !== "");
+    expect(commands.map((c) => c.split(" ").slice(0, 3).join(" "))).toEqual(["gateway ledger list-pending", "gateway ledger confirm", "gateway ledger release"]);
+    const tmp = mkdtempSync(join(tmpdir(), "dutygate-docs-ledger-"));
+    try {
+      // Two reservations a gateway left when it stopped before the upstream answered.
+      const ledger = await openSqliteLedger({ path: join(tmp, "ledger.sqlite"), retentionDays: 30 });
+      const ids: string[] = [];
+      for (const key of ["42", "43"]) {
+        const r = await ledger.reserve({ checks: [{ constraint: "separate:changes.duty:20:1", param: "change", key, duties: ["submit_change", "approve_change"] }], duty: "submit_change", sub: "alice", at: Date.now() });
+        if (r.ok) ids.push(r.reservation.id);
+      }
+      await ledger.close();
+      expect(ids).toHaveLength(2);
+      for (const command of commands) {
+        const argv = command.split(/\s+/).slice(1).map((a) => (a === "/var/lib/dutygate" ? tmp : a === "RESERVATION-ID" ? ids.shift()! : a));
+        const io = memoryIo();
+        expect({ command, code: await main(argv, io), err: io.stderr }).toEqual({ command, code: EXIT.ok, err: [] });
+      }
+      const after = memoryIo();
+      expect(await main(["ledger", "list-pending", "--state-dir", tmp], after)).toBe(EXIT.ok);
+      expect(after.stdout).toEqual(["no reservations pending"]);
+    } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
   });

@@ -227,7 +227,7 @@ export interface GatewayProcess {
   signal(sig: NodeJS.Signals): void;
   /** Resolves with the exit code once the process exited. */
   exited: Promise<number>;
-  /** SIGKILL if still running, then waits for the exit. */
+  /** SIGKILL to its process group (whatever still runs there), then waits for the exit. */
   kill(): Promise<number>;
 }
 
@@ -249,7 +249,11 @@ export async function drainText(stream: ReadableStream<Uint8Array>, add: (s: str
  */
 export async function spawnGatewayProcess(configFile: string, options: { cwd: string; deadlineMs?: number }): Promise<GatewayProcess> {
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
-  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: options.cwd, stdout: "pipe", stderr: "pipe" });
+  // Its own process group, so that a kill reaches anything it started too.
+  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
+  const killGroup = () => {
+    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
+  };
   let out = "";
   let err = "";
   void drainText(child.stdout, (s) => (out += s));
@@ -262,7 +266,7 @@ export async function spawnGatewayProcess(configFile: string, options: { cwd: st
     await Bun.sleep(10);
   }
   if (!url) {
-    child.kill("SIGKILL");
+    killGroup();
     await child.exited;
     throw new Error(`gateway serve did not print its banner (exit ${child.exitCode}):\n${out}\n${err}`);
   }
@@ -273,7 +277,7 @@ export async function spawnGatewayProcess(configFile: string, options: { cwd: st
     signal: (sig) => child.kill(sig),
     exited: child.exited,
     async kill() {
-      if (child.exitCode === null) child.kill("SIGKILL");
+      killGroup();
       return child.exited;
     },
   };

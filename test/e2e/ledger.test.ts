@@ -1,0 +1,83 @@
+// The duty ledger across the death of a gateway process: real `gateway serve` processes (each in
+// its own process group, killed by PID whatever happens), a real upstream on loopback, the
+// SQLite ledger in the state directory, and the operator's `gateway ledger` command.
+import { Database } from "bun:sqlite";
+import { describe, expect, test } from "bun:test";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EXIT, memoryIo } from "../../src/cli/io.ts";
+import { DEFAULT_RESERVATION_TTL_MS } from "../../src/ledger/mod.ts";
+import { main } from "../../src/main.ts";
+import { createTestIssuer, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig, type GatewayProcess } from "../support/harness.ts";
+
+const post = (url: string, token: string) =>
+  fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+
+describe("kill -9 between forwarding and the upstream's answer", () => {
+  test("the reservation left behind counts as performed, past the reservation TTL too, until an operator settles it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-ledger-kill-"));
+    const upstream = startTestUpstream();
+    // The submit reaches the upstream (which performs it) and its answer is held until the end.
+    let answerHeld!: () => void;
+    const held = new Promise<void>((resolve) => { answerHeld = resolve; });
+    upstream.respond(async (req) => {
+      if (new URL(req.url).pathname === "/changes/42/submit") await held;
+      return Response.json({ ok: true });
+    });
+    const processes: GatewayProcess[] = [];
+    try {
+      const issuer = await createTestIssuer(dir);
+      cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+      const config = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies") });
+      // One person holding both roles: only the ledger keeps their submit and approve apart.
+      const alice = await issuer.token({ sub: "alice", roles: ["developer", "reviewer"], mfa: true });
+      const bob = await issuer.token({ sub: "bob", roles: ["reviewer"], mfa: true });
+
+      const first = await spawnGatewayProcess(config, { cwd: dir });
+      processes.push(first);
+      const submit = post(`${first.url}/changes/42/submit`, alice).then((r) => r.status, (e: Error) => e);
+      for (let i = 0; i < 2000 && !upstream.received.some((r) => r.path === "/changes/42/submit"); i++) await Bun.sleep(10);
+      expect(upstream.received.map((r) => `${r.method} ${r.path}`)).toEqual(["POST /changes/42/submit"]);
+      await first.kill();
+      expect(await submit).toBeInstanceOf(Error);
+
+      // The reservation TTL (ten minutes) passes while the gateway is down: its time moves back.
+      const db = new Database(join(dir, ".state", "ledger.sqlite"));
+      const moved = db.run("UPDATE duty_entries SET at = at - ? WHERE reservation IS NOT NULL", [DEFAULT_RESERVATION_TTL_MS + 60_000]).changes;
+      db.close();
+      expect(moved).toBe(1);
+
+      const second = await spawnGatewayProcess(config, { cwd: dir });
+      processes.push(second);
+      const approve = await post(`${second.url}/changes/42/approve`, alice);
+      expect(approve.status).toBe(403);
+      expect(((await approve.json()) as { code: string }).code).toBe("DENY_SOD_HISTORY");
+      expect(upstream.received.map((r) => r.path)).toEqual(["/changes/42/submit"]);
+      const warning = second.stderr().split("\n").filter((l) => l.includes("reservations of unknown outcome")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(warning).toMatchObject([{ count: 1 }]);
+
+      // The operator lists it while the gateway serves, checks the upstream, and confirms it.
+      const stateDir = join(dir, ".state");
+      const list = memoryIo();
+      expect(await main(["ledger", "list-pending", "--state-dir", stateDir, "--format", "json"], list)).toBe(EXIT.ok);
+      const pending = JSON.parse(list.stdout.join("\n")) as Array<{ id: string; sub: string; duty: string; state: string; checks: Array<{ key: string }> }>;
+      expect(pending.map(({ sub, duty, state, checks }) => ({ sub, duty, state, keys: checks.map((c) => c.key) })))
+        .toEqual([{ sub: "alice", duty: "submit_change", state: "unknown", keys: ["42"] }]);
+      expect(await main(["ledger", "confirm", pending[0]!.id, "--state-dir", stateDir], memoryIo())).toBe(EXIT.ok);
+      const settled = memoryIo();
+      expect(await main(["ledger", "list-pending", "--state-dir", stateDir], settled)).toBe(EXIT.ok);
+      expect(settled.stdout).toEqual(["no reservations pending"]);
+
+      // Confirmed, it is a fact: alice stays denied, another reviewer passes.
+      expect((await post(`${second.url}/changes/42/approve`, alice)).status).toBe(403);
+      expect((await post(`${second.url}/changes/42/approve`, bob)).status).toBe(200);
+      expect(upstream.received.map((r) => r.path)).toEqual(["/changes/42/submit", "/changes/42/approve"]);
+    } finally {
+      answerHeld();
+      for (const p of processes) await p.kill();
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
