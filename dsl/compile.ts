@@ -4,6 +4,7 @@
 // unless the duty carries a history separation.
 import { cidrContainsText, memberKey, type EvalEnv } from "./evaluate.ts";
 import { inputNamesOf } from "./inputs.ts";
+import { canonicalLedgerKey } from "./ledger_key.ts";
 import type { CheckedSeparation } from "./typed_ast.ts";
 import { spanAt, type CheckedDuty, type CheckedGrant, type CheckedPolicy, type TExpr } from "./typed_ast.ts";
 import type { Channel, CidrValue, Decision, DecisionCode, IpValue, Principal, PolicyRequest, Reason, RouteMatch } from "./types.ts";
@@ -390,7 +391,7 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
       if (!hit || request.time > g.until) continue;
       if (g.cond !== null && g.cond(env) !== true) continue;
       if (tree.separations.length === 0) return g.decision;
-      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, param: c.param, key: params[c.param] ?? "", duties: c.duties })) };
+      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, param: c.param, key: canonicalLedgerKey(params[c.param] ?? ""), duties: c.duties })) };
     }
     return tree.noGrant;
   };

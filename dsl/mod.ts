@@ -33,6 +33,8 @@ export { interpretDecision, interpretRoute } from "./interpret.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */
 export { renderDiagnostic, renderGithubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch, editDistance } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
+/** A route param value as a duty-ledger key: decoded once, NFC, trimmed (docs/ledger.md, "Keys"). */
+export { canonicalLedgerKey } from "./ledger_key.ts";
 /** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
 export { runPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
 export type { PolicyTestResult } from "./policy_tests.ts";

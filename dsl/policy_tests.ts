@@ -3,6 +3,7 @@
 // separation judged against the `history` the test gives (the same rule the duty ledger applies).
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { CompiledPolicy } from "./compile.ts";
+import { canonicalLedgerKey } from "./ledger_key.ts";
 import type { Channel, Decision, LedgerFact, PolicyRequest, Principal, SeparationCheck } from "./types.ts";
 import { coercePrincipal, parseIp, parseTime } from "./values.ts";
 import type { PolicySource } from "./load.ts";
@@ -98,7 +99,7 @@ export function runPolicyTests(compiled: CompiledPolicy, sources: readonly Polic
       let decision = compiled.decide(channel, principal, request);
       if (decision.allow && decision.separations.length) {
         const facts: LedgerFact[] = ((t.history ?? []) as Array<Record<string, unknown>>).flatMap((h) =>
-          decision.separations.map((c) => ({ constraint: c.constraint, key: typeof h.key === "string" ? h.key : c.key, duty: String(h.duty), sub: String(h.sub), at: time - 60_000 })));
+          decision.separations.map((c) => ({ constraint: c.constraint, key: typeof h.key === "string" ? canonicalLedgerKey(h.key) : c.key, duty: String(h.duty), sub: String(h.sub), at: time - 60_000 })));
         const conflict = findSeparationConflict(decision.separations, principal.sub, decision.duty!, facts);
         if (conflict) decision = denyForSeparation(decision, conflict, facts, `${principal.sub} performed ${conflict.duty} on ${conflict.key}; ${decision.duty} needs another person`);
       }

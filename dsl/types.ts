@@ -120,7 +120,8 @@ export interface Reason {
 export interface SeparationCheck {
   /** Stable constraint id: `separate:<file>:<line>:<col>`. */
   constraint: string;
-  /** The route param the duties are separated by, and its value on this request. */
+  /** The route param the duties are separated by, and its value on this request as a ledger key
+   * (`canonicalLedgerKey`: decoded once, NFC, trimmed). */
   param: string;
   key: string;
   /** Every duty of the constraint. */

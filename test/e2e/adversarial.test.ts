@@ -370,6 +370,26 @@ for (const backend of ["bun", "node"] as const) {
       expect(g.upstream.received.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual(["POST /changes/51/submit"]);
     });
 
+    test("spellings of one change id are one ledger key: escapes, NFC/NFD and surrounding spaces cannot split it", async () => {
+      const g = gateways[backend];
+      const both = await g.issuer.token({ sub: `erin-${backend}`, roles: ["developer", "reviewer"], mfa: true });
+      // [the id as submitted, the id as approved]: one resource to an upstream that decodes its path once.
+      const pairs: Array<[string, string]> = [
+        ["62!", "62%21"], ["63%3A", "63:"], ["64@", "64%40"], ["65%2B", "65+"], ["66,", "66%2C"], ["67%3d", "67="],
+        ["caf%C3%A9-68", "cafe%CC%81-68"], ["69", "69%20"], ["%2070", "70"], ["71%C2%A0", "71"],
+      ];
+      const before = g.upstream.received.length;
+      const outcomes: string[] = [];
+      for (const [submitted, approved] of pairs) {
+        const submit = await exchange(portOf(g), rawBytes(`POST /changes/${submitted}/submit HTTP/1.1`, portOf(g), [auth(both), "content-length: 0"]));
+        const approve = await exchange(portOf(g), rawBytes(`POST /changes/${approved}/approve HTTP/1.1`, portOf(g), [auth(both), "content-length: 0"]));
+        outcomes.push(`${submitted} ${submit.responses[0]?.status} → ${approved} ${approve.responses[0]?.status} ${problemCode(approve.responses[0]!) ?? ""}`);
+      }
+      expect(outcomes).toEqual(pairs.map(([submitted, approved]) => `${submitted} 200 → ${approved} 403 DENY_SOD_HISTORY`));
+      // The path forwarded is still the path sent; only the ledger key is canonical.
+      expect(g.upstream.received.slice(before).map((r) => r.path)).toEqual(pairs.map(([submitted]) => `/changes/${submitted.replace("%3d", "%3D")}/submit`));
+    });
+
     test("X-Forwarded-For and Forwarded do not change `request.ip`: the socket address decides", async () => {
       const g = gateways[backend];
       const token = await g.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
