@@ -7,7 +7,7 @@ import { EXIT, processIo, type Io } from "./cli/io.ts";
 import { GatewayError } from "./errors.ts";
 import { COMMIT, VERSION } from "./version.ts";
 import { runKeygen, runSign, runVerify } from "./bundle/mod.ts";
-import { parseAuditVerifyArgs, runAuditVerify } from "./audit/cli.ts";
+import { AUDIT_VERIFY_USAGE, parseAuditVerifyArgs, runAuditVerify } from "./audit/cli.ts";
 
 /** Sub-tools answer 0 ok / 1 failed / 2 usage; the gateway's exit codes are shared by all commands. */
 function mapToolExit(code: number): number {
@@ -78,7 +78,7 @@ usage:
                                                  a signer key pair; adds the public key to DIR/trusted.jwks
   gateway sign    DIR --key PRIVATE.jwk [--new-revision | --revision N] [--expires-in 30d | --expires-at DATE]
   gateway verify  DIR --keys TRUSTED.jwks [--min-signers N] [--state-dir D]
-  gateway audit verify FILE|DIR... [--keys GATEWAY.jwks] [--anchor JWS] [--partial]
+  gateway audit verify FILE|DIR... [--keys GATEWAY.jwks] [--anchor JWS] [--partial] [--allow-unsigned-tail]
   gateway ledger  list-pending | confirm ID... | release ID...  (--state-dir D | --ledger FILE)
                   [--format text|json] [--force]
                                                  settle reservations a stopped gateway left open
@@ -202,7 +202,7 @@ const commands: Record<string, Command> = {
   },
   async audit(argv, io) {
     const [sub, ...rest] = argv;
-    if (sub !== "verify") throw new GatewayError("USAGE", "usage: gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial]");
+    if (sub !== "verify") throw new GatewayError("USAGE", AUDIT_VERIFY_USAGE);
     const args = parseAuditVerifyArgs(rest);
     if (args instanceof GatewayError) throw new GatewayError("USAGE", args.message);
     return mapToolExit(await runAuditVerify(args, io));

@@ -53,12 +53,19 @@ describe("runAuditVerify", () => {
     expect(out).toEqual([`${path}:3: changed: record seq 2 hash does not match its content`]);
   });
 
-  test("records after the last checkpoint are named", async () => {
+  test("records after the last checkpoint: a break with keys, accepted and named with --allow-unsigned-tail", async () => {
     const path = join(root, "unsigned-tail.jsonl");
-    writeLinesTo(path, readLinesOf(auditFiles(logDir)[0]!).slice(0, 8)); // 5 records, checkpoint, 2 records
-    const { code, out } = await run({ files: [path], keysFile });
-    expect(code).toBe(0);
-    expect(out).toEqual(["ok: 8 records, 1 checkpoint, 1 file", "note: 2 records after the last checkpoint (seq 6..7) are not covered by a signature"]);
+    const lines = readLinesOf(auditFiles(logDir)[0]!).slice(0, 8); // 5 records, checkpoint, 2 records
+    writeLinesTo(path, lines);
+    const bytes = Buffer.byteLength(lines[6]!) + Buffer.byteLength(lines[7]!) + 2;
+    const refused = await run({ files: [path], keysFile });
+    expect(refused.code).toBe(AUDIT_VERIFY_EXIT.broken);
+    expect(refused.out).toEqual([`${path}:7: unsigned: 2 records (seq 6..7, ${bytes} bytes) covered by no checkpoint signature: the tail of a running gateway's log, or a forgery; \`--allow-unsigned-tail\` accepts it`]);
+    const allowed = await run({ files: [path], keysFile, allowUnsignedTail: true });
+    expect(allowed.code).toBe(0);
+    expect(allowed.out).toEqual(["ok: 8 records, 1 checkpoint, 1 file", `note: unsigned tail: 2 records (seq 6..7, ${bytes} bytes) after the last checkpoint are not covered by a signature`]);
+    // Without keys nothing is signature-checked, so the tail is only noted.
+    expect((await run({ files: [path] })).code).toBe(0);
   });
 
   test.each<[string, () => AuditVerifyArgs]>([
@@ -87,9 +94,10 @@ describe("runAuditVerify", () => {
 
 describe("parseAuditVerifyArgs", () => {
   test.each<[string[], AuditVerifyArgs | string]>([
-    [["a.jsonl"], { files: ["a.jsonl"], keysFile: null, anchor: null, partial: false }],
-    [["dir", "--keys", "k.jwks", "--partial"], { files: ["dir"], keysFile: "k.jwks", anchor: null, partial: true }],
-    [["--keys=k.jwks", "--anchor", "x.y.z", "a", "b"], { files: ["a", "b"], keysFile: "k.jwks", anchor: "x.y.z", partial: false }],
+    [["a.jsonl"], { files: ["a.jsonl"], keysFile: null, anchor: null, partial: false, allowUnsignedTail: false }],
+    [["dir", "--keys", "k.jwks", "--partial"], { files: ["dir"], keysFile: "k.jwks", anchor: null, partial: true, allowUnsignedTail: false }],
+    [["--keys=k.jwks", "--anchor", "x.y.z", "a", "b"], { files: ["a", "b"], keysFile: "k.jwks", anchor: "x.y.z", partial: false, allowUnsignedTail: false }],
+    [["a", "--allow-unsigned-tail", "--keys", "k.jwks"], { files: ["a"], keysFile: "k.jwks", anchor: null, partial: false, allowUnsignedTail: true }],
     [[], "USAGE"],
     [["a", "--keys"], "USAGE"],
     [["a", "--frobnicate"], "USAGE"],

@@ -1,8 +1,8 @@
-// `gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial]`
+// `gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial] [--allow-unsigned-tail]`
 import { readFile } from "node:fs/promises";
 import type { JSONWebKeySet } from "jose";
 import { GatewayError } from "../errors.ts";
-import { verifyAuditFiles } from "./verify.ts";
+import { describeTail, verifyAuditFiles } from "./verify.ts";
 
 /** Exit codes of `gateway audit verify`. */
 export const AUDIT_VERIFY_EXIT = { intact: 0, broken: 1, usage: 2 } as const;
@@ -17,6 +17,8 @@ export interface AuditVerifyArgs {
   anchor?: string | null;
   /** Accept a chain whose first files were archived away. */
   partial?: boolean;
+  /** With keys, accept records no checkpoint signs yet (a running gateway's log). */
+  allowUnsignedTail?: boolean;
 }
 
 /** Where the command prints; one call per line, without newline. */
@@ -25,7 +27,7 @@ export interface CommandIo {
   err(line: string): void;
 }
 
-export const AUDIT_VERIFY_USAGE = "usage: gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial]";
+export const AUDIT_VERIFY_USAGE = "usage: gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial] [--allow-unsigned-tail]";
 
 /**
  * Parses the words after `gateway audit verify`. Returns a `GatewayError("USAGE")` for bad input.
@@ -33,7 +35,7 @@ export const AUDIT_VERIFY_USAGE = "usage: gateway audit verify FILE|DIR... [--ke
  * @example parseAuditVerifyArgs(["./audit", "--keys", "keys.jwks"]) // { files: ["./audit"], keysFile: "keys.jwks", … }
  */
 export function parseAuditVerifyArgs(argv: readonly string[]): AuditVerifyArgs | GatewayError {
-  const args: AuditVerifyArgs = { files: [], keysFile: null, anchor: null, partial: false };
+  const args: AuditVerifyArgs = { files: [], keysFile: null, anchor: null, partial: false, allowUnsignedTail: false };
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
     const [flag, inline] = word.startsWith("--") && word.includes("=") ? [word.slice(0, word.indexOf("=")), word.slice(word.indexOf("=") + 1)] : [word, undefined];
@@ -44,6 +46,8 @@ export function parseAuditVerifyArgs(argv: readonly string[]): AuditVerifyArgs |
       else args.anchor = value;
     } else if (flag === "--partial") {
       args.partial = true;
+    } else if (flag === "--allow-unsigned-tail") {
+      args.allowUnsignedTail = true;
     } else if (word.startsWith("-") && word !== "-") {
       return new GatewayError("USAGE", `unknown option \`${word}\``);
     } else {
@@ -57,7 +61,8 @@ export function parseAuditVerifyArgs(argv: readonly string[]): AuditVerifyArgs |
 /**
  * Runs `gateway audit verify`: prints `ok: N records, C checkpoints, F files` (and notes on
  * unsigned tail records / unchecked signatures) and returns 0, or prints
- * `FILE:LINE: KIND: message` for the first break and returns 1; bad usage returns 2.
+ * `FILE:LINE: KIND: message` for the first break and returns 1; bad usage returns 2. With keys,
+ * records after the last checkpoint are a break (`unsigned`) unless `allowUnsignedTail`.
  */
 export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Promise<number> {
   if (args.files.length === 0) {
@@ -78,7 +83,7 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
   }
   let result;
   try {
-    result = await verifyAuditFiles(args.files, { keys, anchor: args.anchor ?? undefined, partial: args.partial ?? false });
+    result = await verifyAuditFiles(args.files, { keys, anchor: args.anchor ?? undefined, partial: args.partial ?? false, allowUnsignedTail: args.allowUnsignedTail ?? false });
   } catch (error) {
     if (error instanceof GatewayError) {
       io.err(`error[${error.code}]: ${error.message}`);
@@ -94,8 +99,9 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   io.out(`ok: ${plural(result.records, "record")}, ${plural(result.checkpoints, "checkpoint")}, ${plural(result.files, "file")}`);
   if (result.recordsAfterLastCheckpoint > 0) {
-    const from = (result.lastSeq ?? 0) - result.recordsAfterLastCheckpoint + 1;
-    io.out(`note: ${plural(result.recordsAfterLastCheckpoint, "record")} after the last checkpoint (seq ${from}..${result.lastSeq}) ${result.recordsAfterLastCheckpoint === 1 ? "is" : "are"} not covered by a signature`);
+    const tail = result.recordsAfterLastCheckpoint;
+    const from = (result.lastSeq ?? 0) - tail + 1;
+    io.out(`note: unsigned tail: ${describeTail(tail, result.bytesAfterLastCheckpoint, from, result.lastSeq ?? from)} after the last checkpoint ${tail === 1 ? "is" : "are"} not covered by a signature`);
   }
   if (!result.signaturesChecked) io.out("note: checkpoint signatures not checked: no `--keys` given");
   return AUDIT_VERIFY_EXIT.intact;

@@ -125,6 +125,82 @@ describe("verifyAuditFiles: each tampering is found at its line", () => {
   });
 });
 
+// Regression: each of these forgeries, made without the signing key, passed `verify --keys`.
+describe("verifyAuditFiles: forgeries without the key", () => {
+  /** Re-chains `records` from `prev` on, recomputing every link and hash, as a forger can. */
+  const rechain = (records: Array<Record<string, unknown>>, prev: string) => records.map((record) => {
+    const line = rehash({ ...record, prev, ...(record.type === "checkpoint" ? { head: prev } : {}) });
+    prev = parse(line).hash as string;
+    return line;
+  });
+  const renumber = (records: Array<Record<string, unknown>>, from: number) => records.map((r, i) => ({ ...r, seq: from + i }));
+
+  test("(a) every checkpoint dropped, a decision edited, the chain recomputed: `unsigned` from seq 0", async () => {
+    const kept = singleLines.map(parse).filter((r) => r.type !== "checkpoint" && r.type !== "rotate");
+    const forged = rechain(renumber(kept.map((r) => (r.i === 14 ? { ...r, decision: "deny" } : r)), 0), "0".repeat(64));
+    const { result } = await verifyTampered(forged);
+    expect(result.break).toMatchObject({ line: 1, seq: 0, kind: "unsigned" });
+    expect(result.break!.message).toStartWith(`40 records (seq 0..39, `);
+    expect(result.checkpoints).toBe(0);
+  });
+
+  test("(a) across files: a rotated log merged into one file without its checkpoints and rotate records", async () => {
+    const kept = auditFiles(chainDir).flatMap(readLinesOf).map(parse).filter((r) => r.type !== "checkpoint" && r.type !== "rotate");
+    const forged = rechain(renumber(kept.map((r) => (r.request_id === "r20" ? { ...r, decision: "deny" } : r)), 0), "0".repeat(64));
+    const { result } = await verifyTampered(forged);
+    expect(result.break).toMatchObject({ line: 1, kind: "unsigned" });
+  });
+
+  test("(b) kept up to the first checkpoint, the rest rewritten: `unsigned` from the first rewritten record", async () => {
+    const head = singleLines.slice(0, 11); // seq 0..9 and the checkpoint seq 10
+    const rest = singleLines.slice(11).map(parse).filter((r) => r.type !== "checkpoint").map((r) => ({ ...r, decision: "deny" }));
+    const forged = [...head, ...rechain(renumber(rest, 11), parse(head[10]!).hash as string)];
+    const { result } = await verifyTampered(forged);
+    expect(result.break).toMatchObject({ line: 12, seq: 11, kind: "unsigned" });
+    expect(result.checkpoints).toBe(1);
+  });
+
+  test("(b) with its checkpoints kept but re-chained: the first one's signature no longer matches", async () => {
+    const head = singleLines.slice(0, 11);
+    const rest = singleLines.slice(11).map(parse).map((r) => (r.type === "checkpoint" ? r : { ...r, decision: "deny" }));
+    const forged = [...head, ...rechain(rest, parse(head[10]!).hash as string)];
+    const { result } = await verifyTampered(forged);
+    expect(result.break).toMatchObject({ line: 22, seq: 21, kind: "bad_checkpoint" });
+  });
+
+  test.each<[string, (line: string) => string]>([
+    ["a duplicate member before the real one (parsers that keep the first see another sub)", (l) => l.replace("{", '{"sub":"someone-else",')],
+    ["a duplicate member after it", (l) => l.replace(',"hash"', ',"sub":"alice","hash"')],
+    ["whitespace between members", (l) => l.replace(",", ", ")],
+    ["members reordered", (l) => { const r = parse(l); const { hash, ...body } = r; return JSON.stringify({ ...Object.fromEntries(Object.entries(body).reverse()), hash }); }],
+    ["another escaping of the same string", (l) => l.replace('"alice"', '"\\u0061lice"')],
+    ["a number written another way", (l) => l.replace(/"i":(\d+)/, '"i":$1.0')],
+  ])("(c) %s: `changed`, though the parsed record hashes the same", async (_name, edit) => {
+    const edited = edit(singleLines[14]!);
+    expect(edited).not.toBe(singleLines[14]);
+    const { hash: _h, ...original } = parse(singleLines[14]!);
+    const { hash: _h2, ...reparsed } = parse(edited);
+    if (!_name.startsWith("a duplicate member before")) expect(reparsed).toEqual(original);
+    const { result } = await verifyTampered(singleLines.map((l, i) => (i === 14 ? edited : l)), {});
+    expect(result.break).toMatchObject({ line: 15, seq: 14, kind: "changed" });
+    expect(result.break!.message).toContain("canonical form");
+  });
+
+  test("a file after the first that does not start with a checkpoint (its checkpoint dropped, the chain re-linked): `bad_checkpoint`", async () => {
+    const dir = join(root, "rotated-no-first-checkpoint");
+    cpSync(chainDir, dir, { recursive: true });
+    const files = auditFiles(dir);
+    const lines = readLinesOf(files[1]!);
+    expect(parse(lines[0]!).type).toBe("checkpoint");
+    // The rotate record before it is the last line of the first file; the forger re-links the rest.
+    const rotate = parse(readLinesOf(files[0]!).at(-1)!);
+    const rest = rechain(renumber(lines.slice(1).map(parse), parse(lines[0]!).seq as number), rotate.hash as string);
+    writeLinesTo(files[1]!, rest);
+    const result = await verifyAuditFiles([dir]);
+    expect(result.break).toMatchObject({ file: files[1]!, line: 1, kind: "bad_checkpoint" });
+  });
+});
+
 describe("verifyAuditFiles: a tail cut after a checkpoint", () => {
   const lastCheckpointJws = () => String(parse(singleLines[43]!).jws);
 
@@ -136,9 +212,17 @@ describe("verifyAuditFiles: a tail cut after a checkpoint", () => {
     expect(anchored.result.break).toMatchObject({ line: 33, seq: 32, kind: "truncated" });
   });
 
-  test("cut after unsigned records: reported as records not covered by a signature", async () => {
-    const { result } = await verifyTampered(singleLines.slice(0, 25));
-    expect(result).toMatchObject({ ok: true, lastSeq: 24, recordsAfterLastCheckpoint: 3 });
+  test("cut after unsigned records: with keys an `unsigned` break at the first of them, unless the tail is allowed", async () => {
+    const lines = singleLines.slice(0, 25); // checkpoint seq 21, then seq 22..24
+    const bytes = lines.slice(22).reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
+    const { path, result } = await verifyTampered(lines);
+    expect(result).toMatchObject({ ok: false, recordsAfterLastCheckpoint: 3, bytesAfterLastCheckpoint: bytes });
+    expect(result.break).toMatchObject({ file: path, line: 23, seq: 22, kind: "unsigned" });
+    expect(result.break!.message).toStartWith(`3 records (seq 22..24, ${bytes} bytes)`);
+    const allowed = await verifyTampered(lines, { keys: signer.jwks, allowUnsignedTail: true });
+    expect(allowed.result).toMatchObject({ ok: true, lastSeq: 24, recordsAfterLastCheckpoint: 3, bytesAfterLastCheckpoint: bytes });
+    const unkeyed = await verifyTampered(lines, {});
+    expect(unkeyed.result).toMatchObject({ ok: true, recordsAfterLastCheckpoint: 3 });
   });
 
   test("an anchor the chain reaches verifies", async () => {

@@ -5,21 +5,25 @@ import { basename, join } from "node:path";
 import { base64url, compactVerify, createLocalJWKSet, decodeProtectedHeader } from "jose";
 import type { JSONWebKeySet } from "jose";
 import { GatewayError } from "../errors.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, parseAuditFileName, recordHash } from "./record.ts";
+import { canonicalJson } from "./canonical-json.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, hashCanonical, parseAuditFileName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 
 /**
  * How a chain is broken:
- * - `changed`: a record's content does not match its hash (or was rewritten with a new hash);
+ * - `changed`: a record's content does not match its hash (or was rewritten with a new hash), or
+ *   its line is not the canonical serialisation of its content (what the hash covers);
  * - `removed`: seq gap (records or a whole file deleted);
  * - `reordered`: a record comes before one it should follow;
  * - `inserted`: a record that does not belong (duplicate seq, wrong link, after a rotate record);
  * - `bad_checkpoint`: a checkpoint whose signature, head, seq or count does not hold;
  * - `truncated`: the log was cut short (partial last line, file named by a rotate record
  *   missing, ends before an anchor checkpoint);
- * - `malformed`: a line that is not a record.
+ * - `malformed`: a line that is not a record;
+ * - `unsigned`: with keys, records after the last checkpoint, which no signature covers (the
+ *   tail of a live log, or a forgery); accepted with `allowUnsignedTail`.
  */
-export type AuditBreakKind = "changed" | "removed" | "reordered" | "inserted" | "bad_checkpoint" | "truncated" | "malformed";
+export type AuditBreakKind = "changed" | "removed" | "reordered" | "inserted" | "bad_checkpoint" | "truncated" | "malformed" | "unsigned";
 
 /** The first place a chain breaks. `line` is 1-based within `file`. */
 export interface AuditBreak {
@@ -41,6 +45,8 @@ export interface AuditVerification {
   files: number;
   /** Records after the last checkpoint: intact as far as the chain shows, but signed by nothing. */
   recordsAfterLastCheckpoint: number;
+  /** Bytes of those records' lines (newlines included). */
+  bytesAfterLastCheckpoint: number;
   /** Whether checkpoint signatures were verified (keys given). */
   signaturesChecked: boolean;
   firstSeq: number | null;
@@ -62,6 +68,12 @@ export interface VerifyAuditOptions {
   anchor?: string;
   /** Accept a chain that starts after seq 0 (older files archived); default false. */
   partial?: boolean;
+  /**
+   * With `keys`, accept records after the last checkpoint (reported in
+   * `recordsAfterLastCheckpoint`): a running gateway's newest file normally ends with some.
+   * Without it, they are an `unsigned` break, because nothing shows they were not forged.
+   */
+  allowUnsignedTail?: boolean;
 }
 
 /**
@@ -144,6 +156,8 @@ class ChainVerifier {
   private pendingRotate: { next: string; seq: number; file: string; line: number } | null = null;
   /** Records since the last checkpoint; null until known (partial chains, before the first checkpoint). */
   private sinceCheckpoint: number | null = 0;
+  /** The records no checkpoint covers yet: from the first after the last checkpoint (or the start) on. */
+  private tail: { file: string; line: number; seq: number; records: number; bytes: number } | null = null;
   private result: AuditVerification;
   /** Lines of the file being read and of the one after it (for look-ahead). */
   private lines: string[] = [];
@@ -157,7 +171,7 @@ class ChainVerifier {
     this.keySet = options.keys ? createLocalJWKSet(options.keys) : null;
     if (options.partial) this.sinceCheckpoint = null;
     this.result = {
-      ok: true, break: null, records: 0, checkpoints: 0, files: 0, recordsAfterLastCheckpoint: 0,
+      ok: true, break: null, records: 0, checkpoints: 0, files: 0, recordsAfterLastCheckpoint: 0, bytesAfterLastCheckpoint: 0,
       signaturesChecked: this.keySet !== null, firstSeq: null, lastSeq: null, head: null, paths: files,
     };
   }
@@ -173,7 +187,8 @@ class ChainVerifier {
   private finish(broken: AuditBreak | null): AuditVerification {
     this.result.ok = broken === null;
     this.result.break = broken;
-    this.result.recordsAfterLastCheckpoint = this.sinceCheckpoint ?? this.result.records;
+    this.result.recordsAfterLastCheckpoint = this.tail?.records ?? 0;
+    this.result.bytesAfterLastCheckpoint = this.tail?.bytes ?? 0;
     return this.result;
   }
 
@@ -208,16 +223,29 @@ class ChainVerifier {
   private async verifyLine(file: string, index: number): Promise<AuditBreak | null> {
     const line = index + 1;
     const at = (kind: AuditBreakKind, message: string, seq: number | null = null): AuditBreak => ({ file, line, seq, kind, message });
-    const read = readRecord(this.lines[index]!);
+    const text = this.lines[index]!;
+    const read = readRecord(text);
     if ("error" in read) return at("malformed", read.error);
     const record = read.record;
-    let computed: string;
+    let canonical: string;
     try {
-      computed = recordHash(record);
+      const { hash: _hash, ...body } = record;
+      canonical = canonicalJson(body);
     } catch (error) {
       return at("malformed", `record cannot be canonicalised: ${(error as Error).message}`, record.seq);
     }
-    if (computed !== record.hash) return at("changed", `record seq ${record.seq} hash does not match its content`, record.seq);
+    if (hashCanonical(canonical) !== record.hash) return at("changed", `record seq ${record.seq} hash does not match its content`, record.seq);
+    // The hash covers the parsed content, so the bytes must be the one serialisation of it the
+    // writer produces: otherwise a reader whose JSON parser differs (the first of two duplicate
+    // members, say) sees another record than the one the chain vouches for.
+    const written = canonical === "{}" ? `{"hash":"${record.hash}"}` : `${canonical.slice(0, -1)},"hash":"${record.hash}"}`;
+    if (text !== written) {
+      return at("changed", `record seq ${record.seq} is not written in canonical form (a duplicate or reordered member, whitespace or another escaping): its bytes are not what its hash covers`, record.seq);
+    }
+    // Every file the writer opens after the first starts with a checkpoint signing the head.
+    if (index === 0 && record.type !== "checkpoint" && (this.fileIndex > 0 || (this.options.partial && record.seq > 0))) {
+      return at("bad_checkpoint", `file does not start with a checkpoint: every file after the first begins with one signed by the gateway (record seq ${record.seq} is a \`${record.type}\`)`, record.seq);
+    }
     if (this.pendingRotate !== null) {
       return at("inserted", `record seq ${record.seq} follows the rotate record seq ${this.pendingRotate.seq}, which ends this file`, record.seq);
     }
@@ -230,8 +258,12 @@ class ChainVerifier {
       if (message !== null) return at("bad_checkpoint", message, record.seq);
       this.result.checkpoints++;
       this.sinceCheckpoint = 0;
-    } else if (this.sinceCheckpoint !== null) {
-      this.sinceCheckpoint++;
+      this.tail = null;
+    } else {
+      if (this.sinceCheckpoint !== null) this.sinceCheckpoint++;
+      this.tail ??= { file, line, seq: record.seq, records: 0, bytes: 0 };
+      this.tail.records++;
+      this.tail.bytes += Buffer.byteLength(text) + 1;
     }
     if (record.type === "rotate") {
       if (typeof record.next !== "string" || parseAuditFileName(record.next) === null) {
@@ -333,6 +365,15 @@ class ChainVerifier {
         message: `log ends at seq ${this.result.lastSeq ?? "(none)"} but the anchor checkpoint covers seq ${this.anchor.seq - 1}: its tail was removed`,
       };
     }
+    // Hashes alone prove nothing against someone who can rewrite the file: only what a verified
+    // signature covers is vouched for.
+    if (this.tail !== null && this.keySet !== null && !this.options.allowUnsignedTail) {
+      const { file, line, seq, records, bytes } = this.tail;
+      return {
+        file, line, seq, kind: "unsigned",
+        message: `${describeTail(records, bytes, seq, this.result.lastSeq ?? seq)} covered by no checkpoint signature: the tail of a running gateway's log, or a forgery; \`--allow-unsigned-tail\` accepts it`,
+      };
+    }
     return null;
   }
 
@@ -362,6 +403,11 @@ class ChainVerifier {
     this.nextFileLines ??= await readLines(nextFile);
     return search(this.nextFileLines, 0);
   }
+}
+
+/** "3 records (seq 6..8, 1234 bytes)": the size of an unsigned tail, as verify reports it. */
+export function describeTail(records: number, bytes: number, fromSeq: number, toSeq: number): string {
+  return `${records} record${records === 1 ? "" : "s"} (seq ${fromSeq}..${toSeq}, ${bytes} bytes)`;
 }
 
 async function readLines(file: string): Promise<string[]> {

@@ -11,7 +11,8 @@ import type { JSONWebKeySet } from "jose";
 import { auditFileName, runAuditVerify, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
 import { recordLine } from "../../src/audit/record.ts";
 import { makeDirReadOnly } from "../../src/audit/testkit.ts";
-import { memoryIo } from "../../src/cli/io.ts";
+import { EXIT, memoryIo } from "../../src/cli/io.ts";
+import { main } from "../../src/main.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { createTestIssuer, SHIPPED_POLICIES, TEST_ISSUER, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type TestGateway } from "../support/harness.ts";
 
@@ -195,9 +196,76 @@ describe("the chain a gateway writes under concurrent load", () => {
       expect(anchored.break).toMatchObject({ line: cut + 1, kind: "truncated" });
     });
 
+    // Regression: forged without the key, each of these passed `gateway audit verify --keys` (exit 0).
+    describe("forgeries without the key: `gateway audit verify --keys` exits 4", () => {
+      const rechain = (records: Array<Record<string, unknown>>, from: number, prev: string) => records.map((record, i) => {
+        const line = rehash({ ...record, seq: from + i, prev, ...(record.type === "checkpoint" ? { head: prev } : {}) });
+        prev = parse(line).hash as string;
+        return line;
+      });
+      async function verifyCli(name: string, tampered: string[]) {
+        const file = join(work, `${name}.jsonl`);
+        writeFileSync(file, tampered.join("\n") + "\n");
+        const io = memoryIo();
+        const code = await main(["audit", "verify", file, "--keys", join(t.config.stateDir, "gateway-key", "public.jwks")], io);
+        return { code, out: io.stdout.join("\n") };
+      }
+      const edit = (r: Record<string, unknown>) => (r.type === "decision" && r.decision === "deny" ? { ...r, decision: "allow", code: "ALLOW" } : r);
+
+      test("(a) every checkpoint and rotate record dropped, decisions edited, the chain recomputed", async () => {
+        const kept = lines.map(parse).filter((r) => r.type !== "checkpoint" && r.type !== "rotate").map(edit);
+        const { code, out } = await verifyCli("forged-a", rechain(kept, 0, "0".repeat(64)));
+        expect(code).toBe(EXIT.verificationFailed);
+        expect(out).toMatch(/:1: unsigned: \d+ records \(seq 0\.\.\d+, \d+ bytes\) covered by no checkpoint signature/);
+      });
+
+      test("(b) kept up to the first checkpoint, the rest rewritten", async () => {
+        const first = lines.findIndex((l) => parse(l).type === "checkpoint");
+        const rest = lines.slice(first + 1).map(parse).filter((r) => r.type !== "checkpoint").map(edit);
+        const { code, out } = await verifyCli("forged-b", [...lines.slice(0, first + 1), ...rechain(rest, first + 1, parse(lines[first]!).hash as string)]);
+        expect(code).toBe(EXIT.verificationFailed);
+        expect(out).toContain(`:${first + 2}: unsigned: `);
+      });
+
+      test("(c) a duplicate member inserted right after `{`", async () => {
+        const i = decisionAt(Math.floor(lines.length / 2));
+        const { code, out } = await verifyCli("forged-c", lines.map((l, j) => (j === i ? l.replace("{", '{"sub":"someone-else",') : l)));
+        expect(code).toBe(EXIT.verificationFailed);
+        expect(out).toContain(`:${i + 1}: changed: record seq ${parse(lines[i]!).seq} is not written in canonical form`);
+      });
+    });
+
     test("the untouched copy verifies (the harness itself is sound)", async () => {
       expect((await verifyLines("copy", lines)).ok).toBe(true);
     });
+  });
+});
+
+describe("verifying the log of a running gateway", () => {
+  test("its unsigned tail is a break with --keys, and accepted, with its size, with --allow-unsigned-tail", async () => {
+    const t = await startTestGateway({ configure: (c) => ({ ...c, audit: { ...c.audit, checkpointEvery: 10, checkpointIntervalMs: 3_600_000 } }) });
+    try {
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      for (let i = 0; i < 12; i++) await (await t.fetch(`/changes/${i}/submit`, { method: "POST", token })).arrayBuffer();
+      // Writes the outcomes still queued (after a checkpoint); then a denied request, whose one
+      // record is written before its answer: nothing is left in flight while the file is read.
+      await t.gw.audit!.checkpoint();
+      expect((await t.fetch("/changes/99/approve", { method: "POST", token }).then(async (r) => { await r.arrayBuffer(); return r.status; }))).toBe(403);
+      const keys = join(t.config.stateDir, "gateway-key", "public.jwks");
+      const strict = memoryIo();
+      expect(await main(["audit", "verify", t.config.audit.dir, "--keys", keys], strict)).toBe(EXIT.verificationFailed);
+      expect(strict.stdout.join("\n")).toMatch(/: unsigned: \d+ records? \(seq \d+\.\.\d+, \d+ bytes\) covered by no checkpoint signature/);
+      const live = memoryIo();
+      expect(await main(["audit", "verify", t.config.audit.dir, "--keys", keys, "--allow-unsigned-tail"], live)).toBe(EXIT.ok);
+      expect(live.stdout[0]).toMatch(/^ok: \d+ records, \d+ checkpoints, 1 file$/);
+      expect(live.stdout[1]).toMatch(/^note: unsigned tail: \d+ records? \(seq \d+\.\.\d+, \d+ bytes\) after the last checkpoint (is|are) not covered by a signature$/);
+      // A graceful stop signs the tail: the strict form passes.
+      await t.stop({ keepDir: true });
+      expect(await main(["audit", "verify", t.config.audit.dir, "--keys", keys], memoryIo())).toBe(EXIT.ok);
+    } finally {
+      await t.stop();
+      rmSync(t.dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -398,7 +466,10 @@ describe("crash safety: SIGKILL mid-load", () => {
 
       const auditDir = join(dir, "audit");
       const jwks = readJwks(join(dir, ".state"));
-      const result = await verifyAuditFiles([auditDir], { keys: jwks });
+      // A killed gateway leaves the records after its last checkpoint unsigned, like a live one.
+      const unsigned = await verifyAuditFiles([auditDir], { keys: jwks });
+      if (unsigned.break?.kind !== "truncated") expect(unsigned.break?.kind ?? null).toBe(unsigned.recordsAfterLastCheckpoint > 0 ? "unsigned" : null);
+      const result = await verifyAuditFiles([auditDir], { keys: jwks, allowUnsignedTail: true });
       // Acceptable: intact, or cut inside its very last line (a write torn by the kill). Anything else is a bug.
       if (!result.ok) {
         const lastFile = result.paths.at(-1)!;
