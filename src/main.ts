@@ -5,6 +5,7 @@ import { parseArgs } from "./cli/args.ts";
 import { runCheck, type CheckFormat, type CheckParams } from "./cli/check.ts";
 import { EXIT, processIo, type Io } from "./cli/io.ts";
 import { GatewayError } from "./errors.ts";
+import { exitWhenDrained } from "./stdio.ts";
 import { COMMIT, VERSION } from "./version.ts";
 import { runKeygen, runSign, runVerify } from "./bundle/mod.ts";
 import { AUDIT_VERIFY_USAGE, parseAuditVerifyArgs, runAuditVerify } from "./audit/cli.ts";
@@ -244,6 +245,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 
 if (import.meta.main) {
   const code = await main(process.argv.slice(2));
-  // `serve` keeps running on its own; every other command exits with its code.
-  if (code !== SERVING) process.exit(code);
+  // `serve` keeps running on its own; every other command exits with its code once its output
+  // has left the process (a pipe's reader may be slower than the command).
+  if (code !== SERVING) await exitWhenDrained(code);
 }

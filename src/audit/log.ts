@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { CompactSign } from "jose";
 import { GatewayError } from "../errors.ts";
+import { writeStdout } from "../stdio.ts";
 import type { AuditConfig } from "../config/types.ts";
 import { canonicalJson } from "./canonical-json.ts";
 import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileName, chainedBody, parseAuditFileName, recordLine } from "./record.ts";
@@ -736,10 +737,6 @@ function errno(error: unknown): string | undefined {
 
 function describe(error: unknown): string {
   return errno(error) ?? (error instanceof Error ? error.message : String(error));
-}
-
-function writeStdout(text: string): void {
-  process.stdout.write(text);
 }
 
 function unrefTimer(timer: unknown): void {

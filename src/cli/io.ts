@@ -1,19 +1,15 @@
+import { writeStderr, writeStdout } from "../stdio.ts";
+
 /** Where a command writes: CLI handlers are plain functions tested without a subprocess. */
 export interface Io {
   out(line: string): void;
   err(line: string): void;
 }
 
-// A closed pipe (`gateway serve | head -1`) is the reader's choice, not an error worth a trace.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on?.("error", (e: NodeJS.ErrnoException) => {
-    if (e.code !== "EPIPE") throw e;
-  });
-}
-
+/** The process's stdout and stderr; `exitWhenDrained` waits for what it wrote. */
 export const processIo: Io = {
-  out: (line) => process.stdout.write(line + "\n"),
-  err: (line) => process.stderr.write(line + "\n"),
+  out: (line) => writeStdout(line + "\n"),
+  err: (line) => writeStderr(line + "\n"),
 };
 
 /** Collects output in memory (tests). */

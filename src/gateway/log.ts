@@ -1,5 +1,7 @@
 // Operational logs: one JSON object per line on stderr, with a level, a message and fields
 // (the request id on every line about a request). Separate from the audit log.
+import { writeStderr } from "../stdio.ts";
+
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -10,7 +12,7 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
-export function createLogger(level: LogLevel, sink: (line: string) => void = (l) => process.stderr.write(l + "\n")): Logger {
+export function createLogger(level: LogLevel, sink: (line: string) => void = (l) => writeStderr(l + "\n")): Logger {
   const min = ORDER[level];
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[lvl] < min) return;

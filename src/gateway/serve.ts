@@ -7,6 +7,7 @@ import { createJwtAuthenticator } from "../authn/mod.ts";
 import { DEMO_UPSTREAM_PORTS, ensureDemoIssuer, mintDemoToken, upstreamClient } from "../config/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
+import { exitWhenDrained } from "../stdio.ts";
 import { existingHttp1Pool } from "../http/forward-http1.ts";
 import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
 import { openSqliteLedger, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
@@ -179,7 +180,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       for (const sig of ["SIGTERM", "SIGINT"] as const) {
         process.once(sig, () => {
           log.info(`${sig}: stopping gracefully`);
-          void gateway.stop().then(() => process.exit(0));
+          void gateway.stop().then(() => exitWhenDrained(0));
         });
       }
     }

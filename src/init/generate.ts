@@ -41,7 +41,7 @@ if (import.meta.main) {
   if (process.argv.includes("--check")) {
     if (current !== wanted) {
       process.stderr.write("src/init/embedded.ts is out of date: run `bun src/init/generate.ts`\n");
-      process.exit(1);
+      process.exitCode = 1;
     }
   } else if (current !== wanted) {
     writeFileSync(EMBEDDED_MODULE_PATH, wanted);

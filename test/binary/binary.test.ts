@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXAMPLE_POLICY_FILES } from "../../src/init/mod.ts";
 import { VERSION } from "../../src/version.ts";
-import { createTestIssuer, startTestUpstream, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
-import { binaryUnderTest, runBinary, serveBinary, TEST_COMMIT, writeTestConfig } from "./support.ts";
+import { createTestIssuer, runWithSlowReader, startTestUpstream, writeLargeReportPolicies, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
+import { BARE_ENV, binaryUnderTest, runBinary, serveBinary, TEST_COMMIT, writeTestConfig } from "./support.ts";
 
 let work: string;
 let gateway: string;
@@ -88,6 +88,20 @@ describe("gateway init and check", () => {
       expect(r.stdout + r.stderr).toContain(c.says);
     });
   }
+
+  test("regression: a report larger than a pipe holds arrives whole in every format when read late", async () => {
+    const dir = writeLargeReportPolicies(emptyDir("large-report"));
+    const runs = await Promise.all(["text", "json", "github", "junit"].map((format) => runWithSlowReader([gateway, "check", dir, "--format", format], { cwd: dir, env: { ...BARE_ENV } })));
+    for (const run of runs) {
+      expect(run.code).toBe(2);
+      expect(run.stdout.length).toBeGreaterThan(2 * 65_536);
+    }
+    const [text, json, github, junit] = runs.map((r) => r.stdout.toString("utf8"));
+    expect(text!.trimEnd().split("\n").at(-1)).toStartWith("FAILED: ");
+    expect((JSON.parse(json!) as { exitCode: number }).exitCode).toBe(2);
+    expect(github!.split("\n").filter((l) => l.startsWith("::error ")).length).toBe(700);
+    expect(junit!.trimEnd()).toEndWith("</testsuites>");
+  }, 120_000);
 });
 
 describe("serve from a config file, signed bundle, real token", () => {

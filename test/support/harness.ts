@@ -1,7 +1,7 @@
 // End-to-end harness: a real gateway (startGateway) on an ephemeral loopback port with real TLS,
 // a real JWT issuer key (JWKS file), a real upstream (Bun.serve on loopback) that records what it
 // received, optional mTLS with a real CA, and real files in a temp directory. Nothing is mocked.
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from "jose";
@@ -310,4 +310,50 @@ export async function runServeUntilExitOrBanner(configFile: string, options: { c
     try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
     await child.exited;
   }
+}
+
+/** What {@link runWithSlowReader} saw: the command's exit code and every byte it wrote to stdout. */
+export interface SlowReaderResult {
+  code: number;
+  stdout: Buffer;
+}
+
+/**
+ * Runs `argv` with its stdout in a pipe that nobody reads until the command has exited or
+ * `delayMs` passed — a CI step piping a report into a busy consumer. A command that exits before
+ * its output drained loses what the pipe could not hold (64 KiB on Linux). The command runs in a
+ * process group of its own, killed by its id whatever happens.
+ */
+export async function runWithSlowReader(argv: string[], options: { cwd: string; env?: Record<string, string>; delayMs?: number; deadlineMs?: number }): Promise<SlowReaderResult> {
+  const marks = mkdtempSync(join(tmpdir(), "dutygate-slow-reader-"));
+  const rc = join(marks, "rc");
+  const go = join(marks, "go");
+  // The reader (`cat`) starts only when `go` exists; the exit code is written to `rc`.
+  const script = `{ "$@"; echo $? > "${rc}"; } | { until [ -e "${go}" ]; do sleep 0.02; done; exec cat; }`;
+  const child = Bun.spawn(["sh", "-c", script, "sh", ...argv], { cwd: options.cwd, env: options.env, stdout: "pipe", stderr: "inherit", detached: true });
+  try {
+    const started = Date.now();
+    while (!existsSync(rc) && Date.now() - started < (options.delayMs ?? 3_000)) await Bun.sleep(20);
+    writeFileSync(go, "");
+    const finished = Promise.all([new Response(child.stdout).arrayBuffer(), child.exited]);
+    const deadline = Bun.sleep(options.deadlineMs ?? 60_000).then(() => null);
+    const done = await Promise.race([finished, deadline]);
+    if (!done) throw new Error(`\`${argv.join(" ")}\` did not finish`);
+    return { code: Number(readFileSync(rc, "utf8")), stdout: Buffer.from(done[0]) };
+  } finally {
+    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone */ }
+    rmSync(marks, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A policy directory whose `gateway check` report is far larger than a pipe holds in every
+ * format: the shipped `.duty` files and `tests` policy tests that all fail (exit 2).
+ */
+export function writeLargeReportPolicies(dir: string, tests = 700): string {
+  mkdirSync(dir, { recursive: true });
+  cpSync(SHIPPED_POLICIES, dir, { recursive: true, filter: (src) => !src.endsWith(".test.toml") });
+  const cases = Array.from({ length: tests }, (_, i) => `[[test]]\nname = "auditors may not read log ${i}"\nprincipal = { sub = "audrey", roles = ["auditor"], mfa = false, team = "audit" }\nrequest = "GET /logs/gateway/${i}"\nexpect = "deny"\n`);
+  writeFileSync(join(dir, "large.test.toml"), cases.join("\n"));
+  return dir;
 }
