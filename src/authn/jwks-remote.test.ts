@@ -13,7 +13,7 @@ let jwksUrl: string;
 let served: TestKey[] = [];
 let fetches = 0;
 let failWith: number | null = null;
-let k1: TestKey, k2: TestKey;
+let k1: TestKey, k2: TestKey, k1Twin: TestKey;
 const clock = () => T0;
 
 beforeAll(async () => {
@@ -33,7 +33,7 @@ beforeAll(async () => {
   });
   caFile = join(tmp.dir, "ca.pem");
   writeFileSync(caFile, ca.cert);
-  [k1, k2] = await Promise.all([makeKey("ES256", "remote-1"), makeKey("EdDSA", "remote-2")]);
+  [k1, k2, k1Twin] = await Promise.all([makeKey("ES256", "remote-1"), makeKey("EdDSA", "remote-2"), makeKey("ES256", "remote-1")]);
   served = [k1];
   server = Bun.serve({
     hostname: "127.0.0.1",
@@ -130,5 +130,60 @@ describe("JWKS URL", () => {
     } finally {
       failWith = null;
     }
+  });
+
+  // Regression: a cached token outlived its key until some other token missed the cache. jose
+  // ages the fetched keys by the real clock, so these cases use a short max age and wait it out.
+  describe("a cached token lives only as long as the served key that verified it", () => {
+    const MAX_AGE_MS = 100;
+    const cases: Array<{ name: string; next: () => TestKey[]; expect: string }> = [
+      { name: "the key no longer served", next: () => [k2], expect: "AUTHN_UNKNOWN_KEY" },
+      { name: "another key served under the same kid", next: () => [k1Twin], expect: "AUTHN_BAD_SIGNATURE" },
+      { name: "the key still served, another added", next: () => [k1, k2], expect: "ok" },
+    ];
+    for (const c of cases) {
+      test(`after the cache max age: ${c.name}`, async () => {
+        served = [k1]; failWith = null;
+        const authn = remoteAuthenticator({ jwksCacheMaxAgeMs: MAX_AGE_MS, jwksCooldownMs: 3_600_000 });
+        const header = `Bearer ${await signToken({ key: k1 })}`;
+        expect(codeOf(await authn.authenticate(header, testSchema))).toBe("ok");
+        served = c.next();
+        await Bun.sleep(MAX_AGE_MS + 50);
+        const start = fetches;
+        expect(codeOf(await authn.authenticate(header, testSchema))).toBe(c.expect);
+        expect(fetches - start).toBe(1);
+      });
+    }
+
+    test("within the cache max age a hit is answered without a fetch", async () => {
+      served = [k1]; failWith = null;
+      const authn = remoteAuthenticator({ jwksCacheMaxAgeMs: 3_600_000 });
+      const header = `Bearer ${await signToken({ key: k1 })}`;
+      expect(codeOf(await authn.authenticate(header, testSchema))).toBe("ok");
+      served = [k2];
+      const start = fetches;
+      expect(codeOf(await authn.authenticate(header, testSchema))).toBe("ok");
+      expect(fetches - start).toBe(0);
+      expect(authn.stats().cacheHits).toBe(1);
+    });
+
+    test("a failed re-fetch refuses the cached token as it refuses a new one; the next good fetch restores it", async () => {
+      served = [k1]; failWith = null;
+      try {
+        const authn = remoteAuthenticator({ jwksCacheMaxAgeMs: MAX_AGE_MS });
+        const header = `Bearer ${await signToken({ key: k1 })}`;
+        expect(codeOf(await authn.authenticate(header, testSchema))).toBe("ok");
+        failWith = 503;
+        await Bun.sleep(MAX_AGE_MS + 50);
+        expect(codeOf(await authn.authenticate(header, testSchema))).toBe("AUTHN_JWKS_UNAVAILABLE");
+        expect(codeOf(await authn.authenticate(`Bearer ${await signToken({ key: k1, claims: { sub: "new" } })}`, testSchema))).toBe("AUTHN_JWKS_UNAVAILABLE");
+        failWith = null;
+        const verifications = authn.stats().verifications;
+        expect(codeOf(await authn.authenticate(header, testSchema))).toBe("ok");
+        expect(authn.stats().verifications).toBe(verifications);
+      } finally {
+        failWith = null;
+      }
+    });
   });
 });

@@ -1,6 +1,6 @@
 import { test, expect, describe, beforeAll, afterAll } from "bun:test";
 import { join } from "node:path";
-import { writeFileSync, utimesSync } from "node:fs";
+import { renameSync, writeFileSync, utimesSync } from "node:fs";
 import { createJwtAuthenticator, type JwtAuthenticator } from "./jwt.ts";
 import type { AuthnErrorCode } from "./errors.ts";
 import type { PrincipalSchema } from "../../dsl/mod.ts";
@@ -367,6 +367,114 @@ describe("JWKS file", () => {
       const outsider = await makeKey("ES256", "shared");
       const result = await authn.authenticate(`Bearer ${await signToken({ key: outsider })}`, testSchema);
       expect(result.ok ? "ok" : result.code).toBe("AUTHN_BAD_SIGNATURE");
+    } finally {
+      dir.cleanup();
+    }
+  });
+});
+
+describe("a cached token lives only as long as the key that verified it", () => {
+  // Regression: a token verified with k1 kept getting `ok` from the cache after the JWKS file was
+  // replaced by one without k1, until some other token missed the cache and reloaded the keys.
+  // Each case: `was` verifies a token signed by `signer` (cached), the file is then atomically
+  // replaced by `now`, and the same token is presented again with no other token in between.
+  type Keys = { a: TestKey; a2: TestKey; b: TestKey };
+  const cases: Array<{ name: string; was: (k: Keys) => object[]; now: (k: Keys) => object[]; expect: AuthnErrorCode | "ok (no re-verification)" }> = [
+    { name: "the key removed", was: (k) => [k.a.publicJwk, k.b.publicJwk], now: (k) => [k.b.publicJwk], expect: "AUTHN_UNKNOWN_KEY" },
+    { name: "the key replaced under the same kid", was: (k) => [k.a.publicJwk], now: (k) => [k.a2.publicJwk], expect: "AUTHN_BAD_SIGNATURE" },
+    { name: "the kid moved to another key, the old key kept under another kid", was: (k) => [k.a.publicJwk], now: (k) => [k.a2.publicJwk, { ...k.a.publicJwk, kid: "archived" }], expect: "AUTHN_BAD_SIGNATURE" },
+    { name: "the key kept but marked for encryption only", was: (k) => [k.a.publicJwk], now: (k) => [{ ...k.a.publicJwk, use: "enc" }], expect: "AUTHN_UNKNOWN_KEY" },
+    { name: "the key kept but for verification no more (key_ops)", was: (k) => [k.a.publicJwk], now: (k) => [{ ...k.a.publicJwk, key_ops: ["encrypt"] }], expect: "AUTHN_UNKNOWN_KEY" },
+    { name: "the key kept but declared for another alg", was: (k) => [k.a.publicJwk], now: (k) => [{ ...k.a.publicJwk, alg: "ES384" }], expect: "AUTHN_UNKNOWN_KEY" },
+    { name: "another key added", was: (k) => [k.a.publicJwk], now: (k) => [k.a.publicJwk, k.b.publicJwk], expect: "ok (no re-verification)" },
+    { name: "another key removed", was: (k) => [k.a.publicJwk, k.b.publicJwk], now: (k) => [k.a.publicJwk], expect: "ok (no re-verification)" },
+    { name: "the same keys rewritten", was: (k) => [k.a.publicJwk], now: (k) => [k.a.publicJwk], expect: "ok (no re-verification)" },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const dir = makeTempDir();
+      try {
+        const path = join(dir.dir, "jwks.json");
+        const [a, a2, b] = await Promise.all([makeKey("ES256", "k-a"), makeKey("ES256", "k-a"), makeKey("EdDSA", "k-b")]);
+        const keys = { a, a2, b };
+        const write = (jwks: object[]) => { writeFileSync(`${path}.tmp`, JSON.stringify({ keys: jwks })); renameSync(`${path}.tmp`, path); };
+        write(c.was(keys));
+        clock = T0;
+        const authn = createJwtAuthenticator({ issuers: [issuerConfig({ jwksFile: path })], now: () => clock, jwksFileCheckIntervalMs: 1000 });
+        const header = `Bearer ${await signToken({ key: a })}`;
+        expect((await authn.authenticate(header, testSchema)).ok).toBe(true);
+        write(c.now(keys));
+        const verifications = authn.stats().verifications;
+        clock = T0 + 1000; // one check interval later
+        const result = await authn.authenticate(header, testSchema);
+        if (c.expect === "ok (no re-verification)") {
+          expect(result.ok).toBe(true);
+          expect(authn.stats().verifications).toBe(verifications);
+        } else {
+          expect(result.ok ? "ok" : result.code).toBe(c.expect);
+          expect(authn.stats().cacheEntries).toBe(0);
+        }
+      } finally {
+        dir.cleanup();
+      }
+    });
+  }
+
+  test("the bound is the check interval: the old answer within it, the new one at it", async () => {
+    const dir = makeTempDir();
+    try {
+      const path = join(dir.dir, "jwks.json");
+      const [a, b] = await Promise.all([makeKey("ES256", "k-a"), makeKey("ES256", "k-b")]);
+      writeJwksFile(path, [a, b]);
+      clock = T0;
+      const authn = createJwtAuthenticator({ issuers: [issuerConfig({ jwksFile: path })], now: () => clock, jwksFileCheckIntervalMs: 5000 });
+      const header = `Bearer ${await signToken({ key: a })}`;
+      expect((await authn.authenticate(header, testSchema)).ok).toBe(true);
+      writeJwksFile(path, [b]);
+      clock = T0 + 4999;
+      expect((await authn.authenticate(header, testSchema)).ok).toBe(true);
+      clock = T0 + 5000;
+      const result = await authn.authenticate(header, testSchema);
+      expect(result.ok ? "ok" : result.code).toBe("AUTHN_UNKNOWN_KEY");
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  test("a rewrite that cannot be parsed keeps the last good keys for cached tokens too", async () => {
+    const dir = makeTempDir();
+    try {
+      const path = join(dir.dir, "jwks.json");
+      const a = await makeKey("ES256", "k-a");
+      writeJwksFile(path, [a]);
+      clock = T0;
+      const authn = createJwtAuthenticator({ issuers: [issuerConfig({ jwksFile: path })], now: () => clock });
+      const header = `Bearer ${await signToken({ key: a })}`;
+      expect((await authn.authenticate(header, testSchema)).ok).toBe(true);
+      writeFileSync(`${path}.tmp`, '{"keys": [');
+      renameSync(`${path}.tmp`, path);
+      clock = T0 + 1000;
+      expect((await authn.authenticate(header, testSchema)).ok).toBe(true);
+      expect(authn.stats().jwksLoads.corp).toBe(2);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  test("HMAC tokens are not tied to the JWKS file", async () => {
+    clock = T0;
+    const dir = makeTempDir();
+    try {
+      const path = join(dir.dir, "jwks.json");
+      writeJwksFile(path, [ed]);
+      const authn = createJwtAuthenticator({ issuers: [issuerConfig({ jwksFile: path, algorithms: ["HS256", "EdDSA"], hmacSecret: HMAC_SECRET })], now: () => clock });
+      const token = await handBuiltToken({ alg: "HS256", typ: "JWT" }, { ...defaultClaims(), iat: nowS, exp: nowS + 300 }, new TextEncoder().encode(HMAC_SECRET));
+      expect((await authn.authenticate(`Bearer ${token}`, testSchema)).ok).toBe(true);
+      writeJwksFile(path, [es]);
+      clock = T0 + 1000;
+      const before = authn.stats().verifications;
+      expect((await authn.authenticate(`Bearer ${token}`, testSchema)).ok).toBe(true);
+      expect(authn.stats().verifications).toBe(before);
     } finally {
       dir.cleanup();
     }

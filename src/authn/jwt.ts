@@ -1,6 +1,6 @@
 // JWT bearer authentication (RFC 7519, RFC 6750): pick the issuer by the token's unverified `iss`,
 // verify with jose against that issuer's keys and rules, map the claims to a typed principal, and
-// remember the result by token digest until the token expires.
+// remember the result by token digest until the token expires or the key that verified it goes.
 // Security rules follow RFC 8725 (JWT Best Current Practices): explicit algorithm allow-list per
 // issuer, `none` never, HMAC only with a configured secret and never with keys from a JWKS.
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions, type JWSHeaderParameters, type FlattenedJWSInput } from "jose";
@@ -10,8 +10,8 @@ import { GatewayError } from "../errors.ts";
 import { parseBearerToken } from "./bearer.ts";
 import { mapClaimsToPrincipal, readClaim } from "./claims.ts";
 import { authnFailure, failureFromJoseError, type AuthnFailure } from "./errors.ts";
-import { createFileKeySet, createRemoteKeySet, type IssuerKeySet } from "./jwks.ts";
-import { schemaId, tokenDigest, VerifiedTokenCache } from "./token-cache.ts";
+import { createFileKeySet, createRemoteKeySet, keyBinding, type IssuerKeySet } from "./jwks.ts";
+import { schemaId, tokenDigest, VerifiedTokenCache, type VerifiedToken } from "./token-cache.ts";
 import { readFileSync } from "node:fs";
 
 /** A successful authentication. */
@@ -77,9 +77,6 @@ export const SUPPORTED_ALGORITHMS: readonly string[] = [
 ];
 
 const isHmac = (alg: string) => alg.startsWith("HS");
-
-/** Cache entries of HMAC tokens carry this generation: no key set can make them stale. */
-const HMAC_GENERATION = -2;
 
 // RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 const HMAC_MIN_BYTES: Readonly<Record<string, number>> = { HS256: 32, HS384: 48, HS512: 64 };
@@ -201,30 +198,20 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
   let cacheHits = 0;
   const pending = new Map<string, Promise<AuthnResult>>();
 
-  /**
-   * Verifies signature and registered claims. `keySetGeneration` is the generation of the key set
-   * the key came from, or -1 when that is uncertain (the keys changed while resolving): such a
-   * result is not cached.
-   */
-  async function verifyToken(token: string, issuer: Issuer, keySet: IssuerKeySet | null): Promise<{ ok: true; payload: JWTPayload; keySetGeneration: number } | AuthnFailure> {
-    let keySetGeneration = -1;
+  /** Verifies signature and registered claims; `key` is the key set's key that verified it (null for HMAC). */
+  async function verifyToken(token: string, issuer: Issuer, keySet: IssuerKeySet | null): Promise<{ ok: true; payload: JWTPayload; key: CryptoKey | null } | AuthnFailure> {
+    let resolved: CryptoKey | null = null;
     const getKey = async (header: JWSHeaderParameters, input: FlattenedJWSInput): Promise<CryptoKey | Uint8Array> => {
       // The allow-list was checked before; HMAC keys never come from a JWKS (jose refuses those too).
       if (keySet === null) return issuer.hmacKey!;
-      const before = keySet.generation;
-      try {
-        return await keySet.resolve(header, input);
-      } finally {
-        const after = keySet.generation;
-        // Unchanged, or the very first load happened during this call: the keys are of `after`.
-        if (before === after || (before === 0 && after === 1)) keySetGeneration = after;
-      }
+      resolved = await keySet.resolve(header, input);
+      return resolved;
     };
     const verifyOptions = { ...issuer.verifyOptions, currentDate: new Date(settings.now()) };
     verifications++;
     try {
       const { payload } = await jwtVerify(token, getKey, verifyOptions);
-      return { ok: true, payload, keySetGeneration };
+      return { ok: true, payload, key: resolved };
     } catch (err) {
       if (!isMultipleMatchingKeys(err)) return failureFromJoseError(err);
       // Several keys match (no `kid`, or a shared one): the token is valid if one of them verifies it.
@@ -234,7 +221,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
         if (++tried > 8) break;
         try {
           const { payload } = await jwtVerify(token, key, verifyOptions);
-          return { ok: true, payload, keySetGeneration };
+          return { ok: true, payload, key };
         } catch (e) {
           last = e;
         }
@@ -249,9 +236,25 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     const token = bearer.token;
     if (settings.cacheSize === 0) return verifyAndMap(token, schema, "");
     const cacheKey = `${schemaId(schema)}:${tokenDigest(token)}`;
-    const cached = fromCache(cacheKey);
-    if (cached !== null) return cached;
-    // A burst of requests with one new token (a client's parallel calls) verifies it once.
+    const hit = cache.get(cacheKey);
+    if (hit === undefined) return verifyOnce(token, schema, cacheKey);
+    if (settings.now() >= hit.usableUntil) {
+      cache.delete(cacheKey);
+      return authnFailure("AUTHN_TOKEN_EXPIRED", "token expired");
+    }
+    const keySet = hit.key === null ? null : issuers.get(hit.issuer)?.keySet ?? null;
+    // The hit waits for the same key re-read an uncached token would: a removed key stops its
+    // cached tokens within the re-read interval, not when some other token happens to miss.
+    const refreshing = keySet?.refreshIfDue() ?? null;
+    if (refreshing === null) return fromCache(cacheKey, hit, keySet) ?? verifyOnce(token, schema, cacheKey);
+    return refreshing.then(
+      () => fromCache(cacheKey, hit, keySet) ?? verifyOnce(token, schema, cacheKey),
+      (err: unknown) => failureFromJoseError(err),
+    );
+  }
+
+  /** A burst of requests with one new token (a client's parallel calls) verifies it once. */
+  function verifyOnce(token: string, schema: PrincipalSchema, cacheKey: string): Promise<AuthnResult> {
     const inFlight = pending.get(cacheKey);
     if (inFlight !== undefined) return inFlight;
     const result = verifyAndMap(token, schema, cacheKey);
@@ -259,18 +262,14 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     return result.finally(() => pending.delete(cacheKey));
   }
 
-  /** A cached answer: the principal, or expiry; null when there is none or its keys changed. */
-  function fromCache(cacheKey: string): AuthnResult | null {
-    const hit = cache.get(cacheKey);
-    if (hit === undefined) return null;
-    if (settings.now() >= hit.usableUntil) {
-      cache.delete(cacheKey);
-      return authnFailure("AUTHN_TOKEN_EXPIRED", "token expired");
-    }
-    const keySet = issuers.get(hit.issuer)?.keySet ?? null;
-    if (hit.keySetGeneration !== HMAC_GENERATION && keySet !== null && keySet.generation !== hit.keySetGeneration) {
-      cache.delete(cacheKey);
-      return null;
+  /** The cached principal, or null (entry dropped) when the issuer's keys no longer select its key. */
+  function fromCache(cacheKey: string, hit: VerifiedToken, keySet: IssuerKeySet | null): AuthnResult | null {
+    if (keySet !== null && hit.key !== null && keySet.generation !== hit.confirmedGeneration) {
+      if (!keySet.stillSelects(hit.key)) {
+        cache.delete(cacheKey);
+        return null;
+      }
+      hit.confirmedGeneration = keySet.generation;
     }
     cacheHits++;
     return { ok: true, principal: hit.principal, issuer: hit.issuer, method: "jwt", expiresAt: hit.expiresAt };
@@ -318,16 +317,21 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
     if (!mapped.ok) return mapped;
 
     const expiresAt = exp * 1000;
-    // HMAC tokens do not depend on a key set; key-set tokens of an uncertain generation are not cached.
-    const keySetGeneration = keySet === null ? HMAC_GENERATION : verified.keySetGeneration;
-    if (cacheKey !== "" && keySetGeneration !== -1) {
-      cache.set(cacheKey, {
-        principal: mapped.principal,
-        issuer: issuer.config.issuer,
-        expiresAt,
-        usableUntil: expiresAt + issuer.toleranceMs,
-        keySetGeneration,
-      });
+    if (cacheKey !== "") {
+      // HMAC tokens depend on no key set. A key-set token is cached with the key that verified it,
+      // and only if the keys held now still select that key (they may have changed meanwhile).
+      const key = keySet === null || verified.key === null ? null : await keyBinding(verified.key, header);
+      const cacheable = keySet === null || (key !== null && keySet.stillSelects(key));
+      if (cacheable) {
+        cache.set(cacheKey, {
+          principal: mapped.principal,
+          issuer: issuer.config.issuer,
+          expiresAt,
+          usableUntil: expiresAt + issuer.toleranceMs,
+          key,
+          confirmedGeneration: keySet?.generation ?? 0,
+        });
+      }
     }
     return { ok: true, principal: mapped.principal, issuer: issuer.config.issuer, method: "jwt", expiresAt };
   }

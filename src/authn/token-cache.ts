@@ -2,6 +2,7 @@
 // token: a heap dump must not yield usable credentials); values say until when the entry may be used.
 import { createHash } from "node:crypto";
 import type { Principal, PrincipalSchema } from "../../dsl/mod.ts";
+import type { KeyBinding } from "./jwks.ts";
 
 /** What a verified token proved; reused until `usableUntil`. */
 export interface VerifiedToken {
@@ -12,8 +13,13 @@ export interface VerifiedToken {
   expiresAt: number;
   /** `expiresAt` plus the issuer's clock tolerance: a hit at or after this instant is expired. */
   usableUntil: number;
-  /** Generation of the issuer's key set when verified; a changed key set invalidates the entry. */
-  keySetGeneration: number;
+  /**
+   * The key that verified the token, or null for an HMAC secret (no key set can change it). A hit
+   * is answered only while the issuer's current keys still select this key for the token.
+   */
+  key: KeyBinding | null;
+  /** Generation of the key set `key` was last confirmed in: while it is current, no lookup is needed. */
+  confirmedGeneration: number;
 }
 
 /** Least-recently-used map with at most `maxEntries` entries (0 disables caching). */

@@ -5,7 +5,7 @@
 // test: fail closed (deny or a clean problem with a request id), keep serving the last good state,
 // never forward what was not allowed and recorded, never hang, never crash.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -139,6 +139,45 @@ describe("the issuer's JWKS file changes under a running gateway", () => {
       const oldWithNewKid = await t.fetch("/changes/3", { token: await tokenOf(t.issuer.privateKey, "e2e-2") });
       expect(oldWithNewKid.status).toBe(401);
       expect(await codeOf(oldWithNewKid)).toBe("AUTHN_BAD_SIGNATURE");
+    } finally {
+      await t.stop();
+    }
+  }, 30_000);
+
+  // Regression: a token verified with a key kept getting 200 from the verified-token cache after
+  // the file was replaced by one without that key, until some other token missed the cache.
+  test("a cached token stops within the re-read interval once its key is removed or replaced, with no other token in between", async () => {
+    const t = await startTestGateway();
+    try {
+      const replaceAtomically = async (keys: Array<{ publicKey: CryptoKey; kid: string }>) => {
+        const jwks = { keys: await Promise.all(keys.map(async (k) => ({ ...(await exportJWK(k.publicKey)), kid: k.kid, alg: "ES256", use: "sig" }))) };
+        writeFileSync(`${t.issuer.jwksFile}.tmp`, JSON.stringify(jwks));
+        renameSync(`${t.issuer.jwksFile}.tmp`, t.issuer.jwksFile);
+      };
+      const tokenOf = (key: CryptoKey, kid: string) => new SignJWT({ roles: ["developer"], mfa: true, team: "core" })
+        .setProtectedHeader({ alg: "ES256", kid }).setIssuer(TEST_ISSUER).setAudience(TEST_AUDIENCE).setSubject("alice")
+        .setIssuedAt().setExpirationTime("5m").sign(key);
+      const [second, secondTwin] = await Promise.all([generateKeyPair("ES256", { extractable: true }), generateKeyPair("ES256", { extractable: true })]);
+
+      // Removed: the file loses the key that verified the cached token.
+      const removed = await tokenOf(t.issuer.privateKey, t.issuer.kid);
+      expect((await t.fetch("/changes/3", { token: removed })).status).toBe(200);
+      expect((await t.fetch("/changes/3", { token: removed })).status).toBe(200); // now a cache hit
+      await replaceAtomically([{ publicKey: second.publicKey, kid: "e2e-2" }]);
+      await Bun.sleep(1100); // the documented bound: the file is re-checked at most once a second
+      const afterRemoval = await t.fetch("/changes/3", { token: removed });
+      expect(await codeOf(afterRemoval)).toBe("AUTHN_UNKNOWN_KEY");
+      expect(afterRemoval.status).toBe(401);
+
+      // Replaced under the same kid: the cached token of the old key material stops too.
+      const replaced = await tokenOf(second.privateKey, "e2e-2");
+      expect((await t.fetch("/changes/3", { token: replaced })).status).toBe(200);
+      expect((await t.fetch("/changes/3", { token: replaced })).status).toBe(200);
+      await replaceAtomically([{ publicKey: secondTwin.publicKey, kid: "e2e-2" }]);
+      await Bun.sleep(1100);
+      const afterReplacement = await t.fetch("/changes/3", { token: replaced });
+      expect(await codeOf(afterReplacement)).toBe("AUTHN_BAD_SIGNATURE");
+      expect(afterReplacement.status).toBe(401);
     } finally {
       await t.stop();
     }
