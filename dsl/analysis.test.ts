@@ -8,7 +8,7 @@
 import { test, expect, describe } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { analyzeSeparation, checkAssignments, renderReachabilityTable, type SeparationAnalysis } from "./analysis.ts";
+import { analyzeSeparation, checkAssignments, MAX_COMBINATIONS_PER_ROW, MAX_PAIRS_PER_CONSTRAINT, renderReachabilityTable, type SeparationAnalysis } from "./analysis.ts";
 import { loadPolicy, type CheckedPolicy, type PolicySource } from "./mod.ts";
 
 const REPO_ROOT = resolve(import.meta.dir, "..");
@@ -143,6 +143,13 @@ const cases: AnalysisCase[] = [
     diagnostics: [],
     detail: { 0: { combinations: ["a+b"] } },
   },
+  {
+    name: "exclusive-2-of-30-summarised",
+    sources: () => [{ path: "p.duty", text: `principal { sub: string roles: set<role> }\nrole ${Array.from({ length: 30 }, (_, i) => `r${i}`).join(", ")}\nupstream app\n# case\nduty x GET /x -> app\ngrant r0 x\nexclusive 2 of ${Array.from({ length: 30 }, (_, i) => `r${i}`).join(", ")}\n` }],
+    // 435 pairs: the first 20 are listed, one row stands for the other 415.
+    rows: [...Array.from({ length: 20 }, (_, j) => `exclusive r0/r${j + 1} ok`), "exclusive …/… ok"],
+    diagnostics: [],
+  },
 ];
 
 describe("analyzeSeparation", () => {
@@ -184,6 +191,37 @@ describe("analyzeSeparation", () => {
   test("conditions count as may-hold: a grant behind `when` still reaches", () => {
     const policy = load([{ path: "p.duty", text: HEAD + "duty s POST /c/:c/s -> app\nduty t POST /c/:c/t -> app\ngrant ops s when principal.mfa\ngrant ops t when not principal.mfa\nseparate s, t by c\n" }]);
     expect(analyzeSeparation(policy).rows[0]!.verdict).toBe("warning");
+  });
+});
+
+describe("the reachability table is bounded (regression: `exclusive 2 of` over 1,500 roles threw RangeError)", () => {
+  const roles = (n: number, prefix = "r") => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+  test("exclusive 2 of 1,500 roles: 20 pairs and one summary row, and the table renders", () => {
+    const names = roles(1500);
+    const policy = load([{ path: "p.duty", text: `principal { sub: string roles: set<role> }\nrole ${names.join(", ")}\nupstream app\nduty x GET /x -> app\ngrant ${names.join(", ")} x\nexclusive 2 of ${names.join(", ")}\n` }]);
+    const a = analyzeSeparation(policy);
+    expect(a.rows.length).toBe(MAX_PAIRS_PER_CONSTRAINT + 1);
+    const summary = a.rows.at(-1)!;
+    expect(summary.omittedPairs).toBe((1500 * 1499) / 2 - MAX_PAIRS_PER_CONSTRAINT);
+    expect(summary.note).toBe("1,124,230 more pairs of 1,500 roles not listed");
+    const table = renderReachabilityTable(a.rows);
+    expect(table.length).toBe(2 + a.rows.length);
+    expect(JSON.stringify(a.rows).length).toBeLessThan(20_000);
+  });
+
+  test("separate over 200 duties granted to one role: bounded rows, the omitted warnings counted in one diagnostic", () => {
+    const duties = roles(200, "d");
+    const text = `principal { sub: string roles: set<role> }\nrole ops, ${roles(30, "x").join(", ")}\nupstream app\n${duties.map((d) => `duty ${d} POST /c/:c/${d} -> app\ngrant ops, ${roles(30, "x").join(", ")} ${d}\n`).join("")}separate ${duties.join(", ")} by c\n`;
+    const a = analyzeSeparation(load([{ path: "p.duty", text }]));
+    expect(a.rows.length).toBe(MAX_PAIRS_PER_CONSTRAINT + 1);
+    expect(a.rows[0]!.combinations.length).toBe(MAX_COMBINATIONS_PER_ROW);
+    expect(a.rows[0]!.omittedCombinations).toBe(31 * 31 - 31 - MAX_COMBINATIONS_PER_ROW);
+    expect(a.rows.at(-1)!.omittedPairs).toBe((200 * 199) / 2 - MAX_PAIRS_PER_CONSTRAINT);
+    expect(a.rows.at(-1)!.verdict).toBe("warning");
+    expect(a.diagnostics.length).toBe(MAX_PAIRS_PER_CONSTRAINT + 1);
+    expect(a.diagnostics.at(-1)!.message).toBe("19,880 more pairs of duties that this constraint keeps apart can each be performed by one role");
+    expect(renderReachabilityTable(a.rows)[2]).toContain(`… ${31 * 31 - 31 - MAX_COMBINATIONS_PER_ROW} more`);
   });
 });
 

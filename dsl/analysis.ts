@@ -18,20 +18,55 @@ export interface ReachabilityRow {
   combinations: Array<[string, string]>;
   verdict: "ok" | "warning" | "error";
   note: string;
+  /** On a summary row only: how many pairs of the constraint it stands for (not listed one by one). */
+  omittedPairs?: number;
+  /** How many role combinations were left out of `combinations` (it lists at most 20). */
+  omittedCombinations?: number;
 }
+
+/**
+ * Each constraint lists at most this many pairs, then one summary row: `exclusive 2 of` over
+ * 1,500 roles has 1,124,250 pairs, and a table (or JSON report) of them helps nobody.
+ */
+export const MAX_PAIRS_PER_CONSTRAINT = 20;
+/** Role combinations listed per row; the rest are counted in `omittedCombinations`. */
+export const MAX_COMBINATIONS_PER_ROW = 20;
 
 export interface SeparationAnalysis {
   rows: ReachabilityRow[];
   diagnostics: Diagnostic[];
 }
 
-function rolesFor(policy: CheckedPolicy, duty: string): Set<string> {
-  return new Set(policy.grants.filter((g) => g.duty === duty).flatMap((g) => g.roles));
+/** Roles granted each duty, computed once: the pair loops below look them up per pair. */
+function rolesByDuty(policy: CheckedPolicy): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const g of policy.grants) {
+    const set = out.get(g.duty) ?? new Set<string>();
+    for (const r of g.roles) set.add(r);
+    out.set(g.duty, set);
+  }
+  return out;
 }
 
-function exclusivePair(policy: CheckedPolicy, a: string, b: string): boolean {
-  return policy.exclusives.some((x) => x.atLeast === 2 && x.roles.includes(a) && x.roles.includes(b));
+/** Whether two roles are in one `exclusive 2 of` set, by set membership (no scan of the sets per pair). */
+function exclusivePairTest(policy: CheckedPolicy): (a: string, b: string) => boolean {
+  const setsOf = new Map<string, number[]>();
+  policy.exclusives.forEach((x, i) => {
+    if (x.atLeast !== 2) return;
+    for (const r of x.roles) setsOf.set(r, [...(setsOf.get(r) ?? []), i]);
+  });
+  return (a, b) => {
+    const sa = setsOf.get(a), sb = setsOf.get(b);
+    return !!sa && !!sb && sa.some((i) => sb.includes(i));
+  };
 }
+
+/** All index pairs (i < j) of a list of n items, in row order. */
+function* pairs(n: number): Generator<[number, number]> {
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) yield [i, j];
+}
+
+const count = (n: number) => n.toLocaleString("en-US");
 
 /** Whether two routes can match one same path (same method assumed). */
 function routesOverlap(a: readonly Segment[], b: readonly Segment[]): boolean {
@@ -46,41 +81,82 @@ function routesOverlap(a: readonly Segment[], b: readonly Segment[]): boolean {
 export function analyzeSeparation(policy: CheckedPolicy): SeparationAnalysis {
   const rows: ReachabilityRow[] = [];
   const diagnostics: Diagnostic[] = [];
+  const dutyRoles = rolesByDuty(policy);
+  const rolesFor = (duty: string) => dutyRoles.get(duty) ?? new Set<string>();
+  const exclusivePair = exclusivePairTest(policy);
 
   for (const s of policy.separations) {
-    for (let i = 0; i < s.duties.length; i++) {
-      for (let j = i + 1; j < s.duties.length; j++) {
-        const a = s.duties[i]!, b = s.duties[j]!;
-        const ra = rolesFor(policy, a), rb = rolesFor(policy, b);
-        const single = [...ra].filter((r) => rb.has(r)).sort();
-        const combos: Array<[string, string]> = [];
-        for (const x of [...ra].sort()) for (const y of [...rb].sort()) if (x !== y && !exclusivePair(policy, x, y)) combos.push([x, y]);
-        const verdict = single.length ? "warning" : "ok";
-        const note = single.length
-          ? `one role alone can ${a} and ${b}: only the duty ledger keeps them apart`
-          : combos.length
-            ? "different roles; a person holding both is kept apart by the duty ledger"
-            : "no person can hold roles for both sides";
-        rows.push({ constraint: s.id, kind: "separate", sides: [a, b], singleRoles: single, combinations: combos, verdict, note });
-        if (single.length) {
-          diagnostics.push(diagnostic("W_SEPARATE_SAME_ROLE", "warning", `role${single.length > 1 ? "s" : ""} ${single.map((r) => `\`${r}\``).join(", ")} can perform both \`${a}\` and \`${b}\`, which this constraint keeps apart`, s.span, "only the history check separates them; consider granting the duties to different roles and making those roles `exclusive`"));
+    const total = (s.duties.length * (s.duties.length - 1)) / 2;
+    let listed = 0, omittedWarnings = 0;
+    const omittedRoles = new Set<string>();
+    for (const [i, j] of pairs(s.duties.length)) {
+      const a = s.duties[i]!, b = s.duties[j]!;
+      const ra = rolesFor(a), rb = rolesFor(b);
+      const single = [...ra].filter((r) => rb.has(r)).sort();
+      if (listed === MAX_PAIRS_PER_CONSTRAINT) {
+        if (single.length) { omittedWarnings++; for (const r of single) omittedRoles.add(r); }
+        continue;
+      }
+      listed++;
+      const combos: Array<[string, string]> = [];
+      let moreCombos = 0;
+      for (const x of [...ra].sort()) {
+        for (const y of [...rb].sort()) {
+          if (x === y || exclusivePair(x, y)) continue;
+          if (combos.length < MAX_COMBINATIONS_PER_ROW) combos.push([x, y]);
+          else moreCombos++;
         }
+      }
+      const verdict = single.length ? "warning" : "ok";
+      const note = single.length
+        ? `one role alone can ${a} and ${b}: only the duty ledger keeps them apart`
+        : combos.length
+          ? "different roles; a person holding both is kept apart by the duty ledger"
+          : "no person can hold roles for both sides";
+      const row: ReachabilityRow = { constraint: s.id, kind: "separate", sides: [a, b], singleRoles: single, combinations: combos, verdict, note };
+      if (moreCombos) row.omittedCombinations = moreCombos;
+      rows.push(row);
+      if (single.length) {
+        diagnostics.push(diagnostic("W_SEPARATE_SAME_ROLE", "warning", `role${single.length > 1 ? "s" : ""} ${single.map((r) => `\`${r}\``).join(", ")} can perform both \`${a}\` and \`${b}\`, which this constraint keeps apart`, s.span, "only the history check separates them; consider granting the duties to different roles and making those roles `exclusive`"));
+      }
+    }
+    if (total > listed) {
+      const omitted = total - listed;
+      rows.push({
+        constraint: s.id, kind: "separate", sides: ["…", "…"], singleRoles: [...omittedRoles].sort().slice(0, MAX_COMBINATIONS_PER_ROW), combinations: [],
+        verdict: omittedWarnings ? "warning" : "ok",
+        note: `${count(omitted)} more pairs of ${count(s.duties.length)} duties not listed${omittedWarnings ? `; ${count(omittedWarnings)} of them reachable by one role` : ""}`,
+        omittedPairs: omitted,
+      });
+      if (omittedWarnings) {
+        diagnostics.push(diagnostic("W_SEPARATE_SAME_ROLE", "warning", `${count(omittedWarnings)} more pairs of duties that this constraint keeps apart can each be performed by one role`, s.span, "only the history check separates them; consider granting the duties to different roles and making those roles `exclusive`"));
       }
     }
   }
 
+  const dutiesOfRole = new Map<string, Set<string>>();
+  for (const g of policy.grants) for (const r of g.roles) dutiesOfRole.set(r, (dutiesOfRole.get(r) ?? new Set<string>()).add(g.duty));
   for (const x of policy.exclusives) {
-    for (let i = 0; i < x.roles.length; i++) {
-      for (let j = i + 1; j < x.roles.length; j++) {
-        const a = x.roles[i]!, b = x.roles[j]!;
-        const da = new Set(policy.grants.filter((g) => g.roles.includes(a)).map((g) => g.duty));
-        const shared = policy.grants.filter((g) => g.roles.includes(b) && da.has(g.duty)).map((g) => g.duty);
-        rows.push({
-          constraint: x.id, kind: "exclusive", sides: [a, b], singleRoles: [], combinations: [],
-          verdict: "ok",
-          note: x.atLeast === 2 ? `never held together${shared.length ? `; both may ${[...new Set(shared)].join(", ")}` : ""}` : `held together only with fewer than ${x.atLeast} of the set`,
-        });
-      }
+    const total = (x.roles.length * (x.roles.length - 1)) / 2;
+    let listed = 0;
+    for (const [i, j] of pairs(x.roles.length)) {
+      if (listed === MAX_PAIRS_PER_CONSTRAINT) break;
+      listed++;
+      const a = x.roles[i]!, b = x.roles[j]!;
+      const da = dutiesOfRole.get(a) ?? new Set<string>();
+      const shared = policy.grants.filter((g) => g.roles.includes(b) && da.has(g.duty)).map((g) => g.duty);
+      rows.push({
+        constraint: x.id, kind: "exclusive", sides: [a, b], singleRoles: [], combinations: [],
+        verdict: "ok",
+        note: x.atLeast === 2 ? `never held together${shared.length ? `; both may ${[...new Set(shared)].join(", ")}` : ""}` : `held together only with fewer than ${x.atLeast} of the set`,
+      });
+    }
+    if (total > listed) {
+      rows.push({
+        constraint: x.id, kind: "exclusive", sides: ["…", "…"], singleRoles: [], combinations: [], verdict: "ok",
+        note: `${count(total - listed)} more pairs of ${count(x.roles.length)} roles not listed`,
+        omittedPairs: total - listed,
+      });
     }
   }
 
@@ -93,7 +169,7 @@ export function analyzeSeparation(policy: CheckedPolicy): SeparationAnalysis {
     const clash: CheckedDuty | undefined = viaUpstream ?? viaRoute;
     if (!clash) continue;
     const how = viaUpstream ? `forwards to \`${o.upstream}\`, the upstream of admin duty \`${clash.name}\`` : `matches the same paths as admin duty \`${clash.name}\` (${clash.method} ${clash.pattern})`;
-    rows.push({ constraint: `channel:${o.name}`, kind: "channel", sides: [o.name, clash.name], singleRoles: [...rolesFor(policy, o.name)].sort(), combinations: [], verdict: "error", note: `operational duty ${how}` });
+    rows.push({ constraint: `channel:${o.name}`, kind: "channel", sides: [o.name, clash.name], singleRoles: [...rolesFor(o.name)].sort(), combinations: [], verdict: "error", note: `operational duty ${how}` });
     diagnostics.push(diagnostic("E_ADMIN_REACHABLE_OPERATIONALLY", "error", `operational duty \`${o.name}\` ${how}`, o.span, "admin functions must only be reachable on the admin channel: add `channel admin` or use another upstream"));
   }
   return { rows, diagnostics };
@@ -106,10 +182,11 @@ export function renderReachabilityTable(rows: readonly ReachabilityRow[]): strin
     r.constraint.replace(/^(separate|exclusive):/, "$1 "),
     `${r.sides[0]} / ${r.sides[1]}`,
     r.singleRoles.join(", ") || "-",
-    r.combinations.map(([a, b]) => `${a}+${b}`).join(", ") || "-",
+    [...r.combinations.map(([a, b]) => `${a}+${b}`), ...(r.omittedCombinations ? [`… ${count(r.omittedCombinations)} more`] : [])].join(", ") || "-",
     `${r.verdict}: ${r.note}`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  // A loop, not Math.max(...column): spreading a long column overflows the call stack.
+  const widths = header.map((h, i) => body.reduce((w, row) => Math.max(w, row[i]!.length), h.length));
   const fmt = (row: string[]) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
   return [fmt(header), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(fmt)];
 }

@@ -96,6 +96,7 @@ exit codes:
   5   separation-of-duties violations in --assignments
   6   serve: bad configuration, or no valid policy at start (fails closed)
   64  usage error
+  70  internal error (a bug in the gateway: one error[INTERNAL_ERROR] line, no stack trace)
 `;
 
 type Command = (argv: string[], io: Io) => Promise<number>;
@@ -228,19 +229,33 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   try {
     return await run(rest, io);
   } catch (e) {
-    if (e instanceof GatewayError && e.code === "USAGE") {
-      io.err(`error: ${e.message}${e.detail?.known ? ` (known flags: ${e.detail.known})` : ""}`);
-      return EXIT.usage;
-    }
-    // Bad input or an unusable path reached a handler that did not expect it: say what and
-    // where with a code, never a stack trace. (`serve` answers its own failures with exit 6.)
-    const coded = e instanceof GatewayError ? e : systemErrorAsGatewayError(e);
-    if (coded) {
-      io.err(formatCodedError(coded));
-      return EXIT.usage;
-    }
-    throw e;
+    return reportCommandFailure(cmd, e, io);
   }
+}
+
+/**
+ * What a command that threw tells its user, and its exit code: a usage error, a coded error
+ * (`error[CODE]: message`), or — for anything unexpected, a bug — one `error[INTERNAL_ERROR]`
+ * line and exit 70. Never a stack trace.
+ */
+export function reportCommandFailure(cmd: string, e: unknown, io: Io): number {
+  if (e instanceof GatewayError && e.code === "USAGE") {
+    io.err(`error: ${e.message}${e.detail?.known ? ` (known flags: ${e.detail.known})` : ""}`);
+    return EXIT.usage;
+  }
+  // Bad input or an unusable path reached a handler that did not expect it: say what and
+  // where with a code, never a stack trace. `serve` fails closed like a bad configuration.
+  const coded = e instanceof GatewayError ? e : systemErrorAsGatewayError(e);
+  if (coded) {
+    io.err(`error[${coded.code}]: ${coded.message}`);
+    return cmd === "serve" ? EXIT.config : EXIT.usage;
+  }
+  // Anything else is a bug. The user gets what failed and a code to report, not a stack
+  // trace; a CI gate sees a distinct exit code instead of a crash it might read as a result.
+  const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  io.err(`error[INTERNAL_ERROR]: \`gateway ${cmd}\` failed unexpectedly: ${what.split("\n")[0]!.slice(0, 300)}`);
+  io.err("  = help: this is a bug in the gateway; please report it with the command and input that caused it");
+  return EXIT.internal;
 }
 
 if (import.meta.main) {

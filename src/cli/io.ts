@@ -29,6 +29,8 @@ export const EXIT = {
   sodViolations: 5,
   config: 6,
   usage: 64,
+  /** An unexpected exception (a bug): one `error[INTERNAL_ERROR]` line, never a stack trace (sysexits EX_SOFTWARE). */
+  internal: 70,
 } as const;
 
 /** A file-system error as a short reason for a message: `no such file or directory`. */

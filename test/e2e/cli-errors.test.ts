@@ -11,7 +11,7 @@ import { DEMO_UPSTREAM_PORTS } from "../../src/config/builtin.ts";
 import { startDemoUpstreams } from "../../src/gateway/demo_upstream.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
-import { main } from "../../src/main.ts";
+import { main, reportCommandFailure } from "../../src/main.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const POLICIES = join(ROOT, "policies");
@@ -167,5 +167,31 @@ describe("check --replay", () => {
     const r = await run(["check", POLICIES, "--replay", notAudit]);
     expect(r.code).toBe(EXIT.usage);
     expect(r.out).toContain("error[REPLAY_NO_RECORDS]: no decision records");
+  });
+});
+
+describe("unexpected failures", () => {
+  test("check of `exclusive 2 of` over 1,500 roles answers 0 with a bounded report (was RangeError, a stack trace and exit 1)", async () => {
+    const dir = join(tmp, "many-roles");
+    mkdirSync(dir, { recursive: true });
+    const roles = Array.from({ length: 1500 }, (_, i) => `r${i}`).join(", ");
+    writeFileSync(join(dir, "p.duty"), `principal { sub: string roles: set<role> }\nrole ${roles}\nupstream app\nduty x GET /x -> app\ngrant ${roles} x\nexclusive 2 of ${roles}\n`);
+    const text = await run(["check", dir]);
+    expect(text.code).toBe(EXIT.ok);
+    expect(text.out).toContain("1,124,230 more pairs of 1,500 roles not listed");
+    const json = await run(["check", dir, "--format", "json"]);
+    expect(json.code).toBe(EXIT.ok);
+    expect(json.out.length).toBeLessThan(100_000);
+    expect(JSON.parse(json.out).reachability.length).toBe(21);
+  });
+
+  test("a bug in a command is one error[INTERNAL_ERROR] line and exit 70, never a stack trace", () => {
+    const io = memoryIo();
+    const bug = new RangeError("Maximum call stack size exceeded.");
+    expect(reportCommandFailure("check", bug, io)).toBe(EXIT.internal);
+    expect(EXIT.internal).toBe(70);
+    expect(io.stderr[0]).toBe("error[INTERNAL_ERROR]: `gateway check` failed unexpectedly: RangeError: Maximum call stack size exceeded.");
+    expect(io.stderr.join("\n")).not.toContain("    at ");
+    expect(io.stderr.join("\n")).toContain("help: this is a bug");
   });
 });
