@@ -443,7 +443,9 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     try {
       await deps.audit.append(stripUndefined({
         type: "decision", request_id: r.requestId, channel: r.channel, method: r.method, path: r.path, client_ip: r.info.remoteAddress,
-        sub: r.caller?.principal.sub ?? null, duty: r.duty ?? null, decision: "deny", code: r.reasonCode, detail: r.message,
+        // `sub` stays null: the request was refused before a decision counted, and `gateway check
+        // --replay` skips such records rather than re-deciding them without the replay fields.
+        sub: null, duty: r.duty ?? null, decision: "deny", code: r.reasonCode, detail: r.message,
         bundle: { revision: r.active.revision, digest: r.active.digest },
         headers: redactHeaders(r.request.headers, config.audit.headerAllowlist, neverLogged),
       }));
