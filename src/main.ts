@@ -94,7 +94,8 @@ exit codes:
   3   decision flips found by --replay
   4   verification failed (bundle signatures, audit chain)
   5   separation-of-duties violations in --assignments
-  6   serve: bad configuration, or no valid policy at start (fails closed)
+  6   serve: a failed start (configuration, state directory, keys, certificates, ledger,
+      policy; fails closed, see docs/deploy.md "Start-up failures")
   64  usage error
   70  internal error (a bug in the gateway: one error[INTERNAL_ERROR] line, no stack trace)
 `;
