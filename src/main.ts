@@ -70,6 +70,7 @@ export const HELP = `gateway ${VERSION} — edge access gateway with typed separ
 
 usage:
   gateway serve   [--config gateway.toml]        run the gateway (built-in default without --config)
+                  [--reset-ledger]               start although the recorded duty ledger is missing or replaced
   gateway check   [DIR] [--format text|json|github|junit] [--keys JWKS] [--min-signers N]
                   [--replay AUDIT.jsonl|DIR]... [--allow-flips] [--max-examples N]
                   [--assignments FILE] [--now DATE]
@@ -107,7 +108,7 @@ const SERVING = -1;
 
 const commands: Record<string, Command> = {
   async serve(argv, io) {
-    const a = parseArgs(argv, { values: ["config"] });
+    const a = parseArgs(argv, { values: ["config"], booleans: ["reset-ledger"] });
     // The one place a failed start becomes a message and exit 6: whatever stops the start
     // (config, state directory, keys, certificates, ledger, audit log, policy) fails closed alike.
     try {
@@ -124,7 +125,7 @@ const commands: Record<string, Command> = {
         io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
         return EXIT.config;
       }
-      const gw = await startGateway(loaded.config, { signals: true });
+      const gw = await startGateway(loaded.config, { signals: true, resetLedger: a.booleans.has("reset-ledger") });
       for (const line of await startupBanner(gw)) io.out(line);
     } catch (e) {
       io.err(formatCodedError(startupFailure(e)));

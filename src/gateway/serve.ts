@@ -10,7 +10,7 @@ import { GatewayError } from "../errors.ts";
 import { exitWhenDrained } from "../stdio.ts";
 import { existingHttp1Pool } from "../http/forward-http1.ts";
 import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
-import { openSqliteLedger, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
+import { openLedgerOfStateDir, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
 import { createAdminFunctions, createProbes } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
@@ -42,6 +42,8 @@ export interface StartGatewayOptions {
   signals?: boolean;
   /** Skip the audit log entirely (benchmarks of the audit cost only). */
   auditDisabled?: boolean;
+  /** Start although the recorded duty ledger is missing or replaced (`serve --reset-ledger`). */
+  resetLedger?: boolean;
 }
 
 export async function startGateway(config: GatewayConfig, options: StartGatewayOptions = {}): Promise<RunningGateway> {
@@ -88,7 +90,10 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
     const audit = options.auditDisabled ? null : await openAuditLog({ ...config.audit, signingKey: { key: gatewayKey.privateKey, kid: gatewayKey.kid, alg: "EdDSA" } });
     if (audit) cleanups.push(() => audit.close());
-    const ledger = await openSqliteLedger({ path: config.ledger.path, retentionDays: config.ledger.retentionDays });
+    const { ledger, outcome, previous } = await openLedgerOfStateDir({ stateDir: config.stateDir, path: config.ledger.path, retentionDays: config.ledger.retentionDays, reset: options.resetLedger });
+    if (outcome === "reset") {
+      log.warn("--reset-ledger: the recorded duty ledger was missing or replaced; its history is no longer consulted", { recorded: previous?.ledger_id, ledger_id: ledger.id, ledger: config.ledger.path });
+    }
     cleanups.push(() => ledger.close());
     const unknown = (await ledger.pending()).filter((p) => p.state === "unknown").length;
     if (unknown > 0) {

@@ -16,4 +16,5 @@ export {
 } from "./ledger.ts";
 export { MemoryDutyLedger } from "./memory.ts";
 export { DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_CHECKPOINT_EVERY_MS, LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
+export { LEDGER_IDENTITY_FILE, openLedgerOfStateDir, type LedgerIdentityRecord, type StateDirLedger, type StateDirLedgerOptions } from "./identity.ts";
 export { describeConflict, showKey, type DescribeConflictOptions } from "./describe.ts";

@@ -25,7 +25,7 @@ import {
 import { openSqlDatabase, type SqlDatabase, type SqlRow, type SqlStatement } from "./sqlite-driver.ts";
 
 /** The schema this code writes; `PRAGMA user_version` of a ledger file. */
-export const LEDGER_SCHEMA_VERSION = 2;
+export const LEDGER_SCHEMA_VERSION = 3;
 
 /** Default wait for another process's transaction before failing with `LEDGER_BUSY`. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -65,8 +65,15 @@ const SCHEMA_V2 = [
    )`,
 ];
 
+// The ledger's identity, drawn once when the file is created (or first migrated): the state
+// directory records it, so that a ledger deleted or swapped for another is noticed at start.
+const SCHEMA_V3 = [
+  `CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+  `INSERT OR IGNORE INTO ledger_meta (name, value) VALUES ('ledger_id', lower(hex(randomblob(16))))`,
+];
+
 /** Schema steps by the version they lead to: a file at version v runs the steps after v. */
-const MIGRATIONS: ReadonlyArray<readonly string[]> = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /** Boots of this process still open: a boot row with our own pid is running only if listed here. */
 const openBoots = new Set<string>();
@@ -206,6 +213,8 @@ export class SqliteDutyLedger implements DutyLedger {
   readonly path: string;
   /** This process's use of the file; recorded with each reservation. */
   readonly boot = crypto.randomUUID();
+  /** The ledger's identity (32 hex digits), drawn when the file was created; copies keep it. */
+  readonly id: string;
   readonly #db: SqlDatabase;
   readonly #options: ResolvedLedgerOptions;
   readonly #busyTimeoutMs: number;
@@ -230,6 +239,7 @@ export class SqliteDutyLedger implements DutyLedger {
       (this.#checkpointTimer as { unref?: () => void }).unref?.();
     }
     this.path = path;
+    this.id = String(db.prepare("SELECT value FROM ledger_meta WHERE name = 'ledger_id'").get()?.value ?? "");
     this.#options = options;
     const p = (sql: string) => db.prepare(sql);
     this.#sql = {
@@ -369,7 +379,9 @@ export class SqliteDutyLedger implements DutyLedger {
     openBoots.delete(this.boot);
     // Reservations this boot leaves unsettled (requests cut at a stop deadline) now read as unknown.
     try { this.#sql.dropBoot.run(this.boot); } catch { /* a failing file: the boot reads as ended once this process is gone */ }
-    // The last connection to close checkpoints the whole WAL into the file.
+    // bun:sqlite closes lazily while prepared statements live, leaving the WAL unmerged: merge it
+    // now, so that a stopped gateway leaves one self-contained file (what a copy or backup takes).
+    try { this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)"); } catch { /* another process is reading: its close merges it */ }
     this.#db.close();
   }
 

@@ -3,13 +3,13 @@
 // SQLite ledger in the state directory, and the operator's `gateway ledger` command.
 import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { DEFAULT_RESERVATION_TTL_MS } from "../../src/ledger/mod.ts";
 import { main } from "../../src/main.ts";
-import { createTestIssuer, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig, type GatewayProcess } from "../support/harness.ts";
+import { createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig, type GatewayProcess } from "../support/harness.ts";
 
 const post = (url: string, token: string) =>
   fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
@@ -75,6 +75,51 @@ describe("kill -9 between forwarding and the upstream's answer", () => {
       expect(upstream.received.map((r) => r.path)).toEqual(["/changes/42/submit", "/changes/42/approve"]);
     } finally {
       answerHeld();
+      for (const p of processes) await p.kill();
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe("a ledger file deleted between two runs", () => {
+  // Regression: the restart recreated the ledger empty, and every earlier step was forgotten.
+  test("the restart refuses with LEDGER_MISSING and exit 6, creating nothing; `serve --reset-ledger` starts a new ledger", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-ledger-deleted-"));
+    const upstream = startTestUpstream();
+    const processes: GatewayProcess[] = [];
+    try {
+      const issuer = await createTestIssuer(dir);
+      cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+      const config = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies") });
+      const alice = await issuer.token({ sub: "alice", roles: ["developer", "reviewer"], mfa: true });
+      const ledgerFile = join(dir, ".state", "ledger.sqlite");
+
+      const first = await spawnGatewayProcess(config, { cwd: dir });
+      processes.push(first);
+      expect((await post(`${first.url}/changes/42/submit`, alice)).status).toBe(200);
+      first.signal("SIGTERM");
+      expect(await first.exited).toBe(0);
+      for (const suffix of ["", "-wal", "-shm"]) rmSync(ledgerFile + suffix, { force: true });
+
+      const refused = await runServeUntilExitOrBanner(config, { cwd: dir });
+      expect(refused.exitCode).toBe(6);
+      expect(refused.stderr).toMatch(/^error\[LEDGER_MISSING\]: the duty ledger `[^`]+ledger\.sqlite` is missing, but `[^`]+ledger-identity\.json` records ledger [0-9a-f]{32} /m);
+      expect(refused.stderr).not.toMatch(/\n\s+at /);
+      expect(existsSync(ledgerFile)).toBe(false);
+
+      // The operator accepts the loss: a new, empty ledger; alice's earlier submit is forgotten.
+      const reset = await spawnGatewayProcess(config, { cwd: dir, args: ["--reset-ledger"] });
+      processes.push(reset);
+      expect(reset.stderr()).toContain("--reset-ledger: the recorded duty ledger was missing or replaced");
+      expect((await post(`${reset.url}/changes/42/approve`, alice)).status).toBe(200);
+      reset.signal("SIGTERM");
+      expect(await reset.exited).toBe(0);
+      // Recorded anew: the next start needs no flag.
+      const next = await spawnGatewayProcess(config, { cwd: dir });
+      processes.push(next);
+      expect((await post(`${next.url}/changes/42/submit`, alice)).status).toBe(403);
+    } finally {
       for (const p of processes) await p.kill();
       upstream.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -243,14 +243,14 @@ export async function drainText(stream: ReadableStream<Uint8Array>, add: (s: str
 }
 
 /**
- * Runs `bun src/main.ts serve --config FILE` as a separate process and waits (at most
+ * Runs `bun src/main.ts serve --config FILE [args]` as a separate process and waits (at most
  * `deadlineMs`) for the banner line `dutygate listening on https://…`. Throws with the output
  * when the process exits or the deadline passes first (the process is killed then).
  */
-export async function spawnGatewayProcess(configFile: string, options: { cwd: string; deadlineMs?: number }): Promise<GatewayProcess> {
+export async function spawnGatewayProcess(configFile: string, options: { cwd: string; deadlineMs?: number; args?: readonly string[] }): Promise<GatewayProcess> {
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
   // Its own process group, so that a kill reaches anything it started too.
-  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
+  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile, ...(options.args ?? [])], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
   const killGroup = () => {
     try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
   };
@@ -291,13 +291,13 @@ export interface ServeRun {
 }
 
 /**
- * Runs `bun src/main.ts serve --config FILE` in its own process group until it exits (a refused
+ * Runs `bun src/main.ts serve --config FILE [args]` in its own process group until it exits (a refused
  * start) or prints its banner (it started), at most `deadlineMs`. The whole group is killed by
  * its PID whatever happens, so no gateway outlives the test.
  */
-export async function runServeUntilExitOrBanner(configFile: string, options: { cwd: string; deadlineMs?: number }): Promise<ServeRun> {
+export async function runServeUntilExitOrBanner(configFile: string, options: { cwd: string; deadlineMs?: number; args?: readonly string[] }): Promise<ServeRun> {
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
-  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
+  const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile, ...(options.args ?? [])], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
   let stdout = "";
   let stderr = "";
   const drained = Promise.all([drainText(child.stdout, (s) => (stdout += s)), drainText(child.stderr, (s) => (stderr += s))]);
