@@ -7,7 +7,7 @@ import { EXIT, processIo, type Io } from "./cli/io.ts";
 import { GatewayError } from "./errors.ts";
 import { exitWhenDrained } from "./stdio.ts";
 import { COMMIT, VERSION } from "./version.ts";
-import { runKeygen, runSign, runVerify } from "./bundle/mod.ts";
+import { KEYS_ACTIONS, runKeygen, runKeys, runSign, runVerify, type KeysAction } from "./bundle/mod.ts";
 import { AUDIT_VERIFY_USAGE, parseAuditVerifyArgs, runAuditVerify } from "./audit/cli.ts";
 
 /** Sub-tools answer 0 ok / 1 failed / 2 usage; the gateway's exit codes are shared by all commands. */
@@ -78,6 +78,8 @@ usage:
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
   gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256] [--trusted JWKS]
                                                  a signer key pair; adds the public key to DIR/trusted.jwks
+  gateway keys    add|remove|list TRUSTED.jwks [PUBLIC.jwk|KID]...
+                                                 edit a trusted signer set (public keys only, one per kid)
   gateway sign    DIR --key PRIVATE.jwk [--new-revision | --revision N] [--expires-in 30d | --expires-at DATE]
   gateway verify  DIR --keys TRUSTED.jwks [--min-signers N] [--state-dir D]
   gateway audit verify FILE|DIR... [--keys GATEWAY.jwks] [--anchor JWS] [--partial] [--allow-unsigned-tail]
@@ -175,6 +177,12 @@ const commands: Record<string, Command> = {
     const alg = (a.flags.alg ?? "EdDSA") as "EdDSA" | "ES256";
     if (alg !== "EdDSA" && alg !== "ES256") throw new GatewayError("USAGE", `unsupported algorithm \`${alg}\` (EdDSA or ES256)`);
     return mapToolExit(await runKeygen({ outDir: a.flags.out, kid: a.flags.kid ?? "signer-1", alg, trustedKeysFile: a.flags.trusted }, io));
+  },
+  async keys(argv, io) {
+    const a = parseArgs(argv, {});
+    const [action, trustedKeysFile, ...operands] = a.positionals;
+    if (!KEYS_ACTIONS.includes(action as KeysAction) || !trustedKeysFile) throw new GatewayError("USAGE", `usage: gateway keys ${KEYS_ACTIONS.join("|")} TRUSTED.jwks [PUBLIC.jwk|KID]...`);
+    return mapToolExit(await runKeys({ action: action as KeysAction, trustedKeysFile, operands }, io));
   },
   async sign(argv, io) {
     const a = parseArgs(argv, { values: ["key", "revision", "expires-in", "expires-at"], booleans: ["new-revision"] });

@@ -18,4 +18,6 @@ export { watchPolicyDirectory } from "./watch.ts";
 export type { PolicyDirectoryWatch, WatchPolicyDirectoryOptions } from "./watch.ts";
 export { runKeygen, runSign, runVerify, BundleExitCode, TRUSTED_KEYS_FILE_NAME } from "./cli.ts";
 export type { CliIo, KeygenParams, SignParams, VerifyParams } from "./cli.ts";
+export { runKeys, KEYS_ACTIONS } from "./trusted-set.ts";
+export type { KeysAction, KeysParams } from "./trusted-set.ts";
 export { signBundleForTest } from "./testing.ts";

@@ -50,8 +50,12 @@ export const BundleCodes = {
   REVISION_STATE_CORRUPT: "BUNDLE_REVISION_STATE_CORRUPT",
   /** A key file or key set is unreadable, malformed or of an unsupported algorithm. */
   KEY_INVALID: "BUNDLE_KEY_INVALID",
-  /** Key generation would overwrite an existing key or reuse a `kid`. */
+  /** Key generation would overwrite an existing key or reuse a `kid`; a key set would list a `kid` or a key twice. */
   KEY_EXISTS: "BUNDLE_KEY_EXISTS",
+  /** A private key was offered where only public keys belong (a trusted key set). */
+  KEY_PRIVATE: "BUNDLE_KEY_PRIVATE",
+  /** A key id to remove is not in the trusted key set. */
+  KEY_UNKNOWN: "BUNDLE_KEY_UNKNOWN",
   /** Options that contradict each other or the manifest (e.g. a new expiry on an issued manifest). */
   USAGE: "BUNDLE_USAGE",
 } as const;
