@@ -2,7 +2,8 @@
 // errors), multi-file policies, and the guarantees every caller relies on (never throws, spans
 // inside the text).
 import { test, expect, describe } from "bun:test";
-import { loadPolicy } from "./mod.ts";
+import { DEFAULT_MAX_ERRORS_PER_FILE, loadPolicy } from "./mod.ts";
+import { dutyLexer, StringLiteral } from "./lexer.ts";
 import type { Diagnostic } from "./mod.ts";
 
 const NOW = Date.UTC(2026, 0, 1);
@@ -159,5 +160,59 @@ describe("lexical and syntax errors", () => {
       { path: "a.duty", text: "principal { sub: string roles: set<role> }\nrole a\nupstream u\nduty e GET /e -> u\ngrant x e\n" },
     ], { now: NOW });
     expect(r.diagnostics.map(where)).toEqual(["E_UNKNOWN_ROLE a.duty:5:7", "E_UNKNOWN_UPSTREAM z.duty:1:18"]);
+  });
+});
+
+describe("regression: pathological inputs stay linear and bounded", () => {
+  test("a string token never fails once started at `\"` (a failing one was retried at every later quote: quadratic)", () => {
+    // Each text is one line the old pattern failed on from every `"` it held.
+    const hostile = ['"' + '\\"'.repeat(2_000), '"abc' + ' \\"x'.repeat(1_000), '"' + "x".repeat(5_000), '"a\\qb' + '"'.repeat(3)];
+    const sticky = new RegExp(StringLiteral.PATTERN as RegExp, "y");
+    for (const text of hostile) {
+      let failures = 0;
+      for (let i = 0; i < text.length; i++) {
+        if (text[i] !== '"') continue;
+        sticky.lastIndex = i;
+        if (!sticky.test(text)) failures++;
+      }
+      expect(failures).toBe(0);
+    }
+    // Counting, not timing: the lexer covers the unterminated line with one token, tried once.
+    const lexed = dutyLexer.tokenize(hostile[0]!);
+    expect(lexed.tokens.length).toBe(1);
+    expect(lexed.tokens[0]!.image.length).toBe(hostile[0]!.length);
+  });
+
+  test("an unterminated string is one E_UNTERMINATED_STRING at its quote; the rest of the file still checks", () => {
+    const r = load(HEAD + 'grant a d when principal.sub == "abc\ngrant a dd\n');
+    expect(r.diagnostics.map(where)).toEqual(["E_UNTERMINATED_STRING p.duty:5:33", "E_UNKNOWN_DUTY p.duty:6:9"]);
+    expect(r.diagnostics[0]!.help).toBe("close the string with `\"` on the same line; a string cannot span lines");
+  });
+
+  test("an unknown escape is E_BAD_ESCAPE at the backslash; the known ones load", () => {
+    const bad = load(HEAD + 'grant a d when principal.sub == "a\\x" or principal.sub == "q\\"\\\\\\n\\t"\n');
+    expect(bad.diagnostics.map(where)).toEqual(["E_BAD_ESCAPE p.duty:5:35"]);
+    expect(bad.diagnostics[0]!.message).toBe("unknown escape `\\x` in a string");
+  });
+
+  test("errors are capped per file (default 100) and the rest counted in one E_TOO_MANY_ERRORS", () => {
+    const text = HEAD + "grant a d when principal.sub == 'x'\n".repeat(300);
+    const r = load(text);
+    const errors = r.diagnostics.filter((d) => d.severity === "error");
+    expect(errors.length).toBe(DEFAULT_MAX_ERRORS_PER_FILE + 1);
+    expect(r.omittedErrors).toBe(600 - 100);
+    const last = errors.at(-1)!;
+    expect(where(last)).toBe("E_TOO_MANY_ERRORS p.duty:55:33");
+    expect(last.message).toBe("500 more errors in `p.duty` not shown, from here on");
+    expect(loadPolicy([{ path: "p.duty", text }], { now: NOW, maxErrorsPerFile: 0 }).diagnostics.length).toBe(600);
+    expect(loadPolicy([{ path: "p.duty", text }], { now: NOW, maxErrorsPerFile: 3 }).diagnostics.map((d) => d.code)).toEqual(["E_LEX", "E_LEX", "E_LEX", "E_TOO_MANY_ERRORS"]);
+    // The cap is per file: a second file keeps its own first errors.
+    const two = loadPolicy([{ path: "a.duty", text }, { path: "b.duty", text: "grant a d when 'x'\n" }], { now: NOW, maxErrorsPerFile: 3 });
+    expect(two.diagnostics.filter((d) => d.span.file === "b.duty").map((d) => d.code)).toEqual(["E_LEX", "E_LEX"]);
+  });
+
+  test("spans of errors far into a file are exact (one line index per file, not a scan per error)", () => {
+    const r = load(HEAD + "\n".repeat(20_000) + "grant a d when $\n", "p.duty");
+    expect(r.diagnostics.map(where)).toContain("E_LEX p.duty:20005:16");
   });
 });

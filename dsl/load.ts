@@ -2,8 +2,8 @@
 import type { IRecognitionException, IToken } from "chevrotain";
 import { buildAst, tokenSpan } from "./build_ast.ts";
 import { checkPolicy, type CheckOptions } from "./check.ts";
-import { diagnostic, hasErrors, sortDiagnostics } from "./diagnostics.ts";
-import { dutyLexer } from "./lexer.ts";
+import { diagnostic, hasErrors, lineStarts, positionAt, sortDiagnostics } from "./diagnostics.ts";
+import { dutyLexer, StringLiteral } from "./lexer.ts";
 import { parseTokens } from "./parser.ts";
 import type { PolicyFile } from "./ast.ts";
 import type { CheckedPolicy } from "./typed_ast.ts";
@@ -20,13 +20,14 @@ export interface ParseResult {
   diagnostics: Diagnostic[];
 }
 
-function offsetSpan(file: string, text: string, offset: number, length: number): Span {
-  let line = 1, col = 1;
-  for (let i = 0; i < offset && i < text.length; i++) {
-    if (text.charCodeAt(i) === 10) { line++; col = 1; } else col++;
-  }
-  // At end of file the span is empty (start = end = text length); the caret still shows one column.
-  return { file, line, col, endLine: line, endCol: col + Math.max(1, length), start: offset, end: Math.min(text.length, offset + Math.max(1, length)) };
+/** Spans from offsets, through one line index per file (a scan from the start per span was quadratic). */
+function offsetSpans(file: string, text: string): (offset: number, length: number) => Span {
+  const starts = lineStarts(text);
+  return (offset, length) => {
+    const { line, col } = positionAt(starts, Math.min(offset, text.length));
+    // At end of file the span is empty (start = end = text length); the caret still shows one column.
+    return { file, line, col, endLine: line, endCol: col + Math.max(1, length), start: offset, end: Math.min(text.length, offset + Math.max(1, length)) };
+  };
 }
 
 function describeSyntaxError(e: IRecognitionException): { message: string; help?: string } {
@@ -77,14 +78,38 @@ function findTooComplex(tokens: readonly IToken[]): { token: IToken; message: st
   return null;
 }
 
+/**
+ * A string token is lexed to the end of its line or its closing quote, whichever comes first (so
+ * the lexer stays linear); what is wrong with it is said here, once, and the token is completed
+ * so that parsing goes on as if the string were closed.
+ */
+function checkStringToken(file: string, t: IToken): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  // The body cannot hold a bare `"`, so the image is closed exactly when it matches with its final quote.
+  const closed = /^"(?:[^"\\\n]|\\.)*"$/.test(t.image);
+  for (const m of t.image.matchAll(/\\(.)/g)) {
+    if ('"\\nt'.includes(m[1]!)) continue;
+    const at = t.startOffset + m.index!;
+    const span = { ...tokenSpan(file, t), col: (t.startColumn ?? 1) + m.index!, endCol: (t.startColumn ?? 1) + m.index! + 2, start: at, end: at + 2 };
+    out.push(diagnostic("E_BAD_ESCAPE", "error", `unknown escape \`\\${m[1]}\` in a string`, span, "strings know the escapes `\\\"` `\\\\` `\\n` `\\t`; write a backslash as `\\\\`"));
+  }
+  if (!closed) {
+    out.push(diagnostic("E_UNTERMINATED_STRING", "error", "unterminated string: no closing `\"` on this line", tokenSpan(file, t), "close the string with `\"` on the same line; a string cannot span lines"));
+    t.image += '"';
+  }
+  return out;
+}
+
 /** Parses one file: every lexical and syntax error becomes a diagnostic; the AST keeps what parsed. */
 export function parsePolicySource(source: PolicySource): ParseResult {
   const diagnostics: Diagnostic[] = [];
+  const offsetSpan = offsetSpans(source.path, source.text);
   const lexed = dutyLexer.tokenize(source.text);
   for (const e of lexed.errors) {
     const ch = source.text.slice(e.offset, e.offset + e.length);
-    diagnostics.push(diagnostic("E_LEX", "error", `unexpected character${e.length > 1 ? "s" : ""} \`${ch.length > 20 ? ch.slice(0, 20) + "…" : ch}\``, offsetSpan(source.path, source.text, e.offset, e.length)));
+    diagnostics.push(diagnostic("E_LEX", "error", `unexpected character${e.length > 1 ? "s" : ""} \`${ch.length > 20 ? ch.slice(0, 20) + "…" : ch}\``, offsetSpan(e.offset, e.length)));
   }
+  for (const t of lexed.tokens) if (t.tokenType === StringLiteral) diagnostics.push(...checkStringToken(source.path, t));
   const tooComplex = findTooComplex(lexed.tokens);
   if (tooComplex) {
     diagnostics.push(diagnostic("E_TOO_COMPLEX", "error", tooComplex.message, tokenSpan(source.path, tooComplex.token), "split the condition over several grants or forbids"));
@@ -94,7 +119,7 @@ export function parsePolicySource(source: PolicySource): ParseResult {
   for (const e of parsed.errors) {
     const tok = e.token;
     const span = Number.isNaN(tok.startOffset) || tok.tokenType?.name === "EOF"
-      ? offsetSpan(source.path, source.text, source.text.length, 1)
+      ? offsetSpan(source.text.length, 1)
       : tokenSpan(source.path, tok);
     const { message, help } = describeSyntaxError(e);
     diagnostics.push(diagnostic("E_SYNTAX", "error", message, span, help));
@@ -103,27 +128,63 @@ export function parsePolicySource(source: PolicySource): ParseResult {
   return { file, diagnostics };
 }
 
+/** Lexical findings after which the token is repaired and parsing loses nothing. */
+const DROPS_NOTHING = new Set(["E_UNTERMINATED_STRING", "E_BAD_ESCAPE"]);
+
+export interface LoadOptions extends CheckOptions {
+  /**
+   * At most this many errors are reported per file (default 100; 0 for no limit); the rest are
+   * counted in one `E_TOO_MANY_ERRORS`. A file of 100,000 broken lines gave 200,000 diagnostics,
+   * and after the first few most are consequences of the first.
+   */
+  maxErrorsPerFile?: number;
+}
+
+export const DEFAULT_MAX_ERRORS_PER_FILE = 100;
+
+/** Keeps the first `max` errors of each file (warnings all) and says how many were left out. */
+function capErrorsPerFile(sorted: readonly Diagnostic[], max: number): { kept: Diagnostic[]; omitted: number } {
+  if (max <= 0) return { kept: [...sorted], omitted: 0 };
+  const shown = new Map<string, number>();
+  const omitted = new Map<string, { count: number; first: Diagnostic }>();
+  const out: Diagnostic[] = [];
+  for (const d of sorted) {
+    if (d.severity !== "error") { out.push(d); continue; }
+    const n = shown.get(d.span.file) ?? 0;
+    if (n < max) { shown.set(d.span.file, n + 1); out.push(d); continue; }
+    const o = omitted.get(d.span.file);
+    if (o) o.count++;
+    else omitted.set(d.span.file, { count: 1, first: d });
+  }
+  for (const [file, { count, first }] of omitted) {
+    out.push(diagnostic("E_TOO_MANY_ERRORS", "error", `${count.toLocaleString("en-US")} more error${count === 1 ? "" : "s"} in \`${file}\` not shown, from here on`, first.span, `only the first ${max} errors of a file are reported; later ones are often consequences of the first, so fix those and check again`));
+  }
+  return { kept: sortDiagnostics(out), omitted: [...omitted.values()].reduce((sum, o) => sum + o.count, 0) };
+}
+
 export interface LoadResult {
   policy: CheckedPolicy | null;
   diagnostics: Diagnostic[];
+  /** Errors left out by `maxErrorsPerFile` (each file's are counted in its `E_TOO_MANY_ERRORS`). */
+  omittedErrors: number;
 }
 
 /**
  * Parses and checks several `.duty` sources as one policy. The policy is null when any
  * diagnostic is an error; warnings come with a policy.
  */
-export function loadPolicy(sources: readonly PolicySource[], options: CheckOptions = {}): LoadResult {
+export function loadPolicy(sources: readonly PolicySource[], options: LoadOptions = {}): LoadResult {
   const parsed = sources.map(parsePolicySource);
   const syntax = parsed.flatMap((p) => p.diagnostics);
   const checked = checkPolicy(parsed.map((p) => p.file), options);
   // After a syntax error the AST lacks the declarations recovery had to drop, so findings that a
   // dropped declaration could explain (an unknown name, a missing schema, a never-granted duty)
   // are held back; every other checker finding is still reported, so one run shows them all.
-  const brokenFiles = new Set(parsed.filter((p) => hasErrors(p.diagnostics)).map((p) => p.file.file));
+  const brokenFiles = new Set(parsed.filter((p) => p.diagnostics.some((d) => d.severity === "error" && !DROPS_NOTHING.has(d.code))).map((p) => p.file.file));
   const mayBeCausedByDroppedCode = new Set(["E_UNKNOWN_DUTY", "E_UNKNOWN_ROLE", "E_UNKNOWN_UPSTREAM", "E_UNKNOWN_TYPE", "E_UNKNOWN_NAME", "E_NO_PRINCIPAL", "E_PRINCIPAL_SUB", "E_PRINCIPAL_ROLES"]);
   const checkerDiags = brokenFiles.size
     ? checked.diagnostics.filter((d) => !mayBeCausedByDroppedCode.has(d.code) && (d.severity === "error" || !brokenFiles.has(d.span.file)))
     : checked.diagnostics;
-  const diagnostics = sortDiagnostics([...syntax, ...checkerDiags]);
-  return { policy: hasErrors(diagnostics) ? null : checked.policy, diagnostics };
+  const { kept: diagnostics, omitted } = capErrorsPerFile(sortDiagnostics([...syntax, ...checkerDiags]), options.maxErrorsPerFile ?? DEFAULT_MAX_ERRORS_PER_FILE);
+  return { policy: hasErrors(diagnostics) ? null : checked.policy, diagnostics, omittedErrors: omitted };
 }

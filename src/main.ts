@@ -73,7 +73,7 @@ usage:
                   [--reset-ledger]               start although the recorded duty ledger is missing or replaced
   gateway check   [DIR] [--format text|json|github|junit] [--keys JWKS] [--min-signers N]
                   [--replay AUDIT.jsonl|DIR]... [--allow-flips] [--max-examples N]
-                  [--assignments FILE] [--now DATE]
+                  [--assignments FILE] [--now DATE] [--max-errors N]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
   gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256] [--trusted JWKS]
@@ -136,7 +136,7 @@ const commands: Record<string, Command> = {
     return SERVING;
   },
   async check(argv, io) {
-    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples"], repeated: ["replay"], booleans: ["allow-flips"] });
+    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors"], repeated: ["replay"], booleans: ["allow-flips"] });
     const format = (a.flags.format ?? "text") as CheckFormat;
     if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
     const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
@@ -158,7 +158,7 @@ const commands: Record<string, Command> = {
     } else if (a.booleans.has("allow-flips")) {
       throw new GatewayError("USAGE", "`--allow-flips` only applies with `--replay`");
     }
-    return runCheck({ dir, format, now, assignments: a.flags.assignments, extraSteps }, io);
+    return runCheck({ dir, format, now, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), extraSteps }, io);
   },
   async explain(argv, io) {
     const a = parseArgs(argv, { values: ["principal", "request", "ip", "channel", "time", "format"], repeated: ["header"] });

@@ -16,6 +16,8 @@ export interface CheckParams {
   format: CheckFormat;
   /** "Now" for `until` checks and policy tests without a time (epoch ms). */
   now?: number;
+  /** Errors reported per policy file (default 100, 0 for all); the rest are counted in `E_TOO_MANY_ERRORS`. */
+  maxErrors?: number;
   /** A role-assignment export (TOML or JSON) to check against the `exclusive` sets. */
   assignments?: string;
   /** Extra steps that run after the policy compiled; each returns its exit code (0 = fine). */
@@ -77,7 +79,7 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
   }
   const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
   const sourceMap = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
-  const loaded = loadPolicy(files.policies, { now: params.now });
+  const loaded = loadPolicy(files.policies, { now: params.now, maxErrorsPerFile: params.maxErrors });
   const { policy } = loaded;
   const diagnostics = [...loaded.diagnostics];
   if (files.policies.length === 0) {
@@ -111,9 +113,10 @@ export async function runCheck(params: CheckParams, io: Io): Promise<number> {
     }
   }
 
-  const errors = diagnostics.filter((d) => d.severity === "error").length;
-  const warnings = diagnostics.length - errors;
-  const n = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
+  // E_TOO_MANY_ERRORS stands for the errors it counts: the summary counts them, not it.
+  const errors = diagnostics.filter((d) => d.severity === "error" && d.code !== "E_TOO_MANY_ERRORS").length + loaded.omittedErrors;
+  const warnings = diagnostics.filter((d) => d.severity !== "error").length;
+  const n = (count: number, word: string) => `${count.toLocaleString("en-US")} ${word}${count === 1 ? "" : "s"}`;
   const summary = compiled
     ? `${n(files.policies.length, "file")}, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${n(errors, "error")}, ${n(warnings, "warning")}; policy tests: ${tests.length - failed.length} passed, ${failed.length} failed`
     : `${n(files.policies.length, "file")}; ${n(errors, "error")}, ${n(warnings, "warning")}; policy not compiled`;

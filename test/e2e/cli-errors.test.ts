@@ -195,3 +195,23 @@ describe("unexpected failures", () => {
     expect(io.stderr.join("\n")).toContain("help: this is a bug");
   });
 });
+
+describe("check --max-errors", () => {
+  test("100 errors per file by default, the rest counted; --max-errors N changes it, 0 shows all", async () => {
+    const dir = join(tmp, "many-errors");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "p.duty"), "principal { sub: string roles: set<role> }\nrole a\nupstream u\nduty d GET /x -> u\n" + "grant a d when principal.sub == 'x'\n".repeat(150));
+    const count = (out: string, code: string) => out.split("\n").filter((l) => l.includes(`error[${code}]`)).length;
+    const byDefault = await run(["check", dir]);
+    expect(byDefault.code).toBe(EXIT.policyErrors);
+    expect(count(byDefault.out, "E_LEX")).toBe(100);
+    expect(byDefault.out).toContain("error[E_TOO_MANY_ERRORS]: 200 more errors in `");
+    expect(byDefault.out).toContain("300 errors, 0 warnings");
+    const all = await run(["check", dir, "--max-errors", "0"]);
+    expect([count(all.out, "E_LEX"), count(all.out, "E_TOO_MANY_ERRORS")]).toEqual([300, 0]);
+    const five = await run(["check", dir, "--max-errors=5", "--format", "json"]);
+    expect(JSON.parse(five.out).diagnostics.map((d: { code: string }) => d.code)).toEqual(["E_LEX", "E_LEX", "E_LEX", "E_LEX", "E_LEX", "E_TOO_MANY_ERRORS"]);
+    const bad = await run(["check", dir, "--max-errors", "many"]);
+    expect(bad.code).toBe(EXIT.usage);
+  });
+});
