@@ -37,7 +37,7 @@ describe("listBundlePaths / readBundleFiles", () => {
     expect(problems).toEqual([]);
     expect(paths).toEqual(["a.duty", "teams/b.test.toml", `teams/${MANIFEST_FILE_NAME}`, "teams/ops/deploy.duty", "z.duty"]);
     const read = await readBundleFiles(dir);
-    expect(read.files.find((f) => f.path === "a.duty")).toEqual({ path: "a.duty", text: "a", sha256: sha256Hex("a") });
+    expect(read.files.find((f) => f.path === "a.duty")).toEqual({ path: "a.duty", text: "a", sha256: sha256Hex("a"), bytes: new TextEncoder().encode("a") });
   });
 
   test("Kubernetes ConfigMap layout: files read through the symlinks, timestamped dirs not listed", async () => {

@@ -15,6 +15,8 @@ export interface BundleFile {
   text: string;
   /** Lowercase hex SHA-256 of the raw bytes. */
   sha256: string;
+  /** The raw bytes, as hashed: what a copy of the bundle must hold to verify again. */
+  bytes: Uint8Array;
 }
 
 /** What reading a bundle directory produced: the files that could be read, and problems for the rest. */
@@ -143,7 +145,7 @@ export async function readListedBundleFiles(dir: string, paths: readonly string[
       batch.map(async (path, offset) => {
         try {
           const bytes = await readFile(join(dir, ...path.split("/")));
-          results[start + offset] = { path, text: decoder.decode(bytes), sha256: sha256Hex(bytes) };
+          results[start + offset] = { path, text: decoder.decode(bytes), sha256: sha256Hex(bytes), bytes };
         } catch (error) {
           problems.push({ code: BundleCodes.FILE_UNREADABLE, message: `cannot read file: ${describeFsError(error)}`, path });
         }

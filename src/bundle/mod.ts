@@ -14,6 +14,8 @@ export { verifyBundle, readUnsignedBundle, unsignedBundleDigest } from "./verify
 export type { BundleVerification, VerifiedBundle, VerifyBundleOptions } from "./verify.ts";
 export { FileRevisionStore, MemoryRevisionStore, checkRollback, REVISION_STATE_FILE } from "./revisions.ts";
 export type { RevisionStore, AcceptedRevision } from "./revisions.ts";
+export { LAST_GOOD_BUNDLE_DIR, readLastGoodBundle, storeLastGoodBundle } from "./last-good.ts";
+export type { StoredBundle } from "./last-good.ts";
 export { watchPolicyDirectory } from "./watch.ts";
 export type { PolicyDirectoryWatch, WatchPolicyDirectoryOptions } from "./watch.ts";
 export { runKeygen, runSign, runVerify, BundleExitCode, TRUSTED_KEYS_FILE_NAME } from "./cli.ts";

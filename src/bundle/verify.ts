@@ -5,7 +5,7 @@ import { GatewayError } from "../errors.ts";
 import { compareBundleFiles } from "./compare.ts";
 import { readBundleFiles, sha256Hex, sortProblems, type BundleFile } from "./files.ts";
 import { algorithmOfPublicJwk, keyThumbprint } from "./keys.ts";
-import { canonicalJson, readManifestFile, type ParsedManifest } from "./manifest.ts";
+import { canonicalJson, readManifestFile, type ParsedManifest, type SignedManifest } from "./manifest.ts";
 import { BundleCodes, type BundleProblem } from "./problems.ts";
 
 /** A bundle that passed verification (or was read unsigned). */
@@ -21,6 +21,8 @@ export interface VerifiedBundle {
   issuedAt: Date | null;
   expiresAt: Date | null;
   signed: boolean;
+  /** The manifest that verified (null for an unsigned bundle): with `files`, a copy verifies again. */
+  manifest: SignedManifest | null;
 }
 
 /** The outcome of {@link verifyBundle}: a bundle, or every problem found. */
@@ -151,7 +153,7 @@ export async function verifyBundle(dir: string, options: VerifyBundleOptions): P
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
   return {
     ok: true,
-    bundle: { files: read.files, revision: manifest.payload.revision, digest: manifest.digest, signers: signatures.signers, issuedAt, expiresAt, signed: true },
+    bundle: { files: read.files, revision: manifest.payload.revision, digest: manifest.digest, signers: signatures.signers, issuedAt, expiresAt, signed: true, manifest: manifest.signed },
   };
 }
 
@@ -162,7 +164,7 @@ export function unsignedBundleDigest(files: readonly { path: string; sha256: str
 
 function unsignedFrom(files: BundleFile[], problems: BundleProblem[]): BundleVerification {
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, bundle: { files, revision: 0, digest: unsignedBundleDigest(files), signers: [], issuedAt: null, expiresAt: null, signed: false } };
+  return { ok: true, bundle: { files, revision: 0, digest: unsignedBundleDigest(files), signers: [], issuedAt: null, expiresAt: null, signed: false, manifest: null } };
 }
 
 /**

@@ -60,7 +60,11 @@ export function createProbes({ policy, audit }: AdminDeps): (path: string, reque
       if (expired) reasons.push(bundleExpiredMessage(active));
       if (!auditWritable) reasons.push("the audit log cannot be written");
       const ready = reasons.length === 0;
-      return json(ready ? 200 : 503, { ready, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, reasons }, requestId);
+      // Degraded still serves: the last good bundle decides while the policy directory fails.
+      const degraded = policy.degraded;
+      const warnings = degraded ? [`serving the last good bundle from the state directory: the policy directory fails (${policy.lastError?.code ?? "unknown"})`] : [];
+      const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
+      return json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, reasons, warnings }, requestId);
     }
     return null;
   };

@@ -2,11 +2,13 @@
 // bundle's own policy tests, all off the request path, then one atomic swap. Any failure keeps
 // the last good policy and is kept as `lastError` (with file:line:col) for /policy, metrics and
 // the status file. Requests read `active` once and finish under the policy they started with.
+// Every bundle that goes live is copied to the state directory; a start whose policy directory
+// fails serves that copy (verified again) instead of refusing, and says so everywhere.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { compilePolicy, GATEWAY_UPSTREAM, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic, runPolicyTests } from "../../dsl/mod.ts";
 import { writeFileAtomicSync } from "../bundle/atomic.ts";
-import { checkRollback, readTrustedKeysFile, readUnsignedBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore } from "../bundle/mod.ts";
+import { checkRollback, readLastGoodBundle, readTrustedKeysFile, readUnsignedBundle, storeLastGoodBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore, type VerifiedBundle } from "../bundle/mod.ts";
 import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
 import { classifyPolicyFiles } from "../policy/sources.ts";
 
@@ -24,7 +26,14 @@ export interface ActivePolicy {
   expiresAt: Date | null;
   /** Display paths of the `.duty` files. */
   files: string[];
+  /**
+   * Where it was loaded from: the policy directory, or the last good bundle in the state
+   * directory (a start whose policy directory failed; the gateway serves, degraded).
+   */
+  source: PolicySource;
 }
+
+export type PolicySource = "policy_dir" | "last_good";
 
 /**
  * Whether the active bundle's validity has ended (`expires_at` ≤ now, as in bundle verification).
@@ -51,6 +60,9 @@ export interface ReloadFailure {
 
 export type ReloadResult = { ok: true; changed: boolean; active: ActivePolicy } | { ok: false; error: ReloadFailure };
 
+/** A build that went through, with the bundle it came from (what the state directory keeps). */
+type BuildResult = { ok: true; changed: boolean; active: ActivePolicy; bundle: VerifiedBundle | null } | { ok: false; error: ReloadFailure };
+
 export interface PolicyManagerOptions {
   policy: PolicyConfig;
   stateDir: string;
@@ -71,12 +83,20 @@ export class PolicyManager {
   #watch: PolicyDirectoryWatch | null = null;
   readonly #options: PolicyManagerOptions;
   readonly #store: RevisionStore;
+  /** Digest of the copy in the state directory (null: none yet). */
+  #storedDigest: string | null;
   reloads = { ok: 0, failed: 0 };
 
   constructor(options: PolicyManagerOptions) {
     this.#options = options;
     mkdirSync(options.stateDir, { recursive: true });
     this.#store = options.revisionStore ?? new FileRevisionStore(options.stateDir);
+    this.#storedDigest = readLastGoodBundle(options.stateDir)?.digest ?? null;
+  }
+
+  /** True while the active policy is the last good bundle because the policy directory fails. */
+  get degraded(): boolean {
+    return this.#active?.source === "last_good";
   }
 
   /** The policy in force; null only before the first successful load. */
@@ -123,7 +143,14 @@ export class PolicyManager {
 
   async #reloadOnce(trigger: string): Promise<ReloadResult> {
     const started = performance.now();
-    const result = await this.#build(trigger);
+    let result = await this.#build(trigger, this.#options.policy.dir, "policy_dir");
+    let directoryFailure: ReloadFailure | null = null;
+    if (!result.ok && this.#active === null) {
+      // No policy yet (the start): the last good bundle, verified again, beats refusing to serve.
+      const fallback = await this.#startFromLastGood(trigger, result.error);
+      if (fallback.ok) directoryFailure = result.error;
+      result = fallback;
+    }
     if (!result.ok) {
       this.#lastError = result.error;
       this.reloads.failed++;
@@ -134,35 +161,63 @@ export class PolicyManager {
     }
     if (result.changed) {
       this.#active = result.active; // the one atomic swap
-      this.#lastError = null;
+      this.#lastError = directoryFailure;
       if (result.active.signed) this.#store.accept(result.active.revision, result.active.digest);
       this.#options.onSwap?.(result.active);
-      this.#options.log("info", `policy active: revision ${result.active.revision}, digest ${result.active.digest.slice(0, 12)}, ${result.active.compiled.policy.duties.length} duties (${trigger}, ${(performance.now() - started).toFixed(1)} ms)`, { signers: result.active.signers });
+      this.#options.log("info", `policy active: revision ${result.active.revision}, digest ${result.active.digest.slice(0, 12)}, ${result.active.compiled.policy.duties.length} duties (${trigger}, ${(performance.now() - started).toFixed(1)} ms)`, { signers: result.active.signers, source: result.active.source });
     } else {
       this.#lastError = null;
+      if (this.#active?.source === "last_good" && result.active.source === "policy_dir") {
+        // The policy directory verifies again and holds the very bundle being served.
+        this.#active = { ...this.#active, source: "policy_dir" };
+        this.#options.log("info", `the policy directory verifies again; serving it (revision ${this.#active.revision}, digest ${this.#active.digest.slice(0, 12)})`);
+      }
     }
+    if (result.active.source === "policy_dir" && result.bundle && this.#storedDigest !== result.active.digest) this.#storeLastGood(result.bundle);
     this.reloads.ok++;
     this.#writeStatus();
     return result;
   }
 
-  async #build(trigger: string): Promise<ReloadResult> {
-    const fail = (code: string, problems: string[]): ReloadResult => ({ ok: false, error: { at: new Date(), trigger, code, problems } });
+  /** The start's second chance: the last good bundle of the state directory, through every check again. */
+  async #startFromLastGood(trigger: string, directoryFailure: ReloadFailure): Promise<BuildResult> {
+    const stored = readLastGoodBundle(this.#options.stateDir);
+    if (stored === null) return { ok: false, error: directoryFailure };
+    const fallback = await this.#build(trigger, stored.dir, "last_good");
+    if (!fallback.ok) {
+      const why = `the last good bundle \`${stored.dir}\` (revision ${stored.revision}) fails too (${fallback.error.code}): ${fallback.error.problems[0] ?? ""}`;
+      return { ok: false, error: { ...directoryFailure, problems: [...directoryFailure.problems, why] } };
+    }
+    this.#options.log("error", `the policy directory fails (${directoryFailure.code}); serving the last good bundle from the state directory: revision ${fallback.active.revision}, digest ${fallback.active.digest.slice(0, 12)}. Fix the policy directory, then reload`, { problems: directoryFailure.problems, last_good: stored.dir });
+    return fallback;
+  }
+
+  #storeLastGood(bundle: VerifiedBundle): void {
+    try {
+      storeLastGoodBundle(this.#options.stateDir, bundle);
+      this.#storedDigest = bundle.digest;
+    } catch (e) {
+      this.#options.log("warn", `cannot keep a copy of the active bundle in the state directory: ${(e as Error).message}; a restart with a broken policy directory would refuse to start`);
+    }
+  }
+
+  async #build(trigger: string, dir: string, source: PolicySource): Promise<BuildResult> {
+    const fail = (code: string, problems: string[]): BuildResult => ({ ok: false, error: { at: new Date(), trigger, code, problems } });
     const { policy: pc } = this.#options;
     let verification: BundleVerification;
     try {
       if (pc.requireSignature || pc.trustedKeysFile) {
         const trustedKeys = pc.trustedKeysFile ? await readTrustedKeysFile(pc.trustedKeysFile) : { keys: [] };
-        verification = await verifyBundle(pc.dir, { trustedKeys, minSigners: pc.minSigners, requireSignature: pc.requireSignature });
+        verification = await verifyBundle(dir, { trustedKeys, minSigners: pc.minSigners, requireSignature: pc.requireSignature });
       } else {
-        verification = await readUnsignedBundle(pc.dir);
+        verification = await readUnsignedBundle(dir);
       }
     } catch (e) {
       return fail("BUNDLE_UNREADABLE", [(e as Error).message]);
     }
     if (!verification.ok) return fail(verification.problems[0]?.code ?? "BUNDLE_INVALID", verification.problems.map(formatBundleProblem));
     const bundle = verification.bundle;
-    if (this.#active && this.#active.digest === bundle.digest) return { ok: true, changed: false, active: this.#active };
+    if (this.#active && this.#active.digest === bundle.digest) return { ok: true, changed: false, active: { ...this.#active, source }, bundle };
     if (bundle.signed) {
       const rollback = checkRollback(this.#store, bundle.revision, bundle.digest);
       if (rollback) return fail(rollback.code, [formatBundleProblem(rollback)]);
@@ -170,7 +225,7 @@ export class PolicyManager {
     // Paths relative to the bundle: rule ids (`grant:changes.duty:12:1`) are the same on every
     // instance and in `gateway check`, and reveal nothing of the server's directory layout.
     const files = classifyPolicyFiles(bundle.files, "");
-    if (files.policies.length === 0) return fail("POLICY_EMPTY", [`no \`.duty\` files in ${pc.dir}`]);
+    if (files.policies.length === 0) return fail("POLICY_EMPTY", [`no \`.duty\` files in ${dir}`]);
     const sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
     const loaded = loadPolicy(files.policies, { now: this.#options.now?.() });
     if (!loaded.policy || hasErrors(loaded.diagnostics)) {
@@ -186,7 +241,8 @@ export class PolicyManager {
     return {
       ok: true,
       changed: true,
-      active: { compiled, revision: bundle.revision, digest: bundle.digest, signers: bundle.signers, signed: bundle.signed, loadedAt: new Date(), expiresAt: bundle.expiresAt, files: files.policies.map((p) => p.path) },
+      active: { compiled, revision: bundle.revision, digest: bundle.digest, signers: bundle.signers, signed: bundle.signed, loadedAt: new Date(), expiresAt: bundle.expiresAt, files: files.policies.map((p) => p.path), source },
+      bundle,
     };
   }
 
@@ -194,7 +250,8 @@ export class PolicyManager {
   status(): Record<string, unknown> {
     const a = this.#active;
     return {
-      active: a ? { revision: a.revision, digest: a.digest, signers: a.signers, signed: a.signed, loaded_at: a.loadedAt.toISOString(), expires_at: a.expiresAt?.toISOString() ?? null, files: a.files, duties: a.compiled.policy.duties.length } : null,
+      active: a ? { revision: a.revision, digest: a.digest, signers: a.signers, signed: a.signed, loaded_at: a.loadedAt.toISOString(), expires_at: a.expiresAt?.toISOString() ?? null, files: a.files, duties: a.compiled.policy.duties.length, source: a.source } : null,
+      degraded: this.degraded,
       last_error: this.#lastError ? { at: this.#lastError.at.toISOString(), trigger: this.#lastError.trigger, code: this.#lastError.code, problems: this.#lastError.problems } : null,
       reloads: this.reloads,
     };

@@ -82,6 +82,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       const expiresAt = policy.active?.expiresAt;
       return expiresAt ? expiresAt.getTime() / 1000 : [];
     });
+    metrics.policyDegraded = new Gauge(metrics.policyDegraded.name, metrics.policyDegraded.help, () => (policy.degraded ? 1 : 0));
     const first = await policy.reload("start");
     if (!first.ok) {
       throw new GatewayError("POLICY_UNAVAILABLE", `no valid policy in \`${config.policy.dir}\` (${first.error.code}); refusing to serve:\n  ${first.error.problems.join("\n  ")}`);
@@ -205,6 +206,10 @@ export async function startupBanner(gw: RunningGateway): Promise<string[]> {
     `policy: ${a.files.length} files, ${a.compiled.policy.duties.length} duties, revision ${a.revision}, digest ${a.digest.slice(0, 12)}${a.signed ? `, signed by ${a.signers.join(", ")}` : ""}`,
     `audit: ${gw.config.audit.dir} (fsync ${gw.config.audit.fsync}); gateway public key: ${gw.gatewayKey.jwksFile}`,
   ];
+  if (a.source === "last_good") {
+    const failure = gw.policy.lastError;
+    lines.push(`WARNING: serving the last good bundle from the state directory: the policy directory \`${gw.config.policy.dir}\` fails (${failure?.code ?? "unknown"}${failure?.problems[0] ? `: ${failure.problems[0]}` : ""}); readiness reports degraded until it verifies again`);
+  }
   if (!gw.config.policy.requireSignature) lines.push("WARNING: policy signatures are NOT required (require_signature = false): any edit to the policy directory goes live");
   if (gw.config.demo) {
     const token = await mintDemoToken(gw.config.stateDir, { sub: "alice", roles: ["developer"], mfa: true, team: "core" });

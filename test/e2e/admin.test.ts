@@ -136,7 +136,7 @@ describe("probes", () => {
     expect(await json(live)).toEqual({ status: "live" });
     const ready = await t.adminFetch("/-/readyz", { cert: certs.stranger });
     expect(ready.status).toBe(200);
-    expect(await json(ready)).toEqual({ ready: true, policy: true, bundle_expired: false, audit_writable: true, reasons: [] });
+    expect(await json(ready)).toEqual({ status: "ready", ready: true, degraded: false, policy: true, bundle_expired: false, audit_writable: true, reasons: [], warnings: [] });
   });
 
   test("probes are not served on the operational listener", async () => {
@@ -316,7 +316,7 @@ describe("admin functions are never exposed by an operational duty", () => {
     const checked = loadPolicy(sources).policy!;
     const bypassed: CheckedPolicy = { ...checked, duties: checked.duties.map((d) => (d.upstream === "gateway" ? { ...d, channel: "operational" as const } : d)) };
     expect(bypassed.duties.filter((d) => d.upstream === "gateway" && d.channel === "operational").length).toBe(4);
-    const active: ActivePolicy = { compiled: compilePolicy(bypassed), revision: 1, digest: "0".repeat(64), signers: [], signed: false, loadedAt: new Date(), expiresAt: null, files: sources.map((s) => s.path) };
+    const active: ActivePolicy = { compiled: compilePolicy(bypassed), revision: 1, digest: "0".repeat(64), signers: [], signed: false, loadedAt: new Date(), expiresAt: null, files: sources.map((s) => s.path), source: "policy_dir" };
     const key = t.gw.gatewayKey;
     const pipeline = createPipeline({
       config: t.config, policy: { active }, authn: createJwtAuthenticator({ issuers: t.config.issuers }), ledger: t.gw.ledger, audit: t.gw.audit,

@@ -4,13 +4,15 @@
 // revision is persisted); a broken policy or failing policy tests in a properly signed revision
 // keep the last good policy, with the reason in `lastError` and the status file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateSigningKey, signBundleForTest, type SigningKeyPair } from "../../src/bundle/mod.ts";
+import { generateSigningKey, LAST_GOOD_BUNDLE_DIR, REVISION_STATE_FILE, signBundleForTest, type SigningKeyPair } from "../../src/bundle/mod.ts";
 import type { GatewayConfig } from "../../src/config/types.ts";
 import { GatewayError } from "../../src/errors.ts";
-import { SHIPPED_POLICIES, startTestGateway, type TestGateway } from "../support/harness.ts";
+import { createLogger } from "../../src/gateway/log.ts";
+import { startupBanner } from "../../src/gateway/serve.ts";
+import { createTestIssuer, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type GatewayProcess, type TestGateway } from "../support/harness.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -170,6 +172,18 @@ describe("reload of signed revisions", () => {
 
   test("the rollback stays refused after a restart: the accepted revision is persisted", async () => {
     await t.stop({ keepDir: true });
+    // The policy directory holds revision 1 (refused); the copy of revision 2 kept in the state
+    // directory serves instead, degraded. Revision 1 never serves.
+    const degraded = await startTestGateway({ dir, configure: requireTwoSigners });
+    try {
+      expect(degraded.gw.policy.active!.revision).toBe(2);
+      expect(degraded.gw.policy.active!.source).toBe("last_good");
+      expect(degraded.gw.policy.lastError!.code).toBe("BUNDLE_ROLLBACK");
+    } finally {
+      await degraded.stop();
+    }
+    // Without that copy no verified bundle is left: refused.
+    rmSync(join(dir, ".state", LAST_GOOD_BUNDLE_DIR), { recursive: true, force: true });
     let error: unknown = null;
     try {
       const again = await startTestGateway({ dir, configure: requireTwoSigners });
@@ -275,4 +289,115 @@ describe("a bundle that expires while active", () => {
       await t.stop();
     }
   }, 30_000); // it waits out the 4 s to the expiry
+});
+
+describe("a restart after a stray edit of the policy directory", () => {
+  // Regression: nothing kept the last good bundle, so one stray edit (a comment, an editor's swap
+  // file) made the next start refuse to serve (exit 6), and systemd kept the gateway down.
+  const olgaIdentity = { olga: { roles: ["sre"], mfa: true, team: "ops" } };
+  let dir: string;
+  let policyDir: string;
+
+  /** A gateway that ran revision 1 (two signers) and stopped; its directory and state are kept. */
+  async function ranRevision1(): Promise<void> {
+    const signed = await stage((d) => signBundleForTest(d, [alice, bob], { revision: 1 }).then(() => {}));
+    const first = await startTestGateway({ policyDir: signed, configure: requireTwoSigners });
+    dir = first.dir;
+    policyDir = first.config.policy.dir;
+    expect(first.gw.policy.active!.source).toBe("policy_dir");
+    await first.stop({ keepDir: true });
+  }
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("serves the last good bundle, degraded and loudly (log, /-/policy, metric, readiness); a fixed directory ends it", async () => {
+    await ranRevision1();
+    const changes = join(policyDir, "changes.duty");
+    const original = readFileSync(changes, "utf8");
+    appendFileSync(changes, "# a comment added on the server\n");
+    writeFileSync(join(policyDir, ".changes.duty.swp"), "editor state\n");
+    const logged: string[] = [];
+    const t = await startTestGateway({ dir, configure: requireTwoSigners, admin: true, adminIdentities: olgaIdentity, log: createLogger("info", (l) => logged.push(l)) });
+    try {
+      const active = t.gw.policy.active!;
+      expect(active).toMatchObject({ revision: 1, source: "last_good" });
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"] });
+      expect((await t.fetch("/changes/1/submit", { method: "POST", token })).status).toBe(200);
+
+      expect(logged.join("\n")).toContain("serving the last good bundle from the state directory: revision 1");
+      const olga = await t.adminPki!.client("olga");
+      const status = (await (await t.adminFetch("/-/policy", { cert: olga })).json()) as { degraded: boolean; active: { source: string }; last_error: { code: string; problems: string[] } };
+      expect(status.degraded).toBe(true);
+      expect(status.active.source).toBe("last_good");
+      expect(status.last_error.code).toMatch(/^BUNDLE_FILE_(CHANGED|EXTRA)$/);
+      expect(status.last_error.problems.join("\n")).toContain("error[BUNDLE_FILE_CHANGED]: changes.duty:");
+      expect(status.last_error.problems.join("\n")).toContain("error[BUNDLE_FILE_EXTRA]: .changes.duty.swp:");
+      expect(await (await t.adminFetch("/-/metrics", { cert: olga })).text()).toMatch(/^dutygate_policy_degraded 1$/m);
+      const ready = await t.adminFetch("/-/readyz", { cert: olga });
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({ status: "degraded", ready: true, degraded: true });
+      expect((await startupBanner(t.gw)).join("\n")).toContain("WARNING: serving the last good bundle");
+
+      // The edit undone: the directory verifies again and holds the bundle being served.
+      writeFileSync(changes, original);
+      rmSync(join(policyDir, ".changes.duty.swp"));
+      await t.gw.reload("test");
+      expect(t.gw.policy.active!.source).toBe("policy_dir");
+      expect(t.gw.policy.lastError).toBeNull();
+      expect(await (await t.adminFetch("/-/metrics", { cert: olga })).text()).toMatch(/^dutygate_policy_degraded 0$/m);
+      expect(await (await t.adminFetch("/-/readyz", { cert: olga })).json()).toMatchObject({ status: "ready", degraded: false });
+    } finally {
+      await t.stop();
+    }
+  });
+
+  test("a `gateway serve` process restarted after a stray edit serves the last good bundle (it exited 6 before)", async () => {
+    const work2 = mkdtempSync(join(tmpdir(), "dutygate-stray-edit-"));
+    const upstream = startTestUpstream();
+    let proc: GatewayProcess | null = null;
+    try {
+      const issuer = await createTestIssuer(work2);
+      const policies = join(work2, "policies");
+      cpSync(SHIPPED_POLICIES, policies, { recursive: true });
+      await signBundleForTest(policies, [alice, bob], { revision: 1 });
+      const config = writeProcessConfig(work2, { upstreamUrl: upstream.url, issuer, policyDir: policies, policyToml: `require_signature = true\ntrusted_keys = ${JSON.stringify(trustedKeysFile)}\nmin_signers = 2` });
+      const token = await issuer.token({ sub: "alice", roles: ["developer"] });
+      const submit = (url: string) => fetch(`${url}/changes/1/submit`, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+
+      proc = await spawnGatewayProcess(config, { cwd: work2 });
+      expect((await submit(proc.url)).status).toBe(200);
+      proc.signal("SIGTERM");
+      expect(await proc.exited).toBe(0);
+
+      appendFileSync(join(policies, "changes.duty"), "# a comment added on the server\n");
+      proc = await spawnGatewayProcess(config, { cwd: work2 });
+      expect(proc.stdout()).toContain("WARNING: serving the last good bundle from the state directory");
+      expect(proc.stderr()).toContain("serving the last good bundle from the state directory: revision 1");
+      expect((await submit(proc.url)).status).toBe(200);
+      const status = JSON.parse(readFileSync(join(work2, ".state", "policy-status.json"), "utf8")) as { degraded: boolean; active: { revision: number; source: string }; last_error: { code: string } };
+      expect(status).toMatchObject({ degraded: true, active: { revision: 1, source: "last_good" }, last_error: { code: "BUNDLE_FILE_CHANGED" } });
+    } finally {
+      await proc?.kill();
+      upstream.stop();
+      rmSync(work2, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("refuses when the kept copy fails too: tampered, or below the rollback floor", async () => {
+    await ranRevision1();
+    appendFileSync(join(policyDir, "changes.duty"), "# stray\n");
+    const kept = join(dir, ".state", LAST_GOOD_BUNDLE_DIR);
+    const copy = join(kept, readdirSync(kept).find((n) => /^[0-9a-f]{64}$/.test(n))!);
+    appendFileSync(join(copy, "changes.duty"), "# tampered copy\n");
+    const tampered = await startTestGateway({ dir, configure: requireTwoSigners }).then(async (t) => { await t.stop(); return null; }, (e: unknown) => e as GatewayError);
+    expect(tampered?.code).toBe("POLICY_UNAVAILABLE");
+    expect(tampered?.message).toContain("fails too (BUNDLE_FILE_CHANGED)");
+
+    // An untouched copy, but the state says a newer revision was accepted since (the floor).
+    await ranRevision1();
+    appendFileSync(join(policyDir, "changes.duty"), "# stray\n");
+    writeFileSync(join(dir, ".state", REVISION_STATE_FILE), JSON.stringify({ revision: 7, digest: "f".repeat(64) }) + "\n");
+    const floor = await startTestGateway({ dir, configure: requireTwoSigners }).then(async (t) => { await t.stop(); return null; }, (e: unknown) => e as GatewayError);
+    expect(floor?.code).toBe("POLICY_UNAVAILABLE");
+    expect(floor?.message).toContain("fails too (BUNDLE_ROLLBACK)");
+  });
 });

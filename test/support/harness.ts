@@ -198,9 +198,10 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
 /**
  * A `gateway.toml` for a gateway run as its own process: loopback listener on an ephemeral port,
  * the test issuer, every shipped upstream name pointing at `upstreamUrl`, unsigned policies from
- * `policyDir`, audit in `dir/audit`, state in `dir/.state`. `extra` is appended verbatim (TOML).
+ * `policyDir` (`policyToml` replaces `require_signature = false`), audit in `dir/audit`, state in
+ * `dir/.state`. `extra` is appended verbatim (TOML).
  */
-export function writeProcessConfig(dir: string, options: { upstreamUrl: string; issuer: TestIssuer; policyDir: string; extra?: string; auditToml?: string; listenToml?: string }): string {
+export function writeProcessConfig(dir: string, options: { upstreamUrl: string; issuer: TestIssuer; policyDir: string; extra?: string; auditToml?: string; listenToml?: string; policyToml?: string }): string {
   const file = join(dir, "gateway.toml");
   const q = (s: string) => JSON.stringify(s);
   writeFileSync(file, [
@@ -208,7 +209,7 @@ export function writeProcessConfig(dir: string, options: { upstreamUrl: string; 
     "[listen]", `address = "127.0.0.1:0"`, options.listenToml ?? "",
     "[issuers.e2e]", `issuer = ${q(TEST_ISSUER)}`, `audience = ${q(TEST_AUDIENCE)}`, `jwks_file = ${q(options.issuer.jwksFile)}`, `algorithms = ["ES256"]`,
     ...["changes", "deploy", "logs", "admin"].flatMap((name) => [`[upstreams.${name}]`, `url = ${q(options.upstreamUrl)}`]),
-    "[policy]", `dir = ${q(options.policyDir)}`, "require_signature = false", "watch = false",
+    "[policy]", `dir = ${q(options.policyDir)}`, options.policyToml ?? "require_signature = false", "watch = false",
     "[audit]", `dir = ${q(join(dir, "audit"))}`, options.auditToml ?? "",
     "[log]", `level = "info"`,
     options.extra ?? "",

@@ -1,0 +1,54 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateSigningKey } from "./keys.ts";
+import { LAST_GOOD_BUNDLE_DIR, readLastGoodBundle, storeLastGoodBundle } from "./last-good.ts";
+import { signBundleForTest } from "./testing.ts";
+import { readUnsignedBundle, verifyBundle } from "./verify.ts";
+
+const work = mkdtempSync(join(tmpdir(), "dutygate-last-good-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe("the last good bundle", () => {
+  test("a stored signed bundle verifies again from its copy, with the same digest", async () => {
+    const source = join(work, "signed");
+    const stateDir = join(work, "state-signed");
+    const key = await generateSigningKey({ kid: "alice" });
+    await Bun.write(join(source, "a.duty"), "duty x GET /x -> changes\n");
+    await Bun.write(join(source, "nested", "b.test.toml"), "# tests\n");
+    await signBundleForTest(source, [key], { revision: 3 });
+    const verified = await verifyBundle(source, { trustedKeys: { keys: [key.publicJwk] }, minSigners: 1 });
+    if (!verified.ok) throw new Error("fixture does not verify");
+    const stored = storeLastGoodBundle(stateDir, verified.bundle);
+    expect(readLastGoodBundle(stateDir)).toEqual(stored);
+    const again = await verifyBundle(stored.dir, { trustedKeys: { keys: [key.publicJwk] }, minSigners: 1 });
+    expect(again.ok && again.bundle.digest).toBe(verified.bundle.digest);
+  });
+
+  test("keeps raw bytes (not valid UTF-8) exactly, and only the newest copy", async () => {
+    const source = join(work, "unsigned");
+    const stateDir = join(work, "state-unsigned");
+    await Bun.write(join(source, "a.duty"), new Uint8Array([0x23, 0xff, 0xfe, 0x0a]));
+    const first = await readUnsignedBundle(source);
+    if (!first.ok) throw new Error("fixture unreadable");
+    storeLastGoodBundle(stateDir, first.bundle);
+    await Bun.write(join(source, "a.duty"), "# v2\n");
+    const second = await readUnsignedBundle(source);
+    if (!second.ok) throw new Error("fixture unreadable");
+    const stored = storeLastGoodBundle(stateDir, second.bundle);
+    expect(readdirSync(join(stateDir, LAST_GOOD_BUNDLE_DIR)).sort()).toEqual([second.bundle.digest, "current.json"].sort());
+    storeLastGoodBundle(stateDir, first.bundle);
+    const copy = await readUnsignedBundle(readLastGoodBundle(stateDir)!.dir);
+    expect(copy.ok && copy.bundle.digest).toBe(first.bundle.digest);
+    expect(stored.digest).not.toBe(first.bundle.digest);
+  });
+
+  test("no copy, or a pointer naming a missing copy, reads as none", () => {
+    const stateDir = join(work, "state-none");
+    expect(readLastGoodBundle(stateDir)).toBeNull();
+    mkdirSync(join(stateDir, LAST_GOOD_BUNDLE_DIR), { recursive: true });
+    writeFileSync(join(stateDir, LAST_GOOD_BUNDLE_DIR, "current.json"), JSON.stringify({ digest: "a".repeat(64), revision: 1 }));
+    expect(readLastGoodBundle(stateDir)).toBeNull();
+  });
+});
