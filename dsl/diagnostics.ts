@@ -170,8 +170,38 @@ export function renderDiagnostic(d: Diagnostic, sources: ReadonlyMap<string, str
 
 /** GitHub Actions workflow-command annotation for one diagnostic. */
 export function renderGithubAnnotation(d: Diagnostic): string {
-  const esc = (s: string) => s.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
-  const kind = d.severity === "error" ? "error" : "warning";
   const msg = d.help ? `${d.message} (${d.help})` : d.message;
-  return `::${kind} file=${d.span.file},line=${d.span.line},col=${d.span.col},endLine=${d.span.endLine},endColumn=${d.span.endCol},title=${d.code}::${esc(msg)}`;
+  const { file, line, col, endLine, endCol } = d.span;
+  return githubAnnotation(d.severity === "error" ? "error" : "warning", { file, line, col, endLine, endColumn: endCol, title: d.code }, msg);
+}
+
+/** Where a GitHub annotation points, and its title. */
+export interface GithubAnnotationProperties {
+  file?: string;
+  line?: number;
+  col?: number;
+  endLine?: number;
+  endColumn?: number;
+  title?: string;
+}
+
+/**
+ * One GitHub Actions annotation (`::error file=…,line=…,title=…::message`), escaped as the
+ * runner's own toolkit escapes workflow commands (actions/toolkit `command.ts`): `%`, CR and LF
+ * everywhere, and `:` and `,` in properties, where they would end the property — a file named
+ * `we,ird:name.duty` stays one property.
+ *
+ * @example githubAnnotation("error", { file: "policies/a.duty", line: 3, title: "E_UNKNOWN_ROLE" }, "unknown role `x`")
+ */
+export function githubAnnotation(level: "error" | "warning" | "notice", properties: GithubAnnotationProperties, message: string): string {
+  const props = Object.entries(properties).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${escapeGithubProperty(String(v))}`);
+  return `::${level}${props.length ? " " + props.join(",") : ""}::${escapeGithubData(message)}`;
+}
+
+function escapeGithubData(s: string): string {
+  return s.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+}
+
+function escapeGithubProperty(s: string): string {
+  return escapeGithubData(s).replace(/:/g, "%3A").replace(/,/g, "%2C");
 }

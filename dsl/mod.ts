@@ -12,6 +12,7 @@ export type * from "./types.ts";
 export type { CheckedPolicy, CheckedDuty, CheckedGrant, CheckedForbid, CheckedExclusive, CheckedSeparation, TExpr, Segment } from "./typed_ast.ts";
 export type { PolicySource, LoadOptions, LoadResult, ParseResult } from "./load.ts";
 export type { CompiledPolicy } from "./compile.ts";
+export type { GithubAnnotationProperties } from "./diagnostics.ts";
 export type { CheckOptions } from "./check.ts";
 
 /** Parses and type-checks `.duty` sources as one policy (null policy when any error). */
@@ -31,13 +32,13 @@ export type { PolicyInputNames } from "./inputs.ts";
 /** The slow, obviously-correct reference evaluator; the compiled tree must agree with it. */
 export { interpretDecision, interpretRoute } from "./interpret.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */
-export { renderDiagnostic, renderGithubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch, editDistance } from "./diagnostics.ts";
+export { renderDiagnostic, renderGithubAnnotation, githubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch, editDistance } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
 /** A route param value as a duty-ledger key: decoded once, NFC, trimmed (docs/ledger.md, "Keys"). */
 export { canonicalLedgerKey } from "./ledger_key.ts";
 /** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
-export { runPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
-export type { PolicyTestResult } from "./policy_tests.ts";
+export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
+export type { PolicyTestResult, PolicyTestName } from "./policy_tests.ts";
 /** Static separation-of-duties analysis: reachability table, admin exposure, role assignments. */
 export { analyzeSeparation, checkAssignments, renderReachabilityTable } from "./analysis.ts";
 export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation } from "./analysis.ts";

@@ -52,28 +52,58 @@ function lineOf(text: string, name: string): number {
 
 const TEST_KEYS = new Set(["name", "principal", "request", "channel", "ip", "time", "headers", "query", "history", "expect", "code", "rule"]);
 
+/** A policy test as its file names it: where it is, before it runs. */
+export interface PolicyTestName {
+  file: string;
+  line: number;
+  name: string;
+}
+
+interface PolicyTestCase extends PolicyTestName {
+  raw: Record<string, unknown>;
+}
+
+/** The `[[test]]` tables of one file, or why the file holds none (a failing `(file)` result). */
+function readTestFile(src: PolicySource): { cases: PolicyTestCase[]; principals: Record<string, Record<string, unknown>> } | PolicyTestResult {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(src.text) as Record<string, unknown>;
+  } catch (e) {
+    const line = e instanceof TomlError ? e.line : 1;
+    return { file: src.path, line, name: "(file)", passed: false, failure: `bad TOML: ${(e as Error).message.split("\n")[0]}` };
+  }
+  const tests = doc.test;
+  if (!Array.isArray(tests)) return { file: src.path, line: 1, name: "(file)", passed: false, failure: "no `[[test]]` tables" };
+  const cases = tests.map((raw, i) => {
+    const t = raw as Record<string, unknown>;
+    const name = typeof t.name === "string" ? t.name : `test #${i + 1}`;
+    return { file: src.path, line: lineOf(src.text, name), name, raw: t };
+  });
+  return { cases, principals: (doc.principals ?? {}) as Record<string, Record<string, unknown>> };
+}
+
+/**
+ * The policy tests of the given `*.test.toml` sources without running them (a report lists them
+ * as skipped when the policy did not compile); a file that holds none is listed as `(file)`.
+ */
+export function listPolicyTests(sources: readonly PolicySource[]): PolicyTestName[] {
+  return sources.flatMap((src) => {
+    const read = readTestFile(src);
+    return "cases" in read ? read.cases.map(({ file, line, name }) => ({ file, line, name })) : [{ file: read.file, line: read.line, name: read.name }];
+  });
+}
+
 /** Runs every `[[test]]` of the given `*.test.toml` sources against a compiled policy. */
 export function runPolicyTests(compiled: CompiledPolicy, sources: readonly PolicySource[], options: { now?: number } = {}): PolicyTestResult[] {
   const results: PolicyTestResult[] = [];
   for (const src of sources) {
-    let doc: Record<string, unknown>;
-    try {
-      doc = parseToml(src.text) as Record<string, unknown>;
-    } catch (e) {
-      const line = e instanceof TomlError ? e.line : 1;
-      results.push({ file: src.path, line, name: "(file)", passed: false, failure: `bad TOML: ${(e as Error).message.split("\n")[0]}` });
+    const read = readTestFile(src);
+    if (!("cases" in read)) {
+      results.push(read);
       continue;
     }
-    const principals = (doc.principals ?? {}) as Record<string, Record<string, unknown>>;
-    const tests = doc.test;
-    if (!Array.isArray(tests)) {
-      results.push({ file: src.path, line: 1, name: "(file)", passed: false, failure: "no `[[test]]` tables" });
-      continue;
-    }
-    for (const [i, raw] of tests.entries()) {
-      const t = raw as Record<string, unknown>;
-      const name = typeof t.name === "string" ? t.name : `test #${i + 1}`;
-      const line = lineOf(src.text, name);
+    const { principals } = read;
+    for (const { raw: t, name, line } of read.cases) {
       const fail = (failure: string, decision?: Decision) => results.push({ file: src.path, line, name, passed: false, failure, decision });
       const unknown = Object.keys(t).filter((k) => !TEST_KEYS.has(k));
       if (unknown.length) { fail(`unknown key \`${unknown[0]}\``); continue; }

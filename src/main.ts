@@ -146,10 +146,14 @@ const commands: Record<string, Command> = {
     if (a.flags.keys) {
       const keysFile = a.flags.keys;
       const minSigners = intFlag(a.flags["min-signers"], "min-signers") ?? 1;
-      extraSteps.push(async () => {
-        const lines: string[] = [];
-        const code = await runVerify({ dir, keysFile, minSigners }, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
-        return { name: "signatures", exitCode: mapToolExit(code), text: lines, github: code === 0 ? [] : lines.map((l) => `::error title=bundle signature::${l}`), json: { ok: code === 0, lines } };
+      extraSteps.push({
+        name: "signatures",
+        title: "bundle signatures",
+        async run() {
+          const lines: string[] = [];
+          const code = await runVerify({ dir, keysFile, minSigners }, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
+          return { exitCode: mapToolExit(code), text: lines, annotations: code === 0 ? [] : lines.map((message) => ({ level: "error" as const, title: "bundle signature", message })), json: { ok: code === 0, lines } };
+        },
       });
     }
     if (a.lists.replay?.length) {

@@ -1,15 +1,22 @@
 // `gateway check [DIR]`: the CI dry-run. Parse, type-check, compile, run the policy tests,
 // and (with flags) verify the bundle's signatures, analyse separation of duties, check role
 // assignments, and replay recorded traffic. A plain function over a params struct.
-import { existsSync, statSync } from "node:fs";
-import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, renderGithubAnnotation, type CompiledPolicy, type Diagnostic, runPolicyTests, type PolicyTestResult, analyzeSeparation, checkAssignments, renderReachabilityTable, type ReachabilityRow } from "../../dsl/mod.ts";
-import { readFileSync } from "node:fs";
+//
+// Every run builds one `CheckReport` value — its gates, each passed, failed, errored or skipped,
+// and the exit code they decide — and each format renders that value, so text, JSON, GitHub
+// annotations and JUnit cannot disagree with the exit code or with each other.
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { parse as parseToml, TomlError } from "smol-toml";
+import { analyzeSeparation, checkAssignments, compilePolicy, githubAnnotation, hasErrors, listPolicyTests, loadPolicy, renderDiagnostic, renderGithubAnnotation, renderReachabilityTable, runPolicyTests } from "../../dsl/mod.ts";
+import type { CheckedPolicy, CompiledPolicy, Diagnostic, PolicyTestName, PolicyTestResult, ReachabilityRow, Span } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
 import { EXIT, type Io, fileErrorReason } from "./io.ts";
 
 export type CheckFormat = "text" | "json" | "github" | "junit";
+
+/** Version of the `--format json` report's shape; a consumer checks it before reading. */
+export const CHECK_JSON_SCHEMA_VERSION = 1;
 
 export interface CheckParams {
   dir: string;
@@ -20,8 +27,8 @@ export interface CheckParams {
   maxErrors?: number;
   /** A role-assignment export (TOML or JSON) to check against the `exclusive` sets. */
   assignments?: string;
-  /** Extra steps that run after the policy compiled; each returns its exit code (0 = fine). */
-  extraSteps?: Array<(ctx: CheckContext) => Promise<CheckStepResult>>;
+  /** Gates that run after the policy compiled (skipped, and reported so, when it did not). */
+  extraSteps?: CheckStep[];
 }
 
 export interface CheckContext {
@@ -31,133 +38,311 @@ export interface CheckContext {
   io: Io;
 }
 
+/** A finding of a step: a GitHub annotation, and a line of its JUnit failure. */
+export interface CheckAnnotation {
+  level: "error" | "warning";
+  title: string;
+  message: string;
+  /** The place it concerns (a rule of the policy, a file), when there is one. */
+  at?: { file: string; line: number; col?: number };
+}
+
 export interface CheckStepResult {
+  /** 0 when the gate passes; else the exit code it asks for (64: it could not judge). */
   exitCode: number;
-  /** Lines for text output. */
+  /** Lines for text output (also the body of a JUnit failure). */
   text: string[];
-  /** Annotations for GitHub output. */
-  github?: string[];
-  /** Merged into the JSON report under `name`. */
+  annotations?: CheckAnnotation[];
+  /** The step's part of the JSON report, under its `name`. */
   json?: unknown;
+}
+
+/** A gate that runs once the policy compiled: bundle signatures, role assignments, replay. */
+export interface CheckStep {
+  /** Key of its part of the JSON report: `signatures`, `assignments`, `replay`. */
   name: string;
+  /** What it checks, as its JUnit test case and in text: `bundle signatures`. */
+  title: string;
+  run(ctx: CheckContext): Promise<CheckStepResult>;
 }
 
-function xmlEscape(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+/** One gate's outcome: a JUnit test case, an entry of the JSON report's `gates`. */
+export interface GateOutcome {
+  name: string;
+  title: string;
+  /** `error`: the gate could not judge (an unreadable file; exit 64). */
+  status: "passed" | "failed" | "error" | "skipped";
+  exitCode: number;
+  seconds: number;
+  /** Why it failed or was skipped, in one line. */
+  message?: string;
+  /** The failure's detail lines. */
+  detail: string[];
 }
 
-function junit(tests: PolicyTestResult[], diagnostics: Diagnostic[]): string {
-  const failures = tests.filter((t) => !t.passed).length;
-  const errs = diagnostics.filter((d) => d.severity === "error");
-  const lines = [`<?xml version="1.0" encoding="UTF-8"?>`, `<testsuites tests="${tests.length + 1}" failures="${failures + (errs.length ? 1 : 0)}">`];
-  lines.push(`  <testsuite name="policy check" tests="1" failures="${errs.length ? 1 : 0}">`);
-  lines.push(`    <testcase classname="check" name="parse and type-check">${errs.length ? `<failure message="${errs.length} error(s)">${xmlEscape(errs.map((d) => `${d.span.file}:${d.span.line}:${d.span.col}: ${d.code}: ${d.message}`).join("\n"))}</failure>` : ""}</testcase>`);
-  lines.push(`  </testsuite>`);
-  const byFile = new Map<string, PolicyTestResult[]>();
-  for (const t of tests) byFile.set(t.file, [...(byFile.get(t.file) ?? []), t]);
-  for (const [file, ts] of byFile) {
-    lines.push(`  <testsuite name="${xmlEscape(file)}" tests="${ts.length}" failures="${ts.filter((t) => !t.passed).length}">`);
-    for (const t of ts) {
-      lines.push(`    <testcase classname="${xmlEscape(file)}" name="${xmlEscape(t.name)}">${t.passed ? "" : `<failure message="${xmlEscape(t.failure ?? "failed")}">${xmlEscape(`${t.file}:${t.line}`)}</failure>`}</testcase>`);
+/** Everything one `gateway check` found; every format renders this value. */
+export interface CheckReport {
+  exitCode: number;
+  summary: string;
+  /** Errors found, also those past the per-file limit that are only counted. */
+  errorCount: number;
+  /** A problem that stopped the check before the policy was read (no directory, no `.duty` file). */
+  fatal: string | null;
+  startedAt: Date;
+  seconds: number;
+  diagnostics: Diagnostic[];
+  reachability: ReachabilityRow[];
+  tests: PolicyTestResult[];
+  /** Policy tests that did not run because the policy did not compile. */
+  testsNotRun: PolicyTestName[];
+  /** The gates in the order they decide the exit code: `policy`, `tests`, then the steps. */
+  gates: GateOutcome[];
+  /** Results of the steps that ran, by step name. */
+  steps: Map<string, CheckStepResult>;
+  sources: Map<string, string>;
+}
+
+const NOT_COMPILED = "not run: the policy did not compile";
+
+/** Errors among `diagnostics`; `E_TOO_MANY_ERRORS` stands for the errors it counts, so it is not one. */
+function countErrors(diagnostics: readonly Diagnostic[]): number {
+  return diagnostics.filter((d) => d.severity === "error" && d.code !== "E_TOO_MANY_ERRORS").length;
+}
+
+/** Runs the check and prints its report in `params.format`; returns the exit code (see EXIT). */
+export async function runCheck(params: CheckParams, io: Io): Promise<number> {
+  const report = await buildCheckReport(params, io);
+  if (report.fatal) io.err(`error: ${report.fatal}`);
+  if (report.fatal === null || params.format !== "text") for (const chunk of RENDERERS[params.format](report)) io.out(chunk);
+  return report.exitCode;
+}
+
+function seconds(since: number): number {
+  return (performance.now() - since) / 1000;
+}
+
+/** Runs every gate of the check; the exit code is the first failing gate's. */
+export async function buildCheckReport(params: CheckParams, io: Io): Promise<CheckReport> {
+  const { dir, format } = params;
+  const started = performance.now();
+  const report: CheckReport = { exitCode: EXIT.ok, summary: "", errorCount: 0, fatal: null, startedAt: new Date(), seconds: 0, diagnostics: [], reachability: [], tests: [], testsNotRun: [], gates: [], steps: new Map(), sources: new Map() };
+  const fatal = (message: string, exitCode: number): CheckReport => {
+    report.gates.push({ name: "policy", title: "parse and type-check", status: exitCode === EXIT.usage ? "error" : "failed", exitCode, seconds: seconds(started), message, detail: [] });
+    return Object.assign(report, { exitCode, fatal: message, summary: message, errorCount: 1, seconds: seconds(started) });
+  };
+  if (!existsSync(dir)) return fatal(`policy directory \`${dir}\` does not exist`, EXIT.usage);
+  if (!statSync(dir).isDirectory()) return fatal(`\`${dir}\` is not a directory`, EXIT.usage);
+  const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
+  if (files.policies.length === 0) return fatal(`no \`.duty\` files under \`${dir}\``, EXIT.policyErrors);
+  report.sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
+
+  // Gate `policy`: parse, type-check, separation analysis, compile.
+  const loaded = loadPolicy(files.policies, { now: params.now, maxErrorsPerFile: params.maxErrors });
+  const { policy } = loaded;
+  report.diagnostics = [...loaded.diagnostics];
+  if (policy) {
+    const analysis = analyzeSeparation(policy);
+    report.reachability = analysis.rows;
+    report.diagnostics.push(...analysis.diagnostics);
+    report.diagnostics.sort((a, b) => a.span.file.localeCompare(b.span.file) || a.span.start - b.span.start);
+  }
+  const compiled = policy && !hasErrors(report.diagnostics) ? compilePolicy(policy) : null;
+  const errors = report.diagnostics.filter((d) => d.severity === "error");
+  report.gates.push({
+    name: "policy", title: "parse and type-check", status: compiled ? "passed" : "failed", exitCode: compiled ? EXIT.ok : EXIT.policyErrors, seconds: seconds(started),
+    message: compiled ? undefined : `${countErrors(errors) + loaded.omittedErrors} error${countErrors(errors) + loaded.omittedErrors === 1 ? "" : "s"}`,
+    detail: errors.map((d) => `${d.span.file}:${d.span.line}:${d.span.col}: ${d.code}: ${d.message}`),
+  });
+
+  // Gate `tests`: the policy tests (listed as not run when the policy did not compile).
+  const testsStarted = performance.now();
+  if (compiled) report.tests = runPolicyTests(compiled, files.tests, { now: params.now });
+  else report.testsNotRun = listPolicyTests(files.tests);
+  const failed = report.tests.filter((t) => !t.passed);
+  report.gates.push({
+    name: "tests", title: "policy tests", seconds: seconds(testsStarted),
+    ...(!compiled ? { status: "skipped", exitCode: EXIT.ok, message: NOT_COMPILED } : failed.length ? { status: "failed", exitCode: EXIT.testsFailed, message: `${failed.length} of ${report.tests.length} failed` } : { status: "passed", exitCode: EXIT.ok }),
+    detail: failed.map((t) => `${t.file}:${t.line}: ${t.name}: ${t.failure}`),
+  });
+
+  // The steps, each a gate of its own.
+  const steps = [...(params.assignments ? [assignmentsStep(params.assignments)] : []), ...(params.extraSteps ?? [])];
+  for (const step of steps) {
+    if (!compiled) {
+      report.gates.push({ name: step.name, title: step.title, status: "skipped", exitCode: EXIT.ok, seconds: 0, message: NOT_COMPILED, detail: [] });
+      continue;
+    }
+    const stepStarted = performance.now();
+    const r = await step.run({ dir, compiled, format, io });
+    report.steps.set(step.name, r);
+    const status = r.exitCode === EXIT.ok ? "passed" : r.exitCode === EXIT.usage ? "error" : "failed";
+    const firstError = r.annotations?.find((a) => a.level === "error")?.message ?? r.text[0];
+    report.gates.push({ name: step.name, title: step.title, status, exitCode: r.exitCode, seconds: seconds(stepStarted), message: status === "passed" ? undefined : firstError, detail: r.text });
+  }
+
+  report.exitCode = report.gates.find((g) => g.exitCode !== EXIT.ok)?.exitCode ?? EXIT.ok;
+  report.errorCount = countErrors(report.diagnostics) + loaded.omittedErrors;
+  const warnings = report.diagnostics.filter((d) => d.severity !== "error").length;
+  const n = (count: number, word: string) => `${count.toLocaleString("en-US")} ${word}${count === 1 ? "" : "s"}`;
+  report.summary = compiled
+    ? `${n(files.policies.length, "file")}, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${n(report.errorCount, "error")}, ${n(warnings, "warning")}; policy tests: ${report.tests.length - failed.length} passed, ${failed.length} failed`
+    : `${n(files.policies.length, "file")}; ${n(report.errorCount, "error")}, ${n(warnings, "warning")}; policy not compiled`;
+  report.seconds = seconds(started);
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formats: each renders the one report.
+
+/** Each format's output, as the chunks `Io.out` prints (one line or one block each). */
+const RENDERERS: Record<CheckFormat, (report: CheckReport) => string[]> = { text: renderText, json: renderJson, github: renderGithub, junit: renderJunit };
+
+function renderText(r: CheckReport): string[] {
+  const lines: string[] = [];
+  for (const d of r.diagnostics) lines.push(renderDiagnostic(d, r.sources) + "\n");
+  if (r.reachability.length) {
+    lines.push("separation of duties (reachability, conditions counted as may-hold):");
+    for (const line of renderReachabilityTable(r.reachability)) lines.push("  " + line);
+    lines.push("");
+  }
+  for (const t of r.tests.filter((t) => !t.passed)) {
+    lines.push(`${t.file}:${t.line}: FAIL ${t.name}: ${t.failure}`);
+    if (t.decision) for (const reason of t.decision.reasons) lines.push(`    ${reason.held ? "held" : "not held"}  ${reason.rule}  ${reason.why}`);
+  }
+  for (const gate of r.gates) {
+    if (gate.status === "skipped") lines.push(`${gate.title}: ${gate.message}`);
+    else lines.push(...(r.steps.get(gate.name)?.text ?? []));
+  }
+  lines.push(`${r.exitCode === EXIT.ok ? "ok" : "FAILED"}: ${r.summary}`);
+  return lines;
+}
+
+function renderJson(r: CheckReport): string[] {
+  const passed = r.tests.filter((t) => t.passed).length;
+  return [JSON.stringify({
+    schema_version: CHECK_JSON_SCHEMA_VERSION,
+    ok: r.exitCode === EXIT.ok,
+    exitCode: r.exitCode,
+    summary: r.summary,
+    ...(r.fatal ? { error: r.fatal } : {}),
+    counts: {
+      errors: r.errorCount,
+      warnings: r.diagnostics.filter((d) => d.severity !== "error").length,
+      tests: r.tests.length + r.testsNotRun.length,
+      passed,
+      failed: r.tests.length - passed,
+      skipped: r.testsNotRun.length,
+    },
+    gates: r.gates.map((g) => ({ name: g.name, title: g.title, status: g.status, exitCode: g.exitCode, ...(g.message ? { message: g.message } : {}) })),
+    diagnostics: r.diagnostics,
+    reachability: r.reachability,
+    tests: r.tests.map((t) => ({ file: t.file, line: t.line, name: t.name, passed: t.passed, failure: t.failure, decision: t.decision && { allow: t.decision.allow, code: t.decision.code, duty: t.decision.duty, decidedBy: t.decision.decidedBy } })),
+    ...Object.fromEntries([...r.steps].map(([name, s]) => [name, s.json])),
+  }, null, 2)];
+}
+
+function renderGithub(r: CheckReport): string[] {
+  const lines = r.diagnostics.map(renderGithubAnnotation);
+  for (const t of r.tests) if (!t.passed) lines.push(githubAnnotation("error", { file: t.file, line: t.line, title: "policy test failed" }, `${t.name}: ${t.failure}`));
+  for (const gate of r.gates) {
+    const step = r.steps.get(gate.name);
+    const annotations = step?.annotations ?? [];
+    for (const a of annotations) lines.push(githubAnnotation(a.level, { file: a.at?.file, line: a.at?.line, col: a.at?.col, title: a.title }, a.message));
+    // A gate that failed says so even when it had nothing to point at.
+    const pointed = gate.name === "tests" || (gate.name === "policy" && !r.fatal) || annotations.some((a) => a.level === "error");
+    if ((gate.status === "failed" || gate.status === "error") && !pointed) lines.push(githubAnnotation("error", { title: gate.title }, gate.message ?? r.summary));
+    if (gate.status === "skipped" && gate.name !== "tests") lines.push(githubAnnotation("notice", { title: gate.title }, gate.message ?? "not run"));
+  }
+  lines.push(r.summary);
+  return lines;
+}
+
+/** Text as XML 1.0 allows it: escaped, and without the control characters no XML document may hold. */
+function xmlText(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, "\uFFFD");
+}
+
+/** An attribute value: also keeps its line breaks (a parser folds literal ones into spaces). */
+function xmlAttribute(s: string): string {
+  return xmlText(s).replace(/\r/g, "&#13;").replace(/\n/g, "&#10;").replace(/\t/g, "&#9;");
+}
+
+interface JunitCase {
+  classname: string;
+  name: string;
+  seconds: number;
+  outcome: "passed" | "failed" | "error" | "skipped";
+  message?: string;
+  type?: string;
+  body?: string;
+}
+
+/**
+ * JUnit XML as strict consumers read it (the Ant / Jenkins schema): `testsuites` and each
+ * `testsuite` carry `tests`, `failures`, `errors`, `skipped` and `time`, each suite its
+ * `timestamp`; a failing gate is a `<failure>`, a gate that could not judge an `<error>`, a test
+ * that did not run `<skipped>`. One suite holds the gates, one suite per test file its tests.
+ */
+function renderJunit(r: CheckReport): string[] {
+  const timestamp = r.startedAt.toISOString().slice(0, 19);
+  const suites: Array<{ name: string; cases: JunitCase[]; properties?: Record<string, string> }> = [];
+  suites.push({
+    name: "gateway check",
+    properties: { exit_code: String(r.exitCode), summary: r.summary },
+    cases: r.gates.filter((g) => g.name !== "tests").map((g) => ({ classname: "gateway check", name: g.title, seconds: g.seconds, outcome: g.status, message: g.message, type: g.name, body: g.detail.join("\n") })),
+  });
+  const byFile = new Map<string, JunitCase[]>();
+  const add = (file: string, c: JunitCase) => byFile.set(file, [...(byFile.get(file) ?? []), c]);
+  const testSeconds = (r.gates.find((g) => g.name === "tests")?.seconds ?? 0) / Math.max(1, r.tests.length);
+  for (const t of r.tests) add(t.file, { classname: t.file, name: t.name, seconds: testSeconds, outcome: t.passed ? "passed" : "failed", message: t.failure, type: "policy test", body: `${t.file}:${t.line}` });
+  for (const t of r.testsNotRun) add(t.file, { classname: t.file, name: t.name, seconds: 0, outcome: "skipped", message: NOT_COMPILED });
+  for (const [file, cases] of byFile) suites.push({ name: file, cases });
+
+  const count = (cases: JunitCase[], outcome: JunitCase["outcome"]) => cases.filter((c) => c.outcome === outcome).length;
+  const time = (s: number) => s.toFixed(3);
+  const totals = (cases: JunitCase[]) => `tests="${cases.length}" failures="${count(cases, "failed")}" errors="${count(cases, "error")}" skipped="${count(cases, "skipped")}"`;
+  const all = suites.flatMap((s) => s.cases);
+  const lines = [`<?xml version="1.0" encoding="UTF-8"?>`, `<testsuites name="gateway check" ${totals(all)} time="${time(r.seconds)}" timestamp="${timestamp}">`];
+  for (const [id, suite] of suites.entries()) {
+    const suiteSeconds = suite.cases.reduce((sum, c) => sum + c.seconds, 0);
+    lines.push(`  <testsuite name="${xmlAttribute(suite.name)}" id="${id}" ${totals(suite.cases)} time="${time(suiteSeconds)}" timestamp="${timestamp}">`);
+    if (suite.properties) {
+      lines.push(`    <properties>`);
+      for (const [name, value] of Object.entries(suite.properties)) lines.push(`      <property name="${xmlAttribute(name)}" value="${xmlAttribute(value)}"/>`);
+      lines.push(`    </properties>`);
+    }
+    for (const c of suite.cases) {
+      const open = `    <testcase classname="${xmlAttribute(c.classname)}" name="${xmlAttribute(c.name)}" time="${time(c.seconds)}"`;
+      const attrs = `message="${xmlAttribute(c.message ?? c.outcome)}" type="${xmlAttribute(c.type ?? c.outcome)}"`;
+      if (c.outcome === "passed") lines.push(`${open}/>`);
+      else if (c.outcome === "skipped") lines.push(`${open}><skipped message="${xmlAttribute(c.message ?? "skipped")}"/></testcase>`);
+      else lines.push(`${open}><${c.outcome === "error" ? "error" : "failure"} ${attrs}>${xmlText(c.body ?? "")}</${c.outcome === "error" ? "error" : "failure"}></testcase>`);
     }
     lines.push(`  </testsuite>`);
   }
   lines.push(`</testsuites>`);
-  return lines.join("\n");
+  return [lines.join("\n")];
 }
 
-/** Runs the check; returns the exit code (see EXIT). */
-export async function runCheck(params: CheckParams, io: Io): Promise<number> {
-  const { dir, format } = params;
-  if (!existsSync(dir)) {
-    io.err(`error: policy directory \`${dir}\` does not exist`);
-    return EXIT.usage;
-  }
-  if (!statSync(dir).isDirectory()) {
-    io.err(`error: \`${dir}\` is not a directory`);
-    return EXIT.usage;
-  }
-  const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
-  const sourceMap = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
-  const loaded = loadPolicy(files.policies, { now: params.now, maxErrorsPerFile: params.maxErrors });
-  const { policy } = loaded;
-  const diagnostics = [...loaded.diagnostics];
-  if (files.policies.length === 0) {
-    io.err(`error: no \`.duty\` files under \`${dir}\``);
-    return EXIT.policyErrors;
-  }
-  let reachability: ReachabilityRow[] = [];
-  if (policy) {
-    const analysis = analyzeSeparation(policy);
-    reachability = analysis.rows;
-    diagnostics.push(...analysis.diagnostics);
-    diagnostics.sort((a, b) => a.span.file.localeCompare(b.span.file) || a.span.start - b.span.start);
-  }
-  let exitCode: number = hasErrors(diagnostics) ? EXIT.policyErrors : EXIT.ok;
-  const compiled = policy && exitCode === EXIT.ok ? compilePolicy(policy) : null;
-  const tests = compiled ? runPolicyTests(compiled, files.tests, { now: params.now }) : [];
-  const failed = tests.filter((t) => !t.passed);
-  if (exitCode === EXIT.ok && failed.length) exitCode = EXIT.testsFailed;
+// ---------------------------------------------------------------------------------------------
+// Locations the steps point at.
 
-  const steps: CheckStepResult[] = [];
-  if (compiled && params.assignments) {
-    const r = assignmentsStep(compiled, params.assignments);
-    steps.push(r);
-    if (exitCode === EXIT.ok && r.exitCode !== EXIT.ok) exitCode = r.exitCode;
-  }
-  if (compiled) {
-    for (const step of params.extraSteps ?? []) {
-      const r = await step({ dir, compiled, format, io });
-      steps.push(r);
-      if (exitCode === EXIT.ok && r.exitCode !== EXIT.ok) exitCode = r.exitCode;
-    }
-  }
-
-  // E_TOO_MANY_ERRORS stands for the errors it counts: the summary counts them, not it.
-  const errors = diagnostics.filter((d) => d.severity === "error" && d.code !== "E_TOO_MANY_ERRORS").length + loaded.omittedErrors;
-  const warnings = diagnostics.filter((d) => d.severity !== "error").length;
-  const n = (count: number, word: string) => `${count.toLocaleString("en-US")} ${word}${count === 1 ? "" : "s"}`;
-  const summary = compiled
-    ? `${n(files.policies.length, "file")}, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${n(errors, "error")}, ${n(warnings, "warning")}; policy tests: ${tests.length - failed.length} passed, ${failed.length} failed`
-    : `${n(files.policies.length, "file")}; ${n(errors, "error")}, ${n(warnings, "warning")}; policy not compiled`;
-
-  switch (format) {
-    case "json":
-      io.out(JSON.stringify({
-        ok: exitCode === EXIT.ok,
-        exitCode,
-        summary,
-        diagnostics,
-        reachability,
-        tests: tests.map((t) => ({ file: t.file, line: t.line, name: t.name, passed: t.passed, failure: t.failure, decision: t.decision && { allow: t.decision.allow, code: t.decision.code, duty: t.decision.duty, decidedBy: t.decision.decidedBy } })),
-        ...Object.fromEntries(steps.map((s) => [s.name, s.json])),
-      }, null, 2));
-      break;
-    case "github":
-      for (const d of diagnostics) io.out(renderGithubAnnotation(d));
-      for (const t of failed) io.out(`::error file=${t.file},line=${t.line},title=policy test failed::${t.name}: ${t.failure}`);
-      for (const s of steps) for (const line of s.github ?? []) io.out(line);
-      io.out(summary);
-      break;
-    case "junit":
-      io.out(junit(tests, diagnostics));
-      break;
-    default:
-      for (const d of diagnostics) io.out(renderDiagnostic(d, sourceMap) + "\n");
-      if (reachability.length) {
-        io.out("separation of duties (reachability, conditions counted as may-hold):");
-        for (const line of renderReachabilityTable(reachability)) io.out("  " + line);
-        io.out("");
-      }
-      for (const t of failed) {
-        io.out(`${t.file}:${t.line}: FAIL ${t.name}: ${t.failure}`);
-        if (t.decision) for (const r of t.decision.reasons) io.out(`    ${r.held ? "held" : "not held"}  ${r.rule}  ${r.why}`);
-      }
-      for (const s of steps) for (const line of s.text) io.out(line);
-      io.out(`${exitCode === EXIT.ok ? "ok" : "FAILED"}: ${summary}`);
-  }
-  return exitCode;
+/** Where a rule of the policy is written, from its id (`grant:…`, `forbid:…`, `exclusive:…`, `separate:…`). */
+export function ruleSpan(policy: CheckedPolicy, id: string | null): Span | null {
+  if (!id) return null;
+  const rule = [...policy.grants, ...policy.forbids, ...policy.exclusives, ...policy.separations].find((r) => r.id === id);
+  return rule?.span ?? null;
 }
+
+/** Where a duty is declared. */
+export function dutySpan(policy: CheckedPolicy, name: string): Span | null {
+  return policy.duties.find((d) => d.name === name)?.span ?? null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Role assignments.
 
 /**
  * Reads `{ "alice": ["developer"] }`, `[people.alice] roles = [...]` or `[{ sub, roles }]` (JSON or TOML).
@@ -206,13 +391,17 @@ export function readAssignments(path: string): Array<{ sub: string; roles: strin
   return out;
 }
 
-function assignmentsStep(compiled: CompiledPolicy, path: string): CheckStepResult {
+function assignmentsStep(path: string): CheckStep {
+  return { name: "assignments", title: "role assignments", run: async ({ compiled }) => checkAssignmentsFile(compiled, path) };
+}
+
+function checkAssignmentsFile(compiled: CompiledPolicy, path: string): CheckStepResult {
   let people: Array<{ sub: string; roles: string[] }>;
   try {
     people = readAssignments(path);
   } catch (e) {
     if (!(e instanceof GatewayError)) throw e;
-    return { name: "assignments", exitCode: EXIT.usage, text: [`error[${e.code}]: ${e.message}`], github: [`::error title=role assignments::${e.message}`], json: { error: e.message, code: e.code } };
+    return { exitCode: EXIT.usage, text: [`error[${e.code}]: ${e.message}`], annotations: [{ level: "error", title: "role assignments", message: `${e.message} (${e.code})` }], json: { error: e.message, code: e.code } };
   }
   const violations = checkAssignments(compiled.policy, people);
   const breaking = violations.filter((v) => v.constraint);
@@ -224,10 +413,13 @@ function assignmentsStep(compiled: CompiledPolicy, path: string): CheckStepResul
     if (v.unknownRoles.length && lastOfPerson) text.push(`  ${v.sub}: role${v.unknownRoles.length > 1 ? "s" : ""} not in the policy: ${v.unknownRoles.join(", ")}`);
   }
   return {
-    name: "assignments",
     exitCode: breaking.length ? EXIT.sodViolations : EXIT.ok,
     text,
-    github: breaking.map((v) => `::error title=separation of duties::${v.sub} holds ${v.held.join(" and ")} (${v.constraint})`),
+    // Each points at the `exclusive` it breaks; the message names the person and the export.
+    annotations: breaking.map((v) => {
+      const span = ruleSpan(compiled.policy, v.constraint);
+      return { level: "error", title: "separation of duties", message: `${v.sub} holds ${v.held.join(" and ")} in ${path}, which this \`exclusive\` forbids`, at: span ? { file: span.file, line: span.line, col: span.col } : undefined };
+    }),
     json: { people: people.length, violations },
   };
 }

@@ -12,7 +12,7 @@ import type { CompiledPolicy, Decision, PolicyRequest, SeparationCheck } from ".
 import { coercePrincipal, parseIp } from "../../dsl/mod.ts";
 import { resolveAuditPaths } from "../audit/mod.ts";
 import { GatewayError } from "../errors.ts";
-import type { CheckContext, CheckStepResult } from "./check.ts";
+import { dutySpan, ruleSpan, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
 import { EXIT } from "./io.ts";
 
 export { policyInputNames, principalToJson, replayFieldsOf, type PolicyInputNames, type ReplayFields } from "../gateway/replay_fields.ts";
@@ -283,36 +283,43 @@ export interface ReplayStepParams {
 }
 
 /**
- * The `--replay` step for `runCheck`'s `extraSteps`: exit code 3 (`EXIT.decisionFlips`) on any
- * flip unless `allowFlips`, 64 when a log cannot be read.
+ * The `--replay` gate of `gateway check`: exit code 3 (`EXIT.decisionFlips`) on any flip unless
+ * `allowFlips`, 64 when a log cannot be read. Each flip group's annotation points at the
+ * candidate's deciding rule, or at the duty when no rule decided (no grant).
  *
  * @example runCheck({ dir, format, extraSteps: [replayStep({ paths: ["audit/"], allowFlips: false })] }, io)
  */
-export function replayStep(params: ReplayStepParams): (ctx: CheckContext) => Promise<CheckStepResult> {
-  return async (ctx) => {
-    let report: ReplayReport;
-    try {
-      report = await replayAuditLog(ctx.compiled, params.paths, { maxExamples: params.maxExamples });
-    } catch (e) {
-      const message = e instanceof GatewayError ? `${e.message} (${e.code})` : (e as Error).message;
-      return { name: "replay", exitCode: EXIT.usage, text: [`error: replay: ${message}`], github: [`::error title=replay::${message}`], json: { error: message, code: (e as GatewayError).code ?? null } };
-    }
-    if (report.decisions === 0 && report.unreadableLines > 0) {
-      // Nothing was replayed because nothing could be read: proving "no flips" needs records.
-      const message = `no decision records in ${params.paths.join(", ")} (${report.unreadableLines} unreadable lines): not an audit log?`;
-      return { name: "replay", exitCode: EXIT.usage, text: [`error[REPLAY_NO_RECORDS]: ${message}`], github: [`::error title=replay::${message}`], json: { error: message, code: "REPLAY_NO_RECORDS" } };
-    }
-    const flips = report.flips.total;
-    const level = params.allowFlips ? "warning" : "error";
-    return {
-      name: "replay",
-      exitCode: flips && !params.allowFlips ? EXIT.decisionFlips : EXIT.ok,
-      text: renderReplayReport(report, { allowFlips: params.allowFlips }),
-      github: report.flips.groups.map((g) => {
-        const e = g.examples[0];
-        return `::${level} title=decision flip::${g.direction} ${g.duty} (${g.roles}): ${g.count} request${g.count === 1 ? "" : "s"}${e ? `, e.g. ${e.requestId} ${e.sub} ${e.request} ${e.from} → ${e.to}` : ""}`;
-      }),
-      json: { ...report, allowFlips: params.allowFlips },
-    };
+export function replayStep(params: ReplayStepParams): CheckStep {
+  return { name: "replay", title: "replay", run: (ctx) => runReplayGate(ctx, params) };
+}
+
+async function runReplayGate(ctx: CheckContext, params: ReplayStepParams): Promise<CheckStepResult> {
+  const failure = (message: string, code: string | null): CheckStepResult =>
+    ({ exitCode: EXIT.usage, text: [code ? `error[${code}]: ${message}` : `error: replay: ${message}`], annotations: [{ level: "error", title: "replay", message }], json: { error: message, code } });
+  let report: ReplayReport;
+  try {
+    report = await replayAuditLog(ctx.compiled, params.paths, { maxExamples: params.maxExamples });
+  } catch (e) {
+    return failure(e instanceof GatewayError ? `${e.message} (${e.code})` : (e as Error).message, (e as GatewayError).code ?? null);
+  }
+  if (report.decisions === 0 && report.unreadableLines > 0) {
+    // Nothing was replayed because nothing could be read: proving "no flips" needs records.
+    return failure(`no decision records in ${params.paths.join(", ")} (${report.unreadableLines} unreadable lines): not an audit log?`, "REPLAY_NO_RECORDS");
+  }
+  const level = params.allowFlips ? "warning" : "error";
+  const { policy } = ctx.compiled;
+  return {
+    exitCode: report.flips.total && !params.allowFlips ? EXIT.decisionFlips : EXIT.ok,
+    text: renderReplayReport(report, { allowFlips: params.allowFlips }),
+    annotations: report.flips.groups.map((g) => {
+      const e = g.examples[0];
+      const span = ruleSpan(policy, e?.rule ?? null) ?? dutySpan(policy, g.duty);
+      return {
+        level, title: "decision flip",
+        message: `${g.direction} ${g.duty} (${g.roles}): ${g.count} request${g.count === 1 ? "" : "s"}${e ? `, e.g. ${e.requestId} ${e.sub} ${e.request} ${e.from} → ${e.to} (${e.at})` : ""}`,
+        at: span ? { file: span.file, line: span.line, col: span.col } : undefined,
+      };
+    }),
+    json: { ...report, allowFlips: params.allowFlips },
   };
 }

@@ -142,7 +142,8 @@ describe("gateway check --replay", () => {
     expect(text.io.stdout.join("\n")).toContain("replay: 5 decision flips (allow→deny 5, deny→allow 0)");
     expect(text.io.stdout.join("\n")).toMatch(/allow→deny\s+approve_change\s+reviewer\s+5/);
     const github = await replay(dir, { format: "github" });
-    expect(github.io.stdout.filter((l) => l.startsWith("::error title=decision flip::allow→deny approve_change (reviewer): 5 requests"))).toHaveLength(1);
+    // No rule decides a denial for want of a grant: the annotation points at the duty's declaration.
+    expect(github.io.stdout.filter((l) => l.startsWith(`::error file=${dir}/changes.duty,line=5,col=1,title=decision flip::allow→deny approve_change (reviewer): 5 requests`))).toHaveLength(1);
   });
 
   test("a candidate that reads a header the log did not record: noted, replayed as absent", async () => {
