@@ -381,7 +381,9 @@ export class SqliteDutyLedger implements DutyLedger {
     try { this.#sql.dropBoot.run(this.boot); } catch { /* a failing file: the boot reads as ended once this process is gone */ }
     // bun:sqlite closes lazily while prepared statements live, leaving the WAL unmerged: merge it
     // now, so that a stopped gateway leaves one self-contained file (what a copy or backup takes).
-    try { this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)"); } catch { /* another process is reading: its close merges it */ }
+    // PASSIVE: a FULL or TRUNCATE checkpoint would hold off the writes of another gateway sharing
+    // the file for up to the busy timeout; what PASSIVE cannot copy, the last process's close does.
+    try { this.#db.exec("PRAGMA wal_checkpoint(PASSIVE)"); } catch { /* busy or failing: the next close merges it */ }
     this.#db.close();
   }
 
