@@ -158,6 +158,65 @@ describe("SqliteDutyLedger file", () => {
   });
 });
 
+/** Runs testdata/open-and-reserve.ts in its own process group; its JSON lines, and how it ended. */
+function startOpenAndReserve(path: string, goFile?: string) {
+  const worker = join(import.meta.dir, "testdata", "open-and-reserve.ts");
+  const child = Bun.spawn([process.execPath, worker, path, ...(goFile ? [goFile] : [])], { stdout: "pipe", stderr: "pipe", detached: true });
+  const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 25_000);
+  const done = Promise.all([new Response(child.stdout).text(), child.exited]).then(([out]) => {
+    clearTimeout(killer);
+    return { lines: out.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>), signal: child.signalCode };
+  });
+  return { done };
+}
+
+/** chattr(1) on a file of this filesystem: needs root and a filesystem with attributes (ext4, xfs). */
+function chattr(flag: "+i" | "-i", file: string): boolean {
+  return Bun.spawnSync(["chattr", flag, file], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+}
+const immutableFiles = (() => {
+  const probe = join(root, "chattr-probe");
+  writeFileSync(probe, "");
+  const ok = chattr("+i", probe) && chattr("-i", probe);
+  return ok;
+})();
+if (!immutableFiles) console.warn("src/ledger/sqlite.test.ts: `chattr +i` is not possible here (needs root and ext4/xfs); the immutable -shm checks are skipped");
+
+// SQLite maps the WAL index (`-shm`) into memory; on a file made immutable a write to the mapping
+// is a SIGBUS, which no runtime can turn into an error (docs/ledger.md, "State-directory integrity").
+describe("SqliteDutyLedger with an immutable -shm file", () => {
+  // Regression: the open succeeded, and every guarded request then failed one by one.
+  test.if(immutableFiles)("the open is refused with LEDGER_OPEN_FAILED: a start fails, rather than every guarded request", async () => {
+    const path = freshPath();
+    await reserveInProcessKilled(path, { checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 }, { retentionDays: 30 });
+    expect(existsSync(`${path}-shm`)).toBe(true);
+    expect(chattr("+i", `${path}-shm`)).toBe(true);
+    try {
+      expect((await startOpenAndReserve(path).done).lines).toEqual([{ opened: false, code: "LEDGER_OPEN_FAILED" }]);
+    } finally {
+      chattr("-i", `${path}-shm`);
+    }
+    expect((await startOpenAndReserve(path).done).lines).toEqual([{ opened: true }]);
+  });
+
+  test.if(immutableFiles)("made immutable under a running process: SIGBUS kills it (a known limit), and the restart is refused until it is writable", async () => {
+    const path = freshPath();
+    const goFile = join(root, `go-${files}`);
+    const running = startOpenAndReserve(path, goFile);
+    for (let i = 0; i < 2000 && !existsSync(`${goFile}.ready`); i++) await Bun.sleep(10);
+    expect(chattr("+i", `${path}-shm`)).toBe(true);
+    try {
+      writeFileSync(goFile, "");
+      const { lines, signal } = await running.done;
+      expect({ lines, signal }).toEqual({ lines: [{ opened: true }], signal: "SIGBUS" });
+      expect((await startOpenAndReserve(path).done).lines).toEqual([{ opened: false, code: "LEDGER_OPEN_FAILED" }]);
+    } finally {
+      chattr("-i", `${path}-shm`);
+    }
+    expect((await startOpenAndReserve(path).done).lines).toEqual([{ opened: true }]);
+  });
+});
+
 describe("SqliteDutyLedger across processes", () => {
   test("two processes racing one person for two duties on the same keys: never both win a key", async () => {
     const path = freshPath();
