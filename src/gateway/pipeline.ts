@@ -87,9 +87,14 @@ const bundleMember = memberCache((a: ActivePolicy): Readonly<Record<string, unkn
 // (`/`, `?`, `#`, `@`, `\`) would let the Host header reshape the URL a listener builds from it.
 const HOST_SYNTAX = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~]+)(?::[0-9]{1,5})?$/;
 
-/** The authority of an absolute URL string, without parsing the rest of it. */
+/**
+ * The authority of an absolute URL string, without parsing the rest of it; "" for a URL that is
+ * not absolute (Bun.serve's URL of an HTTP/1.0 request without Host is its target alone).
+ */
 function authorityOf(url: string): string {
-  const start = url.indexOf("//") + 2;
+  const scheme = url.indexOf("://");
+  if (scheme <= 0 || url.indexOf("/") !== scheme + 1) return "";
+  const start = scheme + 3;
   let end = url.length;
   for (const c of "/?#") {
     const i = url.indexOf(c, start);

@@ -473,6 +473,21 @@ describe("forwardToUpstream: deadlines and client-gone on the shared sweep", () 
     expect(performance.now() - started).toBeLessThan(upstream.timeoutMs);
   }, 30_000);
 
+  // A client gone before its request is forwarded (it left while it was judged, or Bun.serve closed
+  // its connection for a request pipelined behind it) must not have the request performed anyway.
+  test.each(["fetch", "pool"] as const)("a client gone before forwarding: nothing reaches the upstream, 499 (%s)", async (client) => {
+    const gone = new AbortController();
+    gone.abort();
+    const before = upstreamRequests;
+    for (const request of [new Request("http://gw.example/", { signal: gone.signal }), new Request("http://gw.example/", { method: "POST", body: "x", signal: gone.signal })]) {
+      const response = await forwardToUpstream(request, options({ client }));
+      expect(response.status).toBe(499);
+      expect(((await response.json()) as { code: string }).code).toBe("CLIENT_CLOSED_REQUEST");
+    }
+    expect(upstreamRequests).toBe(before);
+    expect(inflightCount()).toBe(0);
+  });
+
   test("answered calls leave nothing on the sweep", async () => {
     await Promise.all(Array.from({ length: 20 }, () => forwardToUpstream(new Request("http://gw.example/"), options()).then((r) => r.arrayBuffer())));
     expect(inflightCount()).toBe(0);

@@ -289,6 +289,10 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   if (!forwardsAsJudged(upstream, target, options.path, options.query)) {
     return problem(500, "PATH_FORWARD_MISMATCH", "the forwarded path would differ from the judged path");
   }
+  // Nothing is sent for a client already gone: the upstream would perform a request whose answer
+  // has nowhere to go (a request pipelined on Bun.serve, whose connection the runtime closed, or a
+  // client that left while it was judged), and the client could not know it was performed.
+  if (request.signal.aborted) return problem(499, "CLIENT_CLOSED_REQUEST", "client closed the request before it was forwarded");
 
   const trace = options.traceContext ?? traceContextFor(request.headers);
   const headers = buildUpstreamHeaders(request, options, trace);

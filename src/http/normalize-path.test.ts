@@ -151,4 +151,14 @@ describe("requestTargetOf", () => {
   ])("%p → %p", (url, target) => {
     expect(requestTargetOf(new Request(url))).toBe(target);
   });
+
+  // Bun.serve's `request.url` for an HTTP/1.0 request without Host is the target alone; its first
+  // segment (or a URL in its query) is not an authority.
+  test.each([
+    ["/changes/9", "/changes/9"],
+    ["/a?next=https://evil.example/admin", "/a?next=https://evil.example/admin"],
+    ["//evil.example/admin", "//evil.example/admin"],
+  ])("a URL that is only a target: %p → %p", (url, target) => {
+    expect(requestTargetOf({ url } as Request)).toBe(target);
+  });
 });

@@ -225,7 +225,11 @@ export function normalizeRequestPath(rawPathAndQuery: string, options: Normalize
  */
 export function requestTargetOf(request: Request): string {
   const url = request.url;
+  // Bun.serve gives an HTTP/1.0 request without Host its origin-form target alone (`/a/b`), not an
+  // absolute URL; reading its first segment as an authority would judge `/b` for `/a/b`.
+  const scheme = url.indexOf("://");
+  if (scheme <= 0 || url.indexOf("/") !== scheme + 1) return url;
   // Skip "scheme://authority" without a full URL parse.
-  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const start = url.indexOf("/", scheme + 3);
   return start < 0 ? "/" : url.slice(start);
 }

@@ -33,6 +33,14 @@ function buildContexts(tls: TlsMaterial, minVersion: ListenerConfig["minTlsVersi
   }
 }
 
+/** What a request the HTTP/1.1 parser refuses gets, by the parser's error code (as Node's `http` server answers). */
+const PARSER_REFUSALS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n",
+  ERR_HTTP_REQUEST_TIMEOUT: "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n",
+  default: "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n",
+};
+
 /** Reads a request body but errors the stream once it exceeds `limit` bytes (bodies without a declared length). */
 function limitBody(body: ReadableStream<Uint8Array>, limit: number): ReadableStream<Uint8Array> {
   let seen = 0;
@@ -113,30 +121,61 @@ export async function startNodeListener(options: {
     },
   );
 
+  // HTTP/1.1 requests pipelined on one connection, waiting for the one in flight to be answered.
+  // The parser hands them over as it reads them; RFC 9112 §9.3.2 allows handling them side by side
+  // only when all are safe, so each starts once the answer before it is complete: the upstream
+  // gets them in the order the client sent them, each judged when its turn comes.
+  const pipelined = new Map<TLSSocket, Array<() => void>>();
+  // Connections whose parser stopped behind answers still owed (see "clientError"): ended once idle.
+  const endWhenIdle = new WeakSet<TLSSocket>();
+  // The last HTTP/1.1 request read on each connection, and the answer being written on it.
+  const lastRead = new WeakMap<TLSSocket, IncomingMessage>();
+  const answering = new WeakMap<TLSSocket, ServerResponse>();
+
   const settle = (socket: TLSSocket) => {
     const left = (activeRequests.get(socket) ?? 1) - 1;
     activeRequests.set(socket, left);
+    // A connection that is ending answers nothing more: what waits behind is never handled.
+    const next = socket.writable ? pipelined.get(socket)?.shift() : undefined;
+    if (next !== undefined) return next();
+    pipelined.delete(socket);
     // While stopping, an HTTP/1.1 connection is closed as soon as it has nothing in flight.
-    if (stopping && left === 0 && socket.alpnProtocol !== "h2") socket.end();
+    if ((stopping || endWhenIdle.has(socket)) && left === 0 && socket.alpnProtocol !== "h2") socket.end();
   };
 
   const onRequest = (incoming: IncomingMessage | Http2ServerRequest, outgoing: ServerResponse | Http2ServerResponse) => {
     const socket = tlsSocketOf(incoming);
-    const declared = Number(incoming.headers["content-length"] ?? 0);
-    if (declared > maxRequestBodySize) {
-      // Refused before reading the body; RFC 9110 §15.5.14.
-      outgoing.writeHead(413, { "content-type": "text/plain" });
-      outgoing.end(`request body exceeds ${maxRequestBodySize} bytes\n`);
-      if (incoming.httpVersionMajor === 1) socket.end();
-      return;
-    }
-    activeRequests.set(socket, (activeRequests.get(socket) ?? 0) + 1);
+    const http1 = incoming.httpVersionMajor === 1;
+    if (http1) lastRead.set(socket, incoming as IncomingMessage);
+    const inFlight = activeRequests.get(socket) ?? 0;
+    activeRequests.set(socket, inFlight + 1);
     let settled = false;
-    const done = () => { if (!settled) { settled = true; settle(socket); } };
+    const done = () => {
+      if (settled) return;
+      settled = true;
+      if (answering.get(socket) === outgoing) answering.delete(socket);
+      settle(socket);
+    };
     outgoing.once("finish", done);
     outgoing.once("close", done);
-    if (stopping && incoming.httpVersionMajor === 1) (outgoing as ServerResponse).setHeader("connection", "close");
-    honoListener(incoming, outgoing).catch(report);
+    const start = () => {
+      const declared = Number(incoming.headers["content-length"] ?? 0);
+      if (declared > maxRequestBodySize) {
+        // Refused before reading the body; RFC 9110 §15.5.14.
+        outgoing.writeHead(413, { "content-type": "text/plain" });
+        outgoing.end(`request body exceeds ${maxRequestBodySize} bytes\n`);
+        if (http1) socket.end();
+        return;
+      }
+      if (http1) answering.set(socket, outgoing as ServerResponse);
+      if (stopping && http1) (outgoing as ServerResponse).setHeader("connection", "close");
+      honoListener(incoming, outgoing).catch(report);
+    };
+    if (http1 && inFlight > 0) {
+      let queue = pipelined.get(socket);
+      if (queue === undefined) pipelined.set(socket, (queue = []));
+      queue.push(start);
+    } else start();
   };
 
   const server = createSecureServer({
@@ -155,7 +194,7 @@ export async function startNodeListener(options: {
   });
   server.on("secureConnection", (socket: TLSSocket) => {
     sockets.add(socket);
-    socket.once("close", () => { sockets.delete(socket); activeRequests.delete(socket); });
+    socket.once("close", () => { sockets.delete(socket); activeRequests.delete(socket); pipelined.delete(socket); });
   });
   server.on("session", (session: Http2Session) => {
     sessions.add(session);
@@ -163,6 +202,25 @@ export async function startNodeListener(options: {
   });
   // Handshake failures (wrong protocol version, no client certificate) are the client's problem, not a crash.
   server.on("tlsClientError", () => {});
+  // A listener here replaces the runtime's answer to a request its parser refuses, so that answer
+  // is given as Node's `http` server gives it, except behind requests still being answered: bytes
+  // after a request with `Connection: close` (HTTP/1.0 without keep-alive too), which RFC 9112 §9.6
+  // says the server must not read as a request, or a malformed request pipelined behind good ones.
+  // The default would write a bare 400 in place of answers owed, for requests maybe forwarded
+  // already, and cut the connection; instead those answers go out, then the connection ends and the
+  // client retries what it sent after them.
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => {
+    const owed = (activeRequests.get(socket as TLSSocket) ?? 0) > 0;
+    // Only behind complete requests: an error inside a request's own body (a bad chunk, an unknown
+    // transfer coding) leaves that request unfinishable, and it is refused as a whole.
+    if (owed && error.code?.startsWith("HPE_") && lastRead.get(socket as TLSSocket)?.complete === true) {
+      endWhenIdle.add(socket as TLSSocket);
+      return;
+    }
+    // As the default does: a refusal only where it cannot land inside an answer already started.
+    if (socket.writable && answering.get(socket as TLSSocket)?.headersSent !== true) socket.write(PARSER_REFUSALS[error.code ?? ""] ?? PARSER_REFUSALS.default!);
+    socket.destroy();
+  });
   server.on("sessionError", report);
 
   await new Promise<void>((resolve, reject) => {
