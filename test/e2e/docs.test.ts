@@ -7,18 +7,25 @@
 // - every ```duty block loads without errors, every ```duty-fragment block parses, and no
 //   untagged block holds policy text;
 // - every error code in a table of the docs exists in the source; admin paths carry `/-/`;
-//   metric names exist; README links resolve.
+//   metric names exist; README links resolve;
+// - every command the docs show runs here in a sandbox (README's tools beside a running gateway,
+//   deploy.md's install, signer keys and upgrade, audit.md's `audit verify` transcript), is a
+//   synopsis whose commands, flags, npm scripts and files are checked, or is listed in NOT_RUN
+//   with the reason it cannot run (systemctl on a VM); none assumes a bare `bun` or `deno`.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { loadPolicy, parsePolicySource } from "../../dsl/mod.ts";
 import { AUDIT_VERIFY_USAGE } from "../../src/audit/cli.ts";
+import { openAuditLog } from "../../src/audit/mod.ts";
+import { logOptions, makeSigner } from "../../src/audit/testkit.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
 import { openSqliteLedger } from "../../src/ledger/mod.ts";
 import { HELP, main } from "../../src/main.ts";
+import { startTestGateway } from "../support/harness.ts";
 
 const ROOT = resolve(import.meta.dir, "..", "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
@@ -486,5 +493,359 @@ describe("output quoted in the docs is what the commands print", () => {
     } finally {
       process.chdir(previousCwd);
     }
+  });
+});
+
+// ---------------------------------------------------------------- every command the docs show
+
+/**
+ * A command a reader would type: each line of a `sh` block, each `$ ` line of a transcript, each
+ * line of an untagged block of `gateway`/`npx`/`npm`/`node_modules/.bin/` lines (indented lines
+ * continue the one above). `key` is `file:line`.
+ */
+interface DocCommand { file: string; line: number; key: string; text: string; synopsis: boolean }
+
+const SHELL_INFOS = new Set(["sh", "bash", "shell", "console"]);
+const COMMAND_START = /^(gateway|npx|npm|node_modules\/\.bin\/)\b/;
+
+/** The command of a line without its prompt and trailing comment (a `#` after whitespace, outside quotes). */
+function commandText(line: string): string {
+  let quote: string | null = null;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quote) quote = c === quote ? null : quote;
+    else if (c === "'" || c === '"') quote = c;
+    else if (c === "#" && (i === 0 || /\s/.test(line[i - 1]!))) return line.slice(0, i).trim();
+  }
+  return line.trim();
+}
+
+function docCommands(): DocCommand[] {
+  const out: DocCommand[] = [];
+  for (const { file, text } of DOCS) {
+    for (const f of fences(file, text)) {
+      const lines = f.body.split("\n");
+      const transcript = lines.some((l) => l.startsWith("$ "));
+      const shell = SHELL_INFOS.has(f.info);
+      if (!shell && f.info !== "") continue;
+      if (!shell && !transcript && !lines.some((l) => COMMAND_START.test(l))) continue;
+      for (const [i, raw] of lines.entries()) {
+        const lineNo = f.line + 1 + i;
+        if (transcript && !raw.startsWith("$ ")) continue;
+        if (!shell && !transcript && /^\s/.test(raw) && out.at(-1)?.file === file) {
+          // A continuation of the synopsis line above.
+          out.at(-1)!.text += ` ${commandText(raw)}`;
+          continue;
+        }
+        const text = commandText(raw.replace(/^\$ /, ""));
+        if (text === "") continue;
+        out.push({ file, line: lineNo, key: `${file}:${lineNo}`, text, synopsis: false });
+      }
+    }
+  }
+  // A block with one synopsis line (`[--flag]`, `...`) is a synopsis as a whole (README's command summary).
+  const blockOf = (c: DocCommand) => fences(c.file, DOCS.find((d) => d.file === c.file)!.text).findLast((f) => f.line < c.line)!.line;
+  const synopsisBlocks = new Set(out.filter((c) => /\[|\.\.\.|…/.test(c.text)).map((c) => `${c.file}:${blockOf(c)}`));
+  for (const c of out) c.synopsis = synopsisBlocks.has(`${c.file}:${blockOf(c)}`);
+  return out;
+}
+
+/** Inline code spans that are commands: `` `gateway check …` ``, `` `npm run …` ``, `` `npx …` ``, and bare tools. */
+function inlineCommands(): Array<{ key: string; text: string }> {
+  const out: Array<{ key: string; text: string }> = [];
+  for (const { file, text } of DOCS) {
+    let inFence = false;
+    for (const [i, line] of text.split("\n").entries()) {
+      if (line.trim().startsWith("```")) inFence = !inFence;
+      if (inFence) continue;
+      for (const m of line.matchAll(/`([^`]+)`/g)) {
+        if (/^(gateway|npx|npm|bun|bunx|deno|tsc|node_modules\/\.bin\/[a-z]+) /.test(m[1]!)) out.push({ key: `${file}:${i + 1}`, text: m[1]! });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Commands no test can run, each with the reason. Listed by their exact text, so a new command
+ * in the docs is either run by a test below or added here on purpose, never skipped in silence.
+ */
+const NOT_RUN: Readonly<Record<string, string>> = {
+  "npm install && npx gateway serve": "the built-in default binds the fixed ports 8443 and 18081–18084, which another test may hold; test/e2e/config.test.ts starts that default on free ports",
+  "npm install && npm test": "it is the whole suite (npm's `test` script, checked to exist)",
+  "npm ci": "installs from the registry; the tests run on the installed node_modules",
+  "npm run build": "two 110 MiB cross-compiled binaries; test/binary builds one with the same buildBinary and tests it",
+  "cd /tmp && sha256sum -c SHA256SUMS --ignore-missing": "needs the release files of a VM install; `SHA256SUMS` is checked by scripts/build.ts's test",
+  "install -o root -g root -m 0755 gateway /usr/local/bin/gateway": "writes a system path as root on the VM",
+  "useradd --system --user-group --no-create-home --home-dir /var/lib/dutygate --shell /usr/sbin/nologin dutygate": "creates a system user as root on the VM",
+  "$EDITOR /etc/dutygate/gateway.toml": "an interactive edit",
+  "install -m 0644 deploy/dutygate.service /etc/systemd/system/dutygate.service": "writes a system path as root on the VM; test/binary/systemd.test.ts verifies the unit",
+  "systemctl daemon-reload": "systemd on a VM; test/binary/systemd.test.ts checks the unit with systemd-analyze",
+  "systemctl enable --now dutygate": "systemd on a VM",
+  "journalctl -u dutygate -f": "the journal of a VM",
+  "install -m 0755 gateway-new /usr/local/bin/gateway": "writes a system path as root on the VM",
+  "systemctl restart dutygate": "systemd on a VM",
+  "npm run bench:proxy": "a benchmark (minutes of both cores); the script is checked to exist",
+  "npm run bench:proxy-peers": "a benchmark (minutes of both cores); the script is checked to exist",
+  "node_modules/.bin/bun bench/proxy/micro.ts": "a benchmark; the file is checked to exist",
+  "node_modules/.bin/bun bench/proxy/hop.ts": "a benchmark; the file is checked to exist",
+};
+
+/** `file:line` of every command a test below ran as the docs show it. */
+const ran = new Set<string>();
+
+/** Splits a command line into words the way a shell would for these docs (quotes, no expansion but `~`). */
+function shellWords(text: string, home: string): string[] {
+  const words: string[] = [];
+  for (const m of text.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)) words.push(m[1] ?? m[2] ?? m[3]!.replace(/^~(?=\/|$)/, home));
+  return words;
+}
+
+interface Sandbox { root: string; cwd: string; home: string; remove(): void }
+
+/** A temp directory standing in for a machine: absolute paths of the docs are placed under it. */
+function sandbox(): Sandbox {
+  const root = mkdtempSync(join(tmpdir(), "dutygate-docs-cmd-"));
+  const cwd = join(root, "cwd");
+  const home = join(root, "home");
+  mkdirSync(cwd, { recursive: true });
+  mkdirSync(home, { recursive: true });
+  return { root, cwd, home, remove: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/**
+ * Runs one documented command as the docs show it: `gateway`, `npx gateway` and `gateway-new`
+ * through the command line's `main` (in `cwd`), anything else with bash. Absolute paths are moved
+ * into the sandbox, `~` is its home.
+ */
+async function runDocCommand(command: DocCommand, box: Sandbox, opts: { cwd?: string; home?: string; edit?: (argv: string[]) => string[] } = {}): Promise<{ code: number; stdout: string[]; stderr: string[] }> {
+  const cwd = opts.cwd ?? box.cwd;
+  const words = shellWords(command.text, opts.home ?? box.home).map((w) => (w.startsWith("/") && !w.startsWith(box.root) && !/^\/[A-Z]+ /.test(w) ? join(box.root, w) : w));
+  ran.add(command.key);
+  const gatewayAt = words[0] === "npx" && words[1] === "gateway" ? 2 : words[0] === "gateway" || words[0] === "gateway-new" ? 1 : -1;
+  if (gatewayAt > 0) {
+    const argv = (opts.edit ?? ((a) => a))(words.slice(gatewayAt));
+    const io = memoryIo();
+    const previous = process.cwd();
+    process.chdir(cwd);
+    try {
+      return { code: await main(argv, io), stdout: io.stdout, stderr: io.stderr };
+    } finally {
+      process.chdir(previous);
+    }
+  }
+  const run = Bun.spawnSync(["bash", "-euc", command.text.replace(/(^|\s)\/(?=[a-z])/g, `$1${box.root}/`)], { cwd, env: { ...process.env, HOME: opts.home ?? box.home } });
+  return { code: run.exitCode, stdout: run.stdout.toString().split("\n").filter(Boolean), stderr: run.stderr.toString().split("\n").filter(Boolean) };
+}
+
+const COMMANDS = docCommands();
+const commandsOf = (file: string, first: string) => {
+  const block = COMMANDS.filter((c) => c.file === file);
+  const start = block.findIndex((c) => c.text.startsWith(first));
+  expect(start).toBeGreaterThanOrEqual(0);
+  return block.slice(start);
+};
+const one = (file: string, text: string) => {
+  const found = COMMANDS.find((c) => c.file === file && c.text.startsWith(text));
+  expect(found).toBeDefined();
+  return found!;
+};
+
+describe("every command the docs show runs in a test, or is listed as one that cannot", () => {
+  test("README: the tools on the shipped policies, beside a running gateway and after it stopped", async () => {
+    const t = await startTestGateway();
+    try {
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      expect((await t.fetch("/changes", { token })).status).toBe(200);
+      const box = { ...sandbox(), cwd: t.dir };
+      try {
+        const check = await runDocCommand(one("README.md", "npx gateway check policies"), box);
+        expect(check.code).toBe(EXIT.ok);
+        expect((await runDocCommand(one("README.md", "echo '{\"sub\":\"alice\""), box)).code).toBe(0);
+        const explain = await runDocCommand(one("README.md", "npx gateway explain policies --principal alice.json"), box);
+        expect({ code: explain.code, first: explain.stdout[0]?.split(" ")[0] }).toEqual({ code: EXIT.ok, first: "DENY" });
+        const verify = one("README.md", "npx gateway audit verify audit --keys .state/gateway-key/public.jwks");
+        // While it runs, the newest records are not signed yet: the comment's flag is needed.
+        expect((await runDocCommand(verify, box)).code).toBe(EXIT.verificationFailed);
+        expect((await runDocCommand(verify, box, { edit: (argv) => [...argv, "--allow-unsigned-tail"] })).code).toBe(EXIT.ok);
+        await t.gw.stop({ deadlineMs: 2000 });
+        expect(await runDocCommand(verify, box)).toMatchObject({ code: EXIT.ok, stderr: [] });
+      } finally {
+        box.remove();
+      }
+    } finally {
+      await t.stop();
+    }
+  });
+
+  test("docs/deploy.md: install, signer keys and upgrade, on a sandbox standing in for the VM", async () => {
+    const box = sandbox();
+    try {
+      const install = COMMANDS.filter((c) => c.file === "docs/deploy.md" && /^gateway (--version|init|check)/.test(c.text));
+      expect(install.map((c) => c.text.split(" ").slice(0, 2).join(" "))).toEqual(["gateway --version", "gateway init", "gateway check"]);
+      for (const command of install) expect({ command: command.text, code: (await runDocCommand(command, box)).code }).toEqual({ command: command.text, code: EXIT.ok });
+      for (const dir of ["etc/dutygate/gateway.toml", "etc/dutygate/policies/changes.duty"]) expect(existsSync(join(box.root, dir))).toBe(true);
+
+      // Each reviewer on their own machine (the comment: "bob: --kid bob"), then the VM's set.
+      const keygen = one("docs/deploy.md", "gateway keygen --out ~/dutygate-keys --kid alice");
+      const bobHome = join(box.root, "home-bob");
+      expect((await runDocCommand(keygen, box)).code).toBe(EXIT.ok);
+      expect((await runDocCommand(keygen, box, { home: bobHome, edit: (argv) => argv.map((a) => (a === "alice" ? "bob" : a)) })).code).toBe(EXIT.ok);
+      for (const [home, kid] of [[box.home, "alice"], [bobHome, "bob"]] as const) writeFileSync(join(box.cwd, `${kid}.public.jwk`), readFileSync(join(home, "dutygate-keys", `${kid}.public.jwk`)));
+      expect((await runDocCommand(one("docs/deploy.md", "gateway keys add /etc/dutygate/trusted-signers.jwks"), box)).code).toBe(EXIT.ok);
+      const list = await runDocCommand(one("docs/deploy.md", "gateway keys list /etc/dutygate/trusted-signers.jwks"), box);
+      expect(list.stdout.map((l) => l.split(" ")[0])).toEqual(["alice", "bob"]);
+
+      for (const command of COMMANDS.filter((c) => c.file === "docs/deploy.md" && c.text.startsWith("gateway-new "))) {
+        expect({ command: command.text, code: (await runDocCommand(command, box)).code }).toEqual({ command: command.text, code: EXIT.ok });
+      }
+    } finally {
+      box.remove();
+    }
+  });
+
+  test("docs/audit.md: the `gateway audit verify` transcript, on a real log while open, after close, and edited", async () => {
+    const block = fences("docs/audit.md", read("docs/audit.md")).find((f) => f.body.startsWith("$ gateway audit verify"))!;
+    // Each command with the output lines that follow it; numbers and the log's path vary.
+    const shown: Array<{ command: DocCommand; output: string[] }> = [];
+    for (const [i, line] of block.body.split("\n").entries()) {
+      if (line.startsWith("$ ")) shown.push({ command: COMMANDS.find((c) => c.file === "docs/audit.md" && c.line === block.line + 1 + i)!, output: [] });
+      else if (line.trim() !== "") shown.at(-1)!.output.push(line);
+    }
+    expect(shown.map((s) => s.command?.text.split(" ").slice(4).join(" "))).toEqual(["--keys signers.jwks", "--keys signers.jwks --allow-unsigned-tail", "--keys signers.jwks", "--keys signers.jwks"]);
+    const box = sandbox();
+    const auditDir = join(box.root, "var/lib/gateway/audit");
+    const pattern = (docLine: string) =>
+      new RegExp(`^${docLine.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace("/var/lib/gateway/audit", auditDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).replace(/\d+/g, "\\d+")}$`);
+    const expectOutput = (result: { stdout: string[]; stderr: string[] }, docLines: string[]) => {
+      const printed = [...result.stdout, ...result.stderr];
+      expect(printed.length).toBe(docLines.length);
+      for (const [i, docLine] of docLines.entries()) expect(printed[i]!).toMatch(pattern(docLine));
+    };
+    try {
+      const { signingKey, jwks } = await makeSigner();
+      writeFileSync(join(box.cwd, "signers.jwks"), JSON.stringify(jwks));
+      const log = await openAuditLog(logOptions(auditDir, signingKey, { checkpointEvery: 100, rotateBytes: 20_000 }));
+      let closed = false;
+      try {
+        for (let i = 0; i < 345; i++) await log.append({ type: "decision", decision: "allow", i });
+        const whileRunning = await runDocCommand(shown[0]!.command, box);
+        expect(whileRunning.code).toBe(EXIT.verificationFailed);
+        expectOutput(whileRunning, shown[0]!.output);
+        const tail = await runDocCommand(shown[1]!.command, box);
+        expect(tail.code).toBe(EXIT.ok);
+        expectOutput(tail, shown[1]!.output);
+        await log.close();
+        closed = true;
+      } finally {
+        if (!closed) await log.close();
+      }
+      const stopped = await runDocCommand(shown[2]!.command, box);
+      expect(stopped.code).toBe(EXIT.ok);
+      expectOutput(stopped, shown[2]!.output);
+      // One file, record seq 56 (line 57) edited: the break the last example shows, to the line.
+      const lines = readFileSync(readdirSync(auditDir).filter((n) => n.endsWith(".jsonl")).sort().map((n) => join(auditDir, n))[0]!, "utf8").split("\n");
+      lines[56] = lines[56]!.replace('"allow"', '"deny"');
+      writeFileSync(join(box.cwd, "audit.jsonl"), lines.join("\n"));
+      const edited = await runDocCommand(shown[3]!.command, box);
+      expect(edited.code).toBe(EXIT.verificationFailed);
+      expect([...edited.stdout, ...edited.stderr]).toEqual(shown[3]!.output);
+    } finally {
+      box.remove();
+    }
+  });
+
+  test("docs/deploy.md: after older audit files were shipped away, verify needs `--partial`", async () => {
+    const partial = inlineCommands().find((c) => c.key.startsWith("docs/deploy.md:") && c.text.startsWith("gateway audit verify") && c.text.includes("--partial"));
+    expect(partial).toBeDefined();
+    const box = sandbox();
+    try {
+      const auditDir = join(box.root, "var/log/dutygate/audit");
+      const { signingKey, jwks } = await makeSigner();
+      mkdirSync(join(box.root, "var/lib/dutygate/gateway-key"), { recursive: true });
+      writeFileSync(join(box.root, "var/lib/dutygate/gateway-key/public.jwks"), JSON.stringify(jwks));
+      const log = await openAuditLog(logOptions(auditDir, signingKey, { checkpointEvery: 50, rotateBytes: 10_000 }));
+      try {
+        for (let i = 0; i < 200; i++) await log.append({ type: "decision", decision: "allow", i });
+      } finally {
+        await log.close();
+      }
+      const files = readdirSync(auditDir).filter((n) => n.endsWith(".jsonl")).sort();
+      expect(files.length).toBeGreaterThan(2);
+      for (const shipped of files.slice(0, 2)) rmSync(join(auditDir, shipped));
+      const command: DocCommand = { file: "docs/deploy.md", line: 0, key: partial!.key, text: partial!.text, synopsis: false };
+      const withoutPartial = await runDocCommand(command, box, { edit: (argv) => argv.filter((a) => a !== "--partial") });
+      expect(withoutPartial.code).toBe(EXIT.verificationFailed);
+      expect(await runDocCommand(command, box)).toMatchObject({ code: EXIT.ok, stderr: [] });
+    } finally {
+      box.remove();
+    }
+  });
+
+  test("docs/hot-reload.md: the symlink switch moves `current` to v2 in one rename", async () => {
+    const command = one("docs/hot-reload.md", "cd /srv/dutygate");
+    const box = sandbox();
+    try {
+      const srv = join(box.root, "srv/dutygate");
+      for (const v of ["v1", "v2"]) mkdirSync(join(srv, v), { recursive: true });
+      symlinkSync("v1", join(srv, "current"));
+      const block = COMMANDS.filter((c) => c.file === "docs/hot-reload.md" && c.line >= command.line && c.line <= command.line + 1);
+      const script = { ...command, text: block.map((c) => c.text).join("\n") };
+      for (const c of block) ran.add(c.key);
+      expect(await runDocCommand(script, box)).toMatchObject({ code: 0, stderr: [] });
+      expect(readlinkSync(join(srv, "current"))).toBe("v2");
+      expect(existsSync(join(srv, "tmp"))).toBe(false);
+    } finally {
+      box.remove();
+    }
+  });
+
+  test("every npm script, file and `gateway` flag a command or synopsis names exists", () => {
+    const help = helpFlags();
+    const scripts = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts;
+    const wrong: string[] = [];
+    const check = (key: string, text: string) => {
+      for (const part of text.split(/\s*(?:&&|;)\s*/)) {
+        const npmRun = /^npm (?:run (\S+)|(test|start)\b)/.exec(part);
+        if (npmRun && !scripts[npmRun[1] ?? npmRun[2]!]) wrong.push(`${key}: no npm script \`${npmRun[1] ?? npmRun[2]}\``);
+        const file = /^(?:node_modules\/\.bin\/(?:bun|deno)|npx (?:bun|deno))(?: run(?: -A)?| test)? ([\w./-]+\.ts)\b/.exec(part);
+        if (file && !existsSync(join(ROOT, file[1]!))) wrong.push(`${key}: no file \`${file[1]}\``);
+        const gateway = /^(?:npx )?gateway (audit verify|[a-z]+)\b(.*)$/.exec(part);
+        if (gateway) {
+          if (!help.has(gateway[1]!)) wrong.push(`${key}: no command \`gateway ${gateway[1]}\``);
+          // `keygen … | sign DIR … | verify …` names several commands on one synopsis line.
+          const flags = [...gateway[2]!.split(/ \| (?=[a-z]+ )/)[0]!.matchAll(/--([a-z][a-z-]*)/g)].map((m) => m[1]!);
+          for (const flag of flags) if (!help.get(gateway[1]!)?.has(flag)) wrong.push(`${key}: \`gateway ${gateway[1]}\` has no \`--${flag}\``);
+        }
+      }
+    };
+    for (const c of COMMANDS) check(c.key, c.text);
+    for (const c of inlineCommands()) check(c.key, c.text);
+    expect(wrong).toEqual([]);
+  });
+
+  test("no command assumes a tool `npm install` does not put on the PATH (bare `bun`, `deno`, `tsc`)", () => {
+    const bare = [...COMMANDS.map((c) => ({ key: c.key, text: c.text })), ...inlineCommands()].filter((c) => /(^|&&\s*|;\s*)(bun|bunx|deno|tsc) /.test(c.text));
+    expect(bare.map((c) => `${c.key}: ${c.text}`)).toEqual([]);
+  });
+
+  test("README says what `npm test` installs as root (each package test/run.sh may apt-get install)", () => {
+    const install = /apt-get install[^']*?--no-install-recommends ([a-z0-9 .+-]+)'/.exec(read("test/run.sh"));
+    expect(install).not.toBeNull();
+    const readme = read("README.md").replace(/\s+/g, " ");
+    expect(readme).toContain("apt-get");
+    for (const pkg of install![1]!.split(" ").filter((p) => !p.startsWith("lib"))) expect(readme).toContain(`\`${pkg}\``);
+  });
+
+  // Last: the tests above recorded what they ran.
+  test("each command block line was run above, is a synopsis checked above, or is listed with the reason it cannot run", () => {
+    ran.add(one("docs/admin.md", "gateway explain policies --principal bob.json").key); // "output quoted in the docs" above
+    for (const c of COMMANDS.filter((c) => c.file === "docs/ledger.md")) ran.add(c.key); // likewise
+    const uncovered = COMMANDS.filter((c) => !ran.has(c.key) && !c.synopsis && NOT_RUN[c.text] === undefined).map((c) => `${c.key}: ${c.text}`);
+    expect(uncovered).toEqual([]);
+    const stale = Object.keys(NOT_RUN).filter((text) => !COMMANDS.some((c) => c.text === text));
+    expect(stale).toEqual([]);
+    expect(COMMANDS.filter((c) => ran.has(c.key) && NOT_RUN[c.text] !== undefined).map((c) => c.key)).toEqual([]);
+    expect(ran.size).toBeGreaterThan(15);
   });
 });
