@@ -134,13 +134,14 @@ export class Metrics {
   readonly auditWriteLatency = new Histogram("dutygate_audit_write_duration_seconds", "Time to hand an audit record to the OS (and fsync, per setting).", SLOW);
   readonly upstreamErrors = new Counter("dutygate_upstream_errors_total", "Upstream failures (unreachable, timeout) by upstream.");
   ledgerSize: Gauge = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger.");
+  ledgerUnknownReservations: Gauge = new Gauge("dutygate_ledger_unknown_reservations", "Duty-ledger reservations of unknown outcome, counted as performed until an operator settles them.");
   policyExpiry: Gauge = new Gauge("dutygate_policy_expiry_timestamp_seconds", "Unix time at which the active policy bundle expires (no sample when it never does).");
   policyDegraded: Gauge = new Gauge("dutygate_policy_degraded", "1 while the gateway serves the last good bundle from its state directory because the policy directory fails, else 0.");
   upstreamConnections: Gauge = new Gauge("dutygate_upstream_connections", "Connections the HTTP/1.1 upstream client holds, by upstream and state (idle, busy).");
   upstreamWaiting: Gauge = new Gauge("dutygate_upstream_waiting_requests", "Requests waiting for an upstream connection (the client is at its cap), by upstream.");
 
   render(): string {
-    const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.policyExpiry, this.policyDegraded, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.upstreamConnections, this.upstreamWaiting, this.ledgerSize];
+    const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.policyExpiry, this.policyDegraded, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.upstreamConnections, this.upstreamWaiting, this.ledgerSize, this.ledgerUnknownReservations];
     return all.flatMap((m) => m.render()).join("\n") + "\n";
   }
 }

@@ -96,17 +96,23 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       log.warn("--reset-ledger: the recorded duty ledger was missing or replaced; its history is no longer consulted", { recorded: previous?.ledger_id, ledger_id: ledger.id, ledger: config.ledger.path });
     }
     cleanups.push(() => ledger.close());
-    const unknown = (await ledger.pending()).filter((p) => p.state === "unknown").length;
-    if (unknown > 0) {
-      log.warn("the duty ledger holds reservations of unknown outcome (a gateway stopped before the upstream answered); they count as performed until an operator confirms or releases them: gateway ledger list-pending", { count: unknown, ledger: config.ledger.path });
+    const countUnknown = async () => (await ledger.pending()).filter((p) => p.state === "unknown").length;
+    let ledgerSize = 0;
+    let unknownReservations = await countUnknown();
+    if (unknownReservations > 0) {
+      log.warn("the duty ledger holds reservations of unknown outcome (a gateway stopped before the upstream answered); they count as performed until an operator confirms or releases them: gateway ledger list-pending", { count: unknownReservations, ledger: config.ledger.path });
     }
     const pruning = schedulePrune(ledger, { onError: (e) => log.warn("ledger prune failed", { error: (e as Error).message }) });
     cleanups.push(() => pruning.stop());
-    let ledgerSize = 0;
-    const sizeTimer = setInterval(() => void ledger.size().then((n) => (ledgerSize = n)).catch(() => {}), 10_000);
+    // Reservations also turn unknown while serving: a settle that failed, or another process that died.
+    const sizeTimer = setInterval(() => {
+      void ledger.size().then((n) => (ledgerSize = n)).catch(() => {});
+      void countUnknown().then((n) => (unknownReservations = n)).catch(() => {});
+    }, 10_000);
     sizeTimer.unref?.();
     cleanups.push(() => clearInterval(sizeTimer));
     metrics.ledgerSize = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger (refreshed every 10 s).", () => ledgerSize);
+    metrics.ledgerUnknownReservations = new Gauge(metrics.ledgerUnknownReservations.name, `${metrics.ledgerUnknownReservations.help} (refreshed every 10 s)`, () => unknownReservations);
     // The HTTP/1.1 client's connections per upstream, read at each scrape (fetch exposes none,
     // so upstreams that fetch carries have no series).
     const pooled = Object.values(config.upstreams).flatMap((u) => {

@@ -7,9 +7,9 @@ import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
-import { DEFAULT_RESERVATION_TTL_MS } from "../../src/ledger/mod.ts";
+import { DEFAULT_RESERVATION_TTL_MS, openSqliteLedger } from "../../src/ledger/mod.ts";
 import { main } from "../../src/main.ts";
-import { createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig, type GatewayProcess } from "../support/harness.ts";
+import { createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type GatewayProcess } from "../support/harness.ts";
 
 const post = (url: string, token: string) =>
   fetch(url, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
@@ -125,4 +125,26 @@ describe("a ledger file deleted between two runs", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe("reservations of unknown outcome are visible to monitoring", () => {
+  test("a gateway starting on a ledger that holds one reports it in dutygate_ledger_unknown_reservations", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-ledger-gauge-"));
+    cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+    try {
+      // A gateway that stopped while alice's submit waited for the upstream left this behind.
+      const left = await openSqliteLedger({ path: join(dir, ".state", "ledger.sqlite"), retentionDays: 90 });
+      const checks = [{ constraint: "separate:policies/changes.duty:20:1", param: "change", key: "42", duties: ["submit_change", "approve_change", "deploy_change"] }];
+      expect((await left.reserve({ checks, duty: "submit_change", sub: "alice", at: Date.now() })).ok).toBe(true);
+      await left.close();
+      const t = await startTestGateway({ dir });
+      try {
+        expect(t.gw.metrics.render()).toContain("\ndutygate_ledger_unknown_reservations 1\n");
+      } finally {
+        await t.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
