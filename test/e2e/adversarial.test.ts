@@ -501,9 +501,9 @@ for (const backend of ["bun", "node"] as const) {
 // handles each once the answer before it is complete (so the upstream gets them in the order sent);
 // after a request that closes the connection (`Connection: close`, HTTP/1.0) it answers that one
 // and reads nothing more. Bun.serve closes the connection as soon as it reads a request behind one
-// still unanswered (docs/security.md, known limits): no answer, and nothing behind the first is
-// ever judged or forwarded. On both, every answer is the answer to the request in its position,
-// judged and audited, and nothing reaches the upstream that was not judged and allowed.
+// still unanswered (docs/security.md, known limits): that one gets no answer, and nothing behind
+// it is ever judged or forwarded. On both, every answer is the answer to the request in its
+// position, judged and audited, and nothing reaches the upstream that was not judged and allowed.
 interface PipelinedRequest {
   bytes: string;
   /** `METHOD /path` as judged and, when allowed, forwarded; null when refused before a path is judged. */
@@ -515,8 +515,12 @@ interface PipelinedRequest {
 interface PipelineCase {
   name: string;
   requests: (port: number, token: string) => PipelinedRequest[];
-  /** How many answers come back before the connection closes, per backend. */
-  answered: Record<Backend, number>;
+  /**
+   * How many answers come back before the connection closes. On Bun.serve, `"prefix"`: the answers
+   * to the requests it finished before reading the next one, in order, then the close, which
+   * usually comes before the first answer (the runtime's timing, not the gateway's).
+   */
+  answered: { node: number; bun: number | "prefix" };
   /** The problem code of each answer that is a refusal, by position. */
   codes?: Array<string | undefined>;
   /** Backends whose listener itself refuses these requests (no decision record; known limit). */
@@ -534,7 +538,7 @@ const pipelineCases: PipelineCase[] = [
   {
     name: "three GETs",
     requests: (p, t) => [get("/changes/61", p, t), get("/changes/62", p, t), get("/changes/63", p, t, { close: true })],
-    answered: { node: 3, bun: 0 },
+    answered: { node: 3, bun: "prefix" },
   },
   {
     name: "a POST with a body, then a GET (the upstream gets the POST first)",
@@ -542,12 +546,12 @@ const pipelineCases: PipelineCase[] = [
       { bytes: `POST /changes/64/submit HTTP/1.1\r\nhost: 127.0.0.1:${p}\r\n${auth(t)}\r\ncontent-length: 5\r\n\r\nhello`, judged: "POST /changes/64/submit" },
       get("/changes/65", p, t, { close: true }),
     ],
-    answered: { node: 2, bun: 0 },
+    answered: { node: 2, bun: "prefix" },
   },
   {
     name: "a request refused by the gateway, then an allowed one",
     requests: (p, t) => [{ bytes: `GET /changes/66 HTTP/1.1\r\nhost: 127.0.0.1:${p}\r\n\r\n`, judged: "GET /changes/66", refused: true }, get("/changes/67", p, t, { close: true })],
-    answered: { node: 2, bun: 0 },
+    answered: { node: 2, bun: "prefix" },
     codes: ["AUTHN_MISSING_TOKEN"],
   },
   {
@@ -564,8 +568,8 @@ const pipelineCases: PipelineCase[] = [
     // On node the first is answered, then the connection ends. Bun.serve's parser writes its bare
     // 400 at once, in place of the answer the first request is owed (known limit).
     name: "a malformed request behind an allowed one",
-    requests: (p, t) => [get("/changes/74", p, t), { bytes: `GET /changes/75 HTTP/1.1\r\nhost: 127.0.0.1:${p}\r\nx(y): 1\r\n\r\n`, judged: "GET /changes/75", refused: true }],
-    answered: { node: 1, bun: 1 },
+    requests: (p, t) => [get("/changes/74", p, t), { bytes: `GET /changes/75 HTTP/1.1\r\nhost: 127.0.0.1:${p}\r\nx(y): 1\r\n\r\n`, judged: null, refused: true }],
+    answered: { node: 1, bun: "prefix" },
     refusedByParser: ["bun"],
   },
   {
@@ -586,11 +590,13 @@ for (const backend of ["bun", "node"] as const) {
         const requests = c.requests(portOf(g), token);
         const result = await exchange(portOf(g), requests.map((r) => r.bytes).join(""));
         expect(result.closed).toBe(true);
-        expect(result.responses.length).toBe(c.answered[backend]);
+        const expected = c.answered[backend];
+        if (expected === "prefix") expect(result.responses.length).toBeLessThanOrEqual(requests.length);
+        else expect(result.responses.length).toBe(expected);
 
         // Each answer is the answer to the request in its position, judged and audited as that request.
         for (const [i, answer] of result.responses.entries()) {
-          if (c.refusedByParser?.includes(backend)) {
+          if (c.refusedByParser?.includes(backend) && i === result.responses.length - 1 && answer.headers["x-request-id"] === undefined) {
             expect(answer.status).toBe(400);
             expect(answer.headers["x-request-id"]).toBeUndefined();
             continue;
@@ -604,10 +610,11 @@ for (const backend of ["bun", "node"] as const) {
           expect(record!.decision).toBe(answer.status === 200 ? "allow" : "deny");
         }
 
-        // The requests the listener handed to the gateway: on Bun.serve only the first. Once each
-        // of them has its decision record, and an allowed one its outcome record, whatever the
-        // gateway forwarded for this case has reached the upstream.
-        const dispatched = requests.slice(0, backend === "bun" ? 1 : c.answered.node);
+        // The requests the listener handed to the gateway: on Bun.serve those answered and the one
+        // pending when it closed the connection. Once each has its decision record, and an allowed
+        // one its outcome record, whatever the gateway forwarded for this case has reached the upstream.
+        const answeredByGateway = result.responses.filter((r) => r.headers["x-request-id"] !== undefined).length;
+        const dispatched = requests.slice(0, expected === "prefix" ? answeredByGateway + 1 : expected);
         for (const r of dispatched) {
           if (r.judged === null) continue;
           const decision = await auditRecordWhere(g, (x) => x.type === "decision" && `${x.method} ${x.path}` === r.judged);
@@ -617,7 +624,7 @@ for (const backend of ["bun", "node"] as const) {
 
         // Nothing reaches the upstream unjudged: every forwarded request has its allow record, and
         // the allowed ones arrive in the order sent. On node exactly those answered 200 were
-        // forwarded; Bun.serve dispatches nothing behind the first request.
+        // forwarded; on Bun.serve at most one more, the one whose answer the close cut off.
         const ours = new Set(requests.map((r) => r.judged));
         const forwarded = g.upstream.received.filter((r) => ours.has(`${r.method} ${r.path}`));
         for (const got of forwarded) {
