@@ -73,6 +73,7 @@ usage:
                   [--reset-ledger]               start although the recorded duty ledger is missing or replaced
   gateway check   [DIR] [--format text|json|github|junit] [--keys JWKS] [--min-signers N]
                   [--replay AUDIT.jsonl|DIR]... [--allow-flips] [--max-examples N]
+                  [--allow-skipped | --max-skipped SHARE]
                   [--assignments FILE] [--now DATE] [--max-errors N]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
@@ -136,7 +137,7 @@ const commands: Record<string, Command> = {
     return SERVING;
   },
   async check(argv, io) {
-    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors"], repeated: ["replay"], booleans: ["allow-flips"] });
+    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors", "max-skipped"], repeated: ["replay"], booleans: ["allow-flips", "allow-skipped"] });
     const format = (a.flags.format ?? "text") as CheckFormat;
     if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
     const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
@@ -157,10 +158,16 @@ const commands: Record<string, Command> = {
       });
     }
     if (a.lists.replay?.length) {
-      const { replayStep } = await import("./cli/replay.ts");
-      extraSteps.push(replayStep({ paths: a.lists.replay, allowFlips: a.booleans.has("allow-flips"), maxExamples: intFlag(a.flags["max-examples"], "max-examples") }));
-    } else if (a.booleans.has("allow-flips")) {
-      throw new GatewayError("USAGE", "`--allow-flips` only applies with `--replay`");
+      const { parseSkippedShare, replayStep } = await import("./cli/replay.ts");
+      const maxSkippedFlag = a.flags["max-skipped"];
+      if (maxSkippedFlag !== undefined && a.booleans.has("allow-skipped")) throw new GatewayError("USAGE", "`--allow-skipped` and `--max-skipped` exclude each other");
+      const maxSkipped = maxSkippedFlag === undefined ? (a.booleans.has("allow-skipped") ? 1 : 0) : parseSkippedShare(maxSkippedFlag);
+      if (maxSkipped === null) throw new GatewayError("USAGE", `\`--max-skipped\` needs a share such as \`5%\` or \`0.05\`, got \`${maxSkippedFlag}\``);
+      extraSteps.push(replayStep({ paths: a.lists.replay, allowFlips: a.booleans.has("allow-flips"), maxExamples: intFlag(a.flags["max-examples"], "max-examples"), maxSkipped }));
+    } else {
+      for (const flag of ["allow-flips", "allow-skipped", "max-skipped"]) {
+        if (a.booleans.has(flag) || a.flags[flag] !== undefined) throw new GatewayError("USAGE", `\`--${flag}\` only applies with \`--replay\``);
+      }
     }
     return runCheck({ dir, format, now, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), extraSteps }, io);
   },

@@ -12,7 +12,7 @@ import type { CompiledPolicy, Decision, PolicyRequest, SeparationCheck } from ".
 import { coercePrincipal, parseIp } from "../../dsl/mod.ts";
 import { resolveAuditPaths } from "../audit/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { dutySpan, ruleSpan, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
+import { dutySpan, ruleSpan, type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
 import { EXIT } from "./io.ts";
 
 export { policyInputNames, principalToJson, replayFieldsOf, type PolicyInputNames, type ReplayFields } from "../gateway/replay_fields.ts";
@@ -50,7 +50,12 @@ export interface ReplayReport {
   /** Decision records read. */
   decisions: number;
   replayed: number;
-  /** Records not replayed, by reason (`denied before a decision`, `principal attribute \`x\` not recorded`, …). */
+  /**
+   * Records refused before any policy decided (authentication failed, no route): no candidate
+   * policy can change them, so they are neither replayed nor skipped.
+   */
+  refusedBeforePolicy: number;
+  /** Records a policy decided that could not be replayed, by reason (`principal attribute \`x\` not recorded`, …). */
   skipped: Record<string, number>;
   flips: { total: number; allowToDeny: number; denyToAllow: number; groups: ReplayFlipGroup[] };
   /** Same allow/deny, another code or deciding reason code (e.g. DENY_NO_GRANT → DENY_FORBID): informational. */
@@ -175,7 +180,7 @@ export async function replayAuditLog(compiled: CompiledPolicy, paths: readonly s
   const maxExamples = options.maxExamples ?? 3;
   const schema = compiled.policy.schema;
   const names = policyInputNames(compiled.policy);
-  const report: ReplayReport = { files: [], decisions: 0, replayed: 0, skipped: {}, flips: { total: 0, allowToDeny: 0, denyToAllow: 0, groups: [] }, codeChanges: 0, unrecordedInputs: {}, unreadableLines: 0 };
+  const report: ReplayReport = { files: [], decisions: 0, replayed: 0, refusedBeforePolicy: 0, skipped: {}, flips: { total: 0, allowToDeny: 0, denyToAllow: 0, groups: [] }, codeChanges: 0, unrecordedInputs: {}, unreadableLines: 0 };
   const groups = new Map<string, ReplayFlipGroup>();
 
   for (const path of paths) {
@@ -198,7 +203,7 @@ export async function replayAuditLog(compiled: CompiledPolicy, paths: readonly s
         const method = str(r.method);
         const path = str(r.path);
         const channel = r.channel === "admin" ? "admin" : r.channel === "operational" ? "operational" : null;
-        if (sub === null || method === null || path === null) return bump(report.skipped, "denied before a decision (authentication or path)");
+        if (sub === null || method === null || path === null) return void report.refusedBeforePolicy++;
         if (channel === null) return bump(report.skipped, "no channel recorded");
         // Attributes the candidate no longer declares are dropped; one it added cannot be guessed.
         const recorded = (r.principal ?? { sub, roles: r.roles ?? [] }) as Record<string, unknown>;
@@ -251,16 +256,26 @@ export async function replayAuditLog(compiled: CompiledPolicy, paths: readonly s
   return report;
 }
 
+/** Records a policy decided that the replay could not re-decide. */
+export function skippedCount(report: ReplayReport): number {
+  return Object.values(report.skipped).reduce((a, b) => a + b, 0);
+}
+
 /** The text lines of a replay report. */
 export function renderReplayReport(report: ReplayReport, options: { allowFlips?: boolean } = {}): string[] {
-  const skipped = Object.values(report.skipped).reduce((a, b) => a + b, 0);
-  const lines = [`replay: ${report.decisions} decision records in ${report.files.length} file${report.files.length === 1 ? "" : "s"}: ${report.replayed} replayed, ${skipped} skipped`];
+  const skipped = skippedCount(report);
+  const refused = report.refusedBeforePolicy ? `, ${report.refusedBeforePolicy} refused before a policy decision (authentication or path; nothing to replay)` : "";
+  const lines = [`replay: ${report.decisions} decision records in ${report.files.length} file${report.files.length === 1 ? "" : "s"}: ${report.replayed} replayed, ${skipped} skipped${refused}`];
   for (const [why, n] of Object.entries(report.skipped)) lines.push(`  skipped ${n}: ${why}`);
   if (report.unreadableLines) lines.push(`  ${report.unreadableLines} unreadable line${report.unreadableLines === 1 ? "" : "s"} (a torn last line after a crash is one)`);
   for (const [input, n] of Object.entries(report.unrecordedInputs)) lines.push(`  note: the candidate reads ${input}, which ${n} record${n === 1 ? "" : "s"} did not record; replayed as absent`);
   const f = report.flips;
+  if (f.total === 0 && report.replayed === 0) {
+    lines.push("replay: no decision replayed, so no flip could be seen");
+    return lines;
+  }
   if (f.total === 0) {
-    lines.push(`replay: no decision flips${report.codeChanges ? ` (${report.codeChanges} denial${report.codeChanges === 1 ? "" : "s"} with another code)` : ""}`);
+    lines.push(`replay: no decision flips${skipped ? ` among the ${report.replayed} replayed` : ""}${report.codeChanges ? ` (${report.codeChanges} denial${report.codeChanges === 1 ? "" : "s"} with another code)` : ""}`);
     return lines;
   }
   lines.push(`replay: ${f.total} decision flip${f.total === 1 ? "" : "s"} (allow→deny ${f.allowToDeny}, deny→allow ${f.denyToAllow})${options.allowFlips ? " — allowed by --allow-flips" : ""}`);
@@ -280,11 +295,18 @@ export interface ReplayStepParams {
   paths: readonly string[];
   allowFlips: boolean;
   maxExamples?: number;
+  /**
+   * The largest share (0–1) of the records a policy decided that may go unreplayed (skipped)
+   * before the gate fails; default 0: a replay that skips any record proves nothing about it.
+   * 1 (`--allow-skipped`) also accepts a replay that judged no record at all.
+   */
+  maxSkipped?: number;
 }
 
 /**
  * The `--replay` gate of `gateway check`: exit code 3 (`EXIT.decisionFlips`) on any flip unless
- * `allowFlips`, 64 when a log cannot be read. Each flip group's annotation points at the
+ * `allowFlips`, 64 when a log cannot be read or more than `maxSkipped` of its records were skipped
+ * (`REPLAY_TOO_MANY_SKIPPED`). Each flip group's annotation points at the
  * candidate's deciding rule, or at the duty when no rule decided (no grant).
  *
  * @example runCheck({ dir, format, extraSteps: [replayStep({ paths: ["audit/"], allowFlips: false })] }, io)
@@ -308,10 +330,14 @@ async function runReplayGate(ctx: CheckContext, params: ReplayStepParams): Promi
   }
   const level = params.allowFlips ? "warning" : "error";
   const { policy } = ctx.compiled;
+  const tooManySkipped = skippedBeyondLimit(report, params.maxSkipped ?? 0);
+  const text = renderReplayReport(report, { allowFlips: params.allowFlips });
+  if (tooManySkipped) text.push(`error[REPLAY_TOO_MANY_SKIPPED]: ${tooManySkipped.message}`, `  = help: ${tooManySkipped.help}`);
   return {
-    exitCode: report.flips.total && !params.allowFlips ? EXIT.decisionFlips : EXIT.ok,
-    text: renderReplayReport(report, { allowFlips: params.allowFlips }),
-    annotations: report.flips.groups.map((g) => {
+    // Flips found are flips (3) even when records were skipped; else too few judged is "could not judge" (64).
+    exitCode: report.flips.total && !params.allowFlips ? EXIT.decisionFlips : tooManySkipped ? EXIT.usage : EXIT.ok,
+    text,
+    annotations: [...(tooManySkipped ? [{ level: "error" as const, title: "replay", message: `${tooManySkipped.message} (${tooManySkipped.help})` }] : []), ...report.flips.groups.map((g): CheckAnnotation => {
       const e = g.examples[0];
       const span = ruleSpan(policy, e?.rule ?? null) ?? dutySpan(policy, g.duty);
       return {
@@ -319,7 +345,35 @@ async function runReplayGate(ctx: CheckContext, params: ReplayStepParams): Promi
         message: `${g.direction} ${g.duty} (${g.roles}): ${g.count} request${g.count === 1 ? "" : "s"}${e ? `, e.g. ${e.requestId} ${e.sub} ${e.request} ${e.from} → ${e.to} (${e.at})` : ""}`,
         at: span ? { file: span.file, line: span.line, col: span.col } : undefined,
       };
-    }),
-    json: { ...report, allowFlips: params.allowFlips },
+    })],
+    json: { ...report, allowFlips: params.allowFlips, maxSkipped: params.maxSkipped ?? 0, ...(tooManySkipped ? { error: tooManySkipped.message, code: "REPLAY_TOO_MANY_SKIPPED" } : {}) },
   };
+}
+
+/**
+ * Why the replay judged too little to vouch for the candidate, or null: more than `maxSkipped`
+ * of the records a policy decided were skipped, or (below 1) there was no such record at all.
+ */
+function skippedBeyondLimit(report: ReplayReport, maxSkipped: number): { message: string; help: string } | null {
+  const skipped = skippedCount(report);
+  const judgeable = report.replayed + skipped;
+  const percent = (share: number) => `${Math.round(share * 1000) / 10}%`;
+  if (judgeable === 0) {
+    if (maxSkipped >= 1) return null;
+    return { message: `replay judged no decision: ${report.decisions} decision record${report.decisions === 1 ? "" : "s"}, none decided by a policy`, help: "replay a log of traffic the policy decided, or pass --allow-skipped to accept an empty replay" };
+  }
+  if (skipped / judgeable <= maxSkipped) return null;
+  const reasons = Object.entries(report.skipped).sort((a, b) => b[1] - a[1]).map(([why, n]) => `${why} (${n})`).join("; ");
+  return {
+    message: `replay skipped ${skipped} of ${judgeable} records (${percent(skipped / judgeable)}), more than the ${percent(maxSkipped)} allowed: ${reasons}`,
+    help: "a skipped record is not judged, so its flips go unseen; record what the candidate needs, or pass --max-skipped SHARE (e.g. 5%) or --allow-skipped to accept",
+  };
+}
+
+/** Reads `--max-skipped`: a share as `5%` or `0.05`; null when it is not one. */
+export function parseSkippedShare(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(text.trim());
+  if (!m) return null;
+  const share = m[2] ? Number(m[1]) / 100 : Number(m[1]);
+  return share >= 0 && share <= 1 ? share : null;
 }

@@ -25,11 +25,11 @@ async function send(who: string | null, method: string, path: string, headers: R
   return res.status;
 }
 
-/** A candidate policy directory: the shipped `.duty` files (no tests) with `edit` applied to changes.duty. */
-function candidate(name: string, edit?: (changes: string) => string): string {
+/** A candidate policy directory: the shipped `.duty` files (no tests) with `edit` applied to changes.duty (or `fileName`). */
+function candidate(name: string, edit?: (changes: string) => string, fileName = "changes.duty"): string {
   const dir = join(work, name);
   cpSync(SHIPPED_POLICIES, dir, { recursive: true, filter: (src) => !src.endsWith(".test.toml") });
-  const file = join(dir, "changes.duty");
+  const file = join(dir, fileName);
   const before = readFileSync(file, "utf8");
   const after = edit ? edit(before) : before;
   if (edit) expect(after).not.toBe(before);
@@ -90,13 +90,14 @@ describe("the recorded log", () => {
 });
 
 describe("gateway check --replay", () => {
-  test("the unchanged policy: zero flips, exit 0, the pre-decision denial skipped and counted", async () => {
+  test("the unchanged policy: zero flips, exit 0, the pre-decision denial counted apart (no policy decided it)", async () => {
     const { code, report } = await replay(candidate("unchanged"));
     expect(code).toBe(EXIT.ok);
     expect(report!.flips.total).toBe(0);
     expect(report!.decisions).toBe(sent.length);
     expect(report!.replayed).toBe(sent.length - 1);
-    expect(report!.skipped).toEqual({ "denied before a decision (authentication or path)": 1 });
+    expect(report!.skipped).toEqual({});
+    expect(report!.refusedBeforePolicy).toBe(1);
     expect(report!.unrecordedInputs).toEqual({});
   });
 
@@ -165,7 +166,7 @@ describe("gateway check --replay", () => {
     expect(missing.stdout.join("\n")).toContain("AUDIT_READ_FAILED");
   });
 
-  test("records without the full principal (older gateways) are skipped and counted by the missing attribute", async () => {
+  test("records without the full principal (older gateways) are skipped and counted by the missing attribute; skipping them fails unless allowed", async () => {
     const file = join(work, "old-format.jsonl");
     writeFileSync(file, [
       { type: "decision", seq: 0, time: "2026-01-01T00:00:00.000Z", request_id: "r1", channel: "operational", method: "POST", path: "/changes/1/submit", sub: "alice", roles: ["developer"], decision: "allow", code: "ALLOW" },
@@ -173,10 +174,77 @@ describe("gateway check --replay", () => {
       "{\"type\":\"decision\",\"seq\":2,", // a torn last line
     ].map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n"));
     const io = memoryIo();
-    const code = await runCheck({ dir: candidate("old"), format: "json", extraSteps: [replayStep({ paths: [file], allowFlips: false })] }, io);
+    const dir = candidate("old");
+    expect(await runCheck({ dir, format: "json", extraSteps: [replayStep({ paths: [file], allowFlips: false })] }, memoryIo())).toBe(EXIT.usage);
+    const code = await runCheck({ dir, format: "json", extraSteps: [replayStep({ paths: [file], allowFlips: false, maxSkipped: 1 })] }, io);
     expect(code).toBe(EXIT.ok);
     const report = (JSON.parse(io.stdout.join("\n")) as { replay: ReplayReport }).replay;
     expect(report.skipped).toEqual({ "principal attribute `mfa` not recorded": 1 });
     expect(report.unreadableLines).toBe(1);
+  });
+});
+
+describe("regression: a replay that judged nothing passed", () => {
+  /** `gateway check DIR --replay …` through the command line, in process. */
+  async function check(dir: string, ...flags: string[]) {
+    const io = memoryIo();
+    const code = await main(["check", dir, "--replay", auditDir, ...flags], io);
+    return { code, out: io.stdout.join("\n"), err: io.stderr.join("\n") };
+  }
+
+  test("a candidate that adds a principal attribute skips every record: exit 64, saying why and how many", async () => {
+    const dir = candidate("new-attribute", (s) => s.replace("  team: string\n", "  team: string\n  clearance: int\n"), "base.duty");
+    const judged = sent.length - 1;
+    const text = await check(dir);
+    expect(text.code).toBe(EXIT.usage);
+    expect(text.out).toContain(`error[REPLAY_TOO_MANY_SKIPPED]: replay skipped ${judged} of ${judged} records (100%), more than the 0% allowed: principal attribute \`clearance\` not recorded (${judged})`);
+    expect(text.out).toContain("replay: no decision replayed, so no flip could be seen");
+    expect(text.out.split("\n").at(-1)).toStartWith("FAILED: ");
+    const json = await check(dir, "--format", "json");
+    const report = JSON.parse(json.out) as { ok: boolean; gates: Array<{ name: string; status: string }>; replay: ReplayReport & { code: string } };
+    expect(json.code).toBe(EXIT.usage);
+    expect(report.ok).toBe(false);
+    expect(report.gates.find((g) => g.name === "replay")?.status).toBe("error");
+    expect(report.replay.code).toBe("REPLAY_TOO_MANY_SKIPPED");
+    expect(report.replay.replayed).toBe(0);
+    const github = await check(dir, "--format", "github");
+    expect(github.out.split("\n").filter((l) => l.startsWith("::error title=replay::replay skipped"))).toHaveLength(1);
+    // Accepted on purpose: every share, or a share as large as this one.
+    expect((await check(dir, "--allow-skipped")).code).toBe(EXIT.ok);
+    expect((await check(dir, "--max-skipped", "100%")).code).toBe(EXIT.ok);
+    expect((await check(dir, "--max-skipped", "0.5")).code).toBe(EXIT.usage);
+  });
+
+  test("--max-skipped is a share of the records a policy decided: one skipped record of many passes 10%, not 1%", async () => {
+    const old = join(work, "one-old-record.jsonl");
+    writeFileSync(old, JSON.stringify({ type: "decision", seq: 0, time: "2026-01-01T00:00:00.000Z", request_id: "old-1", channel: "operational", method: "GET", path: "/changes", sub: "alice", roles: ["developer"], decision: "allow", code: "ALLOW" }) + "\n");
+    const dir = candidate("share");
+    const run = async (...flags: string[]) => {
+      const io = memoryIo();
+      return { code: await main(["check", dir, "--replay", auditDir, "--replay", old, ...flags], io), out: io.stdout.join("\n") };
+    };
+    const strict = await run();
+    expect(strict.code).toBe(EXIT.usage);
+    expect(strict.out).toContain(`replay skipped 1 of ${sent.length} records`);
+    expect((await run("--max-skipped", "10%")).code).toBe(EXIT.ok);
+    expect((await run("--max-skipped", "1%")).code).toBe(EXIT.usage);
+  });
+
+  test("an empty log judges nothing: exit 64 unless --allow-skipped", async () => {
+    const empty = join(work, "empty.jsonl");
+    writeFileSync(empty, "");
+    const io = memoryIo();
+    expect(await main(["check", candidate("empty"), "--replay", empty], io)).toBe(EXIT.usage);
+    expect(io.stdout.join("\n")).toContain("error[REPLAY_TOO_MANY_SKIPPED]: replay judged no decision: 0 decision records");
+    expect(await main(["check", candidate("empty"), "--replay", empty, "--allow-skipped"], memoryIo())).toBe(EXIT.ok);
+  });
+
+  test("usage: a share that is not one, both flags, or either without --replay", async () => {
+    const dir = candidate("usage");
+    for (const argv of [["--replay", auditDir, "--max-skipped", "lots"], ["--replay", auditDir, "--max-skipped", "150%"], ["--replay", auditDir, "--allow-skipped", "--max-skipped", "5%"], ["--allow-skipped"], ["--max-skipped", "5%"]]) {
+      const io = memoryIo();
+      expect(await main(["check", dir, ...argv], io)).toBe(EXIT.usage);
+      expect(io.stderr.join("\n")).toMatch(/^error: `--(max-skipped|allow-skipped)`/);
+    }
   });
 });
