@@ -37,6 +37,11 @@ const PRIMITIVES: Record<string, Type> = {
   cidr: { kind: "cidr" }, time: { kind: "time" }, duration: { kind: "duration" },
 };
 const BOOL: Type = { kind: "bool" };
+/** Type names of other languages, and what they are called here. */
+const TYPE_ALIASES: Readonly<Record<string, string>> = {
+  integer: "int", number: "int", long: "int", boolean: "bool", str: "string", text: "string",
+  datetime: "time", timestamp: "time", date: "time", list: "set<…>", array: "set<…>",
+};
 const SEGMENT_TEXT = /^[A-Za-z0-9._~!$&'()+,;=@%-]+$/;
 
 export function sameType(a: Type, b: Type): boolean {
@@ -92,6 +97,11 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   const diags: Diagnostic[] = [];
   const err = (code: string, message: string, span: Span, help?: string) => diags.push(diagnostic(code, "error", message, span, help));
   const warn = (code: string, message: string, span: Span, help?: string) => diags.push(diagnostic(code, "warning", message, span, help));
+  const badDate = (text: string, span: Span) => {
+    const noOffset = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)$/.exec(text);
+    if (noOffset) err("E_BAD_LITERAL", `date-time \`${text}\` has no UTC offset`, span, `a time of day needs its offset: \`${text}Z\` for UTC, or e.g. \`${text}+02:00\``);
+    else err("E_BAD_LITERAL", `bad date \`${text}\``, span, "dates are `2026-12-31` or `2026-12-31T18:00:00Z`");
+  };
   const all: Declaration[] = files.flatMap((f) => f.declarations);
   const of = <K extends Declaration["kind"]>(kind: K) => all.filter((d): d is Extract<Declaration, { kind: K }> => d.kind === kind);
 
@@ -141,6 +151,9 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
 
   // --- principal schema ------------------------------------------------------------------
   const schema: Record<string, Type> = {};
+  // Attributes declared with a type that has an error: that error is reported once, at the
+  // declaration; their uses are not each reported again as unknown attributes.
+  const brokenAttributes = new Set<string>();
   const principalDecls = of("principal");
   const resolveType = (t: TypeRef): Type | null => {
     if (t.kind === "set") {
@@ -155,7 +168,8 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     const name = t.name.text;
     if (name in PRIMITIVES) return PRIMITIVES[name]!;
     if (enums.has(name)) return enumType(name);
-    err("E_UNKNOWN_TYPE", `unknown type \`${name}\``, t.name.span, didYouMean(name, [...Object.keys(PRIMITIVES), ...enums.keys()]));
+    const alias = TYPE_ALIASES[name.toLowerCase()];
+    err("E_UNKNOWN_TYPE", `unknown type \`${name}\``, t.name.span, alias ? `the type is spelled \`${alias}\` here` : didYouMean(name, [...Object.keys(PRIMITIVES), ...enums.keys()]) ?? `types are ${Object.keys(PRIMITIVES).join(", ")}, set<T>, role and declared enums`);
     return null;
   };
   if (principalDecls.length === 0) {
@@ -174,12 +188,13 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       }
       const t = resolveType(a.type);
       if (t) schema[a.name.text] = t;
+      else brokenAttributes.add(a.name.text);
     }
-    if (!schema.sub || schema.sub.kind !== "string") {
+    if ((!schema.sub || schema.sub.kind !== "string") && !brokenAttributes.has("sub")) {
       err("E_PRINCIPAL_SUB", "the principal must declare `sub: string`", d.span);
     }
     const r = schema.roles;
-    if (!r || r.kind !== "set" || r.of.kind !== "enum" || r.of.name !== "role") {
+    if ((!r || r.kind !== "set" || r.of.kind !== "enum" || r.of.name !== "role") && !brokenAttributes.has("roles")) {
       err("E_PRINCIPAL_ROLES", "the principal must declare `roles: set<role>`", d.span, roles.length ? undefined : "declare roles with `role a, b`");
     }
   }
@@ -268,7 +283,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       }
       case "datetime": {
         const v = parseTime(e.text, false);
-        if (v === null) { err("E_BAD_LITERAL", `bad date \`${e.text}\``, e.span, "dates are `2026-12-31` or `2026-12-31T18:00:00Z`"); return tBad; }
+        if (v === null) { badDate(e.text, e.span); return tBad; }
         return mk(PRIMITIVES.time!, e.span, { k: "const", value: v });
       }
       case "ip": {
@@ -290,7 +305,11 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         const p = parsers[fn];
         if (!p) { err("E_UNKNOWN_FUNCTION", `unknown function \`${fn}\``, e.fn.span, didYouMean(fn, Object.keys(parsers)) ?? "literal functions are ip(), cidr(), time() and duration()"); return tBad; }
         const v = p[1](e.arg);
-        if (v === null) { err("E_BAD_LITERAL", `bad ${fn} \`${e.arg}\``, e.span); return tBad; }
+        if (v === null) {
+          if (fn === "time") badDate(e.arg, e.span);
+          else err("E_BAD_LITERAL", `bad ${fn} \`${e.arg}\``, e.span);
+          return tBad;
+        }
         return mk(p[0], e.span, { k: "const", value: v });
       }
       case "set": {
@@ -336,6 +355,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       const attr = m[0];
       if (!attr || attr.quoted) { err("E_BAD_REFERENCE", "use `principal.<attribute>`", e.span, `attributes: ${Object.keys(schema).join(", ")}`); return tBad; }
       const t = schema[attr.name];
+      if (!t && brokenAttributes.has(attr.name)) return tBad;
       if (!t) { err("E_UNKNOWN_ATTRIBUTE", `the principal has no attribute \`${attr.name}\``, attr.span, didYouMean(attr.name, Object.keys(schema)) ?? "declare it in `principal { … }`"); return tBad; }
       if (m.length > 1) { err("E_BAD_REFERENCE", `\`principal.${attr.name}\` has no members`, m[1]!.span); return tBad; }
       return mk(t, e.span, { k: "principal", attr: attr.name });
@@ -526,7 +546,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     let until: number | null = null;
     if (d.until) {
       until = parseTime(d.until.text, true);
-      if (until === null) { err("E_BAD_LITERAL", `bad date \`${d.until.text}\``, d.until.span); ok = false; }
+      if (until === null) { badDate(d.until.text, d.until.span); ok = false; }
       else if (until < now) { err("E_UNTIL_PAST", `this grant expired on ${d.until.text}`, d.until.span, "remove the grant, or extend it with a new reviewed date"); ok = false; }
       else if (until - now <= warnMs) warn("W_UNTIL_SOON", `this grant expires on ${d.until.text}, in ${Math.ceil((until - now) / 86_400_000)} days`, d.until.span);
     }

@@ -40,9 +40,13 @@ export const SetKw = createToken({ name: "SetKw", pattern: /set/, longer_alt: Id
 // that could fail after scanning to the end of the line made the lexer retry it at every later
 // `"`, which is quadratic (a 128 KiB line of `\"` took 14 s).
 export const StringLiteral = createToken({ name: "StringLiteral", pattern: /"(?:[^"\\\n]|\\.)*"?/ });
+/** Single quotes are no strings; lexed whole (and never failing, as strings) so the loader says so once. */
+export const SingleQuotedString = createToken({ name: "SingleQuotedString", pattern: /'(?:[^'\\\n]|\\.)*'?/ });
+// The UTC offset is optional here so that `2026-12-31T10:00` is one token the checker can name
+// ("has no UTC offset"), not a date followed by a stray `T10`.
 export const DateTimeLiteral = createToken({
   name: "DateTimeLiteral",
-  pattern: /\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))?/,
+  pattern: /\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?/,
 });
 export const CidrLiteral = createToken({ name: "CidrLiteral", pattern: /\d{1,3}(?:\.\d{1,3}){3}\/\d{1,2}/ });
 export const IpLiteral = createToken({ name: "IpLiteral", pattern: /\d{1,3}(?:\.\d{1,3}){3}/ });
@@ -73,7 +77,7 @@ export const Dot = createToken({ name: "Dot", pattern: /\./ });
 
 export const allTokens: TokenType[] = [
   WhiteSpace, Comment,
-  StringLiteral, DateTimeLiteral, CidrLiteral, IpLiteral, DurationLiteral, IntLiteral, PathPattern,
+  StringLiteral, SingleQuotedString, DateTimeLiteral, CidrLiteral, IpLiteral, DurationLiteral, IntLiteral, PathPattern,
   Arrow, Eq, NotEq, LessEq, GreaterEq, Less, Greater, Plus, Minus, Star,
   LCurly, RCurly, LBracket, RBracket, LParen, RParen, Comma, Colon, Dot,
   Principal, Role, Enum, Upstream, Duty, Grant, Forbid, Exclusive, Separate, By, Of, When, Until, Channel,

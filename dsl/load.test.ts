@@ -50,13 +50,13 @@ describe("regressions: spans and messages", () => {
     }
     const eof = load(HEAD + "grant a").diagnostics.at(-1)!;
     expect(where(eof)).toBe("E_SYNTAX p.duty:5:8");
-    expect(eof.message).toBe("expected a name, found end of file");
+    expect(eof.message).toBe("expected a name after `a`");
   });
 
   test("a parser's internal message leaks into help: a missing list item says what was expected", () => {
     const r = load(HEAD + "exclusive\nrole b\n");
-    expect(r.diagnostics.map(where)).toEqual(["E_SYNTAX p.duty:6:1"]);
-    expect(r.diagnostics[0]!.message).toBe("expected a name, found `role`");
+    expect(r.diagnostics.map(where)).toEqual(["E_SYNTAX p.duty:5:10"]);
+    expect(r.diagnostics[0]!.message).toBe("expected a name after `exclusive`");
     expect(r.diagnostics[0]!.help).toBeUndefined();
   });
 });
@@ -73,9 +73,9 @@ describe("regressions: syntax messages", () => {
 
 describe("lexical and syntax errors", () => {
   test("E_LEX for each character outside the language, with its position", () => {
-    const r = load(HEAD + "grant a d when principal.sub == 'x'\ngrant a d when principal.mfa $ @\n");
+    const r = load(HEAD + "grant a d when principal.sub == `x`\ngrant a d when principal.mfa $ @\n");
     expect(r.diagnostics.map(where)).toEqual(["E_LEX p.duty:5:33", "E_LEX p.duty:5:35", "E_LEX p.duty:6:30", "E_LEX p.duty:6:32"]);
-    expect(r.diagnostics[0]!.message).toBe("unexpected character `'`");
+    expect(r.diagnostics[0]!.message).toBe("unexpected character `` ` ``");
     expect(r.policy).toBeNull();
   });
 
@@ -83,8 +83,8 @@ describe("lexical and syntax errors", () => {
     const rows: Array<[string, string, string]> = [
       ["duty e GET /e u\n", "E_SYNTAX p.duty:5:15", "expected `->`, found `u`"],
       ["duty e GET e -> u\n", "E_SYNTAX p.duty:5:12", "expected a route like `/changes/:change`, found `e`"],
-      ["forbid d\n", "E_SYNTAX p.duty:6:1", "expected `when`, found end of file"],
-      ["separate d, d\n", "E_SYNTAX p.duty:6:1", "expected `by`, found end of file"],
+      ["forbid d\n", "E_SYNTAX p.duty:5:9", "`forbid` needs a condition: expected `when` after `d`"],
+      ["separate d, d\n", "E_SYNTAX p.duty:5:14", "expected `by` after `d`"],
       ["grant a d until tomorrow\n", "E_SYNTAX p.duty:5:17", "expected a date like `2026-12-31`, found `tomorrow`"],
       ["principal { x string }\n", "E_SYNTAX p.duty:5:15", "expected `:`, found `string`"],
       ["enum role { x }\n", "E_SYNTAX p.duty:5:6", "expected a name, found `role`"],
@@ -112,16 +112,18 @@ describe("lexical and syntax errors", () => {
       "grant ) d", // 13
     ].join("\n") + "\n";
     const r = load(text);
+    // A missing token is reported where it belongs, after the token it should follow (the end of
+    // the line), not at the next line's first token.
     expect(r.diagnostics.map(where)).toEqual([
-      "E_SYNTAX p.duty:6:1",
-      "E_SYNTAX p.duty:7:1",
+      "E_SYNTAX p.duty:5:15",
+      "E_SYNTAX p.duty:6:26",
       "E_SYNTAX p.duty:7:15",
-      "E_SYNTAX p.duty:10:1",
-      "E_SYNTAX p.duty:11:1",
-      "E_SYNTAX p.duty:12:1",
-      "E_SYNTAX p.duty:13:1",
+      "E_SYNTAX p.duty:9:9",
+      "E_SYNTAX p.duty:10:10",
+      "E_SYNTAX p.duty:11:8",
+      "E_SYNTAX p.duty:12:14",
       "E_SYNTAX p.duty:13:7",
-      "E_SYNTAX p.duty:14:1",
+      "E_SYNTAX p.duty:13:10",
     ]);
     expect(r.policy).toBeNull();
   });
@@ -132,17 +134,17 @@ describe("lexical and syntax errors", () => {
       { path: "b.duty", text: "grant reviwer d\n" },
     ], { now: NOW });
     // b.duty's unknown role would be a consequence of a.duty being broken (roles may be missing), so it is held back too.
-    expect(r.diagnostics.map(where)).toEqual(["E_SYNTAX a.duty:6:1"]);
+    expect(r.diagnostics.map(where)).toEqual(["E_SYNTAX a.duty:5:17"]);
     const clean = loadPolicy([
       { path: "a.duty", text: HEAD + "grant a d when (\n" },
       { path: "b.duty", text: "duty e GET /e -> u\nduty f GET /e -> u\n" },
     ], { now: NOW });
-    expect(clean.diagnostics.map(where)).toEqual(["E_SYNTAX a.duty:6:1", "W_DUTY_NEVER_GRANTED b.duty:1:1", "E_OVERLAPPING_DUTY b.duty:2:12"]);
+    expect(clean.diagnostics.map(where)).toEqual(["E_SYNTAX a.duty:5:17", "W_DUTY_NEVER_GRANTED b.duty:1:1", "E_OVERLAPPING_DUTY b.duty:2:12"]);
   });
 
   test("one run reports syntax errors and the type errors of the same broken file", () => {
     const r = load(HEAD + "grant a d when principal.mfa == 1\nduty e GET /e\ngrant a d when principal.mfaa\n");
-    expect(r.diagnostics.map(where)).toEqual(["E_TYPE_MISMATCH p.duty:5:30", "E_SYNTAX p.duty:7:1", "E_UNKNOWN_ATTRIBUTE p.duty:7:26"]);
+    expect(r.diagnostics.map(where)).toEqual(["E_TYPE_MISMATCH p.duty:5:30", "E_SYNTAX p.duty:6:14", "E_UNKNOWN_ATTRIBUTE p.duty:7:26"]);
   });
 
   test("several files are one policy: names resolve across files, spans name their file", () => {
@@ -196,7 +198,7 @@ describe("regression: pathological inputs stay linear and bounded", () => {
   });
 
   test("errors are capped per file (default 100) and the rest counted in one E_TOO_MANY_ERRORS", () => {
-    const text = HEAD + "grant a d when principal.sub == 'x'\n".repeat(300);
+    const text = HEAD + "grant a d when principal.sub == $x$\n".repeat(300);
     const r = load(text);
     const errors = r.diagnostics.filter((d) => d.severity === "error");
     expect(errors.length).toBe(DEFAULT_MAX_ERRORS_PER_FILE + 1);
@@ -207,12 +209,84 @@ describe("regression: pathological inputs stay linear and bounded", () => {
     expect(loadPolicy([{ path: "p.duty", text }], { now: NOW, maxErrorsPerFile: 0 }).diagnostics.length).toBe(600);
     expect(loadPolicy([{ path: "p.duty", text }], { now: NOW, maxErrorsPerFile: 3 }).diagnostics.map((d) => d.code)).toEqual(["E_LEX", "E_LEX", "E_LEX", "E_TOO_MANY_ERRORS"]);
     // The cap is per file: a second file keeps its own first errors.
-    const two = loadPolicy([{ path: "a.duty", text }, { path: "b.duty", text: "grant a d when 'x'\n" }], { now: NOW, maxErrorsPerFile: 3 });
+    const two = loadPolicy([{ path: "a.duty", text }, { path: "b.duty", text: "grant a d when $x$\n" }], { now: NOW, maxErrorsPerFile: 3 });
     expect(two.diagnostics.filter((d) => d.span.file === "b.duty").map((d) => d.code)).toEqual(["E_LEX", "E_LEX"]);
   });
 
   test("spans of errors far into a file are exact (one line index per file, not a scan per error)", () => {
     const r = load(HEAD + "\n".repeat(20_000) + "grant a d when $\n", "p.duty");
     expect(r.diagnostics.map(where)).toContain("E_LEX p.duty:20005:16");
+  });
+});
+
+describe("regression: messages a newcomer trips on, each with a fix hint", () => {
+  const SCHEMA = "principal { sub: string roles: set<role> mfa: bool team: string }\nrole a\nupstream u\nduty d GET /x/:id -> u\n";
+  const rows: Array<{ name: string; text: string; expect: Array<[string, string, string]> }> = [
+    {
+      name: "a date-time without offset (was: expected a declaration, found `T10`)",
+      text: SCHEMA + "grant a d until 2026-12-31T10:00\ngrant a d when request.time > 2026-06-01T08:30:00 or request.time > time(\"2026-06-01T08:30\")\n",
+      expect: [
+        ["E_BAD_LITERAL p.duty:5:17", "date-time `2026-12-31T10:00` has no UTC offset", "a time of day needs its offset: `2026-12-31T10:00Z` for UTC, or e.g. `2026-12-31T10:00+02:00`"],
+        ["E_BAD_LITERAL p.duty:6:31", "date-time `2026-06-01T08:30:00` has no UTC offset", "a time of day needs its offset: `2026-06-01T08:30:00Z` for UTC, or e.g. `2026-06-01T08:30:00+02:00`"],
+        ["E_BAD_LITERAL p.duty:6:69", "date-time `2026-06-01T08:30` has no UTC offset", "a time of day needs its offset: `2026-06-01T08:30Z` for UTC, or e.g. `2026-06-01T08:30+02:00`"],
+      ],
+    },
+    {
+      name: "single quotes (was: six errors, one naming the internal token StringLiteral)",
+      text: SCHEMA + "forbid d when request.header['x-freeze'] == '1'\n",
+      expect: [
+        ["E_SINGLE_QUOTED_STRING p.duty:5:30", "strings are written in double quotes, not single: `'x-freeze'`", 'write `"x-freeze"`'],
+        ["E_SINGLE_QUOTED_STRING p.duty:5:45", "strings are written in double quotes, not single: `'1'`", 'write `"1"`'],
+      ],
+    },
+    {
+      name: "an unterminated string (was: unexpected character `\"`)",
+      text: SCHEMA + 'grant a d when principal.team == "core\n',
+      expect: [["E_UNTERMINATED_STRING p.duty:5:34", "unterminated string: no closing `\"` on this line", "close the string with `\"` on the same line; a string cannot span lines"]],
+    },
+    {
+      name: "a == b == c (was: expected a declaration, found `==`)",
+      text: SCHEMA + "grant a d when principal.team == \"x\" != \"y\"\n",
+      expect: [["E_SYNTAX p.duty:5:38", "comparisons do not chain: a second `!=` follows a comparison", "join two comparisons with `and`: `a == b and b == c`"]],
+    },
+    {
+      name: "a leading byte-order mark is ignored (was: unexpected character, invisible)",
+      text: "\uFEFF" + SCHEMA + "grant a d\n",
+      expect: [],
+    },
+    {
+      name: "zero-width space, no-break space and a byte-order mark inside are named (were printed invisibly)",
+      text: SCHEMA + "grant a\u200B d\ngrant\u00A0a d\ngrant a d \uFEFF\n",
+      expect: [
+        ["E_INVISIBLE_CHARACTER p.duty:5:8", "invisible character U+200B (zero-width space)", "delete it (it often comes with text copied from a web page, a chat or a document)"],
+        ["E_INVISIBLE_CHARACTER p.duty:6:6", "invisible character U+00A0 (no-break space)", "replace it with a plain space (it often comes with text copied from a web page or a document)"],
+        ["E_INVISIBLE_CHARACTER p.duty:7:11", "invisible character U+FEFF (byte-order mark)", "delete it (it often comes with text copied from a web page, a chat or a document)"],
+      ],
+    },
+    {
+      name: "one bad schema type is one error (was: one more per use of the attribute)",
+      text: "principal { sub: string roles: set<role> level: integer }\nrole a\nupstream u\nduty d GET /x/:id -> u\n" + "grant a d when principal.level > 1 and principal.level < 9\n".repeat(8),
+      expect: [["E_UNKNOWN_TYPE p.duty:1:49", "unknown type `integer`", "the type is spelled `int` here"]],
+    },
+    {
+      name: "forbid without when (was: expected `when`, found end of file, pointing past the text)",
+      text: SCHEMA + "grant a d\nforbid d\n\n# the end\n",
+      expect: [["E_SYNTAX p.duty:6:9", "`forbid` needs a condition: expected `when` after `d`", 'write `forbid DUTY when CONDITION`, e.g. `forbid deploy_change when request.header["x-freeze"] == "1"`; a duty that no grant names is denied anyway']],
+    },
+  ];
+  test.each(rows)("$name", (row) => {
+    const r = load(row.text);
+    expect(r.diagnostics.filter((d) => d.severity === "error").map((d) => [where(d), d.message, d.help ?? ""])).toEqual(row.expect);
+  });
+
+  test("a message never names an internal token kind", () => {
+    const r = load(SCHEMA + "grant a d when request.header[x] == \"1\"\ngrant a d when 1 + \n");
+    for (const d of r.diagnostics) expect(d.message).not.toMatch(/StringLiteral|Identifier|IntLiteral|RBracket|Literal\b/);
+    expect(r.diagnostics.map((d) => d.message)).toContain("expected a string in double quotes, like `\"x-freeze\"`, found `x`");
+  });
+
+  test("&&, ||, ! and = get the word the language uses", () => {
+    const r = load(SCHEMA + "grant a d when principal.mfa && principal.mfa\ngrant a d when principal.team = \"x\"\n");
+    expect(r.diagnostics.filter((d) => d.code === "E_LEX").map((d) => d.help)).toEqual(["write `and` instead of `&&`", "compare with `==`"]);
   });
 });

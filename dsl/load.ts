@@ -2,8 +2,8 @@
 import type { IRecognitionException, IToken } from "chevrotain";
 import { buildAst, tokenSpan } from "./build_ast.ts";
 import { checkPolicy, type CheckOptions } from "./check.ts";
-import { diagnostic, hasErrors, lineStarts, positionAt, sortDiagnostics } from "./diagnostics.ts";
-import { dutyLexer, StringLiteral } from "./lexer.ts";
+import { describeInvisible, diagnostic, hasErrors, lineStarts, positionAt, sortDiagnostics } from "./diagnostics.ts";
+import { dutyLexer, SingleQuotedString, StringLiteral } from "./lexer.ts";
 import { parseTokens } from "./parser.ts";
 import type { PolicyFile } from "./ast.ts";
 import type { CheckedPolicy } from "./typed_ast.ts";
@@ -30,29 +30,93 @@ function offsetSpans(file: string, text: string): (offset: number, length: numbe
   };
 }
 
-function describeSyntaxError(e: IRecognitionException): { message: string; help?: string } {
-  const found = e.token.tokenType?.name === "EOF" ? "end of file" : `\`${e.token.image}\``;
+/** How a token kind is named in a message: what the user would type, never an internal name. */
+const TOKEN_LABELS: Readonly<Record<string, string>> = {
+  Identifier: "a name", PathPattern: "a route like `/changes/:change`", Arrow: "`->`", When: "`when`", By: "`by`",
+  Of: "`of`", RCurly: "`}`", LCurly: "`{`", RBracket: "`]`", LBracket: "`[`", RParen: "`)`", LParen: "`(`", Colon: "`:`",
+  Comma: "`,`", Less: "`<`", Greater: "`>`", DateTimeLiteral: "a date like `2026-12-31`", StringLiteral: "a string in double quotes, like `\"x-freeze\"`",
+  IntLiteral: "a whole number", DurationLiteral: "a duration like `15m`", CidrLiteral: "a CIDR like `10.0.0.0/8`", IpLiteral: "an IP address",
+  EOF: "the end of the file",
+};
+const label = (name: string) => TOKEN_LABELS[name] ?? `\`${name.toLowerCase()}\``;
+const COMPARISONS = new Set(["Eq", "NotEq", "Less", "LessEq", "Greater", "GreaterEq", "In", "Has", "StartsWith", "EndsWith"]);
+
+interface SyntaxFinding { message: string; help?: string; afterPrevious?: boolean }
+
+function describeSyntaxError(e: IRecognitionException): SyntaxFinding {
+  const atEof = e.token.tokenType?.name === "EOF";
+  const found = atEof ? "end of file" : `\`${e.token.image}\``;
   const expecting = /Expecting(?: token of type)? --> (\w+) <--/.exec(e.message)?.[1];
-  const label = (name: string) => ({ Identifier: "a name", PathPattern: "a route like `/changes/:change`", Arrow: "`->`", When: "`when`", By: "`by`", RCurly: "`}`", LCurly: "`{`", RBracket: "`]`", RParen: "`)`", Colon: "`:`", DateTimeLiteral: "a date like `2026-12-31`" } as Record<string, string>)[name] ?? name;
-  const declarationExpected = { message: `expected a declaration, found ${found}`, help: "declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate" };
+  const previous = (e as IRecognitionException & { previousToken?: IToken }).previousToken;
+  const declarationExpected: SyntaxFinding = { message: `expected a declaration, found ${found}`, help: "declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate" };
+  // A declaration ended after a complete comparison and another comparison operator follows:
+  // `a == b == c`. Comparisons take one operator per operand.
+  const chained = (): SyntaxFinding | null => previous && !atEof && COMPARISONS.has(e.token.tokenType.name)
+    ? { message: `comparisons do not chain: a second \`${e.token.image}\` follows a comparison`, help: "join two comparisons with `and`: `a == b and b == c`" }
+    : null;
   // The top-level loop stops at a token no declaration starts with, then expects the end of the file.
-  if (e.name === "MismatchedTokenException" && expecting === "EOF") return declarationExpected;
-  if (e.name === "MismatchedTokenException" && expecting) return { message: `expected ${label(expecting)}, found ${found}` };
+  if (e.name === "MismatchedTokenException" && expecting === "EOF") return chained() ?? declarationExpected;
+  // What is missing belongs at the end of the previous token, not at whatever comes next (the
+  // next line, or the end of the file).
+  const missingAtLineEnd = !!previous && !Number.isNaN(previous.startOffset) && (atEof || (e.token.startLine ?? 0) > (previous.endLine ?? previous.startLine ?? 0));
+  if (e.name === "MismatchedTokenException" && expecting) {
+    const rule = e.context?.ruleStack?.at(-1);
+    const what = missingAtLineEnd ? `expected ${label(expecting)} after \`${previous!.image}\`` : `expected ${label(expecting)}, found ${found}`;
+    if (rule === "forbidDecl" && expecting === "When") {
+      return { message: `\`forbid\` needs a condition: ${what}`, help: "write `forbid DUTY when CONDITION`, e.g. `forbid deploy_change when request.header[\"x-freeze\"] == \"1\"`; a duty that no grant names is denied anyway", afterPrevious: missingAtLineEnd };
+    }
+    return { message: what, afterPrevious: missingAtLineEnd };
+  }
   if (e.name === "NoViableAltException") {
     const rule = e.context?.ruleStack?.at(-1);
-    if (rule === "declaration") return declarationExpected;
+    if (rule === "declaration") return chained() ?? declarationExpected;
     if (rule === "primary" || rule === "addExpr" || rule === "notExpr") {
-      return { message: `expected an expression, found ${found}`, help: "an expression is a literal, `principal.<attr>`, `request.<field>`, a set `[…]` or `( … )`" };
+      return { message: missingAtLineEnd ? `expected an expression after \`${previous!.image}\`` : `expected an expression, found ${found}`, afterPrevious: missingAtLineEnd, help: "an expression is a literal, `principal.<attr>`, `request.<field>`, a set `[…]` or `( … )`" };
     }
     return { message: `unexpected ${found}` };
   }
-  if (e.name === "NotAllInputParsedException") return declarationExpected;
+  if (e.name === "NotAllInputParsedException") return chained() ?? declarationExpected;
   if (e.name === "EarlyExitException") {
     // Chevrotain lists the token sequences that could start the missing item: `<[Identifier]>`.
     const starts = [...new Set([...e.message.matchAll(/\[(\w+)\]/g)].map((m) => label(m[1]!)))];
-    if (starts.length) return { message: `expected ${starts.join(" or ")}, found ${found}` };
+    if (starts.length) return { message: missingAtLineEnd ? `expected ${starts.join(" or ")} after \`${previous!.image}\`` : `expected ${starts.join(" or ")}, found ${found}`, afterPrevious: missingAtLineEnd };
   }
   return { message: `unexpected ${found}`, help: e.message.replace(/\s+/g, " ").slice(0, 200) };
+}
+
+/** What an unexpected character is, and what was probably meant. */
+function describeLexError(chars: string): { code: string; message: string; help?: string } {
+  const invisible = [...new Set(chars)].map(describeInvisible);
+  if (invisible.every((x) => x !== null)) {
+    const spaces = /^[\u00a0\u2000-\u200a\u202f\u205f\u3000]+$/.test(chars);
+    return {
+      code: "E_INVISIBLE_CHARACTER",
+      message: `invisible character${chars.length > 1 ? "s" : ""} ${invisible.join(", ")}`,
+      help: spaces ? "replace it with a plain space (it often comes with text copied from a web page or a document)" : "delete it (it often comes with text copied from a web page, a chat or a document)",
+    };
+  }
+  const shown = [...chars].map((c) => (describeInvisible(c) ? `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}>` : c)).join("");
+  const cut = shown.length > 20 ? shown.slice(0, 20) + "…" : shown;
+  const message = `unexpected character${chars.length > 1 ? "s" : ""} ${cut.includes("`") ? `\`\` ${cut} \`\`` : `\`${cut}\``}`;
+  const hints: Record<string, string> = {
+    "&": "write `and` instead of `&&`", "|": "write `or` instead of `||`", "!": "write `not` instead of `!` (`!=` is not-equal)",
+    "=": "compare with `==`", ";": "declarations end at the next keyword; no `;` is needed",
+  };
+  return { code: "E_LEX", message, help: hints[chars[0]!] };
+}
+
+/**
+ * Single quotes are no strings in the language; a single-quoted string is reported once and read
+ * as the string it was meant to be, so that nothing else in the declaration is reported.
+ */
+function singleQuotedAsString(file: string, t: IToken): Diagnostic {
+  const inner = t.image.slice(1, t.image.length > 1 && t.image.endsWith("'") ? -1 : undefined).replace(/\\'/g, "'");
+  const fixed = `"${inner.replace(/(^|[^\\])"/g, '$1\\"')}"`;
+  const d = diagnostic("E_SINGLE_QUOTED_STRING", "error", `strings are written in double quotes, not single: \`${t.image.length > 40 ? t.image.slice(0, 40) + "…" : t.image}\``, tokenSpan(file, t), `write \`${fixed.length > 40 ? fixed.slice(0, 40) + "…" : fixed}\``);
+  t.image = fixed;
+  t.tokenType = StringLiteral;
+  t.tokenTypeIdx = StringLiteral.tokenTypeIdx!;
+  return d;
 }
 
 // Every stage after the lexer recurses over expressions (parser, AST builder, checker, both
@@ -104,12 +168,17 @@ function checkStringToken(file: string, t: IToken): Diagnostic[] {
 export function parsePolicySource(source: PolicySource): ParseResult {
   const diagnostics: Diagnostic[] = [];
   const offsetSpan = offsetSpans(source.path, source.text);
-  const lexed = dutyLexer.tokenize(source.text);
+  // A leading byte-order mark (editors on Windows write one) is ignored: lexed as a space, so that
+  // every offset still points into the text as given.
+  const lexed = dutyLexer.tokenize(source.text.startsWith("\uFEFF") ? " " + source.text.slice(1) : source.text);
   for (const e of lexed.errors) {
-    const ch = source.text.slice(e.offset, e.offset + e.length);
-    diagnostics.push(diagnostic("E_LEX", "error", `unexpected character${e.length > 1 ? "s" : ""} \`${ch.length > 20 ? ch.slice(0, 20) + "…" : ch}\``, offsetSpan(e.offset, e.length)));
+    const { code, message, help } = describeLexError(source.text.slice(e.offset, e.offset + e.length));
+    diagnostics.push(diagnostic(code, "error", message, offsetSpan(e.offset, e.length), help));
   }
-  for (const t of lexed.tokens) if (t.tokenType === StringLiteral) diagnostics.push(...checkStringToken(source.path, t));
+  for (const t of lexed.tokens) {
+    if (t.tokenType === SingleQuotedString) diagnostics.push(singleQuotedAsString(source.path, t));
+    else if (t.tokenType === StringLiteral) diagnostics.push(...checkStringToken(source.path, t));
+  }
   const tooComplex = findTooComplex(lexed.tokens);
   if (tooComplex) {
     diagnostics.push(diagnostic("E_TOO_COMPLEX", "error", tooComplex.message, tokenSpan(source.path, tooComplex.token), "split the condition over several grants or forbids"));
@@ -118,10 +187,13 @@ export function parsePolicySource(source: PolicySource): ParseResult {
   const parsed = parseTokens(lexed.tokens);
   for (const e of parsed.errors) {
     const tok = e.token;
-    const span = Number.isNaN(tok.startOffset) || tok.tokenType?.name === "EOF"
-      ? offsetSpan(source.text.length, 1)
-      : tokenSpan(source.path, tok);
-    const { message, help } = describeSyntaxError(e);
+    const { message, help, afterPrevious } = describeSyntaxError(e);
+    const previous = (e as IRecognitionException & { previousToken?: IToken }).previousToken;
+    const span = afterPrevious && previous && !Number.isNaN(previous.endOffset ?? NaN)
+      ? offsetSpan(previous.endOffset! + 1, 1)
+      : Number.isNaN(tok.startOffset) || tok.tokenType?.name === "EOF"
+        ? offsetSpan(source.text.length, 1)
+        : tokenSpan(source.path, tok);
     diagnostics.push(diagnostic("E_SYNTAX", "error", message, span, help));
   }
   const file = buildAst(source.path, parsed.cst);
@@ -129,7 +201,7 @@ export function parsePolicySource(source: PolicySource): ParseResult {
 }
 
 /** Lexical findings after which the token is repaired and parsing loses nothing. */
-const DROPS_NOTHING = new Set(["E_UNTERMINATED_STRING", "E_BAD_ESCAPE"]);
+const DROPS_NOTHING = new Set(["E_UNTERMINATED_STRING", "E_BAD_ESCAPE", "E_SINGLE_QUOTED_STRING"]);
 
 export interface LoadOptions extends CheckOptions {
   /**

@@ -200,7 +200,7 @@ describe("check --max-errors", () => {
   test("100 errors per file by default, the rest counted; --max-errors N changes it, 0 shows all", async () => {
     const dir = join(tmp, "many-errors");
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "p.duty"), "principal { sub: string roles: set<role> }\nrole a\nupstream u\nduty d GET /x -> u\n" + "grant a d when principal.sub == 'x'\n".repeat(150));
+    writeFileSync(join(dir, "p.duty"), "principal { sub: string roles: set<role> }\nrole a\nupstream u\nduty d GET /x -> u\n" + "grant a d when principal.sub == $x$\n".repeat(150));
     const count = (out: string, code: string) => out.split("\n").filter((l) => l.includes(`error[${code}]`)).length;
     const byDefault = await run(["check", dir]);
     expect(byDefault.code).toBe(EXIT.policyErrors);
