@@ -4,20 +4,24 @@
 //   dist/gateway-linux-arm64   linux-arm64 (bun-linux-arm64, cross-compiled)
 //   dist/SHA256SUMS            `sha256sum -c` format
 //
+// The output directory holds exactly one build: the binaries are made in a sibling directory and
+// swapped in whole, so `--target x64` after a full build leaves no arm64 binary that SHA256SUMS
+// no longer lists, and an interrupted build leaves the previous set intact.
+//
 // Each binary is `bun build --compile --bytecode --format=esm --minify` of src/main.ts with the
 // git commit injected as the global `DUTYGATE_COMMIT` (read by src/version.ts). Everything the
 // program needs at run time is inside it: the example policies and starter config come from the
 // generated src/init/embedded.ts, which this script regenerates first.
 //
-//   bun scripts/build.ts [--target x64|arm64|all] [--out DIR]
-//   DUTYGATE_COMMIT=<id> bun scripts/build.ts       (building from a tree without git)
+//   npm run build -- [--target x64|arm64|all] [--out DIR]
+//   DUTYGATE_COMMIT=<id> npm run build               (building from a tree without git)
 //
 // Cross-compiling needs the Bun runtime of the other platform: `bun build` fetches it once from
 // the npm registry (package `@oven/bun-linux-aarch64`, the same version as the Bun in
 // node_modules) and caches it in ~/.bun/install/cache, after which builds are offline.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EMBEDDED_MODULE_PATH, renderEmbeddedModule } from "../src/init/generate.ts";
@@ -84,6 +88,42 @@ export function renderChecksums(built: readonly BuiltBinary[]): string {
   return built.map((b) => `${b.sha256}  ${basename(b.outfile)}\n`).join("");
 }
 
+/** Every file a build writes into its output directory. */
+const RELEASE_FILES: ReadonlySet<string> = new Set([...Object.values(TARGETS).map((t) => t.file), "SHA256SUMS"]);
+
+/**
+ * Builds `targets` into `outDir` so that it holds exactly this build: the binaries and
+ * `SHA256SUMS` listing each of them, nothing left from an earlier build. They are made in a
+ * sibling directory that then replaces `outDir` (two renames). A directory holding files a build
+ * does not make is refused rather than emptied: `--out .` must never delete a checkout.
+ */
+export function buildRelease(options: { targets: readonly TargetName[]; outDir: string; commit?: string; onBuilt?: (b: BuiltBinary, ms: number) => void }): BuiltBinary[] {
+  const outDir = resolve(options.outDir);
+  const foreign = existsSync(outDir) ? readdirSync(outDir).filter((name) => !RELEASE_FILES.has(name)) : [];
+  if (foreign.length > 0) throw new Error(`\`${outDir}\` holds files a build does not make (${foreign.join(", ")}); the build replaces the whole directory, so name an empty or new one with --out`);
+  const commit = options.commit ?? buildCommit();
+  const staging = `${outDir}.building-${process.pid}`;
+  const previous = `${outDir}.previous-${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  try {
+    const built: BuiltBinary[] = [];
+    for (const target of options.targets) {
+      const started = performance.now();
+      const b = buildBinary({ target, outfile: join(staging, TARGETS[target].file), commit });
+      built.push(b);
+      options.onBuilt?.({ ...b, outfile: join(outDir, TARGETS[target].file) }, Math.round(performance.now() - started));
+    }
+    writeFileSync(join(staging, "SHA256SUMS"), renderChecksums(built));
+    if (existsSync(outDir)) renameSync(outDir, previous);
+    renameSync(staging, outDir);
+    rmSync(previous, { recursive: true, force: true });
+    return built.map((b) => ({ ...b, outfile: join(outDir, basename(b.outfile)) }));
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
+}
+
 function parseTargets(argv: string[]): { targets: TargetName[]; outDir: string } {
   let targets: TargetName[] = ["x64", "arm64"];
   let outDir = join(REPO_ROOT, "dist");
@@ -97,7 +137,7 @@ function parseTargets(argv: string[]): { targets: TargetName[]; outDir: string }
     } else if (a === "--out") {
       outDir = resolve(argv[++i] ?? "dist");
     } else {
-      throw new Error(`unknown argument \`${a}\` (usage: bun scripts/build.ts [--target x64|arm64|all] [--out DIR])`);
+      throw new Error(`unknown argument \`${a}\` (usage: npm run build -- [--target x64|arm64|all] [--out DIR])`);
     }
   }
   return { targets, outDir };
@@ -107,15 +147,11 @@ if (import.meta.main) {
   try {
     const { targets, outDir } = parseTargets(process.argv.slice(2));
     if (regenerateEmbedded()) console.log("regenerated src/init/embedded.ts (policies/ or the starter config changed)");
-    const commit = buildCommit();
-    const built: BuiltBinary[] = [];
-    for (const target of targets) {
-      const started = performance.now();
-      const b = buildBinary({ target, outfile: join(outDir, TARGETS[target].file), commit });
-      built.push(b);
-      console.log(`${b.outfile}  ${(b.bytes / 1024 / 1024).toFixed(1)} MiB  ${TARGETS[target].bunTarget}  commit ${commit}  (${Math.round(performance.now() - started)} ms)`);
-    }
-    writeFileSync(join(outDir, "SHA256SUMS"), renderChecksums(built));
+    buildRelease({
+      targets,
+      outDir,
+      onBuilt: (b, ms) => console.log(`${b.outfile}  ${(b.bytes / 1024 / 1024).toFixed(1)} MiB  ${TARGETS[b.target].bunTarget}  commit ${b.commit}  (${ms} ms)`),
+    });
     console.log(`${join(outDir, "SHA256SUMS")}  (verify: cd ${outDir} && sha256sum -c SHA256SUMS)`);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
