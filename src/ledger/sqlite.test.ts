@@ -79,7 +79,7 @@ describe("SqliteDutyLedger file", () => {
     expect(await codeOf(openSqliteLedger({ path, retentionDays: 30 }))).toBe("LEDGER_SCHEMA_TOO_NEW");
   });
 
-  test("a version-1 file is migrated; a reservation it held is of unknown outcome and still counts as performed", async () => {
+  test("a file of the previous build gains boots and an identity in place, at the same schema version; a reservation it held is of unknown outcome", async () => {
     const path = freshPath();
     mkdirSync(dirname(path), { recursive: true });
     // A ledger as the version-1 schema wrote it, with a reservation of a process long gone.
@@ -93,14 +93,21 @@ describe("SqliteDutyLedger file", () => {
     v1.close();
     const ledger = await openSqliteLedger({ path, retentionDays: 30 });
     try {
+      expect(ledger.id).toMatch(/^[0-9a-f]{32}$/);
       expect(await ledger.pending(2)).toEqual([{ id: "old-reservation", duty: "submit_change", sub: "alice", at: 1, checks: [{ constraint: CHECK.constraint, key: "42" }], boot: "", state: "unknown" }]);
       expect((await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 2 })).ok).toBe(false);
     } finally {
       await ledger.close();
     }
-    const peek = new Database(path, { readonly: true });
-    expect(peek.query("PRAGMA user_version").get()).toEqual({ user_version: LEDGER_SCHEMA_VERSION });
-    peek.close();
+    // The previous build (which refuses a higher version) still opens it and writes as it did.
+    const previous = new Database(path);
+    expect(previous.query("PRAGMA user_version").get()).toEqual({ user_version: 1 });
+    previous.run("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, '43', 'bob', 'submit_change', 3, NULL)", [CHECK.constraint]);
+    previous.close();
+    const reopened = await openSqliteLedger({ path, retentionDays: 30 });
+    expect(reopened.id).toBe(ledger.id);
+    expect(await reopened.lookup([{ ...CHECK, key: "43" }], "bob")).toHaveLength(1);
+    await reopened.close();
   });
 
   test("refuses a file that is not a database with LEDGER_OPEN_FAILED", async () => {

@@ -24,8 +24,11 @@ import {
 } from "./ledger.ts";
 import { openSqlDatabase, type SqlDatabase, type SqlRow, type SqlStatement } from "./sqlite-driver.ts";
 
-/** The schema this code writes; `PRAGMA user_version` of a ledger file. */
-export const LEDGER_SCHEMA_VERSION = 3;
+/**
+ * `PRAGMA user_version` of a ledger file: it counts the changes an older gateway could not read
+ * past. Additions it can ignore ({@link SCHEMA_ADDITIONS}) keep the version.
+ */
+export const LEDGER_SCHEMA_VERSION = 1;
 
 /** Default wait for another process's transaction before failing with `LEDGER_BUSY`. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -51,29 +54,34 @@ const SCHEMA_V1 = [
   `CREATE INDEX IF NOT EXISTS duty_entries_by_time ON duty_entries (at)`,
 ];
 
-// Which process made each reservation, so that one left by a process that died between forwarding
-// and the upstream's answer is known for what it is: of unknown outcome. `boot` is NULL on
-// confirmed rows (and on reservations a version-1 file held: their process is long gone).
-// `ledger_boots` lists the processes using the file; a clean close removes its own row.
-const SCHEMA_V2 = [
-  `ALTER TABLE duty_entries ADD COLUMN boot TEXT`,
-  `CREATE TABLE IF NOT EXISTS ledger_boots (
-     boot TEXT PRIMARY KEY,
-     host TEXT NOT NULL,
-     pid INTEGER NOT NULL,
-     started_at INTEGER NOT NULL
-   )`,
+/**
+ * Additions an older gateway reads past (a nullable column, tables it never names): each is made
+ * when missing, on any open, without raising {@link LEDGER_SCHEMA_VERSION}, so that the previous
+ * build still opens the file and rolling a binary back keeps working.
+ */
+const SCHEMA_ADDITIONS: ReadonlyArray<{ present: string; add: readonly string[] }> = [
+  // Which process made each reservation, so that one left by a process that died between
+  // forwarding and the upstream's answer is known for what it is: of unknown outcome. `boot` is
+  // NULL on confirmed rows (and on reservations written by a build before it: of unknown outcome).
+  // `ledger_boots` lists the processes using the file; a clean close removes its own row.
+  {
+    present: "SELECT 1 AS present FROM pragma_table_info('duty_entries') WHERE name = 'boot'",
+    add: ["ALTER TABLE duty_entries ADD COLUMN boot TEXT"],
+  },
+  {
+    present: "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'ledger_boots'",
+    add: [`CREATE TABLE ledger_boots (boot TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at INTEGER NOT NULL)`],
+  },
+  // The ledger's identity, drawn once when the file is created (or first opened by this build): the
+  // state directory records it, so that a ledger deleted or swapped for another is noticed at start.
+  {
+    present: "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'ledger_meta'",
+    add: [
+      `CREATE TABLE ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+      `INSERT INTO ledger_meta (name, value) VALUES ('ledger_id', lower(hex(randomblob(16))))`,
+    ],
+  },
 ];
-
-// The ledger's identity, drawn once when the file is created (or first migrated): the state
-// directory records it, so that a ledger deleted or swapped for another is noticed at start.
-const SCHEMA_V3 = [
-  `CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-  `INSERT OR IGNORE INTO ledger_meta (name, value) VALUES ('ledger_id', lower(hex(randomblob(16))))`,
-];
-
-/** Schema steps by the version they lead to: a file at version v runs the steps after v. */
-const MIGRATIONS: ReadonlyArray<readonly string[]> = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /** Boots of this process still open: a boot row with our own pid is running only if listed here. */
 const openBoots = new Set<string>();
@@ -149,8 +157,9 @@ function createPrivateFile(path: string): void {
 
 function migrate(db: SqlDatabase, path: string): void {
   const readVersion = () => Number(db.prepare("PRAGMA user_version").get()?.user_version ?? 0);
+  const missing = () => SCHEMA_ADDITIONS.filter((a) => db.prepare(a.present).get() === undefined);
   const version = readVersion();
-  if (version === LEDGER_SCHEMA_VERSION) return;
+  if (version === LEDGER_SCHEMA_VERSION && missing().length === 0) return;
   if (version > LEDGER_SCHEMA_VERSION) {
     throw new GatewayError(
       "LEDGER_SCHEMA_TOO_NEW",
@@ -161,7 +170,8 @@ function migrate(db: SqlDatabase, path: string): void {
   // Another process may be migrating right now: take the write lock, then look again.
   db.exec("BEGIN IMMEDIATE");
   try {
-    for (const sql of MIGRATIONS.slice(readVersion()).flat()) db.exec(sql);
+    if (readVersion() === 0) for (const sql of SCHEMA_V1) db.exec(sql);
+    for (const addition of missing()) for (const sql of addition.add) db.exec(sql);
     db.exec(`PRAGMA user_version = ${LEDGER_SCHEMA_VERSION}`);
     db.exec("COMMIT");
   } catch (error) {
