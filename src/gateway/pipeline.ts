@@ -13,7 +13,7 @@ import { ambiguousQueryParameter, forwardToUpstream, methodOverrideParameter, no
 import { replayFieldsOf } from "./replay_fields.ts";
 import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
-import type { ConnectionInfo } from "../tls/types.ts";
+import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/types.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
 import { bundleExpired, bundleExpiredMessage, INTERNAL_UPSTREAM, type ActivePolicy, type PolicyManager } from "./policy_manager.ts";
@@ -160,8 +160,15 @@ interface RequestProgress {
   decisionSeq: number | null;
 }
 
-/** Builds the fetch handler of one channel's listener. */
-export function createPipeline(deps: PipelineDeps, channel: Channel, listener: ListenerConfig): (request: Request, info: ConnectionInfo) => Promise<Response> {
+/** One channel's request handling: the listener's fetch handler, and its refusal handler. */
+export interface Pipeline {
+  (request: Request, info: ConnectionInfo): Promise<Response>;
+  /** Records and answers a request the listener refused before it became a `Request`. */
+  refuse: RefusalHandler;
+}
+
+/** Builds the fetch handler (and refusal handler) of one channel's listener. */
+export function createPipeline(deps: PipelineDeps, channel: Channel, listener: ListenerConfig): Pipeline {
   const { config, metrics, log } = deps;
   const trust = { trustIncoming: config.trustRequestId };
   const stripHeaders = [...config.identity.stripHeaders];
@@ -200,7 +207,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
    * The fail-closed wrapper: an exception anywhere in the pipeline becomes a 500 problem with the
    * request id, the ledger reservation is released, and the audit log records the failure.
    */
-  return async function handle(request: Request, info: ConnectionInfo): Promise<Response> {
+  const handle = async (request: Request, info: ConnectionInfo): Promise<Response> => {
     const progress: RequestProgress = { requestId: null, reservation: null, decisionSeq: null };
     try {
       return await handleRequest(request, info, progress);
@@ -208,6 +215,18 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       return failInternally(e, request, info, progress);
     }
   };
+
+  // The same deny record and problem as the pipeline's own refusals of a malformed request, so
+  // every answer the gateway gives has its record, whichever layer refused.
+  const refuse = async (refusal: ListenerRefusal, info: ConnectionInfo): Promise<Response> => {
+    const requestId = crypto.randomUUID();
+    const active = deps.policy.active;
+    if (active) await auditDeny({ requestId, channel, method: refusal.method, path: null, reasonCode: refusal.code, message: refusal.detail, active, caller: null, info, request: refusal });
+    metrics.requests.inc({ channel, duty: "", decision: "deny", status: String(refusal.status) });
+    return problemResponse({ status: refusal.status, code: refusal.code, detail: refusal.detail, requestId });
+  };
+
+  return Object.assign(handle, { refuse });
 
   async function failInternally(error: unknown, request: Request, info: ConnectionInfo, progress: RequestProgress): Promise<Response> {
     const requestId = progress.requestId ?? crypto.randomUUID();
@@ -443,7 +462,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     return finish(response, { duty: decision.duty ?? "", decision: "allow" });
   }
 
-  async function auditDeny(r: { requestId: string; channel: Channel; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: Request; duty?: string | null }): Promise<void> {
+  async function auditDeny(r: { requestId: string; channel: Channel; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: { headers: Headers }; duty?: string | null }): Promise<void> {
     if (!deps.audit) return;
     try {
       await deps.audit.append(stripUndefined({

@@ -139,10 +139,12 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
     const startOne = async (listener: ListenerConfig, channel: "operational" | "admin") => {
       const tls = await loadTlsMaterial(listener, { stateDir: config.stateDir, name: channel === "admin" ? "admin" : "listen" });
+      const pipeline = createPipeline(deps, channel, listener);
       const running = await startListener({
         // The pipeline enforces max_body_bytes itself (a 413 problem with a request id and an audit
         // record); a refusal by the listener would carry neither, so the listener gets no lower limit.
-        listener, tls, fetch: createPipeline(deps, channel, listener), maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        // What the listener must refuse itself (no URL can be made of it) is recorded by the pipeline.
+        listener, tls, fetch: pipeline, refuse: pipeline.refuse, maxRequestBodySize: Number.MAX_SAFE_INTEGER,
         onError: (e) => log.error("listener error", { channel, error: (e as Error)?.message }),
       });
       cleanups.push(() => running.stop({ graceful: false }));

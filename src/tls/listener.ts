@@ -2,7 +2,7 @@
 // listener verifies client certificates (see bun-listener.ts and node-listener.ts).
 import { GatewayError } from "../errors.ts";
 import type { ListenerConfig } from "../config/types.ts";
-import type { FetchHandler, ListenerBackend, RunningListener, TlsMaterial } from "./types.ts";
+import type { FetchHandler, ListenerBackend, RefusalHandler, RunningListener, TlsMaterial } from "./types.ts";
 
 /** Options of {@link startListener}. */
 export interface StartListenerOptions {
@@ -19,6 +19,12 @@ export interface StartListenerOptions {
   backend?: "auto" | ListenerBackend;
   /** Errors the listener cannot return to a client (handler crashes, socket errors). */
   onError?: (error: unknown) => void;
+  /**
+   * Answers a request the listener refuses before it can become a `Request` (the node backend:
+   * a missing Host, asterisk-form, a backslash in the target), so the caller can record it.
+   * Default: a problem response with a fresh request id.
+   */
+  refuse?: RefusalHandler;
 }
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";

@@ -12,7 +12,7 @@ import type { ListenerConfig } from "../config/types.ts";
 import { listenerUrl, normaliseRemoteAddress } from "./address.ts";
 import { peerCertificateOf } from "./client-identity.ts";
 import { selectSniEntry } from "./sni.ts";
-import type { ConnectionInfo, FetchHandler, RunningListener, TlsMaterial } from "./types.ts";
+import type { ConnectionInfo, FetchHandler, ListenerRefusal, RefusalHandler, RunningListener, TlsMaterial } from "./types.ts";
 
 interface Contexts {
   defaultOptions: SecureContextOptions;
@@ -41,6 +41,20 @@ const PARSER_REFUSALS: Record<string, string> = {
   default: "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n",
 };
 
+/** A request's fields as received (pseudo-headers and fields `Headers` refuses are left out). */
+function fieldsOf(incoming: IncomingMessage | Http2ServerRequest): Headers {
+  const headers = new Headers();
+  const raw = incoming.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    try {
+      headers.append(raw[i]!, raw[i + 1]!);
+    } catch {
+      // not a valid field name or value: nothing to record
+    }
+  }
+  return headers;
+}
+
 /** Reads a request body but errors the stream once it exceeds `limit` bytes (bodies without a declared length). */
 function limitBody(body: ReadableStream<Uint8Array>, limit: number): ReadableStream<Uint8Array> {
   let seen = 0;
@@ -59,6 +73,7 @@ export async function startNodeListener(options: {
   fetch: FetchHandler;
   maxRequestBodySize: number;
   onError?: (error: unknown) => void;
+  refuse?: RefusalHandler;
 }): Promise<RunningListener> {
   const { listener, maxRequestBodySize } = options;
   const report = options.onError ?? (() => {});
@@ -88,6 +103,10 @@ export async function startNodeListener(options: {
   const tlsSocketOf = (incoming: IncomingMessage | Http2ServerRequest): TLSSocket =>
     ((incoming as Http2ServerRequest).stream?.session?.socket ?? incoming.socket) as TLSSocket;
 
+  // The request the adapter is turning into a `Request`: it calls `errorHandler` synchronously when
+  // it cannot, and the refusal is then recorded with that request's method, fields and connection.
+  let converting: IncomingMessage | Http2ServerRequest | null = null;
+
   const honoListener = getRequestListener(
     (request, env) => {
       const incoming = env.incoming;
@@ -110,10 +129,13 @@ export async function startNodeListener(options: {
         // Host) is the client's error; anything else escaped the handler. Neither leaks internals.
         if (error instanceof RequestError) {
           const badHost = /host/i.test(error.message);
-          return problemResponse({
-            status: 400, code: badHost ? "REQUEST_BAD_HOST" : "REQUEST_MALFORMED", requestId: crypto.randomUUID(),
+          const refusal: ListenerRefusal = {
+            status: 400, code: badHost ? "REQUEST_BAD_HOST" : "REQUEST_MALFORMED",
             detail: badHost ? "the host header is missing or not a host name" : "the request-target cannot be read as a URL",
-          });
+            method: converting?.method ?? "", headers: converting ? fieldsOf(converting) : new Headers(),
+          };
+          if (options.refuse && converting) return options.refuse(refusal, connectionInfo(tlsSocketOf(converting)));
+          return problemResponse({ status: refusal.status, code: refusal.code, detail: refusal.detail, requestId: crypto.randomUUID() });
         }
         report(error);
         return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request", requestId: crypto.randomUUID() });
@@ -169,7 +191,12 @@ export async function startNodeListener(options: {
       }
       if (http1) answering.set(socket, outgoing as ServerResponse);
       if (stopping && http1) (outgoing as ServerResponse).setHeader("connection", "close");
-      honoListener(incoming, outgoing).catch(report);
+      converting = incoming;
+      try {
+        honoListener(incoming, outgoing).catch(report);
+      } finally {
+        converting = null;
+      }
     };
     if (http1 && inFlight > 0) {
       let queue = pipelined.get(socket);

@@ -51,6 +51,20 @@ export interface ConnectionInfo {
 
 export type FetchHandler = (request: Request, info: ConnectionInfo) => Response | Promise<Response>;
 
+/** A request the listener refuses itself, because no `Request` (no URL) can be made of it. */
+export interface ListenerRefusal {
+  status: number;
+  /** `REQUEST_BAD_HOST` (a missing or bad Host) or `REQUEST_MALFORMED` (a target that is no URL path). */
+  code: "REQUEST_BAD_HOST" | "REQUEST_MALFORMED";
+  detail: string;
+  method: string;
+  /** The request's fields as received. */
+  headers: Headers;
+}
+
+/** Answers (and records) a request the listener refused; see {@link ListenerRefusal}. */
+export type RefusalHandler = (refusal: ListenerRefusal, info: ConnectionInfo) => Response | Promise<Response>;
+
 export interface RunningListener {
   /** The bound port (the real one when the config said 0). */
   readonly port: number;
