@@ -169,12 +169,15 @@ describe("SqliteDutyLedger file", () => {
 function startOpenAndReserve(path: string, goFile?: string) {
   const worker = join(import.meta.dir, "testdata", "open-and-reserve.ts");
   const child = Bun.spawn([process.execPath, worker, path, ...(goFile ? [goFile] : [])], { stdout: "pipe", stderr: "pipe", detached: true });
-  const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 25_000);
+  const kill = () => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } };
+  const killer = setTimeout(kill, 25_000);
   const done = Promise.all([new Response(child.stdout).text(), child.exited]).then(([out]) => {
     clearTimeout(killer);
     return { lines: out.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>), signal: child.signalCode };
   });
-  return { done };
+  /** Kills its process group (a no-op once it has exited) and waits for it. */
+  const stop = async () => { kill(); await done.catch(() => {}); };
+  return { done, stop };
 }
 
 /** chattr(1) on a file of this filesystem: needs root and a filesystem with attributes (ext4, xfs). */
@@ -210,15 +213,16 @@ describe("SqliteDutyLedger with an immutable -shm file", () => {
     const path = freshPath();
     const goFile = join(root, `go-${files}`);
     const running = startOpenAndReserve(path, goFile);
-    for (let i = 0; i < 2000 && !existsSync(`${goFile}.ready`); i++) await Bun.sleep(10);
-    expect(chattr("+i", `${path}-shm`)).toBe(true);
     try {
+      for (let i = 0; i < 2000 && !existsSync(`${goFile}.ready`); i++) await Bun.sleep(10);
+      expect(chattr("+i", `${path}-shm`)).toBe(true);
       writeFileSync(goFile, "");
       const { lines, signal } = await running.done;
       expect({ lines, signal }).toEqual({ lines: [{ opened: true }], signal: "SIGBUS" });
       expect((await startOpenAndReserve(path).done).lines).toEqual([{ opened: false, code: "LEDGER_OPEN_FAILED" }]);
     } finally {
       chattr("-i", `${path}-shm`);
+      await running.stop();
     }
     expect((await startOpenAndReserve(path).done).lines).toEqual([{ opened: true }]);
   });
