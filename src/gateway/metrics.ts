@@ -1,6 +1,8 @@
 // Prometheus metrics in the text exposition format (version 0.0.4), written directly: a few
 // counters and histograms do not need a client library, and this keeps the binary small.
 // https://prometheus.io/docs/instrumenting/exposition_formats/
+import { readdirSync } from "node:fs";
+import { COMMIT, VERSION } from "../version.ts";
 
 type Labels = Readonly<Record<string, string>>;
 
@@ -19,8 +21,19 @@ function labelKey(labels: Labels | undefined): string {
   return out;
 }
 
-interface Metric {
+export interface Metric {
   render(): string[];
+}
+
+/** Options of a counter: the names of its labels, or a function that reads its series at each scrape. */
+export interface CounterOptions {
+  /**
+   * The counter's label names. A labelled counter with no series yet renders no sample: an
+   * unlabelled `0` would be a series of its own that vanishes at the first increment.
+   */
+  labels?: readonly string[];
+  /** Read at every scrape, for a count another part of the gateway owns (one source per number). */
+  collect?: () => ReadonlyArray<readonly [Labels, number]>;
 }
 
 /** One series of a counter: its rendered label set and its value. */
@@ -38,7 +51,11 @@ export class Counter implements Metric {
   // no string is built or escaped per increment; the escaped label set is made once per series.
   readonly #tree: Map<string, unknown> = new Map();
   #unlabelled: Series | null = null;
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(readonly name: string, readonly help: string, readonly options: CounterOptions = {}) {}
+  /** Creates the series at 0, so it exists (and `rate()` sees its first increase) before any event. */
+  declare(labels: Labels): void {
+    this.inc(labels, 0);
+  }
   inc(labels?: Labels, by = 1): void {
     let node = this.#tree;
     let series: Series | undefined;
@@ -63,11 +80,18 @@ export class Counter implements Metric {
     series.value += by;
   }
   get(labels?: Labels): number {
-    return this.#series.get(labelKey(labels))?.value ?? 0;
+    const key = labelKey(labels);
+    const collected = this.options.collect?.().find(([l]) => labelKey(l) === key);
+    if (collected) return collected[1];
+    return this.#series.get(key)?.value ?? 0;
   }
   render(): string[] {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    if (this.#series.size === 0) lines.push(`${this.name} 0`);
+    if (this.options.collect) {
+      for (const [labels, value] of this.options.collect()) lines.push(`${this.name}{${labelKey(labels)}} ${value}`);
+      return lines;
+    }
+    if (this.#series.size === 0 && !this.options.labels?.length) lines.push(`${this.name} 0`);
     for (const { key, value } of this.#series.values()) lines.push(`${this.name}${key ? `{${key}}` : ""} ${value}`);
     return lines;
   }
@@ -122,17 +146,22 @@ const SLOW = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 
 /** Every metric the gateway exposes on the admin listener's `/metrics`. */
 export class Metrics {
-  readonly requests = new Counter("dutygate_requests_total", "Requests answered, by channel, duty, decision and HTTP status.");
-  readonly decisions = new Counter("dutygate_decisions_total", "Policy decisions, by channel, duty, decision and reason code.");
+  readonly requests = new Counter("dutygate_requests_total", "Requests answered, by channel, duty, decision and HTTP status.", { labels: ["channel", "duty", "decision", "status"] });
+  readonly decisions = new Counter("dutygate_decisions_total", "Policy decisions, by channel, duty, decision and reason code.", { labels: ["channel", "duty", "decision", "code"] });
   readonly decisionLatency = new Histogram("dutygate_decision_duration_seconds", "Time spent evaluating the policy (routing and decision tree).", FAST);
   readonly addedLatency = new Histogram("dutygate_request_duration_seconds", "Time from request received to response headers, upstream included.", SLOW);
-  readonly authnFailures = new Counter("dutygate_authn_failures_total", "Authentication failures by error code.");
-  readonly reloads = new Counter("dutygate_policy_reloads_total", "Policy reloads by result (ok, failed).");
+  readonly authnFailures = new Counter("dutygate_authn_failures_total", "Authentication failures by error code.", { labels: ["code"] });
+  /** Replaced by `startGateway` with one that reads the policy manager's counts, which `/-/policy` shows too. */
+  reloads: Counter = new Counter("dutygate_policy_reloads_total", "Policy reloads by result (ok, failed).", { labels: ["result"] });
   readonly activeRevision = new Gauge("dutygate_policy_revision", "Revision of the active policy bundle (0 when unsigned).");
   readonly auditRecords = new Counter("dutygate_audit_records_total", "Audit records written.");
   readonly auditFailures = new Counter("dutygate_audit_write_failures_total", "Audit records that could not be written.");
   readonly auditWriteLatency = new Histogram("dutygate_audit_write_duration_seconds", "Time to hand an audit record to the OS (and fsync, per setting).", SLOW);
-  readonly upstreamErrors = new Counter("dutygate_upstream_errors_total", "Upstream failures (unreachable, timeout) by upstream.");
+  /** `startGateway` declares a series per configured upstream, so each exists at 0 from the start. */
+  readonly upstreamErrors = new Counter("dutygate_upstream_errors_total", "Upstream failures (unreachable, timeout) by upstream.", { labels: ["upstream"] });
+  readonly buildInfo = new Gauge("dutygate_build_info", "Always 1: the gateway's version, the commit it was built from, and the runtime running it.", () => [[buildLabels(), 1]]);
+  /** Prometheus' standard process metrics (`process_*`), read at every scrape. */
+  readonly process: readonly Metric[] = processMetrics();
   ledgerSize: Gauge = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger.");
   ledgerUnknownReservations: Gauge = new Gauge("dutygate_ledger_unknown_reservations", "Duty-ledger reservations of unknown outcome, counted as performed until an operator settles them.");
   policyExpiry: Gauge = new Gauge("dutygate_policy_expiry_timestamp_seconds", "Unix time at which the active policy bundle expires (no sample when it never does).");
@@ -142,6 +171,53 @@ export class Metrics {
 
   render(): string {
     const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.policyExpiry, this.policyDegraded, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.upstreamConnections, this.upstreamWaiting, this.ledgerSize, this.ledgerUnknownReservations];
-    return all.flatMap((m) => m.render()).join("\n") + "\n";
+    return [...all, this.buildInfo, ...this.process].flatMap((m) => m.render()).join("\n") + "\n";
   }
+}
+
+/** The runtime as `name/version` (`bun/1.4.5`, `deno/2.1.0`, `node/20.19.0`): one binary, but which engine runs it matters. */
+export function runtimeName(): string {
+  const v = process.versions as Record<string, string | undefined>;
+  return v.bun ? `bun/${v.bun}` : v.deno ? `deno/${v.deno}` : `node/${v.node}`;
+}
+
+function buildLabels(): Labels {
+  return { version: VERSION, commit: COMMIT, runtime: runtimeName() };
+}
+
+/** Open file descriptors, from `/proc/self/fd` (Linux); null where there is no such directory. */
+function openFileDescriptors(): number | null {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The process metrics every Prometheus client library exports, under their standard names
+ * (https://prometheus.io/docs/instrumenting/writing_clientlibs/#process-metrics), so the usual
+ * dashboards and alerts work unchanged.
+ */
+function processMetrics(): Metric[] {
+  // The process start, not the gateway's: the time origin is when the runtime started this process.
+  const startSeconds = Math.floor(performance.timeOrigin / 1000);
+  const cpu: Metric = {
+    render() {
+      const { user, system } = process.cpuUsage();
+      return ["# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.", "# TYPE process_cpu_seconds_total counter", `process_cpu_seconds_total ${(user + system) / 1e6}`];
+    },
+  };
+  const fds: Metric = {
+    render() {
+      const open = openFileDescriptors();
+      return ["# HELP process_open_fds Number of open file descriptors.", "# TYPE process_open_fds gauge", ...(open === null ? [] : [`process_open_fds ${open}`])];
+    },
+  };
+  return [
+    cpu,
+    new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", () => process.memoryUsage().rss),
+    new Gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", () => startSeconds),
+    fds,
+  ];
 }

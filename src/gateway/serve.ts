@@ -16,7 +16,7 @@ import { createAdminFunctions, createProbes } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { Gauge, Metrics } from "./metrics.ts";
+import { Counter, Gauge, Metrics } from "./metrics.ts";
 import { createPipeline, type PipelineDeps } from "./pipeline.ts";
 import { PolicyManager } from "./policy_manager.ts";
 
@@ -70,12 +70,13 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       upstreams: config.upstreams,
       log: (level, message, fields) => log[level](message, fields),
       onSwap: (active) => {
-        metrics.reloads.inc({ result: "ok" });
         metrics.activeRevision.set(active.revision);
         authn.clear();
       },
-      onFailure: () => metrics.reloads.inc({ result: "failed" }),
     });
+    // One count of reloads, the manager's: `/-/policy` and the metric read the same numbers.
+    metrics.reloads = new Counter(metrics.reloads.name, metrics.reloads.help, { collect: () => [[{ result: "ok" }, policy.reloads.ok], [{ result: "failed" }, policy.reloads.failed]] });
+    for (const name of Object.keys(config.upstreams)) metrics.upstreamErrors.declare({ upstream: name });
     const authn = createJwtAuthenticator({ issuers: config.issuers });
     // Read at each scrape, so an alert can warn ahead of the expiry (docs/observability.md).
     metrics.policyExpiry = new Gauge(metrics.policyExpiry.name, metrics.policyExpiry.help, () => {

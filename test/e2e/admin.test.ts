@@ -14,6 +14,7 @@ import { createPipeline } from "../../src/gateway/pipeline.ts";
 import type { ActivePolicy } from "../../src/gateway/policy_manager.ts";
 import { createIdentityTokenSigner } from "../../src/http/mod.ts";
 import { main } from "../../src/main.ts";
+import { COMMIT, VERSION } from "../../src/version.ts";
 import { loadTlsMaterial, startListener, type RunningListener } from "../../src/tls/mod.ts";
 import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
 import { createTestPki, startTestGateway, type TestGateway } from "../support/harness.ts";
@@ -463,7 +464,7 @@ describe("/-/metrics", () => {
     expect((await t.fetch("/changes/500/submit", { method: "POST", token: bob })).status).toBe(403);
     expect((await t.fetch("/changes/500/submit", { method: "POST" })).status).toBe(401);
     expect((await t.fetch("/changes/500/submit", { method: "POST", token: "not.a.jwt" })).status).toBe(401);
-    // `ok` counts reloads that swapped in a new policy (an unchanged directory swaps nothing).
+    // `ok` counts every reload that succeeded (this one swaps in a new policy).
     writeFileSync(join(t.config.policy.dir, "metrics.duty"), "duty read_two_logs GET /logs/two -> logs\ngrant auditor read_two_logs\n");
     const okReload = await t.adminFetch("/-/policy/reload", { method: "POST", cert: certs.olga });
     expect(okReload.status).toBe(200);
@@ -495,5 +496,41 @@ describe("/-/metrics", () => {
     expect(sum(after, "dutygate_upstream_connections", { upstream: "changes", state: "idle" })).toBeGreaterThanOrEqual(1);
     expect(sum(after, "dutygate_upstream_connections", { upstream: "changes", state: "busy" })).toBe(0);
     expect(sum(after, "dutygate_upstream_waiting_requests", { upstream: "changes" })).toBe(0);
+  });
+
+  test("process_* and dutygate_build_info; an upstream error series per upstream from the start; reloads counted once, as /-/policy counts them", async () => {
+    // An unchanged directory: the reload succeeds and swaps nothing. `/-/policy` counted it and
+    // the metric did not (they disagreed by the number of such reloads).
+    const unchanged = await t.adminFetch("/-/policy/reload", { method: "POST", cert: certs.olga });
+    expect(unchanged.status).toBe(200);
+    expect((await json(unchanged)).changed).toBe(false);
+    const status = (await json(await t.adminFetch("/-/policy", { cert: certs.olga }))) as { reloads: { ok: number; failed: number } };
+    const families = parsePrometheusText(await (await t.adminFetch("/-/metrics", { cert: certs.olga })).text());
+    expect({ ok: sum(families, "dutygate_policy_reloads_total", { result: "ok" }), failed: sum(families, "dutygate_policy_reloads_total", { result: "failed" }) }).toEqual(status.reloads);
+    expect(status.reloads.ok).toBeGreaterThanOrEqual(2);
+
+    // Every configured upstream has its series before its first error, and no series lacks the label.
+    const errors = families.get("dutygate_upstream_errors_total")!.samples;
+    expect(errors.map((s) => s.labels.upstream).sort()).toEqual(Object.keys(t.config.upstreams).sort());
+    for (const family of ["dutygate_requests_total", "dutygate_decisions_total", "dutygate_authn_failures_total", "dutygate_policy_reloads_total", "dutygate_upstream_errors_total"]) {
+      expect({ family, unlabelled: families.get(family)!.samples.filter((s) => Object.keys(s.labels).length === 0) }).toEqual({ family, unlabelled: [] });
+    }
+
+    const build = families.get("dutygate_build_info")!;
+    expect(build.type).toBe("gauge");
+    expect(build.samples).toEqual([{ name: "dutygate_build_info", labels: { version: VERSION, commit: COMMIT, runtime: `bun/${Bun.version}` }, value: 1 }]);
+
+    const one = (name: string, type: string) => {
+      const f = families.get(name);
+      expect({ name, type: f?.type, samples: f?.samples.length }).toEqual({ name, type, samples: 1 });
+      return f!.samples[0]!.value;
+    };
+    expect(one("process_resident_memory_bytes", "gauge")).toBeGreaterThan(1024 * 1024);
+    expect(one("process_cpu_seconds_total", "counter")).toBeGreaterThan(0);
+    expect(one("process_open_fds", "gauge")).toBeGreaterThan(3); // stdio, the listeners, the audit file, the ledger
+    const started = one("process_start_time_seconds", "gauge");
+    expect(started).toBeLessThanOrEqual(Date.now() / 1000);
+    expect(started).toBeGreaterThan(Date.now() / 1000 - 3600);
+    expect(started).toBe(Math.floor(performance.timeOrigin / 1000)); // this test process runs the gateway
   });
 });
