@@ -137,10 +137,17 @@ export function coerceValue(type: Type, raw: unknown): CoerceResult<unknown> {
     case "ip": { const v = typeof raw === "string" ? parseIp(raw) : null; return v ? { ok: true, value: v } : bad(); }
     case "cidr": { const v = typeof raw === "string" ? parseCidr(raw) : null; return v ? { ok: true, value: v } : bad(); }
     case "time": {
-      // Numbers are seconds since the epoch (as JWT NumericDate); strings RFC 3339.
+      // Numbers are seconds since the epoch (as JWT NumericDate); strings RFC 3339; a Date is a
+      // TOML date-time (a policy test), read through its ISO text, which keeps what TOML wrote:
+      // a local date-time or time of day has no offset there, and is refused like the string.
       if (typeof raw === "number" && Number.isFinite(raw)) return { ok: true, value: raw * 1000 };
-      const v = typeof raw === "string" ? parseTime(raw, false) : null;
-      return v !== null ? { ok: true, value: v } : bad();
+      const text = raw instanceof Date ? (Number.isNaN(raw.getTime()) ? null : raw.toISOString()) : raw;
+      const v = typeof text === "string" ? parseTime(text, false) : null;
+      if (v !== null) return { ok: true, value: v };
+      if (typeof text === "string" && /^(\d{4}-\d{2}-\d{2}T)?\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(text)) {
+        return { ok: false, message: `expected time, got \`${text}\` without an offset (add \`Z\` for UTC, or \`+02:00\`)` };
+      }
+      return bad();
     }
     case "duration": {
       if (typeof raw === "number" && Number.isFinite(raw) && raw >= 0) return { ok: true, value: raw * 1000 };

@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import { GOLDEN_DIR, goldenFiles } from "../test/golden/golden.ts";
 
 const files = goldenFiles();
-for (const dir of ["diagnostics", "compiled"]) {
+for (const dir of ["diagnostics", "compiled", "policy-tests"]) {
   mkdirSync(join(GOLDEN_DIR, dir), { recursive: true });
   // Files no longer produced are removed so that the test's stale-file check stays meaningful.
   for (const f of readdirSync(join(GOLDEN_DIR, dir))) if (!files.has(`${dir}/${f}`)) rmSync(join(GOLDEN_DIR, dir, f));

@@ -15,7 +15,7 @@ describe("golden files", () => {
   });
 
   test("no stale golden files", () => {
-    const onDisk = ["diagnostics", "compiled"].flatMap((dir) => readdirSync(join(GOLDEN_DIR, dir)).map((f) => `${dir}/${f}`));
+    const onDisk = ["diagnostics", "compiled", "policy-tests"].flatMap((dir) => readdirSync(join(GOLDEN_DIR, dir)).map((f) => `${dir}/${f}`));
     expect(onDisk.sort()).toEqual([...expected.keys()].sort());
   });
 });

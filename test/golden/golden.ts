@@ -1,11 +1,12 @@
 // What the golden files hold, computed from the sources: rendered diagnostics (text, JSON and
-// GitHub annotations) of the broken policies in `broken/`, and the compiled decision-tree
+// GitHub annotations) of the broken policies in `broken/`, the results of the mistaken policy
+// tests in `broken-tests/` against the shipped policies, and the compiled decision-tree
 // description of the shipped policies and of a small generated one. `scripts/update-golden.ts`
 // writes these files; `golden.test.ts` compares them. Review a diff of test/golden/ like code.
 import { readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { generatePolicy } from "../../bench/gen_policy.ts";
-import { compilePolicy, loadPolicy, renderDiagnostic, renderGithubAnnotation } from "../../dsl/mod.ts";
+import { compilePolicy, loadPolicy, renderDiagnostic, renderGithubAnnotation, runPolicyTests } from "../../dsl/mod.ts";
 import type { PolicySource } from "../../dsl/mod.ts";
 
 export const GOLDEN_DIR = import.meta.dir;
@@ -31,7 +32,14 @@ export function goldenFiles(): Map<string, string> {
   }
   const shipped = loadPolicy(readSources(join(ROOT, "policies")), { now: NOW });
   if (!shipped.policy) throw new Error("the shipped policies do not load");
-  out.set("compiled/shipped.json", JSON.stringify(compilePolicy(shipped.policy).describe(), null, 2) + "\n");
+  const shippedCompiled = compilePolicy(shipped.policy);
+  out.set("compiled/shipped.json", JSON.stringify(shippedCompiled.describe(), null, 2) + "\n");
+  const testSources = readdirSync(join(GOLDEN_DIR, "broken-tests")).filter((f) => f.endsWith(".test.toml")).sort();
+  for (const file of testSources) {
+    const results = runPolicyTests(shippedCompiled, [{ path: file, text: readFileSync(join(GOLDEN_DIR, "broken-tests", file), "utf8") }], { now: NOW });
+    const lines = results.map((r) => `${r.file}:${r.line}: ${r.passed ? "ok" : "FAIL"} ${r.name}${r.passed ? "" : `: ${r.failure}`}`);
+    out.set(`policy-tests/${file.replace(/\.test\.toml$/, "")}.txt`, lines.join("\n") + "\n");
+  }
   const gen = generatePolicy(10, 7);
   const generated = loadPolicy([{ path: gen.path, text: gen.text }], { now: NOW });
   if (!generated.policy) throw new Error("the generated policy does not load");
