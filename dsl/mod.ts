@@ -24,6 +24,12 @@ export { loadPolicy, parsePolicySource, DEFAULT_MAX_ERRORS_PER_FILE } from "./lo
  * duty.upstream === GATEWAY_UPSTREAM && channel === "admin" // the only way to reach them
  */
 export { GATEWAY_UPSTREAM } from "./check.ts";
+/**
+ * The canonical layout of a `.duty` source (`gateway fmt`): null text when it does not parse.
+ * @example formatPolicySource({ path: "a.duty", text: "role  a,b" }).text // "role a, b\n"
+ */
+export { formatPolicySource, formatParsedPolicy } from "./format.ts";
+export type { FormatResult } from "./format.ts";
 /** Compiles a checked policy into routers and decision trees. */
 export { compilePolicy } from "./compile.ts";
 /** The header and query names a policy's conditions read (per duty: `CompiledPolicy.queryNamesRead`). */

@@ -77,6 +77,8 @@ usage:
                   [--assignments FILE] [--now DATE] [--max-errors N]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
+  gateway fmt     [DIR|FILE...] [--check] [--diff]
+                                                 rewrite .duty files in the canonical layout
   gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256] [--trusted JWKS]
                                                  a signer key pair; adds the public key to DIR/trusted.jwks
   gateway keys    add|remove|list TRUSTED.jwks [PUBLIC.jwk|KID]...
@@ -100,6 +102,7 @@ exit codes:
   5   separation-of-duties violations in --assignments
   6   serve: a failed start (configuration, state directory, keys, certificates, ledger,
       policy; fails closed, see docs/deploy.md "Start-up failures")
+  7   fmt --check: files not in the canonical layout
   64  usage error
   70  internal error (a bug in the gateway: one error[INTERNAL_ERROR] line, no stack trace)
 `;
@@ -181,6 +184,11 @@ const commands: Record<string, Command> = {
     if (channel !== "operational" && channel !== "admin") throw new GatewayError("USAGE", `unknown channel \`${channel}\` (operational or admin)`);
     const { runExplain } = await import("./cli/explain.ts");
     return runExplain({ dir, principalFile: a.flags.principal, request: a.flags.request, headers: a.lists.header, ip: a.flags.ip, channel, time: a.flags.time, format }, io);
+  },
+  async fmt(argv, io) {
+    const a = parseArgs(argv, { booleans: ["check", "diff"] });
+    const { runFmt } = await import("./cli/fmt.ts");
+    return runFmt({ paths: a.positionals, check: a.booleans.has("check"), diff: a.booleans.has("diff") }, io);
   },
   async keygen(argv, io) {
     const a = parseArgs(argv, { values: ["out", "kid", "alg", "trusted"] });

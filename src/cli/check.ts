@@ -11,6 +11,7 @@ import { analyzeSeparation, checkAssignments, compilePolicy, githubAnnotation, h
 import type { CheckedPolicy, CompiledPolicy, Diagnostic, PolicyTestName, PolicyTestResult, ReachabilityRow, Span } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
+import { unformattedFiles } from "./fmt.ts";
 import { EXIT, type Io, fileErrorReason } from "./io.ts";
 
 export type CheckFormat = "text" | "json" | "github" | "junit";
@@ -100,6 +101,9 @@ export interface CheckReport {
   /** Results of the steps that ran, by step name. */
   steps: Map<string, CheckStepResult>;
   sources: Map<string, string>;
+  /** Policy files not in the canonical layout: a hint to run `gateway fmt`, never a failure. */
+  unformatted: string[];
+  dir: string;
 }
 
 const NOT_COMPILED = "not run: the policy did not compile";
@@ -125,7 +129,7 @@ function seconds(since: number): number {
 export async function buildCheckReport(params: CheckParams, io: Io): Promise<CheckReport> {
   const { dir, format } = params;
   const started = performance.now();
-  const report: CheckReport = { exitCode: EXIT.ok, summary: "", errorCount: 0, fatal: null, startedAt: new Date(), seconds: 0, diagnostics: [], reachability: [], tests: [], testsNotRun: [], gates: [], steps: new Map(), sources: new Map() };
+  const report: CheckReport = { exitCode: EXIT.ok, summary: "", errorCount: 0, fatal: null, startedAt: new Date(), seconds: 0, diagnostics: [], reachability: [], tests: [], testsNotRun: [], gates: [], steps: new Map(), sources: new Map(), unformatted: [], dir };
   const fatal = (message: string, exitCode: number): CheckReport => {
     report.gates.push({ name: "policy", title: "parse and type-check", status: exitCode === EXIT.usage ? "error" : "failed", exitCode, seconds: seconds(started), message, detail: [] });
     return Object.assign(report, { exitCode, fatal: message, summary: message, errorCount: 1, seconds: seconds(started) });
@@ -135,6 +139,7 @@ export async function buildCheckReport(params: CheckParams, io: Io): Promise<Che
   const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
   if (files.policies.length === 0) return fatal(`no \`.duty\` files under \`${dir}\``, EXIT.policyErrors);
   report.sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
+  if (format === "text") report.unformatted = unformattedFiles(files.policies);
 
   // Gate `policy`: parse, type-check, separation analysis, compile.
   const loaded = loadPolicy(files.policies, { now: params.now, maxErrorsPerFile: params.maxErrors });
@@ -213,6 +218,8 @@ function renderText(r: CheckReport): string[] {
     if (gate.status === "skipped") lines.push(`${gate.title}: ${gate.message}`);
     else lines.push(...(r.steps.get(gate.name)?.text ?? []));
   }
+  // A hint, not a finding: the layout never changes what a policy decides.
+  if (r.unformatted.length) lines.push(`hint: not in the canonical layout: ${r.unformatted.join(", ")} (\`gateway fmt ${r.dir}\` rewrites ${r.unformatted.length === 1 ? "it" : "them"})`);
   lines.push(`${r.exitCode === EXIT.ok ? "ok" : "FAILED"}: ${r.summary}`);
   return lines;
 }

@@ -28,6 +28,8 @@ export const EXIT = {
   verificationFailed: 4,
   sodViolations: 5,
   config: 6,
+  /** `fmt --check`: files not in the canonical layout. */
+  notFormatted: 7,
   usage: 64,
   /** An unexpected exception (a bug): one `error[INTERNAL_ERROR]` line, never a stack trace (sysexits EX_SOFTWARE). */
   internal: 70,

@@ -13,7 +13,7 @@
 //   synopsis whose commands, flags, npm scripts and files are checked, or is listed in NOT_RUN
 //   with the reason it cannot run (systemctl on a VM); none assumes a bare `bun` or `deno`.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
@@ -249,10 +249,10 @@ describe("command line: --help, README and the parsers agree", () => {
   const help = helpFlags();
 
   test("--help lists every command", () => {
-    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "init", "keygen", "keys", "ledger", "serve", "sign", "verify"]);
+    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "fmt", "init", "keygen", "keys", "ledger", "serve", "sign", "verify"]);
   });
 
-  for (const command of ["serve", "check", "explain", "keygen", "keys", "sign", "verify", "init", "ledger", "audit verify"]) {
+  for (const command of ["serve", "check", "explain", "keygen", "keys", "sign", "verify", "init", "ledger", "fmt", "audit verify"]) {
     test(`\`gateway ${command}\`: the flags in --help are exactly the flags it parses`, async () => {
       const accepted = await acceptedFlags(command);
       expect([...(help.get(command) ?? [])].sort()).toEqual([...accepted].sort());
@@ -267,7 +267,7 @@ describe("command line: --help, README and the parsers agree", () => {
     for (const line of block!.body.split("\n")) {
       // `gateway keygen … | sign DIR … | verify DIR …` puts three commands on one line.
       for (const part of line.split(/ \| (?=[a-z]+ )/)) {
-        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|keys|sign|verify|init|ledger)\b/.exec(part.trim());
+        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|keys|sign|verify|init|ledger|fmt)\b/.exec(part.trim());
         if (cmd) current = cmd[1]!;
         for (const m of part.matchAll(/--([a-z][a-z-]*)/g)) if (m[1] !== "version" && !help.get(current ?? "")?.has(m[1]!)) unknown.push(`${current}: --${m[1]}`);
       }
@@ -478,6 +478,37 @@ describe("output quoted in the docs is what the commands print", () => {
       expect(after.stdout).toEqual(["no reservations pending"]);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test("docs/authoring.md: the `gateway fmt` commands run as shown, and its policy is in the canonical layout", async () => {
+    const text = read("docs/authoring.md");
+    const block = fences("docs/authoring.md", text).find((f) => f.info === "sh" && f.body.includes("gateway fmt"));
+    expect(block).toBeDefined();
+    const commands = block!.body.split("\n").map((l) => l.replace(/#.*$/, "").trim()).filter((l) => l !== "");
+    expect(commands).toEqual(["gateway fmt policies", "gateway fmt --check policies", "gateway fmt --diff policies/admin.duty"]);
+    const tmp = mkdtempSync(join(tmpdir(), "dutygate-docs-fmt-"));
+    cpSync(join(ROOT, "policies"), join(tmp, "policies"), { recursive: true });
+    const admin = join(tmp, "policies", "admin.duty");
+    writeFileSync(admin, readFileSync(admin, "utf8").replace("upstream gateway", "upstream   gateway"));
+    process.chdir(tmp);
+    try {
+      const results: Array<{ code: number; out: string[] }> = [];
+      for (const command of commands) {
+        const io = memoryIo();
+        results.push({ code: await main(command.split(/\s+/).slice(1), io), out: io.stdout });
+        ran.add(one("docs/authoring.md", command).key);
+      }
+      // The first rewrites the file it names; then nothing is left to check or to diff.
+      expect(results).toEqual([{ code: EXIT.ok, out: ["formatted policies/admin.duty"] }, { code: EXIT.ok, out: [] }, { code: EXIT.ok, out: [] }]);
+      expect(readFileSync(admin, "utf8")).toBe(read("policies/admin.duty"));
+    } finally {
+      process.chdir(previousCwd);
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    const { formatPolicySource } = await import("../../dsl/mod.ts");
+    for (const f of fences("docs/authoring.md", text).filter((f) => f.info === "duty")) {
+      expect(formatPolicySource({ path: `authoring.md:${f.line}`, text: f.body + "\n" }).text).toBe(f.body + "\n");
     }
   });
 
