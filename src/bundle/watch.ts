@@ -210,7 +210,9 @@ export function watchPolicyDirectory(dir: string, onChange: () => void, options:
         watchers.set(path, { watcher, identity, role });
       } catch (error) {
         report(error);
-        failed = true;
+        // A link's parent that cannot be watched (no permission on `/srv`, say) costs only the
+        // rename case, which SIGHUP still covers; it is not retried like the tree itself.
+        if (role === "tree") failed = true;
       }
     }
     if (failed) scheduleRearm();
