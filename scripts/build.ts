@@ -155,6 +155,7 @@ if (import.meta.main) {
     console.log(`${join(outDir, "SHA256SUMS")}  (verify: cd ${outDir} && sha256sum -c SHA256SUMS)`);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
-    process.exit(1);
+    // Not process.exit: the message above may still be on its way out (src/stdio.ts).
+    process.exitCode = 1;
   }
 }

@@ -103,7 +103,8 @@ exit codes:
   6   serve: a failed start (configuration, state directory, keys, certificates, ledger,
       policy; fails closed, see docs/deploy.md "Start-up failures")
   7   fmt --check: files not in the canonical layout
-  64  usage error
+  64  usage error, or an input check cannot judge (an unreadable file, a replay that
+      skipped records: see --allow-skipped)
   70  internal error (a bug in the gateway: one error[INTERNAL_ERROR] line, no stack trace)
 `;
 
