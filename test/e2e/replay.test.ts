@@ -111,7 +111,7 @@ describe("gateway check --replay", () => {
 
   test("a removed grant, an added forbid and an added grant: exactly the expected flips, exit 3", async () => {
     const dir = candidate("changed", (s) =>
-      s.replace("grant reviewer       approve_change\n", "grant developer      approve_change\n")
+      s.replace(/^grant reviewer +approve_change\n/m, "grant developer approve_change\n")
         + '\nforbid list_changes when request.header["x-freeze"] == "1"\n');
     const { code, report } = await replay(dir);
     expect(code).toBe(EXIT.decisionFlips);
@@ -134,7 +134,7 @@ describe("gateway check --replay", () => {
   });
 
   test("--allow-flips reports the flips and exits 0; text and github formats name them", async () => {
-    const dir = candidate("no-reviewers", (s) => s.replace("grant reviewer       approve_change\n", ""));
+    const dir = candidate("no-reviewers", (s) => s.replace(/^grant reviewer +approve_change\n/m, ""));
     const allowed = await replay(dir, { allowFlips: true });
     expect(allowed.code).toBe(EXIT.ok);
     expect(allowed.report!.flips.total).toBe(5);
@@ -155,7 +155,7 @@ describe("gateway check --replay", () => {
   });
 
   test("through the command line: `gateway check DIR --replay AUDIT` exits 3, usage errors 64", async () => {
-    const dir = candidate("cli", (s) => s.replace("grant reviewer       approve_change\n", ""));
+    const dir = candidate("cli", (s) => s.replace(/^grant reviewer +approve_change\n/m, ""));
     const io = memoryIo();
     expect(await main(["check", dir, "--replay", auditDir], io)).toBe(EXIT.decisionFlips);
     expect(io.stdout.join("\n")).toContain("5 decision flips");
