@@ -66,6 +66,11 @@ function intFlag(value: string | undefined, name: string): number | undefined {
   return Number(value);
 }
 
+/** The pipe `bin/gateway.mjs` hands the gateway (`DUTYGATE_LIFELINE_FD`): its end means the wrapper is gone. */
+function lifelineFd(value: string | undefined): number | undefined {
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
 export const HELP = `gateway ${VERSION} — edge access gateway with typed separation-of-duties policies
 
 usage:
@@ -132,7 +137,7 @@ const commands: Record<string, Command> = {
         io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
         return EXIT.config;
       }
-      const gw = await startGateway(loaded.config, { signals: true, resetLedger: a.booleans.has("reset-ledger") });
+      const gw = await startGateway(loaded.config, { signals: true, resetLedger: a.booleans.has("reset-ledger"), lifelineFd: lifelineFd(process.env.DUTYGATE_LIFELINE_FD) });
       for (const line of await startupBanner(gw)) io.out(line);
     } catch (e) {
       io.err(formatCodedError(startupFailure(e)));

@@ -1,7 +1,7 @@
 // `gateway serve`: assemble the pipeline from its parts and run it. Start-up fails closed: no
 // valid policy, no listener. SIGHUP reloads policy and certificates; SIGTERM/SIGINT stop
 // gracefully (stop accepting, finish in-flight requests up to a deadline, flush the audit log).
-import { mkdirSync } from "node:fs";
+import { createReadStream, mkdirSync } from "node:fs";
 import { openAuditLog, type AuditLog } from "../audit/mod.ts";
 import { createJwtAuthenticator } from "../authn/mod.ts";
 import { DEMO_UPSTREAM_PORTS, ensureDemoIssuer, mintDemoToken, upstreamClient } from "../config/mod.ts";
@@ -40,6 +40,12 @@ export interface StartGatewayOptions {
   log?: Logger;
   /** Install SIGHUP/SIGTERM/SIGINT handlers (the CLI does; tests do not). */
   signals?: boolean;
+  /**
+   * A file descriptor whose other end the launcher holds (`bin/gateway.mjs` passes one as
+   * `DUTYGATE_LIFELINE_FD`): when it reaches its end the launcher is gone, however it died, and
+   * the gateway stops gracefully as on SIGTERM, then exits.
+   */
+  lifelineFd?: number;
   /** Skip the audit log entirely (benchmarks of the audit cost only). */
   auditDisabled?: boolean;
   /** Start although the recorded duty ledger is missing or replaced (`serve --reset-ledger`). */
@@ -198,6 +204,19 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
           void gateway.stop().then(() => exitWhenDrained(0));
         });
       }
+    }
+    if (options.lifelineFd !== undefined) {
+      const lifeline = createReadStream("", { fd: options.lifelineFd });
+      let gone = false;
+      const launcherGone = () => {
+        if (gone) return;
+        gone = true;
+        log.info("the launcher is gone: stopping gracefully");
+        void gateway.stop().then(() => exitWhenDrained(0));
+      };
+      lifeline.on("data", () => {});
+      lifeline.on("end", launcherGone);
+      lifeline.on("error", launcherGone);
     }
     return gateway;
   } catch (e) {
