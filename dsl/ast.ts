@@ -29,7 +29,8 @@ export type Expr =
   | { kind: "binary"; op: BinaryOp; opSpan: Span; left: Expr; right: Expr; span: Span };
 
 export interface PrincipalDecl { kind: "principal"; attrs: Array<{ name: Name; type: TypeRef }>; span: Span }
-export interface RoleDecl { kind: "role"; names: Name[]; span: Span }
+/** `channel` is `admin` for roles meant to hold admin-channel duties (`role sre channel admin`). */
+export interface RoleDecl { kind: "role"; names: Name[]; channel: Name | null; span: Span }
 export interface EnumDecl { kind: "enum"; name: Name; values: Name[]; span: Span }
 export interface UpstreamDecl { kind: "upstream"; names: Name[]; span: Span }
 export interface DutyDecl {

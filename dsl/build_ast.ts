@@ -186,7 +186,7 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
           span: s,
         };
       case "roleDecl":
-        return { kind: "role", names: names(child(kindNode, "identList")), span: s };
+        return { kind: "role", names: names(child(kindNode, "identList")), channel: kindNode.children.channel ? name(token(kindNode, "channel")) : null, span: s };
       case "enumDecl":
         return { kind: "enum", name: name(token(kindNode, "Identifier")), values: names(child(kindNode, "identList")), span: s };
       case "upstreamDecl":

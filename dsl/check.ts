@@ -110,8 +110,14 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   const enumValueSpans = new Map<string, Span>();
   const roleDecls = of("role");
   if (roleDecls.length) enums.set("role", []);
+  // Roles declared `channel admin` may hold admin-channel duties; the others are operational.
+  const adminRoles = new Set<string>();
   for (const d of roleDecls) {
+    if (d.channel && d.channel.text !== "admin") {
+      err("E_UNKNOWN_CHANNEL", `\`role … channel\` takes \`admin\`, found \`${d.channel.text}\``, d.channel.span, d.channel.text === "operational" ? "roles are operational unless declared `channel admin`: remove `channel operational`" : didYouMean(d.channel.text, ["admin"]) ?? "write `role NAME channel admin` for roles that administer the gateway");
+    }
     for (const n of d.names) {
+      if (d.channel?.text === "admin") adminRoles.add(n.text);
       if (enumValueSpans.has(`role.${n.text}`)) err("E_DUPLICATE_ROLE", `role \`${n.text}\` is declared twice`, n.span);
       else {
         enumValueSpans.set(`role.${n.text}`, n.span);
@@ -134,8 +140,10 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   const roles = enums.get("role") ?? [];
   const roleSet = new Set(roles);
   const enumType = (name: string): Type => ({ kind: "enum", name, values: enums.get(name)! });
+  // Roles some rule names (grant, exclusive, a condition): a declared role no rule names is unused.
+  const mentionedRoles = new Set<string>();
   const resolveRole = (n: Name): boolean => {
-    if (roleSet.has(n.text)) return true;
+    if (roleSet.has(n.text)) { mentionedRoles.add(n.text); return true; }
     err("E_UNKNOWN_ROLE", `unknown role \`${n.text}\``, n.span, didYouMean(n.text, roles) ?? (roles.length ? undefined : "declare roles with `role a, b`"));
     return false;
   };
@@ -398,13 +406,19 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     // A bare identifier is an enum value, typed by what is expected of it.
     if (m.length === 0) {
       if (expected?.kind === "enum") {
-        if (expected.values.includes(head)) return mk(expected, e.span, { k: "const", value: head });
+        if (expected.values.includes(head)) {
+          if (expected.name === "role") mentionedRoles.add(head);
+          return mk(expected, e.span, { k: "const", value: head });
+        }
         const kind = expected.name === "role" ? "role" : `${expected.name} value`;
         err(expected.name === "role" ? "E_UNKNOWN_ROLE" : "E_UNKNOWN_NAME", `unknown ${kind} \`${head}\``, e.head.span, didYouMean(head, expected.values));
         return tBad;
       }
       const owners = enumOfValue(head);
-      if (owners.length === 1) return mk(enumType(owners[0]!), e.span, { k: "const", value: head });
+      if (owners.length === 1) {
+        if (owners[0] === "role") mentionedRoles.add(head);
+        return mk(enumType(owners[0]!), e.span, { k: "const", value: head });
+      }
       if (owners.length > 1) { err("E_AMBIGUOUS_NAME", `\`${head}\` is a value of several enums: ${owners.join(", ")}`, e.head.span, "compare it with an attribute of the enum's type"); return tBad; }
     }
     const candidates = ["principal", "request", ...[...enums.values()].flat()];
@@ -565,7 +579,14 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         }
       }
     }
-    if (ok && duty) grants.push({ id: ruleId("grant", d.span), roles: rs, duty: duty.name, when, until, untilText: d.until?.text ?? null, span: d.span });
+    if (ok && duty) {
+      if (duty.channel === "admin") {
+        for (const n of d.roles.filter((n) => !adminRoles.has(n.text))) {
+          warn("W_ADMIN_DUTY_OPERATIONAL_ROLE", `operational role \`${n.text}\` is granted admin-channel duty \`${duty.name}\``, n.span, `admin-channel duties are for roles declared \`channel admin\`: declare \`role ${n.text} channel admin\` if it is meant to administer the gateway, or grant the duty to such a role`);
+        }
+      }
+      grants.push({ id: ruleId("grant", d.span), roles: rs, duty: duty.name, when, until, untilText: d.until?.text ?? null, span: d.span });
+    }
   }
 
   // --- forbids ---------------------------------------------------------------------------
@@ -595,6 +616,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     if (f) warn("W_GRANT_SHADOWED", `this grant never applies: \`${g.duty}\` is always forbidden by ${at(f.span)}`, g.span);
   }
 
+  findRepeatedGrants(grants, warn);
   // --- separate ----------------------------------------------------------------------------
   const separations: CheckedSeparation[] = [];
   for (const d of of("separate")) {
@@ -624,6 +646,12 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     if (!grantedDuties.has(duty.name)) warn("W_DUTY_NEVER_GRANTED", `duty \`${duty.name}\` is granted to no role: every request to it is denied`, duty.span);
   }
 
+  // Only for a policy without errors: while errors are being fixed, rules that would name a role
+  // may be the broken ones, and a list of unused roles is noise.
+  for (const role of hasErrors(diags) ? [] : roles) {
+    if (!mentionedRoles.has(role)) warn("W_UNUSED_ROLE", `role \`${role}\` is declared but no grant, exclusive or condition names it`, enumValueSpans.get(`role.${role}`)!, "grant it a duty, or remove it");
+  }
+
   if (hasErrors(diags)) return { policy: null, diagnostics: diags };
   return {
     policy: { files: files.map((f) => f.file), schema: schema as PrincipalSchema, roles, enums: Object.fromEntries(enums), upstreams, duties, grants, forbids, exclusives, separations },
@@ -636,6 +664,39 @@ const constantEnv = {
   request: { method: "", path: "", ip: { kind: "ip", v6: false, addr: 0n, text: "0.0.0.0" }, time: 0, headers: {}, query: {} },
   params: {},
 } as const;
+
+/** A condition as text that ignores spans: equal keys are the same condition. */
+function conditionKey(e: TExpr | null): string {
+  return JSON.stringify(e, (key, value: unknown) =>
+    key === "span" ? undefined : typeof value === "bigint" ? value.toString() : value instanceof Set ? [...value].map(String).sort() : value);
+}
+
+/**
+ * Grants that never decide because an earlier grant of the same duty always comes first for each
+ * of their roles (grants are tried in source order; the first that applies decides): an exact
+ * repeat (same condition and `until`, roles among the earlier one's) is W_DUPLICATE_GRANT; one
+ * whose every role already holds the duty without condition (and no sooner expiry) is
+ * W_GRANT_SHADOWED_BY_GRANT.
+ */
+function findRepeatedGrants(grants: readonly CheckedGrant[], warn: (code: string, message: string, span: Span, help?: string) => void): void {
+  const byDuty = new Map<string, CheckedGrant[]>();
+  for (const g of grants) {
+    const earlier = byDuty.get(g.duty) ?? [];
+    const key = conditionKey(g.when);
+    const repeat = earlier.find((e) => e.until === g.until && g.roles.every((r) => e.roles.includes(r)) && conditionKey(e.when) === key);
+    if (repeat) {
+      warn("W_DUPLICATE_GRANT", `duplicate grant: ${g.roles.map((r) => `\`${r}\``).join(", ")} already ${g.roles.length > 1 ? "have" : "has"} \`${g.duty}\` on the same terms at ${at(repeat.span)}`, g.span, "remove one of the two");
+    } else {
+      const coveredBy = g.roles.map((r) => earlier.find((e) => e.roles.includes(r) && e.when === null && (e.until === null || (g.until !== null && e.until >= g.until))));
+      if (coveredBy.every((e) => e !== undefined)) {
+        const first = coveredBy[0]!;
+        warn("W_GRANT_SHADOWED_BY_GRANT", `this grant never decides: ${g.roles.map((r) => `\`${r}\``).join(", ")} already ${g.roles.length > 1 ? "have" : "has"} \`${g.duty}\` without condition at ${[...new Set(coveredBy.map((e) => at(e!.span)))].join(", ")}`, g.span,
+          `grants are tried in source order and the first that applies decides; remove this one, or give ${at(first.span)} a condition`);
+      }
+    }
+    byDuty.set(g.duty, [...earlier, g]);
+  }
+}
 
 /** Roles a condition requires through its top-level conjuncts (`r in principal.roles`). */
 function requiredRoles(e: TExpr): string[] {

@@ -253,7 +253,7 @@ export function loadPolicy(sources: readonly PolicySource[], options: LoadOption
   // dropped declaration could explain (an unknown name, a missing schema, a never-granted duty)
   // are held back; every other checker finding is still reported, so one run shows them all.
   const brokenFiles = new Set(parsed.filter((p) => p.diagnostics.some((d) => d.severity === "error" && !DROPS_NOTHING.has(d.code))).map((p) => p.file.file));
-  const mayBeCausedByDroppedCode = new Set(["E_UNKNOWN_DUTY", "E_UNKNOWN_ROLE", "E_UNKNOWN_UPSTREAM", "E_UNKNOWN_TYPE", "E_UNKNOWN_NAME", "E_NO_PRINCIPAL", "E_PRINCIPAL_SUB", "E_PRINCIPAL_ROLES"]);
+  const mayBeCausedByDroppedCode = new Set(["W_UNUSED_ROLE", "E_UNKNOWN_DUTY", "E_UNKNOWN_ROLE", "E_UNKNOWN_UPSTREAM", "E_UNKNOWN_TYPE", "E_UNKNOWN_NAME", "E_NO_PRINCIPAL", "E_PRINCIPAL_SUB", "E_PRINCIPAL_ROLES"]);
   const checkerDiags = brokenFiles.size
     ? checked.diagnostics.filter((d) => !mayBeCausedByDroppedCode.has(d.code) && (d.severity === "error" || !brokenFiles.has(d.span.file)))
     : checked.diagnostics;

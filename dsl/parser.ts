@@ -63,9 +63,14 @@ class DutyParser extends CstParser {
     this.AT_LEAST_ONE_SEP({ SEP: T.Comma, DEF: () => this.CONSUME(T.Identifier) });
   });
 
+  // role a, b [channel admin]
   roleDecl = this.RULE("roleDecl", () => {
     this.CONSUME(T.Role);
     this.SUBRULE(this.identList);
+    this.OPTION(() => {
+      this.CONSUME(T.Channel);
+      this.CONSUME(T.Identifier, { LABEL: "channel" });
+    });
   });
 
   enumDecl = this.RULE("enumDecl", () => {

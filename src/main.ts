@@ -79,7 +79,7 @@ usage:
   gateway check   [DIR] [--format text|json|github|junit] [--keys JWKS] [--min-signers N]
                   [--replay AUDIT.jsonl|DIR]... [--allow-flips] [--max-examples N]
                   [--allow-skipped | --max-skipped SHARE]
-                  [--assignments FILE] [--now DATE] [--max-errors N]
+                  [--assignments FILE] [--now DATE] [--max-errors N] [--warnings-as-errors]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
   gateway fmt     [DIR|FILE...] [--check] [--diff]
@@ -146,7 +146,7 @@ const commands: Record<string, Command> = {
     return SERVING;
   },
   async check(argv, io) {
-    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors", "max-skipped"], repeated: ["replay"], booleans: ["allow-flips", "allow-skipped"] });
+    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors", "max-skipped"], repeated: ["replay"], booleans: ["allow-flips", "allow-skipped", "warnings-as-errors"] });
     const format = (a.flags.format ?? "text") as CheckFormat;
     if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
     const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
@@ -178,7 +178,7 @@ const commands: Record<string, Command> = {
         if (a.booleans.has(flag) || a.flags[flag] !== undefined) throw new GatewayError("USAGE", `\`--${flag}\` only applies with \`--replay\``);
       }
     }
-    return runCheck({ dir, format, now, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), extraSteps }, io);
+    return runCheck({ dir, format, now, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), warningsAsErrors: a.booleans.has("warnings-as-errors"), extraSteps }, io);
   },
   async explain(argv, io) {
     const a = parseArgs(argv, { values: ["principal", "request", "ip", "channel", "time", "format"], repeated: ["header"] });

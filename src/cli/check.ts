@@ -24,6 +24,8 @@ export interface CheckParams {
   format: CheckFormat;
   /** "Now" for `until` checks and policy tests without a time (epoch ms). */
   now?: number;
+  /** Warnings fail the check as errors (exit 1); the policy is still compiled and its tests run. */
+  warningsAsErrors?: boolean;
   /** Errors reported per policy file (default 100, 0 for all); the rest are counted in `E_TOO_MANY_ERRORS`. */
   maxErrors?: number;
   /** A role-assignment export (TOML or JSON) to check against the `exclusive` sets. */
@@ -152,10 +154,14 @@ export async function buildCheckReport(params: CheckParams, io: Io): Promise<Che
     report.diagnostics.sort((a, b) => a.span.file.localeCompare(b.span.file) || a.span.start - b.span.start);
   }
   const compiled = policy && !hasErrors(report.diagnostics) ? compilePolicy(policy) : null;
+  // `--warnings-as-errors`: every warning is reported as an error and fails this gate; the policy
+  // compiled before, so its tests and the steps still run and CI sees everything at once.
+  if (params.warningsAsErrors) report.diagnostics = report.diagnostics.map((d) => (d.severity === "warning" ? { ...d, severity: "error" } : d));
   const errors = report.diagnostics.filter((d) => d.severity === "error");
+  const policyPassed = compiled !== null && errors.length === 0;
   report.gates.push({
-    name: "policy", title: "parse and type-check", status: compiled ? "passed" : "failed", exitCode: compiled ? EXIT.ok : EXIT.policyErrors, seconds: seconds(started),
-    message: compiled ? undefined : `${countErrors(errors) + loaded.omittedErrors} error${countErrors(errors) + loaded.omittedErrors === 1 ? "" : "s"}`,
+    name: "policy", title: "parse and type-check", status: policyPassed ? "passed" : "failed", exitCode: policyPassed ? EXIT.ok : EXIT.policyErrors, seconds: seconds(started),
+    message: policyPassed ? undefined : `${countErrors(errors) + loaded.omittedErrors} error${countErrors(errors) + loaded.omittedErrors === 1 ? "" : "s"}${compiled && params.warningsAsErrors ? " (warnings, with --warnings-as-errors)" : ""}`,
     detail: errors.map((d) => `${d.span.file}:${d.span.line}:${d.span.col}: ${d.code}: ${d.message}`),
   });
 

@@ -175,3 +175,24 @@ describe("check --max-errors", () => {
     expect(bad.code).toBe(EXIT.usage);
   });
 });
+
+describe("check --warnings-as-errors", () => {
+  test("warnings alone pass by default; with the flag they are errors, exit 1, and the policy tests still run", async () => {
+    const dir = join(tmp, "warnings-only");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "p.duty"), "principal { sub: string roles: set<role> }\nrole dev, intern\nupstream app\nduty read GET /x -> app\ngrant dev read\ngrant dev read\n");
+    writeFileSync(join(dir, "p.test.toml"), '[[test]]\nname = "dev reads"\nprincipal = { sub = "d", roles = ["dev"] }\nrequest = "GET /x"\nexpect = "allow"\n');
+    const lenient = await run(["check", dir]);
+    expect(lenient.code).toBe(EXIT.ok);
+    expect(lenient.out).toContain("warning[W_UNUSED_ROLE]: role `intern` is declared but no grant, exclusive or condition names it");
+    expect(lenient.out).toContain("warning[W_DUPLICATE_GRANT]");
+    const strict = await run(["check", dir, "--warnings-as-errors"]);
+    expect(strict.code).toBe(EXIT.policyErrors);
+    expect(strict.out).toContain("error[W_UNUSED_ROLE]");
+    expect(strict.out).toContain("error[W_DUPLICATE_GRANT]");
+    expect(strict.out).toContain("2 errors, 0 warnings; policy tests: 1 passed, 0 failed");
+    const json = JSON.parse((await run(["check", dir, "--warnings-as-errors", "--format", "json"])).out);
+    expect(json.exitCode).toBe(EXIT.policyErrors);
+    expect(json.diagnostics.map((d: { severity: string }) => d.severity)).toEqual(["error", "error"]);
+  });
+});

@@ -1,6 +1,7 @@
 // What the golden files hold, computed from the sources: rendered diagnostics (text, JSON and
-// GitHub annotations) of the broken policies in `broken/`, the results of the mistaken policy
-// tests in `broken-tests/` against the shipped policies, and the compiled decision-tree
+// GitHub annotations) of the broken policies in `broken/` and of the policies in `warnings/` that
+// load with warnings only, the results of the mistaken policy tests in `broken-tests/` against the
+// shipped policies, and the compiled decision-tree
 // description of the shipped policies and of a small generated one. `scripts/update-golden.ts`
 // writes these files; `golden.test.ts` compares them. Review a diff of test/golden/ like code.
 import { readFileSync, readdirSync } from "node:fs";
@@ -24,6 +25,15 @@ export function goldenFiles(): Map<string, string> {
   for (const source of readSources(join(GOLDEN_DIR, "broken"))) {
     const { policy, diagnostics } = loadPolicy([source], { now: NOW });
     if (policy) throw new Error(`broken/${source.path} loads without errors; golden broken policies must fail`);
+    const texts = new Map([[source.path, source.text]]);
+    const name = source.path.replace(/\.duty$/, "");
+    out.set(`diagnostics/${name}.txt`, diagnostics.map((d) => renderDiagnostic(d, texts)).join("\n\n") + "\n");
+    out.set(`diagnostics/${name}.json`, JSON.stringify(diagnostics, null, 2) + "\n");
+    out.set(`diagnostics/${name}.github.txt`, diagnostics.map(renderGithubAnnotation).join("\n") + "\n");
+  }
+  for (const source of readSources(join(GOLDEN_DIR, "warnings"))) {
+    const { policy, diagnostics } = loadPolicy([source], { now: NOW });
+    if (!policy || diagnostics.length === 0) throw new Error(`warnings/${source.path} must load, with warnings`);
     const texts = new Map([[source.path, source.text]]);
     const name = source.path.replace(/\.duty$/, "");
     out.set(`diagnostics/${name}.txt`, diagnostics.map((d) => renderDiagnostic(d, texts)).join("\n\n") + "\n");
