@@ -19,6 +19,7 @@ const fmt = (text: string) => formatPolicySource({ path: "t.duty", text }).text;
 describe("layout", () => {
   const cases: Array<[string, string, string]> = [
     ["spacing and commas", "role   a,b ,c\nupstream x,y", "role a, b, c\nupstream x, y\n"],
+    ["a role declaration's channel is kept", "role   a,b   channel   admin", "role a, b channel admin\n"],
     ["one declaration per line", "role a upstream u", "role a\nupstream u\n"],
     ["blank lines kept, several become one", "role a\n\n\n\nrole b\nrole c", "role a\n\nrole b\nrole c\n"],
     ["a duty table is aligned", "duty a GET /a -> u\nduty long_name POST /a/:id/approve -> u channel admin", "duty a         GET  /a             -> u\nduty long_name POST /a/:id/approve -> u channel admin\n"],

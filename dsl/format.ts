@@ -241,7 +241,7 @@ class Printer {
   declaration(d: Declaration, comments: readonly Comment[]): string[] {
     switch (d.kind) {
       case "principal": return this.principal(d, comments);
-      case "role": return fill("role ", d.names.map((n) => n.text), "");
+      case "role": return fill("role ", d.names.map((n) => n.text), d.channel ? ` channel ${d.channel.text}` : "");
       case "upstream": return fill("upstream ", d.names.map((n) => n.text), "");
       case "enum": return fill(`enum ${d.name.text} { `, d.values.map((n) => n.text), " }");
       case "duty": return [this.duty(d, [0, 0, 0])];
