@@ -11,7 +11,7 @@ import { upstreamClient } from "../config/defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { ambiguousQueryParameter, forwardToUpstream, methodOverrideParameter, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
 import { replayFieldsOf } from "./replay_fields.ts";
-import { describeConflict, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
+import { describeConflict, settleOutcomeOf, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/types.ts";
 import type { Metrics } from "./metrics.ts";
@@ -427,6 +427,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     }
     const identityExtra = { duty: decision.duty! };
     const identityToken = deps.identity.cached(caller.principal, upstream.name, identityExtra) ?? await deps.identity.sign(caller.principal, upstream.name, identityExtra);
+    // forwardToUpstream sends nothing for a client already gone: then its 499 is no unknown outcome.
+    const sent = !request.signal.aborted;
     let response: Response;
     try {
       response = await forwardToUpstream(request, {
@@ -440,9 +442,10 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       response = problemResponse({ status: 502, code: "UPSTREAM_UNAVAILABLE", detail: "the upstream could not be reached", requestId });
     }
     if (response.status >= 502 && response.headers.get("content-type") === "application/problem+json") metrics.upstreamErrors.inc({ upstream: upstream.name });
+    const answer = sent ? response.status : null;
     if (reservation) {
       try {
-        await settleReservation(deps.ledger, reservation, response.status);
+        await settleReservation(deps.ledger, reservation, answer);
       } catch (e) {
         log.error("duty ledger settle failed", { request_id: requestId, error: (e as Error).message });
       }
@@ -452,7 +455,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       // The outcome follows in its own chained record; it need not hold up the response, and it
       // joins the next batch of decision records rather than costing a write of its own.
       // Members in sorted key order, as in the decision record.
-      deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? (response.status >= 200 && response.status < 300 ? "confirmed" : "released") : undefined, request_id: requestId, status: response.status, type: "outcome" }, { deferred: true })
+      deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? settleOutcomeOf(answer) : undefined, request_id: requestId, status: response.status, type: "outcome" }, { deferred: true })
         .then(() => metrics.auditRecords.inc())
         .catch((e: Error) => {
           metrics.auditFailures.inc();

@@ -189,6 +189,26 @@ export function runDutyLedgerConformance(name: string, harness: LedgerHarness): 
       expect(await ledger.lookup([checkPerformed!], "alice")).toEqual([{ constraint: CONSTRAINT, key: checkPerformed!.key, duty: "submit_change", sub: "alice", at: T0 }]);
     });
 
+    // Regression: a request that timed out, or whose client left, after it was sent was released,
+    // so the person's next duty passed though the upstream may have performed the first.
+    test("an abandoned reservation (no answer will come) stays, counts as performed, and is of unknown outcome at once", async () => {
+      const ledger = await open();
+      const timedOut = expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }));
+      const settled = expectOk(await ledger.reserve({ checks: [changeCheck("43")], duty: "submit_change", sub: "alice", at: T0 }));
+      await ledger.release(settled);
+      await ledger.abandon(timedOut);
+      await ledger.abandon(timedOut);
+      await ledger.abandon(settled);
+      expect((await ledger.pending(T0 + 1)).map((p) => [p.id, p.state])).toEqual([[timedOut.id, "unknown"]]);
+      expect((await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 2 })).ok).toBe(false);
+      await ledger.release(expectOk(await ledger.reserve({ checks: [changeCheck("43")], duty: "approve_change", sub: "alice", at: T0 + 2 })));
+      expect(await ledger.size()).toBe(1);
+      // The operator's word still settles it.
+      await ledger.confirm(timedOut);
+      expect(await ledger.pending(T0 + 3)).toEqual([]);
+      expect((await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 3 })).ok).toBe(false);
+    });
+
     test("200 concurrent reserve pairs by one person: exactly one of each pair wins", async () => {
       const ledger = await open();
       const keys = Array.from({ length: 200 }, (_, i) => `change-${i}`);
@@ -302,6 +322,7 @@ export function runDutyLedgerConformance(name: string, harness: LedgerHarness): 
       await expectCode(ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "alice", at: T0 }), "LEDGER_CLOSED");
       await expectCode(ledger.confirm(reservation), "LEDGER_CLOSED");
       await expectCode(ledger.release(reservation), "LEDGER_CLOSED");
+      await expectCode(ledger.abandon(reservation), "LEDGER_CLOSED");
       await expectCode(ledger.lookup([changeCheck("42")], "alice"), "LEDGER_CLOSED");
       await expectCode(ledger.pending(T0), "LEDGER_CLOSED");
       await expectCode(ledger.prune(T0), "LEDGER_CLOSED");

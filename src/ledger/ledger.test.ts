@@ -1,26 +1,34 @@
 import { describe, expect, test } from "bun:test";
-import { schedulePrune, settleReservation } from "./ledger.ts";
+import { schedulePrune, settleOutcomeOf, settleReservation, type SettleOutcome } from "./ledger.ts";
 import { MemoryDutyLedger } from "./memory.ts";
 
 const CHECK = { constraint: "separate:changes.duty:20:1", param: "change", key: "42", duties: ["submit_change", "approve_change"] };
 
 describe("settleReservation", () => {
-  const cases: Array<[number | null, "confirmed" | "released", number]> = [
-    [200, "confirmed", 1],
-    [204, "confirmed", 1],
-    [299, "confirmed", 1],
-    [199, "released", 0],
-    [302, "released", 0],
-    [403, "released", 0],
-    [502, "released", 0],
-    [null, "released", 0],
+  // [status, outcome, entries left, of them pending]
+  const cases: Array<[number | null, SettleOutcome, number, number]> = [
+    [200, "confirmed", 1, 0],
+    [204, "confirmed", 1, 0],
+    [299, "confirmed", 1, 0],
+    [199, "released", 0, 0],
+    [302, "released", 0, 0],
+    [403, "released", 0, 0],
+    [500, "released", 0, 0],
+    [502, "released", 0, 0],
+    // The request went out and no answer came: the upstream may have performed it.
+    [504, "unknown", 1, 1],
+    [499, "unknown", 1, 1],
+    // Nothing was sent.
+    [null, "released", 0, 0],
   ];
-  test.each(cases)("upstream status %p is %s", async (status, outcome, size) => {
+  test.each(cases)("upstream status %p is %s", async (status, outcome, size, pending) => {
     const ledger = new MemoryDutyLedger({ retentionDays: 30 });
     const result = await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 });
     if (!result.ok) throw new Error("reserve refused");
+    expect(settleOutcomeOf(status)).toBe(outcome);
     expect(await settleReservation(ledger, result.reservation, status)).toBe(outcome);
     expect(await ledger.size()).toBe(size);
+    expect((await ledger.pending(2)).map((p) => p.state)).toEqual(pending ? ["unknown"] : []);
   });
 });
 

@@ -95,8 +95,8 @@ const DAY_MS = 86_400_000;
  * confirms or releases it.
  * Repeating the same duty is allowed (one entry per person-duty is kept, with the latest time).
  * A store is correct when it passes `runDutyLedgerConformance` (ledger.case.ts).
- * The gateway reserves before forwarding, confirms when the
- * upstream answered 2xx, and releases otherwise (see {@link settleReservation}).
+ * The gateway reserves before forwarding, confirms when the upstream answered 2xx, abandons the
+ * reservation when no answer came, and releases it otherwise (see {@link settleReservation}).
  *
  * @example
  * const r = await ledger.reserve({ checks: decision.separations, duty: "approve_change", sub: "bob", at: Date.now() });
@@ -115,6 +115,12 @@ export interface DutyLedger {
   confirm(reservation: Reservation): Promise<void>;
   /** Drops the reservation without a trace. Idempotent; never removes confirmed facts. */
   release(reservation: Reservation): Promise<void>;
+  /**
+   * No answer will come for the reservation's request (it timed out, or its client left, after it
+   * was sent): the reservation stays, counting as performed, and `pending` reports it `unknown`
+   * from now on. Idempotent; nothing happens to a reservation already settled.
+   */
+  abandon(reservation: Reservation): Promise<void>;
   /** Read-only: the facts `reserve` would consult for `sub` (confirmed entries and unsettled reservations). */
   lookup(checks: readonly SeparationCheck[], sub: string): Promise<LedgerFact[]>;
   /**
@@ -188,17 +194,31 @@ export function ledgerClosedError(): GatewayError {
   return new GatewayError("LEDGER_CLOSED", "the duty ledger is closed");
 }
 
+/** What became of a reservation when its request ended: the outcome record's `ledger` member. */
+export type SettleOutcome = "confirmed" | "released" | "unknown";
+
 /**
- * Settles a reservation by the upstream's answer: confirm on 2xx, release otherwise (including
- * `null` when the upstream could not be reached). Facts are recorded on success only.
+ * What the upstream's answer says of the reserved duty: 2xx performed (`confirmed`); 504 (no
+ * answer in time) or 499 (the client left while it was being performed) `unknown`, since the
+ * upstream got the request and may have performed it; anything else, and `null` (nothing was
+ * sent), not performed (`released`).
  */
-export async function settleReservation(ledger: DutyLedger, reservation: Reservation, upstreamStatus: number | null): Promise<"confirmed" | "released"> {
-  if (upstreamStatus !== null && upstreamStatus >= 200 && upstreamStatus < 300) {
-    await ledger.confirm(reservation);
-    return "confirmed";
-  }
-  await ledger.release(reservation);
-  return "released";
+export function settleOutcomeOf(upstreamStatus: number | null): SettleOutcome {
+  if (upstreamStatus === null) return "released";
+  if (upstreamStatus >= 200 && upstreamStatus < 300) return "confirmed";
+  return upstreamStatus === 504 || upstreamStatus === 499 ? "unknown" : "released";
+}
+
+/**
+ * Settles a reservation by the upstream's answer ({@link settleOutcomeOf}): confirms it, releases
+ * it, or abandons it (it stays, counting as performed, until an operator settles it).
+ */
+export async function settleReservation(ledger: DutyLedger, reservation: Reservation, upstreamStatus: number | null): Promise<SettleOutcome> {
+  const outcome = settleOutcomeOf(upstreamStatus);
+  if (outcome === "confirmed") await ledger.confirm(reservation);
+  else if (outcome === "released") await ledger.release(reservation);
+  else await ledger.abandon(reservation);
+  return outcome;
 }
 
 /** A running periodic prune; `stop()` ends it. */

@@ -32,6 +32,8 @@ export class MemoryDutyLedger implements DutyLedger {
   readonly #entries = new Map<string, MemoryEntry[]>();
   /** Unsettled reservations by id, in the order they were made. */
   readonly #pending = new Map<string, Reservation>();
+  /** Reservations whose answer will never come. */
+  readonly #abandoned = new Set<string>();
   /** This ledger's only boot: its reservations end with it. */
   readonly #boot = crypto.randomUUID();
   #closed = false;
@@ -71,6 +73,7 @@ export class MemoryDutyLedger implements DutyLedger {
       this.#entries.set(bucketKey(check), kept);
     }
     this.#pending.delete(reservation.id);
+    this.#abandoned.delete(reservation.id);
   }
 
   async release(reservation: Reservation): Promise<void> {
@@ -83,6 +86,12 @@ export class MemoryDutyLedger implements DutyLedger {
       else this.#entries.set(bucketKey(check), kept);
     }
     this.#pending.delete(reservation.id);
+    this.#abandoned.delete(reservation.id);
+  }
+
+  async abandon(reservation: Reservation): Promise<void> {
+    this.#open();
+    if (this.#pending.has(reservation.id)) this.#abandoned.add(reservation.id);
   }
 
   async lookup(checks: readonly SeparationCheck[], sub: string): Promise<LedgerFact[]> {
@@ -94,7 +103,7 @@ export class MemoryDutyLedger implements DutyLedger {
     this.#open();
     return [...this.#pending.values()]
       .sort((a, b) => a.at - b.at)
-      .map((r) => ({ ...r, state: pendingStateOf(r.at, now, this.#options, true) }));
+      .map((r) => ({ ...r, state: pendingStateOf(r.at, now, this.#options, !this.#abandoned.has(r.id)) }));
   }
 
   async prune(now: number): Promise<number> {
@@ -107,7 +116,9 @@ export class MemoryDutyLedger implements DutyLedger {
       if (kept.length === 0) this.#entries.delete(key);
       else if (kept.length !== bucket.length) this.#entries.set(key, kept);
     }
-    for (const [id, reservation] of this.#pending) if (reservation.at < before) this.#pending.delete(id);
+    for (const [id, reservation] of this.#pending) {
+      if (reservation.at < before) { this.#pending.delete(id); this.#abandoned.delete(id); }
+    }
     return removed;
   }
 
@@ -122,6 +133,7 @@ export class MemoryDutyLedger implements DutyLedger {
     this.#closed = true;
     this.#entries.clear();
     this.#pending.clear();
+    this.#abandoned.clear();
   }
 
   #open(): void {

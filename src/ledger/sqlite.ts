@@ -232,7 +232,7 @@ export class SqliteDutyLedger implements DutyLedger {
   #closed = false;
   readonly #sql: Record<
     | "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "confirmPending"
-    | "prune" | "count" | "pending" | "boots" | "addBoot" | "dropBoot",
+    | "prune" | "count" | "pending" | "abandon" | "boots" | "addBoot" | "dropBoot",
     SqlStatement
   >;
 
@@ -274,6 +274,8 @@ export class SqliteDutyLedger implements DutyLedger {
         `SELECT reservation, constraint_id, key, sub, duty, at, boot FROM duty_entries INDEXED BY duty_entries_pending
           WHERE reservation IS NOT NULL ORDER BY at, id`,
       ),
+      // No boot: nobody will settle it, as for a reservation whose process ended.
+      abandon: p("UPDATE duty_entries SET boot = NULL WHERE reservation = ?"),
       boots: p("SELECT boot, host, pid FROM ledger_boots"),
       addBoot: p("INSERT INTO ledger_boots (boot, host, pid, started_at) VALUES (?, ?, ?, ?)"),
       dropBoot: p("DELETE FROM ledger_boots WHERE boot = ?"),
@@ -344,6 +346,12 @@ export class SqliteDutyLedger implements DutyLedger {
     if (reservation.checks.length === 0) return;
     // One statement is its own transaction.
     this.#guard(() => this.#sql.dropReservation.run(reservation.id));
+  }
+
+  async abandon(reservation: Reservation): Promise<void> {
+    this.#open();
+    if (reservation.checks.length === 0) return;
+    this.#guard(() => this.#sql.abandon.run(reservation.id));
   }
 
   async lookup(checks: readonly SeparationCheck[], sub: string): Promise<LedgerFact[]> {

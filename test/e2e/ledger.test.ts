@@ -148,3 +148,49 @@ describe("reservations of unknown outcome are visible to monitoring", () => {
     }
   });
 });
+
+describe("a guarded request sent upstream whose answer never comes", () => {
+  // Regression: the gateway released the reservation on a 504 or a client gone mid-request, so the
+  // person's next duty passed although the upstream had received, and performed, the first.
+  test("504 (no answer in time) and 499 (the client left) leave the reservation, of unknown outcome; another duty of the person is denied", async () => {
+    let answerHeld!: () => void;
+    const held = new Promise<void>((resolve) => { answerHeld = resolve; });
+    const t = await startTestGateway({
+      configure: (c) => ({ ...c, upstreams: { ...c.upstreams, changes: { ...c.upstreams.changes!, timeoutMs: 300 } } }),
+    });
+    try {
+      t.upstream.respond(async (req) => {
+        if (new URL(req.url).pathname.endsWith("/submit")) await held;
+        return Response.json({ ok: true });
+      });
+      const alice = await t.issuer.token({ sub: "alice", roles: ["developer", "reviewer"], mfa: true });
+      const timedOut = await t.fetch("/changes/42/submit", { method: "POST", token: alice });
+      expect(timedOut.status).toBe(504);
+      expect(((await timedOut.json()) as { code: string }).code).toBe("UPSTREAM_TIMEOUT");
+
+      const leaving = new AbortController();
+      const left = t.fetch("/changes/43/submit", { method: "POST", token: alice, signal: leaving.signal }).then((r) => r.status, (e: Error) => e.name);
+      for (let i = 0; i < 2000 && !t.upstream.received.some((r) => r.path === "/changes/43/submit"); i++) await Bun.sleep(5);
+      leaving.abort();
+      expect(await left).toBe("AbortError");
+
+      expect(t.upstream.received.map((r) => r.path)).toEqual(["/changes/42/submit", "/changes/43/submit"]);
+      // Both reservations stay and read as unknown at once (the client's leaving reaches the
+      // gateway on its own time: wait, bounded, for the 499 to settle).
+      let pending = await t.gw.ledger.pending();
+      for (let i = 0; i < 400 && pending.filter((p) => p.state === "unknown").length < 2; i++) {
+        await Bun.sleep(10);
+        pending = await t.gw.ledger.pending();
+      }
+      expect(pending.map((p) => [p.checks[0]!.key, p.state])).toEqual([["42", "unknown"], ["43", "unknown"]]);
+      for (const change of ["42", "43"]) {
+        const approve = await t.fetch(`/changes/${change}/approve`, { method: "POST", token: alice });
+        expect({ change, status: approve.status }).toEqual({ change, status: 403 });
+      }
+      expect(t.upstream.received.map((r) => r.path)).toEqual(["/changes/42/submit", "/changes/43/submit"]);
+    } finally {
+      answerHeld();
+      await t.stop();
+    }
+  }, 30_000);
+});
