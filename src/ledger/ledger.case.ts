@@ -209,6 +209,24 @@ export function runDutyLedgerConformance(name: string, harness: LedgerHarness): 
       expect((await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 3 })).ok).toBe(false);
     });
 
+    test("a confirmed fact settles the person's other reservations for that duty on that key (a retry that got through)", async () => {
+      const ledger = await open();
+      const other = changeCheck("42", "separate:release.duty:7:1");
+      const timedOut = expectOk(await ledger.reserve({ checks: [changeCheck("42"), other], duty: "submit_change", sub: "alice", at: T0 }));
+      await ledger.abandon(timedOut);
+      const bobs = expectOk(await ledger.reserve({ checks: [changeCheck("42")], duty: "submit_change", sub: "bob", at: T0 }));
+      const retry = await perform(ledger, "alice", "submit_change", "42", T0 + 10);
+      // Only the retried key went: the other constraint still waits for an operator; bob's is his own.
+      expect((await ledger.pending(T0 + 20)).map((p) => [p.id, p.checks, p.state])).toEqual([
+        [timedOut.id, [{ constraint: "separate:release.duty:7:1", key: "42" }], "unknown"],
+        [bobs.id, [{ constraint: CONSTRAINT, key: "42" }], "in_flight"],
+      ]);
+      expect(await ledger.lookup([changeCheck("42")], "alice")).toEqual([{ constraint: CONSTRAINT, key: "42", duty: "submit_change", sub: "alice", at: T0 + 10 }]);
+      expect((await ledger.reserve({ checks: [changeCheck("42")], duty: "approve_change", sub: "alice", at: T0 + 20 })).ok).toBe(false);
+      expect((await ledger.reserve({ checks: [other], duty: "approve_change", sub: "alice", at: T0 + 20 })).ok).toBe(false);
+      expect(retry.id).not.toBe(timedOut.id);
+    });
+
     test("200 concurrent reserve pairs by one person: exactly one of each pair wins", async () => {
       const ledger = await open();
       const keys = Array.from({ length: 200 }, (_, i) => `change-${i}`);

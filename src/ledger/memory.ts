@@ -64,9 +64,15 @@ export class MemoryDutyLedger implements DutyLedger {
     this.#open();
     for (const check of reservation.checks) {
       const bucket = this.#bucket(check, true)!;
+      // The person's other reservations for this duty on this key (a timed-out try before this
+      // one) could only ever add what the fact now says: they are settled with it.
+      for (const e of bucket) {
+        if (e.reservation !== null && e.reservation !== reservation.id && e.sub === reservation.sub && e.duty === reservation.duty) {
+          this.#dropPendingKey(e.reservation, check);
+        }
+      }
       // One confirmed entry per (sub, duty) is enough: keep the latest, so retention counts from the last time.
-      const kept = bucket.filter((e) =>
-        e.reservation !== reservation.id && !(e.reservation === null && e.sub === reservation.sub && e.duty === reservation.duty));
+      const kept = bucket.filter((e) => e.sub !== reservation.sub || e.duty !== reservation.duty);
       const previous = bucket.filter((e) => e.reservation === null && e.sub === reservation.sub && e.duty === reservation.duty);
       const at = Math.max(reservation.at, ...previous.map((e) => e.at));
       kept.push({ duty: reservation.duty, sub: reservation.sub, at, reservation: null });
@@ -138,6 +144,19 @@ export class MemoryDutyLedger implements DutyLedger {
 
   #open(): void {
     if (this.#closed) throw ledgerClosedError();
+  }
+
+  /** Takes one (constraint, key) out of a pending reservation; with the last, the reservation goes. */
+  #dropPendingKey(id: string, check: { constraint: string; key: string }): void {
+    const reservation = this.#pending.get(id);
+    if (!reservation) return;
+    const checks = reservation.checks.filter((c) => c.constraint !== check.constraint || c.key !== check.key);
+    if (checks.length > 0) {
+      this.#pending.set(id, { ...reservation, checks });
+    } else {
+      this.#pending.delete(id);
+      this.#abandoned.delete(id);
+    }
   }
 
   #bucket(check: { constraint: string; key: string }, create: boolean): MemoryEntry[] | undefined {

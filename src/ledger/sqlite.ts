@@ -232,7 +232,7 @@ export class SqliteDutyLedger implements DutyLedger {
   #closed = false;
   readonly #sql: Record<
     | "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "confirmPending"
-    | "prune" | "count" | "pending" | "abandon" | "boots" | "addBoot" | "dropBoot",
+    | "prune" | "count" | "pending" | "abandon" | "dropSameDuty" | "boots" | "addBoot" | "dropBoot",
     SqlStatement
   >;
 
@@ -276,6 +276,7 @@ export class SqliteDutyLedger implements DutyLedger {
       ),
       // No boot: nobody will settle it, as for a reservation whose process ended.
       abandon: p("UPDATE duty_entries SET boot = NULL WHERE reservation = ?"),
+      dropSameDuty: p("DELETE FROM duty_entries WHERE constraint_id = ? AND key = ? AND sub = ? AND duty = ? AND reservation IS NOT NULL"),
       boots: p("SELECT boot, host, pid FROM ledger_boots"),
       addBoot: p("INSERT INTO ledger_boots (boot, host, pid, started_at) VALUES (?, ?, ?, ?)"),
       dropBoot: p("DELETE FROM ledger_boots WHERE boot = ?"),
@@ -335,6 +336,11 @@ export class SqliteDutyLedger implements DutyLedger {
         // who took the request for dead) or pruned, the action still happened and is recorded anew.
         if (this.#sql.confirmPending.run(reservation.id, check.constraint, check.key).changes > 0) continue;
         this.#sql.insert.run(...args, reservation.at, null, null);
+      }
+      for (const check of reservation.checks) {
+        // The person's other reservations for this duty on this key (a timed-out try before this
+        // one) could only ever add what the fact now says: they are settled with it.
+        this.#sql.dropSameDuty.run(check.constraint, check.key, reservation.sub, reservation.duty);
       }
       // Pending rows left over where a confirmed row was touched instead.
       this.#sql.dropReservation.run(reservation.id);
