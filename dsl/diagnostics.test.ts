@@ -41,3 +41,13 @@ describe("regression: a 26 KB line was printed whole in a snippet", () => {
     expect(lines.slice(1, 4)).toEqual(["  |", "5 | grant b d", "  |       ^"]);
   });
 });
+
+describe("regression: a long name was quoted whole in the message", () => {
+  test("quotes in messages and help are cut to 60 characters; the span still covers the name", () => {
+    const name = "r".repeat(26_000);
+    const { d } = firstRendered(HEAD + `grant ${name} d\n`);
+    expect(d.code).toBe("E_UNKNOWN_ROLE");
+    expect(d.message).toBe(`unknown role \`${"r".repeat(59)}…\``);
+    expect(d.span.end - d.span.start).toBe(26_000);
+  });
+});

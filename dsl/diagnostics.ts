@@ -1,8 +1,17 @@
 // Diagnostics are values: built by every stage, sorted by position, rendered here.
 import type { Diagnostic, Severity, Span } from "./types.ts";
 
+/** User input quoted in a message (`…`) is cut to this many characters; the span points at all of it. */
+export const MAX_QUOTED = 60;
+
+/** Cuts each backticked quote longer than MAX_QUOTED: a 26 KB name must not make a 26 KB message. */
+function shortenQuotes(text: string): string {
+  return text.replace(/`([^`]{61,})`/g, (_, q: string) => `\`${q.slice(0, MAX_QUOTED - 1)}…\``);
+}
+
 export function diagnostic(code: string, severity: Severity, message: string, span: Span, help?: string): Diagnostic {
-  return help === undefined ? { code, severity, message, span } : { code, severity, message, span, help };
+  const m = shortenQuotes(message);
+  return help === undefined ? { code, severity, message: m, span } : { code, severity, message: m, span, help: shortenQuotes(help) };
 }
 
 /** Damerau–Levenshtein (optimal string alignment) distance. */
