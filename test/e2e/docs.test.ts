@@ -512,6 +512,24 @@ describe("output quoted in the docs is what the commands print", () => {
     }
   });
 
+  test("docs/authoring.md: `npm run package:vscode` writes the .vsix it names", async () => {
+    const command = one("docs/authoring.md", "npm run package:vscode");
+    const named = /writes (editors\/vscode\/dist\/dutygate-duty-VERSION\.vsix)/.exec(read("docs/authoring.md"))![1]!;
+    const vsix = join(ROOT, named.replace("VERSION", (JSON.parse(read("editors/vscode/package.json")) as { version: string }).version));
+    rmSync(vsix, { force: true });
+    const box = sandbox();
+    try {
+      const result = await runDocCommand(command, box, { cwd: ROOT });
+      // npm may add a notice of its own (a newer npm); anything else on stderr is the script's.
+      expect({ code: result.code, stderr: result.stderr.filter((l) => !l.startsWith("npm notice")) }).toEqual({ code: 0, stderr: [] });
+      expect(existsSync(vsix)).toBe(true);
+      // The install command in the prose names the same file.
+      expect(read("docs/authoring.md")).toContain(`code --install-extension ${vsix.slice(ROOT.length + 1)}`);
+    } finally {
+      box.remove();
+    }
+  }, 120_000);
+
   test("docs/separation-of-duties.md: the reachability table of the shipped policy", async () => {
     const block = fences("docs/separation-of-duties.md", read("docs/separation-of-duties.md")).find((f) => f.body.startsWith("separation of duties (reachability"));
     expect(block).toBeDefined();
