@@ -156,7 +156,7 @@ async function measureSize(root: string, size: number, signers: SigningKeyPair[]
       await new Promise((r) => setTimeout(r, DEBOUNCE_MS * 2));
     }
   } finally {
-    await gw.stop({ deadlineMs: 1000 });
+    await gw.stop({ drainMs: 0, deadlineMs: 1000 });
   }
   return {
     duties: size, bytes: gen.text.length, rounds,

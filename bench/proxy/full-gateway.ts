@@ -54,7 +54,7 @@ async function shutdown(): Promise<void> {
   if (stopping) return;
   stopping = true;
   const stats = gw.audit?.stats();
-  await gw.stop({ deadlineMs: 2000 }).catch(() => {});
+  await gw.stop({ drainMs: 0, deadlineMs: 2000 }).catch(() => {});
   console.log(`audit ${stats?.recordsWritten ?? 0} ${stats?.writes ?? 0}`);
   rmSync(dir, { recursive: true, force: true });
   process.exit(0);

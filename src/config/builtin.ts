@@ -101,6 +101,7 @@ export function defaultConfig(options: { cwd: string }): GatewayConfig {
     trustRequestId: DEFAULTS.trustRequestId,
     maxBodyBytes: DEFAULTS.maxBodyBytes,
     log: { level: DEFAULTS.logLevel },
+    shutdown: { ...DEFAULTS.shutdown },
     demo: true,
   };
   return deepFreeze(config);

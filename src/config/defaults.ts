@@ -55,6 +55,7 @@ export const DEFAULTS = {
     ],
   },
   logLevel: "info" as "debug" | "info" | "warn" | "error",
+  shutdown: { drainMs: 5 * SECOND, timeoutMs: 10 * SECOND },
 } as const;
 
 /** JWS algorithms an issuer may list (RFC 7518 §3.1, RFC 8037). */

@@ -107,6 +107,12 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.client", line: 5, help: "did you mean `pool`?" }] },
   { name: "misspelt upstream key", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimout = "5s"\n`,
     expect: [{ code: "CONFIG_UNKNOWN_KEY", path: "upstreams.changes.timout", help: "did you mean `timeout`?" }] },
+  { name: "shutdown drain without a unit", toml: `${POLICY}[shutdown]\ndrain = 5\n`,
+    expect: [{ code: "CONFIG_BAD_DURATION", path: "shutdown.drain", line: 4, help: "write the unit, e.g. `5s`" }] },
+  { name: "shutdown timeout of zero", toml: `${POLICY}[shutdown]\ntimeout = "0s"\n`,
+    expect: [{ code: "CONFIG_BAD_DURATION", path: "shutdown.timeout", line: 4 }] },
+  { name: "misspelt shutdown key", toml: `${POLICY}[shutdown]\ndrian = "5s"\n`,
+    expect: [{ code: "CONFIG_UNKNOWN_KEY", path: "shutdown.drian", line: 4, help: "did you mean `drain`?" }] },
   { name: "size in words", toml: `max_body_bytes = "10 megs"\n${POLICY}`,
     expect: [{ code: "CONFIG_BAD_SIZE", path: "max_body_bytes", line: 1 }] },
   { name: "no_route_status other than 404/403", toml: `no_route_status = 500\n${POLICY}`,
@@ -225,6 +231,7 @@ describe("loadConfig values", () => {
     expect(c.ledger.path).toBe(join(dir, ".state", "ledger.sqlite"));
     expect(c.maxBodyBytes).toBe(10 * 1024 * 1024);
     expect(c.noRouteStatus).toBe(404);
+    expect(c.shutdown).toEqual({ drainMs: 5000, timeoutMs: 10_000 });
     expect(c.demo).toBe(false);
     expect(c.source).toMatch(/case-\d+\.toml$/);
   });

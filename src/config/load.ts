@@ -14,7 +14,7 @@ import { ConfigContext, describeValue, isTable, Section } from "./read.ts";
 import { closestMatch } from "./suggest.ts";
 import type {
   AuditConfig, CertificateMapping, ConfigError, GatewayConfig, IdentityTokenConfig, JwtIssuerConfig,
-  LedgerConfig, ListenerConfig, PolicyConfig, SniCertificate, UpstreamConfig,
+  LedgerConfig, ListenerConfig, PolicyConfig, ShutdownConfig, SniCertificate, UpstreamConfig,
 } from "./types.ts";
 
 /** Options of {@link loadConfig}. */
@@ -104,6 +104,7 @@ function readGatewayConfig(root: Section, source: string): GatewayConfig {
   const logSection = root.table("log");
   const level = logSection?.choice("level", ["debug", "info", "warn", "error"] as const, DEFAULTS.logLevel) ?? DEFAULTS.logLevel;
   logSection?.finish();
+  const shutdown = readShutdown(root.table("shutdown"));
   root.finish();
 
   return {
@@ -111,6 +112,7 @@ function readGatewayConfig(root: Section, source: string): GatewayConfig {
     noRouteStatus: noRouteStatus === 403 ? 403 : 404,
     hideDenyDetails, trustRequestId, maxBodyBytes,
     log: { level },
+    shutdown,
     demo: false,
   };
 }
@@ -478,6 +480,14 @@ function readLedger(section: Section | null, stateDir: string): LedgerConfig {
   const hideDetails = section.boolean("hide_details", DEFAULTS.ledger.hideDetails);
   section.finish();
   return { path, retentionDays, hideDetails };
+}
+
+function readShutdown(section: Section | null): ShutdownConfig {
+  if (!section) return { ...DEFAULTS.shutdown };
+  const drainMs = section.duration("drain", DEFAULTS.shutdown.drainMs);
+  const timeoutMs = section.duration("timeout", DEFAULTS.shutdown.timeoutMs, { min: 1 });
+  section.finish();
+  return { drainMs, timeoutMs };
 }
 
 function readIdentity(section: Section | null, ctx: ConfigContext): IdentityTokenConfig {

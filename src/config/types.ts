@@ -121,6 +121,18 @@ export interface IdentityTokenConfig {
   stripHeaders: string[];
 }
 
+/** What a graceful stop (SIGTERM, SIGINT) does, and for how long. */
+export interface ShutdownConfig {
+  /**
+   * Time between the stop signal and closing the listeners: `/-/readyz` answers 503 and every
+   * answer carries `Connection: close`, so a load balancer takes the gateway out of rotation and
+   * kept-alive clients reconnect elsewhere. 0 closes at once.
+   */
+  drainMs: number;
+  /** After the drain: how long requests in flight may take before their connections are cut. */
+  timeoutMs: number;
+}
+
 export interface GatewayConfig {
   /** Absolute path of the config file, or null for the built-in default. */
   source: string | null;
@@ -142,6 +154,7 @@ export interface GatewayConfig {
   trustRequestId: boolean;
   maxBodyBytes: number;
   log: { level: "debug" | "info" | "warn" | "error" };
+  shutdown: ShutdownConfig;
   /** Built-in default only: start the bundled example upstreams in-process on loopback. */
   demo: boolean;
 }

@@ -13,6 +13,8 @@ export interface AdminDeps {
   policy: PolicyManager;
   ledger: DutyLedger;
   audit: AuditLog | null;
+  /** True once a stop began (the drain): readiness fails first, so traffic moves away. */
+  stopping?: () => boolean;
 }
 
 function json(status: number, body: unknown, requestId: string): Response {
@@ -48,7 +50,7 @@ export function createAdminFunctions({ metrics, policy, ledger }: AdminDeps): (r
  * The probes of the admin listener (`/-/healthz`, `/-/readyz`); null for any other path.
  * Ready means requests can be decided and audited; `reasons` says what stands in the way.
  */
-export function createProbes({ policy, audit }: AdminDeps): (path: string, requestId: string) => Response | null {
+export function createProbes({ policy, audit, stopping }: AdminDeps): (path: string, requestId: string) => Response | null {
   return (path, requestId) => {
     if (path === "/-/healthz") return json(200, { status: "live" }, requestId);
     if (path === "/-/readyz") {
@@ -59,6 +61,7 @@ export function createProbes({ policy, audit }: AdminDeps): (path: string, reque
       if (active === null) reasons.push("no policy is active");
       if (expired) reasons.push(bundleExpiredMessage(active));
       if (!auditWritable) reasons.push("the audit log cannot be written");
+      if (stopping?.()) reasons.push("the gateway is shutting down");
       const ready = reasons.length === 0;
       // Degraded still serves: the last good bundle decides while the policy directory fails.
       const degraded = policy.degraded;

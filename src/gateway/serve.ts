@@ -1,6 +1,7 @@
 // `gateway serve`: assemble the pipeline from its parts and run it. Start-up fails closed: no
 // valid policy, no listener. SIGHUP reloads policy and certificates; SIGTERM/SIGINT stop
-// gracefully (stop accepting, finish in-flight requests up to a deadline, flush the audit log).
+// gracefully: drain (readiness 503, answers close their connections), then stop accepting, finish
+// in-flight requests up to a deadline, flush the audit log.
 import { createReadStream, mkdirSync } from "node:fs";
 import { openAuditLog, type AuditLog } from "../audit/mod.ts";
 import { createJwtAuthenticator } from "../authn/mod.ts";
@@ -32,8 +33,15 @@ export interface RunningGateway {
   demo: DemoUpstreams | null;
   /** Reloads policy and certificates (what SIGHUP does). */
   reload(trigger?: string): Promise<void>;
-  /** Graceful stop: listeners drain, the audit log is flushed and closed. */
-  stop(options?: { deadlineMs?: number }): Promise<void>;
+  /**
+   * Graceful stop: for `drainMs` (default `shutdown.drain`) readiness answers 503 and answers
+   * carry `Connection: close` while the listeners still serve; then they stop accepting, requests
+   * in flight get up to `deadlineMs` (default `shutdown.timeout`), and the audit log is flushed
+   * and closed. A later call while draining with a shorter `drainMs` ends the drain sooner.
+   */
+  stop(options?: { drainMs?: number; deadlineMs?: number }): Promise<void>;
+  /** True from the start of a stop: readiness answers 503. */
+  readonly stopping: boolean;
 }
 
 export interface StartGatewayOptions {
@@ -137,7 +145,11 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
     const identity = await createIdentityTokenSigner({ privateKey: gatewayKey.privateKey, publicKey: gatewayKey.publicJwk, kid: gatewayKey.kid, alg: "EdDSA", issuer: "dutygate", ttlMs: config.identity.ttlMs });
 
-    const adminDeps = { metrics, policy, ledger, audit };
+    let stopping: Promise<void> | null = null;
+    let drainStarted = 0;
+    let endDrain: (() => void) | null = null;
+    let drainTimer: ReturnType<typeof setTimeout> | undefined;
+    const adminDeps = { metrics, policy, ledger, audit, stopping: () => stopping !== null };
     const deps: PipelineDeps = {
       config, policy, authn, ledger, audit, identity, metrics, log,
       probes: createProbes(adminDeps),
@@ -177,14 +189,37 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     cleanups.push(() => watchers.forEach((w) => w.close()));
     if (config.policy.watch) policy.watch();
 
-    let stopping: Promise<void> | null = null;
     const gateway: RunningGateway = {
       config, operational, admin, policy, metrics, gatewayKey, audit, ledger, demo,
+      get stopping() {
+        return stopping !== null;
+      },
       async reload(trigger = "sighup") {
         await Promise.all([policy.reload(trigger), reloadCertificates()]);
       },
-      stop({ deadlineMs = 10_000 } = {}) {
-        stopping ??= (async () => {
+      stop({ drainMs = config.shutdown.drainMs, deadlineMs = config.shutdown.timeoutMs } = {}) {
+        if (stopping !== null) {
+          // Already stopping: a shorter drain asked for now ends the one running sooner.
+          if (endDrain !== null) {
+            clearTimeout(drainTimer);
+            drainTimer = setTimeout(endDrain, Math.max(0, drainStarted + drainMs - Date.now()));
+          }
+          return stopping;
+        }
+        stopping = (async () => {
+          if (drainMs > 0) {
+            // A load balancer sees readiness fail and moves traffic away; kept-alive clients are
+            // told to reconnect (through it) instead of finding the connection reset.
+            operational.drain();
+            admin?.drain();
+            log.info(`draining for ${drainMs} ms: readiness answers 503, answers close their connections`);
+            drainStarted = Date.now();
+            await new Promise<void>((resolve) => {
+              endDrain = resolve;
+              drainTimer = setTimeout(resolve, drainMs);
+            });
+            endDrain = null;
+          }
           policy.close();
           await Promise.all([operational.stop({ graceful: true, deadlineMs }), admin?.stop({ graceful: true, deadlineMs })]);
           await cleanup();

@@ -59,7 +59,7 @@ describe("runInit", () => {
       expect(gw.policy.active?.compiled.policy.duties.length).toBeGreaterThan(0);
       expect(gw.operational.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     } finally {
-      await gw.stop();
+      await gw.stop({ drainMs: 0 });
     }
   });
 

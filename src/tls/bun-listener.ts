@@ -48,6 +48,16 @@ async function assertPortFree(host: string, port: number): Promise<void> {
 
 type BunServer = ReturnType<typeof Bun.serve>;
 
+/**
+ * The answer with `Connection: close`: Bun.serve then closes the connection after it. A copy,
+ * since the headers of an upstream's response are immutable.
+ */
+function closingConnection(response: Response): Response {
+  const headers = new Headers(response.headers);
+  headers.set("connection", "close");
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 async function stopServer(server: BunServer, graceful: boolean, deadlineMs: number): Promise<void> {
   if (!graceful) { await server.stop(true); return; }
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -76,10 +86,13 @@ export async function startBunListener(options: {
         reusePort: true,
         tls: bunTlsOptions(tls, listener.minTlsVersion),
         maxRequestBodySize: options.maxRequestBodySize,
-        fetch: (request, server) => options.fetch(request, {
-          remoteAddress: normaliseRemoteAddress(server.requestIP(request)?.address),
-          peerCertificate: null,
-        }),
+        fetch: (request, server) => {
+          const answer = options.fetch(request, {
+            remoteAddress: normaliseRemoteAddress(server.requestIP(request)?.address),
+            peerCertificate: null,
+          });
+          return draining ? Promise.resolve(answer).then(closingConnection) : answer;
+        },
         error: (error) => {
           report(error);
           // The same problem shape as every other gateway error; the exception's text stays in the log.
@@ -93,11 +106,13 @@ export async function startBunListener(options: {
     }
   };
 
+  let draining = false;
   await assertPortFree(listener.host, listener.port);
   let current = serve(listener.port, options.tls);
   // Read once: a stopped Bun server no longer reports its port.
   const port = current.port ?? listener.port;
-  const draining = new Set<Promise<void>>();
+  // Servers replaced by a certificate rotation, finishing their requests.
+  const rotating = new Set<Promise<void>>();
 
   return {
     port,
@@ -109,11 +124,14 @@ export async function startBunListener(options: {
       const previous = current;
       current = next;
       const drain = stopServer(previous, true, 30_000).catch(report);
-      draining.add(drain);
-      void drain.finally(() => draining.delete(drain));
+      rotating.add(drain);
+      void drain.finally(() => rotating.delete(drain));
+    },
+    drain() {
+      draining = true;
     },
     async stop({ graceful = true, deadlineMs = 10_000 } = {}) {
-      await Promise.all([stopServer(current, graceful, deadlineMs), ...draining]);
+      await Promise.all([stopServer(current, graceful, deadlineMs), ...rotating]);
     },
   };
 }

@@ -84,6 +84,7 @@ export async function startNodeListener(options: {
   const sessions = new Set<Http2Session>();
   const activeRequests = new Map<TLSSocket, number>();
   let stopping = false;
+  let draining = false;
 
   const connectionInfo = (socket: TLSSocket): ConnectionInfo => {
     let info = infoBySocket.get(socket);
@@ -190,7 +191,11 @@ export async function startNodeListener(options: {
         return;
       }
       if (http1) answering.set(socket, outgoing as ServerResponse);
-      if (stopping && http1) (outgoing as ServerResponse).setHeader("connection", "close");
+      if (stopping || draining) {
+        if (http1) (outgoing as ServerResponse).setHeader("connection", "close");
+        // GOAWAY once this session's streams are done (session.close() waits for them).
+        else outgoing.once("finish", () => (incoming as Http2ServerRequest).stream?.session?.close());
+      }
       converting = incoming;
       try {
         honoListener(incoming, outgoing).catch(report);
@@ -275,6 +280,10 @@ export async function startNodeListener(options: {
       // New handshakes use the new context; established sessions keep theirs (no connection is cut).
       server.setSecureContext(next.defaultOptions);
       contexts = next;
+    },
+    drain() {
+      draining = true;
+      for (const session of sessions) session.close(); // GOAWAY: in-flight streams finish (RFC 9113 §6.8)
     },
     async stop({ graceful = true, deadlineMs = 10_000 } = {}) {
       stopping = true;

@@ -78,6 +78,13 @@ export interface RunningListener {
    */
   reloadCertificates(tls: TlsMaterial): Promise<void>;
   /**
+   * Starts the drain before a stop: the listener keeps accepting and answering, but every
+   * HTTP/1.1 answer carries `Connection: close` and the connection closes after it (RFC 9112
+   * §9.6), and HTTP/2 sessions are sent GOAWAY once their streams are done (RFC 9113 §6.8), so
+   * clients reconnect, through a load balancer, elsewhere.
+   */
+  drain(): void;
+  /**
    * Stops accepting. Graceful: in-flight requests finish (up to `deadlineMs`, then connections are
    * cut); not graceful: connections are cut at once.
    */

@@ -141,6 +141,8 @@ ${policy}
 dir = "./audit"
 fsync = "always"
 checkpoint_every = 2
+[shutdown]
+drain = "0s"
 `);
   return file;
 }

@@ -56,6 +56,8 @@ require_signature = false
 watch = false
 [audit]
 dir = "audit-${stateDir}"
+[shutdown]
+drain = "0s"
 `;
 }
 
@@ -198,6 +200,6 @@ async function startOnce(config: GatewayConfig): Promise<{ servedFingerprint: st
     await res.arrayBuffer();
     return { servedFingerprint, status: res.status, kid: gw.gatewayKey.kid };
   } finally {
-    await gw.stop({ deadlineMs: 2000 });
+    await gw.stop({ drainMs: 0, deadlineMs: 2000 });
   }
 }

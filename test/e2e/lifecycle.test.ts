@@ -1,14 +1,16 @@
-// Graceful shutdown and signals: requests already accepted complete, new connections are refused
-// once stopping, the audit log is left closed and verifiable; `gateway serve` exits 0 on SIGTERM
-// and reloads its policy on SIGHUP.
+// Graceful shutdown and signals: first the drain (readiness 503, answers close their
+// connections, nothing is cut), then requests already accepted complete, new connections are
+// refused, the audit log is left closed and verifiable; `gateway serve` exits 0 on SIGTERM and
+// reloads its policy on SIGHUP.
 import { describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { connect as connectTls, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { verifyAuditFiles } from "../../src/audit/mod.ts";
-import { createTestIssuer, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig } from "../support/harness.ts";
+import { createTestIssuer, createTestPki, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig } from "../support/harness.ts";
 
 /** A gate the upstream waits on: requests pile up at the upstream until it opens. */
 function gate(): { wait: Promise<void>; open: () => void } {
@@ -121,6 +123,97 @@ describe("graceful stop of a running gateway", () => {
       expect(answers.filter((a) => !decided.has(a.requestId) || !outcomeOf.has(a.requestId))).toEqual([]);
     } finally {
       await t.stop();
+    }
+  }, 60_000);
+});
+
+/** One kept-alive HTTP/1.1 connection over TLS: requests in turn, and how the connection ended. */
+async function keptAlive(url: string): Promise<{ request(lines: string[]): Promise<{ status: number; headers: Record<string, string> }>; ended: Promise<string> }> {
+  const { port } = new URL(url);
+  const socket = await new Promise<TLSSocket>((resolve, reject) => {
+    const s = connectTls({ host: "127.0.0.1", port: Number(port), rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] }, () => resolve(s));
+    s.once("error", reject);
+  });
+  socket.setTimeout(30_000, () => socket.destroy(new Error("timed out")));
+  let buffer = Buffer.alloc(0);
+  let wake: (() => void) | null = null;
+  socket.on("data", (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    wake?.();
+  });
+  const ended = new Promise<string>((resolve) => {
+    socket.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    socket.once("end", () => resolve("closed cleanly"));
+  });
+  return {
+    ended,
+    async request(lines) {
+      socket.write([...lines, "", ""].join("\r\n"));
+      for (let guard = 0; guard < 10_000; guard++) {
+        const headEnd = buffer.indexOf("\r\n\r\n");
+        if (headEnd >= 0) {
+          const head = buffer.subarray(0, headEnd).toString("latin1").split("\r\n");
+          const headers = Object.fromEntries(head.slice(1).map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]));
+          const rest = buffer.subarray(headEnd + 4);
+          const length = headers["content-length"] === undefined ? null : Number(headers["content-length"]);
+          const complete = length !== null ? rest.length >= length : rest.includes("\r\n0\r\n\r\n") || rest.subarray(0, 5).toString() === "0\r\n\r\n";
+          if (complete) {
+            buffer = length !== null ? rest.subarray(length) : Buffer.alloc(0);
+            return { status: Number(head[0]!.split(" ")[1]), headers };
+          }
+        }
+        if (socket.destroyed || socket.readableEnded) throw new Error(`connection ended before an answer: ${await ended}`);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          socket.once("close", resolve);
+        });
+        wake = null;
+      }
+      throw new Error("no complete answer");
+    },
+  };
+}
+
+describe("the drain before a stop (`shutdown.drain`)", () => {
+  // Regression: a stop closed both listeners at once: readiness answered "connection refused"
+  // instead of 503, and a request on a kept-alive connection met ECONNRESET.
+  test.each(["bun", "node"] as const)("readiness answers 503 first; a kept-alive request gets its answer with Connection: close and the connection closes cleanly (%s backend)", async (backend) => {
+    // A client CA (client certificates optional) puts the operational listener on the node backend.
+    const caDir = mkdtempSync(join(tmpdir(), "dutygate-drain-ca-"));
+    const clientCa = backend === "node" ? (await createTestPki(caDir, "op-ca")).ca.certFile : null;
+    const t = await startTestGateway({ admin: true, configure: (c) => ({ ...c, listen: { ...c.listen, clientCaFile: clientCa, requireClientCertificate: false }, shutdown: { drainMs: 60_000, timeoutMs: 2000 } }) });
+    expect(t.gw.operational.backend).toBe(backend);
+    let stopped: Promise<void> | null = null;
+    try {
+      const prober = await t.adminPki!.client("probe");
+      const token = await t.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      const connection = await keptAlive(t.url);
+      const submit = ["POST /changes/1/submit HTTP/1.1", "host: 127.0.0.1", `authorization: Bearer ${token}`, "content-length: 0"];
+      const first = await connection.request(submit);
+      expect(first.status).toBe(200);
+      expect(first.headers.connection ?? "keep-alive").not.toBe("close");
+
+      stopped = t.gw.stop(); // the configured drain: 60 s, cut short below
+      const ready = await t.adminFetch("/-/readyz", { cert: prober });
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { reasons: string[] }).reasons).toContain("the gateway is shutting down");
+
+      const during = await connection.request(submit);
+      expect(during.status).toBe(200);
+      expect(during.headers.connection).toBe("close");
+      expect(await connection.ended).toBe("closed cleanly");
+      // New connections are still answered while draining.
+      expect((await t.fetch("/changes/2/submit", { method: "POST", token })).status).toBe(200);
+
+      t.gw.stop({ drainMs: 0 }); // ends the drain now
+      await stopped;
+      expect(await connectionRefused(t.url)).toBe(true);
+    } finally {
+      if (stopped === null) stopped = t.gw.stop({ drainMs: 0 });
+      else t.gw.stop({ drainMs: 0 });
+      await stopped;
+      await t.stop();
+      rmSync(caDir, { recursive: true, force: true });
     }
   }, 60_000);
 });

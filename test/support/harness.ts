@@ -161,6 +161,8 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     policy: { ...base.policy, dir: policyDir, watch: false },
     audit: { ...base.audit, dir: join(dir, "audit") },
     ledger: { ...base.ledger, path: join(dir, ".state", "ledger.sqlite") },
+    // Tests stop at once; the drain has tests of its own.
+    shutdown: { drainMs: 0, timeoutMs: 2000 },
   };
   if (options.configure) config = options.configure(config, { dir, upstream });
   let gw: RunningGateway;
@@ -188,7 +190,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       return fetch(adminUrl + path, { ...rest, tls: { rejectUnauthorized: false, ...(cert ? { cert: cert.cert, key: cert.key } : {}) } } as RequestInit);
     },
     async stop({ keepDir = false } = {}) {
-      await gw.stop({ deadlineMs: 2000 });
+      await gw.stop({ drainMs: 0, deadlineMs: 2000 });
       upstream.stop();
       if (!keepDir && !options.dir) rmSync(dir, { recursive: true, force: true });
     },
@@ -199,9 +201,10 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
  * A `gateway.toml` for a gateway run as its own process: loopback listener on an ephemeral port,
  * the test issuer, every shipped upstream name pointing at `upstreamUrl`, unsigned policies from
  * `policyDir` (`policyToml` replaces `require_signature = false`), audit in `dir/audit`, state in
- * `dir/.state`. `extra` is appended verbatim (TOML).
+ * `dir/.state`, no drain on stop (`shutdownToml` replaces `drain = "0s"`). `extra` is appended
+ * verbatim (TOML).
  */
-export function writeProcessConfig(dir: string, options: { upstreamUrl: string; issuer: TestIssuer; policyDir: string; extra?: string; auditToml?: string; listenToml?: string; policyToml?: string }): string {
+export function writeProcessConfig(dir: string, options: { upstreamUrl: string; issuer: TestIssuer; policyDir: string; extra?: string; auditToml?: string; listenToml?: string; policyToml?: string; shutdownToml?: string }): string {
   const file = join(dir, "gateway.toml");
   const q = (s: string) => JSON.stringify(s);
   writeFileSync(file, [
@@ -212,6 +215,7 @@ export function writeProcessConfig(dir: string, options: { upstreamUrl: string; 
     "[policy]", `dir = ${q(options.policyDir)}`, options.policyToml ?? "require_signature = false", "watch = false",
     "[audit]", `dir = ${q(join(dir, "audit"))}`, options.auditToml ?? "",
     "[log]", `level = "info"`,
+    "[shutdown]", options.shutdownToml ?? `drain = "0s"`,
     options.extra ?? "",
   ].join("\n") + "\n");
   return file;
