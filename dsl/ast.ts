@@ -46,7 +46,8 @@ export interface GrantDecl { kind: "grant"; roles: Name[]; duty: Name; when: Exp
 /** `duties` is null for `forbid *` (every duty). */
 export interface ForbidDecl { kind: "forbid"; duties: Name[] | null; when: Expr; span: Span }
 export interface ExclusiveDecl { kind: "exclusive"; atLeast: { value: number; span: Span } | null; roles: Name[]; span: Span }
-export interface SeparateDecl { kind: "separate"; duties: Name[]; param: Name; span: Span }
+/** `params`: the route params whose values together are the ledger key (`by tenant, invoice`). */
+export interface SeparateDecl { kind: "separate"; duties: Name[]; params: Name[]; span: Span }
 
 export type Declaration = PrincipalDecl | RoleDecl | EnumDecl | UpstreamDecl | DutyDecl | GrantDecl | ForbidDecl | ExclusiveDecl | SeparateDecl;
 

@@ -227,7 +227,7 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
         };
       }
       case "separateDecl":
-        return { kind: "separate", duties: names(child(kindNode, "identList")), param: name(token(kindNode, "param")), span: s };
+        return { kind: "separate", duties: names(child(kindNode, "identList")), params: tokens(kindNode, "params").map(name), span: s };
       default:
         throw new Incomplete();
     }

@@ -629,15 +629,22 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       else ds.push(duty);
     }
     if (ok && ds.length < 2) { err("E_SEPARATE_TOO_SMALL", "`separate` needs at least two duties", d.span); ok = false; }
+    const params: string[] = [];
+    for (const p of d.params) {
+      if (params.includes(p.text)) { err("E_DUPLICATE_PARAM", `route param \`${p.text}\` appears twice in this key`, p.span, "each param is part of the key once"); ok = false; }
+      else params.push(p.text);
+    }
     if (ok) {
       for (const duty of ds) {
-        if (!duty.params.includes(d.param.text)) {
-          err("E_UNKNOWN_PARAM", `duty \`${duty.name}\` has no route param \`:${d.param.text}\``, d.param.span, didYouMean(d.param.text, duty.params) ?? `its route is \`${duty.pattern}\``);
-          ok = false;
+        for (const p of d.params) {
+          if (!duty.params.includes(p.text)) {
+            err("E_UNKNOWN_PARAM", `duty \`${duty.name}\` has no route param \`:${p.text}\``, p.span, didYouMean(p.text, duty.params) ?? `its route is \`${duty.pattern}\``);
+            ok = false;
+          }
         }
       }
     }
-    if (ok) separations.push({ id: ruleId("separate", d.span), duties: ds.map((x) => x.name), param: d.param.text, span: d.span });
+    if (ok) separations.push({ id: ruleId("separate", d.span), duties: ds.map((x) => x.name), params, span: d.span });
   }
 
   // A duty named by a grant that has an error already has that error: warn only where no grant was written.

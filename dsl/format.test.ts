@@ -30,6 +30,7 @@ describe("layout", () => {
     ["sets and typed literals", "forbid d when request.ip in[ 10.0.0.0/8 ,cidr( \"fd00::/8\" ) ]", "forbid d when request.ip in [10.0.0.0/8, cidr(\"fd00::/8\")]\n"],
     ["principal one attribute per line", "principal { sub: string, roles: set< role >, mfa: bool }", "principal {\n  sub: string\n  roles: set<role>\n  mfa: bool\n}\n"],
     ["exclusive and separate", "exclusive 2 of a,b,c\nseparate s ,t by  change", "exclusive 2 of a, b, c\nseparate s, t by change\n"],
+    ["separate by several params", "separate s ,t by  tenant ,invoice", "separate s, t by tenant, invoice\n"],
     ["enum", "enum tier{gold,silver}", "enum tier { gold, silver }\n"],
     ["comments kept: own line, trailing, aligned, at the end", "# head\n\nrole a # the a\nrole bb   # the b\n# tail\n", "# head\n\nrole a   # the a\nrole bb  # the b\n# tail\n"],
     ["comments inside the principal block", "principal { # schema\n  sub: string # who\n\n  # roles\n  roles: set<role>\n}", "principal {  # schema\n  sub: string  # who\n\n  # roles\n  roles: set<role>\n}\n"],

@@ -260,7 +260,7 @@ class Printer {
         return [head, ...this.condition(d.when, INDENT + "when ", INDENT + INDENT)];
       }
       case "exclusive": return fill(`exclusive ${d.atLeast ? `${d.atLeast.value} of ` : ""}`, d.roles.map((n) => n.text), "");
-      case "separate": return fill("separate ", d.duties.map((n) => n.text), ` by ${d.param.text}`);
+      case "separate": return fill("separate ", d.duties.map((n) => n.text), ` by ${d.params.map((n) => n.text).join(", ")}`);
     }
   }
 

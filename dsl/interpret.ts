@@ -2,7 +2,7 @@
 // typed AST, with its own naive route matcher. Slow on purpose; the compiled tree must agree
 // with it on every conformance case.
 import { evaluate, type EvalEnv } from "./evaluate.ts";
-import { canonicalLedgerKey } from "./ledger_key.ts";
+import { separationKey } from "./ledger_key.ts";
 import { spanAt, type CheckedDuty, type CheckedPolicy, type Segment } from "./typed_ast.ts";
 import type { Channel, Decision, DecisionCode, Principal, PolicyRequest, Reason, RouteMatch, SeparationCheck } from "./types.ts";
 
@@ -54,7 +54,7 @@ export function interpretRoute(policy: CheckedPolicy, channel: Channel, method: 
 export function separationChecks(policy: CheckedPolicy, duty: string, params: Readonly<Record<string, string>>): SeparationCheck[] {
   return policy.separations
     .filter((s) => s.duties.includes(duty))
-    .map((s) => ({ constraint: s.id, param: s.param, key: canonicalLedgerKey(params[s.param] ?? ""), duties: s.duties }));
+    .map((s) => ({ constraint: s.id, param: s.params.join(", "), key: separationKey(s.params, params), duties: s.duties }));
 }
 
 function isoDay(ms: number): string {

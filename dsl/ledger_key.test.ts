@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { canonicalLedgerKey, compilePolicy, interpretDecision, loadPolicy, parseIp } from "./mod.ts";
+import { canonicalLedgerKey, compilePolicy, compositeLedgerKey, interpretDecision, loadPolicy, parseIp } from "./mod.ts";
 import type { PolicyRequest, Principal } from "./mod.ts";
 
 describe("canonicalLedgerKey: one key per resource id", () => {
@@ -26,6 +26,24 @@ describe("canonicalLedgerKey: one key per resource id", () => {
   test("a value that does not decode is used as given (the gateway refuses such paths before)", () => {
     expect(canonicalLedgerKey("a%zz")).toBe("a%zz");
     expect(canonicalLedgerKey("%C0%AE")).toBe("%C0%AE");
+  });
+});
+
+describe("compositeLedgerKey: one key per list of ids, never shared by two lists", () => {
+  test("one param keeps the plain canonical key, as ledgers written before composite keys hold it", () => {
+    for (const v of ["42", "42%21", "cafe%CC%81", " 69 ", '["a","b"]']) expect(compositeLedgerKey([v])).toBe(canonicalLedgerKey(v));
+  });
+
+  test("several params: a JSON array of the canonical values, in order", () => {
+    expect(compositeLedgerKey(["acme", "INV-1"])).toBe('["acme","INV-1"]');
+    expect(compositeLedgerKey(["caf%C3%A9%20", "42%21"])).toBe('["café","42!"]');
+    expect(compositeLedgerKey(["INV-1", "acme"])).not.toBe(compositeLedgerKey(["acme", "INV-1"]));
+  });
+
+  test("separators and quotes inside values do not merge two lists", () => {
+    const lists = [["a,b", "c"], ["a", "b,c"], ['a","b', "c"], ["a", '"b","c'], ["a\\", "b"], ["a", "\\b"], ["", "a"], ["a", ""]];
+    expect(new Set(lists.map(compositeLedgerKey)).size).toBe(lists.length);
+    for (const l of lists) expect(JSON.parse(compositeLedgerKey(l))).toEqual(l);
   });
 });
 

@@ -31,3 +31,24 @@ export function canonicalLedgerKey(paramValue: string): string {
   }
   return decoded.normalize("NFC").trim();
 }
+
+/**
+ * The ledger key of a separation by several route params (`separate … by tenant, invoice`): each
+ * value canonical as {@link canonicalLedgerKey}, written as a JSON array of strings in the order
+ * the params are listed. JSON quotes and escapes each value, so no two lists of values share a key
+ * (`["a,b","c"]` and `["a","b,c"]` stay apart, whatever the values hold). A single param keeps
+ * its plain key, exactly as before composite keys existed, so existing ledgers keep working.
+ *
+ * @example compositeLedgerKey(["acme", "INV-1"])  // '["acme","INV-1"]'
+ * @example compositeLedgerKey(["42%21"])          // "42!" (one param: the plain key)
+ */
+export function compositeLedgerKey(paramValues: readonly string[]): string {
+  if (paramValues.length === 1) return canonicalLedgerKey(paramValues[0]!);
+  return JSON.stringify(paramValues.map(canonicalLedgerKey));
+}
+
+/** The ledger key of one request under a separation by `params`. */
+export function separationKey(params: readonly string[], values: Readonly<Record<string, string>>): string {
+  if (params.length === 1) return canonicalLedgerKey(values[params[0]!] ?? "");
+  return compositeLedgerKey(params.map((p) => values[p] ?? ""));
+}

@@ -41,7 +41,7 @@ export { interpretDecision, interpretRoute } from "./interpret.ts";
 export { renderDiagnostic, renderGithubAnnotation, githubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch, editDistance } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
 /** A route param value as a duty-ledger key: decoded once, NFC, trimmed (docs/ledger.md, "Keys"). */
-export { canonicalLedgerKey } from "./ledger_key.ts";
+export { canonicalLedgerKey, compositeLedgerKey } from "./ledger_key.ts";
 /** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
 export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
 export type { PolicyTestResult, PolicyTestName } from "./policy_tests.ts";

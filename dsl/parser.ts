@@ -138,7 +138,7 @@ class DutyParser extends CstParser {
     this.CONSUME(T.Separate);
     this.SUBRULE(this.identList);
     this.CONSUME(T.By);
-    this.CONSUME(T.Identifier, { LABEL: "param" });
+    this.AT_LEAST_ONE_SEP({ SEP: T.Comma, DEF: () => this.CONSUME(T.Identifier, { LABEL: "params" }) });
   });
 
   expr = this.RULE("expr", () => {

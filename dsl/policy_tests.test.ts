@@ -70,7 +70,7 @@ code = "DENY_SOD_HISTORY"
     { history: '[{ duty = "submit_change" }]', says: "`history` entry 1: missing `sub`" },
     { history: '[{ duty = "submit_change", sub = "rita", who = "x" }]', says: "`history` entry 1: unknown key `who` (duty, sub, key)" },
     { history: '[{ sub = "rita" }]', says: "`history` entry 1: missing `duty`" },
-    { history: '[{ duty = "submit_change", sub = "rita", key = 7 }]', says: "`history` entry 1: `key` must be a string" },
+    { history: '[{ duty = "submit_change", sub = "rita", key = 7 }]', says: "`history` entry 1: `key` must be a string, or a list of strings for a key of several params" },
     { history: '"submit_change"', says: '`history` must be a list of `{ duty = "…", sub = "…" }` (optional `key`)' },
   ];
   test.each(malformed)("history = $history → $says", ({ history, says }) => {
@@ -139,5 +139,40 @@ ${time}expect = "allow"
     const at = (time: string) => outcomes(test1("2026-01-15T09:00:00Z", `time = ${time}\n`));
     expect(at("2026-01-20T10:00:00Z")).toEqual(["7: reviewers from before June approve: passed"]);
     expect(at("10:00:00")).toEqual(["10: reviewers from before June approve: `time`: expected time, got `10:00:00.000` without an offset (add `Z` for UTC, or `+02:00`)"]);
+  });
+});
+
+describe("history keys of a separation by several params", () => {
+  const composite = loadPolicy([{ path: "c.duty", text: `principal { sub: string roles: set<role> }
+role clerk
+upstream billing
+duty issue_invoice   POST /t/:tenant/i/:invoice/issue   -> billing
+duty approve_invoice POST /t/:tenant/i/:invoice/approve -> billing
+grant clerk issue_invoice
+grant clerk approve_invoice
+separate issue_invoice, approve_invoice by tenant, invoice
+` }]);
+  const c = compilePolicy(composite.policy!);
+  const runC = (text: string) => runPolicyTests(c, [{ path: "t.test.toml", text }], { now: NOW }).map((r) => r.passed ? "passed" : r.failure);
+  const test1 = (key: string, expect: string) => `[principals.carol]
+sub = "carol"
+roles = ["clerk"]
+
+[[test]]
+name = "t"
+principal = "carol"
+request = "POST /t/acme/i/INV-1/approve"
+history = [{ duty = "issue_invoice", sub = "carol", key = ${key} }]
+expect = "${expect}"
+`;
+
+  test("a list of values is the composite key: the same tenant's invoice conflicts, another tenant's does not", () => {
+    expect(runC(test1('["acme", "INV-1"]', "deny"))).toEqual(["passed"]);
+    expect(runC(test1('["globex", "INV-1"]', "allow"))).toEqual(["passed"]);
+    expect(runC(test1('["acme", "INV-1"]', "allow"))[0]).toContain("expected allow");
+  });
+
+  test("a key that is neither a string nor a list of strings is refused", () => {
+    expect(runC(test1("[1, 2]", "deny"))[0]).toContain("`key` must be a string, or a list of strings");
   });
 });

@@ -3,7 +3,7 @@
 // separation judged against the `history` the test gives (the same rule the duty ledger applies).
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { CompiledPolicy } from "./compile.ts";
-import { canonicalLedgerKey } from "./ledger_key.ts";
+import { canonicalLedgerKey, compositeLedgerKey } from "./ledger_key.ts";
 import type { Channel, Decision, LedgerFact, PolicyRequest, Principal, SeparationCheck, Type } from "./types.ts";
 import { didYouMean } from "./diagnostics.ts";
 import { coercePrincipal, coerceValue, parseIp } from "./values.ts";
@@ -111,8 +111,11 @@ function readHistory(raw: unknown, duties: ReadonlySet<string>): { steps: Array<
       return { error: `${entry}: unknown duty \`${fields.duty}\`${help ? ` (${help})` : ""}` };
     }
     if (typeof fields.sub !== "string") return { error: `${entry}: missing \`sub\`` };
-    if (fields.key !== undefined && typeof fields.key !== "string") return { error: `${entry}: \`key\` must be a string` };
-    steps.push({ duty: fields.duty, sub: fields.sub, ...(typeof fields.key === "string" ? { key: fields.key } : {}) });
+    // A separation by several params has a composite key: the test gives its values as a list.
+    const key = fields.key;
+    const isList = Array.isArray(key) && key.length > 0 && key.every((v) => typeof v === "string");
+    if (key !== undefined && typeof key !== "string" && !isList) return { error: `${entry}: \`key\` must be a string, or a list of strings for a key of several params` };
+    steps.push({ duty: fields.duty, sub: fields.sub, ...(typeof key === "string" ? { key: canonicalLedgerKey(key) } : isList ? { key: compositeLedgerKey(key as string[]) } : {}) });
   }
   return { steps };
 }
@@ -219,7 +222,7 @@ export function runPolicyTests(compiled: CompiledPolicy, sources: readonly Polic
       let decision = compiled.decide(channel, principal, request);
       if (decision.allow && decision.separations.length) {
         const facts: LedgerFact[] = history.steps.flatMap((h) =>
-          decision.separations.map((c) => ({ constraint: c.constraint, key: h.key !== undefined ? canonicalLedgerKey(h.key) : c.key, duty: h.duty, sub: h.sub, at: time - 60_000 })));
+          decision.separations.map((c) => ({ constraint: c.constraint, key: h.key ?? c.key, duty: h.duty, sub: h.sub, at: time - 60_000 })));
         const conflict = findSeparationConflict(decision.separations, principal.sub, decision.duty!, facts);
         if (conflict) decision = denyForSeparation(decision, conflict, facts, `${principal.sub} performed ${conflict.duty} on ${conflict.key}; ${decision.duty} needs another person`);
       }

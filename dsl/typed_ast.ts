@@ -65,7 +65,8 @@ export interface CheckedExclusive {
 export interface CheckedSeparation {
   id: string;
   duties: string[];
-  param: string;
+  /** The route params whose values make the ledger key, in the order written (one, or several). */
+  params: string[];
   span: Span;
 }
 

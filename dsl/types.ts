@@ -120,8 +120,9 @@ export interface Reason {
 export interface SeparationCheck {
   /** Stable constraint id: `separate:<file>:<line>:<col>`. */
   constraint: string;
-  /** The route param the duties are separated by, and its value on this request as a ledger key
-   * (`canonicalLedgerKey`: decoded once, NFC, trimmed). */
+  /** The route param the duties are separated by (several: `tenant, invoice`), and its value on
+   * this request as a ledger key (`canonicalLedgerKey`: decoded once, NFC, trimmed; for several
+   * params `compositeLedgerKey`, a JSON array of those keys: `["acme","INV-1"]`). */
   param: string;
   key: string;
   /** Every duty of the constraint. */
