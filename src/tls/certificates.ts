@@ -5,7 +5,6 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, watch, writ
 import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
-import { generate } from "selfsigned";
 import { GatewayError } from "../errors.ts";
 import type { CertificatePair, ListenerConfig } from "../config/types.ts";
 import type { TlsMaterial } from "./types.ts";
@@ -42,6 +41,9 @@ export async function ensureSelfSignedCertificate(
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const hostnames = options.hostnames.length > 0 ? options.hostnames : ["localhost"];
   const altNames = hostnames.map((h) => (/^[\d.]+$/.test(h) || h.includes(":") ? { type: 7 as const, ip: h } : { type: 2 as const, value: h }));
+  // Loaded only to make a certificate (the first start): the X.509 library it pulls in costs
+  // tens of milliseconds of CPU to evaluate, on every start that reuses the certificate.
+  const { generate } = await import("selfsigned");
   const pems = await generate([{ name: "commonName", value: hostnames[0]! }], {
     keyType: "ec",
     curve: "P-256",
