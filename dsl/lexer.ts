@@ -85,5 +85,12 @@ export const allTokens: TokenType[] = [
   Identifier,
 ];
 
+/**
+ * The lexer's options. Chevrotain's definition checks cost tens of milliseconds on every start of
+ * the gateway and never fail on the one fixed token list, so the shared instance skips them;
+ * `dsl/grammar.test.ts` builds a lexer with them on and requires no definition error.
+ */
+export const LEXER_OPTIONS = { positionTracking: "full", ensureOptimizations: false } as const;
+
 /** One lexer instance, reused (Chevrotain lexers are stateless between calls). */
-export const dutyLexer = new Lexer(allTokens, { positionTracking: "full", ensureOptimizations: false });
+export const dutyLexer = new Lexer(allTokens, { ...LEXER_OPTIONS, skipValidations: true });

@@ -4,9 +4,14 @@
 import { CstParser, type CstNode, type IRecognitionException } from "chevrotain";
 import * as T from "./lexer.ts";
 
-class DutyParser extends CstParser {
-  constructor() {
-    super(T.allTokens, { recoveryEnabled: true, maxLookahead: 3 });
+export class DutyParser extends CstParser {
+  /**
+   * `validate`: run Chevrotain's grammar checks (ambiguities, left recursion…). They cost tens of
+   * milliseconds on every start and cannot fail on the fixed grammar, so the shared instance
+   * skips them; `dsl/grammar.test.ts` builds a parser with them on.
+   */
+  constructor(options: { validate?: boolean } = {}) {
+    super(T.allTokens, { recoveryEnabled: true, maxLookahead: 3, skipValidations: !options.validate });
     this.performSelfAnalysis();
   }
 
