@@ -4,13 +4,33 @@
 // the status file. Requests read `active` once and finish under the policy they started with.
 // Every bundle that goes live is copied to the state directory; a start whose policy directory
 // fails serves that copy (verified again) instead of refusing, and says so everywhere.
-import { mkdirSync } from "node:fs";
+// The digest of the last bundle whose policy tests passed is kept in the state directory too, so
+// a restart onto the same bundle does not run them again (they cost start-up time, and the
+// bundle, the code that judges it and therefore their outcome are the same).
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { compilePolicy, GATEWAY_UPSTREAM, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic, runPolicyTests } from "../../dsl/mod.ts";
 import { writeFileAtomicSync } from "../bundle/atomic.ts";
 import { checkRollback, readLastGoodBundle, readTrustedKeysFile, readUnsignedBundle, storeLastGoodBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore, type VerifiedBundle } from "../bundle/mod.ts";
 import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
 import { classifyPolicyFiles } from "../policy/sources.ts";
+import { COMMIT, VERSION } from "../version.ts";
+
+/** `<stateDir>/policy-tests-passed.json`: the bundle whose policy tests last passed, and the gateway that ran them. */
+export const TESTS_PASSED_FILE = "policy-tests-passed.json";
+
+/** The build that judged the tests: another version or commit may decide differently, so it runs them again. */
+const GATEWAY_BUILD = `${VERSION} (${COMMIT})`;
+
+/** The digest whose tests passed under this very build, or null (none recorded, another build, unreadable). */
+function readTestsPassedDigest(stateDir: string): string | null {
+  try {
+    const record = JSON.parse(readFileSync(join(stateDir, TESTS_PASSED_FILE), "utf8")) as { digest?: unknown; gateway?: unknown };
+    return typeof record.digest === "string" && record.gateway === GATEWAY_BUILD ? record.digest : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The built-in upstream served by the gateway itself (admin functions); never configured. */
 export const INTERNAL_UPSTREAM = GATEWAY_UPSTREAM;
@@ -85,6 +105,8 @@ export class PolicyManager {
   readonly #store: RevisionStore;
   /** Digest of the copy in the state directory (null: none yet). */
   #storedDigest: string | null;
+  /** Digest of the last bundle whose policy tests passed under this build (from the state directory). */
+  #testsPassedDigest: string | null;
   reloads = { ok: 0, failed: 0 };
 
   constructor(options: PolicyManagerOptions) {
@@ -92,6 +114,7 @@ export class PolicyManager {
     mkdirSync(options.stateDir, { recursive: true });
     this.#store = options.revisionStore ?? new FileRevisionStore(options.stateDir);
     this.#storedDigest = readLastGoodBundle(options.stateDir)?.digest ?? null;
+    this.#testsPassedDigest = readTestsPassedDigest(options.stateDir);
   }
 
   /** True while the active policy is the last good bundle because the policy directory fails. */
@@ -192,6 +215,16 @@ export class PolicyManager {
     return fallback;
   }
 
+  #recordTestsPassed(digest: string): void {
+    try {
+      writeFileAtomicSync(join(this.#options.stateDir, TESTS_PASSED_FILE), `${JSON.stringify({ digest, gateway: GATEWAY_BUILD, at: new Date().toISOString() })}\n`, 0o600);
+      this.#testsPassedDigest = digest;
+    } catch (e) {
+      // Only a cost: the next start runs the tests again.
+      this.#options.log("warn", `cannot record the bundle whose policy tests passed: ${(e as Error).message}`);
+    }
+  }
+
   #storeLastGood(bundle: VerifiedBundle): void {
     try {
       storeLastGoodBundle(this.#options.stateDir, bundle);
@@ -234,9 +267,14 @@ export class PolicyManager {
     const missing = loaded.policy.upstreams.filter((u) => u !== INTERNAL_UPSTREAM && !(u in this.#options.upstreams));
     if (missing.length) return fail("POLICY_UPSTREAM_UNKNOWN", missing.map((u) => `upstream \`${u}\` is declared by the policy but not configured (add [upstreams.${u}] to the config)`));
     const compiled = compilePolicy(loaded.policy);
-    const tests = runPolicyTests(compiled, files.tests, { now: this.#options.now?.() });
-    const failedTests = tests.filter((t) => !t.passed);
-    if (failedTests.length) return fail("POLICY_TESTS_FAILED", failedTests.map((t) => `${t.file}:${t.line}: ${t.name}: ${t.failure}`));
+    if (bundle.digest === this.#testsPassedDigest) {
+      this.#options.log("info", `policy tests skipped: bundle ${bundle.digest.slice(0, 12)} passed them under this gateway build before (${TESTS_PASSED_FILE} in the state directory)`);
+    } else {
+      const tests = runPolicyTests(compiled, files.tests, { now: this.#options.now?.() });
+      const failedTests = tests.filter((t) => !t.passed);
+      if (failedTests.length) return fail("POLICY_TESTS_FAILED", failedTests.map((t) => `${t.file}:${t.line}: ${t.name}: ${t.failure}`));
+      this.#recordTestsPassed(bundle.digest);
+    }
     for (const w of loaded.diagnostics) this.#options.log("warn", renderDiagnostic(w, sources).split("\n")[0]!);
     return {
       ok: true,
