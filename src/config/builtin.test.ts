@@ -14,13 +14,15 @@ function tempDir(): string {
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 describe("defaultConfig", () => {
-  test("is the demo: self-signed listener, unsigned ./policies, ./audit, demo issuer, loopback upstreams", () => {
+  // Regression: the demo printed https://127.0.0.1:8443 but bound 0.0.0.0:8443, with a demo
+  // issuer whose key and tokens are on this machine.
+  test("is the demo: self-signed listener on loopback, unsigned ./policies, ./audit, demo issuer, loopback upstreams", () => {
     const cwd = tempDir();
     const c = defaultConfig({ cwd });
     expect(c.source).toBeNull();
     expect(c.demo).toBe(true);
     expect(c.stateDir).toBe(join(cwd, ".state"));
-    expect(c.listen).toMatchObject({ host: "0.0.0.0", port: 8443, certificate: null, clientCaFile: null });
+    expect(c.listen).toMatchObject({ host: "127.0.0.1", port: 8443, certificate: null, clientCaFile: null });
     expect(c.admin).toBeNull();
     expect(c.policy).toMatchObject({ dir: join(cwd, "policies"), requireSignature: false, trustedKeysFile: null });
     expect(c.audit.dir).toBe(join(cwd, "audit"));

@@ -44,7 +44,8 @@ function listener(host: string, port: number): ListenerConfig {
 /**
  * The configuration used when no config file is given.
  *
- * - state in `<cwd>/.state`; operational listener `0.0.0.0:8443` with a self-signed certificate
+ * - state in `<cwd>/.state`; operational listener `127.0.0.1:8443` (loopback: the demo issuer's key
+ *   and tokens are on this machine, so the demo serves nobody else) with a self-signed certificate
  *   created on first start under `<cwd>/.state/tls/listen/` (see `ensureSelfSignedCertificate`);
  * - policies from `<cwd>/policies`, signatures not required (demo only);
  * - audit log in `<cwd>/audit`;
@@ -74,7 +75,7 @@ export function defaultConfig(options: { cwd: string }): GatewayConfig {
   const config: GatewayConfig = {
     source: null,
     stateDir,
-    listen: listener("0.0.0.0", 8443),
+    listen: listener("127.0.0.1", 8443),
     admin,
     issuers: [{
       name: DEMO_ISSUER.name,

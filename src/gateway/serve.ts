@@ -260,12 +260,20 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
   }
 }
 
+/**
+ * The address a listener holds, as bound: a wildcard bind says so (every interface) and names the
+ * loopback URL to try from this host, so the banner never shows loopback for a public bind.
+ */
+export function whereBound(listener: Pick<RunningListener, "url" | "boundUrl">): string {
+  return listener.boundUrl === listener.url ? listener.url : `${listener.boundUrl}, every interface (from this host: ${listener.url})`;
+}
+
 /** The start-up banner: where it listens, what policy is active, and a ready-to-paste curl. */
 export async function startupBanner(gw: RunningGateway): Promise<string[]> {
   const a = gw.policy.active!;
   const lines = [
-    `dutygate listening on ${gw.operational.url} (operational, ${gw.operational.backend} backend)`,
-    gw.admin ? `admin channel on ${gw.admin.url} (client certificates from the admin CA only)` : "admin channel off (no admin CA configured)",
+    `dutygate listening on ${whereBound(gw.operational)} (operational, ${gw.operational.backend} backend)`,
+    gw.admin ? `admin channel on ${whereBound(gw.admin)} (client certificates from the admin CA only)` : "admin channel off (no admin CA configured)",
     `policy: ${a.files.length} files, ${a.compiled.policy.duties.length} duties, revision ${a.revision}, digest ${a.digest.slice(0, 12)}${a.signed ? `, signed by ${a.signers.join(", ")}` : ""}`,
     `audit: ${gw.config.audit.dir} (fsync ${gw.config.audit.fsync}); gateway public key: ${gw.gatewayKey.jwksFile}`,
   ];

@@ -63,6 +63,23 @@ describe("runInit", () => {
     }
   });
 
+  // Regression: the starter config listened on every interface (0.0.0.0:8443) unless told otherwise.
+  test("the starter config listens on loopback unless --listen says otherwise, and init says where", async () => {
+    const plain = freshDir();
+    const io = memoryIo();
+    expect(await runInit({ dir: plain }, io)).toBe(EXIT.ok);
+    const loaded = loadConfig(join(plain, "gateway.toml"), { cwd: "/" });
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+    expect([loaded.config.listen.host, loaded.config.listen.port]).toEqual(["127.0.0.1", 8443]);
+    expect(io.text()).toContain("it listens on 127.0.0.1:8443 (loopback only;");
+
+    const open = freshDir();
+    const io2 = memoryIo();
+    expect(await runInit({ dir: open, listenAddress: "0.0.0.0:9000" }, io2)).toBe(EXIT.ok);
+    expect(readFileSync(join(open, "gateway.toml"), "utf8")).toContain('address = "0.0.0.0:9000"');
+    expect(io2.text()).toContain("it listens on 0.0.0.0:9000");
+  });
+
   test("--state-dir and --audit-dir go into the config (absolute paths for a system install)", () => {
     const text = starterConfigText({ stateDir: "/var/lib/dutygate", auditDir: "/var/log/dutygate/audit" });
     expect(text).toContain('state_dir = "/var/lib/dutygate"');

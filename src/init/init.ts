@@ -15,9 +15,12 @@ export interface InitParams {
   stateDir?: string;
   /** `[audit] dir` written into the config; default `./audit`. */
   auditDir?: string;
-  /** `[listen] address`; default `0.0.0.0:8443`. */
+  /** `[listen] address`; default `127.0.0.1:8443` (loopback: serving other hosts is a decision). */
   listenAddress?: string;
 }
+
+/** `[listen] address` of the starter config without `--listen`: loopback until someone decides otherwise. */
+export const STARTER_LISTEN_ADDRESS = "127.0.0.1:8443";
 
 /** The files `gateway init` writes, relative to its directory. */
 export function initFileList(): string[] {
@@ -35,7 +38,7 @@ export function starterConfigText(options: { stateDir?: string; auditDir?: strin
     state_dir: options.stateDir ?? "./state",
     audit_dir: options.auditDir ?? "./audit",
     policy_dir: options.policyDir ?? "./policies",
-    listen_address: options.listenAddress ?? "0.0.0.0:8443",
+    listen_address: options.listenAddress ?? STARTER_LISTEN_ADDRESS,
   };
   // TOML basic strings: escape what would end or break the string (paths rarely need it).
   const quoted = (s: string) => JSON.stringify(s).slice(1, -1);
@@ -88,6 +91,10 @@ export async function runInit(params: InitParams, io: Io): Promise<number> {
   }
   const shown = relative(process.cwd(), dir) || ".";
   io.out(`wrote ${shown}/gateway.toml and ${shown}/policies/ (${EXAMPLE_POLICY_FILES.length} files)`);
+  const address = params.listenAddress ?? STARTER_LISTEN_ADDRESS;
+  io.out(params.listenAddress === undefined
+    ? `it listens on ${address} (loopback only; \`--listen 0.0.0.0:8443\` or [listen] address to serve other hosts)`
+    : `it listens on ${address}`);
   io.out("next:");
   io.out(`  gateway check ${shown}/policies                      # parse, type-check and run the policy tests`);
   io.out(`  edit ${shown}/gateway.toml: [issuers.main] (your identity provider) and [upstreams.*]`);

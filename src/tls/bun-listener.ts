@@ -9,7 +9,7 @@ import { constants } from "node:crypto";
 import { GatewayError } from "../errors.ts";
 import { problemResponse } from "../http/problem.ts";
 import type { ListenerConfig } from "../config/types.ts";
-import { listenerUrl, normaliseRemoteAddress } from "./address.ts";
+import { boundUrl, listenerUrl, normaliseRemoteAddress } from "./address.ts";
 import { assertUsablePair } from "./certificates.ts";
 import type { FetchHandler, RunningListener, TlsMaterial } from "./types.ts";
 
@@ -117,6 +117,7 @@ export async function startBunListener(options: {
   return {
     port,
     url: listenerUrl(listener.host, port),
+    boundUrl: boundUrl(listener.host, port),
     backend: "bun",
     async reloadCertificates(tls) {
       if (tls.ca !== undefined) throw new GatewayError("TLS_BACKEND_MISMATCH", "adding a client CA to a running listener needs a restart");

@@ -9,7 +9,7 @@ import { getRequestListener, RequestError } from "@hono/node-server";
 import { problemResponse } from "../http/problem.ts";
 import { GatewayError } from "../errors.ts";
 import type { ListenerConfig } from "../config/types.ts";
-import { listenerUrl, normaliseRemoteAddress } from "./address.ts";
+import { boundUrl, listenerUrl, normaliseRemoteAddress } from "./address.ts";
 import { peerCertificateOf } from "./client-identity.ts";
 import { selectSniEntry } from "./sni.ts";
 import type { ConnectionInfo, FetchHandler, ListenerRefusal, RefusalHandler, RunningListener, TlsMaterial } from "./types.ts";
@@ -271,6 +271,7 @@ export async function startNodeListener(options: {
   return {
     port,
     url: listenerUrl(listener.host, port),
+    boundUrl: boundUrl(listener.host, port),
     backend: "node",
     async reloadCertificates(tls) {
       if ((tls.ca !== undefined) !== withClientCa) {

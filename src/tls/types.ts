@@ -70,6 +70,8 @@ export interface RunningListener {
   readonly port: number;
   /** `https://host:port` with a host clients can dial (a wildcard host becomes 127.0.0.1). */
   readonly url: string;
+  /** `https://host:port` as bound: `https://0.0.0.0:8443` for every IPv4 interface. */
+  readonly boundUrl: string;
   /** `bun` (Bun.serve) or `node` (node:http2 with HTTP/1.1 fallback). */
   readonly backend: ListenerBackend;
   /**

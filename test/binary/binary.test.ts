@@ -187,11 +187,22 @@ describe("serve from a config file, signed bundle, real token", () => {
   }, 60_000);
 });
 
+/** The local addresses (IPv4, from /proc/net/tcp) with a socket listening on `port`. */
+function listeningOn(port: number): string[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  return readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[3] === "0A" && f[1]?.endsWith(`:${hexPort}`))
+    .map((f) => Buffer.from(f[1]!.split(":")[0]!, "hex").reverse().join("."));
+}
+
 test("an empty directory serves the built-in default: demo token allowed, and denied where the policy says", async () => {
   const dir = emptyDir("builtin");
   const serving = await serveBinary(gateway, [], dir, 30_000, { waitFor: /# allowed: another person\n/ });
   try {
     expect(serving.stdout()).toContain("wrote the example policies");
+    // The demo binds loopback, and the banner says the address it holds.
+    expect(serving.stdout()).toContain("dutygate listening on https://127.0.0.1:8443 (operational");
+    expect(listeningOn(8443)).toEqual(["127.0.0.1"]);
     const curls = [...serving.stdout().matchAll(/curl -k -X POST (\S+) -H "authorization: Bearer (\S+)"/g)].map((m) => ({ url: m[1]!, token: m[2]! }));
     expect(curls.length).toBe(3);
     const ca = readFileSync(join(dir, ".state", "tls", "listen", "cert.pem"), "utf8");
