@@ -10,7 +10,7 @@ export type TypeRef =
   | { kind: "named"; name: Name; span: Span }
   | { kind: "set"; of: TypeRef; span: Span };
 
-export type BinaryOp = "==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "has" | "starts_with" | "ends_with" | "+" | "-" | "and" | "or";
+export type BinaryOp = "==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "has" | "starts_with" | "ends_with" | "matches" | "+" | "-" | "and" | "or";
 
 export type Expr =
   | { kind: "string"; value: string; span: Span }
@@ -23,6 +23,8 @@ export type Expr =
   | { kind: "set"; items: Expr[]; span: Span }
   /** `head(arg)` — a typed literal such as `ip("::1")`. */
   | { kind: "call"; fn: Name; arg: string; span: Span }
+  /** `fn(expr)` — a function of a value, such as `lower(request.path)`. */
+  | { kind: "apply"; fn: Name; arg: Expr; span: Span }
   /** `head.member["key"].member` — resolved by the checker. */
   | { kind: "ref"; head: Name; members: Array<{ name: string; quoted: boolean; span: Span }>; span: Span }
   | { kind: "not"; operand: Expr; span: Span }

@@ -156,9 +156,12 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
         const headTok = token(node, "head");
         const head = name(headTok);
         if (node.children.callArg) {
-          const arg = token(node, "callArg");
+          const argNode = child(node, "callArg");
           if (node.children.member) throw new Incomplete();
-          return { kind: "call", fn: head, arg: unquote(arg.image), span: joinSpans(head.span, span(token(node, "RParen"))) };
+          const arg = expr(argNode);
+          const s = joinSpans(head.span, span(token(node, "RParen")));
+          // A string literal argument is a typed literal (`ip("::1")`); the checker knows the rest.
+          return arg.kind === "string" ? { kind: "call", fn: head, arg: arg.value, span: s } : { kind: "apply", fn: head, arg, span: s };
         }
         const members = tokens(node, "member")
           .sort((a, b) => a.startOffset - b.startOffset)

@@ -10,6 +10,7 @@ import {
   type CheckedSeparation, type Segment, type TExpr,
 } from "./typed_ast.ts";
 import type { Diagnostic, PrincipalSchema, Span, Type } from "./types.ts";
+import { parseRegex } from "./regex.ts";
 import { parseCidr, parseDuration, parseIp, parseTime, typeToString } from "./values.ts";
 
 export interface CheckOptions {
@@ -42,6 +43,9 @@ const TYPE_ALIASES: Readonly<Record<string, string>> = {
   integer: "int", number: "int", long: "int", boolean: "bool", str: "string", text: "string",
   datetime: "time", timestamp: "time", date: "time", list: "set<…>", array: "set<…>",
 };
+/** Functions of a value (`lower(x)`); typed literals (`ip("…")`) are the other calls. */
+const VALUE_FUNCTIONS = ["lower"] as const;
+const LITERAL_FUNCTIONS = ["ip", "cidr", "time", "duration"] as const;
 const SEGMENT_TEXT = /^[A-Za-z0-9._~!$&'()+,;=@%-]+$/;
 
 export function sameType(a: Type, b: Type): boolean {
@@ -311,7 +315,8 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
           time: [PRIMITIVES.time!, (s) => parseTime(s, false)], duration: [PRIMITIVES.duration!, parseDuration],
         };
         const p = parsers[fn];
-        if (!p) { err("E_UNKNOWN_FUNCTION", `unknown function \`${fn}\``, e.fn.span, didYouMean(fn, Object.keys(parsers)) ?? "literal functions are ip(), cidr(), time() and duration()"); return tBad; }
+        if (fn === "lower") return mk(PRIMITIVES.string!, e.span, { k: "const", value: e.arg.toLowerCase() });
+        if (!p) { err("E_UNKNOWN_FUNCTION", `unknown function \`${fn}\``, e.fn.span, didYouMean(fn, [...LITERAL_FUNCTIONS, ...VALUE_FUNCTIONS]) ?? "functions are lower(), and the literals ip(), cidr(), time() and duration()"); return tBad; }
         const v = p[1](e.arg);
         if (v === null) {
           if (fn === "time") badDate(e.arg, e.span);
@@ -346,6 +351,20 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         return mk(type, e.span, { k: "setOf", items });
       }
       case "ref": return checkRef(e, scope, expected);
+      case "apply": {
+        const fn = e.fn.text;
+        if (fn !== "lower") {
+          const literal = (LITERAL_FUNCTIONS as readonly string[]).includes(fn);
+          err("E_UNKNOWN_FUNCTION", literal ? `\`${fn}()\` takes a string literal` : `unknown function \`${fn}\``, literal ? e.arg.span : e.fn.span,
+            literal ? `write the literal: \`${fn}("…")\`` : didYouMean(fn, [...VALUE_FUNCTIONS, ...LITERAL_FUNCTIONS]) ?? "functions are lower(), and the literals ip(), cidr(), time() and duration()");
+          return tBad;
+        }
+        const o = checkExpr(e.arg, scope);
+        if (o === tBad) return tBad;
+        if (o.type.kind !== "string") { err("E_TYPE_MISMATCH", `\`lower\` needs a string, found \`${typeToString(o.type)}\``, e.arg.span); return tBad; }
+        if (o.k === "const") return mk(PRIMITIVES.string!, e.span, { k: "const", value: (o.value as string).toLowerCase() });
+        return mk(PRIMITIVES.string!, e.span, { k: "lower", operand: o });
+      }
       case "not": {
         const o = checkExpr(e.operand, scope, BOOL);
         if (o === tBad) return tBad;
@@ -450,6 +469,21 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         const name = map === "header" ? e.right.value.toLowerCase() : e.right.value;
         return mk(BOOL, e.span, { k: map === "header" ? "hasHeader" : "hasQuery", name });
       }
+    }
+    if (op === "matches") {
+      const l = checkExpr(e.left, scope);
+      if (e.right.kind !== "string") {
+        err("E_BAD_REGEX", "the pattern of `matches` must be a string literal", e.right.span, "patterns are checked when the policy is, so they are written in the policy: `request.path matches \"/a/[0-9]+\"`");
+        return tBad;
+      }
+      const parsed = parseRegex(e.right.value);
+      if (!parsed.ok) {
+        err("E_BAD_REGEX", `bad pattern: ${parsed.message}`, spanInString(e.right.span, e.right.value, parsed.offset), parsed.help);
+        return tBad;
+      }
+      if (l === tBad) return tBad;
+      if (l.type.kind !== "string") { err("E_TYPE_MISMATCH", `\`matches\` works on strings, found \`${typeToString(l.type)}\``, e.opSpan); return tBad; }
+      return mk(BOOL, e.span, { k: "matches", subject: l, regex: parsed.program });
     }
     // Check the side that is not a bare enum value first, so the bare value is typed by it.
     const leftFirst = !isBareIdent(e.left) || isBareIdent(e.right);
@@ -710,6 +744,16 @@ function requiredRoles(e: TExpr): string[] {
   if (e.k === "and") return [...requiredRoles(e.left), ...requiredRoles(e.right)];
   if (e.k === "in" && e.mode === "member" && e.container.k === "principal" && e.container.attr === "roles" && e.element.k === "const") return [String(e.element.value)];
   return [];
+}
+
+/** The span of the character at `offset` of a string literal's value (escapes counted as written). */
+function spanInString(literal: Span, value: string, offset: number): Span {
+  const written = (s: string) => s.replace(/[\\"\n\t]/g, "xx").length;
+  const start = literal.start + 1 + written(value.slice(0, offset));
+  const width = offset < value.length ? written(value.slice(offset, offset + 1)) : 1;
+  if (literal.line !== literal.endLine || start + width > literal.end) return literal;
+  const col = literal.col + (start - literal.start);
+  return { ...literal, start, end: start + width, col, endCol: col + width };
 }
 
 function at(span: Span): string {

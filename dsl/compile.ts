@@ -8,6 +8,7 @@ import { separationKey } from "./ledger_key.ts";
 import type { CheckedSeparation } from "./typed_ast.ts";
 import { spanAt, type CheckedDuty, type CheckedGrant, type CheckedPolicy, type TExpr } from "./typed_ast.ts";
 import type { Channel, CidrValue, Decision, DecisionCode, IpValue, Principal, PolicyRequest, Reason, RouteMatch } from "./types.ts";
+import { compileRegexMatcher } from "./regex.ts";
 import { cidrContains } from "./values.ts";
 
 type Fn = (env: EvalEnv) => unknown;
@@ -75,6 +76,8 @@ export function compileExpr(e: TExpr): Fn {
     case "endsWith": { const l = compileExpr(e.left), r = compileExpr(e.right); return (env) => (l(env) as string).endsWith(r(env) as string); }
     case "add": { const l = compileExpr(e.left), r = compileExpr(e.right); return (env) => (l(env) as number) + (r(env) as number); }
     case "sub": { const l = compileExpr(e.left), r = compileExpr(e.right); return (env) => (l(env) as number) - (r(env) as number); }
+    case "matches": { const s = compileExpr(e.subject), m = compileRegexMatcher(e.regex); return (env) => m(s(env) as string); }
+    case "lower": { const o = compileExpr(e.operand); return (env) => (o(env) as string).toLowerCase(); }
   }
   throw new Error(`unreachable expression kind ${(e as TExpr).k}`);
 }
@@ -113,7 +116,8 @@ function readsParam(e: TExpr): boolean {
     case "param": return true;
     case "const": case "principal": case "request": case "header": case "query": case "hasHeader": case "hasQuery": return false;
     case "setOf": return e.items.some(readsParam);
-    case "not": return readsParam(e.operand);
+    case "not": case "lower": return readsParam(e.operand);
+    case "matches": return readsParam(e.subject);
     case "in": return readsParam(e.element) || readsParam(e.container);
     default: return readsParam(e.left) || readsParam(e.right);
   }

@@ -2,6 +2,7 @@
 // checker's constant folding use it; the compiled tree must agree with it on every case.
 import type { TExpr } from "./typed_ast.ts";
 import type { CidrValue, IpValue, Principal, PolicyRequest } from "./types.ts";
+import { regexMatches } from "./regex.ts";
 import { cidrContains, parseCidr } from "./values.ts";
 
 export interface EvalEnv {
@@ -63,6 +64,8 @@ export function evaluate(e: TExpr, env: EvalEnv): unknown {
     case "endsWith": return (evaluate(e.left, env) as string).endsWith(evaluate(e.right, env) as string);
     case "add": return (evaluate(e.left, env) as number) + (evaluate(e.right, env) as number);
     case "sub": return (evaluate(e.left, env) as number) - (evaluate(e.right, env) as number);
+    case "matches": return regexMatches(e.regex, evaluate(e.subject, env) as string);
+    case "lower": return (evaluate(e.operand, env) as string).toLowerCase();
   }
 }
 
@@ -84,7 +87,8 @@ export function isConstant(e: TExpr): boolean {
     case "const": return true;
     case "principal": case "request": case "header": case "query": case "param": case "hasHeader": case "hasQuery": return false;
     case "setOf": return e.items.every(isConstant);
-    case "not": return isConstant(e.operand);
+    case "not": case "lower": return isConstant(e.operand);
+    case "matches": return isConstant(e.subject);
     case "in": return isConstant(e.element) && isConstant(e.container);
     default: return isConstant(e.left) && isConstant(e.right);
   }

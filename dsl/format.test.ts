@@ -35,6 +35,7 @@ describe("layout", () => {
     ["comments kept: own line, trailing, aligned, at the end", "# head\n\nrole a # the a\nrole bb   # the b\n# tail\n", "# head\n\nrole a   # the a\nrole bb  # the b\n# tail\n"],
     ["comments inside the principal block", "principal { # schema\n  sub: string # who\n\n  # roles\n  roles: set<role>\n}", "principal {  # schema\n  sub: string  # who\n\n  # roles\n  roles: set<role>\n}\n"],
     ["a comment inside a condition keeps the declaration's lines", "grant a d when x # why\n     and y", "grant a d when x # why\n     and y\n"],
+    ["matches and lower()", "forbid d when lower( request.path )matches\"/x(/.*)?\"", "forbid d when lower(request.path) matches \"/x(/.*)?\"\n"],
     ["an empty file stays empty", "", ""],
   ];
   for (const [name, input, expected] of cases) {

@@ -345,6 +345,7 @@ class Printer {
       case "duration": case "datetime": case "cidr": case "ip": return e.text;
       case "set": return `[${e.items.map((i) => this.expr(i)).join(", ")}]`;
       case "call": return `${e.fn.text}(${quote(e.arg)})`;
+      case "apply": return `${e.fn.text}(${this.expr(e.arg)})`;
       case "ref": return e.head.text + e.members.map((m) => (m.quoted ? `[${quote(m.name)}]` : `.${m.name}`)).join("");
       case "not": return `not ${this.expr(e.operand)}`;
       case "binary": return `${this.expr(e.left)} ${e.op} ${this.expr(e.right)}`;

@@ -31,6 +31,7 @@ export const In = keyword("in");
 export const Has = keyword("has");
 export const StartsWith = keyword("starts_with");
 export const EndsWith = keyword("ends_with");
+export const Matches = keyword("matches");
 export const True = keyword("true");
 export const False = keyword("false");
 export const SetKw = createToken({ name: "SetKw", pattern: /set/, longer_alt: Identifier });
@@ -81,7 +82,7 @@ export const allTokens: TokenType[] = [
   Arrow, Eq, NotEq, LessEq, GreaterEq, Less, Greater, Plus, Minus, Star,
   LCurly, RCurly, LBracket, RBracket, LParen, RParen, Comma, Colon, Dot,
   Principal, Role, Enum, Upstream, Duty, Grant, Forbid, Exclusive, Separate, By, Of, When, Until, Channel,
-  And, Or, Not, In, Has, StartsWith, EndsWith, True, False, SetKw,
+  And, Or, Not, In, Has, StartsWith, EndsWith, Matches, True, False, SetKw,
   Identifier,
 ];
 

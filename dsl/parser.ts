@@ -188,6 +188,7 @@ export class DutyParser extends CstParser {
         { ALT: () => this.CONSUME(T.Has, { LABEL: "op" }) },
         { ALT: () => this.CONSUME(T.StartsWith, { LABEL: "op" }) },
         { ALT: () => this.CONSUME(T.EndsWith, { LABEL: "op" }) },
+        { ALT: () => this.CONSUME(T.Matches, { LABEL: "op" }) },
       ]);
       this.SUBRULE2(this.addExpr, { LABEL: "rhs" });
     });
@@ -232,7 +233,8 @@ export class DutyParser extends CstParser {
     this.CONSUME(T.RBracket);
   });
 
-  // principal.mfa · request.header["x-freeze"] · request.param.change · reviewer · ip("::1")
+  // principal.mfa · request.header["x-freeze"] · request.param.change · reviewer · ip("::1") ·
+  // lower(request.path)
   reference = this.RULE("reference", () => {
     this.OR([
       { ALT: () => this.CONSUME(T.Principal, { LABEL: "head" }) },
@@ -240,7 +242,7 @@ export class DutyParser extends CstParser {
     ]);
     this.OPTION(() => {
       this.CONSUME(T.LParen);
-      this.CONSUME(T.StringLiteral, { LABEL: "callArg" });
+      this.SUBRULE(this.expr, { LABEL: "callArg" });
       this.CONSUME(T.RParen);
     });
     this.MANY(() => {

@@ -1,4 +1,5 @@
 // The typed AST: what the checker proves about a policy, and what both evaluators consume.
+import type { RegexProgram } from "./regex.ts";
 import type { PrincipalSchema, Span, Type } from "./types.ts";
 
 export type TExpr = { type: Type; span: Span } & (
@@ -20,6 +21,10 @@ export type TExpr = { type: Type; span: Span } & (
   | { k: "in"; element: TExpr; container: TExpr; mode: "member" | "cidr" | "cidrSet"; byText: boolean }
   | { k: "startsWith" | "endsWith"; left: TExpr; right: TExpr }
   | { k: "add" | "sub"; left: TExpr; right: TExpr }
+  /** The whole string matches the pattern, checked when the policy was (`dsl/regex.ts`). */
+  | { k: "matches"; subject: TExpr; regex: RegexProgram }
+  /** Unicode default lower-casing, the same in every locale. */
+  | { k: "lower"; operand: TExpr }
 );
 
 /** Route segments: literal text, a named param (`:change`), or a trailing wildcard (`*`). */
