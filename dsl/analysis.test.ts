@@ -8,7 +8,7 @@
 import { test, expect, describe } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { analyzeSeparation, checkAssignments, MAX_COMBINATIONS_PER_ROW, MAX_PAIRS_PER_CONSTRAINT, renderReachabilityTable, type SeparationAnalysis } from "./analysis.ts";
+import { analyzeSeparation, checkAssignments, MAX_COMBINATIONS_PER_ROW, MAX_PAIRS_PER_CONSTRAINT, renderReachabilityTable, roleDutyMatrix, type SeparationAnalysis } from "./analysis.ts";
 import { loadPolicy, type CheckedPolicy, type PolicySource } from "./mod.ts";
 
 const REPO_ROOT = resolve(import.meta.dir, "..");
@@ -252,5 +252,31 @@ describe("checkAssignments", () => {
     const policy = load(cases.find((c) => c.name === "exclusive-3-of-4")!.sources());
     const people = [{ sub: "p1", roles: ["a", "b"] }, { sub: "p2", roles: ["a", "b", "d"] }];
     expect(checkAssignments(policy, people).map((v) => `${v.sub}:${v.held.join("+")}`)).toEqual(["p2:a+b+d"]);
+  });
+});
+
+describe("roleDutyMatrix", () => {
+  test("the shipped policy: each cell lists its grants with condition and end date, forbids per duty", () => {
+    const files = readdirSync(join(REPO_ROOT, "policies")).filter((f) => f.endsWith(".duty")).sort().map((f) => ({ path: f, text: readFileSync(join(REPO_ROOT, "policies", f), "utf8") }));
+    const { policy } = loadPolicy(files, { now: NOW });
+    const m = roleDutyMatrix(policy!);
+    expect(m.roles).toEqual(policy!.roles);
+    expect(m.duties.find((d) => d.name === "deploy_change")).toMatchObject({ route: "POST /changes/:change/deploy", upstream: "deploy", channel: "operational" });
+    expect(m.cells.developer!.submit_change).toEqual([{ rule: "grant:changes.duty:10:1", when: null, until: null }]);
+    expect(m.cells.developer!.approve_change).toBeUndefined();
+    const sre = m.cells.sre!.deploy_change!;
+    expect(sre.map((g) => [g.rule, g.until])).toEqual([["grant:changes.duty:14:1", "2027-12-31"]]);
+    const changes = files.find((f) => f.path === "changes.duty")!.text;
+    expect(changes.slice(sre[0]!.when!.start, sre[0]!.when!.end)).toBe("principal.mfa");
+    expect(m.forbids.deploy_change).toEqual(["forbid:changes.duty:17:1"]);
+    expect(m.forbids.submit_change).toEqual([]);
+  });
+
+  test("`forbid *` applies to every duty, and a role with no grant keeps an empty row", () => {
+    const { policy } = loadPolicy([{ path: "m.duty", text: "principal { sub: string\n roles: set<role> }\nrole a, idle\nupstream u\nduty x GET /x -> u\nduty y GET /y -> u\ngrant a x\nforbid * when request.header[\"k\"] == \"1\"\n" }]);
+    const m = roleDutyMatrix(policy!);
+    expect(m.cells.idle).toEqual({});
+    expect(Object.keys(m.cells.a!)).toEqual(["x"]);
+    expect(m.forbids).toEqual({ x: ["forbid:m.duty:8:1"], y: ["forbid:m.duty:8:1"] });
   });
 });

@@ -5,7 +5,7 @@
 // "may hold": the analysis reports what *can* happen, never less.
 import { diagnostic } from "./diagnostics.ts";
 import type { CheckedDuty, CheckedPolicy, Segment } from "./typed_ast.ts";
-import type { Diagnostic } from "./types.ts";
+import type { Diagnostic, Span } from "./types.ts";
 
 export interface ReachabilityRow {
   constraint: string;
@@ -215,4 +215,49 @@ export function checkAssignments(policy: CheckedPolicy, people: ReadonlyArray<{ 
     if (unknownRoles.length && !out.some((v) => v.sub === p.sub)) out.push({ sub: p.sub, roles: [...p.roles], constraint: "", held: [], unknownRoles });
   }
   return out;
+}
+
+/** One grant behind a cell of the role × duty matrix. */
+export interface MatrixGrant {
+  /** The grant's rule id (`grant:changes.duty:10:1`). */
+  rule: string;
+  /** The grant's `when` condition, when it has one (its span; the text is in the source). */
+  when: Span | null;
+  /** `until` as written, when the grant has one. */
+  until: string | null;
+}
+
+/** Who may perform what, at a glance: roles down, duties across, the grants in each cell. */
+export interface RoleDutyMatrix {
+  roles: string[];
+  duties: Array<{ name: string; route: string; upstream: string; channel: "operational" | "admin"; span: Span }>;
+  /** `cells[role][duty]`: the grants of that duty to that role, in source order (absent: none). */
+  cells: Record<string, Record<string, MatrixGrant[]>>;
+  /** Per duty: the `forbid` rules that apply to it (a `forbid *` applies to all). */
+  forbids: Record<string, string[]>;
+}
+
+/**
+ * The role × duty matrix of a checked policy, straight from its grants and forbids: a cell lists
+ * each grant of the duty to the role with its condition and end date. It says what the policy
+ * may allow; whether a request is allowed also depends on `exclusive`, `forbid` and the ledger.
+ * @example roleDutyMatrix(policy).cells.developer.submit_change // [{ rule: "grant:changes.duty:10:1", when: null, until: null }]
+ */
+export function roleDutyMatrix(policy: CheckedPolicy): RoleDutyMatrix {
+  const cells: Record<string, Record<string, MatrixGrant[]>> = {};
+  for (const role of policy.roles) cells[role] = {};
+  for (const g of policy.grants) {
+    for (const role of g.roles) {
+      const row = (cells[role] ??= {});
+      (row[g.duty] ??= []).push({ rule: g.id, when: g.when?.span ?? null, until: g.untilText });
+    }
+  }
+  const forbids: Record<string, string[]> = {};
+  for (const d of policy.duties) forbids[d.name] = policy.forbids.filter((f) => f.duties === null || f.duties.includes(d.name)).map((f) => f.id);
+  return {
+    roles: [...policy.roles],
+    duties: policy.duties.map((d) => ({ name: d.name, route: `${d.method} ${d.pattern}`, upstream: d.upstream, channel: d.channel, span: d.span })),
+    cells,
+    forbids,
+  };
 }

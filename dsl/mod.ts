@@ -45,6 +45,6 @@ export { canonicalLedgerKey, compositeLedgerKey } from "./ledger_key.ts";
 /** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
 export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
 export type { PolicyTestResult, PolicyTestName } from "./policy_tests.ts";
-/** Static separation-of-duties analysis: reachability table, admin exposure, role assignments. */
-export { analyzeSeparation, checkAssignments, renderReachabilityTable } from "./analysis.ts";
-export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation } from "./analysis.ts";
+/** Static analysis: the separation-of-duties reachability table, admin exposure, role assignments, the role × duty matrix. */
+export { analyzeSeparation, checkAssignments, renderReachabilityTable, roleDutyMatrix } from "./analysis.ts";
+export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation, RoleDutyMatrix, MatrixGrant } from "./analysis.ts";

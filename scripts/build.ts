@@ -11,7 +11,8 @@
 // Each binary is `bun build --compile --bytecode --format=esm --minify` of src/main.ts with the
 // git commit injected as the global `DUTYGATE_COMMIT` (read by src/version.ts). Everything the
 // program needs at run time is inside it: the example policies and starter config come from the
-// generated src/init/embedded.ts, which this script regenerates first.
+// generated src/init/embedded.ts, the playground's page from src/play/embedded.ts; this script
+// regenerates both first.
 //
 //   npm run build -- [--target x64|arm64|all] [--out DIR]
 //   DUTYGATE_COMMIT=<id> npm run build               (building from a tree without git)
@@ -25,6 +26,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EMBEDDED_MODULE_PATH, renderEmbeddedModule } from "../src/init/generate.ts";
+import { regeneratePlayEmbedded } from "../src/play/generate.ts";
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const BUN = join(REPO_ROOT, "node_modules", ".bin", "bun");
@@ -147,6 +149,7 @@ if (import.meta.main) {
   try {
     const { targets, outDir } = parseTargets(process.argv.slice(2));
     if (regenerateEmbedded()) console.log("regenerated src/init/embedded.ts (policies/ or the starter config changed)");
+    if (regeneratePlayEmbedded()) console.log("regenerated src/play/embedded.ts (the playground page or the grammar changed)");
     buildRelease({
       targets,
       outDir,

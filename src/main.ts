@@ -84,6 +84,8 @@ usage:
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
   gateway fmt     [DIR|FILE...] [--check] [--diff]
                                                  rewrite .duty files in the canonical layout
+  gateway play    [DIR] [--listen HOST:PORT] [--allow-non-loopback]
+                                                 a local page to edit a policy and try requests (default 127.0.0.1:8800)
   gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256] [--trusted JWKS]
                                                  a signer key pair; adds the public key to DIR/trusted.jwks
   gateway keys    add|remove|list TRUSTED.jwks [PUBLIC.jwk|KID]...
@@ -195,6 +197,19 @@ const commands: Record<string, Command> = {
     const a = parseArgs(argv, { booleans: ["check", "diff"] });
     const { runFmt } = await import("./cli/fmt.ts");
     return runFmt({ paths: a.positionals, check: a.booleans.has("check"), diff: a.booleans.has("diff") }, io);
+  },
+  async play(argv, io) {
+    const { parsePlayArgs, runPlay } = await import("./cli/play.ts");
+    const params = parsePlayArgs(argv);
+    try {
+      await runPlay(params, io);
+    } catch (e) {
+      // A refused address, a port in use, a missing directory: one coded line, exit 64.
+      const coded = e instanceof GatewayError ? e : startupFailure(e);
+      io.err(formatCodedError(coded));
+      return EXIT.usage;
+    }
+    return SERVING;
   },
   async keygen(argv, io) {
     const a = parseArgs(argv, { values: ["out", "kid", "alg", "trusted"] });

@@ -17,6 +17,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! { command -v systemd
   timeout 600 sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd strace gcc libc6-dev' >/dev/null 2>&1 || echo "could not install them; the sandbox checks will be skipped"
 fi
 
+# The playground's browser test (test/browser/play.test.ts) drives Debian's headless Chromium;
+# install it when missing and possible. Without it that test is skipped, and under CI=true it fails.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then
+  echo "== installing chromium, fonts-dejavu-core (the playground's browser test)"
+  timeout 900 sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core' >/dev/null 2>&1 || echo "could not install chromium; the browser test will be skipped (and fail under CI=true)"
+fi
+
 echo "== bun test"
 log=$(mktemp)
 "$BIN/bun" test "$@" 2>&1 | tee "$log"

@@ -249,10 +249,10 @@ describe("command line: --help, README and the parsers agree", () => {
   const help = helpFlags();
 
   test("--help lists every command", () => {
-    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "fmt", "init", "keygen", "keys", "ledger", "serve", "sign", "verify"]);
+    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "fmt", "init", "keygen", "keys", "ledger", "play", "serve", "sign", "verify"]);
   });
 
-  for (const command of ["serve", "check", "explain", "keygen", "keys", "sign", "verify", "init", "ledger", "fmt", "audit verify"]) {
+  for (const command of ["serve", "check", "explain", "keygen", "keys", "sign", "verify", "init", "ledger", "fmt", "play", "audit verify"]) {
     test(`\`gateway ${command}\`: the flags in --help are exactly the flags it parses`, async () => {
       const accepted = await acceptedFlags(command);
       expect([...(help.get(command) ?? [])].sort()).toEqual([...accepted].sort());
@@ -267,7 +267,7 @@ describe("command line: --help, README and the parsers agree", () => {
     for (const line of block!.body.split("\n")) {
       // `gateway keygen … | sign DIR … | verify DIR …` puts three commands on one line.
       for (const part of line.split(/ \| (?=[a-z]+ )/)) {
-        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|keys|sign|verify|init|ledger|fmt)\b/.exec(part.trim());
+        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|keys|sign|verify|init|ledger|fmt|play)\b/.exec(part.trim());
         if (cmd) current = cmd[1]!;
         for (const m of part.matchAll(/--([a-z][a-z-]*)/g)) if (m[1] !== "version" && !help.get(current ?? "")?.has(m[1]!)) unknown.push(`${current}: --${m[1]}`);
       }
@@ -529,6 +529,34 @@ describe("output quoted in the docs is what the commands print", () => {
       box.remove();
     }
   }, 120_000);
+
+  test("docs/authoring.md: `gateway play policies` serves the page it describes, on loopback", async () => {
+    const command = one("docs/authoring.md", "gateway play policies");
+    const { parsePlayArgs, runPlay } = await import("../../src/cli/play.ts");
+    const words = command.text.split(/\s+/).slice(2); // after `gateway play`
+    const params = parsePlayArgs(words);
+    // The documented default address, on a free port (another test may hold 8800).
+    expect({ host: params.host, port: params.port }).toEqual({ host: "127.0.0.1", port: 8800 });
+    expect(read("docs/authoring.md")).toContain("then open http://127.0.0.1:8800/");
+    ran.add(command.key);
+    const box = sandbox();
+    cpSync(join(ROOT, "policies"), join(box.cwd, "policies"), { recursive: true });
+    process.chdir(box.cwd);
+    const io = memoryIo();
+    const server = await runPlay({ ...params, port: 0 }, io);
+    try {
+      expect(io.stdout).toEqual([`dutygate playground on http://127.0.0.1:${server.port}/ (policy: policies/; edits stay in the page, nothing is written)`]);
+      expect(await (await fetch(server.url)).text()).toContain("<title>dutygate playground</title>");
+      const files = (await (await fetch(`${server.url}api/files`)).json()) as { files: Array<{ path: string }> };
+      expect(files.files.map((f) => f.path)).toEqual(readdirSync(join(ROOT, "policies")).filter((f) => f.endsWith(".duty")).sort());
+    } finally {
+      await server.close();
+      process.chdir(previousCwd);
+      box.remove();
+    }
+    const refused = await runPlay({ ...params, host: "0.0.0.0", port: 0 }, memoryIo()).then(() => "started", (e: { code?: string }) => e.code);
+    expect(refused).toBe("PLAY_NOT_LOOPBACK");
+  });
 
   test("docs/separation-of-duties.md: the reachability table of the shipped policy", async () => {
     const block = fences("docs/separation-of-duties.md", read("docs/separation-of-duties.md")).find((f) => f.body.startsWith("separation of duties (reachability"));
@@ -879,11 +907,11 @@ describe("every command the docs show runs in a test, or is listed as one that c
   });
 
   test("README says what `npm test` installs as root (each package test/run.sh may apt-get install)", () => {
-    const install = /apt-get install[^']*?--no-install-recommends ([a-z0-9 .+-]+)'/.exec(read("test/run.sh"));
-    expect(install).not.toBeNull();
+    const installs = [...read("test/run.sh").matchAll(/apt-get install[^']*?--no-install-recommends ([a-z0-9 .+-]+)'/g)];
+    expect(installs.length).toBeGreaterThanOrEqual(2);
     const readme = read("README.md").replace(/\s+/g, " ");
     expect(readme).toContain("apt-get");
-    for (const pkg of install![1]!.split(" ").filter((p) => !p.startsWith("lib"))) expect(readme).toContain(`\`${pkg}\``);
+    for (const install of installs) for (const pkg of install[1]!.split(" ").filter((p) => !p.startsWith("lib"))) expect(readme).toContain(`\`${pkg}\``);
   });
 
   // Last: the tests above recorded what they ran.

@@ -1,0 +1,104 @@
+// What the playground page asks of the language: a policy (the files being edited, in memory)
+// checked into diagnostics, the role × duty matrix and the reachability table; and a request
+// explained against it. Plain functions over plain data — the same loader, checker, analysis,
+// compiler and `explainRequest` as `gateway check` and `gateway explain`; no evaluator of its own.
+import { analyzeSeparation, compilePolicy, hasErrors, loadPolicy, renderDiagnostic, roleDutyMatrix, sortDiagnostics, type CheckedPolicy, type Diagnostic, type ReachabilityRow, type Span } from "../../dsl/mod.ts";
+import { ruleSpan } from "../cli/check.ts";
+import { explainRequest, type ExplainInput, type Explanation } from "../gateway/explain.ts";
+
+/** A `.duty` file as the page holds it: its name (relative to the policy directory) and text. */
+export interface PlayFile {
+  path: string;
+  text: string;
+}
+
+/** A diagnostic for the page: the value, and its text as `gateway check` prints it. */
+export interface PlayDiagnostic {
+  code: string;
+  severity: "error" | "warning";
+  message: string;
+  help: string | null;
+  span: Span;
+  rendered: string;
+}
+
+export interface PlayMatrix {
+  roles: string[];
+  duties: Array<{ name: string; route: string; upstream: string; channel: string; forbids: string[] }>;
+  /** `cells[role][duty]`: each grant, its condition as written and its end date. */
+  cells: Record<string, Record<string, Array<{ rule: string; when: string | null; until: string | null }>>>;
+}
+
+export interface PlayAnalysis {
+  /** No errors: the policy compiles and requests can be explained. */
+  ok: boolean;
+  diagnostics: PlayDiagnostic[];
+  matrix: PlayMatrix | null;
+  reachability: ReachabilityRow[] | null;
+}
+
+export type PlayExplainResult =
+  | { ok: true; explanation: Explanation; decidedBy: Span | null; duty: Span | null }
+  | { ok: false; code: string; message: string; diagnostics?: PlayDiagnostic[] };
+
+const MAX_FILES = 200;
+const MAX_TEXT = 1024 * 1024;
+
+/** The files of a request body, or why they are unusable. */
+export function readPlayFiles(body: unknown): PlayFile[] | { code: string; message: string } {
+  const files = (body as { files?: unknown } | null)?.files;
+  if (!Array.isArray(files) || files.length === 0) return { code: "PLAY_BAD_FILES", message: "`files` must be a non-empty list of {path, text}" };
+  if (files.length > MAX_FILES) return { code: "PLAY_BAD_FILES", message: `at most ${MAX_FILES} files` };
+  let total = 0;
+  const seen = new Set<string>();
+  for (const f of files) {
+    if (typeof f?.path !== "string" || typeof f?.text !== "string" || !f.path.endsWith(".duty")) return { code: "PLAY_BAD_FILES", message: "each file needs a `path` ending in `.duty` and a `text`" };
+    if (seen.has(f.path)) return { code: "PLAY_BAD_FILES", message: `\`${f.path}\` is given twice` };
+    seen.add(f.path);
+    total += f.text.length;
+  }
+  if (total > MAX_TEXT) return { code: "PLAY_BAD_FILES", message: `the files hold more than ${MAX_TEXT} characters` };
+  return files.map((f: PlayFile) => ({ path: f.path, text: f.text }));
+}
+
+function load(files: readonly PlayFile[]): { policy: CheckedPolicy | null; diagnostics: PlayDiagnostic[] } {
+  const loaded = loadPolicy(files.map((f) => ({ path: f.path, text: f.text })));
+  const sources = new Map(files.map((f) => [f.path, f.text]));
+  const diagnostics = sortDiagnostics(loaded.diagnostics).map((d: Diagnostic) => ({
+    code: d.code, severity: d.severity, message: d.message, help: d.help ?? null, span: d.span, rendered: renderDiagnostic(d, sources),
+  }));
+  return { policy: loaded.policy && !hasErrors(loaded.diagnostics) ? loaded.policy : null, diagnostics };
+}
+
+/** Checks the files as one policy: diagnostics, and (when it has no errors) the matrix and the reachability table. */
+export function analyzePlayFiles(files: readonly PlayFile[]): PlayAnalysis {
+  const { policy, diagnostics } = load(files);
+  if (!policy) return { ok: false, diagnostics, matrix: null, reachability: null };
+  const texts = new Map(files.map((f) => [f.path, f.text]));
+  const sourceOf = (span: Span | null) => (span ? (texts.get(span.file) ?? "").slice(span.start, span.end) : null);
+  const m = roleDutyMatrix(policy);
+  const cells: PlayMatrix["cells"] = {};
+  for (const role of m.roles) {
+    cells[role] = {};
+    for (const [duty, grants] of Object.entries(m.cells[role] ?? {})) cells[role]![duty] = grants.map((g) => ({ rule: g.rule, when: sourceOf(g.when), until: g.until }));
+  }
+  const analysis = analyzeSeparation(policy);
+  const extra = sortDiagnostics(analysis.diagnostics).map((d) => ({ code: d.code, severity: d.severity, message: d.message, help: d.help ?? null, span: d.span, rendered: renderDiagnostic(d, texts) }));
+  return {
+    ok: true,
+    // The checker's diagnostics (warnings only, here), then the separation analysis's.
+    diagnostics: [...diagnostics, ...extra],
+    matrix: { roles: m.roles, duties: m.duties.map((d) => ({ name: d.name, route: d.route, upstream: d.upstream, channel: d.channel, forbids: m.forbids[d.name] ?? [] })), cells },
+    reachability: analysis.rows,
+  };
+}
+
+/** Explains one request against the files: the decision with its reasons, and where its deciding rule and duty are written. */
+export async function explainPlayRequest(files: readonly PlayFile[], input: ExplainInput): Promise<PlayExplainResult> {
+  const { policy, diagnostics } = load(files);
+  if (!policy) return { ok: false, code: "PLAY_POLICY_ERRORS", message: "the policy has errors; fix them to run a request", diagnostics };
+  const result = await explainRequest(compilePolicy(policy), input, null);
+  if (!result.ok) return result;
+  const e = result.explanation;
+  return { ok: true, explanation: e, decidedBy: ruleSpan(policy, e.decision.decidedBy), duty: e.duty ? (policy.duties.find((d) => d.name === e.duty!.name)?.span ?? null) : null };
+}
