@@ -9,6 +9,8 @@ import { GatewayError } from "../errors.ts";
 import type { ExplainInput } from "../gateway/explain.ts";
 import { analyzePlayFiles, explainPlayRequest, readPlayFiles, type PlayFile } from "./api.ts";
 import { PLAY_ASSETS } from "./embedded.ts";
+// The editor extension's grammar, the one source of highlighting rules; bundled into the binary.
+import DUTY_GRAMMAR from "../../editors/vscode/syntaxes/duty.tmLanguage.json" with { type: "json" };
 
 /** The default address: loopback only, a port of its own (the gateway listens on 8443). */
 export const DEFAULT_PLAY_LISTEN = "127.0.0.1:8800";
@@ -62,6 +64,12 @@ export function createPlayApp(source: PlaySource, allowedHosts: () => ReadonlySe
       return c.body(asset.text);
     });
   }
+
+  const grammarText = JSON.stringify(DUTY_GRAMMAR);
+  app.get("/duty.tmLanguage.json", (c) => {
+    c.header("content-type", "application/json; charset=utf-8");
+    return c.body(grammarText);
+  });
 
   app.get("/api/files", (c) => c.json({ label: source.label, files: source.read() }));
 

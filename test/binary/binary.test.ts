@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXAMPLE_POLICY_FILES } from "../../src/init/mod.ts";
 import { VERSION } from "../../src/version.ts";
-import { createTestIssuer, runWithSlowReader, startTestUpstream, writeLargeReportPolicies, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
+import { createTestIssuer, drainText, runWithSlowReader, startTestUpstream, writeLargeReportPolicies, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
 import { BARE_ENV, binaryUnderTest, runBinary, serveBinary, TEST_COMMIT, writeTestConfig } from "./support.ts";
 
 let work: string;
@@ -212,5 +212,36 @@ test("an empty directory serves the built-in default: demo token allowed, and de
     expect((await call(curls[1]!)).status).toBe(403); // alice may not approve
   } finally {
     expect(await serving.stop()).toBe(0);
+  }
+}, 60_000);
+
+test("gateway play serves its page, grammar and API from the binary alone, on loopback", async () => {
+  const dir = emptyDir("play");
+  // Its own process group, killed by PID whatever happens.
+  const child = Bun.spawn([gateway, "play", "--listen", "127.0.0.1:0"], { cwd: dir, env: { ...BARE_ENV }, stdout: "pipe", stderr: "pipe", detached: true });
+  let out = "";
+  void drainText(child.stdout, (s) => (out += s));
+  void drainText(child.stderr, (s) => (out += s));
+  try {
+    const until = Date.now() + 30_000;
+    let url: string | null = null;
+    while (!url && Date.now() < until && child.exitCode === null) {
+      url = /dutygate playground on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1] ?? null;
+      await Bun.sleep(20);
+    }
+    expect({ url: url !== null, out }).toEqual({ url: true, out: expect.stringContaining("the example policies") });
+    const page = await fetch(url!);
+    expect(await page.text()).toContain("<title>dutygate playground</title>");
+    for (const asset of ["app.js", "highlight.js", "style.css"]) expect((await fetch(`${url}${asset}`)).status).toBe(200);
+    expect((await (await fetch(`${url}duty.tmLanguage.json`)).json()).scopeName).toBe("source.duty");
+    const { files } = (await (await fetch(`${url}api/files`)).json()) as { files: Array<{ path: string; text: string }> };
+    expect(files.map((f) => f.path)).toEqual(EXAMPLE_POLICY_FILES.filter((f) => f.path.endsWith(".duty")).map((f) => f.path));
+    const post = (path: string, body: unknown) => fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json());
+    expect(await post("api/analyze", { files })).toMatchObject({ ok: true, diagnostics: [] });
+    const explained = await post("api/explain", { files, principal: { sub: "alice", roles: ["developer"], mfa: true, team: "core" }, request: "POST /changes/42/submit" });
+    expect(explained.explanation.decision).toMatchObject({ allow: true, decidedBy: "grant:changes.duty:10:1" });
+  } finally {
+    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
+    await child.exited;
   }
 }, 60_000);
