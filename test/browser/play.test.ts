@@ -18,7 +18,7 @@ const ARTEFACTS = process.env.DUTYGATE_ARTEFACTS ?? join(tmpdir(), "dutygate-art
 
 /** The system Chromium: $CHROMIUM, else Debian's `chromium` on PATH. */
 function findChromium(): string | null {
-  if (process.env.CHROMIUM) return process.env.CHROMIUM;
+  if (process.env.CHROMIUM) return existsSync(process.env.CHROMIUM) ? process.env.CHROMIUM : null;
   const which = spawnSync("sh", ["-c", "command -v chromium || command -v chromium-browser"], { encoding: "utf8" });
   return which.status === 0 ? which.stdout.trim().split("\n")[0]! : null;
 }
@@ -112,7 +112,9 @@ test.skipIf(!CHROMIUM)("a broken policy shows its error at the line; fixed, a re
   await page.click("#editor");
   await page.keyboard.press("Control+End");
   await page.keyboard.type(typed);
-  await page.waitForFunction((line) => document.querySelector(`#gutter div[data-line="${line}"]`)?.classList.contains("err"), brokenLine, { timeout: 15_000 });
+  // Wait for the check of the whole line (a check of a prefix typed so far may answer first).
+  await page.waitForFunction((line) => document.querySelector(`#gutter div[data-line="${line}"]`)?.classList.contains("err")
+    && [...document.querySelectorAll("#diagnostics li")].some((li) => li.textContent!.includes("`approve_chnge`")), brokenLine, { timeout: 15_000 });
   const diagnostics = await page.$$eval("#diagnostics li", (lis) => lis.map((li) => li.textContent!));
   expect(diagnostics.length).toBe(1);
   expect(diagnostics[0]).toStartWith(`changes.duty:${brokenLine}:17: error[`);
