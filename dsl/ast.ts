@@ -51,7 +51,13 @@ export interface ExclusiveDecl { kind: "exclusive"; atLeast: { value: number; sp
 /** `params`: the route params whose values together are the ledger key (`by tenant, invoice`). */
 export interface SeparateDecl { kind: "separate"; duties: Name[]; params: Name[]; span: Span }
 
-export type Declaration = PrincipalDecl | RoleDecl | EnumDecl | UpstreamDecl | DutyDecl | GrantDecl | ForbidDecl | ExclusiveDecl | SeparateDecl;
+/** `@id("approve-by-reviewer")` written before a declaration: `name` is `id`, `value` the unquoted text. */
+export interface Annotation { name: Name; value: Name; span: Span }
+
+export type Declaration = (PrincipalDecl | RoleDecl | EnumDecl | UpstreamDecl | DutyDecl | GrantDecl | ForbidDecl | ExclusiveDecl | SeparateDecl) & {
+  /** The annotation written before it, if any (the checker accepts `@id` on rules only). */
+  annotation?: Annotation;
+};
 
 export interface PolicyFile {
   file: string;

@@ -175,7 +175,18 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
   };
 
   const declaration = (node: CstNode): Declaration => {
-    const [kindNode] = Object.values(node.children)[0] as CstNode[];
+    const decl = declarationBody(node);
+    const a = nodes(node, "annotation")[0];
+    if (!a) return decl;
+    if (a.recoveredNode) throw new Incomplete();
+    const nameTok = token(a, "name");
+    const valueTok = token(a, "value");
+    const value: Name = { text: unquote(valueTok.image), span: span(valueTok) };
+    return { ...decl, annotation: { name: name(nameTok), value, span: joinSpans(span(token(a, "At")), span(token(a, "RParen"))) } };
+  };
+
+  const declarationBody = (node: CstNode): Declaration => {
+    const kindNode = Object.entries(node.children).find(([key]) => key !== "annotation")?.[1][0] as CstNode | undefined;
     if (!kindNode || kindNode.recoveredNode) throw new Incomplete();
     const s = firstSpan(kindNode);
     switch (kindNode.name) {

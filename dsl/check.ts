@@ -27,6 +27,9 @@ export interface CheckResult {
 
 export const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 const CHANNELS = ["operational", "admin"] as const;
+/** The declarations that are rules: they decide, and may carry an `@id`. */
+const RULE_KINDS = ["grant", "forbid", "exclusive", "separate"] as const;
+const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /**
  * The upstream the gateway serves itself: its admin functions (metrics, policy status, reload,
  * explain). Duties may reach it on the admin channel only.
@@ -108,6 +111,38 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   };
   const all: Declaration[] = files.flatMap((f) => f.declarations);
   const of = <K extends Declaration["kind"]>(kind: K) => all.filter((d): d is Extract<Declaration, { kind: K }> => d.kind === kind);
+
+  // --- rule ids ----------------------------------------------------------------------------
+  // `@id("…")` names a rule for good: tests, explain, the audit log and replay cite it, and
+  // inserting a line above no longer changes it. A rule without one is known by its location.
+  const ruleIds = new Map<Declaration, string>();
+  const firstWithId = new Map<string, Span>();
+  for (const d of all) {
+    const a = d.annotation;
+    if (!a) continue;
+    if (a.name.text !== "id") {
+      err("E_UNKNOWN_ANNOTATION", `unknown annotation \`@${a.name.text}\``, a.name.span, didYouMean(a.name.text, ["id"]) ?? "the one annotation is `@id(\"…\")`, written before a rule");
+      continue;
+    }
+    if (!(RULE_KINDS as readonly string[]).includes(d.kind)) {
+      err("E_ID_NOT_ON_RULE", `\`@id\` names a rule, not a \`${d.kind}\` declaration`, a.span, `rules are ${RULE_KINDS.join(", ")}; remove the \`@id\``);
+      continue;
+    }
+    const id = a.value.text;
+    if (!RULE_ID.test(id)) {
+      err("E_BAD_RULE_ID", `bad rule id \`${id}\``, a.value.span, "a rule id is 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit: `@id(\"approve-by-reviewer\")`");
+      continue;
+    }
+    const first = firstWithId.get(id);
+    if (first) {
+      err("E_DUPLICATE_RULE_ID", `rule id \`${id}\` is used twice`, a.value.span, `first used at ${at(first)}; rule ids are unique across grants, forbids, exclusives and separates`);
+      continue;
+    }
+    firstWithId.set(id, d.span);
+    ruleIds.set(d, `${d.kind}:${id}`);
+  }
+  /** The stable id of a rule: `grant:approve-by-reviewer` with `@id`, else `grant:file:line:col`. */
+  const ruleIdOf = (d: Declaration): string => ruleIds.get(d) ?? ruleId(d.kind, d.span);
 
   // --- enums and roles -------------------------------------------------------------------
   const enums = new Map<string, string[]>();
@@ -574,7 +609,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     const atLeast = d.atLeast?.value ?? 2;
     if (ok && rs.length < 2) { err("E_EXCLUSIVE_TOO_SMALL", "`exclusive` needs at least two roles", d.span); ok = false; }
     if (ok && (atLeast < 2 || atLeast > rs.length)) { err("E_EXCLUSIVE_BAD_COUNT", `\`exclusive ${atLeast} of\` needs 2 ≤ N ≤ ${rs.length}`, d.atLeast?.span ?? d.span); ok = false; }
-    if (ok) exclusives.push({ id: ruleId("exclusive", d.span), atLeast, roles: rs, span: d.span });
+    if (ok) exclusives.push({ id: ruleIdOf(d), atLeast, roles: rs, span: d.span });
   }
 
   // --- grants ------------------------------------------------------------------------------
@@ -619,7 +654,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
           warn("W_ADMIN_DUTY_OPERATIONAL_ROLE", `operational role \`${n.text}\` is granted admin-channel duty \`${duty.name}\``, n.span, `admin-channel duties are for roles declared \`channel admin\`: declare \`role ${n.text} channel admin\` if it is meant to administer the gateway, or grant the duty to such a role`);
         }
       }
-      grants.push({ id: ruleId("grant", d.span), roles: rs, duty: duty.name, when, until, untilText: d.until?.text ?? null, span: d.span });
+      grants.push({ id: ruleIdOf(d), roles: rs, duty: duty.name, when, until, untilText: d.until?.text ?? null, span: d.span });
     }
   }
 
@@ -642,7 +677,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     if (when && isConstant(when) && evaluate(when, constantEnv) === false) {
       warn("W_FORBID_NEVER_APPLIES", "this forbid never applies: its condition is always false", d.when.span);
     }
-    if (ok && when) forbids.push({ id: ruleId("forbid", d.span), duties: ds ? ds.map((x) => x.name) : null, when, span: d.span });
+    if (ok && when) forbids.push({ id: ruleIdOf(d), duties: ds ? ds.map((x) => x.name) : null, when, span: d.span });
   }
   // Grants shadowed by an unconditional forbid.
   for (const g of grants) {
@@ -678,7 +713,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         }
       }
     }
-    if (ok) separations.push({ id: ruleId("separate", d.span), duties: ds.map((x) => x.name), params, span: d.span });
+    if (ok) separations.push({ id: ruleIdOf(d), duties: ds.map((x) => x.name), params, span: d.span });
   }
 
   // A duty named by a grant that has an error already has that error: warn only where no grant was written.

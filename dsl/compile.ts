@@ -102,7 +102,7 @@ interface DutyTree {
   forbids: ForbidNode[];
   grants: GrantLeaf[];
   noGrant: Decision;
-  separations: Array<CheckedSeparation & { label: string }>;
+  separations: Array<CheckedSeparation & { label: string; at: string }>;
   /** Whether a condition reads `request.param.*` or a separation keys on a param: only then does
    * deciding need the route's params as an object. */
   readsParams: boolean;
@@ -368,7 +368,7 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     const noGrant = leaf(false, "DENY_NO_GRANT", duty.name, null,
       dutyGrants.map((g) => ({ rule: g.id, kind: "grant", at: spanAt(g.span), held: false, why: "role, until or condition does not apply" })),
       ["exclusive gate: pass", forbids.length ? "forbids: none holds" : "forbids: none", "grants: none applies"], `no grant of ${duty.name} applies to this principal`);
-    const separations = (separationsByDuty.get(duty.name) ?? []).map((x) => ({ ...x, label: x.params.join(", ") }));
+    const separations = (separationsByDuty.get(duty.name) ?? []).map((x) => ({ ...x, label: x.params.join(", "), at: spanAt(x.span) }));
     const readsParams = separations.length > 0 || applicable.some((f) => readsParam(f.when)) || dutyGrants.some((g) => g.when !== null && readsParam(g.when));
     const queryNames = Object.freeze(inputNamesOf([...applicable.map((f) => f.when), ...dutyGrants.map((g) => g.when)]).query);
     trees.set(duty.name, { duty, forbids, grants, noGrant, separations, readsParams, queryNames });
@@ -395,7 +395,7 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
       if (!hit || request.time > g.until) continue;
       if (g.cond !== null && g.cond(env) !== true) continue;
       if (tree.separations.length === 0) return g.decision;
-      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, param: c.label, key: separationKey(c.params, params), duties: c.duties })) };
+      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, at: c.at, param: c.label, key: separationKey(c.params, params), duties: c.duties })) };
     }
     return tree.noGrant;
   };

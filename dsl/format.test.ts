@@ -31,6 +31,8 @@ describe("layout", () => {
     ["principal one attribute per line", "principal { sub: string, roles: set< role >, mfa: bool }", "principal {\n  sub: string\n  roles: set<role>\n  mfa: bool\n}\n"],
     ["exclusive and separate", "exclusive 2 of a,b,c\nseparate s ,t by  change", "exclusive 2 of a, b, c\nseparate s, t by change\n"],
     ["separate by several params", "separate s ,t by  tenant ,invoice", "separate s, t by tenant, invoice\n"],
+    ["a rule id on a line of its own, out of the grant table", "grant a d1\n@id( \"r-1\" ) grant b d2\ngrant c d3", "grant a d1\n@id(\"r-1\")\ngrant b d2\ngrant c d3\n"],
+    ["rule ids on every rule kind", "@id(\"f\") forbid d when x\n@id(\"x\")exclusive a,b\n@id(\"s\") separate s,t by c", "@id(\"f\")\nforbid d when x\n@id(\"x\")\nexclusive a, b\n@id(\"s\")\nseparate s, t by c\n"],
     ["enum", "enum tier{gold,silver}", "enum tier { gold, silver }\n"],
     ["comments kept: own line, trailing, aligned, at the end", "# head\n\nrole a # the a\nrole bb   # the b\n# tail\n", "# head\n\nrole a   # the a\nrole bb  # the b\n# tail\n"],
     ["comments inside the principal block", "principal { # schema\n  sub: string # who\n\n  # roles\n  roles: set<role>\n}", "principal {  # schema\n  sub: string  # who\n\n  # roles\n  roles: set<role>\n}\n"],

@@ -89,7 +89,7 @@ export function formatParsedPolicy(text: string, file: PolicyFile): string {
   const printer = new Printer(text, parens);
   const blocks = arrange(
     text,
-    file.declarations.map((d) => ({ start: d.span.start, end: d.span.end, kind: d.kind, decl: d })),
+    file.declarations.map((d) => ({ start: d.annotation?.span.start ?? d.span.start, end: d.span.end, kind: d.kind, decl: d })),
     comments,
     0,
     (entry, inner) => (inner.length && entry.decl!.kind !== "principal" ? verbatim(text, entry.start, entry.end) : printer.declaration(entry.decl!, inner)),
@@ -197,7 +197,7 @@ function runsOf(blocks: Block[], kind: string, fits: (b: Block) => boolean): Blo
 }
 
 function alignDuties(blocks: Block[], printer: Printer): void {
-  for (const run of runsOf(blocks, "duty", () => true)) {
+  for (const run of runsOf(blocks, "duty", (b) => b.lines.length === 1)) {
     const decls = run.map((b) => b.decl as DutyDecl);
     const w = (f: (d: DutyDecl) => string) => decls.reduce((m, d) => Math.max(m, f(d).length), 0);
     const widths = [w((d) => d.name.text), w((d) => d.method.text), w((d) => d.pattern.text)];
@@ -238,7 +238,13 @@ const quote = (s: string) => `"${s.replace(/[\\"\n\t]/g, (c) => (c === "\n" ? "\
 class Printer {
   constructor(private readonly text: string, private readonly parens: ReadonlyMap<number, number>) {}
 
+  /** A declaration's lines; an annotation (`@id("…")`) on a line of its own above it. */
   declaration(d: Declaration, comments: readonly Comment[]): string[] {
+    const body = this.body(d, comments);
+    return d.annotation ? [`@${d.annotation.name.text}(${quote(d.annotation.value.text)})`, ...body] : body;
+  }
+
+  private body(d: Declaration, comments: readonly Comment[]): string[] {
     switch (d.kind) {
       case "principal": return this.principal(d, comments);
       case "role": return fill("role ", d.names.map((n) => n.text), d.channel ? ` channel ${d.channel.text}` : "");

@@ -54,7 +54,7 @@ export function interpretRoute(policy: CheckedPolicy, channel: Channel, method: 
 export function separationChecks(policy: CheckedPolicy, duty: string, params: Readonly<Record<string, string>>): SeparationCheck[] {
   return policy.separations
     .filter((s) => s.duties.includes(duty))
-    .map((s) => ({ constraint: s.id, param: s.params.join(", "), key: separationKey(s.params, params), duties: s.duties }));
+    .map((s) => ({ constraint: s.id, at: spanAt(s.span), param: s.params.join(", "), key: separationKey(s.params, params), duties: s.duties }));
 }
 
 function isoDay(ms: number): string {
@@ -86,16 +86,16 @@ export function interpretDecision(policy: CheckedPolicy, channel: Channel, princ
   }
   if (exclusiveHit) return done(false, "DENY_EXCLUSIVE", match.duty, exclusiveHit, exclusiveMsg);
 
-  let forbidHit: string | null = null;
+  let forbidHit: CheckedPolicy["forbids"][number] | null = null;
   for (const f of policy.forbids) {
     if (f.duties !== null && !f.duties.includes(match.duty)) continue;
     const held = evaluate(f.when, env) === true;
     reasons.push({ rule: f.id, kind: "forbid", at: spanAt(f.span), held, why: held ? "condition holds" : "condition does not hold" });
-    if (held && !forbidHit) forbidHit = f.id;
+    if (held && !forbidHit) forbidHit = f;
   }
-  if (forbidHit) return done(false, "DENY_FORBID", match.duty, forbidHit, `${match.duty} is forbidden by ${forbidHit.slice("forbid:".length)}`);
+  if (forbidHit) return done(false, "DENY_FORBID", match.duty, forbidHit.id, `${match.duty} is forbidden by ${spanAt(forbidHit.span)}`);
 
-  let grantHit: string | null = null;
+  let grantHit: CheckedPolicy["grants"][number] | null = null;
   for (const g of policy.grants) {
     if (g.duty !== match.duty) continue;
     let held = false;
@@ -109,8 +109,8 @@ export function interpretDecision(policy: CheckedPolicy, channel: Channel, princ
       why = g.when ? `role ${roleHit}, and the condition holds` : `role ${roleHit}`;
     }
     reasons.push({ rule: g.id, kind: "grant", at: spanAt(g.span), held, why });
-    if (held && !grantHit) grantHit = g.id;
+    if (held && !grantHit) grantHit = g;
   }
   if (!grantHit) return done(false, "DENY_NO_GRANT", match.duty, null, `no grant of ${match.duty} applies to this principal`);
-  return done(true, "ALLOW", match.duty, grantHit, `${match.duty} granted by ${grantHit.slice("grant:".length)}`, separationChecks(policy, match.duty, match.params));
+  return done(true, "ALLOW", match.duty, grantHit.id, `${match.duty} granted by ${spanAt(grantHit.span)}`, separationChecks(policy, match.duty, match.params));
 }

@@ -73,7 +73,7 @@ describe("regressions: syntax messages", () => {
 
 describe("lexical and syntax errors", () => {
   test("E_LEX for each character outside the language, with its position", () => {
-    const r = load(HEAD + "grant a d when principal.sub == `x`\ngrant a d when principal.mfa $ @\n");
+    const r = load(HEAD + "grant a d when principal.sub == `x`\ngrant a d when principal.mfa $ ~\n");
     expect(r.diagnostics.map(where)).toEqual(["E_LEX p.duty:5:33", "E_LEX p.duty:5:35", "E_LEX p.duty:6:30", "E_LEX p.duty:6:32"]);
     expect(r.diagnostics[0]!.message).toBe("unexpected character `` ` ``");
     expect(r.policy).toBeNull();

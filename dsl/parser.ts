@@ -20,6 +20,7 @@ export class DutyParser extends CstParser {
   });
 
   declaration = this.RULE("declaration", () => {
+    this.OPTION(() => this.SUBRULE(this.annotation));
     this.OR([
       { ALT: () => this.SUBRULE(this.principalDecl) },
       { ALT: () => this.SUBRULE(this.roleDecl) },
@@ -31,6 +32,15 @@ export class DutyParser extends CstParser {
       { ALT: () => this.SUBRULE(this.exclusiveDecl) },
       { ALT: () => this.SUBRULE(this.separateDecl) },
     ]);
+  });
+
+  // @id("approve-by-reviewer") — before a rule; which annotations exist is the checker's business.
+  annotation = this.RULE("annotation", () => {
+    this.CONSUME(T.At);
+    this.CONSUME(T.Identifier, { LABEL: "name" });
+    this.CONSUME(T.LParen);
+    this.CONSUME(T.StringLiteral, { LABEL: "value" });
+    this.CONSUME(T.RParen);
   });
 
   principalDecl = this.RULE("principalDecl", () => {

@@ -176,3 +176,61 @@ expect = "${expect}"
     expect(runC(test1("[1, 2]", "deny"))[0]).toContain("`key` must be a string, or a list of strings");
   });
 });
+
+describe("a test's `rule` names a rule by its @id, exactly", () => {
+  const withIds = loadPolicy([{ path: "i.duty", text: `principal { sub: string roles: set<role> }
+role dev, rev
+upstream u
+duty submit  POST /c/:c/submit  -> u
+duty approve POST /c/:c/approve -> u
+@id("dev-submits") grant dev submit
+@id("dev-submits-2") grant rev submit
+grant rev approve
+` }]);
+  const c = compilePolicy(withIds.policy!);
+  const runI = (rule: string, request = "POST /c/1/submit") => runPolicyTests(c, [{ path: "t.test.toml", text: `[principals.d]
+sub = "d"
+roles = ["dev"]
+
+[principals.r]
+sub = "r"
+roles = ["rev"]
+
+[[test]]
+name = "t"
+principal = "${request.includes("approve") ? "r" : "d"}"
+request = "${request}"
+expect = "allow"
+rule = "${rule}"
+` }], { now: NOW }).map((r) => (r.passed ? "passed" : `${r.line}: ${r.failure}`));
+
+  test("the bare id and the full id pass; a prefix of another id does not", () => {
+    expect(runI("dev-submits")).toEqual(["passed"]);
+    expect(runI("grant:dev-submits")).toEqual(["passed"]);
+    expect(runI("dev-submits-2")[0]).toContain("expected rule dev-submits-2, decided by grant:dev-submits");
+    expect(runI("dev")[0]).toContain("`rule` names no rule of the policy: `dev`");
+  });
+
+  test("regression: inserting a line above a rule moved its id; an @id stays, the location moves", () => {
+    const above = loadPolicy([{ path: "i.duty", text: "# a new comment line\n" + withIds.policy!.files.map(() => "").join("") + `principal { sub: string roles: set<role> }
+role dev, rev
+upstream u
+duty submit  POST /c/:c/submit  -> u
+duty approve POST /c/:c/approve -> u
+@id("dev-submits") grant dev submit
+@id("dev-submits-2") grant rev submit
+grant rev approve
+` }]);
+    const moved = compilePolicy(above.policy!);
+    expect(moved.policy.grants.map((g) => g.id)).toEqual(["grant:dev-submits", "grant:dev-submits-2", "grant:i.duty:9:1"]);
+    expect(c.policy.grants.map((g) => g.id)).toEqual(["grant:dev-submits", "grant:dev-submits-2", "grant:i.duty:8:1"]);
+  });
+
+  test("a rule without @id is still named by part of its location", () => {
+    expect(runI("i.duty:8:", "POST /c/1/approve")).toEqual(["passed"]);
+  });
+
+  test("a misspelled id fails at the `rule` line, with the id it likely meant", () => {
+    expect(runI("dev-submit")).toEqual(["14: `rule` names no rule of the policy: `dev-submit` (did you mean `dev-submits`?)"]);
+  });
+});

@@ -39,10 +39,22 @@ export function denyForSeparation(decision: Decision, conflict: LedgerFact, fact
     allow: false,
     code: "DENY_SOD_HISTORY",
     decidedBy: conflict.constraint,
-    reasons: [...decision.reasons, { rule: conflict.constraint, kind: "separate", at: conflict.constraint.slice("separate:".length), held: true, why: message }],
+    reasons: [...decision.reasons, { rule: conflict.constraint, kind: "separate", at: decision.separations.find((c) => c.constraint === conflict.constraint)?.at ?? "", held: true, why: message }],
     ledger: facts,
     message,
   };
+}
+
+/**
+ * Whether a test's `rule` names the rule `id`: a rule written with `@id("…")` is named by that id
+ * exactly (`approve-by-reviewer` or `grant:approve-by-reviewer`), one known by its location by
+ * any part of it (`changes.duty:10:`).
+ */
+function namesRule(rule: string, id: string): boolean {
+  const bare = id.slice(id.indexOf(":") + 1);
+  if (rule === id || rule === bare) return true;
+  // `@id` values hold no `:`; a location always does.
+  return bare.includes(":") && id.includes(rule);
 }
 
 function lineOf(text: string, name: string): number {
@@ -187,6 +199,8 @@ export function runPolicyTests(compiled: CompiledPolicy, sources: readonly Polic
     }
     const { principals, principalLines } = read;
     const duties = new Set(compiled.policy.duties.map((d) => d.name));
+    const { grants, forbids, exclusives, separations } = compiled.policy;
+    const ruleIds = [...grants, ...forbids, ...exclusives, ...separations].map((r) => r.id);
     for (const { raw: t, name, line, keys, duplicateOf } of read.cases) {
       /** A failure, at the line of `key` (or of a principal's attribute) when it concerns one. */
       const fail = (failure: string, decision?: Decision, at?: number) => results.push({ file: src.path, line: at ?? line, name, passed: false, failure, decision });
@@ -230,7 +244,15 @@ export function runPolicyTests(compiled: CompiledPolicy, sources: readonly Polic
       if (expect !== "allow" && expect !== "deny") { fail("`expect` must be \"allow\" or \"deny\"", undefined, keys.get("expect")); continue; }
       if (decision.allow !== (expect === "allow")) { fail(`expected ${expect}, got ${decision.allow ? "allow" : "deny"} (${decision.code}: ${decision.message})`, decision); continue; }
       if (typeof t.code === "string" && decision.code !== t.code) { fail(`expected code ${t.code}, got ${decision.code}`, decision); continue; }
-      if (typeof t.rule === "string" && !(decision.decidedBy ?? "").includes(t.rule)) { fail(`expected rule ${t.rule}, decided by ${decision.decidedBy ?? "(default)"}`, decision); continue; }
+      if (typeof t.rule === "string") {
+        const rule = t.rule;
+        if (!ruleIds.some((id) => namesRule(rule, id))) {
+          const help = didYouMean(rule, ruleIds.map((id) => id.slice(id.indexOf(":") + 1)).filter((bare) => !bare.includes(":")));
+          fail(`\`rule\` names no rule of the policy: \`${rule}\`${help ? ` (${help})` : ""}`, undefined, keys.get("rule"));
+          continue;
+        }
+        if (!namesRule(rule, decision.decidedBy ?? "")) { fail(`expected rule ${rule}, decided by ${decision.decidedBy ?? "(default)"}`, decision); continue; }
+      }
       results.push({ file: src.path, line, name, passed: true, decision });
     }
   }

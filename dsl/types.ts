@@ -106,7 +106,8 @@ export type DecisionCode =
 
 /** One rule considered by a decision, and whether it held. */
 export interface Reason {
-  /** Stable rule id: `<kind>:<file>:<line>:<col>`, e.g. `grant:changes.duty:12:1`. */
+  /** Stable rule id: `<kind>:<id>` for a rule written with `@id("…")` (`grant:approve-by-reviewer`),
+   * else `<kind>:<file>:<line>:<col>` (`grant:changes.duty:12:1`). */
   rule: string;
   kind: "grant" | "forbid" | "exclusive" | "separate" | "default";
   /** file:line:col of the rule. */
@@ -118,8 +119,11 @@ export interface Reason {
 
 /** A history separation that an allowed request must pass against the duty ledger. */
 export interface SeparationCheck {
-  /** Stable constraint id: `separate:<file>:<line>:<col>`. */
+  /** Stable constraint id: `separate:<id>` with `@id("…")`, else `separate:<file>:<line>:<col>`.
+   * The ledger keeps its facts under it. */
   constraint: string;
+  /** file:line:col of the `separate` rule (absent in checks made outside a decision). */
+  at?: string;
   /** The route param the duties are separated by (several: `tenant, invoice`), and its value on
    * this request as a ledger key (`canonicalLedgerKey`: decoded once, NFC, trimmed; for several
    * params `compositeLedgerKey`, a JSON array of those keys: `["acme","INV-1"]`). */
@@ -143,7 +147,7 @@ export interface Decision {
   allow: boolean;
   code: DecisionCode;
   duty: string | null;
-  /** The rule that decided, when one did (`forbid:…`, `grant:…`, `exclusive:…`, `separate:…`). */
+  /** The id of the rule that decided, when one did (`forbid:…`, `grant:…`, `exclusive:…`, `separate:…`; see `Reason.rule`). */
   decidedBy: string | null;
   /** Every rule considered, in evaluation order. */
   reasons: Reason[];

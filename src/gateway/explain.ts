@@ -83,6 +83,13 @@ export async function explainRequest(compiled: CompiledPolicy, input: ExplainInp
   };
 }
 
+/** The deciding rule's id, and its location when the id (an `@id`) does not already say it. */
+function decidedByAt(d: Decision): string {
+  if (d.decidedBy === null) return "default deny";
+  const at = d.reasons.find((r) => r.rule === d.decidedBy && r.held)?.at ?? d.separations.find((s) => s.constraint === d.decidedBy)?.at;
+  return at && !d.decidedBy.endsWith(at) ? `${d.decidedBy} (${at})` : d.decidedBy;
+}
+
 /** The text form of an explanation. */
 export function renderExplanation(e: Explanation): string[] {
   const d = e.decision;
@@ -90,7 +97,7 @@ export function renderExplanation(e: Explanation): string[] {
     `${d.allow ? "ALLOW" : "DENY"} (${d.code}) ${e.request.method} ${e.request.path} on the ${e.channel} channel`,
     `  principal  ${e.principal.sub} [${e.principal.roles.join(", ")}]`,
     `  duty       ${e.duty ? `${e.duty.name} (${e.duty.route} -> ${e.duty.upstream}${Object.keys(e.duty.params).length ? `, ${Object.entries(e.duty.params).map(([k, v]) => `${k}=${v}`).join(", ")}` : ""})` : "(none matched)"}`,
-    `  decided by ${d.decidedBy ?? "default deny"}`,
+    `  decided by ${decidedByAt(d)}`,
     `  message    ${d.message}`,
     "  rules considered:",
     ...e.considered.map((r) => `    ${r.held ? "holds    " : "not held "} ${r.kind.padEnd(9)} ${r.at || "-"}  ${r.why}`),
