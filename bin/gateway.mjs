@@ -2,7 +2,7 @@
 // Runs the gateway CLI from source with the project's own Bun (a devDependency),
 // so that `npx gateway <command>` works right after `npm ci` on a machine with only Node.
 //
-// Signals, as dumb-init handles them: the gateway runs in a session of its own, so the signals
+// Signals, as dumb-init handles them: `serve` runs in a session of its own, so the signals
 // a terminal sends its foreground group (Ctrl-C) reach it once, through this wrapper, instead of
 // twice (from the terminal and forwarded; a second SIGINT stops Bun outright). The two never
 // outlive each other: the wrapper exits with the gateway; the gateway holds the read end of a
@@ -17,9 +17,12 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bun = join(root, "node_modules", ".bin", process.platform === "win32" ? "bun.exe" : "bun");
 const LIFELINE_FD = 3;
+// Other commands finish on their own and stay in the wrapper's group: a kill of the group (or a
+// second Ctrl-C) ends them with it.
+const serving = process.argv[2] === "serve";
 const child = spawn(bun, [join(root, "src", "main.ts"), ...process.argv.slice(2)], {
   stdio: ["inherit", "inherit", "inherit", "pipe"],
-  detached: process.platform !== "win32",
+  detached: serving && process.platform !== "win32",
   env: { ...process.env, DUTYGATE_LIFELINE_FD: String(LIFELINE_FD) },
 });
 // The wrapper writes nothing: the pipe being open is the whole message.

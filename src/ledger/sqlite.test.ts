@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { GatewayError } from "../errors.ts";
 import type { DutyLedger, LedgerOptions, Reservation, ReserveRequest } from "./ledger.ts";
 import { runDutyLedgerConformance } from "./ledger.case.ts";
+import { killGroupOnExit, killProcessGroup } from "../../test/support/process-group.ts";
 import { LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger } from "./sqlite.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dutygate-ledger-"));
@@ -17,6 +18,7 @@ const freshPath = () => join(root, `case-${++files}`, "ledger.sqlite");
 async function reserveInProcessKilled(path: string, request: ReserveRequest, options: LedgerOptions): Promise<Reservation> {
   const worker = join(import.meta.dir, "testdata", "reserve-and-die.ts");
   const child = Bun.spawn([process.execPath, worker, path, JSON.stringify(options), JSON.stringify(request)], { stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(child.pid);
   const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 20_000);
   try {
     const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
@@ -169,6 +171,7 @@ describe("SqliteDutyLedger file", () => {
 function startOpenAndReserve(path: string, goFile?: string) {
   const worker = join(import.meta.dir, "testdata", "open-and-reserve.ts");
   const child = Bun.spawn([process.execPath, worker, path, ...(goFile ? [goFile] : [])], { stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(child.pid);
   const kill = () => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } };
   const killer = setTimeout(kill, 25_000);
   const done = Promise.all([new Response(child.stdout).text(), child.exited]).then(([out]) => {
@@ -237,8 +240,9 @@ describe("SqliteDutyLedger across processes", () => {
     const worker = join(import.meta.dir, "testdata", "reserve-race.ts");
     const duties = ["submit_change", "approve_change"];
     const racers = duties.map((duty) =>
-      Bun.spawn([process.execPath, worker, path, startFile, duty, "alice", "1500"], { stdout: "pipe", stderr: "pipe" }));
-    const killer = setTimeout(() => racers.forEach((r) => r.kill()), 25_000);
+      Bun.spawn([process.execPath, worker, path, startFile, duty, "alice", "1500"], { stdout: "pipe", stderr: "pipe", detached: true }));
+    racers.forEach((r) => killGroupOnExit(r.pid));
+    const killer = setTimeout(() => racers.forEach((r) => killProcessGroup(r.pid)), 25_000);
     try {
       // Start both at one common instant once both are ready, so they hit each key together.
       for (let i = 0; i < 2000 && !duties.every((d) => existsSync(`${startFile}.${d}.ready`)); i++) await Bun.sleep(10);
@@ -263,6 +267,7 @@ describe("SqliteDutyLedger across processes", () => {
       await ledger.close();
     } finally {
       clearTimeout(killer);
+      racers.forEach((r) => killProcessGroup(r.pid));
     }
   });
 });

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ListenerConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
+import { killGroupOnExit, killProcessGroup } from "../../test/support/process-group.ts";
 import { handshake, openConnection } from "./testing/http1-client.ts";
 import { createCa, issueCertificate, type IssuedCertificate } from "./testing/pki.ts";
 import { principalAttributesFromCertificate, startListener } from "./mod.ts";
@@ -328,9 +329,10 @@ describe.if(hasOpenssl)("openssl s_client", () => {
   test.each(BACKENDS)("%s backend answers a TLS 1.1 hello with a protocol_version alert", async (backend) => {
     const listener = await start({ backend });
     const run = (flag: string) => new Promise<string>((resolve) => {
-      const child = Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${listener.port}`, flag, "-cipher", "DEFAULT:@SECLEVEL=0"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-      const timer = setTimeout(() => child.kill(), 10_000);
-      void Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]).then(([out, err]) => { clearTimeout(timer); resolve(out + err); });
+      const child = Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${listener.port}`, flag, "-cipher", "DEFAULT:@SECLEVEL=0"], { stdin: "ignore", stdout: "pipe", stderr: "pipe", detached: true });
+      killGroupOnExit(child.pid);
+      const timer = setTimeout(() => killProcessGroup(child.pid), 10_000);
+      void Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]).then(([out, err]) => { clearTimeout(timer); killProcessGroup(child.pid); resolve(out + err); });
     });
     expect(await run("-tls1_1")).toMatch(/alert protocol version|no protocols available|unsupported protocol/i);
     expect(await run("-tls1_2")).toMatch(/Protocol\s*:\s*TLSv1\.2/);

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { drainText, REPO_ROOT } from "../support/harness.ts";
 import { TEST_COMMIT } from "./support.ts";
+import { killGroupOnExit, killProcessGroup } from "../support/process-group.ts";
 
 const work = mkdtempSync(join(tmpdir(), "dutygate-build-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -15,12 +16,13 @@ async function runBuildScript(args: string[]): Promise<{ code: number; output: s
   const child = Bun.spawn([join(REPO_ROOT, "node_modules/.bin/bun"), join(REPO_ROOT, "scripts/build.ts"), ...args], {
     cwd: work, stdout: "pipe", stderr: "pipe", detached: true, env: { ...process.env, DUTYGATE_COMMIT: TEST_COMMIT },
   });
+  killGroupOnExit(child.pid);
   let output = "";
   try {
     await Promise.all([drainText(child.stdout, (s) => (output += s)), drainText(child.stderr, (s) => (output += s)), child.exited]);
     return { code: child.exitCode!, output };
   } finally {
-    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
+    killProcessGroup(child.pid);
   }
 }
 

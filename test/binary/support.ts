@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinary, buildCommit } from "../../scripts/build.ts";
 import { drainText } from "../support/harness.ts";
+import { killGroupOnExit, killProcessGroup } from "../support/process-group.ts";
 
 /** The environment of a bare VM's service: nothing but a minimal PATH. */
 export const BARE_ENV = { PATH: "/usr/bin:/bin" } as const;
@@ -65,7 +66,9 @@ export async function serveBinary(binary: string, args: string[], cwd: string, d
   // The banner is several lines; `audit:` is the last one every configuration prints.
   const waitFor = options.waitFor ?? /^audit: .*\n/m;
   // `prefix` runs the binary under another program (strace, a W^X launcher).
-  const child = Bun.spawn([...(options.prefix ?? []), binary, "serve", ...args], { cwd, env: { ...BARE_ENV }, stdout: "pipe", stderr: "pipe" });
+  // Its own process group, killed by its PID whatever happens (a tracer's children included).
+  const child = Bun.spawn([...(options.prefix ?? []), binary, "serve", ...args], { cwd, env: { ...BARE_ENV }, stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(child.pid);
   let out = "";
   let err = "";
   void drainText(child.stdout, (s) => (out += s));
@@ -78,7 +81,7 @@ export async function serveBinary(binary: string, args: string[], cwd: string, d
     await Bun.sleep(10);
   }
   if (!url) {
-    child.kill("SIGKILL");
+    killProcessGroup(child.pid);
     await child.exited;
     throw new Error(`gateway serve did not print its banner (exit ${child.exitCode}):\n${out}\n${err}`);
   }
@@ -94,9 +97,10 @@ export async function serveBinary(binary: string, args: string[], cwd: string, d
     signal: send,
     async stop(deadline = 15_000) {
       if (child.exitCode === null) send("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), deadline);
+      const timer = setTimeout(() => killProcessGroup(child.pid), deadline);
       const code = await child.exited;
       clearTimeout(timer);
+      killProcessGroup(child.pid); // anything of its group still there
       return code;
     },
   };

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { verifyAuditFiles } from "../../src/audit/mod.ts";
+import { killGroupOnExit, killProcessGroup } from "../support/process-group.ts";
 import { createTestIssuer, drainText, REPO_ROOT, SHIPPED_POLICIES, startTestUpstream, writeProcessConfig, type TestIssuer, type TestUpstream } from "../support/harness.ts";
 
 const work = mkdtempSync(join(tmpdir(), "dutygate-npx-wrapper-"));
@@ -49,11 +50,6 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-function killGroup(pid: number | null): void {
-  if (pid === null) return;
-  try { process.kill(-pid, "SIGKILL"); } catch { /* the group is gone already */ }
-}
-
 interface Started {
   /** The process the test spawned: the wrapper itself, or a shell standing in for npm. */
   top: ReturnType<typeof Bun.spawn>;
@@ -86,19 +82,24 @@ async function startWrapper(options: { viaShell?: boolean } = {}): Promise<Start
   const command = ["node", join(REPO_ROOT, "bin", "gateway.mjs"), "serve", "--config", config];
   const argv = options.viaShell ? ["sh", "-c", `"$@"; true`, "sh", ...command] : command;
   const top = Bun.spawn(argv, { cwd: dir, stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(top.pid);
   let out = "";
   let err = "";
   const outputClosed = Promise.all([drainText(top.stdout as ReadableStream<Uint8Array>, (s) => (out += s)), drainText(top.stderr as ReadableStream<Uint8Array>, (s) => (err += s))]);
   let wrapper: number | null = options.viaShell ? null : top.pid;
   let gateway: number | null = null;
   cleanups.push(async () => {
-    killGroup(top.pid);
-    killGroup(gateway);
+    killProcessGroup(top.pid);
+    killProcessGroup(gateway);
     await top.exited;
   });
   await eventually(() => {
     wrapper ??= childrenOf(top.pid)[0] ?? null;
-    gateway ??= wrapper === null ? null : childrenOf(wrapper)[0] ?? null;
+    if (gateway === null && wrapper !== null) {
+      gateway = childrenOf(wrapper)[0] ?? null;
+      // The gateway leads a session (and group) of its own: killed by its PID too.
+      if (gateway !== null) killGroupOnExit(gateway);
+    }
     return (gateway !== null && out.includes("dutygate listening on")) || top.exitCode !== null;
   });
   const url = /dutygate listening on (https:\/\/\S+)/.exec(out)?.[1];

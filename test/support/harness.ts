@@ -10,6 +10,7 @@ import type { GatewayConfig, ListenerConfig } from "../../src/config/types.ts";
 import { createLogger, type Logger } from "../../src/gateway/log.ts";
 import { startGateway, type RunningGateway } from "../../src/gateway/serve.ts";
 import { createCa, issueCertificate, type IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import { killGroupOnExit, killProcessGroup } from "./process-group.ts";
 
 export const REPO_ROOT = resolve(import.meta.dir, "../..");
 export const SHIPPED_POLICIES = join(REPO_ROOT, "policies");
@@ -256,8 +257,9 @@ export async function spawnGatewayProcess(configFile: string, options: { cwd: st
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
   // Its own process group, so that a kill reaches anything it started too.
   const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile, ...(options.args ?? [])], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(child.pid);
   const killGroup = () => {
-    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
+    killProcessGroup(child.pid);
   };
   let out = "";
   let err = "";
@@ -303,6 +305,7 @@ export interface ServeRun {
 export async function runServeUntilExitOrBanner(configFile: string, options: { cwd: string; deadlineMs?: number; args?: readonly string[] }): Promise<ServeRun> {
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
   const child = Bun.spawn([bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", configFile, ...(options.args ?? [])], { cwd: options.cwd, stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(child.pid);
   let stdout = "";
   let stderr = "";
   const drained = Promise.all([drainText(child.stdout, (s) => (stdout += s)), drainText(child.stderr, (s) => (stderr += s))]);
@@ -312,7 +315,7 @@ export async function runServeUntilExitOrBanner(configFile: string, options: { c
     if (child.exitCode !== null) await drained;
     return { exitCode: child.exitCode, stdout, stderr };
   } finally {
-    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone already */ }
+    killProcessGroup(child.pid);
     await child.exited;
   }
 }
@@ -336,6 +339,7 @@ export async function runWithSlowReader(argv: string[], options: { cwd: string; 
   // The reader (`cat`) starts only when `go` exists; the exit code is written to `rc`.
   const script = `{ "$@"; echo $? > "${rc}"; } | { until [ -e "${go}" ]; do sleep 0.02; done; exec cat; }`;
   const child = Bun.spawn(["sh", "-c", script, "sh", ...argv], { cwd: options.cwd, env: options.env, stdout: "pipe", stderr: "inherit", detached: true });
+  killGroupOnExit(child.pid);
   try {
     const started = Date.now();
     while (!existsSync(rc) && Date.now() - started < (options.delayMs ?? 3_000)) await Bun.sleep(20);
@@ -346,7 +350,7 @@ export async function runWithSlowReader(argv: string[], options: { cwd: string; 
     if (!done) throw new Error(`\`${argv.join(" ")}\` did not finish`);
     return { code: Number(readFileSync(rc, "utf8")), stdout: Buffer.from(done[0]) };
   } finally {
-    try { process.kill(-child.pid, "SIGKILL"); } catch { /* the group is gone */ }
+    killProcessGroup(child.pid);
     rmSync(marks, { recursive: true, force: true });
   }
 }
