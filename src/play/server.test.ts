@@ -79,6 +79,11 @@ test("explain: the decision with its reasons and where the deciding rule is writ
   expect(allow.explanation.evaluatorsAgree).toBe(true);
   const freeze = await (await post("/api/explain", { files: shipped, principal: { ...alice, sub: "carol", roles: ["deployer"] }, request: "POST /changes/42/deploy", headers: { "X-Freeze": "1" } })).json();
   expect(freeze.explanation.decision).toMatchObject({ allow: false, code: "DENY_FORBID", decidedBy: "forbid:changes.duty:17:1" });
+  // The time field: the SRE's temporary exception ends with 2027.
+  const erin = { sub: "erin", roles: ["sre"], mfa: true, team: "ops" };
+  const during = await (await post("/api/explain", { files: shipped, principal: erin, request: "POST /changes/42/deploy", time: "2026-11-22T10:00:00Z" })).json();
+  const after = await (await post("/api/explain", { files: shipped, principal: erin, request: "POST /changes/42/deploy", time: "2028-01-01T00:00:00Z" })).json();
+  expect([during.explanation.decision.code, after.explanation.decision.code]).toEqual(["ALLOW", "DENY_NO_GRANT"]);
   const noRoute = await (await post("/api/explain", { files: shipped, principal: alice, request: "DELETE /nowhere" })).json();
   expect(noRoute).toMatchObject({ ok: true, decidedBy: null, duty: null });
   expect(noRoute.explanation.decision.code).toBe("DENY_NO_ROUTE");

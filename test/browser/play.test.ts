@@ -144,6 +144,15 @@ test.skipIf(!CHROMIUM)("a broken policy shows its error at the line; fixed, a re
   await page.screenshot({ path: join(ARTEFACTS, "play-allow.png"), fullPage: true });
   console.log(`screenshots: ${join(ARTEFACTS, "play-broken.png")}, ${join(ARTEFACTS, "play-allow.png")}`);
 
+  // Another principal and a time after the SRE's temporary exception: denied, no rule to mark.
+  await page.fill("#principal", JSON.stringify({ sub: "erin", roles: ["sre"], mfa: true, team: "ops" }));
+  await page.fill("#path", "/changes/42/deploy");
+  await page.fill("#time", "2028-01-01T00:00:00Z");
+  await page.click("#run");
+  await page.waitForFunction(() => document.getElementById("verdict")?.textContent?.startsWith("DENY"), null, { timeout: 15_000 });
+  expect(await page.$eval("#verdict", (v) => v.textContent)).toBe("DENYDENY_NO_GRANT");
+  expect(await page.$eval("#decided-by", (d) => d.textContent)).toBe("default deny");
+
   // Nothing came from anywhere but the playground: no CDN, no network.
   expect(requested.length).toBeGreaterThan(3);
   expect(requested.filter((u) => !u.startsWith(baseUrl))).toEqual([]);

@@ -148,7 +148,7 @@ async function runRequest(event) {
   try { principal = JSON.parse($("principal").value); } catch (e) { out.innerHTML = `<p class="problem">principal is not valid JSON: ${escapeHtml(e.message)}</p>`; return; }
   try { headers = readHeaders($("headers").value); } catch (e) { out.innerHTML = `<p class="problem">${escapeHtml(e.message)}</p>`; return; }
   const request = `${$("method").value} ${$("path").value.trim()}`;
-  const result = await postJson("/api/explain", { files: state.files, principal, request, headers, channel: $("channel").value, ip: $("ip").value.trim() || undefined });
+  const result = await postJson("/api/explain", { files: state.files, principal, request, headers, channel: $("channel").value, ip: $("ip").value.trim() || undefined, time: $("time").value.trim() || undefined });
   if (!result.ok) {
     out.innerHTML = `<p class="problem">error[${escapeHtml(result.code)}]: ${escapeHtml(result.message)}</p>`;
     return;
