@@ -36,7 +36,7 @@ for (const { path, snapshot } of sources) {
 test("every rule of the grammar colours some token of the snapshots", () => {
   const text = sources.map((s) => readFileSync(s.snapshot, "utf8")).join("\n");
   const named = (grammarJson.patterns as Array<{ name?: string; captures?: Record<string, { name: string }> }>)
-    .flatMap((p) => (p.name ? [p.name] : Object.values(p.captures ?? {}).map((c) => c.name)));
+    .flatMap((p) => [...(p.name ? [p.name] : []), ...Object.values(p.captures ?? {}).map((c) => c.name)]);
   const unused = [...new Set(named)].filter((scope) => !new RegExp(`\\^ ([\\w.-]+ )*${scope.replace(/\./g, "\\.")}( |$)`, "m").test(text));
   expect(unused).toEqual([]);
 });
