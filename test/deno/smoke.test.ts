@@ -101,7 +101,7 @@ dir = "./audit"
 });
 after(async () => {
   client?.close();
-  await gateway?.stop();
+  await gateway?.stop({ drainMs: 0 });
   await new Promise((resolve) => upstream?.close(resolve));
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
