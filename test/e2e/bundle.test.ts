@@ -382,6 +382,27 @@ describe("a restart after a stray edit of the policy directory", () => {
     }
   }, 60_000);
 
+  test("unsigned bundles too (require_signature = false): a half-written rule at restart serves the last good policy", async () => {
+    const first = await startTestGateway();
+    const unsignedDir = first.dir;
+    await first.stop({ keepDir: true });
+    try {
+      writeFileSync(join(unsignedDir, "policies", "broken.duty"), "# a half-written rule\nduty oops GET /oops ->\n");
+      const t = await startTestGateway({ dir: unsignedDir });
+      try {
+        expect(t.gw.policy.active!.source).toBe("last_good");
+        expect(t.gw.policy.lastError!.code).toBe("POLICY_INVALID");
+        expect(t.gw.policy.lastError!.problems.join("\n")).toContain("broken.duty:2:23: error[E_SYNTAX]");
+        const token = await t.issuer.token({ sub: "alice", roles: ["developer"] });
+        expect((await t.fetch("/changes/1/submit", { method: "POST", token })).status).toBe(200);
+      } finally {
+        await t.stop();
+      }
+    } finally {
+      rmSync(unsignedDir, { recursive: true, force: true });
+    }
+  });
+
   test("refuses when the kept copy fails too: tampered, or below the rollback floor", async () => {
     await ranRevision1();
     appendFileSync(join(policyDir, "changes.duty"), "# stray\n");
