@@ -115,7 +115,8 @@ export async function startPlayServer(options: { source: PlaySource; host: strin
   let hosts: Set<string> | null = null;
   const app = createPlayApp(options.source, () => hosts);
   const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: host === "localhost" ? "127.0.0.1" : host, port: options.port }, () => resolve(s));
+    // The runtime's own Request/Response stay global: the gateway's listeners in the same process need them.
+    const s = serve({ fetch: app.fetch, hostname: host === "localhost" ? "127.0.0.1" : host, port: options.port, overrideGlobalObjects: false }, () => resolve(s));
     s.once("error", reject);
   });
   const address = server.address();
