@@ -13,9 +13,8 @@
 // A declaration with a comment inside it keeps its own lines (trailing spaces removed): moving a
 // comment the author put between two operands would change what it annotates.
 import { hasErrors } from "./diagnostics.ts";
-import { dutyLexer } from "./lexer.ts";
-import { parsePolicySource, type PolicySource } from "./load.ts";
-import type { Declaration, DutyDecl, Expr, GrantDecl, PolicyFile, TypeRef } from "./ast.ts";
+import { parsePolicySource, type ParseResult, type PolicySource } from "./load.ts";
+import type { Declaration, DutyDecl, Expr, GrantDecl, TypeRef } from "./ast.ts";
 import type { Diagnostic } from "./types.ts";
 
 /** Lines are kept within this many columns where the layout can break them. */
@@ -38,7 +37,7 @@ export interface FormatResult {
 export function formatPolicySource(source: PolicySource): FormatResult {
   const parsed = parsePolicySource(source);
   if (hasErrors(parsed.diagnostics)) return { text: null, diagnostics: parsed.diagnostics };
-  return { text: formatParsedPolicy(source.text, parsed.file), diagnostics: parsed.diagnostics };
+  return { text: formatParsedPolicy(source.text, parsed), diagnostics: parsed.diagnostics };
 }
 
 interface Comment {
@@ -61,16 +60,22 @@ interface Block {
 }
 
 /**
- * Formats a source already parsed without errors (`file` is its AST): the language server
- * formats from its cached parse. Lexes again only to find comments and parentheses.
+ * Formats a source already parsed without errors (`parsePolicySource`): the language server
+ * formats from its cached parse. Comments are found in the gaps between the parse's tokens.
  */
-export function formatParsedPolicy(text: string, file: PolicyFile): string {
-  const tokens = dutyLexer.tokenize(text).tokens;
+export function formatParsedPolicy(text: string, parsed: Pick<ParseResult, "file" | "tokens">): string {
+  const { file, tokens } = parsed;
   const comments: Comment[] = [];
   const parens = new Map<number, number>();
   const open: number[] = [];
   let gapStart = 0;
+  // The next `#` at or after the gap being scanned: most gaps hold only spaces, so only those
+  // reaching it are searched (one pass over the text, not one search per gap).
+  let nextHash = text.indexOf("#");
   const scanGap = (from: number, to: number) => {
+    if (nextHash !== -1 && nextHash < from) nextHash = text.indexOf("#", from);
+    if (nextHash === -1 || nextHash >= to) return;
+    nextHash = text.indexOf("#", to);
     const gap = text.slice(from, to);
     for (const m of gap.matchAll(/#[^\n]*/g)) {
       const start = from + m.index;
@@ -338,9 +343,17 @@ class Printer {
     return this.parens.get(e.span.start) === e.span.end - 1;
   }
 
+  /** Printed expressions: a grant's condition is printed again when its run is aligned. */
+  private readonly printed = new Map<Expr, string>();
+
   expr(e: Expr): string {
-    const s = this.bare(e);
-    return this.parenthesised(e) ? `(${s})` : s;
+    let s = this.printed.get(e);
+    if (s === undefined) {
+      s = this.bare(e);
+      if (this.parenthesised(e)) s = `(${s})`;
+      this.printed.set(e, s);
+    }
+    return s;
   }
 
   private bare(e: Expr): string {

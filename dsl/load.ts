@@ -18,6 +18,8 @@ export interface PolicySource {
 export interface ParseResult {
   file: PolicyFile;
   diagnostics: Diagnostic[];
+  /** The tokens of the file (comments are skipped by the lexer): the formatter reads its parentheses from them. */
+  tokens: readonly IToken[];
 }
 
 /** Spans from offsets, through one line index per file (a scan from the start per span was quadratic). */
@@ -182,7 +184,7 @@ export function parsePolicySource(source: PolicySource): ParseResult {
   const tooComplex = findTooComplex(lexed.tokens);
   if (tooComplex) {
     diagnostics.push(diagnostic("E_TOO_COMPLEX", "error", tooComplex.message, tokenSpan(source.path, tooComplex.token), "split the condition over several grants or forbids"));
-    return { file: { file: source.path, declarations: [] }, diagnostics };
+    return { file: { file: source.path, declarations: [] }, diagnostics, tokens: lexed.tokens };
   }
   const parsed = parseTokens(lexed.tokens);
   for (const e of parsed.errors) {
@@ -197,7 +199,7 @@ export function parsePolicySource(source: PolicySource): ParseResult {
     diagnostics.push(diagnostic("E_SYNTAX", "error", message, span, help));
   }
   const file = buildAst(source.path, parsed.cst);
-  return { file, diagnostics };
+  return { file, diagnostics, tokens: lexed.tokens };
 }
 
 /** Lexical findings after which the token is repaired and parsing loses nothing. */
@@ -246,7 +248,14 @@ export interface LoadResult {
  * diagnostic is an error; warnings come with a policy.
  */
 export function loadPolicy(sources: readonly PolicySource[], options: LoadOptions = {}): LoadResult {
-  const parsed = sources.map(parsePolicySource);
+  return checkParsedPolicy(sources.map(parsePolicySource), options);
+}
+
+/**
+ * `loadPolicy` over files already parsed (`parsePolicySource`): the language server keeps the
+ * parse of each unchanged file and parses only the one being edited.
+ */
+export function checkParsedPolicy(parsed: readonly ParseResult[], options: LoadOptions = {}): LoadResult {
   const syntax = parsed.flatMap((p) => p.diagnostics);
   const checked = checkPolicy(parsed.map((p) => p.file), options);
   // After a syntax error the AST lacks the declarations recovery had to drop, so findings that a

@@ -9,6 +9,7 @@
 //   decision.allow; decision.code; decision.decidedBy; decision.reasons;
 // }
 export type * from "./types.ts";
+export type { PolicyFile, Declaration, Expr, Name, TypeRef } from "./ast.ts";
 export type { CheckedPolicy, CheckedDuty, CheckedGrant, CheckedForbid, CheckedExclusive, CheckedSeparation, TExpr, Segment } from "./typed_ast.ts";
 export type { PolicySource, LoadOptions, LoadResult, ParseResult } from "./load.ts";
 export type { CompiledPolicy } from "./compile.ts";
@@ -16,7 +17,7 @@ export type { GithubAnnotationProperties } from "./diagnostics.ts";
 export type { CheckOptions } from "./check.ts";
 
 /** Parses and type-checks `.duty` sources as one policy (null policy when any error). */
-export { loadPolicy, parsePolicySource, DEFAULT_MAX_ERRORS_PER_FILE } from "./load.ts";
+export { loadPolicy, checkParsedPolicy, parsePolicySource, DEFAULT_MAX_ERRORS_PER_FILE } from "./load.ts";
 /**
  * The built-in upstream of the gateway's admin functions; the checker refuses a duty on it that
  * is not `channel admin` (`E_GATEWAY_DUTY_NOT_ADMIN`).

@@ -86,6 +86,9 @@ usage:
                                                  rewrite .duty files in the canonical layout
   gateway play    [DIR] [--listen HOST:PORT] [--allow-non-loopback]
                                                  a local page to edit a policy and try requests (default 127.0.0.1:8800)
+    return SERVING;
+  },
+  gateway lsp     [--stdio]                      language server for editors (LSP over stdin/stdout)
   gateway keygen  --out DIR [--kid NAME] [--alg EdDSA|ES256] [--trusted JWKS]
                                                  a signer key pair; adds the public key to DIR/trusted.jwks
   gateway keys    add|remove|list TRUSTED.jwks [PUBLIC.jwk|KID]...
@@ -209,6 +212,14 @@ const commands: Record<string, Command> = {
       io.err(formatCodedError(coded));
       return EXIT.usage;
     }
+    return SERVING;
+  },
+  async lsp(argv) {
+    // `--stdio` is what LSP clients pass to say the transport; stdio is the only one.
+    const a = parseArgs(argv, { booleans: ["stdio"] });
+    if (a.positionals.length) throw new GatewayError("USAGE", "lsp takes no arguments");
+    const { startLanguageServer } = await import("./lsp/server.ts");
+    startLanguageServer({ input: process.stdin, output: process.stdout });
     return SERVING;
   },
   async keygen(argv, io) {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { EXAMPLE_POLICY_FILES } from "../../src/init/mod.ts";
 import { VERSION } from "../../src/version.ts";
 import { createTestIssuer, drainText, runWithSlowReader, startTestUpstream, writeLargeReportPolicies, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
+import { startLspSession, uriOf } from "../support/lsp_client.ts";
 import { BARE_ENV, binaryUnderTest, runBinary, serveBinary, TEST_COMMIT, writeTestConfig } from "./support.ts";
 
 let work: string;
@@ -102,6 +103,39 @@ describe("gateway init and check", () => {
     expect(github!.split("\n").filter((l) => l.startsWith("::error ")).length).toBe(700);
     expect(junit!.trimEnd()).toEndWith("</testsuites>");
   }, 120_000);
+});
+
+describe("authoring tools in the binary", () => {
+  test("fmt --check passes the embedded example policies and flags a messy one (exit 7)", () => {
+    const dir = emptyDir("fmt");
+    for (const f of EXAMPLE_POLICY_FILES) writeFileSync(join(dir, f.path), f.text);
+    expect(runBinary(gateway, ["fmt", "--check", "."], dir)).toMatchObject({ code: 0, stdout: "" });
+    writeFileSync(join(dir, "extra.duty"), "grant   auditor,sre read_logs\n");
+    const r = runBinary(gateway, ["fmt", "--check", "."], dir);
+    expect(r.code).toBe(7);
+    expect(r.stdout.trim()).toBe("extra.duty");
+  });
+
+  test("lsp answers initialize, hover and diagnostics over stdio, and exits on `exit`", async () => {
+    const dir = emptyDir("lsp");
+    for (const f of EXAMPLE_POLICY_FILES) writeFileSync(join(dir, f.path), f.text);
+    const session = await startLspSession([gateway, "lsp", "--stdio"], { cwd: dir, env: { ...BARE_ENV } });
+    try {
+      expect(session.initializeResult.serverInfo?.name).toBe("dutygate");
+      const file = join(dir, "logs.duty");
+      const text = readFileSync(file, "utf8");
+      expect(await session.open(uriOf(file), text)).toEqual([]);
+      const at = text.indexOf("read_logs", text.indexOf("grant"));
+      const line = text.slice(0, at).split("\n").length - 1;
+      const hover = await session.connection.sendRequest("textDocument/hover", { textDocument: { uri: uriOf(file) }, position: { line, character: at - text.lastIndexOf("\n", at - 1) - 1 } }) as { contents: { value: string } };
+      expect(hover.contents.value).toContain("`GET /logs/*` → upstream `logs`");
+      const diags = await session.change(uriOf(file), text + "grant auditor read_logz\n");
+      expect(diags.map((d) => d.code)).toEqual(["E_UNKNOWN_DUTY"]);
+      expect(await session.close()).toBe(0);
+    } finally {
+      session.kill();
+    }
+  }, 60_000);
 });
 
 describe("serve from a config file, signed bundle, real token", () => {

@@ -249,10 +249,10 @@ describe("command line: --help, README and the parsers agree", () => {
   const help = helpFlags();
 
   test("--help lists every command", () => {
-    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "fmt", "init", "keygen", "keys", "ledger", "play", "serve", "sign", "verify"]);
+    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "fmt", "init", "keygen", "keys", "ledger", "lsp", "play", "serve", "sign", "verify"]);
   });
 
-  for (const command of ["serve", "check", "explain", "keygen", "keys", "sign", "verify", "init", "ledger", "fmt", "play", "audit verify"]) {
+  for (const command of ["serve", "check", "explain", "keygen", "keys", "sign", "verify", "init", "ledger", "fmt", "play", "lsp", "audit verify"]) {
     test(`\`gateway ${command}\`: the flags in --help are exactly the flags it parses`, async () => {
       const accepted = await acceptedFlags(command);
       expect([...(help.get(command) ?? [])].sort()).toEqual([...accepted].sort());
@@ -267,7 +267,7 @@ describe("command line: --help, README and the parsers agree", () => {
     for (const line of block!.body.split("\n")) {
       // `gateway keygen … | sign DIR … | verify DIR …` puts three commands on one line.
       for (const part of line.split(/ \| (?=[a-z]+ )/)) {
-        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|keys|sign|verify|init|ledger|fmt|play)\b/.exec(part.trim());
+        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|keys|sign|verify|init|ledger|fmt|play|lsp)\b/.exec(part.trim());
         if (cmd) current = cmd[1]!;
         for (const m of part.matchAll(/--([a-z][a-z-]*)/g)) if (m[1] !== "version" && !help.get(current ?? "")?.has(m[1]!)) unknown.push(`${current}: --${m[1]}`);
       }
@@ -529,6 +529,19 @@ describe("output quoted in the docs is what the commands print", () => {
       box.remove();
     }
   }, 120_000);
+  test("docs/authoring.md: `gateway lsp` runs as shown and answers an LSP client over stdio", async () => {
+    const command = one("docs/authoring.md", "gateway lsp");
+    const { startLspSession, SOURCE_LSP } = await import("../support/lsp_client.ts");
+    // The docs' words after `gateway`, run from source as the test suite runs every command.
+    const session = await startLspSession([...SOURCE_LSP.slice(0, 2), ...command.text.split(/\s+/).slice(1)]);
+    try {
+      expect(session.initializeResult.serverInfo?.name).toBe("dutygate");
+      expect(await session.close()).toBe(0);
+      ran.add(command.key);
+    } finally {
+      session.kill();
+    }
+  });
 
   test("docs/authoring.md: `gateway play policies` serves the page it describes, on loopback", async () => {
     const command = one("docs/authoring.md", "gateway play policies");
