@@ -49,3 +49,6 @@ export type { PolicyTestResult, PolicyTestName } from "./policy_tests.ts";
 /** Static analysis: the separation-of-duties reachability table, admin exposure, role assignments, the role × duty matrix. */
 export { analyzeSeparation, checkAssignments, renderReachabilityTable, roleDutyMatrix } from "./analysis.ts";
 export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation, RoleDutyMatrix, MatrixGrant } from "./analysis.ts";
+/** Rule coverage of the policy tests: per rule, whether a test saw it allow and saw it deny. */
+export { policyCoverage } from "./coverage.ts";
+export type { PolicyCoverage, RuleCoverage } from "./coverage.ts";

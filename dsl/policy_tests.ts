@@ -4,7 +4,8 @@
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { CompiledPolicy } from "./compile.ts";
 import { canonicalLedgerKey, compositeLedgerKey } from "./ledger_key.ts";
-import type { Channel, Decision, LedgerFact, PolicyRequest, Principal, SeparationCheck, Type } from "./types.ts";
+import { interpretDecision } from "./interpret.ts";
+import type { Channel, Decision, LedgerFact, PolicyRequest, Principal, Reason, SeparationCheck, Type } from "./types.ts";
 import { didYouMean } from "./diagnostics.ts";
 import { coercePrincipal, coerceValue, parseIp } from "./values.ts";
 import type { PolicySource } from "./load.ts";
@@ -17,6 +18,29 @@ export interface PolicyTestResult {
   /** Why it failed, or the error that kept it from running. */
   failure?: string;
   decision?: Decision;
+  /** Every rule the reference interpreter considered for the test's request (rule coverage). */
+  considered?: Reason[];
+}
+
+/** A duty someone performed before: a step of a test's `history` (or of `gateway explain --history`). */
+export interface HistoryStep {
+  duty: string;
+  sub: string;
+  /** The ledger key, canonical (`canonicalLedgerKey`, or composite); absent: the request's own key. */
+  key?: string;
+}
+
+/**
+ * Judges an allowed decision's history separations against prior steps, as the duty ledger
+ * would: a step of the same person on another duty of a separation with the same key denies
+ * (`DENY_SOD_HISTORY`). Steps are taken to have happened a minute before `time`.
+ */
+export function applyHistory(decision: Decision, sub: string, steps: readonly HistoryStep[], time: number): Decision {
+  if (!decision.allow || decision.separations.length === 0 || steps.length === 0) return decision;
+  const facts: LedgerFact[] = steps.flatMap((h) =>
+    decision.separations.map((c) => ({ constraint: c.constraint, key: h.key ?? c.key, duty: h.duty, sub: h.sub, at: time - 60_000 })));
+  const conflict = findSeparationConflict(decision.separations, sub, decision.duty!, facts);
+  return conflict ? denyForSeparation(decision, conflict, facts, `${sub} performed ${conflict.duty} on ${conflict.key}; ${decision.duty} needs another person`) : decision;
 }
 
 /**
@@ -106,11 +130,11 @@ const TIME: Type = { kind: "time" };
  * A test's `history` as ledger steps, or why it is not one. A duty the policy does not declare is
  * refused: its step could never conflict, so the test would pass without testing the separation.
  */
-function readHistory(raw: unknown, duties: ReadonlySet<string>): { steps: Array<{ duty: string; sub: string; key?: string }> } | { error: string } {
+export function readHistory(raw: unknown, duties: ReadonlySet<string>): { steps: HistoryStep[] } | { error: string } {
   if (raw === undefined) return { steps: [] };
   const shape = '`history` must be a list of `{ duty = "…", sub = "…" }` (optional `key`)';
   if (!Array.isArray(raw)) return { error: shape };
-  const steps: Array<{ duty: string; sub: string; key?: string }> = [];
+  const steps: HistoryStep[] = [];
   for (const [i, h] of raw.entries()) {
     const entry = `\`history\` entry ${i + 1}`;
     if (h === null || typeof h !== "object" || Array.isArray(h) || h instanceof Date) return { error: shape };
@@ -203,7 +227,8 @@ export function runPolicyTests(compiled: CompiledPolicy, sources: readonly Polic
     const ruleIds = [...grants, ...forbids, ...exclusives, ...separations].map((r) => r.id);
     for (const { raw: t, name, line, keys, duplicateOf } of read.cases) {
       /** A failure, at the line of `key` (or of a principal's attribute) when it concerns one. */
-      const fail = (failure: string, decision?: Decision, at?: number) => results.push({ file: src.path, line: at ?? line, name, passed: false, failure, decision });
+      let considered: Reason[] | undefined;
+      const fail = (failure: string, decision?: Decision, at?: number) => results.push({ file: src.path, line: at ?? line, name, passed: false, failure, decision, considered });
       if (duplicateOf !== null) { fail(`duplicate test name \`${name}\`: the first is at line ${duplicateOf} (a report could not tell them apart)`); continue; }
       const unknown = Object.keys(t).filter((k) => !TEST_KEYS.has(k));
       if (unknown.length) { fail(`unknown key \`${unknown[0]}\``, undefined, keys.get(unknown[0]!)); continue; }
@@ -233,13 +258,8 @@ export function runPolicyTests(compiled: CompiledPolicy, sources: readonly Polic
       for (const [k, v] of Object.entries((t.query ?? {}) as Record<string, unknown>)) query[k] = String(v);
       const request: PolicyRequest = { method: requestLine[1]!, path: pathOnly, ip, time, headers, query };
       const principal: Principal = coerced.principal;
-      let decision = compiled.decide(channel, principal, request);
-      if (decision.allow && decision.separations.length) {
-        const facts: LedgerFact[] = history.steps.flatMap((h) =>
-          decision.separations.map((c) => ({ constraint: c.constraint, key: h.key ?? c.key, duty: h.duty, sub: h.sub, at: time - 60_000 })));
-        const conflict = findSeparationConflict(decision.separations, principal.sub, decision.duty!, facts);
-        if (conflict) decision = denyForSeparation(decision, conflict, facts, `${principal.sub} performed ${conflict.duty} on ${conflict.key}; ${decision.duty} needs another person`);
-      }
+      const decision = applyHistory(compiled.decide(channel, principal, request), principal.sub, history.steps, time);
+      considered = interpretDecision(compiled.policy, channel, principal, request).reasons;
       const expect = t.expect;
       if (expect !== "allow" && expect !== "deny") { fail("`expect` must be \"allow\" or \"deny\"", undefined, keys.get("expect")); continue; }
       if (decision.allow !== (expect === "allow")) { fail(`expected ${expect}, got ${decision.allow ? "allow" : "deny"} (${decision.code}: ${decision.message})`, decision); continue; }
@@ -253,7 +273,7 @@ export function runPolicyTests(compiled: CompiledPolicy, sources: readonly Polic
         }
         if (!namesRule(rule, decision.decidedBy ?? "")) { fail(`expected rule ${rule}, decided by ${decision.decidedBy ?? "(default)"}`, decision); continue; }
       }
-      results.push({ file: src.path, line, name, passed: true, decision });
+      results.push({ file: src.path, line, name, passed: true, decision, considered });
     }
   }
   return results;

@@ -80,6 +80,7 @@ usage:
                   [--replay AUDIT.jsonl|DIR]... [--allow-flips] [--max-examples N]
                   [--allow-skipped | --max-skipped SHARE]
                   [--assignments FILE] [--now DATE] [--max-errors N] [--warnings-as-errors]
+                  [--coverage] [--min-coverage N]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
   gateway fmt     [DIR|FILE...] [--check] [--diff]
@@ -106,7 +107,7 @@ usage:
 exit codes:
   0   ok
   1   policy errors (parse or type errors)
-  2   policy tests failed
+  2   policy tests failed, or rule coverage below --min-coverage
   3   decision flips found by --replay
   4   verification failed (bundle signatures, audit chain)
   5   separation-of-duties violations in --assignments
@@ -151,7 +152,7 @@ const commands: Record<string, Command> = {
     return SERVING;
   },
   async check(argv, io) {
-    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors", "max-skipped"], repeated: ["replay"], booleans: ["allow-flips", "allow-skipped", "warnings-as-errors"] });
+    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors", "max-skipped", "min-coverage"], repeated: ["replay"], booleans: ["allow-flips", "allow-skipped", "warnings-as-errors", "coverage"] });
     const format = (a.flags.format ?? "text") as CheckFormat;
     if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
     const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
@@ -183,7 +184,10 @@ const commands: Record<string, Command> = {
         if (a.booleans.has(flag) || a.flags[flag] !== undefined) throw new GatewayError("USAGE", `\`--${flag}\` only applies with \`--replay\``);
       }
     }
-    return runCheck({ dir, format, now, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), warningsAsErrors: a.booleans.has("warnings-as-errors"), extraSteps }, io);
+    const minCoverageFlag = a.flags["min-coverage"];
+    const minCoverage = minCoverageFlag === undefined ? undefined : Number(minCoverageFlag.replace(/%$/, ""));
+    if (minCoverage !== undefined && (!/^\d+(\.\d+)?%?$/.test(minCoverageFlag!) || minCoverage > 100)) throw new GatewayError("USAGE", `\`--min-coverage\` needs a percentage from 0 to 100, got \`${minCoverageFlag}\``);
+    return runCheck({ dir, format, now, coverage: a.booleans.has("coverage"), minCoverage, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), warningsAsErrors: a.booleans.has("warnings-as-errors"), extraSteps }, io);
   },
   async explain(argv, io) {
     const a = parseArgs(argv, { values: ["principal", "request", "ip", "channel", "time", "format"], repeated: ["header"] });

@@ -7,7 +7,7 @@
 // annotations and JUnit cannot disagree with the exit code or with each other.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { parse as parseToml, TomlError } from "smol-toml";
-import { analyzeSeparation, checkAssignments, compilePolicy, githubAnnotation, hasErrors, listPolicyTests, loadPolicy, renderDiagnostic, renderGithubAnnotation, renderReachabilityTable, runPolicyTests } from "../../dsl/mod.ts";
+import { analyzeSeparation, checkAssignments, compilePolicy, policyCoverage, githubAnnotation, hasErrors, listPolicyTests, loadPolicy, renderDiagnostic, renderGithubAnnotation, renderReachabilityTable, runPolicyTests } from "../../dsl/mod.ts";
 import type { CheckedPolicy, CompiledPolicy, Diagnostic, PolicyTestName, PolicyTestResult, ReachabilityRow, Span } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
@@ -30,6 +30,10 @@ export interface CheckParams {
   maxErrors?: number;
   /** A role-assignment export (TOML or JSON) to check against the `exclusive` sets. */
   assignments?: string;
+  /** Report which side of each rule the policy tests exercised (`--coverage`). */
+  coverage?: boolean;
+  /** Fail (exit 2) when the tests exercise less than this percentage of rule sides (`--min-coverage N`); implies `coverage`. */
+  minCoverage?: number;
   /** Gates that run after the policy compiled (skipped, and reported so, when it did not). */
   extraSteps?: CheckStep[];
 }
@@ -177,7 +181,8 @@ export async function buildCheckReport(params: CheckParams, io: Io): Promise<Che
   });
 
   // The steps, each a gate of its own.
-  const steps = [...(params.assignments ? [assignmentsStep(params.assignments)] : []), ...(params.extraSteps ?? [])];
+  const wantsCoverage = params.coverage || params.minCoverage !== undefined;
+  const steps = [...(wantsCoverage ? [coverageStep(report.tests, params.minCoverage)] : []), ...(params.assignments ? [assignmentsStep(params.assignments)] : []), ...(params.extraSteps ?? [])];
   for (const step of steps) {
     if (!compiled) {
       report.gates.push({ name: step.name, title: step.title, status: "skipped", exitCode: EXIT.ok, seconds: 0, message: NOT_COMPILED, detail: [] });
@@ -196,7 +201,7 @@ export async function buildCheckReport(params: CheckParams, io: Io): Promise<Che
   const warnings = report.diagnostics.filter((d) => d.severity !== "error").length;
   const n = (count: number, word: string) => `${count.toLocaleString("en-US")} ${word}${count === 1 ? "" : "s"}`;
   report.summary = compiled
-    ? `${n(files.policies.length, "file")}, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${n(report.errorCount, "error")}, ${n(warnings, "warning")}; policy tests: ${report.tests.length - failed.length} passed, ${failed.length} failed`
+    ? `${n(files.policies.length, "file")}, ${compiled.policy.duties.length} duties, ${compiled.policy.grants.length} grants; ${n(report.errorCount, "error")}, ${n(warnings, "warning")}; policy tests: ${report.tests.length - failed.length} passed, ${failed.length} failed${coverageSummary(report.steps.get("coverage"))}`
     : `${n(files.policies.length, "file")}; ${n(report.errorCount, "error")}, ${n(warnings, "warning")}; policy not compiled`;
   report.seconds = seconds(started);
   return report;
@@ -352,6 +357,41 @@ export function ruleSpan(policy: CheckedPolicy, id: string | null): Span | null 
 /** Where a duty is declared. */
 export function dutySpan(policy: CheckedPolicy, name: string): Span | null {
   return policy.duties.find((d) => d.name === name)?.span ?? null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rule coverage.
+
+function coverageSummary(step: CheckStepResult | undefined): string {
+  const json = step?.json as { percent: number } | undefined;
+  return json ? `; rule coverage ${Math.floor(json.percent * 10) / 10}%` : "";
+}
+
+/** The `coverage` gate: every rule's sides the tests exercised; fails below `minimum` percent. */
+function coverageStep(tests: readonly PolicyTestResult[], minimum: number | undefined): CheckStep {
+  return {
+    name: "coverage",
+    title: "rule coverage",
+    async run({ compiled }) {
+      const c = policyCoverage(compiled.policy, tests);
+      const percent = Math.floor(c.percent * 10) / 10;
+      const below = minimum !== undefined && c.percent < minimum;
+      const mark = (hit: boolean) => (hit ? "yes" : "NO ");
+      const text = [
+        `rule coverage: ${c.hit} of ${c.total} rule sides exercised by the policy tests (${percent}%)${minimum !== undefined ? `, minimum ${minimum}%` : ""}`,
+        "  allow deny  rule",
+        ...c.rules.map((r) => `  ${mark(r.allow)}   ${mark(r.deny)}  ${r.kind.padEnd(9)} ${r.at}${r.rule.endsWith(r.at) ? "" : `  ${r.rule}`}`),
+      ];
+      const missing = c.rules.filter((r) => !r.allow || !r.deny);
+      const annotations: CheckAnnotation[] = missing.map((r) => {
+        const span = ruleSpan(compiled.policy, r.rule);
+        const sides = [!r.allow ? "allow" : null, !r.deny ? "deny" : null].filter(Boolean).join(" and ");
+        return { level: "warning", title: "rule coverage", message: `no policy test exercises the ${sides} side of this ${r.kind}`, at: span ? { file: span.file, line: span.line, col: span.col } : undefined };
+      });
+      if (below) annotations.unshift({ level: "error", title: "rule coverage", message: `policy tests exercise ${percent}% of rule sides, below the minimum of ${minimum}%` });
+      return { exitCode: below ? EXIT.testsFailed : EXIT.ok, text, annotations, json: { percent: c.percent, hit: c.hit, total: c.total, minimum: minimum ?? null, rules: c.rules } };
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -65,6 +65,8 @@ scenarios.push(
   { name: "an unsigned bundle with --keys", argv: () => [policies("unsigned"), "--keys", trustedKeys], code: EXIT.verificationFailed, gate: { junit: "bundle signatures", json: "signatures" } },
   { name: "role assignments break an exclusive set", argv: () => [policies("assigned"), "--assignments", join(work, "people.toml")], code: EXIT.sodViolations, gate: { junit: "role assignments", json: "assignments" } },
   { name: "an unreadable assignments file", argv: () => [policies("unreadable"), "--assignments", join(work, "no-such.toml")], code: EXIT.usage, gate: { junit: "role assignments", json: "assignments" } },
+  { name: "rule coverage reported, no minimum", argv: () => [policies("covered"), "--coverage"], code: EXIT.ok },
+  { name: "rule coverage below --min-coverage", argv: () => [policies("undercovered"), "--min-coverage", "95"], code: EXIT.testsFailed, gate: { junit: "rule coverage", json: "coverage" } },
   { name: "no policy directory", argv: () => [join(work, "no-such-dir")], code: EXIT.usage, gate: { junit: "parse and type-check", json: "policy" } },
   { name: "no .duty files", argv: () => [join(work, "empty")], code: EXIT.policyErrors, gate: { junit: "parse and type-check", json: "policy" } },
 );

@@ -452,6 +452,43 @@ describe("output quoted in the docs is what the commands print", () => {
     }
   });
 
+  test("docs/language.md: each transcript runs as shown, on a copy of the shipped policies", async () => {
+    const blocks = fences("docs/language.md", read("docs/language.md")).filter((f) => f.body.startsWith("$ "));
+    expect(blocks.length).toBeGreaterThanOrEqual(1);
+    const box = sandbox();
+    cpSync(join(ROOT, "policies"), join(box.cwd, "policies"), { recursive: true });
+    try {
+      for (const block of blocks) {
+        // Each `$ command` with the lines under it; `…` stands for lines left out.
+        const steps: Array<{ line: number; expected: string[] }> = [];
+        for (const [i, l] of block.body.split("\n").entries()) {
+          if (l.startsWith("$ ")) steps.push({ line: block.line + 1 + i, expected: [] });
+          else steps.at(-1)!.expected.push(l);
+        }
+        for (const step of steps) {
+          const command = COMMANDS.find((c) => c.key === `docs/language.md:${step.line}`)!;
+          const r = await runDocCommand(command, box);
+          const actual = [...r.stdout.flatMap((l) => l.split("\n")), ...r.stderr];
+          expect({ command: command.text, code: r.code }).toEqual({ command: command.text, code: EXIT.ok });
+          const shown = step.expected.filter((l) => l !== "");
+          if (!shown.includes("…")) {
+            expect(actual.filter((l) => l !== "")).toEqual(shown);
+            continue;
+          }
+          // The shown lines appear in this order; `…` may stand for any number of lines.
+          let at = 0;
+          for (const l of shown.filter((l) => l !== "…")) {
+            const found = actual.indexOf(l, at);
+            expect({ command: command.text, line: l, found: found >= 0 }).toEqual({ command: command.text, line: l, found: true });
+            at = found + 1;
+          }
+        }
+      }
+    } finally {
+      box.remove();
+    }
+  });
+
   test("docs/ledger.md: the operator's commands for reservations of unknown outcome run as shown", async () => {
     const block = fences("docs/ledger.md", read("docs/ledger.md")).find((f) => f.body.includes("gateway ledger list-pending"));
     expect(block).toBeDefined();
