@@ -50,11 +50,11 @@ const MAX_TREE_ENTRIES = 5_000;
  * The `.duty` files below a directory, as `gateway check DIR` reads them (hidden entries and
  * `node_modules` skipped), paths relative to it; the walk stops after MAX_TREE_ENTRIES entries.
  */
-export function policyFilesUnder(root: string): Map<string, string> {
+export function policyFilesUnder(root: string, maxEntries = MAX_TREE_ENTRIES): Map<string, string> {
   const out = new Map<string, string>();
   const queue = [root];
   let seen = 0;
-  while (queue.length && seen < MAX_TREE_ENTRIES) {
+  while (queue.length && seen < maxEntries) {
     const dir = queue.shift()!;
     let names: string[];
     try {
@@ -63,7 +63,7 @@ export function policyFilesUnder(root: string): Map<string, string> {
       continue;
     }
     for (const name of names) {
-      if (++seen > MAX_TREE_ENTRIES) break;
+      if (++seen > maxEntries) break;
       if (name.startsWith(".") || name === "node_modules") continue;
       const full = join(dir, name);
       try {
