@@ -149,7 +149,7 @@ describe("the built-in default (no config file)", () => {
     expect(base).toMatchObject({ source: null, stateDir: join(cwd, ".state"), demo: true });
     expect(base.policy).toMatchObject({ dir: join(cwd, "policies"), requireSignature: false });
     expect(base.audit.dir).toBe(join(cwd, "audit"));
-    expect({ host: base.listen.host, port: base.listen.port, certificate: base.listen.certificate }).toEqual({ host: "0.0.0.0", port: 8443, certificate: null });
+    expect({ host: base.listen.host, port: base.listen.port, certificate: base.listen.certificate }).toEqual({ host: "127.0.0.1", port: 8443, certificate: null });
 
     // Not bound to 8443 (another process may hold it), and the demo upstreams' fixed ports are
     // replaced by a recording upstream for the same reason; everything else is the default.
