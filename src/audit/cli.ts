@@ -2,14 +2,14 @@
 import { readFile } from "node:fs/promises";
 import type { JSONWebKeySet } from "jose";
 import { GatewayError } from "../errors.ts";
-import { describeTail, verifyAuditFiles } from "./verify.ts";
+import { chainLabel, describeTail, verifyAuditChains, type AuditVerification } from "./verify.ts";
 
 /** Exit codes of `gateway audit verify`. */
 export const AUDIT_VERIFY_EXIT = { intact: 0, broken: 1, usage: 2 } as const;
 
 /** Arguments of `gateway audit verify`. */
 export interface AuditVerifyArgs {
-  /** Files or directories of one chain. */
+  /** Files or directories: of one chain, or of several workers' chains (each verified on its own). */
   files: string[];
   /** JWKS file of the checkpoint signers; without it signatures are not checked. */
   keysFile?: string | null;
@@ -81,9 +81,9 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
       return AUDIT_VERIFY_EXIT.usage;
     }
   }
-  let result;
+  let chains;
   try {
-    result = await verifyAuditFiles(args.files, { keys, anchor: args.anchor ?? undefined, partial: args.partial ?? false, allowUnsignedTail: args.allowUnsignedTail ?? false });
+    chains = await verifyAuditChains(args.files, { keys, anchor: args.anchor ?? undefined, partial: args.partial ?? false, allowUnsignedTail: args.allowUnsignedTail ?? false });
   } catch (error) {
     if (error instanceof GatewayError) {
       io.err(`error[${error.code}]: ${error.message}`);
@@ -91,20 +91,31 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
     }
     throw error;
   }
+  // One chain (a gateway without workers) reads as it always did; several (one per worker) are
+  // reported chain by chain, each line led by the chain's name, then a summary.
+  if (chains.length === 1) return reportChain(chains[0]!.result, "", io) ? AUDIT_VERIFY_EXIT.intact : AUDIT_VERIFY_EXIT.broken;
+  let broken = 0;
+  for (const { chain, result } of chains) if (!reportChain(result, `chain ${chainLabel(chain)}: `, io)) broken++;
+  io.out(broken === 0 ? `ok: ${chains.length} chains intact` : `broken: ${broken} of ${chains.length} chains`);
+  return broken === 0 ? AUDIT_VERIFY_EXIT.intact : AUDIT_VERIFY_EXIT.broken;
+}
+
+/** Prints one chain's result (each line after `prefix`); true when it is intact. */
+function reportChain(result: AuditVerification, prefix: string, io: CommandIo): boolean {
   if (!result.ok) {
     const b = result.break!;
-    io.out(`${b.file}:${b.line}: ${b.kind}: ${b.message}`);
-    return AUDIT_VERIFY_EXIT.broken;
+    io.out(`${prefix}${b.file}:${b.line}: ${b.kind}: ${b.message}`);
+    return false;
   }
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  io.out(`ok: ${plural(result.records, "record")}, ${plural(result.checkpoints, "checkpoint")}, ${plural(result.files, "file")}`);
+  io.out(`${prefix}ok: ${plural(result.records, "record")}, ${plural(result.checkpoints, "checkpoint")}, ${plural(result.files, "file")}`);
   if (result.recordsAfterLastCheckpoint > 0) {
     const tail = result.recordsAfterLastCheckpoint;
     const from = (result.lastSeq ?? 0) - tail + 1;
-    io.out(`note: unsigned tail: ${describeTail(tail, result.bytesAfterLastCheckpoint, from, result.lastSeq ?? from)} after the last checkpoint ${tail === 1 ? "is" : "are"} not covered by a signature`);
+    io.out(`${prefix}note: unsigned tail: ${describeTail(tail, result.bytesAfterLastCheckpoint, from, result.lastSeq ?? from)} after the last checkpoint ${tail === 1 ? "is" : "are"} not covered by a signature`);
   }
-  if (!result.signaturesChecked) io.out("note: checkpoint signatures not checked: no `--keys` given");
-  return AUDIT_VERIFY_EXIT.intact;
+  if (!result.signaturesChecked) io.out(`${prefix}note: checkpoint signatures not checked: no \`--keys\` given`);
+  return true;
 }
 
 function parseJwks(text: string): JSONWebKeySet {

@@ -12,7 +12,7 @@ import { GatewayError } from "../errors.ts";
 import { writeStdout } from "../stdio.ts";
 import type { AuditConfig } from "../config/types.ts";
 import { canonicalJson } from "./canonical-json.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileName, chainedBody, parseAuditFileName, recordLine } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";
 
@@ -32,6 +32,12 @@ export interface AuditLogOptions
   signingKey: AuditSigningKey;
   /** Names this gateway in checkpoint signatures; default: the host name. */
   instance?: string;
+  /**
+   * The worker of a supervisor that writes this chain (`listen.workers` > 1): its files are
+   * `audit-w<N>-<seq>.jsonl` beside the other workers' in `dir`, and every record carries
+   * `worker: N`. Absent: the chain of a single process, `audit-<seq>.jsonl`.
+   */
+  worker?: number;
   /** Where `stdout: true` prints record lines; default `process.stdout`. */
   stdoutSink?: (text: string) => void;
 }
@@ -144,6 +150,9 @@ const HEX64 = /^[0-9a-f]{64}$/;
 class FileAuditLog implements AuditLog {
   private readonly options: AuditLogOptions;
   private readonly instance: string;
+  /** The chain's name in file names (`w1`; "" for a single process), and its worker id. */
+  private readonly chain: string;
+  private readonly worker: number | undefined;
   private nextSeq = 0;
   private head = GENESIS_HASH;
   private sinceCheckpoint = 0;
@@ -177,7 +186,9 @@ class FileAuditLog implements AuditLog {
   constructor(options: AuditLogOptions) {
     this.options = options;
     this.instance = options.instance ?? hostname();
-    this.file = { name: auditFileName(0), handle: null, bytes: 0, openedAt: Date.now(), identity: null };
+    this.worker = options.worker;
+    this.chain = options.worker === undefined ? "" : workerChainName(options.worker);
+    this.file = { name: auditFileName(0, this.chain), handle: null, bytes: 0, openedAt: Date.now(), identity: null };
   }
 
   // ---- start-up ---------------------------------------------------------------------------
@@ -191,7 +202,8 @@ class FileAuditLog implements AuditLog {
     }
     let names: string[];
     try {
-      names = (await readdir(dir)).filter((n) => parseAuditFileName(n) !== null).sort();
+      // Only this chain's files: the other workers' chains share the directory.
+      names = (await readdir(dir)).filter((n) => auditFileChain(n) === this.chain).sort();
     } catch (error) {
       if (errno(error) !== "ENOENT") throw new GatewayError("AUDIT_READ_FAILED", `cannot list audit directory \`${dir}\`: ${describe(error)}`, { dir });
       names = [];
@@ -238,7 +250,7 @@ class FileAuditLog implements AuditLog {
       this.sinceCheckpoint = await this.countSinceCheckpoint(names.slice(0, i + 1), tail.completeBytes, last.seq);
       if (last.type === "rotate") {
         // Crashed between the rotate record and the first write of the next file.
-        const next = typeof last.next === "string" && parseAuditFileName(last.next) !== null ? last.next : null;
+        const next = typeof last.next === "string" && auditFileChain(last.next) === this.chain ? last.next : null;
         if (next === null) throw new GatewayError("AUDIT_TAIL_INVALID", `rotate record seq ${last.seq} in \`${name}\` names no valid next file`, { file: name });
         if (next !== this.file.name) this.file = { name: next, handle: null, bytes: 0, openedAt: Date.now(), identity: null };
         this.startWithCheckpoint = true;
@@ -426,14 +438,14 @@ class FileAuditLog implements AuditLog {
     // file may have ended with a checkpoint); otherwise a checkpoint is written when asked for.
     if (this.startWithCheckpoint ? seq > 0 : this.checkpointRequested && since > 0) checkpointResult = await addCheckpoint();
     if (this.pendingRecovery !== null) {
-      addRecord({ type: "recovery", seq, time, prev: head, ...this.pendingRecovery });
+      addRecord(this.withWorker({ type: "recovery", seq, time, prev: head, ...this.pendingRecovery }));
       since++;
     }
     for (const item of batch) {
       let result: AppendResult;
       try {
         const event = item.event;
-        result = addRecord(chainedBody(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision" }));
+        result = addRecord(chainedBody(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision", worker: this.worker }));
       } catch (error) {
         // Not JSON: refuse this one record; it took no seq.
         item.reject(error instanceof GatewayError ? new GatewayError("AUDIT_BAD_RECORD", `audit event is not JSON: ${error.message}`) : error);
@@ -517,7 +529,7 @@ class FileAuditLog implements AuditLog {
     const lost = this.file;
     await this.stopSyncTimer();
     await lost.handle?.close().catch(() => {});
-    this.file = { name: auditFileName(this.nextSeq), handle: null, bytes: 0, openedAt: now, identity: null };
+    this.file = { name: auditFileName(this.nextSeq, this.chain), handle: null, bytes: 0, openedAt: now, identity: null };
     // A file already at that name (left by someone else, or the replacement itself) is not ours:
     // prepareFile opens the new file and cuts it to nothing before the first write.
     this.needsTruncate = true;
@@ -576,8 +588,8 @@ class FileAuditLog implements AuditLog {
 
   /** Ends the current file with a `rotate` record naming the next; the next starts with a checkpoint. */
   private async rotate(now: number): Promise<void> {
-    const next = auditFileName(this.nextSeq + 1);
-    const { line, hash } = recordLine({ type: "rotate", seq: this.nextSeq, time: new Date(now).toISOString(), next, prev: this.head });
+    const next = auditFileName(this.nextSeq + 1, this.chain);
+    const { line, hash } = recordLine(this.withWorker({ type: "rotate", seq: this.nextSeq, time: new Date(now).toISOString(), next, prev: this.head }));
     const buffer = Buffer.from(line, "utf8");
     const handle = this.file.handle!;
     await this.stopSyncTimer();
@@ -606,7 +618,12 @@ class FileAuditLog implements AuditLog {
     const jws = await new CompactSign(new TextEncoder().encode(canonicalJson(payload)))
       .setProtectedHeader({ alg, kid, typ: CHECKPOINT_JWS_TYPE })
       .sign(key);
-    return { type: "checkpoint", seq, time, head, count, kid, jws, prev: head };
+    return this.withWorker({ type: "checkpoint", seq, time, head, count, kid, jws, prev: head });
+  }
+
+  /** The log's own records carry the worker id too: every record of a worker's chain names it. */
+  private withWorker(body: Record<string, unknown>): Record<string, unknown> {
+    return this.worker === undefined ? body : { ...body, worker: this.worker };
   }
 
   private failBatch(rejects: Array<(error: unknown) => void>, error: unknown): void {

@@ -29,20 +29,36 @@ export interface CheckpointPayload {
   instance: string;
 }
 
-const FILE_NAME = /^audit-(\d{16})\.jsonl$/;
+const FILE_NAME = /^audit-(?:(w\d{1,6})-)?(\d{16})\.jsonl$/;
 
 /**
- * File holding the records from `firstSeq` on. Zero-padded to 16 digits (every safe integer),
- * so lexical order of names is chain order.
+ * The chain a worker of a supervisor writes (`listen.workers` > 1): `w0`, `w1`, … Each worker
+ * keeps its own chain in its own files of the one audit directory; a gateway of one process
+ * writes the chain without a name.
  */
-export function auditFileName(firstSeq: number): string {
-  return `audit-${String(firstSeq).padStart(16, "0")}.jsonl`;
+export function workerChainName(worker: number): string {
+  return `w${worker}`;
+}
+
+/**
+ * File holding the records from `firstSeq` on, of chain `chain` ("" for a single process).
+ * Zero-padded to 16 digits (every safe integer), so lexical order of one chain's names is chain
+ * order: `audit-0000000000000000.jsonl`, `audit-w1-0000000000000000.jsonl`.
+ */
+export function auditFileName(firstSeq: number, chain = ""): string {
+  return `audit-${chain ? `${chain}-` : ""}${String(firstSeq).padStart(16, "0")}.jsonl`;
 }
 
 /** The first seq encoded in an audit file name, or null when the name is not one. */
 export function parseAuditFileName(name: string): number | null {
   const m = FILE_NAME.exec(name);
-  return m ? Number(m[1]) : null;
+  return m ? Number(m[2]) : null;
+}
+
+/** The chain an audit file belongs to (`""`, `w0`, `w1`, …), or null when the name is not one. */
+export function auditFileChain(name: string): string | null {
+  const m = FILE_NAME.exec(name);
+  return m ? (m[1] ?? "") : null;
 }
 
 /** SHA-256 (hex) of the canonical JSON of `body` (a record without `hash`). */
@@ -54,24 +70,30 @@ export function hashCanonical(canonicalBody: string): string {
 // digest is the same, and other runtimes use node:crypto.
 const BUN_SHA256 = (globalThis as { Bun?: { SHA256?: { hash(data: string, encoding: "hex"): string } } }).Bun?.SHA256 ?? null;
 
-const CHAIN_KEYS = ["prev", "seq", "time", "type"] as const;
+const CHAIN_KEYS = ["prev", "seq", "time", "type", "worker"] as const;
 
 /**
  * A record body: the event's members and the chain fields (`prev`, `seq`, `time`, `type`), in
  * sorted key order when the event's own keys are sorted — the order RFC 8785 writes, so the
  * canonical form is one `JSON.stringify` (see canonicalJson). `seq` and `prev` always come from
- * the chain; `type` and `time` from the event when it sets them.
+ * the chain; `type` and `time` from the event when it sets them; `worker` (a worker's chain
+ * only) from the chain.
  */
-export function chainedBody(event: Readonly<Record<string, unknown>>, chain: { prev: string; seq: number; time: string; type: string }): Record<string, unknown> {
+export function chainedBody(event: Readonly<Record<string, unknown>>, chain: { prev: string; seq: number; time: string; type: string; worker?: number }): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   let c = 0;
   for (const key in event) {
-    if (key === "prev" || key === "seq" || key === "time" || key === "type") continue;
-    while (c < CHAIN_KEYS.length && CHAIN_KEYS[c]! < key) { out[CHAIN_KEYS[c]!] = chain[CHAIN_KEYS[c]!]; c++; }
+    if (key === "prev" || key === "seq" || key === "time" || key === "type" || (key === "worker" && chain.worker !== undefined)) continue;
+    while (c < CHAIN_KEYS.length && CHAIN_KEYS[c]! < key) { setChainKey(out, chain, CHAIN_KEYS[c]!); c++; }
     out[key] = event[key];
   }
-  for (; c < CHAIN_KEYS.length; c++) out[CHAIN_KEYS[c]!] = chain[CHAIN_KEYS[c]!];
+  for (; c < CHAIN_KEYS.length; c++) setChainKey(out, chain, CHAIN_KEYS[c]!);
   return out;
+}
+
+function setChainKey(out: Record<string, unknown>, chain: { prev: string; seq: number; time: string; type: string; worker?: number }, key: (typeof CHAIN_KEYS)[number]): void {
+  // `worker` only in a worker's chain: a single process's records stay as they were.
+  if (key !== "worker" || chain.worker !== undefined) out[key] = chain[key];
 }
 
 /**

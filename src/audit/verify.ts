@@ -6,7 +6,7 @@ import { base64url, compactVerify, createLocalJWKSet, decodeProtectedHeader } fr
 import type { JSONWebKeySet } from "jose";
 import { GatewayError } from "../errors.ts";
 import { canonicalJson } from "./canonical-json.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, hashCanonical, parseAuditFileName } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, auditFileChain, hashCanonical, parseAuditFileName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 
 /**
@@ -80,7 +80,8 @@ export interface VerifyAuditOptions {
  * Verifies audit files in chain order. `paths` are files or directories (whose `audit-*.jsonl`
  * files are taken); files named by the log's scheme are sorted by name, others kept in the
  * order given. Reports the first break; rejects only for unusable input
- * (`AUDIT_READ_FAILED`, `AUDIT_NO_FILES`, `AUDIT_BAD_ANCHOR`).
+ * (`AUDIT_READ_FAILED`, `AUDIT_NO_FILES`, `AUDIT_BAD_ANCHOR`, and `AUDIT_SEVERAL_CHAINS` for the
+ * files of several workers' chains: {@link verifyAuditChains} verifies those).
  *
  * @example
  * const result = await verifyAuditFiles(["/var/lib/gateway/audit"], { keys: jwks });
@@ -88,8 +89,51 @@ export interface VerifyAuditOptions {
  */
 export async function verifyAuditFiles(paths: readonly string[], options: VerifyAuditOptions = {}): Promise<AuditVerification> {
   const files = await resolveAuditPaths(paths);
+  const chains = new Set(files.map((f) => auditFileChain(basename(f)) ?? ""));
+  if (chains.size > 1) {
+    throw new GatewayError("AUDIT_SEVERAL_CHAINS", `the files hold ${chains.size} chains (${[...chains].sort().map(chainLabel).join(", ")}), written by several workers; verify each chain (verifyAuditChains)`);
+  }
   const anchor = options.anchor === undefined ? null : await verifyAnchor(options.anchor, options.keys);
   return new ChainVerifier(files, options, anchor).run();
+}
+
+/** One chain's verification, of {@link verifyAuditChains}. */
+export interface ChainVerification {
+  /** The chain's name in its file names: `w0`, `w1`, … for workers, `""` for a single process's chain. */
+  chain: string;
+  result: AuditVerification;
+}
+
+/**
+ * Verifies every chain among `paths`: a directory written by several workers holds one chain per
+ * worker (`audit-w0-…`, `audit-w1-…`, and `audit-…` of a single process before), each verified on
+ * its own, in name order. Files not named by the log's scheme form one chain, in the order given.
+ * An anchor names one chain's checkpoint, so it needs the files of one chain.
+ *
+ * @example
+ * for (const { chain, result } of await verifyAuditChains(["/var/lib/gateway/audit"], { keys })) console.log(chain, result.ok);
+ */
+export async function verifyAuditChains(paths: readonly string[], options: VerifyAuditOptions = {}): Promise<ChainVerification[]> {
+  const files = await resolveAuditPaths(paths);
+  const chains = new Map<string, string[]>();
+  for (const file of files) {
+    const chain = auditFileChain(basename(file)) ?? "";
+    chains.set(chain, [...(chains.get(chain) ?? []), file]);
+  }
+  if (options.anchor !== undefined && chains.size > 1) {
+    throw new GatewayError("AUDIT_BAD_ANCHOR", `an anchor checkpoint belongs to one chain, but the files hold ${chains.size} (${[...chains.keys()].map(chainLabel).join(", ")}); verify that chain's files alone`);
+  }
+  const anchor = options.anchor === undefined ? null : await verifyAnchor(options.anchor, options.keys);
+  const out: ChainVerification[] = [];
+  for (const chain of [...chains.keys()].sort()) {
+    out.push({ chain, result: await new ChainVerifier(chains.get(chain)!, options, anchor).run() });
+  }
+  return out;
+}
+
+/** How a chain is named to a reader: `w1`, or `single` for the chain of a gateway without workers. */
+export function chainLabel(chain: string): string {
+  return chain === "" ? "single" : chain;
 }
 
 /** Expands directories and orders files by the log's naming scheme. */
