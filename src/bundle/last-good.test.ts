@@ -51,4 +51,40 @@ describe("the last good bundle", () => {
     writeFileSync(join(stateDir, LAST_GOOD_BUNDLE_DIR, "current.json"), JSON.stringify({ digest: "a".repeat(64), revision: 1 }));
     expect(readLastGoodBundle(stateDir)).toBeNull();
   });
+
+  test("two processes storing the same bundle at once both succeed, and neither removes the other's copy in progress", async () => {
+    const source = join(work, "shared");
+    const root = join(work, "state-shared");
+    for (let f = 0; f < 20; f++) await Bun.write(join(source, `f${f}.duty`), `# file ${f}\n`.repeat(200));
+    const start = Date.now() + 1_500;
+    const script = join(import.meta.dir, "testdata", "store-last-good.ts");
+    const children = [0, 1].map(() => Bun.spawn([process.execPath, script, source, root, "40", String(start)], { stdout: "pipe", stderr: "pipe", detached: true }));
+    try {
+      const codes = await Promise.all(children.map((c) => c.exited));
+      const errors = await Promise.all(children.map((c) => new Response(c.stderr).text()));
+      expect(errors).toEqual(["", ""]);
+      expect(codes).toEqual([0, 0]);
+    } finally {
+      for (const c of children) try { process.kill(-c.pid, "SIGKILL"); } catch { /* exited */ }
+    }
+    for (let i = 0; i < 40; i++) expect(readLastGoodBundle(join(root, `state-${i}`))).not.toBeNull();
+  }, 60_000);
+
+  test("a copy another live process is still writing is left alone; a dead writer's leftover is removed", async () => {
+    const source = join(work, "staging");
+    const stateDir = join(work, "state-staging");
+    await Bun.write(join(source, "a.duty"), "# a\n");
+    const read = await readUnsignedBundle(source);
+    if (!read.ok) throw new Error("fixture unreadable");
+    const dead = Bun.spawn([process.execPath, "-e", "0"]);
+    await dead.exited;
+    const root = join(stateDir, LAST_GOOD_BUNDLE_DIR);
+    const live = `..staging-${process.ppid}-aaaaaaaa`;
+    const leftover = `..staging-${dead.pid}-bbbbbbbb`;
+    for (const name of [live, leftover]) mkdirSync(join(root, name), { recursive: true });
+    storeLastGoodBundle(stateDir, read.bundle);
+    const names = readdirSync(root);
+    expect(names).toContain(live);
+    expect(names).not.toContain(leftover);
+  });
 });

@@ -54,15 +54,33 @@ export function storeLastGoodBundle(stateDir: string, bundle: VerifiedBundle): S
       renameSync(staging, target);
     } catch (error) {
       rmSync(staging, { recursive: true, force: true });
-      throw error;
+      // Another worker of the same gateway stored the same bundle first: its copy is this one.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (!((code === "ENOTEMPTY" || code === "EEXIST") && existsSync(target))) throw error;
     }
   }
   const stored: StoredBundle = { dir: target, digest: bundle.digest, revision: bundle.revision, signed: bundle.signed, storedAt: new Date().toISOString() };
   writeFileAtomicSync(join(root, POINTER_FILE), `${JSON.stringify({ digest: stored.digest, revision: stored.revision, signed: stored.signed, stored_at: stored.storedAt })}\n`, 0o600);
   for (const name of readdirSync(root)) {
-    if (name !== POINTER_FILE && name !== bundle.digest) rmSync(join(root, name), { recursive: true, force: true });
+    if (name === POINTER_FILE || name === bundle.digest || stagedByLiveProcess(name)) continue;
+    rmSync(join(root, name), { recursive: true, force: true });
   }
   return stored;
+}
+
+/**
+ * A copy another process (a sibling worker) is still writing: removing it would fail that
+ * process's store. A crashed writer's leftover is removed by the next store.
+ */
+function stagedByLiveProcess(name: string): boolean {
+  const pid = Number(/^\.\.staging-(\d+)-/.exec(name)?.[1] ?? NaN);
+  if (!Number.isSafeInteger(pid) || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /**
