@@ -5,6 +5,7 @@ import { parseArgs } from "./cli/args.ts";
 import { runCheck, type CheckFormat, type CheckParams } from "./cli/check.ts";
 import { EXIT, processIo, type Io } from "./cli/io.ts";
 import { GatewayError } from "./errors.ts";
+import type { GatewayConfig } from "./config/types.ts";
 import { exitWhenDrained } from "./stdio.ts";
 import { COMMIT, VERSION } from "./version.ts";
 import { KEYS_ACTIONS, runKeygen, runKeys, runSign, runVerify, type KeysAction } from "./bundle/mod.ts";
@@ -114,12 +115,64 @@ exit codes:
   6   serve: a failed start (configuration, state directory, keys, certificates, ledger,
       policy; fails closed, see docs/deploy.md "Start-up failures")
   7   fmt --check: files not in the canonical layout
+  8   serve with workers: workers kept dying (more than 5 deaths within 60 s;
+      see docs/deploy.md "Workers")
   64  usage error, or an input check cannot judge (an unreadable file, a replay that
       skipped records: see --allow-skipped)
   70  internal error (a bug in the gateway: one error[INTERNAL_ERROR] line, no stack trace)
 `;
 
 type Command = (argv: string[], io: Io) => Promise<number>;
+
+/**
+ * `serve` with `listen.workers` > 1: prepares the shared state once, starts the workers and
+ * watches them (src/workers/supervisor.ts). SIGHUP reaches every worker; SIGTERM/SIGINT (or the
+ * launcher's end) stop them all gracefully, then the supervisor exits 0; workers that keep
+ * dying end it with exit 8. A worker that fails its start fails the whole start with its code.
+ */
+async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io: Io): Promise<number> {
+  const { prepareWorkerState } = await import("./gateway/serve.ts");
+  const { createLogger, withFields } = await import("./gateway/log.ts");
+  const { startSupervisor } = await import("./workers/supervisor.ts");
+  const { selfCommand } = await import("./workers/spawn.ts");
+  selfCommand(); // refuses the runtimes that cannot start workers, before anything is prepared
+  const log = withFields(createLogger(config.log.level), { supervisor: process.pid });
+  const ports = await prepareWorkerState(config, { resetLedger, log });
+  let supervisor;
+  try {
+    supervisor = await startSupervisor({
+      count: config.workers ?? 1, listenPort: ports.listenPort, adminPort: ports.adminPort,
+      // The config file by its absolute path; `--reset-ledger` was decided here, never again by a restarted worker.
+      args: ["serve", "--config", config.source!], cwd: process.cwd(), env: process.env, log, out: io.out,
+      // A worker drains, then stops within its deadline; past both (and a margin) it is killed.
+      stopDeadlineMs: config.shutdown.drainMs + config.shutdown.timeoutMs + 5_000,
+    });
+  } catch (e) {
+    const code = (e as { exitCode?: number }).exitCode;
+    if (typeof code === "number") return code;
+    throw e;
+  }
+  const running = supervisor;
+  process.on("SIGHUP", () => {
+    log.info("SIGHUP: reloading policy and certificates in every worker");
+    running.reload();
+  });
+  const stop = (why: string) => {
+    log.info(`${why}: stopping every worker gracefully`);
+    void running.stop();
+  };
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => stop(sig));
+  const lifeline = lifelineFd(process.env.DUTYGATE_LIFELINE_FD);
+  if (lifeline !== undefined) {
+    const { createReadStream } = await import("node:fs");
+    const stream = createReadStream("", { fd: lifeline });
+    stream.on("data", () => {});
+    stream.on("end", () => stop("the launcher is gone"));
+    stream.on("error", () => stop("the launcher is gone"));
+  }
+  void running.exited.then((code) => exitWhenDrained(code));
+  return SERVING;
+}
 
 /** Returned by `serve`: the process keeps running until a signal stops it. */
 const SERVING = -1;
@@ -143,6 +196,19 @@ const commands: Record<string, Command> = {
         io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
         return EXIT.config;
       }
+      const { parseWorkerIdentity, WORKER_ENV } = await import("./workers/protocol.ts");
+      const identity = parseWorkerIdentity(process.env[WORKER_ENV]);
+      if (identity !== null) {
+        // One worker of a supervisor: the ports the supervisor fixed, the banner through it.
+        const { connectToSupervisor } = await import("./workers/worker-link.ts");
+        const link = connectToSupervisor(identity);
+        if (link === null) throw new GatewayError("WORKERS_UNSUPPORTED", `\`${WORKER_ENV}\` is set, but this process has no channel to a supervisor`);
+        const config = { ...loaded.config, listen: { ...loaded.config.listen, port: identity.listenPort }, admin: loaded.config.admin && identity.adminPort !== null ? { ...loaded.config.admin, port: identity.adminPort } : loaded.config.admin };
+        const gw = await startGateway(config, { signals: true, worker: link });
+        link.ready(identity.id === 0 ? [...await startupBanner(gw), `workers: ${identity.count} processes share ${gw.operational.url} (SO_REUSEPORT); admin listener and this banner: worker 0`] : []);
+        return SERVING;
+      }
+      if ((loaded.config.workers ?? 1) > 1) return await superviseWorkers(loaded.config, a.booleans.has("reset-ledger"), io);
       const gw = await startGateway(loaded.config, { signals: true, resetLedger: a.booleans.has("reset-ledger"), lifelineFd: lifelineFd(process.env.DUTYGATE_LIFELINE_FD) });
       for (const line of await startupBanner(gw)) io.out(line);
     } catch (e) {

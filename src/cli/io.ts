@@ -30,6 +30,8 @@ export const EXIT = {
   config: 6,
   /** `fmt --check`: files not in the canonical layout. */
   notFormatted: 7,
+  /** `serve` with workers: they kept dying (more than the crash-loop bound allows), so the supervisor gave up. */
+  workersCrashLoop: 8,
   usage: 64,
   /** An unexpected exception (a bug): one `error[INTERNAL_ERROR]` line, never a stack trace (sysexits EX_SOFTWARE). */
   internal: 70,

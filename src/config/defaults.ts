@@ -13,6 +13,8 @@ export const DEFAULTS = {
   trustRequestId: false,
   maxBodyBytes: 10 * MIB,
   listen: { address: "0.0.0.0:8443", minTls: "1.2" as "1.2" | "1.3" },
+  /** `[listen] workers`: one process, no supervisor. */
+  workers: 1,
   admin: { address: "127.0.0.1:9443", minTls: "1.2" as "1.2" | "1.3" },
   issuer: {
     algorithms: ["ES256", "EdDSA", "RS256"],
@@ -57,6 +59,9 @@ export const DEFAULTS = {
   logLevel: "info" as "debug" | "info" | "warn" | "error",
   shutdown: { drainMs: 5 * SECOND, timeoutMs: 10 * SECOND },
 } as const;
+
+/** The most `[listen] workers` accepted: a bound on processes (and audit chains) a typo can start. */
+export const MAX_WORKERS = 256;
 
 /** JWS algorithms an issuer may list (RFC 7518 §3.1, RFC 8037). */
 export const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"] as const;

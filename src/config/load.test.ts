@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatConfigErrors, loadConfig, parseAddress, parseSize } from "./mod.ts";
+import { formatConfigErrors, loadConfig, parseAddress, parseConfigText, parseSize } from "./mod.ts";
 import type { ConfigError, ConfigErrorCode } from "./mod.ts";
 
 // Every case writes a real gateway.toml into a temp dir that also holds the files configs name
@@ -378,4 +378,23 @@ describe("parseAddress and parseSize", () => {
     ["10MiB", 10 * 1024 ** 2], ["512KB", 512_000], ["1GiB", 1024 ** 3], ["4096", 4096], ["7 B", 7], ["1.5MiB", null], ["10 megs", null], ["", null],
   ];
   for (const [text, want] of sizes) test(`size ${JSON.stringify(text)}`, () => expect(parseSize(text)).toBe(want));
+});
+
+describe("[listen] workers", () => {
+  const POLICY = `[policy]\nrequire_signature = false\n`;
+  const load = (value: string) => parseConfigText(`[listen]\naddress = "127.0.0.1:0"\nworkers = ${value}\n${POLICY}`, "/tmp/gateway.toml", false);
+  test("a whole number, or \"auto\" for one per core; absent: 1", () => {
+    expect(load("4")).toMatchObject({ ok: true, config: { workers: 4 } });
+    expect(load('"auto"')).toMatchObject({ ok: true, config: { workers: availableParallelism() } });
+    expect(parseConfigText(`[listen]\naddress = "127.0.0.1:0"\n${POLICY}`, "/tmp/gateway.toml", false)).toMatchObject({ ok: true, config: { workers: 1 } });
+  });
+  test("0, a fraction, or another word is an error at the key", () => {
+    expect(load("0")).toMatchObject({ ok: false, errors: [{ code: "CONFIG_BAD_VALUE", path: "listen.workers", line: 3 }] });
+    expect(load("1.5")).toMatchObject({ ok: false, errors: [{ code: "CONFIG_WRONG_TYPE", path: "listen.workers" }] });
+    expect(load('"atuo"')).toMatchObject({ ok: false, errors: [{ code: "CONFIG_BAD_VALUE", path: "listen.workers", help: 'did you mean `"auto"`?' }] });
+  });
+  test("the admin listener has no workers of its own", () => {
+    const r = parseConfigText(`[admin]\naddress = "127.0.0.1:0"\nworkers = 2\n`, "/tmp/gateway.toml", false);
+    expect(r.ok ? [] : r.errors.map((e) => [e.code, e.path])).toContainEqual(["CONFIG_UNKNOWN_KEY", "admin.workers"]);
+  });
 });

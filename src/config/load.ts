@@ -1,13 +1,14 @@
 // `gateway.toml` → GatewayConfig. smol-toml parses; the sections below validate by hand,
 // collecting every error with its key path (and line:col when the key is found in the text).
 import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
 import { parseIp } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { normalizeFieldName } from "../http/field-name.ts";
 import { DEFAULT_RESERVATION_TTL_MS } from "../ledger/ledger.ts";
-import { ASYMMETRIC_ALGORITHMS, DEFAULTS, HMAC_ALGORITHMS, SECRET_HEADERS } from "./defaults.ts";
+import { ASYMMETRIC_ALGORITHMS, DEFAULTS, MAX_WORKERS, HMAC_ALGORITHMS, SECRET_HEADERS } from "./defaults.ts";
 import { deepFreeze, defaultConfig } from "./builtin.ts";
 import { locateKeys } from "./locate.ts";
 import { ConfigContext, describeValue, isTable, Section } from "./read.ts";
@@ -90,6 +91,7 @@ function readGatewayConfig(root: Section, source: string): GatewayConfig {
   const maxBodyBytes = root.size("max_body_bytes", DEFAULTS.maxBodyBytes, { min: 1 });
 
   const listenSection = root.table("listen");
+  const workers = listenSection ? readWorkers(listenSection) : DEFAULTS.workers;
   const listen = readListener(listenSection ?? new Section(ctx, ["listen"], {}), "listen");
   const adminSection = root.table("admin");
   const admin = adminSection ? readListener(adminSection, "admin") : null;
@@ -108,7 +110,7 @@ function readGatewayConfig(root: Section, source: string): GatewayConfig {
   root.finish();
 
   return {
-    source, stateDir, listen, admin, issuers, upstreams, policy, audit, ledger, identity,
+    source, stateDir, listen, workers, admin, issuers, upstreams, policy, audit, ledger, identity,
     noRouteStatus: noRouteStatus === 403 ? 403 : 404,
     hideDenyDetails, trustRequestId, maxBodyBytes,
     log: { level },
@@ -129,6 +131,15 @@ export function parseAddress(text: string): { host: string; port: number } | nul
   if (m[1] !== undefined) return parseIp(host)?.v6 ? { host, port } : null;
   if (/^[\d.]+$/.test(host)) return parseIp(host) ? { host, port } : null;
   return /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(host) ? { host, port } : null;
+}
+
+/**
+ * `[listen] workers`: a whole number of processes (1 … `MAX_WORKERS`) or `"auto"`, one per core
+ * this process may run on (`os.availableParallelism()`, capped at `MAX_WORKERS`).
+ */
+function readWorkers(section: Section): number {
+  const auto = () => Math.min(MAX_WORKERS, Math.max(1, availableParallelism()));
+  return section.integerOrAuto("workers", DEFAULTS.workers, auto, { min: 1, max: MAX_WORKERS });
 }
 
 const SERVER_NAME = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;

@@ -129,6 +129,17 @@ export class Section {
     return value;
   }
 
+  /** A whole number in `range`, or the string `"auto"`, for which `auto()` decides (`workers = "auto"`). */
+  integerOrAuto(key: string, fallback: number, auto: () => number, range: { min?: number; max?: number } = {}): number {
+    const value = this.rawValue(key);
+    if (typeof value !== "string") return this.integer(key, fallback, range);
+    this.take(key);
+    if (value === "auto") return auto();
+    const near = closestMatch(value, ["auto"]);
+    this.ctx.report("CONFIG_BAD_VALUE", this.at(key), `expected an integer or \`"auto"\`, got \`${value}\``, near ? "did you mean `\"auto\"`?" : undefined);
+    return fallback;
+  }
+
   /**
    * A duration string (`30s`, `15m`, `1h30m`, `250ms`, `7d`) in milliseconds. `max` comes with
    * the reason for the bound, shown as the error's help.

@@ -138,6 +138,11 @@ export interface GatewayConfig {
   source: string | null;
   stateDir: string;
   listen: ListenerConfig;
+  /**
+   * `[listen] workers`: processes serving the operational listener on one address (SO_REUSEPORT),
+   * started and watched by a supervisor when more than 1 (`"auto"`: one per core). Absent: 1.
+   */
+  workers?: number;
   /** Admin trust channel; null disables the admin listener. */
   admin: ListenerConfig | null;
   issuers: JwtIssuerConfig[];

@@ -6,6 +6,7 @@ import type { AuditLog } from "../audit/mod.ts";
 import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
+import type { WorkerReloadResult } from "../workers/protocol.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy_manager.ts";
 
 export interface AdminDeps {
@@ -15,6 +16,14 @@ export interface AdminDeps {
   audit: AuditLog | null;
   /** True once a stop began (the drain): readiness fails first, so traffic moves away. */
   stopping?: () => boolean;
+  /**
+   * The other workers, when this is worker 0 of a supervisor: `/-/metrics` covers them all and
+   * `POST /-/policy/reload` reaches every one.
+   */
+  fleet?: {
+    renderMetrics(own: string): Promise<string>;
+    reloadOthers(): Promise<WorkerReloadResult[]>;
+  };
 }
 
 function json(status: number, body: unknown, requestId: string): Response {
@@ -22,13 +31,21 @@ function json(status: number, body: unknown, requestId: string): Response {
 }
 
 /** The admin functions, by normalised path; the pipeline calls it for admin-channel duties on `gateway`. */
-export function createAdminFunctions({ metrics, policy, ledger }: AdminDeps): (request: Request, path: string, requestId: string) => Promise<Response> {
+export function createAdminFunctions({ metrics, policy, ledger, fleet }: AdminDeps): (request: Request, path: string, requestId: string) => Promise<Response> {
   return async (request, path, requestId) => {
-    if (path === "/-/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": requestId } });
+    if (path === "/-/metrics") {
+      const text = fleet ? await fleet.renderMetrics(metrics.render()) : metrics.render();
+      return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": requestId } });
+    }
     if (path === "/-/policy") return json(200, policy.status(), requestId);
     if (path === "/-/policy/reload") {
-      const r = await policy.reload("admin");
-      return json(r.ok ? 200 : 422, r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error }, requestId);
+      const [r, others] = await Promise.all([policy.reload("admin"), fleet ? fleet.reloadOthers() : Promise.resolve(null)]);
+      const body = r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error };
+      if (others === null) return json(r.ok ? 200 : 422, body, requestId);
+      // Every worker reloads; the answer is ok only when each did (`other_workers` says which did not):
+      // 422 when this worker refused the policy, 503 when only another did not reload.
+      const allOk = r.ok && others.every((o) => o.ok);
+      return json(allOk ? 200 : r.ok ? 503 : 422, { ...body, ok: allOk, other_workers: others }, requestId);
     }
     if (path === "/-/explain") {
       const active = policy.active;

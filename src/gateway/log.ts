@@ -25,3 +25,13 @@ export function createLogger(level: LogLevel, sink: (line: string) => void = (l)
     error: (m, f) => emit("error", m, f),
   };
 }
+
+/** A logger that adds `fields` to every line (a worker's id); a line's own fields come after them. */
+export function withFields(log: Logger, fields: Record<string, unknown>): Logger {
+  return {
+    debug: (m, f) => log.debug(m, { ...fields, ...f }),
+    info: (m, f) => log.info(m, { ...fields, ...f }),
+    warn: (m, f) => log.warn(m, { ...fields, ...f }),
+    error: (m, f) => log.error(m, { ...fields, ...f }),
+  };
+}

@@ -12,11 +12,13 @@ import { exitWhenDrained } from "../stdio.ts";
 import { existingHttp1Pool } from "../http/forward-http1.ts";
 import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
 import { openLedgerOfStateDir, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
-import { loadTlsMaterial, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
-import { createAdminFunctions, createProbes } from "./admin.ts";
+import { loadTlsMaterial, probeFreePort, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
+import { createAdminFunctions, createProbes, type AdminDeps } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, withFields, type Logger } from "./log.ts";
+import { mergeWorkerMetrics } from "../workers/metrics.ts";
+import type { WorkerLink } from "../workers/worker-link.ts";
 import { Counter, Gauge, Metrics } from "./metrics.ts";
 import { createPipeline, type PipelineDeps } from "./pipeline.ts";
 import { PolicyManager } from "./policy_manager.ts";
@@ -58,10 +60,21 @@ export interface StartGatewayOptions {
   auditDisabled?: boolean;
   /** Start although the recorded duty ledger is missing or replaced (`serve --reset-ledger`). */
   resetLedger?: boolean;
+  /**
+   * This process is one worker of a supervisor (`listen.workers` > 1): it shares the operational
+   * port (SO_REUSEPORT), writes its own audit chain (`audit-w<N>-…`, `worker` in every record),
+   * serves the admin listener only as worker 0 (with every worker's metrics, and reloads that
+   * reach every worker), and stops when the supervisor's channel closes.
+   */
+  worker?: WorkerLink;
 }
 
 export async function startGateway(config: GatewayConfig, options: StartGatewayOptions = {}): Promise<RunningGateway> {
-  const log = options.log ?? createLogger(config.log.level);
+  const worker = options.worker ?? null;
+  const workerId = worker?.identity.id;
+  const baseLog = options.log ?? createLogger(config.log.level);
+  // A worker's log lines say which worker wrote them: the workers share one stderr.
+  const log = worker ? withFields(baseLog, { worker: workerId }) : baseLog;
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const metrics = new Metrics();
   const gatewayKey = await ensureGatewayKey(config.stateDir);
@@ -104,7 +117,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     }
     cleanups.push(() => policy.close());
 
-    const audit = options.auditDisabled ? null : await openAuditLog({ ...config.audit, signingKey: { key: gatewayKey.privateKey, kid: gatewayKey.kid, alg: "EdDSA" } });
+    const audit = options.auditDisabled ? null : await openAuditLog({ ...config.audit, worker: workerId, signingKey: { key: gatewayKey.privateKey, kid: gatewayKey.kid, alg: "EdDSA" } });
     if (audit) cleanups.push(() => audit.close());
     const { ledger, outcome, previous } = await openLedgerOfStateDir({ stateDir: config.stateDir, path: config.ledger.path, retentionDays: config.ledger.retentionDays, reset: options.resetLedger });
     if (outcome === "reset") {
@@ -149,7 +162,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     let drainStarted = 0;
     let endDrain: (() => void) | null = null;
     let drainTimer: ReturnType<typeof setTimeout> | undefined;
-    const adminDeps = { metrics, policy, ledger, audit, stopping: () => stopping !== null };
+    const adminDeps: AdminDeps = { metrics, policy, ledger, audit, stopping: () => stopping !== null, fleet: worker ? workerFleet(worker) : undefined };
     const deps: PipelineDeps = {
       config, policy, authn, ledger, audit, identity, metrics, log,
       probes: createProbes(adminDeps),
@@ -164,13 +177,15 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
         // record); a refusal by the listener would carry neither, so the listener gets no lower limit.
         // What the listener must refuse itself (no URL can be made of it) is recorded by the pipeline.
         listener, tls, fetch: pipeline, refuse: pipeline.refuse, maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        reusePort: worker !== null && channel === "operational",
         onError: (e) => log.error("listener error", { channel, error: (e as Error)?.message }),
       });
       cleanups.push(() => running.stop({ graceful: false }));
       return running;
     };
     const operational = await startOne(config.listen, "operational");
-    const admin = config.admin ? await startOne(config.admin, "admin") : null;
+    // One admin listener for all workers: worker 0's (docs/architecture.md "Workers").
+    const admin = config.admin && (workerId === undefined || workerId === 0) ? await startOne(config.admin, "admin") : null;
 
     const reloadCertificates = async () => {
       for (const [listener, running, name] of [[config.listen, operational, "listen"], [config.admin, admin, "admin"]] as const) {
@@ -228,6 +243,18 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       },
     };
 
+    worker?.serve({
+      renderMetrics: () => metrics.render(),
+      async reload() {
+        const r = await policy.reload("admin");
+        return r.ok ? { worker: workerId!, ok: true, revision: r.active.revision, digest: r.active.digest } : { worker: workerId!, ok: false, code: r.error.code };
+      },
+      supervisorGone() {
+        log.info("the supervisor is gone: stopping gracefully");
+        void gateway.stop().then(() => exitWhenDrained(0));
+      },
+    });
+
     if (options.signals) {
       process.on("SIGHUP", () => {
         log.info("SIGHUP: reloading policy and certificates");
@@ -266,6 +293,47 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
  */
 export function whereBound(listener: Pick<RunningListener, "url" | "boundUrl">): string {
   return listener.boundUrl === listener.url ? listener.url : `${listener.boundUrl}, every interface (from this host: ${listener.url})`;
+}
+
+/** Ports the workers of a supervisor share, fixed before they start. */
+export interface PreparedWorkerState {
+  listenPort: number;
+  adminPort: number | null;
+}
+
+/**
+ * What a supervisor does once before its workers start, so that they do not race for it: the
+ * state directory, the gateway key, the self-signed certificates, the duty ledger (opened,
+ * checked against the state directory's record — `--reset-ledger` is decided here — and closed),
+ * and the addresses: each is checked free with an exclusive bind, and port 0 becomes one port
+ * all workers share. Fails (closed) as `startGateway` would, with the same codes.
+ */
+export async function prepareWorkerState(config: GatewayConfig, options: { resetLedger?: boolean; log?: Logger } = {}): Promise<PreparedWorkerState> {
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  await ensureGatewayKey(config.stateDir);
+  await loadTlsMaterial(config.listen, { stateDir: config.stateDir, name: "listen" });
+  if (config.admin) await loadTlsMaterial(config.admin, { stateDir: config.stateDir, name: "admin" });
+  const { ledger, outcome, previous } = await openLedgerOfStateDir({ stateDir: config.stateDir, path: config.ledger.path, retentionDays: config.ledger.retentionDays, reset: options.resetLedger });
+  if (outcome === "reset") {
+    options.log?.warn("--reset-ledger: the recorded duty ledger was missing or replaced; its history is no longer consulted", { recorded: previous?.ledger_id, ledger_id: ledger.id, ledger: config.ledger.path });
+  }
+  await ledger.close();
+  const listenPort = await probeFreePort(config.listen.host, config.listen.port);
+  let adminPort = config.admin ? await probeFreePort(config.admin.host, config.admin.port) : null;
+  // Two port-0 listeners: the admin port must not be the one just picked (and released) for the other.
+  while (config.admin && config.admin.port === 0 && adminPort === listenPort) adminPort = await probeFreePort(config.admin.host, 0);
+  return { listenPort, adminPort };
+}
+
+/** What worker 0's admin functions ask of the other workers, through the supervisor. */
+function workerFleet(link: WorkerLink): NonNullable<AdminDeps["fleet"]> {
+  return {
+    async renderMetrics(own) {
+      const { parts, supervisor } = await link.collectMetrics();
+      return mergeWorkerMetrics([{ worker: link.identity.id, text: own }, ...parts], supervisor);
+    },
+    reloadOthers: () => link.reloadOthers(),
+  };
 }
 
 /** The start-up banner: where it listens, what policy is active, and a ready-to-paste curl. */

@@ -4,13 +4,13 @@
 // a second server on the same port with SO_REUSEPORT and stops the old one gracefully: in-flight
 // requests finish, new connections get the new certificate, and the old server's idle keep-alive
 // connections are closed (clients reconnect, RFC 9112 §9.3.1).
-import { createServer } from "node:net";
 import { constants } from "node:crypto";
 import { GatewayError } from "../errors.ts";
 import { problemResponse } from "../http/problem.ts";
 import type { ListenerConfig } from "../config/types.ts";
 import { boundUrl, listenerUrl, normaliseRemoteAddress } from "./address.ts";
 import { assertUsablePair } from "./certificates.ts";
+import { probeFreePort } from "./port.ts";
 import type { FetchHandler, RunningListener, TlsMaterial } from "./types.ts";
 
 /** Bun's default already refuses TLS 1.0/1.1; the flags make that explicit and add 1.2 for `min_tls = "1.3"`. */
@@ -27,23 +27,6 @@ function bunTlsOptions(tls: TlsMaterial, minVersion: ListenerConfig["minTlsVersi
     { cert: tls.default.cert, key: tls.default.key, secureOptions },
     ...tls.sni.map((s) => ({ serverName: s.serverName, cert: s.cert, key: s.key, secureOptions })),
   ];
-}
-
-/**
- * SO_REUSEPORT would let a second gateway silently share the port; an exclusive bind first makes
- * "address in use" an error as it would be without the flag.
- */
-async function assertPortFree(host: string, port: number): Promise<void> {
-  if (port === 0) return;
-  await new Promise<void>((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", (error: NodeJS.ErrnoException) => {
-      reject(error.code === "EADDRINUSE"
-        ? new GatewayError("TLS_ADDRESS_IN_USE", `address \`${host}:${port}\` is already in use`)
-        : new GatewayError("TLS_LISTEN_FAILED", `cannot listen on \`${host}:${port}\`: ${error.message}`));
-    });
-    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
-  });
 }
 
 type BunServer = ReturnType<typeof Bun.serve>;
@@ -73,6 +56,8 @@ export async function startBunListener(options: {
   fetch: FetchHandler;
   maxRequestBodySize: number;
   onError?: (error: unknown) => void;
+  /** The port is shared with the other workers of a supervisor, which checked that it was free. */
+  reusePort?: boolean;
 }): Promise<RunningListener> {
   const { listener } = options;
   const report = options.onError ?? (() => {});
@@ -107,7 +92,8 @@ export async function startBunListener(options: {
   };
 
   let draining = false;
-  await assertPortFree(listener.host, listener.port);
+  // A worker's siblings already listen on the port; the supervisor made the exclusive check.
+  if (!options.reusePort) await probeFreePort(listener.host, listener.port);
   let current = serve(listener.port, options.tls);
   // Read once: a stopped Bun server no longer reports its port.
   const port = current.port ?? listener.port;

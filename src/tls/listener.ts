@@ -25,6 +25,12 @@ export interface StartListenerOptions {
    * Default: a problem response with a fresh request id.
    */
   refuse?: RefusalHandler;
+  /**
+   * Listen beside the other workers of one supervisor on the same address (SO_REUSEPORT: the
+   * kernel spreads new connections over them). The supervisor checks once that the address is
+   * free; a listener started alone keeps the exclusive check ("address in use" stays an error).
+   */
+  reusePort?: boolean;
 }
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";

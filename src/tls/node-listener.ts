@@ -74,6 +74,8 @@ export async function startNodeListener(options: {
   maxRequestBodySize: number;
   onError?: (error: unknown) => void;
   refuse?: RefusalHandler;
+  /** Share the port with the other workers of a supervisor (SO_REUSEPORT; Bun and Deno on Linux, Node ≥ 22.12). */
+  reusePort?: boolean;
 }): Promise<RunningListener> {
   const { listener, maxRequestBodySize } = options;
   const report = options.onError ?? (() => {});
@@ -262,7 +264,7 @@ export async function startNodeListener(options: {
         : new GatewayError("TLS_LISTEN_FAILED", `cannot listen on \`${listener.host}:${listener.port}\`: ${error.message}`));
     };
     server.once("error", fail);
-    server.listen(listener.port, listener.host, () => { server.off("error", fail); resolve(); });
+    server.listen({ port: listener.port, host: listener.host, ...(options.reusePort ? { reusePort: true } : {}) }, () => { server.off("error", fail); resolve(); });
   });
   server.on("error", report);
   const address = server.address();

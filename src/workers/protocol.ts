@@ -1,0 +1,56 @@
+// What a supervisor and its workers say to each other over the IPC channel of each worker
+// process. Plain JSON objects, one kind per `type`; an `id` pairs an answer with its question.
+
+/** How a worker learns who it is: `DUTYGATE_WORKER`, JSON of this shape, set by the supervisor. */
+export interface WorkerIdentity {
+  /** 0 … count-1. Worker 0 also serves the admin listener. */
+  id: number;
+  count: number;
+  /** The operational port all workers share (port 0 in the config is fixed once by the supervisor). */
+  listenPort: number;
+  /** The admin listener's port (worker 0 only), fixed likewise; null without an admin listener. */
+  adminPort: number | null;
+}
+
+export const WORKER_ENV = "DUTYGATE_WORKER";
+
+/** One policy reload's result in one worker, as `POST /-/policy/reload` reports it. */
+export interface WorkerReloadResult {
+  worker: number;
+  ok: boolean;
+  revision?: number;
+  digest?: string;
+  /** The reload's error code, or `WORKER_UNAVAILABLE` when the worker did not answer. */
+  code?: string;
+}
+
+/** Worker → supervisor. */
+export type WorkerToSupervisor =
+  /** Serving; worker 0 sends the start-up banner the supervisor prints. */
+  | { type: "ready"; banner: string[] }
+  /** Worker 0's `/-/metrics`: the other workers' figures, please. */
+  | { type: "collect-metrics"; id: number }
+  /** Worker 0's `POST /-/policy/reload`: reload in the other workers too. */
+  | { type: "reload-others"; id: number }
+  /** Answers to the supervisor's questions. */
+  | { type: "metrics"; id: number; text: string }
+  | { type: "reloaded"; id: number; result: WorkerReloadResult };
+
+/** Supervisor → worker. */
+export type SupervisorToWorker =
+  | { type: "render-metrics"; id: number }
+  | { type: "reload"; id: number }
+  /** Answers to worker 0. `parts`: each other worker's metrics text; `supervisor`: the supervisor's own. */
+  | { type: "collected-metrics"; id: number; parts: Array<{ worker: number; text: string }>; supervisor: string }
+  | { type: "reloaded-others"; id: number; results: WorkerReloadResult[] };
+
+/** Parses `DUTYGATE_WORKER`; null when unset, throws on a value the supervisor would not write. */
+export function parseWorkerIdentity(text: string | undefined): WorkerIdentity | null {
+  if (text === undefined || text === "") return null;
+  const value = JSON.parse(text) as Partial<WorkerIdentity>;
+  const whole = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
+  if (!whole(value.id) || !whole(value.count) || !whole(value.listenPort) || !(value.adminPort === null || whole(value.adminPort)) || value.id! >= value.count!) {
+    throw new Error(`${WORKER_ENV} is not a worker identity: ${text}`);
+  }
+  return value as WorkerIdentity;
+}

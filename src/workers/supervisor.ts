@@ -1,0 +1,214 @@
+// The supervisor of `listen.workers` > 1: starts N worker processes on one address, passes
+// SIGHUP and shutdown to all, relays worker 0's admin questions (metrics, reload) to the others,
+// restarts a worker that dies, and gives up (exit 8) when workers keep dying. It serves nothing
+// itself: nothing a request does can crash it. See docs/architecture.md "Workers".
+import { EXIT } from "../cli/io.ts";
+import type { Logger } from "../gateway/log.ts";
+import { Counter, Gauge } from "../gateway/metrics.ts";
+import type { SupervisorToWorker, WorkerIdentity, WorkerReloadResult, WorkerToSupervisor } from "./protocol.ts";
+import { spawnWorker as spawnWorkerProcess, type WorkerProcess } from "./spawn.ts";
+
+/** When workers "keep dying": more than `maxRestarts` deaths within `windowMs`. */
+export interface CrashLoopBound {
+  maxRestarts: number;
+  windowMs: number;
+}
+
+/** 5 deaths in 60 s: a worker that dies at once after each start reaches it within seconds (the backoff doubles from 100 ms). */
+export const DEFAULT_CRASH_LOOP_BOUND: CrashLoopBound = { maxRestarts: 5, windowMs: 60_000 };
+
+/** Exit code of a supervisor that gave up because its workers kept dying. */
+export const EXIT_CRASH_LOOP = EXIT.workersCrashLoop;
+
+export interface SupervisorOptions {
+  count: number;
+  listenPort: number;
+  adminPort: number | null;
+  /** The words that start `gateway serve` for a worker (after the executable). */
+  args: readonly string[];
+  cwd: string;
+  env: Readonly<Record<string, string | undefined>>;
+  log: Logger;
+  /** Prints a banner line (stdout). */
+  out(line: string): void;
+  crashLoop?: CrashLoopBound;
+  /** Longest a worker may take to stop after SIGTERM before it is killed (its drain and stop deadline, plus margin). */
+  stopDeadlineMs?: number;
+  /** Tests start workers their own way; default: {@link spawnWorkerProcess}. */
+  spawn?: (identity: WorkerIdentity) => Promise<WorkerProcess>;
+}
+
+export interface RunningSupervisor {
+  /** The pids of the running workers, by worker id (null while one restarts). */
+  pids(): Array<number | null>;
+  /** Passes SIGHUP to every worker. */
+  reload(): void;
+  /** Stops every worker (SIGTERM: each drains and stops gracefully), then resolves `exited` with 0. */
+  stop(): Promise<number>;
+  /** Resolves with the supervisor's exit code: 0 after stop, 8 after a crash loop, or a worker's start failure code. */
+  readonly exited: Promise<number>;
+}
+
+interface Slot {
+  id: number;
+  process: WorkerProcess | null;
+  ready: boolean;
+  /** Started again after it died: its `ready` is logged as the restart. */
+  restarted: boolean;
+}
+
+/**
+ * Starts `count` workers and resolves once every one serves (the banner of worker 0 printed).
+ * Rejects with the first worker's exit code when one fails its start (a bad policy, a port in
+ * use): a failed start is not retried, it fails closed as a single process would.
+ */
+export async function startSupervisor(options: SupervisorOptions): Promise<RunningSupervisor> {
+  const { log, count } = options;
+  const bound = options.crashLoop ?? DEFAULT_CRASH_LOOP_BOUND;
+  const restarts = new Counter("dutygate_worker_restarts_total", "Worker processes restarted by the supervisor after they died, by worker.", { labels: ["worker"] });
+  for (let id = 0; id < count; id++) restarts.declare({ worker: String(id) });
+  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false }));
+  const running = new Gauge("dutygate_workers", "Worker processes serving (`listen.workers` configured; fewer while one restarts).", () => slots.filter((s) => s.ready).length);
+  const deaths: number[] = [];
+  let stopping = false;
+  let finish!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => (finish = resolve));
+  let nextQuestion = 1;
+  const pending = new Map<number, (message: WorkerToSupervisor) => void>();
+  let banner: string[] | null = null;
+  let startFailed: ((code: number) => void) | null = null;
+  let allReady: (() => void) | null = null;
+
+  const spawn = options.spawn ?? ((identity: WorkerIdentity) => spawnWorkerProcess({ identity, args: options.args, cwd: options.cwd, env: options.env }));
+
+  /** Asks every ready worker but `except` one question; answers within 4 s, the rest left out. */
+  const askOthers = (except: number, question: (id: number) => SupervisorToWorker): Promise<Array<{ worker: number; answer: WorkerToSupervisor | null }>> =>
+    Promise.all(slots.filter((s) => s.id !== except).map((slot) => new Promise<{ worker: number; answer: WorkerToSupervisor | null }>((resolve) => {
+      const id = nextQuestion++;
+      const timer = setTimeout(() => { pending.delete(id); resolve({ worker: slot.id, answer: null }); }, 4_000);
+      pending.set(id, (answer) => { clearTimeout(timer); resolve({ worker: slot.id, answer }); });
+      if (!slot.ready || !slot.process?.send(question(id))) { clearTimeout(timer); pending.delete(id); resolve({ worker: slot.id, answer: null }); }
+    })));
+
+  const onMessage = (slot: Slot, message: WorkerToSupervisor) => {
+    switch (message.type) {
+      case "ready": {
+        slot.ready = true;
+        if (slot.restarted) log.info("worker restarted", { worker: slot.id, pid: slot.process?.pid });
+        if (slot.id === 0 && banner === null) banner = message.banner;
+        if (slots.every((s) => s.ready)) allReady?.();
+        return;
+      }
+      case "metrics":
+      case "reloaded": {
+        const answer = pending.get(message.id);
+        pending.delete(message.id);
+        answer?.(message);
+        return;
+      }
+      case "collect-metrics": {
+        void askOthers(slot.id, (id) => ({ type: "render-metrics", id })).then((answers) => {
+          const parts = answers.flatMap(({ worker, answer }) => (answer?.type === "metrics" ? [{ worker, text: answer.text }] : []));
+          const supervisor = [...restarts.render(), ...running.render()].join("\n") + "\n";
+          slot.process?.send({ type: "collected-metrics", id: message.id, parts, supervisor });
+        });
+        return;
+      }
+      case "reload-others": {
+        log.info("admin reload: reloading the policy in every worker", { from_worker: slot.id });
+        void askOthers(slot.id, (id) => ({ type: "reload", id })).then((answers) => {
+          const results: WorkerReloadResult[] = answers.map(({ worker, answer }) => (answer?.type === "reloaded" ? answer.result : { worker, ok: false, code: "WORKER_UNAVAILABLE" }));
+          slot.process?.send({ type: "reloaded-others", id: message.id, results });
+        });
+        return;
+      }
+    }
+  };
+
+  const start = async (slot: Slot): Promise<void> => {
+    const identity: WorkerIdentity = { id: slot.id, count, listenPort: options.listenPort, adminPort: options.adminPort };
+    const worker = await spawn(identity);
+    slot.process = worker;
+    slot.ready = false;
+    worker.onMessage((m) => onMessage(slot, m));
+    void worker.exited.then((how) => onExit(slot, worker, how));
+  };
+
+  const onExit = (slot: Slot, worker: WorkerProcess, how: { code: number | null; signal: NodeJS.Signals | null }) => {
+    if (slot.process !== worker) return;
+    const wasReady = slot.ready;
+    slot.process = null;
+    slot.ready = false;
+    // Stopping: whoever stops decides the exit code once every worker is gone.
+    if (stopping) return;
+    if (!wasReady && startFailed) {
+      // A worker that cannot start (bad policy, address in use) fails the whole start, closed.
+      log.error("a worker failed to start; stopping the others", { worker: slot.id, pid: worker.pid, code: how.code, signal: how.signal });
+      startFailed(how.code && how.code !== 0 ? how.code : 6);
+      return;
+    }
+    const now = Date.now();
+    deaths.push(now);
+    while (deaths.length > 0 && deaths[0]! < now - bound.windowMs) deaths.shift();
+    if (deaths.length > bound.maxRestarts) {
+      log.error("workers keep dying: giving up", { worker: slot.id, deaths: deaths.length, window_ms: bound.windowMs, max_restarts: bound.maxRestarts });
+      void stopAll().then(() => finish(EXIT_CRASH_LOOP));
+      return;
+    }
+    // Back off as deaths pile up: 100 ms, 200 ms, … at most 5 s.
+    const delay = Math.min(5_000, 100 * 2 ** (deaths.length - 1));
+    log.error("a worker died; restarting it", { worker: slot.id, pid: worker.pid, code: how.code, signal: how.signal, restart_in_ms: delay });
+    restarts.inc({ worker: String(slot.id) });
+    slot.restarted = true;
+    setTimeout(() => {
+      if (stopping) return;
+      void start(slot).catch((e) => {
+        log.error("cannot restart a worker", { worker: slot.id, error: (e as Error).message });
+        onExit(slot, worker, { code: 127, signal: null });
+      });
+    }, delay);
+  };
+
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    const live = slots.filter((s) => s.process !== null).map((s) => s.process!);
+    for (const w of live) w.kill("SIGTERM");
+    const deadline = options.stopDeadlineMs ?? 60_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, deadline); });
+    await Promise.race([Promise.all(live.map((w) => w.exited)), late]);
+    clearTimeout(timer);
+    for (const w of live) w.kill("SIGKILL");
+    await Promise.all(live.map((w) => w.exited));
+  };
+
+  const started = new Promise<void>((resolve, reject) => {
+    allReady = resolve;
+    startFailed = (code) => reject(Object.assign(new Error(`a worker failed to start (exit ${code})`), { exitCode: code }));
+  });
+  try {
+    for (const slot of slots) await start(slot);
+    await started;
+  } catch (e) {
+    await stopAll();
+    throw e;
+  } finally {
+    startFailed = null;
+  }
+  log.info("workers serving", { workers: count, pids: slots.map((s) => s.process?.pid ?? null) });
+  // Printed once every worker serves: the banner promises the address answers.
+  for (const line of banner ?? []) options.out(line);
+
+  let stopped: Promise<number> | null = null;
+  return {
+    pids: () => slots.map((s) => s.process?.pid ?? null),
+    reload() {
+      for (const s of slots) s.process?.kill("SIGHUP");
+    },
+    stop() {
+      stopped ??= stopAll().then(() => { finish(0); return 0; });
+      return stopped;
+    },
+    exited,
+  };
+}

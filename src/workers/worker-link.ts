@@ -1,0 +1,86 @@
+// A worker's end of the IPC channel to its supervisor: it announces it serves, answers for its
+// metrics and reloads, and asks (worker 0, which serves the admin listener) for the others'.
+import type { SupervisorToWorker, WorkerIdentity, WorkerReloadResult, WorkerToSupervisor } from "./protocol.ts";
+
+/** What the worker's gateway does when the supervisor asks. */
+export interface WorkerLinkHandlers {
+  renderMetrics(): string;
+  reload(): Promise<WorkerReloadResult>;
+  /** The channel closed: the supervisor is gone, however it died. */
+  supervisorGone(): void;
+}
+
+/** The worker's side of the channel; create with {@link connectToSupervisor}. */
+export interface WorkerLink {
+  readonly identity: WorkerIdentity;
+  /** Sets the handlers (once the gateway runs); questions before that get no answer. */
+  serve(handlers: WorkerLinkHandlers): void;
+  ready(banner: string[]): void;
+  /** The other workers' metrics texts and the supervisor's own; missing workers are left out. */
+  collectMetrics(): Promise<{ parts: Array<{ worker: number; text: string }>; supervisor: string }>;
+  /** Reloads policy in the other workers; their results, one per worker. */
+  reloadOthers(): Promise<WorkerReloadResult[]>;
+}
+
+/** Longest a question to the supervisor waits: a scrape or reload must not hang on a stuck worker. */
+const ASK_TIMEOUT_MS = 5_000;
+
+/**
+ * The channel of a worker process started by a supervisor (`process.send` exists), or null.
+ *
+ * @example
+ * const link = connectToSupervisor(identity);
+ * link?.serve({ renderMetrics: () => metrics.render(), reload, supervisorGone: () => void gw.stop() });
+ */
+export function connectToSupervisor(identity: WorkerIdentity): WorkerLink | null {
+  if (typeof process.send !== "function") return null;
+  const send = (message: WorkerToSupervisor) => {
+    try { process.send!(message); } catch { /* the channel closed: `disconnect` follows */ }
+  };
+  let handlers: WorkerLinkHandlers | null = null;
+  let nextId = 1;
+  const waiting = new Map<number, (message: SupervisorToWorker) => void>();
+  const ask = <T extends SupervisorToWorker>(question: WorkerToSupervisor & { id: number }, fallback: () => T): Promise<T> =>
+    new Promise<T>((resolve) => {
+      const timer = setTimeout(() => { waiting.delete(question.id); resolve(fallback()); }, ASK_TIMEOUT_MS);
+      waiting.set(question.id, (answer) => { clearTimeout(timer); resolve(answer as T); });
+      send(question);
+    });
+
+  process.on("message", (raw) => {
+    const message = raw as SupervisorToWorker;
+    switch (message.type) {
+      case "render-metrics":
+        if (handlers) send({ type: "metrics", id: message.id, text: handlers.renderMetrics() });
+        return;
+      case "reload":
+        if (handlers) void handlers.reload().then((result) => send({ type: "reloaded", id: message.id, result }));
+        return;
+      case "collected-metrics":
+      case "reloaded-others": {
+        const answer = waiting.get(message.id);
+        waiting.delete(message.id);
+        answer?.(message);
+        return;
+      }
+    }
+  });
+  process.on("disconnect", () => handlers?.supervisorGone());
+
+  return {
+    identity,
+    serve(h) { handlers = h; },
+    ready(banner) { send({ type: "ready", banner }); },
+    async collectMetrics() {
+      const answer = await ask<Extract<SupervisorToWorker, { type: "collected-metrics" }>>({ type: "collect-metrics", id: nextId++ }, () => ({ type: "collected-metrics", id: 0, parts: [], supervisor: "" }));
+      return { parts: answer.parts, supervisor: answer.supervisor };
+    },
+    async reloadOthers() {
+      const others = Array.from({ length: identity.count }, (_, w) => w).filter((w) => w !== identity.id);
+      const answer = await ask<Extract<SupervisorToWorker, { type: "reloaded-others" }>>({ type: "reload-others", id: nextId++ }, () => ({
+        type: "reloaded-others", id: 0, results: others.map((worker) => ({ worker, ok: false, code: "WORKER_UNAVAILABLE" })),
+      }));
+      return answer.results;
+    },
+  };
+}

@@ -1,0 +1,284 @@
+// `[listen] workers = 2`: a supervisor and two worker processes on one address. Real processes
+// (the supervisor in its own process group, killed by PID whatever happens), a real upstream and
+// real clients over loopback. The gateway serves from both workers, survives `kill -9` of one
+// with no failed request beyond those in flight on it, reloads in every worker, keeps history
+// separation of duties across the two, gives up on a crash loop, and leaves one verifiable audit
+// chain per worker.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { auditFileChain, runAuditVerify } from "../../src/audit/mod.ts";
+import { memoryIo } from "../../src/cli/io.ts";
+import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import {
+  createTestIssuer, createTestPki, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig,
+  type GatewayProcess, type TestIssuer, type TestUpstream,
+} from "../support/harness.ts";
+
+interface LogLine { msg: string; worker?: number; supervisor?: number; pid?: number; pids?: number[]; [k: string]: unknown }
+
+function logLines(gw: GatewayProcess): LogLine[] {
+  return gw.stderr().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as LogLine);
+}
+
+/** Polls `check` every 20 ms, at most `tries` times; throws when it never holds. */
+async function until(what: string, check: () => boolean | Promise<boolean>, tries = 1500): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return;
+    await Bun.sleep(20);
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Every audit record of the directory, with the chain (file) it came from. */
+function auditRecords(auditDir: string): Array<Record<string, unknown> & { chain: string }> {
+  return readdirSync(auditDir).sort().flatMap((name) => {
+    const chain = auditFileChain(name);
+    if (chain === null) return [];
+    return readFileSync(join(auditDir, name), "utf8").split("\n").filter(Boolean).map((l) => ({ ...(JSON.parse(l) as Record<string, unknown>), chain }));
+  });
+}
+
+interface WorkersFixture {
+  dir: string;
+  upstream: TestUpstream;
+  issuer: TestIssuer;
+  gw: GatewayProcess;
+  adminUrl: string;
+  olga: IssuedCertificate;
+  /** One request over a fresh connection (so the kernel picks a worker for each). */
+  request(path: string, token: string, method?: string): Promise<number>;
+  admin(path: string, method?: string): Promise<Response>;
+  close(): Promise<void>;
+}
+
+async function startWorkers(dir: string): Promise<WorkersFixture> {
+  cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+  const upstream = startTestUpstream();
+  const issuer = await createTestIssuer(dir);
+  const pki = await createTestPki(dir, "admin-ca");
+  const olga = await pki.client("olga");
+  const config = writeProcessConfig(dir, {
+    upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies"),
+    listenToml: "workers = 2",
+    extra: [
+      "[admin]", `address = "127.0.0.1:0"`, `client_ca = ${JSON.stringify(pki.ca.certFile)}`,
+      "[admin.identities.olga]", `roles = ["sre"]`, "mfa = true", `team = "ops"`,
+    ].join("\n"),
+  });
+  let gw: GatewayProcess;
+  try {
+    gw = await spawnGatewayProcess(config, { cwd: dir, deadlineMs: 60_000 });
+  } catch (e) {
+    upstream.stop();
+    throw e;
+  }
+  const adminUrl = /admin channel on (https:\/\/\S+)/.exec(gw.stdout())![1]!;
+  return {
+    dir, upstream, issuer, gw, adminUrl, olga,
+    async request(path, token, method = "POST") {
+      const res = await fetch(gw.url + path, { method, headers: { authorization: `Bearer ${token}` }, keepalive: false, tls: { rejectUnauthorized: false } } as RequestInit);
+      await res.arrayBuffer();
+      return res.status;
+    },
+    admin(path, method = "GET") {
+      return fetch(adminUrl + path, { method, keepalive: false, tls: { rejectUnauthorized: false, cert: olga.cert, key: olga.key } } as RequestInit);
+    },
+    async close() {
+      await gw.kill();
+      upstream.stop();
+    },
+  };
+}
+
+function workerPids(gw: GatewayProcess): number[] {
+  return logLines(gw).find((l) => l.msg === "workers serving")?.pids ?? [];
+}
+
+function metricValue(text: string, name: string, has: string[] = []): number[] {
+  return text.split("\n").filter((l) => l.startsWith(name) && has.every((h) => l.includes(h))).map((l) => Number(l.slice(l.lastIndexOf(" ") + 1)));
+}
+
+describe("workers = 2", () => {
+  let dir: string;
+  let f: WorkersFixture;
+  let alice: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    f = await startWorkers(dir);
+    alice = await f.issuer.token({ sub: "alice", roles: ["developer", "reviewer"], mfa: true });
+  }, 90_000);
+
+  afterAll(async () => {
+    await f?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("two worker processes serve the one address; the metrics of worker 0's admin listener cover both", async () => {
+    await until("the supervisor's log of its workers", () => workerPids(f.gw).length > 0);
+    const pids = workerPids(f.gw);
+    expect(pids.length).toBe(2);
+    for (const pid of pids) expect(alive(pid)).toBe(true);
+    const REQUESTS = 60;
+    const statuses: number[] = [];
+    for (let i = 0; i < REQUESTS; i++) statuses.push(await f.request(`/changes/serve-${i}/submit`, alice));
+    expect(statuses).toEqual(new Array(REQUESTS).fill(200));
+    // New connections were spread over both workers: each wrote decisions to its own chain.
+    await until("both chains hold decisions", () => {
+      const byChain = new Set(auditRecords(join(dir, "audit")).filter((r) => r.type === "decision" && String(r.path).includes("/changes/serve-")).map((r) => r.chain));
+      return byChain.has("w0") && byChain.has("w1");
+    }, 500);
+
+    const metrics = await (await f.admin("/-/metrics")).text();
+    // Summed over the workers: every request, whichever worker answered it.
+    expect(metricValue(metrics, "dutygate_requests_total{", ['duty="submit_change"', 'decision="allow"', 'status="200"'])).toEqual([REQUESTS]);
+    expect(metricValue(metrics, "dutygate_workers ")).toEqual([2]);
+    expect(metricValue(metrics, "dutygate_policy_revision{", ['worker="0"']).length).toBe(1);
+    expect(metricValue(metrics, "dutygate_policy_revision{", ['worker="1"']).length).toBe(1);
+    expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="1"'])).toEqual([0]);
+  }, 60_000);
+
+  test("history separation of duties holds across the workers: racing submit/approve by one person", async () => {
+    const PAIRS = 150;
+    const BATCH = 10;
+    const outcomes: Array<[number, number]> = [];
+    for (let start = 0; start < PAIRS; start += BATCH) {
+      const batch = Array.from({ length: Math.min(BATCH, PAIRS - start) }, (_, k) => start + k);
+      outcomes.push(...await Promise.all(batch.map((i) => Promise.all([f.request(`/changes/race-${i}/submit`, alice), f.request(`/changes/race-${i}/approve`, alice)]))));
+    }
+    const doubleDuties = outcomes.filter(([s, a]) => s === 200 && a === 200).length;
+    expect(doubleDuties).toBe(0);
+    // Each pair: one duty allowed, the other denied by the history rule, never both nor neither.
+    expect(outcomes.filter(([s, a]) => (s === 200) === (a === 200))).toEqual([]);
+    expect(outcomes.flat().every((status) => status === 200 || status === 403)).toBe(true);
+    // The race was across processes: in some pairs the two decisions were made by different workers.
+    await until("every race decision recorded", () => auditRecords(join(dir, "audit")).filter((r) => r.type === "decision" && String(r.path).includes("/changes/race-")).length === PAIRS * 2, 500);
+    const workerOf = new Map<string, Set<string>>();
+    for (const r of auditRecords(join(dir, "audit"))) {
+      const m = /\/changes\/(race-\d+)\//.exec(String(r.path));
+      if (r.type !== "decision" || !m) continue;
+      workerOf.set(m[1]!, (workerOf.get(m[1]!) ?? new Set()).add(r.chain));
+    }
+    expect([...workerOf.values()].filter((chains) => chains.size === 2).length).toBeGreaterThan(0);
+  }, 120_000);
+
+  test("SIGHUP to the supervisor reloads the policy in every worker; an admin reload reaches every worker", async () => {
+    appendFileSync(join(dir, "policies", "changes.duty"), "\n# reloaded by SIGHUP\n");
+    const before = logLines(f.gw).length;
+    f.gw.signal("SIGHUP");
+    const reloadedBy = () => logLines(f.gw).slice(before).filter((l) => l.msg.startsWith("policy active:") && l.msg.includes("(sighup,"));
+    await until("both workers reloaded", () => reloadedBy().length === 2, 500);
+    expect(reloadedBy().map((l) => l.worker).sort()).toEqual([0, 1]);
+    const digests = new Set(reloadedBy().map((l) => /digest (\w+)/.exec(l.msg)![1]));
+    expect(digests.size).toBe(1);
+
+    appendFileSync(join(dir, "policies", "changes.duty"), "\n# reloaded by the admin function\n");
+    const res = await f.admin("/-/policy/reload", "POST");
+    const body = (await res.json()) as { ok: boolean; changed: boolean; digest: string; other_workers: Array<{ worker: number; ok: boolean; revision?: number; digest?: string }> };
+    expect(res.status).toBe(200);
+    expect(body).toMatchObject({ ok: true, changed: true });
+    expect(body.other_workers).toEqual([{ worker: 1, ok: true, revision: 0, digest: body.digest }]);
+    expect([...digests][0]).not.toBe(body.digest.slice(0, 12));
+  }, 60_000);
+
+  test("kill -9 of a worker: no failed request beyond those in flight on it; it is restarted and counted", async () => {
+    const victim = workerPids(f.gw)[1]!;
+    const CLIENTS = 4;
+    const MAX_REQUESTS = 4000;
+    const deadline = Date.now() + 45_000;
+    let sent = 0;
+    let ok = 0;
+    let afterRestart = 0;
+    let restarted = false;
+    const failures: Array<{ startedAt: number; what: string }> = [];
+    let stop = false;
+    const client = async (c: number) => {
+      for (let n = 0; !stop && sent < MAX_REQUESTS && Date.now() < deadline; n++) {
+        sent++;
+        const startedAt = Date.now();
+        try {
+          const status = await f.request(`/changes/load-${c}-${n}/submit`, alice);
+          if (status === 200) { ok++; if (restarted) afterRestart++; } else failures.push({ startedAt, what: `status ${status}` });
+        } catch (e) {
+          failures.push({ startedAt, what: (e as Error).message });
+        }
+      }
+    };
+    const load = Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
+    try {
+      await until("load under way", () => ok >= 40);
+      process.kill(victim, "SIGKILL");
+      await until("the worker restarted", () => logLines(f.gw).some((l) => l.msg === "worker restarted" && l.worker === 1));
+      restarted = true;
+      await until("requests served after the restart", () => afterRestart >= 40);
+    } finally {
+      stop = true;
+      await load;
+    }
+    const died = logLines(f.gw).find((l) => l.msg === "a worker died; restarting it")!;
+    expect(died).toMatchObject({ worker: 1, pid: victim, signal: "SIGKILL" });
+    // The requests that failed were all under way before the supervisor saw the worker gone: they
+    // were on its connections (or in its accept queue, which the kernel resets when the socket
+    // closes). Every request started later succeeded, during the restart and after it.
+    const diedAt = Date.parse(String(died.time));
+    expect(failures.filter((x) => x.startedAt > diedAt)).toEqual([]);
+    expect(failures.every((x) => /ECONNRESET|closed/i.test(x.what))).toBe(true);
+    expect(ok).toBeGreaterThan(80);
+    expect(alive(victim)).toBe(false);
+    const metrics = await (await f.admin("/-/metrics")).text();
+    expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="1"'])).toEqual([1]);
+    expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="0"'])).toEqual([0]);
+    expect(metricValue(metrics, "dutygate_workers ")).toEqual([2]);
+  }, 90_000);
+
+  test("SIGTERM stops every worker gracefully; each worker's chain verifies, every record names its worker", async () => {
+    const workers = [...workerPids(f.gw), ...logLines(f.gw).filter((l) => l.msg === "worker restarted").map((l) => l.pid!)];
+    f.gw.signal("SIGTERM");
+    expect(await f.gw.exited).toBe(0);
+    for (const pid of workers) expect(alive(pid)).toBe(false);
+    const keys = join(dir, ".state", "gateway-key", "public.jwks");
+    const io = memoryIo();
+    const code = await runAuditVerify({ files: [join(dir, "audit")], keysFile: keys }, io);
+    expect(io.stdout).toContain("ok: 2 chains intact");
+    expect(code).toBe(0);
+    expect(io.stdout.filter((l) => / ok: \d+ records/.test(l)).map((l) => l.split(":")[0])).toEqual(["chain w0", "chain w1"]);
+    expect(io.stdout.at(-1)).toBe("ok: 2 chains intact");
+    // Closed cleanly: no record after each chain's last checkpoint.
+    expect(io.stdout.filter((l) => l.includes("unsigned tail"))).toEqual([]);
+    const records = auditRecords(join(dir, "audit"));
+    expect(records.filter((r) => `w${String(r.worker)}` !== r.chain)).toEqual([]);
+  }, 60_000);
+});
+
+describe("workers that keep dying", () => {
+  test("more than 5 deaths within 60 s: the supervisor stops the rest and exits 8", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    const f = await startWorkers(dir);
+    try {
+      let victim = workerPids(f.gw)[1]!;
+      for (let death = 1; death <= 6; death++) {
+        process.kill(victim, "SIGKILL");
+        if (death === 6) break;
+        await until(`restart ${death}`, () => logLines(f.gw).filter((l) => l.msg === "worker restarted").length === death);
+        victim = logLines(f.gw).filter((l) => l.msg === "worker restarted").at(-1)!.pid!;
+      }
+      expect(await f.gw.exited).toBe(8);
+      expect(logLines(f.gw).find((l) => l.msg === "workers keep dying: giving up")).toMatchObject({ deaths: 6, max_restarts: 5, window_ms: 60_000 });
+      expect(alive(workerPids(f.gw)[0]!)).toBe(false);
+    } finally {
+      await f.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
