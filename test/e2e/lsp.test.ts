@@ -5,6 +5,8 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatPolicySource } from "../../dsl/mod.ts";
+import { createRng } from "../../bench/gen_policy.ts";
+import { mutateChars, mutateTokens } from "../fuzz/mutations.ts";
 import { SHIPPED_POLICIES } from "../support/harness.ts";
 import { startLspSession, uriOf, type LspSession } from "../support/lsp_client.ts";
 
@@ -182,6 +184,34 @@ describe("gateway lsp over stdio", () => {
     const base = await request<Array<{ range: { start: Pos }; command: { title: string } }>>("textDocument/codeLens", uriOf(BASE));
     expect(base.map((l) => l.command.title)).toEqual(["✓ developer / deployer: never held together; both may list_changes, read_change", "✓ reviewer / security_admin: never held together"]);
   });
+
+  test("fuzzed documents: every request kind answers without an error at positions all over the text (80 inputs)", async () => {
+    const rng = createRng(0x15b);
+    const shipped = [changesText, baseText, readFileSync(join(policies, "admin.duty"), "utf8")];
+    const uri = "untitled:fuzzed";
+    let answered = 0;
+    for (let i = 0; i < 80; i++) {
+      const text = i % 2 ? mutateTokens(rng, shipped[i % 3]!) : mutateChars(rng, shipped[i % 3]!);
+      const where = `input ${i}:\n${text}`;
+      if (i === 0) await lsp.open(uri, text);
+      else await lsp.change(uri, text);
+      const lines = text.split("\n");
+      for (let p = 0; p < 12; p++) {
+        const line = rng.int(lines.length);
+        const position = { line, character: rng.int((lines[line]?.length ?? 0) + 1) };
+        for (const method of ["textDocument/hover", "textDocument/definition", "textDocument/completion"]) {
+          await request(method, uri, position).catch((e: Error) => { throw new Error(`${method} at ${JSON.stringify(position)}: ${e.message}\n${where}`); });
+          answered++;
+        }
+        await request("textDocument/references", uri, position, { context: { includeDeclaration: true } });
+      }
+      const edits = await request<Array<{ newText: string }>>("textDocument/formatting", uri, undefined, { options: { tabSize: 2, insertSpaces: true } });
+      const formatted = formatPolicySource({ path: "fuzzed", text }).text;
+      expect(edits.length ? edits[0]!.newText : text, where).toBe(formatted ?? text);
+      await request("textDocument/codeLens", uri);
+    }
+    expect(answered).toBe(80 * 12 * 3);
+  }, 120_000);
 
   test("a file outside any directory of policies (an unsaved buffer) is a policy of its own", async () => {
     const uri = "untitled:Untitled-1";
