@@ -38,14 +38,19 @@ export { inputNamesOf, policyInputNames } from "./inputs.ts";
 export type { PolicyInputNames } from "./inputs.ts";
 /** The slow, obviously-correct reference evaluator; the compiled tree must agree with it. */
 export { interpretDecision, interpretRoute } from "./interpret.ts";
+/** What explain adds to a decision: failing sub-conditions with their values, route near misses. */
+export { explainDecision, explainCondition, routeNearMisses } from "./explain.ts";
+export type { ConditionFact, DecisionDetail } from "./explain.ts";
+/** Typed expressions and values as policy text. */
+export { exprText, valueText } from "./render_expr.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */
 export { renderDiagnostic, renderGithubAnnotation, githubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch, editDistance } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
 /** A route param value as a duty-ledger key: decoded once, NFC, trimmed (docs/ledger.md, "Keys"). */
 export { canonicalLedgerKey, compositeLedgerKey } from "./ledger_key.ts";
 /** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
-export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation } from "./policy_tests.ts";
-export type { PolicyTestResult, PolicyTestName } from "./policy_tests.ts";
+export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation, applyHistory, readHistory } from "./policy_tests.ts";
+export type { PolicyTestResult, PolicyTestName, HistoryStep } from "./policy_tests.ts";
 /** Static analysis: the separation-of-duties reachability table, admin exposure, role assignments, the role × duty matrix. */
 export { analyzeSeparation, checkAssignments, renderReachabilityTable, roleDutyMatrix } from "./analysis.ts";
 export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation, RoleDutyMatrix, MatrixGrant } from "./analysis.ts";

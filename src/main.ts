@@ -84,6 +84,7 @@ usage:
                   [--coverage] [--min-coverage N]
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
+                  [--history FILE]             judge history separations against prior duties
   gateway fmt     [DIR|FILE...] [--check] [--diff]
                                                  rewrite .duty files in the canonical layout
   gateway play    [DIR] [--listen HOST:PORT] [--allow-non-loopback]
@@ -256,7 +257,7 @@ const commands: Record<string, Command> = {
     return runCheck({ dir, format, now, coverage: a.booleans.has("coverage"), minCoverage, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), warningsAsErrors: a.booleans.has("warnings-as-errors"), extraSteps }, io);
   },
   async explain(argv, io) {
-    const a = parseArgs(argv, { values: ["principal", "request", "ip", "channel", "time", "format"], repeated: ["header"] });
+    const a = parseArgs(argv, { values: ["principal", "request", "ip", "channel", "time", "format", "history"], repeated: ["header"] });
     const dir = a.positionals[0];
     if (!dir || !a.flags.principal || !a.flags.request) throw new GatewayError("USAGE", "explain needs `DIR --principal FILE --request \"METHOD /path\"`");
     const format = a.flags.format ?? "text";
@@ -264,7 +265,7 @@ const commands: Record<string, Command> = {
     const channel = a.flags.channel ?? "operational";
     if (channel !== "operational" && channel !== "admin") throw new GatewayError("USAGE", `unknown channel \`${channel}\` (operational or admin)`);
     const { runExplain } = await import("./cli/explain.ts");
-    return runExplain({ dir, principalFile: a.flags.principal, request: a.flags.request, headers: a.lists.header, ip: a.flags.ip, channel, time: a.flags.time, format }, io);
+    return runExplain({ dir, principalFile: a.flags.principal, request: a.flags.request, headers: a.lists.header, ip: a.flags.ip, channel, time: a.flags.time, format, historyFile: a.flags.history }, io);
   },
   async fmt(argv, io) {
     const a = parseArgs(argv, { booleans: ["check", "diff"] });

@@ -25,6 +25,8 @@ export interface ExplainParams {
   /** RFC 3339; default now. */
   time?: string;
   format?: "text" | "json";
+  /** A file of duties performed before (TOML `history = [{duty, sub, key}]`, or JSON), judged instead of a ledger. */
+  historyFile?: string;
   /** How policy files are named in rule ids (default: `dir` as given). */
   displayDir?: string;
 }
@@ -63,6 +65,42 @@ export function readPrincipalFile(path: string): Record<string, unknown> {
   // `[principal]` in TOML (or `{"principal": {...}}`) when it is the only key.
   if (Object.keys(record).length === 1 && inner !== null && typeof inner === "object" && !Array.isArray(inner)) return inner as Record<string, unknown>;
   return record;
+}
+
+/**
+ * Reads a history file: TOML `history = [{ duty = "…", sub = "…", key = "…" }]` (the shape of a
+ * policy test's `history`), or JSON, a list or `{"history": [...]}`. The entries are checked
+ * against the policy later; throws `GatewayError` `EXPLAIN_BAD_HISTORY_FILE` when the file cannot
+ * be read or parsed.
+ */
+export function readHistoryFile(path: string): unknown {
+  const bad = (message: string) => new GatewayError("EXPLAIN_BAD_HISTORY_FILE", message);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw bad(`cannot read history file \`${path}\`: ${fileErrorReason(e)}`);
+  }
+  let doc: unknown;
+  if (path.endsWith(".json")) {
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      throw bad(`history file \`${path}\` is not valid JSON (${(e as Error).message.replace(/^JSON Parse error: /, "").toLowerCase()})`);
+    }
+  } else {
+    try {
+      doc = parseToml(text);
+    } catch (e) {
+      if (!(e instanceof TomlError)) throw e;
+      const reason = e.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
+      throw bad(`history file \`${path}:${e.line}:${e.column}\` is not valid TOML: ${reason.charAt(0).toLowerCase()}${reason.slice(1)}`);
+    }
+  }
+  if (Array.isArray(doc)) return doc;
+  const list = doc !== null && typeof doc === "object" ? (doc as Record<string, unknown>).history : undefined;
+  if (list === undefined) throw bad(`history file \`${path}\` holds no \`history\` list`);
+  return list;
 }
 
 function parseHeaderPairs(pairs: readonly string[]): Record<string, string> | string {
@@ -113,10 +151,18 @@ export async function runExplain(params: ExplainParams, io: Io): Promise<number>
     io.err(`error: \`--header\` needs \`name=value\`, got \`${headers}\``);
     return EXIT.usage;
   }
-  const input: ExplainInput = { principal, request: params.request, channel: params.channel, ip: params.ip, headers, time: params.time };
+  let history: unknown;
+  try {
+    history = params.historyFile === undefined ? undefined : readHistoryFile(params.historyFile);
+  } catch (e) {
+    if (!(e instanceof GatewayError)) throw e;
+    io.err(`error[${e.code}]: ${e.message}`);
+    return EXIT.usage;
+  }
+  const input: ExplainInput = { principal, request: params.request, channel: params.channel, ip: params.ip, headers, time: params.time, history };
   const result = await explainRequest(compilePolicy(loaded.policy), input, null);
   if (!result.ok) {
-    io.err(`error[${result.code}]: ${result.message}`);
+    io.err(`error[${result.code}]: ${result.code === "EXPLAIN_BAD_HISTORY" ? `\`${params.historyFile}\`: ` : ""}${result.message}`);
     return EXIT.usage;
   }
   if (params.format === "json") io.out(JSON.stringify(result.explanation, null, 2));

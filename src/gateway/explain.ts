@@ -2,7 +2,7 @@
 // failures all print. It carries the compiled tree's decision (with the branch it took), the
 // reference interpreter's full list of rules considered, and the duty-ledger facts consulted
 // (read-only: explaining never writes the ledger).
-import { coercePrincipal, interpretDecision, parseIp, type Channel, type CompiledPolicy, type Decision, type LedgerFact, type PolicyRequest, denyForSeparation, findSeparationConflict } from "../../dsl/mod.ts";
+import { applyHistory, coercePrincipal, explainDecision, interpretDecision, parseIp, readHistory, type Channel, type CompiledPolicy, type ConditionFact, type Decision, type LedgerFact, type PolicyRequest, denyForSeparation, findSeparationConflict } from "../../dsl/mod.ts";
 import { normalizeRequestPath } from "../http/mod.ts";
 import type { DutyLedger } from "../ledger/mod.ts";
 
@@ -15,6 +15,11 @@ export interface ExplainInput {
   headers?: Record<string, string>;
   /** RFC 3339; default now. */
   time?: string;
+  /**
+   * Duties performed before, instead of the ledger: `[{duty, sub, key?}]` as a policy test's
+   * `history` (`key` absent: the request's own key). Explains a separation offline.
+   */
+  history?: unknown;
 }
 
 export interface Explanation {
@@ -28,6 +33,12 @@ export interface Explanation {
   /** Both evaluators reached the same decision (they must; a mismatch is a bug worth reporting). */
   evaluatorsAgree: boolean;
   ledger: LedgerFact[];
+  /** By rule id: the sub-conditions that kept a grant from applying or made a forbid hold, with their values. */
+  conditions: Record<string, ConditionFact[]>;
+  /** Routes the request nearly matched (another method, without a trailing slash, the other channel). */
+  hints: string[];
+  /** Whether separations were judged against a given `history` rather than the ledger. */
+  historyGiven: boolean;
 }
 
 export type ExplainResult = { ok: true; explanation: Explanation } | { ok: false; code: string; message: string };
@@ -56,10 +67,15 @@ export async function explainRequest(compiled: CompiledPolicy, input: ExplainInp
   for (const [k, v] of Object.entries(input.headers ?? {})) headers[k.toLowerCase()] = v;
   const query = Object.fromEntries(new URLSearchParams(target.query));
   const request: PolicyRequest = { method: m[1]!, path: target.path, ip, time, headers, query };
+  const history = input.history === undefined ? null : readHistory(input.history, new Set(compiled.policy.duties.map((d) => d.name)));
+  if (history && "error" in history) return { ok: false, code: "EXPLAIN_BAD_HISTORY", message: history.error };
   let decision = compiled.decide(channel, p.principal, request);
   const reference = interpretDecision(compiled.policy, channel, p.principal, request);
   let facts: LedgerFact[] = [];
-  if (decision.allow && decision.separations.length && ledger) {
+  if (history) {
+    decision = applyHistory(decision, p.principal.sub, history.steps, time);
+    facts = decision.ledger;
+  } else if (decision.allow && decision.separations.length && ledger) {
     facts = await ledger.lookup(decision.separations, p.principal.sub);
     const conflict = findSeparationConflict(decision.separations, p.principal.sub, decision.duty!, facts);
     decision = conflict
@@ -68,6 +84,7 @@ export async function explainRequest(compiled: CompiledPolicy, input: ExplainInp
   }
   const match = compiled.match(channel, request.method, request.path);
   const duty = match ? compiled.policy.duties.find((d) => d.name === match.duty)! : null;
+  const detail = explainDecision(compiled.policy, channel, p.principal, request);
   return {
     ok: true,
     explanation: {
@@ -79,6 +96,9 @@ export async function explainRequest(compiled: CompiledPolicy, input: ExplainInp
       considered: reference.reasons,
       evaluatorsAgree: reference.allow === (decision.code === "DENY_SOD_HISTORY" ? true : decision.allow) && (reference.decidedBy === decision.decidedBy || decision.code === "DENY_SOD_HISTORY"),
       ledger: facts,
+      conditions: detail.conditions,
+      hints: detail.hints,
+      historyGiven: history !== null,
     },
   };
 }
@@ -100,11 +120,16 @@ export function renderExplanation(e: Explanation): string[] {
     `  decided by ${decidedByAt(d)}`,
     `  message    ${d.message}`,
     "  rules considered:",
-    ...e.considered.map((r) => `    ${r.held ? "holds    " : "not held "} ${r.kind.padEnd(9)} ${r.at || "-"}  ${r.why}`),
+    ...e.considered.flatMap((r) => [
+      `    ${r.held ? "holds    " : "not held "} ${r.kind.padEnd(9)} ${r.at || "-"}  ${r.why}`,
+      ...(e.conditions[r.rule] ?? []).map((f) => `                ${f.holds ? "holds: " : "fails: "} ${f.condition}${f.values.length ? `   (${f.values.map((v) => `${v.expr} = ${v.value}`).join(", ")})` : ""}  ${f.at}`),
+    ]),
   ];
+  if (e.hints.length) lines.push("  near misses:", ...e.hints.map((h) => `    ${h}`));
   if (d.branch.length) lines.push("  tree branch:", ...d.branch.map((b) => `    → ${b}`));
   if (d.separations.length) lines.push("  history separation:", ...d.separations.map((s) => `    ${s.constraint} by ${s.param}=${s.key} over ${s.duties.join(", ")}`));
-  if (e.ledger.length) lines.push("  ledger facts:", ...e.ledger.map((f) => `    ${f.sub} performed ${f.duty} on ${f.key} at ${new Date(f.at).toISOString()}`));
+  if (e.historyGiven && !e.ledger.length && d.separations.length) lines.push("  history: no prior duty of this person on this key");
+  if (e.ledger.length) lines.push(e.historyGiven ? "  history given:" : "  ledger facts:", ...e.ledger.map((f) => `    ${f.sub} performed ${f.duty} on ${f.key}${e.historyGiven ? "" : ` at ${new Date(f.at).toISOString()}`}`));
   if (!e.evaluatorsAgree) lines.push("  WARNING: the compiled tree and the reference interpreter disagree — please report this");
   return lines;
 }

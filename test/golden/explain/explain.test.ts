@@ -19,6 +19,7 @@ interface GoldenCase {
   headers?: string[];
   ip?: string;
   channel?: "operational" | "admin";
+  history?: string;
   code: string;
 }
 
@@ -30,10 +31,16 @@ const CASES: GoldenCase[] = [
   { name: "admin-inside-network", principal: "sam.toml", request: "PUT /admin/security/tls", channel: "admin", ip: "10.1.2.3", code: "ALLOW" },
   { name: "exclusive-roles", principal: "mallory.json", request: "POST /changes/42/submit", code: "DENY_EXCLUSIVE" },
   { name: "no-route", principal: "alice.json", request: "GET /nowhere?x=1", code: "DENY_NO_ROUTE" },
+  { name: "failing-condition", principal: "dave.json", request: "POST /changes/7/deploy", code: "DENY_NO_GRANT" },
+  { name: "near-miss-head", principal: "alice.json", request: "HEAD /changes", code: "DENY_NO_ROUTE" },
+  { name: "near-miss-trailing-slash", principal: "alice.json", request: "GET /changes/", code: "DENY_NO_ROUTE" },
+  { name: "near-miss-other-channel", principal: "sam.toml", request: "GET /admin/security/tls", code: "DENY_NO_ROUTE" },
+  { name: "history-separation", principal: "bob.json", request: "POST /changes/42/approve", history: "bob-submitted-42.toml", code: "DENY_SOD_HISTORY" },
+  { name: "history-other-key", principal: "bob.json", request: "POST /changes/43/approve", history: "bob-submitted-42.toml", code: "ALLOW" },
 ];
 
 function paramsOf(c: GoldenCase, format: "text" | "json"): ExplainParams {
-  return { dir: join(HERE, "policies"), displayDir: "policies", principalFile: join(HERE, "principals", c.principal), request: c.request, headers: c.headers, ip: c.ip, channel: c.channel, time: TIME, format };
+  return { dir: join(HERE, "policies"), displayDir: "policies", principalFile: join(HERE, "principals", c.principal), request: c.request, headers: c.headers, ip: c.ip, channel: c.channel, time: TIME, format, historyFile: c.history && join(HERE, "history", c.history) };
 }
 
 function compareGolden(file: string, actual: string): void {
@@ -73,6 +80,9 @@ describe("gateway explain errors", () => {
     ["a bad time", { time: "yesterday" }, "EXPLAIN_BAD_TIME"],
     ["a principal file that does not exist", { principalFile: join(HERE, "principals", "nobody.json") }, "cannot read principal file"],
     ["a header without =", { headers: ["x-freeze"] }, "`--header` needs `name=value`"],
+    ["a history naming an unknown duty", { historyFile: join(HERE, "history", "typo.json") }, "EXPLAIN_BAD_HISTORY]: `" ],
+    ["a history file that does not exist", { historyFile: join(HERE, "history", "none.toml") }, "EXPLAIN_BAD_HISTORY_FILE]: cannot read history file"],
+    ["a history file that is not TOML", { historyFile: join(HERE, "history", "broken.toml") }, "is not valid TOML"],
   ] as const)("%s → exit 64", async (_name, patch, expected) => {
     const io = memoryIo();
     expect(await runExplain({ ...base, ...patch }, io)).toBe(EXIT.usage);
