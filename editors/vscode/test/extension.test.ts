@@ -4,10 +4,11 @@
 // packages stay out of the gateway's runtime dependencies.
 import { afterAll, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startLspSession, uriOf } from "../../../test/support/lsp_client.ts";
 import { serverCommand } from "../src/server-command.ts";
 import { EXTENSION_DIR, GRAMMAR_PATH, REPO_ROOT } from "./textmate.ts";
 import { readZipEntries } from "./zip.ts";
@@ -82,6 +83,29 @@ test("the client starts `gateway lsp`, or the configured binary with extra argum
   expect(serverCommand({ path: "/opt/dutygate/gateway", lspArgs: ["--verbose"] })).toEqual({ command: "/opt/dutygate/gateway", args: ["lsp", "--verbose"] });
   expect(serverCommand({ path: "./node_modules/.bin/gateway", lspArgs: [3 as never, "x"] })).toEqual({ command: "./node_modules/.bin/gateway", args: ["lsp", "x"] });
 });
+
+test("the command the client starts — `gateway lsp` and the `--stdio` its library adds — is a language server that checks .duty files", async () => {
+  // vscode-languageclient appends `--stdio` to a command it runs with TransportKind.stdio.
+  const library = readFileSync(join(REPO_ROOT, "node_modules/vscode-languageclient/lib/node/main.js"), "utf8");
+  expect(library).toMatch(/transport === TransportKind\.stdio\) \{\s*args\.push\('--stdio'\)/);
+  // `dutygate.path` naming a `gateway` binary: here a wrapper that runs the source.
+  const bin = join(tmp, "bin");
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(join(bin, "gateway"), `#!/bin/sh\nexec "${join(REPO_ROOT, "node_modules/.bin/bun")}" "${join(REPO_ROOT, "src/main.ts")}" "$@"\n`);
+  chmodSync(join(bin, "gateway"), 0o755);
+  const project = join(tmp, "project");
+  cpSync(join(REPO_ROOT, "policies"), join(project, "policies"), { recursive: true });
+  const { command, args } = serverCommand({ path: join(bin, "gateway") });
+  const session = await startLspSession([command, ...args, "--stdio"], { cwd: project });
+  try {
+    const file = join(project, "policies", "changes.duty");
+    const broken = await session.open(uriOf(file), readFileSync(file, "utf8") + "grant developer approve_chnge\n");
+    expect(broken.map((d) => d.code)).toEqual(["E_UNKNOWN_DUTY"]);
+    expect(broken[0]!.range.start).toEqual({ line: readFileSync(file, "utf8").split("\n").length - 1, character: 16 });
+  } finally {
+    await session.close().catch(() => session.kill());
+  }
+}, 60_000);
 
 test("editor packages are development dependencies only, never the gateway's runtime ones", () => {
   const editorPackages = ["@vscode/vsce", "vscode-languageclient", "vscode-textmate", "vscode-oniguruma", "@types/vscode", "playwright-core"];
