@@ -39,6 +39,7 @@ function positionOf(needle: string, shift = 0, n = 0): { line: number; character
   return { line: before.split("\n").length - 1, character: at - before.lastIndexOf("\n") - 1 };
 }
 
+process.once("exit", () => rmSync(work, { recursive: true, force: true }));
 const session = await startLspSession(BINARY ? [BINARY, "lsp", "--stdio"] : SOURCE_LSP, { cwd: work });
 try {
   const firstStart = performance.now();
@@ -100,5 +101,4 @@ try {
   await session.close();
 } finally {
   session.kill();
-  rmSync(work, { recursive: true, force: true });
 }
