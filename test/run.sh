@@ -24,6 +24,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium 
   timeout 900 sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core' >/dev/null 2>&1 || echo "could not install chromium; the browser test will be skipped (and fail under CI=true)"
 fi
 
+# The shared-ledger tests (src/ledger/postgres.test.ts, test/e2e/fleet.test.ts) run a real
+# PostgreSQL 15 server from Debian's packages; install it when missing and possible. Without it
+# they say why they skip, and under CI=true they fail instead.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  echo "== installing postgresql (the shared-ledger tests)"
+  timeout 600 sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql' >/dev/null 2>&1 || echo "could not install postgresql; the PostgreSQL tests will say why they skip (and fail under CI=true)"
+fi
+
 echo "== bun test"
 log=$(mktemp)
 "$BIN/bun" test "$@" 2>&1 | tee "$log"

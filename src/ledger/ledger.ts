@@ -67,6 +67,11 @@ export type ReserveResult =
   | { ok: true; reservation: Reservation; facts: LedgerFact[] }
   | { ok: false; conflict: LedgerFact; check: SeparationCheck; facts: LedgerFact[] };
 
+/** Whether a store can answer now, and if not, why (for readiness and the log). */
+export type LedgerAvailability =
+  | { available: true }
+  | { available: false; reason: string; since: number };
+
 /** Options every ledger takes. */
 export interface LedgerOptions {
   /** Confirmed entries older than this many days are deleted by `prune`. `Infinity` keeps them forever. */
@@ -139,6 +144,11 @@ export interface DutyLedger {
   size(): Promise<number>;
   /** Releases the store; any later call fails with `LEDGER_CLOSED`. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Whether the store can answer now. A store behind a network (PostgreSQL) goes unavailable when
+   * its server cannot be reached or answers too slowly, and says why; an embedded one omits it.
+   */
+  availability?(): LedgerAvailability;
 }
 
 /** Options after validation, with defaults applied. */

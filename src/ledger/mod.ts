@@ -1,5 +1,5 @@
-// The duty ledger of history-based separation of duties: the store contract, its SQLite and
-// in-memory implementations, and the deny message. The gateway imports the ledger only from here.
+// The duty ledger of history-based separation of duties: the store contract, its SQLite,
+// PostgreSQL and in-memory implementations, and the deny message. The gateway imports the ledger only from here.
 export {
   DEFAULT_RESERVATION_TTL_MS,
   type PendingReservation,
@@ -10,6 +10,7 @@ export {
   settleReservation,
   type SettleOutcome,
   type DutyLedger,
+  type LedgerAvailability,
   type LedgerOptions,
   type PruneSchedule,
   type Reservation,
@@ -19,4 +20,5 @@ export {
 export { MemoryDutyLedger } from "./memory.ts";
 export { DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_CHECKPOINT_EVERY_MS, LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
 export { LEDGER_IDENTITY_FILE, openLedgerOfStateDir, type LedgerIdentityRecord, type StateDirLedger, type StateDirLedgerOptions } from "./identity.ts";
+export { DEFAULT_POSTGRES_TIMEOUT_MS, openPostgresLedger, parsePostgresUrl, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger, redactLedgerUrl, type PostgresLedgerOptions } from "./postgres.ts";
 export { describeConflict, showKey, type DescribeConflictOptions } from "./describe.ts";

@@ -1,0 +1,211 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { postgresSkipReason, startTestPostgres, type TestPostgres } from "../../test/support/postgres.ts";
+import { GatewayError } from "../errors.ts";
+import type { LedgerOptions, ReserveRequest } from "./ledger.ts";
+import { runDutyLedgerConformance } from "./ledger.case.ts";
+import { openPostgresLedger, parsePostgresUrl, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger, redactLedgerUrl } from "./postgres.ts";
+
+// A real PostgreSQL 15 server for this file; every ledger gets a database of its own.
+const skip = postgresSkipReason("the PostgreSQL ledger tests");
+let pg: TestPostgres;
+let databases = 0;
+beforeAll(async () => {
+  if (!skip) pg = await startTestPostgres();
+}, 120_000);
+afterAll(async () => {
+  await pg?.destroy();
+}, 60_000);
+const password = () => readFileSync(pg.passwordFile, "utf8").trim();
+const freshUrl = () => pg.createDatabase(`ledger_${process.pid}_${++databases}`);
+const open = (url: string, options: LedgerOptions & { timeoutMs?: number }) => openPostgresLedger({ url, password: password(), ...options });
+
+/** Waits (bounded) until the server has noticed a killed process's connections are gone. */
+async function awaitDisconnected(boot: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (pg.psql(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dutygate ${boot}'`).trim() === "0") return;
+    await Bun.sleep(25);
+  }
+  throw new Error(`the connections of boot ${boot} are still open`);
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string | null> {
+  const error = await promise.then(() => null, (e: unknown) => e);
+  return error instanceof GatewayError ? error.code : null;
+}
+
+if (!skip) {
+  runDutyLedgerConformance("postgres", {
+    open: (options) => open(freshUrl(), options),
+    reopen: async (ledger, options) => {
+      await ledger.close();
+      return open((ledger as unknown as PostgresDutyLedger).url, options);
+    },
+    crashWhileReserved: async (request: ReserveRequest, options) => {
+      const url = freshUrl();
+      const worker = join(import.meta.dir, "testdata", "reserve-and-die-postgres.ts");
+      const child = Bun.spawn([process.execPath, worker, url, pg.passwordFile, JSON.stringify(options), JSON.stringify(request)], { stdout: "pipe", stderr: "pipe", detached: true });
+      const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 20_000);
+      try {
+        const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+        expect({ signal: child.signalCode, err }).toEqual({ signal: "SIGKILL", err: "" });
+        await awaitDisconnected((JSON.parse(out) as { boot: string }).boot);
+      } finally {
+        clearTimeout(killer);
+      }
+      return open(url, options);
+    },
+  });
+}
+
+const CHECK = { constraint: "separate:changes.duty:20:1", param: "change", key: "42", duties: ["submit_change", "approve_change"] };
+const OPTIONS = { retentionDays: 30 };
+
+describe.skipIf(skip !== null)("PostgresDutyLedger", () => {
+  test("two instances (two connection pools) racing one person for two duties on the same keys never both win a key", async () => {
+    const url = freshUrl();
+    const [a, b] = [await open(url, OPTIONS), await open(url, OPTIONS)] as const;
+    try {
+      const keys = Array.from({ length: 150 }, (_, i) => `race-${i}`);
+      const results = await Promise.all(keys.map((key) => Promise.all([
+        a.reserve({ checks: [{ ...CHECK, key }], duty: "submit_change", sub: "alice", at: 1 }),
+        b.reserve({ checks: [{ ...CHECK, key }], duty: "approve_change", sub: "alice", at: 1 }),
+      ])));
+      const bothWon = keys.filter((_, i) => results[i]![0].ok && results[i]![1].ok);
+      expect(bothWon).toEqual([]);
+      expect(results.every(([x, y]) => x.ok || y.ok)).toBe(true);
+      expect(await a.size()).toBe(keys.length);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  }, 60_000);
+
+  test("creates its schema with a version and refuses a database of a newer schema with LEDGER_SCHEMA_TOO_NEW", async () => {
+    const url = freshUrl();
+    const ledger = await open(url, OPTIONS);
+    expect(ledger.id).toMatch(/^[0-9a-f]{32}$/);
+    await ledger.close();
+    const database = new URL(url).pathname.slice(1);
+    expect(pg.psql("SELECT value FROM ledger_meta WHERE name = 'schema_version'", database).trim()).toBe(String(POSTGRES_LEDGER_SCHEMA_VERSION));
+    // Opening again keeps the identity and migrates nothing.
+    const again = await open(url, OPTIONS);
+    expect(again.id).toBe(ledger.id);
+    await again.close();
+    pg.psql("UPDATE ledger_meta SET value = '99' WHERE name = 'schema_version'", database);
+    expect(await codeOf(open(url, OPTIONS))).toBe("LEDGER_SCHEMA_TOO_NEW");
+  });
+
+  test("a wrong password fails the open with LEDGER_UNAVAILABLE, and the message never holds the password", async () => {
+    const error = await openPostgresLedger({ url: freshUrl(), password: "not-the-password", ...OPTIONS }).then(() => null, (e: unknown) => e);
+    expect(error).toBeInstanceOf(GatewayError);
+    expect((error as GatewayError).code).toBe("LEDGER_UNAVAILABLE");
+    expect((error as GatewayError).message).toContain("28P01");
+    expect((error as GatewayError).message).not.toContain("not-the-password");
+  });
+
+  test("a call slower than the timeout fails with LEDGER_UNAVAILABLE; the reserve it gave up on is released when it lands", async () => {
+    const url = freshUrl();
+    const ledger = await open(url, { ...OPTIONS, timeoutMs: 400 });
+    const holder = (await import("postgres")).default({ host: "127.0.0.1", port: pg.port, user: "dutygate", database: new URL(url).pathname.slice(1), pass: password(), max: 1, onnotice: () => {} });
+    try {
+      let unlock!: () => void;
+      const unlocked = new Promise<void>((resolve) => (unlock = resolve));
+      let locked!: () => void;
+      const isLocked = new Promise<void>((resolve) => (locked = resolve));
+      const holding = holder.begin(async (tx) => {
+        await tx`LOCK TABLE duty_entries IN ACCESS EXCLUSIVE MODE`;
+        locked();
+        await unlocked;
+      });
+      await isLocked;
+      const error = await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 }).then(() => null, (e: unknown) => e);
+      expect((error as GatewayError).code).toBe("LEDGER_UNAVAILABLE");
+      expect((error as GatewayError).message).toContain("no answer within 400 ms");
+      expect(ledger.availability()).toMatchObject({ available: false, reason: "no answer within 400 ms" });
+      // While down, calls fail at once without queueing on the server.
+      expect(await codeOf(ledger.lookup([CHECK], "alice"))).toBe("LEDGER_UNAVAILABLE");
+      unlock();
+      await holding;
+      // The probe brings it back; the abandoned reservation did not stay behind.
+      for (let i = 0; i < 200 && !ledger.availability().available; i++) await Bun.sleep(25);
+      expect(ledger.availability()).toEqual({ available: true });
+      for (let i = 0; i < 200 && (await ledger.size()) > 0; i++) await Bun.sleep(25);
+      expect(await ledger.size()).toBe(0);
+      expect((await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 2 })).ok).toBe(true);
+    } finally {
+      await holder.end();
+      await ledger.close();
+    }
+  }, 30_000);
+
+  test("the server stopped: calls fail with LEDGER_UNAVAILABLE and availability says why; back when the server is", async () => {
+    const url = freshUrl();
+    const states: boolean[] = [];
+    const ledger = await openPostgresLedger({ url, password: password(), ...OPTIONS, timeoutMs: 1000, onAvailability: (a) => states.push(a.available) });
+    try {
+      const first = await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 });
+      expect(first.ok).toBe(true);
+      await pg.stop();
+      expect(await codeOf(ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 2 }))).toBe("LEDGER_UNAVAILABLE");
+      const down = ledger.availability();
+      expect(down.available).toBe(false);
+      if (!down.available) expect(down.reason.length).toBeGreaterThan(0);
+      expect(await codeOf(ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "bob", at: 2 }))).toBe("LEDGER_UNAVAILABLE");
+      await pg.start();
+      for (let i = 0; i < 400 && !ledger.availability().available; i++) await Bun.sleep(25);
+      expect(ledger.availability()).toEqual({ available: true });
+      expect(states).toEqual([false, true]);
+      // Nothing was forgotten: alice's pending submit still blocks her approve.
+      expect((await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 3 })).ok).toBe(false);
+      if (first.ok) await ledger.confirm(first.reservation);
+      expect(await ledger.size()).toBe(1);
+    } finally {
+      await ledger.close();
+    }
+  }, 60_000);
+
+  test("the fleet's bundle revision only moves forward, whichever instance records it", async () => {
+    const url = freshUrl();
+    const [a, b] = [await open(url, OPTIONS), await open(url, OPTIONS)] as const;
+    try {
+      expect(await a.acceptedRevision()).toBeNull();
+      expect(await a.advanceRevision(3, "d3")).toEqual({ revision: 3, digest: "d3" });
+      expect(await b.acceptedRevision()).toEqual({ revision: 3, digest: "d3" });
+      // An older revision, or the same one with other content, leaves the record as it was.
+      expect(await b.advanceRevision(2, "d2")).toEqual({ revision: 3, digest: "d3" });
+      expect(await b.advanceRevision(3, "other")).toEqual({ revision: 3, digest: "d3" });
+      expect(await b.advanceRevision(4, "d4")).toEqual({ revision: 4, digest: "d4" });
+      expect(await a.acceptedRevision()).toEqual({ revision: 4, digest: "d4" });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe("postgres ledger URL", () => {
+  test.each([
+    ["postgres://dutygate@db.internal:6432/ledger", { host: "db.internal", port: 6432, user: "dutygate", database: "ledger" }],
+    ["postgresql://gw@127.0.0.1/gw", { host: "127.0.0.1", port: 5432, user: "gw", database: "gw" }],
+    ["postgres://gw@[::1]:5433", { host: "::1", port: 5433, user: "gw", database: "gw" }],
+  ])("%s", (url, expected) => {
+    expect(parsePostgresUrl(url)).toMatchObject(expected);
+  });
+  test.each([
+    ["postgres://gw:secret@db/gw", "must not carry a password"],
+    ["mysql://gw@db/gw", "is not a postgres:// URL"],
+    ["postgres://db/gw", "names no user"],
+    ["postgres://gw@db/gw?sslmode=disable", "must not carry a query"],
+  ])("%s is refused", (url, message) => {
+    let error: unknown = null;
+    try { parsePostgresUrl(url); } catch (e) { error = e; }
+    expect((error as GatewayError).code).toBe("LEDGER_BAD_OPTIONS");
+    expect((error as GatewayError).message).toContain(message);
+    expect((error as GatewayError).message).not.toContain("secret");
+  });
+  test("redaction hides a password and the query", () => {
+    expect(redactLedgerUrl("postgres://gw:secret@db:5432/gw?password=x")).toBe("postgres://gw:***@db:5432/gw");
+  });
+});

@@ -1,0 +1,553 @@
+// The shared duty ledger: one PostgreSQL database for every gateway instance of a fleet.
+//
+// Race safety across instances: a reserve is one READ COMMITTED transaction that first takes a
+// transaction-scoped advisory lock per (constraint, key, sub) it is about to read, then reads,
+// then inserts. A second instance reserving for the same person on the same key waits on the
+// lock, and its read (a later statement, so a later snapshot) sees the first one's committed
+// rows. Only the same person's rows can conflict, so the lock is per person: other people's
+// requests on the same change never wait. Locks are taken in one sorted order, so two
+// multi-constraint reserves cannot deadlock. https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
+//
+// Failing closed: every call has a deadline (`timeoutMs`). A call that fails to reach the server
+// or outlives its deadline throws `LEDGER_UNAVAILABLE` and marks the store down; while down, calls
+// fail at once (the gateway answers 503) and a probe reconnects with exponential backoff.
+import { createHash } from "node:crypto";
+import { hostname } from "node:os";
+import process from "node:process";
+import postgres from "postgres";
+import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
+import { GatewayError } from "../errors.ts";
+import {
+  assertDutyInChecks,
+  ledgerClosedError,
+  newReservation,
+  pendingStateOf,
+  resolveLedgerOptions,
+  type DutyLedger,
+  type LedgerAvailability,
+  type LedgerOptions,
+  type PendingReservation,
+  type Reservation,
+  type ReserveRequest,
+  type ReserveResult,
+  type ResolvedLedgerOptions,
+} from "./ledger.ts";
+
+/** The schema this code writes; `schema_version` in the table `ledger_meta`. */
+export const POSTGRES_LEDGER_SCHEMA_VERSION = 1;
+
+/** Default deadline of one ledger call, connecting included. */
+export const DEFAULT_POSTGRES_TIMEOUT_MS = 2000;
+
+// Version 1. One row per (constraint, key) and person-duty, as in the SQLite ledger: `reservation`
+// is the reservation id until the upstream's answer (or an operator) settles it, NULL once
+// confirmed. `ledger_boots` lists the processes using the database; `bundle_revision` holds the
+// highest accepted policy bundle revision of the whole fleet.
+const SCHEMA_V1 = [
+  `CREATE TABLE duty_entries (
+     id BIGSERIAL PRIMARY KEY,
+     constraint_id TEXT NOT NULL,
+     key TEXT NOT NULL,
+     sub TEXT NOT NULL,
+     duty TEXT NOT NULL,
+     at BIGINT NOT NULL,
+     reservation TEXT,
+     boot TEXT
+   )`,
+  // Every reserve and lookup asks for one person's entries on one (constraint, key).
+  `CREATE INDEX duty_entries_by_key ON duty_entries (constraint_id, key, sub) INCLUDE (duty, at, reservation)`,
+  // One confirmed row per person-duty: confirm touches it instead of adding another.
+  `CREATE UNIQUE INDEX duty_entries_confirmed ON duty_entries (constraint_id, key, sub, duty) WHERE reservation IS NULL`,
+  `CREATE INDEX duty_entries_pending ON duty_entries (reservation) WHERE reservation IS NOT NULL`,
+  `CREATE INDEX duty_entries_by_time ON duty_entries (at)`,
+  `CREATE TABLE ledger_boots (
+     boot TEXT PRIMARY KEY,
+     host TEXT NOT NULL,
+     pid INTEGER NOT NULL,
+     started_at BIGINT NOT NULL
+   )`,
+  `CREATE TABLE bundle_revision (
+     one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+     revision BIGINT NOT NULL,
+     digest TEXT NOT NULL,
+     accepted_at TIMESTAMPTZ NOT NULL DEFAULT now()
+   )`,
+];
+
+/** Schema steps by the version they lead to: a database at version v runs the steps after v. */
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [SCHEMA_V1];
+
+/** The advisory lock (two-key form, apart from the reserve locks' one-key form) that serialises migrations. */
+const MIGRATION_LOCK = [0x64757479, 1] as const;
+
+/** A boot's connections carry this application name: a boot is running while one is connected. */
+const APPLICATION_PREFIX = "dutygate ";
+
+/** Options of {@link openPostgresLedger}. */
+export interface PostgresLedgerOptions extends LedgerOptions {
+  /** `postgres://user@host:port/database`; no password (see `password`), no query. */
+  url: string;
+  /** The role's password (the config reads it from `password_file` or an environment variable). */
+  password?: string;
+  /** PEM of the CA that signed the server's certificate: TLS, with the certificate and host name verified. */
+  ca?: string;
+  /** Deadline of each call, connecting included (milliseconds). Default {@link DEFAULT_POSTGRES_TIMEOUT_MS}. */
+  timeoutMs?: number;
+  /** Connections in the pool. Default 10. */
+  maxConnections?: number;
+  /** Told when the store goes down or comes back (for the log). */
+  onAvailability?: (availability: LedgerAvailability) => void;
+}
+
+/** Where a URL points, without credentials: safe to log. */
+export function redactLedgerUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    parsed.search = "";
+    return parsed.toString();
+  } catch {
+    return "(an unparsable URL)";
+  }
+}
+
+interface Target {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+  shown: string;
+}
+
+/** Parses a `postgres://` URL; throws `LEDGER_BAD_OPTIONS` (the config reports the same rules with its key path). */
+export function parsePostgresUrl(url: string): Target {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${redactLedgerUrl(url)}\` is not a URL`);
+  }
+  const shown = redactLedgerUrl(url);
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` is not a postgres:// URL`);
+  if (parsed.password) throw new GatewayError("LEDGER_BAD_OPTIONS", "the ledger URL must not carry a password; use `password_file` or `password_env`");
+  if (parsed.search || parsed.hash) throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` must not carry a query or a fragment`);
+  if (!parsed.hostname) throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` names no host`);
+  if (!parsed.username) throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` names no user (postgres://USER@HOST:PORT/DATABASE)`);
+  const user = decodeURIComponent(parsed.username);
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, "")) || user;
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  return { host, port: parsed.port ? Number(parsed.port) : 5432, user, database, shown };
+}
+
+/**
+ * Opens (creating or migrating the schema of) the PostgreSQL duty ledger at `url`. Fails with
+ * `LEDGER_UNAVAILABLE` (the server cannot be reached, refuses the login, or does not answer
+ * within `timeoutMs`), `LEDGER_SCHEMA_TOO_NEW`, `LEDGER_OPEN_FAILED` or `LEDGER_BAD_OPTIONS`.
+ *
+ * @example
+ * const ledger = await openPostgresLedger({ url: "postgres://dutygate@db.internal:5432/dutygate", password, ca, retentionDays: 400 });
+ */
+export async function openPostgresLedger(options: PostgresLedgerOptions): Promise<PostgresDutyLedger> {
+  const resolved = resolveLedgerOptions(options);
+  const target = parsePostgresUrl(options.url);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_POSTGRES_TIMEOUT_MS;
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) {
+    throw new GatewayError("LEDGER_BAD_OPTIONS", `timeoutMs must be a positive whole number of milliseconds, got \`${String(timeoutMs)}\``);
+  }
+  const maxConnections = options.maxConnections ?? 10;
+  const ledger = new PostgresDutyLedger(target, options, resolved, timeoutMs, maxConnections);
+  try {
+    await ledger.initialise(Date.now());
+  } catch (error) {
+    await ledger.close();
+    throw error;
+  }
+  return ledger;
+}
+
+interface FactRow {
+  constraint_id: string;
+  key: string;
+  duty: string;
+  sub: string;
+  at: string | number;
+}
+
+interface PendingRow extends FactRow {
+  reservation: string;
+  boot: string | null;
+  running: boolean;
+}
+
+/** The duty ledger in a PostgreSQL database. Open it with {@link openPostgresLedger}. */
+export class PostgresDutyLedger implements DutyLedger {
+  /** Where the database is, without credentials. */
+  readonly url: string;
+  /** This process's use of the database; recorded with each reservation. */
+  readonly boot = crypto.randomUUID();
+  /** The ledger's identity, drawn when its schema was created. Set by {@link openPostgresLedger}. */
+  id = "";
+  readonly #sql: postgres.Sql;
+  readonly #options: ResolvedLedgerOptions;
+  readonly #timeoutMs: number;
+  readonly #onAvailability: ((availability: LedgerAvailability) => void) | undefined;
+  #closed = false;
+  #down: { reason: string; since: number } | null = null;
+  #probe: ReturnType<typeof setTimeout> | undefined;
+  #probeAttempt = 0;
+
+  /** @internal use {@link openPostgresLedger} */
+  constructor(target: Target, options: PostgresLedgerOptions, resolved: ResolvedLedgerOptions, timeoutMs: number, maxConnections: number) {
+    this.url = target.shown;
+    this.#options = resolved;
+    this.#timeoutMs = timeoutMs;
+    this.#onAvailability = options.onAvailability;
+    this.#sql = postgres({
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      database: target.database,
+      // Explicit, so that PGPASSWORD and ~/.pgpass of whoever runs the gateway never apply.
+      pass: options.password ?? "",
+      ssl: options.ca ? { ca: options.ca, rejectUnauthorized: true, servername: target.host } : false,
+      max: maxConnections,
+      // Connections stay open: a boot is running while one of them is connected.
+      idle_timeout: 0,
+      max_lifetime: 0,
+      connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)),
+      // The gateway retries itself (see #markDown), with its own backoff.
+      backoff: 0,
+      fetch_types: false,
+      onnotice: () => {},
+      connection: {
+        application_name: APPLICATION_PREFIX + this.boot,
+        // The server gives up on what the gateway has given up on: a statement stuck on a lock, and
+        // a transaction whose client stopped talking (its advisory locks go with it).
+        statement_timeout: timeoutMs,
+        idle_in_transaction_session_timeout: Math.max(10 * timeoutMs, 10_000),
+      },
+    });
+  }
+
+  /**
+   * @internal called once by {@link openPostgresLedger}: creates or migrates the schema, records
+   * this boot and forgets boots that are no longer connected. Being a write, it proves at start that
+   * the role may write.
+   */
+  async initialise(now: number): Promise<void> {
+    await this.#call("open", async () => {
+      await this.#sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK[0]}::int, ${MIGRATION_LOCK[1]}::int)`;
+        await tx`CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`;
+        const rows = await tx<Array<{ value: string }>>`SELECT value FROM ledger_meta WHERE name = 'schema_version'`;
+        const version = rows.length ? Number(rows[0]!.value) : 0;
+        if (version > POSTGRES_LEDGER_SCHEMA_VERSION) {
+          throw new GatewayError(
+            "LEDGER_SCHEMA_TOO_NEW",
+            `the duty ledger \`${this.url}\` has schema version ${version}, this gateway knows up to ${POSTGRES_LEDGER_SCHEMA_VERSION}`,
+            { url: this.url, version },
+          );
+        }
+        for (const statement of MIGRATIONS.slice(version).flat()) await tx.unsafe(statement);
+        if (version === 0) await tx`INSERT INTO ledger_meta (name, value) VALUES ('ledger_id', ${crypto.randomUUID().replaceAll("-", "")})`;
+        await tx`INSERT INTO ledger_meta (name, value) VALUES ('schema_version', ${String(POSTGRES_LEDGER_SCHEMA_VERSION)})
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`;
+        const [meta] = await tx<Array<{ value: string }>>`SELECT value FROM ledger_meta WHERE name = 'ledger_id'`;
+        this.id = meta?.value ?? "";
+        await tx`DELETE FROM ledger_boots b WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = ${APPLICATION_PREFIX} || b.boot)`;
+        await tx`INSERT INTO ledger_boots (boot, host, pid, started_at) VALUES (${this.boot}, ${hostname()}, ${process.pid}, ${now})`;
+      });
+    }, { opening: true });
+  }
+
+  async reserve(request: ReserveRequest): Promise<ReserveResult> {
+    this.#open();
+    assertDutyInChecks(request.checks, request.duty);
+    if (request.checks.length === 0) return { ok: true, reservation: newReservation(request, this.boot), facts: [] };
+    const { constraints, keys } = columnsOf(request.checks);
+    const locks = lockKeys(request.checks, request.sub);
+    let work: Promise<ReserveResult> | undefined;
+    const transaction = () => (work = this.#sql.begin(async (tx): Promise<ReserveResult> => {
+      // Pipelined: the lock, then the read in a later statement, whose snapshot sees whatever the
+      // previous holder of the lock committed.
+      const [, rows] = await Promise.all([
+        tx`SELECT pg_advisory_xact_lock(l) FROM unnest(${locks}::bigint[]) AS l`,
+        tx<FactRow[]>`SELECT constraint_id, key, duty, sub, at FROM duty_entries
+                      WHERE sub = ${request.sub} AND (constraint_id, key) IN (SELECT * FROM unnest(${constraints}::text[], ${keys}::text[]))`,
+      ]);
+      const facts: LedgerFact[] = [];
+      for (const check of request.checks) {
+        const found = factsOf(rows, check);
+        facts.push(...found);
+        const conflict = found.find((f) => f.duty !== request.duty);
+        if (conflict) return { ok: false, conflict, check, facts };
+      }
+      const reservation = newReservation(request, this.boot);
+      await tx`INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
+               SELECT c, k, ${request.sub}, ${request.duty}, ${request.at}, ${reservation.id}, ${this.boot}
+               FROM unnest(${constraints}::text[], ${keys}::text[]) AS u(c, k)`;
+      return { ok: true, reservation, facts };
+    }));
+    return this.#call("reserve", transaction, {
+      // Given up on (the gateway answered 503), but the server may still commit it: release it then,
+      // or the person would be blocked by a request that was never forwarded.
+      abandoned: () => void work?.then((r) => (r.ok ? this.#releaseNow(r.reservation) : undefined)).catch(() => {}),
+    });
+  }
+
+  async confirm(reservation: Reservation): Promise<void> {
+    this.#open();
+    if (reservation.checks.length === 0) return;
+    const locks = lockKeys(reservation.checks, reservation.sub);
+    await this.#call("confirm", () => this.#sql.begin(async (tx) => {
+      // The same locks as reserve: two confirms of one person-duty (a duty repeated at once on two
+      // instances) must not both find no confirmed row and both add one.
+      await Promise.all([
+        tx`SELECT pg_advisory_xact_lock(l) FROM unnest(${locks}::bigint[]) AS l`,
+        ...reservation.checks.map((check) => tx`
+          WITH touched AS (
+            UPDATE duty_entries SET at = greatest(at, ${reservation.at})
+             WHERE constraint_id = ${check.constraint} AND key = ${check.key} AND sub = ${reservation.sub}
+               AND duty = ${reservation.duty} AND reservation IS NULL
+            RETURNING id
+          ), settled AS (
+            UPDATE duty_entries SET reservation = NULL, boot = NULL
+             WHERE reservation = ${reservation.id} AND constraint_id = ${check.constraint} AND key = ${check.key}
+               AND NOT EXISTS (SELECT 1 FROM touched)
+            RETURNING id
+          )
+          INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
+          SELECT ${check.constraint}, ${check.key}, ${reservation.sub}, ${reservation.duty}, ${reservation.at}, NULL, NULL
+           WHERE NOT EXISTS (SELECT 1 FROM touched) AND NOT EXISTS (SELECT 1 FROM settled)`),
+        // The person's other reservations for this duty on these keys (a timed-out try before this
+        // one) could only ever add what the fact now says: they are settled with it.
+        ...reservation.checks.map((check) => tx`
+          DELETE FROM duty_entries WHERE constraint_id = ${check.constraint} AND key = ${check.key}
+             AND sub = ${reservation.sub} AND duty = ${reservation.duty} AND reservation IS NOT NULL`),
+        // Pending rows left over where a confirmed row was touched instead.
+        tx`DELETE FROM duty_entries WHERE reservation = ${reservation.id}`,
+      ]);
+    }));
+  }
+
+  async release(reservation: Reservation): Promise<void> {
+    this.#open();
+    if (reservation.checks.length === 0) return;
+    await this.#call("release", () => this.#releaseNow(reservation));
+  }
+
+  async abandon(reservation: Reservation): Promise<void> {
+    this.#open();
+    if (reservation.checks.length === 0) return;
+    // Without its boot the reservation reads as of unknown outcome at once; it still counts as performed.
+    await this.#call("abandon", () => this.#sql`UPDATE duty_entries SET boot = NULL WHERE reservation = ${reservation.id}`);
+  }
+
+  async lookup(checks: readonly SeparationCheck[], sub: string): Promise<LedgerFact[]> {
+    this.#open();
+    if (checks.length === 0) return [];
+    const { constraints, keys } = columnsOf(checks);
+    const rows = await this.#call("lookup", () => this.#sql<FactRow[]>`
+      SELECT constraint_id, key, duty, sub, at FROM duty_entries
+       WHERE sub = ${sub} AND (constraint_id, key) IN (SELECT * FROM unnest(${constraints}::text[], ${keys}::text[]))`);
+    return checks.flatMap((check) => factsOf(rows, check));
+  }
+
+  async pending(now: number = Date.now()): Promise<PendingReservation[]> {
+    this.#open();
+    // A boot runs while its row is there (a clean close removes it) and one of its connections is.
+    const rows = await this.#call("pending", () => this.#sql<PendingRow[]>`
+      SELECT e.reservation, e.constraint_id, e.key, e.sub, e.duty, e.at, e.boot,
+             EXISTS (SELECT 1 FROM ledger_boots b WHERE b.boot = e.boot)
+               AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = ${APPLICATION_PREFIX} || e.boot) AS running
+        FROM duty_entries e WHERE e.reservation IS NOT NULL ORDER BY e.at, e.id`);
+    const byId = new Map<string, { row: PendingRow; checks: Array<{ constraint: string; key: string }> }>();
+    for (const row of rows) {
+      const entry = byId.get(row.reservation) ?? { row, checks: [] };
+      entry.checks.push({ constraint: row.constraint_id, key: row.key });
+      byId.set(row.reservation, entry);
+    }
+    return [...byId.values()].map(({ row, checks }): PendingReservation => {
+      const at = Number(row.at);
+      return { id: row.reservation, duty: row.duty, sub: row.sub, at, checks, boot: row.boot ?? "", state: pendingStateOf(at, now, this.#options, row.running) };
+    });
+  }
+
+  async prune(now: number): Promise<number> {
+    this.#open();
+    if (!Number.isFinite(this.#options.retentionMs)) return 0;
+    const result = await this.#call("prune", () => this.#sql`DELETE FROM duty_entries WHERE at < ${now - this.#options.retentionMs}`);
+    return result.count;
+  }
+
+  async size(): Promise<number> {
+    this.#open();
+    const [row] = await this.#call("size", () => this.#sql<Array<{ n: string }>>`SELECT count(*) AS n FROM duty_entries`);
+    return Number(row?.n ?? 0);
+  }
+
+  availability(): LedgerAvailability {
+    return this.#down === null ? { available: true } : { available: false, reason: this.#down.reason, since: this.#down.since };
+  }
+
+  /** The fleet's highest accepted bundle revision, or null when none was accepted yet. */
+  async acceptedRevision(): Promise<{ revision: number; digest: string } | null> {
+    this.#open();
+    const [row] = await this.#call("revision", () => this.#sql<Array<{ revision: string; digest: string }>>`SELECT revision, digest FROM bundle_revision`);
+    return row ? { revision: Number(row.revision), digest: row.digest } : null;
+  }
+
+  /**
+   * Records `revision` as accepted unless the fleet already accepted a higher one (or this one with
+   * another digest), atomically; returns what the database holds afterwards. The caller compares.
+   */
+  async advanceRevision(revision: number, digest: string): Promise<{ revision: number; digest: string }> {
+    this.#open();
+    const [row] = await this.#call("revision", () => this.#sql<Array<{ revision: string; digest: string }>>`
+      WITH advanced AS (
+        INSERT INTO bundle_revision (one, revision, digest) VALUES (TRUE, ${revision}, ${digest})
+        ON CONFLICT (one) DO UPDATE SET revision = EXCLUDED.revision, digest = EXCLUDED.digest, accepted_at = now()
+         WHERE bundle_revision.revision < EXCLUDED.revision
+        RETURNING revision, digest
+      )
+      SELECT revision, digest FROM advanced UNION ALL SELECT revision, digest FROM bundle_revision WHERE NOT EXISTS (SELECT 1 FROM advanced)`);
+    return { revision: Number(row!.revision), digest: row!.digest };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#probe);
+    // Reservations this boot leaves unsettled now read as unknown.
+    if (this.#down === null) {
+      await withDeadline(this.#sql`DELETE FROM ledger_boots WHERE boot = ${this.boot}`, this.#timeoutMs).catch(() => {});
+    }
+    await this.#sql.end({ timeout: Math.ceil(this.#timeoutMs / 1000) }).catch(() => {});
+  }
+
+  #open(): void {
+    if (this.#closed) throw ledgerClosedError();
+  }
+
+  #releaseNow(reservation: Reservation): Promise<unknown> {
+    return this.#sql`DELETE FROM duty_entries WHERE reservation = ${reservation.id}`;
+  }
+
+  /**
+   * Runs one ledger call under the deadline. Errors become coded ones: `LEDGER_UNAVAILABLE` for a
+   * server that cannot be reached or does not answer in time (and the store goes down until a
+   * probe reaches it again), `LEDGER_STORE_FAILED` for anything else. A ledger that cannot answer
+   * makes the gateway deny, never allow.
+   */
+  async #call<T>(op: string, body: () => Promise<T>, options: { opening?: boolean; abandoned?: () => void } = {}): Promise<T> {
+    if (this.#down !== null && !options.opening) {
+      throw new GatewayError("LEDGER_UNAVAILABLE", `the duty ledger \`${this.url}\` is unavailable: ${this.#down.reason}`, { url: this.url, op });
+    }
+    try {
+      return await withDeadline(body(), this.#timeoutMs, options.abandoned);
+    } catch (error) {
+      if (error instanceof GatewayError && error.code !== "LEDGER_TIMEOUT") throw error;
+      if (this.#closed) throw ledgerClosedError();
+      const reason = unavailableReason(error, this.#timeoutMs);
+      if (reason !== null) {
+        if (!options.opening) this.#markDown(reason);
+        throw new GatewayError("LEDGER_UNAVAILABLE", `the duty ledger \`${this.url}\` is unavailable: ${reason}`, { url: this.url, op });
+      }
+      throw new GatewayError("LEDGER_STORE_FAILED", `the duty ledger \`${this.url}\` failed (${op}): ${messageOf(error)}`, { url: this.url, op });
+    }
+  }
+
+  #markDown(reason: string): void {
+    if (this.#down !== null || this.#closed) return;
+    this.#down = { reason, since: Date.now() };
+    this.#probeAttempt = 0;
+    this.#onAvailability?.(this.availability());
+    this.#scheduleProbe();
+  }
+
+  /** Reconnects with exponential backoff and jitter: 100 ms, 200 ms, … up to 5 s between attempts. */
+  #scheduleProbe(): void {
+    const base = Math.min(5000, 100 * 2 ** this.#probeAttempt++);
+    this.#probe = setTimeout(() => void this.#runProbe(), base / 2 + Math.random() * (base / 2));
+    (this.#probe as { unref?: () => void }).unref?.();
+  }
+
+  async #runProbe(): Promise<void> {
+    if (this.#closed || this.#down === null) return;
+    try {
+      // The boot row too: a server restored from a backup, or a clean close by an operator's tool,
+      // may have lost it, and then this boot's reservations would read as of unknown outcome.
+      await withDeadline(this.#sql`INSERT INTO ledger_boots (boot, host, pid, started_at) VALUES (${this.boot}, ${hostname()}, ${process.pid}, ${Date.now()}) ON CONFLICT (boot) DO NOTHING`, this.#timeoutMs);
+    } catch (error) {
+      if (this.#closed) return;
+      const reason = unavailableReason(error, this.#timeoutMs) ?? messageOf(error);
+      if (this.#down !== null && reason !== this.#down.reason) {
+        this.#down = { reason, since: this.#down.since };
+        this.#onAvailability?.(this.availability());
+      }
+      this.#scheduleProbe();
+      return;
+    }
+    this.#down = null;
+    this.#onAvailability?.(this.availability());
+  }
+}
+
+/** Races `work` against a deadline; on expiry throws `LEDGER_TIMEOUT` (internal) and calls `abandoned`. */
+function withDeadline<T>(work: Promise<T>, timeoutMs: number, abandoned?: () => void): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      abandoned?.();
+      reject(new GatewayError("LEDGER_TIMEOUT", `no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+// SQLSTATE classes and client codes that mean "the server is not there for us right now", as
+// opposed to a statement that failed. https://www.postgresql.org/docs/15/errcodes-appendix.html
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN",
+  "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT",
+  "57P01", "57P02", "57P03", // admin shutdown, crash shutdown, cannot connect now
+  "53300", // too many connections
+  "57014", // statement timeout (the server's side of our deadline)
+  "28P01", "28000", // password or authorisation refused: the ledger cannot be used
+  "3D000", // the database does not exist
+  "25P03", // idle in transaction timeout
+]);
+
+function unavailableReason(error: unknown, timeoutMs: number): string | null {
+  if (error instanceof GatewayError && error.code === "LEDGER_TIMEOUT") return `no answer within ${timeoutMs} ms`;
+  const code = String((error as { code?: unknown }).code ?? "");
+  if (UNAVAILABLE_CODES.has(code) || code.startsWith("08")) return `${messageOf(error)} (${code})`;
+  if (/self.signed|certificate|TLS|SSL/i.test(messageOf(error))) return messageOf(error);
+  return null;
+}
+
+/** One advisory lock key per (constraint, key, sub), sorted: every transaction locks in one order. */
+function lockKeys(checks: readonly { constraint: string; key: string }[], sub: string): string[] {
+  const keys = new Set<bigint>();
+  for (const check of checks) {
+    const digest = createHash("sha256").update(JSON.stringify([check.constraint, check.key, sub])).digest();
+    keys.add(digest.readBigInt64BE(0));
+  }
+  return [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
+}
+
+function columnsOf(checks: readonly { constraint: string; key: string }[]): { constraints: string[]; keys: string[] } {
+  return { constraints: checks.map((c) => c.constraint), keys: checks.map((c) => c.key) };
+}
+
+/** This check's rows among `rows`, as facts, oldest first. */
+function factsOf(rows: readonly FactRow[], check: SeparationCheck): LedgerFact[] {
+  return rows
+    .filter((r) => r.constraint_id === check.constraint && r.key === check.key)
+    .map((r) => ({ constraint: check.constraint, key: check.key, duty: r.duty, sub: r.sub, at: Number(r.at) }))
+    .sort((a, b) => a.at - b.at);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
