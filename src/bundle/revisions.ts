@@ -20,9 +20,11 @@ export interface RevisionStore {
   /** Highest accepted revision, or null when none was ever accepted. */
   highest(): number | null;
   /** Records `revision` as accepted with its bundle digest. Refuses to go backwards (`BUNDLE_ROLLBACK`). */
-  accept(revision: number, digest: string): void;
+  accept(revision: number, digest: string): void | Promise<void>;
   /** The record behind {@link highest}, with its digest. */
   current(): AcceptedRevision | null;
+  /** A shared store reads what other instances accepted; called before each rollback check. */
+  refresh?(): Promise<void>;
 }
 
 function assertAcceptable(current: AcceptedRevision | null, revision: number, digest: string): void {
@@ -101,6 +103,56 @@ export class FileRevisionStore implements RevisionStore {
     const record = { revision, digest, accepted_at: new Date().toISOString() };
     writeFileAtomicSync(this.path, `${JSON.stringify(record)}\n`, 0o600);
     this.#current = { revision, digest };
+  }
+}
+
+/** Where a fleet keeps its highest accepted revision: the shared duty ledger's database. */
+export interface SharedRevisionBackend {
+  /** The fleet's record, or null when none was accepted yet. */
+  acceptedRevision(): Promise<AcceptedRevision | null>;
+  /** Records `revision` unless a higher one (or this one with another digest) is there, atomically; returns the record afterwards. */
+  advanceRevision(revision: number, digest: string): Promise<AcceptedRevision>;
+}
+
+/**
+ * The highest accepted revision of a whole fleet: kept in the shared ledger's database, so a
+ * rollback is refused by every instance, also one that never saw the newer bundle. The state
+ * directory's file is kept too, and the higher of the two counts: pointing an instance at a fresh
+ * database does not lower its own floor. When the database cannot be read, the reload fails (the
+ * last good policy stays) rather than skipping the check.
+ */
+export class SharedRevisionStore implements RevisionStore {
+  readonly #local: FileRevisionStore;
+  readonly #backend: SharedRevisionBackend;
+  #shared: AcceptedRevision | null = null;
+
+  constructor(stateDir: string, backend: SharedRevisionBackend) {
+    this.#local = new FileRevisionStore(stateDir);
+    this.#backend = backend;
+  }
+
+  highest(): number | null {
+    return this.current()?.revision ?? null;
+  }
+
+  current(): AcceptedRevision | null {
+    const local = this.#local.current();
+    const shared = this.#shared;
+    if (local === null || shared === null) return shared ?? local;
+    return local.revision > shared.revision ? local : shared;
+  }
+
+  async refresh(): Promise<void> {
+    this.#shared = await this.#backend.acceptedRevision();
+  }
+
+  async accept(revision: number, digest: string): Promise<void> {
+    assertAcceptable(this.current(), revision, digest);
+    // The database decides: another instance may have accepted a newer revision since the refresh.
+    const after = await this.#backend.advanceRevision(revision, digest);
+    this.#shared = after;
+    if (after.revision !== revision || after.digest !== digest) assertAcceptable(after, revision, digest);
+    this.#local.accept(revision, digest);
   }
 }
 

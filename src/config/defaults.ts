@@ -38,7 +38,7 @@ export const DEFAULTS = {
     stdout: false,
     headerAllowlist: ["user-agent"],
   },
-  ledger: { file: "ledger.sqlite", retentionDays: 90, hideDetails: false },
+  ledger: { file: "ledger.sqlite", retentionDays: 90, hideDetails: false, timeoutMs: 2 * SECOND },
   identity: {
     header: "x-dutygate-identity",
     ttlMs: MINUTE,

@@ -165,6 +165,24 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_VALUE", path: "identity.strip_headers[1]", line: 4 }] },
   { name: "strip_headers that is not a list", toml: `${POLICY}[identity]\nstrip_headers = "x-user"\n`,
     expect: [{ code: "CONFIG_WRONG_TYPE", path: "identity.strip_headers", line: 4 }] },
+  { name: "ledger url carrying a password", toml: `${POLICY}[ledger]\nurl = "postgres://gw:hunter2@127.0.0.1/gw"\n`,
+    expect: [{ code: "CONFIG_BAD_URL", path: "ledger.url", line: 4, message: /must not carry a password/ }] },
+  { name: "ledger url that is not postgres", toml: `${POLICY}[ledger]\nurl = "mysql://gw@127.0.0.1/gw"\n`,
+    expect: [{ code: "CONFIG_BAD_URL", path: "ledger.url" }] },
+  { name: "ledger url and path together", toml: `${POLICY}[ledger]\npath = "l.sqlite"\nurl = "postgres://gw@127.0.0.1/gw"\n`,
+    expect: [{ code: "CONFIG_CONFLICT", path: "ledger.url", line: 5 }] },
+  { name: "ledger password_file and password_env together", toml: `${POLICY}[ledger]\nurl = "postgres://gw@127.0.0.1/gw"\npassword_file = "keys/hmac.txt"\npassword_env = "PGPASS"\n`,
+    expect: [{ code: "CONFIG_CONFLICT", path: "ledger.password_env", line: 6 }] },
+  { name: "ledger password_file that does not exist", toml: `${POLICY}[ledger]\nurl = "postgres://gw@127.0.0.1/gw"\npassword_file = "keys/nope.txt"\n`,
+    expect: [{ code: "CONFIG_FILE_NOT_FOUND", path: "ledger.password_file" }] },
+  { name: "ledger password_env that is not a variable name", toml: `${POLICY}[ledger]\nurl = "postgres://gw@127.0.0.1/gw"\npassword_env = "PG PASS"\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "ledger.password_env" }] },
+  { name: "ledger on another host without a CA (its answers would cross the network in the clear)", toml: `${POLICY}[ledger]\nurl = "postgres://gw@db.internal:5432/gw"\n`,
+    expect: [{ code: "CONFIG_MISSING_KEY", path: "ledger.ca", help: /CA bundle/ }] },
+  { name: "ledger password without url", toml: `${POLICY}[ledger]\npassword_env = "PGPASS"\n`,
+    expect: [{ code: "CONFIG_CONFLICT", path: "ledger.password_env" }] },
+  { name: "ledger timeout that is not a duration", toml: `${POLICY}[ledger]\nurl = "postgres://gw@127.0.0.1/gw"\ntimeout = "soon"\n`,
+    expect: [{ code: "CONFIG_BAD_DURATION", path: "ledger.timeout" }] },
   { name: "every error of a file is reported, in line order", toml:
       `stat_dir = "x"\nmax_body_bytes = "lots"\n[policy]\nmin_signers = 0\n[upstreams.changes]\nurl = "nope"\n`,
     expect: [
@@ -344,7 +362,7 @@ level = "debug"
       dir: join(dir, "audit-log"), fsync: "always", batchIntervalMs: 5, rotateBytes: 1024 ** 3, rotateAgeMs: 7 * 86_400_000,
       checkpointEvery: 500, checkpointIntervalMs: 30_000, onFailure: "allow", stdout: true, headerAllowlist: ["user-agent", "x-forwarded-for"],
     });
-    expect(c.ledger).toEqual({ path: join(dir, "ledger.db"), retentionDays: 30, hideDetails: true });
+    expect(c.ledger).toEqual({ path: join(dir, "ledger.db"), retentionDays: 30, hideDetails: true, postgres: null });
     // Stripped by the name an upstream reads: `X_User` is `x-user` to CGI and WSGI servers.
     expect(c.identity).toEqual({ header: "x-gateway-identity", ttlMs: 30_000, stripHeaders: ["x-user", "x-roles"] });
     expect(c.log.level).toBe("debug");
@@ -361,6 +379,27 @@ level = "debug"
   test("an http JWKS URL on loopback is accepted (local identity providers)", () => {
     const result = load(`${POLICY}[issuers.local]\nissuer = "i"\naudience = "a"\njwks_url = "http://127.0.0.1:8080/jwks"\n`);
     expect(result.ok).toBe(true);
+  });
+});
+
+describe("loadConfig: the shared PostgreSQL ledger", () => {
+  test("url, password file, CA and timeout become the PostgreSQL ledger's config", () => {
+    const result = load(`[policy]\nrequire_signature = false\n[ledger]\nurl = "postgres://dutygate@db.internal:6432/ledger"\npassword_file = "keys/hmac.txt"\nca = "ca/admin.pem"\ntimeout = "750ms"\nretention_days = 400\n`);
+    if (!result.ok) throw new Error(formatConfigErrors(result.errors, "gateway.toml"));
+    expect(result.config.ledger.postgres).toEqual({ url: "postgres://dutygate@db.internal:6432/ledger", passwordFile: join(dir, "keys/hmac.txt"), passwordEnv: null, caFile: join(dir, "ca/admin.pem"), timeoutMs: 750 });
+    expect(result.config.ledger.retentionDays).toBe(400);
+  });
+
+  test("a loopback server needs no CA; the password may come from the environment", () => {
+    const result = load(`[policy]\nrequire_signature = false\n[ledger]\nurl = "postgresql://dutygate@127.0.0.1/dutygate"\npassword_env = "DUTYGATE_LEDGER_PASSWORD"\n`);
+    if (!result.ok) throw new Error(formatConfigErrors(result.errors, "gateway.toml"));
+    expect(result.config.ledger.postgres).toEqual({ url: "postgresql://dutygate@127.0.0.1/dutygate", passwordFile: null, passwordEnv: "DUTYGATE_LEDGER_PASSWORD", caFile: null, timeoutMs: 2000 });
+  });
+
+  test("the error for a URL with a password never repeats the password", () => {
+    const errors = errorsOf(`${POLICY}[ledger]\nurl = "postgres://gw:hunter2@127.0.0.1/gw"\n`);
+    expect(errors.map((e) => e.code)).toEqual(["CONFIG_BAD_URL"]);
+    expect(formatConfigErrors(errors, "gateway.toml")).not.toContain("hunter2");
   });
 });
 

@@ -8,6 +8,7 @@ import { parseIp } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { normalizeFieldName } from "../http/field-name.ts";
 import { DEFAULT_RESERVATION_TTL_MS } from "../ledger/ledger.ts";
+import { parsePostgresUrl } from "../ledger/postgres-url.ts";
 import { ASYMMETRIC_ALGORITHMS, DEFAULTS, MAX_WORKERS, HMAC_ALGORITHMS, SECRET_HEADERS } from "./defaults.ts";
 import { deepFreeze, defaultConfig } from "./builtin.ts";
 import { locateKeys } from "./locate.ts";
@@ -15,7 +16,7 @@ import { ConfigContext, describeValue, isTable, Section } from "./read.ts";
 import { closestMatch } from "./suggest.ts";
 import type {
   AuditConfig, CertificateMapping, ConfigError, GatewayConfig, IdentityTokenConfig, JwtIssuerConfig,
-  LedgerConfig, ListenerConfig, PolicyConfig, ShutdownConfig, SniCertificate, UpstreamConfig,
+  LedgerConfig, ListenerConfig, PolicyConfig, PostgresLedgerConfig, ShutdownConfig, SniCertificate, UpstreamConfig,
 } from "./types.ts";
 
 /** Options of {@link loadConfig}. */
@@ -483,14 +484,49 @@ function readAudit(section: Section, identityHeader: string): AuditConfig {
 
 function readLedger(section: Section | null, stateDir: string): LedgerConfig {
   const fallbackPath = join(stateDir, DEFAULTS.ledger.file);
-  if (!section) return { path: fallbackPath, retentionDays: DEFAULTS.ledger.retentionDays, hideDetails: DEFAULTS.ledger.hideDetails };
+  if (!section) return { path: fallbackPath, retentionDays: DEFAULTS.ledger.retentionDays, hideDetails: DEFAULTS.ledger.hideDetails, postgres: null };
+  const ctx = section.ctx;
   const pathText = section.string("path", null);
-  if (pathText === "") section.ctx.report("CONFIG_BAD_VALUE", section.at("path"), "must not be empty");
-  const path = pathText ? section.ctx.resolvePath(pathText) : fallbackPath;
+  if (pathText === "") ctx.report("CONFIG_BAD_VALUE", section.at("path"), "must not be empty");
+  const path = pathText ? ctx.resolvePath(pathText) : fallbackPath;
   const retentionDays = section.integer("retention_days", DEFAULTS.ledger.retentionDays, { min: 1 });
   const hideDetails = section.boolean("hide_details", DEFAULTS.ledger.hideDetails);
+  const postgres = readPostgresLedger(section, pathText !== null);
   section.finish();
-  return { path, retentionDays, hideDetails };
+  return { path, retentionDays, hideDetails, postgres };
+}
+
+/** The shared PostgreSQL ledger's keys; null without `url` (the SQLite file then). */
+function readPostgresLedger(section: Section, pathSet: boolean): PostgresLedgerConfig | null {
+  const ctx = section.ctx;
+  const url = section.string("url", null);
+  const passwordFile = section.file("password_file", { what: "ledger password file" });
+  const passwordEnv = section.string("password_env", null);
+  const caFile = section.file("ca", { what: "ledger CA bundle" });
+  // Also without `url`, so that the documented default can be written out; only PostgreSQL reads it.
+  const timeoutMs = section.duration("timeout", DEFAULTS.ledger.timeoutMs, { min: 1 });
+  if (url === null) {
+    for (const key of ["password_file", "password_env", "ca"] as const) {
+      if (section.has(key)) ctx.report("CONFIG_CONFLICT", section.at(key), `\`${key}\` applies only with \`url\` (a PostgreSQL ledger)`);
+    }
+    return null;
+  }
+  if (pathSet) ctx.report("CONFIG_CONFLICT", section.at("url"), "set `path` (a SQLite file) or `url` (a PostgreSQL server), not both");
+  if (passwordFile !== null && passwordEnv !== null) ctx.report("CONFIG_CONFLICT", section.at("password_env"), "set `password_file` or `password_env`, not both");
+  if (passwordEnv !== null && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(passwordEnv)) {
+    ctx.report("CONFIG_BAD_VALUE", section.at("password_env"), `\`${passwordEnv}\` is not an environment variable name`);
+  }
+  let target: { host: string } | null = null;
+  try {
+    target = parsePostgresUrl(url);
+  } catch (error) {
+    ctx.report("CONFIG_BAD_URL", section.at("url"), (error as Error).message, "postgres://USER@HOST:PORT/DATABASE; the password goes in `password_file` or `password_env`");
+  }
+  if (target !== null && caFile === null && !isLoopbackHost(target.host)) {
+    ctx.report("CONFIG_MISSING_KEY", section.at("ca"), `missing \`ca\`: the ledger at \`${target.host}\` is reached over the network, and its answers decide who may act`,
+      "point `ca` at the CA bundle that signed the PostgreSQL server's certificate (TLS, host name verified)");
+  }
+  return { url, passwordFile, passwordEnv, caFile, timeoutMs };
 }
 
 function readShutdown(section: Section | null): ShutdownConfig {

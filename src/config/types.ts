@@ -106,11 +106,27 @@ export interface AuditConfig {
 }
 
 export interface LedgerConfig {
-  /** SQLite file; default `stateDir/ledger.sqlite`. */
+  /** SQLite file; default `stateDir/ledger.sqlite`. Unused when `postgres` is set. */
   path: string;
   retentionDays: number;
   /** Hide who did the earlier step from deny messages. */
   hideDetails: boolean;
+  /** The shared PostgreSQL ledger of a fleet (`url`); null keeps the SQLite file at `path`. */
+  postgres?: PostgresLedgerConfig | null;
+}
+
+/** `[ledger] url = "postgres://…"` and the keys that go with it. */
+export interface PostgresLedgerConfig {
+  /** `postgres://user@host:port/database`, without a password. */
+  url: string;
+  /** File holding the role's password (`password_file`), read at start. */
+  passwordFile: string | null;
+  /** Environment variable holding the role's password (`password_env`), read at start. */
+  passwordEnv: string | null;
+  /** CA bundle (PEM) the server's certificate must chain to: TLS with the host name verified. */
+  caFile: string | null;
+  /** Deadline of one ledger call, connecting included (`timeout`). */
+  timeoutMs: number;
 }
 
 export interface IdentityTokenConfig {

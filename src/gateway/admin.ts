@@ -67,7 +67,7 @@ export function createAdminFunctions({ metrics, policy, ledger, fleet }: AdminDe
  * The probes of the admin listener (`/-/healthz`, `/-/readyz`); null for any other path.
  * Ready means requests can be decided and audited; `reasons` says what stands in the way.
  */
-export function createProbes({ policy, audit, stopping }: AdminDeps): (path: string, requestId: string) => Response | null {
+export function createProbes({ policy, audit, stopping, ledger }: AdminDeps): (path: string, requestId: string) => Response | null {
   return (path, requestId) => {
     if (path === "/-/healthz") return json(200, { status: "live" }, requestId);
     if (path === "/-/readyz") {
@@ -79,12 +79,16 @@ export function createProbes({ policy, audit, stopping }: AdminDeps): (path: str
       if (expired) reasons.push(bundleExpiredMessage(active));
       if (!auditWritable) reasons.push("the audit log cannot be written");
       if (stopping?.()) reasons.push("the gateway is shutting down");
+      // Unguarded duties still pass while the ledger is down, but a load balancer should prefer an
+      // instance that can serve every duty.
+      const ledgerState = ledger.availability?.() ?? { available: true };
+      if (!ledgerState.available) reasons.push(`the duty ledger is unavailable: ${ledgerState.reason}`);
       const ready = reasons.length === 0;
       // Degraded still serves: the last good bundle decides while the policy directory fails.
       const degraded = policy.degraded;
       const warnings = degraded ? [`serving the last good bundle from the state directory: the policy directory fails (${policy.lastError?.code ?? "unknown"})`] : [];
       const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
-      return json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, reasons, warnings }, requestId);
+      return json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings }, requestId);
     }
     return null;
   };

@@ -141,7 +141,37 @@ export class Histogram implements Metric {
   }
 }
 
+/** A histogram per label set (one label set per call site, as with {@link Counter}). */
+export class HistogramVec implements Metric {
+  readonly #series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
+  observe(labels: Labels, seconds: number): void {
+    const key = labelKey(labels);
+    let series = this.#series.get(key);
+    if (!series) this.#series.set(key, (series = { counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 }));
+    series.sum += seconds;
+    series.count++;
+    for (let i = 0; i < this.buckets.length; i++) if (seconds <= this.buckets[i]!) { series.counts[i]!++; break; }
+  }
+  count(labels: Labels): number {
+    return this.#series.get(labelKey(labels))?.count ?? 0;
+  }
+  render(): string[] {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const [key, { counts, sum, count }] of this.#series) {
+      let cumulative = 0;
+      for (let i = 0; i < this.buckets.length; i++) {
+        cumulative += counts[i]!;
+        lines.push(`${this.name}_bucket{${key},le="${this.buckets[i]}"} ${cumulative}`);
+      }
+      lines.push(`${this.name}_bucket{${key},le="+Inf"} ${count}`, `${this.name}_sum{${key}} ${sum}`, `${this.name}_count{${key}} ${count}`);
+    }
+    return lines;
+  }
+}
+
 const FAST = [0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005];
+const LEDGER = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const SLOW = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** Every metric the gateway exposes on the admin listener's `/metrics`. */
@@ -163,6 +193,9 @@ export class Metrics {
   /** Prometheus' standard process metrics (`process_*`), read at every scrape. */
   readonly process: readonly Metric[] = processMetrics();
   ledgerSize: Gauge = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger.");
+  readonly ledgerLatency = new HistogramVec("dutygate_ledger_duration_seconds", "Duty ledger calls of requests, by operation (reserve, confirm, release, abandon, lookup), failed ones included.", LEDGER);
+  readonly ledgerErrors = new Counter("dutygate_ledger_errors_total", "Duty ledger calls that failed, by operation and error code.", { labels: ["op", "code"] });
+  ledgerAvailable: Gauge = new Gauge("dutygate_ledger_available", "1 while the duty ledger answers, 0 while it is unavailable (guarded duties get 503).");
   ledgerUnknownReservations: Gauge = new Gauge("dutygate_ledger_unknown_reservations", "Duty-ledger reservations of unknown outcome, counted as performed until an operator settles them.");
   policyExpiry: Gauge = new Gauge("dutygate_policy_expiry_timestamp_seconds", "Unix time at which the active policy bundle expires (no sample when it never does).");
   policyDegraded: Gauge = new Gauge("dutygate_policy_degraded", "1 while the gateway serves the last good bundle from its state directory because the policy directory fails, else 0.");
@@ -170,7 +203,7 @@ export class Metrics {
   upstreamWaiting: Gauge = new Gauge("dutygate_upstream_waiting_requests", "Requests waiting for an upstream connection (the client is at its cap), by upstream.");
 
   render(): string {
-    const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.policyExpiry, this.policyDegraded, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.upstreamConnections, this.upstreamWaiting, this.ledgerSize, this.ledgerUnknownReservations];
+    const all: Metric[] = [this.requests, this.decisions, this.decisionLatency, this.addedLatency, this.authnFailures, this.reloads, this.activeRevision, this.policyExpiry, this.policyDegraded, this.auditRecords, this.auditFailures, this.auditWriteLatency, this.upstreamErrors, this.upstreamConnections, this.upstreamWaiting, this.ledgerSize, this.ledgerUnknownReservations, this.ledgerAvailable, this.ledgerLatency, this.ledgerErrors];
     return [...all, this.buildInfo, ...this.process].flatMap((m) => m.render()).join("\n") + "\n";
   }
 }

@@ -344,8 +344,12 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
           decision = denyForSeparation(decision, r.conflict, r.facts, message);
         }
       } catch (e) {
-        log.error("duty ledger unavailable; denying", { request_id: requestId, error: (e as Error).message });
-        decision = { ...decision, allow: false, code: "DENY_SOD_HISTORY", message: "the duty ledger is unavailable", decidedBy: null };
+        // Unguarded duties never reach the ledger and still pass. No reservation, no forward. A refusal for a failing dependency (503, worth a retry), not a
+        // policy decision: its record keeps `sub` null, so replay does not take it for a deny.
+        log.error("duty ledger unavailable; denying", { request_id: requestId, error: (e as Error).message, code: (e as { code?: string }).code });
+        const detail = "the duty ledger is unavailable; duties guarded by a separation of duties are refused until it answers again";
+        await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: LEDGER_UNAVAILABLE, message: detail, active, caller, info, request, duty: decision.duty });
+        return finish(problemResponse({ status: 503, code: LEDGER_UNAVAILABLE, detail, requestId }), { duty: decision.duty ?? "", decision: "error" });
       }
     }
 
@@ -483,6 +487,9 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     }
   }
 }
+
+/** The refusal of a guarded duty while the duty ledger cannot answer (503). */
+const LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE";
 
 const dutyIndex = new WeakMap<CheckedPolicy, Map<string, CheckedDuty>>();
 

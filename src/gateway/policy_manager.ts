@@ -185,7 +185,6 @@ export class PolicyManager {
     if (result.changed) {
       this.#active = result.active; // the one atomic swap
       this.#lastError = directoryFailure;
-      if (result.active.signed) this.#store.accept(result.active.revision, result.active.digest);
       this.#options.onSwap?.(result.active);
       this.#options.log("info", `policy active: revision ${result.active.revision}, digest ${result.active.digest.slice(0, 12)}, ${result.active.compiled.policy.duties.length} duties (${trigger}, ${(performance.now() - started).toFixed(1)} ms)`, { signers: result.active.signers, source: result.active.source });
     } else {
@@ -252,6 +251,10 @@ export class PolicyManager {
     const bundle = verification.bundle;
     if (this.#active && this.#active.digest === bundle.digest) return { ok: true, changed: false, active: { ...this.#active, source }, bundle };
     if (bundle.signed) {
+      // A shared store (the fleet's ledger database) first learns what other instances accepted;
+      // when it cannot, the reload fails rather than skipping the check.
+      const refused = await this.#storeStep(() => this.#store.refresh?.());
+      if (refused) return fail(refused.code, [`error[${refused.code}]: ${refused.message}`]);
       const rollback = checkRollback(this.#store, bundle.revision, bundle.digest);
       if (rollback) return fail(rollback.code, [formatBundleProblem(rollback)]);
     }
@@ -275,6 +278,12 @@ export class PolicyManager {
       if (failedTests.length) return fail("POLICY_TESTS_FAILED", failedTests.map((t) => `${t.file}:${t.line}: ${t.name}: ${t.failure}`));
       this.#recordTestsPassed(bundle.digest);
     }
+    // Recorded before the swap: on a shared store another instance may have accepted a newer
+    // revision since the check above, and then this bundle is a rollback after all.
+    if (bundle.signed) {
+      const refused = await this.#storeStep(() => this.#store.accept(bundle.revision, bundle.digest));
+      if (refused) return fail(refused.code, [`error[${refused.code}]: ${refused.message}`]);
+    }
     for (const w of loaded.diagnostics) this.#options.log("warn", renderDiagnostic(w, sources).split("\n")[0]!);
     return {
       ok: true,
@@ -282,6 +291,16 @@ export class PolicyManager {
       active: { compiled, revision: bundle.revision, digest: bundle.digest, signers: bundle.signers, signed: bundle.signed, loadedAt: new Date(), expiresAt: bundle.expiresAt, files: files.policies.map((p) => p.path), source },
       bundle,
     };
+  }
+
+  /** Runs a revision store call; a coded failure (rollback, store unavailable) comes back as a problem. */
+  async #storeStep(step: () => void | Promise<void>): Promise<{ code: string; message: string } | null> {
+    try {
+      await step();
+      return null;
+    } catch (e) {
+      return { code: (e as { code?: string }).code ?? "BUNDLE_REVISION_STATE_UNAVAILABLE", message: (e as Error).message };
+    }
   }
 
   /** The status the admin API shows, also written to `<stateDir>/policy-status.json`. */

@@ -11,11 +11,12 @@ import { GatewayError } from "../errors.ts";
 import { exitWhenDrained } from "../stdio.ts";
 import { existingHttp1Pool } from "../http/forward-http1.ts";
 import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
-import { openLedgerOfStateDir, schedulePrune, type DutyLedger } from "../ledger/mod.ts";
+import { schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, probeFreePort, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
 import { createAdminFunctions, createProbes, type AdminDeps } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
+import { instrumentLedger, openConfiguredLedger } from "./ledger.ts";
 import { createLogger, withFields, type Logger } from "./log.ts";
 import { mergeWorkerMetrics } from "../workers/metrics.ts";
 import type { WorkerLink } from "../workers/worker-link.ts";
@@ -91,9 +92,16 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
       cleanups.push(() => demo!.close());
     }
 
+    // The ledger before the policy: on a shared ledger the fleet's highest accepted bundle revision
+    // lives in its database, and the first policy load checks against it.
+    const opened = await openConfiguredLedger(config, { log, resetLedger: options.resetLedger });
+    cleanups.push(() => opened.ledger.close());
+    const ledger = instrumentLedger(opened.ledger, metrics);
+
     const policy = new PolicyManager({
       policy: config.policy,
       stateDir: config.stateDir,
+      revisionStore: opened.revisionStore ?? undefined,
       upstreams: config.upstreams,
       log: (level, message, fields) => log[level](message, fields),
       onSwap: (active) => {
@@ -119,16 +127,11 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
     const audit = options.auditDisabled ? null : await openAuditLog({ ...config.audit, worker: workerId, signingKey: { key: gatewayKey.privateKey, kid: gatewayKey.kid, alg: "EdDSA" } });
     if (audit) cleanups.push(() => audit.close());
-    const { ledger, outcome, previous } = await openLedgerOfStateDir({ stateDir: config.stateDir, path: config.ledger.path, retentionDays: config.ledger.retentionDays, reset: options.resetLedger });
-    if (outcome === "reset") {
-      log.warn("--reset-ledger: the recorded duty ledger was missing or replaced; its history is no longer consulted", { recorded: previous?.ledger_id, ledger_id: ledger.id, ledger: config.ledger.path });
-    }
-    cleanups.push(() => ledger.close());
     const countUnknown = async () => (await ledger.pending()).filter((p) => p.state === "unknown").length;
     let ledgerSize = 0;
     let unknownReservations = await countUnknown();
     if (unknownReservations > 0) {
-      log.warn("the duty ledger holds reservations of unknown outcome (a gateway stopped before the upstream answered); they count as performed until an operator confirms or releases them: gateway ledger list-pending", { count: unknownReservations, ledger: config.ledger.path });
+      log.warn("the duty ledger holds reservations of unknown outcome (a gateway stopped before the upstream answered); they count as performed until an operator confirms or releases them: gateway ledger list-pending", { count: unknownReservations, ledger: opened.where });
     }
     const pruning = schedulePrune(ledger, { onError: (e) => log.warn("ledger prune failed", { error: (e as Error).message }) });
     cleanups.push(() => pruning.stop());
@@ -141,6 +144,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     cleanups.push(() => clearInterval(sizeTimer));
     metrics.ledgerSize = new Gauge("dutygate_ledger_entries", "Entries in the duty ledger (refreshed every 10 s).", () => ledgerSize);
     metrics.ledgerUnknownReservations = new Gauge(metrics.ledgerUnknownReservations.name, `${metrics.ledgerUnknownReservations.help} (refreshed every 10 s)`, () => unknownReservations);
+    metrics.ledgerAvailable = new Gauge(metrics.ledgerAvailable.name, metrics.ledgerAvailable.help, () => (ledger.availability?.().available === false ? 0 : 1));
     // The HTTP/1.1 client's connections per upstream, read at each scrape (fetch exposes none,
     // so upstreams that fetch carries have no series).
     const pooled = Object.values(config.upstreams).flatMap((u) => {
@@ -304,7 +308,8 @@ export interface PreparedWorkerState {
 /**
  * What a supervisor does once before its workers start, so that they do not race for it: the
  * state directory, the gateway key, the self-signed certificates, the duty ledger (opened,
- * checked against the state directory's record — `--reset-ledger` is decided here — and closed),
+ * checked against the state directory's record — `--reset-ledger` is decided here — and closed;
+ * a PostgreSQL ledger is reached and its schema migrated),
  * and the addresses: each is checked free with an exclusive bind, and port 0 becomes one port
  * all workers share. Fails (closed) as `startGateway` would, with the same codes.
  */
@@ -313,10 +318,8 @@ export async function prepareWorkerState(config: GatewayConfig, options: { reset
   await ensureGatewayKey(config.stateDir);
   await loadTlsMaterial(config.listen, { stateDir: config.stateDir, name: "listen" });
   if (config.admin) await loadTlsMaterial(config.admin, { stateDir: config.stateDir, name: "admin" });
-  const { ledger, outcome, previous } = await openLedgerOfStateDir({ stateDir: config.stateDir, path: config.ledger.path, retentionDays: config.ledger.retentionDays, reset: options.resetLedger });
-  if (outcome === "reset") {
-    options.log?.warn("--reset-ledger: the recorded duty ledger was missing or replaced; its history is no longer consulted", { recorded: previous?.ledger_id, ledger_id: ledger.id, ledger: config.ledger.path });
-  }
+  // The configured ledger, SQLite or the fleet's PostgreSQL (its schema is migrated here, once).
+  const { ledger } = await openConfiguredLedger(config, { log: options.log ?? createLogger("error", () => {}), resetLedger: options.resetLedger });
   await ledger.close();
   const listenPort = await probeFreePort(config.listen.host, config.listen.port);
   let adminPort = config.admin ? await probeFreePort(config.admin.host, config.admin.port) : null;

@@ -20,5 +20,6 @@ export {
 export { MemoryDutyLedger } from "./memory.ts";
 export { DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_CHECKPOINT_EVERY_MS, LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
 export { LEDGER_IDENTITY_FILE, openLedgerOfStateDir, type LedgerIdentityRecord, type StateDirLedger, type StateDirLedgerOptions } from "./identity.ts";
-export { DEFAULT_POSTGRES_TIMEOUT_MS, openPostgresLedger, parsePostgresUrl, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger, redactLedgerUrl, type PostgresLedgerOptions } from "./postgres.ts";
+export { DEFAULT_POSTGRES_TIMEOUT_MS, openPostgresLedger, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger, type PostgresLedgerOptions } from "./postgres.ts";
+export { parsePostgresUrl, redactLedgerUrl } from "./postgres-url.ts";
 export { describeConflict, showKey, type DescribeConflictOptions } from "./describe.ts";

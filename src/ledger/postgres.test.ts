@@ -5,7 +5,8 @@ import { postgresSkipReason, startTestPostgres, type TestPostgres } from "../../
 import { GatewayError } from "../errors.ts";
 import type { LedgerOptions, ReserveRequest } from "./ledger.ts";
 import { runDutyLedgerConformance } from "./ledger.case.ts";
-import { openPostgresLedger, parsePostgresUrl, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger, redactLedgerUrl } from "./postgres.ts";
+import { openPostgresLedger, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger } from "./postgres.ts";
+import { parsePostgresUrl, redactLedgerUrl } from "./postgres-url.ts";
 
 // A real PostgreSQL 15 server for this file; every ledger gets a database of its own.
 const skip = postgresSkipReason("the PostgreSQL ledger tests");
@@ -19,7 +20,9 @@ afterAll(async () => {
 }, 60_000);
 const password = () => readFileSync(pg.passwordFile, "utf8").trim();
 const freshUrl = () => pg.createDatabase(`ledger_${process.pid}_${++databases}`);
-const open = (url: string, options: LedgerOptions & { timeoutMs?: number }) => openPostgresLedger({ url, password: password(), ...options });
+// A generous deadline: a loaded test machine must not turn a slow answer into a failed case. The
+// deadline's own tests set a short one.
+const open = (url: string, options: LedgerOptions & { timeoutMs?: number }) => openPostgresLedger({ url, password: password(), timeoutMs: 30_000, ...options });
 
 /** Waits (bounded) until the server has noticed a killed process's connections are gone. */
 async function awaitDisconnected(boot: string): Promise<void> {
@@ -143,7 +146,7 @@ describe.skipIf(skip !== null)("PostgresDutyLedger", () => {
   test("the server stopped: calls fail with LEDGER_UNAVAILABLE and availability says why; back when the server is", async () => {
     const url = freshUrl();
     const states: boolean[] = [];
-    const ledger = await openPostgresLedger({ url, password: password(), ...OPTIONS, timeoutMs: 1000, onAvailability: (a) => states.push(a.available) });
+    const ledger = await openPostgresLedger({ url, password: password(), ...OPTIONS, timeoutMs: 3000, onAvailability: (a) => states.push(a.available) });
     try {
       const first = await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 });
       expect(first.ok).toBe(true);

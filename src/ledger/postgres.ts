@@ -14,7 +14,7 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import process from "node:process";
-import postgres from "postgres";
+import type { Sql } from "postgres";
 import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import {
@@ -32,6 +32,7 @@ import {
   type ReserveResult,
   type ResolvedLedgerOptions,
 } from "./ledger.ts";
+import { parsePostgresUrl, type PostgresTarget } from "./postgres-url.ts";
 
 /** The schema this code writes; `schema_version` in the table `ledger_meta`. */
 export const POSTGRES_LEDGER_SCHEMA_VERSION = 1;
@@ -99,46 +100,6 @@ export interface PostgresLedgerOptions extends LedgerOptions {
   onAvailability?: (availability: LedgerAvailability) => void;
 }
 
-/** Where a URL points, without credentials: safe to log. */
-export function redactLedgerUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    parsed.search = "";
-    return parsed.toString();
-  } catch {
-    return "(an unparsable URL)";
-  }
-}
-
-interface Target {
-  host: string;
-  port: number;
-  user: string;
-  database: string;
-  shown: string;
-}
-
-/** Parses a `postgres://` URL; throws `LEDGER_BAD_OPTIONS` (the config reports the same rules with its key path). */
-export function parsePostgresUrl(url: string): Target {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${redactLedgerUrl(url)}\` is not a URL`);
-  }
-  const shown = redactLedgerUrl(url);
-  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` is not a postgres:// URL`);
-  if (parsed.password) throw new GatewayError("LEDGER_BAD_OPTIONS", "the ledger URL must not carry a password; use `password_file` or `password_env`");
-  if (parsed.search || parsed.hash) throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` must not carry a query or a fragment`);
-  if (!parsed.hostname) throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` names no host`);
-  if (!parsed.username) throw new GatewayError("LEDGER_BAD_OPTIONS", `\`${shown}\` names no user (postgres://USER@HOST:PORT/DATABASE)`);
-  const user = decodeURIComponent(parsed.username);
-  const database = decodeURIComponent(parsed.pathname.replace(/^\//, "")) || user;
-  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
-  return { host, port: parsed.port ? Number(parsed.port) : 5432, user, database, shown };
-}
-
 /**
  * Opens (creating or migrating the schema of) the PostgreSQL duty ledger at `url`. Fails with
  * `LEDGER_UNAVAILABLE` (the server cannot be reached, refuses the login, or does not answer
@@ -155,7 +116,9 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
     throw new GatewayError("LEDGER_BAD_OPTIONS", `timeoutMs must be a positive whole number of milliseconds, got \`${String(timeoutMs)}\``);
   }
   const maxConnections = options.maxConnections ?? 10;
-  const ledger = new PostgresDutyLedger(target, options, resolved, timeoutMs, maxConnections);
+  // Loaded on first use: a gateway on the SQLite ledger (and every other command) never pays for it.
+  const { default: driver } = await import("postgres");
+  const ledger = new PostgresDutyLedger(driver, target, options, resolved, timeoutMs, maxConnections);
   try {
     await ledger.initialise(Date.now());
   } catch (error) {
@@ -164,6 +127,8 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
   }
   return ledger;
 }
+
+type PostgresDriver = typeof import("postgres").default;
 
 interface FactRow {
   constraint_id: string;
@@ -187,7 +152,7 @@ export class PostgresDutyLedger implements DutyLedger {
   readonly boot = crypto.randomUUID();
   /** The ledger's identity, drawn when its schema was created. Set by {@link openPostgresLedger}. */
   id = "";
-  readonly #sql: postgres.Sql;
+  readonly #sql: Sql;
   readonly #options: ResolvedLedgerOptions;
   readonly #timeoutMs: number;
   readonly #onAvailability: ((availability: LedgerAvailability) => void) | undefined;
@@ -197,12 +162,12 @@ export class PostgresDutyLedger implements DutyLedger {
   #probeAttempt = 0;
 
   /** @internal use {@link openPostgresLedger} */
-  constructor(target: Target, options: PostgresLedgerOptions, resolved: ResolvedLedgerOptions, timeoutMs: number, maxConnections: number) {
+  constructor(driver: PostgresDriver, target: PostgresTarget, options: PostgresLedgerOptions, resolved: ResolvedLedgerOptions, timeoutMs: number, maxConnections: number) {
     this.url = target.shown;
     this.#options = resolved;
     this.#timeoutMs = timeoutMs;
     this.#onAvailability = options.onAvailability;
-    this.#sql = postgres({
+    this.#sql = driver({
       host: target.host,
       port: target.port,
       user: target.user,

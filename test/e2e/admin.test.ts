@@ -137,7 +137,7 @@ describe("probes", () => {
     expect(await json(live)).toEqual({ status: "live" });
     const ready = await t.adminFetch("/-/readyz", { cert: certs.stranger });
     expect(ready.status).toBe(200);
-    expect(await json(ready)).toEqual({ status: "ready", ready: true, degraded: false, policy: true, bundle_expired: false, audit_writable: true, reasons: [], warnings: [] });
+    expect(await json(ready)).toEqual({ status: "ready", ready: true, degraded: false, policy: true, bundle_expired: false, audit_writable: true, ledger_available: true, reasons: [], warnings: [] });
   });
 
   test("probes are not served on the operational listener", async () => {
@@ -426,11 +426,17 @@ function parsePrometheusText(text: string): Map<string, Family> {
   for (const f of families.values()) {
     if (!f.type) throw new Error(`family \`${f.name}\` has no TYPE`);
     if (f.type === "histogram") {
-      const buckets = f.samples.filter((s) => s.name.endsWith("_bucket"));
-      for (let i = 1; i < buckets.length; i++) if (buckets[i]!.value < buckets[i - 1]!.value) throw new Error(`histogram \`${f.name}\` is not cumulative`);
-      const inf = buckets.find((b) => b.labels.le === "+Inf");
-      const count = f.samples.find((s) => s.name === `${f.name}_count`);
-      if (!inf || !count || inf.value !== count.value) throw new Error(`histogram \`${f.name}\`: +Inf bucket must equal _count`);
+      // One series per label set (`le` aside): each is cumulative, with +Inf equal to its _count.
+      const seriesKey = (labels: Record<string, string>) => JSON.stringify(Object.entries(labels).filter(([k]) => k !== "le").sort());
+      const series = new Map<string, typeof f.samples>();
+      for (const s of f.samples) series.set(seriesKey(s.labels), [...(series.get(seriesKey(s.labels)) ?? []), s]);
+      for (const samples of series.values()) {
+        const buckets = samples.filter((s) => s.name.endsWith("_bucket"));
+        for (let i = 1; i < buckets.length; i++) if (buckets[i]!.value < buckets[i - 1]!.value) throw new Error(`histogram \`${f.name}\` is not cumulative`);
+        const inf = buckets.find((b) => b.labels.le === "+Inf");
+        const count = samples.find((s) => s.name === `${f.name}_count`);
+        if (!inf || !count || inf.value !== count.value) throw new Error(`histogram \`${f.name}\`: +Inf bucket must equal _count`);
+      }
     }
   }
   return families;

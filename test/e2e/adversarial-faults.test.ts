@@ -66,7 +66,7 @@ async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T |
 
 for (const backend of BACKENDS) {
   describe(`dependencies failing on the ${backend} backend`, () => {
-    test("the duty ledger closed: guarded duties are denied and not forwarded; unguarded ones still pass", async () => {
+    test("the duty ledger closed: guarded duties get 503 LEDGER_UNAVAILABLE and are not forwarded; unguarded ones still pass", async () => {
       const t = await startTestGateway({ configure: onBackend(backend) });
       try {
         expect(t.gw.operational.backend).toBe(backend);
@@ -74,8 +74,8 @@ for (const backend of BACKENDS) {
         await t.gw.ledger.close();
         const before = t.upstream.received.length;
         const guarded = await t.fetch("/changes/1/submit", { method: "POST", token });
-        expect(guarded.status).toBe(403);
-        expect(await codeOf(guarded)).toBe("DENY_SOD_HISTORY");
+        expect(guarded.status).toBe(503);
+        expect(await codeOf(guarded)).toBe("LEDGER_UNAVAILABLE");
         expect(t.upstream.received.length).toBe(before);
         const unguarded = await t.fetch("/changes/1", { token });
         expect(unguarded.status).toBe(200);

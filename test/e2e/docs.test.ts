@@ -149,7 +149,8 @@ describe("configuration: gateway.example.toml, docs/configuration.md and the loa
   test("every documented key is in gateway.example.toml (it claims to use every key)", () => {
     // `hmac_secret` is the inline alternative to the `hmac_secret_file` the example uses; `jwks_file` and
     // `jwks_ca` likewise (the example's corp issuer uses jwks_url; its comment shows jwks_ca).
-    const alternatives = new Set(["issuers.NAME.hmac_secret", "issuers.NAME.jwks_file", "issuers.NAME.jwks_ca"]);
+    // `[ledger] url` and its keys replace `path`; the example shows them in a comment.
+    const alternatives = new Set(["issuers.NAME.hmac_secret", "issuers.NAME.jwks_file", "issuers.NAME.jwks_ca", "ledger.url", "ledger.password_file", "ledger.password_env", "ledger.ca"]);
     const missing = [...documented.keys()].filter((k) => !exampleKeys.has(k) && !alternatives.has(k));
     // `[issuers.NAME.claims]` / `constants`, `[listen.identities."<id>"]`: tables of the user's own names.
     expect(missing).toEqual([]);
@@ -171,6 +172,8 @@ describe("configuration: gateway.example.toml, docs/configuration.md and the loa
       const r = parseConfigText(`${base}${line}[policy]\nrequire_signature = false\n`, join(ROOT, "gateway.toml"), false);
       expect(r.ok ? "" : r.errors.map((e) => `${e.code} ${e.path}`).join(", ")).toBe("");
     }
+    const shared = parseConfigText(`[ledger]\nurl = "postgres://dutygate@db.internal:5432/dutygate"\npassword_env = "PGPASS"\nca = "ca.pem"\n[policy]\nrequire_signature = false\n`, join(ROOT, "gateway.toml"), false);
+    expect(shared.ok ? "" : shared.errors.map((e) => `${e.code} ${e.path}`).join(", ")).toBe("");
     const hmac = parseConfigText(`[issuers.ci]\nissuer = "https://ci"\naudience = "a"\nalgorithms = ["HS256"]\nhmac_secret = "${"s".repeat(32)}"\n[policy]\nrequire_signature = false\n`, join(ROOT, "gateway.toml"), false);
     expect(hmac.ok).toBe(true);
   });
