@@ -152,7 +152,9 @@ export class PostgresDutyLedger implements DutyLedger {
   readonly boot = crypto.randomUUID();
   /** The ledger's identity, drawn when its schema was created. Set by {@link openPostgresLedger}. */
   id = "";
-  readonly #sql: Sql;
+  #sql: Sql;
+  /** Opens a fresh connection pool; a pool is replaced whenever the store goes down. */
+  readonly #connect: () => Sql;
   readonly #options: ResolvedLedgerOptions;
   readonly #timeoutMs: number;
   readonly #onAvailability: ((availability: LedgerAvailability) => void) | undefined;
@@ -167,7 +169,7 @@ export class PostgresDutyLedger implements DutyLedger {
     this.#options = resolved;
     this.#timeoutMs = timeoutMs;
     this.#onAvailability = options.onAvailability;
-    this.#sql = driver({
+    this.#connect = () => driver({
       host: target.host,
       port: target.port,
       user: target.user,
@@ -192,6 +194,7 @@ export class PostgresDutyLedger implements DutyLedger {
         idle_in_transaction_session_timeout: Math.max(10 * timeoutMs, 10_000),
       },
     });
+    this.#sql = this.#connect();
   }
 
   /**
@@ -425,6 +428,12 @@ export class PostgresDutyLedger implements DutyLedger {
   #markDown(reason: string): void {
     if (this.#down !== null || this.#closed) return;
     this.#down = { reason, since: Date.now() };
+    // Reconnect on fresh connections: one that hung (a server gone without closing the socket, a
+    // transaction given up on at its deadline) must not hold a pool slot through the recovery.
+    // Calls still running on the old pool fail; the gateway has refused or kept their reservations.
+    const old = this.#sql;
+    this.#sql = this.#connect();
+    void old.end({ timeout: 0 }).catch(() => {});
     this.#probeAttempt = 0;
     this.#onAvailability?.(this.availability());
     this.#scheduleProbe();
