@@ -165,7 +165,7 @@ export function analyzeSeparation(policy: CheckedPolicy): SeparationAnalysis {
   const operational = policy.duties.filter((d) => d.channel === "operational");
   for (const o of operational) {
     const viaUpstream = admin.find((a) => a.upstream === o.upstream);
-    const viaRoute = admin.find((a) => a.method === o.method && routesOverlap(a.segments, o.segments));
+    const viaRoute = admin.find((a) => a.methods.some((m) => o.methods.includes(m)) && routesOverlap(a.segments, o.segments));
     const clash: CheckedDuty | undefined = viaUpstream ?? viaRoute;
     if (!clash) continue;
     const how = viaUpstream ? `forwards to \`${o.upstream}\`, the upstream of admin duty \`${clash.name}\`` : `matches the same paths as admin duty \`${clash.name}\` (${clash.method} ${clash.pattern})`;

@@ -51,10 +51,15 @@ export interface ExclusiveDecl { kind: "exclusive"; atLeast: { value: number; sp
 /** `params`: the route params whose values together are the ledger key (`by tenant, invoice`). */
 export interface SeparateDecl { kind: "separate"; duties: Name[]; params: Name[]; span: Span }
 
+/** `condition NAME = EXPR`: a named boolean condition, usable as `NAME` in any `when`. */
+export interface ConditionDecl { kind: "condition"; name: Name; body: Expr; span: Span }
+/** `group NAME = a, b, c`: a named list of roles or of duties (or of other such groups). */
+export interface GroupDecl { kind: "group"; name: Name; members: Name[]; span: Span }
+
 /** `@id("approve-by-reviewer")` written before a declaration: `name` is `id`, `value` the unquoted text. */
 export interface Annotation { name: Name; value: Name; span: Span }
 
-export type Declaration = (PrincipalDecl | RoleDecl | EnumDecl | UpstreamDecl | DutyDecl | GrantDecl | ForbidDecl | ExclusiveDecl | SeparateDecl) & {
+export type Declaration = (PrincipalDecl | RoleDecl | EnumDecl | UpstreamDecl | DutyDecl | GrantDecl | ForbidDecl | ExclusiveDecl | SeparateDecl | ConditionDecl | GroupDecl) & {
   /** The annotation written before it, if any (the checker accepts `@id` on rules only). */
   annotation?: Annotation;
 };

@@ -242,6 +242,10 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
       }
       case "separateDecl":
         return { kind: "separate", duties: names(child(kindNode, "identList")), params: tokens(kindNode, "params").map(name), span: s };
+      case "namedDecl":
+        return token(kindNode, "keyword").image === "group"
+          ? { kind: "group", name: name(token(kindNode, "name")), members: names(child(kindNode, "identList")), span: s }
+          : { kind: "condition", name: name(token(kindNode, "name")), body: expr(child(kindNode, "expr")), span: s };
       default:
         throw new Incomplete();
     }

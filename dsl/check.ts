@@ -1,7 +1,7 @@
 // The type checker: resolves every name, types every expression, and finds the policy
 // mistakes a reviewer would miss (overlapping duties, grants that can never apply, expired
 // exceptions). It collects all diagnostics; a policy with an error yields no CheckedPolicy.
-import type { Declaration, Expr, Name, PolicyFile, TypeRef } from "./ast.ts";
+import type { ConditionDecl, Declaration, Expr, GroupDecl, Name, PolicyFile, TypeRef } from "./ast.ts";
 import { diagnostic, didYouMean, hasErrors } from "./diagnostics.ts";
 import { evaluate, isConstant } from "./evaluate.ts";
 import {
@@ -111,6 +111,12 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   };
   const all: Declaration[] = files.flatMap((f) => f.declarations);
   const of = <K extends Declaration["kind"]>(kind: K) => all.filter((d): d is Extract<Declaration, { kind: K }> => d.kind === kind);
+  // Filled once duties and roles are known; role and duty resolution consult them for "did you mean".
+  const groupDecls = new Map<string, GroupDecl>();
+  const groups = new Map<string, GroupValue | null>();
+  const usedGroups = new Set<string>();
+  const groupsOf = (kind: "role" | "duty") => [...groups.entries()].filter(([, g]) => g?.kind === kind).map(([n]) => n);
+  const conditionDecls = new Map<string, ConditionDecl>();
 
   // --- rule ids ----------------------------------------------------------------------------
   // `@id("…")` names a rule for good: tests, explain, the audit log and replay cite it, and
@@ -183,7 +189,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   const mentionedRoles = new Set<string>();
   const resolveRole = (n: Name): boolean => {
     if (roleSet.has(n.text)) { mentionedRoles.add(n.text); return true; }
-    err("E_UNKNOWN_ROLE", `unknown role \`${n.text}\``, n.span, didYouMean(n.text, roles) ?? (roles.length ? undefined : "declare roles with `role a, b`"));
+    err("E_UNKNOWN_ROLE", `unknown role \`${n.text}\``, n.span, didYouMean(n.text, [...roles, ...groupsOf("role")]) ?? (roles.length ? undefined : "declare roles with `role a, b`"));
     return false;
   };
 
@@ -258,12 +264,22 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       continue;
     }
     let ok = true;
-    const method = d.method.text;
-    if (!(METHODS as readonly string[]).includes(method)) {
-      ok = false;
-      const upper = method.toUpperCase();
-      err("E_BAD_METHOD", `unknown method \`${method}\``, d.method.span, (METHODS as readonly string[]).includes(upper) ? `methods are upper case: \`${upper}\`` : didYouMean(upper, METHODS) ?? `one of ${METHODS.join(", ")}`);
+    // `GET|HEAD`: one duty, several methods; each is checked where it stands in the token.
+    const methods: string[] = [];
+    let offset = 0;
+    for (const method of d.method.text.split("|")) {
+      const span = { ...d.method.span, col: d.method.span.col + offset, endCol: d.method.span.col + offset + method.length, start: d.method.span.start + offset, end: d.method.span.start + offset + method.length };
+      offset += method.length + 1;
+      if (!(METHODS as readonly string[]).includes(method)) {
+        ok = false;
+        const upper = method.toUpperCase();
+        err("E_BAD_METHOD", `unknown method \`${method}\``, span, (METHODS as readonly string[]).includes(upper) ? `methods are upper case: \`${upper}\`` : didYouMean(upper, METHODS) ?? `one of ${METHODS.join(", ")}`);
+      } else if (methods.includes(method)) {
+        ok = false;
+        err("E_DUPLICATE_METHOD", `method \`${method}\` appears twice in this duty`, span);
+      } else methods.push(method);
     }
+    const method = methods.join("|");
     const parsed = parsePattern(d.pattern.text);
     if ("error" in parsed) {
       ok = false;
@@ -286,28 +302,147 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     }
     if (!ok || "error" in parsed) { brokenDuties.add(d.name.text); continue; }
     const duty: CheckedDuty = {
-      name: d.name.text, method, pattern: d.pattern.text, segments: parsed.segments,
+      name: d.name.text, method, methods, pattern: d.pattern.text, segments: parsed.segments,
       params: parsed.segments.flatMap((s) => (s.kind === "param" ? [s.name] : [])),
       upstream: d.upstream.text, channel, span: d.span,
     };
     // Each channel has its own router: the same route on two channels is two distinct duties.
-    const shapeKey = `${channel} ${method} ${routeShape(parsed.segments)}`;
-    const clash = shapes.get(shapeKey);
+    const shapeKeys = methods.map((m) => `${channel} ${m} ${routeShape(parsed.segments)}`);
+    const clash = shapeKeys.map((k) => shapes.get(k)).find((c) => c !== undefined);
     if (clash) {
       brokenDuties.add(duty.name);
       err("E_OVERLAPPING_DUTY", `duty \`${duty.name}\` has the same method and route as \`${clash.name}\``, d.pattern.span, `\`${clash.name}\` is declared at ${at(clash.span)}; a request must map to exactly one duty`);
       continue;
     }
-    shapes.set(shapeKey, duty);
+    for (const k of shapeKeys) shapes.set(k, duty);
     dutyByName.set(duty.name, duty);
     duties.push(duty);
   }
   const dutyNames = () => duties.map((d) => d.name);
   const resolveDuty = (n: Name): CheckedDuty | null => {
     const d = dutyByName.get(n.text);
-    if (!d && !brokenDuties.has(n.text)) err("E_UNKNOWN_DUTY", `unknown duty \`${n.text}\``, n.span, didYouMean(n.text, dutyNames()));
+    if (!d && !brokenDuties.has(n.text)) err("E_UNKNOWN_DUTY", `unknown duty \`${n.text}\``, n.span, didYouMean(n.text, [...dutyNames(), ...groupsOf("duty")]));
     return d ?? null;
   };
+
+  // --- groups ------------------------------------------------------------------------------
+  // `group NAME = a, b, c` names a list of roles or of duties (or of such groups) once, for the
+  // rules that would repeat it; a rule naming the group means each of its members.
+  for (const d of of("group")) {
+    const n = d.name.text;
+    const first = groupDecls.get(n);
+    if (first) { err("E_DUPLICATE_GROUP", `group \`${n}\` is declared twice`, d.name.span, `first declared at ${at(first.span)}`); continue; }
+    if (roleSet.has(n) || dutyByName.has(n) || brokenDuties.has(n)) {
+      err("E_DUPLICATE_GROUP", `group \`${n}\` has the name of a ${roleSet.has(n) ? "role" : "duty"}`, d.name.span, "a name in a list must mean one thing: rename the group");
+      continue;
+    }
+    groupDecls.set(n, d);
+  }
+  const resolvingGroups = new Set<string>();
+  const resolveGroup = (name: string): GroupValue | null => {
+    if (groups.has(name)) return groups.get(name)!;
+    const d = groupDecls.get(name)!;
+    resolvingGroups.add(name);
+    let kind: "role" | "duty" | null = null;
+    const members: string[] = [];
+    const written = new Set<string>();
+    let ok = true;
+    for (const m of d.members) {
+      let memberKind: "role" | "duty";
+      let items: readonly string[];
+      if (written.has(m.text)) { err("E_DUPLICATE_MEMBER", `\`${m.text}\` appears twice in group \`${name}\``, m.span); ok = false; continue; }
+      written.add(m.text);
+      if (groupDecls.has(m.text)) {
+        if (resolvingGroups.has(m.text)) { err("E_GROUP_CYCLE", `group \`${name}\` contains itself through \`${m.text}\``, m.span, "a group may hold other groups, but not itself, directly or through others"); ok = false; continue; }
+        usedGroups.add(m.text);
+        const g = resolveGroup(m.text);
+        if (!g) { ok = false; continue; }
+        memberKind = g.kind;
+        items = g.members;
+      } else if (roleSet.has(m.text)) { memberKind = "role"; items = [m.text]; mentionedRoles.add(m.text); }
+      else if (dutyByName.has(m.text)) { memberKind = "duty"; items = [m.text]; }
+      else {
+        if (!brokenDuties.has(m.text)) err("E_UNKNOWN_NAME", `unknown role, duty or group \`${m.text}\``, m.span, didYouMean(m.text, [...roles, ...dutyNames(), ...groupDecls.keys()]));
+        ok = false;
+        continue;
+      }
+      if (kind !== null && memberKind !== kind) {
+        err("E_MIXED_GROUP", `group \`${name}\` mixes roles and duties: \`${m.text}\` is a ${memberKind === "role" ? "role" : "duty"}, the first member a ${kind}`, m.span, "a group holds roles or duties, not both: make two groups");
+        ok = false;
+        continue;
+      }
+      kind = memberKind;
+      for (const item of items) if (!members.includes(item)) members.push(item);
+    }
+    resolvingGroups.delete(name);
+    const value = ok && kind !== null ? { kind, members } : null;
+    groups.set(name, value);
+    return value;
+  };
+  for (const name of groupDecls.keys()) resolveGroup(name);
+
+  /**
+   * The roles a rule names: roles, and the members of role groups. A role written twice is an
+   * error; one that also comes through a group is not (groups overlap on purpose).
+   */
+  const expandRoles = (names: readonly Name[], where: string): { roles: string[]; ok: boolean } => {
+    const out: string[] = [];
+    const written = new Set<string>();
+    let ok = true;
+    for (const n of names) {
+      if (groupDecls.has(n.text)) {
+        usedGroups.add(n.text);
+        const g = groups.get(n.text);
+        if (!g) { ok = false; continue; }
+        if (g.kind !== "role") { err("E_GROUP_KIND", `group \`${n.text}\` holds duties, where roles are expected`, n.span, didYouMean(n.text, groupsOf("role"))); ok = false; continue; }
+        for (const r of g.members) if (!out.includes(r)) out.push(r);
+        continue;
+      }
+      if (!resolveRole(n)) { ok = false; continue; }
+      if (written.has(n.text)) { err("E_DUPLICATE_ROLE", `role \`${n.text}\` appears twice in this ${where}`, n.span); ok = false; continue; }
+      written.add(n.text);
+      if (!out.includes(n.text)) out.push(n.text);
+    }
+    return { roles: out, ok };
+  };
+  /** The duties a rule names, as `expandRoles`; `open` when a named duty has its own error. */
+  const expandDuties = (names: readonly Name[], where: string): { duties: CheckedDuty[]; ok: boolean; open: boolean } => {
+    const out: CheckedDuty[] = [];
+    const written = new Set<string>();
+    let ok = true, open = false;
+    for (const n of names) {
+      if (groupDecls.has(n.text)) {
+        usedGroups.add(n.text);
+        const g = groups.get(n.text);
+        if (!g) { ok = false; open = true; continue; }
+        if (g.kind !== "duty") { err("E_GROUP_KIND", `group \`${n.text}\` holds roles, where duties are expected`, n.span, didYouMean(n.text, groupsOf("duty"))); ok = false; continue; }
+        for (const name of g.members) { const duty = dutyByName.get(name)!; if (!out.includes(duty)) out.push(duty); }
+        continue;
+      }
+      const duty = resolveDuty(n);
+      if (!duty) { ok = false; open ||= brokenDuties.has(n.text); continue; }
+      if (written.has(n.text)) { err("E_DUPLICATE_DUTY", `duty \`${n.text}\` appears twice in this ${where}`, n.span); ok = false; continue; }
+      written.add(n.text);
+      if (!out.includes(duty)) out.push(duty);
+    }
+    return { duties: out, ok, open };
+  };
+
+  // --- named conditions ----------------------------------------------------------------------
+  // `condition NAME = EXPR` is checked once, where it is declared (its route params unchecked
+  // there); each use inlines the typed body, after checking that the rule's duties all have the
+  // params it reads. Both evaluators therefore see plain expressions.
+  for (const d of of("condition")) {
+    const n = d.name.text;
+    const first = conditionDecls.get(n);
+    if (first) { err("E_DUPLICATE_CONDITION", `condition \`${n}\` is declared twice`, d.name.span, `first declared at ${at(first.span)}`); continue; }
+    const owners = [...enums.entries()].filter(([, vs]) => vs.includes(n)).map(([e]) => e);
+    if (owners.length || n === "request") {
+      err("E_DUPLICATE_CONDITION", `condition \`${n}\` has the name of ${n === "request" ? "the request" : owners[0] === "role" ? "a role" : `a value of enum \`${owners[0]}\``}`, d.name.span, "a bare name in a condition must mean one thing: rename the condition");
+      continue;
+    }
+    conditionDecls.set(n, d);
+  }
 
   // --- expressions ---------------------------------------------------------------------------
   const tBad = Symbol("bad");
@@ -457,6 +592,10 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
           return tBad;
       }
     }
+    if (conditionDecls.has(head)) {
+      if (m.length) { err("E_BAD_REFERENCE", `condition \`${head}\` has no members`, m[0]!.span); return tBad; }
+      return useCondition(head, e.span, scope);
+    }
     // A bare identifier is an enum value, typed by what is expected of it.
     if (m.length === 0) {
       if (expected?.kind === "enum") {
@@ -475,7 +614,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       }
       if (owners.length > 1) { err("E_AMBIGUOUS_NAME", `\`${head}\` is a value of several enums: ${owners.join(", ")}`, e.head.span, "compare it with an attribute of the enum's type"); return tBad; }
     }
-    const candidates = ["principal", "request", ...[...enums.values()].flat()];
+    const candidates = ["principal", "request", ...[...enums.values()].flat(), ...conditionDecls.keys()];
     err("E_UNKNOWN_NAME", `unknown name \`${head}\``, e.head.span, didYouMean(head, candidates));
     return tBad;
   };
@@ -590,6 +729,34 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     }
     return t;
   };
+  const conditionBodies = new Map<string, TExpr | null>();
+  const checkingConditions = new Set<string>();
+  const usedConditions = new Set<string>();
+  const resolveCondition = (name: string, refSpan: Span): TExpr | null => {
+    if (conditionBodies.has(name)) return conditionBodies.get(name)!;
+    if (checkingConditions.has(name)) {
+      err("E_CONDITION_CYCLE", `condition \`${name}\` refers to itself`, refSpan, "a condition may use other conditions, but not itself, directly or through others");
+      return null;
+    }
+    checkingConditions.add(name);
+    const body = checkCondition(conditionDecls.get(name)!.body, { params: new Set(), paramHelp: [], open: true });
+    checkingConditions.delete(name);
+    conditionBodies.set(name, body);
+    return body;
+  };
+  const useCondition = (name: string, span: Span, scope: Scope): R => {
+    usedConditions.add(name);
+    const body = resolveCondition(name, span);
+    if (!body) return tBad;
+    if (!scope.open) {
+      for (const p of paramsReadBy(body)) {
+        if (scope.params.has(p)) continue;
+        err("E_UNKNOWN_PARAM", `condition \`${name}\` reads route param \`${p}\`, which this rule's duties do not all have`, span, scope.paramHelp.length ? `params here: ${scope.paramHelp.join(", ")}` : "this rule's duties have no route params");
+        return tBad;
+      }
+    }
+    return body;
+  };
   const scopeFor = (ds: readonly CheckedDuty[]): Scope => {
     if (ds.length === 0) return { params: new Set(), paramHelp: [] };
     const common = ds[0]!.params.filter((p) => ds.every((d) => d.params.includes(p)));
@@ -599,13 +766,8 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   // --- exclusive -------------------------------------------------------------------------
   const exclusives: CheckedExclusive[] = [];
   for (const d of of("exclusive")) {
-    const rs: string[] = [];
-    let ok = true;
-    for (const n of d.roles) {
-      if (!resolveRole(n)) { ok = false; continue; }
-      if (rs.includes(n.text)) { err("E_DUPLICATE_ROLE", `role \`${n.text}\` appears twice in this set`, n.span); ok = false; continue; }
-      rs.push(n.text);
-    }
+    const { roles: rs, ok: rolesOk } = expandRoles(d.roles, "set");
+    let ok = rolesOk;
     const atLeast = d.atLeast?.value ?? 2;
     if (ok && rs.length < 2) { err("E_EXCLUSIVE_TOO_SMALL", "`exclusive` needs at least two roles", d.span); ok = false; }
     if (ok && (atLeast < 2 || atLeast > rs.length)) { err("E_EXCLUSIVE_BAD_COUNT", `\`exclusive ${atLeast} of\` needs 2 ≤ N ≤ ${rs.length}`, d.atLeast?.span ?? d.span); ok = false; }
@@ -615,16 +777,12 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   // --- grants ------------------------------------------------------------------------------
   const grants: CheckedGrant[] = [];
   for (const d of of("grant")) {
-    const rs: string[] = [];
-    let ok = true;
-    for (const n of d.roles) {
-      if (!resolveRole(n)) ok = false;
-      else if (rs.includes(n.text)) { err("E_DUPLICATE_ROLE", `role \`${n.text}\` appears twice in this grant`, n.span); ok = false; }
-      else rs.push(n.text);
-    }
-    const duty = resolveDuty(d.duty);
-    if (!duty) ok = false;
-    const when = d.when ? checkCondition(d.when, duty ? scopeFor([duty]) : { ...scopeFor([]), open: brokenDuties.has(d.duty.text) }) : null;
+    const { roles: rs, ok: rolesOk } = expandRoles(d.roles, "grant");
+    let ok = rolesOk;
+    // The duty may be a group of duties: one rule, one grant of each.
+    const target = expandDuties([d.duty], "grant");
+    if (!target.ok) ok = false;
+    const when = d.when ? checkCondition(d.when, { ...scopeFor(target.duties), open: target.open }) : null;
     if (d.when && !when) ok = false;
     let until: number | null = null;
     if (d.until) {
@@ -648,10 +806,11 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         }
       }
     }
-    if (ok && duty) {
+    for (const duty of ok ? target.duties : []) {
       if (duty.channel === "admin") {
-        for (const n of d.roles.filter((n) => !adminRoles.has(n.text))) {
-          warn("W_ADMIN_DUTY_OPERATIONAL_ROLE", `operational role \`${n.text}\` is granted admin-channel duty \`${duty.name}\``, n.span, `admin-channel duties are for roles declared \`channel admin\`: declare \`role ${n.text} channel admin\` if it is meant to administer the gateway, or grant the duty to such a role`);
+        for (const role of rs.filter((r) => !adminRoles.has(r))) {
+          const n = d.roles.find((x) => x.text === role) ?? d.roles[0]!;
+          warn("W_ADMIN_DUTY_OPERATIONAL_ROLE", `operational role \`${role}\` is granted admin-channel duty \`${duty.name}\``, n.span, `admin-channel duties are for roles declared \`channel admin\`: declare \`role ${role} channel admin\` if it is meant to administer the gateway, or grant the duty to such a role`);
         }
       }
       grants.push({ id: ruleIdOf(d), roles: rs, duty: duty.name, when, until, untilText: d.until?.text ?? null, span: d.span });
@@ -661,18 +820,10 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   // --- forbids ---------------------------------------------------------------------------
   const forbids: CheckedForbid[] = [];
   for (const d of of("forbid")) {
-    let ds: CheckedDuty[] | null = null;
-    let ok = true;
-    if (d.duties) {
-      ds = [];
-      for (const n of d.duties) {
-        const duty = resolveDuty(n);
-        if (!duty) ok = false;
-        else if (ds.includes(duty)) { err("E_DUPLICATE_DUTY", `duty \`${n.text}\` appears twice in this forbid`, n.span); ok = false; }
-        else ds.push(duty);
-      }
-    }
-    const when = checkCondition(d.when, { ...scopeFor(ds ?? []), open: d.duties?.some((n) => brokenDuties.has(n.text)) ?? false });
+    const target = d.duties ? expandDuties(d.duties, "forbid") : null;
+    const ds = target ? target.duties : null;
+    let ok = target?.ok ?? true;
+    const when = checkCondition(d.when, { ...scopeFor(ds ?? []), open: target?.open ?? false });
     if (!when) ok = false;
     if (when && isConstant(when) && evaluate(when, constantEnv) === false) {
       warn("W_FORBID_NEVER_APPLIES", "this forbid never applies: its condition is always false", d.when.span);
@@ -689,14 +840,8 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   // --- separate ----------------------------------------------------------------------------
   const separations: CheckedSeparation[] = [];
   for (const d of of("separate")) {
-    const ds: CheckedDuty[] = [];
-    let ok = true;
-    for (const n of d.duties) {
-      const duty = resolveDuty(n);
-      if (!duty) ok = false;
-      else if (ds.includes(duty)) { err("E_DUPLICATE_DUTY", `duty \`${n.text}\` appears twice in this set`, n.span); ok = false; }
-      else ds.push(duty);
-    }
+    const { duties: ds, ok: dutiesOk } = expandDuties(d.duties, "set");
+    let ok = dutiesOk;
     if (ok && ds.length < 2) { err("E_SEPARATE_TOO_SMALL", "`separate` needs at least two duties", d.span); ok = false; }
     const params: string[] = [];
     for (const p of d.params) {
@@ -717,7 +862,25 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   }
 
   // A duty named by a grant that has an error already has that error: warn only where no grant was written.
-  const grantedDuties = new Set(of("grant").map((g) => g.duty.text));
+  // A group with an error counts as granting every name written in it (and in the groups it names).
+  const writtenIn = (name: string, seen = new Set<string>()): string[] => {
+    const d = groupDecls.get(name);
+    if (!d || seen.has(name)) return [name];
+    seen.add(name);
+    return d.members.flatMap((m) => writtenIn(m.text, seen));
+  };
+  const grantedDuties = new Set(of("grant").flatMap((g) => groups.get(g.duty.text)?.members ?? writtenIn(g.duty.text)));
+  // Conditions no rule uses are still checked, so that their mistakes show before their first use.
+  const unusedConditions = [...conditionDecls].filter(([name]) => !usedConditions.has(name));
+  for (const [name, d] of unusedConditions) resolveCondition(name, d.name.span);
+  // Like unused roles, unused conditions and groups are reported only without errors: a rule
+  // that would use them may be the broken one.
+  for (const [name, d] of hasErrors(diags) ? [] : unusedConditions) {
+    warn("W_UNUSED_CONDITION", `condition \`${name}\` is declared but no rule uses it`, d.name.span, "use it in a `when`, or remove it");
+  }
+  for (const [name, d] of hasErrors(diags) ? [] : groupDecls) {
+    if (!usedGroups.has(name)) warn("W_UNUSED_GROUP", `group \`${name}\` is declared but no rule names it`, d.name.span, "name it in a grant, forbid, exclusive or separate, or remove it");
+  }
   for (const duty of duties) {
     if (!grantedDuties.has(duty.name)) warn("W_DUTY_NEVER_GRANTED", `duty \`${duty.name}\` is granted to no role: every request to it is denied`, duty.span);
   }
@@ -740,6 +903,19 @@ const constantEnv = {
   request: { method: "", path: "", ip: { kind: "ip", v6: false, addr: 0n, text: "0.0.0.0" }, time: 0, headers: {}, query: {} },
   params: {},
 } as const;
+
+/** What a `group` holds: roles or duties, flattened through the groups it names. */
+interface GroupValue { kind: "role" | "duty"; members: string[] }
+
+/** The route params an expression reads. */
+function paramsReadBy(e: TExpr, out: string[] = []): string[] {
+  if (e.k === "param") { if (!out.includes(e.name)) out.push(e.name); return out; }
+  for (const value of Object.values(e)) {
+    if (Array.isArray(value)) { for (const item of value) if (item && typeof item === "object" && "k" in item) paramsReadBy(item as TExpr, out); }
+    else if (value && typeof value === "object" && "k" in value && "type" in value) paramsReadBy(value as TExpr, out);
+  }
+  return out;
+}
 
 /** A condition as text that ignores spans: equal keys are the same condition. */
 function conditionKey(e: TExpr | null): string {

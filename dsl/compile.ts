@@ -197,6 +197,32 @@ export interface RouteTrie {
   paramsOf(entry: RouteEntry): Readonly<Record<string, string>>;
 }
 
+/** Adds one duty's route under one method. */
+function insertRoute(roots: Map<string, RouteNode>, method: string, d: CheckedDuty, entry: RouteEntry): void {
+  let node = roots.get(method);
+  if (!node) roots.set(method, (node = newNode()));
+  for (const seg of d.segments) {
+    if (seg.kind === "literal") {
+      node.literal ??= new Map();
+      let next = node.literal.get(seg.text);
+      if (!next) {
+        node.literal.set(seg.text, (next = newNode()));
+        node.texts.push(seg.text);
+        node.lengths.push(seg.text.length);
+        node.nodes.push(next);
+      }
+      node = next;
+    } else if (seg.kind === "param") {
+      node.param ??= newNode();
+      node = node.param;
+    } else {
+      node.wildcard ??= entry;
+      return;
+    }
+  }
+  if (!node.end) node.end = entry;
+}
+
 export function buildRouteTrie(duties: readonly CheckedDuty[]): RouteTrie {
   const roots = new Map<string, RouteNode>();
   const noParams: Readonly<Record<string, string>> = Object.freeze({});
@@ -204,29 +230,7 @@ export function buildRouteTrie(duties: readonly CheckedDuty[]): RouteTrie {
     // Param names may differ between routes through one node; each route keeps its own names in
     // its entry, so the trie only records the position.
     const entry: RouteEntry = { duty: d, names: d.params, fixed: d.params.length === 0 ? Object.freeze({ duty: d.name, params: noParams }) : null };
-    let node = roots.get(d.method);
-    if (!node) roots.set(d.method, (node = newNode()));
-    for (const seg of d.segments) {
-      if (seg.kind === "literal") {
-        node.literal ??= new Map();
-        let next = node.literal.get(seg.text);
-        if (!next) {
-          node.literal.set(seg.text, (next = newNode()));
-          node.texts.push(seg.text);
-          node.lengths.push(seg.text.length);
-          node.nodes.push(next);
-        }
-        node = next;
-      } else if (seg.kind === "param") {
-        node.param ??= newNode();
-        node = node.param;
-      } else {
-        node.wildcard ??= entry;
-        node = null as unknown as RouteNode;
-        break;
-      }
-    }
-    if (node && !node.end) node.end = entry;
+    for (const method of d.methods) insertRoute(roots, method, d, entry);
   }
 
   // The path is walked in place, without splitting it: a segment is path[pos, end) where `end` is

@@ -271,6 +271,8 @@ class Printer {
         return [head, ...this.condition(d.when, INDENT + "when ", INDENT + INDENT)];
       }
       case "exclusive": return fill(`exclusive ${d.atLeast ? `${d.atLeast.value} of ` : ""}`, d.roles.map((n) => n.text), "");
+      case "condition": return this.condition(d.body, `condition ${d.name.text} = `, INDENT);
+      case "group": return fill(`group ${d.name.text} = `, d.members.map((n) => n.text), "");
       case "separate": return fill("separate ", d.duties.map((n) => n.text), ` by ${d.params.map((n) => n.text).join(", ")}`);
     }
   }

@@ -43,7 +43,7 @@ export function matchSegments(segments: readonly Segment[], path: string): Recor
 export function interpretRoute(policy: CheckedPolicy, channel: Channel, method: string, path: string): RouteMatch | null {
   let best: { duty: CheckedDuty; params: Record<string, string> } | null = null;
   for (const duty of policy.duties) {
-    if (duty.channel !== channel || duty.method !== method) continue;
+    if (duty.channel !== channel || !duty.methods.includes(method)) continue;
     const params = matchSegments(duty.segments, path);
     if (!params) continue;
     if (!best || compareSpecificity(duty.segments, best.duty.segments) < 0) best = { duty, params };

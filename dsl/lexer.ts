@@ -7,6 +7,8 @@ export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n]+
 export const Comment = createToken({ name: "Comment", pattern: /#[^\n]*/, group: Lexer.SKIPPED });
 
 export const Identifier = createToken({ name: "Identifier", pattern: /[A-Za-z_][A-Za-z0-9_]*/ });
+/** Methods of one duty, joined without spaces: `GET|HEAD`. One token, so that `||` stays foreign. */
+export const MethodSet = createToken({ name: "MethodSet", pattern: /[A-Za-z]+(?:\|[A-Za-z]+)+/ });
 
 const keyword = (word: string) => createToken({ name: word[0]!.toUpperCase() + word.slice(1).replace(/_(\w)/g, (_, c: string) => c.toUpperCase()), pattern: new RegExp(word), longer_alt: Identifier });
 
@@ -58,6 +60,10 @@ export const PathPattern = createToken({ name: "PathPattern", pattern: /\/[^\s#]
 
 export const Arrow = createToken({ name: "Arrow", pattern: /->/ });
 export const Eq = createToken({ name: "Eq", pattern: /==/ });
+/** Only after `condition NAME` and `group NAME`; the loader reports any other `=` (`==` compares).
+ * `condition` and `group` are no keywords: before `NAME =` they start a declaration, elsewhere
+ * they stay names (a principal attribute `group`, a role `condition`), as before they existed. */
+export const Assign = createToken({ name: "Assign", pattern: /=/ });
 export const NotEq = createToken({ name: "NotEq", pattern: /!=/ });
 export const LessEq = createToken({ name: "LessEq", pattern: /<=/ });
 export const GreaterEq = createToken({ name: "GreaterEq", pattern: />=/ });
@@ -81,8 +87,9 @@ export const At = createToken({ name: "At", pattern: /@/ });
 export const allTokens: TokenType[] = [
   WhiteSpace, Comment,
   StringLiteral, SingleQuotedString, DateTimeLiteral, CidrLiteral, IpLiteral, DurationLiteral, IntLiteral, PathPattern,
-  Arrow, Eq, NotEq, LessEq, GreaterEq, Less, Greater, Plus, Minus, Star,
+  Arrow, Eq, Assign, NotEq, LessEq, GreaterEq, Less, Greater, Plus, Minus, Star,
   LCurly, RCurly, LBracket, RBracket, LParen, RParen, Comma, Colon, Dot, At,
+  MethodSet,
   Principal, Role, Enum, Upstream, Duty, Grant, Forbid, Exclusive, Separate, By, Of, When, Until, Channel,
   And, Or, Not, In, Has, StartsWith, EndsWith, Matches, True, False, SetKw,
   Identifier,

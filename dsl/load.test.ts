@@ -66,7 +66,7 @@ describe("regressions: syntax messages", () => {
     for (const [body, at, found] of [["when a\n", "E_SYNTAX p.duty:5:1", "`when`"], ["grant a d\n42\n", "E_SYNTAX p.duty:6:1", "`42`"]] as const) {
       const first = load(HEAD + body).diagnostics.find((d) => d.code === "E_SYNTAX")!;
       expect({ at: where(first), message: first.message }).toEqual({ at, message: `expected a declaration, found ${found}` });
-      expect(first.help).toBe("declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate");
+      expect(first.help).toBe("declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive, separate, condition or group");
     }
   });
 });

@@ -3,8 +3,8 @@ import type { IRecognitionException, IToken } from "chevrotain";
 import { buildAst, tokenSpan } from "./build_ast.ts";
 import { checkPolicy, type CheckOptions } from "./check.ts";
 import { describeInvisible, diagnostic, hasErrors, lineStarts, positionAt, sortDiagnostics } from "./diagnostics.ts";
-import { dutyLexer, SingleQuotedString, StringLiteral } from "./lexer.ts";
-import { parseTokens } from "./parser.ts";
+import { Assign, dutyLexer, Identifier, SingleQuotedString, StringLiteral } from "./lexer.ts";
+import { NAMED_DECLARATIONS, parseTokens } from "./parser.ts";
 import type { PolicyFile } from "./ast.ts";
 import type { CheckedPolicy } from "./typed_ast.ts";
 import type { Diagnostic, Span } from "./types.ts";
@@ -50,7 +50,7 @@ function describeSyntaxError(e: IRecognitionException): SyntaxFinding {
   const found = atEof ? "end of file" : `\`${e.token.image}\``;
   const expecting = /Expecting(?: token of type)? --> (\w+) <--/.exec(e.message)?.[1];
   const previous = (e as IRecognitionException & { previousToken?: IToken }).previousToken;
-  const declarationExpected: SyntaxFinding = { message: `expected a declaration, found ${found}`, help: "declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive or separate" };
+  const declarationExpected: SyntaxFinding = { message: `expected a declaration, found ${found}`, help: "declarations start with principal, role, enum, upstream, duty, grant, forbid, exclusive, separate, condition or group" };
   // A declaration ended after a complete comparison and another comparison operator follows:
   // `a == b == c`. Comparisons take one operator per operand.
   const chained = (): SyntaxFinding | null => previous && !atEof && COMPARISONS.has(e.token.tokenType.name)
@@ -101,7 +101,7 @@ function describeLexError(chars: string): { code: string; message: string; help?
   const cut = shown.length > 20 ? shown.slice(0, 20) + "…" : shown;
   const message = `unexpected character${chars.length > 1 ? "s" : ""} ${cut.includes("`") ? `\`\` ${cut} \`\`` : `\`${cut}\``}`;
   const hints: Record<string, string> = {
-    "&": "write `and` instead of `&&`", "|": "write `or` instead of `||`", "!": "write `not` instead of `!` (`!=` is not-equal)",
+    "&": "write `and` instead of `&&`", "|": "write `or` instead of `||` (the methods of one duty are written without spaces: `GET|HEAD`)", "!": "write `not` instead of `!` (`!=` is not-equal)",
     "=": "compare with `==`", ";": "declarations end at the next keyword; no `;` is needed",
   };
   return { code: "E_LEX", message, help: hints[chars[0]!] };
@@ -132,9 +132,10 @@ const DECLARATION_STARTS = new Set(["Role", "Enum", "Upstream", "Duty", "Grant",
 
 function findTooComplex(tokens: readonly IToken[]): { token: IToken; message: string } | null {
   let depth = 0, nots = 0, operators = 0;
-  for (const t of tokens) {
+  for (const [i, t] of tokens.entries()) {
     const kind = t.tokenType.name;
-    if (DECLARATION_STARTS.has(kind)) { depth = 0; operators = 0; }
+    const namedStart = kind === "Identifier" && NAMED_DECLARATIONS.has(t.image) && tokens[i + 2]?.tokenType.name === "Assign";
+    if (DECLARATION_STARTS.has(kind) || namedStart) { depth = 0; operators = 0; }
     nots = kind === "Not" ? nots + 1 : 0;
     if (kind === "LParen" || kind === "LBracket") depth++;
     else if ((kind === "RParen" || kind === "RBracket") && depth > 0) depth--;
@@ -181,14 +182,31 @@ export function parsePolicySource(source: PolicySource): ParseResult {
     if (t.tokenType === SingleQuotedString) diagnostics.push(singleQuotedAsString(source.path, t));
     else if (t.tokenType === StringLiteral) diagnostics.push(...checkStringToken(source.path, t));
   }
-  const tooComplex = findTooComplex(lexed.tokens);
+  // `=` names a condition or a group (`condition x = …`); anywhere else it is the newcomer's `==`,
+  // reported as the lexer reports a character the language does not know, and left out.
+  const tokens = lexed.tokens.filter((t, i) => {
+    if (t.tokenType !== Assign) return true;
+    const head = lexed.tokens[i - 2];
+    if (head?.tokenType === Identifier && NAMED_DECLARATIONS.has(head.image) && lexed.tokens[i - 1]?.tokenType === Identifier) return true;
+    const { code, message, help } = describeLexError("=");
+    diagnostics.push(diagnostic(code, "error", message, tokenSpan(source.path, t), help));
+    return false;
+  });
+  const tooComplex = findTooComplex(tokens);
   if (tooComplex) {
     diagnostics.push(diagnostic("E_TOO_COMPLEX", "error", tooComplex.message, tokenSpan(source.path, tooComplex.token), "split the condition over several grants or forbids"));
     return { file: { file: source.path, declarations: [] }, diagnostics, tokens: lexed.tokens };
   }
-  const parsed = parseTokens(lexed.tokens);
+  const parsed = parseTokens(tokens);
+  // One syntax error per token: after recovery resynchronises at a token that could start a
+  // declaration (`group`, `condition`), that it does not is no second finding.
+  const reported = new Set<number>();
   for (const e of parsed.errors) {
     const tok = e.token;
+    if (!Number.isNaN(tok.startOffset) && tok.tokenType?.name !== "EOF") {
+      if (reported.has(tok.startOffset)) continue;
+      reported.add(tok.startOffset);
+    }
     const { message, help, afterPrevious } = describeSyntaxError(e);
     const previous = (e as IRecognitionException & { previousToken?: IToken }).previousToken;
     const span = afterPrevious && previous && !Number.isNaN(previous.endOffset ?? NaN)

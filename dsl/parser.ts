@@ -4,6 +4,9 @@
 import { CstParser, type CstNode, type IRecognitionException } from "chevrotain";
 import * as T from "./lexer.ts";
 
+/** Words that start a declaration only when `NAME =` follows: elsewhere they are names. */
+export const NAMED_DECLARATIONS: ReadonlySet<string> = new Set(["condition", "group"]);
+
 export class DutyParser extends CstParser {
   /**
    * `validate`: run Chevrotain's grammar checks (ambiguities, left recursion…). They cost tens of
@@ -31,6 +34,7 @@ export class DutyParser extends CstParser {
       { ALT: () => this.SUBRULE(this.forbidDecl) },
       { ALT: () => this.SUBRULE(this.exclusiveDecl) },
       { ALT: () => this.SUBRULE(this.separateDecl) },
+      { GATE: () => NAMED_DECLARATIONS.has(this.LA(1).image) && this.LA(3).tokenType === T.Assign, ALT: () => this.SUBRULE(this.namedDecl) },
     ]);
   });
 
@@ -104,7 +108,10 @@ export class DutyParser extends CstParser {
   dutyDecl = this.RULE("dutyDecl", () => {
     this.CONSUME(T.Duty);
     this.CONSUME1(T.Identifier, { LABEL: "name" });
-    this.CONSUME2(T.Identifier, { LABEL: "method" });
+    this.OR([
+      { ALT: () => this.CONSUME2(T.Identifier, { LABEL: "method" }) },
+      { ALT: () => this.CONSUME(T.MethodSet, { LABEL: "method" }) },
+    ]);
     this.CONSUME(T.PathPattern);
     this.CONSUME(T.Arrow);
     this.CONSUME3(T.Identifier, { LABEL: "upstream" });
@@ -154,6 +161,21 @@ export class DutyParser extends CstParser {
     this.SUBRULE(this.identList);
     this.CONSUME(T.By);
     this.AT_LEAST_ONE_SEP({ SEP: T.Comma, DEF: () => this.CONSUME(T.Identifier, { LABEL: "params" }) });
+  });
+
+  // condition same_tenant = principal.tenant == request.param.tenant
+  // group tenant_writes = issue_invoice, approve_invoice
+  namedDecl = this.RULE("namedDecl", () => {
+    const keyword = this.CONSUME(T.Identifier, { LABEL: "keyword" });
+    this.CONSUME2(T.Identifier, { LABEL: "name" });
+    this.CONSUME(T.Assign);
+    this.OR({
+      IGNORE_AMBIGUITIES: true,
+      DEF: [
+        { GATE: () => keyword.image === "group", ALT: () => this.SUBRULE(this.identList) },
+        { ALT: () => this.SUBRULE(this.expr) },
+      ],
+    });
   });
 
   expr = this.RULE("expr", () => {

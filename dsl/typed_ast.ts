@@ -32,7 +32,10 @@ export type Segment = { kind: "literal"; text: string } | { kind: "param"; name:
 
 export interface CheckedDuty {
   name: string;
+  /** The methods as written, `GET` or `GET|HEAD`: for display. */
   method: string;
+  /** Every method the duty answers (one, or several for `GET|HEAD`). */
+  methods: string[];
   pattern: string;
   segments: Segment[];
   params: string[];
