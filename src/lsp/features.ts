@@ -139,9 +139,30 @@ export function describeName(model: PolicyModel, kind: NameKind, name: string): 
 
 export function hoverAt(model: PolicyModel, file: string, offset: number): Hover | null {
   const o = occurrenceAt(model, file, offset);
-  if (!o) return null;
+  if (!o) return constraintHover(model, file, offset);
   const text = describeName(model, o.kind, o.name);
   return text ? { contents: { kind: MarkupKind.Markdown, value: text }, range: rangeOf(o.span) } : null;
+}
+
+/** On the keyword of a `separate` or `exclusive`: its rows of the reachability table, as a table. */
+function constraintHover(model: PolicyModel, file: string, offset: number): Hover | null {
+  if (!model.policy) return null;
+  const constraint = [...model.policy.separations, ...model.policy.exclusives].find((c) => {
+    const keyword = "duties" in c ? "separate" : "exclusive";
+    return c.span.file === file && offset >= c.span.start && offset <= c.span.start + keyword.length;
+  });
+  if (!constraint) return null;
+  const rows = model.reachability.filter((r) => r.constraint === constraint.id);
+  const cell = (s: string) => s.replace(/\|/g, "\\|");
+  const lines = [
+    `**${"duties" in constraint ? "separate" : "exclusive"}**: reachability (conditions counted as may-hold)`,
+    "",
+    "| sides | one role reaches both | role combinations | verdict |",
+    "|---|---|---|---|",
+    ...rows.map((r) => `| ${cell(`${r.sides[0]} / ${r.sides[1]}`)} | ${cell(r.singleRoles.join(", ") || "-")} | ${cell([...r.combinations.map(([a, b]) => `${a}+${b}`), ...(r.omittedCombinations ? [`… ${r.omittedCombinations} more`] : [])].join(", ") || "-")} | ${cell(`${r.verdict}: ${r.note}`)} |`),
+  ];
+  const range = rangeOf(constraint.span);
+  return { contents: { kind: MarkupKind.Markdown, value: lines.join("\n") }, range: { start: range.start, end: { line: range.start.line, character: range.start.character + ("duties" in constraint ? 8 : 9) } } };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ describe("gateway lsp over stdio", () => {
     expect(await cleared).toEqual([]);
   });
 
-  test("hover: a duty's route, upstream and grants; a role's grants and exclusive sets; attribute and request field types", async () => {
+  test("hover: a duty's route, upstream and grants; a role's grants and exclusive sets; attribute and request field types; the reachability table on `separate`", async () => {
     const uri = uriOf(CHANGES);
     const duty = await hoverText(uri, positionOf(changesText, "approve_change", 2, 1));
     expect(duty).toContain("`POST /changes/:change/approve` → upstream `changes`");
@@ -118,6 +118,9 @@ describe("gateway lsp over stdio", () => {
     expect(await hoverText(uri, positionOf(changesText, "request.header", 9))).toContain("`request.header`: `string`");
     expect(await hoverText(uri, positionOf(changesText, "-> deploy", 4))).toContain("duties forwarding to it: `deploy_change`");
     expect(await hoverText(uri, { line: 0, character: 0 })).toBeNull();
+    const table = await hoverText(uri, positionOf(changesText, "separate submit_change", 3));
+    expect(table).toContain("| sides | one role reaches both | role combinations | verdict |");
+    expect(table).toContain("| submit_change / approve_change | - | developer+reviewer | ok: different roles; a person holding both is kept apart by the duty ledger |");
   });
 
   test("go to definition: a role used in changes.duty is declared in base.duty; a route param in the duty's route", async () => {
