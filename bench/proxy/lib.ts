@@ -167,10 +167,11 @@ function toMs(value: string, unit: string): number {
 }
 
 /** Runs wrk once (pinned to the load core) and parses its report. */
-export async function runWrk(url: string, headers: string[], seconds: number, shape: LoadShape, budget: CpuBudget | null, watch: Record<string, number> = {}): Promise<LoadResult> {
+export async function runWrk(url: string, headers: string[], seconds: number, shape: LoadShape, budget: CpuBudget | null, watch: Record<string, number> = {}, script?: string): Promise<LoadResult> {
   const wrk = which("wrk");
   if (!wrk) throw new Error("wrk is not installed");
-  const cmd = pinned([wrk, "-t", String(shape.threads), "-c", String(shape.connections), "-d", `${seconds}s`, "--latency", "--timeout", "5s", ...headers.flatMap((h) => ["-H", h]), url], budget?.loadCpu);
+  // `script`: a wrk Lua file (`wrk.method = "POST"`), for requests other than GET.
+  const cmd = pinned([wrk, "-t", String(shape.threads), "-c", String(shape.connections), "-d", `${seconds}s`, "--latency", "--timeout", "5s", ...(script ? ["-s", script] : []), ...headers.flatMap((h) => ["-H", h]), url], budget?.loadCpu);
   const before = Object.fromEntries(Object.entries(watch).map(([name, pid]) => [name, cpuSeconds(pid)]));
   const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
   const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 30) * 1000);
