@@ -208,6 +208,22 @@ export class Metrics {
   }
 }
 
+/**
+ * The supervisor's own figures (`listen.workers` above 1), appended to worker 0's scrape: workers
+ * serving, and restarts per worker (each series at 0 from the start, so `increase()` sees the first).
+ */
+export class SupervisorMetrics {
+  readonly restarts = new Counter("dutygate_worker_restarts_total", "Worker processes restarted by the supervisor after they died, by worker.", { labels: ["worker"] });
+  readonly workers: Gauge;
+  constructor(count: number, serving: () => number) {
+    for (let id = 0; id < count; id++) this.restarts.declare({ worker: String(id) });
+    this.workers = new Gauge("dutygate_workers", "Worker processes serving (`listen.workers` when all are up; fewer while one restarts).", serving);
+  }
+  render(): string {
+    return [...this.restarts.render(), ...this.workers.render()].join("\n") + "\n";
+  }
+}
+
 /** The runtime as `name/version` (`bun/1.4.5`, `deno/2.1.0`, `node/20.19.0`): one binary, but which engine runs it matters. */
 export function runtimeName(): string {
   const v = process.versions as Record<string, string | undefined>;

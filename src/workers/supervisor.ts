@@ -4,7 +4,7 @@
 // itself: nothing a request does can crash it. See docs/architecture.md "Workers".
 import { EXIT } from "../cli/io.ts";
 import type { Logger } from "../gateway/log.ts";
-import { Counter, Gauge } from "../gateway/metrics.ts";
+import { SupervisorMetrics } from "../gateway/metrics.ts";
 import type { SupervisorToWorker, WorkerIdentity, WorkerReloadResult, WorkerToSupervisor } from "./protocol.ts";
 import { spawnWorker as spawnWorkerProcess, type WorkerProcess } from "./spawn.ts";
 
@@ -65,10 +65,8 @@ interface Slot {
 export async function startSupervisor(options: SupervisorOptions): Promise<RunningSupervisor> {
   const { log, count } = options;
   const bound = options.crashLoop ?? DEFAULT_CRASH_LOOP_BOUND;
-  const restarts = new Counter("dutygate_worker_restarts_total", "Worker processes restarted by the supervisor after they died, by worker.", { labels: ["worker"] });
-  for (let id = 0; id < count; id++) restarts.declare({ worker: String(id) });
   const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false }));
-  const running = new Gauge("dutygate_workers", "Worker processes serving (`listen.workers` configured; fewer while one restarts).", () => slots.filter((s) => s.ready).length);
+  const metrics = new SupervisorMetrics(count, () => slots.filter((s) => s.ready).length);
   const deaths: number[] = [];
   let stopping = false;
   let finish!: (code: number) => void;
@@ -109,7 +107,7 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
       case "collect-metrics": {
         void askOthers(slot.id, (id) => ({ type: "render-metrics", id })).then((answers) => {
           const parts = answers.flatMap(({ worker, answer }) => (answer?.type === "metrics" ? [{ worker, text: answer.text }] : []));
-          const supervisor = [...restarts.render(), ...running.render()].join("\n") + "\n";
+          const supervisor = metrics.render();
           slot.process?.send({ type: "collected-metrics", id: message.id, parts, supervisor });
         });
         return;
@@ -158,7 +156,7 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     // Back off as deaths pile up: 100 ms, 200 ms, … at most 5 s.
     const delay = Math.min(5_000, 100 * 2 ** (deaths.length - 1));
     log.error("a worker died; restarting it", { worker: slot.id, pid: worker.pid, code: how.code, signal: how.signal, restart_in_ms: delay });
-    restarts.inc({ worker: String(slot.id) });
+    metrics.restarts.inc({ worker: String(slot.id) });
     slot.restarted = true;
     setTimeout(() => {
       if (stopping) return;
