@@ -886,6 +886,27 @@ describe("every command the docs show runs in a test, or is listed as one that c
     }
   });
 
+  test("docs/audit.md: the per-chain report of `gateway audit verify` on a directory written by two workers", async () => {
+    const block = fences("docs/audit.md", read("docs/audit.md")).find((f) => f.body.startsWith("$ gateway audit verify") && f.body.includes("two workers"))!;
+    const [first, ...output] = block.body.split("\n").filter((l) => l.trim() !== "");
+    const command = COMMANDS.find((c) => c.file === "docs/audit.md" && c.line === block.line + 1 && first!.includes(c.text))!;
+    const box = sandbox();
+    try {
+      const { signingKey, jwks } = await makeSigner();
+      writeFileSync(join(box.cwd, "gateway.jwks"), JSON.stringify(jwks));
+      const auditDir = join(box.root, "var/lib/gateway/audit");
+      const logs = await Promise.all([0, 1].map((worker) => openAuditLog(logOptions(auditDir, signingKey, { checkpointEvery: 100, worker }))));
+      for (let i = 0; i < 300; i++) await logs[i % 2]!.append({ type: "decision", decision: "allow", i });
+      await Promise.all(logs.map((log) => log.close()));
+      const result = await runDocCommand(command, box);
+      expect(result.code).toBe(EXIT.ok);
+      expect(result.stdout.length).toBe(output.length);
+      for (const [i, docLine] of output.entries()) expect(result.stdout[i]!).toMatch(new RegExp(`^${docLine.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\d+/g, "\\d+")}$`));
+    } finally {
+      box.remove();
+    }
+  });
+
   test("docs/deploy.md: after older audit files were shipped away, verify needs `--partial`", async () => {
     const partial = inlineCommands().find((c) => c.key.startsWith("docs/deploy.md:") && c.text.startsWith("gateway audit verify") && c.text.includes("--partial"));
     expect(partial).toBeDefined();
