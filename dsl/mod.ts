@@ -41,6 +41,9 @@ export { interpretDecision, interpretRoute } from "./interpret.ts";
 /** What explain adds to a decision: failing sub-conditions with their values, route near misses. */
 export { explainDecision, explainCondition, routeNearMisses } from "./explain.ts";
 export type { ConditionFact, DecisionDetail } from "./explain.ts";
+/** Who may do what: a duty's decision as a condition, with what is known folded in (`gateway query`). */
+export { queryDuty, dutiesOf, partialEvaluate } from "./query.ts";
+export type { DutyQuery, OpenGrant, OpenDenial } from "./query.ts";
 /** Typed expressions and values as policy text. */
 export { exprText, valueText } from "./render_expr.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */

@@ -85,6 +85,8 @@ usage:
   gateway explain DIR --principal FILE --request "POST /changes/42/approve"
                   [--header k=v]... [--ip IP] [--channel operational|admin] [--time T] [--format text|json]
                   [--history FILE]             judge history separations against prior duties
+  gateway query   DIR (--principal FILE | --duty DUTY) [--format text|json]
+                                                 what a person may do, or who may do a duty
   gateway fmt     [DIR|FILE...] [--check] [--diff]
                                                  rewrite .duty files in the canonical layout
   gateway play    [DIR] [--listen HOST:PORT] [--allow-non-loopback]
@@ -266,6 +268,15 @@ const commands: Record<string, Command> = {
     if (channel !== "operational" && channel !== "admin") throw new GatewayError("USAGE", `unknown channel \`${channel}\` (operational or admin)`);
     const { runExplain } = await import("./cli/explain.ts");
     return runExplain({ dir, principalFile: a.flags.principal, request: a.flags.request, headers: a.lists.header, ip: a.flags.ip, channel, time: a.flags.time, format, historyFile: a.flags.history }, io);
+  },
+  async query(argv, io) {
+    const a = parseArgs(argv, { values: ["principal", "duty", "format"] });
+    const dir = a.positionals[0];
+    if (!dir || (a.flags.principal === undefined) === (a.flags.duty === undefined)) throw new GatewayError("USAGE", "query needs `DIR --principal FILE` or `DIR --duty DUTY`");
+    const format = a.flags.format ?? "text";
+    if (format !== "text" && format !== "json") throw new GatewayError("USAGE", `unknown format \`${format}\` (text or json)`);
+    const { runQuery } = await import("./cli/query.ts");
+    return runQuery({ dir, principalFile: a.flags.principal, duty: a.flags.duty, format }, io);
   },
   async fmt(argv, io) {
     const a = parseArgs(argv, { booleans: ["check", "diff"] });

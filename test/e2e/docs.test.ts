@@ -252,10 +252,10 @@ describe("command line: --help, README and the parsers agree", () => {
   const help = helpFlags();
 
   test("--help lists every command", () => {
-    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "fmt", "init", "keygen", "keys", "ledger", "lsp", "play", "serve", "sign", "verify"]);
+    expect([...help.keys()].sort()).toEqual(["audit verify", "check", "explain", "fmt", "init", "keygen", "keys", "ledger", "lsp", "play", "query", "serve", "sign", "verify"]);
   });
 
-  for (const command of ["serve", "check", "explain", "keygen", "keys", "sign", "verify", "init", "ledger", "fmt", "play", "lsp", "audit verify"]) {
+  for (const command of ["serve", "check", "explain", "query", "keygen", "keys", "sign", "verify", "init", "ledger", "fmt", "play", "lsp", "audit verify"]) {
     test(`\`gateway ${command}\`: the flags in --help are exactly the flags it parses`, async () => {
       const accepted = await acceptedFlags(command);
       expect([...(help.get(command) ?? [])].sort()).toEqual([...accepted].sort());
@@ -270,7 +270,7 @@ describe("command line: --help, README and the parsers agree", () => {
     for (const line of block!.body.split("\n")) {
       // `gateway keygen … | sign DIR … | verify DIR …` puts three commands on one line.
       for (const part of line.split(/ \| (?=[a-z]+ )/)) {
-        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|keygen|keys|sign|verify|init|ledger|fmt|play|lsp)\b/.exec(part.trim());
+        const cmd = /^(?:gateway )?(audit verify|serve|check|explain|query|keygen|keys|sign|verify|init|ledger|fmt|play|lsp)\b/.exec(part.trim());
         if (cmd) current = cmd[1]!;
         for (const m of part.matchAll(/--([a-z][a-z-]*)/g)) if (m[1] !== "version" && !help.get(current ?? "")?.has(m[1]!)) unknown.push(`${current}: --${m[1]}`);
       }
