@@ -186,7 +186,7 @@ export function referencesAt(model: PolicyModel, file: string, offset: number, i
 // Completion
 
 const DECLARATION_KEYWORDS = ["principal", "role", "enum", "upstream", "duty", "grant", "forbid", "exclusive", "separate"];
-const EXPRESSION_KEYWORDS = ["and", "or", "not", "in", "has", "starts_with", "ends_with", "true", "false"];
+const EXPRESSION_KEYWORDS = ["and", "or", "not", "in", "has", "starts_with", "ends_with", "matches", "true", "false"];
 const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const BASE_TYPES = ["string", "int", "bool", "ip", "cidr", "time", "duration", "role"];
 
@@ -244,6 +244,7 @@ export function completionAt(model: PolicyModel, text: string, offset: number): 
     ...roles(),
     ...items(namesOf(model, "value"), CompletionItemKind.EnumMember, () => "enum value"),
     ...items(["ip", "cidr", "time", "duration"], CompletionItemKind.Function, (n) => `${n}("…")`).map((i) => ({ ...i, insertText: `${i.label}("$1")`, insertTextFormat: InsertTextFormat.Snippet })),
+    { label: "lower", kind: CompletionItemKind.Function, detail: "lower(s): the string in lower case", insertText: "lower($1)", insertTextFormat: InsertTextFormat.Snippet },
   ];
   if (keyword === null || (startOfDeclaration && keyword !== "principal")) return keywordItems;
   switch (keyword) {

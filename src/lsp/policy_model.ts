@@ -94,6 +94,7 @@ function indexFile(model: PolicyModel, file: PolicyFile, known: { roles: Set<str
     switch (e.kind) {
       case "set": for (const i of e.items) expr(i, params); return;
       case "not": expr(e.operand, params); return;
+      case "apply": expr(e.arg, params); return;
       case "binary": expr(e.left, params); expr(e.right, params); return;
       case "ref": {
         const [first, second] = e.members;

@@ -5,7 +5,7 @@ import type { Rng } from "../../bench/gen_policy.ts";
 
 export const VOCABULARY = [
   "principal", "role", "enum", "upstream", "duty", "grant", "forbid", "exclusive", "separate", "by", "of", "when", "until", "channel",
-  "and", "or", "not", "in", "has", "starts_with", "ends_with", "true", "false", "set", "admin", "operational",
+  "and", "or", "not", "in", "has", "starts_with", "ends_with", "matches", "true", "false", "set", "admin", "operational",
   "{", "}", "[", "]", "(", ")", ",", ":", ".", "->", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*",
   "sub", "roles", "mfa", "team", "developer", "reviewer", "x", "d", "u", "GET", "POST", "get",
   "string", "int", "bool", "ip", "cidr", "time", "duration", "set<role>", "set<string>",
