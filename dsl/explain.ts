@@ -18,16 +18,13 @@ export interface ConditionFact {
   values: Array<{ expr: string; value: string }>;
 }
 
-const LEAF_OPERANDS = (e: TExpr): TExpr[] => {
-  switch (e.k) {
-    case "in": return [e.element, e.container];
-    case "matches": return [e.subject];
-    case "not": case "lower": return [e.operand];
-    case "and": case "or": case "eq": case "ne": case "lt": case "le": case "gt": case "ge": case "startsWith": case "endsWith": case "add": case "sub": return [e.left, e.right];
-    case "setOf": return e.items;
-    default: return [];
-  }
-};
+/** The operands of a node, whatever their field names. */
+const LEAF_OPERANDS = (e: TExpr): TExpr[] =>
+  Object.entries(e).flatMap(([key, v]) => (key === "type" || key === "span" ? [] : Array.isArray(v) ? v.filter(isExpr) : isExpr(v) ? [v] : []));
+
+function isExpr(v: unknown): v is TExpr {
+  return typeof v === "object" && v !== null && "k" in v && "type" in v && "span" in v;
+}
 
 /** The values a leaf read: every non-constant operand, outermost first (`lower(x)` and `x`). */
 function valuesOf(e: TExpr, env: EvalEnv): ConditionFact["values"] {

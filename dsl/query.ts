@@ -45,6 +45,11 @@ function not(e: TExpr): TExpr {
   return { k: "not", operand: e, type: BOOL, span: e.span };
 }
 
+/** A typed expression node (operands are; spans, types and regex programs are not). */
+function isExpr(v: unknown): v is TExpr {
+  return typeof v === "object" && v !== null && "k" in v && "type" in v && "span" in v;
+}
+
 const all = (items: TExpr[], span: Span) => items.reduce((acc, x) => and(acc, x), TRUE(span));
 const any = (items: TExpr[], span: Span) => items.reduce((acc, x) => or(acc, x), FALSE(span));
 
@@ -59,16 +64,19 @@ export function partialEvaluate(e: TExpr, principal: Principal | null): TExpr {
       case "principal":
         if (!principal) return x;
         return { k: "const", value: principal[x.attr], type: x.type, span: x.span };
+      case "const": return x;
       case "and": return and(fold(x.left), fold(x.right));
       case "or": return or(fold(x.left), fold(x.right));
       case "not": return not(fold(x.operand));
-      case "setOf": y = { ...x, items: x.items.map(fold) }; break;
-      case "in": y = { ...x, element: fold(x.element), container: fold(x.container) }; break;
-      case "matches": y = { ...x, subject: fold(x.subject) }; break;
-      case "lower": y = { ...x, operand: fold(x.operand) }; break;
-      case "eq": case "ne": case "lt": case "le": case "gt": case "ge": case "startsWith": case "endsWith": case "add": case "sub":
-        y = { ...x, left: fold(x.left), right: fold(x.right) }; break;
-      default: return x;
+      default: {
+        // Every other node is folded through its operands, whatever their field names (a
+        // regex program is plain data, not an operand).
+        const out: Record<string, unknown> = {};
+        for (const [key, value] of Object.entries(x)) {
+          out[key] = isExpr(value) ? fold(value) : Array.isArray(value) && value.every(isExpr) && value.length ? value.map(fold) : value;
+        }
+        y = out as TExpr;
+      }
     }
     return isConstant(y) ? { k: "const", value: evaluate(y, DUMMY_ENV), type: y.type, span: y.span } : y;
   };
