@@ -5,17 +5,17 @@
 // Sections (each prints its own table, stating the machine and the load):
 //   workers  requests/s, latency and CPU µs per request of `gateway serve` with 1 and 2 workers
 //            (a real supervisor and worker processes), scaling efficiency (bench/scale/workers.ts)
-//   ledger   duty-ledger reserve+confirm latency, SQLite and PostgreSQL (added with the
-//            PostgreSQL ledger; until then this section is not run)
+//   ledger   duty-ledger reserve+confirm latency p50/p99, SQLite and PostgreSQL on loopback
+//            (bench/scale/ledger.ts)
 // Every load run is bounded in time (`--duration`, ≤ 60 s) and uses loopback only; every process
 // started is stopped by its PID.
 import { flag } from "../proxy/lib.ts";
+import { runLedgerSection } from "./ledger.ts";
 import { runWorkersSection } from "./workers.ts";
 
 const SECTIONS: Record<string, (() => Promise<string[]>) | null> = {
   workers: runWorkersSection,
-  // ledger: the PostgreSQL ledger's section joins here.
-  ledger: null,
+  ledger: runLedgerSection,
 };
 
 const wanted = flag("sections", Object.keys(SECTIONS).join(",")).split(",").filter((s) => s !== "");
