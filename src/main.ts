@@ -101,7 +101,7 @@ usage:
   gateway sign    DIR --key PRIVATE.jwk [--new-revision | --revision N] [--expires-in 30d | --expires-at DATE]
   gateway verify  DIR --keys TRUSTED.jwks [--min-signers N] [--state-dir D]
   gateway audit verify FILE|DIR... [--keys GATEWAY.jwks] [--anchor JWS] [--partial] [--allow-unsigned-tail]
-  gateway ledger  list-pending | confirm ID... | release ID...  (--state-dir D | --ledger FILE)
+  gateway ledger  list-pending | confirm ID... | release ID...  (--state-dir D | --ledger FILE | --config FILE)
                   [--format text|json] [--force]
                                                  settle reservations a stopped gateway left open
   gateway init    [DIR] [--state-dir D] [--audit-dir D] [--listen HOST:PORT]
@@ -336,14 +336,24 @@ const commands: Record<string, Command> = {
     return runInit({ dir: a.positionals[0] ?? ".", stateDir: a.flags["state-dir"], auditDir: a.flags["audit-dir"], listenAddress: a.flags.listen }, io);
   },
   async ledger(argv, io) {
-    const a = parseArgs(argv, { values: ["state-dir", "ledger", "format"], booleans: ["force"] });
+    const a = parseArgs(argv, { values: ["state-dir", "ledger", "config", "format"], booleans: ["force"] });
     const { LEDGER_ACTIONS, ledgerPathOf, runLedgerCommand } = await import("./cli/ledger.ts");
     const [action, ...ids] = a.positionals;
-    if (!LEDGER_ACTIONS.includes(action as never)) throw new GatewayError("USAGE", `usage: gateway ledger ${LEDGER_ACTIONS.join("|")} … (--state-dir DIR | --ledger FILE)`);
+    if (!LEDGER_ACTIONS.includes(action as never)) throw new GatewayError("USAGE", `usage: gateway ledger ${LEDGER_ACTIONS.join("|")} … (--state-dir DIR | --ledger FILE | --config FILE)`);
     const format = a.flags.format ?? "text";
     if (format !== "text" && format !== "json") throw new GatewayError("USAGE", `unknown format \`${format}\` (text or json)`);
-    const path = ledgerPathOf({ stateDir: a.flags["state-dir"], ledger: a.flags.ledger });
-    return runLedgerCommand({ action: action as (typeof LEDGER_ACTIONS)[number], path, ids, force: a.booleans.has("force"), format }, io);
+    const path = ledgerPathOf({ stateDir: a.flags["state-dir"], ledger: a.flags.ledger, config: a.flags.config });
+    let config: import("./config/types.ts").GatewayConfig | undefined;
+    if (a.flags.config !== undefined) {
+      const { loadConfig, formatConfigErrors } = await import("./config/mod.ts");
+      const loaded = loadConfig(a.flags.config, { cwd: process.cwd() });
+      if (!loaded.ok) {
+        io.err(formatConfigErrors(loaded.errors, a.flags.config));
+        return EXIT.config;
+      }
+      config = loaded.config;
+    }
+    return runLedgerCommand({ action: action as (typeof LEDGER_ACTIONS)[number], path, ids, config, force: a.booleans.has("force"), format }, io);
   },
   async audit(argv, io) {
     const [sub, ...rest] = argv;

@@ -104,9 +104,9 @@ describe("gateway ledger", () => {
   });
 
   test.each([
-    [["ledger", "list-pending"], "error: name the ledger with exactly one of `--state-dir DIR` or `--ledger FILE`"],
-    [["ledger", "list-pending", "--state-dir", "a", "--ledger", "b"], "error: name the ledger with exactly one of `--state-dir DIR` or `--ledger FILE`"],
-    [["ledger", "forget", "--state-dir", "a"], "error: usage: gateway ledger list-pending|confirm|release … (--state-dir DIR | --ledger FILE)"],
+    [["ledger", "list-pending"], "error: name the ledger with exactly one of `--state-dir DIR`, `--ledger FILE` or `--config FILE`"],
+    [["ledger", "list-pending", "--state-dir", "a", "--ledger", "b"], "error: name the ledger with exactly one of `--state-dir DIR`, `--ledger FILE` or `--config FILE`"],
+    [["ledger", "forget", "--state-dir", "a"], "error: usage: gateway ledger list-pending|confirm|release … (--state-dir DIR | --ledger FILE | --config FILE)"],
     [["ledger", "release", "--state-dir", "STATE"], "error: release needs one or more reservation ids (see `gateway ledger list-pending`)"],
   ])("%j is a usage error", async (argv, message) => {
     const stateDir = (await stateDirWithUnknown([])).stateDir;

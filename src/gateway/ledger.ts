@@ -35,15 +35,20 @@ export async function openConfiguredLedger(config: GatewayConfig, options: { log
     }
     return { ledger, where: config.ledger.path, revisionStore: null };
   }
-  const ledger: PostgresDutyLedger = await openPostgresLedger({
+  const ledger = await openPostgresFromConfig(pg, config.ledger.retentionDays, (a) => logAvailability(log, redactLedgerUrl(pg.url), a));
+  return { ledger, where: ledger.url, revisionStore: new SharedRevisionStore(config.stateDir, ledger) };
+}
+
+/** The PostgreSQL ledger `[ledger] url` names, with its password and CA read now (serve, `gateway ledger --config`). */
+export function openPostgresFromConfig(pg: PostgresLedgerConfig, retentionDays: number, onAvailability?: (availability: LedgerAvailability) => void): Promise<PostgresDutyLedger> {
+  return openPostgresLedger({
     url: pg.url,
     password: readLedgerPassword(pg),
     ca: pg.caFile ? readFileSync(pg.caFile, "utf8") : undefined,
     timeoutMs: pg.timeoutMs,
-    retentionDays: config.ledger.retentionDays,
-    onAvailability: (a) => logAvailability(log, redactLedgerUrl(pg.url), a),
+    retentionDays,
+    onAvailability,
   });
-  return { ledger, where: ledger.url, revisionStore: new SharedRevisionStore(config.stateDir, ledger) };
 }
 
 function logAvailability(log: Logger, url: string, availability: LedgerAvailability): void {

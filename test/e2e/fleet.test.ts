@@ -10,6 +10,9 @@ import { generateSigningKey, signBundleForTest, type SigningKeyPair } from "../.
 import type { GatewayConfig } from "../../src/config/types.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { createLogger } from "../../src/gateway/log.ts";
+import { memoryIo } from "../../src/cli/io.ts";
+import { openPostgresLedger } from "../../src/ledger/mod.ts";
+import { main } from "../../src/main.ts";
 import { PG_PASSWORD, postgresSkipReason, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 import {
   createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig,
@@ -194,6 +197,34 @@ describe.skipIf(skip !== null)("a fleet on one PostgreSQL ledger", () => {
       await pg.start();
     }
   }, 120_000);
+
+  test("gateway ledger --config lists and settles the PostgreSQL ledger's reservations of unknown outcome", async () => {
+    const url = pg.createDatabase("fleet_operator");
+    const dir = join(work, "operator");
+    const policyDir = join(dir, "policies");
+    cpSync(SHIPPED_POLICIES, policyDir, { recursive: true });
+    const issuer = await createTestIssuer(work, "operator");
+    const config = writeProcessConfig(dir, {
+      upstreamUrl: "http://127.0.0.1:9", issuer, policyDir,
+      extra: `[ledger]\nurl = ${JSON.stringify(url)}\npassword_file = ${JSON.stringify(pg.passwordFile)}\n`,
+    });
+    const check = { constraint: "separate:changes.duty:20:1", param: "change", key: "77", duties: ["submit_change", "approve_change"] };
+    const ledger = await openPostgresLedger({ url, password: PG_PASSWORD, retentionDays: 30 });
+    try {
+      const r = await ledger.reserve({ checks: [check], duty: "submit_change", sub: "alice", at: Date.now() });
+      if (!r.ok) throw new Error("reserve refused");
+      await ledger.abandon(r.reservation); // no answer came: of unknown outcome
+      const list = memoryIo();
+      expect(await main(["ledger", "list-pending", "--config", config], list)).toBe(0);
+      expect(list.stdout.join("\n")).toContain(`${r.reservation.id}  unknown`);
+      const release = memoryIo();
+      expect(await main(["ledger", "release", r.reservation.id, "--config", config], release)).toBe(0);
+      expect(await ledger.pending()).toEqual([]);
+      expect((await ledger.reserve({ checks: [check], duty: "approve_change", sub: "alice", at: Date.now() })).ok).toBe(true);
+    } finally {
+      await ledger.close();
+    }
+  }, 60_000);
 
   describe("rollback protection across the fleet", () => {
     let alice: SigningKeyPair;
