@@ -1,5 +1,5 @@
 // `gateway play [DIR] [--listen HOST:PORT] [--allow-non-loopback]`: the playground page on
-// loopback. The policy files of DIR (default `policies`, else the embedded examples) are what the
+// loopback. The policy files and policy tests of DIR (default `policies`, else the embedded examples) are what the
 // page starts from; the page keeps its edits and never writes them back.
 import { existsSync, statSync } from "node:fs";
 import { parseArgs } from "./args.ts";
@@ -33,11 +33,14 @@ export function parsePlayArgs(argv: readonly string[]): PlayParams {
 export function playSource(dir: string | null): PlaySource {
   const chosen = dir ?? (existsSync("policies") ? "policies" : null);
   if (chosen === null) {
-    return { label: "the example policies (no policies/ here)", read: () => EXAMPLE_POLICY_FILES.filter((f) => f.path.endsWith(".duty")).map((f) => ({ path: f.path, text: f.text })) };
+    return { label: "the example policies (no policies/ here)", read: () => EXAMPLE_POLICY_FILES.map((f) => ({ path: f.path, text: f.text })) };
   }
   if (!existsSync(chosen) || !statSync(chosen).isDirectory()) throw new GatewayError("PLAY_NO_DIRECTORY", `policy directory \`${chosen}\` does not exist`);
-  const read = () => classifyPolicyFiles(readPolicyDirectory(chosen), "").policies;
-  if (read().length === 0) throw new GatewayError("PLAY_NO_POLICY", `no \`.duty\` files under \`${chosen}\``);
+  const read = () => {
+    const { policies, tests } = classifyPolicyFiles(readPolicyDirectory(chosen), "");
+    return [...policies, ...tests];
+  };
+  if (!read().some((f) => f.path.endsWith(".duty"))) throw new GatewayError("PLAY_NO_POLICY", `no \`.duty\` files under \`${chosen}\``);
   return { label: `${chosen.replace(/\/+$/, "")}/`, read };
 }
 

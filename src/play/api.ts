@@ -2,11 +2,11 @@
 // checked into diagnostics, the role × duty matrix and the reachability table; and a request
 // explained against it. Plain functions over plain data — the same loader, checker, analysis,
 // compiler and `explainRequest` as `gateway check` and `gateway explain`; no evaluator of its own.
-import { analyzeSeparation, compilePolicy, hasErrors, loadPolicy, renderDiagnostic, roleDutyMatrix, sortDiagnostics, type CheckedPolicy, type Diagnostic, type ReachabilityRow, type Span } from "../../dsl/mod.ts";
+import { analyzeSeparation, compilePolicy, hasErrors, loadPolicy, renderDiagnostic, roleDutyMatrix, runPolicyTests, sortDiagnostics, type CheckedPolicy, type Diagnostic, type ReachabilityRow, type Span } from "../../dsl/mod.ts";
 import { ruleSpan } from "../cli/check.ts";
 import { explainRequest, type ExplainInput, type Explanation } from "../gateway/explain.ts";
 
-/** A `.duty` file as the page holds it: its name (relative to the policy directory) and text. */
+/** A `.duty` or `*.test.toml` file as the page holds it: its name (relative to the policy directory) and text. */
 export interface PlayFile {
   path: string;
   text: string;
@@ -29,12 +29,23 @@ export interface PlayMatrix {
   cells: Record<string, Record<string, Array<{ rule: string; when: string | null; until: string | null }>>>;
 }
 
+/** One policy test's outcome, as `gateway check` reports it. */
+export interface PlayTestResult {
+  file: string;
+  line: number;
+  name: string;
+  passed: boolean;
+  failure: string | null;
+}
+
 export interface PlayAnalysis {
   /** No errors: the policy compiles and requests can be explained. */
   ok: boolean;
   diagnostics: PlayDiagnostic[];
   matrix: PlayMatrix | null;
   reachability: ReachabilityRow[] | null;
+  /** The policy tests of the `*.test.toml` files (null while the policy has errors). */
+  tests: PlayTestResult[] | null;
 }
 
 export type PlayExplainResult =
@@ -52,7 +63,7 @@ export function readPlayFiles(body: unknown): PlayFile[] | { code: string; messa
   let total = 0;
   const seen = new Set<string>();
   for (const f of files) {
-    if (typeof f?.path !== "string" || typeof f?.text !== "string" || !f.path.endsWith(".duty")) return { code: "PLAY_BAD_FILES", message: "each file needs a `path` ending in `.duty` and a `text`" };
+    if (typeof f?.path !== "string" || typeof f?.text !== "string" || !(f.path.endsWith(".duty") || f.path.endsWith(".test.toml"))) return { code: "PLAY_BAD_FILES", message: "each file needs a `path` ending in `.duty` or `.test.toml` and a `text`" };
     if (seen.has(f.path)) return { code: "PLAY_BAD_FILES", message: `\`${f.path}\` is given twice` };
     seen.add(f.path);
     total += f.text.length;
@@ -62,7 +73,7 @@ export function readPlayFiles(body: unknown): PlayFile[] | { code: string; messa
 }
 
 function load(files: readonly PlayFile[]): { policy: CheckedPolicy | null; diagnostics: PlayDiagnostic[] } {
-  const loaded = loadPolicy(files.map((f) => ({ path: f.path, text: f.text })));
+  const loaded = loadPolicy(files.filter((f) => f.path.endsWith(".duty")).map((f) => ({ path: f.path, text: f.text })));
   const sources = new Map(files.map((f) => [f.path, f.text]));
   const diagnostics = sortDiagnostics(loaded.diagnostics).map((d: Diagnostic) => ({
     code: d.code, severity: d.severity, message: d.message, help: d.help ?? null, span: d.span, rendered: renderDiagnostic(d, sources),
@@ -73,7 +84,7 @@ function load(files: readonly PlayFile[]): { policy: CheckedPolicy | null; diagn
 /** Checks the files as one policy: diagnostics, and (when it has no errors) the matrix and the reachability table. */
 export function analyzePlayFiles(files: readonly PlayFile[]): PlayAnalysis {
   const { policy, diagnostics } = load(files);
-  if (!policy) return { ok: false, diagnostics, matrix: null, reachability: null };
+  if (!policy) return { ok: false, diagnostics, matrix: null, reachability: null, tests: null };
   const texts = new Map(files.map((f) => [f.path, f.text]));
   const sourceOf = (span: Span | null) => (span ? (texts.get(span.file) ?? "").slice(span.start, span.end) : null);
   const m = roleDutyMatrix(policy);
@@ -83,6 +94,8 @@ export function analyzePlayFiles(files: readonly PlayFile[]): PlayAnalysis {
     for (const [duty, grants] of Object.entries(m.cells[role] ?? {})) cells[role]![duty] = grants.map((g) => ({ rule: g.rule, when: sourceOf(g.when), until: g.until }));
   }
   const analysis = analyzeSeparation(policy);
+  const testFiles = files.filter((f) => f.path.endsWith(".test.toml"));
+  const tests = runPolicyTests(compilePolicy(policy), testFiles).map((t) => ({ file: t.file, line: t.line, name: t.name, passed: t.passed, failure: t.failure ?? null }));
   const extra = sortDiagnostics(analysis.diagnostics).map((d) => ({ code: d.code, severity: d.severity, message: d.message, help: d.help ?? null, span: d.span, rendered: renderDiagnostic(d, texts) }));
   return {
     ok: true,
@@ -90,6 +103,7 @@ export function analyzePlayFiles(files: readonly PlayFile[]): PlayAnalysis {
     diagnostics: [...diagnostics, ...extra],
     matrix: { roles: m.roles, duties: m.duties.map((d) => ({ name: d.name, route: d.route, upstream: d.upstream, channel: d.channel, forbids: m.forbids[d.name] ?? [] })), cells },
     reachability: analysis.rows,
+    tests,
   };
 }
 

@@ -11,7 +11,8 @@ import { createPlayApp, isLoopbackHost, startPlayServer, type PlayServer } from 
 
 const ROOT = resolve(import.meta.dir, "..", "..");
 const shipped = readdirSync(join(ROOT, "policies")).filter((f) => f.endsWith(".duty")).sort().map((f) => ({ path: f, text: readFileSync(join(ROOT, "policies", f), "utf8") }));
-const source = { label: "policies/", read: () => shipped };
+const shippedTests = readdirSync(join(ROOT, "policies")).filter((f) => f.endsWith(".test.toml")).sort().map((f) => ({ path: f, text: readFileSync(join(ROOT, "policies", f), "utf8") }));
+const source = { label: "policies/", read: () => [...shipped, ...shippedTests] };
 const HOST = "127.0.0.1:8800";
 const app = createPlayApp(source, () => new Set([HOST, "localhost:8800"]));
 const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
@@ -45,7 +46,7 @@ test("the page and its assets come from the binary, the page under a policy that
 
 test("the files of the policy directory, as the page starts from them", async () => {
   const body = await (await get("/api/files")).json();
-  expect(body).toEqual({ label: "policies/", files: shipped });
+  expect(body).toEqual({ label: "policies/", files: [...shipped, ...shippedTests] });
 });
 
 test("analyze: a broken policy gives the checker's diagnostics with their spans and rendered text", async () => {
@@ -67,6 +68,24 @@ test("analyze: a good policy gives the role × duty matrix and the reachability 
   expect(body.matrix.cells.sre.deploy_change).toEqual([{ rule: "grant:changes.duty:14:1", when: "principal.mfa", until: "2027-12-31" }]);
   expect(body.matrix.duties.find((d: { name: string }) => d.name === "deploy_change").forbids).toEqual(["forbid:changes.duty:17:1"]);
   expect(body.reachability.map((r: { constraint: string; sides: string[] }) => `${r.constraint} ${r.sides.join("/")}`)).toContain("separate:changes.duty:20:1 submit_change/approve_change");
+});
+
+test("analyze runs the policy tests: all pass on the shipped policy; a grant moved to another role fails the test that needs it", async () => {
+  const good = await (await post("/api/analyze", { files: [...shipped, ...shippedTests] })).json();
+  expect(good.tests.length).toBeGreaterThan(20);
+  expect(good.tests.filter((t: { passed: boolean }) => !t.passed)).toEqual([]);
+  const moved = shipped.map((f) => (f.path === "changes.duty" ? { ...f, text: f.text.replace("grant developer submit_change", "grant reviewer submit_change") } : f));
+  const bad = await (await post("/api/analyze", { files: [...moved, ...shippedTests] })).json();
+  const failed = bad.tests.filter((t: { passed: boolean }) => !t.passed);
+  expect(failed.map((t: { file: string; name: string }) => `${t.file}: ${t.name}`)).toContain("changes.test.toml: developer submits a change");
+  // The failure points into that test's [[test]] table.
+  const lines = shippedTests.find((f) => f.path === "changes.test.toml")!.text.split("\n");
+  const nameAt = lines.findIndex((l) => l.includes('name = "developer submits a change"'));
+  const [from, to] = [lines.lastIndexOf("[[test]]", nameAt) + 1, lines.indexOf("[[test]]", nameAt) + 1];
+  const at = failed.find((t: { name: string }) => t.name === "developer submits a change").line;
+  expect(at >= from && at < to).toBe(true);
+  // A policy with errors runs no test.
+  expect((await (await post("/api/analyze", { files: [{ path: "a.duty", text: "role" }, ...shippedTests] })).json()).tests).toBeNull();
 });
 
 test("explain: the decision with its reasons and where the deciding rule is written, from explainRequest", async () => {
@@ -139,13 +158,13 @@ test("a real listener on loopback answers its own name and refuses another", asy
 });
 
 test("the page starts from DIR, or from the embedded examples where there is no policies/", () => {
-  expect(playSource(join(ROOT, "policies")).read().map((f) => f.path)).toEqual(shipped.map((f) => f.path));
+  expect(playSource(join(ROOT, "policies")).read().map((f) => f.path)).toEqual([...shipped, ...shippedTests].map((f) => f.path));
   const previous = process.cwd();
   process.chdir(import.meta.dir);
   try {
     const examples = playSource(null);
     expect(examples.label).toContain("example policies");
-    expect(examples.read().map((f) => f.path)).toEqual(shipped.map((f) => f.path));
+    expect(examples.read().map((f) => f.path).sort()).toEqual([...shipped, ...shippedTests].map((f) => f.path).sort());
   } finally {
     process.chdir(previous);
   }

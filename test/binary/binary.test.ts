@@ -269,9 +269,12 @@ test("gateway play serves its page, grammar and API from the binary alone, on lo
     for (const asset of ["app.js", "highlight.js", "style.css"]) expect((await fetch(`${url}${asset}`)).status).toBe(200);
     expect((await (await fetch(`${url}duty.tmLanguage.json`)).json()).scopeName).toBe("source.duty");
     const { files } = (await (await fetch(`${url}api/files`)).json()) as { files: Array<{ path: string; text: string }> };
-    expect(files.map((f) => f.path)).toEqual(EXAMPLE_POLICY_FILES.filter((f) => f.path.endsWith(".duty")).map((f) => f.path));
+    expect(files.map((f) => f.path)).toEqual(EXAMPLE_POLICY_FILES.map((f) => f.path));
     const post = (path: string, body: unknown) => fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json());
-    expect(await post("api/analyze", { files })).toMatchObject({ ok: true, diagnostics: [] });
+    const analysis = await post("api/analyze", { files });
+    expect(analysis).toMatchObject({ ok: true, diagnostics: [] });
+    expect(analysis.tests.length).toBeGreaterThan(0);
+    expect(analysis.tests.every((t: { passed: boolean }) => t.passed)).toBe(true);
     const explained = await post("api/explain", { files, principal: { sub: "alice", roles: ["developer"], mfa: true, team: "core" }, request: "POST /changes/42/submit" });
     expect(explained.explanation.decision).toMatchObject({ allow: true, decidedBy: "grant:changes.duty:10:1" });
   } finally {

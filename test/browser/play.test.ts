@@ -104,6 +104,7 @@ test.skipIf(!CHROMIUM)("a broken policy shows its error at the line; fixed, a re
   });
   expect(submitCell).toBe("yes");
   expect(await page.$eval("#reachability", (t) => t.textContent)).toContain("submit_change / approve_change");
+  expect(await page.$eval("#tests-summary", (p) => p.textContent)).toMatch(/^policy tests: \d+ passed, 0 failed$/);
 
   // Type a broken line at the end of changes.duty.
   const original = readFileSync(join(tmp, "policies", "changes.duty"), "utf8");

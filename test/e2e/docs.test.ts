@@ -601,7 +601,8 @@ describe("output quoted in the docs is what the commands print", () => {
       expect(io.stdout).toEqual([`dutygate playground on http://127.0.0.1:${server.port}/ (policy: policies/; edits stay in the page, nothing is written)`]);
       expect(await (await fetch(server.url)).text()).toContain("<title>dutygate playground</title>");
       const files = (await (await fetch(`${server.url}api/files`)).json()) as { files: Array<{ path: string }> };
-      expect(files.files.map((f) => f.path)).toEqual(readdirSync(join(ROOT, "policies")).filter((f) => f.endsWith(".duty")).sort());
+      const shipped = readdirSync(join(ROOT, "policies")).sort();
+      expect(files.files.map((f) => f.path)).toEqual([...shipped.filter((f) => f.endsWith(".duty")), ...shipped.filter((f) => f.endsWith(".test.toml"))]);
     } finally {
       await server.close();
       process.chdir(previousCwd);

@@ -6,7 +6,7 @@
 import { compileGrammar, highlightHtml } from "/highlight.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { files: [], current: 0, grammar: null, diagnostics: [], hit: null, seq: 0, timer: null };
+const state = { files: [], current: 0, grammar: null, diagnostics: [], tests: [], hit: null, seq: 0, timer: null };
 const escapeHtml = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 async function postJson(path, body) {
@@ -37,6 +37,7 @@ function renderEditor() {
   const file = currentFile();
   if (!file) return;
   const text = file.text;
+  const failedTests = state.tests.filter((t) => !t.passed && t.file === file.path);
   const inFile = state.diagnostics.filter((d) => d.span.file === file.path);
   const ranges = inFile.map((d) => {
     const end = d.span.end > d.span.start ? d.span.end : Math.min(d.span.start + 1, text.length);
@@ -45,16 +46,18 @@ function renderEditor() {
   const hit = state.hit && state.hit.file === file.path ? state.hit : null;
   if (hit) ranges.push([hit.start, hit.end, "hit"]);
   $("marks").innerHTML = marksHtml(text, ranges);
-  $("highlight").innerHTML = highlightHtml(state.grammar, text) + "\n";
+  // Policy tests (TOML) are shown as they are: the grammar is the policy language's.
+  $("highlight").innerHTML = (file.path.endsWith(".duty") ? highlightHtml(state.grammar, text) : escapeHtml(text)) + "\n";
   const lineCount = text.split("\n").length;
   const lineClass = new Map();
   const mark = (from, to, cls) => { for (let l = from; l <= to; l++) lineClass.set(l, [...(lineClass.get(l) ?? []), cls]); };
   for (const d of inFile) mark(d.span.line, d.span.line, d.severity === "error" ? "err" : "warn");
+  for (const t of failedTests) mark(t.line, t.line, "err");
   if (hit) mark(hit.line, hit.endLine, "hit");
   let gutter = "";
   for (let l = 1; l <= lineCount; l++) {
     const cls = lineClass.get(l) ?? [];
-    const title = inFile.filter((d) => d.span.line === l).map((d) => `${d.code}: ${d.message}`).join("\n");
+    const title = [...inFile.filter((d) => d.span.line === l).map((d) => `${d.code}: ${d.message}`), ...failedTests.filter((t) => t.line === l).map((t) => `test failed: ${t.failure}`)].join("\n");
     gutter += `<div data-line="${l}" class="${cls.join(" ")}"${title ? ` title="${escapeHtml(title)}"` : ""}>${l}</div>`;
   }
   $("gutter").innerHTML = gutter;
@@ -100,9 +103,19 @@ async function analyze() {
   $("status").className = errors ? "errors" : "ok";
   $("run").disabled = errors > 0;
   $("diagnostics").innerHTML = result.diagnostics.map((d, i) => `<li class="${d.severity}" data-index="${i}">${escapeHtml(d.rendered)}</li>`).join("");
+  state.tests = result.tests ?? [];
+  renderTests(result.tests);
   if (result.matrix) renderMatrix(result.matrix);
   if (result.reachability) renderReachability(result.reachability);
   renderEditor();
+}
+
+function renderTests(tests) {
+  if (!tests) { $("tests").innerHTML = `<p class="summary">policy tests: not run while the policy has errors</p>`; return; }
+  if (!tests.length) { $("tests").innerHTML = ""; return; }
+  const failed = tests.filter((t) => !t.passed);
+  $("tests").innerHTML = `<p class="summary ${failed.length ? "failed" : "ok"}" id="tests-summary">policy tests: ${tests.length - failed.length} passed, ${failed.length} failed</p>`
+    + (failed.length ? `<ul>${failed.map((t) => `<li data-file="${escapeHtml(t.file)}" data-line="${t.line}">${escapeHtml(`${t.file}:${t.line}: ${t.name}: ${t.failure}`)}</li>`).join("")}</ul>` : "");
 }
 
 function renderMatrix(m) {
@@ -193,6 +206,11 @@ async function start() {
     const d = li && state.diagnostics[Number(li.dataset.index)];
     const index = d ? state.files.findIndex((f) => f.path === d.span.file) : -1;
     if (index >= 0) showFile(index, d.span.line);
+  });
+  $("tests").addEventListener("click", (event) => {
+    const li = event.target.closest("li");
+    const index = li ? state.files.findIndex((f) => f.path === li.dataset.file) : -1;
+    if (index >= 0) showFile(index, Number(li.dataset.line));
   });
   const first = state.files.findIndex((f) => f.path.endsWith("changes.duty"));
   showFile(first >= 0 ? first : 0);
