@@ -46,7 +46,7 @@ export interface DutyDecl {
 }
 export interface GrantDecl { kind: "grant"; roles: Name[]; duty: Name; when: Expr | null; until: Name | null; span: Span }
 /** `duties` is null for `forbid *` (every duty). */
-export interface ForbidDecl { kind: "forbid"; duties: Name[] | null; when: Expr; span: Span }
+export interface ForbidDecl { kind: "forbid"; duties: Name[] | null; when: Expr; until: Name | null; span: Span }
 export interface ExclusiveDecl { kind: "exclusive"; atLeast: { value: number; span: Span } | null; roles: Name[]; span: Span }
 /** `params`: the route params whose values together are the ledger key (`by tenant, invoice`). */
 export interface SeparateDecl { kind: "separate"; duties: Name[]; params: Name[]; span: Span }

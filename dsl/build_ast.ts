@@ -229,6 +229,7 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
           kind: "forbid",
           duties: kindNode.children.Star ? null : names(child(kindNode, "identList")),
           when: expr(child(kindNode, "expr")),
+          until: kindNode.children.DateTimeLiteral ? name(token(kindNode, "DateTimeLiteral")) : null,
           span: s,
         };
       case "exclusiveDecl": {

@@ -109,6 +109,14 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     if (noOffset) err("E_BAD_LITERAL", `date-time \`${text}\` has no UTC offset`, span, `a time of day needs its offset: \`${text}Z\` for UTC, or e.g. \`${text}+02:00\``);
     else err("E_BAD_LITERAL", `bad date \`${text}\``, span, "dates are `2026-12-31` or `2026-12-31T18:00:00Z`");
   };
+  /** The end of a grant or forbid as epoch ms; undefined (after an error) when bad or past. */
+  const checkUntil = (until: Name, what: "grant" | "forbid"): number | undefined => {
+    const t = parseTime(until.text, true);
+    if (t === null) { badDate(until.text, until.span); return undefined; }
+    if (t < now) { err("E_UNTIL_PAST", `this ${what} expired on ${until.text}`, until.span, `remove the ${what}, or extend it with a new reviewed date`); return undefined; }
+    if (t - now <= warnMs) warn("W_UNTIL_SOON", `this ${what} expires on ${until.text}, in ${Math.ceil((t - now) / 86_400_000)} days`, until.span);
+    return t;
+  };
   const all: Declaration[] = files.flatMap((f) => f.declarations);
   const of = <K extends Declaration["kind"]>(kind: K) => all.filter((d): d is Extract<Declaration, { kind: K }> => d.kind === kind);
   // Filled once duties and roles are known; role and duty resolution consult them for "did you mean".
@@ -784,13 +792,8 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     if (!target.ok) ok = false;
     const when = d.when ? checkCondition(d.when, { ...scopeFor(target.duties), open: target.open }) : null;
     if (d.when && !when) ok = false;
-    let until: number | null = null;
-    if (d.until) {
-      until = parseTime(d.until.text, true);
-      if (until === null) { badDate(d.until.text, d.until.span); ok = false; }
-      else if (until < now) { err("E_UNTIL_PAST", `this grant expired on ${d.until.text}`, d.until.span, "remove the grant, or extend it with a new reviewed date"); ok = false; }
-      else if (until - now <= warnMs) warn("W_UNTIL_SOON", `this grant expires on ${d.until.text}, in ${Math.ceil((until - now) / 86_400_000)} days`, d.until.span);
-    }
+    const until = d.until ? checkUntil(d.until, "grant") : null;
+    if (until === undefined) ok = false;
     if (when && isConstant(when) && evaluate(when, constantEnv) === false) {
       err("E_GRANT_NEVER_APPLIES", "this grant can never apply: its condition is always false", d.when!.span);
       ok = false;
@@ -813,7 +816,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
           warn("W_ADMIN_DUTY_OPERATIONAL_ROLE", `operational role \`${role}\` is granted admin-channel duty \`${duty.name}\``, n.span, `admin-channel duties are for roles declared \`channel admin\`: declare \`role ${role} channel admin\` if it is meant to administer the gateway, or grant the duty to such a role`);
         }
       }
-      grants.push({ id: ruleIdOf(d), roles: rs, duty: duty.name, when, until, untilText: d.until?.text ?? null, span: d.span });
+      grants.push({ id: ruleIdOf(d), roles: rs, duty: duty.name, when, until: until ?? null, untilText: d.until?.text ?? null, span: d.span });
     }
   }
 
@@ -828,11 +831,14 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     if (when && isConstant(when) && evaluate(when, constantEnv) === false) {
       warn("W_FORBID_NEVER_APPLIES", "this forbid never applies: its condition is always false", d.when.span);
     }
-    if (ok && when) forbids.push({ id: ruleIdOf(d), duties: ds ? ds.map((x) => x.name) : null, when, span: d.span });
+    // A temporary forbid (a freeze until a date) ends as a temporary grant does.
+    const until = d.until ? checkUntil(d.until, "forbid") : null;
+    if (until === undefined) ok = false;
+    if (ok && when) forbids.push({ id: ruleIdOf(d), duties: ds ? ds.map((x) => x.name) : null, when, until: until ?? null, untilText: d.until?.text ?? null, span: d.span });
   }
   // Grants shadowed by an unconditional forbid.
   for (const g of grants) {
-    const f = forbids.find((f) => (f.duties === null || f.duties.includes(g.duty)) && isConstant(f.when) && evaluate(f.when, constantEnv) === true);
+    const f = forbids.find((f) => (f.duties === null || f.duties.includes(g.duty)) && f.until === null && isConstant(f.when) && evaluate(f.when, constantEnv) === true);
     if (f) warn("W_GRANT_SHADOWED", `this grant never applies: \`${g.duty}\` is always forbidden by ${at(f.span)}`, g.span);
   }
 

@@ -93,6 +93,8 @@ interface GrantLeaf {
 }
 
 interface ForbidNode {
+  /** Inclusive end, epoch ms (Infinity: none). */
+  until: number;
   cond: Fn;
   decision: Decision;
 }
@@ -357,6 +359,7 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     const applicable = forbidsForAll.length ? policy.forbids.filter((f) => f.duties === null || own.includes(f)) : own;
     const forbids: ForbidNode[] = applicable
       .map((f) => ({
+        until: f.until ?? Infinity,
         cond: compileExpr(f.when),
         decision: leaf(false, "DENY_FORBID", duty.name, f.id, [{ rule: f.id, kind: "forbid", at: spanAt(f.span), held: true, why: "condition holds" }], ["exclusive gate: pass", `forbid ${f.id}: condition holds`], `${duty.name} is forbidden by ${spanAt(f.span)}`),
       }));
@@ -391,7 +394,7 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     const facts = roleFacts(principal.roles);
     if (facts.exclusive) return facts.exclusive.duty === tree.duty.name ? facts.exclusive : { ...facts.exclusive, duty: tree.duty.name };
     const env: EvalEnv = { principal, request, params };
-    for (const f of tree.forbids) if (f.cond(env) === true) return f.decision;
+    for (const f of tree.forbids) if (request.time <= f.until && f.cond(env) === true) return f.decision;
     const pm = facts.mask;
     for (const g of tree.grants) {
       let hit = false;

@@ -266,9 +266,10 @@ class Printer {
       }
       case "forbid": {
         const head = `forbid ${d.duties ? d.duties.map((n) => n.text).join(", ") : "*"}`;
-        const one = `${head} when ${this.expr(d.when)}`;
+        const until = d.until ? ` until ${d.until.text}` : "";
+        const one = `${head} when ${this.expr(d.when)}${until}`;
         if (one.length <= MAX_WIDTH) return [one];
-        return [head, ...this.condition(d.when, INDENT + "when ", INDENT + INDENT)];
+        return [head, ...this.condition(d.when, INDENT + "when ", INDENT + INDENT), ...(d.until ? [`${INDENT}until ${d.until.text}`] : [])];
       }
       case "exclusive": return fill(`exclusive ${d.atLeast ? `${d.atLeast.value} of ` : ""}`, d.roles.map((n) => n.text), "");
       case "condition": return this.condition(d.body, `condition ${d.name.text} = `, INDENT);

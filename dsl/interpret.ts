@@ -89,8 +89,9 @@ export function interpretDecision(policy: CheckedPolicy, channel: Channel, princ
   let forbidHit: CheckedPolicy["forbids"][number] | null = null;
   for (const f of policy.forbids) {
     if (f.duties !== null && !f.duties.includes(match.duty)) continue;
-    const held = evaluate(f.when, env) === true;
-    reasons.push({ rule: f.id, kind: "forbid", at: spanAt(f.span), held, why: held ? "condition holds" : "condition does not hold" });
+    const expired = f.until !== null && request.time > f.until;
+    const held = !expired && evaluate(f.when, env) === true;
+    reasons.push({ rule: f.id, kind: "forbid", at: spanAt(f.span), held, why: expired ? `expired at ${isoDay(f.until!)}` : held ? "condition holds" : "condition does not hold" });
     if (held && !forbidHit) forbidHit = f;
   }
   if (forbidHit) return done(false, "DENY_FORBID", match.duty, forbidHit.id, `${match.duty} is forbidden by ${spanAt(forbidHit.span)}`);

@@ -145,6 +145,10 @@ export class DutyParser extends CstParser {
     this.OR([{ ALT: () => this.CONSUME(T.Star) }, { ALT: () => this.SUBRULE(this.identList) }]);
     this.CONSUME(T.When);
     this.SUBRULE(this.expr);
+    this.OPTION(() => {
+      this.CONSUME(T.Until);
+      this.CONSUME(T.DateTimeLiteral);
+    });
   });
 
   exclusiveDecl = this.RULE("exclusiveDecl", () => {

@@ -60,6 +60,9 @@ export interface CheckedForbid {
   /** null: every duty (`forbid *`). */
   duties: string[] | null;
   when: TExpr;
+  /** Inclusive end, epoch ms: after it the forbid no longer applies. */
+  until: number | null;
+  untilText: string | null;
   span: Span;
 }
 
