@@ -142,6 +142,9 @@ export interface DutyQuery {
  */
 export function queryDuty(policy: CheckedPolicy, duty: CheckedDuty, principal: Principal | null): DutyQuery {
   const span = duty.span;
+  /** `request.time <= until`, or true without an `until`. */
+  const notAfter = (until: number | null, at: Span): TExpr => until === null ? TRUE(at)
+    : { k: "le", type: BOOL, span: at, left: { k: "request", field: "time", type: TIME, span: at }, right: { k: "const", value: until, type: TIME, span: at } };
   const denials: OpenDenial[] = [];
   for (const x of policy.exclusives) {
     const condition = partialEvaluate(any(combinations(x.roles, x.atLeast).map((combo) => all(combo.map((r) => holdsRole(r, x.span)), x.span)), x.span), principal);
@@ -149,15 +152,15 @@ export function queryDuty(policy: CheckedPolicy, duty: CheckedDuty, principal: P
   }
   for (const f of policy.forbids) {
     if (f.duties !== null && !f.duties.includes(duty.name)) continue;
-    const condition = partialEvaluate(f.when, principal);
+    // A forbid with `until` holds only while the request time is not past it, as a grant's.
+    const condition = partialEvaluate(and(notAfter(f.until, f.span), f.when), principal);
     if (!isFalse(condition)) denials.push({ rule: f.id, at: spanAt(f.span), kind: "forbid", condition });
   }
   const grants: OpenGrant[] = [];
   for (const g of policy.grants) {
     if (g.duty !== duty.name) continue;
     const role = any(g.roles.map((r) => holdsRole(r, g.span)), g.span);
-    const until: TExpr = g.until === null ? TRUE(g.span)
-      : { k: "le", type: BOOL, span: g.span, left: { k: "request", field: "time", type: TIME, span: g.span }, right: { k: "const", value: g.until, type: TIME, span: g.span } };
+    const until = notAfter(g.until, g.span);
     const condition = partialEvaluate(and(and(role, until), g.when ?? TRUE(g.span)), principal);
     if (!isFalse(condition)) grants.push({ rule: g.id, at: spanAt(g.span), roles: g.roles, condition, beyondRole: partialEvaluate(and(until, g.when ?? TRUE(g.span)), principal) });
   }
