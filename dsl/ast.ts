@@ -28,6 +28,8 @@ export type Expr =
   /** `head.member["key"].member` — resolved by the checker. */
   | { kind: "ref"; head: Name; members: Array<{ name: string; quoted: boolean; span: Span }>; span: Span }
   | { kind: "not"; operand: Expr; span: Span }
+  /** Unary minus: `-5`, `-1h`, `-(a + b)`. */
+  | { kind: "neg"; operand: Expr; span: Span }
   | { kind: "binary"; op: BinaryOp; opSpan: Span; left: Expr; right: Expr; span: Span };
 
 export interface PrincipalDecl { kind: "principal"; attrs: Array<{ name: Name; type: TypeRef }>; span: Span }

@@ -138,6 +138,10 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
         if (c.IpLiteral) { const t = lit("IpLiteral"); return { kind: "ip", text: t.image, span: span(t) }; }
         if (c.True) return { kind: "bool", value: true, span: span(lit("True")) };
         if (c.False) return { kind: "bool", value: false, span: span(lit("False")) };
+        if (c.neg) {
+          const operand = expr(child(node, "negated"));
+          return { kind: "neg", operand, span: joinSpans(span(token(node, "neg")), operand.span) };
+        }
         if (c.setLiteral) {
           const s = child(node, "setLiteral");
           const items = nodes(s, "items").map((n) => {

@@ -549,6 +549,17 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         if (o.type.kind !== "bool") { err("E_TYPE_MISMATCH", `\`not\` needs a bool, found \`${typeToString(o.type)}\``, e.operand.span); return tBad; }
         return mk(BOOL, e.span, { k: "not", operand: o });
       }
+      case "neg": {
+        const o = checkExpr(e.operand, scope);
+        if (o === tBad) return tBad;
+        if (o.type.kind !== "int" && o.type.kind !== "duration") {
+          err("E_TYPE_MISMATCH", `unary \`-\` needs an int or a duration, found \`${typeToString(o.type)}\``, e.span, o.type.kind === "time" ? "a time has no negative; subtract a duration from it: `request.time - 1h`" : undefined);
+          return tBad;
+        }
+        // `-5` is a literal to everything after the checker (`x == -5` compares with a constant).
+        if (o.k === "const") return mk(o.type, e.span, { k: "const", value: -(o.value as number) || 0 });
+        return mk(o.type, e.span, { k: "neg", operand: o });
+      }
       case "binary": return checkBinary(e, scope);
     }
   };

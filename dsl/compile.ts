@@ -78,6 +78,7 @@ export function compileExpr(e: TExpr): Fn {
     case "sub": { const l = compileExpr(e.left), r = compileExpr(e.right); return (env) => (l(env) as number) - (r(env) as number); }
     case "matches": { const s = compileExpr(e.subject), m = compileRegexMatcher(e.regex); return (env) => m(s(env) as string); }
     case "lower": { const o = compileExpr(e.operand); return (env) => (o(env) as string).toLowerCase(); }
+    case "neg": { const o = compileExpr(e.operand); return (env) => 0 - (o(env) as number); }
   }
   throw new Error(`unreachable expression kind ${(e as TExpr).k}`);
 }
@@ -118,7 +119,7 @@ function readsParam(e: TExpr): boolean {
     case "param": return true;
     case "const": case "principal": case "request": case "header": case "query": case "hasHeader": case "hasQuery": return false;
     case "setOf": return e.items.some(readsParam);
-    case "not": case "lower": return readsParam(e.operand);
+    case "not": case "lower": case "neg": return readsParam(e.operand);
     case "matches": return readsParam(e.subject);
     case "in": return readsParam(e.element) || readsParam(e.container);
     default: return readsParam(e.left) || readsParam(e.right);

@@ -66,6 +66,7 @@ export function evaluate(e: TExpr, env: EvalEnv): unknown {
     case "sub": return (evaluate(e.left, env) as number) - (evaluate(e.right, env) as number);
     case "matches": return regexMatches(e.regex, evaluate(e.subject, env) as string);
     case "lower": return (evaluate(e.operand, env) as string).toLowerCase();
+    case "neg": return -(evaluate(e.operand, env) as number) || 0;
   }
 }
 
@@ -87,7 +88,7 @@ export function isConstant(e: TExpr): boolean {
     case "const": return true;
     case "principal": case "request": case "header": case "query": case "param": case "hasHeader": case "hasQuery": return false;
     case "setOf": return e.items.every(isConstant);
-    case "not": case "lower": return isConstant(e.operand);
+    case "not": case "lower": case "neg": return isConstant(e.operand);
     case "matches": return isConstant(e.subject);
     case "in": return isConstant(e.element) && isConstant(e.container);
     default: return isConstant(e.left) && isConstant(e.right);

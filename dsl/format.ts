@@ -370,6 +370,7 @@ class Printer {
       case "apply": return `${e.fn.text}(${this.expr(e.arg)})`;
       case "ref": return e.head.text + e.members.map((m) => (m.quoted ? `[${quote(m.name)}]` : `.${m.name}`)).join("");
       case "not": return `not ${this.expr(e.operand)}`;
+      case "neg": return `-${this.expr(e.operand)}`;
       case "binary": return `${this.expr(e.left)} ${e.op} ${this.expr(e.right)}`;
     }
   }

@@ -14,7 +14,7 @@ function collect(e: TExpr, headers: Set<string>, query: Set<string>): void {
     case "header": case "hasHeader": headers.add(e.name.toLowerCase()); return;
     case "query": case "hasQuery": query.add(e.name); return;
     case "setOf": for (const item of e.items) collect(item, headers, query); return;
-    case "not": case "lower": collect(e.operand, headers, query); return;
+    case "not": case "lower": case "neg": collect(e.operand, headers, query); return;
     case "matches": collect(e.subject, headers, query); return;
     case "in": collect(e.element, headers, query); collect(e.container, headers, query); return;
     case "and": case "or": case "eq": case "ne": case "lt": case "le": case "gt": case "ge":

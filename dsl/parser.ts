@@ -252,6 +252,13 @@ export class DutyParser extends CstParser {
       { ALT: () => this.CONSUME(T.True) },
       { ALT: () => this.CONSUME(T.False) },
       { ALT: () => this.SUBRULE(this.setLiteral) },
+      // Unary minus binds tighter than `+ -`: `a - -1h` is `a - (-1h)`.
+      {
+        ALT: () => {
+          this.CONSUME(T.Minus, { LABEL: "neg" });
+          this.SUBRULE(this.primary, { LABEL: "negated" });
+        },
+      },
       {
         ALT: () => {
           this.CONSUME(T.LParen);

@@ -25,6 +25,8 @@ export type TExpr = { type: Type; span: Span } & (
   | { k: "matches"; subject: TExpr; regex: RegexProgram }
   /** Unicode default lower-casing, the same in every locale. */
   | { k: "lower"; operand: TExpr }
+  /** Unary minus of an int or a duration (a constant operand is folded by the checker). */
+  | { k: "neg"; operand: TExpr }
 );
 
 /** Route segments: literal text, a named param (`:change`), or a trailing wildcard (`*`). */
