@@ -41,6 +41,9 @@ const PRIMITIVES: Record<string, Type> = {
   cidr: { kind: "cidr" }, time: { kind: "time" }, duration: { kind: "duration" },
 };
 const BOOL: Type = { kind: "bool" };
+const TIME_PARTS = ["time_of_day", "weekday"] as const;
+/** The type of `request.time.weekday`: a built-in enum whose values are written bare (`sat`). */
+const WEEKDAY: Type = { kind: "enum", name: "weekday", values: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] };
 /** Type names of other languages, and what they are called here. */
 const TYPE_ALIASES: Readonly<Record<string, string>> = {
   integer: "int", number: "int", long: "int", boolean: "bool", str: "string", text: "string",
@@ -581,9 +584,19 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       if (!f || f.quoted) { err("E_BAD_REFERENCE", "use `request.<field>`", e.span, `fields: ${REQUEST_FIELDS.join(", ")}`); return tBad; }
       const rest = m.slice(1);
       switch (f.name) {
-        case "method": case "path": case "ip": case "time": {
+        case "time": {
+          if (rest.length === 0) return mk(PRIMITIVES.time!, e.span, { k: "request", field: "time" });
+          const part = rest[0]!;
+          if (rest.length > 1 || part.quoted || !(TIME_PARTS as readonly string[]).includes(part.name)) {
+            const bad = rest.length > 1 ? rest[1]! : part;
+            err("E_BAD_REFERENCE", `\`request.time\` has no member \`${bad.name}\``, bad.span, didYouMean(part.name, TIME_PARTS) ?? "its members are `time_of_day` (a duration since midnight UTC) and `weekday` (`mon` … `sun`, UTC)");
+            return tBad;
+          }
+          return mk(part.name === "weekday" ? WEEKDAY : PRIMITIVES.duration!, e.span, { k: "timePart", part: part.name });
+        }
+        case "method": case "path": case "ip": {
           if (rest.length) { err("E_BAD_REFERENCE", `\`request.${f.name}\` has no members`, rest[0]!.span); return tBad; }
-          const t = f.name === "ip" ? PRIMITIVES.ip! : f.name === "time" ? PRIMITIVES.time! : PRIMITIVES.string!;
+          const t = f.name === "ip" ? PRIMITIVES.ip! : PRIMITIVES.string!;
           return mk(t, e.span, { k: "request", field: f.name });
         }
         case "header": case "query": {

@@ -2,7 +2,7 @@
 // tree whose cheap tests come first (the exclusive-role gate and the role bitmask before any
 // condition), with every leaf a ready, frozen Decision so that deciding allocates nothing
 // unless the duty carries a history separation.
-import { cidrContainsText, memberKey, type EvalEnv } from "./evaluate.ts";
+import { cidrContainsText, memberKey, WEEKDAYS, type EvalEnv } from "./evaluate.ts";
 import { inputNamesOf } from "./inputs.ts";
 import { separationKey } from "./ledger_key.ts";
 import type { CheckedSeparation } from "./typed_ast.ts";
@@ -12,6 +12,7 @@ import { compileRegexMatcher } from "./regex.ts";
 import { cidrContains } from "./values.ts";
 
 type Fn = (env: EvalEnv) => unknown;
+const DAY_MS = 86_400_000;
 
 /** Compiles a typed expression into a closure. Constant sub-trees are folded. */
 export function compileExpr(e: TExpr): Fn {
@@ -79,6 +80,11 @@ export function compileExpr(e: TExpr): Fn {
     case "matches": { const s = compileExpr(e.subject), m = compileRegexMatcher(e.regex); return (env) => m(s(env) as string); }
     case "lower": { const o = compileExpr(e.operand); return (env) => (o(env) as string).toLowerCase(); }
     case "neg": { const o = compileExpr(e.operand); return (env) => 0 - (o(env) as number); }
+    case "timePart": {
+      // Epoch day 0 (1970-01-01) was a Thursday (getUTCDay 4); modulo keeps times before it right.
+      if (e.part === "weekday") return (env) => WEEKDAYS[(((Math.floor(env.request.time / DAY_MS) + 4) % 7) + 7) % 7];
+      return (env) => ((env.request.time % DAY_MS) + DAY_MS) % DAY_MS;
+    }
   }
   throw new Error(`unreachable expression kind ${(e as TExpr).k}`);
 }
@@ -117,7 +123,7 @@ interface DutyTree {
 function readsParam(e: TExpr): boolean {
   switch (e.k) {
     case "param": return true;
-    case "const": case "principal": case "request": case "header": case "query": case "hasHeader": case "hasQuery": return false;
+    case "const": case "principal": case "request": case "header": case "query": case "hasHeader": case "hasQuery": case "timePart": return false;
     case "setOf": return e.items.some(readsParam);
     case "not": case "lower": case "neg": return readsParam(e.operand);
     case "matches": return readsParam(e.subject);

@@ -16,6 +16,9 @@ export function memberKey(v: unknown): unknown {
   return typeof v === "object" && v !== null && "text" in v ? (v as IpValue).text : v;
 }
 
+/** `request.time.weekday` values, indexed as `Date.prototype.getUTCDay` (0 = Sunday). */
+export const WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"] as const;
+
 export function evaluate(e: TExpr, env: EvalEnv): unknown {
   switch (e.k) {
     case "const": return e.value;
@@ -67,6 +70,11 @@ export function evaluate(e: TExpr, env: EvalEnv): unknown {
     case "matches": return regexMatches(e.regex, evaluate(e.subject, env) as string);
     case "lower": return (evaluate(e.operand, env) as string).toLowerCase();
     case "neg": return -(evaluate(e.operand, env) as number) || 0;
+    // UTC, read through the calendar; the compiled tree computes the same by arithmetic.
+    case "timePart": {
+      const d = new Date(env.request.time);
+      return e.part === "weekday" ? WEEKDAYS[d.getUTCDay()] : ((d.getUTCHours() * 60 + d.getUTCMinutes()) * 60 + d.getUTCSeconds()) * 1000 + d.getUTCMilliseconds();
+    }
   }
 }
 
@@ -86,7 +94,7 @@ export function cidrContainsText(text: string, ip: IpValue): boolean {
 export function isConstant(e: TExpr): boolean {
   switch (e.k) {
     case "const": return true;
-    case "principal": case "request": case "header": case "query": case "param": case "hasHeader": case "hasQuery": return false;
+    case "principal": case "request": case "header": case "query": case "param": case "hasHeader": case "hasQuery": case "timePart": return false;
     case "setOf": return e.items.every(isConstant);
     case "not": case "lower": case "neg": return isConstant(e.operand);
     case "matches": return isConstant(e.subject);

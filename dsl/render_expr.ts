@@ -81,6 +81,7 @@ export function exprText(e: TExpr): string {
     case "add": return bin("+", e.left, e.right, PRECEDENCE.add!);
     case "sub": return bin("-", e.left, e.right, PRECEDENCE.add!);
     case "lower": return `lower(${exprText(e.operand)})`;
+    case "timePart": return `request.time.${e.part}`;
     case "neg": return `-${wrap(e.operand, PRECEDENCE.atom!)}`;
   }
   return `(${(e as TExpr).k})`;
