@@ -264,8 +264,15 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
         log.info("SIGHUP: reloading policy and certificates");
         void gateway.reload("sighup");
       });
+      // The handlers stay: a stop signal that arrives again (systemd signals every process of the
+      // unit and a supervisor passes it on too; a terminal signals the whole group) must not end
+      // the drain or kill the process mid-stop. SIGKILL is the way to stop without a drain.
       for (const sig of ["SIGTERM", "SIGINT"] as const) {
-        process.once(sig, () => {
+        process.on(sig, () => {
+          if (gateway.stopping) {
+            log.info(`${sig}: already stopping`);
+            return;
+          }
           log.info(`${sig}: stopping gracefully`);
           void gateway.stop().then(() => exitWhenDrained(0));
         });

@@ -219,6 +219,37 @@ describe("the drain before a stop (`shutdown.drain`)", () => {
 });
 
 describe("`gateway serve` as a process", () => {
+  // Regression: a second stop signal (systemd signals every process of the unit, and a supervisor
+  // or wrapper passes it on too) hit the default action and killed the process mid-stop.
+  test("SIGTERM drains for `shutdown.drain`; a second SIGTERM meanwhile changes nothing: exit 0, the audit log closed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-drain-process-"));
+    const upstream = startTestUpstream();
+    let proc: Awaited<ReturnType<typeof spawnGatewayProcess>> | null = null;
+    try {
+      const issuer = await createTestIssuer(dir);
+      const policyDir = join(dir, "policies");
+      cpSync(SHIPPED_POLICIES, policyDir, { recursive: true });
+      const config = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir, shutdownToml: `drain = "5s"` });
+      proc = await spawnGatewayProcess(config, { cwd: dir });
+      const token = await issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      const res = await fetch(`${proc.url}/changes/1/submit`, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+      expect(res.status).toBe(200);
+      proc.signal("SIGTERM");
+      await until("the stop to begin", () => proc!.stderr().includes("SIGTERM: stopping gracefully"));
+      proc.signal("SIGTERM");
+      expect(await proc.exited).toBe(0);
+      expect(proc.stderr()).toContain("draining for 5000 ms");
+      expect(proc.stderr()).toContain("SIGTERM: already stopping");
+      const result = await verifyAuditFiles([join(dir, "audit")], { keys: readJwks(join(dir, ".state")) });
+      expect(result.break).toBeNull();
+      expect(result.recordsAfterLastCheckpoint).toBe(0);
+    } finally {
+      await proc?.kill();
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   test("SIGHUP reloads the policy (watch off); SIGTERM finishes the request in flight and exits 0", async () => {
     const dir = mkdtempSync(join(tmpdir(), "dutygate-signals-"));
     const upstream = startTestUpstream();
