@@ -32,7 +32,8 @@ export type Expr =
   | { kind: "neg"; operand: Expr; span: Span }
   | { kind: "binary"; op: BinaryOp; opSpan: Span; left: Expr; right: Expr; span: Span };
 
-export interface PrincipalDecl { kind: "principal"; attrs: Array<{ name: Name; type: TypeRef }>; span: Span }
+/** `optional`: declared `name?: type`, so a principal may lack it (test with `principal has name`). */
+export interface PrincipalDecl { kind: "principal"; attrs: Array<{ name: Name; type: TypeRef; optional: boolean }>; span: Span }
 /** `channel` is `admin` for roles meant to hold admin-channel duties (`role sre channel admin`). */
 export interface RoleDecl { kind: "role"; names: Name[]; channel: Name | null; span: Span }
 export interface EnumDecl { kind: "enum"; name: Name; values: Name[]; span: Span }

@@ -199,7 +199,7 @@ export function buildAst(file: string, cst: CstNode): PolicyFile {
           kind: "principal",
           attrs: nodes(kindNode, "attrDecl").map((a) => {
             if (a.recoveredNode) throw new Incomplete();
-            return { name: name(token(a, "Identifier")), type: typeRef(child(a, "typeExpr")) };
+            return { name: name(token(a, "Identifier")), type: typeRef(child(a, "typeExpr")), optional: a.children.Question !== undefined };
           }),
           span: s,
         };

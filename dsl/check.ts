@@ -99,6 +99,8 @@ interface Scope {
   paramHelp: readonly string[];
   /** The rule names a duty that has an error: its params are unknown, so param references go unchecked. */
   open?: boolean;
+  /** Optional principal attributes known present here (`principal has team and …`). */
+  present?: ReadonlySet<string>;
 }
 
 export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions = {}): CheckResult {
@@ -214,7 +216,7 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
   }
 
   // --- principal schema ------------------------------------------------------------------
-  const schema: Record<string, Type> = {};
+  const schema: Record<string, Type & { optional?: boolean }> = {};
   // Attributes declared with a type that has an error: that error is reported once, at the
   // declaration; their uses are not each reported again as unknown attributes.
   const brokenAttributes = new Set<string>();
@@ -251,7 +253,10 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
         continue;
       }
       const t = resolveType(a.type);
-      if (t) schema[a.name.text] = t;
+      if (t && a.optional && (a.name.text === "sub" || a.name.text === "roles")) {
+        err("E_OPTIONAL_REQUIRED_ATTRIBUTE", `\`${a.name.text}\` cannot be optional: every principal has it`, a.name.span, `write \`${a.name.text}: …\``);
+        brokenAttributes.add(a.name.text);
+      } else if (t) schema[a.name.text] = a.optional ? { ...t, optional: true } : t;
       else brokenAttributes.add(a.name.text);
     }
     if ((!schema.sub || schema.sub.kind !== "string") && !brokenAttributes.has("sub")) {
@@ -577,6 +582,12 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
       if (!t && brokenAttributes.has(attr.name)) return tBad;
       if (!t) { err("E_UNKNOWN_ATTRIBUTE", `the principal has no attribute \`${attr.name}\``, attr.span, didYouMean(attr.name, Object.keys(schema)) ?? "declare it in `principal { … }`"); return tBad; }
       if (m.length > 1) { err("E_BAD_REFERENCE", `\`principal.${attr.name}\` has no members`, m[1]!.span); return tBad; }
+      // An optional attribute is read only where it is known present, so no evaluator ever
+      // compares an absent value (which would hold or not by accident).
+      if (t.optional && !scope.present?.has(attr.name)) {
+        err("E_OPTIONAL_UNGUARDED", `\`principal.${attr.name}\` is optional and may be absent here`, attr.span, `test it first: \`principal has ${attr.name} and …\` (or \`not (principal has ${attr.name}) or …\`)`);
+        return tBad;
+      }
       return mk(t, e.span, { k: "principal", attr: attr.name });
     }
     if (head === "request") {
@@ -661,12 +672,26 @@ export function checkPolicy(files: readonly PolicyFile[], options: CheckOptions 
     const op = e.op;
     if (op === "and" || op === "or") {
       const l = checkExpr(e.left, scope, BOOL);
-      const r = checkExpr(e.right, scope, BOOL);
+      // The right side runs only when the left is true (`and`) or false (`or`): what the left then
+      // proves present may be read there.
+      const proven = op === "and" ? presentWhen(e.left, true) : presentWhen(e.left, false);
+      const r = checkExpr(e.right, proven.length ? { ...scope, present: new Set([...(scope.present ?? []), ...proven]) } : scope, BOOL);
       if (l === tBad || r === tBad) return tBad;
       for (const side of [l, r]) {
         if (side.type.kind !== "bool") { err("E_TYPE_MISMATCH", `\`${op}\` needs bools, found \`${typeToString(side.type)}\``, side.span); return tBad; }
       }
       return mk(BOOL, e.span, { k: op, left: l, right: r });
+    }
+    if (op === "has" && e.left.kind === "ref" && e.left.head.text === "principal" && e.left.members.length === 0) {
+      const name = e.right.kind === "string" ? e.right.value : e.right.kind === "ref" && e.right.members.length === 0 ? e.right.head.text : null;
+      if (name === null) { err("E_TYPE_MISMATCH", "`principal has` needs an attribute name: `principal has team`", e.right.span); return tBad; }
+      const t = schema[name];
+      if (!t) {
+        if (!brokenAttributes.has(name)) err("E_UNKNOWN_ATTRIBUTE", `the principal has no attribute \`${name}\``, e.right.span, didYouMean(name, Object.keys(schema)) ?? "declare it in `principal { … }`");
+        return tBad;
+      }
+      if (!t.optional) warn("W_ALWAYS_PRESENT", `\`principal has ${name}\` always holds: \`${name}\` is not optional`, e.span, `declare \`${name}?: ${typeToString(t)}\` if a principal may lack it, or drop the test`);
+      return mk(BOOL, e.span, { k: "hasAttr", attr: name });
     }
     if (op === "has") {
       const map = isBareMap(e.left);
@@ -933,6 +958,20 @@ const constantEnv = {
   request: { method: "", path: "", ip: { kind: "ip", v6: false, addr: 0n, text: "0.0.0.0" }, time: 0, headers: {}, query: {} },
   params: {},
 } as const;
+
+/** Optional attributes an expression proves present when it comes out `outcome`. */
+function presentWhen(e: Expr, outcome: boolean): string[] {
+  if (e.kind === "not") return presentWhen(e.operand, !outcome);
+  if (e.kind !== "binary") return [];
+  if (e.op === "has" && e.left.kind === "ref" && e.left.head.text === "principal" && e.left.members.length === 0) {
+    if (!outcome) return [];
+    if (e.right.kind === "string") return [e.right.value];
+    return e.right.kind === "ref" && e.right.members.length === 0 ? [e.right.head.text] : [];
+  }
+  // `a and b` true: both true; `a or b` false: both false.
+  if ((e.op === "and" && outcome) || (e.op === "or" && !outcome)) return [...presentWhen(e.left, outcome), ...presentWhen(e.right, outcome)];
+  return [];
+}
 
 /** What a `group` holds: roles or duties, flattened through the groups it names. */
 interface GroupValue { kind: "role" | "duty"; members: string[] }

@@ -32,6 +32,7 @@ export function compileExpr(e: TExpr): Fn {
     case "query": { const n = e.name; return (env) => env.request.query[n] ?? ""; }
     case "param": { const n = e.name; return (env) => env.params[n] ?? ""; }
     case "hasHeader": { const n = e.name; return (env) => env.request.headers[n] !== undefined; }
+    case "hasAttr": { const a = e.attr; return (env) => env.principal[a] !== undefined; }
     case "hasQuery": { const n = e.name; return (env) => env.request.query[n] !== undefined; }
     case "setOf": { const items = e.items.map(compileExpr); return (env) => new Set(items.map((f) => memberKey(f(env)))); }
     case "not": { const o = compileExpr(e.operand); return (env) => !o(env); }
@@ -123,7 +124,7 @@ interface DutyTree {
 function readsParam(e: TExpr): boolean {
   switch (e.k) {
     case "param": return true;
-    case "const": case "principal": case "request": case "header": case "query": case "hasHeader": case "hasQuery": case "timePart": return false;
+    case "const": case "principal": case "request": case "header": case "query": case "hasHeader": case "hasQuery": case "timePart": case "hasAttr": return false;
     case "setOf": return e.items.some(readsParam);
     case "not": case "lower": case "neg": return readsParam(e.operand);
     case "matches": return readsParam(e.subject);

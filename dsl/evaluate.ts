@@ -29,6 +29,7 @@ export function evaluate(e: TExpr, env: EvalEnv): unknown {
     case "query": return env.request.query[e.name] ?? "";
     case "param": return env.params[e.name] ?? "";
     case "hasHeader": return env.request.headers[e.name] !== undefined;
+    case "hasAttr": return env.principal[e.attr] !== undefined;
     case "hasQuery": return env.request.query[e.name] !== undefined;
     case "setOf": return new Set(e.items.map((i) => memberKey(evaluate(i, env))));
     case "not": return !evaluate(e.operand, env);
@@ -94,7 +95,7 @@ export function cidrContainsText(text: string, ip: IpValue): boolean {
 export function isConstant(e: TExpr): boolean {
   switch (e.k) {
     case "const": return true;
-    case "principal": case "request": case "header": case "query": case "param": case "hasHeader": case "hasQuery": case "timePart": return false;
+    case "principal": case "request": case "header": case "query": case "param": case "hasHeader": case "hasQuery": case "timePart": case "hasAttr": return false;
     case "setOf": return e.items.every(isConstant);
     case "not": case "lower": case "neg": return isConstant(e.operand);
     case "matches": return isConstant(e.subject);

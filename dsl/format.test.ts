@@ -37,6 +37,7 @@ describe("layout", () => {
     ["a method set stays tight in the duty table", "duty a GET|HEAD /a -> u\nduty bb POST /b -> u", "duty a  GET|HEAD /a -> u\nduty bb POST     /b -> u\n"],
     ["forbid … until", "forbid d when x   until 2026-12-31", "forbid d when x until 2026-12-31\n"],
     ["unary minus sits tight", "forbid d when principal.level >  - 3 and a - -1h > b", "forbid d when principal.level > -3 and a - -1h > b\n"],
+    ["an optional attribute", "principal { sub: string, team ?: string }", "principal {\n  sub: string\n  team?: string\n}\n"],
     ["enum", "enum tier{gold,silver}", "enum tier { gold, silver }\n"],
     ["comments kept: own line, trailing, aligned, at the end", "# head\n\nrole a # the a\nrole bb   # the b\n# tail\n", "# head\n\nrole a   # the a\nrole bb  # the b\n# tail\n"],
     ["comments inside the principal block", "principal { # schema\n  sub: string # who\n\n  # roles\n  roles: set<role>\n}", "principal {  # schema\n  sub: string  # who\n\n  # roles\n  roles: set<role>\n}\n"],

@@ -285,7 +285,7 @@ class Printer {
     // A comment between `principal` and `{`, or inside an attribute, keeps the block as written.
     if (comments.some((c) => c.start < open || attrs.some((a) => c.start > a.start && c.start < a.end))) return verbatim(this.text, d.span.start, d.span.end);
     if (attrs.length === 0 && !comments.length) return ["principal {}"];
-    const printAttr = new Map(attrs.map((a) => [a.start, `${a.attr.name.text}: ${typeText(a.attr.type)}`]));
+    const printAttr = new Map(attrs.map((a) => [a.start, `${a.attr.name.text}${a.attr.optional ? "?" : ""}: ${typeText(a.attr.type)}`]));
     const body = arrange(this.text, attrs, comments, open, (e) => [printAttr.get(e.start)!], close);
     // A comment right after `{` on its line trails the opening line.
     let head = "principal {";

@@ -81,6 +81,8 @@ export const RParen = createToken({ name: "RParen", pattern: /\)/ });
 export const Comma = createToken({ name: "Comma", pattern: /,/ });
 export const Colon = createToken({ name: "Colon", pattern: /:/ });
 export const Dot = createToken({ name: "Dot", pattern: /\./ });
+/** Marks an optional principal attribute: `team?: string`. */
+export const Question = createToken({ name: "Question", pattern: /\?/ });
 /** Starts an annotation: `@id("approve-by-reviewer")`. */
 export const At = createToken({ name: "At", pattern: /@/ });
 
@@ -88,7 +90,7 @@ export const allTokens: TokenType[] = [
   WhiteSpace, Comment,
   StringLiteral, SingleQuotedString, DateTimeLiteral, CidrLiteral, IpLiteral, DurationLiteral, IntLiteral, PathPattern,
   Arrow, Eq, Assign, NotEq, LessEq, GreaterEq, Less, Greater, Plus, Minus, Star,
-  LCurly, RCurly, LBracket, RBracket, LParen, RParen, Comma, Colon, Dot, At,
+  LCurly, RCurly, LBracket, RBracket, LParen, RParen, Comma, Colon, Dot, At, Question,
   MethodSet,
   Principal, Role, Enum, Upstream, Duty, Grant, Forbid, Exclusive, Separate, By, Of, When, Until, Channel,
   And, Or, Not, In, Has, StartsWith, EndsWith, Matches, True, False, SetKw,

@@ -59,6 +59,7 @@ export class DutyParser extends CstParser {
 
   attrDecl = this.RULE("attrDecl", () => {
     this.CONSUME(T.Identifier);
+    this.OPTION(() => this.CONSUME(T.Question));
     this.CONSUME(T.Colon);
     this.SUBRULE(this.typeExpr);
   });

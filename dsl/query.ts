@@ -65,6 +65,9 @@ export function partialEvaluate(e: TExpr, principal: Principal | null): TExpr {
         if (!principal) return x;
         return { k: "const", value: principal[x.attr], type: x.type, span: x.span };
       case "const": return x;
+      case "hasAttr":
+        if (!principal) return x;
+        return { k: "const", value: principal[x.attr] !== undefined, type: x.type, span: x.span };
       case "and": return and(fold(x.left), fold(x.right));
       case "or": return or(fold(x.left), fold(x.right));
       case "not": return not(fold(x.operand));

@@ -10,7 +10,7 @@ function level(e: TExpr): number {
     case "or": return PRECEDENCE.or!;
     case "and": return PRECEDENCE.and!;
     case "not": return PRECEDENCE.not!;
-    case "eq": case "ne": case "lt": case "le": case "gt": case "ge": case "in": case "startsWith": case "endsWith": case "matches": case "hasHeader": case "hasQuery": return PRECEDENCE.cmp!;
+    case "eq": case "ne": case "lt": case "le": case "gt": case "ge": case "in": case "startsWith": case "endsWith": case "matches": case "hasHeader": case "hasQuery": case "hasAttr": return PRECEDENCE.cmp!;
     case "add": case "sub": return PRECEDENCE.add!;
     default: return PRECEDENCE.atom!;
   }
@@ -81,6 +81,7 @@ export function exprText(e: TExpr): string {
     case "add": return bin("+", e.left, e.right, PRECEDENCE.add!);
     case "sub": return bin("-", e.left, e.right, PRECEDENCE.add!);
     case "lower": return `lower(${exprText(e.operand)})`;
+    case "hasAttr": return `principal has ${e.attr}`;
     case "timePart": return `request.time.${e.part}`;
     case "neg": return `-${wrap(e.operand, PRECEDENCE.atom!)}`;
   }

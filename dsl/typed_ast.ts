@@ -27,6 +27,8 @@ export type TExpr = { type: Type; span: Span } & (
   | { k: "lower"; operand: TExpr }
   /** Unary minus of an int or a duration (a constant operand is folded by the checker). */
   | { k: "neg"; operand: TExpr }
+  /** `principal has team`: the optional attribute is present. */
+  | { k: "hasAttr"; attr: string }
   /** `request.time.time_of_day` (a duration since midnight UTC) or `request.time.weekday` (`mon`…`sun`, UTC). */
   | { k: "timePart"; part: "time_of_day" | "weekday" }
 );

@@ -37,8 +37,9 @@ export type Type =
   /** The empty set literal `[]` before its element type is known. */
   | { kind: "any" };
 
-/** The typed `principal { ... }` schema of a policy: attribute name to type. */
-export type PrincipalSchema = Readonly<Record<string, Type>>;
+/** The typed `principal { ... }` schema of a policy: attribute name to type; `optional` for
+ * `name?: type` (a principal may lack it). */
+export type PrincipalSchema = Readonly<Record<string, Type & { optional?: boolean }>>;
 
 /**
  * Runtime values.

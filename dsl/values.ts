@@ -201,6 +201,7 @@ export function coercePrincipal(schema: PrincipalSchema, raw: Readonly<Record<st
   }
   for (const [name, type] of Object.entries(schema)) {
     if (!(name in raw) || raw[name] === undefined) {
+      if (type.optional) continue;
       return { ok: false, code: "PRINCIPAL_MISSING_ATTRIBUTE", attribute: name, message: `missing principal attribute \`${name}\` (${typeToString(type)})` };
     }
     const r = coerceValue(type, raw[name]);

@@ -47,6 +47,8 @@ export function mapClaimsToPrincipal(
     const path = Object.hasOwn(mapping.claims, attribute) ? mapping.claims[attribute]! : attribute;
     const value = readClaim(payload, path);
     if (value === undefined) {
+      // An optional attribute (`team?: string`) may be absent; the policy tests it with `has`.
+      if (schema[attribute]!.optional) continue;
       return authnFailure("AUTHN_MISSING_CLAIM", `token lacks claim \`${path}\` for principal attribute \`${attribute}\``);
     }
     raw[attribute] = value;
