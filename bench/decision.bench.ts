@@ -7,14 +7,14 @@
 // Method: decisions are timed in batches of BATCH consecutive calls with Bun.nanoseconds()
 // (process.hrtime.bigint() elsewhere); each batch's time / BATCH is one sample, so the timer's own
 // cost (printed) is amortised instead of dominating. p50 and p99 are over all samples, after a
-// warm-up. Requests and principals rotate through 2,000 and 200 samples from bench/gen_policy.ts
+// warm-up. Requests and principals rotate through 2,000 and 200 samples from bench/gen-policy.ts
 // (allowed and denied, unknown routes, exclusive role holders). "fresh principal" uses a new
 // principal object for every decision, as when nothing upstream caches the authenticated caller;
 // otherwise principals are reused objects, as the authenticator's verified-token cache hands out.
 import { cpus, platform, arch } from "node:os";
 import { readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { generatePolicy, samplePrincipals, sampleRequests, SAMPLE_TIME, type GeneratedPolicy, type SampleRequest } from "./gen_policy.ts";
+import { generatePolicy, samplePrincipals, sampleRequests, SAMPLE_TIME, type GeneratedPolicy, type SampleRequest } from "./gen-policy.ts";
 import { coercePrincipal, compilePolicy, interpretDecision, loadPolicy } from "../dsl/mod.ts";
 import type { CheckedPolicy, Decision, Principal, PolicySource } from "../dsl/mod.ts";
 

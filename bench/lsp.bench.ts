@@ -1,5 +1,5 @@
 // How fast `gateway lsp` answers on a large policy: a generated 1,000-duty policy (one file),
-// opened in a real LSP client (test/support/lsp_client.ts) speaking JSON-RPC over the server's
+// opened in a real LSP client (test/support/lsp-client.ts) speaking JSON-RPC over the server's
 // stdio, as an editor does. Each request kind is sent RUNS times on the settled document and
 // timed from send to answer (JSON-RPC round trip included): hover, definition, references,
 // completion, formatting, code lens. Also timed: diagnostics after an edit (from `didChange` to
@@ -10,8 +10,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { generatePolicy } from "./gen_policy.ts";
-import { SOURCE_LSP, startLspSession, uriOf } from "../test/support/lsp_client.ts";
+import { generatePolicy } from "./gen-policy.ts";
+import { SOURCE_LSP, startLspSession, uriOf } from "../test/support/lsp-client.ts";
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`);

@@ -17,7 +17,7 @@ import { defaultConfig } from "../src/config/mod.ts";
 import type { GatewayConfig } from "../src/config/types.ts";
 import { createLogger } from "../src/gateway/log.ts";
 import { startGateway, type RunningGateway } from "../src/gateway/serve.ts";
-import { generatePolicy, SAMPLE_TIME } from "./gen_policy.ts";
+import { generatePolicy, SAMPLE_TIME } from "./gen-policy.ts";
 
 declare const Deno: { version: { deno: string } } | undefined;
 
@@ -168,7 +168,7 @@ async function measureSize(root: string, size: number, signers: SigningKeyPair[]
 const runtime = typeof Bun !== "undefined" ? `bun ${Bun.version}` : typeof Deno !== "undefined" ? `deno ${Deno.version.deno}` : `node ${process.version}`;
 const cpu = cpus();
 console.log(`policy reload — ${runtime}, ${platform()} ${release()}, ${cpu.length} × ${cpu[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB; load average ${loadavg().map((n) => n.toFixed(2)).join(" ")}`);
-console.log(`bundles from bench/gen_policy.ts (seed 1), one file + manifest signed by 2 keys (EdDSA); medians of ${ROUNDS} rounds (${roundsFor(10_000)} at 10,000); watch debounce ${DEBOUNCE_MS} ms\n`);
+console.log(`bundles from bench/gen-policy.ts (seed 1), one file + manifest signed by 2 keys (EdDSA); medians of ${ROUNDS} rounds (${roundsFor(10_000)} at 10,000); watch debounce ${DEBOUNCE_MS} ms\n`);
 
 const root = mkdtempSync(join(tmpdir(), "dutygate-reload-bench-"));
 const rows: Row[] = [];

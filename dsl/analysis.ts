@@ -4,7 +4,7 @@
 // assignment export break an `exclusive` set. Conditions (`when`) are over-approximated as
 // "may hold": the analysis reports what *can* happen, never less.
 import { diagnostic } from "./diagnostics.ts";
-import type { CheckedDuty, CheckedPolicy, Segment } from "./typed_ast.ts";
+import type { CheckedDuty, CheckedPolicy, Segment } from "./typed-ast.ts";
 import type { Diagnostic, Span } from "./types.ts";
 
 export interface ReachabilityRow {

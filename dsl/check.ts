@@ -8,7 +8,7 @@ import {
   ruleId,
   type CheckedDuty, type CheckedExclusive, type CheckedForbid, type CheckedGrant, type CheckedPolicy,
   type CheckedSeparation, type Segment, type TExpr,
-} from "./typed_ast.ts";
+} from "./typed-ast.ts";
 import type { Diagnostic, PrincipalSchema, Span, Type } from "./types.ts";
 import { parseRegex } from "./regex.ts";
 import { parseCidr, parseDuration, parseIp, parseTime, typeToString } from "./values.ts";

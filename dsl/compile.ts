@@ -4,9 +4,9 @@
 // unless the duty carries a history separation.
 import { cidrContainsText, memberKey, WEEKDAYS, type EvalEnv } from "./evaluate.ts";
 import { inputNamesOf } from "./inputs.ts";
-import { separationKey } from "./ledger_key.ts";
-import type { CheckedSeparation } from "./typed_ast.ts";
-import { spanAt, type CheckedDuty, type CheckedGrant, type CheckedPolicy, type TExpr } from "./typed_ast.ts";
+import { separationKey } from "./ledger-key.ts";
+import type { CheckedSeparation } from "./typed-ast.ts";
+import { spanAt, type CheckedDuty, type CheckedGrant, type CheckedPolicy, type TExpr } from "./typed-ast.ts";
 import type { Channel, CidrValue, Decision, DecisionCode, IpValue, Principal, PolicyRequest, Reason, RouteMatch } from "./types.ts";
 import { compileRegexMatcher } from "./regex.ts";
 import { cidrContains } from "./values.ts";

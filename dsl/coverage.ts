@@ -1,8 +1,8 @@
 // Rule coverage of the policy tests: for each rule, whether some test saw it let a request through
 // and whether some test saw it refuse one. A rule no test exercised both ways is a rule whose
 // mistakes no test would catch.
-import type { PolicyTestResult } from "./policy_tests.ts";
-import { spanAt, type CheckedPolicy } from "./typed_ast.ts";
+import type { PolicyTestResult } from "./policy-tests.ts";
+import { spanAt, type CheckedPolicy } from "./typed-ast.ts";
 
 /** One rule and the sides of it the tests exercised. */
 export interface RuleCoverage {

@@ -1,6 +1,6 @@
 // The meaning of a typed expression, written plainly. The reference interpreter and the
 // checker's constant folding use it; the compiled tree must agree with it on every case.
-import type { TExpr } from "./typed_ast.ts";
+import type { TExpr } from "./typed-ast.ts";
 import type { CidrValue, IpValue, Principal, PolicyRequest } from "./types.ts";
 import { regexMatches } from "./regex.ts";
 import { cidrContains, parseCidr } from "./values.ts";

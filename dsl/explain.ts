@@ -2,9 +2,9 @@
 // `gateway explain` prints under a rule. Evaluation is the reference evaluator's (`evaluate`).
 import { evaluate, type EvalEnv } from "./evaluate.ts";
 import { interpretRoute, matchSegments } from "./interpret.ts";
-import { exprText, valueText } from "./render_expr.ts";
-import type { CheckedPolicy, TExpr } from "./typed_ast.ts";
-import { spanAt } from "./typed_ast.ts";
+import { exprText, valueText } from "./render-expr.ts";
+import type { CheckedPolicy, TExpr } from "./typed-ast.ts";
+import { spanAt } from "./typed-ast.ts";
 import type { Channel, Principal, PolicyRequest } from "./types.ts";
 
 /** One comparison (or other leaf) of a condition, what it read, and whether it held. */

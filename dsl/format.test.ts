@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
-import { createRng, generatePolicy } from "../bench/gen_policy.ts";
+import { createRng, generatePolicy } from "../bench/gen-policy.ts";
 import { mutateChars, mutateTokens } from "../test/fuzz/mutations.ts";
 import { formatPolicySource, MAX_WIDTH } from "./format.ts";
 import { compilePolicy, loadPolicy, parsePolicySource } from "./mod.ts";

@@ -1,7 +1,7 @@
 // Which request inputs a policy's conditions read: the header and query names that appear
 // literally in `request.header[...]`, `request.query[...]` and `has`. The gateway records only
 // these for replay, and refuses a request that gives a read query parameter more than one value.
-import type { CheckedPolicy, TExpr } from "./typed_ast.ts";
+import type { CheckedPolicy, TExpr } from "./typed-ast.ts";
 
 /** Header names (lower case) and query names (as written) some conditions read, sorted. */
 export interface PolicyInputNames {

@@ -2,8 +2,8 @@
 // typed AST, with its own naive route matcher. Slow on purpose; the compiled tree must agree
 // with it on every conformance case.
 import { evaluate, type EvalEnv } from "./evaluate.ts";
-import { separationKey } from "./ledger_key.ts";
-import { spanAt, type CheckedDuty, type CheckedPolicy, type Segment } from "./typed_ast.ts";
+import { separationKey } from "./ledger-key.ts";
+import { spanAt, type CheckedDuty, type CheckedPolicy, type Segment } from "./typed-ast.ts";
 import type { Channel, Decision, DecisionCode, Principal, PolicyRequest, Reason, RouteMatch, SeparationCheck } from "./types.ts";
 
 const RANK = { literal: 3, param: 2, wildcard: 1 } as const;

@@ -1,12 +1,12 @@
 // Source text → checked policy: lex, parse and build each file, then check them together.
 import type { IRecognitionException, IToken } from "chevrotain";
-import { buildAst, tokenSpan } from "./build_ast.ts";
+import { buildAst, tokenSpan } from "./build-ast.ts";
 import { checkPolicy, type CheckOptions } from "./check.ts";
 import { describeInvisible, diagnostic, hasErrors, lineStarts, positionAt, sortDiagnostics } from "./diagnostics.ts";
 import { Assign, dutyLexer, Identifier, SingleQuotedString, StringLiteral } from "./lexer.ts";
 import { NAMED_DECLARATIONS, parseTokens } from "./parser.ts";
 import type { PolicyFile } from "./ast.ts";
-import type { CheckedPolicy } from "./typed_ast.ts";
+import type { CheckedPolicy } from "./typed-ast.ts";
 import type { Diagnostic, Span } from "./types.ts";
 
 /** One policy source: its display path (used in every span) and its text. */

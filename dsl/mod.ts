@@ -10,7 +10,7 @@
 // }
 export type * from "./types.ts";
 export type { PolicyFile, Declaration, Expr, Name, TypeRef } from "./ast.ts";
-export type { CheckedPolicy, CheckedDuty, CheckedGrant, CheckedForbid, CheckedExclusive, CheckedSeparation, TExpr, Segment } from "./typed_ast.ts";
+export type { CheckedPolicy, CheckedDuty, CheckedGrant, CheckedForbid, CheckedExclusive, CheckedSeparation, TExpr, Segment } from "./typed-ast.ts";
 export type { PolicySource, LoadOptions, LoadResult, ParseResult } from "./load.ts";
 export type { CompiledPolicy } from "./compile.ts";
 export type { GithubAnnotationProperties } from "./diagnostics.ts";
@@ -45,15 +45,15 @@ export type { ConditionFact, DecisionDetail } from "./explain.ts";
 export { queryDuty, dutiesOf, partialEvaluate } from "./query.ts";
 export type { DutyQuery, OpenGrant, OpenDenial } from "./query.ts";
 /** Typed expressions and values as policy text. */
-export { exprText, valueText } from "./render_expr.ts";
+export { exprText, valueText } from "./render-expr.ts";
 /** Diagnostics rendering: `file:line:col: error[CODE]: message` with a caret line, or GitHub annotations. */
 export { renderDiagnostic, renderGithubAnnotation, githubAnnotation, sortDiagnostics, hasErrors, didYouMean, closestMatch, editDistance } from "./diagnostics.ts";
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
 /** A route param value as a duty-ledger key: decoded once, NFC, trimmed (docs/ledger.md, "Keys"). */
-export { canonicalLedgerKey, compositeLedgerKey } from "./ledger_key.ts";
+export { canonicalLedgerKey, compositeLedgerKey } from "./ledger-key.ts";
 /** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
-export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation, applyHistory, readHistory } from "./policy_tests.ts";
-export type { PolicyTestResult, PolicyTestName, HistoryStep } from "./policy_tests.ts";
+export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation, applyHistory, readHistory } from "./policy-tests.ts";
+export type { PolicyTestResult, PolicyTestName, HistoryStep } from "./policy-tests.ts";
 /** Static analysis: the separation-of-duties reachability table, admin exposure, role assignments, the role × duty matrix. */
 export { analyzeSeparation, checkAssignments, renderReachabilityTable, roleDutyMatrix } from "./analysis.ts";
 export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation, RoleDutyMatrix, MatrixGrant } from "./analysis.ts";

@@ -1,5 +1,5 @@
 // The grammar of the `.duty` language, and nothing else: it produces a concrete syntax tree.
-// Semantics live in build_ast.ts (CST → AST) and check.ts. Error recovery is on, so one run
+// Semantics live in build-ast.ts (CST → AST) and check.ts. Error recovery is on, so one run
 // reports every syntax error it can resynchronise past.
 import { CstParser, type CstNode, type IRecognitionException } from "chevrotain";
 import * as T from "./lexer.ts";

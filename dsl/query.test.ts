@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { loadCorpus } from "../test/conformance/corpus.ts";
 import { evaluate } from "./evaluate.ts";
 import { dutiesOf, partialEvaluate, queryDuty } from "./query.ts";
-import { exprText } from "./render_expr.ts";
+import { exprText } from "./render-expr.ts";
 import { interpretDecision, interpretRoute, loadPolicy } from "./mod.ts";
 import type { Principal } from "./mod.ts";
 

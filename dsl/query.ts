@@ -5,7 +5,7 @@
 // is a typed condition: `evaluate` of it on a request is the decision's `allow` (checked against
 // the reference interpreter on the conformance corpus).
 import { evaluate, isConstant, type EvalEnv } from "./evaluate.ts";
-import { spanAt, type CheckedDuty, type CheckedPolicy, type TExpr } from "./typed_ast.ts";
+import { spanAt, type CheckedDuty, type CheckedPolicy, type TExpr } from "./typed-ast.ts";
 import type { Principal, Span, Type } from "./types.ts";
 
 const BOOL: Type = { kind: "bool" };

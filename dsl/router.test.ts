@@ -3,7 +3,7 @@
 // route tries (`compilePolicy(p).match`) find the same duty and the same params on thousands of
 // random paths. Seeds are fixed: a failure names the seed, the pattern list and the path.
 import { test, expect, describe } from "bun:test";
-import { createRng, generatePolicy, sampleRequests, type Rng } from "../bench/gen_policy.ts";
+import { createRng, generatePolicy, sampleRequests, type Rng } from "../bench/gen-policy.ts";
 import { compilePolicy, interpretRoute, loadPolicy } from "./mod.ts";
 import type { Channel, CheckedPolicy } from "./mod.ts";
 

@@ -10,7 +10,7 @@
 // logs, admin routes for security_admin with MFA, a change freeze (`x-freeze: 1`) on deploys and a
 // global forbid for suspended principals. The scaled variant repeats it under 16 tenant prefixes
 // with seeded variations (other roles, team conditions) to reach ~1,000 rules.
-import { createRng, type Rng } from "../gen_policy.ts";
+import { createRng, type Rng } from "../gen-policy.ts";
 
 /** A condition atom; a rule's `when` is the conjunction of its atoms (empty: always). */
 export type Cond =

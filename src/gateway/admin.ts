@@ -7,7 +7,7 @@ import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
 import type { WorkerReloadResult } from "../workers/protocol.ts";
-import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy_manager.ts";
+import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
 
 export interface AdminDeps {
   metrics: Metrics;

@@ -10,13 +10,13 @@ import { AUTHN_HTTP_STATUS, wwwAuthenticate, type AuthnResult, type JwtAuthentic
 import { upstreamClient } from "../config/defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { ambiguousQueryParameter, forwardToUpstream, methodOverrideParameter, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
-import { replayFieldsOf } from "./replay_fields.ts";
+import { replayFieldsOf } from "./replay-fields.ts";
 import { describeConflict, settleOutcomeOf, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/types.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
-import { bundleExpired, bundleExpiredMessage, INTERNAL_UPSTREAM, type ActivePolicy, type PolicyManager } from "./policy_manager.ts";
+import { bundleExpired, bundleExpiredMessage, INTERNAL_UPSTREAM, type ActivePolicy, type PolicyManager } from "./policy-manager.ts";
 
 export interface PipelineDeps {
   config: GatewayConfig;

@@ -14,7 +14,7 @@ import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
 import { schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, probeFreePort, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
 import { createAdminFunctions, createProbes, type AdminDeps } from "./admin.ts";
-import { startDemoUpstreams, type DemoUpstreams } from "./demo_upstream.ts";
+import { startDemoUpstreams, type DemoUpstreams } from "./demo-upstream.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
 import { instrumentLedger, openConfiguredLedger } from "./ledger.ts";
 import { createLogger, withFields, type Logger } from "./log.ts";
@@ -22,7 +22,7 @@ import { mergeWorkerMetrics } from "../workers/metrics.ts";
 import type { WorkerLink } from "../workers/worker-link.ts";
 import { Counter, Gauge, Metrics } from "./metrics.ts";
 import { createPipeline, type PipelineDeps } from "./pipeline.ts";
-import { PolicyManager } from "./policy_manager.ts";
+import { PolicyManager } from "./policy-manager.ts";
 
 export interface RunningGateway {
   config: GatewayConfig;

@@ -5,7 +5,7 @@ import { CodeLens, CompletionItem, CompletionItemKind, DiagnosticSeverity, Inser
 import type { Diagnostic as LspDiagnostic, Hover, Location, Range, TextEdit } from "vscode-languageserver";
 import { formatParsedPolicy, hasErrors } from "../../dsl/mod.ts";
 import type { Declaration, Diagnostic, ReachabilityRow, Span, TypeRef } from "../../dsl/mod.ts";
-import { nameKey, occurrenceAt, REQUEST_FIELDS, type NameKind, type Occurrence, type PolicyModel } from "./policy_model.ts";
+import { nameKey, occurrenceAt, REQUEST_FIELDS, type NameKind, type Occurrence, type PolicyModel } from "./policy-model.ts";
 
 export type UriOf = (file: string) => string;
 

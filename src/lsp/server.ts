@@ -19,7 +19,7 @@ import { TextDocument } from "vscode-languageserver-textdocument";
 import { parsePolicySource, type ParseResult } from "../../dsl/mod.ts";
 import { VERSION } from "../version.ts";
 import { codeLensesOf, completionAt, definitionAt, diagnosticsOf, formattingEdits, hoverAt, referencesAt } from "./features.ts";
-import { buildPolicyModel, type PolicyModel } from "./policy_model.ts";
+import { buildPolicyModel, type PolicyModel } from "./policy-model.ts";
 
 export interface LanguageServerOptions {
   input: NodeJS.ReadableStream;

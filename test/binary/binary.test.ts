@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { EXAMPLE_POLICY_FILES } from "../../src/init/mod.ts";
 import { VERSION } from "../../src/version.ts";
 import { createTestIssuer, drainText, runWithSlowReader, startTestUpstream, writeLargeReportPolicies, TEST_AUDIENCE, TEST_ISSUER, type TestIssuer, type TestUpstream } from "../support/harness.ts";
-import { startLspSession, uriOf } from "../support/lsp_client.ts";
+import { startLspSession, uriOf } from "../support/lsp-client.ts";
 import { BARE_ENV, binaryUnderTest, runBinary, serveBinary, TEST_COMMIT, writeTestConfig } from "./support.ts";
 
 let work: string;

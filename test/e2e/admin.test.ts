@@ -11,7 +11,7 @@ import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { createAdminFunctions } from "../../src/gateway/admin.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { createPipeline } from "../../src/gateway/pipeline.ts";
-import type { ActivePolicy } from "../../src/gateway/policy_manager.ts";
+import type { ActivePolicy } from "../../src/gateway/policy-manager.ts";
 import { createIdentityTokenSigner } from "../../src/http/mod.ts";
 import { main } from "../../src/main.ts";
 import { COMMIT, VERSION } from "../../src/version.ts";

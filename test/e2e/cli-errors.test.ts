@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/mod.ts";
 import { DEMO_UPSTREAM_PORTS } from "../../src/config/builtin.ts";
-import { startDemoUpstreams } from "../../src/gateway/demo_upstream.ts";
+import { startDemoUpstreams } from "../../src/gateway/demo-upstream.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { main, reportCommandFailure } from "../../src/main.ts";

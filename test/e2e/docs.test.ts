@@ -571,7 +571,7 @@ describe("output quoted in the docs is what the commands print", () => {
   }, 120_000);
   test("docs/authoring.md: `gateway lsp` runs as shown and answers an LSP client over stdio", async () => {
     const command = one("docs/authoring.md", "gateway lsp");
-    const { startLspSession, SOURCE_LSP } = await import("../support/lsp_client.ts");
+    const { startLspSession, SOURCE_LSP } = await import("../support/lsp-client.ts");
     // The docs' words after `gateway`, run from source as the test suite runs every command.
     const session = await startLspSession([...SOURCE_LSP.slice(0, 2), ...command.text.split(/\s+/).slice(1)]);
     try {

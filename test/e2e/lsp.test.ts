@@ -1,14 +1,14 @@
 // `gateway lsp` as an editor sees it: a subprocess spoken to over stdio by a real JSON-RPC
-// client (test/support/lsp_client.ts), on a copy of the shipped policies in a temp directory.
+// client (test/support/lsp-client.ts), on a copy of the shipped policies in a temp directory.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatPolicySource } from "../../dsl/mod.ts";
-import { createRng } from "../../bench/gen_policy.ts";
+import { createRng } from "../../bench/gen-policy.ts";
 import { mutateChars, mutateTokens } from "../fuzz/mutations.ts";
 import { SHIPPED_POLICIES } from "../support/harness.ts";
-import { startLspSession, uriOf, type LspSession } from "../support/lsp_client.ts";
+import { startLspSession, uriOf, type LspSession } from "../support/lsp-client.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dutygate-lsp-"));
 const policies = join(dir, "policies");

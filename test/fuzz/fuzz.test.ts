@@ -10,7 +10,7 @@
 import { test, expect, describe, afterAll } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { createRng, generatePolicy, type Rng } from "../../bench/gen_policy.ts";
+import { createRng, generatePolicy, type Rng } from "../../bench/gen-policy.ts";
 import { mutateChars, mutateTokens, tokenSoup } from "./mutations.ts";
 import { dutyParser } from "../../dsl/parser.ts";
 import { coercePrincipal, compilePolicy, interpretDecision, interpretRoute, loadPolicy, parseIp } from "../../dsl/mod.ts";

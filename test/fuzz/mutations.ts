@@ -1,7 +1,7 @@
 // Inputs of the fuzzers: token soup and character or token mutations of a source, all driven by a
 // seeded generator so a failure can be replayed. The language fuzzer (fuzz.test.ts) and the
 // formatter's property tests (dsl/format.test.ts) share them.
-import type { Rng } from "../../bench/gen_policy.ts";
+import type { Rng } from "../../bench/gen-policy.ts";
 
 export const VOCABULARY = [
   "principal", "role", "enum", "upstream", "duty", "grant", "forbid", "exclusive", "separate", "by", "of", "when", "until", "channel",

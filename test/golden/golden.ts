@@ -6,7 +6,7 @@
 // writes these files; `golden.test.ts` compares them. Review a diff of test/golden/ like code.
 import { readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { generatePolicy } from "../../bench/gen_policy.ts";
+import { generatePolicy } from "../../bench/gen-policy.ts";
 import { compilePolicy, loadPolicy, renderDiagnostic, renderGithubAnnotation, runPolicyTests } from "../../dsl/mod.ts";
 import type { PolicySource } from "../../dsl/mod.ts";
 

@@ -8,7 +8,7 @@ import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeF
 import { builtinModules } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startLspSession, uriOf } from "../../../test/support/lsp_client.ts";
+import { startLspSession, uriOf } from "../../../test/support/lsp-client.ts";
 import { serverCommand } from "../src/server-command.ts";
 import { EXTENSION_DIR, GRAMMAR_PATH, REPO_ROOT } from "./textmate.ts";
 import { readZipEntries } from "./zip.ts";

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { compilePolicy } from "./compile.ts";
 import { loadPolicy } from "./load.ts";
-import { listPolicyTests, runPolicyTests, type PolicyTestResult } from "./policy_tests.ts";
+import { listPolicyTests, runPolicyTests, type PolicyTestResult } from "./policy-tests.ts";
 
 const POLICY = `
 principal {

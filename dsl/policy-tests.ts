@@ -3,7 +3,7 @@
 // separation judged against the `history` the test gives (the same rule the duty ledger applies).
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { CompiledPolicy } from "./compile.ts";
-import { canonicalLedgerKey, compositeLedgerKey } from "./ledger_key.ts";
+import { canonicalLedgerKey, compositeLedgerKey } from "./ledger-key.ts";
 import { interpretDecision } from "./interpret.ts";
 import type { Channel, Decision, LedgerFact, PolicyRequest, Principal, Reason, SeparationCheck, Type } from "./types.ts";
 import { didYouMean } from "./diagnostics.ts";

@@ -1,6 +1,6 @@
 // Typed expressions and runtime values as policy text: what `gateway explain` says failed and
 // what `gateway query` says is still open are written as the policy author would write them.
-import type { TExpr } from "./typed_ast.ts";
+import type { TExpr } from "./typed-ast.ts";
 import type { Type } from "./types.ts";
 
 const PRECEDENCE: Record<string, number> = { or: 1, and: 2, not: 3, cmp: 4, add: 5, atom: 6 };

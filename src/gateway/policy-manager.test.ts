@@ -5,7 +5,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFile
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defaultConfig } from "../config/mod.ts";
-import { PolicyManager, TESTS_PASSED_FILE } from "./policy_manager.ts";
+import { PolicyManager, TESTS_PASSED_FILE } from "./policy-manager.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dutygate-pm-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
