@@ -13,8 +13,9 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { createConnection, TextDocuments, TextDocumentSyncKind } from "vscode-languageserver/node";
-import type { Connection, InitializeResult } from "vscode-languageserver/node";
+import { createConnection, TextDocuments, TextDocumentSyncKind } from "vscode-languageserver";
+import type { Connection, InitializeResult } from "vscode-languageserver";
+import { createProtocolConnection, StreamMessageReader, StreamMessageWriter } from "vscode-languageserver-protocol/node";
 import { TextDocument } from "vscode-languageserver-textdocument";
 import { parsePolicySource, type ParseResult } from "../../dsl/mod.ts";
 import { VERSION } from "../version.ts";
@@ -78,9 +79,37 @@ export function policyFilesUnder(root: string, maxEntries = MAX_TREE_ENTRIES): M
   return out;
 }
 
+/**
+ * A connection over two streams. Built from the library's runtime-neutral parts rather than its
+ * `/node` entry, which reads its own file name at load time: bundled, that would put the build
+ * machine's path into the binary. Same lifecycle as that entry: `exit`, or the input ending,
+ * ends the process (0 after `shutdown`, 1 otherwise).
+ */
+function connectStreams(input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Connection {
+  let shutdownReceived = false;
+  let ended = false;
+  const end = (code: number) => {
+    if (ended) return;
+    ended = true;
+    process.exit(code);
+  };
+  input.on("end", () => end(shutdownReceived ? 0 : 1));
+  input.on("close", () => end(shutdownReceived ? 0 : 1));
+  const watchDog = {
+    get shutdownReceived() { return shutdownReceived; },
+    set shutdownReceived(value: boolean) { shutdownReceived = value; },
+    initialize: () => {},
+    exit: (code: number) => end(code),
+  };
+  return createConnection(
+    (logger) => createProtocolConnection(new StreamMessageReader(input), new StreamMessageWriter(output), logger),
+    watchDog,
+  );
+}
+
 /** Starts a language server on the streams; it runs until the client sends `exit` or closes the input. */
 export function startLanguageServer(options: LanguageServerOptions): Connection {
-  const connection = createConnection(options.input, options.output);
+  const connection = connectStreams(options.input, options.output);
   const documents = new TextDocuments(TextDocument);
   const policies = new Map<string, PolicyState>();
   const debounceMs = options.debounceMs ?? 50;
