@@ -9,7 +9,6 @@ import type { GatewayConfig } from "./config/types.ts";
 import { exitWhenDrained } from "./stdio.ts";
 import { COMMIT, VERSION } from "./version.ts";
 import { KEYS_ACTIONS, runKeygen, runKeys, runSign, runVerify, type KeysAction } from "./bundle/mod.ts";
-import { AUDIT_VERIFY_USAGE, parseAuditVerifyArgs, runAuditVerify } from "./audit/cli.ts";
 
 /** Sub-tools answer 0 ok / 1 failed / 2 usage; the gateway's exit codes are shared by all commands. */
 function mapToolExit(code: number): number {
@@ -357,10 +356,9 @@ const commands: Record<string, Command> = {
   },
   async audit(argv, io) {
     const [sub, ...rest] = argv;
+    const { AUDIT_VERIFY_USAGE, parseAuditVerifyArgs, runAuditVerify } = await import("./cli/audit-verify.ts");
     if (sub !== "verify") throw new GatewayError("USAGE", AUDIT_VERIFY_USAGE);
-    const args = parseAuditVerifyArgs(rest);
-    if (args instanceof GatewayError) throw new GatewayError("USAGE", args.message);
-    return mapToolExit(await runAuditVerify(args, io));
+    return runAuditVerify(parseAuditVerifyArgs(rest), io);
   },
 };
 

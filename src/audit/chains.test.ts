@@ -3,8 +3,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { memoryIo } from "../cli/io.ts";
-import { runAuditVerify } from "./cli.ts";
+import { runAuditVerify } from "../cli/audit-verify.ts";
+import { EXIT, memoryIo } from "../cli/io.ts";
 import { openAuditLog } from "./log.ts";
 import { auditFileChain, auditFileName, parseAuditFileName } from "./record.ts";
 import { logOptions, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
@@ -64,7 +64,7 @@ describe("verification, chain by chain", () => {
     const chains = await verifyAuditChains([dir], { keys: signer.jwks });
     expect(chains.map((c) => [c.chain, c.result.ok, c.result.records])).toEqual([["", true, 4], ["w0", true, 15], ["w1", true, 15]]);
     const io = memoryIo();
-    expect(await runAuditVerify({ files: [dir], keysFile: null }, io)).toBe(0);
+    expect(await runAuditVerify({ files: [dir], keysFile: null }, io)).toBe(EXIT.ok);
     expect(io.stdout).toEqual([
       "chain single: ok: 4 records, 1 checkpoint, 1 file",
       "chain single: note: checkpoint signatures not checked: no `--keys` given",
@@ -86,7 +86,7 @@ describe("verification, chain by chain", () => {
     const chains = await verifyAuditChains([dir], { keys: signer.jwks });
     expect(chains.map((c) => [c.chain, c.result.ok, c.result.break?.kind ?? null])).toEqual([["", true, null], ["w0", true, null], ["w1", false, "changed"]]);
     const io = memoryIo();
-    expect(await runAuditVerify({ files: [dir], keysFile: null }, io)).toBe(1);
+    expect(await runAuditVerify({ files: [dir], keysFile: null }, io)).toBe(EXIT.verificationFailed);
     expect(io.stdout.filter((l) => l.includes(": changed: "))).toEqual([expect.stringMatching(new RegExp(`^chain w1: ${file.replace(/[.]/g, "\\.")}:3: changed: `))]);
     expect(io.stdout.at(-1)).toBe("broken: 1 of 3 chains");
   });

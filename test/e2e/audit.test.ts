@@ -8,10 +8,10 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, syml
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
-import { auditFileName, runAuditVerify, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
+import { auditFileName, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
 import { recordLine } from "../../src/audit/record.ts";
 import { makeDirReadOnly } from "../../src/audit/testkit.ts";
-import { EXIT, memoryIo } from "../../src/cli/io.ts";
+import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
 import { main } from "../../src/main.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { createTestIssuer, SHIPPED_POLICIES, TEST_ISSUER, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type TestGateway } from "../support/harness.ts";
@@ -105,7 +105,7 @@ describe("the chain a gateway writes under concurrent load", () => {
     expect(result.recordsAfterLastCheckpoint).toBe(0);
     expect(result.records).toBe(records.length);
     const io = memoryIo();
-    expect(await runAuditVerify({ files: [t.config.audit.dir], keysFile: join(t.config.stateDir, "gateway-key", "public.jwks") }, io)).toBe(0);
+    expect(await runAuditVerify({ files: [t.config.audit.dir], keysFile: join(t.config.stateDir, "gateway-key", "public.jwks") }, io)).toBe(EXIT.ok);
     expect(io.stdout[0]).toMatch(/^ok: \d+ records, \d+ checkpoints, 1 file$/);
   });
 

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { loadPolicy, parsePolicySource } from "../../dsl/mod.ts";
-import { AUDIT_VERIFY_USAGE } from "../../src/audit/cli.ts";
+import { AUDIT_VERIFY_USAGE } from "../../src/cli/mod.ts";
 import { openAuditLog } from "../../src/audit/mod.ts";
 import { logOptions, makeSigner } from "../../src/audit/testkit.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { auditFileChain, runAuditVerify } from "../../src/audit/mod.ts";
-import { memoryIo } from "../../src/cli/io.ts";
+import { auditFileChain } from "../../src/audit/mod.ts";
+import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
 import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
 import {
   createTestIssuer, createTestPki, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig,
@@ -251,7 +251,7 @@ describe("workers = 2", () => {
     const io = memoryIo();
     const code = await runAuditVerify({ files: [join(dir, "audit")], keysFile: keys }, io);
     expect(io.stdout).toContain("ok: 2 chains intact");
-    expect(code).toBe(0);
+    expect(code).toBe(EXIT.ok);
     expect(io.stdout.filter((l) => / ok: \d+ records/.test(l)).map((l) => l.split(":")[0])).toEqual(["chain w0", "chain w1"]);
     expect(io.stdout.at(-1)).toBe("ok: 2 chains intact");
     // Closed cleanly: no record after each chain's last checkpoint.

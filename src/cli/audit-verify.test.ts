@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GatewayError } from "../errors.ts";
-import { AUDIT_VERIFY_EXIT, parseAuditVerifyArgs, runAuditVerify } from "./cli.ts";
-import type { AuditVerifyArgs } from "./cli.ts";
-import { openAuditLog } from "./log.ts";
-import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir, writeLinesTo } from "./testkit.ts";
+import { openAuditLog } from "../audit/mod.ts";
+import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir, writeLinesTo } from "../audit/testkit.ts";
+import { parseAuditVerifyArgs, runAuditVerify, type AuditVerifyArgs } from "./audit-verify.ts";
+import { EXIT, memoryIo } from "./io.ts";
 
 const signer = await makeSigner();
 const root = makeTempDir();
@@ -22,10 +22,9 @@ beforeAll(async () => {
 afterAll(() => removeDir(root));
 
 async function run(args: AuditVerifyArgs) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runAuditVerify(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out, err };
+  const io = memoryIo();
+  const code = await runAuditVerify(args, io);
+  return { code, out: io.stdout, err: io.stderr };
 }
 
 describe("runAuditVerify", () => {
@@ -33,7 +32,7 @@ describe("runAuditVerify", () => {
     const files = auditFiles(logDir);
     const records = files.reduce((n, f) => n + readLinesOf(f).length, 0);
     const { code, out, err } = await run({ files: [logDir], keysFile });
-    expect(code).toBe(AUDIT_VERIFY_EXIT.intact);
+    expect(code).toBe(EXIT.ok);
     expect(out).toEqual([`ok: ${records} records, ${records - 12 - (files.length - 1)} checkpoints, ${files.length} files`]);
     expect(err).toEqual([]);
   });
@@ -44,12 +43,12 @@ describe("runAuditVerify", () => {
     expect(out[1]).toBe("note: checkpoint signatures not checked: no `--keys` given");
   });
 
-  test("a changed record: exit 1 and `file:line: kind: message`", async () => {
+  test("a changed record: exit 4 and `file:line: kind: message`", async () => {
     const path = join(root, "audit.jsonl");
     const lines = readLinesOf(auditFiles(logDir)[0]!);
     writeLinesTo(path, lines.map((l, i) => (i === 2 ? l.replace('"allow"', '"deny"') : l)));
     const { code, out } = await run({ files: [path], keysFile });
-    expect(code).toBe(AUDIT_VERIFY_EXIT.broken);
+    expect(code).toBe(EXIT.verificationFailed);
     expect(out).toEqual([`${path}:3: changed: record seq 2 hash does not match its content`]);
   });
 
@@ -59,7 +58,7 @@ describe("runAuditVerify", () => {
     writeLinesTo(path, lines);
     const bytes = Buffer.byteLength(lines[6]!) + Buffer.byteLength(lines[7]!) + 2;
     const refused = await run({ files: [path], keysFile });
-    expect(refused.code).toBe(AUDIT_VERIFY_EXIT.broken);
+    expect(refused.code).toBe(EXIT.verificationFailed);
     expect(refused.out).toEqual([`${path}:7: unsigned: 2 records (seq 6..7, ${bytes} bytes) covered by no checkpoint signature: the tail of a running gateway's log, or a forgery; \`--allow-unsigned-tail\` accepts it`]);
     const allowed = await run({ files: [path], keysFile, allowUnsignedTail: true });
     expect(allowed.code).toBe(0);
@@ -74,9 +73,9 @@ describe("runAuditVerify", () => {
     ["a missing keys file", () => ({ files: [logDir], keysFile: join(root, "nope.jwks") })],
     ["a keys file that is not a JWKS", () => { const p = join(root, "bad.jwks"); writeFileSync(p, "{}"); return { files: [logDir], keysFile: p }; }],
     ["an anchor without keys", () => ({ files: [logDir], anchor: "a.b.c" })],
-  ])("bad usage (%s): exit 2 and a message on err", async (_name, args) => {
+  ])("bad usage (%s): exit 64 and a message on err", async (_name, args) => {
     const { code, out, err } = await run(args());
-    expect(code).toBe(AUDIT_VERIFY_EXIT.usage);
+    expect(code).toBe(EXIT.usage);
     expect(out).toEqual([]);
     expect(err).toHaveLength(1);
   });
@@ -100,14 +99,20 @@ describe("parseAuditVerifyArgs", () => {
     [["a", "--allow-unsigned-tail", "--keys", "k.jwks"], { files: ["a"], keysFile: "k.jwks", anchor: null, partial: false, allowUnsignedTail: true }],
     [[], "USAGE"],
     [["a", "--keys"], "USAGE"],
+    [["a", "--keys="], "USAGE"],
     [["a", "--frobnicate"], "USAGE"],
   ])("%j", (argv, expected) => {
-    const parsed = parseAuditVerifyArgs(argv);
     if (typeof expected === "string") {
-      expect(parsed).toBeInstanceOf(GatewayError);
-      expect((parsed as GatewayError).code).toBe(expected);
+      let thrown: unknown;
+      try {
+        parseAuditVerifyArgs(argv);
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown).toBeInstanceOf(GatewayError);
+      expect((thrown as GatewayError).code).toBe(expected);
     } else {
-      expect(parsed).toEqual(expected);
+      expect(parseAuditVerifyArgs(argv)).toEqual(expected);
     }
   });
 });

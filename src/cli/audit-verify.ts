@@ -1,11 +1,10 @@
 // `gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial] [--allow-unsigned-tail]`
 import { readFile } from "node:fs/promises";
 import type { JSONWebKeySet } from "jose";
+import { chainLabel, describeTail, verifyAuditChains, type AuditVerification } from "../audit/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { chainLabel, describeTail, verifyAuditChains, type AuditVerification } from "./verify.ts";
-
-/** Exit codes of `gateway audit verify`. */
-export const AUDIT_VERIFY_EXIT = { intact: 0, broken: 1, usage: 2 } as const;
+import { parseArgs } from "./args.ts";
+import { EXIT, type Io } from "./io.ts";
 
 /** Arguments of `gateway audit verify`. */
 export interface AuditVerifyArgs {
@@ -21,53 +20,34 @@ export interface AuditVerifyArgs {
   allowUnsignedTail?: boolean;
 }
 
-/** Where the command prints; one call per line, without newline. */
-export interface CommandIo {
-  out(line: string): void;
-  err(line: string): void;
-}
-
 export const AUDIT_VERIFY_USAGE = "usage: gateway audit verify FILE|DIR... [--keys JWKS] [--anchor JWS] [--partial] [--allow-unsigned-tail]";
 
 /**
- * Parses the words after `gateway audit verify`. Returns a `GatewayError("USAGE")` for bad input.
+ * Parses the words after `gateway audit verify` with the one argument parser of the CLI.
+ * Throws `GatewayError("USAGE")` for bad input.
  *
  * @example parseAuditVerifyArgs(["./audit", "--keys", "keys.jwks"]) // { files: ["./audit"], keysFile: "keys.jwks", … }
  */
-export function parseAuditVerifyArgs(argv: readonly string[]): AuditVerifyArgs | GatewayError {
-  const args: AuditVerifyArgs = { files: [], keysFile: null, anchor: null, partial: false, allowUnsignedTail: false };
-  for (let i = 0; i < argv.length; i++) {
-    const word = argv[i]!;
-    const [flag, inline] = word.startsWith("--") && word.includes("=") ? [word.slice(0, word.indexOf("=")), word.slice(word.indexOf("=") + 1)] : [word, undefined];
-    if (flag === "--keys" || flag === "--anchor") {
-      const value = inline ?? argv[++i];
-      if (value === undefined || value === "") return new GatewayError("USAGE", `\`${flag}\` needs a value`);
-      if (flag === "--keys") args.keysFile = value;
-      else args.anchor = value;
-    } else if (flag === "--partial") {
-      args.partial = true;
-    } else if (flag === "--allow-unsigned-tail") {
-      args.allowUnsignedTail = true;
-    } else if (word.startsWith("-") && word !== "-") {
-      return new GatewayError("USAGE", `unknown option \`${word}\``);
-    } else {
-      args.files.push(word);
-    }
+export function parseAuditVerifyArgs(argv: readonly string[]): AuditVerifyArgs {
+  const a = parseArgs(argv, { values: ["keys", "anchor"], booleans: ["partial", "allow-unsigned-tail"] });
+  for (const flag of ["keys", "anchor"] as const) {
+    if (a.flags[flag] === "") throw new GatewayError("USAGE", `\`--${flag}\` needs a value`);
   }
-  if (args.files.length === 0) return new GatewayError("USAGE", "no audit file or directory given");
-  return args;
+  if (a.positionals.length === 0) throw new GatewayError("USAGE", "no audit file or directory given");
+  return { files: a.positionals, keysFile: a.flags.keys ?? null, anchor: a.flags.anchor ?? null, partial: a.booleans.has("partial"), allowUnsignedTail: a.booleans.has("allow-unsigned-tail") };
 }
 
 /**
  * Runs `gateway audit verify`: prints `ok: N records, C checkpoints, F files` (and notes on
  * unsigned tail records / unchecked signatures) and returns 0, or prints
- * `FILE:LINE: KIND: message` for the first break and returns 1; bad usage returns 2. With keys,
+ * `FILE:LINE: KIND: message` for the first break and returns 4 (`EXIT.verificationFailed`); bad
+ * usage or an unreadable input returns 64 (`EXIT.usage`). With keys,
  * records after the last checkpoint are a break (`unsigned`) unless `allowUnsignedTail`.
  */
-export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Promise<number> {
+export async function runAuditVerify(args: AuditVerifyArgs, io: Io): Promise<number> {
   if (args.files.length === 0) {
     io.err(AUDIT_VERIFY_USAGE);
-    return AUDIT_VERIFY_EXIT.usage;
+    return EXIT.usage;
   }
   let keys: JSONWebKeySet | undefined;
   if (args.keysFile) {
@@ -78,7 +58,7 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
       const reason = code === "ENOENT" ? "no such file or directory" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory"
         : error instanceof SyntaxError ? `not valid JSON (${error.message.replace(/^JSON Parse error: /, "").toLowerCase()})` : (error as Error).message;
       io.err(`error[AUDIT_KEYS_UNREADABLE]: cannot use keys file \`${args.keysFile}\`: ${reason}`);
-      return AUDIT_VERIFY_EXIT.usage;
+      return EXIT.usage;
     }
   }
   let chains;
@@ -87,21 +67,21 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: CommandIo): Prom
   } catch (error) {
     if (error instanceof GatewayError) {
       io.err(`error[${error.code}]: ${error.message}`);
-      return AUDIT_VERIFY_EXIT.usage;
+      return EXIT.usage;
     }
     throw error;
   }
   // One chain (a gateway without workers) reads as it always did; several (one per worker) are
   // reported chain by chain, each line led by the chain's name, then a summary.
-  if (chains.length === 1) return reportChain(chains[0]!.result, "", io) ? AUDIT_VERIFY_EXIT.intact : AUDIT_VERIFY_EXIT.broken;
+  if (chains.length === 1) return reportChain(chains[0]!.result, "", io) ? EXIT.ok : EXIT.verificationFailed;
   let broken = 0;
   for (const { chain, result } of chains) if (!reportChain(result, `chain ${chainLabel(chain)}: `, io)) broken++;
   io.out(broken === 0 ? `ok: ${chains.length} chains intact` : `broken: ${broken} of ${chains.length} chains`);
-  return broken === 0 ? AUDIT_VERIFY_EXIT.intact : AUDIT_VERIFY_EXIT.broken;
+  return broken === 0 ? EXIT.ok : EXIT.verificationFailed;
 }
 
 /** Prints one chain's result (each line after `prefix`); true when it is intact. */
-function reportChain(result: AuditVerification, prefix: string, io: CommandIo): boolean {
+function reportChain(result: AuditVerification, prefix: string, io: Io): boolean {
   if (!result.ok) {
     const b = result.break!;
     io.out(`${prefix}${b.file}:${b.line}: ${b.kind}: ${b.message}`);

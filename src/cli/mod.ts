@@ -1,0 +1,8 @@
+// The command line's handlers: each command a plain function over params and an `Io`, returning
+// one of the exit codes of `EXIT`. `src/main.ts` turns argv into params and picks the handler.
+export { EXIT, memoryIo, processIo, fileErrorReason } from "./io.ts";
+export type { Io } from "./io.ts";
+export { parseArgs } from "./args.ts";
+export type { FlagSpec, ParsedArgs } from "./args.ts";
+export { AUDIT_VERIFY_USAGE, parseAuditVerifyArgs, runAuditVerify } from "./audit-verify.ts";
+export type { AuditVerifyArgs } from "./audit-verify.ts";
