@@ -212,7 +212,8 @@ const commands: Record<string, Command> = {
       }
       if ((loaded.config.workers ?? 1) > 1) return await superviseWorkers(loaded.config, a.booleans.has("reset-ledger"), io);
       const gw = await startGateway(loaded.config, { signals: true, resetLedger: a.booleans.has("reset-ledger"), lifelineFd: lifelineFd(process.env.DUTYGATE_LIFELINE_FD) });
-      for (const line of await startupBanner(gw)) io.out(line);
+      // One write: a reader that waits for the first line must not miss the warnings after it.
+      io.out((await startupBanner(gw)).join("\n"));
     } catch (e) {
       io.err(formatCodedError(startupFailure(e)));
       return EXIT.config;

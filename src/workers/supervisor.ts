@@ -195,7 +195,8 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
   }
   log.info("workers serving", { workers: count, pids: slots.map((s) => s.process?.pid ?? null) });
   // Printed once every worker serves: the banner promises the address answers.
-  for (const line of banner ?? []) options.out(line);
+  const lines = banner as string[] | null;
+  if (lines) options.out(lines.join("\n"));
 
   let stopped: Promise<number> | null = null;
   return {
