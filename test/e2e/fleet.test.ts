@@ -229,11 +229,21 @@ describe.skipIf(skip !== null)("a fleet on one PostgreSQL ledger", () => {
   describe("rollback protection across the fleet", () => {
     let alice: SigningKeyPair;
     let trustedKeysFile: string;
-    const signed = (dir: string, revision: number, extra?: string) => {
-      cpSync(SHIPPED_POLICIES, dir, { recursive: true });
-      // Each revision differs in content, as real ones do.
-      writeFileSync(join(dir, "revision.duty"), `duty read_revision_${revision} GET /revision-${revision} -> changes\ngrant developer read_revision_${revision}\n${extra ?? ""}`);
-      return signBundleForTest(dir, [alice], { revision });
+    // One signed bundle per revision, copied to every instance that gets it: a manifest records
+    // when it was signed, so signing the same revision twice can make two different bundles.
+    const bundles = new Map<string, string>();
+    const signed = async (dir: string, revision: number, extra?: string) => {
+      const key = `${revision}\0${extra ?? ""}`;
+      let template = bundles.get(key);
+      if (!template) {
+        template = join(work, `signed-${bundles.size}`);
+        cpSync(SHIPPED_POLICIES, template, { recursive: true });
+        // Each revision differs in content, as real ones do.
+        writeFileSync(join(template, "revision.duty"), `duty read_revision_${revision} GET /revision-${revision} -> changes\ngrant developer read_revision_${revision}\n${extra ?? ""}`);
+        await signBundleForTest(template, [alice], { revision });
+        bundles.set(key, template);
+      }
+      cpSync(template, dir, { recursive: true });
     };
     const requireSignature = (c: GatewayConfig): GatewayConfig => ({ ...c, policy: { ...c.policy, requireSignature: true, trustedKeysFile, minSigners: 1, watch: false } });
 
