@@ -1,16 +1,17 @@
-// `gateway check [DIR]`: the CI dry-run. Parse, type-check, compile, run the policy tests,
-// and (with flags) verify the bundle's signatures, analyse separation of duties, check role
-// assignments, and replay recorded traffic. A plain function over a params struct.
+// `gateway check [DIR]`: the CI dry-run. Builds the policy as the gateway does (parse, type-check,
+// separation analysis, compile, the policy tests: src/policy/build.ts) and, with flags, verifies
+// the bundle's signatures, checks role assignments and replays recorded traffic. A plain function
+// over a params struct.
 //
 // Every run builds one `CheckReport` value — its gates, each passed, failed, errored or skipped,
 // and the exit code they decide — and each format renders that value, so text, JSON, GitHub
 // annotations and JUnit cannot disagree with the exit code or with each other.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { parse as parseToml, TomlError } from "smol-toml";
-import { analyzeSeparation, checkAssignments, compilePolicy, policyCoverage, githubAnnotation, hasErrors, listPolicyTests, loadPolicy, renderDiagnostic, renderGithubAnnotation, renderReachabilityTable, runPolicyTests } from "../../dsl/mod.ts";
+import { checkAssignments, policyCoverage, githubAnnotation, listPolicyTests, renderDiagnostic, renderGithubAnnotation, renderReachabilityTable } from "../../dsl/mod.ts";
 import type { CheckedPolicy, CompiledPolicy, Diagnostic, PolicyTestName, PolicyTestResult, ReachabilityRow, Span } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
+import { buildPolicyDirectory } from "../policy/build.ts";
 import { unformattedFiles } from "./fmt.ts";
 import { EXIT, type Io, fileErrorReason } from "./io.ts";
 
@@ -142,40 +143,32 @@ export async function buildCheckReport(params: CheckParams, io: Io): Promise<Che
   };
   if (!existsSync(dir)) return fatal(`policy directory \`${dir}\` does not exist`, EXIT.usage);
   if (!statSync(dir).isDirectory()) return fatal(`\`${dir}\` is not a directory`, EXIT.usage);
-  const files = classifyPolicyFiles(readPolicyDirectory(dir), dir);
-  if (files.policies.length === 0) return fatal(`no \`.duty\` files under \`${dir}\``, EXIT.policyErrors);
-  report.sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
+  const build = buildPolicyDirectory(dir, { now: params.now, maxErrorsPerFile: params.maxErrors });
+  const { files, compiled } = build;
+  if (build.failure?.code === "POLICY_EMPTY") return fatal(`no \`.duty\` files under \`${dir}\``, EXIT.policyErrors);
+  report.sources = build.sources;
   if (format === "text") report.unformatted = unformattedFiles(files.policies);
 
   // Gate `policy`: parse, type-check, separation analysis, compile.
-  const loaded = loadPolicy(files.policies, { now: params.now, maxErrorsPerFile: params.maxErrors });
-  const { policy } = loaded;
-  report.diagnostics = [...loaded.diagnostics];
-  if (policy) {
-    const analysis = analyzeSeparation(policy);
-    report.reachability = analysis.rows;
-    report.diagnostics.push(...analysis.diagnostics);
-    report.diagnostics.sort((a, b) => a.span.file.localeCompare(b.span.file) || a.span.start - b.span.start);
-  }
-  const compiled = policy && !hasErrors(report.diagnostics) ? compilePolicy(policy) : null;
+  report.diagnostics = build.diagnostics;
+  report.reachability = build.reachability;
   // `--warnings-as-errors`: every warning is reported as an error and fails this gate; the policy
   // compiled before, so its tests and the steps still run and CI sees everything at once.
   if (params.warningsAsErrors) report.diagnostics = report.diagnostics.map((d) => (d.severity === "warning" ? { ...d, severity: "error" } : d));
   const errors = report.diagnostics.filter((d) => d.severity === "error");
   const policyPassed = compiled !== null && errors.length === 0;
   report.gates.push({
-    name: "policy", title: "parse and type-check", status: policyPassed ? "passed" : "failed", exitCode: policyPassed ? EXIT.ok : EXIT.policyErrors, seconds: seconds(started),
-    message: policyPassed ? undefined : `${countErrors(errors) + loaded.omittedErrors} error${countErrors(errors) + loaded.omittedErrors === 1 ? "" : "s"}${compiled && params.warningsAsErrors ? " (warnings, with --warnings-as-errors)" : ""}`,
+    name: "policy", title: "parse and type-check", status: policyPassed ? "passed" : "failed", exitCode: policyPassed ? EXIT.ok : EXIT.policyErrors, seconds: (build.ms.check + build.ms.compile) / 1000,
+    message: policyPassed ? undefined : `${countErrors(errors) + build.omittedErrors} error${countErrors(errors) + build.omittedErrors === 1 ? "" : "s"}${compiled && params.warningsAsErrors ? " (warnings, with --warnings-as-errors)" : ""}`,
     detail: errors.map((d) => `${d.span.file}:${d.span.line}:${d.span.col}: ${d.code}: ${d.message}`),
   });
 
   // Gate `tests`: the policy tests (listed as not run when the policy did not compile).
-  const testsStarted = performance.now();
-  if (compiled) report.tests = runPolicyTests(compiled, files.tests, { now: params.now });
-  else report.testsNotRun = listPolicyTests(files.tests);
+  report.tests = build.tests;
+  if (!compiled) report.testsNotRun = listPolicyTests(files.tests);
   const failed = report.tests.filter((t) => !t.passed);
   report.gates.push({
-    name: "tests", title: "policy tests", seconds: seconds(testsStarted),
+    name: "tests", title: "policy tests", seconds: build.ms.tests / 1000,
     ...(!compiled ? { status: "skipped", exitCode: EXIT.ok, message: NOT_COMPILED } : failed.length ? { status: "failed", exitCode: EXIT.testsFailed, message: `${failed.length} of ${report.tests.length} failed` } : { status: "passed", exitCode: EXIT.ok }),
     detail: failed.map((t) => `${t.file}:${t.line}: ${t.name}: ${t.failure}`),
   });
@@ -197,7 +190,7 @@ export async function buildCheckReport(params: CheckParams, io: Io): Promise<Che
   }
 
   report.exitCode = report.gates.find((g) => g.exitCode !== EXIT.ok)?.exitCode ?? EXIT.ok;
-  report.errorCount = countErrors(report.diagnostics) + loaded.omittedErrors;
+  report.errorCount = countErrors(report.diagnostics) + build.omittedErrors;
   const warnings = report.diagnostics.filter((d) => d.severity !== "error").length;
   const n = (count: number, word: string) => `${count.toLocaleString("en-US")} ${word}${count === 1 ? "" : "s"}`;
   report.summary = compiled

@@ -5,9 +5,9 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { GatewayError } from "../errors.ts";
-import { compilePolicy, hasErrors, loadPolicy, renderDiagnostic, type Channel } from "../../dsl/mod.ts";
+import { renderDiagnostic, type Channel } from "../../dsl/mod.ts";
 import { explainRequest, renderExplanation, type ExplainInput } from "../gateway/explain.ts";
-import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
+import { buildPolicyDirectory } from "../policy/build.ts";
 import { EXIT, type Io, fileErrorReason } from "./io.ts";
 
 /** Parameters of `gateway explain`. */
@@ -126,15 +126,14 @@ export async function runExplain(params: ExplainParams, io: Io): Promise<number>
     io.err(`error: policy directory \`${dir}\` does not exist`);
     return EXIT.usage;
   }
-  const files = classifyPolicyFiles(readPolicyDirectory(dir), params.displayDir ?? dir);
-  if (files.policies.length === 0) {
+  // Built as the gateway builds it, short of the policy tests: explaining one request needs none.
+  const build = buildPolicyDirectory(dir, { displayDir: params.displayDir, until: "compile" });
+  if (build.failure?.code === "POLICY_EMPTY") {
     io.err(`error: no \`.duty\` files under \`${dir}\``);
     return EXIT.policyErrors;
   }
-  const loaded = loadPolicy(files.policies);
-  if (!loaded.policy || hasErrors(loaded.diagnostics)) {
-    const sources = new Map(files.policies.map((s) => [s.path, s.text]));
-    for (const d of loaded.diagnostics) io.err(renderDiagnostic(d, sources));
+  if (!build.compiled) {
+    for (const d of build.diagnostics) io.err(renderDiagnostic(d, build.sources));
     io.err(`error: the policy in \`${dir}\` has errors; run \`gateway check ${dir}\``);
     return EXIT.policyErrors;
   }
@@ -160,7 +159,7 @@ export async function runExplain(params: ExplainParams, io: Io): Promise<number>
     return EXIT.usage;
   }
   const input: ExplainInput = { principal, request: params.request, channel: params.channel, ip: params.ip, headers, time: params.time, history };
-  const result = await explainRequest(compilePolicy(loaded.policy), input, null);
+  const result = await explainRequest(build.compiled, input, null);
   if (!result.ok) {
     io.err(`error[${result.code}]: ${result.code === "EXPLAIN_BAD_HISTORY" ? `\`${params.historyFile}\`: ` : ""}${result.message}`);
     return EXIT.usage;

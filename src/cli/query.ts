@@ -2,9 +2,9 @@
 // still open) and `gateway query DIR --duty D` (the roles and conditions that reach a duty): the
 // questions auditors ask, answered by partial evaluation of the policy (`dsl/query.ts`).
 import { existsSync, statSync } from "node:fs";
-import { coercePrincipal, didYouMean, dutiesOf, exprText, hasErrors, loadPolicy, queryDuty, renderDiagnostic, type CheckedPolicy, type DutyQuery, type TExpr } from "../../dsl/mod.ts";
+import { coercePrincipal, didYouMean, dutiesOf, exprText, queryDuty, renderDiagnostic, type CheckedPolicy, type DutyQuery, type TExpr } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
+import { buildPolicyDirectory } from "../policy/build.ts";
 import { readPrincipalFile } from "./explain.ts";
 import { EXIT, type Io } from "./io.ts";
 
@@ -27,19 +27,18 @@ function loadForQuery(dir: string, displayDir: string, io: Io): CheckedPolicy | 
     io.err(`error: policy directory \`${dir}\` does not exist`);
     return EXIT.usage;
   }
-  const files = classifyPolicyFiles(readPolicyDirectory(dir), displayDir);
-  if (files.policies.length === 0) {
+  // Checked as the gateway builds it; a query needs no compiled tree and no policy test.
+  const build = buildPolicyDirectory(dir, { displayDir, until: "check" });
+  if (build.failure?.code === "POLICY_EMPTY") {
     io.err(`error: no \`.duty\` files under \`${dir}\``);
     return EXIT.policyErrors;
   }
-  const loaded = loadPolicy(files.policies);
-  if (!loaded.policy || hasErrors(loaded.diagnostics)) {
-    const sources = new Map(files.policies.map((s) => [s.path, s.text]));
-    for (const d of loaded.diagnostics) io.err(renderDiagnostic(d, sources));
+  if (!build.policy || build.failure) {
+    for (const d of build.diagnostics) io.err(renderDiagnostic(d, build.sources));
     io.err(`error: the policy in \`${dir}\` has errors; run \`gateway check ${dir}\``);
     return EXIT.policyErrors;
   }
-  return loaded.policy;
+  return build.policy;
 }
 
 function dutyJson(q: DutyQuery) {
