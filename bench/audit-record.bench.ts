@@ -9,7 +9,7 @@
 //   reference serialiser         the recursive JCS serialiser without the JSON.stringify fast path
 //   outcome record               the small second record of each request
 // Each cell is the fastest of 5 runs of 100 000 records (the machine is shared).
-import { canonicalJsonReference } from "../src/audit/canonical-json.ts";
+import { canonicalJsonReference } from "../src/lib/mod.ts";
 import { chainedBody, hashCanonical, recordLine } from "../src/audit/record.ts";
 
 const N = 100_000;

@@ -1,7 +1,7 @@
 // Cost of the audit log per append, by durability mode and concurrency.
 // Run: node_modules/.bin/bun bench/audit.bench.ts   (or: node_modules/.bin/deno run -A bench/audit.bench.ts)
 import { cpus, platform, release, totalmem } from "node:os";
-import { canonicalJson } from "../src/audit/canonical-json.ts";
+import { canonicalJson } from "../src/lib/mod.ts";
 import { openAuditLog } from "../src/audit/log.ts";
 import type { AuditLogOptions } from "../src/audit/log.ts";
 import { chainedBody, hashCanonical } from "../src/audit/record.ts";

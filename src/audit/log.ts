@@ -11,7 +11,7 @@ import { CompactSign } from "jose";
 import { GatewayError } from "../errors.ts";
 import { writeStdout } from "../stdio.ts";
 import type { AuditConfig } from "../config/types.ts";
-import { canonicalJson } from "./canonical-json.ts";
+import { canonicalJson } from "../lib/mod.ts";
 import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";

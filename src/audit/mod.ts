@@ -1,5 +1,4 @@
 // The public face of the audit log: the gateway imports src/audit only from here.
-export { canonicalJson } from "./canonical-json.ts";
 export { openAuditLog } from "./log.ts";
 export type { AppendResult, AuditLog, AuditLogOptions, AuditLogStats, AuditSigningKey } from "./log.ts";
 export { redactHeaders, NEVER_LOGGED_HEADERS } from "./redact.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { GatewayError } from "../errors.ts";
-import { canonicalJsonReference } from "./canonical-json.ts";
+import { canonicalJsonReference } from "../lib/mod.ts";
 import { chainedBody, hashCanonical, recordHash, recordLine } from "./record.ts";
 
 type ChainMembers = Parameters<typeof chainedBody>[1];

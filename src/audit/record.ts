@@ -1,7 +1,7 @@
 // What writer and verifier agree on: record shape, hashing, file names, checkpoint payload.
 import { createHash } from "node:crypto";
 import { GatewayError } from "../errors.ts";
-import { canonicalJson, replaceLoneSurrogates } from "./canonical-json.ts";
+import { canonicalJson, replaceLoneSurrogates } from "../lib/mod.ts";
 
 /** `prev` of the first record of a chain. */
 export const GENESIS_HASH = "0".repeat(64);

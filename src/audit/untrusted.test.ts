@@ -2,7 +2,7 @@
 // write (a token's unverified header and claims, headers, paths, query names) reach record
 // fields, and the log must write and chain them whatever code units they hold.
 import { afterAll, describe, expect, test } from "bun:test";
-import { replaceLoneSurrogates } from "./canonical-json.ts";
+import { replaceLoneSurrogates } from "../lib/mod.ts";
 import { openAuditLog } from "./log.ts";
 import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
 import { verifyAuditFiles } from "./verify.ts";

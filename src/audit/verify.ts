@@ -5,7 +5,7 @@ import { basename, join } from "node:path";
 import { base64url, compactVerify, createLocalJWKSet, decodeProtectedHeader } from "jose";
 import type { JSONWebKeySet } from "jose";
 import { GatewayError } from "../errors.ts";
-import { canonicalJson } from "./canonical-json.ts";
+import { canonicalJson } from "../lib/mod.ts";
 import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, auditFileChain, hashCanonical, parseAuditFileName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 

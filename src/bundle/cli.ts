@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { parseDuration, parseTime } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../lib/mod.ts";
 import { generateSigningKey, isValidKeyId, parseTrustedKeySet, readSigningKeyFile, readTrustedKeysFile } from "./keys.ts";
 import { MANIFEST_ALGORITHMS, type ManifestAlgorithm } from "./manifest.ts";
 import { BundleCodes, formatBundleProblem, type BundleProblem } from "./problems.ts";

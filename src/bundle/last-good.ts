@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { writeFileAtomicSync } from "./atomic.ts";
+import { writeFileAtomicSync } from "../lib/mod.ts";
 import { MANIFEST_FILE_NAME } from "./files.ts";
 import type { VerifiedBundle } from "./verify.ts";
 

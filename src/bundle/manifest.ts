@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MANIFEST_FILE_NAME, sha256Hex } from "./files.ts";
 import { BundleCodes, type BundleProblem } from "./problems.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../lib/mod.ts";
 
 /** `format` value of the manifest payload; bumped on any incompatible change. */
 export const MANIFEST_FORMAT = "dutygate-bundle/1";
@@ -72,9 +72,9 @@ export type ManifestRead =
   | { kind: "malformed"; problems: BundleProblem[] }
   | { kind: "ok"; manifest: ParsedManifest };
 
-// One RFC 8785 (JCS) implementation serves the bundle manifest and the audit chain.
-export { canonicalJson } from "../audit/canonical-json.ts";
-import { canonicalJson } from "../audit/canonical-json.ts";
+// One RFC 8785 (JCS) implementation (src/lib/) serves the bundle manifest and the audit chain.
+export { canonicalJson } from "../lib/mod.ts";
+import { canonicalJson } from "../lib/mod.ts";
 
 /** The canonical bytes of a payload: what is signed, and what the bundle digest hashes. */
 export function encodeManifestPayload(payload: ManifestPayload): Uint8Array {

@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { GatewayError } from "../errors.ts";
-import { writeFileAtomicSync } from "./atomic.ts";
+import { writeFileAtomicSync } from "../lib/mod.ts";
 import { BundleCodes, type BundleProblem } from "./problems.ts";
 
 /** The highest accepted revision and the digest of the bundle accepted at it. */

@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import type { JWK } from "jose";
 import { GatewayError } from "../errors.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../lib/mod.ts";
 import { algorithmOfPublicJwk, keyThumbprint, parseTrustedKeySet } from "./keys.ts";
 import { BundleCodes, type BundleProblem } from "./problems.ts";
 

@@ -356,7 +356,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     const duty = decision.duty ? dutiesOf(active.compiled.policy).get(decision.duty) ?? null : null;
     const upstreamName = duty?.upstream ?? null;
     // Members in sorted key order (RFC 8785's order): the audit log then serialises the record
-    // with one JSON.stringify instead of sorting every object (src/audit/canonical-json.ts).
+    // with one JSON.stringify instead of sorting every object (src/lib/canonical-json.ts).
     const buildRecord = (): Record<string, unknown> => {
       // Full typed principal, request time and the inputs the policy reads: `gateway check --replay`.
       const replay = replayFieldsOf(active.compiled.policy, caller.principal, policyRequest, neverLogged);

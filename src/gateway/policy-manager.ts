@@ -10,7 +10,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { compilePolicy, GATEWAY_UPSTREAM, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic, runPolicyTests } from "../../dsl/mod.ts";
-import { writeFileAtomicSync } from "../bundle/atomic.ts";
+import { writeFileAtomicSync } from "../lib/mod.ts";
 import { checkRollback, readLastGoodBundle, readTrustedKeysFile, readUnsignedBundle, storeLastGoodBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore, type VerifiedBundle } from "../bundle/mod.ts";
 import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
 import { classifyPolicyFiles } from "../policy/sources.ts";

@@ -1,0 +1,21 @@
+// The one way a test gets a scratch directory: a fresh one under the system temp dir, removed
+// when the test process exits (also after a failed or timed-out test, which an `afterAll` in
+// each file would miss).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const created: string[] = [];
+
+/** A new empty directory `<tmp>/<prefix>XXXXXX`, removed with its contents at process exit. */
+export function tempDir(prefix = "dutygate-test-"): string {
+  if (created.length === 0) process.once("exit", removeTempDirs);
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  created.push(dir);
+  return dir;
+}
+
+/** Removes every directory `tempDir` made so far (also run at exit); a gone one is fine. */
+export function removeTempDirs(): void {
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
