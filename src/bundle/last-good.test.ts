@@ -82,9 +82,15 @@ describe("the last good bundle", () => {
     const live = `..staging-${process.ppid}-aaaaaaaa`;
     const leftover = `..staging-${dead.pid}-bbbbbbbb`;
     for (const name of [live, leftover]) mkdirSync(join(root, name), { recursive: true });
+    // The pointer's temporary files too: removing a live one fails that process's rename.
+    const livePointer = `..current.json.${process.ppid}.cccccccc.tmp`;
+    const deadPointer = `..current.json.${dead.pid}.dddddddd.tmp`;
+    for (const name of [livePointer, deadPointer]) writeFileSync(join(root, name), "{}");
     storeLastGoodBundle(stateDir, read.bundle);
     const names = readdirSync(root);
     expect(names).toContain(live);
     expect(names).not.toContain(leftover);
+    expect(names).toContain(livePointer);
+    expect(names).not.toContain(deadPointer);
   });
 });

@@ -69,11 +69,13 @@ export function storeLastGoodBundle(stateDir: string, bundle: VerifiedBundle): S
 }
 
 /**
- * A copy another process (a sibling worker) is still writing: removing it would fail that
- * process's store. A crashed writer's leftover is removed by the next store.
+ * A copy, or a pointer's temporary file, another process (a sibling worker) is still writing:
+ * removing it would fail that process's store. A crashed writer's leftover is removed by the
+ * next store.
  */
 function stagedByLiveProcess(name: string): boolean {
-  const pid = Number(/^\.\.staging-(\d+)-/.exec(name)?.[1] ?? NaN);
+  const owner = /^\.\.staging-(\d+)-/.exec(name) ?? /^\.\..*\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name);
+  const pid = Number(owner?.[1] ?? NaN);
   if (!Number.isSafeInteger(pid) || pid === process.pid) return false;
   try {
     process.kill(pid, 0);
