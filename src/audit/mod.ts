@@ -1,7 +1,7 @@
 // The public face of the audit log: the gateway imports src/audit only from here.
 export { openAuditLog } from "./log.ts";
 export type { AppendResult, AuditLog, AuditLogOptions, AuditLogStats, AuditSigningKey } from "./log.ts";
-export { redactHeaders, NEVER_LOGGED_HEADERS } from "./redact.ts";
+export { redactHeaders } from "./redact.ts";
 export { verifyAuditFiles, verifyAuditChains, resolveAuditPaths, chainLabel, describeTail } from "./verify.ts";
 export type { AuditBreak, AuditBreakKind, AuditVerification, ChainVerification, VerifyAuditOptions } from "./verify.ts";
 export { GENESIS_HASH, CHECKPOINT_JWS_TYPE, auditFileName, auditFileChain, parseAuditFileName, workerChainName } from "./record.ts";

@@ -1,11 +1,9 @@
 // Which request headers may enter an audit record.
-
-/** Headers that carry credentials: never copied into a record, whatever the allowlist says. */
-export const NEVER_LOGGED_HEADERS: ReadonlySet<string> = new Set(["authorization", "cookie", "proxy-authorization", "set-cookie"]);
+import { SECRET_HEADERS } from "../http/secret-headers.ts";
 
 /**
  * The allow-listed headers of a request, names lower-cased, repeated headers joined with `, `
- * (RFC 9110 §5.3). Credential headers ({@link NEVER_LOGGED_HEADERS}) and any names in
+ * (RFC 9110 §5.3). Credential headers ({@link SECRET_HEADERS}) and any names in
  * `alsoNever` (e.g. the gateway's identity-token header) are dropped even when listed.
  *
  * @example redactHeaders(request.headers, ["user-agent", "x-change-id"]) // { "user-agent": "curl/8" }
@@ -47,7 +45,7 @@ function allowedNames(allowlist: readonly string[], alsoNever: readonly string[]
   const hit = allowedCache.get(allowlist);
   if (hit !== undefined && hit.alsoNever === neverKey) return hit.names;
   const never = new Set(alsoNever.map((n) => n.toLowerCase()));
-  const names = [...new Set(allowlist.map((n) => n.toLowerCase()))].filter((n) => !NEVER_LOGGED_HEADERS.has(n) && !never.has(n)).sort();
+  const names = [...new Set(allowlist.map((n) => n.toLowerCase()))].filter((n) => !SECRET_HEADERS.has(n) && !never.has(n)).sort();
   allowedCache.set(allowlist, { alsoNever: neverKey, names });
   return names;
 }

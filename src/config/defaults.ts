@@ -67,9 +67,6 @@ export const MAX_WORKERS = 256;
 export const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"] as const;
 export const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"] as const;
 
-/** Request headers the audit log never copies: they carry credentials. */
-export const SECRET_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie"] as const;
-
 /** The client an upstream uses: its `client`, or the default when a config built in code left it out. */
 export function upstreamClient(upstream: { client?: "fetch" | "pool" }): "fetch" | "pool" {
   return upstream.client ?? DEFAULTS.upstream.client;

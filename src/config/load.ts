@@ -9,7 +9,8 @@ import { GatewayError } from "../errors.ts";
 import { normalizeFieldName } from "../http/field-name.ts";
 import { DEFAULT_RESERVATION_TTL_MS } from "../ledger/ledger.ts";
 import { parsePostgresUrl } from "../ledger/postgres-url.ts";
-import { ASYMMETRIC_ALGORITHMS, DEFAULTS, MAX_WORKERS, HMAC_ALGORITHMS, SECRET_HEADERS } from "./defaults.ts";
+import { ASYMMETRIC_ALGORITHMS, DEFAULTS, MAX_WORKERS, HMAC_ALGORITHMS } from "./defaults.ts";
+import { SECRET_HEADERS } from "../http/secret-headers.ts";
 import { deepFreeze, defaultConfig } from "./builtin.ts";
 import { locateKeys } from "./locate.ts";
 import { ConfigContext, describeValue, isTable, Section } from "./read.ts";
@@ -474,7 +475,7 @@ function readAudit(section: Section, identityHeader: string): AuditConfig {
   const stdout = section.boolean("stdout", DEFAULTS.audit.stdout);
   const headerAllowlist = readHeaderList(section, "header_allowlist", DEFAULTS.audit.headerAllowlist);
   for (const [index, header] of headerAllowlist.entries()) {
-    if ((SECRET_HEADERS as readonly string[]).includes(header) || header === identityHeader) {
+    if (SECRET_HEADERS.has(header) || header === identityHeader) {
       ctx.report("CONFIG_BAD_VALUE", [...section.at("header_allowlist"), index], `\`${header}\` carries credentials and is never written to the audit log`);
     }
   }
@@ -544,7 +545,7 @@ function readIdentity(section: Section | null, ctx: ConfigContext): IdentityToke
   if (!HEADER_NAME.test(header)) {
     ctx.report("CONFIG_BAD_VALUE", section.at("header"), `\`${header}\` is not an HTTP header name`);
     header = DEFAULTS.identity.header;
-  } else if ((SECRET_HEADERS as readonly string[]).includes(header) || header === "host") {
+  } else if (SECRET_HEADERS.has(header) || header === "host") {
     ctx.report("CONFIG_BAD_VALUE", section.at("header"), `\`${header}\` cannot carry the identity token`);
   }
   const ttlMs = section.duration("ttl", DEFAULTS.identity.ttlMs, { min: 1000 });

@@ -2,7 +2,7 @@
 // the full typed principal, the request time, and only the headers and query parameters the
 // active policy reads. Written by the pipeline, read back by the replay.
 import { policyInputNames, type CheckedPolicy, type Principal, type PolicyRequest, type PrincipalSchema, type Type } from "../../dsl/mod.ts";
-import { NEVER_LOGGED_HEADERS } from "../audit/mod.ts";
+import { SECRET_HEADERS } from "../http/secret-headers.ts";
 
 
 // Only the inputs the policy reads (never credentials) go into decision records, so the log stays
@@ -86,7 +86,7 @@ export function replayFieldsOf(policy: CheckedPolicy, principal: Principal, requ
     const never = neverLog.length === 0 ? EMPTY : neverLogSet(neverLog);
     const headers: Record<string, string | null> = {};
     for (const name of names.headers) {
-      if (NEVER_LOGGED_HEADERS.has(name) || never.has(name)) continue;
+      if (SECRET_HEADERS.has(name) || never.has(name)) continue;
       headers[name] = request.headers[name] ?? null;
     }
     fields.policy_headers = headers;

@@ -15,3 +15,4 @@ export type { ForwardOptions } from "./forward.ts";
 export { normalizeFieldName } from "./field-name.ts";
 export { ambiguousQueryParameter, methodOverrideParameter, queryNameReadings, splitQuery } from "./query-names.ts";
 export type { AmbiguousQueryParameter, QueryParameter } from "./query-names.ts";
+export { SECRET_HEADERS } from "./secret-headers.ts";
