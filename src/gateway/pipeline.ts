@@ -3,14 +3,14 @@
 //   → audit record written → forward (streaming) → ledger settled → outcome record.
 // Authentication yields a Principal and knows nothing of policy; the policy knows nothing of
 // tokens. The audit record of the decision is written before anything reaches the upstream.
-import { coercePrincipal, parseIp, policyInputNames, type Channel, type Decision, type IpValue, type LedgerFact, type Principal, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
+import { coercePrincipal, policyInputNames, type Channel, type Decision, type IpValue, type LedgerFact, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
-import { redactHeaders } from "../audit/redact.ts";
 import { AUTHN_HTTP_STATUS, wwwAuthenticate, type AuthnResult, type JwtAuthenticator } from "../authn/mod.ts";
 import { upstreamClient } from "../config/defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
-import { ambiguousQueryParameter, forwardToUpstream, methodOverrideParameter, normalizeRequestPath, problemResponse, requestIdFor, requestTargetOf, type IdentityTokenSigner } from "../http/mod.ts";
-import { replayFieldsOf } from "./replay-fields.ts";
+import { ambiguousQueryParameter, forwardToUpstream, problemResponse, requestIdFor, type IdentityTokenSigner } from "../http/mod.ts";
+import { decisionRecord, failureRecord, outcomeRecord, refusalRecord, type Caller, type RecordedHeaders } from "./audit-records.ts";
+import { clientIp, policyHeaders, policyQuery, readRequestContext } from "./request-context.ts";
 import { describeConflict, settleOutcomeOf, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/types.ts";
@@ -38,121 +38,6 @@ export interface PipelineDeps {
 }
 
 
-/** Who called, as authentication established it. */
-interface Caller {
-  principal: Principal;
-  method: "jwt" | "mtls";
-  issuer: string | null;
-}
-
-const UNSPECIFIED_IP = parseIp("0.0.0.0")!;
-
-/** Only the headers the policy's conditions read: the policy cannot see the others. */
-function headersRecord(headers: Headers, names: readonly string[]): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const name of names) {
-    const value = headers.get(name);
-    if (value !== null) out[name] = value;
-  }
-  return out;
-}
-
-function queryRecord(query: string): Record<string, string> {
-  if (query === "") return {};
-  const out: Record<string, string> = {};
-  for (const [k, v] of new URLSearchParams(query)) if (!(k in out)) out[k] = v;
-  return out;
-}
-
-// Record members that repeat across requests — the decision tree leaf's branch and reasons, the
-// roles of a cached token's principal, the active bundle — are built once per source object and
-// shared by every record that carries them. They are not frozen (the decision tree's own arrays
-// are): the engine's JSON.stringify, which writes the canonical record, leaves its fast path on
-// frozen objects (~5 µs per record). Only the audit log reads them.
-function memberCache<K extends object, V>(build: (key: K) => V): (key: K) => V {
-  const cache = new WeakMap<K, V>();
-  return (key) => {
-    let v = cache.get(key);
-    if (v === undefined) cache.set(key, (v = build(key)));
-    return v;
-  };
-}
-
-const branchMember = memberCache((branch: Decision["branch"]): readonly string[] => [...branch]);
-const reasonsMember = memberCache((reasons: Decision["reasons"]): readonly object[] => reasons.map((r) => ({ held: r.held, rule: r.rule })));
-const rolesMember = memberCache((p: Principal): readonly string[] => [...p.roles]);
-const bundleMember = memberCache((a: ActivePolicy): Readonly<Record<string, unknown>> => ({ digest: a.digest, revision: a.revision }));
-
-// RFC 9110 §7.2 / RFC 3986 §3.2.2: a DNS name or IP literal and an optional port. Anything else
-// (`/`, `?`, `#`, `@`, `\`) would let the Host header reshape the URL a listener builds from it.
-const HOST_SYNTAX = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~]+)(?::[0-9]{1,5})?$/;
-
-/**
- * The authority of an absolute URL string, without parsing the rest of it; "" for a URL that is
- * not absolute (Bun.serve's URL of an HTTP/1.0 request without Host is its target alone).
- */
-function authorityOf(url: string): string {
-  const scheme = url.indexOf("://");
-  if (scheme <= 0 || url.indexOf("/") !== scheme + 1) return "";
-  const start = scheme + 3;
-  let end = url.length;
-  for (const c of "/?#") {
-    const i = url.indexOf(c, start);
-    if (i >= 0 && i < end) end = i;
-  }
-  return url.slice(start, end);
-}
-
-function hostnameOf(authority: string): string {
-  const lower = authority.toLowerCase();
-  if (lower.startsWith("[")) return lower.slice(0, lower.indexOf("]") + 1);
-  const colon = lower.lastIndexOf(":");
-  return colon < 0 ? lower : lower.slice(0, colon);
-}
-
-/**
- * The host the client asked for, or null when the Host header is malformed or names another host
- * than the request-target (absolute-form) or `:authority` (HTTP/2) the listener built the URL from
- * (RFC 9113 §8.3.1: such a request is malformed).
- */
-function requestedHost(request: Request): string | null {
-  const host = request.headers.get("host");
-  const authority = authorityOf(request.url);
-  // The common case: the listener built the URL from this very Host header.
-  if (host === authority && KNOWN_GOOD_HOSTS.has(host)) return host;
-  if (host === null) return HOST_SYNTAX.test(authority) ? authority : null;
-  const ok = HOST_SYNTAX.test(host) && hostnameOf(host) === hostnameOf(authority);
-  if (ok && host === authority) remember(KNOWN_GOOD_HOSTS, host);
-  return ok ? host : null;
-}
-
-/** Host values already found well-formed (bounded: a client may send many). */
-const KNOWN_GOOD_HOSTS = new Set<string>();
-
-function remember(set: Set<string>, value: string): void {
-  if (set.size >= 1024) set.clear();
-  set.add(value);
-}
-
-/** Client addresses parsed before (bounded); an `IpValue` is never changed once made. */
-const PARSED_IPS = new Map<string, IpValue>();
-
-function clientIp(remoteAddress: string): IpValue {
-  let ip = PARSED_IPS.get(remoteAddress);
-  if (ip === undefined) {
-    ip = parseIp(remoteAddress) ?? UNSPECIFIED_IP;
-    if (PARSED_IPS.size >= 4096) PARSED_IPS.clear();
-    PARSED_IPS.set(remoteAddress, ip);
-  }
-  return ip;
-}
-
-/** User input shown in a problem detail: control characters and backticks masked, cut at 64 characters. */
-function shown(text: string): string {
-  const masked = text.replace(/[\u0000-\u001f\u007f`]/g, "?");
-  return masked.length > 64 ? masked.slice(0, 64) + "…" : masked;
-}
-
 /** What the failure path needs to know about a request that threw half-way. */
 interface RequestProgress {
   requestId: string | null;
@@ -176,7 +61,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
   // instead, so a credential never travels further than the hop it was issued for.
   const stripForJwt = [...stripHeaders, "authorization"];
   // Never in an audit record, whatever the allow-list says: the gateway's own identity token.
-  const neverLogged = [config.identity.header];
+  const recorded: RecordedHeaders = { allowlist: config.audit.headerAllowlist, neverLogged: [config.identity.header] };
 
   interface AuthnFailure { status: number; code: string; message: string; challenge?: string }
 
@@ -221,7 +106,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
   const refuse = async (refusal: ListenerRefusal, info: ConnectionInfo): Promise<Response> => {
     const requestId = crypto.randomUUID();
     const active = deps.policy.active;
-    if (active) await auditDeny({ requestId, channel, method: refusal.method, path: null, reasonCode: refusal.code, message: refusal.detail, active, caller: null, info, request: refusal });
+    if (active) await auditDeny({ requestId, method: refusal.method, path: null, reasonCode: refusal.code, message: refusal.detail, active, caller: null, info, request: refusal });
     metrics.requests.inc({ channel, duty: "", decision: "deny", status: String(refusal.status) });
     return problemResponse({ status: refusal.status, code: refusal.code, detail: refusal.detail, requestId });
   };
@@ -234,9 +119,9 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     if (progress.reservation) await deps.ledger.release(progress.reservation).catch(() => {});
     if (deps.audit) {
       const record = progress.decisionSeq !== null
-        ? { type: "outcome", request_id: requestId, decision_seq: progress.decisionSeq, status: 500, code: "INTERNAL_ERROR", ledger: progress.reservation ? "released" : undefined }
-        : { type: "decision", request_id: requestId, channel, method: request.method, client_ip: info.remoteAddress, sub: null, duty: null, decision: "deny", code: "INTERNAL_ERROR" };
-      await deps.audit.append(stripUndefined(record)).then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
+        ? outcomeRecord({ requestId, decisionSeq: progress.decisionSeq, status: 500, code: "INTERNAL_ERROR", ledger: progress.reservation ? "released" : undefined })
+        : failureRecord({ requestId, channel, method: request.method, clientIp: info.remoteAddress });
+      await deps.audit.append(record).then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
     }
     metrics.requests.inc({ channel, duty: "", decision: "error", status: "500" });
     return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request; nothing was forwarded", requestId });
@@ -256,33 +141,13 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       return finish(problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", detail: "no valid policy is active", requestId }), { duty: "", decision: "error" });
     }
 
-    const host = requestedHost(request);
-    if (host === null) {
-      const message = "the host header is malformed or names another host than the request-target";
-      await auditDeny({ requestId, channel, method: request.method, path: null, reasonCode: "REQUEST_BAD_HOST", message, active, caller: null, info, request });
-      return finish(problemResponse({ status: 400, code: "REQUEST_BAD_HOST", detail: message, requestId }), { duty: "", decision: "deny" });
+    const context = readRequestContext(request, config.maxBodyBytes);
+    if ("code" in context) {
+      await auditDeny({ requestId, method: request.method, path: context.path, reasonCode: context.code, message: context.message, active, caller: null, info, request });
+      return finish(problemResponse({ status: context.status, code: context.code, detail: context.message, requestId }), { duty: "", decision: "deny" });
     }
-    const target = normalizeRequestPath(requestTargetOf(request));
-    if (!target.ok) {
-      await auditDeny({ requestId, channel, method: request.method, path: null, reasonCode: target.code, message: target.message, active, caller: null, info, request });
-      return finish(problemResponse({ status: target.status, code: target.code, detail: target.message, requestId }), { duty: "", decision: "deny" });
-    }
-    // Symfony, Laravel and Rack read `_method` (in any spelling they decode or mangle to it) as
-    // the method: the upstream would run another method than the one the policy judged.
-    const override = methodOverrideParameter(target.query);
-    if (override !== null) {
-      const message = `the query parameter \`${shown(override)}\` is read as \`_method\` and would override the judged method; it is refused`;
-      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "METHOD_OVERRIDE_REFUSED", message, active, caller: null, info, request });
-      return finish(problemResponse({ status: 400, code: "METHOD_OVERRIDE_REFUSED", detail: message, requestId }), { duty: "", decision: "deny" });
-    }
-    // A declared length over the limit is refused before anything else (RFC 9110 §15.5.14);
-    // a chunked body is cut off at the limit while it is forwarded.
-    const declaredLength = request.headers.get("content-length");
-    if (declaredLength !== null && Number(declaredLength) > config.maxBodyBytes) {
-      const message = `request body larger than ${config.maxBodyBytes} bytes`;
-      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "REQUEST_BODY_TOO_LARGE", message, active, caller: null, info, request });
-      return finish(problemResponse({ status: 413, code: "REQUEST_BODY_TOO_LARGE", detail: message, requestId }), { duty: "", decision: "deny" });
-    }
+    const { host } = context;
+    const target = context;
 
     if (channel === "admin" && deps.probes && request.method === "GET") {
       const probe = deps.probes(target.path, requestId);
@@ -291,7 +156,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     // A bundle that expired while active decides nothing more (fail closed) until a newer one loads.
     if (bundleExpired(active, now)) {
       const message = bundleExpiredMessage(active);
-      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "BUNDLE_EXPIRED", message, active, caller: null, info, request });
+      await auditDeny({ requestId, method: request.method, path: target.path, reasonCode: "BUNDLE_EXPIRED", message, active, caller: null, info, request });
       return finish(problemResponse({ status: 503, code: "BUNDLE_EXPIRED", detail: message, requestId }), { duty: "", decision: "error" });
     }
 
@@ -299,7 +164,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     const caller = authenticated instanceof Promise ? await authenticated : authenticated;
     if (!("principal" in caller)) {
       metrics.authnFailures.inc({ code: caller.code });
-      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: caller.code, message: caller.message, active, caller: null, info, request });
+      await auditDeny({ requestId, method: request.method, path: target.path, reasonCode: caller.code, message: caller.message, active, caller: null, info, request });
       const response = problemResponse({ status: caller.status, code: caller.code, detail: caller.message, requestId, headers: caller.challenge ? { "www-authenticate": caller.challenge } : undefined });
       return finish(response, { duty: "", decision: "unauthenticated" });
     }
@@ -310,8 +175,8 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       path: target.path,
       ip,
       time: now,
-      headers: headersRecord(request.headers, policyInputNames(active.compiled.policy).headers),
-      query: queryRecord(target.query),
+      headers: policyHeaders(request.headers, policyInputNames(active.compiled.policy).headers),
+      query: policyQuery(target.query),
     };
     const decideStart = performance.now();
     let decision: Decision = active.compiled.decide(channel, caller.principal, policyRequest);
@@ -321,7 +186,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     // value every reading agrees on, or the decision was taken on another value than the upstream's.
     const ambiguous = decision.duty === null ? null : ambiguousQueryParameter(target.query, active.compiled.queryNamesRead(decision.duty));
     if (ambiguous !== null) {
-      await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: "QUERY_PARAMETER_AMBIGUOUS", message: ambiguous.detail, active, caller, info, request, duty: decision.duty });
+      await auditDeny({ requestId, method: request.method, path: target.path, reasonCode: "QUERY_PARAMETER_AMBIGUOUS", message: ambiguous.detail, active, caller, info, request, duty: decision.duty });
       return finish(problemResponse({ status: 400, code: "QUERY_PARAMETER_AMBIGUOUS", detail: ambiguous.detail, requestId, extra: { parameter: ambiguous.name } }), { duty: decision.duty ?? "", decision: "deny" });
     }
     // The admin functions answer on the admin listener only, whatever the active policy says. The
@@ -348,51 +213,18 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
         // policy decision: its record keeps `sub` null, so replay does not take it for a deny.
         log.error("duty ledger unavailable; denying", { request_id: requestId, error: (e as Error).message, code: (e as { code?: string }).code });
         const detail = "the duty ledger is unavailable; duties guarded by a separation of duties are refused until it answers again";
-        await auditDeny({ requestId, channel, method: request.method, path: target.path, reasonCode: LEDGER_UNAVAILABLE, message: detail, active, caller, info, request, duty: decision.duty });
+        await auditDeny({ requestId, method: request.method, path: target.path, reasonCode: LEDGER_UNAVAILABLE, message: detail, active, caller, info, request, duty: decision.duty });
         return finish(problemResponse({ status: 503, code: LEDGER_UNAVAILABLE, detail, requestId }), { duty: decision.duty ?? "", decision: "error" });
       }
     }
 
     const duty = decision.duty ? dutiesOf(active.compiled.policy).get(decision.duty) ?? null : null;
     const upstreamName = duty?.upstream ?? null;
-    // Members in sorted key order (RFC 8785's order): the audit log then serialises the record
-    // with one JSON.stringify instead of sorting every object (src/lib/canonical-json.ts).
-    const buildRecord = (): Record<string, unknown> => {
-      // Full typed principal, request time and the inputs the policy reads: `gateway check --replay`.
-      const replay = replayFieldsOf(active.compiled.policy, caller.principal, policyRequest, neverLogged);
-      return {
-        auth: caller.method,
-        branch: branchMember(decision.branch),
-        bundle: bundleMember(active),
-        channel,
-        client_ip: ip.text,
-        code: decision.code,
-        decided_by: decision.decidedBy,
-        decision: decision.allow ? "allow" : "deny",
-        duty: decision.duty,
-        exclusive_violation: decision.code === "DENY_EXCLUSIVE" ? true : undefined,
-        headers: redactHeaders(request.headers, config.audit.headerAllowlist, neverLogged),
-        issuer: caller.issuer,
-        method: request.method,
-        path: target.path,
-        policy_headers: replay.policy_headers,
-        policy_query: replay.policy_query,
-        principal: replay.principal,
-        reasons: reasonsMember(decision.reasons),
-        request_id: requestId,
-        request_time: replay.request_time,
-        roles: rolesMember(caller.principal),
-        sod: ledgerFacts.length ? ledgerFacts : undefined,
-        sub: caller.principal.sub,
-        type: "decision",
-        upstream: decision.allow ? upstreamName : null,
-      };
-    };
     let decisionSeq: number | null = null;
     if (deps.audit) {
       const auditStart = performance.now();
       try {
-        decisionSeq = progress.decisionSeq = (await deps.audit.append(buildRecord())).seq;
+        decisionSeq = progress.decisionSeq = (await deps.audit.append(decisionRecord({ requestId, channel, request, path: target.path, ip, caller, decision, policyRequest, active, ledgerFacts, upstream: upstreamName, headers: recorded }))).seq;
         metrics.auditRecords.inc();
         metrics.auditWriteLatency.observe((performance.now() - auditStart) / 1000);
       } catch (e) {
@@ -419,7 +251,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     if (upstreamName === INTERNAL_UPSTREAM && deps.internal) {
       const response = await deps.internal(request, target.path, requestId);
       if (deps.audit && decisionSeq !== null) {
-        await deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, request_id: requestId, status: response.status, type: "outcome" })
+        await deps.audit.append(outcomeRecord({ decisionSeq, requestId, status: response.status, latencyMs: performance.now() - started }))
           .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
       }
       return finish(response, { duty: decision.duty ?? "", decision: "allow" });
@@ -458,8 +290,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     if (deps.audit && decisionSeq !== null) {
       // The outcome follows in its own chained record; it need not hold up the response, and it
       // joins the next batch of decision records rather than costing a write of its own.
-      // Members in sorted key order, as in the decision record.
-      deps.audit.append({ decision_seq: decisionSeq, latency_ms: Math.round((performance.now() - started) * 1000) / 1000, ledger: reservation ? settleOutcomeOf(answer) : undefined, request_id: requestId, status: response.status, type: "outcome" }, { deferred: true })
+      deps.audit.append(outcomeRecord({ decisionSeq, requestId, status: response.status, latencyMs: performance.now() - started, ledger: reservation ? settleOutcomeOf(answer) : undefined }), { deferred: true })
         .then(() => metrics.auditRecords.inc())
         .catch((e: Error) => {
           metrics.auditFailures.inc();
@@ -469,16 +300,12 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     return finish(response, { duty: decision.duty ?? "", decision: "allow" });
   }
 
-  async function auditDeny(r: { requestId: string; channel: Channel; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: { headers: Headers }; duty?: string | null }): Promise<void> {
+  async function auditDeny(r: { requestId: string; method: string; path: string | null; reasonCode: string; message: string; active: ActivePolicy; caller: Caller | null; info: ConnectionInfo; request: { headers: Headers }; duty?: string | null }): Promise<void> {
     if (!deps.audit) return;
     try {
-      await deps.audit.append(stripUndefined({
-        type: "decision", request_id: r.requestId, channel: r.channel, method: r.method, path: r.path, client_ip: r.info.remoteAddress,
-        // `sub` stays null: the request was refused before a decision counted, and `gateway check
-        // --replay` skips such records rather than re-deciding them without the replay fields.
-        sub: null, duty: r.duty ?? null, decision: "deny", code: r.reasonCode, detail: r.message,
-        bundle: { revision: r.active.revision, digest: r.active.digest },
-        headers: redactHeaders(r.request.headers, config.audit.headerAllowlist, neverLogged),
+      await deps.audit.append(refusalRecord({
+        requestId: r.requestId, channel, method: r.method, path: r.path, clientIp: r.info.remoteAddress, code: r.reasonCode, detail: r.message,
+        active: r.active, requestHeaders: r.request.headers, duty: r.duty, headers: recorded,
       }));
       metrics.auditRecords.inc();
     } catch (e) {
@@ -498,10 +325,4 @@ function dutiesOf(policy: CheckedPolicy): Map<string, CheckedDuty> {
   let index = dutyIndex.get(policy);
   if (!index) dutyIndex.set(policy, (index = new Map(policy.duties.map((d) => [d.name, d]))));
   return index;
-}
-
-function stripUndefined<T extends Record<string, unknown>>(o: T): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
-  return out;
 }
