@@ -8,12 +8,6 @@ import { GatewayError } from "./errors.ts";
 import type { GatewayConfig } from "./config/types.ts";
 import { exitWhenDrained } from "./stdio.ts";
 import { COMMIT, VERSION } from "./version.ts";
-import { KEYS_ACTIONS, runKeygen, runKeys, runSign, runVerify, type KeysAction } from "./bundle/mod.ts";
-
-/** Sub-tools answer 0 ok / 1 failed / 2 usage; the gateway's exit codes are shared by all commands. */
-function mapToolExit(code: number): number {
-  return code === 0 ? EXIT.ok : code === 2 ? EXIT.usage : EXIT.verificationFailed;
-}
 
 const ERRNO_TEXT: Readonly<Record<string, string>> = {
   ENOENT: "no such file or directory",
@@ -236,8 +230,9 @@ const commands: Record<string, Command> = {
         title: "bundle signatures",
         async run() {
           const lines: string[] = [];
+          const { runVerify } = await import("./cli/verify.ts");
           const code = await runVerify({ dir, keysFile, minSigners }, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
-          return { exitCode: mapToolExit(code), text: lines, annotations: code === 0 ? [] : lines.map((message) => ({ level: "error" as const, title: "bundle signature", message })), json: { ok: code === 0, lines } };
+          return { exitCode: code, text: lines, annotations: code === 0 ? [] : lines.map((message) => ({ level: "error" as const, title: "bundle signature", message })), json: { ok: code === 0, lines } };
         },
       });
     }
@@ -309,25 +304,29 @@ const commands: Record<string, Command> = {
     if (!a.flags.out) throw new GatewayError("USAGE", "keygen needs `--out DIR`");
     const alg = (a.flags.alg ?? "EdDSA") as "EdDSA" | "ES256";
     if (alg !== "EdDSA" && alg !== "ES256") throw new GatewayError("USAGE", `unsupported algorithm \`${alg}\` (EdDSA or ES256)`);
-    return mapToolExit(await runKeygen({ outDir: a.flags.out, kid: a.flags.kid ?? "signer-1", alg, trustedKeysFile: a.flags.trusted }, io));
+    const { runKeygen } = await import("./cli/keygen.ts");
+    return runKeygen({ outDir: a.flags.out, kid: a.flags.kid ?? "signer-1", alg, trustedKeysFile: a.flags.trusted }, io);
   },
   async keys(argv, io) {
     const a = parseArgs(argv, {});
+    const { KEYS_ACTIONS, runKeys } = await import("./cli/keys.ts");
     const [action, trustedKeysFile, ...operands] = a.positionals;
-    if (!KEYS_ACTIONS.includes(action as KeysAction) || !trustedKeysFile) throw new GatewayError("USAGE", `usage: gateway keys ${KEYS_ACTIONS.join("|")} TRUSTED.jwks [PUBLIC.jwk|KID]...`);
-    return mapToolExit(await runKeys({ action: action as KeysAction, trustedKeysFile, operands }, io));
+    if (!KEYS_ACTIONS.includes(action as never) || !trustedKeysFile) throw new GatewayError("USAGE", `usage: gateway keys ${KEYS_ACTIONS.join("|")} TRUSTED.jwks [PUBLIC.jwk|KID]...`);
+    return runKeys({ action: action as (typeof KEYS_ACTIONS)[number], trustedKeysFile, operands }, io);
   },
   async sign(argv, io) {
     const a = parseArgs(argv, { values: ["key", "revision", "expires-in", "expires-at"], booleans: ["new-revision"] });
     const dir = a.positionals[0];
     if (!dir || !a.flags.key) throw new GatewayError("USAGE", "sign needs `DIR --key PRIVATE.jwk`");
-    return mapToolExit(await runSign({ dir, keyFile: a.flags.key, revision: intFlag(a.flags.revision, "revision"), newRevision: a.booleans.has("new-revision"), expiresIn: a.flags["expires-in"], expiresAt: a.flags["expires-at"] }, io));
+    const { runSign } = await import("./cli/sign.ts");
+    return runSign({ dir, keyFile: a.flags.key, revision: intFlag(a.flags.revision, "revision"), newRevision: a.booleans.has("new-revision"), expiresIn: a.flags["expires-in"], expiresAt: a.flags["expires-at"] }, io);
   },
   async verify(argv, io) {
     const a = parseArgs(argv, { values: ["keys", "min-signers", "state-dir"] });
     const dir = a.positionals[0];
     if (!dir || !a.flags.keys) throw new GatewayError("USAGE", "verify needs `DIR --keys TRUSTED.jwks`");
-    return mapToolExit(await runVerify({ dir, keysFile: a.flags.keys, minSigners: intFlag(a.flags["min-signers"], "min-signers") ?? 1, stateDir: a.flags["state-dir"] }, io));
+    const { runVerify } = await import("./cli/verify.ts");
+    return runVerify({ dir, keysFile: a.flags.keys, minSigners: intFlag(a.flags["min-signers"], "min-signers") ?? 1, stateDir: a.flags["state-dir"] }, io);
   },
   async init(argv, io) {
     const a = parseArgs(argv, { values: ["state-dir", "audit-dir", "listen"] });

@@ -1,12 +1,13 @@
 // Signed policy bundles: listing, manifests, signing, verification, rollback protection and
-// directory watching. The gateway's loader and CLI import bundles only from here.
+// directory watching: the engine behind the gateway's loader and the `keygen`, `keys`, `sign`
+// and `verify` commands (src/cli/). Everything else imports bundles only from here.
 export { BundleCodes, formatBundleProblem } from "./problems.ts";
 export type { BundleProblem, BundleProblemCode } from "./problems.ts";
 export { MANIFEST_FILE_NAME, listBundlePaths, readBundleFiles, readListedBundleFiles, sha256Hex } from "./files.ts";
 export type { BundleFile, BundleFilesRead } from "./files.ts";
 export { MANIFEST_ALGORITHMS, MANIFEST_FORMAT, MANIFEST_JWS_TYPE, parseManifest, readManifestFile } from "./manifest.ts";
 export type { ManifestAlgorithm, ManifestPayload, ManifestFileEntry, SignedManifest, ParsedManifest, ManifestRead } from "./manifest.ts";
-export { generateSigningKey, importSigningKey, readSigningKeyFile, parseTrustedKeySet, readTrustedKeysFile } from "./keys.ts";
+export { algorithmOfPublicJwk, generateSigningKey, importSigningKey, isValidKeyId, keyThumbprint, readSigningKeyFile, parseTrustedKeySet, readTrustedKeysFile } from "./keys.ts";
 export type { SigningKey, SigningKeyPair } from "./keys.ts";
 export { signBundle } from "./sign.ts";
 export type { SignBundleOptions, SignBundleResult } from "./sign.ts";
@@ -18,8 +19,4 @@ export { LAST_GOOD_BUNDLE_DIR, readLastGoodBundle, storeLastGoodBundle } from ".
 export type { StoredBundle } from "./last-good.ts";
 export { watchPolicyDirectory } from "./watch.ts";
 export type { PolicyDirectoryWatch, WatchPolicyDirectoryOptions } from "./watch.ts";
-export { runKeygen, runSign, runVerify, BundleExitCode, TRUSTED_KEYS_FILE_NAME } from "./cli.ts";
-export type { CliIo, KeygenParams, SignParams, VerifyParams } from "./cli.ts";
-export { runKeys, KEYS_ACTIONS } from "./trusted-set.ts";
-export type { KeysAction, KeysParams } from "./trusted-set.ts";
 export { signBundleForTest } from "./testing.ts";

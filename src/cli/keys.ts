@@ -4,10 +4,10 @@
 // rename, so a refused command leaves the file exactly as it was.
 import { readFile } from "node:fs/promises";
 import type { JWK } from "jose";
+import { algorithmOfPublicJwk, BundleCodes, keyThumbprint, parseTrustedKeySet, type BundleProblem } from "../bundle/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { writeFileAtomic } from "../lib/mod.ts";
-import { algorithmOfPublicJwk, keyThumbprint, parseTrustedKeySet } from "./keys.ts";
-import { BundleCodes, type BundleProblem } from "./problems.ts";
+import { EXIT, type Io } from "./io.ts";
 
 /** What `gateway keys` does to the set. */
 export type KeysAction = "add" | "remove" | "list";
@@ -20,16 +20,6 @@ export interface KeysParams {
   trustedKeysFile: string;
   /** `add`: public key files (a JWK, or a JWKS such as another machine's `trusted.jwks`). `remove`: key ids or `.jwk` files naming them. */
   operands: readonly string[];
-}
-
-/** Exit codes, as the other bundle commands: 0 ok, 1 refused, 2 usage or unreadable input. */
-const OK = 0;
-const REFUSED = 1;
-const USAGE = 2;
-
-interface Io {
-  out(line: string): void;
-  err(line: string): void;
 }
 
 function problem(code: BundleProblem["code"], message: string): BundleProblem {
@@ -98,12 +88,12 @@ async function writeSet(path: string, keys: readonly JWK[]): Promise<void> {
 async function addKeys(params: KeysParams, io: Io): Promise<number> {
   if (params.operands.length === 0) {
     io.err(`error[${BundleCodes.USAGE}]: \`keys add\` needs at least one public key file: gateway keys add TRUSTED.jwks PUBLIC.jwk…`);
-    return USAGE;
+    return EXIT.usage;
   }
   const current = await readSetOrEmpty(params.trustedKeysFile, false);
   if (!Array.isArray(current)) {
     io.err(`error[${current.code}]: ${current.message}`);
-    return USAGE;
+    return EXIT.usage;
   }
   const problems: BundleProblem[] = [];
   let unreadable = false;
@@ -145,12 +135,12 @@ async function addKeys(params: KeysParams, io: Io): Promise<number> {
   if (problems.length > 0) {
     for (const p of problems) io.err(`error[${p.code}]: ${p.message}`);
     io.err(`trusted key set \`${params.trustedKeysFile}\` left unchanged`);
-    return unreadable ? USAGE : REFUSED;
+    return unreadable ? EXIT.usage : EXIT.verificationFailed;
   }
   if (added.length > 0) await writeSet(params.trustedKeysFile, next);
   for (const kid of already) io.out(`\`${kid}\` is already trusted (same key); nothing to add`);
   if (added.length > 0) io.out(`added ${added.map((k) => `\`${k}\``).join(", ")} to trusted key set \`${params.trustedKeysFile}\` (${next.length} key(s))`);
-  return OK;
+  return EXIT.ok;
 }
 
 /** A `remove` operand: a key id, or a `.jwk`/`.jwks` file whose key ids are meant. */
@@ -173,12 +163,12 @@ async function kidsOf(operand: string): Promise<string[] | BundleProblem> {
 async function removeKeys(params: KeysParams, io: Io): Promise<number> {
   if (params.operands.length === 0) {
     io.err(`error[${BundleCodes.USAGE}]: \`keys remove\` needs at least one key id or public key file: gateway keys remove TRUSTED.jwks KID…`);
-    return USAGE;
+    return EXIT.usage;
   }
   const current = await readSetOrEmpty(params.trustedKeysFile, true);
   if (!Array.isArray(current)) {
     io.err(`error[${current.code}]: ${current.message}`);
-    return USAGE;
+    return EXIT.usage;
   }
   const problems: BundleProblem[] = [];
   const removing = new Set<string>();
@@ -196,13 +186,13 @@ async function removeKeys(params: KeysParams, io: Io): Promise<number> {
   if (problems.length > 0) {
     for (const p of problems) io.err(`error[${p.code}]: ${p.message}`);
     io.err(`trusted key set \`${params.trustedKeysFile}\` left unchanged`);
-    return problems.some((p) => p.code === BundleCodes.KEY_INVALID) ? USAGE : REFUSED;
+    return problems.some((p) => p.code === BundleCodes.KEY_INVALID) ? EXIT.usage : EXIT.verificationFailed;
   }
   const next = current.filter((k) => !removing.has(k.kid!));
   await writeSet(params.trustedKeysFile, next);
   io.out(`removed ${[...removing].map((k) => `\`${k}\``).join(", ")} from trusted key set \`${params.trustedKeysFile}\` (${next.length} key(s) left)`);
   if (next.length === 0) io.err(`warning: trusted key set \`${params.trustedKeysFile}\` is empty: no signed bundle verifies against it`);
-  return OK;
+  return EXIT.ok;
 }
 
 function knownKidsHint(keys: readonly JWK[]): string {
@@ -213,16 +203,16 @@ function knownKidsHint(keys: readonly JWK[]): string {
 async function listKeys(params: KeysParams, io: Io): Promise<number> {
   if (params.operands.length > 0) {
     io.err(`error[${BundleCodes.USAGE}]: \`keys list\` takes only the key set: gateway keys list TRUSTED.jwks`);
-    return USAGE;
+    return EXIT.usage;
   }
   const current = await readSetOrEmpty(params.trustedKeysFile, true);
   if (!Array.isArray(current)) {
     io.err(`error[${current.code}]: ${current.message}`);
-    return USAGE;
+    return EXIT.usage;
   }
   if (current.length === 0) io.out(`trusted key set \`${params.trustedKeysFile}\` is empty`);
   for (const key of current) io.out(`${key.kid}  ${algorithmOfPublicJwk(key)}  sha256:${await keyThumbprint(key)}`);
-  return OK;
+  return EXIT.ok;
 }
 
 /**
@@ -231,7 +221,7 @@ async function listKeys(params: KeysParams, io: Io): Promise<number> {
  * one key under a second `kid` (`BUNDLE_KEY_EXISTS`); re-adding a key already trusted is a no-op.
  * `remove` takes key ids (or key files naming them) and refuses an unknown one
  * (`BUNDLE_KEY_UNKNOWN`). Nothing is written unless every operand is accepted. Exit 0 ok,
- * 1 refused, 2 usage or unreadable input.
+ * 4 refused, 64 usage or unreadable input.
  *
  * @example
  * await runKeys({ action: "add", trustedKeysFile: "trusted-signers.jwks", operands: ["alice.public.jwk", "bob.public.jwk"] }, io);
