@@ -6,15 +6,9 @@
 // record with one JSON.stringify instead of sorting every object (src/lib/canonical-json.ts).
 import type { Channel, Decision, IpValue, LedgerFact, PolicyRequest, Principal } from "../../dsl/mod.ts";
 import { redactHeaders } from "../audit/mod.ts";
+import type { Caller } from "../authn/mod.ts";
 import type { ActivePolicy } from "./policy-manager.ts";
 import { replayFieldsOf } from "./replay-fields.ts";
-
-/** Who called, as authentication established it. */
-export interface Caller {
-  principal: Principal;
-  method: "jwt" | "mtls";
-  issuer: string | null;
-}
 
 /** What decides which request headers a record may carry. */
 export interface RecordedHeaders {

@@ -3,16 +3,16 @@
 //   → audit record written → forward (streaming) → ledger settled → outcome record.
 // Authentication yields a Principal and knows nothing of policy; the policy knows nothing of
 // tokens. The audit record of the decision is written before anything reaches the upstream.
-import { coercePrincipal, policyInputNames, type Channel, type Decision, type IpValue, type LedgerFact, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
+import { policyInputNames, type Channel, type Decision, type IpValue, type LedgerFact, type PolicyRequest, type CheckedPolicy, type CheckedDuty, denyForSeparation } from "../../dsl/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
-import { AUTHN_HTTP_STATUS, wwwAuthenticate, type AuthnResult, type JwtAuthenticator } from "../authn/mod.ts";
+import { bearerCredential, certificateCredential, isRefusal, type Caller, type JwtAuthenticator } from "../authn/mod.ts";
 import { upstreamClient } from "../config/defaults.ts";
 import type { GatewayConfig, ListenerConfig } from "../config/types.ts";
 import { ambiguousQueryParameter, forwardToUpstream, problemResponse, requestIdFor, type IdentityTokenSigner } from "../http/mod.ts";
-import { decisionRecord, failureRecord, outcomeRecord, refusalRecord, type Caller, type RecordedHeaders } from "./audit-records.ts";
+import { decisionRecord, failureRecord, outcomeRecord, refusalRecord, type RecordedHeaders } from "./audit-records.ts";
+import { channelAuthentication } from "./stages/authenticate.ts";
 import { clientIp, policyHeaders, policyQuery, readRequestContext } from "./request-context.ts";
 import { describeConflict, settleOutcomeOf, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
-import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
 import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/types.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
@@ -63,30 +63,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
   // Never in an audit record, whatever the allow-list says: the gateway's own identity token.
   const recorded: RecordedHeaders = { allowlist: config.audit.headerAllowlist, neverLogged: [config.identity.header] };
 
-  interface AuthnFailure { status: number; code: string; message: string; challenge?: string }
-
-  /** Synchronous when the token is cached (the common case: no promise per request). */
-  function authenticate(request: Request, info: ConnectionInfo, active: ActivePolicy): Caller | AuthnFailure | Promise<Caller | AuthnFailure> {
-    const schema = active.compiled.policy.schema;
-    const authorization = request.headers.get("authorization");
-    // The admin channel takes client certificates only: a bearer token is another channel's credential.
-    if (channel === "admin" && authorization !== null) return { status: 401, code: "AUTHN_TOKEN_NOT_ACCEPTED", message: "the admin channel accepts client certificates only" };
-    if (info.peerCertificate && (authorization === null || channel === "admin")) {
-      const r = principalAttributesFromCertificate(info.peerCertificate, listener.certificateMapping);
-      if (!r.ok) return { status: 401, code: r.code, message: r.message };
-      const p = coercePrincipal(schema, { ...r.attributes, sub: r.sub });
-      if (!p.ok) return { status: 401, code: "AUTHN_BAD_CLAIM", message: p.message };
-      return { principal: p.principal, method: "mtls", issuer: info.peerCertificate.issuerCN };
-    }
-    if (channel === "admin") return { status: 401, code: "MTLS_REQUIRED", message: "the admin channel needs a client certificate from the admin CA" };
-    const r = deps.authn.authenticate(authorization, schema);
-    return r instanceof Promise ? r.then(callerOfJwt) : callerOfJwt(r);
-  }
-
-  function callerOfJwt(r: AuthnResult): Caller | AuthnFailure {
-    if (!r.ok) return { status: AUTHN_HTTP_STATUS[r.code] ?? 401, code: r.code, message: r.message, challenge: wwwAuthenticate(r) };
-    return { principal: r.principal, method: "jwt", issuer: r.issuer };
-  }
+  const authenticate = channelAuthentication(channel, { bearer: bearerCredential(deps.authn), certificate: certificateCredential(listener.certificateMapping) });
 
   /**
    * The fail-closed wrapper: an exception anywhere in the pipeline becomes a 500 problem with the
@@ -160,9 +137,9 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
       return finish(problemResponse({ status: 503, code: "BUNDLE_EXPIRED", detail: message, requestId }), { duty: "", decision: "error" });
     }
 
-    const authenticated = authenticate(request, info, active);
+    const authenticated = authenticate(request, info, active.compiled.policy.schema);
     const caller = authenticated instanceof Promise ? await authenticated : authenticated;
-    if (!("principal" in caller)) {
+    if (isRefusal(caller)) {
       metrics.authnFailures.inc({ code: caller.code });
       await auditDeny({ requestId, method: request.method, path: target.path, reasonCode: caller.code, message: caller.message, active, caller: null, info, request });
       const response = problemResponse({ status: caller.status, code: caller.code, detail: caller.message, requestId, headers: caller.challenge ? { "www-authenticate": caller.challenge } : undefined });

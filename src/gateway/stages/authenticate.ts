@@ -1,0 +1,27 @@
+// Which credentials each channel accepts, and which one decides when a request presents two.
+// The credentials themselves (how a token or a certificate proves someone) are src/authn/'s.
+import type { Channel, PrincipalSchema } from "../../../dsl/mod.ts";
+import type { AuthnOutcome, Credential } from "../../authn/mod.ts";
+import type { ConnectionInfo } from "../../tls/types.ts";
+
+/** Establishes who calls on one channel; synchronous when the credential needs no verification now. */
+export type ChannelAuthentication = (request: Request, info: ConnectionInfo, schema: PrincipalSchema) => AuthnOutcome | Promise<AuthnOutcome>;
+
+/**
+ * The operational channel takes a bearer token or a client certificate; a token wins when both
+ * are presented, and a request with neither is refused as the bearer scheme refuses it (with its
+ * `WWW-Authenticate` challenge). The admin channel takes client certificates only: a bearer token
+ * there is another channel's credential and is refused even beside a certificate.
+ */
+export function channelAuthentication(channel: Channel, credentials: { bearer: Credential; certificate: Credential }): ChannelAuthentication {
+  const { bearer, certificate } = credentials;
+  if (channel === "admin") {
+    return (request, info, schema) => {
+      if (bearer.presented(request, info)) return { status: 401, code: "AUTHN_TOKEN_NOT_ACCEPTED", message: "the admin channel accepts client certificates only" };
+      if (!certificate.presented(request, info)) return { status: 401, code: "MTLS_REQUIRED", message: "the admin channel needs a client certificate from the admin CA" };
+      return certificate.authenticate(request, info, schema);
+    };
+  }
+  return (request, info, schema) =>
+    !bearer.presented(request, info) && certificate.presented(request, info) ? certificate.authenticate(request, info, schema) : bearer.authenticate(request, info, schema);
+}
