@@ -1,18 +1,25 @@
-// The upstream hop alone: CPU per request of one process that sends GET requests to the bench
-// upstream over loopback and reads the answers, 16 in flight, closed loop, no TLS and no server
-// side. Three clients, interleaved over rounds:
-//   raw   — 16 kept-alive `Bun.connect` sockets, a prepared request, the answer's end found by
-//           the open-loop client's framing check (lib.ts `responseLength`); nothing parsed beyond
-//           that (a floor for any client on this runtime)
-//   pool  — the gateway's HTTP/1.1 pool (src/http/forward-http1.ts), as forwardToUpstream calls it
-//   fetch — the runtime's fetch (its own client thread; counted, as all threads are)
+// The upstream hop alone, step by step: CPU per request of one process that sends GET requests to
+// the bench upstream over loopback and reads the answers, 16 in flight, closed loop, no TLS and no
+// server side. Each step adds one layer to the one before, interleaved over rounds:
+//   raw     — 16 kept-alive `Bun.connect` sockets, a prepared request, the answer's end found by
+//             the open-loop client's framing check (lib.ts `responseLength`); nothing parsed beyond
+//             that (a floor for any client on this runtime)
+//   head    — the same sockets, but each request's head serialised from field pairs and each
+//             answer's head parsed, by the pool's own functions (`requestHead`, `parseResponseHead`)
+//   pool    — the gateway's HTTP/1.1 pool (src/http/forward-http1.ts) as forwardToUpstream calls
+//             it: connection taken and given back, the exchange, its promise, the abort handle
+//   forward — `forwardToUpstream` over the pool, as the gateway calls it: the upstream fields
+//             (x-forwarded-*, trace context, identity header), the judged-path check, the deadline
+//             sweep, and the client's `Response` (one inbound `Request` reused, no server side)
+//   fetch   — the runtime's fetch (its own client thread; counted, as all threads are)
 //
-//   node_modules/.bin/bun bench/proxy/hop.ts [--rounds 5] [--requests 20000] [--no-pin]
+//   node_modules/.bin/bun bench/proxy/hop.ts [--rounds 5] [--requests 20000] [--modes raw,head,pool,forward,fetch] [--no-pin]
 //
 // Each measurement runs in a fresh child process (pinned to CPU 1; the upstream to CPU 0), and
 // reports user+system CPU time per request of that process, all its threads included.
 import { join } from "node:path";
-import { Http1Abort, http1PoolFor } from "../../src/http/forward-http1.ts";
+import { forwardToUpstream } from "../../src/http/forward.ts";
+import { Http1Abort, http1PoolFor, parseResponseHead, requestHead } from "../../src/http/forward-http1.ts";
 import { bounded, cpuBudget, flag, median, responseLength, startProcess, stopProcess, type Started } from "./lib.ts";
 
 const IN_FLIGHT = 16;
@@ -35,8 +42,24 @@ if (mode !== "") {
       const r = await http1PoolFor(origin).request({ method: "GET", target: "/changes/42", headers: [["accept", "*/*"]], abort: new Http1Abort(), connectTimeoutMs: 2000 });
       if (r.body !== null && !(r.body instanceof Uint8Array)) await new Response(r.body).arrayBuffer();
     };
-  } else if (mode === "raw") {
-    const request = Buffer.from(`GET /changes/42 HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\naccept: */*\r\n\r\n`);
+  } else if (mode === "forward") {
+    const upstream = { name: "changes", url: origin, timeoutMs: 10_000, connectTimeoutMs: 2000, client: "pool" as const };
+    // What Bun.serve hands the gateway for `GET /changes/42` from wrk, reused for every call.
+    const inbound = new Request(`https://127.0.0.1:8443/changes/42`, { headers: { host: "127.0.0.1:8443", authorization: "Bearer x.y.z", "user-agent": "wrk" } });
+    const identityToken = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsiLCJ0eXAiOiJKV1QifQ." + "e".repeat(300) + "." + "s".repeat(86);
+    const stripHeaders = ["x-forwarded-user", "x-remote-user", "x-user", "authorization"];
+    one = async () => {
+      const r = await forwardToUpstream(inbound, {
+        upstream, path: "/changes/42", query: "", requestId: crypto.randomUUID(), clientIp: "127.0.0.1", host: "127.0.0.1:8443",
+        identityHeader: "x-dutygate-identity", identityToken, stripHeaders, maxBodyBytes: 1 << 20, client: "pool",
+      });
+      if (r.status !== 200) throw new Error(`forward answered ${r.status}`);
+    };
+  } else if (mode === "raw" || mode === "head") {
+    const prepared = Buffer.from(`GET /changes/42 HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\naccept: */*\r\n\r\n`);
+    const fields: Array<[string, string]> = [["accept", "*/*"]];
+    const authority = `127.0.0.1:${port}`;
+    const parse = mode === "head";
     const sockets: Array<{ write(b: Uint8Array): number }> = [];
     const waiting: Array<(() => void) | null> = [];
     const free: number[] = [];
@@ -47,9 +70,19 @@ if (mode !== "") {
         socket: {
           data(_s, chunk) {
             pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-            const { length } = responseLength(pending);
-            if (length === 0) return;
-            if (length < 0) throw new Error("the upstream sent a response without a length");
+            let length: number;
+            if (parse) {
+              const end = pending.indexOf("\r\n\r\n");
+              if (end < 0) return;
+              const head = parseResponseHead(pending.toString("latin1", 0, end), authority);
+              if (head.framing.kind !== "length") throw new Error("the upstream sent a response without a length");
+              length = end + 4 + head.framing.length;
+              if (pending.length < length) return;
+            } else {
+              length = responseLength(pending).length;
+              if (length === 0) return;
+              if (length < 0) throw new Error("the upstream sent a response without a length");
+            }
             pending = pending.subarray(length);
             const done = waiting[i]!;
             waiting[i] = null;
@@ -62,10 +95,10 @@ if (mode !== "") {
     one = () => new Promise<void>((resolve) => {
       const i = free.pop()!;
       waiting[i] = () => { free.push(i); resolve(); };
-      sockets[i]!.write(request);
+      sockets[i]!.write(parse ? requestHead("GET", "/changes/42", authority, fields) : prepared);
     });
   } else {
-    throw new Error(`--mode must be raw, pool or fetch, not \`${mode}\``);
+    throw new Error(`--mode must be raw, head, pool, forward or fetch, not \`${mode}\``);
   }
   const run = async (n: number) => {
     let left = n;
@@ -88,7 +121,8 @@ const budget = cpuBudget(!process.argv.includes("--no-pin"));
 const bun = process.execPath;
 const here = import.meta.dir;
 const started: Started[] = [];
-const modes = ["raw", "pool", "fetch"] as const;
+const ALL_MODES = ["raw", "head", "pool", "forward", "fetch"];
+const modes = flag("modes", ALL_MODES.join(",")).split(",").filter((m) => ALL_MODES.includes(m));
 const results = new Map<string, Array<{ cpuUs: number; userUs: number; systemUs: number; rps: number }>>(modes.map((m) => [m, []]));
 try {
   const upstream = await startProcess("upstream", [bun, join(here, "upstream.ts")], { cpu: budget?.loadCpu, ready: /^listening \d+/ });
@@ -110,9 +144,15 @@ try {
 }
 
 console.log(`\nupstream hop, ${IN_FLIGHT} in flight, ${requests} requests per run, medians of ${rounds} interleaved rounds${budget ? "; client on CPU 1, upstream on CPU 0" : ""}`);
-console.log("client   CPU µs/req   user   system      req/s");
+const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
+console.log(`load average at the end: ${load}; Bun ${Bun.version}`);
+console.log("| step | CPU µs/req | user | system | vs raw | req/s |");
+console.log("|---|---|---|---|---|---|");
+const floor = median(results.get("raw")?.map((x) => x.cpuUs) ?? []);
 for (const m of modes) {
   const runs = results.get(m)!;
+  const cpu = median(runs.map((x) => x.cpuUs));
   const f = (k: "cpuUs" | "userUs" | "systemUs") => median(runs.map((x) => x[k])).toFixed(1);
-  console.log(`${m.padEnd(8)} ${f("cpuUs").padStart(10)} ${f("userUs").padStart(6)} ${f("systemUs").padStart(8)} ${median(runs.map((x) => x.rps)).toFixed(0).padStart(10)}`);
+  const extra = Number.isFinite(floor) && m !== "raw" ? `+${(cpu - floor).toFixed(1)}` : "";
+  console.log(`| ${m} | ${f("cpuUs")} | ${f("userUs")} | ${f("systemUs")} | ${extra} | ${median(runs.map((x) => x.rps)).toFixed(0)} |`);
 }

@@ -175,18 +175,7 @@ export class Http1Pool {
   }
 
   #serialiseHead(request: Http1Request): Buffer {
-    let head = `${request.method} ${request.target} HTTP/1.1\r\nhost: ${this.#authority}\r\n`;
-    for (const [name, value] of request.headers) {
-      if (name === "host" || name === "content-length") continue;
-      // No field can split the head.
-      if (UNSAFE_IN_FIELD.test(value) || UNSAFE_IN_FIELD.test(name)) throw new GatewayError("UPSTREAM_BAD_REQUEST", `header \`${name.replace(/[^\x21-\x7e]/g, "?")}\` holds CR, LF or NUL`);
-      head += `${name}: ${value}\r\n`;
-    }
-    if (EXPECTS_CONTENT.has(request.method)) head += "content-length: 0\r\n";
-    // The default in HTTP/1.1, said aloud for upstreams that still think in HTTP/1.0 (and as fetch does).
-    head += "connection: keep-alive\r\n";
-    // latin1 keeps every byte of a value as the client sent it.
-    return Buffer.from(head + "\r\n", "latin1");
+    return requestHead(request.method, request.target, this.#authority, request.headers);
   }
 
   #takeIdle(): Connection | null {
@@ -365,7 +354,7 @@ export class Http1Pool {
             }
             let parsed: ParsedHead;
             try {
-              parsed = parseHead(received.toString("latin1", 0, end), pool.#authority);
+              parsed = parseResponseHead(received.toString("latin1", 0, end), pool.#authority);
             } catch (error) {
               fail(error);
               return;
@@ -414,9 +403,29 @@ export class Http1Pool {
 
 class StaleConnection extends Error {}
 
-type Framing = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
+/**
+ * The bytes of a request head (`Http1Request`'s rules: `host` and framing set here, a field
+ * holding CR, LF or NUL refused). Exported for bench/proxy/hop.ts, which times it alone.
+ */
+export function requestHead(method: string, target: string, authority: string, headers: Http1Request["headers"]): Buffer {
+  let head = `${method} ${target} HTTP/1.1\r\nhost: ${authority}\r\n`;
+  for (const [name, value] of headers) {
+    if (name === "host" || name === "content-length") continue;
+    // No field can split the head.
+    if (UNSAFE_IN_FIELD.test(value) || UNSAFE_IN_FIELD.test(name)) throw new GatewayError("UPSTREAM_BAD_REQUEST", `header \`${name.replace(/[^\x21-\x7e]/g, "?")}\` holds CR, LF or NUL`);
+    head += `${name}: ${value}\r\n`;
+  }
+  if (EXPECTS_CONTENT.has(method)) head += "content-length: 0\r\n";
+  // The default in HTTP/1.1, said aloud for upstreams that still think in HTTP/1.0 (and as fetch does).
+  head += "connection: keep-alive\r\n";
+  // latin1 keeps every byte of a value as the client sent it.
+  return Buffer.from(head + "\r\n", "latin1");
+}
 
-interface ParsedHead {
+export type Framing = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
+
+/** A parsed response head; exported with `parseResponseHead` for bench/proxy/hop.ts. */
+export interface ParsedHead {
   status: number;
   statusText: string;
   headers: Array<[string, string]>;
@@ -425,7 +434,7 @@ interface ParsedHead {
 }
 
 /** Parses a response head (status line and fields, without the final CRLFCRLF). */
-function parseHead(text: string, origin: string): ParsedHead {
+export function parseResponseHead(text: string, origin: string): ParsedHead {
   let lineEnd = text.indexOf("\r\n");
   if (lineEnd < 0) lineEnd = text.length;
   const statusLine = STATUS_LINE.exec(text.slice(0, lineEnd));
