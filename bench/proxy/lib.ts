@@ -3,6 +3,7 @@
 import { cpus, totalmem } from "node:os";
 import { readdirSync, readFileSync } from "node:fs";
 import type { Subprocess } from "bun";
+import { killGroupOnExit, killProcessGroup } from "../../test/support/process-group.ts";
 
 /** Fixed load shape of every run: stated in every table. */
 export interface LoadShape {
@@ -62,7 +63,9 @@ function pinned(cmd: string[], cpu: string | undefined): string[] {
  * (or, with a `port`, until the port accepts connections).
  */
 export async function startProcess(name: string, cmd: string[], options: { cpu?: string; ready?: RegExp; port?: number; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<Started> {
-  const proc = Bun.spawn(pinned(cmd, options.cpu), { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...options.env } });
+  // Its own process group, killed by its PID whatever happens (also when this process exits early).
+  const proc = Bun.spawn(pinned(cmd, options.cpu), { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...options.env }, detached: true });
+  killGroupOnExit(proc.pid);
   const started: Started = { name, proc, lines: [] };
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
   let stderr = "";
@@ -108,16 +111,21 @@ async function portAccepts(port: number): Promise<boolean> {
   }
 }
 
-/** SIGTERM to this one PID, then SIGKILL after a bound; waits for it to exit. */
+/**
+ * SIGTERM to this one PID, then SIGKILL to its process group after a bound; waits for it to exit,
+ * then kills whatever is left in its group (a supervisor's workers, nginx's worker).
+ */
 export async function stopProcess(started: Started, graceMs = 5000): Promise<void> {
   const { proc } = started;
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  proc.kill("SIGTERM");
-  const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
-  if (!exited) {
-    proc.kill("SIGKILL");
-    await proc.exited;
+  if (proc.exitCode === null && proc.signalCode === null) {
+    proc.kill("SIGTERM");
+    const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(graceMs).then(() => false)]);
+    if (!exited) {
+      killProcessGroup(proc.pid);
+      await proc.exited;
+    }
   }
+  killProcessGroup(proc.pid);
 }
 
 function ownCpuSeconds(pid: number): number {
@@ -173,11 +181,13 @@ export async function runWrk(url: string, headers: string[], seconds: number, sh
   // `script`: a wrk Lua file (`wrk.method = "POST"`), for requests other than GET.
   const cmd = pinned([wrk, "-t", String(shape.threads), "-c", String(shape.connections), "-d", `${seconds}s`, "--latency", "--timeout", "5s", ...(script ? ["-s", script] : []), ...headers.flatMap((h) => ["-H", h]), url], budget?.loadCpu);
   const before = Object.fromEntries(Object.entries(watch).map(([name, pid]) => [name, cpuSeconds(pid)]));
-  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
-  const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 30) * 1000);
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(proc.pid);
+  const killer = setTimeout(() => killProcessGroup(proc.pid), (seconds + 30) * 1000);
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   await proc.exited;
   clearTimeout(killer);
+  killProcessGroup(proc.pid);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
   if (!Number.isFinite(rps)) throw new Error(`could not read wrk output:\n${out}\n${err}`);
   const pct = (p: string) => {
@@ -281,11 +291,13 @@ export interface FixedRateResult {
 export async function runFixedRate(urls: string[], headers: string[], rate: number, seconds: number, budget: CpuBudget | null): Promise<FixedRateResult[]> {
   const client = new URL("./rate-client.ts", import.meta.url).pathname;
   const cmd = pinned([process.execPath, client, ...urls.flatMap((u) => ["--url", u]), "--rate", String(rate), "--seconds", String(seconds), ...headers.flatMap((h) => ["--header", h])], budget?.loadCpu);
-  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
-  const killer = setTimeout(() => proc.kill("SIGKILL"), (seconds + 40) * 1000);
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", detached: true });
+  killGroupOnExit(proc.pid);
+  const killer = setTimeout(() => killProcessGroup(proc.pid), (seconds + 40) * 1000);
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   await proc.exited;
   clearTimeout(killer);
+  killProcessGroup(proc.pid);
   const lines = out.trim().split("\n").filter((l) => l.startsWith("{"));
   try {
     const results = lines.map((l) => JSON.parse(l) as FixedRateResult);
