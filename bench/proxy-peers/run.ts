@@ -1,28 +1,46 @@
 // dutygate against the reverse proxies an operator would otherwise put in front of the same
-// upstream: nginx and Caddy, each terminating TLS and keeping a keep-alive pool to the upstream.
+// upstream, side by side in one run:
+//   nginx        TLS reverse proxy with an upstream keep-alive pool (does no access control)
+//   haproxy-jwt  HAProxy with `jwt_verify` on the same ES256 token, claim checks and a path ACL:
+//                the closest off-the-shelf equivalent of what dutygate does before forwarding
+//   caddy        TLS reverse proxy with a keep-alive pool (does no access control)
+//   dutygate     `gateway serve` as an operator runs it (CLI, config file): TLS, JWT (ES256,
+//                verified once then cached), compiled policy, duty ledger, audit log (fsync batch),
+//                a signed identity token; and the same with `[listen] workers = 2`
 //
-//   npm run bench:proxy-peers -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1] [--no-pin]
+//   npm run bench:proxy-peers -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1]
+//                                [--rate 1000] [--rate-seconds 8] [--rate-rounds 2] [--no-workers] [--no-pin]
 //
-// Installs wrk, nginx and caddy from Debian with apt-get when missing (root only); a proxy that
-// cannot be installed is reported and left out. Certificates (self-signed, EC P-256) and configs
-// go to a temp dir; every process is started here, pinned, and stopped by its PID.
-// Same CPU budget for everyone: wrk on CPU 0 (1 thread), upstream + proxy on CPU 1; nginx runs
-// `worker_processes 1`; Caddy's Go runtime sees one CPU through the affinity mask (GOMAXPROCS=1).
-// dutygate does its full work: TLS, JWT (ES256, cached), compiled policy, duty ledger, audit log
-// (fsync batch) and a signed identity token; nginx and Caddy only terminate TLS and proxy.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+// Installs wrk, nginx, haproxy and caddy from Debian with apt-get when missing (root only); a
+// proxy that cannot be installed is reported and left out. Certificates (self-signed, EC P-256),
+// the issuer's key and configs go to a temp dir; every process runs in its own process group and
+// is stopped by its PID.
+// Same CPU budget for everyone: wrk on CPU 0, upstream + proxy on CPU 1; nginx runs
+// `worker_processes 1`, HAProxy `nbthread 1`; Caddy's Go runtime sees one CPU through the affinity
+// mask (GOMAXPROCS=1). `workers = 2` puts both workers on that one core too: the row shows what
+// the process model costs per request, not a second core.
+// Closed loop (wrk): rounds interleave every setup; ratios are taken per round and reported as the
+// median with the min–max over rounds. Open loop (rate-client.ts): each proxy interleaved with the
+// direct upstream on one schedule at `--rate` req/s; the added p99 is the proxy's p99 minus
+// direct's in the same run.
+import { createPublicKey, type JsonWebKey } from "node:crypto";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { generate } from "selfsigned";
+import { createTestIssuer, REPO_ROOT, SHIPPED_POLICIES, TEST_AUDIENCE, TEST_ISSUER } from "../../test/support/harness.ts";
 import {
-  cpuBudget, describeMachine, ensureInstalled, fmt, median, runWrk, startProcess, stopProcess, summarise, which,
-  type LoadResult, type LoadShape, type Started, flag, bounded, loadShapeFromArgs,
+  bounded, cpuBudget, describeMachine, ensureInstalled, flag, fmt, loadShapeFromArgs, median, runFixedRate, runWrk,
+  startProcess, stopProcess, summarise, which, type FixedRateResult, type LoadResult, type LoadShape, type Started,
 } from "../proxy/lib.ts";
 
-const here = import.meta.dir;
 const args = process.argv.slice(2);
 const shape: LoadShape = loadShapeFromArgs();
 const rounds = bounded(flag("rounds", "3"), 1, 10);
+const rate = bounded(flag("rate", "1000"), 0, 20_000);
+const rateSeconds = bounded(flag("rate-seconds", "8"), 2, 60);
+const rateRounds = bounded(flag("rate-rounds", "2"), 1, 5);
+const withWorkers = !args.includes("--no-workers");
 const path = "/changes/42";
 const budget = cpuBudget(!args.includes("--no-pin"));
 
@@ -31,13 +49,15 @@ if (!ensureInstalled("wrk", "wrk")) {
   process.exit(2);
 }
 const notes: string[] = [];
-const haveNginx = ensureInstalled("nginx", "nginx");
-const haveCaddy = ensureInstalled("caddy", "caddy");
-if (!haveNginx) notes.push("nginx: not installed and could not be installed with apt-get: left out");
-if (!haveCaddy) notes.push("caddy: not installed and could not be installed with apt-get: left out");
+const have = {
+  nginx: ensureInstalled("nginx", "nginx"),
+  haproxy: ensureInstalled("haproxy", "haproxy"),
+  caddy: ensureInstalled("caddy", "caddy"),
+};
+for (const [name, ok] of Object.entries(have)) if (!ok) notes.push(`${name}: not installed and could not be installed with apt-get: left out`);
 
 /** A free loopback port (bound and released; the proxy binds it right after). */
-async function freePort(): Promise<number> {
+function freePort(): number {
   const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const port = server.port;
   server.stop(true);
@@ -49,16 +69,58 @@ function version(cmd: string[]): string {
   return (r.stdout.toString() + r.stderr.toString()).trim().split("\n")[0] ?? "?";
 }
 
+interface Target {
+  name: string;
+  url: string;
+  pid: number;
+  /** Does access control: must refuse a token whose signature does not verify. */
+  checksToken: boolean;
+  /** Processes that serve (each warms its own JIT, caches and pool): the warm-up is this many times as long. */
+  servers: number;
+}
+
 const dir = mkdtempSync(join(tmpdir(), "dutygate-peers-"));
 const started: Started[] = [];
-const targets: { name: string; url: string; headers: string[]; pid: number }[] = [];
+const targets: Target[] = [];
 const results = new Map<string, LoadResult[]>();
+const openLoop = new Map<string, { direct: FixedRateResult; proxy: FixedRateResult }[]>();
 let upstreamPid = 0;
+let token = "";
+const loadBefore = loadavg();
 process.on("SIGINT", () => void (async () => {
   for (const s of started.reverse()) await stopProcess(s);
   rmSync(dir, { recursive: true, force: true });
   process.exit(130);
 })());
+
+async function get(url: string, bearer: string, requestPath = path): Promise<number> {
+  const response = await fetch(new URL(requestPath, url), { headers: { authorization: `Bearer ${bearer}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+  await response.arrayBuffer();
+  return response.status;
+}
+
+/** `gateway serve` with `workers` processes, from a config file as an operator writes it. */
+async function startGateway(workers: number, upstreamUrl: string, jwksFile: string): Promise<Target> {
+  const run = join(dir, `dutygate-${workers}`);
+  mkdirSync(run);
+  const q = (s: string) => JSON.stringify(s);
+  const config = join(run, "gateway.toml");
+  writeFileSync(config, [
+    `state_dir = ${q(join(run, ".state"))}`,
+    "[listen]", `address = "127.0.0.1:0"`, `workers = ${workers}`,
+    "[issuers.bench]", `issuer = ${q(TEST_ISSUER)}`, `audience = ${q(TEST_AUDIENCE)}`, `jwks_file = ${q(jwksFile)}`, `algorithms = ["ES256"]`,
+    ...["changes", "deploy", "logs", "admin"].flatMap((name) => [`[upstreams.${name}]`, `url = ${q(upstreamUrl)}`]),
+    "[policy]", `dir = ${q(join(dir, "policies"))}`, "require_signature = false", "watch = false",
+    "[audit]", `dir = ${q(join(run, "audit"))}`, `fsync = "batch"`,
+    "[log]", `level = "error"`,
+    "[shutdown]", `drain = "0s"`,
+  ].join("\n") + "\n");
+  const name = workers === 1 ? "dutygate" : `dutygate-w${workers}`;
+  const gateway = await startProcess(name, [process.execPath, join(REPO_ROOT, "src/main.ts"), "serve", "--config", config], { cpu: budget?.serverCpu, ready: /dutygate listening on https:\/\//, timeoutMs: 60_000 });
+  started.push(gateway);
+  const base = /dutygate listening on (https:\/\/[^\s/]+)/.exec(gateway.lines.join("\n"))![1]!;
+  return { name, url: base + path, pid: gateway.proc.pid, checksToken: true, servers: workers };
+}
 
 try {
   const pems = await generate([{ name: "commonName", value: "localhost" }], {
@@ -70,15 +132,28 @@ try {
   writeFileSync(certFile, pems.cert);
   writeFileSync(keyFile, pems.private, { mode: 0o600 });
 
-  const bun = process.execPath;
-  const upstream = await startProcess("upstream", [bun, join(here, "../proxy/upstream.ts")], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+  // One issuer and one token for every setup: dutygate reads the issuer's JWKS, HAProxy the same
+  // public key as PEM; nginx and Caddy receive the header too and pass it on.
+  const issuer = await createTestIssuer(dir);
+  const jwk = (JSON.parse(readFileSync(issuer.jwksFile, "utf8")) as { keys: JsonWebKey[] }).keys[0]!;
+  const publicKeyFile = join(dir, "issuer-public.pem");
+  writeFileSync(publicKeyFile, createPublicKey({ key: jwk, format: "jwk" }).export({ type: "spki", format: "pem" }) as string);
+  token = await issuer.token({ sub: "bench-dev", roles: ["developer"], mfa: true, team: "core" }, { ttlSeconds: 3000 });
+  // The same token with its signature's last bytes changed: a verifying proxy must refuse it.
+  const forged = token.slice(0, -6) + (token.endsWith("AAAAAA") ? "BBBBBB" : "AAAAAA");
+  cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+
+  const upstream = await startProcess("upstream", [process.execPath, join(REPO_ROOT, "bench/proxy/upstream.ts")], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
   started.push(upstream);
   upstreamPid = upstream.proc.pid;
   const upstreamPort = Number(/^listening (\d+)/.exec(upstream.lines.find((l) => l.startsWith("listening"))!)![1]);
-  targets.push({ name: "direct", url: `http://127.0.0.1:${upstreamPort}${path}`, headers: [], pid: upstream.proc.pid });
+  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+  targets.push({ name: "direct", url: `${upstreamUrl}${path}`, pid: upstream.proc.pid, checksToken: false, servers: 1 });
 
-  if (haveNginx) {
-    const port = await freePort();
+  targets.push(await startGateway(1, upstreamUrl, issuer.jwksFile));
+
+  if (have.nginx) {
+    const port = freePort();
     const nginxDir = join(dir, "nginx");
     mkdirSync(join(nginxDir, "tmp"), { recursive: true });
     // What a careful operator writes for a TLS reverse proxy with an upstream keep-alive pool.
@@ -118,12 +193,68 @@ http {
 `);
     const nginx = await startProcess("nginx", [which("nginx")!, "-p", nginxDir, "-c", join(nginxDir, "nginx.conf"), "-e", join(nginxDir, "error.log")], { cpu: budget?.serverCpu, port });
     started.push(nginx);
-    targets.push({ name: "nginx", url: `https://127.0.0.1:${port}${path}`, headers: [], pid: nginx.proc.pid });
-    notes.push(`nginx: ${version([which("nginx")!, "-v"])}; worker_processes 1, upstream keepalive 64, proxy_http_version 1.1, Connection "", access_log off`);
+    targets.push({ name: "nginx", url: `https://127.0.0.1:${port}${path}`, pid: nginx.proc.pid, checksToken: false, servers: 1 });
+    notes.push(`nginx: ${version([which("nginx")!, "-v"])}; TLS proxy only; worker_processes 1, upstream keepalive 64, proxy_http_version 1.1, Connection "", access_log off`);
   }
 
-  if (haveCaddy) {
-    const port = await freePort();
+  if (have.haproxy) {
+    const port = freePort();
+    const haproxyDir = join(dir, "haproxy");
+    mkdirSync(haproxyDir, { recursive: true });
+    const crtFile = join(haproxyDir, "crt.pem");
+    writeFileSync(crtFile, `${pems.cert.trim()}\n${pems.private.trim()}\n`, { mode: 0o600 });
+    // HAProxy's documented JWT recipe: the bearer token's algorithm pinned, issuer, audience and
+    // expiry checked, the signature verified against the issuer's public key (every request: HAProxy
+    // has no verified-token cache), the role claim checked, and a path ACL; then the same
+    // keep-alive forwarding as the others (connections reused across requests).
+    writeFileSync(join(haproxyDir, "haproxy.cfg"), `
+global
+  nbthread 1
+  maxconn 4096
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+  option http-keep-alive
+frontend edge
+  bind 127.0.0.1:${port} ssl crt ${crtFile}
+  http-request deny deny_status 401 unless { req.hdr(authorization) -m beg "Bearer " }
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('$.iss')
+  http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('$.aud')
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request set-var(txn.role) var(txn.bearer),jwt_payload_query('$.roles[0]')
+  http-request set-var(txn.now) date()
+  http-request deny deny_status 401 unless { var(txn.alg) -m str ES256 }
+  http-request deny deny_status 401 unless { var(txn.iss) -m str ${TEST_ISSUER} }
+  http-request deny deny_status 401 unless { var(txn.aud) -m str ${TEST_AUDIENCE} }
+  http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${publicKeyFile}") -m int 1 }
+  acl changes_path path_reg ^/changes/[^/]+$
+  acl developer var(txn.role) -m str developer
+  http-request deny deny_status 403 unless METH_GET changes_path developer
+  option forwardfor
+  http-request set-header X-Forwarded-Proto https
+  default_backend app
+backend app
+  http-reuse always
+  server app 127.0.0.1:${upstreamPort}
+`);
+    const haproxy = await startProcess("haproxy", [which("haproxy")!, "-db", "-f", join(haproxyDir, "haproxy.cfg")], { cpu: budget?.serverCpu, port });
+    started.push(haproxy);
+    targets.push({ name: "haproxy-jwt", url: `https://127.0.0.1:${port}${path}`, pid: haproxy.proc.pid, checksToken: true, servers: 1 });
+    // The path ACL is live: a path outside it is refused with the valid token.
+    const outside = await get(`https://127.0.0.1:${port}`, token, "/admin/users");
+    if (outside !== 403) throw new Error(`haproxy-jwt answered ${outside} outside its path ACL (expected 403)`);
+    notes.push(`haproxy: ${version([which("haproxy")!, "-v"])}; nbthread 1; jwt_verify ES256 against the issuer's public key (PEM) on every request, alg/iss/aud/exp/role checked, path ACL ^/changes/[^/]+$ for GET; http-reuse always, no log`);
+  }
+
+  if (have.caddy) {
+    const port = freePort();
     const caddyDir = join(dir, "caddy");
     mkdirSync(caddyDir, { recursive: true });
     writeFileSync(join(caddyDir, "Caddyfile"), `
@@ -146,57 +277,94 @@ https://127.0.0.1:${port} {
     const env = { HOME: caddyDir, XDG_DATA_HOME: join(caddyDir, "data"), XDG_CONFIG_HOME: join(caddyDir, "config") };
     const caddy = await startProcess("caddy", [which("caddy")!, "run", "--config", join(caddyDir, "Caddyfile"), "--adapter", "caddyfile"], { cpu: budget?.serverCpu, port, env });
     started.push(caddy);
-    targets.push({ name: "caddy", url: `https://127.0.0.1:${port}${path}`, headers: [], pid: caddy.proc.pid });
-    notes.push(`caddy: ${version([which("caddy")!, "version"])}; reverse_proxy with transport http keepalive 90s, 64 idle connections, access log off (default)`);
+    targets.push({ name: "caddy", url: `https://127.0.0.1:${port}${path}`, pid: caddy.proc.pid, checksToken: false, servers: 1 });
+    notes.push(`caddy: ${version([which("caddy")!, "version"])}; TLS proxy only; reverse_proxy with transport http keepalive 90s, 64 idle connections, access log off (default)`);
   }
 
-  const gateway = await startProcess("dutygate", [bun, join(here, "../proxy/full-gateway.ts"), "--upstream", `http://127.0.0.1:${upstreamPort}`], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
-  started.push(gateway);
-  const gatewayPort = Number(/^listening (\d+)/.exec(gateway.lines.find((l) => l.startsWith("listening"))!)![1]);
-  const token = gateway.lines.find((l) => l.startsWith("token "))!.slice(6);
-  targets.push({ name: "dutygate", url: `https://127.0.0.1:${gatewayPort}${path}`, headers: [`authorization: Bearer ${token}`], pid: gateway.proc.pid });
+  if (withWorkers) targets.push(await startGateway(2, upstreamUrl, issuer.jwksFile));
 
   for (const t of targets) {
-    const headers = Object.fromEntries(t.headers.map((h) => [h.slice(0, h.indexOf(":")), h.slice(h.indexOf(":") + 1).trim()]));
-    const response = await fetch(t.url, { headers, tls: { rejectUnauthorized: false } } as RequestInit);
-    await response.arrayBuffer();
-    if (response.status !== 200) throw new Error(`${t.name} answered ${response.status} on ${path}`);
+    const status = await get(t.url, token);
+    if (status !== 200) throw new Error(`${t.name} answered ${status} on ${path}`);
+    if (t.checksToken) {
+      const refused = await get(t.url, forged);
+      if (refused !== 401) throw new Error(`${t.name} answered ${refused} to a token with a bad signature (expected 401)`);
+    }
   }
 
+  const authorization = [`authorization: Bearer ${token}`];
   for (let round = 1; round <= rounds; round++) {
     for (const t of targets) {
-      await runWrk(t.url, t.headers, shape.warmupS, shape, budget);
+      await runWrk(t.url, authorization, shape.warmupS * t.servers, shape, budget);
       console.error(`round ${round}/${rounds}: ${t.name} (${shape.durationS} s) …`);
       const watch: Record<string, number> = t.name === "direct" ? { upstream: upstreamPid } : { proxy: t.pid, upstream: upstreamPid };
-      results.set(t.name, [...(results.get(t.name) ?? []), await runWrk(t.url, t.headers, shape.durationS, shape, budget, watch)]);
+      results.set(t.name, [...(results.get(t.name) ?? []), await runWrk(t.url, authorization, shape.durationS, shape, budget, watch)]);
+    }
+  }
+
+  if (rate > 0) {
+    const direct = targets[0]!;
+    for (let round = 1; round <= rateRounds; round++) {
+      for (const t of targets.slice(1)) {
+        await runFixedRate([direct.url, t.url], authorization, rate, 2, budget);
+        console.error(`open loop ${round}/${rateRounds}: direct and ${t.name} interleaved at ${rate}/s each (${rateSeconds} s) …`);
+        const [d, x] = await runFixedRate([direct.url, t.url], authorization, rate, rateSeconds, budget);
+        openLoop.set(t.name, [...(openLoop.get(t.name) ?? []), { direct: d!, proxy: x! }]);
+      }
     }
   }
 } finally {
-  for (const s of started.reverse()) {
-    await stopProcess(s);
-    const line = s.lines.find((l) => l.startsWith("audit "));
-    if (line) notes.push(`dutygate: ${line.split(" ")[1]} audit records written in ${line.split(" ")[2]} writes (decision + outcome per request)`);
-  }
+  for (const s of started.reverse()) await stopProcess(s, 30_000);
   rmSync(dir, { recursive: true, force: true });
 }
 
-console.log(`\n${describeMachine(shape, budget)}\npath ${path}; ${rounds} interleaved round(s) of ${targets.map((t) => t.name).join(", ")}; medians over rounds\n`);
-console.log("setup          req/s   p50 ms   p99 ms  proxy CPU µs/req  upstream CPU µs/req  errors");
-const summary = new Map<string, ReturnType<typeof summarise>>();
+const loadAfter = loadavg();
+const range = (values: number[], digits = 2) => {
+  const finite = values.filter(Number.isFinite);
+  return finite.length < 2 ? "" : ` (${fmt(Math.min(...finite), digits)}–${fmt(Math.max(...finite), digits)})`;
+};
+console.log(`\n${describeMachine(shape, budget)}`);
+console.log(`load average (1/5/15 min): ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before, ${loadAfter.map((l) => l.toFixed(2)).join(" ")} after`);
+console.log(`path GET ${path}, one ES256 token for every setup; ${rounds} interleaved round(s) of ${targets.map((t) => t.name).join(", ")}; medians over rounds, (min–max)\n`);
+console.log("setup              req/s (min–max)           p50 ms   p99 ms  proxy CPU µs/req (min–max)  upstream µs/req  errors");
 for (const t of targets) {
-  const s = summarise({ name: t.name, runs: results.get(t.name) ?? [] });
-  summary.set(t.name, s);
-  console.log(`${t.name.padEnd(10)} ${fmt(s.rps, 0).padStart(9)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${(t.name === "direct" ? "" : fmt(s.cpu.proxy ?? NaN, 1)).padStart(17)} ${fmt(s.cpu.upstream ?? NaN, 1).padStart(20)}  ${s.errors}`);
+  const runs = results.get(t.name) ?? [];
+  const s = summarise({ name: t.name, runs });
+  const cpu = t.name === "direct" ? "" : `${fmt(s.cpu.proxy ?? NaN, 1)}${range(runs.map((r) => r.cpuUsPerRequest.proxy ?? NaN), 1)}`;
+  console.log(`${t.name.padEnd(12)} ${`${fmt(s.rps, 0)}${range(runs.map((r) => r.rps), 0)}`.padStart(25)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${cpu.padStart(27)} ${fmt(s.cpu.upstream ?? NaN, 1).padStart(16)}  ${s.errors}`);
 }
-const ours = results.get("dutygate") ?? [];
-for (const peer of ["nginx", "caddy"]) {
-  const theirs = results.get(peer);
-  if (!theirs) continue;
-  // Ratios per round (same conditions), then the median.
-  const rpsRatio = median(ours.map((r, i) => r.rps / theirs[i]!.rps));
-  const cpuRatio = median(ours.map((r, i) => (r.cpuUsPerRequest.proxy ?? NaN) / (theirs[i]!.cpuUsPerRequest.proxy ?? NaN)));
-  const goal = peer === "nginx" ? 1 : 2;
-  console.log(`dutygate/${peer}: req/s × ${fmt(rpsRatio)} (goal ≥ ${goal}: ${rpsRatio >= goal ? "met" : `MISSED by ${fmt((1 - rpsRatio / goal) * 100, 0)} %`}); proxy CPU per request × ${fmt(cpuRatio)}`);
+
+// Ratios per round (same moments of the machine), then the median and the spread over rounds.
+console.log("\nratios per round, median (min–max over rounds):");
+for (const ours of targets.filter((t) => t.name.startsWith("dutygate"))) {
+  const mine = results.get(ours.name) ?? [];
+  for (const peer of ["nginx", "haproxy-jwt", "caddy"]) {
+    const theirs = results.get(peer);
+    if (!theirs) continue;
+    const rps = mine.map((r, i) => r.rps / theirs[i]!.rps);
+    const cpu = mine.map((r, i) => (r.cpuUsPerRequest.proxy ?? NaN) / (theirs[i]!.cpuUsPerRequest.proxy ?? NaN));
+    console.log(`  ${ours.name}/${peer}: req/s ×${fmt(median(rps))}${range(rps)}; proxy CPU per request ×${fmt(median(cpu))}${range(cpu)}`);
+  }
+}
+const w2 = results.get("dutygate-w2");
+const w1 = results.get("dutygate");
+if (w1 && w2) {
+  const rps = w2.map((r, i) => r.rps / w1[i]!.rps);
+  const cpu = w2.map((r, i) => (r.cpuUsPerRequest.proxy ?? NaN) / (w1[i]!.cpuUsPerRequest.proxy ?? NaN));
+  console.log(`  dutygate-w2/dutygate (both on one core): req/s ×${fmt(median(rps))}${range(rps)}; CPU per request ×${fmt(median(cpu))}${range(cpu)}`);
+}
+const gatewayRps = median(w1?.map((r, i) => r.rps / (results.get("nginx")?.[i]?.rps ?? NaN)) ?? []);
+if (Number.isFinite(gatewayRps)) console.log(`goal: dutygate req/s per core ≥ nginx's: ${gatewayRps >= 1 ? "met" : `MISSED (×${fmt(gatewayRps)})`}`);
+
+if (openLoop.size > 0) {
+  console.log(`\nopen loop at ${rate} req/s (each setup interleaved with direct on one schedule, ${rateSeconds} s, ${rateRounds} round(s); medians (min–max))`);
+  console.log("setup          direct p99 ms        p50 ms        p99 ms   added p50 ms   added p99 ms (min–max)   conns  errors");
+  for (const [name, runs] of openLoop) {
+    const addedP99 = runs.map((r) => r.proxy.p99Ms - r.direct.p99Ms);
+    const addedP50 = runs.map((r) => r.proxy.p50Ms - r.direct.p50Ms);
+    const errors = runs.reduce((a, r) => a + r.direct.errors + r.proxy.errors, 0);
+    console.log(`${name.padEnd(12)} ${fmt(median(runs.map((r) => r.direct.p99Ms))).padStart(14)} ${fmt(median(runs.map((r) => r.proxy.p50Ms))).padStart(13)} ${fmt(median(runs.map((r) => r.proxy.p99Ms))).padStart(13)} ${fmt(median(addedP50)).padStart(14)} ${`${fmt(median(addedP99))}${range(addedP99)}`.padStart(24)} ${String(Math.max(...runs.map((r) => r.proxy.connections))).padStart(7)}  ${errors}`);
+  }
 }
 for (const note of notes) console.log(note);
-console.log(`dutygate: Bun ${Bun.version}, full work per request (see bench/proxy/full-gateway.ts)`);
+console.log(`dutygate: \`gateway serve\` (Bun ${Bun.version}) with the shipped policy, ES256 JWT, SQLite ledger, audit log fsync batch (decision + outcome records), identity token; log level error`);
