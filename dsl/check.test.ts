@@ -3,6 +3,7 @@
 import { test, expect, describe } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { CHECK_PASSES } from "./check.ts";
 import { loadPolicy } from "./mod.ts";
 import type { Diagnostic } from "./mod.ts";
 
@@ -266,5 +267,20 @@ describe("regressions", () => {
     expect(r.ok).toBe(true);
     const again = check(HEAD + "duty status GET /status -> app\nduty status2 GET /status -> app\ngrant developer status\n");
     expect(again.diagnostics.map(where)).toEqual(["E_OVERLAPPING_DUTY p.duty:10:18"]);
+  });
+});
+
+describe("the checker's passes", () => {
+  test("docs/architecture.md lists every pass of CHECK_PASSES, in the order they run", () => {
+    const doc = readFileSync(join(import.meta.dir, "..", "docs", "architecture.md"), "utf8");
+    const table = doc.slice(doc.indexOf("| pass | file |"));
+    const documented = [...table.slice(0, table.indexOf("\n\n")).matchAll(/^\| `([a-z-]+)` \| `check\/[a-z-]+\.ts` \|/gm)].map((m) => m[1]);
+    expect(documented).toEqual(CHECK_PASSES.map((p) => p.name));
+  });
+
+  test("passes run in dependency order, not source order: a group and a separate written before the duties they name", () => {
+    const r = check(HEAD + "group steps = submit, approve\nseparate steps by c\nduty submit POST /c/:c -> app\nduty approve POST /c/:c/a -> app\ngrant developer submit\ngrant reviewer approve\n");
+    expect(r.diagnostics.map(where)).toEqual(["W_UNUSED_ROLE p.duty:7:27"]);
+    expect(r.ok).toBe(true);
   });
 });

@@ -24,7 +24,7 @@ export { loadPolicy, checkParsedPolicy, parsePolicySource, DEFAULT_MAX_ERRORS_PE
  * @example
  * duty.upstream === GATEWAY_UPSTREAM && channel === "admin" // the only way to reach them
  */
-export { GATEWAY_UPSTREAM } from "./check.ts";
+export { GATEWAY_UPSTREAM } from "./check/routes.ts";
 /**
  * The canonical layout of a `.duty` source (`gateway fmt`): null text when it does not parse.
  * @example formatPolicySource({ path: "a.duty", text: "role  a,b" }).text // "role a, b\n"
