@@ -331,7 +331,7 @@ const commands: Record<string, Command> = {
   async init(argv, io) {
     const a = parseArgs(argv, { values: ["state-dir", "audit-dir", "listen"] });
     if (a.positionals.length > 1) throw new GatewayError("USAGE", "init takes one directory");
-    const { runInit } = await import("./init/mod.ts");
+    const { runInit } = await import("./cli/init.ts");
     return runInit({ dir: a.positionals[0] ?? ".", stateDir: a.flags["state-dir"], auditDir: a.flags["audit-dir"], listenAddress: a.flags.listen }, io);
   },
   async ledger(argv, io) {

@@ -14,3 +14,5 @@ export { runSign } from "./sign.ts";
 export type { SignParams } from "./sign.ts";
 export { runVerify } from "./verify.ts";
 export type { VerifyParams } from "./verify.ts";
+export { runInit } from "./init.ts";
+export type { InitParams } from "./init.ts";

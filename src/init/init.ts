@@ -1,14 +1,13 @@
-// `gateway init [DIR]`: a starter `gateway.toml` and the example policies with their tests,
-// written from texts embedded in the program (the binary carries no repository). Never
-// overwrites: if any target exists, nothing is written.
+// What `gateway init [DIR]` writes: a starter `gateway.toml` and the example policies with their
+// tests, from texts embedded in the program (the binary carries no repository). Never
+// overwrites: if any target exists, nothing is written. The command is src/cli/init.ts.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
-import { EXIT, type Io } from "../cli/io.ts";
+import { join, resolve } from "node:path";
 import { GatewayError } from "../errors.ts";
 import { EXAMPLE_POLICY_FILES, STARTER_CONFIG_TEMPLATE } from "./embedded.ts";
 
-/** Parameters of {@link runInit}. */
-export interface InitParams {
+/** Where and how {@link writeStarterFiles} writes. */
+export interface StarterOptions {
   /** Directory to write into (created when missing). */
   dir: string;
   /** `state_dir` written into the config; default `./state` (relative to the config file). */
@@ -70,34 +69,17 @@ function refuseExisting(paths: string[]): void {
 }
 
 /**
- * `gateway init [DIR]`: writes `DIR/gateway.toml` and `DIR/policies/`. Exit 0 when written,
- * {@link EXIT.config} when a file exists already (nothing is written then).
+ * Writes `DIR/gateway.toml` and `DIR/policies/`, creating `DIR`. Refuses with
+ * `INIT_FILE_EXISTS` before writing anything when one of the files is already there. Returns
+ * the absolute directory written into.
  */
-export async function runInit(params: InitParams, io: Io): Promise<number> {
-  const dir = resolve(params.dir);
+export function writeStarterFiles(options: StarterOptions): string {
+  const dir = resolve(options.dir);
   const configFile = join(dir, "gateway.toml");
   const policyDir = join(dir, "policies");
-  try {
-    refuseExisting([configFile, ...EXAMPLE_POLICY_FILES.map((f) => join(policyDir, f.path))]);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(configFile, starterConfigText({ stateDir: params.stateDir, auditDir: params.auditDir, listenAddress: params.listenAddress }), { flag: "wx", mode: 0o644 });
-    writeExamplePolicies(policyDir);
-  } catch (e) {
-    if (e instanceof GatewayError && e.code === "INIT_FILE_EXISTS") {
-      io.err(`error[${e.code}]: ${e.message}; nothing was written`);
-      return EXIT.config;
-    }
-    throw e;
-  }
-  const shown = relative(process.cwd(), dir) || ".";
-  io.out(`wrote ${shown}/gateway.toml and ${shown}/policies/ (${EXAMPLE_POLICY_FILES.length} files)`);
-  const address = params.listenAddress ?? STARTER_LISTEN_ADDRESS;
-  io.out(params.listenAddress === undefined
-    ? `it listens on ${address} (loopback only; \`--listen 0.0.0.0:8443\` or [listen] address to serve other hosts)`
-    : `it listens on ${address}`);
-  io.out("next:");
-  io.out(`  gateway check ${shown}/policies                      # parse, type-check and run the policy tests`);
-  io.out(`  edit ${shown}/gateway.toml: [issuers.main] (your identity provider) and [upstreams.*]`);
-  io.out(`  gateway serve --config ${shown}/gateway.toml`);
-  return EXIT.ok;
+  refuseExisting([configFile, ...EXAMPLE_POLICY_FILES.map((f) => join(policyDir, f.path))]);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(configFile, starterConfigText({ stateDir: options.stateDir, auditDir: options.auditDir, listenAddress: options.listenAddress }), { flag: "wx", mode: 0o644 });
+  writeExamplePolicies(policyDir);
+  return dir;
 }
