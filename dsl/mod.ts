@@ -51,9 +51,18 @@ export { renderDiagnostic, renderGithubAnnotation, githubAnnotation, sortDiagnos
 export { coercePrincipal, coerceValue, parseIp, parseCidr, cidrContains, parseDuration, parseTime, typeToString } from "./values.ts";
 /** A route param value as a duty-ledger key: decoded once, NFC, trimmed (docs/ledger.md, "Keys"). */
 export { canonicalLedgerKey, compositeLedgerKey } from "./ledger-key.ts";
-/** Policy tests (`*.test.toml`) and the history-separation rule they share with the duty ledger. */
-export { runPolicyTests, listPolicyTests, findSeparationConflict, denyForSeparation, applyHistory, readHistory } from "./policy-tests.ts";
-export type { PolicyTestResult, PolicyTestName, HistoryStep } from "./policy-tests.ts";
+/** Policy tests (`*.test.toml`) and their `history`. */
+export { runPolicyTests, listPolicyTests, readHistory } from "./policy-tests.ts";
+export type { PolicyTestResult, PolicyTestName } from "./policy-tests.ts";
+/**
+ * History separation: the one rule for what conflicts (every ledger store, the pipeline, policy
+ * tests, explain and replay judge through it) and the one deny message.
+ * @example
+ * const conflict = findSeparationConflict(decision.separations, sub, decision.duty, facts);
+ * if (conflict) decision = denyForSeparation(decision, conflict, facts, { reader: "caller", showTime: true });
+ */
+export { findSeparationConflict, describeSeparationConflict, denyForSeparation, applyHistory, showKey } from "./separation.ts";
+export type { SeparationConflict, SeparationWording, HistoryStep } from "./separation.ts";
 /** Static analysis: the separation-of-duties reachability table, admin exposure, role assignments, the role × duty matrix. */
 export { analyzeSeparation, checkAssignments, renderReachabilityTable, roleDutyMatrix } from "./analysis.ts";
 export type { ReachabilityRow, SeparationAnalysis, AssignmentViolation, RoleDutyMatrix, MatrixGrant } from "./analysis.ts";

@@ -1,11 +1,13 @@
 // Policy tests: `*.test.toml` files beside the policies. Each `[[test]]` names a principal and a
 // request and states the expected decision. They run against the compiled policy, with history
-// separation judged against the `history` the test gives (the same rule the duty ledger applies).
+// separation judged against the `history` the test gives (the same rule the duty ledger applies:
+// separation.ts).
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { CompiledPolicy } from "./compile.ts";
 import { canonicalLedgerKey, compositeLedgerKey } from "./ledger-key.ts";
 import { interpretDecision } from "./interpret.ts";
-import type { Channel, Decision, LedgerFact, PolicyRequest, Principal, Reason, SeparationCheck, Type } from "./types.ts";
+import { applyHistory, type HistoryStep } from "./separation.ts";
+import type { Channel, Decision, PolicyRequest, Principal, Reason, Type } from "./types.ts";
 import { didYouMean } from "./diagnostics.ts";
 import { coercePrincipal, coerceValue, parseIp } from "./values.ts";
 import type { PolicySource } from "./load.ts";
@@ -20,53 +22,6 @@ export interface PolicyTestResult {
   decision?: Decision;
   /** Every rule the reference interpreter considered for the test's request (rule coverage). */
   considered?: Reason[];
-}
-
-/** A duty someone performed before: a step of a test's `history` (or of `gateway explain --history`). */
-export interface HistoryStep {
-  duty: string;
-  sub: string;
-  /** The ledger key, canonical (`canonicalLedgerKey`, or composite); absent: the request's own key. */
-  key?: string;
-}
-
-/**
- * Judges an allowed decision's history separations against prior steps, as the duty ledger
- * would: a step of the same person on another duty of a separation with the same key denies
- * (`DENY_SOD_HISTORY`). Steps are taken to have happened a minute before `time`.
- */
-export function applyHistory(decision: Decision, sub: string, steps: readonly HistoryStep[], time: number): Decision {
-  if (!decision.allow || decision.separations.length === 0 || steps.length === 0) return decision;
-  const facts: LedgerFact[] = steps.flatMap((h) =>
-    decision.separations.map((c) => ({ constraint: c.constraint, key: h.key ?? c.key, duty: h.duty, sub: h.sub, at: time - 60_000 })));
-  const conflict = findSeparationConflict(decision.separations, sub, decision.duty!, facts);
-  return conflict ? denyForSeparation(decision, conflict, facts, `${sub} performed ${conflict.duty} on ${conflict.key}; ${decision.duty} needs another person`) : decision;
-}
-
-/**
- * The history rule of `separate`: a principal may not perform a duty of a separation on a key
- * when it already performed *another* duty of that separation on the same key.
- */
-export function findSeparationConflict(checks: readonly SeparationCheck[], sub: string, duty: string, facts: readonly LedgerFact[]): LedgerFact | null {
-  for (const c of checks) {
-    for (const f of facts) {
-      if (f.constraint === c.constraint && f.key === c.key && f.sub === sub && f.duty !== duty && c.duties.includes(f.duty)) return f;
-    }
-  }
-  return null;
-}
-
-/** Turns an allowed decision into a history-separation denial. */
-export function denyForSeparation(decision: Decision, conflict: LedgerFact, facts: LedgerFact[], message: string): Decision {
-  return {
-    ...decision,
-    allow: false,
-    code: "DENY_SOD_HISTORY",
-    decidedBy: conflict.constraint,
-    reasons: [...decision.reasons, { rule: conflict.constraint, kind: "separate", at: decision.separations.find((c) => c.constraint === conflict.constraint)?.at ?? "", held: true, why: message }],
-    ledger: facts,
-    message,
-  };
 }
 
 /**

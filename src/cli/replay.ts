@@ -8,8 +8,8 @@
 // rebuilt in memory from the log itself, seeded with the ledger facts each record consulted.
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
-import type { CompiledPolicy, Decision, PolicyRequest, SeparationCheck } from "../../dsl/mod.ts";
-import { coercePrincipal, parseIp } from "../../dsl/mod.ts";
+import type { CompiledPolicy, Decision, LedgerFact, PolicyRequest, SeparationCheck } from "../../dsl/mod.ts";
+import { coercePrincipal, denyForSeparation, findSeparationConflict, parseIp } from "../../dsl/mod.ts";
 import { resolveAuditPaths } from "../audit/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { dutySpan, ruleSpan, type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
@@ -32,6 +32,8 @@ export interface ReplayFlipExample {
   to: string;
   /** The candidate's deciding rule (`forbid:changes.duty:18:1`), when one decided. */
   rule: string | null;
+  /** The candidate's decision message: for a history separation, the earlier step it conflicts with. */
+  message: string;
 }
 
 /** Flips of one direction, duty and role set. */
@@ -72,39 +74,37 @@ export interface ReplayOptions {
   maxExamples?: number;
 }
 
-interface LedgerEntry { constraint: string | null; key: string; duty: string; sub: string }
+interface ReplayEntry { constraint: string | null; key: string; duty: string; sub: string; at: number }
 
 /**
  * A duty ledger rebuilt from the log under the candidate policy. Entries come from requests the
  * candidate allows and the upstream accepted (2xx outcome): what would have been performed.
  * Seeds are the facts the live ledger held when the request was decided (`sod` in the record);
- * their constraint ids name the old policy, so they match any candidate constraint over the
- * same duty and key.
+ * their constraint ids name the old policy, so they count for any candidate constraint over the
+ * same key. What conflicts is decided by the one rule (`findSeparationConflict`), not here.
  */
 class ReplayLedger {
-  readonly #entries = new Map<string, LedgerEntry[]>();
-  #add(e: LedgerEntry): void {
+  readonly #entries = new Map<string, ReplayEntry[]>();
+  #add(e: ReplayEntry): void {
     const k = `${e.key}\u0000${e.sub}`;
     const list = this.#entries.get(k);
     if (!list) this.#entries.set(k, [e]);
     else if (!list.some((x) => x.constraint === e.constraint && x.duty === e.duty)) list.push(e);
   }
-  perform(checks: readonly SeparationCheck[], duty: string, sub: string): void {
-    for (const c of checks) this.#add({ constraint: c.constraint, key: c.key, duty, sub });
+  perform(checks: readonly SeparationCheck[], duty: string, sub: string, at: number): void {
+    for (const c of checks) this.#add({ constraint: c.constraint, key: c.key, duty, sub, at });
   }
   seed(facts: unknown): void {
     if (!Array.isArray(facts)) return;
     for (const f of facts as Array<Record<string, unknown>>) {
-      if (typeof f?.key === "string" && typeof f.duty === "string" && typeof f.sub === "string") this.#add({ constraint: null, key: f.key, duty: f.duty, sub: f.sub });
+      if (typeof f?.key === "string" && typeof f.duty === "string" && typeof f.sub === "string") this.#add({ constraint: null, key: f.key, duty: f.duty, sub: f.sub, at: typeof f.at === "number" ? f.at : Number.NaN });
     }
   }
-  conflict(checks: readonly SeparationCheck[], duty: string, sub: string): { check: SeparationCheck; entry: LedgerEntry } | null {
-    for (const c of checks) {
-      for (const e of this.#entries.get(`${c.key}\u0000${sub}`) ?? []) {
-        if ((e.constraint === null || e.constraint === c.constraint) && e.duty !== duty && c.duties.includes(e.duty)) return { check: c, entry: e };
-      }
-    }
-    return null;
+  /** The facts a store's `lookup` would give for `sub` on these checks; a seed is a fact of every check over its key. */
+  lookup(checks: readonly SeparationCheck[], sub: string): LedgerFact[] {
+    return checks.flatMap((c) => (this.#entries.get(`${c.key}\u0000${sub}`) ?? [])
+      .filter((e) => e.constraint === null || e.constraint === c.constraint)
+      .map((e) => ({ constraint: c.constraint, key: c.key, duty: e.duty, sub, at: e.at })));
   }
 }
 
@@ -220,12 +220,14 @@ export async function replayAuditLog(compiled: CompiledPolicy, paths: readonly s
         let decision: Decision = compiled.decide(channel, p.principal, request);
         ledger.seed(r.sod);
         if (decision.allow && decision.separations.length) {
-          const conflict = ledger.conflict(decision.separations, decision.duty!, sub);
+          const facts = ledger.lookup(decision.separations, sub);
+          const conflict = findSeparationConflict(decision.separations, sub, decision.duty!, facts);
           if (conflict) {
-            decision = { ...decision, allow: false, code: "DENY_SOD_HISTORY", decidedBy: conflict.check.constraint };
+            // The reader is whoever reviews the replay, not the caller: the message names the person.
+            decision = denyForSeparation(decision, conflict, facts, { reader: "operator", showTime: true });
           } else {
             const status = typeof r.request_id === "string" ? outcomes.get(r.request_id) : undefined;
-            if (status !== undefined && status >= 200 && status < 300) ledger.perform(decision.separations, decision.duty!, sub);
+            if (status !== undefined && status >= 200 && status < 300) ledger.perform(decision.separations, decision.duty!, sub, time);
           }
         }
         report.replayed++;
@@ -247,7 +249,7 @@ export async function replayAuditLog(compiled: CompiledPolicy, paths: readonly s
         if (!group) groups.set(key, (group = { direction, duty, roles, count: 0, examples: [] }));
         group.count++;
         if (group.examples.length < maxExamples) {
-          group.examples.push({ requestId: str(r.request_id) ?? "?", sub, request: `${method} ${path}`, at: `${file}:${line}`, from: fromCode, to: decision.code, rule: decision.decidedBy });
+          group.examples.push({ requestId: str(r.request_id) ?? "?", sub, request: `${method} ${path}`, at: `${file}:${line}`, from: fromCode, to: decision.code, rule: decision.decidedBy, message: decision.message });
         }
       });
     }
@@ -284,7 +286,11 @@ export function renderReplayReport(report: ReplayReport, options: { allowFlips?:
   lines.push(`  ${"direction".padEnd(10)}  ${"duty".padEnd(dutyWidth)}  ${"roles".padEnd(roleWidth)}  count`);
   for (const g of f.groups) {
     lines.push(`  ${g.direction.padEnd(10)}  ${g.duty.padEnd(dutyWidth)}  ${g.roles.padEnd(roleWidth)}  ${g.count}`);
-    for (const e of g.examples) lines.push(`      ${e.requestId}  ${e.sub}  ${e.request}  ${e.from} → ${e.to}${e.rule ? ` (${e.rule})` : ""}`);
+    for (const e of g.examples) {
+      lines.push(`      ${e.requestId}  ${e.sub}  ${e.request}  ${e.from} → ${e.to}${e.rule ? ` (${e.rule})` : ""}`);
+      // The rule alone does not say which earlier step a history separation ran into.
+      if (e.to === "DENY_SOD_HISTORY") lines.push(`        ${e.message}`);
+    }
   }
   if (report.codeChanges) lines.push(`  ${report.codeChanges} denial${report.codeChanges === 1 ? "" : "s"} keep their outcome with another code`);
   return lines;

@@ -78,9 +78,8 @@ export async function explainRequest(compiled: CompiledPolicy, input: ExplainInp
   } else if (decision.allow && decision.separations.length && ledger) {
     facts = await ledger.lookup(decision.separations, p.principal.sub);
     const conflict = findSeparationConflict(decision.separations, p.principal.sub, decision.duty!, facts);
-    decision = conflict
-      ? denyForSeparation(decision, conflict, facts, `${p.principal.sub} performed ${conflict.duty} on ${conflict.key}; ${decision.duty} needs another person`)
-      : { ...decision, ledger: facts };
+    // The reader is an operator asking about someone: the message names the person.
+    decision = conflict ? denyForSeparation(decision, conflict, facts, { reader: "operator", showTime: true }) : { ...decision, ledger: facts };
   }
   const match = compiled.match(channel, request.method, request.path);
   const duty = match ? compiled.policy.duties.find((d) => d.name === match.duty)! : null;

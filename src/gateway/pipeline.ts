@@ -12,7 +12,7 @@ import { ambiguousQueryParameter, forwardToUpstream, problemResponse, requestIdF
 import { decisionRecord, failureRecord, outcomeRecord, refusalRecord, type RecordedHeaders } from "./audit-records.ts";
 import { channelAuthentication } from "./stages/authenticate.ts";
 import { clientIp, policyHeaders, policyQuery, readRequestContext } from "./request-context.ts";
-import { describeConflict, settleOutcomeOf, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
+import { settleOutcomeOf, settleReservation, type DutyLedger, type Reservation } from "../ledger/mod.ts";
 import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/types.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
@@ -182,8 +182,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
           reservation = progress.reservation = r.reservation;
           decision = { ...decision, ledger: r.facts };
         } else {
-          const message = describeConflict(r.conflict, decision.duty!, { param: r.check.param, hideDetails: config.ledger.hideDetails });
-          decision = denyForSeparation(decision, r.conflict, r.facts, message);
+          decision = denyForSeparation(decision, { check: r.check, fact: r.conflict }, r.facts, { reader: "caller", showTime: true, hideDetails: config.ledger.hideDetails });
         }
       } catch (e) {
         // Unguarded duties never reach the ledger and still pass. No reservation, no forward. A refusal for a failing dependency (503, worth a retry), not a

@@ -89,6 +89,22 @@ export function runDutyLedgerConformance(name: string, harness: LedgerHarness): 
       expect(await ledger.size()).toBe(1);
     });
 
+    // Regression: the stores denied on any other duty under the constraint id, while policy tests
+    // and explain applied the rule (only the separation's own duties conflict) and allowed.
+    test("a fact of a duty the constraint no longer names does not conflict (the policy changed under the ledger)", async () => {
+      const ledger = await open();
+      await perform(ledger, "alice", "submit_change", "42", T0);
+      // The constraint at the same place now keeps approve and deploy apart; submit is not one of them.
+      const changed: SeparationCheck = { constraint: CONSTRAINT, param: "change", key: "42", duties: ["approve_change", "deploy_change"] };
+      const result = await ledger.reserve({ checks: [changed], duty: "approve_change", sub: "alice", at: T0 + 1000 });
+      expect(result.ok).toBe(true);
+      expect(result.facts).toEqual([{ constraint: CONSTRAINT, key: "42", duty: "submit_change", sub: "alice", at: T0 }]);
+      // The separation still holds between the duties it names.
+      await ledger.confirm(expectOk(result));
+      const deploy = await ledger.reserve({ checks: [changed], duty: "deploy_change", sub: "alice", at: T0 + 2000 });
+      expect(deploy.ok ? null : deploy.conflict.duty).toBe("approve_change");
+    });
+
     test("repeating the same duty is allowed and keeps one entry with the latest time", async () => {
       const ledger = await open();
       await perform(ledger, "alice", "submit_change", "42", T0);

@@ -95,7 +95,8 @@ const DAY_MS = 86_400_000;
  *
  * A principal `sub` may perform duty D on key K of constraint C unless the ledger holds an entry
  * (confirmed, or an unsettled reservation of any age) for (C, K) by the same `sub` for a different
- * duty of C. A reservation whose request's outcome is unknown (its process died between forwarding
+ * duty of C: each store reads the facts and leaves the judgement to the one rule,
+ * `findSeparationConflict` (dsl/separation.ts), inside its atomic step. A reservation whose request's outcome is unknown (its process died between forwarding
  * and the upstream's answer) counts as performed: the gateway fails closed until an operator
  * confirms or releases it.
  * Repeating the same duty is allowed (one entry per person-duty is kept, with the latest time).
@@ -105,7 +106,7 @@ const DAY_MS = 86_400_000;
  *
  * @example
  * const r = await ledger.reserve({ checks: decision.separations, duty: "approve_change", sub: "bob", at: Date.now() });
- * if (!r.ok) return deny(describeConflict(r.conflict, "approve_change", { param: r.check.param, hideDetails }));
+ * if (!r.ok) return denyForSeparation(decision, { check: r.check, fact: r.conflict }, r.facts, { reader: "caller", showTime: true });
  * const res = await forward();
  * await settleReservation(ledger, r.reservation, res.status);
  */

@@ -1,7 +1,7 @@
 // The in-process duty ledger: for tests of other modules, `gateway explain`, and a gateway that
 // accepts losing its history on restart. JavaScript runs one reserve to completion before the
 // next starts, so check-and-insert is atomic without locks.
-import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
+import { findSeparationConflict, type LedgerFact, type SeparationCheck } from "../../dsl/mod.ts";
 import {
   assertDutyInChecks,
   ledgerClosedError,
@@ -49,8 +49,8 @@ export class MemoryDutyLedger implements DutyLedger {
     for (const check of request.checks) {
       const found = this.#factsFor(check, request.sub);
       facts.push(...found);
-      const conflict = found.find((f) => f.duty !== request.duty);
-      if (conflict) return { ok: false, conflict, check, facts };
+      const conflict = findSeparationConflict([check], request.sub, request.duty, found);
+      if (conflict) return { ok: false, conflict: conflict.fact, check, facts };
     }
     const reservation = newReservation(request, this.#boot);
     for (const check of request.checks) {

@@ -1,5 +1,7 @@
-// The duty ledger of history-based separation of duties: the store contract, its SQLite,
-// PostgreSQL and in-memory implementations, and the deny message. The gateway imports the ledger only from here.
+// The duty ledger of history-based separation of duties: the store contract and its SQLite,
+// PostgreSQL and in-memory implementations. What conflicts, and the deny message, are the
+// language's one rule (dsl/separation.ts), which every store applies. The gateway imports the
+// ledger only from here.
 export {
   DEFAULT_RESERVATION_TTL_MS,
   type PendingReservation,
@@ -22,4 +24,5 @@ export { DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_CHECKPOINT_EVERY_MS, LEDGER_SCHEMA_VER
 export { LEDGER_IDENTITY_FILE, openLedgerOfStateDir, type LedgerIdentityRecord, type StateDirLedger, type StateDirLedgerOptions } from "./identity.ts";
 export { DEFAULT_POSTGRES_TIMEOUT_MS, openPostgresLedger, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger, type PostgresLedgerOptions } from "./postgres.ts";
 export { parsePostgresUrl, redactLedgerUrl } from "./postgres-url.ts";
-export { describeConflict, showKey, type DescribeConflictOptions } from "./describe.ts";
+// The deny message lives with the rule (dsl/separation.ts); keys print the same everywhere.
+export { showKey } from "../../dsl/mod.ts";

@@ -15,7 +15,7 @@ import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import process from "node:process";
 import type { Sql } from "postgres";
-import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
+import { findSeparationConflict, type LedgerFact, type SeparationCheck } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import {
   assertDutyInChecks,
@@ -247,8 +247,8 @@ export class PostgresDutyLedger implements DutyLedger {
       for (const check of request.checks) {
         const found = factsOf(rows, check);
         facts.push(...found);
-        const conflict = found.find((f) => f.duty !== request.duty);
-        if (conflict) return { ok: false, conflict, check, facts };
+        const conflict = findSeparationConflict([check], request.sub, request.duty, found);
+        if (conflict) return { ok: false, conflict: conflict.fact, check, facts };
       }
       const reservation = newReservation(request, this.boot);
       await tx`INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)

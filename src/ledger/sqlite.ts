@@ -6,7 +6,7 @@ import { closeSync, mkdirSync, openSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import process from "node:process";
-import type { LedgerFact, SeparationCheck } from "../../dsl/mod.ts";
+import { findSeparationConflict, type LedgerFact, type SeparationCheck } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import {
   assertDutyInChecks,
@@ -313,8 +313,8 @@ export class SqliteDutyLedger implements DutyLedger {
       for (const check of request.checks) {
         const found = this.#factsFor(check, request.sub);
         facts.push(...found);
-        const conflict = found.find((f) => f.duty !== request.duty);
-        if (conflict) return { ok: false, conflict, check, facts };
+        const conflict = findSeparationConflict([check], request.sub, request.duty, found);
+        if (conflict) return { ok: false, conflict: conflict.fact, check, facts };
       }
       const reservation = newReservation(request, this.boot);
       for (const check of request.checks) {
