@@ -4,13 +4,19 @@
 //
 //   node_modules/.bin/bun bench/audit-throughput.bench.ts [--rounds 3] [--duration 8]
 //       [--connections 50] [--modes none,off,batch,always] [--path /changes/42] [--no-pin]
+//       [--baseline DIR]
 //
 // Each mode runs the FULL gateway (TLS, ES256 JWT, compiled shipped policy, SQLite duty ledger,
 // identity token) as its own process (bench/proxy/full-gateway.ts, `--fsync MODE`), behind it the tiny
 // upstream of bench/proxy. Load: wrk (pinned to CPU 0; gateway and upstream on CPU 1), or, when
 // wrk is missing, a bounded in-process fetch loop. Rounds interleave the modes so drift on a
 // shared machine hits all of them; the table shows medians. The path is `GET /changes/42`
-// (read_change): every request writes two records, the decision and the outcome.
+// (read_change): every request writes one decision record, and its outcome joins a compact
+// outcome record shared by the batch (two records per request in a format-1 log).
+//
+// `--baseline DIR` adds the row `baseline batch`: another checkout's gateway (DIR holds its
+// bench/proxy/full-gateway.ts and node_modules, e.g. `git worktree add /tmp/base main`) with
+// `fsync = "batch"`, in the same interleaved rounds: a before/after comparison in one run.
 import { join } from "node:path";
 import {
   cpuBudget, describeMachine, fmt, median, runWrk, startProcess, stopProcess, summarise, which,
@@ -20,7 +26,8 @@ import {
 const args = process.argv.slice(2);
 
 const MODES = ["none", "off", "batch", "always"] as const;
-type Mode = (typeof MODES)[number];
+/** The audit modes, and `baseline`: `batch` in the `--baseline` checkout. */
+type Mode = (typeof MODES)[number] | "baseline";
 
 await orchestrate();
 
@@ -63,6 +70,8 @@ async function orchestrate(): Promise<void> {
   const path = flag("path", "/changes/42");
   const modes = flag("modes", MODES.join(",")).split(",").filter((m): m is Mode => (MODES as readonly string[]).includes(m));
   if (!modes.includes("none")) modes.unshift("none");
+  const baselineDir = flag("baseline", "");
+  if (baselineDir !== "") modes.push("baseline");
   const useWrk = which("wrk") !== null;
   const budget = useWrk ? cpuBudget(!args.includes("--no-pin")) : null;
   const bun = process.execPath;
@@ -70,6 +79,8 @@ async function orchestrate(): Promise<void> {
   const targets = new Map<Mode, { url: string; headers: string[]; pid: number; proc: Started }>();
   const results = new Map<Mode, LoadResult[]>();
   const auditLines = new Map<Mode, string>();
+  /** Requests each gateway answered: the check request, warm-ups and measured runs. */
+  const served = new Map<Mode, number>();
   process.on("SIGINT", () => void Promise.all(started.map((s) => stopProcess(s))).then(() => process.exit(130)));
 
   try {
@@ -78,7 +89,9 @@ async function orchestrate(): Promise<void> {
     const portOf = (s: Started) => Number(/^listening (\d+)/.exec(s.lines.find((l) => l.startsWith("listening"))!)![1]);
     const upstreamUrl = `http://127.0.0.1:${portOf(upstream)}`;
     for (const mode of modes) {
-      const proc = await startProcess(`audit-${mode}`, [bun, join(import.meta.dir, "proxy", "full-gateway.ts"), "--upstream", upstreamUrl, ...(mode === "none" ? ["--no-audit"] : ["--fsync", mode])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+      const script = mode === "baseline" ? join(baselineDir, "bench", "proxy", "full-gateway.ts") : join(import.meta.dir, "proxy", "full-gateway.ts");
+      const auditFlags = mode === "none" ? ["--no-audit"] : ["--fsync", mode === "baseline" ? "batch" : mode];
+      const proc = await startProcess(`audit-${mode}`, [bun, script, "--upstream", upstreamUrl, ...auditFlags], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
       started.push(proc);
       const token = proc.lines.find((l) => l.startsWith("token "))!.slice(6);
       targets.set(mode, { url: `https://127.0.0.1:${portOf(proc)}${path}`, headers: [`authorization: Bearer ${token}`], pid: proc.proc.pid, proc });
@@ -93,13 +106,15 @@ async function orchestrate(): Promise<void> {
         const t = targets.get(mode)!;
         console.error(`round ${round}/${rounds}: audit ${mode} (${shape.durationS} s) …`);
         let r: LoadResult;
+        let warmup: LoadResult;
         if (useWrk) {
-          await runWrk(t.url, t.headers, shape.warmupS, shape, budget);
+          warmup = await runWrk(t.url, t.headers, shape.warmupS, shape, budget);
           r = await runWrk(t.url, t.headers, shape.durationS, shape, budget, { gateway: t.pid });
         } else {
-          await fetchLoad(t.url, t.headers, shape.warmupS, shape.connections);
+          warmup = await fetchLoad(t.url, t.headers, shape.warmupS, shape.connections);
           r = await fetchLoad(t.url, t.headers, shape.durationS, shape.connections);
         }
+        served.set(mode, (served.get(mode) ?? 1) + warmup.requests + r.requests);
         results.set(mode, [...(results.get(mode) ?? []), r]);
       }
     }
@@ -114,20 +129,28 @@ async function orchestrate(): Promise<void> {
 
   const none = results.get("none")!;
   console.log(`\n${describeMachine(shape, budget, `; load generator: ${useWrk ? "wrk" : "in-process fetch (wrk not installed)"}`)}`);
-  console.log(`path ${path} (decision + outcome record per request); ${rounds} interleaved round(s); medians over rounds\n`);
-  console.log("audit            req/s   p50 ms   p99 ms  vs no audit  gateway µs/req  records/write  errors");
+  console.log(`path ${path}; ${rounds} interleaved round(s); medians over rounds${baselineDir ? `; baseline: ${baselineDir}` : ""}\n`);
+  console.log("audit             req/s   p50 ms   p99 ms  vs no audit  gateway µs/req  records/req  records/write  errors");
   for (const mode of modes) {
     const runs = results.get(mode)!;
     const s = summarise({ name: mode, runs });
     const share = median(runs.map((r, i) => r.rps / none[i]!.rps));
     const [records, writes] = (auditLines.get(mode) ?? "audit 0 0").split(" ").slice(1).map(Number) as [number, number];
-    const label = mode === "none" ? "off (disabled)" : `fsync ${mode}`;
-    console.log(`${label.padEnd(14)} ${fmt(s.rps, 0).padStart(8)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${(mode === "none" ? "" : `${fmt(share * 100, 1)} %`).padStart(12)} ${fmt(s.cpu.gateway ?? NaN, 1).padStart(15)} ${(writes ? fmt(records / writes, 1) : "").padStart(14)}  ${s.errors}`);
+    const label = mode === "none" ? "off (disabled)" : mode === "baseline" ? "baseline batch" : `fsync ${mode}`;
+    const answered = served.get(mode) ?? 0;
+    const perRequest = records && answered ? fmt(records / answered, 2) : "";
+    console.log(`${label.padEnd(15)} ${fmt(s.rps, 0).padStart(8)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${(mode === "none" ? "" : `${fmt(share * 100, 1)} %`).padStart(12)} ${fmt(s.cpu.gateway ?? NaN, 1).padStart(15)} ${perRequest.padStart(12)} ${(writes ? fmt(records / writes, 1) : "").padStart(14)}  ${s.errors}`);
   }
   const batch = results.get("batch");
   if (batch) {
     const cost = 1 - median(batch.map((r, i) => r.rps / none[i]!.rps));
     console.log(`\ntarget: fsync batch costs ≤ 10 % of the throughput without audit: ${cost <= 0.1 ? "met" : "MISSED"} (${fmt(cost * 100, 1)} %)`);
   }
-  console.log("(vs no audit: req/s as a share of the audit-off gateway in the same round, median over rounds; records/write: group-commit factor)");
+  const baseline = results.get("baseline");
+  if (batch && baseline) {
+    const before = 1 - median(baseline.map((r, i) => r.rps / none[i]!.rps));
+    const after = 1 - median(batch.map((r, i) => r.rps / none[i]!.rps));
+    console.log(`audit share of throughput (fsync batch): baseline ${fmt(before * 100, 1)} %, this build ${fmt(after * 100, 1)} %`);
+  }
+  console.log("(vs no audit: req/s as a share of the audit-off gateway in the same round, median over rounds; records/req: records written (checkpoints included) over requests answered; records/write: group-commit factor)");
 }
