@@ -5,7 +5,7 @@ import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runAuditVerify } from "../cli/audit-verify.ts";
 import { EXIT, memoryIo } from "../cli/io.ts";
-import { openAuditLog } from "./log.ts";
+import { openAuditLog, type AuditLog } from "./log.ts";
 import { auditFileChain, auditFileName, parseAuditFileName } from "./record.ts";
 import { logOptions, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
 import { verifyAuditChains, verifyAuditFiles } from "./verify.ts";
@@ -16,12 +16,19 @@ afterAll(() => removeDir(root));
 
 /** Two workers' chains and a single process's older chain, interleaved in time, in one directory. */
 async function writeWorkerChains(dir: string, options: { rotateBytes?: number } = {}): Promise<void> {
+  // Each allowed request gets its outcome, as the gateway writes them: deferred, after the decision.
+  const outcomes: Array<Promise<unknown>> = [];
+  const request = async (log: AuditLog, request_id: string) => {
+    const { seq } = await log.append({ request_id, decision: "allow" });
+    outcomes.push(log.append({ type: "outcome", decision_seq: seq, request_id, status: 200 }, { deferred: true }));
+  };
   const single = await openAuditLog(logOptions(dir, signer.signingKey, { checkpointEvery: 5 }));
-  for (let i = 0; i < 3; i++) await single.append({ request_id: `s${i}`, decision: "allow" });
+  for (let i = 0; i < 3; i++) await request(single, `s${i}`);
   await single.close();
   const logs = await Promise.all([0, 1].map((worker) => openAuditLog(logOptions(dir, signer.signingKey, { checkpointEvery: 5, worker, ...options }))));
-  for (let i = 0; i < 12; i++) await Promise.all(logs.map((log, worker) => log.append({ request_id: `w${worker}-${i}`, decision: "allow" })));
+  for (let i = 0; i < 12; i++) await Promise.all(logs.map((log, worker) => request(log, `w${worker}-${i}`)));
   await Promise.all(logs.map((log) => log.close()));
+  await Promise.all(outcomes);
 }
 
 describe("file names of worker chains", () => {
@@ -41,14 +48,14 @@ describe("each worker writes its own chain", () => {
     await writeWorkerChains(dir, { rotateBytes: 2_000 });
     // A restarted worker 1 continues its own chain, not worker 0's.
     const again = await openAuditLog(logOptions(dir, signer.signingKey, { checkpointEvery: 5, worker: 1 }));
-    await again.append({ request_id: "after-restart", decision: "allow" });
+    await again.append({ request_id: "after-restart", decision: "deny" });
     await again.close();
     const names = readdirSync(dir).sort();
     for (const chain of ["w0", "w1"]) expect(names.filter((n) => auditFileChain(n) === chain).length).toBeGreaterThan(1); // rotated
     for (const worker of [0, 1]) {
       const records = names.filter((n) => auditFileChain(n) === `w${worker}`).flatMap((n) => readLinesOf(join(dir, n)).map((l) => JSON.parse(l) as Record<string, unknown>));
       expect(new Set(records.map((r) => r.worker))).toEqual(new Set([worker]));
-      expect(new Set(records.map((r) => r.type))).toEqual(new Set(["decision", "checkpoint", "rotate"]));
+      expect(new Set(records.map((r) => r.type))).toEqual(new Set(["decision", "outcomes", "checkpoint", "rotate"]));
       expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => i));
       expect(records.filter((r) => r.type === "decision").every((r) => String(r.request_id).startsWith(`w${worker}-`) || r.request_id === "after-restart")).toBe(true);
     }
@@ -62,15 +69,16 @@ describe("verification, chain by chain", () => {
     const dir = join(root, "intact");
     await writeWorkerChains(dir);
     const chains = await verifyAuditChains([dir], { keys: signer.jwks });
-    expect(chains.map((c) => [c.chain, c.result.ok, c.result.records])).toEqual([["", true, 4], ["w0", true, 15], ["w1", true, 15]]);
+    // One request at a time: each batch holds a decision and the outcome of the request before.
+    expect(chains.map((c) => [c.chain, c.result.ok, c.result.records, c.result.decisions, c.result.outcomes, c.result.unknownOutcomes])).toEqual([["", true, 8, 3, 3, 0], ["w0", true, 29, 12, 12, 0], ["w1", true, 29, 12, 12, 0]]);
     const io = memoryIo();
     expect(await runAuditVerify({ files: [dir], keysFile: null }, io)).toBe(EXIT.ok);
     expect(io.stdout).toEqual([
-      "chain single: ok: 4 records, 1 checkpoint, 1 file",
+      "chain single: ok: 8 records, 2 checkpoints, 1 file",
       "chain single: note: checkpoint signatures not checked: no `--keys` given",
-      "chain w0: ok: 15 records, 3 checkpoints, 1 file",
+      "chain w0: ok: 29 records, 5 checkpoints, 1 file",
       "chain w0: note: checkpoint signatures not checked: no `--keys` given",
-      "chain w1: ok: 15 records, 3 checkpoints, 1 file",
+      "chain w1: ok: 29 records, 5 checkpoints, 1 file",
       "chain w1: note: checkpoint signatures not checked: no `--keys` given",
       "ok: 3 chains intact",
     ]);

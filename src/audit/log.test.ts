@@ -67,45 +67,82 @@ describe("append", () => {
     expect(verification.recordsAfterLastCheckpoint).toBe(0);
   });
 
-  test("a deferred record joins the next batch instead of costing a write of its own", async () => {
+  test("an outcome joins the next batch, in one `outcomes` record after its decisions, instead of costing a write of its own", async () => {
     const dir = tempDir();
     const log = await open(dir);
     const decision = await log.append({ request_id: "a", decision: "allow" });
     const writesBefore = log.stats().writes;
-    const outcome = log.append({ type: "outcome", request_id: "a", decision_seq: decision.seq, status: 200 }, { deferred: true });
+    const outcome = log.append({ type: "outcome", decision_seq: decision.seq, request_id: "a", status: 200 }, { deferred: true });
     const next = log.append({ request_id: "b", decision: "deny" });
     const [o, n] = await Promise.all([outcome, next]);
-    // Both went out in one write, in the order they were appended.
+    // Both went out in one write: the decision, then the record holding the outcome.
     expect(log.stats().writes).toBe(writesBefore + 1);
-    expect([o.seq, n.seq]).toEqual([decision.seq + 1, decision.seq + 2]);
+    expect([n.seq, o.seq]).toEqual([decision.seq + 1, decision.seq + 2]);
     await log.close();
-    expect(records(dir).map((r) => r.request_id)).toEqual(["a", "a", "b"]);
+    const [r0, r1, r2] = records(dir);
+    expect([r0!.type, r1!.type, r2!.type]).toEqual(["decision", "decision", "outcomes"]);
+    expect(r2).toMatchObject({ seq: o.seq, prev: n.hash, hash: o.hash, outcomes: [{ decision_seq: 0, request_id: "a", status: 200 }] });
+    expect(recordHash(r2!)).toBe(o.hash);
   });
 
-  test("a deferred record alone is still written (after the flush delay), and close() flushes one", async () => {
+  test("the outcomes of many requests share one record: their entries in the order appended, without `type`", async () => {
+    const dir = tempDir();
+    const log = await open(dir, { checkpointEvery: 1000 });
+    const decisions = await Promise.all(Array.from({ length: 40 }, (_, i) => log.append({ request_id: `r${i}`, decision: "allow" })));
+    const writesBefore = log.stats().writes;
+    const answered = await Promise.all(decisions.map((d, i) => log.append({ type: "outcome", decision_seq: d.seq, latency_ms: i / 4, request_id: `r${i}`, status: 200 + (i % 3) }, { deferred: true })));
+    expect(log.stats().writes).toBe(writesBefore + 1);
+    // Every outcome resolves with the one record that holds it.
+    expect(new Set(answered.map((a) => a.seq))).toEqual(new Set([40]));
+    await log.close();
+    const holder = records(dir).find((r) => r.type === "outcomes")!;
+    expect(holder.outcomes).toEqual(decisions.map((d, i) => ({ decision_seq: d.seq, latency_ms: i / 4, request_id: `r${i}`, status: 200 + (i % 3) })));
+    const verification = await verifyAuditFiles([dir], { keys: signer.jwks });
+    expect(verification).toMatchObject({ ok: true, records: 42, decisions: 40, outcomes: 40, unknownOutcomes: 0 });
+  });
+
+  test("an outcome alone is still written (after the flush delay), and close() flushes one", async () => {
     const dir = tempDir();
     const log = await open(dir);
-    const alone = await log.append({ type: "outcome", request_id: "x", status: 204 }, { deferred: true });
-    expect(alone.seq).toBe(0);
-    expect(records(dir).map((r) => r.request_id)).toEqual(["x"]);
-    const last = log.append({ type: "outcome", request_id: "y", status: 204 }, { deferred: true });
+    const x = await log.append({ request_id: "x", decision: "allow" });
+    const alone = await log.append({ type: "outcome", decision_seq: x.seq, request_id: "x", status: 204 }, { deferred: true });
+    expect(alone.seq).toBe(1);
+    expect(records(dir).map((r) => r.type)).toEqual(["decision", "outcomes"]);
+    const y = await log.append({ request_id: "y", decision: "allow" });
+    const last = log.append({ type: "outcome", decision_seq: y.seq, request_id: "y", status: 204 }, { deferred: true });
     await log.close();
-    expect((await last).seq).toBe(1);
+    expect((await last).seq).toBe(3);
     const verification = await verifyAuditFiles([dir], { keys: signer.jwks });
-    expect(verification.break).toBeNull();
-    expect(records(dir).map((r) => r.request_id)).toEqual(["x", "y", undefined]);
+    expect(verification).toMatchObject({ ok: true, outcomes: 2, unknownOutcomes: 0 });
+    expect(records(dir).map((r) => r.type)).toEqual(["decision", "outcomes", "decision", "outcomes", "checkpoint"]);
+  });
+
+  test("an outcome entry that is not JSON refuses only itself; the batch's other outcomes are written", async () => {
+    const dir = tempDir();
+    const log = await open(dir);
+    const [a, b] = await Promise.all([log.append({ request_id: "a", decision: "allow" }), log.append({ request_id: "b", decision: "allow" })]);
+    const [good, bad] = await Promise.allSettled([
+      log.append({ type: "outcome", decision_seq: a!.seq, request_id: "a", status: 200 }),
+      log.append({ type: "outcome", decision_seq: b!.seq, latency_ms: NaN, request_id: "b", status: 200 }),
+    ]);
+    expect(good.status).toBe("fulfilled");
+    expect(bad.status === "rejected" && (bad.reason as GatewayError).code).toBe("AUDIT_BAD_RECORD");
+    await log.close();
+    expect(records(dir).find((r) => r.type === "outcomes")!.outcomes).toEqual([{ decision_seq: 0, request_id: "a", status: 200 }]);
+    // b's decision is in the log; its outcome is not, and verify says so without calling it a break.
+    expect(await verifyAuditFiles([dir], { keys: signer.jwks })).toMatchObject({ ok: true, unknownOutcomes: 1, unknownOutcomeSeqs: [1] });
   });
 
   test("records carry type, seq, time, prev and a hash of their canonical form", async () => {
     const dir = tempDir();
     const log = await open(dir);
     const first = await log.append({ request_id: "a", decision: "allow" });
-    const second = await log.append({ type: "outcome", request_id: "a", decision_seq: first.seq, status: 204, latency_ms: 3 });
+    const second = await log.append({ type: "login", sub: "b", latency_ms: 3 });
     await log.close();
     const [r0, r1] = records(dir);
     expect(r0).toMatchObject({ type: "decision", seq: 0, prev: GENESIS_HASH, hash: first.hash, request_id: "a" });
     expect(typeof r0!.time).toBe("string");
-    expect(r1).toMatchObject({ type: "outcome", seq: 1, prev: first.hash, hash: second.hash, decision_seq: 0, status: 204 });
+    expect(r1).toMatchObject({ type: "login", seq: 1, prev: first.hash, hash: second.hash, sub: "b", latency_ms: 3 });
     expect(recordHash(r0!)).toBe(first.hash);
     expect(recordHash(r1!)).toBe(second.hash);
   });
@@ -115,6 +152,9 @@ describe("append", () => {
     ["sets prev", { prev: GENESIS_HASH }],
     ["sets hash", { hash: "x" }],
     ["uses a reserved type", { type: "checkpoint" }],
+    ["writes an `outcomes` record itself", { type: "outcomes", outcomes: [] }],
+    ["is an outcome without `decision_seq`", { type: "outcome", request_id: "a", status: 200 }],
+    ["is an outcome of a seq not written yet", { type: "outcome", decision_seq: 0, request_id: "a", status: 200 }],
     ["is not JSON", { latency: NaN }],
   ])("an event that %s is refused with AUDIT_BAD_RECORD and takes no seq", async (_name, event) => {
     const dir = tempDir();

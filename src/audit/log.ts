@@ -12,7 +12,7 @@ import { GatewayError } from "../errors.ts";
 import { writeStdout } from "../stdio.ts";
 import type { AuditConfig } from "../config/types.ts";
 import { canonicalJson } from "../lib/mod.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, OUTCOMES_TYPE, OUTCOME_TYPE, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";
 
@@ -48,7 +48,7 @@ export interface AppendOptions {
    * Nobody waits on this record (an outcome written after the response): it joins the next
    * batch instead of starting one, and is written at the latest `DEFERRED_FLUSH_MS` later. It
    * keeps its place in the chain; a crash in that window can lose it (and only it), like any
-   * record not yet written.
+   * record not yet written — never the decision it answers, written before forwarding.
    */
   deferred?: boolean;
 }
@@ -90,6 +90,11 @@ export interface AuditLog {
    * `seq`, `prev` and `hash` are set by the log. Rejects with `AUDIT_WRITE_FAILED` when the
    * line could not be written (the record is then not in the log), `AUDIT_BAD_RECORD` for an
    * event that is not JSON or sets a reserved field, `AUDIT_CLOSED` after {@link close}.
+   *
+   * An event of type `outcome` answers the decision record `decision_seq` (a seq this log
+   * returned) and is not a record of its own: every outcome of a write batch becomes one entry of
+   * that batch's `outcomes` record (the event without `type`), and the append resolves with that
+   * record's seq and hash.
    */
   append(event: Readonly<Record<string, unknown>>, options?: AppendOptions): Promise<AppendResult>;
   /** Writes a signed checkpoint now (null when the chain head is already one). */
@@ -114,7 +119,7 @@ export interface AuditLog {
  * @example
  * const log = await openAuditLog({ ...config.audit, signingKey: { key, kid: "gw-1", alg: "EdDSA" } });
  * const { seq } = await log.append({ request_id, sub, duty, decision: "allow", reasons });
- * await log.append({ type: "outcome", request_id, decision_seq: seq, status: 200, latency_ms: 12 });
+ * log.append({ type: "outcome", decision_seq: seq, latency_ms: 12, request_id, status: 200 }, { deferred: true });
  */
 export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> {
   const log = new FileAuditLog(options);
@@ -124,6 +129,8 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
 
 interface PendingAppend {
   event: Readonly<Record<string, unknown>>;
+  /** For an outcome event: its entry in the batch's `outcomes` record (the event without `type`). */
+  outcome: Readonly<Record<string, unknown>> | null;
   resolve: (result: AppendResult) => void;
   reject: (error: unknown) => void;
 }
@@ -296,8 +303,18 @@ class FileAuditLog implements AuditLog {
     if (typeof type !== "string" || RESERVED_TYPES.has(type)) {
       return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `audit event type \`${String(type)}\` is reserved or not a string`));
     }
+    let outcome: Record<string, unknown> | null = null;
+    if (type === OUTCOME_TYPE) {
+      // An outcome names a decision this log wrote: readers find the request by that seq.
+      const decisionSeq = event.decision_seq;
+      if (!Number.isSafeInteger(decisionSeq) || (decisionSeq as number) < 0 || (decisionSeq as number) >= this.nextSeq) {
+        return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `an outcome needs \`decision_seq\`, the seq of a record already written (below ${this.nextSeq}), not \`${String(decisionSeq)}\``));
+      }
+      const { type: _type, ...entry } = event;
+      outcome = entry;
+    }
     return new Promise<AppendResult>((resolve, reject) => {
-      this.queue.push({ event, resolve, reject });
+      this.queue.push({ event, outcome, resolve, reject });
       if (options?.deferred) this.scheduleDeferredFlush();
       else this.startDraining();
     });
@@ -417,6 +434,7 @@ class FileAuditLog implements AuditLog {
     let checkpointResult: AppendResult | null = null;
     const lines: string[] = [];
     const written: Array<{ item: PendingAppend; result: AppendResult }> = [];
+    const outcomes: PendingAppend[] = [];
     const time = new Date(now).toISOString();
 
     const addRecord = (body: Record<string, unknown>): AppendResult => {
@@ -442,6 +460,7 @@ class FileAuditLog implements AuditLog {
       since++;
     }
     for (const item of batch) {
+      if (item.outcome !== null) { outcomes.push(item); continue; }
       let result: AppendResult;
       try {
         const event = item.event;
@@ -454,6 +473,16 @@ class FileAuditLog implements AuditLog {
       written.push({ item, result });
       since++;
       if (since >= checkpointEvery && checkpointEvery > 0) await addCheckpoint();
+    }
+    // The batch's outcomes follow its decisions in one record: each answers a decision written in
+    // an earlier batch, so every outcome comes after its decision in the chain.
+    if (outcomes.length > 0) {
+      const result = this.addOutcomes(outcomes, (body) => addRecord(body), { prev: () => head, seq: () => seq, time });
+      if (result !== null) {
+        for (const item of outcomes) written.push({ item, result });
+        since++;
+        if (since >= checkpointEvery && checkpointEvery > 0) await addCheckpoint();
+      }
     }
     if (lines.length === 0) {
       this.checkpointRequested = false;
@@ -488,6 +517,31 @@ class FileAuditLog implements AuditLog {
       this.checkpointRequested = false;
       this.resolveCheckpointWaiters(checkpointResult);
     }
+  }
+
+  /**
+   * Adds the `outcomes` record of a batch. An entry that is not JSON (NaN, say) refuses only
+   * itself: the others are written without it. Null when no entry was left.
+   */
+  private addOutcomes(items: PendingAppend[], addRecord: (body: Record<string, unknown>) => AppendResult, chain: { prev: () => string; seq: () => number; time: string }): AppendResult | null {
+    const body = (entries: Array<Readonly<Record<string, unknown>>>) =>
+      this.withWorker({ outcomes: entries, prev: chain.prev(), seq: chain.seq(), time: chain.time, type: OUTCOMES_TYPE });
+    try {
+      return addRecord(body(items.map((item) => item.outcome!)));
+    } catch {
+      // Rare: find the entries at fault, refuse them, write the rest.
+    }
+    const good: PendingAppend[] = [];
+    for (const item of items) {
+      try {
+        recordLine({ entry: item.outcome });
+        good.push(item);
+      } catch (error) {
+        item.reject(error instanceof GatewayError ? new GatewayError("AUDIT_BAD_RECORD", `audit event is not JSON: ${error.message}`) : error);
+      }
+    }
+    items.splice(0, items.length, ...good);
+    return good.length > 0 ? addRecord(body(good.map((item) => item.outcome!))) : null;
   }
 
   private needsPreparation(now: number, mayRotate: boolean): boolean {

@@ -4,5 +4,7 @@ export type { AppendResult, AuditLog, AuditLogOptions, AuditLogStats, AuditSigni
 export { redactHeaders } from "./redact.ts";
 export { verifyAuditFiles, verifyAuditChains, resolveAuditPaths, chainLabel, describeTail } from "./verify.ts";
 export type { AuditBreak, AuditBreakKind, AuditVerification, ChainVerification, VerifyAuditOptions } from "./verify.ts";
-export { GENESIS_HASH, CHECKPOINT_JWS_TYPE, auditFileName, auditFileChain, parseAuditFileName, workerChainName } from "./record.ts";
+export { UNKNOWN_OUTCOME_EXAMPLES } from "./verify.ts";
+export { expandOutcomes, outcomesOf } from "./outcomes.ts";
+export { GENESIS_HASH, CHECKPOINT_JWS_TYPE, OUTCOME_TYPE, OUTCOMES_TYPE, auditFileName, auditFileChain, parseAuditFileName, workerChainName } from "./record.ts";
 export type { CheckpointPayload } from "./record.ts";

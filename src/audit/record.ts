@@ -9,8 +9,18 @@ export const GENESIS_HASH = "0".repeat(64);
 /** `typ` header of checkpoint signatures, so a checkpoint JWS cannot pass for another token. */
 export const CHECKPOINT_JWS_TYPE = "dutygate-audit-checkpoint+jws";
 
+/**
+ * The event type of a request's outcome (the upstream's answer to an allowed request). Format 1
+ * wrote each as an `outcome` record of its own; the log now gathers every outcome of a write batch
+ * into one `outcomes` record ({@link OUTCOMES_TYPE}), so a request costs one record, its decision.
+ */
+export const OUTCOME_TYPE = "outcome";
+
+/** The record that holds the outcomes of one write batch: `outcomes: [{decision_seq, status, …}]`. */
+export const OUTCOMES_TYPE = "outcomes";
+
 /** Record types the log itself writes; callers may not append them. */
-export const RESERVED_TYPES: ReadonlySet<string> = new Set(["checkpoint", "rotate", "recovery"]);
+export const RESERVED_TYPES: ReadonlySet<string> = new Set(["checkpoint", "rotate", "recovery", OUTCOMES_TYPE]);
 
 /** Fields every record carries; the log sets them. */
 export interface ChainFields {

@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { replaceLoneSurrogates } from "../lib/mod.ts";
 import { openAuditLog } from "./log.ts";
+import { outcomesOf } from "./outcomes.ts";
 import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
 import { verifyAuditFiles } from "./verify.ts";
 
@@ -70,27 +71,47 @@ describe("untrusted strings in every record field", () => {
     const next = rng(0x5eed_18);
     const events = Array.from({ length: 1500 }, (_, i) => untrustedRecord(next, i));
     const loneSurrogates = events.filter((e) => JSON.stringify(e) !== JSON.stringify(replaceLoneSurrogates(e))).length;
-    // Half in concurrent waves (group-committed), half one by one.
-    const results = [];
-    for (let i = 0; i < events.length; i += 50) {
-      const wave = events.slice(i, i + 50);
-      if (i % 100 === 0) results.push(...(await Promise.all(wave.map((e) => log.append(e)))));
-      else for (const e of wave) results.push(await log.append(e));
+    // Half in concurrent waves (group-committed), half one by one; each wave's outcomes after its
+    // decisions, naming the seqs they were given (they go into the batch's `outcomes` record).
+    const results: Array<{ seq: number }> = [];
+    const seqOf = new Map<number, number>();
+    for (let i = 0; i < events.length; i += 51) {
+      const wave = events.slice(i, i + 51).map((e, j) => ({ e, at: i + j }));
+      const decisions = wave.filter((w) => w.e.type !== "outcome");
+      const answer = (w: { e: Record<string, unknown>; at: number }) => log.append({ ...w.e, decision_seq: seqOf.get(w.at - 1) }, { deferred: true });
+      const write = async (w: { e: Record<string, unknown>; at: number }) => {
+        const r = await log.append(w.e);
+        seqOf.set(w.at, r.seq);
+        return r;
+      };
+      if (i % 102 === 0) results.push(...(await Promise.all(decisions.map(write))));
+      else for (const w of decisions) results.push(await write(w));
+      results.push(...(await Promise.all(wave.filter((w) => w.e.type === "outcome").map(answer))));
     }
     await log.close();
     expect(results.map((r) => r.seq)).toEqual(results.map((r) => r.seq).sort((a, b) => a - b));
 
-    const written = auditFiles(root).flatMap(readLinesOf).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.type !== "checkpoint");
-    expect(written.length).toBe(events.length);
-    written.forEach((record, i) => {
+    const records = auditFiles(root).flatMap(readLinesOf).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const decisions = records.filter((r) => r.type === "decision");
+    const sentDecisions = events.filter((e) => e.type !== "outcome");
+    expect(decisions.length).toBe(sentDecisions.length);
+    decisions.forEach((record, i) => {
       const { hash: _h, prev: _p, seq: _s, time: _t, ...fields } = record;
-      expect(fields).toEqual(replaceLoneSurrogates({ ...events[i]!, type: events[i]!.type }) as Record<string, unknown>);
+      expect(fields).toEqual(replaceLoneSurrogates(sentDecisions[i]!) as Record<string, unknown>);
+    });
+    const outcomes = records.flatMap(outcomesOf);
+    const sentOutcomes = events.map((e, i) => ({ e, i })).filter(({ e }) => e.type === "outcome");
+    expect(outcomes.length).toBe(sentOutcomes.length);
+    outcomes.forEach((entry, n) => {
+      const { e, i } = sentOutcomes[n]!;
+      const { type: _type, ...sent } = e;
+      expect(entry).toEqual(replaceLoneSurrogates({ ...sent, decision_seq: seqOf.get(i - 1) }) as Record<string, unknown>);
     });
     // The generator does reach the case that lost records: lone surrogates in many of them.
     expect(loneSurrogates).toBeGreaterThan(events.length / 2);
 
     const verified = await verifyAuditFiles([root], { keys: signer.jwks });
     expect(verified.break).toBeNull();
-    expect(verified).toMatchObject({ ok: true, records: written.length + verified.checkpoints, recordsAfterLastCheckpoint: 0 });
+    expect(verified).toMatchObject({ ok: true, records: records.length, recordsAfterLastCheckpoint: 0, decisions: sentDecisions.length, outcomes: sentOutcomes.length, unknownOutcomes: 0 });
   });
 });

@@ -6,7 +6,7 @@ import { base64url, compactVerify, createLocalJWKSet, decodeProtectedHeader } fr
 import type { JSONWebKeySet } from "jose";
 import { GatewayError } from "../errors.ts";
 import { canonicalJson } from "../lib/mod.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, auditFileChain, hashCanonical, parseAuditFileName } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, OUTCOMES_TYPE, OUTCOME_TYPE, auditFileChain, hashCanonical, parseAuditFileName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 
 /**
@@ -53,6 +53,18 @@ export interface AuditVerification {
   lastSeq: number | null;
   /** Hash of the last record read. */
   head: string | null;
+  /** Decision records read. */
+  decisions: number;
+  /** Outcomes read: format-1 `outcome` records and the entries of `outcomes` records. */
+  outcomes: number;
+  /**
+   * Allowed decisions with no outcome in the files read: the request's outcome is unknown (the
+   * gateway stopped or crashed before writing it, or the request was still in flight). Not a
+   * break: the decision itself was written before the request was forwarded.
+   */
+  unknownOutcomes: number;
+  /** The seqs of the first {@link UNKNOWN_OUTCOME_EXAMPLES} of them, in order. */
+  unknownOutcomeSeqs: number[];
   /** The files read, in chain order. */
   paths: string[];
 }
@@ -188,6 +200,9 @@ interface Accepted {
 
 type LineRead = { record: ChainRecord } | { error: string };
 
+/** How many seqs of decisions without an outcome a verification names. */
+export const UNKNOWN_OUTCOME_EXAMPLES = 10;
+
 const HEX64 = /^[0-9a-f]{64}$/;
 const REORDER_SEARCH_LINES = 100_000;
 
@@ -207,6 +222,11 @@ class ChainVerifier {
   private lines: string[] = [];
   private nextFileLines: string[] | null = null;
   private fileIndex = 0;
+  /**
+   * Allowed decisions whose outcome has not been read yet. Outcomes follow their decisions within
+   * milliseconds, so this holds the requests in flight plus those whose outcome was lost.
+   */
+  private readonly awaitingOutcome = new Set<number>();
 
   constructor(files: string[], options: VerifyAuditOptions, anchor: CheckpointPayload | null) {
     this.files = files;
@@ -217,6 +237,7 @@ class ChainVerifier {
     this.result = {
       ok: true, break: null, records: 0, checkpoints: 0, files: 0, recordsAfterLastCheckpoint: 0, bytesAfterLastCheckpoint: 0,
       signaturesChecked: this.keySet !== null, firstSeq: null, lastSeq: null, head: null, paths: files,
+      decisions: 0, outcomes: 0, unknownOutcomes: 0, unknownOutcomeSeqs: [],
     };
   }
 
@@ -233,6 +254,12 @@ class ChainVerifier {
     this.result.break = broken;
     this.result.recordsAfterLastCheckpoint = this.tail?.records ?? 0;
     this.result.bytesAfterLastCheckpoint = this.tail?.bytes ?? 0;
+    this.result.unknownOutcomes = this.awaitingOutcome.size;
+    // A Set iterates in insertion order, which is seq order.
+    for (const seq of this.awaitingOutcome) {
+      if (this.result.unknownOutcomeSeqs.length >= UNKNOWN_OUTCOME_EXAMPLES) break;
+      this.result.unknownOutcomeSeqs.push(seq);
+    }
     return this.result;
   }
 
@@ -309,6 +336,8 @@ class ChainVerifier {
       this.tail.records++;
       this.tail.bytes += Buffer.byteLength(text) + 1;
     }
+    const outcomeError = this.noteRequest(record);
+    if (outcomeError !== null) return at("malformed", outcomeError, record.seq);
     if (record.type === "rotate") {
       if (typeof record.next !== "string" || parseAuditFileName(record.next) === null) {
         return at("malformed", `rotate record seq ${record.seq} names no valid next file`, record.seq);
@@ -323,6 +352,34 @@ class ChainVerifier {
     this.result.firstSeq ??= record.seq;
     this.result.lastSeq = record.seq;
     this.result.head = record.hash;
+    return null;
+  }
+
+  /**
+   * Pairs decisions with their outcomes: an allowed decision awaits one; an `outcome` record
+   * (format 1) or an entry of an `outcomes` record answers it. Returns why an `outcomes` record
+   * is not one the log writes, or null.
+   */
+  private noteRequest(record: ChainRecord): string | null {
+    if (record.type === "decision") {
+      this.result.decisions++;
+      if (record.decision === "allow") this.awaitingOutcome.add(record.seq);
+    } else if (record.type === OUTCOME_TYPE) {
+      this.result.outcomes++;
+      if (typeof record.decision_seq === "number") this.awaitingOutcome.delete(record.decision_seq);
+    } else if (record.type === OUTCOMES_TYPE) {
+      const entries = record.outcomes;
+      if (!Array.isArray(entries) || entries.length === 0) return `outcomes record seq ${record.seq} holds no list of outcomes`;
+      for (const entry of entries as unknown[]) {
+        const decisionSeq = (entry as { decision_seq?: unknown } | null)?.decision_seq;
+        // The writer takes only seqs it already wrote: an outcome never comes before its decision.
+        if (!Number.isSafeInteger(decisionSeq) || (decisionSeq as number) < 0 || (decisionSeq as number) >= record.seq) {
+          return `outcomes record seq ${record.seq} holds an outcome whose \`decision_seq\` is not an earlier record's seq`;
+        }
+        this.result.outcomes++;
+        this.awaitingOutcome.delete(decisionSeq as number);
+      }
+    }
     return null;
   }
 

@@ -14,7 +14,8 @@ const keysFile = join(root, "keys.jwks");
 
 beforeAll(async () => {
   const log = await openAuditLog(logOptions(logDir, signer.signingKey, { checkpointEvery: 5, rotateBytes: 3_000 }));
-  for (let i = 0; i < 12; i++) await log.append({ request_id: `r${i}`, decision: "allow" });
+  // Denials: no outcome follows them, so verify's only notes are about checkpoints.
+  for (let i = 0; i < 12; i++) await log.append({ request_id: `r${i}`, decision: "deny" });
   await log.close();
   writeFileSync(keysFile, JSON.stringify(signer.jwks));
 });
@@ -46,7 +47,7 @@ describe("runAuditVerify", () => {
   test("a changed record: exit 4 and `file:line: kind: message`", async () => {
     const path = join(root, "audit.jsonl");
     const lines = readLinesOf(auditFiles(logDir)[0]!);
-    writeLinesTo(path, lines.map((l, i) => (i === 2 ? l.replace('"allow"', '"deny"') : l)));
+    writeLinesTo(path, lines.map((l, i) => (i === 2 ? l.replace('"deny"', '"allow"') : l)));
     const { code, out } = await run({ files: [path], keysFile });
     expect(code).toBe(EXIT.verificationFailed);
     expect(out).toEqual([`${path}:3: changed: record seq 2 hash does not match its content`]);

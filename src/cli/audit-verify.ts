@@ -94,6 +94,11 @@ function reportChain(result: AuditVerification, prefix: string, io: Io): boolean
     const from = (result.lastSeq ?? 0) - tail + 1;
     io.out(`${prefix}note: unsigned tail: ${describeTail(tail, result.bytesAfterLastCheckpoint, from, result.lastSeq ?? from)} after the last checkpoint ${tail === 1 ? "is" : "are"} not covered by a signature`);
   }
+  if (result.unknownOutcomes > 0) {
+    const n = result.unknownOutcomes;
+    const seqs = result.unknownOutcomeSeqs.join(", ") + (n > result.unknownOutcomeSeqs.length ? ", …" : "");
+    io.out(`${prefix}note: outcome unknown for ${plural(n, "allowed request")} (decision seq ${seqs}): no outcome was recorded — the gateway stopped before the upstream answered, or ${n === 1 ? "it was" : "they were"} still in flight`);
+  }
   if (!result.signaturesChecked) io.out(`${prefix}note: checkpoint signatures not checked: no \`--keys\` given`);
   return true;
 }

@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { CompiledPolicy, Decision, LedgerFact, PolicyRequest, SeparationCheck } from "../../dsl/mod.ts";
 import { coercePrincipal, denyForSeparation, findSeparationConflict, parseIp } from "../../dsl/mod.ts";
-import { resolveAuditPaths } from "../audit/mod.ts";
+import { outcomesOf, resolveAuditPaths } from "../audit/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { dutySpan, ruleSpan, type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
 import { EXIT } from "./io.ts";
@@ -168,8 +168,9 @@ function recordedInputs(record: AuditRecordJson, names: PolicyInputNames, unreco
 
 /**
  * Re-decides every decision record of the audit logs in `paths` (files or directories; each
- * argument one chain, read in chain order) under `compiled`. Checkpoint, outcome, rotate and
- * recovery records are read for outcomes only. Rejects with `AUDIT_READ_FAILED` or
+ * argument one chain, read in chain order) under `compiled`. Outcome records (`outcome` of
+ * format 1, `outcomes` of format 2) are read for the upstream's answers; checkpoint, rotate and
+ * recovery records are skipped. Rejects with `AUDIT_READ_FAILED` or
  * `AUDIT_NO_FILES` when a path holds no readable log.
  *
  * @example
@@ -186,11 +187,12 @@ export async function replayAuditLog(compiled: CompiledPolicy, paths: readonly s
   for (const path of paths) {
     const files = await resolveAuditPaths([path]);
     report.files.push(...files);
-    // Pass 1: outcomes by request id (an outcome follows its decision, possibly in a later file).
+    // Pass 1: outcomes by request id (an outcome follows its decision, possibly in a later file):
+    // `outcome` records of format 1, entries of `outcomes` records of format 2.
     const outcomes = new Map<string, number>();
     for (const file of files) {
       report.unreadableLines += await forEachRecord(file, (r) => {
-        if (r.type === "outcome" && typeof r.request_id === "string" && typeof r.status === "number") outcomes.set(r.request_id, r.status);
+        for (const o of outcomesOf(r)) if (typeof o.request_id === "string" && typeof o.status === "number") outcomes.set(o.request_id, o.status);
       });
     }
     // Pass 2: decisions in chain order, against a ledger rebuilt as the candidate would have.

@@ -17,6 +17,7 @@ import { main } from "../../src/main.ts";
 import { COMMIT, VERSION } from "../../src/version.ts";
 import { loadTlsMaterial, startListener, type RunningListener } from "../../src/tls/mod.ts";
 import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import { expandOutcomes } from "../../src/audit/mod.ts";
 import { createTestPki, startTestGateway, type TestGateway } from "../support/harness.ts";
 
 let t: TestGateway;
@@ -56,7 +57,8 @@ async function refused(request: () => Promise<Response>): Promise<string> {
 function auditRecords(): Array<Record<string, unknown>> {
   const dir = t.config.audit.dir;
   return readdirSync(dir).filter((n) => n.endsWith(".jsonl")).sort()
-    .flatMap((n) => readFileSync(join(dir, n), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>));
+    .flatMap((n) => readFileSync(join(dir, n), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>))
+    .flatMap(expandOutcomes);
 }
 
 describe("who may connect to the admin listener", () => {

@@ -17,6 +17,7 @@ import { createPipeline } from "../../src/gateway/pipeline.ts";
 import type { IdentityTokenSigner } from "../../src/http/mod.ts";
 import { loadTlsMaterial, startListener, type RunningListener } from "../../src/tls/mod.ts";
 import { createCa } from "../../src/tls/testing/pki.ts";
+import { expandOutcomes } from "../../src/audit/mod.ts";
 import { startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
 import { rawRequest } from "./raw.ts";
 
@@ -50,7 +51,7 @@ async function codeOf(res: Response): Promise<string> {
 function auditRecords(dir: string): Array<Record<string, unknown>> {
   const out: Array<Record<string, unknown>> = [];
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort()) {
-    for (const line of readFileSync(join(dir, file), "utf8").split("\n")) if (line.trim() !== "") out.push(JSON.parse(line) as Record<string, unknown>);
+    for (const line of readFileSync(join(dir, file), "utf8").split("\n")) if (line.trim() !== "") out.push(...expandOutcomes(JSON.parse(line) as Record<string, unknown>));
   }
   return out;
 }

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactEncrypt, CompactSign, exportJWK, generateKeyPair, SignJWT, type JWTPayload } from "jose";
 import { createCa } from "../../src/tls/testing/pki.ts";
+import { expandOutcomes } from "../../src/audit/mod.ts";
 import { SHIPPED_POLICIES, startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -183,7 +184,7 @@ function auditRecords(g: TestGateway): Array<Record<string, unknown>> {
   const dir = join(g.dir, "audit");
   const out: Array<Record<string, unknown>> = [];
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort()) {
-    for (const line of readFileSync(join(dir, file), "utf8").split("\n")) if (line.trim() !== "") out.push(JSON.parse(line) as Record<string, unknown>);
+    for (const line of readFileSync(join(dir, file), "utf8").split("\n")) if (line.trim() !== "") out.push(...expandOutcomes(JSON.parse(line) as Record<string, unknown>));
   }
   return out;
 }

@@ -8,7 +8,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, syml
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
-import { auditFileName, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
+import { auditFileName, expandOutcomes, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
 import { recordLine } from "../../src/audit/record.ts";
 import { makeDirReadOnly } from "../../src/audit/testkit.ts";
 import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
@@ -119,7 +119,7 @@ describe("the chain a gateway writes under concurrent load", () => {
   test("every response's request id has one decision record; every forwarded one an outcome with its status", () => {
     const decisions = new Map<string, AuditRecord[]>();
     const outcomes = new Map<string, AuditRecord>();
-    for (const r of records) {
+    for (const r of records.flatMap(expandOutcomes) as AuditRecord[]) {
       if (r.type === "decision") decisions.set(r.request_id as string, [...(decisions.get(r.request_id as string) ?? []), r]);
       if (r.type === "outcome") outcomes.set(r.request_id as string, r);
     }
@@ -198,11 +198,17 @@ describe("the chain a gateway writes under concurrent load", () => {
 
     // Regression: forged without the key, each of these passed `gateway audit verify --keys` (exit 0).
     describe("forgeries without the key: `gateway audit verify --keys` exits 4", () => {
-      const rechain = (records: Array<Record<string, unknown>>, from: number, prev: string) => records.map((record, i) => {
-        const line = rehash({ ...record, seq: from + i, prev, ...(record.type === "checkpoint" ? { head: prev } : {}) });
-        prev = parse(line).hash as string;
-        return line;
-      });
+      const rechain = (records: Array<Record<string, unknown>>, from: number, prev: string) => {
+        // A careful forger renumbers what names a seq too: each outcome's `decision_seq`.
+        const renumbered = new Map(records.map((r, i) => [r.seq as number, from + i]));
+        const renumber = (o: Record<string, unknown>) => ({ ...o, decision_seq: renumbered.get(o.decision_seq as number) ?? o.decision_seq });
+        return records.map((record, i) => {
+          const outcomes = Array.isArray(record.outcomes) ? { outcomes: (record.outcomes as Array<Record<string, unknown>>).map(renumber) } : {};
+          const line = rehash({ ...record, ...outcomes, seq: from + i, prev, ...(record.type === "checkpoint" ? { head: prev } : {}) });
+          prev = parse(line).hash as string;
+          return line;
+        });
+      };
       async function verifyCli(name: string, tampered: string[]) {
         const file = join(work, `${name}.jsonl`);
         writeFileSync(file, tampered.join("\n") + "\n");

@@ -860,7 +860,8 @@ describe("every command the docs show runs in a test, or is listed as one that c
       const log = await openAuditLog(logOptions(auditDir, signingKey, { checkpointEvery: 100, rotateBytes: 20_000 }));
       let closed = false;
       try {
-        for (let i = 0; i < 345; i++) await log.append({ type: "decision", decision: "allow", i });
+        // Denials: no outcome follows them, so a live log's report has no unknown outcomes to note.
+        for (let i = 0; i < 345; i++) await log.append({ type: "decision", decision: "deny", i });
         const whileRunning = await runDocCommand(shown[0]!.command, box);
         expect(whileRunning.code).toBe(EXIT.verificationFailed);
         expectOutput(whileRunning, shown[0]!.output);
@@ -877,7 +878,7 @@ describe("every command the docs show runs in a test, or is listed as one that c
       expectOutput(stopped, shown[2]!.output);
       // One file, record seq 56 (line 57) edited: the break the last example shows, to the line.
       const lines = readFileSync(readdirSync(auditDir).filter((n) => n.endsWith(".jsonl")).sort().map((n) => join(auditDir, n))[0]!, "utf8").split("\n");
-      lines[56] = lines[56]!.replace('"allow"', '"deny"');
+      lines[56] = lines[56]!.replace('"deny"', '"allow"');
       writeFileSync(join(box.cwd, "audit.jsonl"), lines.join("\n"));
       const edited = await runDocCommand(shown[3]!.command, box);
       expect(edited.code).toBe(EXIT.verificationFailed);
@@ -897,7 +898,7 @@ describe("every command the docs show runs in a test, or is listed as one that c
       writeFileSync(join(box.cwd, "gateway.jwks"), JSON.stringify(jwks));
       const auditDir = join(box.root, "var/lib/gateway/audit");
       const logs = await Promise.all([0, 1].map((worker) => openAuditLog(logOptions(auditDir, signingKey, { checkpointEvery: 100, worker }))));
-      for (let i = 0; i < 300; i++) await logs[i % 2]!.append({ type: "decision", decision: "allow", i });
+      for (let i = 0; i < 300; i++) await logs[i % 2]!.append({ type: "decision", decision: "deny", i });
       await Promise.all(logs.map((log) => log.close()));
       const result = await runDocCommand(command, box);
       expect(result.code).toBe(EXIT.ok);
@@ -919,7 +920,7 @@ describe("every command the docs show runs in a test, or is listed as one that c
       writeFileSync(join(box.root, "var/lib/dutygate/gateway-key/public.jwks"), JSON.stringify(jwks));
       const log = await openAuditLog(logOptions(auditDir, signingKey, { checkpointEvery: 50, rotateBytes: 10_000 }));
       try {
-        for (let i = 0; i < 200; i++) await log.append({ type: "decision", decision: "allow", i });
+        for (let i = 0; i < 200; i++) await log.append({ type: "decision", decision: "deny", i });
       } finally {
         await log.close();
       }

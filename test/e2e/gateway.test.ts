@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLocalJWKSet, generateKeyPair, jwtVerify, SignJWT, type JSONWebKeySet, type JWTPayload } from "jose";
-import { verifyAuditFiles } from "../../src/audit/mod.ts";
+import { expandOutcomes, verifyAuditFiles } from "../../src/audit/mod.ts";
 import { createCa } from "../../src/tls/testing/pki.ts";
 import { startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
 import { rawRequest } from "./raw.ts";
@@ -627,7 +627,7 @@ describe("audit", () => {
       const auditDir = a.config.audit.dir;
       const records = readdirSync(auditDir).filter((f) => f.endsWith(".jsonl")).sort()
         .flatMap((f) => readFileSync(join(auditDir, f), "utf8").split("\n").filter((l) => l !== ""))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+        .flatMap((l) => expandOutcomes(JSON.parse(l) as Record<string, unknown>));
       cases.forEach((c, i) => {
         const mine = records.filter((r) => r.request_id === ids[i]);
         const decisions = mine.filter((r) => r.type === "decision");

@@ -9,7 +9,7 @@ import { connect as connectTls, type TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
-import { verifyAuditFiles } from "../../src/audit/mod.ts";
+import { expandOutcomes, verifyAuditFiles } from "../../src/audit/mod.ts";
 import { createTestIssuer, createTestPki, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig } from "../support/harness.ts";
 
 /** A gate the upstream waits on: requests pile up at the upstream until it opens. */
@@ -43,7 +43,7 @@ function readJwks(stateDir: string): JSONWebKeySet {
 }
 
 function records(auditDir: string, file = "audit-0000000000000000.jsonl"): Array<Record<string, unknown>> {
-  return readFileSync(join(auditDir, file), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return readFileSync(join(auditDir, file), "utf8").split("\n").filter(Boolean).flatMap((l) => expandOutcomes(JSON.parse(l) as Record<string, unknown>));
 }
 
 describe("graceful stop of a running gateway", () => {

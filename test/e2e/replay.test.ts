@@ -248,3 +248,40 @@ describe("regression: a replay that judged nothing passed", () => {
     }
   });
 });
+
+// A log the gateway wrote before outcomes moved into `outcomes` records (format 1: an `outcome`
+// record per forwarded request), with the policy it was decided under. The live log above is in
+// the current format; the replay reads both.
+describe("a format-1 log (test/fixtures/audit-format-1)", () => {
+  const fixture = join(import.meta.dir, "..", "fixtures", "audit-format-1");
+  function fixtureCandidate(name: string, edit?: (changes: string) => string): string {
+    const dir = join(work, name);
+    cpSync(join(fixture, "policies"), dir, { recursive: true });
+    if (edit) writeFileSync(join(dir, "changes.duty"), edit(readFileSync(join(dir, "changes.duty"), "utf8")));
+    return dir;
+  }
+  async function replayFixture(dir: string) {
+    const io = memoryIo();
+    const code = await runCheck({ dir, format: "json", extraSteps: [replayStep({ paths: [fixture], allowFlips: false })] }, io);
+    return { code, report: (JSON.parse(io.stdout.join("\n")) as { replay: ReplayReport }).replay };
+  }
+
+  test("the policy it was decided under: zero flips", async () => {
+    const { code, report } = await replayFixture(fixtureCandidate("format-1-unchanged"));
+    expect(code).toBe(EXIT.ok);
+    expect(report).toMatchObject({ decisions: 21, replayed: 20, refusedBeforePolicy: 1, skipped: {}, flips: { total: 0 } });
+  });
+
+  test("its outcomes rebuild the ledger: alice approving the change she submitted is a history denial, not a flip", async () => {
+    // Developers may approve now. The live record of that approval carries no ledger facts (no
+    // grant, so no ledger was consulted): only her submit's 200 outcome puts it in the replay's ledger.
+    const { code, report } = await replayFixture(fixtureCandidate("format-1-developers-approve", (s) => s.replace(/^grant reviewer +approve_change\n/m, "grant developer approve_change\n")));
+    expect(code).toBe(EXIT.decisionFlips);
+    expect(report.flips.groups.map((g) => [g.direction, g.duty, g.roles, g.count])).toEqual([
+      ["allow→deny", "approve_change", "reviewer", 5],
+      ["deny→allow", "approve_change", "developer", 1],
+    ]);
+    expect(report.flips.groups[1]!.examples[0]).toMatchObject({ sub: "alice", request: "POST /changes/9/approve" });
+    expect(report.codeChanges).toBe(1);
+  });
+});
