@@ -6,7 +6,9 @@ import type { AuditLog } from "../audit/mod.ts";
 import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
+import { mergeWorkerMetrics } from "../workers/metrics.ts";
 import type { WorkerReloadResult } from "../workers/protocol.ts";
+import type { WorkerLink } from "../workers/worker-link.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
 
 export interface AdminDeps {
@@ -91,5 +93,16 @@ export function createProbes({ policy, audit, stopping, ledger }: AdminDeps): (p
       return json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings }, requestId);
     }
     return null;
+  };
+}
+
+/** What worker 0's admin functions ask of the other workers, through the supervisor. */
+export function workerFleet(link: WorkerLink): NonNullable<AdminDeps["fleet"]> {
+  return {
+    async renderMetrics(own) {
+      const { parts, supervisor } = await link.collectMetrics();
+      return mergeWorkerMetrics([{ worker: link.identity.id, text: own }, ...parts], supervisor);
+    },
+    reloadOthers: () => link.reloadOthers(),
   };
 }

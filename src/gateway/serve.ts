@@ -13,12 +13,11 @@ import { existingHttp1Pool } from "../http/forward-http1.ts";
 import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
 import { schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, probeFreePort, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
-import { createAdminFunctions, createProbes, type AdminDeps } from "./admin.ts";
+import { createAdminFunctions, createProbes, workerFleet, type AdminDeps } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo-upstream.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
 import { instrumentLedger, openConfiguredLedger } from "./ledger.ts";
 import { createLogger, withFields, type Logger } from "./log.ts";
-import { mergeWorkerMetrics } from "../workers/metrics.ts";
 import type { WorkerLink } from "../workers/worker-link.ts";
 import { Counter, Gauge, Metrics } from "./metrics.ts";
 import { createPipeline, type PipelineDeps } from "./pipeline.ts";
@@ -333,17 +332,6 @@ export async function prepareWorkerState(config: GatewayConfig, options: { reset
   // Two port-0 listeners: the admin port must not be the one just picked (and released) for the other.
   while (config.admin && config.admin.port === 0 && adminPort === listenPort) adminPort = await probeFreePort(config.admin.host, 0);
   return { listenPort, adminPort };
-}
-
-/** What worker 0's admin functions ask of the other workers, through the supervisor. */
-function workerFleet(link: WorkerLink): NonNullable<AdminDeps["fleet"]> {
-  return {
-    async renderMetrics(own) {
-      const { parts, supervisor } = await link.collectMetrics();
-      return mergeWorkerMetrics([{ worker: link.identity.id, text: own }, ...parts], supervisor);
-    },
-    reloadOthers: () => link.reloadOthers(),
-  };
 }
 
 /** The start-up banner: where it listens, what policy is active, and a ready-to-paste curl. */
