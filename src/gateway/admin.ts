@@ -1,6 +1,7 @@
-// What the gateway serves itself on the admin listener: the admin functions of the built-in
-// upstream `gateway` (metrics, policy status, reload, explain), reached through the policy's
-// admin-channel duties, and the probes answered before authentication.
+// What the gateway serves itself on the admin listener, as routes of its Hono app: the admin
+// functions of the built-in upstream `gateway` (metrics, policy status, reload, explain), reached
+// through the policy's admin-channel duties, and the probes answered before authentication.
+import { Hono } from "hono";
 import type { DutyLedger } from "../ledger/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
 import { problemResponse } from "../http/mod.ts";
@@ -10,6 +11,7 @@ import { mergeWorkerMetrics } from "../workers/metrics.ts";
 import type { WorkerReloadResult } from "../workers/protocol.ts";
 import type { WorkerLink } from "../workers/worker-link.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
+import { answer, type GatewayContext, type GatewayEnv } from "./stages/env.ts";
 
 export interface AdminDeps {
   metrics: Metrics;
@@ -32,68 +34,80 @@ function json(status: number, body: unknown, requestId: string): Response {
   return new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json", "cache-control": "no-store", "x-request-id": requestId } });
 }
 
-/** The admin functions, by normalised path; the pipeline calls it for admin-channel duties on `gateway`. */
-export function createAdminFunctions({ metrics, policy, ledger, fleet }: AdminDeps): (request: Request, path: string, requestId: string) => Promise<Response> {
-  return async (request, path, requestId) => {
-    if (path === "/-/metrics") {
-      const text = fleet ? await fleet.renderMetrics(metrics.render()) : metrics.render();
-      return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": requestId } });
+/**
+ * The admin functions as routes of the gateway's app, mounted after the pipeline's last stage:
+ * the pipeline reaches them only for an allowed admin-channel duty on `gateway`, and routes
+ * them by the normalised path the policy judged. Any method the policy granted reaches them.
+ */
+export function adminFunctionRoutes({ metrics, policy, ledger, fleet }: AdminDeps): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+  app.all("/-/metrics", async (c) => {
+    const text = fleet ? await fleet.renderMetrics(metrics.render()) : metrics.render();
+    return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": c.get("requestId") } });
+  });
+  app.all("/-/policy", (c) => json(200, policy.status(), c.get("requestId")));
+  app.all("/-/policy/reload", async (c) => {
+    const requestId = c.get("requestId");
+    const [r, others] = await Promise.all([policy.reload("admin"), fleet ? fleet.reloadOthers() : Promise.resolve(null)]);
+    const body = r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error };
+    if (others === null) return json(r.ok ? 200 : 422, body, requestId);
+    // Every worker reloads; the answer is ok only when each did (`other_workers` says which did not):
+    // 422 when this worker refused the policy, 503 when only another did not reload.
+    const allOk = r.ok && others.every((o) => o.ok);
+    return json(allOk ? 200 : r.ok ? 503 : 422, { ...body, ok: allOk, other_workers: others }, requestId);
+  });
+  app.all("/-/explain", async (c) => {
+    const requestId = c.get("requestId");
+    const active = policy.active;
+    if (!active) return problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", requestId });
+    let input: ExplainInput;
+    try {
+      input = (await c.req.raw.json()) as ExplainInput;
+    } catch {
+      return problemResponse({ status: 400, code: "EXPLAIN_BAD_BODY", detail: "body must be JSON: {principal, request, channel?, ip?, headers?, time?}", requestId });
     }
-    if (path === "/-/policy") return json(200, policy.status(), requestId);
-    if (path === "/-/policy/reload") {
-      const [r, others] = await Promise.all([policy.reload("admin"), fleet ? fleet.reloadOthers() : Promise.resolve(null)]);
-      const body = r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error };
-      if (others === null) return json(r.ok ? 200 : 422, body, requestId);
-      // Every worker reloads; the answer is ok only when each did (`other_workers` says which did not):
-      // 422 when this worker refused the policy, 503 when only another did not reload.
-      const allOk = r.ok && others.every((o) => o.ok);
-      return json(allOk ? 200 : r.ok ? 503 : 422, { ...body, ok: allOk, other_workers: others }, requestId);
-    }
-    if (path === "/-/explain") {
-      const active = policy.active;
-      if (!active) return problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", requestId });
-      let input: ExplainInput;
-      try {
-        input = (await request.json()) as ExplainInput;
-      } catch {
-        return problemResponse({ status: 400, code: "EXPLAIN_BAD_BODY", detail: "body must be JSON: {principal, request, channel?, ip?, headers?, time?}", requestId });
-      }
-      const r = await explainRequest(active.compiled, input, ledger);
-      return r.ok ? json(200, r.explanation, requestId) : problemResponse({ status: 400, code: r.code, detail: r.message, requestId });
-    }
-    return problemResponse({ status: 404, code: "ADMIN_UNKNOWN_FUNCTION", detail: `the gateway serves no admin function at \`${path}\``, requestId });
-  };
+    const r = await explainRequest(active.compiled, input, ledger);
+    return r.ok ? json(200, r.explanation, requestId) : problemResponse({ status: 400, code: r.code, detail: r.message, requestId });
+  });
+  return app;
+}
+
+/** The answer for a path of `gateway` that names no admin function (the app's not-found handler). */
+export function unknownAdminFunction(path: string, requestId: string): Response {
+  return problemResponse({ status: 404, code: "ADMIN_UNKNOWN_FUNCTION", detail: `the gateway serves no admin function at \`${path}\``, requestId });
 }
 
 /**
- * The probes of the admin listener (`/-/healthz`, `/-/readyz`); null for any other path.
+ * The probes of the admin listener (`GET /-/healthz`, `GET /-/readyz`), routes answered after the
+ * request's own checks and before authentication; other methods go on to authentication.
  * Ready means requests can be decided and audited; `reasons` says what stands in the way.
  */
-export function createProbes({ policy, audit, stopping, ledger }: AdminDeps): (path: string, requestId: string) => Response | null {
-  return (path, requestId) => {
-    if (path === "/-/healthz") return json(200, { status: "live" }, requestId);
-    if (path === "/-/readyz") {
-      const active = policy.active;
-      const expired = active !== null && bundleExpired(active, Date.now());
-      const auditWritable = audit === null || audit.healthy();
-      const reasons: string[] = [];
-      if (active === null) reasons.push("no policy is active");
-      if (expired) reasons.push(bundleExpiredMessage(active));
-      if (!auditWritable) reasons.push("the audit log cannot be written");
-      if (stopping?.()) reasons.push("the gateway is shutting down");
-      // Unguarded duties still pass while the ledger is down, but a load balancer should prefer an
-      // instance that can serve every duty.
-      const ledgerState = ledger.availability?.() ?? { available: true };
-      if (!ledgerState.available) reasons.push(`the duty ledger is unavailable: ${ledgerState.reason}`);
-      const ready = reasons.length === 0;
-      // Degraded still serves: the last good bundle decides while the policy directory fails.
-      const degraded = policy.degraded;
-      const warnings = degraded ? [`serving the last good bundle from the state directory: the policy directory fails (${policy.lastError?.code ?? "unknown"})`] : [];
-      const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
-      return json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings }, requestId);
-    }
-    return null;
-  };
+export function probeRoutes({ policy, audit, stopping, ledger }: AdminDeps): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+  const probe = (c: GatewayContext, response: Response) => answer(c, response, { duty: "", decision: "probe" });
+  app.get("/-/healthz", (c, next) => (c.req.method !== "GET" ? next() : probe(c, json(200, { status: "live" }, c.get("requestId")))));
+  app.get("/-/readyz", (c, next) => {
+    if (c.req.method !== "GET") return next();
+    const active = policy.active;
+    const expired = active !== null && bundleExpired(active, Date.now());
+    const auditWritable = audit === null || audit.healthy();
+    const reasons: string[] = [];
+    if (active === null) reasons.push("no policy is active");
+    if (expired) reasons.push(bundleExpiredMessage(active));
+    if (!auditWritable) reasons.push("the audit log cannot be written");
+    if (stopping?.()) reasons.push("the gateway is shutting down");
+    // Unguarded duties still pass while the ledger is down, but a load balancer should prefer an
+    // instance that can serve every duty.
+    const ledgerState = ledger.availability?.() ?? { available: true };
+    if (!ledgerState.available) reasons.push(`the duty ledger is unavailable: ${ledgerState.reason}`);
+    const ready = reasons.length === 0;
+    // Degraded still serves: the last good bundle decides while the policy directory fails.
+    const degraded = policy.degraded;
+    const warnings = degraded ? [`serving the last good bundle from the state directory: the policy directory fails (${policy.lastError?.code ?? "unknown"})`] : [];
+    const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
+    return probe(c, json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings }, c.get("requestId")));
+  });
+  return app;
 }
 
 /** What worker 0's admin functions ask of the other workers, through the supervisor. */

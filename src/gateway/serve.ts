@@ -13,7 +13,7 @@ import { existingHttp1Pool } from "../http/forward-http1.ts";
 import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
 import { schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, probeFreePort, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
-import { createAdminFunctions, createProbes, workerFleet, type AdminDeps } from "./admin.ts";
+import { workerFleet, type AdminDeps } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo-upstream.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
 import { instrumentLedger, openConfiguredLedger } from "./ledger.ts";
@@ -166,15 +166,11 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
     let endDrain: (() => void) | null = null;
     let drainTimer: ReturnType<typeof setTimeout> | undefined;
     const adminDeps: AdminDeps = { metrics, policy, ledger, audit, stopping: () => stopping !== null, fleet: worker ? workerFleet(worker) : undefined };
-    const deps: PipelineDeps = {
-      config, policy, authn, ledger, audit, identity, metrics, log,
-      probes: createProbes(adminDeps),
-      internal: createAdminFunctions(adminDeps),
-    };
+    const deps: PipelineDeps = { config, policy, authn, ledger, audit, identity, metrics, log };
 
     const startOne = async (listener: ListenerConfig, channel: "operational" | "admin") => {
       const tls = await loadTlsMaterial(listener, { stateDir: config.stateDir, name: channel === "admin" ? "admin" : "listen" });
-      const pipeline = createPipeline(deps, channel, listener);
+      const pipeline = createPipeline(deps, channel, listener, channel === "admin" ? adminDeps : undefined);
       const running = await startListener({
         // The pipeline enforces max_body_bytes itself (a 413 problem with a request id and an audit
         // record); a refusal by the listener would carry neither, so the listener gets no lower limit.

@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { compilePolicy, loadPolicy, type CheckedPolicy } from "../../dsl/mod.ts";
 import { createJwtAuthenticator } from "../../src/authn/mod.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
-import { createAdminFunctions } from "../../src/gateway/admin.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { createPipeline } from "../../src/gateway/pipeline.ts";
 import type { ActivePolicy } from "../../src/gateway/policy-manager.ts";
@@ -325,8 +324,7 @@ describe("admin functions are never exposed by an operational duty", () => {
       config: t.config, policy: { active }, authn: createJwtAuthenticator({ issuers: t.config.issuers }), ledger: t.gw.ledger, audit: t.gw.audit,
       identity: await createIdentityTokenSigner({ privateKey: key.privateKey, publicKey: key.publicJwk, kid: key.kid, alg: "EdDSA", issuer: "dutygate", ttlMs: 60_000 }),
       metrics: t.gw.metrics, log: createLogger("error"),
-      internal: createAdminFunctions({ metrics: t.gw.metrics, policy: t.gw.policy, ledger: t.gw.ledger, audit: t.gw.audit }),
-    }, "operational", t.config.listen);
+    }, "operational", t.config.listen, { metrics: t.gw.metrics, policy: t.gw.policy, ledger: t.gw.ledger, audit: t.gw.audit });
     let running: RunningListener | undefined;
     try {
       running = await startListener({

@@ -1,8 +1,11 @@
 // Which credentials each channel accepts, and which one decides when a request presents two.
 // The credentials themselves (how a token or a certificate proves someone) are src/authn/'s.
+import type { MiddlewareHandler, Next } from "hono";
 import type { Channel, PrincipalSchema } from "../../../dsl/mod.ts";
-import type { AuthnOutcome, Credential } from "../../authn/mod.ts";
+import { bearerCredential, certificateCredential, isRefusal, type AuthnOutcome, type Credential } from "../../authn/mod.ts";
+import type { ListenerConfig } from "../../config/types.ts";
 import type { ConnectionInfo } from "../../tls/types.ts";
+import { refuse, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
 
 /** Establishes who calls on one channel; synchronous when the credential needs no verification now. */
 export type ChannelAuthentication = (request: Request, info: ConnectionInfo, schema: PrincipalSchema) => AuthnOutcome | Promise<AuthnOutcome>;
@@ -24,4 +27,24 @@ export function channelAuthentication(channel: Channel, credentials: { bearer: C
   }
   return (request, info, schema) =>
     !bearer.presented(request, info) && certificate.presented(request, info) ? certificate.authenticate(request, info, schema) : bearer.authenticate(request, info, schema);
+}
+
+/** The authentication stage: the caller, or a refusal (401, or 503 when a key set cannot be fetched). */
+export function authenticate(deps: StageDeps, listener: ListenerConfig): MiddlewareHandler<GatewayEnv> {
+  const byChannel = channelAuthentication(deps.channel, { bearer: bearerCredential(deps.authn), certificate: certificateCredential(listener.certificateMapping) });
+  const proceed = (c: GatewayContext, next: Next, outcome: AuthnOutcome): Promise<Response | void> => {
+    if (!isRefusal(outcome)) {
+      c.set("caller", outcome);
+      return next();
+    }
+    deps.metrics.authnFailures.inc({ code: outcome.code });
+    return refuse(c, deps, {
+      status: outcome.status, code: outcome.code, detail: outcome.message, path: c.get("target").path, verdict: "unauthenticated",
+      headers: outcome.challenge ? { "www-authenticate": outcome.challenge } : undefined,
+    });
+  };
+  return (c, next) => {
+    const outcome = byChannel(c.req.raw, c.env, c.get("active").compiled.policy.schema);
+    return outcome instanceof Promise ? outcome.then((o) => proceed(c, next, o)) : proceed(c, next, outcome);
+  };
 }

@@ -1,0 +1,129 @@
+// What the request pipeline's stages share: the Hono environment of the gateway's app (the
+// connection facts as bindings, what earlier stages established as variables), the
+// dependencies every stage is built from, and the two ways a stage answers by itself.
+import type { Context } from "hono";
+import type { Channel, Decision, IpValue, LedgerFact, PolicyRequest, CheckedDuty } from "../../../dsl/mod.ts";
+import type { AuditLog } from "../../audit/mod.ts";
+import type { Caller, JwtAuthenticator } from "../../authn/mod.ts";
+import type { GatewayConfig } from "../../config/types.ts";
+import { problemResponse, type forwardToUpstream, type IdentityTokenSigner } from "../../http/mod.ts";
+import type { DutyLedger, Reservation } from "../../ledger/mod.ts";
+import type { ConnectionInfo } from "../../tls/types.ts";
+import { refusalRecord, type RecordedHeaders } from "../audit-records.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import type { ActivePolicy, PolicyManager } from "../policy-manager.ts";
+import type { RequestContext } from "../request-context.ts";
+
+/** What a stage leaves for the stages after it; each is set once, by the stage named. */
+export interface GatewayVariables {
+  /** receive */
+  requestId: string;
+  /** receive: `performance.now()` when the request arrived. */
+  started: number;
+  /** receive: the request time the policy decides at. */
+  now: number;
+  /** receive: the policy in force, read once per request. */
+  active: ActivePolicy;
+  /** checkRequest */
+  target: RequestContext;
+  /** authenticate */
+  caller: Caller;
+  /** decide */
+  ip: IpValue;
+  /** decide */
+  policyRequest: PolicyRequest;
+  /** decide; reserve adds what the duty ledger said. */
+  decision: Decision;
+  /** decide: the matched duty (null when none matched). */
+  duty: CheckedDuty | null;
+  /** reserve: the ledger reservation of a guarded duty. */
+  reservation: Reservation | null;
+  /** reserve */
+  ledgerFacts: readonly LedgerFact[];
+  /** dispatch: the status the upstream answered; null when nothing was sent to it. */
+  upstreamAnswer: number | null;
+  /** Set by the stage that answered, read by receive for the request metric. */
+  verdict: Verdict;
+}
+
+/** The labels of `dutygate_requests_total` other than channel and status. */
+export interface Verdict {
+  duty: string;
+  decision: "allow" | "deny" | "unauthenticated" | "probe" | "error";
+}
+
+/** The gateway app's Hono environment: `app.fetch(request, connectionInfo)`. */
+export interface GatewayEnv {
+  Bindings: ConnectionInfo;
+  Variables: GatewayVariables;
+}
+
+export type GatewayContext = Context<GatewayEnv>;
+
+/** Forwards a request to its upstream (src/http/forward.ts); passed in, so tests can answer in-process. */
+export type Forwarder = typeof forwardToUpstream;
+
+/** What the pipeline is built from. */
+export interface PipelineDeps {
+  config: GatewayConfig;
+  /** The policy in force; read once per request. */
+  policy: Pick<PolicyManager, "active">;
+  authn: Pick<JwtAuthenticator, "authenticate">;
+  ledger: DutyLedger;
+  audit: AuditLog | null;
+  identity: IdentityTokenSigner;
+  metrics: Metrics;
+  log: Logger;
+  /** How requests reach upstreams; `forwardToUpstream` unless a test answers in-process. */
+  forward?: Forwarder;
+}
+
+/** The dependencies of one channel's stages. */
+export interface StageDeps extends PipelineDeps {
+  channel: Channel;
+  /** Request headers a record may carry. */
+  recorded: RecordedHeaders;
+}
+
+/** Answers with `response`, labelled for the request metric. */
+export function answer(c: GatewayContext, response: Response, verdict: Verdict): Response {
+  c.set("verdict", verdict);
+  return response;
+}
+
+/** A refusal the gateway answers itself: a deny record in the audit log, then the problem. */
+export interface Refusal {
+  status: number;
+  code: string;
+  detail: string;
+  /** The normalised path, once known. */
+  path: string | null;
+  /** The matched duty, once known. */
+  duty?: string | null;
+  verdict: Verdict["decision"];
+  headers?: Record<string, string>;
+  extra?: Record<string, unknown>;
+}
+
+/** Records a refusal (a deny record) and answers it as a problem. */
+export async function refuse(c: GatewayContext, deps: StageDeps, r: Refusal): Promise<Response> {
+  const requestId = c.get("requestId");
+  await appendRefusal(deps, { requestId, method: c.req.method, path: r.path, code: r.code, detail: r.detail, duty: r.duty, headers: c.req.raw.headers, clientIp: c.env.remoteAddress, active: c.get("active") });
+  return answer(c, problemResponse({ status: r.status, code: r.code, detail: r.detail, requestId, headers: r.headers, extra: r.extra }), { duty: r.duty ?? "", decision: r.verdict });
+}
+
+/** Appends a refusal's deny record; a failed write is counted and logged, not answered. */
+export async function appendRefusal(deps: StageDeps, r: { requestId: string; method: string; path: string | null; code: string; detail: string; duty?: string | null; headers: Headers; clientIp: string; active: ActivePolicy }): Promise<void> {
+  if (!deps.audit) return;
+  try {
+    await deps.audit.append(refusalRecord({
+      requestId: r.requestId, channel: deps.channel, method: r.method, path: r.path, clientIp: r.clientIp, code: r.code, detail: r.detail,
+      active: r.active, requestHeaders: r.headers, duty: r.duty, headers: deps.recorded,
+    }));
+    deps.metrics.auditRecords.inc();
+  } catch (e) {
+    deps.metrics.auditFailures.inc();
+    deps.log.error("audit record could not be written", { request_id: r.requestId, error: (e as Error).message });
+  }
+}

@@ -1,0 +1,68 @@
+// Audit before forward, outcome after: the decision record is written (to the OS; fsync per
+// setting) before anything reaches the upstream, and the answer follows in a linked outcome
+// record once the request is answered (docs/audit.md).
+import type { MiddlewareHandler } from "hono";
+import { problemResponse } from "../../http/mod.ts";
+import { settleOutcomeOf } from "../../ledger/mod.ts";
+import { decisionRecord, outcomeRecord } from "../audit-records.ts";
+import { INTERNAL_UPSTREAM } from "../policy-manager.ts";
+import { answer, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
+
+export function recordDecision(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
+  const { audit, channel, metrics, log, config } = deps;
+  return async (c, next) => {
+    const decision = c.get("decision");
+    const duty = c.get("duty");
+    const requestId = c.get("requestId");
+    let decisionSeq: number | null = null;
+    if (audit) {
+      const auditStart = performance.now();
+      try {
+        const record = decisionRecord({
+          requestId, channel, request: c.req.raw, path: c.get("target").path, ip: c.get("ip"), caller: c.get("caller"), decision,
+          policyRequest: c.get("policyRequest"), active: c.get("active"), ledgerFacts: c.get("ledgerFacts"), upstream: duty?.upstream ?? null, headers: deps.recorded,
+        });
+        decisionSeq = (await audit.append(record)).seq;
+        metrics.auditRecords.inc();
+        metrics.auditWriteLatency.observe((performance.now() - auditStart) / 1000);
+      } catch (e) {
+        metrics.auditFailures.inc();
+        log.error("audit record could not be written", { request_id: requestId, error: (e as Error).message, on_failure: config.audit.onFailure });
+        if (config.audit.onFailure === "deny") {
+          return answer(c, problemResponse({ status: 503, code: "AUDIT_UNAVAILABLE", detail: "the audit log cannot be written; requests are refused until it can", requestId }), { duty: decision.duty ?? "", decision: "error" });
+        }
+      }
+    }
+    metrics.decisions.inc({ channel, duty: decision.duty ?? "", decision: decision.allow ? "allow" : "deny", code: decision.code });
+    await next();
+    if (audit === null || decisionSeq === null) return;
+    if (c.error) {
+      // The exception is recorded here, as the outcome of the decision: the receive stage then
+      // has nothing more to record.
+      c.error = undefined;
+      c.set("verdict", { duty: "", decision: "error" });
+      await audit.append(outcomeRecord({ requestId, decisionSeq, status: 500, code: "INTERNAL_ERROR", ledger: ledgerOutcome(c) }))
+        .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
+      return;
+    }
+    if (!decision.allow) return;
+    const outcome = outcomeRecord({ requestId, decisionSeq, status: c.res.status, latencyMs: performance.now() - c.get("started"), ledger: ledgerOutcome(c) });
+    if (duty?.upstream === INTERNAL_UPSTREAM) {
+      await audit.append(outcome).then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
+      return;
+    }
+    // The outcome of a forwarded request need not hold up the response: it joins the next batch
+    // of decision records rather than costing a write of its own.
+    audit.append(outcome, { deferred: true })
+      .then(() => metrics.auditRecords.inc())
+      .catch((e: Error) => {
+        metrics.auditFailures.inc();
+        log.error("audit outcome record could not be written", { request_id: requestId, error: e.message });
+      });
+  };
+}
+
+/** What the reserve stage makes of the reservation, from the same answer it settles by. */
+function ledgerOutcome(c: GatewayContext): string | undefined {
+  return c.get("reservation") ? settleOutcomeOf(c.get("upstreamAnswer") ?? null) : undefined;
+}
