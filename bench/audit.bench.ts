@@ -5,7 +5,8 @@ import { canonicalJson } from "../src/lib/mod.ts";
 import { openAuditLog } from "../src/audit/log.ts";
 import type { AuditLogOptions } from "../src/audit/log.ts";
 import { chainedBody, hashCanonical } from "../src/audit/record.ts";
-import { logOptions, makeSigner, makeTempDir, removeDir } from "../src/audit/testkit.ts";
+import { logOptions, makeSigner } from "../test/support/audit-log.ts";
+import { tempDir, removeTempDir } from "../test/support/temp-dir.ts";
 import { verifyAuditFiles } from "../src/audit/verify.ts";
 
 const RECORDS = Number(process.env.AUDIT_BENCH_RECORDS ?? 50_000);
@@ -51,7 +52,7 @@ const runtime =
 interface Row { mode: string; concurrency: number; records: number; seconds: number; writes: number }
 
 async function measureLog(signer: Awaited<ReturnType<typeof makeSigner>>, fsync: AuditLogOptions["fsync"], concurrency: number, records: number): Promise<Row> {
-  const dir = makeTempDir("dutygate-audit-bench-");
+  const dir = tempDir("dutygate-audit-bench-");
   try {
     // Production defaults (src/config/defaults.ts): batch 200 ms, rotate 100 MiB, checkpoint every 1000.
     const log = await openAuditLog(logOptions(dir, signer.signingKey, {
@@ -69,7 +70,7 @@ async function measureLog(signer: Awaited<ReturnType<typeof makeSigner>>, fsync:
     if (!verification.ok) throw new Error(`benchmark log does not verify: ${verification.break?.message}`);
     return { mode: `fsync=${fsync}`, concurrency, records, seconds, writes };
   } finally {
-    removeDir(dir);
+    removeTempDir(dir);
   }
 }
 

@@ -7,7 +7,7 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { hrtime } from "node:process";
 import { createJwtAuthenticator } from "../src/authn/mod.ts";
-import { issuerConfig, makeKey, makeTempDir, signToken, testSchema, T0, writeJwksFile, type TestKey } from "../src/authn/test-fixtures.ts";
+import { issuerConfig, makeKey, makeTempDir, signToken, testSchema, T0, writeJwksFile, type TestKey } from "../test/support/authn-tokens.ts";
 
 declare const Deno: { version: { deno: string; v8: string } } | undefined;
 

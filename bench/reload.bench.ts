@@ -12,7 +12,8 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { exportJWK, generateKeyPair } from "jose";
 import { compilePolicy, loadPolicy, parsePolicySource, type PolicySource } from "../dsl/mod.ts";
-import { generateSigningKey, signBundleForTest, verifyBundle, type SigningKeyPair } from "../src/bundle/mod.ts";
+import { generateSigningKey, verifyBundle, type SigningKeyPair } from "../src/bundle/mod.ts";
+import { signBundleForTest } from "../test/support/sign-bundle.ts";
 import { defaultConfig } from "../src/config/mod.ts";
 import type { GatewayConfig } from "../src/config/types.ts";
 import { createLogger } from "../src/gateway/log.ts";

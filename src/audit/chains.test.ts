@@ -7,12 +7,13 @@ import { runAuditVerify } from "../cli/audit-verify.ts";
 import { EXIT, memoryIo } from "../cli/io.ts";
 import { openAuditLog, type AuditLog } from "./log.ts";
 import { auditFileChain, auditFileName, parseAuditFileName } from "./record.ts";
-import { logOptions, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
+import { logOptions, makeSigner, readLinesOf } from "../../test/support/audit-log.ts";
+import { tempDir, removeTempDir } from "../../test/support/temp-dir.ts";
 import { verifyAuditChains, verifyAuditFiles } from "./verify.ts";
 
 const signer = await makeSigner();
-const root = makeTempDir();
-afterAll(() => removeDir(root));
+const root = tempDir();
+afterAll(() => removeTempDir(root));
 
 /** Two workers' chains and a single process's older chain, interleaved in time, in one directory. */
 async function writeWorkerChains(dir: string, options: { rotateBytes?: number } = {}): Promise<void> {

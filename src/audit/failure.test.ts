@@ -5,7 +5,8 @@ import { GatewayError } from "../errors.ts";
 import { openAuditLog } from "./log.ts";
 import type { AuditLog } from "./log.ts";
 import { auditFileName } from "./record.ts";
-import { auditFiles, logOptions, makeDirReadOnly, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
+import { auditFiles, logOptions, makeDirReadOnly, makeSigner, readLinesOf } from "../../test/support/audit-log.ts";
+import { tempDir, removeTempDir } from "../../test/support/temp-dir.ts";
 import { verifyAuditFiles } from "./verify.ts";
 
 const signer = await makeSigner();
@@ -14,12 +15,6 @@ const cleanups: Array<() => void | Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-function tempDir(): string {
-  const dir = makeTempDir();
-  cleanups.push(() => removeDir(dir));
-  return dir;
-}
 
 async function open(dir: string, overrides: Parameters<typeof logOptions>[2] = {}): Promise<AuditLog> {
   const log = await openAuditLog(logOptions(dir, signer.signingKey, overrides));
@@ -173,7 +168,7 @@ describe("the current file deleted or replaced while the log is open", () => {
     const dir = tempDir();
     const log = await open(dir);
     await log.append({ n: 0 });
-    removeDir(dir);
+    removeTempDir(dir);
     await log.append({ n: 1 });
     await log.close();
     expect(recordsIn(dir).map((r) => r.type)).toEqual(["checkpoint", "recovery", "decision", "checkpoint"]);

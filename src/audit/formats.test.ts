@@ -11,14 +11,15 @@ import { EXIT, memoryIo } from "../cli/io.ts";
 import { openAuditLog } from "./log.ts";
 import { expandOutcomes, outcomesOf } from "./outcomes.ts";
 import { recordHash } from "./record.ts";
-import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir, writeLinesTo } from "./testkit.ts";
+import { auditFiles, logOptions, makeSigner, readLinesOf, writeLinesTo } from "../../test/support/audit-log.ts";
+import { removeTempDir, tempDir } from "../../test/support/temp-dir.ts";
 import { verifyAuditFiles } from "./verify.ts";
 
 /** A format-1 log written by a gateway serving test/e2e/replay.test.ts's traffic (see its README). */
 const FORMAT_1 = join(import.meta.dir, "..", "..", "test", "fixtures", "audit-format-1");
 const format1Keys = JSON.parse(readFileSync(join(FORMAT_1, "signers.jwks"), "utf8")) as JSONWebKeySet;
-const root = makeTempDir();
-afterAll(() => removeDir(root));
+const root = tempDir();
+afterAll(() => removeTempDir(root));
 let dirs = 0;
 
 function copyOfFormat1(): string {
@@ -79,7 +80,7 @@ describe("a chain that switches from format 1 to format 2", () => {
 describe("a crash between a decision and its outcome", () => {
   test("the decision is in the log; verify calls the chain intact and the request's outcome unknown; a restarted gateway continues the chain", async () => {
     const dir = join(root, "crash");
-    const child = Bun.spawn([process.execPath, join(import.meta.dir, "testdata", "decide-and-die.ts"), dir], { stdout: "pipe", stderr: "pipe", detached: true });
+    const child = Bun.spawn([process.execPath, join(import.meta.dir, "..", "..", "test", "support", "audit-decide-and-die.ts"), dir], { stdout: "pipe", stderr: "pipe", detached: true });
     killGroupOnExit(child.pid);
     const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 20_000);
     const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);

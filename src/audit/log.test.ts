@@ -5,18 +5,12 @@ import { GatewayError } from "../errors.ts";
 import { openAuditLog } from "./log.ts";
 import type { AuditLog } from "./log.ts";
 import { GENESIS_HASH, recordHash } from "./record.ts";
-import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
+import { auditFiles, logOptions, makeSigner, readLinesOf } from "../../test/support/audit-log.ts";
+import { tempDir } from "../../test/support/temp-dir.ts";
 import { verifyAuditFiles } from "./verify.ts";
 
 const signer = await makeSigner();
-const dirs: string[] = [];
 const logs: AuditLog[] = [];
-
-function tempDir(): string {
-  const dir = makeTempDir();
-  dirs.push(dir);
-  return dir;
-}
 
 async function open(dir: string, overrides: Parameters<typeof logOptions>[2] = {}): Promise<AuditLog> {
   const log = await openAuditLog(logOptions(dir, signer.signingKey, overrides));
@@ -39,7 +33,6 @@ async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
 
 afterEach(async () => {
   for (const log of logs.splice(0)) await log.close();
-  for (const dir of dirs.splice(0)) removeDir(dir);
 });
 
 describe("append", () => {

@@ -5,7 +5,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { replaceLoneSurrogates } from "../lib/mod.ts";
 import { openAuditLog } from "./log.ts";
 import { outcomesOf } from "./outcomes.ts";
-import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir } from "./testkit.ts";
+import { auditFiles, logOptions, makeSigner, readLinesOf } from "../../test/support/audit-log.ts";
+import { tempDir, removeTempDir } from "../../test/support/temp-dir.ts";
 import { verifyAuditFiles } from "./verify.ts";
 
 // A small deterministic generator (xorshift32): the same cases on every run, on every runtime.
@@ -61,8 +62,8 @@ function untrustedRecord(next: () => number, i: number): Record<string, unknown>
   }
 }
 
-const root = makeTempDir();
-afterAll(() => removeDir(root));
+const root = tempDir();
+afterAll(() => removeTempDir(root));
 
 describe("untrusted strings in every record field", () => {
   test("1500 generated records are all written, read back as sent (lone surrogates as U+FFFD) and verify", async () => {

@@ -3,12 +3,13 @@ import { copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } 
 import { basename, join } from "node:path";
 import { openAuditLog } from "./log.ts";
 import { recordLine } from "./record.ts";
-import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir, writeLinesTo } from "./testkit.ts";
+import { auditFiles, logOptions, makeSigner, readLinesOf, writeLinesTo } from "../../test/support/audit-log.ts";
+import { tempDir, removeTempDir } from "../../test/support/temp-dir.ts";
 import { verifyAuditFiles } from "./verify.ts";
 import type { AuditBreakKind } from "./verify.ts";
 
 const signer = await makeSigner();
-const root = makeTempDir();
+const root = tempDir();
 // One file: line n holds seq n-1. Checkpoints (every 10 records) at seq 10, 21, 32, 43.
 let singleFile: string;
 let singleLines: string[];
@@ -28,7 +29,7 @@ beforeAll(async () => {
   await rotated.close();
 });
 
-afterAll(() => removeDir(root));
+afterAll(() => removeTempDir(root));
 
 let caseNumber = 0;
 /** Writes tampered content as a copy of the single-file log and verifies it. */

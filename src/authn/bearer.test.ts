@@ -2,7 +2,7 @@ import { test, expect, describe } from "bun:test";
 import { parseBearerToken, wwwAuthenticate, MAX_TOKEN_LENGTH } from "./bearer.ts";
 import { AUTHN_HTTP_STATUS } from "./errors.ts";
 import { readClaim, mapClaimsToPrincipal } from "./claims.ts";
-import { testSchema } from "./test-fixtures.ts";
+import { testSchema } from "../../test/support/authn-tokens.ts";
 
 describe("parseBearerToken (RFC 6750 §2.1)", () => {
   const cases: { header: string | null; expect: string }[] = [

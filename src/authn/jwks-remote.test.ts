@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { generate } from "selfsigned";
 import { createJwtAuthenticator, type JwtAuthenticatorOptions } from "./jwt.ts";
-import { issuerConfig, makeKey, makeTempDir, signToken, testSchema, T0, type TestKey } from "./test-fixtures.ts";
+import { issuerConfig, makeKey, makeTempDir, signToken, testSchema, T0, type TestKey } from "../../test/support/authn-tokens.ts";
 
 let tmp: ReturnType<typeof makeTempDir>;
 let caFile: string;

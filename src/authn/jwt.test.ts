@@ -8,7 +8,7 @@ import { GatewayError } from "../errors.ts";
 import {
   AUDIENCE, ISSUER, T0, handBuiltToken, defaultClaims, issuerConfig, makeKey, makeTempDir, signToken, testSchema, writeJwksFile,
   type TestKey,
-} from "./test-fixtures.ts";
+} from "../../test/support/authn-tokens.ts";
 
 const HMAC_SECRET = "0123456789abcdef0123456789abcdef-hmac";
 const nowS = Math.floor(T0 / 1000);

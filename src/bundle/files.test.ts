@@ -2,7 +2,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BundleCodes, MANIFEST_FILE_NAME, generateSigningKey, listBundlePaths, readBundleFiles, readListedBundleFiles, sha256Hex, signBundleForTest, verifyBundle } from "./mod.ts";
+import { BundleCodes, MANIFEST_FILE_NAME, generateSigningKey, listBundlePaths, readBundleFiles, readListedBundleFiles, sha256Hex, verifyBundle } from "./mod.ts";
+import { signBundleForTest } from "../../test/support/sign-bundle.ts";
 
 const roots: string[] = [];
 afterAll(() => {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateSigningKey } from "./keys.ts";
 import { LAST_GOOD_BUNDLE_DIR, readLastGoodBundle, storeLastGoodBundle } from "./last-good.ts";
-import { signBundleForTest } from "./testing.ts";
+import { signBundleForTest } from "../../test/support/sign-bundle.ts";
 import { readUnsignedBundle, verifyBundle } from "./verify.ts";
 
 const work = mkdtempSync(join(tmpdir(), "dutygate-last-good-"));
@@ -57,7 +57,7 @@ describe("the last good bundle", () => {
     const root = join(work, "state-shared");
     for (let f = 0; f < 20; f++) await Bun.write(join(source, `f${f}.duty`), `# file ${f}\n`.repeat(200));
     const start = Date.now() + 1_500;
-    const script = join(import.meta.dir, "testdata", "store-last-good.ts");
+    const script = join(import.meta.dir, "..", "..", "test", "support", "store-last-good.ts");
     const children = [0, 1].map(() => Bun.spawn([process.execPath, script, source, root, "40", String(start)], { stdout: "pipe", stderr: "pipe", detached: true }));
     try {
       const codes = await Promise.all(children.map((c) => c.exited));

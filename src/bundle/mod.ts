@@ -19,4 +19,3 @@ export { LAST_GOOD_BUNDLE_DIR, readLastGoodBundle, storeLastGoodBundle } from ".
 export type { StoredBundle } from "./last-good.ts";
 export { watchPolicyDirectory } from "./watch.ts";
 export type { PolicyDirectoryWatch, WatchPolicyDirectoryOptions } from "./watch.ts";
-export { signBundleForTest } from "./testing.ts";

@@ -10,10 +10,10 @@ import {
   importSigningKey,
   readUnsignedBundle,
   signBundle,
-  signBundleForTest,
   verifyBundle,
   type SigningKeyPair,
 } from "./mod.ts";
+import { signBundleForTest } from "../../test/support/sign-bundle.ts";
 
 const roots: string[] = [];
 afterAll(() => {

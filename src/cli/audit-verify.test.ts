@@ -3,12 +3,13 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GatewayError } from "../errors.ts";
 import { openAuditLog } from "../audit/mod.ts";
-import { auditFiles, logOptions, makeSigner, makeTempDir, readLinesOf, removeDir, writeLinesTo } from "../audit/testkit.ts";
+import { auditFiles, logOptions, makeSigner, readLinesOf, writeLinesTo } from "../../test/support/audit-log.ts";
+import { tempDir, removeTempDir } from "../../test/support/temp-dir.ts";
 import { parseAuditVerifyArgs, runAuditVerify, type AuditVerifyArgs } from "./audit-verify.ts";
 import { EXIT, memoryIo } from "./io.ts";
 
 const signer = await makeSigner();
-const root = makeTempDir();
+const root = tempDir();
 const logDir = join(root, "log");
 const keysFile = join(root, "keys.jwks");
 
@@ -20,7 +21,7 @@ beforeAll(async () => {
   writeFileSync(keysFile, JSON.stringify(signer.jwks));
 });
 
-afterAll(() => removeDir(root));
+afterAll(() => removeTempDir(root));
 
 async function run(args: AuditVerifyArgs) {
   const io = memoryIo();

@@ -47,7 +47,7 @@ if (!skip) {
     },
     crashWhileReserved: async (request: ReserveRequest, options) => {
       const url = freshUrl();
-      const worker = join(import.meta.dir, "testdata", "reserve-and-die-postgres.ts");
+      const worker = join(import.meta.dir, "..", "..", "test", "support", "ledger-reserve-and-die-postgres.ts");
       const child = Bun.spawn([process.execPath, worker, url, pg.passwordFile, JSON.stringify(options), JSON.stringify(request)], { stdout: "pipe", stderr: "pipe", detached: true });
       const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 20_000);
       try {

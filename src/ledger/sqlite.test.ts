@@ -9,14 +9,16 @@ import { runDutyLedgerConformance } from "./ledger.case.ts";
 import { killGroupOnExit, killProcessGroup } from "../../test/support/process-group.ts";
 import { LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger } from "./sqlite.ts";
 
+/** Where the scripts the tests run in a process of their own live. */
+const SUPPORT = join(import.meta.dir, "..", "..", "test", "support");
 const root = mkdtempSync(join(tmpdir(), "dutygate-ledger-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let files = 0;
 const freshPath = () => join(root, `case-${++files}`, "ledger.sqlite");
 
-/** Runs testdata/reserve-and-die.ts: a process that reserves and is killed before settling. */
+/** Runs test/support/ledger-reserve-and-die.ts: a process that reserves and is killed before settling. */
 async function reserveInProcessKilled(path: string, request: ReserveRequest, options: LedgerOptions): Promise<Reservation> {
-  const worker = join(import.meta.dir, "testdata", "reserve-and-die.ts");
+  const worker = join(SUPPORT, "ledger-reserve-and-die.ts");
   const child = Bun.spawn([process.execPath, worker, path, JSON.stringify(options), JSON.stringify(request)], { stdout: "pipe", stderr: "pipe", detached: true });
   killGroupOnExit(child.pid);
   const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } }, 20_000);
@@ -167,9 +169,9 @@ describe("SqliteDutyLedger file", () => {
   });
 });
 
-/** Runs testdata/open-and-reserve.ts in its own process group; its JSON lines, and how it ended. */
+/** Runs test/support/ledger-open-and-reserve.ts in its own process group; its JSON lines, and how it ended. */
 function startOpenAndReserve(path: string, goFile?: string) {
-  const worker = join(import.meta.dir, "testdata", "open-and-reserve.ts");
+  const worker = join(SUPPORT, "ledger-open-and-reserve.ts");
   const child = Bun.spawn([process.execPath, worker, path, ...(goFile ? [goFile] : [])], { stdout: "pipe", stderr: "pipe", detached: true });
   killGroupOnExit(child.pid);
   const kill = () => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* already gone */ } };
@@ -237,7 +239,7 @@ describe("SqliteDutyLedger across processes", () => {
     // Create the schema first so the race is about reserves, not about creating the file.
     await (await openSqliteLedger({ path, retentionDays: 30 })).close();
     const startFile = join(root, `start-${files}`);
-    const worker = join(import.meta.dir, "testdata", "reserve-race.ts");
+    const worker = join(SUPPORT, "ledger-reserve-race.ts");
     const duties = ["submit_change", "approve_change"];
     const racers = duties.map((duty) =>
       Bun.spawn([process.execPath, worker, path, startFile, duty, "alice", "1500"], { stdout: "pipe", stderr: "pipe", detached: true }));

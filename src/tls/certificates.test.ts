@@ -7,7 +7,7 @@ import type { ListenerConfig } from "../config/types.ts";
 import type { GatewayError } from "../errors.ts";
 import { ensureSelfSignedCertificate, loadTlsMaterial, watchCertificates } from "./mod.ts";
 import type { TlsMaterial } from "./mod.ts";
-import { createCa, issueCertificate, type IssuedCertificate } from "./testing/pki.ts";
+import { createCa, issueCertificate, type IssuedCertificate } from "../../test/support/pki.ts";
 
 let dir: string;
 let ca: IssuedCertificate, one: IssuedCertificate, two: IssuedCertificate, sni: IssuedCertificate;

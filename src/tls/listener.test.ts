@@ -7,8 +7,8 @@ import { join } from "node:path";
 import type { ListenerConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
 import { killGroupOnExit, killProcessGroup } from "../../test/support/process-group.ts";
-import { handshake, openConnection } from "./testing/http1-client.ts";
-import { createCa, issueCertificate, type IssuedCertificate } from "./testing/pki.ts";
+import { handshake, openConnection } from "../../test/support/http1-client.ts";
+import { createCa, issueCertificate, type IssuedCertificate } from "../../test/support/pki.ts";
 import { principalAttributesFromCertificate, startListener } from "./mod.ts";
 import type { ConnectionInfo, ListenerBackend, RunningListener, TlsMaterial } from "./mod.ts";
 

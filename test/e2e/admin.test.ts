@@ -15,7 +15,7 @@ import { createIdentityTokenSigner } from "../../src/http/mod.ts";
 import { main } from "../../src/main.ts";
 import { COMMIT, VERSION } from "../../src/version.ts";
 import { loadTlsMaterial, startListener, type RunningListener } from "../../src/tls/mod.ts";
-import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import type { IssuedCertificate } from "../support/pki.ts";
 import { expandOutcomes } from "../../src/audit/mod.ts";
 import { createTestPki, startTestGateway, type TestGateway } from "../support/harness.ts";
 

@@ -16,7 +16,7 @@ import { createLogger } from "../../src/gateway/log.ts";
 import { createPipeline } from "../../src/gateway/pipeline.ts";
 import type { IdentityTokenSigner } from "../../src/http/mod.ts";
 import { loadTlsMaterial, startListener, type RunningListener } from "../../src/tls/mod.ts";
-import { createCa } from "../../src/tls/testing/pki.ts";
+import { createCa } from "../support/pki.ts";
 import { expandOutcomes } from "../../src/audit/mod.ts";
 import { startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
 import { rawRequest } from "./raw.ts";

@@ -10,7 +10,7 @@ import { connect as connectTls } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactEncrypt, CompactSign, exportJWK, generateKeyPair, SignJWT, type JWTPayload } from "jose";
-import { createCa } from "../../src/tls/testing/pki.ts";
+import { createCa } from "../support/pki.ts";
 import { expandOutcomes } from "../../src/audit/mod.ts";
 import { SHIPPED_POLICIES, startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
 

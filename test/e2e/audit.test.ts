@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { auditFileName, expandOutcomes, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
 import { recordLine } from "../../src/audit/record.ts";
-import { makeDirReadOnly } from "../../src/audit/testkit.ts";
+import { makeDirReadOnly } from "../support/audit-log.ts";
 import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
 import { main } from "../../src/main.ts";
 import { createLogger } from "../../src/gateway/log.ts";

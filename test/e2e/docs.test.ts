@@ -20,7 +20,7 @@ import { parse as parseToml } from "smol-toml";
 import { loadPolicy, parsePolicySource } from "../../dsl/mod.ts";
 import { AUDIT_VERIFY_USAGE } from "../../src/cli/mod.ts";
 import { openAuditLog } from "../../src/audit/mod.ts";
-import { logOptions, makeSigner } from "../../src/audit/testkit.ts";
+import { logOptions, makeSigner } from "../support/audit-log.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
 import { openSqliteLedger } from "../../src/ledger/mod.ts";

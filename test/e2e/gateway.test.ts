@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLocalJWKSet, generateKeyPair, jwtVerify, SignJWT, type JSONWebKeySet, type JWTPayload } from "jose";
 import { expandOutcomes, verifyAuditFiles } from "../../src/audit/mod.ts";
-import { createCa } from "../../src/tls/testing/pki.ts";
+import { createCa } from "../support/pki.ts";
 import { startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
 import { rawRequest } from "./raw.ts";
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from "jose";
-import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import type { IssuedCertificate } from "../support/pki.ts";
 import { createTestPki, startTestGateway, type TestGateway, type TestPki } from "../support/harness.ts";
 import { rawRequest, type RawResponse } from "./raw.ts";
 

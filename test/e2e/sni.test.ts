@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type ConnectionOptions } from "node:tls";
-import { createCa, issueCertificate, type IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import { createCa, issueCertificate, type IssuedCertificate } from "../support/pki.ts";
 import { startTestGateway, type TestGateway } from "../support/harness.ts";
 
 let pkiDir: string;

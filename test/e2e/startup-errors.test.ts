@@ -10,7 +10,7 @@ import { exportJWK, generateKeyPair } from "jose";
 import { EXIT } from "../../src/cli/io.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { startupFailure } from "../../src/main.ts";
-import { createCa, issueCertificate, type IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import { createCa, issueCertificate, type IssuedCertificate } from "../support/pki.ts";
 import { createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, writeProcessConfig, type TestIssuer } from "../support/harness.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "dutygate-startup-errors-"));

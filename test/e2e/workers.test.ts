@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditFileChain } from "../../src/audit/mod.ts";
 import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
-import type { IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import type { IssuedCertificate } from "../support/pki.ts";
 import {
   createTestIssuer, createTestPki, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig,
   type GatewayProcess, type TestIssuer, type TestUpstream,

@@ -9,7 +9,7 @@ import { defaultConfig } from "../../src/config/mod.ts";
 import type { GatewayConfig, ListenerConfig } from "../../src/config/types.ts";
 import { createLogger, type Logger } from "../../src/gateway/log.ts";
 import { startGateway, type RunningGateway } from "../../src/gateway/serve.ts";
-import { createCa, issueCertificate, type IssuedCertificate } from "../../src/tls/testing/pki.ts";
+import { createCa, issueCertificate, type IssuedCertificate } from "./pki.ts";
 import { killGroupOnExit, killProcessGroup } from "./process-group.ts";
 
 export const REPO_ROOT = resolve(import.meta.dir, "../..");

@@ -15,6 +15,13 @@ export function tempDir(prefix = "dutygate-test-"): string {
   return dir;
 }
 
+/** Removes `dir` now (a benchmark's large files, a test that deletes its directory on purpose). */
+export function removeTempDir(dir: string): void {
+  const i = created.indexOf(dir);
+  if (i >= 0) created.splice(i, 1);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 /** Removes every directory `tempDir` made so far (also run at exit); a gone one is fine. */
 export function removeTempDirs(): void {
   for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });

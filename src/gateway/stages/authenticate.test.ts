@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { bearerCredential, certificateCredential, createJwtAuthenticator, isRefusal, type AuthnOutcome } from "../../authn/mod.ts";
-import { T0, makeKey, makeTempDir, signToken, testSchema, issuerConfig, writeJwksFile } from "../../authn/test-fixtures.ts";
+import { T0, makeKey, makeTempDir, signToken, testSchema, issuerConfig, writeJwksFile } from "../../../test/support/authn-tokens.ts";
 import type { ConnectionInfo, PeerCertificateInfo } from "../../tls/types.ts";
 import { channelAuthentication, type ChannelAuthentication } from "./authenticate.ts";
 

@@ -1,13 +1,13 @@
 // Measures the two listener backends on this machine:
-//   node_modules/.bin/bun src/tls/testing/measure-listeners.ts
+//   node_modules/.bin/bun bench/tls-listeners.bench.ts
 // Requests/s over keep-alive HTTP/1.1 connections (N concurrent, sequential requests each),
 // new TLS handshakes/s, and how long reloadCertificates takes. Prints one table.
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { startListener, type ListenerBackend, type TlsMaterial } from "../mod.ts";
-import { handshake, openConnection } from "./http1-client.ts";
-import { createCa, issueCertificate } from "./pki.ts";
+import { startListener, type ListenerBackend, type TlsMaterial } from "../src/tls/mod.ts";
+import { handshake, openConnection } from "../test/support/http1-client.ts";
+import { createCa, issueCertificate } from "../test/support/pki.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dutygate-measure-"));
 const ca = await createCa(dir, "CA");

@@ -4,7 +4,7 @@
 // `{ won: keys this process won at least once, attempted: keys it tried }`.
 // Usage: bun reserve-race.ts <ledger path> <start file> <duty> <sub> <durationMs>
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { openSqliteLedger } from "../sqlite.ts";
+import { openSqliteLedger } from "../../src/ledger/sqlite.ts";
 
 const [path, startFile, duty, sub, durationText] = process.argv.slice(2);
 if (!path || !startFile || !duty || !sub || !durationText) throw new Error("usage: reserve-race.ts <ledger> <start file> <duty> <sub> <durationMs>");

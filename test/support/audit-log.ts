@@ -1,26 +1,17 @@
-// Shared by the audit tests and benchmark: real keys, real temp directories.
+// Shared by the audit tests and benchmark: real keys, real files (directories: temp-dir.ts).
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair } from "jose";
 import type { JSONWebKeySet } from "jose";
-import type { AuditLogOptions, AuditSigningKey } from "./log.ts";
+import type { AuditLogOptions, AuditSigningKey } from "../../src/audit/mod.ts";
 
 /** A fresh Ed25519 signing key and the JWKS that verifies it. */
 export async function makeSigner(kid = "gw-test"): Promise<{ signingKey: AuditSigningKey; jwks: JSONWebKeySet }> {
   const { privateKey, publicKey } = await generateKeyPair("EdDSA", { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid, alg: "EdDSA", use: "sig" };
   return { signingKey: { key: privateKey, kid, alg: "EdDSA" }, jwks: { keys: [jwk] } };
-}
-
-/** A new empty directory under the system temp dir. */
-export function makeTempDir(prefix = "dutygate-audit-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
-
-export function removeDir(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
 }
 
 /** Log options for tests: no timers unless asked, no rotation unless asked. */

@@ -3,7 +3,7 @@
 // nothing settles the reservation or closes the ledger.
 // Usage: bun reserve-and-die.ts <ledger path> <options JSON> <reserve request JSON>
 import { writeSync } from "node:fs";
-import { openSqliteLedger } from "../sqlite.ts";
+import { openSqliteLedger } from "../../src/ledger/sqlite.ts";
 
 const [path, optionsJson, requestJson] = process.argv.slice(2);
 if (!path || !optionsJson || !requestJson) throw new Error("usage: reserve-and-die.ts <ledger> <options JSON> <request JSON>");

@@ -1,7 +1,6 @@
 // A helper for other modules' tests: sign a bundle directory with several keys through the real
 // signing path (no shortcuts), so integration tests exercise what `gateway sign` writes.
-import { importSigningKey, type SigningKeyPair } from "./keys.ts";
-import { signBundle, type SignBundleResult } from "./sign.ts";
+import { importSigningKey, signBundle, type SignBundleResult, type SigningKeyPair } from "../../src/bundle/mod.ts";
 
 /**
  * Signs `dir` with each key in turn: the first issues `revision` (default: previous + 1, or 1),

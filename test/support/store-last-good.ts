@@ -3,8 +3,7 @@
 // into `count` fresh state directories in order. Exits 1 (with the error) when a store throws.
 // Usage: bun store-last-good.ts <policy dir> <state root> <count> <start time ms>
 import { join } from "node:path";
-import { storeLastGoodBundle } from "../last-good.ts";
-import { readUnsignedBundle } from "../verify.ts";
+import { readUnsignedBundle, storeLastGoodBundle } from "../../src/bundle/mod.ts";
 
 const [source, root, countText, startText] = process.argv.slice(2);
 const read = await readUnsignedBundle(source!);

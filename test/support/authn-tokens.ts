@@ -1,11 +1,10 @@
-// Test fixtures for authn tests and the bench: real keys, real JWKS files, signed tokens.
-// Not imported by the gateway.
+// For the authentication tests and benchmark: real keys, real JWKS files, signed tokens.
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
 import { mkdtempSync, writeFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PrincipalSchema } from "../../dsl/mod.ts";
-import type { JwtIssuerConfig } from "../config/types.ts";
+import type { JwtIssuerConfig } from "../../src/config/mod.ts";
 
 export interface TestKey {
   alg: "EdDSA" | "ES256" | "RS256";

@@ -1,15 +1,15 @@
 // Runtime smoke check for Deno (and Node-compatible runtimes without Bun.serve):
-//   node_modules/.bin/deno run -A src/tls/testing/deno-smoke.ts
+//   node_modules/.bin/deno run -A test/deno/tls-smoke.ts
 // Loads a config, creates real certificates, starts an mTLS listener (node:http2 backend),
 // calls it with and without a client certificate, rotates its certificate, and stops it.
 // Prints one line per check and exits non-zero on the first failure.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadConfig } from "../../config/mod.ts";
-import { loadTlsMaterial, principalAttributesFromCertificate, startListener, type ConnectionInfo } from "../mod.ts";
-import { handshake, openConnection } from "./http1-client.ts";
-import { createCa, issueCertificate } from "./pki.ts";
+import { loadConfig } from "../../src/config/mod.ts";
+import { loadTlsMaterial, principalAttributesFromCertificate, startListener, type ConnectionInfo } from "../../src/tls/mod.ts";
+import { handshake, openConnection } from "../support/http1-client.ts";
+import { createCa, issueCertificate } from "../support/pki.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dutygate-smoke-"));
 const check = (name: string, ok: boolean) => {

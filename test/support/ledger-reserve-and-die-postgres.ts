@@ -3,7 +3,7 @@
 // so nothing settles the reservation or closes the ledger.
 // Usage: bun reserve-and-die-postgres.ts <url> <password file> <options JSON> <reserve request JSON>
 import { readFileSync, writeSync } from "node:fs";
-import { openPostgresLedger } from "../postgres.ts";
+import { openPostgresLedger } from "../../src/ledger/postgres.ts";
 
 const [url, passwordFile, optionsJson, requestJson] = process.argv.slice(2);
 if (!url || !passwordFile || !optionsJson || !requestJson) throw new Error("usage: reserve-and-die-postgres.ts <url> <password file> <options JSON> <request JSON>");

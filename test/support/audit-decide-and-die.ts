@@ -3,8 +3,8 @@
 // the outcome's batch is written. Prints `{"seq": <decision seq>, "jwks": <its public keys>}`.
 // Usage: bun src/audit/testdata/decide-and-die.ts DIR
 import { writeSync } from "node:fs";
-import { openAuditLog } from "../log.ts";
-import { logOptions, makeSigner } from "../testkit.ts";
+import { openAuditLog } from "../../src/audit/mod.ts";
+import { logOptions, makeSigner } from "./audit-log.ts";
 
 const dir = process.argv[2]!;
 const signer = await makeSigner("gw-crashed");

@@ -4,8 +4,8 @@
 // printing `{"settled": n}` or the error code it met.
 // Usage: bun open-and-reserve.ts <ledger path> [go file]
 import { existsSync, writeFileSync, writeSync } from "node:fs";
-import { GatewayError } from "../../errors.ts";
-import { openSqliteLedger, type SqliteDutyLedger } from "../sqlite.ts";
+import { GatewayError } from "../../src/errors.ts";
+import { openSqliteLedger, type SqliteDutyLedger } from "../../src/ledger/sqlite.ts";
 
 const [path, goFile] = process.argv.slice(2);
 if (!path) throw new Error("usage: open-and-reserve.ts <ledger> [go file]");
