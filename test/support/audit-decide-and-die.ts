@@ -1,7 +1,7 @@
 // A gateway's audit writer killed between a request's decision and its outcome: it writes an
 // allowed decision (durable before forwarding), queues the outcome, and dies by SIGKILL before
 // the outcome's batch is written. Prints `{"seq": <decision seq>, "jwks": <its public keys>}`.
-// Usage: bun src/audit/testdata/decide-and-die.ts DIR
+// Usage: bun test/support/audit-decide-and-die.ts DIR
 import { writeSync } from "node:fs";
 import { openAuditLog } from "../../src/audit/mod.ts";
 import { logOptions, makeSigner } from "./audit-log.ts";

@@ -2,13 +2,13 @@
 // `{"opened": true}` or `{"opened": false, "code": …}`. With a go file, it then writes
 // `<go file>.ready`, waits (bounded, 20 s) for the go file, and reserves and confirms 200 duties,
 // printing `{"settled": n}` or the error code it met.
-// Usage: bun open-and-reserve.ts <ledger path> [go file]
+// Usage: bun test/support/ledger-open-and-reserve.ts <ledger path> [go file]
 import { existsSync, writeFileSync, writeSync } from "node:fs";
 import { GatewayError } from "../../src/errors.ts";
 import { openSqliteLedger, type SqliteDutyLedger } from "../../src/ledger/sqlite.ts";
 
 const [path, goFile] = process.argv.slice(2);
-if (!path) throw new Error("usage: open-and-reserve.ts <ledger> [go file]");
+if (!path) throw new Error("usage: ledger-open-and-reserve.ts <ledger> [go file]");
 const say = (value: unknown) => writeSync(1, JSON.stringify(value) + "\n");
 const codeOf = (error: unknown) => (error instanceof GatewayError ? error.code : String(error));
 let ledger: SqliteDutyLedger;

@@ -2,12 +2,12 @@
 // from the start file and then, for `durationMs`, hammer the key of the current 2 ms time slot:
 // the two processes reserve the same key at the same moment, over and over. Prints JSON
 // `{ won: keys this process won at least once, attempted: keys it tried }`.
-// Usage: bun reserve-race.ts <ledger path> <start file> <duty> <sub> <durationMs>
+// Usage: bun test/support/ledger-reserve-race.ts <ledger path> <start file> <duty> <sub> <durationMs>
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { openSqliteLedger } from "../../src/ledger/sqlite.ts";
 
 const [path, startFile, duty, sub, durationText] = process.argv.slice(2);
-if (!path || !startFile || !duty || !sub || !durationText) throw new Error("usage: reserve-race.ts <ledger> <start file> <duty> <sub> <durationMs>");
+if (!path || !startFile || !duty || !sub || !durationText) throw new Error("usage: ledger-reserve-race.ts <ledger> <start file> <duty> <sub> <durationMs>");
 const ledger = await openSqliteLedger({ path, retentionDays: 30 });
 const duties = ["submit_change", "approve_change", "deploy_change"];
 const SLOT_MS = 2;
