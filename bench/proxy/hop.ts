@@ -14,6 +14,11 @@
 //   fetch   — the runtime's fetch (its own client thread; counted, as all threads are)
 //
 //   node_modules/.bin/bun bench/proxy/hop.ts [--rounds 5] [--requests 20000] [--modes raw,head,pool,forward,fetch] [--no-pin]
+//                                            [--baseline DIR]
+//
+// `--baseline DIR`: the same steps from another checkout of dutygate (DIR holds its src/ and
+// bench/; e.g. `git worktree add /tmp/before <commit>`), run in the same rounds, interleaved with
+// this one's, so a before/after comparison shares every moment of the machine's load.
 //
 // Each measurement runs in a fresh child process (pinned to CPU 1; the upstream to CPU 0), and
 // reports user+system CPU time per request of that process, all its threads included.
@@ -60,7 +65,7 @@ if (mode !== "") {
     const fields: Array<[string, string]> = [["accept", "*/*"]];
     const authority = `127.0.0.1:${port}`;
     const parse = mode === "head";
-    const sockets: Array<{ write(b: Uint8Array): number }> = [];
+    const sockets: Array<{ write(b: Uint8Array | string): number }> = [];
     const waiting: Array<(() => void) | null> = [];
     const free: number[] = [];
     for (let i = 0; i < IN_FLIGHT; i++) {
@@ -123,20 +128,23 @@ const here = import.meta.dir;
 const started: Started[] = [];
 const ALL_MODES = ["raw", "head", "pool", "forward", "fetch"];
 const modes = flag("modes", ALL_MODES.join(",")).split(",").filter((m) => ALL_MODES.includes(m));
-const results = new Map<string, Array<{ cpuUs: number; userUs: number; systemUs: number; rps: number }>>(modes.map((m) => [m, []]));
+const baseline = flag("baseline", "");
+const trees = baseline === "" ? [{ label: "", dir: join(here, "..", "..") }] : [{ label: "before", dir: baseline }, { label: "after", dir: join(here, "..", "..") }];
+const rows = trees.flatMap((t) => modes.map((m) => ({ mode: m, tree: t, name: t.label === "" ? m : `${m} (${t.label})` })));
+const results = new Map<string, Array<{ cpuUs: number; userUs: number; systemUs: number; rps: number }>>(rows.map((row) => [row.name, []]));
 try {
   const upstream = await startProcess("upstream", [bun, join(here, "upstream.ts")], { cpu: budget?.loadCpu, ready: /^listening \d+/ });
   started.push(upstream);
   const port = /^listening (\d+)/.exec(upstream.lines.find((l) => l.startsWith("listening"))!)![1]!;
   for (let r = 0; r < rounds; r++) {
-    for (const m of modes) {
-      const child = Bun.spawn([...(budget ? ["taskset", "-c", budget.serverCpu] : []), bun, join(here, "hop.ts"), "--mode", m, "--port", port, "--requests", String(requests)], { stdout: "pipe", stderr: "inherit" });
+    for (const { mode: m, tree, name } of rows) {
+      const child = Bun.spawn([...(budget ? ["taskset", "-c", budget.serverCpu] : []), bun, join(tree.dir, "bench", "proxy", "hop.ts"), "--mode", m, "--port", port, "--requests", String(requests)], { stdout: "pipe", stderr: "inherit" });
       const timer = setTimeout(() => child.kill(), 120_000);
       const out = await new Response(child.stdout).text();
       clearTimeout(timer);
-      if ((await child.exited) !== 0) throw new Error(`hop client ${m} failed`);
-      results.get(m)!.push(JSON.parse(out.trim().split("\n").pop()!));
-      console.error(`round ${r + 1}/${rounds}: ${m} ${results.get(m)!.at(-1)!.cpuUs.toFixed(1)} µs/req`);
+      if ((await child.exited) !== 0) throw new Error(`hop client ${name} failed`);
+      results.get(name)!.push(JSON.parse(out.trim().split("\n").pop()!));
+      console.error(`round ${r + 1}/${rounds}: ${name} ${results.get(name)!.at(-1)!.cpuUs.toFixed(1)} µs/req`);
     }
   }
 } finally {
@@ -148,11 +156,11 @@ const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).joi
 console.log(`load average at the end: ${load}; Bun ${Bun.version}`);
 console.log("| step | CPU µs/req | user | system | vs raw | req/s |");
 console.log("|---|---|---|---|---|---|");
-const floor = median(results.get("raw")?.map((x) => x.cpuUs) ?? []);
-for (const m of modes) {
-  const runs = results.get(m)!;
+for (const { mode: m, tree, name } of rows) {
+  const floor = median(results.get(tree.label === "" ? "raw" : `raw (${tree.label})`)?.map((x) => x.cpuUs) ?? []);
+  const runs = results.get(name)!;
   const cpu = median(runs.map((x) => x.cpuUs));
   const f = (k: "cpuUs" | "userUs" | "systemUs") => median(runs.map((x) => x[k])).toFixed(1);
   const extra = Number.isFinite(floor) && m !== "raw" ? `+${(cpu - floor).toFixed(1)}` : "";
-  console.log(`| ${m} | ${f("cpuUs")} | ${f("userUs")} | ${f("systemUs")} | ${extra} | ${median(runs.map((x) => x.rps)).toFixed(0)} |`);
+  console.log(`| ${name} | ${f("cpuUs")} | ${f("userUs")} | ${f("systemUs")} | ${extra} | ${median(runs.map((x) => x.rps)).toFixed(0)} |`);
 }

@@ -150,6 +150,31 @@ describe("HTTP/1.1 pool: the request on the wire", () => {
     expect(requestsSeen).toEqual([]);
     pool.close();
   });
+
+  test("bytes above 0x7f in a field value go out as the same single bytes (latin1), not as UTF-8", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+    const pool = new Http1Pool(new URL(upstream.url));
+    const r = await pool.request({ method: "GET", target: "/x", headers: [["x-a", "caf\u00e9 \u00ff"]], abort: new Http1Abort(), connectTimeoutMs: 2000 });
+    expect(r.status).toBe(200);
+    // The test upstream reads the wire as latin1: one byte per character when sent as latin1.
+    expect(requestsSeen[0]!.split("\r\n")).toContain("x-a: caf\u00e9 \u00ff");
+    pool.close();
+  });
+
+  test("a head larger than one socket write arrives whole (the rest is sent on drain)", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+    const pool = new Http1Pool(new URL(upstream.url));
+    const big = "v".repeat(4 << 20);
+    for (const value of [big, big + "\u00e9"]) {
+      requestsSeen.length = 0;
+      const r = await pool.request({ method: "GET", target: "/x", headers: [["x-big", value], ["x-after", "1"]], abort: new Http1Abort(), connectTimeoutMs: 2000 });
+      expect(r.status).toBe(200);
+      const lines = requestsSeen[0]!.split("\r\n");
+      expect(lines).toContain(`x-big: ${value}`);
+      expect(lines).toContain("x-after: 1");
+    }
+    pool.close();
+  });
 });
 
 describe("HTTP/1.1 pool: the response fields", () => {

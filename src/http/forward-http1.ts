@@ -55,6 +55,8 @@ const EXPECTS_CONTENT = new Set(["POST", "PUT", "PATCH"]);
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 const UNSAFE_IN_FIELD = /[\r\n\0]/;
+// Tab and printable ASCII: what nearly every field, target and authority is made of.
+const PRINTABLE = /^[\t\x20-\x7e]*$/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/;
 const DIGITS = /^\d{1,15}$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -72,28 +74,61 @@ function badUpstream(origin: string, why: string): GatewayError {
 export class Http1Abort {
   aborted = false;
   reason: unknown = undefined;
-  #onAbort: ((reason: unknown) => void) | null = null;
+  #target: AbortTarget | null = null;
 
   abort(reason: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
-    const onAbort = this.#onAbort;
-    this.#onAbort = null;
-    onAbort?.(reason);
+    const target = this.#target;
+    this.#target = null;
+    target?.abortWith(reason);
   }
 
-  /** @internal The pool's hook for the step under way (one at a time); null to clear it. */
-  bind(onAbort: ((reason: unknown) => void) | null): void {
-    this.#onAbort = onAbort;
+  /**
+   * @internal The pool's hook for the step under way (one at a time); null to clear it. An
+   * object with a method, so an exchange binds itself instead of a closure made per request.
+   */
+  bind(target: AbortTarget | null): void {
+    this.#target = target;
   }
 }
 
-/** The state of one exchange on one connection; the socket handlers dispatch to it. */
-interface Exchange {
-  onData(chunk: Buffer): void;
-  onClose(error: Error | null): void;
-  onDrain(): void;
+/** What an `Http1Abort` calls when it fires. */
+export interface AbortTarget {
+  abortWith(reason: unknown): void;
+}
+
+/** An `AbortTarget` around a callback, for the rarer steps (connecting, waiting for a slot). */
+function abortCallback(onAbort: (reason: unknown) => void): AbortTarget {
+  return { abortWith: onAbort };
+}
+
+/**
+ * One request on its way through the pool: its state as fields of one object (no closures per
+ * request), driven by the pool's socket handlers. `attempt` counts the retry on a stale connection.
+ */
+class Exchange implements AbortTarget {
+  connection: Connection | null = null;
+  attempt = 0;
+  pendingWrite: Buffer | string | null = null;
+  received: Buffer | null = null;
+  anyByte = false;
+  settled = false;
+  /** Set once the head is parsed and the body streams. */
+  body: BodyReader | null = null;
+
+  constructor(
+    readonly request: Http1Request,
+    readonly head: Buffer | string,
+    readonly resolve: (response: Http1Response) => void,
+    readonly reject: (reason: unknown) => void,
+    readonly fail: (exchange: Exchange, error: unknown) => void,
+  ) {}
+
+  abortWith(reason: unknown): void {
+    this.fail(this, reason);
+  }
 }
 
 interface Connection {
@@ -122,6 +157,8 @@ export class Http1Pool {
   readonly #maxConnections: number;
   readonly #waiting: Waiter[] = [];
   #open = 0;
+  // The one function every exchange of this pool fails through (bound once per pool).
+  readonly #failExchange = (exchange: Exchange, error: unknown): void => this.#fail(exchange, error);
 
   /**
    * `idleTimeoutS`: seconds of silence after which a connection closes while it waits in the pool.
@@ -156,26 +193,30 @@ export class Http1Pool {
    * connection that the upstream closed in the meantime is retried once on a fresh one when the
    * method is idempotent and no byte of the answer came back.
    */
-  async request(request: Http1Request): Promise<Http1Response> {
-    const head = this.#serialiseHead(request);
-    for (let attempt = 0; ; attempt++) {
-      const connection = this.#takeIdle() ?? (await this.#obtain(request.abort, request.connectTimeoutMs));
-      try {
-        return await this.#exchange(connection, head, request);
-      } catch (error) {
-        const retry = error instanceof StaleConnection && attempt === 0 && IDEMPOTENT.has(request.method) && !request.abort.aborted;
-        if (!retry) throw error instanceof StaleConnection ? new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` closed the connection`) : error;
-      }
+  request(request: Http1Request): Promise<Http1Response> {
+    let head: Buffer | string;
+    try {
+      head = requestHead(request.method, request.target, this.#authority, request.headers);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    // One promise per request, settled by the exchange itself (also across its retry).
+    return new Promise<Http1Response>((resolve, reject) => this.#dispatch(new Exchange(request, head, resolve, reject, this.#failExchange)));
+  }
+
+  /** Puts an exchange on an idle connection, or on a new (or handed-over) one once there is one. */
+  #dispatch(exchange: Exchange): void {
+    const idle = this.#takeIdle();
+    if (idle !== null) { this.#start(exchange, idle); return; }
+    this.#obtain(exchange.request.abort, exchange.request.connectTimeoutMs).then(
+      (connection) => this.#start(exchange, connection),
+      (error) => { exchange.settled = true; exchange.reject(error); },
+    );
   }
 
   /** Closes every idle connection (in-flight exchanges finish on their own). */
   close(): void {
     for (const c of this.#idle.splice(0)) this.#discard(c);
-  }
-
-  #serialiseHead(request: Http1Request): Buffer {
-    return requestHead(request.method, request.target, this.#authority, request.headers);
   }
 
   #takeIdle(): Connection | null {
@@ -197,11 +238,11 @@ export class Http1Pool {
       const handed = await new Promise<Connection | null>((resolve, reject) => {
         const waiter: Waiter = { resolve, reject };
         this.#waiting.push(waiter);
-        abort.bind((reason) => {
+        abort.bind(abortCallback((reason) => {
           const i = this.#waiting.indexOf(waiter);
           if (i >= 0) this.#waiting.splice(i, 1);
           reject(reason);
-        });
+        }));
       }).finally(() => abort.bind(null));
       if (handed !== null) return handed;
     }
@@ -254,7 +295,7 @@ export class Http1Pool {
       giveUp = reject;
       timer = setTimeout(() => reject(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` did not accept a connection within ${connectTimeoutMs} ms`)), connectTimeoutMs);
     });
-    abort.bind((reason) => giveUp?.(reason));
+    abort.bind(abortCallback((reason) => giveUp?.(reason)));
     const connecting = Bun.connect<Connection>({
       hostname: this.#hostname,
       port: this.#port,
@@ -264,9 +305,12 @@ export class Http1Pool {
           const exchange = socket.data.exchange;
           // Bytes on an idle connection answer nothing we asked: the connection is unusable.
           if (exchange === null) { pool.#discard(socket.data); return; }
-          exchange.onData(chunk);
+          pool.#onData(exchange, chunk);
         },
-        drain(socket) { socket.data.exchange?.onDrain(); },
+        drain(socket) {
+          const exchange = socket.data.exchange;
+          if (exchange !== null) pool.#onDrain(exchange);
+        },
         // The idle timeout is armed once per connection and counts from the last byte either way;
         // during an exchange the caller's deadline rules, so the timer is re-armed, not obeyed.
         timeout(socket) {
@@ -278,13 +322,13 @@ export class Http1Pool {
           pool.#retire(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
-          exchange?.onClose(error ?? null);
+          if (exchange !== null) pool.#onClose(exchange, error ?? null);
         },
         error(socket, error) {
           pool.#retire(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
-          exchange?.onClose(error);
+          if (exchange !== null) pool.#onClose(exchange, error);
         },
       },
     });
@@ -306,123 +350,149 @@ export class Http1Pool {
     }
   }
 
-  #exchange(c: Connection, head: Buffer, request: Http1Request): Promise<Http1Response> {
-    const pool = this;
+  /** Sends the exchange's request on `c` (the abort handle now fails this exchange). */
+  #start(exchange: Exchange, c: Connection): void {
+    exchange.connection = c;
+    const abort = exchange.request.abort;
+    if (abort.aborted) { this.#fail(exchange, abort.reason); return; }
+    abort.bind(exchange);
+    c.exchange = exchange;
     const socket = c.socket!;
-    const noBody = request.method === "HEAD";
-    return new Promise<Http1Response>((resolve, reject) => {
-      let pendingWrite: Buffer | null = null;
-      let received: Buffer | null = null;
-      let anyByte = false;
-      let settled = false;
-      // Set once the head is parsed and the body streams.
-      let body: BodyReader | null = null;
+    const head = exchange.head;
+    const written = socket.write(head);
+    if (written < 0) { this.#onClose(exchange, null); return; }
+    // An ASCII head is sent as the string itself: its bytes are its characters.
+    const length = typeof head === "string" ? head.length : head.byteLength;
+    if (written < length) exchange.pendingWrite = typeof head === "string" ? head.slice(written) : head.subarray(written);
+  }
 
-      const fail = (error: unknown) => {
-        // Settle first: terminating reports a close, which must not overwrite this error.
-        if (!settled) { settled = true; reject(error); }
-        else body?.fail(error);
-        cleanup();
-        pool.#discard(c);
-      };
-      const cleanup = () => request.abort.bind(null);
-      if (request.abort.aborted) { fail(request.abort.reason); return; }
-      request.abort.bind(fail);
+  #fail(exchange: Exchange, error: unknown): void {
+    // Settle first: terminating reports a close, which must not overwrite this error.
+    if (!exchange.settled) { exchange.settled = true; exchange.reject(error); }
+    else exchange.body?.fail(error);
+    exchange.request.abort.bind(null);
+    if (exchange.connection !== null) this.#discard(exchange.connection);
+  }
 
-      const exchange: Exchange = {
-        onDrain() {
-          if (pendingWrite === null) return;
-          const written = socket.write(pendingWrite);
-          pendingWrite = written < 0 ? null : written < pendingWrite.byteLength ? pendingWrite.subarray(written) : null;
-        },
-        onClose(error) {
-          if (body !== null) { body.end(error); cleanup(); return; }
-          if (settled) return;
-          if (!anyByte && c.reused) { settled = true; cleanup(); reject(new StaleConnection()); return; }
-          fail(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${pool.#authority}\` closed the connection before answering${error ? `: ${error.message}` : ""}`));
-        },
-        onData(chunk) {
-          anyByte = true;
-          if (body !== null) { body.push(chunk); return; }
-          received = received === null ? chunk : Buffer.concat([received, chunk]);
-          // Informational answers (1xx, RFC 9110 §15.2) precede the final one: skip them.
-          for (;;) {
-            const end = received.indexOf(CRLFCRLF);
-            if (end < 0) {
-              if (received.byteLength > MAX_HEAD_BYTES) fail(badUpstream(pool.#authority, "response head too large"));
-              return;
-            }
-            let parsed: ParsedHead;
-            try {
-              parsed = parseResponseHead(received.toString("latin1", 0, end), pool.#authority);
-            } catch (error) {
-              fail(error);
-              return;
-            }
-            received = received.subarray(end + 4);
-            if (parsed.status >= 100 && parsed.status < 200) {
-              if (parsed.status === 101) { fail(badUpstream(pool.#authority, "unexpected protocol switch")); return; }
-              continue;
-            }
-            settled = true;
-            const framing = noBody || parsed.status === 204 || parsed.status === 304 ? { kind: "none" as const } : parsed.framing;
-            const reusable = parsed.keepAlive && framing.kind !== "close";
-            const done = (ok: boolean) => {
-              cleanup();
-              if (ok && reusable && !c.closed) pool.#release(c);
-              else pool.#discard(c);
-            };
-            if (framing.kind === "none") {
-              done(received.byteLength === 0);
-              resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: null });
-              return;
-            }
-            if (framing.kind === "length" && received.byteLength >= framing.length) {
-              const whole = new Uint8Array(received.subarray(0, framing.length));
-              done(received.byteLength === framing.length);
-              resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: whole });
-              return;
-            }
-            body = new BodyReader(framing, socket, pool.#authority, done);
-            const rest = received;
-            received = null;
-            const stream = body.stream;
-            resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: stream });
-            if (rest.byteLength > 0) body.push(rest);
-            return;
-          }
-        },
-      };
-      c.exchange = exchange;
-      const written = socket.write(head);
-      if (written < 0) { exchange.onClose(null); return; }
-      if (written < head.byteLength) pendingWrite = head.subarray(written);
-    });
+  /** The exchange is over (`ok`: its answer was read exactly): the connection goes back or away. */
+  #finish(exchange: Exchange, ok: boolean, reusable: boolean): void {
+    exchange.request.abort.bind(null);
+    const c = exchange.connection!;
+    if (ok && reusable && !c.closed) this.#release(c);
+    else this.#discard(c);
+  }
+
+  #onDrain(exchange: Exchange): void {
+    const pending = exchange.pendingWrite;
+    if (pending === null) return;
+    const written = exchange.connection!.socket!.write(pending);
+    const length = typeof pending === "string" ? pending.length : pending.byteLength;
+    exchange.pendingWrite = written < 0 ? null : written < length ? (typeof pending === "string" ? pending.slice(written) : pending.subarray(written)) : null;
+  }
+
+  #onClose(exchange: Exchange, error: Error | null): void {
+    if (exchange.body !== null) { exchange.body.end(error); exchange.request.abort.bind(null); return; }
+    if (exchange.settled) return;
+    const request = exchange.request;
+    if (!exchange.anyByte && exchange.connection!.reused) {
+      // A kept-alive connection the upstream had closed: nothing of this request was answered.
+      request.abort.bind(null);
+      if (exchange.attempt === 0 && IDEMPOTENT.has(request.method) && !request.abort.aborted) {
+        exchange.attempt = 1;
+        exchange.connection = null;
+        exchange.pendingWrite = null;
+        exchange.received = null;
+        this.#dispatch(exchange);
+        return;
+      }
+      exchange.settled = true;
+      exchange.reject(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` closed the connection`));
+      return;
+    }
+    this.#fail(exchange, new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${this.#authority}\` closed the connection before answering${error ? `: ${error.message}` : ""}`));
+  }
+
+  #onData(exchange: Exchange, chunk: Buffer): void {
+    exchange.anyByte = true;
+    if (exchange.body !== null) { exchange.body.push(chunk); return; }
+    const received = exchange.received === null ? chunk : Buffer.concat([exchange.received, chunk]);
+    // Informational answers (1xx, RFC 9110 §15.2) precede the final one: skip them.
+    for (let at = 0; ;) {
+      const end = received.indexOf(CRLFCRLF, at);
+      if (end < 0) {
+        exchange.received = at === 0 ? received : received.subarray(at);
+        if (received.byteLength - at > MAX_HEAD_BYTES) this.#fail(exchange, badUpstream(this.#authority, "response head too large"));
+        return;
+      }
+      let parsed: ParsedHead;
+      try {
+        parsed = parseResponseHead(received.toString("latin1", at, end), this.#authority);
+      } catch (error) {
+        this.#fail(exchange, error);
+        return;
+      }
+      at = end + 4;
+      if (parsed.status >= 100 && parsed.status < 200) {
+        if (parsed.status === 101) { this.#fail(exchange, badUpstream(this.#authority, "unexpected protocol switch")); return; }
+        continue;
+      }
+      exchange.settled = true;
+      exchange.received = null;
+      const left = received.byteLength - at;
+      const framing = exchange.request.method === "HEAD" || parsed.status === 204 || parsed.status === 304 ? NO_BODY : parsed.framing;
+      const reusable = parsed.keepAlive && framing.kind !== "close";
+      if (framing.kind === "none") {
+        this.#finish(exchange, left === 0, reusable);
+        exchange.resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: null });
+        return;
+      }
+      if (framing.kind === "length" && left >= framing.length) {
+        // A copy: the socket's buffer is not ours to hand on.
+        const whole = new Uint8Array((received.buffer as ArrayBuffer).slice(received.byteOffset + at, received.byteOffset + at + framing.length));
+        this.#finish(exchange, left === framing.length, reusable);
+        exchange.resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: whole });
+        return;
+      }
+      const body = new BodyReader(framing, exchange.connection!.socket!, this.#authority, (ok) => this.#finish(exchange, ok, reusable));
+      exchange.body = body;
+      exchange.resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: body.stream });
+      if (left > 0) body.push(received.subarray(at));
+      return;
+    }
   }
 }
-
-class StaleConnection extends Error {}
 
 /**
  * The bytes of a request head (`Http1Request`'s rules: `host` and framing set here, a field
- * holding CR, LF or NUL refused). Exported for bench/proxy/hop.ts, which times it alone.
+ * holding CR, LF or NUL refused): the string itself when it is printable ASCII, else latin1
+ * bytes. Exported for bench/proxy/hop.ts, which times it alone.
  */
-export function requestHead(method: string, target: string, authority: string, headers: Http1Request["headers"]): Buffer {
+export function requestHead(method: string, target: string, authority: string, headers: Http1Request["headers"]): Buffer | string {
   let head = `${method} ${target} HTTP/1.1\r\nhost: ${authority}\r\n`;
-  for (const [name, value] of headers) {
+  let ascii = PRINTABLE.test(target) && PRINTABLE.test(authority);
+  for (let i = 0; i < headers.length; i++) {
+    const field = headers[i]!;
+    const name = field[0];
+    const value = field[1];
     if (name === "host" || name === "content-length") continue;
-    // No field can split the head.
-    if (UNSAFE_IN_FIELD.test(value) || UNSAFE_IN_FIELD.test(name)) throw new GatewayError("UPSTREAM_BAD_REQUEST", `header \`${name.replace(/[^\x21-\x7e]/g, "?")}\` holds CR, LF or NUL`);
-    head += `${name}: ${value}\r\n`;
+    // One test for the common field; only one that fails it is looked at closer.
+    if (!PRINTABLE.test(value) || !PRINTABLE.test(name)) {
+      // No field can split the head.
+      if (UNSAFE_IN_FIELD.test(value) || UNSAFE_IN_FIELD.test(name)) throw new GatewayError("UPSTREAM_BAD_REQUEST", `header \`${name.replace(/[^\x21-\x7e]/g, "?")}\` holds CR, LF or NUL`);
+      ascii = false;
+    }
+    head += name + ": " + value + "\r\n";
   }
   if (EXPECTS_CONTENT.has(method)) head += "content-length: 0\r\n";
   // The default in HTTP/1.1, said aloud for upstreams that still think in HTTP/1.0 (and as fetch does).
-  head += "connection: keep-alive\r\n";
-  // latin1 keeps every byte of a value as the client sent it.
-  return Buffer.from(head + "\r\n", "latin1");
+  head += "connection: keep-alive\r\n\r\n";
+  // A printable-ASCII head goes out as the string (its UTF-8 bytes are its characters, and no
+  // Buffer is made); any other is latin1-encoded, which keeps every byte as the client sent it.
+  return ascii ? head : Buffer.from(head, "latin1");
 }
 
 export type Framing = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
+const NO_BODY: Framing = { kind: "none" };
 
 /** A parsed response head; exported with `parseResponseHead` for bench/proxy/hop.ts. */
 export interface ParsedHead {
