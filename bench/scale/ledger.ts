@@ -4,21 +4,33 @@
 // fsync and synchronous_commit on, as in production). Targets: p99 ≤ 50 µs for SQLite, ≤ 2 ms for
 // PostgreSQL. Bounded in count (`--steps`, at most 50,000); the server is stopped by its PID.
 //
+// Each row has a baseline measured in the same run, interleaved with it in rounds (the order
+// alternating), so that the machine's load falls on both alike:
+// - SQLite on the disk (the state directory's usual place) against the same ledger on tmpfs
+//   (/dev/shm): what the file system adds to the tail;
+// - PostgreSQL's ledger (one server-side function call per reserve and per confirm: one round trip
+//   each) against the same steps as client-driven transactions, as the ledger made them before
+//   (BEGIN; lock + read; INSERT; COMMIT, and BEGIN; lock + upserts; COMMIT).
+//
 //   npm run bench:scale -- --sections ledger [--steps 5000] [--entries 10000]
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Sql } from "postgres";
 import type { SeparationCheck } from "../../dsl/mod.ts";
-import type { DutyLedger } from "../../src/ledger/ledger.ts";
-import { openPostgresLedger } from "../../src/ledger/postgres.ts";
+import type { DutyLedger, Reservation, ReserveRequest, ReserveResult } from "../../src/ledger/ledger.ts";
+import { newReservation } from "../../src/ledger/ledger.ts";
+import { lockKeys, openPostgresLedger } from "../../src/ledger/postgres.ts";
 import { openSqliteLedger } from "../../src/ledger/sqlite.ts";
 import { openSqlDatabase } from "../../src/ledger/sqlite-driver.ts";
-import { postgresUnavailable, startTestPostgres } from "../../test/support/postgres.ts";
+import { PG_ROLE, postgresUnavailable, startTestPostgres, type TestPostgres } from "../../test/support/postgres.ts";
 import { bounded, flag } from "../proxy/lib.ts";
 
 const STEPS = bounded(flag("steps", "5000"), 100, 50_000);
 const ENTRIES = bounded(flag("entries", "10000"), 0, 1_000_000);
 const WARMUP = Math.min(500, STEPS);
+/** Steps per round of the interleaving. */
+const ROUND = 250;
 const DUTIES = ["submit_change", "approve_change", "deploy_change"];
 const CONSTRAINT = "separate:changes.duty:20:1";
 const OPTIONS = { retentionDays: 400, reservationTtlMs: 600_000 };
@@ -33,64 +45,152 @@ interface Row {
   targetP99: number;
 }
 
+/** The two calls of a guarded step, as one contender of an interleaved comparison. */
+interface Stepper {
+  name: string;
+  reserve(request: ReserveRequest): Promise<ReserveResult>;
+  confirm(reservation: Reservation): Promise<void>;
+}
+
 function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-/** One guarded step at a time: reserve a fresh change for a person, then confirm it. */
-async function measureSteps(store: string, ledger: DutyLedger, targetP99: number): Promise<Row> {
-  const samples: number[] = [];
-  const started = performance.now();
-  for (let i = -WARMUP; i < STEPS; i++) {
+/**
+ * One guarded step at a time (reserve a fresh change for a person, then confirm it) on each
+ * contender, in rounds of {@link ROUND} steps whose order alternates; warm-up first, unmeasured.
+ */
+async function measureInterleaved(contenders: readonly Stepper[], targetP99: number): Promise<Row[]> {
+  const samples = contenders.map(() => [] as number[]);
+  const busyMs = contenders.map(() => 0);
+  const step = async (c: Stepper, i: number, tag: string): Promise<number> => {
     const t = performance.now();
-    const result = await ledger.reserve({ checks: [check(`bench-${i}`)], duty: DUTIES[((i % 3) + 3) % 3]!, sub: `bench-user-${((i % 97) + 97) % 97}`, at: T0 + ENTRIES + i });
-    if (!result.ok) throw new Error(`${store}: the step on bench-${i} conflicted`);
-    await ledger.confirm(result.reservation);
-    if (i >= 0) samples.push((performance.now() - t) * 1000);
-  }
-  const elapsed = performance.now() - started;
-  samples.sort((a, b) => a - b);
-  return { store, p50: quantile(samples, 0.5), p99: quantile(samples, 0.99), stepsPerSecond: ((STEPS + WARMUP) / elapsed) * 1000, targetP99 };
-}
-
-async function sqliteRow(): Promise<Row> {
-  const dir = mkdtempSync(join(tmpdir(), "dutygate-bench-scale-"));
-  try {
-    const path = join(dir, "ledger.sqlite");
-    await (await openSqliteLedger({ path, ...OPTIONS })).close();
-    const db = await openSqlDatabase(path);
-    const insert = db.prepare("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, ?, ?, ?, ?, NULL)");
-    db.exec("BEGIN IMMEDIATE");
-    for (let i = 0; i < ENTRIES; i++) insert.run(CONSTRAINT, `c${Math.floor(i / 3)}`, `user${i % 5000}`, DUTIES[i % 3]!, T0 + i);
-    db.exec("COMMIT");
-    db.close();
-    const ledger = await openSqliteLedger({ path, ...OPTIONS });
-    try {
-      return await measureSteps("sqlite (bun:sqlite, WAL, synchronous=NORMAL)", ledger, 50);
-    } finally {
-      await ledger.close();
+    const result = await c.reserve({ checks: [check(`bench-${tag}-${i}`)], duty: DUTIES[((i % 3) + 3) % 3]!, sub: `bench-user-${((i % 97) + 97) % 97}`, at: T0 + ENTRIES + i });
+    if (!result.ok) throw new Error(`${c.name}: the step on bench-${tag}-${i} conflicted`);
+    await c.confirm(result.reservation);
+    return performance.now() - t;
+  };
+  for (const c of contenders) for (let i = 0; i < WARMUP; i++) await step(c, i, "warm");
+  for (let round = 0; round * ROUND < STEPS; round++) {
+    const order = round % 2 === 0 ? contenders.map((_, k) => k) : contenders.map((_, k) => contenders.length - 1 - k);
+    for (const k of order) {
+      for (let i = round * ROUND; i < Math.min(STEPS, (round + 1) * ROUND); i++) {
+        const ms = await step(contenders[k]!, i, "run");
+        samples[k]!.push(ms * 1000);
+        busyMs[k]! += ms;
+      }
     }
+  }
+  return contenders.map((c, k) => {
+    const sorted = samples[k]!.sort((a, b) => a - b);
+    return { store: c.name, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), stepsPerSecond: (STEPS / busyMs[k]!) * 1000, targetP99 };
+  });
+}
+
+async function filledSqliteLedger(dir: string): Promise<DutyLedger> {
+  const path = join(dir, "ledger.sqlite");
+  await (await openSqliteLedger({ path, ...OPTIONS })).close();
+  const db = await openSqlDatabase(path);
+  const insert = db.prepare("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, ?, ?, ?, ?, NULL)");
+  db.exec("BEGIN IMMEDIATE");
+  for (let i = 0; i < ENTRIES; i++) insert.run(CONSTRAINT, `c${Math.floor(i / 3)}`, `user${i % 5000}`, DUTIES[i % 3]!, T0 + i);
+  db.exec("COMMIT");
+  db.close();
+  return openSqliteLedger({ path, ...OPTIONS });
+}
+
+async function sqliteRows(): Promise<Row[]> {
+  const dirs = [mkdtempSync(join(tmpdir(), "dutygate-bench-scale-"))];
+  // tmpfs: the same ledger with no disk underneath, to tell the disk's share of the tail.
+  if (existsSync("/dev/shm")) dirs.push(mkdtempSync("/dev/shm/dutygate-bench-scale-"));
+  const ledgers: DutyLedger[] = [];
+  try {
+    for (const dir of dirs) ledgers.push(await filledSqliteLedger(dir));
+    const names = ["sqlite (bun:sqlite, WAL, synchronous=NORMAL; disk)", "sqlite (the same on tmpfs: no disk)"];
+    return await measureInterleaved(ledgers.map((l, k) => ({ name: names[k]!, reserve: (r) => l.reserve(r), confirm: (r) => l.confirm(r) })), 50);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    for (const ledger of ledgers) await ledger.close();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function postgresRow(synchronousCommit: "on" | "off"): Promise<Row | string> {
+/**
+ * The steps as the ledger made them before its server-side functions: client-driven transactions
+ * with the same SQL, locks and statements, on a connection pool like the ledger's.
+ */
+function transactionStepper(sql: Sql, name: string): Stepper {
+  const boot = crypto.randomUUID();
+  return {
+    name,
+    reserve: (request) => sql.begin(async (tx): Promise<ReserveResult> => {
+      const constraints = request.checks.map((c) => c.constraint);
+      const keys = request.checks.map((c) => c.key);
+      const [, rows] = await Promise.all([
+        tx`SELECT pg_advisory_xact_lock(l) FROM unnest(${lockKeys(request.checks, request.sub)}::bigint[]) AS l`,
+        tx<Array<{ duty: string }>>`SELECT constraint_id, key, duty, sub, at FROM duty_entries
+                      WHERE sub = ${request.sub} AND (constraint_id, key) IN (SELECT * FROM unnest(${constraints}::text[], ${keys}::text[]))`,
+      ]);
+      if (rows.some((r) => r.duty !== request.duty)) throw new Error(`${name}: conflict`);
+      const reservation = newReservation(request, boot);
+      await tx`INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
+               SELECT c, k, ${request.sub}, ${request.duty}, ${request.at}, ${reservation.id}, ${boot}
+               FROM unnest(${constraints}::text[], ${keys}::text[]) AS u(c, k)`;
+      return { ok: true, reservation, facts: [] };
+    }),
+    confirm: async (reservation) => {
+      await sql.begin(async (tx) => {
+        await Promise.all([
+          tx`SELECT pg_advisory_xact_lock(l) FROM unnest(${lockKeys(reservation.checks, reservation.sub)}::bigint[]) AS l`,
+          ...reservation.checks.map((c) => tx`
+            WITH touched AS (
+              UPDATE duty_entries SET at = greatest(at, ${reservation.at})
+               WHERE constraint_id = ${c.constraint} AND key = ${c.key} AND sub = ${reservation.sub} AND duty = ${reservation.duty} AND reservation IS NULL
+              RETURNING id
+            ), settled AS (
+              UPDATE duty_entries SET reservation = NULL, boot = NULL
+               WHERE reservation = ${reservation.id} AND constraint_id = ${c.constraint} AND key = ${c.key} AND NOT EXISTS (SELECT 1 FROM touched)
+              RETURNING id
+            )
+            INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
+            SELECT ${c.constraint}, ${c.key}, ${reservation.sub}, ${reservation.duty}, ${reservation.at}, NULL, NULL
+             WHERE NOT EXISTS (SELECT 1 FROM touched) AND NOT EXISTS (SELECT 1 FROM settled)`),
+          ...reservation.checks.map((c) => tx`
+            DELETE FROM duty_entries WHERE constraint_id = ${c.constraint} AND key = ${c.key} AND sub = ${reservation.sub} AND duty = ${reservation.duty} AND reservation IS NOT NULL`),
+          tx`DELETE FROM duty_entries WHERE reservation = ${reservation.id}`,
+        ]);
+      });
+    },
+  };
+}
+
+function fillPostgres(pg: TestPostgres, database: string): void {
+  pg.psql(`INSERT INTO duty_entries (constraint_id, key, sub, duty, at) SELECT '${CONSTRAINT}', 'c' || (i / 3), 'user' || (i % 5000), (ARRAY['${DUTIES.join("','")}'])[i % 3 + 1], ${T0} + i FROM generate_series(0, ${ENTRIES - 1}) AS i; ANALYZE duty_entries`, database);
+}
+
+async function postgresRows(synchronousCommit: "on" | "off"): Promise<Row[] | string> {
   const unavailable = postgresUnavailable();
   if (unavailable) return unavailable;
   const pg = await startTestPostgres({ settings: { fsync: "on", synchronous_commit: synchronousCommit, full_page_writes: "on" } });
+  const closers: Array<() => Promise<unknown>> = [];
   try {
-    const url = pg.createDatabase("bench_scale");
     const password = readFileSync(pg.passwordFile, "utf8").trim();
-    await (await openPostgresLedger({ url, password, ...OPTIONS })).close(); // creates the schema
-    pg.psql(`INSERT INTO duty_entries (constraint_id, key, sub, duty, at) SELECT '${CONSTRAINT}', 'c' || (i / 3), 'user' || (i % 5000), (ARRAY['${DUTIES.join("','")}'])[i % 3 + 1], ${T0} + i FROM generate_series(0, ${ENTRIES - 1}) AS i; ANALYZE duty_entries`, "bench_scale");
-    const ledger = await openPostgresLedger({ url, password, ...OPTIONS, timeoutMs: 30_000 });
-    try {
-      return await measureSteps(`postgres 15 (loopback, fsync on, synchronous_commit ${synchronousCommit})`, ledger, 2000);
-    } finally {
-      await ledger.close();
+    const urls = ["bench_function", "bench_transaction"].map((name) => pg.createDatabase(name));
+    for (const url of urls) {
+      await (await openPostgresLedger({ url, password, ...OPTIONS })).close(); // creates the schema
+      fillPostgres(pg, new URL(url).pathname.slice(1));
     }
+    const ledger = await openPostgresLedger({ url: urls[0]!, password, ...OPTIONS, timeoutMs: 30_000 });
+    closers.push(() => ledger.close());
+    const { default: driver } = await import("postgres");
+    const sql = driver({ host: "127.0.0.1", port: pg.port, user: PG_ROLE, database: new URL(urls[1]!).pathname.slice(1), pass: password, max: 10, fetch_types: false, onnotice: () => {} });
+    closers.push(() => sql.end());
+    const setting = `loopback, fsync on, synchronous_commit ${synchronousCommit}`;
+    return await measureInterleaved([
+      { name: `postgres 15 (${setting}): one function call each`, reserve: (r) => ledger.reserve(r), confirm: (r) => ledger.confirm(r) },
+      transactionStepper(sql, `postgres 15 (${setting}): client-driven transactions, as before`),
+    ], 2000);
   } finally {
+    for (const close of closers) await close().catch(() => {});
     await pg.destroy();
   }
 }
@@ -100,24 +200,25 @@ const int = (n: number) => Math.round(n).toLocaleString("en-US");
 
 /** Runs the ledger section; returns the lines to print. */
 export async function runLedgerSection(): Promise<string[]> {
+  const before = loadavg();
+  const sqlite = await sqliteRows();
+  // synchronous_commit off shows what the commit's WAL flush costs; it is not a setting for the
+  // ledger's server (a crash may lose the last commits: facts the ledger then forgets).
+  const postgres = [await postgresRows("on"), await postgresRows("off")];
   const lines = [
-    `${cpus()[0]?.model ?? "cpu"} ×${cpus().length}, Bun ${Bun.version}, ${process.platform}, load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}`,
-    `reserve + confirm of one guarded step, one at a time: ${int(STEPS)} steps after ${WARMUP} warm-up, ${int(ENTRIES)} entries already held`,
+    `${cpus()[0]?.model ?? "cpu"} ×${cpus().length}, Bun ${Bun.version}, ${process.platform}, load average ${before.map((l) => l.toFixed(1)).join(" ")} (start), ${loadavg().map((l) => l.toFixed(1)).join(" ")} (end)`,
+    `reserve + confirm of one guarded step, one at a time: ${int(STEPS)} steps after ${WARMUP} warm-up per row, ${int(ENTRIES)} entries already held; rows of one block interleaved in rounds of ${ROUND}`,
     "",
     "| store | reserve+confirm p50 µs | p99 µs | steps/s | target p99 | met | p50 vs sqlite |",
     "|---|---|---|---|---|---|---|",
   ];
-  const sqlite = await sqliteRow();
-  // synchronous_commit off shows what the commit's WAL flush costs; it is not a setting for the
-  // ledger's server (a crash may lose the last commits: facts the ledger then forgets).
-  const postgres = [await postgresRow("on"), await postgresRow("off")];
-  for (const row of [sqlite, ...postgres]) {
+  for (const row of [...sqlite, ...postgres.flat()]) {
     if (typeof row === "string") {
       lines.push(`| postgres 15 | not measured: ${row} | | | ≤ 2 ms | | |`);
       continue;
     }
     const target = row.targetP99 >= 1000 ? `≤ ${row.targetP99 / 1000} ms` : `≤ ${row.targetP99} µs`;
-    lines.push(`| ${row.store} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${int(row.stepsPerSecond)} | ${target} | ${row.p99 <= row.targetP99 ? "yes" : "no"} | ${(row.p50 / sqlite.p50).toFixed(1)}× |`);
+    lines.push(`| ${row.store} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${int(row.stepsPerSecond)} | ${target} | ${row.p99 <= row.targetP99 ? "yes" : "no"} | ${(row.p50 / sqlite[0]!.p50).toFixed(1)}× |`);
   }
   return lines;
 }

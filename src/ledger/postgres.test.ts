@@ -100,6 +100,35 @@ describe.skipIf(skip !== null)("PostgresDutyLedger", () => {
     expect(await codeOf(open(url, OPTIONS))).toBe("LEDGER_SCHEMA_TOO_NEW");
   });
 
+  test("a database written by a build without the server-side functions gets them in place, keeping its version, identity and history", async () => {
+    const url = freshUrl();
+    const database = new URL(url).pathname.slice(1);
+    const first = await open(url, OPTIONS);
+    const r = await first.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 });
+    if (!r.ok) throw new Error("reserve refused");
+    await first.confirm(r.reservation);
+    const pending = await first.reserve({ checks: [{ ...CHECK, key: "43" }], duty: "submit_change", sub: "alice", at: 2 });
+    await first.close();
+    // What the previous build leaves: the same tables, no functions.
+    pg.psql("DROP FUNCTION dutygate_reserve_1, dutygate_confirm_1", database);
+    const functions = () => pg.psql("SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE proname LIKE 'dutygate\\_%'", database).trim();
+    expect(functions()).toBe("");
+    const again = await open(url, OPTIONS);
+    try {
+      expect(functions()).toBe("dutygate_confirm_1,dutygate_reserve_1");
+      expect(again.id).toBe(first.id);
+      expect(pg.psql("SELECT value FROM ledger_meta WHERE name = 'schema_version'", database).trim()).toBe(String(POSTGRES_LEDGER_SCHEMA_VERSION));
+      // The history is consulted through the new functions: the confirmed fact and the pending reservation both block.
+      expect((await again.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 3 })).ok).toBe(false);
+      expect((await again.reserve({ checks: [{ ...CHECK, key: "43" }], duty: "approve_change", sub: "alice", at: 3 })).ok).toBe(false);
+      if (pending.ok) await again.confirm(pending.reservation);
+      expect((await again.pending()).length).toBe(0);
+      expect(await again.size()).toBe(2);
+    } finally {
+      await again.close();
+    }
+  });
+
   test("a wrong password fails the open with LEDGER_UNAVAILABLE, and the message never holds the password", async () => {
     const error = await openPostgresLedger({ url: freshUrl(), password: "not-the-password", ...OPTIONS }).then(() => null, (e: unknown) => e);
     expect(error).toBeInstanceOf(GatewayError);

@@ -1,10 +1,10 @@
 // The shared duty ledger: one PostgreSQL database for every gateway instance of a fleet.
 //
-// Race safety across instances: a reserve is one READ COMMITTED transaction that first takes a
-// transaction-scoped advisory lock per (constraint, key, sub) it is about to read, then reads,
-// then inserts. A second instance reserving for the same person on the same key waits on the
-// lock, and its read (a later statement, so a later snapshot) sees the first one's committed
-// rows. Only the same person's rows can conflict, so the lock is per person: other people's
+// Race safety across instances: a reserve is one call of a server-side function (one statement,
+// one round trip, its own READ COMMITTED transaction) that first takes a transaction-scoped
+// advisory lock per (constraint, key, sub) it is about to read, then reads and inserts. A second
+// instance reserving for the same person on the same key waits on the lock, and its read (a later
+// statement of the function, so a later snapshot) sees the first one's committed rows. Only the same person's rows can conflict, so the lock is per person: other people's
 // requests on the same change never wait. Locks are taken in one sorted order, so two
 // multi-constraint reserves cannot deadlock. https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
 //
@@ -78,6 +78,107 @@ const SCHEMA_V1 = [
 /** Schema steps by the version they lead to: a database at version v runs the steps after v. */
 const MIGRATIONS: ReadonlyArray<readonly string[]> = [SCHEMA_V1];
 
+// The reserve and the confirm as server-side functions, so that each is one round trip: one
+// statement, run in its own implicit transaction, whose locks go with its commit. A VOLATILE
+// function takes a fresh snapshot for each statement it runs, so the read after the lock sees what
+// the lock's previous holder committed, as separate statements of a transaction would
+// (https://www.postgresql.org/docs/15/xfunc-volatility.html). Both first check that the database
+// still holds this gateway's ledger (`p_ledger`): a database swapped behind a pool that reconnected
+// on its own is caught at the next guarded step, not after it.
+//
+// Additions an older gateway ignores, like the SQLite ledger's: they are created on any open that
+// finds them missing and leave `schema_version` as it is, so the previous build still opens the
+// database (a binary rollback, or an old instance restarting during a rolling upgrade). A change to
+// one of them is a new name (`_2`), never a new body under the old name: instances of two builds
+// may serve from one database at once.
+const FUNCTIONS: ReadonlyArray<{ name: string; create: string }> = [
+  {
+    name: "dutygate_reserve_1",
+    // p_constraints, p_keys: the checks; p_named_*: every (constraint, key, duty) they name. The
+    // verdict is the history rule (`findSeparationConflict`, dsl/separation.ts): a fact conflicts
+    // when it is of another duty that its separation names.
+    create: `CREATE OR REPLACE FUNCTION dutygate_reserve_1(
+       p_ledger TEXT, p_locks BIGINT[], p_constraints TEXT[], p_keys TEXT[],
+       p_named_constraints TEXT[], p_named_keys TEXT[], p_named_duties TEXT[],
+       p_sub TEXT, p_duty TEXT, p_at BIGINT, p_reservation TEXT, p_boot TEXT)
+     RETURNS TABLE (f_constraint TEXT, f_key TEXT, f_duty TEXT, f_at BIGINT, f_reserved BOOLEAN)
+     LANGUAGE plpgsql VOLATILE AS $fn$
+     DECLARE held TEXT;
+     BEGIN
+       SELECT m.value INTO held FROM ledger_meta m WHERE m.name = 'ledger_id';
+       IF held IS DISTINCT FROM p_ledger THEN
+         RAISE EXCEPTION USING ERRCODE = 'DG001', MESSAGE = coalesce(held, '');
+       END IF;
+       PERFORM pg_advisory_xact_lock(l.k) FROM unnest(p_locks) WITH ORDINALITY AS l(k, n) ORDER BY l.n;
+       -- One statement, one snapshot: the facts returned are the facts the insert was decided on.
+       RETURN QUERY
+         WITH facts AS MATERIALIZED (
+           SELECT e.constraint_id, e.key, e.duty, e.at FROM duty_entries e
+            WHERE e.sub = p_sub AND (e.constraint_id, e.key) IN (SELECT * FROM unnest(p_constraints, p_keys))
+         ), verdict AS (
+           SELECT NOT EXISTS (
+             SELECT 1 FROM facts WHERE facts.duty <> p_duty
+                AND (facts.constraint_id, facts.key, facts.duty) IN (SELECT * FROM unnest(p_named_constraints, p_named_keys, p_named_duties))
+           ) AS reserved
+         ), added AS (
+           INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
+           SELECT u.c, u.k, p_sub, p_duty, p_at, p_reservation, p_boot
+             FROM unnest(p_constraints, p_keys) AS u(c, k), verdict WHERE verdict.reserved
+           RETURNING 1 -- run to completion although nothing reads it
+         )
+         SELECT facts.constraint_id, facts.key, facts.duty, facts.at, verdict.reserved FROM facts, verdict
+         UNION ALL
+         -- No facts: one row that only carries the verdict.
+         SELECT NULL, NULL, NULL, NULL, verdict.reserved FROM verdict WHERE NOT EXISTS (SELECT 1 FROM facts);
+     END
+     $fn$`,
+  },
+  {
+    name: "dutygate_confirm_1",
+    create: `CREATE OR REPLACE FUNCTION dutygate_confirm_1(
+       p_ledger TEXT, p_locks BIGINT[], p_constraints TEXT[], p_keys TEXT[],
+       p_sub TEXT, p_duty TEXT, p_at BIGINT, p_reservation TEXT)
+     RETURNS VOID
+     LANGUAGE plpgsql VOLATILE AS $fn$
+     DECLARE held TEXT;
+     BEGIN
+       SELECT m.value INTO held FROM ledger_meta m WHERE m.name = 'ledger_id';
+       IF held IS DISTINCT FROM p_ledger THEN
+         RAISE EXCEPTION USING ERRCODE = 'DG001', MESSAGE = coalesce(held, '');
+       END IF;
+       -- The same locks as the reserve: two confirms of one person-duty (a duty repeated at once on
+       -- two instances) must not both find no confirmed row and both add one.
+       PERFORM pg_advisory_xact_lock(l.k) FROM unnest(p_locks) WITH ORDINALITY AS l(k, n) ORDER BY l.n;
+       FOR i IN 1 .. coalesce(array_length(p_constraints, 1), 0) LOOP
+         -- The confirmed row of this person-duty is touched; else the reservation's row becomes it;
+         -- else (released or pruned meanwhile: the duty was still performed) a row is added.
+         WITH touched AS (
+           UPDATE duty_entries SET at = greatest(at, p_at)
+            WHERE constraint_id = p_constraints[i] AND key = p_keys[i] AND sub = p_sub
+              AND duty = p_duty AND reservation IS NULL
+           RETURNING id
+         ), settled AS (
+           UPDATE duty_entries SET reservation = NULL, boot = NULL
+            WHERE reservation = p_reservation AND constraint_id = p_constraints[i] AND key = p_keys[i]
+              AND NOT EXISTS (SELECT 1 FROM touched)
+           RETURNING id
+         )
+         INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
+         SELECT p_constraints[i], p_keys[i], p_sub, p_duty, p_at, NULL, NULL
+          WHERE NOT EXISTS (SELECT 1 FROM touched) AND NOT EXISTS (SELECT 1 FROM settled);
+       END LOOP;
+       -- The person's other reservations for this duty on these keys (a timed-out try before this
+       -- one) could only ever add what the fact now says: they are settled with it.
+       DELETE FROM duty_entries
+        WHERE sub = p_sub AND duty = p_duty AND reservation IS NOT NULL
+          AND (constraint_id, key) IN (SELECT * FROM unnest(p_constraints, p_keys));
+       -- Pending rows left over where a confirmed row was touched instead.
+       DELETE FROM duty_entries WHERE reservation = p_reservation;
+     END
+     $fn$`,
+  },
+];
+
 /** The advisory lock (two-key form, apart from the reserve locks' one-key form) that serialises migrations. */
 const MIGRATION_LOCK = [0x64757479, 1] as const;
 
@@ -136,6 +237,16 @@ interface FactRow {
   duty: string;
   sub: string;
   at: string | number;
+}
+
+interface ReserveRow {
+  /** Null in the one row that carries only the verdict, when no fact was found. */
+  constraint_id: string | null;
+  key: string;
+  duty: string;
+  sub: string;
+  at: string | number;
+  reserved: boolean;
 }
 
 interface PendingRow extends FactRow {
@@ -217,6 +328,8 @@ export class PostgresDutyLedger implements DutyLedger {
           );
         }
         for (const statement of MIGRATIONS.slice(version).flat()) await tx.unsafe(statement);
+        const missing = await tx<Array<{ name: string }>>`SELECT name FROM unnest(${FUNCTIONS.map((f) => f.name)}::text[]) AS name WHERE to_regproc(name) IS NULL`;
+        for (const { name } of missing) await tx.unsafe(FUNCTIONS.find((f) => f.name === name)!.create);
         if (version === 0) await tx`INSERT INTO ledger_meta (name, value) VALUES ('ledger_id', ${crypto.randomUUID().replaceAll("-", "")})`;
         await tx`INSERT INTO ledger_meta (name, value) VALUES ('schema_version', ${String(POSTGRES_LEDGER_SCHEMA_VERSION)})
                  ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`;
@@ -231,32 +344,39 @@ export class PostgresDutyLedger implements DutyLedger {
   async reserve(request: ReserveRequest): Promise<ReserveResult> {
     this.#open();
     assertDutyInChecks(request.checks, request.duty);
-    if (request.checks.length === 0) return { ok: true, reservation: newReservation(request, this.boot), facts: [] };
+    const reservation = newReservation(request, this.boot);
+    if (request.checks.length === 0) return { ok: true, reservation, facts: [] };
     const { constraints, keys } = columnsOf(request.checks);
+    const rule = namedDutiesOf(request.checks);
     const locks = lockKeys(request.checks, request.sub);
     let work: Promise<ReserveResult> | undefined;
-    const transaction = () => (work = this.#sql.begin(async (tx): Promise<ReserveResult> => {
-      // Pipelined: the lock, then the read in a later statement, whose snapshot sees whatever the
-      // previous holder of the lock committed.
-      const [, rows] = await Promise.all([
-        tx`SELECT pg_advisory_xact_lock(l) FROM unnest(${locks}::bigint[]) AS l`,
-        tx<FactRow[]>`SELECT constraint_id, key, duty, sub, at FROM duty_entries
-                      WHERE sub = ${request.sub} AND (constraint_id, key) IN (SELECT * FROM unnest(${constraints}::text[], ${keys}::text[]))`,
-      ]);
-      const facts: LedgerFact[] = [];
-      for (const check of request.checks) {
-        const found = factsOf(rows, check);
-        facts.push(...found);
-        const conflict = findSeparationConflict([check], request.sub, request.duty, found);
-        if (conflict) return { ok: false, conflict: conflict.fact, check, facts };
-      }
-      const reservation = newReservation(request, this.boot);
-      await tx`INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
-               SELECT c, k, ${request.sub}, ${request.duty}, ${request.at}, ${reservation.id}, ${this.boot}
-               FROM unnest(${constraints}::text[], ${keys}::text[]) AS u(c, k)`;
-      return { ok: true, reservation, facts };
-    }));
-    return this.#call("reserve", transaction, {
+    const call = () => (work = this.#sql<ReserveRow[]>`
+      SELECT f_constraint AS constraint_id, f_key AS key, f_duty AS duty, ${request.sub}::text AS sub, f_at AS at, f_reserved AS reserved
+        FROM dutygate_reserve_1(${this.id}::text, ${locks}::bigint[], ${constraints}::text[], ${keys}::text[],
+                                ${rule.constraints}::text[], ${rule.keys}::text[], ${rule.duties}::text[],
+                                ${request.sub}::text, ${request.duty}::text, ${request.at}::bigint, ${reservation.id}::text, ${this.boot}::text)`
+      .then((rows): ReserveResult => {
+        const found = rows.filter((r): r is ReserveRow & FactRow => r.constraint_id !== null);
+        const facts: LedgerFact[] = [];
+        let broken: { conflict: LedgerFact; check: SeparationCheck } | null = null;
+        for (const check of request.checks) {
+          const ofCheck = factsOf(found, check);
+          facts.push(...ofCheck);
+          const conflict = findSeparationConflict([check], request.sub, request.duty, ofCheck);
+          if (conflict) {
+            broken = { conflict: conflict.fact, check };
+            break;
+          }
+        }
+        // The function decided on the same rows by the same rule; a disagreement is a defect, and
+        // fails closed: the step is refused and whatever the function reserved goes.
+        if ((broken === null) !== rows[0]?.reserved) {
+          if (rows[0]?.reserved) void this.#releaseNow(reservation).catch(() => {});
+          throw new GatewayError("LEDGER_STORE_FAILED", `the duty ledger \`${this.url}\` answered a reserve inconsistently`, { url: this.url });
+        }
+        return broken ? { ok: false, ...broken, facts } : { ok: true, reservation, facts };
+      }));
+    return this.#call("reserve", call, {
       // Given up on (the gateway answered 503), but the server may still commit it: release it then,
       // or the person would be blocked by a request that was never forwarded.
       abandoned: () => void work?.then((r) => (r.ok ? this.#releaseNow(r.reservation) : undefined)).catch(() => {}),
@@ -266,36 +386,11 @@ export class PostgresDutyLedger implements DutyLedger {
   async confirm(reservation: Reservation): Promise<void> {
     this.#open();
     if (reservation.checks.length === 0) return;
+    const { constraints, keys } = columnsOf(reservation.checks);
     const locks = lockKeys(reservation.checks, reservation.sub);
-    await this.#call("confirm", () => this.#sql.begin(async (tx) => {
-      // The same locks as reserve: two confirms of one person-duty (a duty repeated at once on two
-      // instances) must not both find no confirmed row and both add one.
-      await Promise.all([
-        tx`SELECT pg_advisory_xact_lock(l) FROM unnest(${locks}::bigint[]) AS l`,
-        ...reservation.checks.map((check) => tx`
-          WITH touched AS (
-            UPDATE duty_entries SET at = greatest(at, ${reservation.at})
-             WHERE constraint_id = ${check.constraint} AND key = ${check.key} AND sub = ${reservation.sub}
-               AND duty = ${reservation.duty} AND reservation IS NULL
-            RETURNING id
-          ), settled AS (
-            UPDATE duty_entries SET reservation = NULL, boot = NULL
-             WHERE reservation = ${reservation.id} AND constraint_id = ${check.constraint} AND key = ${check.key}
-               AND NOT EXISTS (SELECT 1 FROM touched)
-            RETURNING id
-          )
-          INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot)
-          SELECT ${check.constraint}, ${check.key}, ${reservation.sub}, ${reservation.duty}, ${reservation.at}, NULL, NULL
-           WHERE NOT EXISTS (SELECT 1 FROM touched) AND NOT EXISTS (SELECT 1 FROM settled)`),
-        // The person's other reservations for this duty on these keys (a timed-out try before this
-        // one) could only ever add what the fact now says: they are settled with it.
-        ...reservation.checks.map((check) => tx`
-          DELETE FROM duty_entries WHERE constraint_id = ${check.constraint} AND key = ${check.key}
-             AND sub = ${reservation.sub} AND duty = ${reservation.duty} AND reservation IS NOT NULL`),
-        // Pending rows left over where a confirmed row was touched instead.
-        tx`DELETE FROM duty_entries WHERE reservation = ${reservation.id}`,
-      ]);
-    }));
+    await this.#call("confirm", () => this.#sql`
+      SELECT dutygate_confirm_1(${this.id}::text, ${locks}::bigint[], ${constraints}::text[], ${keys}::text[],
+                                ${reservation.sub}::text, ${reservation.duty}::text, ${reservation.at}::bigint, ${reservation.id}::text)`);
   }
 
   async release(reservation: Reservation): Promise<void> {
@@ -500,14 +595,26 @@ function unavailableReason(error: unknown, timeoutMs: number): string | null {
   return null;
 }
 
-/** One advisory lock key per (constraint, key, sub), sorted: every transaction locks in one order. */
-function lockKeys(checks: readonly { constraint: string; key: string }[], sub: string): string[] {
+/**
+ * One advisory lock key per (constraint, key, sub), sorted: every transaction locks in one order.
+ * @internal exported for the benchmark's baseline (bench/scale/ledger.ts)
+ */
+export function lockKeys(checks: readonly { constraint: string; key: string }[], sub: string): string[] {
   const keys = new Set<bigint>();
   for (const check of checks) {
     const digest = createHash("sha256").update(JSON.stringify([check.constraint, check.key, sub])).digest();
     keys.add(digest.readBigInt64BE(0));
   }
   return [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(String);
+}
+
+/**
+ * Every (constraint, key, duty) the checks name, as columns: the function's form of the rule that
+ * only a duty the separation names can conflict (`findSeparationConflict`, which has the last word).
+ */
+function namedDutiesOf(checks: readonly SeparationCheck[]): { constraints: string[]; keys: string[]; duties: string[] } {
+  const named = checks.flatMap((c) => c.duties.map((duty) => [c.constraint, c.key, duty] as const));
+  return { constraints: named.map((n) => n[0]), keys: named.map((n) => n[1]), duties: named.map((n) => n[2]) };
 }
 
 function columnsOf(checks: readonly { constraint: string; key: string }[]): { constraints: string[]; keys: string[] } {
