@@ -7,7 +7,10 @@ import type { RevisionStore } from "../bundle/mod.ts";
 import { SharedRevisionStore } from "../bundle/mod.ts";
 import type { GatewayConfig, PostgresLedgerConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
-import { openLedgerOfStateDir, openPostgresLedger, redactLedgerUrl, type DutyLedger, type LedgerAvailability, type PostgresDutyLedger } from "../ledger/mod.ts";
+import {
+  openLedgerOfStateDir, openPostgresLedger, openPostgresLedgerOfStateDir, redactLedgerUrl,
+  type DutyLedger, type LedgerAvailability, type PostgresDutyLedger, type PostgresLedgerOptions,
+} from "../ledger/mod.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -21,9 +24,10 @@ export interface ConfiguredLedger {
 }
 
 /**
- * Opens the ledger `config.ledger` names. Fails the start with a coded error: the SQLite ledger's
- * (`LEDGER_MISSING`, `LEDGER_REPLACED`, …), or for PostgreSQL `LEDGER_UNAVAILABLE` (unreachable,
- * login refused, no answer in time) and `CONFIG_MISSING_SECRET` (the password's variable is unset).
+ * Opens the ledger `config.ledger` names, checked against the state directory's record of it.
+ * Fails the start with a coded error: `LEDGER_MISSING`, `LEDGER_REPLACED`, … (either store), or
+ * for PostgreSQL `LEDGER_UNAVAILABLE` (unreachable, login refused, no answer in time) and
+ * `CONFIG_MISSING_SECRET` (the password's variable is unset).
  */
 export async function openConfiguredLedger(config: GatewayConfig, options: { log: Logger; resetLedger?: boolean }): Promise<ConfiguredLedger> {
   const { log } = options;
@@ -35,20 +39,31 @@ export async function openConfiguredLedger(config: GatewayConfig, options: { log
     }
     return { ledger, where: config.ledger.path, revisionStore: null };
   }
-  const ledger = await openPostgresFromConfig(pg, config.ledger.retentionDays, (a) => logAvailability(log, redactLedgerUrl(pg.url), a));
+  const { ledger, outcome, previous } = await openPostgresLedgerOfStateDir({
+    ...postgresOptions(pg, config.ledger.retentionDays, (a) => logAvailability(log, redactLedgerUrl(pg.url), a)),
+    stateDir: config.stateDir,
+    reset: options.resetLedger,
+  });
+  if (outcome === "reset") {
+    log.warn("--reset-ledger: the recorded duty ledger was missing or replaced; its history is no longer consulted", { recorded: previous?.ledger_id, ledger_id: ledger.id, ledger: ledger.url });
+  }
   return { ledger, where: ledger.url, revisionStore: new SharedRevisionStore(config.stateDir, ledger) };
 }
 
 /** The PostgreSQL ledger `[ledger] url` names, with its password and CA read now (serve, `gateway ledger --config`). */
 export function openPostgresFromConfig(pg: PostgresLedgerConfig, retentionDays: number, onAvailability?: (availability: LedgerAvailability) => void): Promise<PostgresDutyLedger> {
-  return openPostgresLedger({
+  return openPostgresLedger(postgresOptions(pg, retentionDays, onAvailability));
+}
+
+function postgresOptions(pg: PostgresLedgerConfig, retentionDays: number, onAvailability?: (availability: LedgerAvailability) => void): PostgresLedgerOptions {
+  return {
     url: pg.url,
     password: readLedgerPassword(pg),
     ca: pg.caFile ? readFileSync(pg.caFile, "utf8") : undefined,
     timeoutMs: pg.timeoutMs,
     retentionDays,
     onAvailability,
-  });
+  };
 }
 
 function logAvailability(log: Logger, url: string, availability: LedgerAvailability): void {

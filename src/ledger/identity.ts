@@ -2,11 +2,13 @@
 // (or swapped for another) is noticed at start instead of being silently recreated empty: an empty
 // ledger forgets every earlier step, and each person could then take a second duty on every key.
 // The record is `ledger-identity.json` beside the gateway's other state; the ledger's identity is
-// drawn inside the SQLite file when it is created, so a moved or restored copy keeps it.
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+// drawn inside the SQLite file (or the PostgreSQL database's `ledger_meta`) when it is created, so a
+// moved or restored copy keeps it.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { GatewayError } from "../errors.ts";
+import { openPostgresLedger, type PostgresDutyLedger, type PostgresLedgerOptions } from "./postgres.ts";
 import { openSqliteLedger, type SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
 
 /** The file in the state directory that records the ledger's identity. */
@@ -14,9 +16,9 @@ export const LEDGER_IDENTITY_FILE = "ledger-identity.json";
 
 /** What the state directory records of its ledger. */
 export interface LedgerIdentityRecord {
-  /** `SqliteDutyLedger.id` of the ledger this state directory keeps. */
+  /** `SqliteDutyLedger.id` (or `PostgresDutyLedger.id`) of the ledger this state directory keeps. */
   ledger_id: string;
-  /** Where it was last opened. */
+  /** Where it was last opened: the file, or the PostgreSQL URL (without credentials). */
   path: string;
   /** When this record was written (RFC 3339). */
   recorded_at: string;
@@ -84,6 +86,48 @@ export async function openLedgerOfStateDir(options: StateDirLedgerOptions): Prom
   if (outcome !== "same" || previous!.path !== path) {
     try {
       writeIdentityRecord(recordFile, { ledger_id: ledger.id, path, recorded_at: new Date().toISOString() });
+    } catch (error) {
+      await ledger.close();
+      throw new GatewayError("LEDGER_IDENTITY_INVALID", `cannot record the duty ledger's identity in \`${recordFile}\`: ${(error as Error).message}`, { path: recordFile });
+    }
+  }
+  return { ledger, outcome, previous };
+}
+
+/** Options of {@link openPostgresLedgerOfStateDir}. */
+export interface StateDirPostgresLedgerOptions extends Omit<PostgresLedgerOptions, "expectLedgerId"> {
+  /** The state directory holding {@link LEDGER_IDENTITY_FILE}. */
+  stateDir: string;
+  /** The operator accepts a missing or replaced ledger (and the history it forgets): `--reset-ledger`. */
+  reset?: boolean;
+}
+
+/**
+ * Opens the fleet's PostgreSQL ledger and checks it is the one this instance's state directory
+ * recorded, with the SQLite ledger's rules: refuses, unless `reset`, a database that holds no
+ * ledger (`LEDGER_MISSING`; nothing is created in it), another ledger (`LEDGER_REPLACED`), or an
+ * unreadable record (`LEDGER_IDENTITY_INVALID`). Records the ledger's identity after each
+ * successful open. While it serves, the ledger itself keeps checking (see `PostgresDutyLedger`).
+ *
+ * @example
+ * const { ledger } = await openPostgresLedgerOfStateDir({ stateDir: "state", url, password, retentionDays: 400 });
+ */
+export async function openPostgresLedgerOfStateDir(options: StateDirPostgresLedgerOptions): Promise<{ ledger: PostgresDutyLedger; outcome: StateDirLedger["outcome"]; previous: LedgerIdentityRecord | null }> {
+  const recordFile = join(options.stateDir, LEDGER_IDENTITY_FILE);
+  const reset = options.reset === true;
+  let previous: LedgerIdentityRecord | null = null;
+  try {
+    previous = readIdentityRecord(recordFile);
+  } catch (error) {
+    if (!reset) throw error;
+  }
+  const { stateDir: _stateDir, reset: _reset, ...open } = options;
+  const ledger = await openPostgresLedger({ ...open, expectLedgerId: reset ? undefined : previous?.ledger_id });
+  const outcome = previous === null ? (ledger.created ? "created" : "adopted") : previous.ledger_id === ledger.id ? "same" : "reset";
+  if (outcome !== "same" || previous!.path !== ledger.url) {
+    try {
+      mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+      writeIdentityRecord(recordFile, { ledger_id: ledger.id, path: ledger.url, recorded_at: new Date().toISOString() });
     } catch (error) {
       await ledger.close();
       throw new GatewayError("LEDGER_IDENTITY_INVALID", `cannot record the duty ledger's identity in \`${recordFile}\`: ${(error as Error).message}`, { path: recordFile });

@@ -21,7 +21,10 @@ export {
 } from "./ledger.ts";
 export { MemoryDutyLedger } from "./memory.ts";
 export { DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_CHECKPOINT_EVERY_MS, LEDGER_SCHEMA_VERSION, openSqliteLedger, SqliteDutyLedger, type SqliteLedgerOptions } from "./sqlite.ts";
-export { LEDGER_IDENTITY_FILE, openLedgerOfStateDir, type LedgerIdentityRecord, type StateDirLedger, type StateDirLedgerOptions } from "./identity.ts";
+export {
+  LEDGER_IDENTITY_FILE, openLedgerOfStateDir, openPostgresLedgerOfStateDir,
+  type LedgerIdentityRecord, type StateDirLedger, type StateDirLedgerOptions, type StateDirPostgresLedgerOptions,
+} from "./identity.ts";
 export { DEFAULT_POSTGRES_TIMEOUT_MS, openPostgresLedger, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger, type PostgresLedgerOptions } from "./postgres.ts";
 export { parsePostgresUrl, redactLedgerUrl } from "./postgres-url.ts";
 // The deny message lives with the rule (dsl/separation.ts); keys print the same everywhere.

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { postgresSkipReason, startTestPostgres, type TestPostgres } from "../../test/support/postgres.ts";
 import { GatewayError } from "../errors.ts";
+import { LEDGER_IDENTITY_FILE, openPostgresLedgerOfStateDir, type LedgerIdentityRecord } from "./identity.ts";
 import type { LedgerOptions, ReserveRequest } from "./ledger.ts";
 import { runDutyLedgerConformance } from "./ledger.case.ts";
 import { openPostgresLedger, POSTGRES_LEDGER_SCHEMA_VERSION, PostgresDutyLedger } from "./postgres.ts";
@@ -216,6 +218,115 @@ describe.skipIf(skip !== null)("PostgresDutyLedger", () => {
       await b.close();
     }
   });
+});
+
+describe.skipIf(skip !== null)("the state directory records the PostgreSQL ledger", () => {
+  const root = skip ? "" : mkdtempSync(join(tmpdir(), "dutygate-pg-identity-"));
+  afterAll(() => { if (root) rmSync(root, { recursive: true, force: true }); });
+  let dirs = 0;
+  const record = (stateDir: string) => JSON.parse(readFileSync(join(stateDir, LEDGER_IDENTITY_FILE), "utf8")) as LedgerIdentityRecord;
+  const openIn = (stateDir: string, url: string, reset = false) => openPostgresLedgerOfStateDir({ stateDir, url, password: password(), timeoutMs: 30_000, ...OPTIONS, reset });
+  const nameOf = (url: string) => new URL(url).pathname.slice(1);
+  /** Another database in place of `url`'s: dropped (its connections ended) and created again, empty. */
+  const swapForEmpty = (url: string) => {
+    pg.psql(`DROP DATABASE ${nameOf(url)} WITH (FORCE)`);
+    pg.createDatabase(nameOf(url));
+  };
+  const hasLedger = (url: string) => pg.psql("SELECT to_regclass('ledger_meta') IS NOT NULL", nameOf(url)).trim() === "t";
+
+  /** A state directory whose instance served from a new ledger at a fresh URL and recorded alice's submit of change 42. */
+  async function served(): Promise<{ stateDir: string; url: string; id: string }> {
+    const stateDir = join(root, `state-${++dirs}`);
+    const url = freshUrl();
+    const { ledger, outcome } = await openIn(stateDir, url);
+    expect(outcome).toBe("created");
+    const r = await ledger.reserve({ checks: [CHECK], duty: "submit_change", sub: "alice", at: 1 });
+    if (r.ok) await ledger.confirm(r.reservation);
+    await ledger.close();
+    return { stateDir, url, id: ledger.id };
+  }
+
+  test("the ledger's identity is recorded with its URL; the next start finds the same ledger; another instance adopts it", async () => {
+    const { stateDir, url, id } = await served();
+    expect(record(stateDir)).toMatchObject({ ledger_id: id, path: url });
+    const again = await openIn(stateDir, url);
+    expect([again.outcome, again.ledger.id]).toEqual(["same", id]);
+    await again.ledger.close();
+    const other = await openIn(join(root, `state-${++dirs}`), url);
+    expect([other.outcome, other.ledger.id]).toEqual(["adopted", id]);
+    await other.ledger.close();
+  });
+
+  // Regression: another, empty database at the same URL got a new empty ledger at start, forgetting every earlier step.
+  test("the database swapped for an empty one refuses to start with LEDGER_MISSING, and nothing is created in it", async () => {
+    const { stateDir, url, id } = await served();
+    swapForEmpty(url);
+    const error = await openIn(stateDir, url).then(() => null, (e: unknown) => e);
+    expect((error as GatewayError).code).toBe("LEDGER_MISSING");
+    expect((error as GatewayError).message).toContain(`records ledger ${id}`);
+    expect((error as GatewayError).message).toContain("`--reset-ledger`");
+    expect(hasLedger(url)).toBe(false);
+    expect(record(stateDir).ledger_id).toBe(id);
+    // --reset-ledger begins an empty one, records it, and the next start needs no flag.
+    const reset = await openIn(stateDir, url, true);
+    expect([reset.outcome, reset.previous?.ledger_id, reset.ledger.id === id]).toEqual(["reset", id, false]);
+    expect(await reset.ledger.size()).toBe(0);
+    await reset.ledger.close();
+    expect(record(stateDir).ledger_id).toBe(reset.ledger.id);
+    const next = await openIn(stateDir, url);
+    expect(next.outcome).toBe("same");
+    await next.ledger.close();
+  });
+
+  test("the database swapped for another ledger refuses to start with LEDGER_REPLACED; --reset-ledger keeps the one found", async () => {
+    const { stateDir, url, id } = await served();
+    swapForEmpty(url);
+    const impostor = await open(url, OPTIONS);
+    await impostor.close();
+    const error = await openIn(stateDir, url).then(() => null, (e: unknown) => e);
+    expect((error as GatewayError).code).toBe("LEDGER_REPLACED");
+    expect((error as GatewayError).detail).toMatchObject({ recorded: id, found: impostor.id });
+    const reset = await openIn(stateDir, url, true);
+    expect([reset.outcome, reset.ledger.id, record(stateDir).ledger_id]).toEqual(["reset", impostor.id, impostor.id]);
+    await reset.ledger.close();
+  });
+
+  test("swapped while serving: guarded steps fail with LEDGER_UNAVAILABLE and the store stays down, saying why, until the ledger is back", async () => {
+    const { stateDir, url, id } = await served();
+    const database = nameOf(url);
+    const states: string[] = [];
+    const { ledger } = await openPostgresLedgerOfStateDir({ stateDir, url, password: password(), timeoutMs: 5000, ...OPTIONS, onAvailability: (a) => states.push(a.available ? "up" : a.reason) });
+    const awaitReason = async (part: string) => {
+      for (let i = 0; i < 400; i++) {
+        const a = ledger.availability();
+        if (!a.available && a.reason.includes(part)) return;
+        await Bun.sleep(25);
+      }
+      throw new Error(`the store did not go down with ${part}: ${JSON.stringify(ledger.availability())}`);
+    };
+    try {
+      // Another ledger's identity behind live connections: the reserve function itself refuses.
+      pg.psql("UPDATE ledger_meta SET value = 'ffffffffffffffffffffffffffffffff' WHERE name = 'ledger_id'", database);
+      const error = await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "bob", at: 2 }).then(() => null, (e: unknown) => e);
+      expect((error as GatewayError).code).toBe("LEDGER_UNAVAILABLE");
+      expect((error as GatewayError).message).toContain(`holds ledger ffffffffffffffffffffffffffffffff, not ledger ${id} (LEDGER_REPLACED)`);
+      expect(await codeOf(ledger.lookup([CHECK], "alice"))).toBe("LEDGER_UNAVAILABLE");
+      await awaitReason("LEDGER_REPLACED");
+      // Its tables gone (an empty database): still down, now saying so.
+      pg.psql("ALTER TABLE ledger_meta RENAME TO ledger_meta_aside", database);
+      await awaitReason("LEDGER_MISSING");
+      expect(await codeOf(ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "bob", at: 2 }))).toBe("LEDGER_UNAVAILABLE");
+      // The ledger back: served again, its history intact.
+      pg.psql(`ALTER TABLE ledger_meta_aside RENAME TO ledger_meta; UPDATE ledger_meta SET value = '${id}' WHERE name = 'ledger_id'`, database);
+      for (let i = 0; i < 400 && !ledger.availability().available; i++) await Bun.sleep(25);
+      expect(ledger.availability()).toEqual({ available: true });
+      expect((await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 3 })).ok).toBe(false);
+      expect((await ledger.reserve({ checks: [CHECK], duty: "approve_change", sub: "bob", at: 3 })).ok).toBe(true);
+      expect(states.at(-1)).toBe("up");
+    } finally {
+      await ledger.close();
+    }
+  }, 60_000);
 });
 
 describe("postgres ledger URL", () => {

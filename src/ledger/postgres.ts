@@ -199,12 +199,19 @@ export interface PostgresLedgerOptions extends LedgerOptions {
   maxConnections?: number;
   /** Told when the store goes down or comes back (for the log). */
   onAvailability?: (availability: LedgerAvailability) => void;
+  /**
+   * The identity (`ledger_id`) the gateway's state directory recorded for this ledger: the open
+   * refuses a database that holds no ledger (`LEDGER_MISSING`; nothing is created in it) or
+   * another one (`LEDGER_REPLACED`). Absent: a database without a ledger gets a new one.
+   */
+  expectLedgerId?: string;
 }
 
 /**
  * Opens (creating or migrating the schema of) the PostgreSQL duty ledger at `url`. Fails with
  * `LEDGER_UNAVAILABLE` (the server cannot be reached, refuses the login, or does not answer
- * within `timeoutMs`), `LEDGER_SCHEMA_TOO_NEW`, `LEDGER_OPEN_FAILED` or `LEDGER_BAD_OPTIONS`.
+ * within `timeoutMs`), `LEDGER_SCHEMA_TOO_NEW`, `LEDGER_MISSING` or `LEDGER_REPLACED` (not the
+ * ledger `expectLedgerId` names), `LEDGER_STORE_FAILED` or `LEDGER_BAD_OPTIONS`.
  *
  * @example
  * const ledger = await openPostgresLedger({ url: "postgres://dutygate@db.internal:5432/dutygate", password, ca, retentionDays: 400 });
@@ -221,7 +228,7 @@ export async function openPostgresLedger(options: PostgresLedgerOptions): Promis
   const { default: driver } = await import("postgres");
   const ledger = new PostgresDutyLedger(driver, target, options, resolved, timeoutMs, maxConnections);
   try {
-    await ledger.initialise(Date.now());
+    await ledger.initialise(Date.now(), options.expectLedgerId);
   } catch (error) {
     await ledger.close();
     throw error;
@@ -263,6 +270,8 @@ export class PostgresDutyLedger implements DutyLedger {
   readonly boot = crypto.randomUUID();
   /** The ledger's identity, drawn when its schema was created. Set by {@link openPostgresLedger}. */
   id = "";
+  /** Whether {@link openPostgresLedger} created the ledger (the database held none). */
+  created = false;
   #sql: Sql;
   /** Opens a fresh connection pool; a pool is replaced whenever the store goes down. */
   readonly #connect: () => Sql;
@@ -313,13 +322,20 @@ export class PostgresDutyLedger implements DutyLedger {
    * this boot and forgets boots that are no longer connected. Being a write, it proves at start that
    * the role may write.
    */
-  async initialise(now: number): Promise<void> {
+  async initialise(now: number, expectLedgerId?: string): Promise<void> {
     await this.#call("open", async () => {
       await this.#sql.begin(async (tx) => {
         await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK[0]}::int, ${MIGRATION_LOCK[1]}::int)`;
+        if (expectLedgerId !== undefined) {
+          // Before anything is created: a database that lost its ledger must stay without one.
+          const [meta] = await tx<Array<{ present: boolean }>>`SELECT to_regclass('ledger_meta') IS NOT NULL AS present`;
+          const found = meta!.present ? (await tx<Array<{ value: string }>>`SELECT value FROM ledger_meta WHERE name = 'ledger_id'`)[0]?.value ?? null : null;
+          if (found !== expectLedgerId) throw identityRefusal(this.url, expectLedgerId, found);
+        }
         await tx`CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)`;
         const rows = await tx<Array<{ value: string }>>`SELECT value FROM ledger_meta WHERE name = 'schema_version'`;
         const version = rows.length ? Number(rows[0]!.value) : 0;
+        this.created = version === 0;
         if (version > POSTGRES_LEDGER_SCHEMA_VERSION) {
           throw new GatewayError(
             "LEDGER_SCHEMA_TOO_NEW",
@@ -511,7 +527,7 @@ export class PostgresDutyLedger implements DutyLedger {
     } catch (error) {
       if (error instanceof GatewayError && error.code !== "LEDGER_TIMEOUT") throw error;
       if (this.#closed) throw ledgerClosedError();
-      const reason = unavailableReason(error, this.#timeoutMs);
+      const reason = swappedReason(error, this.id) ?? unavailableReason(error, this.#timeoutMs);
       if (reason !== null) {
         if (!options.opening) this.#markDown(reason);
         throw new GatewayError("LEDGER_UNAVAILABLE", `the duty ledger \`${this.url}\` is unavailable: ${reason}`, { url: this.url, op });
@@ -544,12 +560,16 @@ export class PostgresDutyLedger implements DutyLedger {
   async #runProbe(): Promise<void> {
     if (this.#closed || this.#down === null) return;
     try {
+      // The same ledger, not another database at the same URL (an empty one, another fleet's): the
+      // store stays down, and guarded steps refused, until the recorded one is back.
+      const [meta] = await withDeadline(this.#sql<Array<{ value: string }>>`SELECT value FROM ledger_meta WHERE name = 'ledger_id'`, this.#timeoutMs);
+      if (meta?.value !== this.id) throw Object.assign(new Error(meta?.value ?? ""), { code: SWAPPED_CODE });
       // The boot row too: a server restored from a backup, or a clean close by an operator's tool,
       // may have lost it, and then this boot's reservations would read as of unknown outcome.
       await withDeadline(this.#sql`INSERT INTO ledger_boots (boot, host, pid, started_at) VALUES (${this.boot}, ${hostname()}, ${process.pid}, ${Date.now()}) ON CONFLICT (boot) DO NOTHING`, this.#timeoutMs);
     } catch (error) {
       if (this.#closed) return;
-      const reason = unavailableReason(error, this.#timeoutMs) ?? messageOf(error);
+      const reason = swappedReason(error, this.id) ?? unavailableReason(error, this.#timeoutMs) ?? messageOf(error);
       if (this.#down !== null && reason !== this.#down.reason) {
         this.#down = { reason, since: this.#down.since };
         this.#onAvailability?.(this.availability());
@@ -586,6 +606,43 @@ const UNAVAILABLE_CODES = new Set([
   "3D000", // the database does not exist
   "25P03", // idle in transaction timeout
 ]);
+
+/** What the functions raise (and the probe throws) when the database holds another ledger: the ledger found is the message. */
+const SWAPPED_CODE = "DG001";
+
+/**
+ * Why the database at the URL is no longer this ledger, or null: another ledger (the functions'
+ * and the probe's check), or none at all (its tables or functions are gone: an empty database).
+ */
+function swappedReason(error: unknown, expected: string): string | null {
+  const code = String((error as { code?: unknown }).code ?? "");
+  if (code === SWAPPED_CODE) {
+    const found = messageOf(error);
+    return found === ""
+      ? `the database holds no duty ledger identity, not ledger ${expected} (LEDGER_MISSING); restore the ledger, or restart with \`--reset-ledger\``
+      : `the database holds ledger ${found}, not ledger ${expected} (LEDGER_REPLACED); restore the ledger, or restart with \`--reset-ledger\` to keep the one found`;
+  }
+  // undefined_table, undefined_function: the ledger's tables or functions are not there.
+  if (code === "42P01" || code === "42883") {
+    return `the database holds no duty ledger (${messageOf(error)}), not ledger ${expected} (LEDGER_MISSING); restore the ledger, or restart with \`--reset-ledger\``;
+  }
+  return null;
+}
+
+/** The start refused: the database at the URL is not the ledger the state directory recorded. */
+function identityRefusal(url: string, recorded: string, found: string | null): GatewayError {
+  return found === null
+    ? new GatewayError(
+      "LEDGER_MISSING",
+      `the duty ledger \`${url}\` holds no ledger, but the state directory records ledger ${recorded}: a new empty ledger would forget every earlier step; restore the database, or start with \`--reset-ledger\` to begin an empty one`,
+      { url, recorded },
+    )
+    : new GatewayError(
+      "LEDGER_REPLACED",
+      `the duty ledger \`${url}\` is ledger ${found}, but the state directory records ledger ${recorded}: the history it holds is not this gateway's; restore the recorded ledger, or start with \`--reset-ledger\` to keep this one`,
+      { url, recorded, found },
+    );
+}
 
 function unavailableReason(error: unknown, timeoutMs: number): string | null {
   if (error instanceof GatewayError && error.code === "LEDGER_TIMEOUT") return `no answer within ${timeoutMs} ms`;

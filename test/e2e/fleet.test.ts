@@ -199,6 +199,31 @@ describe.skipIf(skip !== null)("a fleet on one PostgreSQL ledger", () => {
     }
   }, 120_000);
 
+  test("a gateway whose PostgreSQL database was swapped for an empty one does not start: exit 6, LEDGER_MISSING, nothing created; --reset-ledger starts", async () => {
+    const url = pg.createDatabase("fleet_swapped");
+    const dir = join(work, "swapped");
+    const policyDir = join(dir, "policies");
+    cpSync(SHIPPED_POLICIES, policyDir, { recursive: true });
+    const issuer = await createTestIssuer(work, "swapped");
+    const config = writeProcessConfig(dir, {
+      upstreamUrl: "http://127.0.0.1:9", issuer, policyDir,
+      extra: `[ledger]\nurl = ${JSON.stringify(url)}\npassword_file = ${JSON.stringify(pg.passwordFile)}\ntimeout = "10s"\n`,
+    });
+    const first = await runServeUntilExitOrBanner(config, { cwd: dir, deadlineMs: 60_000 });
+    expect([first.exitCode, first.stdout]).toEqual([null, expect.stringContaining("dutygate listening on")]);
+    const recorded = pg.psql("SELECT value FROM ledger_meta WHERE name = 'ledger_id'", "fleet_swapped").trim();
+    pg.psql("DROP DATABASE fleet_swapped WITH (FORCE)");
+    pg.createDatabase("fleet_swapped");
+    const refused = await runServeUntilExitOrBanner(config, { cwd: dir, deadlineMs: 60_000 });
+    expect(refused.exitCode).toBe(6);
+    expect(refused.stderr).toContain("LEDGER_MISSING");
+    expect(refused.stderr).toContain(recorded);
+    expect(pg.psql("SELECT to_regclass('ledger_meta') IS NULL", "fleet_swapped").trim()).toBe("t");
+    const reset = await runServeUntilExitOrBanner(config, { cwd: dir, deadlineMs: 60_000, args: ["--reset-ledger"] });
+    expect([reset.exitCode, reset.stdout]).toEqual([null, expect.stringContaining("dutygate listening on")]);
+    expect(pg.psql("SELECT value FROM ledger_meta WHERE name = 'ledger_id'", "fleet_swapped").trim()).not.toBe(recorded);
+  }, 180_000);
+
   test("gateway ledger --config lists and settles the PostgreSQL ledger's reservations of unknown outcome", async () => {
     const url = pg.createDatabase("fleet_operator");
     const dir = join(work, "operator");
