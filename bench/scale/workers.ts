@@ -9,6 +9,7 @@
 //   unpinned  nothing pinned: the workers may use both cores, which wrk and the upstream share.
 // Two paths: `GET /changes/42` (unguarded: policy, audit, forward) and `POST /changes/42/submit`
 // (guarded: also a ledger reserve and confirm, a SQLite write shared by all workers).
+// 1 and 2 workers run side by side and the rounds alternate between them.
 // CPU µs per request: user+system time of the gateway's processes (supervisor and workers) over
 // the requests wrk completed. Scaling efficiency: req/s with 2 workers ÷ (2 × req/s with 1),
 // unpinned; and the CPU per request of 1 worker ÷ that of 2 (1.0: no per-request cost added).
@@ -53,6 +54,9 @@ export async function runWorkersSection(): Promise<string[]> {
       const upstream = await startProcess(`upstream-${setting}`, [bun, join(REPO_ROOT, "bench/proxy/upstream.ts")], { cpu, ready: /^listening \d+/ });
       started.push(upstream);
       const upstreamUrl = `http://127.0.0.1:${/^listening (\d+)/.exec(upstream.lines.find((l) => l.startsWith("listening"))!)![1]}`;
+      // Both gateways run side by side and the rounds alternate between them, so drift on a shared
+      // machine hits 1 and 2 workers alike (the idle one costs a timer tick now and then).
+      const gateways = new Map<1 | 2, { base: string; pid: number }>();
       for (const workers of [1, 2] as const) {
         const run = join(dir, `${setting}-${workers}`);
         mkdirSync(run);
@@ -62,24 +66,27 @@ export async function runWorkersSection(): Promise<string[]> {
         });
         const gateway = await startProcess(`gateway-${setting}-${workers}`, [bun, join(REPO_ROOT, "src/main.ts"), "serve", "--config", config], { cpu, ready: /^dutygate listening on /, timeoutMs: 60_000 });
         started.push(gateway);
-        const base = /dutygate listening on (https:\/\/\S+)/.exec(gateway.lines.join("\n"))![1]!;
-        const watch = { gateway: gateway.proc.pid, upstream: upstream.proc.pid };
-        for (const path of ["GET /changes/42", "POST /changes/42/submit"] as const) {
-          const c: Case = { path, setting, workers };
-          const url = base + path.split(" ")[1];
-          const script = path.startsWith("POST") ? post : undefined;
-          const check = await fetch(url, { method: path.split(" ")[0], headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
-          await check.arrayBuffer();
-          if (check.status !== 200) throw new Error(`${key(c)}: answered ${check.status}`);
-          for (let round = 1; round <= rounds; round++) {
-            // Each worker gets the warm-up one process gets (its own JIT, caches and pool to warm).
-            await runWrk(url, headers, shape.warmupS * workers, shape, budget, {}, script);
-            console.error(`workers: ${key(c)} round ${round}/${rounds} (${shape.durationS} s) …`);
-            results.set(key(c), [...(results.get(key(c)) ?? []), await runWrk(url, headers, shape.durationS, shape, budget, watch, script)]);
-          }
-        }
-        await stopProcess(gateway, 30_000);
+        gateways.set(workers, { base: /dutygate listening on (https:\/\/\S+)/.exec(gateway.lines.join("\n"))![1]!, pid: gateway.proc.pid });
       }
+      const cases = (["GET /changes/42", "POST /changes/42/submit"] as const).flatMap((path) => ([1, 2] as const).map((workers): Case => ({ path, setting, workers })));
+      for (const c of cases) {
+        const check = await fetch(gateways.get(c.workers)!.base + c.path.split(" ")[1], { method: c.path.split(" ")[0], headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+        await check.arrayBuffer();
+        if (check.status !== 200) throw new Error(`${key(c)}: answered ${check.status}`);
+      }
+      for (let round = 1; round <= rounds; round++) {
+        for (const c of cases) {
+          const gateway = gateways.get(c.workers)!;
+          const url = gateway.base + c.path.split(" ")[1];
+          const script = c.path.startsWith("POST") ? post : undefined;
+          const watch = { gateway: gateway.pid, upstream: upstream.proc.pid };
+          // Each worker gets the warm-up one process gets (its own JIT, caches and pool to warm).
+          await runWrk(url, headers, shape.warmupS * c.workers, shape, budget, {}, script);
+          console.error(`workers: ${key(c)} round ${round}/${rounds} (${shape.durationS} s) …`);
+          results.set(key(c), [...(results.get(key(c)) ?? []), await runWrk(url, headers, shape.durationS, shape, budget, watch, script)]);
+        }
+      }
+      for (const s of started.splice(started.length - 2).reverse()) await stopProcess(s, 30_000);
     }
   } finally {
     for (const s of started.reverse()) await stopProcess(s, 30_000);
@@ -88,7 +95,7 @@ export async function runWorkersSection(): Promise<string[]> {
 
   const lines = [
     describeMachine(shape, budget, `; ${cpus().length} cores`),
-    `gateway: \`gateway serve\` (supervisor + workers) with the shipped policy, ES256 JWT, SQLite ledger, audit fsync batch; ${rounds} round(s), medians; warm-up ${shape.warmupS} s per worker`,
+    `gateway: \`gateway serve\` (supervisor + workers) with the shipped policy, ES256 JWT, SQLite ledger, audit fsync batch; ${rounds} interleaved round(s) of 1 and 2 workers, medians; warm-up ${shape.warmupS} s per worker`,
     "pinned: upstream and every gateway process on CPU 1, wrk on CPU 0; unpinned: all share both cores",
     "",
     "path                     setting   workers    req/s   p50 ms   p99 ms  gateway µs/req  upstream µs/req  errors",
