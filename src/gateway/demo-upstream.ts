@@ -2,7 +2,10 @@
 // answer what they received (method, path, the identity the gateway vouched for), so that the
 // demo shows allow and deny end to end with nothing else running.
 import { createServer, type Server } from "node:http";
+import { getRequestListener } from "@hono/node-server";
+import { Hono } from "hono";
 import { decodeJwt } from "jose";
+import { requestTargetOf } from "../http/mod.ts";
 import { GatewayError } from "../errors.ts";
 
 export interface DemoUpstreams {
@@ -10,26 +13,32 @@ export interface DemoUpstreams {
   close(): Promise<void>;
 }
 
+/**
+ * One demo upstream as a Hono app: it answers any method and path with what it received (the
+ * target as sent, the body's size, the identity token's claims, decoded, not verified).
+ */
+export function demoUpstreamApp(name: string, identityHeader: string): Hono {
+  const app = new Hono();
+  app.all("*", async (c) => {
+    const received = await c.req.raw.arrayBuffer();
+    const token = c.req.header(identityHeader);
+    let identity: unknown = null;
+    try {
+      identity = token !== undefined ? decodeJwt(token) : null;
+    } catch {
+      identity = "unreadable";
+    }
+    const body = JSON.stringify({ upstream: name, method: c.req.method, path: requestTargetOf(c.req.raw), received_bytes: received.byteLength, identity, request_id: c.req.header("x-request-id") ?? null });
+    return c.body(body + "\n", 200, { "content-type": "application/json" });
+  });
+  return app;
+}
+
 export async function startDemoUpstreams(ports: Readonly<Record<string, number>>, identityHeader: string): Promise<DemoUpstreams> {
   const servers: Server[] = [];
   const bound: Record<string, number> = {};
   for (const [name, port] of Object.entries(ports)) {
-    const server = createServer((req, res) => {
-      let size = 0;
-      req.on("data", (chunk: Buffer) => (size += chunk.length));
-      req.on("end", () => {
-        const token = req.headers[identityHeader.toLowerCase()];
-        let identity: unknown = null;
-        try {
-          identity = typeof token === "string" ? decodeJwt(token) : null;
-        } catch {
-          identity = "unreadable";
-        }
-        const body = JSON.stringify({ upstream: name, method: req.method, path: req.url, received_bytes: size, identity, request_id: req.headers["x-request-id"] ?? null });
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(body + "\n");
-      });
-    });
+    const server = createServer(getRequestListener(demoUpstreamApp(name, identityHeader).fetch, { overrideGlobalObjects: false }));
     try {
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
