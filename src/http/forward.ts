@@ -180,6 +180,19 @@ function watchResponseBody(body: ReadableStream<Uint8Array>, idleMs: number, can
 /** Inbound fields never passed on as they came: hop-by-hop, request-only, and the ones set below. */
 const NOT_PASSED_ON: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...REQUEST_ONLY_STRIP, "x-forwarded-for", "x-request-id", "traceparent", "tracestate", "accept-encoding"]);
 const normalizedSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+// The identity header's name as sent (lower case) and as matched (`normalizeFieldName`): one
+// configured name, so both are worked out once, not per request.
+const identityNames = new Map<string, { lower: string; key: string }>();
+
+function fieldNames(name: string): { lower: string; key: string } {
+  let names = identityNames.get(name);
+  if (names === undefined) {
+    names = { lower: name.toLowerCase(), key: normalizeFieldName(name) };
+    if (identityNames.size >= 64) identityNames.clear();
+    identityNames.set(name, names);
+  }
+  return names;
+}
 
 function normalizedSet(names: readonly string[] | undefined): ReadonlySet<string> | null {
   if (names === undefined || names.length === 0) return null;
@@ -196,8 +209,8 @@ function buildUpstreamHeaders(request: Request, options: ForwardOptions, trace: 
   const out: Array<[string, string]> = [];
   const listed = listedInConnection(request.headers.get("connection"));
   const extra = normalizedSet(options.stripHeaders);
-  const identityHeader = options.identityHeader?.toLowerCase();
-  const identityKey = identityHeader === undefined ? undefined : normalizeFieldName(identityHeader);
+  const identityHeader = options.identityHeader === undefined ? undefined : fieldNames(options.identityHeader);
+  const identityKey = identityHeader === undefined ? undefined : identityHeader.key;
   let priorChain: string | null = null;
   let acceptEncoding: string | null = null;
   for (const pair of request.headers) {
@@ -213,7 +226,7 @@ function buildUpstreamHeaders(request: Request, options: ForwardOptions, trace: 
     if (name === identityKey || (extra !== null && extra.has(name)) || (listed !== null && listed.has(sent))) continue;
     out.push(pair);
   }
-  if (identityHeader !== undefined && options.identityToken !== undefined) out.push([identityHeader, options.identityToken]);
+  if (identityHeader !== undefined && options.identityToken !== undefined) out.push([identityHeader.lower, options.identityToken]);
   if (listed?.has("x-forwarded-for") || options.forwardedFor === "replace") priorChain = null;
   out.push(["x-forwarded-for", priorChain ? `${priorChain}, ${options.clientIp}` : options.clientIp]);
   out.push(["x-forwarded-proto", options.proto ?? "https"]);
@@ -277,66 +290,46 @@ function clientFieldsOf(fields: ReadonlyArray<[string, string]>, requestId: stri
  */
 export async function forwardToUpstream(request: Request, options: ForwardOptions): Promise<Response> {
   const { upstream, requestId, maxBodyBytes } = options;
-  const problem = (status: number, code: string, detail: string) => problemResponse({ status, code, detail, requestId });
 
   const declaredLength = request.headers.get("content-length");
   if (declaredLength !== null && Number(declaredLength) > maxBodyBytes) {
-    return problem(413, "REQUEST_BODY_TOO_LARGE", `request body larger than ${maxBodyBytes} bytes`);
+    return problemOf(413, "REQUEST_BODY_TOO_LARGE", `request body larger than ${maxBodyBytes} bytes`, requestId);
   }
 
   const target = upstreamTarget(upstream, options.path, options.query);
   // The invariant this module exists for: what the upstream receives is what was judged.
   if (!forwardsAsJudged(upstream, target, options.path, options.query)) {
-    return problem(500, "PATH_FORWARD_MISMATCH", "the forwarded path would differ from the judged path");
+    return problemOf(500, "PATH_FORWARD_MISMATCH", "the forwarded path would differ from the judged path", requestId);
   }
   // Nothing is sent for a client already gone: the upstream would perform a request whose answer
   // has nowhere to go (a request pipelined on Bun.serve, whose connection the runtime closed, or a
   // client that left while it was judged), and the client could not know it was performed.
-  if (request.signal.aborted) return problem(499, "CLIENT_CLOSED_REQUEST", "client closed the request before it was forwarded");
+  if (request.signal.aborted) return problemOf(499, "CLIENT_CLOSED_REQUEST", "client closed the request before it was forwarded", requestId);
 
   const trace = options.traceContext ?? traceContextFor(request.headers);
   const headers = buildUpstreamHeaders(request, options, trace);
   // Body-less requests to a plain-HTTP upstream may take the pool (forward-http1.ts), which is
   // cancelled through its own light handle; fetch gets an AbortController.
   const poolOrigin = request.body === null ? poolOriginOf(upstream, options.client) : null;
-  const poolAbort = poolOrigin !== null ? new Http1Abort() : null;
-  const abort = poolOrigin !== null ? null : new AbortController();
-  let abortReason: unknown = undefined;
-  const cancel = (reason: unknown) => {
-    if (abortReason !== undefined) return;
-    abortReason = reason;
-    if (poolAbort !== null) poolAbort.abort(reason);
-    else abort!.abort(reason);
-  };
-  const body = request.body === null ? null : limitBody(request.body, maxBodyBytes, cancel);
+  const call = new UpstreamCall(request, upstream, poolOrigin !== null);
+  const body = request.body === null ? null : limitBody(request.body, maxBodyBytes, (reason) => call.cancel(reason));
 
   // The deadline for the response head and the client-gone watch ride on the shared sweep
   // (inflight.ts): a call answered before the next sweep costs no timer and no abort listener.
-  const onClientGone = () => cancel(new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request"));
-  let watchingClient = false;
-  const call: InflightCall = {
-    deadline: performance.now() + upstream.timeoutMs,
-    onDeadline: () => cancel(new GatewayError("UPSTREAM_TIMEOUT", `upstream \`${upstream.name}\` sent no response within ${upstream.timeoutMs} ms`)),
-    onSlow: () => {
-      const signal = request.signal;
-      if (signal.aborted) onClientGone();
-      else { signal.addEventListener("abort", onClientGone, { once: true }); watchingClient = true; }
-    },
-  };
   watchInflight(call);
   let upstreamResponse: Response | Http1Response;
   try {
     if (poolOrigin !== null) {
       upstreamResponse = await http1PoolFor(poolOrigin).request({
         method: request.method, target: upstreamBase(upstream.url).prefix + options.path + (options.query === "" ? "" : "?" + options.query),
-        headers, abort: poolAbort!, connectTimeoutMs: upstream.connectTimeoutMs,
+        headers, abort: call.poolAbort!, connectTimeoutMs: upstream.connectTimeoutMs,
       });
     } else {
       const init: RequestInit & { duplex?: "half"; decompress?: boolean } = {
         method: request.method,
         headers,
         redirect: "manual",
-        signal: abort!.signal,
+        signal: call.abort!.signal,
       };
       if (body !== null) { init.body = body; init.duplex = "half"; }
       // Bun decodes gzip/br by default; the client must get the upstream's bytes untouched.
@@ -344,25 +337,25 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
       upstreamResponse = await fetch(target, init);
     }
   } catch (error) {
-    const reason = abortReason !== undefined ? abortReason : error;
+    const reason = call.abortReason !== undefined ? call.abortReason : error;
     if (reason instanceof GatewayError) {
-      if (reason.code === "REQUEST_BODY_TOO_LARGE") return problem(413, reason.code, reason.message);
-      if (reason.code === "UPSTREAM_TIMEOUT") return problem(504, reason.code, reason.message);
-      if (reason.code === "CLIENT_CLOSED_REQUEST") return problem(499, reason.code, reason.message);
-      if (reason.code === "UPSTREAM_BAD_RESPONSE") return problem(502, reason.code, `upstream \`${upstream.name}\` sent a malformed response`);
-      if (reason.code === "UPSTREAM_BAD_REQUEST") return problem(500, reason.code, "a header for the upstream holds CR, LF or NUL");
+      if (reason.code === "REQUEST_BODY_TOO_LARGE") return problemOf(413, reason.code, reason.message, requestId);
+      if (reason.code === "UPSTREAM_TIMEOUT") return problemOf(504, reason.code, reason.message, requestId);
+      if (reason.code === "CLIENT_CLOSED_REQUEST") return problemOf(499, reason.code, reason.message, requestId);
+      if (reason.code === "UPSTREAM_BAD_RESPONSE") return problemOf(502, reason.code, `upstream \`${upstream.name}\` sent a malformed response`, requestId);
+      if (reason.code === "UPSTREAM_BAD_REQUEST") return problemOf(500, reason.code, "a header for the upstream holds CR, LF or NUL", requestId);
     }
-    return problem(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` is unavailable`);
+    return problemOf(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` is unavailable`, requestId);
   } finally {
     settleInflight(call);
     // From here a client that goes away cancels the response stream, which cancels the upstream body.
-    if (watchingClient) request.signal.removeEventListener("abort", onClientGone);
+    call.stopWatchingClient();
   }
 
   // RFC 9110 §15: a status is three digits, 1xx–5xx; a final answer from a proxy is 2xx–5xx.
   if (upstreamResponse.status < 200 || upstreamResponse.status > 599) {
     if (upstreamResponse.body !== null && !(upstreamResponse.body instanceof Uint8Array)) void upstreamResponse.body.cancel().catch(() => {});
-    return problem(502, "UPSTREAM_BAD_RESPONSE", `upstream \`${upstream.name}\` sent a malformed response`);
+    return problemOf(502, "UPSTREAM_BAD_RESPONSE", `upstream \`${upstream.name}\` sent a malformed response`, requestId);
   }
   const idleMs = options.responseIdleTimeoutMs;
   if (upstreamResponse instanceof Response && isBun && idleMs === undefined) {
@@ -376,10 +369,61 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
     // The pool's answer: its fields are pairs, filtered here into the client's response. Whole
     // bytes have nothing left to stall on.
     const pooledBody = upstreamResponse.body;
-    const watched = pooledBody === null || pooledBody instanceof Uint8Array || idleMs === undefined ? pooledBody : watchResponseBody(pooledBody, idleMs, cancel);
+    const watched = pooledBody === null || pooledBody instanceof Uint8Array || idleMs === undefined ? pooledBody : watchResponseBody(pooledBody, idleMs, (reason) => call.cancel(reason));
     return new Response(watched, { status: upstreamResponse.status, statusText: upstreamResponse.statusText, headers: clientFieldsOf(upstreamResponse.headers, requestId) });
   }
   const responseHeaders = buildClientHeaders(upstreamResponse.headers, requestId);
-  const responseBody = upstreamResponse.body === null || idleMs === undefined ? upstreamResponse.body : watchResponseBody(upstreamResponse.body, idleMs, cancel);
+  const responseBody = upstreamResponse.body === null || idleMs === undefined ? upstreamResponse.body : watchResponseBody(upstreamResponse.body, idleMs, (reason) => call.cancel(reason));
   return new Response(responseBody, { status: upstreamResponse.status, statusText: upstreamResponse.statusText, headers: responseHeaders });
+}
+
+function problemOf(status: number, code: string, detail: string, requestId: string): Response {
+  return problemResponse({ status, code, detail, requestId });
+}
+
+/**
+ * One upstream call's cancellation and watches as one object (no closures per request): the
+ * first reason to stop it wins (deadline, client gone, body too large, stalled body), and it
+ * aborts the pool's exchange or fetch with that reason. It is the inflight sweep's entry and,
+ * once the call is slow, the listener on the client's abort signal.
+ */
+class UpstreamCall implements InflightCall {
+  readonly deadline: number;
+  slow?: boolean;
+  abortReason: unknown = undefined;
+  readonly poolAbort: Http1Abort | null;
+  readonly abort: AbortController | null;
+  #watchingClient = false;
+
+  constructor(readonly request: Request, readonly upstream: UpstreamConfig, pooled: boolean) {
+    this.deadline = performance.now() + upstream.timeoutMs;
+    this.poolAbort = pooled ? new Http1Abort() : null;
+    this.abort = pooled ? null : new AbortController();
+  }
+
+  cancel(reason: unknown): void {
+    if (this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    if (this.poolAbort !== null) this.poolAbort.abort(reason);
+    else this.abort!.abort(reason);
+  }
+
+  onDeadline(): void {
+    this.cancel(new GatewayError("UPSTREAM_TIMEOUT", `upstream \`${this.upstream.name}\` sent no response within ${this.upstream.timeoutMs} ms`));
+  }
+
+  onSlow(): void {
+    const signal = this.request.signal;
+    if (signal.aborted) this.handleEvent();
+    else { signal.addEventListener("abort", this, { once: true }); this.#watchingClient = true; }
+  }
+
+  /** The client's request was aborted (an `EventListener` object, so no closure is made for it). */
+  handleEvent(): void {
+    this.cancel(new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request"));
+  }
+
+  stopWatchingClient(): void {
+    if (this.#watchingClient) this.request.signal.removeEventListener("abort", this);
+  }
 }

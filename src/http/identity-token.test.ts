@@ -94,6 +94,31 @@ describe("identity tokens", () => {
     expect(decodeJwt(first).jti).not.toBe(claims.jti);
   });
 
+  test("`cached` gives what `sign` would, per audience and duty, and nothing past half the token's life", async () => {
+    let clock = Date.UTC(2026, 0, 1, 12, 0, 0);
+    const signer = await signerFor("EdDSA", { ttlMs: 30_000, now: () => clock });
+    // Earlier tests' signers (other keys) signed for this very principal object: none of theirs.
+    expect(signer.cached(principal, "changes", { duty: "approve_change" })).toBeNull();
+    const approve = await signer.sign(principal, "changes", { duty: "approve_change" });
+    const submit = await signer.sign(principal, "changes", { duty: "submit_change" });
+    const deploy = await signer.sign(principal, "deploy", { duty: "approve_change" });
+    expect(signer.cached(principal, "changes", { duty: "approve_change" })).toBe(approve);
+    expect(signer.cached(principal, "changes", { duty: "submit_change" })).toBe(submit);
+    expect(signer.cached(principal, "deploy", { duty: "approve_change" })).toBe(deploy);
+    expect(signer.cached(principal, "changes")).toBeNull();
+    // Another object for the same caller (a token verified anew) finds it too; a changed attribute does not.
+    expect(signer.cached({ ...principal }, "changes", { duty: "approve_change" })).toBe(approve);
+    expect(signer.cached({ ...principal, mfa: false }, "changes", { duty: "approve_change" })).toBeNull();
+    clock += 14_000;
+    expect(signer.cached(principal, "changes", { duty: "approve_change" })).toBe(approve);
+    clock += 2_000; // 16 s into a 30 s life: sign anew, never hand out the old one
+    expect(signer.cached(principal, "changes", { duty: "approve_change" })).toBeNull();
+    const renewed = await signer.sign(principal, "changes", { duty: "approve_change" });
+    expect(renewed).not.toBe(approve);
+    expect(signer.cached(principal, "changes", { duty: "approve_change" })).toBe(renewed);
+    expect(signer.signatures).toBe(4);
+  });
+
   test("per-request tokens carry request_id and a fresh jti every time", async () => {
     const signer = await signerFor("EdDSA", { perRequestTokens: true });
     const a = decodeJwt(await signer.sign(principal, "changes", { requestId: "r-1" }));

@@ -133,6 +133,19 @@ export async function createIdentityTokenSigner(options: IdentityTokenSignerOpti
 
   const cache = new Map<string, CachedToken>();
   let signatures = 0;
+  // Each principal object's tokens by audience and duty: the request path finds its token with
+  // three map lookups instead of building the cache key. It holds entries of `cache` and is read
+  // under the same rule (reused only until half the token's life), so a token it returns is one
+  // `sign` would return; it goes with the principal object (authentication's cache keeps one per
+  // verified token) and with this signer (a new key starts empty).
+  const memo = new WeakMap<object, Map<string, Map<string | undefined, CachedToken>>>();
+  function remember(principal: IdentityPrincipal, audience: string, duty: string | undefined, token: CachedToken): void {
+    let byAudience = memo.get(principal);
+    if (byAudience === undefined) memo.set(principal, (byAudience = new Map()));
+    let byDuty = byAudience.get(audience);
+    if (byDuty === undefined) byAudience.set(audience, (byDuty = new Map()));
+    byDuty.set(duty, token);
+  }
 
   async function signFresh(sub: string, audience: string, claims: Record<string, unknown>, duty: string | undefined, requestId: string | undefined, at: number): Promise<string> {
     signatures++;
@@ -161,20 +174,32 @@ export async function createIdentityTokenSigner(options: IdentityTokenSignerOpti
       if (options.perRequestTokens) return signFresh(principal.sub, audience, claims, duty, extra?.requestId, at);
       const key = cacheKey(principalKey, audience, duty);
       const hit = cache.get(key);
-      if (hit && at < hit.refreshAt) return hit.token;
+      if (hit && at < hit.refreshAt) { remember(principal, audience, duty, hit); return hit.token; }
       const token = signFresh(principal.sub, audience, claims, duty, undefined, at);
       if (hit) cache.delete(key);
       else if (cache.size >= maxCached) cache.delete(cache.keys().next().value!);
       // Half of the whole-second lifetime the token actually carries (iat is floored).
-      const entry: CachedToken = { token, refreshAt: Math.floor(at / 1000) * 1000 + (ttlSeconds * 1000) / 2 };
-      cache.set(key, entry);
-      token.then((value) => { entry.value = value; }, () => { if (cache.get(key)?.token === token) cache.delete(key); });
+      const cached: CachedToken = { token, refreshAt: Math.floor(at / 1000) * 1000 + (ttlSeconds * 1000) / 2 };
+      cache.set(key, cached);
+      remember(principal, audience, duty, cached);
+      token.then((value) => { cached.value = value; }, () => {
+        if (cache.get(key)?.token === token) cache.delete(key);
+        const byDuty = memo.get(principal)?.get(audience);
+        if (byDuty?.get(duty) === cached) byDuty.delete(duty);
+      });
       return token;
     },
     cached(principal, audience, extra) {
       if (options.perRequestTokens) return null;
-      const hit = cache.get(cacheKey(claimsOf(principal).key, audience, extra?.duty));
-      return hit !== undefined && hit.value !== undefined && now() < hit.refreshAt ? hit.value : null;
+      const duty = extra?.duty;
+      const at = now();
+      // The principal object's own memo first: no claims looked up, no key string built.
+      const mine = memo.get(principal)?.get(audience)?.get(duty);
+      if (mine !== undefined && mine.value !== undefined && at < mine.refreshAt) return mine.value;
+      const hit = cache.get(cacheKey(claimsOf(principal).key, audience, duty));
+      if (hit === undefined || hit.value === undefined || at >= hit.refreshAt) return null;
+      remember(principal, audience, duty, hit);
+      return hit.value;
     },
   };
 }
@@ -182,9 +207,13 @@ export async function createIdentityTokenSigner(options: IdentityTokenSignerOpti
 // The attributes' canonical JSON is the cache key: cheaper than hashing, exact, and bounded by
 // the cache size. Computed once per principal object (authentication reuses the principal of a
 // cached token), so a steady caller pays neither the sort nor the serialisation per request.
-const claimsByPrincipal = new WeakMap<object, { claims: Record<string, unknown>; key: string }>();
+interface PrincipalEntry {
+  claims: Record<string, unknown>;
+  key: string;
+}
+const claimsByPrincipal = new WeakMap<object, PrincipalEntry>();
 
-function claimsOf(principal: IdentityPrincipal): { claims: Record<string, unknown>; key: string } {
+function claimsOf(principal: IdentityPrincipal): PrincipalEntry {
   let entry = claimsByPrincipal.get(principal);
   if (entry === undefined) {
     const claims = principalClaims(principal);
