@@ -1,5 +1,6 @@
-// The active policy and how it changes: verify the bundle → parse → check → compile → run the
-// bundle's own policy tests, all off the request path, then one atomic swap. Any failure keeps
+// The active policy and how it changes: verify the bundle → the one policy build (parse, check,
+// separation analysis, configured upstreams, compile, the bundle's own policy tests:
+// src/policy/build.ts), all off the request path, then one atomic swap. Any failure keeps
 // the last good policy and is kept as `lastError` (with file:line:col) for /policy, metrics and
 // the status file. Requests read `active` once and finish under the policy they started with.
 // Every bundle that goes live is copied to the state directory; a start whose policy directory
@@ -9,10 +10,11 @@
 // bundle, the code that judges it and therefore their outcome are the same).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { compilePolicy, GATEWAY_UPSTREAM, hasErrors, loadPolicy, renderDiagnostic, type CompiledPolicy, type Diagnostic, runPolicyTests } from "../../dsl/mod.ts";
+import { GATEWAY_UPSTREAM, renderDiagnostic, type CompiledPolicy } from "../../dsl/mod.ts";
 import { writeFileAtomicSync } from "../lib/mod.ts";
 import { checkRollback, readLastGoodBundle, readTrustedKeysFile, readUnsignedBundle, storeLastGoodBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore, type VerifiedBundle } from "../bundle/mod.ts";
 import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
+import { buildPolicy } from "../policy/build.ts";
 import { classifyPolicyFiles } from "../policy/sources.ts";
 import { COMMIT, VERSION } from "../version.ts";
 
@@ -261,21 +263,13 @@ export class PolicyManager {
     // Paths relative to the bundle: rule ids (`grant:changes.duty:12:1`) are the same on every
     // instance and in `gateway check`, and reveal nothing of the server's directory layout.
     const files = classifyPolicyFiles(bundle.files, "");
-    if (files.policies.length === 0) return fail("POLICY_EMPTY", [`no \`.duty\` files in ${dir}`]);
-    const sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
-    const loaded = loadPolicy(files.policies, { now: this.#options.now?.() });
-    if (!loaded.policy || hasErrors(loaded.diagnostics)) {
-      return fail("POLICY_INVALID", loaded.diagnostics.filter((d) => d.severity === "error").map((d: Diagnostic) => renderDiagnostic(d, sources).split("\n")[0]!));
-    }
-    const missing = loaded.policy.upstreams.filter((u) => u !== INTERNAL_UPSTREAM && !(u in this.#options.upstreams));
-    if (missing.length) return fail("POLICY_UPSTREAM_UNKNOWN", missing.map((u) => `upstream \`${u}\` is declared by the policy but not configured (add [upstreams.${u}] to the config)`));
-    const compiled = compilePolicy(loaded.policy);
-    if (bundle.digest === this.#testsPassedDigest) {
+    const skipTests = bundle.digest === this.#testsPassedDigest;
+    const build = buildPolicy(files, { now: this.#options.now?.(), upstreams: new Set(Object.keys(this.#options.upstreams)), skipTests });
+    if (build.failure) return fail(build.failure.code, build.failure.code === "POLICY_EMPTY" ? [`no \`.duty\` files in ${dir}`] : build.failure.problems);
+    const compiled = build.compiled!;
+    if (skipTests) {
       this.#options.log("info", `policy tests skipped: bundle ${bundle.digest.slice(0, 12)} passed them under this gateway build before (${TESTS_PASSED_FILE} in the state directory)`);
     } else {
-      const tests = runPolicyTests(compiled, files.tests, { now: this.#options.now?.() });
-      const failedTests = tests.filter((t) => !t.passed);
-      if (failedTests.length) return fail("POLICY_TESTS_FAILED", failedTests.map((t) => `${t.file}:${t.line}: ${t.name}: ${t.failure}`));
       this.#recordTestsPassed(bundle.digest);
     }
     // Recorded before the swap: on a shared store another instance may have accepted a newer
@@ -284,7 +278,7 @@ export class PolicyManager {
       const refused = await this.#storeStep(() => this.#store.accept(bundle.revision, bundle.digest));
       if (refused) return fail(refused.code, [`error[${refused.code}]: ${refused.message}`]);
     }
-    for (const w of loaded.diagnostics) this.#options.log("warn", renderDiagnostic(w, sources).split("\n")[0]!);
+    for (const w of build.diagnostics) this.#options.log("warn", renderDiagnostic(w, build.sources).split("\n")[0]!);
     return {
       ok: true,
       changed: true,

@@ -2,8 +2,8 @@
 // the parse of each file, the checker's diagnostics and separation analysis, and an index of
 // every name — where it is declared and where it is used — built from the ASTs, so hover,
 // go-to-definition and references work even while the policy has type errors.
-import { analyzeSeparation, checkParsedPolicy, sortDiagnostics } from "../../dsl/mod.ts";
 import type { CheckedPolicy, Declaration, Diagnostic, Expr, ParseResult, PolicyFile, ReachabilityRow, Span, TypeRef } from "../../dsl/mod.ts";
+import { buildPolicy } from "../policy/build.ts";
 
 /** The kinds of names a policy has. */
 export type NameKind = "role" | "duty" | "upstream" | "type" | "value" | "attribute" | "param" | "field";
@@ -49,15 +49,10 @@ export const nameKey = (kind: NameKind, name: string) => `${kind}:${name}`;
 /** Checks and indexes a policy from its parsed files. */
 export function buildPolicyModel(files: ReadonlyMap<string, { parsed: ParseResult; text: string }>, options: { now?: number } = {}): PolicyModel {
   const parsed = [...files.values()].map((f) => f.parsed);
-  const loaded = checkParsedPolicy(parsed, { now: options.now });
-  let diagnostics = loaded.diagnostics;
-  let reachability: ReachabilityRow[] = [];
-  if (loaded.policy) {
-    const analysis = analyzeSeparation(loaded.policy);
-    reachability = analysis.rows;
-    diagnostics = sortDiagnostics([...diagnostics, ...analysis.diagnostics]);
-  }
-  const model: PolicyModel = { files: new Map(files), policy: loaded.policy, diagnostics, reachability, occurrences: new Map(), byName: new Map(), declarations: [] };
+  // The gateway's own build, stopped after the check: the editor shows what `gateway check` reports.
+  const built = buildPolicy({ policies: [...files].map(([path, f]) => ({ path, text: f.text })), tests: [] }, { now: options.now, until: "check", parsed });
+  const { policy, diagnostics, reachability } = built;
+  const model: PolicyModel = { files: new Map(files), policy, diagnostics, reachability, occurrences: new Map(), byName: new Map(), declarations: [] };
   const known = knownNames(parsed.map((p) => p.file));
   for (const p of parsed) indexFile(model, p.file, known);
   return model;

@@ -1,10 +1,12 @@
 // What the playground page asks of the language: a policy (the files being edited, in memory)
 // checked into diagnostics, the role × duty matrix and the reachability table; and a request
-// explained against it. Plain functions over plain data — the same loader, checker, analysis,
-// compiler and `explainRequest` as `gateway check` and `gateway explain`; no evaluator of its own.
-import { analyzeSeparation, compilePolicy, hasErrors, loadPolicy, renderDiagnostic, roleDutyMatrix, runPolicyTests, sortDiagnostics, type CheckedPolicy, type Diagnostic, type ReachabilityRow, type Span } from "../../dsl/mod.ts";
+// explained against it. Plain functions over plain data — the same build (src/policy/build.ts:
+// checker, analysis, compiler, policy tests) and `explainRequest` as `gateway check` and
+// `gateway explain`; no evaluator of its own.
+import { renderDiagnostic, roleDutyMatrix, type Diagnostic, type ReachabilityRow, type Span } from "../../dsl/mod.ts";
 import { ruleSpan } from "../cli/check.ts";
 import { explainRequest, type ExplainInput, type Explanation } from "../gateway/explain.ts";
+import { buildPolicy, type BuildStage, type PolicyBuild } from "../policy/build.ts";
 
 /** A `.duty` or `*.test.toml` file as the page holds it: its name (relative to the policy directory) and text. */
 export interface PlayFile {
@@ -72,19 +74,21 @@ export function readPlayFiles(body: unknown): PlayFile[] | { code: string; messa
   return files.map((f: PlayFile) => ({ path: f.path, text: f.text }));
 }
 
-function load(files: readonly PlayFile[]): { policy: CheckedPolicy | null; diagnostics: PlayDiagnostic[] } {
-  const loaded = loadPolicy(files.filter((f) => f.path.endsWith(".duty")).map((f) => ({ path: f.path, text: f.text })));
-  const sources = new Map(files.map((f) => [f.path, f.text]));
-  const diagnostics = sortDiagnostics(loaded.diagnostics).map((d: Diagnostic) => ({
-    code: d.code, severity: d.severity, message: d.message, help: d.help ?? null, span: d.span, rendered: renderDiagnostic(d, sources),
+/** The files built as the gateway builds a bundle (src/policy/build.ts), up to `until`, with their diagnostics for the page. */
+function build(files: readonly PlayFile[], until: BuildStage): { built: PolicyBuild; diagnostics: PlayDiagnostic[] } {
+  const pick = (suffix: string) => files.filter((f) => f.path.endsWith(suffix)).map((f) => ({ path: f.path, text: f.text }));
+  const built = buildPolicy({ policies: pick(".duty"), tests: pick(".test.toml") }, { until });
+  const diagnostics = built.diagnostics.map((d: Diagnostic) => ({
+    code: d.code, severity: d.severity, message: d.message, help: d.help ?? null, span: d.span, rendered: renderDiagnostic(d, built.sources),
   }));
-  return { policy: loaded.policy && !hasErrors(loaded.diagnostics) ? loaded.policy : null, diagnostics };
+  return { built, diagnostics };
 }
 
-/** Checks the files as one policy: diagnostics, and (when it has no errors) the matrix and the reachability table. */
+/** Checks the files as one policy: diagnostics, and (when it has no errors) the matrix, the reachability table and the policy tests. */
 export function analyzePlayFiles(files: readonly PlayFile[]): PlayAnalysis {
-  const { policy, diagnostics } = load(files);
-  if (!policy) return { ok: false, diagnostics, matrix: null, reachability: null, tests: null };
+  const { built, diagnostics } = build(files, "tests");
+  const policy = built.policy;
+  if (!policy || !built.compiled) return { ok: false, diagnostics, matrix: null, reachability: null, tests: null };
   const texts = new Map(files.map((f) => [f.path, f.text]));
   const sourceOf = (span: Span | null) => (span ? (texts.get(span.file) ?? "").slice(span.start, span.end) : null);
   const m = roleDutyMatrix(policy);
@@ -93,25 +97,23 @@ export function analyzePlayFiles(files: readonly PlayFile[]): PlayAnalysis {
     cells[role] = {};
     for (const [duty, grants] of Object.entries(m.cells[role] ?? {})) cells[role]![duty] = grants.map((g) => ({ rule: g.rule, when: sourceOf(g.when), until: g.until }));
   }
-  const analysis = analyzeSeparation(policy);
-  const testFiles = files.filter((f) => f.path.endsWith(".test.toml"));
-  const tests = runPolicyTests(compilePolicy(policy), testFiles).map((t) => ({ file: t.file, line: t.line, name: t.name, passed: t.passed, failure: t.failure ?? null }));
-  const extra = sortDiagnostics(analysis.diagnostics).map((d) => ({ code: d.code, severity: d.severity, message: d.message, help: d.help ?? null, span: d.span, rendered: renderDiagnostic(d, texts) }));
+  const tests = built.tests.map((t) => ({ file: t.file, line: t.line, name: t.name, passed: t.passed, failure: t.failure ?? null }));
   return {
     ok: true,
-    // The checker's diagnostics (warnings only, here), then the separation analysis's.
-    diagnostics: [...diagnostics, ...extra],
+    // The checker's and the separation analysis's warnings, by position.
+    diagnostics,
     matrix: { roles: m.roles, duties: m.duties.map((d) => ({ name: d.name, route: d.route, upstream: d.upstream, channel: d.channel, forbids: m.forbids[d.name] ?? [] })), cells },
-    reachability: analysis.rows,
+    reachability: built.reachability,
     tests,
   };
 }
 
 /** Explains one request against the files: the decision with its reasons, and where its deciding rule and duty are written. */
 export async function explainPlayRequest(files: readonly PlayFile[], input: ExplainInput): Promise<PlayExplainResult> {
-  const { policy, diagnostics } = load(files);
-  if (!policy) return { ok: false, code: "PLAY_POLICY_ERRORS", message: "the policy has errors; fix them to run a request", diagnostics };
-  const result = await explainRequest(compilePolicy(policy), input, null);
+  const { built, diagnostics } = build(files, "compile");
+  const { policy, compiled } = built;
+  if (!policy || !compiled) return { ok: false, code: "PLAY_POLICY_ERRORS", message: "the policy has errors; fix them to run a request", diagnostics };
+  const result = await explainRequest(compiled, input, null);
   if (!result.ok) return result;
   const e = result.explanation;
   return { ok: true, explanation: e, decidedBy: ruleSpan(policy, e.decision.decidedBy), duty: e.duty ? (policy.duties.find((d) => d.name === e.duty!.name)?.span ?? null) : null };

@@ -44,6 +44,8 @@ export interface PolicyBuildOptions {
    * `testsRun` false. The policy still compiles.
    */
   skipTests?: boolean;
+  /** The `.duty` files already parsed, one per `files.policies` (the language server keeps each file's parse between edits). */
+  parsed?: readonly ParseResult[];
 }
 
 /** What a build found. */
@@ -71,17 +73,17 @@ export interface PolicyBuild {
 }
 
 const STAGES: readonly BuildStage[] = ["check", "compile", "tests"];
+const NO_SOURCES: ReadonlyMap<string, string> = new Map();
 
 /**
- * Builds a policy from its files (`.duty` sources and `*.test.toml` policy tests), or from `.duty`
- * files already parsed (the language server keeps each file's parse between edits).
+ * Builds a policy from its files: `.duty` sources and `*.test.toml` policy tests.
  *
  * @example
  * const build = buildPolicy(classifyPolicyFiles(bundle.files, ""), { upstreams: new Set(["changes"]) });
  * if (build.failure) console.error(build.failure.code, build.failure.problems);
  * else serve(build.compiled!);
  */
-export function buildPolicy(files: PolicyFiles, options: PolicyBuildOptions = {}, parsed?: readonly ParseResult[]): PolicyBuild {
+export function buildPolicy(files: PolicyFiles, options: PolicyBuildOptions = {}): PolicyBuild {
   const until = STAGES.indexOf(options.until ?? "tests");
   const sources = new Map([...files.policies, ...files.tests].map((s) => [s.path, s.text]));
   const build: PolicyBuild = { files, sources, diagnostics: [], omittedErrors: 0, reachability: [], policy: null, compiled: null, testsRun: false, tests: [], failure: null, ms: { check: 0, compile: 0, tests: 0 } };
@@ -95,12 +97,12 @@ export function buildPolicy(files: PolicyFiles, options: PolicyBuildOptions = {}
   };
   const fail = (code: BuildFailureCode, problems: string[]): PolicyBuild => Object.assign(build, { failure: { code, problems } });
 
-  if (files.policies.length === 0 && (parsed?.length ?? 0) === 0) return fail("POLICY_EMPTY", ["no `.duty` files"]);
+  if (files.policies.length === 0) return fail("POLICY_EMPTY", ["no `.duty` files"]);
 
   // Stage `check`: parse, type-check, and the static separation analysis, whose errors (an admin
   // function reachable on the operational channel) refuse the policy like the checker's.
   timed("check", () => {
-    const loaded = checkParsedPolicy(parsed ?? files.policies.map(parsePolicySource), { now: options.now, maxErrorsPerFile: options.maxErrorsPerFile });
+    const loaded = checkParsedPolicy(options.parsed ?? files.policies.map(parsePolicySource), { now: options.now, maxErrorsPerFile: options.maxErrorsPerFile });
     build.policy = loaded.policy;
     build.omittedErrors = loaded.omittedErrors;
     build.diagnostics = loaded.diagnostics;
@@ -111,7 +113,8 @@ export function buildPolicy(files: PolicyFiles, options: PolicyBuildOptions = {}
     }
   });
   if (!build.policy || hasErrors(build.diagnostics)) {
-    return fail("POLICY_INVALID", build.diagnostics.filter((d) => d.severity === "error").map((d) => renderDiagnostic(d, build.sources).split("\n")[0]!));
+    // The head line of each error (`file:line:col: error[CODE]: message`): without the sources, no snippet is cut.
+    return fail("POLICY_INVALID", build.diagnostics.filter((d) => d.severity === "error").map((d) => renderDiagnostic(d, NO_SOURCES).split("\n")[0]!));
   }
   if (options.upstreams) {
     const known = options.upstreams;
