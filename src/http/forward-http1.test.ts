@@ -67,6 +67,7 @@ describe("HTTP/1.1 pool: framing", () => {
     { name: "close-delimited", answer: ["HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil", " the end"], status: 200, body: "until the end" },
     { name: "204 has no body", answer: "HTTP/1.1 204 No Content\r\n\r\n", status: 204, body: "" },
     { name: "HEAD has no body despite content-length", method: "HEAD", answer: "HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n", status: 200, body: "" },
+    { name: "HTTP/1.0 status line without a reason phrase", answer: "HTTP/1.0 202\r\ncontent-length: 2\r\n\r\nok", status: 202, body: "ok" },
     { name: "1xx before the final answer is skipped", answer: "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok", status: 201, body: "ok" },
     { name: "identical repeated content-length", answer: "HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\n\r\nok", status: 200, body: "ok" },
   ];
@@ -96,6 +97,8 @@ describe("HTTP/1.1 pool: malformed answers are 502 UPSTREAM_BAD_RESPONSE, never 
     { name: "space before the colon", answer: "HTTP/1.1 200 OK\r\ncontent-length : 2\r\n\r\nok" },
     { name: "obsolete line folding", answer: "HTTP/1.1 200 OK\r\nx-a: 1\r\n folded\r\ncontent-length: 2\r\n\r\nok" },
     { name: "garbage status line", answer: "HTTP/1.1 2000 OK\r\ncontent-length: 2\r\n\r\nok" },
+    ...["HTTP/1.2 200 OK", "HTTP/2 200 OK", "HTTP/1.1 099 Low", "HTTP/1.1 20x OK", "HTTP/1.1 200OK", "HTTP/1.1  200 OK", "HTTP/1.1 200 O\nK", "HTTP/1.1 200 O\rK", "http/1.1 200 OK", "HTTP/1.1 20"]
+      .map((line) => ({ name: `status line ${JSON.stringify(line)}`, answer: `${line}\r\ncontent-length: 2\r\n\r\nok` })),
     { name: "negative content-length", answer: "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\nok" },
     { name: "protocol switch nobody asked for", answer: "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n" },
   ];

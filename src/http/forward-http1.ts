@@ -57,7 +57,7 @@ const CRLFCRLF = Buffer.from("\r\n\r\n");
 const UNSAFE_IN_FIELD = /[\r\n\0]/;
 // Tab and printable ASCII: what nearly every field, target and authority is made of.
 const PRINTABLE = /^[\t\x20-\x7e]*$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/;
+const BARE_CR_OR_LF = /[\r\n]/;
 const DIGITS = /^\d{1,15}$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
@@ -448,7 +448,8 @@ export class Http1Pool {
       }
       if (framing.kind === "length" && left >= framing.length) {
         // A copy: the socket's buffer is not ours to hand on.
-        const whole = new Uint8Array((received.buffer as ArrayBuffer).slice(received.byteOffset + at, received.byteOffset + at + framing.length));
+        const whole = new Uint8Array(framing.length);
+        received.copy(whole, 0, at, at + framing.length);
         this.#finish(exchange, left === framing.length, reusable);
         exchange.resolve({ status: parsed.status, statusText: parsed.statusText, headers: parsed.headers, body: whole });
         return;
@@ -507,8 +508,15 @@ export interface ParsedHead {
 export function parseResponseHead(text: string, origin: string): ParsedHead {
   let lineEnd = text.indexOf("\r\n");
   if (lineEnd < 0) lineEnd = text.length;
-  const statusLine = STATUS_LINE.exec(text.slice(0, lineEnd));
-  if (!statusLine) throw badUpstream(origin, "bad status line");
+  // `HTTP/1.x NNN reason` (the STATUS_LINE pattern) read by its characters: no match array.
+  const minor = text.charCodeAt(7);
+  const d0 = text.charCodeAt(9) - 0x30;
+  const d1 = text.charCodeAt(10) - 0x30;
+  const d2 = text.charCodeAt(11) - 0x30;
+  const statusOk = text.startsWith("HTTP/1.") && (minor === 0x30 || minor === 0x31) && text.charCodeAt(8) === 0x20
+    && d0 >= 1 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9 && (lineEnd === 12 || (lineEnd > 12 && text.charCodeAt(12) === 0x20));
+  const statusText = lineEnd > 12 ? text.slice(13, lineEnd) : "";
+  if (!statusOk || BARE_CR_OR_LF.test(statusText)) throw badUpstream(origin, "bad status line");
   const headers: Array<[string, string]> = [];
   let contentLength: string | null = null;
   let transferEncoding: string | null = null;
@@ -530,7 +538,7 @@ export function parseResponseHead(text: string, origin: string): ParsedHead {
     const lower = name.toLowerCase();
     if (lower === "content-length") {
       // A list of identical lengths is one length (RFC 9110 §8.6); different ones are an attack or a bug.
-      for (const part of value.split(",")) {
+      for (const part of DIGITS.test(value) ? [value] : value.split(",")) {
         const v = part.trim();
         if (!DIGITS.test(v) || (contentLength !== null && contentLength !== v)) throw badUpstream(origin, "bad content-length");
         contentLength = v;
@@ -554,13 +562,13 @@ export function parseResponseHead(text: string, origin: string): ParsedHead {
   } else {
     framing = { kind: "close" };
   }
-  const http10 = statusLine[1] === "0";
+  const http10 = minor === 0x30;
   let keepAlive = !http10;
   if (connection !== "") {
     const tokens = connection.split(",").map((s) => s.trim());
     keepAlive = http10 ? tokens.includes("keep-alive") && !tokens.includes("close") : !tokens.includes("close");
   }
-  return { status: Number(statusLine[2]), statusText: statusLine[3] ?? "", headers, framing, keepAlive };
+  return { status: d0 * 100 + d1 * 10 + d2, statusText, headers, framing, keepAlive };
 }
 
 /**

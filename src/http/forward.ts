@@ -256,20 +256,24 @@ function buildClientHeaders(upstreamHeaders: Headers, requestId: string, owned =
 }
 
 /**
- * The client's fields from the pool's answer (lower-case pairs): without the hop-by-hop ones and
- * those named in `Connection` (RFC 9110 §7.6.1), with this request's `x-request-id`.
+ * The client's response from the pool's answer: its fields (lower-case pairs) without the
+ * hop-by-hop ones and those named in `Connection` (RFC 9110 §7.6.1), with this request's
+ * `x-request-id`. The fields are appended to the new response's own headers: Bun builds a
+ * response with an init of pairs through a second, slower path (a `Headers` made from the list).
  */
-function clientFieldsOf(fields: ReadonlyArray<[string, string]>, requestId: string): Array<[string, string]> {
+function clientResponseOf(answer: Http1Response, body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null, requestId: string): Response {
+  const fields = answer.headers;
   let listed: Set<string> | null = null;
-  for (const [name, value] of fields) if (name === "connection") listed = listedInConnection(value, listed);
-  const out: Array<[string, string]> = [];
-  for (const pair of fields) {
-    const name = pair[0];
+  for (let i = 0; i < fields.length; i++) if (fields[i]![0] === "connection") listed = listedInConnection(fields[i]![1], listed);
+  const response = new Response(body, { status: answer.status, statusText: answer.statusText });
+  const headers = response.headers;
+  for (let i = 0; i < fields.length; i++) {
+    const [name, value] = fields[i]!;
     if (HOP_BY_HOP_SET.has(name) || name === "x-request-id" || (listed !== null && listed.has(name))) continue;
-    out.push(pair);
+    headers.append(name, value);
   }
-  out.push(["x-request-id", requestId]);
-  return out;
+  headers.set("x-request-id", requestId);
+  return response;
 }
 
 /**
@@ -370,7 +374,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
     // bytes have nothing left to stall on.
     const pooledBody = upstreamResponse.body;
     const watched = pooledBody === null || pooledBody instanceof Uint8Array || idleMs === undefined ? pooledBody : watchResponseBody(pooledBody, idleMs, (reason) => call.cancel(reason));
-    return new Response(watched, { status: upstreamResponse.status, statusText: upstreamResponse.statusText, headers: clientFieldsOf(upstreamResponse.headers, requestId) });
+    return clientResponseOf(upstreamResponse, watched, requestId);
   }
   const responseHeaders = buildClientHeaders(upstreamResponse.headers, requestId);
   const responseBody = upstreamResponse.body === null || idleMs === undefined ? upstreamResponse.body : watchResponseBody(upstreamResponse.body, idleMs, (reason) => call.cancel(reason));
