@@ -10,6 +10,7 @@
 //
 //   npm run bench:proxy-peers -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1]
 //                                [--rate 1000] [--rate-seconds 8] [--rate-rounds 2] [--no-workers] [--no-pin]
+//                                [--before DIR]   (another checkout, e.g. an earlier commit, run as dutygate-before)
 //
 // Installs wrk, nginx, haproxy and caddy from Debian with apt-get when missing (root only); a
 // proxy that cannot be installed is reported and left out. Certificates (self-signed, EC P-256),
@@ -41,6 +42,9 @@ const rate = bounded(flag("rate", "1000"), 0, 20_000);
 const rateSeconds = bounded(flag("rate-seconds", "8"), 2, 60);
 const rateRounds = bounded(flag("rate-rounds", "2"), 1, 5);
 const withWorkers = !args.includes("--no-workers");
+// Another checkout of dutygate (its root, with node_modules), run beside this one as
+// `dutygate-before`: before/after ratios measured in the same rounds.
+const before = flag("before", "");
 const path = "/changes/42";
 const budget = cpuBudget(!args.includes("--no-pin"));
 
@@ -100,8 +104,8 @@ async function get(url: string, bearer: string, requestPath = path): Promise<num
 }
 
 /** `gateway serve` with `workers` processes, from a config file as an operator writes it. */
-async function startGateway(workers: number, upstreamUrl: string, jwksFile: string): Promise<Target> {
-  const run = join(dir, `dutygate-${workers}`);
+async function startGateway(workers: number, upstreamUrl: string, jwksFile: string, root = REPO_ROOT, name = workers === 1 ? "dutygate" : `dutygate-w${workers}`): Promise<Target> {
+  const run = join(dir, name);
   mkdirSync(run);
   const q = (s: string) => JSON.stringify(s);
   const config = join(run, "gateway.toml");
@@ -115,8 +119,7 @@ async function startGateway(workers: number, upstreamUrl: string, jwksFile: stri
     "[log]", `level = "error"`,
     "[shutdown]", `drain = "0s"`,
   ].join("\n") + "\n");
-  const name = workers === 1 ? "dutygate" : `dutygate-w${workers}`;
-  const gateway = await startProcess(name, [process.execPath, join(REPO_ROOT, "src/main.ts"), "serve", "--config", config], { cpu: budget?.serverCpu, ready: /dutygate listening on https:\/\//, timeoutMs: 60_000 });
+  const gateway = await startProcess(name, [process.execPath, join(root, "src/main.ts"), "serve", "--config", config], { cpu: budget?.serverCpu, ready: /dutygate listening on https:\/\//, timeoutMs: 60_000 });
   started.push(gateway);
   const base = /dutygate listening on (https:\/\/[^\s/]+)/.exec(gateway.lines.join("\n"))![1]!;
   return { name, url: base + path, pid: gateway.proc.pid, checksToken: true, servers: workers };
@@ -282,6 +285,10 @@ https://127.0.0.1:${port} {
   }
 
   if (withWorkers) targets.push(await startGateway(2, upstreamUrl, issuer.jwksFile));
+  if (before !== "") {
+    targets.push(await startGateway(1, upstreamUrl, issuer.jwksFile, before, "dutygate-before"));
+    notes.push(`dutygate-before: \`gateway serve\` from ${before}, the same config`);
+  }
 
   for (const t of targets) {
     const status = await get(t.url, token);
@@ -326,19 +333,19 @@ const range = (values: number[], digits = 2) => {
 console.log(`\n${describeMachine(shape, budget)}`);
 console.log(`load average (1/5/15 min): ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before, ${loadAfter.map((l) => l.toFixed(2)).join(" ")} after`);
 console.log(`path GET ${path}, one ES256 token for every setup; ${rounds} interleaved round(s) of ${targets.map((t) => t.name).join(", ")}; medians over rounds, (min–max)\n`);
-console.log("setup              req/s (min–max)           p50 ms   p99 ms  proxy CPU µs/req (min–max)  upstream µs/req  errors");
+console.log("setup                  req/s (min–max)           p50 ms   p99 ms  proxy CPU µs/req (min–max)  upstream µs/req  errors");
 for (const t of targets) {
   const runs = results.get(t.name) ?? [];
   const s = summarise({ name: t.name, runs });
   const cpu = t.name === "direct" ? "" : `${fmt(s.cpu.proxy ?? NaN, 1)}${range(runs.map((r) => r.cpuUsPerRequest.proxy ?? NaN), 1)}`;
-  console.log(`${t.name.padEnd(12)} ${`${fmt(s.rps, 0)}${range(runs.map((r) => r.rps), 0)}`.padStart(25)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${cpu.padStart(27)} ${fmt(s.cpu.upstream ?? NaN, 1).padStart(16)}  ${s.errors}`);
+  console.log(`${t.name.padEnd(16)} ${`${fmt(s.rps, 0)}${range(runs.map((r) => r.rps), 0)}`.padStart(25)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${cpu.padStart(27)} ${fmt(s.cpu.upstream ?? NaN, 1).padStart(16)}  ${s.errors}`);
 }
 
 // Ratios per round (same moments of the machine), then the median and the spread over rounds.
 console.log("\nratios per round, median (min–max over rounds):");
-for (const ours of targets.filter((t) => t.name.startsWith("dutygate"))) {
+for (const ours of targets.filter((t) => t.name === "dutygate" || t.name === "dutygate-w2")) {
   const mine = results.get(ours.name) ?? [];
-  for (const peer of ["nginx", "haproxy-jwt", "caddy"]) {
+  for (const peer of ["nginx", "haproxy-jwt", "caddy", ...(ours.name === "dutygate" ? ["dutygate-before"] : [])]) {
     const theirs = results.get(peer);
     if (!theirs) continue;
     const rps = mine.map((r, i) => r.rps / theirs[i]!.rps);
@@ -358,12 +365,12 @@ if (Number.isFinite(gatewayRps)) console.log(`goal: dutygate req/s per core ≥ 
 
 if (openLoop.size > 0) {
   console.log(`\nopen loop at ${rate} req/s (each setup interleaved with direct on one schedule, ${rateSeconds} s, ${rateRounds} round(s); medians (min–max))`);
-  console.log("setup          direct p99 ms        p50 ms        p99 ms   added p50 ms   added p99 ms (min–max)   conns  errors");
+  console.log("setup              direct p99 ms        p50 ms        p99 ms   added p50 ms   added p99 ms (min–max)   conns  errors");
   for (const [name, runs] of openLoop) {
     const addedP99 = runs.map((r) => r.proxy.p99Ms - r.direct.p99Ms);
     const addedP50 = runs.map((r) => r.proxy.p50Ms - r.direct.p50Ms);
     const errors = runs.reduce((a, r) => a + r.direct.errors + r.proxy.errors, 0);
-    console.log(`${name.padEnd(12)} ${fmt(median(runs.map((r) => r.direct.p99Ms))).padStart(14)} ${fmt(median(runs.map((r) => r.proxy.p50Ms))).padStart(13)} ${fmt(median(runs.map((r) => r.proxy.p99Ms))).padStart(13)} ${fmt(median(addedP50)).padStart(14)} ${`${fmt(median(addedP99))}${range(addedP99)}`.padStart(24)} ${String(Math.max(...runs.map((r) => r.proxy.connections))).padStart(7)}  ${errors}`);
+    console.log(`${name.padEnd(16)} ${fmt(median(runs.map((r) => r.direct.p99Ms))).padStart(14)} ${fmt(median(runs.map((r) => r.proxy.p50Ms))).padStart(13)} ${fmt(median(runs.map((r) => r.proxy.p99Ms))).padStart(13)} ${fmt(median(addedP50)).padStart(14)} ${`${fmt(median(addedP99))}${range(addedP99)}`.padStart(24)} ${String(Math.max(...runs.map((r) => r.proxy.connections))).padStart(7)}  ${errors}`);
   }
 }
 for (const note of notes) console.log(note);
