@@ -7,8 +7,9 @@
 // Authentication yields a Principal and knows nothing of policy; the policy knows nothing of
 // tokens. The decision record is written before anything reaches the upstream. A stage that
 // holds something releases it itself once the request is answered (the reserve stage its
-// reservation, the decision record's stage its outcome record), an exception included: the app's
-// error handler answers 500 and nothing is forwarded.
+// reservation, the decision record's stage its outcome record), an exception included: it is
+// answered 500 (nothing forwarded) and recorded once, by the decision record's stage when that
+// record was written, else by the receive stage.
 import { Hono } from "hono";
 import type { Channel } from "../../dsl/mod.ts";
 import type { ListenerConfig } from "../config/types.ts";
@@ -19,11 +20,15 @@ import { authenticate } from "./stages/authenticate.ts";
 import { checkRequest, policyInForce } from "./stages/check-request.ts";
 import { decide, reserve } from "./stages/decide.ts";
 import { dispatch } from "./stages/dispatch.ts";
-import { appendRefusal, type GatewayEnv, type PipelineDeps, type StageDeps } from "./stages/env.ts";
+import { appendRefusal, internalErrorResponse, type GatewayEnv, type PipelineDeps, type StageDeps } from "./stages/env.ts";
+import { inOrder } from "./stages/in-order.ts";
 import { receive } from "./stages/receive.ts";
 import { recordDecision } from "./stages/record-decision.ts";
 
 export type { Forwarder, GatewayEnv, PipelineDeps } from "./stages/env.ts";
+
+/** The middleware of every channel's app, in order (bench/proxy/hono-layer.ts builds an app of this shape). */
+export const PIPELINE_STAGES = ["receive", "checkRequest", "policyInForce", "authenticate", "decide", "reserve", "recordDecision", "dispatch"] as const;
 
 /** One channel's request handling: the listener's fetch handler, and its refusal handler. */
 export interface Pipeline {
@@ -46,23 +51,27 @@ export function createGatewayApp(deps: PipelineDeps, channel: Channel, listener:
   };
   // Routes are matched on the path the policy judges, not on the path as sent.
   const app = new Hono<GatewayEnv>({ getPath: routePath });
+  // An exception in a route after the stages (an admin function); the stages answer their own.
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? crypto.randomUUID();
     deps.log.error("request failed inside the gateway", { request_id: requestId, error: error.message });
-    return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request; nothing was forwarded", requestId });
+    return internalErrorResponse(requestId);
   });
   // Reached only for an allowed duty on `gateway` whose path names no admin function.
   app.notFound((c) => unknownAdminFunction(c.get("target")?.path ?? c.req.path, c.get("requestId") ?? crypto.randomUUID()));
 
-  app.use(receive(stage));
-  app.use(checkRequest(stage));
-  if (channel === "admin" && admin) app.route("/", probeRoutes(admin));
-  app.use(policyInForce(stage));
-  app.use(authenticate(stage, listener));
-  app.use(decide(stage));
-  app.use(reserve(stage));
-  app.use(recordDecision(stage));
-  app.use(dispatch(stage));
+  // PIPELINE_STAGES names these, in this order. The stages run as one middleware (inOrder): the
+  // operational app then has one handler per request, Hono's fast path. The admin app has the
+  // probes between the request's checks and authentication.
+  const beforeProbes = [receive(stage), checkRequest(stage)];
+  const afterProbes = [policyInForce(stage), authenticate(stage, listener), decide(stage), reserve(stage), recordDecision(stage), dispatch(stage)];
+  if (channel === "admin" && admin) {
+    app.use(inOrder(...beforeProbes));
+    app.route("/", probeRoutes(admin));
+    app.use(inOrder(...afterProbes));
+  } else {
+    app.use(inOrder(...beforeProbes, ...afterProbes));
+  }
   // The decide stage keeps `gateway` duties to the admin channel, whatever the policy says.
   if (admin) app.route("/", adminFunctionRoutes(admin));
   return app;
@@ -85,7 +94,7 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
 }
 
 /** The normalised path (the checkRequest stage refuses a request whose target does not normalise). */
-function routePath(request: Request): string {
+export function routePath(request: Request): string {
   const target = normalizeRequestPath(requestTargetOf(request));
   return target.ok ? target.path : "/";
 }

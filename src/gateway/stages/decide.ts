@@ -1,12 +1,12 @@
 // The decision: the policy's inputs, the compiled policy's decision, the query readings check,
 // the admin-channel guard; then the duty ledger's reservation for a duty with a history separation.
-import type { MiddlewareHandler } from "hono";
+import type { MiddlewareHandler, Next } from "hono";
 import { denyForSeparation, policyInputNames, type CheckedDuty, type CheckedPolicy, type Decision, type PolicyRequest } from "../../../dsl/mod.ts";
 import { ambiguousQueryParameter } from "../../http/mod.ts";
 import { settleReservation } from "../../ledger/mod.ts";
 import { INTERNAL_UPSTREAM } from "../policy-manager.ts";
 import { clientIp, policyHeaders, policyQuery } from "../request-context.ts";
-import { refuse, type GatewayEnv, type StageDeps } from "./env.ts";
+import { refuse, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
 
 export function decide(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { channel, metrics } = deps;
@@ -59,13 +59,8 @@ const LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE";
  */
 export function reserve(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { ledger, log } = deps;
-  return async (c, next) => {
+  const guarded = async (c: GatewayContext, next: Next): Promise<Response | void> => {
     let decision = c.get("decision");
-    if (!decision.allow || decision.separations.length === 0) {
-      c.set("reservation", null);
-      c.set("ledgerFacts", NO_FACTS);
-      return next();
-    }
     const caller = c.get("caller");
     let r: Awaited<ReturnType<typeof ledger.reserve>>;
     try {
@@ -87,12 +82,23 @@ export function reserve(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
     decision = { ...decision, ledger: r.facts };
     c.set("decision", decision);
     c.set("reservation", r.reservation);
-    await next();
     try {
-      await settleReservation(ledger, r.reservation, c.get("upstreamAnswer") ?? null);
-    } catch (e) {
-      log.error("duty ledger settle failed", { request_id: c.get("requestId"), error: (e as Error).message });
+      await next();
+    } finally {
+      // An exception on the way leaves no answer from the upstream: released.
+      try {
+        await settleReservation(ledger, r.reservation, c.get("upstreamAnswer") ?? null);
+      } catch (e) {
+        log.error("duty ledger settle failed", { request_id: c.get("requestId"), error: (e as Error).message });
+      }
     }
+  };
+  return (c, next) => {
+    const decision = c.get("decision");
+    if (decision.allow && decision.separations.length > 0) return guarded(c, next);
+    c.set("reservation", null);
+    c.set("ledgerFacts", NO_FACTS);
+    return next();
   };
 }
 

@@ -127,3 +127,30 @@ export async function appendRefusal(deps: StageDeps, r: { requestId: string; met
     deps.log.error("audit record could not be written", { request_id: r.requestId, error: (e as Error).message });
   }
 }
+
+/** The answer to an exception inside the gateway: 500, nothing forwarded. */
+export function internalErrorResponse(requestId: string): Response {
+  return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request; nothing was forwarded", requestId });
+}
+
+/**
+ * Runs the stages after this one and tells whether they ended in an exception. One thrown
+ * through `next()` is logged and answered here (500); one the app's error handler already
+ * answered (a route after the stages) is taken over. Either way it is this stage's to record,
+ * and no stage before it sees it.
+ */
+export async function nextFailed(c: GatewayContext, next: () => Promise<void>, log: Logger): Promise<boolean> {
+  try {
+    await next();
+  } catch (error) {
+    const requestId = c.get("requestId");
+    log.error("request failed inside the gateway", { request_id: requestId, error: (error as Error)?.message ?? String(error) });
+    // Cleared first: Hono's setter would otherwise carry the earlier answer's headers over.
+    c.res = undefined;
+    c.res = internalErrorResponse(requestId);
+    return true;
+  }
+  if (c.error === undefined) return false;
+  c.error = undefined;
+  return true;
+}

@@ -1,9 +1,10 @@
 // The first stage: the request's id and time, the policy in force (none: 503), and, once the
-// request is answered, its metric. A failure no later stage recorded is recorded here.
+// request is answered, its metric. An exception no later stage recorded is answered (500) and
+// recorded here.
 import type { MiddlewareHandler } from "hono";
 import { problemResponse, requestIdFor } from "../../http/mod.ts";
 import { failureRecord } from "../audit-records.ts";
-import { answer, type GatewayEnv, type StageDeps } from "./env.ts";
+import { answer, nextFailed, type GatewayEnv, type StageDeps } from "./env.ts";
 
 export function receive(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { channel, metrics } = deps;
@@ -19,15 +20,14 @@ export function receive(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
       c.res = answer(c, problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", detail: "no valid policy is active", requestId }), { duty: "", decision: "error" });
     } else {
       c.set("active", active);
-      await next();
-    }
-    // An exception before the decision record: a deny record with code INTERNAL_ERROR (the
-    // answer, 500, is the app's error handler's). Later ones are the decision record's stage's.
-    if (c.error) {
-      c.set("verdict", { duty: "", decision: "error" });
-      if (deps.audit) {
-        await deps.audit.append(failureRecord({ requestId, channel, method: c.req.method, clientIp: c.env.remoteAddress }))
-          .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
+      // An exception before the decision record was written: a deny record with code
+      // INTERNAL_ERROR. Later ones are recorded by the decision record's stage.
+      if (await nextFailed(c, next, deps.log)) {
+        c.set("verdict", { duty: "", decision: "error" });
+        if (deps.audit) {
+          await deps.audit.append(failureRecord({ requestId, channel, method: c.req.method, clientIp: c.env.remoteAddress }))
+            .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
+        }
       }
     }
     const verdict = c.get("verdict") ?? { duty: "", decision: "error" };

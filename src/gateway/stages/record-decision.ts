@@ -6,7 +6,7 @@ import { problemResponse } from "../../http/mod.ts";
 import { settleOutcomeOf } from "../../ledger/mod.ts";
 import { decisionRecord, outcomeRecord } from "../audit-records.ts";
 import { INTERNAL_UPSTREAM } from "../policy-manager.ts";
-import { answer, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
+import { answer, nextFailed, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
 
 export function recordDecision(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { audit, channel, metrics, log, config } = deps;
@@ -34,12 +34,10 @@ export function recordDecision(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
       }
     }
     metrics.decisions.inc({ channel, duty: decision.duty ?? "", decision: decision.allow ? "allow" : "deny", code: decision.code });
-    await next();
-    if (audit === null || decisionSeq === null) return;
-    if (c.error) {
-      // The exception is recorded here, as the outcome of the decision: the receive stage then
-      // has nothing more to record.
-      c.error = undefined;
+    if (audit === null || decisionSeq === null) return next();
+    // An exception after the decision record is answered and recorded here, as the decision's
+    // outcome: the receive stage then has nothing more to record.
+    if (await nextFailed(c, next, log)) {
       c.set("verdict", { duty: "", decision: "error" });
       await audit.append(outcomeRecord({ requestId, decisionSeq, status: 500, code: "INTERNAL_ERROR", ledger: ledgerOutcome(c) }))
         .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
