@@ -72,8 +72,11 @@ function conditionFor(rng: Rng, duty: GeneratedDuty, teams: readonly string[]): 
   return rng.chance(0.35) ? null : rng.pick(options)();
 }
 
+/** The upstream of every generated admin duty: no operational duty forwards to it. */
+const ADMIN_UPSTREAM = "svc_admin";
+
 /**
- * Generates a valid policy with `dutyCount` duties (one file). Deterministic for a seed.
+ * Generates a valid policy with `dutyCount` duties (one file): `gateway check` passes it. Deterministic for a seed.
  *
  * @example
  * const gen = generatePolicy(1000);
@@ -98,6 +101,7 @@ export function generatePolicy(dutyCount: number, seed = 1): GeneratedPolicy {
     `role ${roles.join(", ")}`,
     `upstream ${upstreams.join(", ")}`,
   ];
+  const upstreamLine = lines.length - 1;
   const duties: GeneratedDuty[] = [];
   const separations: string[] = [];
   for (let r = 0; duties.length < dutyCount; r++) {
@@ -120,11 +124,15 @@ export function generatePolicy(dutyCount: number, seed = 1): GeneratedPolicy {
       const d: GeneratedDuty = { name: `${stem}_${verb}`, method, pattern, channel };
       duties.push(d);
       made.push(verb);
-      lines.push(`duty ${d.name} ${method} ${pattern} -> ${rng.pick(upstreams)}${channel === "admin" ? " channel admin" : ""}`);
+      // Drawn for every duty, so a seed gives the same policy as before admin duties got their own upstream.
+      const upstream = rng.pick(upstreams);
+      // An operational duty on an admin duty's upstream is refused (E_ADMIN_REACHABLE_OPERATIONALLY).
+      lines.push(`duty ${d.name} ${method} ${pattern} -> ${channel === "admin" ? ADMIN_UPSTREAM : upstream}${channel === "admin" ? " channel admin" : ""}`);
     }
     const acts = ACTIONS.filter((a) => made.includes(a));
     if (acts.length >= 2) separations.push(`separate ${acts.map((a) => `${stem}_${a}`).join(", ")} by id`);
   }
+  if (duties.some((d) => d.channel === "admin")) lines[upstreamLine] += `, ${ADMIN_UPSTREAM}`;
   // Exclusive sets: disjoint pairs over the first roles, then one 2-of-3 set.
   const pairs = Math.max(1, Math.floor(roleCount / 8));
   for (let i = 0; i < pairs; i++) lines.push(`exclusive ${roles[2 * i]}, ${roles[2 * i + 1]}`);

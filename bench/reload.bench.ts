@@ -1,7 +1,8 @@
 // Policy reload cost for generated bundles of 10, 100, 1,000 and 10,000 duties, signed by two
 // trusted keys (the production setting: require_signature, min_signers = 2):
-//   - the split of one reload: verify (read, hash, two signatures) → parse → check → compile;
-//   - `reload()` as the gateway runs it (verify → rollback check → parse/check/compile → tests → swap);
+//   - the split of one reload: verify (read, hash, two signatures) → parse → check → separation
+//     analysis → compile (the stages of src/policy/build.ts);
+//   - `reload()` as the gateway runs it (verify → rollback check → the policy build → swap);
 //   - watch → active: a real gateway with `policy.watch = true`; a new signed revision is published
 //     (policy file and manifest each renamed into place) and the time until
 //     `gw.policy.active.digest` changes is measured by polling. It includes the debounce.
@@ -11,7 +12,7 @@ import { cpus, loadavg, platform, release, tmpdir, totalmem } from "node:os";
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair } from "jose";
-import { compilePolicy, loadPolicy, parsePolicySource, type PolicySource } from "../dsl/mod.ts";
+import { analyzeSeparation, compilePolicy, loadPolicy, parsePolicySource, type PolicySource } from "../dsl/mod.ts";
 import { generateSigningKey, verifyBundle, type SigningKeyPair } from "../src/bundle/mod.ts";
 import { signBundleForTest } from "../test/support/sign-bundle.ts";
 import { defaultConfig } from "../src/config/mod.ts";
@@ -59,6 +60,7 @@ interface Row {
   verify: number;
   parse: number;
   check: number;
+  analyse: number;
   compile: number;
   reload: number;
   watchP50: number;
@@ -80,7 +82,7 @@ async function measureSize(root: string, size: number, signers: SigningKeyPair[]
   await signBundleForTest(policyDir, signers, { revision });
 
   // --- the split, on the files as the gateway will read them --------------------------------
-  const verify: number[] = [], parse: number[] = [], check: number[] = [], compile: number[] = [];
+  const verify: number[] = [], parse: number[] = [], check: number[] = [], analyse: number[] = [], compile: number[] = [];
   // Round 0 warms the JIT and is not counted.
   for (let i = 0; i <= rounds; i++) {
     const keep = i > 0;
@@ -98,6 +100,9 @@ async function measureSize(root: string, size: number, signers: SigningKeyPair[]
     const loaded = loadPolicy(sources, { now: SAMPLE_TIME });
     if (keep) check.push(Math.max(0, performance.now() - t0 - parsed));
     if (!loaded.policy) throw new Error(`generated policy has errors: ${loaded.diagnostics.filter((d) => d.severity === "error").slice(0, 3).map((d) => d.message).join("; ")}`);
+    t0 = performance.now();
+    analyzeSeparation(loaded.policy);
+    if (keep) analyse.push(performance.now() - t0);
     t0 = performance.now();
     compilePolicy(loaded.policy);
     if (keep) compile.push(performance.now() - t0);
@@ -161,7 +166,7 @@ async function measureSize(root: string, size: number, signers: SigningKeyPair[]
   }
   return {
     duties: size, bytes: gen.text.length, rounds,
-    verify: median(verify), parse: median(parse), check: median(check), compile: median(compile),
+    verify: median(verify), parse: median(parse), check: median(check), analyse: median(analyse), compile: median(compile),
     reload: median(reload), watchP50: median(watch), watchMax: max(watch),
   };
 }
@@ -190,10 +195,10 @@ try {
 }
 
 const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
-const header = ["duties", "source", "verify ms", "parse ms", "check ms", "compile ms", "sum ms", "reload() ms", "watch → active p50 / max ms", "reload() ≤ 100 ms"];
+const header = ["duties", "source", "verify ms", "parse ms", "check ms", "analyse ms", "compile ms", "sum ms", "reload() ms", "watch → active p50 / max ms", "reload() ≤ 100 ms"];
 const table = rows.map((r) => [
   r.duties.toLocaleString("en-US"), `${(r.bytes / 1024).toFixed(0)} KiB`,
-  f(r.verify), f(r.parse), f(r.check), f(r.compile), f(r.verify + r.parse + r.check + r.compile), f(r.reload),
+  f(r.verify), f(r.parse), f(r.check), f(r.analyse), f(r.compile), f(r.verify + r.parse + r.check + r.analyse + r.compile), f(r.reload),
   `${f(r.watchP50)} / ${f(r.watchMax)}`, r.reload <= 100 ? "yes" : "no",
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));

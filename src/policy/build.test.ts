@@ -11,6 +11,7 @@ import { defaultConfig } from "../config/mod.ts";
 import { PolicyManager } from "../gateway/policy-manager.ts";
 import { buildPolicyModel } from "../lsp/policy-model.ts";
 import { analyzePlayFiles } from "../play/api.ts";
+import { generatePolicy } from "../../bench/gen-policy.ts";
 import { buildPolicy, type PolicyBuildOptions } from "./build.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dutygate-build-"));
@@ -117,5 +118,16 @@ describe("every caller refuses what the build refuses", () => {
     const parsed = parsePolicySource({ path: "p.duty", text: ADMIN_EXPOSED });
     const model = buildPolicyModel(new Map([["p.duty", { parsed, text: ADMIN_EXPOSED }]]));
     expect(model.diagnostics.map((d) => d.code)).toContain("E_ADMIN_REACHABLE_OPERATIONALLY");
+  });
+});
+
+describe("the benchmarks' generated policies", () => {
+  // Regression: bench/gen-policy.ts put admin duties on upstreams operational duties share, so
+  // its "valid" policies failed `gateway check`, and the gateway (now building the same way)
+  // refused them in bench/reload.bench.ts.
+  test.each([10, 100, 1000])("%i duties pass the build", (n) => {
+    const gen = generatePolicy(n);
+    const b = buildPolicy({ policies: [{ path: gen.path, text: gen.text }], tests: [] }, { until: "check" });
+    expect(b.failure).toBeNull();
   });
 });
