@@ -7,7 +7,8 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { hrtime } from "node:process";
 import { createJwtAuthenticator } from "../src/authn/mod.ts";
-import { issuerConfig, makeKey, makeTempDir, signToken, testSchema, T0, writeJwksFile, type TestKey } from "../test/support/authn-tokens.ts";
+import { issuerConfig, makeKey, signToken, testSchema, T0, writeJwksFile, type TestKey } from "../test/support/authn-tokens.ts";
+import { removeTempDir, tempDir } from "../test/support/temp-dir.ts";
 
 declare const Deno: { version: { deno: string; v8: string } } | undefined;
 
@@ -36,10 +37,10 @@ async function measure(call: () => Promise<unknown>): Promise<{ median: number; 
   return { median: percentile(samples, 50), p99: percentile(samples, 99), opsPerSec: ITERATIONS / totalS };
 }
 
-const tmp = makeTempDir("dutygate-authn-bench-");
+const tmp = tempDir("dutygate-authn-bench-");
 try {
   const keys: TestKey[] = await Promise.all([makeKey("EdDSA", "ed"), makeKey("ES256", "es"), makeKey("RS256", "rs")]);
-  const jwksFile = join(tmp.dir, "jwks.json");
+  const jwksFile = join(tmp, "jwks.json");
   writeJwksFile(jwksFile, keys);
   const issuers = [issuerConfig({ jwksFile })];
   const now = () => T0;
@@ -68,5 +69,5 @@ try {
   console.log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const r of rows) console.log(line(r));
 } finally {
-  tmp.cleanup();
+  removeTempDir(tmp);
 }

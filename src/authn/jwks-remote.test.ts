@@ -4,9 +4,10 @@ import { join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { generate } from "selfsigned";
 import { createJwtAuthenticator, type JwtAuthenticatorOptions } from "./jwt.ts";
-import { issuerConfig, makeKey, makeTempDir, signToken, testSchema, T0, type TestKey } from "../../test/support/authn-tokens.ts";
+import { issuerConfig, makeKey, signToken, testSchema, T0, type TestKey } from "../../test/support/authn-tokens.ts";
+import { removeTempDir, tempDir } from "../../test/support/temp-dir.ts";
 
-let tmp: ReturnType<typeof makeTempDir>;
+let tmp: string;
 let caFile: string;
 let server: ReturnType<typeof Bun.serve>;
 let jwksUrl: string;
@@ -17,7 +18,7 @@ let k1: TestKey, k2: TestKey, k1Twin: TestKey;
 const clock = () => T0;
 
 beforeAll(async () => {
-  tmp = makeTempDir();
+  tmp = tempDir();
   const ca = await generate([{ name: "commonName", value: "dutygate test CA" }], {
     keyType: "ec", algorithm: "sha256",
     extensions: [{ name: "basicConstraints", cA: true, critical: true }, { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true }],
@@ -31,7 +32,7 @@ beforeAll(async () => {
       { name: "subjectAltName", altNames: [{ type: 2, value: "localhost" }, { type: 7, ip: "127.0.0.1" }] },
     ],
   });
-  caFile = join(tmp.dir, "ca.pem");
+  caFile = join(tmp, "ca.pem");
   writeFileSync(caFile, ca.cert);
   [k1, k2, k1Twin] = await Promise.all([makeKey("ES256", "remote-1"), makeKey("EdDSA", "remote-2"), makeKey("ES256", "remote-1")]);
   served = [k1];
@@ -51,7 +52,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop(true);
-  tmp?.cleanup();
+  if (tmp) removeTempDir(tmp);
 });
 
 function remoteAuthenticator(options: Partial<JwtAuthenticatorOptions> = {}, withCa = true) {

@@ -6,14 +6,15 @@ import type { AuthnErrorCode } from "./errors.ts";
 import type { PrincipalSchema } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
 import {
-  AUDIENCE, ISSUER, T0, handBuiltToken, defaultClaims, issuerConfig, makeKey, makeTempDir, signToken, testSchema, writeJwksFile,
+  AUDIENCE, ISSUER, T0, handBuiltToken, defaultClaims, issuerConfig, makeKey, signToken, testSchema, writeJwksFile,
   type TestKey,
 } from "../../test/support/authn-tokens.ts";
+import { removeTempDir, tempDir } from "../../test/support/temp-dir.ts";
 
 const HMAC_SECRET = "0123456789abcdef0123456789abcdef-hmac";
 const nowS = Math.floor(T0 / 1000);
 
-let tmp: ReturnType<typeof makeTempDir>;
+let tmp: string;
 let jwksPath: string;
 let ed: TestKey, es: TestKey, rs: TestKey, stranger: TestKey, strangerSameKid: TestKey;
 let clock = T0;
@@ -23,14 +24,14 @@ function authenticator(overrides: Parameters<typeof issuerConfig>[0] = {}, cache
 }
 
 beforeAll(async () => {
-  tmp = makeTempDir();
-  jwksPath = join(tmp.dir, "jwks.json");
+  tmp = tempDir();
+  jwksPath = join(tmp, "jwks.json");
   [ed, es, rs, stranger, strangerSameKid] = await Promise.all([
     makeKey("EdDSA", "ed-1"), makeKey("ES256", "es-1"), makeKey("RS256", "rs-1"), makeKey("ES256", "stranger"), makeKey("ES256", "es-1"),
   ]);
   writeJwksFile(jwksPath, [ed, es, rs]);
 });
-afterAll(() => tmp.cleanup());
+afterAll(() => removeTempDir(tmp));
 
 describe("valid tokens become typed principals", () => {
   for (const alg of ["EdDSA", "ES256", "RS256"] as const) {
@@ -301,9 +302,9 @@ describe("verified-token cache", () => {
 
 describe("JWKS file", () => {
   test("key rotation is picked up, and tokens of the removed key stop working even when cached", async () => {
-    const dir = makeTempDir();
+    const dir = tempDir();
     try {
-      const path = join(dir.dir, "jwks.json");
+      const path = join(dir, "jwks.json");
       const [oldKey, newKey] = await Promise.all([makeKey("EdDSA", "2027-01"), makeKey("EdDSA", "2027-02")]);
       writeJwksFile(path, [oldKey]);
       clock = T0;
@@ -324,14 +325,14 @@ describe("JWKS file", () => {
       expect(removed.ok ? "ok" : removed.code).toBe("AUTHN_UNKNOWN_KEY");
       expect(authn.stats().jwksLoads.corp).toBe(2);
     } finally {
-      dir.cleanup();
+      removeTempDir(dir);
     }
   });
 
   test("a broken rewrite keeps the last good keys", async () => {
-    const dir = makeTempDir();
+    const dir = tempDir();
     try {
-      const path = join(dir.dir, "jwks.json");
+      const path = join(dir, "jwks.json");
       const key = await makeKey("ES256", "k1");
       writeJwksFile(path, [key]);
       clock = T0;
@@ -344,21 +345,21 @@ describe("JWKS file", () => {
       expect((await authn.authenticate(header, testSchema)).ok).toBe(true);
       expect(authn.stats().jwksLoads.corp).toBe(2);
     } finally {
-      dir.cleanup();
+      removeTempDir(dir);
     }
   });
 
   test("a missing file is AUTHN_JWKS_UNAVAILABLE, not a crash", async () => {
     clock = T0;
-    const authn = authenticator({ jwksFile: join(tmp.dir, "absent.json") });
+    const authn = authenticator({ jwksFile: join(tmp, "absent.json") });
     const result = await authn.authenticate(`Bearer ${await signToken({ key: ed })}`, testSchema);
     expect(result.ok ? "ok" : result.code).toBe("AUTHN_JWKS_UNAVAILABLE");
   });
 
   test("several keys share a kid: the one that verifies wins", async () => {
-    const dir = makeTempDir();
+    const dir = tempDir();
     try {
-      const path = join(dir.dir, "jwks.json");
+      const path = join(dir, "jwks.json");
       const [a, b] = await Promise.all([makeKey("ES256", "shared"), makeKey("ES256", "shared")]);
       writeJwksFile(path, [a, b]);
       clock = T0;
@@ -368,7 +369,7 @@ describe("JWKS file", () => {
       const result = await authn.authenticate(`Bearer ${await signToken({ key: outsider })}`, testSchema);
       expect(result.ok ? "ok" : result.code).toBe("AUTHN_BAD_SIGNATURE");
     } finally {
-      dir.cleanup();
+      removeTempDir(dir);
     }
   });
 });
@@ -392,9 +393,9 @@ describe("a cached token lives only as long as the key that verified it", () => 
   ];
   for (const c of cases) {
     test(c.name, async () => {
-      const dir = makeTempDir();
+      const dir = tempDir();
       try {
-        const path = join(dir.dir, "jwks.json");
+        const path = join(dir, "jwks.json");
         const [a, a2, b] = await Promise.all([makeKey("ES256", "k-a"), makeKey("ES256", "k-a"), makeKey("EdDSA", "k-b")]);
         const keys = { a, a2, b };
         const write = (jwks: object[]) => { writeFileSync(`${path}.tmp`, JSON.stringify({ keys: jwks })); renameSync(`${path}.tmp`, path); };
@@ -415,15 +416,15 @@ describe("a cached token lives only as long as the key that verified it", () => 
           expect(authn.stats().cacheEntries).toBe(0);
         }
       } finally {
-        dir.cleanup();
+        removeTempDir(dir);
       }
     });
   }
 
   test("the bound is the check interval: the old answer within it, the new one at it", async () => {
-    const dir = makeTempDir();
+    const dir = tempDir();
     try {
-      const path = join(dir.dir, "jwks.json");
+      const path = join(dir, "jwks.json");
       const [a, b] = await Promise.all([makeKey("ES256", "k-a"), makeKey("ES256", "k-b")]);
       writeJwksFile(path, [a, b]);
       clock = T0;
@@ -437,14 +438,14 @@ describe("a cached token lives only as long as the key that verified it", () => 
       const result = await authn.authenticate(header, testSchema);
       expect(result.ok ? "ok" : result.code).toBe("AUTHN_UNKNOWN_KEY");
     } finally {
-      dir.cleanup();
+      removeTempDir(dir);
     }
   });
 
   test("a rewrite that cannot be parsed keeps the last good keys for cached tokens too", async () => {
-    const dir = makeTempDir();
+    const dir = tempDir();
     try {
-      const path = join(dir.dir, "jwks.json");
+      const path = join(dir, "jwks.json");
       const a = await makeKey("ES256", "k-a");
       writeJwksFile(path, [a]);
       clock = T0;
@@ -457,15 +458,15 @@ describe("a cached token lives only as long as the key that verified it", () => 
       expect((await authn.authenticate(header, testSchema)).ok).toBe(true);
       expect(authn.stats().jwksLoads.corp).toBe(2);
     } finally {
-      dir.cleanup();
+      removeTempDir(dir);
     }
   });
 
   test("HMAC tokens are not tied to the JWKS file", async () => {
     clock = T0;
-    const dir = makeTempDir();
+    const dir = tempDir();
     try {
-      const path = join(dir.dir, "jwks.json");
+      const path = join(dir, "jwks.json");
       writeJwksFile(path, [ed]);
       const authn = createJwtAuthenticator({ issuers: [issuerConfig({ jwksFile: path, algorithms: ["HS256", "EdDSA"], hmacSecret: HMAC_SECRET })], now: () => clock });
       const token = await handBuiltToken({ alg: "HS256", typ: "JWT" }, { ...defaultClaims(), iat: nowS, exp: nowS + 300 }, new TextEncoder().encode(HMAC_SECRET));
@@ -476,7 +477,7 @@ describe("a cached token lives only as long as the key that verified it", () => 
       expect((await authn.authenticate(`Bearer ${token}`, testSchema)).ok).toBe(true);
       expect(authn.stats().verifications).toBe(before);
     } finally {
-      dir.cleanup();
+      removeTempDir(dir);
     }
   });
 });

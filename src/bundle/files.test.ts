@@ -1,19 +1,10 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BundleCodes, MANIFEST_FILE_NAME, generateSigningKey, listBundlePaths, readBundleFiles, readListedBundleFiles, sha256Hex, verifyBundle } from "./mod.ts";
+import { tempDir } from "../../test/support/temp-dir.ts";
 import { signBundleForTest } from "../../test/support/sign-bundle.ts";
 
-const roots: string[] = [];
-afterAll(() => {
-  for (const root of roots) rmSync(root, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "dutygate-files-"));
-  roots.push(dir);
-  return dir;
-}
 
 /** Lays out `dir` as Kubernetes mounts a ConfigMap: timestamped data dir, `..data` link, per-file links. */
 function kubernetesLayout(dir: string, stamp: string, files: Record<string, string>): void {
@@ -25,7 +16,7 @@ function kubernetesLayout(dir: string, stamp: string, files: Record<string, stri
 
 describe("listBundlePaths / readBundleFiles", () => {
   test("recursive, sorted, `/`-separated; the manifest and `..` names are skipped", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     mkdirSync(join(dir, "teams/ops"), { recursive: true });
     writeFileSync(join(dir, "z.duty"), "z");
     writeFileSync(join(dir, "a.duty"), "a");
@@ -42,7 +33,7 @@ describe("listBundlePaths / readBundleFiles", () => {
   });
 
   test("Kubernetes ConfigMap layout: files read through the symlinks, timestamped dirs not listed", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     kubernetesLayout(dir, "..2026_11_22_05_34_00.123", { "main.duty": "role sre\n", "main.test.toml": "[[case]]\n" });
     const read = await readBundleFiles(dir);
     expect(read.problems).toEqual([]);
@@ -53,7 +44,7 @@ describe("listBundlePaths / readBundleFiles", () => {
   });
 
   test("a signed Kubernetes-style bundle verifies", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     kubernetesLayout(dir, "..2026_11_22_05_34_00.123", { "main.duty": "role sre\n" });
     const key = await generateSigningKey({ kid: "k" });
     await signBundleForTest(dir, [key], { revision: 1 });
@@ -62,7 +53,7 @@ describe("listBundlePaths / readBundleFiles", () => {
   });
 
   test("a dangling symlink (a file vanished between list and read) is a problem, not a crash", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     writeFileSync(join(dir, "ok.duty"), "ok");
     symlinkSync("gone.duty", join(dir, "vanished.duty"));
     const read = await readBundleFiles(dir);
@@ -71,7 +62,7 @@ describe("listBundlePaths / readBundleFiles", () => {
   });
 
   test("a file deleted between listing and reading is reported, the others are read", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     writeFileSync(join(dir, "stays.duty"), "stays");
     writeFileSync(join(dir, "goes.duty"), "goes");
     const { paths } = await listBundlePaths(dir);
@@ -83,7 +74,7 @@ describe("listBundlePaths / readBundleFiles", () => {
   });
 
   test("deletions racing a full read never throw; files not deleted are always read", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     const names = Array.from({ length: 200 }, (_, i) => `f${String(i).padStart(3, "0")}.duty`);
     for (const name of names) writeFileSync(join(dir, name), name);
     const reading = readBundleFiles(dir);
@@ -100,7 +91,7 @@ describe("listBundlePaths / readBundleFiles", () => {
   });
 
   test("a symlink loop is reported once and does not recurse forever", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     mkdirSync(join(dir, "sub"));
     writeFileSync(join(dir, "sub/a.duty"), "a");
     symlinkSync("..", join(dir, "sub/loop"));
@@ -110,7 +101,7 @@ describe("listBundlePaths / readBundleFiles", () => {
   });
 
   test("a path that is a file, not a directory", async () => {
-    const dir = tempDir();
+    const dir = tempDir("dutygate-files-");
     writeFileSync(join(dir, "file"), "x");
     const { problems } = await listBundlePaths(join(dir, "file"));
     expect(problems.map((p) => p.code)).toEqual([BundleCodes.DIR_UNREADABLE]);

@@ -1,5 +1,5 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { base64url, type JSONWebKeySet } from "jose";
@@ -13,16 +13,12 @@ import {
   verifyBundle,
   type SigningKeyPair,
 } from "./mod.ts";
+import { tempDir } from "../../test/support/temp-dir.ts";
 import { signBundleForTest } from "../../test/support/sign-bundle.ts";
 
-const roots: string[] = [];
-afterAll(() => {
-  for (const root of roots) rmSync(root, { recursive: true, force: true });
-});
 
 function bundleDir(files: Record<string, string> = { "main.duty": "role developer\n", "teams/ops.duty": "role sre\n", "main.test.toml": "[[case]]\n" }): string {
-  const dir = mkdtempSync(join(tmpdir(), "dutygate-verify-"));
-  roots.push(dir);
+  const dir = tempDir("dutygate-verify-");
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(join(dir, path, ".."), { recursive: true });
     writeFileSync(join(dir, path), text);

@@ -1,33 +1,20 @@
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterEach, describe, expect, test } from "bun:test";
+import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "../../test/support/temp-dir.ts";
+import { waitFor } from "../../test/support/wait-for.ts";
 import { watchPolicyDirectory, type PolicyDirectoryWatch } from "./mod.ts";
 
 // Every wait polls for an outcome with a deadline; nothing asserts how long anything took.
-const DEADLINE_MS = 10_000;
-
-async function waitFor(what: string, predicate: () => boolean): Promise<void> {
-  const deadline = Date.now() + DEADLINE_MS;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const roots: string[] = [];
 const open: PolicyDirectoryWatch[] = [];
 afterEach(() => {
   for (const watch of open.splice(0)) watch.close();
 });
-afterAll(() => {
-  for (const root of roots) rmSync(root, { recursive: true, force: true });
-});
 
 function policyDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "dutygate-watch-"));
-  roots.push(dir);
+  const dir = tempDir("dutygate-watch-");
   mkdirSync(join(dir, "teams"));
   writeFileSync(join(dir, "main.duty"), "v1\n");
   writeFileSync(join(dir, "teams/ops.duty"), "ops v1\n");
@@ -104,8 +91,7 @@ describe("watchPolicyDirectory fires for", () => {
   });
 
   test("a Kubernetes ConfigMap update (`..data` symlink swap)", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "dutygate-watch-k8s-"));
-    roots.push(dir);
+    const dir = tempDir("dutygate-watch-k8s-");
     const first = "..2026_11_22_05_34_00.000000001";
     const second = "..2026_11_22_05_40_00.000000002";
     mkdirSync(join(dir, first));
@@ -123,8 +109,7 @@ describe("watchPolicyDirectory fires for", () => {
   });
 
   test("a symlinked policy directory switched with rename (`ln -s v2 tmp && mv -T tmp current`), then back", async () => {
-    const root = mkdtempSync(join(tmpdir(), "dutygate-watch-link-"));
-    roots.push(root);
+    const root = tempDir("dutygate-watch-link-");
     for (const version of ["v1", "v2", "v3"]) {
       mkdirSync(join(root, version));
       writeFileSync(join(root, version, "main.duty"), `${version}\n`);
@@ -193,8 +178,7 @@ describe("watchPolicyDirectory behaviour", () => {
   });
 
   test("a directory that does not exist yet: no throw, an error reported, a callback once it appears", async () => {
-    const parent = mkdtempSync(join(tmpdir(), "dutygate-watch-late-"));
-    roots.push(parent);
+    const parent = tempDir("dutygate-watch-late-");
     const dir = join(parent, "policies");
     const errors: unknown[] = [];
     let calls = 0;

@@ -1,23 +1,16 @@
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLocalJWKSet, jwtVerify } from "jose";
+import { tempDir } from "../../test/support/temp-dir.ts";
 import { DEMO_ISSUER, DEMO_UPSTREAM_PORTS, defaultConfig, ensureDemoIssuer, loadConfig, mintDemoToken } from "./mod.ts";
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "dutygate-default-"));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 describe("defaultConfig", () => {
   // Regression: the demo printed https://127.0.0.1:8443 but bound 0.0.0.0:8443, with a demo
   // issuer whose key and tokens are on this machine.
   test("is the demo: self-signed listener on loopback, unsigned ./policies, ./audit, demo issuer, loopback upstreams", () => {
-    const cwd = tempDir();
+    const cwd = tempDir("dutygate-default-");
     const c = defaultConfig({ cwd });
     expect(c.source).toBeNull();
     expect(c.demo).toBe(true);
@@ -35,13 +28,13 @@ describe("defaultConfig", () => {
   });
 
   test("loadConfig(null) is the built-in default", () => {
-    const cwd = tempDir();
+    const cwd = tempDir("dutygate-default-");
     const result = loadConfig(null, { cwd });
     expect(result.ok && result.config.demo).toBe(true);
   });
 
   test("the admin listener starts only once an admin CA exists in the state dir", () => {
-    const cwd = tempDir();
+    const cwd = tempDir("dutygate-default-");
     mkdirSync(join(cwd, ".state", "admin"), { recursive: true });
     writeFileSync(join(cwd, ".state", "admin", "ca.pem"), "placeholder");
     writeFileSync(join(cwd, ".state", "admin", "identities.json"), JSON.stringify({ "spiffe://demo/admin": { roles: ["security_admin"] } }));
@@ -53,7 +46,7 @@ describe("defaultConfig", () => {
 
 describe("demo issuer", () => {
   test("keys are created once (private key 0600), reused, and mint tokens the configured issuer accepts", async () => {
-    const cwd = tempDir();
+    const cwd = tempDir("dutygate-default-");
     const config = defaultConfig({ cwd });
     const first = await ensureDemoIssuer(config.stateDir);
     expect(first.created).toBe(true);

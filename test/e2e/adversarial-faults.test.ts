@@ -19,6 +19,7 @@ import { loadTlsMaterial, startListener, type RunningListener } from "../../src/
 import { createCa } from "../support/pki.ts";
 import { expandOutcomes } from "../../src/audit/mod.ts";
 import { startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
+import { waitFor } from "../support/wait-for.ts";
 import { rawRequest } from "./raw.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -54,15 +55,6 @@ function auditRecords(dir: string): Array<Record<string, unknown>> {
     for (const line of readFileSync(join(dir, file), "utf8").split("\n")) if (line.trim() !== "") out.push(...expandOutcomes(JSON.parse(line) as Record<string, unknown>));
   }
   return out;
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, attempts = 500): Promise<T> {
-  for (let i = 0; i < attempts; i++) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await Bun.sleep(10);
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 for (const backend of BACKENDS) {
@@ -133,7 +125,7 @@ describe("the issuer's JWKS file changes under a running gateway", () => {
       // Rotation to another key: tokens of the old key are refused once the file is re-read.
       const next = await generateKeyPair("ES256", { extractable: true });
       writeFileSync(t.issuer.jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(next.publicKey)), kid: "e2e-2", alg: "ES256", use: "sig" }] }));
-      await waitFor("the rotated key set", async () => ((await statusWith(next.privateKey, "e2e-2")) === 200 ? true : undefined));
+      await waitFor("the rotated key set", async () => ((await statusWith(next.privateKey, "e2e-2")) === 200));
       const old = await t.fetch("/changes/3", { token: await tokenOf(t.issuer.privateKey, t.issuer.kid) });
       expect(old.status).toBe(401);
       expect(await codeOf(old)).toBe("AUTHN_UNKNOWN_KEY");
@@ -232,7 +224,7 @@ for (const backend of BACKENDS) {
     let t: TestGateway;
     beforeAll(async () => {
       raw = startRawUpstream();
-      await waitFor("the raw upstream", () => (portOf(raw.url) > 0 ? true : undefined));
+      await waitFor("the raw upstream", () => (portOf(raw.url) > 0));
       t = await startTestGateway({ configure: onBackend(backend, (c) => ({ ...c, upstreams: { ...c.upstreams, changes: { ...c.upstreams.changes!, url: raw.url, timeoutMs: 5000 } } })) });
     });
     afterAll(async () => {

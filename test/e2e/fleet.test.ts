@@ -14,6 +14,7 @@ import { createLogger } from "../../src/gateway/log.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { openPostgresLedger } from "../../src/ledger/mod.ts";
 import { main } from "../../src/main.ts";
+import { waitFor } from "../support/wait-for.ts";
 import { PG_PASSWORD, postgresSkipReason, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 import {
   createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig,
@@ -140,14 +141,11 @@ describe.skipIf(skip !== null)("a fleet on one PostgreSQL ledger", () => {
           unguarded.push(read.status);
         }
       }));
-      const waitFor = async (what: string, done: () => boolean) => {
-        for (let i = 0; i < 600 && !done(); i++) await Bun.sleep(50);
-        if (!done()) throw new Error(`gave up waiting for ${what}; last answers ${JSON.stringify(guarded.slice(-3))}; last log lines:\n${logLines.slice(-5).join("\n")}`);
-      };
-      await waitFor("requests before the outage", () => guarded.filter((g) => g.status === 200).length >= 20);
+      const detail = () => `last answers ${JSON.stringify(guarded.slice(-3))}; last log lines:\n${logLines.slice(-5).join("\n")}`;
+      await waitFor("requests before the outage", () => guarded.filter((g) => g.status === 200).length >= 20, { deadlineMs: 30_000, intervalMs: 50, detail });
       await pg.stop();
       phase = "down";
-      await waitFor("refusals while down", () => guarded.filter((g) => g.phase === "down" && g.status === 503).length >= 20);
+      await waitFor("refusals while down", () => guarded.filter((g) => g.phase === "down" && g.status === 503).length >= 20, { deadlineMs: 30_000, intervalMs: 50, detail });
       const ready = await t.adminFetch("/-/readyz", { cert: ops });
       expect(ready.status).toBe(503);
       const readiness = (await ready.json()) as { ledger_available: boolean; reasons: string[] };
@@ -155,7 +153,7 @@ describe.skipIf(skip !== null)("a fleet on one PostgreSQL ledger", () => {
       expect(readiness.reasons.some((r) => r.startsWith("the duty ledger is unavailable: "))).toBe(true);
       await pg.start();
       phase = "after";
-      await waitFor("guarded requests served again", () => guarded.filter((g) => g.phase === "after" && g.status === 200).length >= 20);
+      await waitFor("guarded requests served again", () => guarded.filter((g) => g.phase === "after" && g.status === 200).length >= 20, { deadlineMs: 30_000, intervalMs: 50, detail });
       stopLoad = true;
       await load;
 

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { GatewayConfig } from "../../src/config/types.ts";
 import { startTestGateway, type TestGateway } from "../support/harness.ts";
+import { waitFor } from "../support/wait-for.ts";
 
 const HEAD = `principal {
   sub: string
@@ -41,16 +42,6 @@ function stagePolicy(version: Version): string {
 }
 
 const watching = (c: GatewayConfig): GatewayConfig => ({ ...c, policy: { ...c.policy, watch: true, debounceMs: 50 } });
-
-/** Polls `probe` until it returns true; fails after the deadline (never a timing assertion). */
-async function waitFor(what: string, probe: () => Promise<boolean> | boolean, deadlineMs = 15_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  for (let i = 0; Date.now() < end && i < 10_000; i++) {
-    if (await probe()) return;
-    await Bun.sleep(20);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function pingAsDeveloper(t: TestGateway): Promise<number> {
   const token = await t.issuer.token({ sub: "dana", roles: ["developer"] });

@@ -1,8 +1,6 @@
 // For the authentication tests and benchmark: real keys, real JWKS files, signed tokens.
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload } from "jose";
-import { mkdtempSync, writeFileSync, renameSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { writeFileSync, renameSync } from "node:fs";
 import type { PrincipalSchema } from "../../dsl/mod.ts";
 import type { JwtIssuerConfig } from "../../src/config/mod.ts";
 
@@ -19,12 +17,6 @@ export async function makeKey(alg: TestKey["alg"], kid: string): Promise<TestKey
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
   return { alg, kid, privateKey, publicKey, publicJwk, publicPem: await exportSPKI(publicKey) };
-}
-
-/** A temp directory removed by `cleanup`. */
-export function makeTempDir(prefix = "dutygate-authn-"): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Writes a JWKS file atomically (write + rename, as a rotation job would). */

@@ -2,12 +2,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { bearerCredential, certificateCredential, createJwtAuthenticator, isRefusal, type AuthnOutcome } from "../../authn/mod.ts";
-import { T0, makeKey, makeTempDir, signToken, testSchema, issuerConfig, writeJwksFile } from "../../../test/support/authn-tokens.ts";
+import { T0, makeKey, signToken, testSchema, issuerConfig, writeJwksFile } from "../../../test/support/authn-tokens.ts";
+import { removeTempDir, tempDir } from "../../../test/support/temp-dir.ts";
 import type { ConnectionInfo, PeerCertificateInfo } from "../../tls/types.ts";
 import { channelAuthentication, type ChannelAuthentication } from "./authenticate.ts";
 
-const temp = makeTempDir();
-afterAll(() => temp.cleanup());
+const temp = tempDir();
+afterAll(() => removeTempDir(temp));
 
 const certificate: PeerCertificateInfo = {
   subjectCN: "ops-bot", uriSans: [], dnsSans: [], issuerCN: "Admin CA", fingerprint256: "AA:BB", serialNumber: "01",
@@ -22,7 +23,7 @@ let operational: ChannelAuthentication;
 let admin: ChannelAuthentication;
 beforeAll(async () => {
   const key = await makeKey("EdDSA", "ed-1");
-  const jwks = join(temp.dir, "jwks.json");
+  const jwks = join(temp, "jwks.json");
   writeJwksFile(jwks, [key]);
   token = await signToken({ key });
   const credentials = { bearer: bearerCredential(createJwtAuthenticator({ issuers: [issuerConfig({ jwksFile: jwks })], now: () => T0 })), certificate: certificateCredential(mapping) };
