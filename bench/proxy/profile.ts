@@ -2,6 +2,12 @@
 // (`GET /changes/42` with a cached ES256 token, the audit log on with fsync = batch, the pool).
 //
 //   node_modules/.bin/bun bench/proxy/profile.ts [--duration 10] [--connections 50] [--interval 250] [--top 30] [--no-audit]
+//                                                [--baseline DIR [--rounds 3]]
+//
+// `--baseline DIR`: the same for another checkout of dutygate (its bench/proxy/full-gateway.ts
+// and src/) as "before": first both gateways unprofiled, measured in alternation for `--rounds`
+// rounds (the process CPU per request to compare), then both profiled, again in alternation for
+// `--rounds` rounds, and a table of the parts side by side.
 //
 // The gateway runs under Bun's sampling profiler (`--cpu-prof`, one sample every
 // `--interval` µs of the JS thread); only samples taken while wrk's measured run was under way
@@ -17,7 +23,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { bounded, cpuBudget, ensureInstalled, flag, runWrk, startProcess, stopProcess, type Started } from "./lib.ts";
+import { bounded, cpuBudget, ensureInstalled, flag, median, runWrk, startProcess, stopProcess, type Started } from "./lib.ts";
 
 const args = process.argv.slice(2);
 const durationS = bounded(flag("duration", "10"), 2, 120);
@@ -38,39 +44,116 @@ const started: Started[] = [];
 
 interface FunctionTime { name: string; where: string; selfUs: number; totalUs: number }
 
+const baseline = flag("baseline", "");
+const rounds = bounded(flag("rounds", "3"), 1, 20);
+const repo = join(here, "..", "..");
+const trees = baseline === "" ? [{ label: "", dir: repo }] : [{ label: "before", dir: baseline }, { label: "after", dir: repo }];
+
+interface Target { url: string; headers: string[]; pid: number }
+
+/** Starts one tree's full gateway (profiled into `profileDir` when given) and waits until it listens. */
+async function startGateway(treeDir: string, upstreamUrl: string, profileDir: string | null): Promise<{ started: Started; target: Target }> {
+  const gatewayArgs = [join(treeDir, "bench", "proxy", "full-gateway.ts"), "--upstream", upstreamUrl, ...(noAudit ? ["--no-audit"] : [])];
+  const cmd = profileDir === null ? [bun, ...gatewayArgs] : [bun, "--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-interval=${intervalUs}`, ...gatewayArgs];
+  const gateway = await startProcess("gateway", cmd, { cpu: budget?.serverCpu, ready: /^listening \d+/, timeoutMs: 20_000 });
+  const port = /^listening (\d+)/.exec(gateway.lines.find((l) => l.startsWith("listening"))!)![1];
+  const token = gateway.lines.find((l) => l.startsWith("token "))!.slice(6);
+  return { started: gateway, target: { url: `https://127.0.0.1:${port}${path}`, headers: [`authorization: Bearer ${token}`], pid: gateway.proc.pid } };
+}
+
+const profiles: Array<{ label: string; rows: ReturnType<typeof cpuProfileRows>; cpuUs: number; rps: number; requests: number }> = [];
+const interleaved = new Map<string, number[]>(trees.map((t) => [t.label, []]));
 try {
   const upstream = await startProcess("upstream", [bun, join(here, "upstream.ts")], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
   started.push(upstream);
   const upstreamUrl = `http://127.0.0.1:${/^listening (\d+)/.exec(upstream.lines.find((l) => l.startsWith("listening"))!)![1]}`;
-  const gatewayArgs = [join(here, "full-gateway.ts"), "--upstream", upstreamUrl, ...(noAudit ? ["--no-audit"] : [])];
-  const cmd = [bun, "--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${intervalUs}`, ...gatewayArgs];
-  const gateway = await startProcess("gateway", cmd, { cpu: budget?.serverCpu, ready: /^listening \d+/, timeoutMs: 20_000 });
-  started.push(gateway);
-  const port = /^listening (\d+)/.exec(gateway.lines.find((l) => l.startsWith("listening"))!)![1];
-  const token = gateway.lines.find((l) => l.startsWith("token "))!.slice(6);
-  const url = `https://127.0.0.1:${port}${path}`;
-  const headers = [`authorization: Bearer ${token}`];
 
-  await runWrk(url, headers, shape.warmupS, shape, budget);
-  const from = Date.now() * 1000;
-  const run = await runWrk(url, headers, durationS, shape, budget, { gateway: gateway.proc.pid });
-  const to = Date.now() * 1000;
-  if (run.errors > 0) throw new Error(`${run.errors} of ${run.requests} requests failed`);
-  await stopProcess(gateway, 10_000);
-  started.pop();
+  if (baseline !== "") {
+    // The totals to compare: both gateways unprofiled, measured in alternation on the same load.
+    const running: Array<{ label: string; started: Started; target: Target }> = [];
+    for (const t of trees) {
+      const g = await startGateway(t.dir, upstreamUrl, null);
+      started.push(g.started);
+      running.push({ label: t.label, ...g });
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const g of running) {
+        await runWrk(g.target.url, g.target.headers, 2, shape, budget);
+        const run = await runWrk(g.target.url, g.target.headers, durationS, shape, budget, { gateway: g.target.pid });
+        if (run.errors > 0) throw new Error(`${g.label}: ${run.errors} of ${run.requests} requests failed`);
+        interleaved.get(g.label)!.push(run.cpuUsPerRequest.gateway!);
+        console.error(`round ${r + 1}/${rounds}: ${g.label} ${run.cpuUsPerRequest.gateway!.toFixed(1)} µs/req (${run.rps.toFixed(0)} req/s)`);
+      }
+    }
+    for (const g of running) { await stopProcess(g.started); started.splice(started.indexOf(g.started), 1); }
+  }
 
-  const rows = cpuProfileRows(dir, from, to, run.requests);
-  const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
-  console.log(`\nfull gateway${noAudit ? " without the audit log" : ""}, GET ${path}: ${run.requests} requests in ${durationS} s (${run.rps.toFixed(0)} req/s), ${connections} connections; load average ${load}; Bun ${Bun.version}`);
-  console.log(`process CPU (all threads, /proc): ${run.cpuUsPerRequest.gateway!.toFixed(1)} µs/req; sampled on the JS thread:`);
-  printRows(rows.functions, rows.total);
-  if (rows.parts.length > 0) {
-    console.log("\nby part (self time of the functions of each file; native work counted under the file that called it):");
-    printRows(rows.parts, rows.total, false);
+  // Profiled: every tree's gateway runs under the profiler at once and they take turns under load
+  // (one round each when alone), so each profile's windows share the machine's moments.
+  const profiled: Array<{ label: string; profileDir: string; started: Started; target: Target; windows: Array<[number, number]>; requests: number; cpu: number[]; rps: number[] }> = [];
+  for (const t of trees) {
+    const profileDir = join(dir, t.label || "profile");
+    const g = await startGateway(t.dir, upstreamUrl, profileDir);
+    started.push(g.started);
+    profiled.push({ label: t.label, profileDir, ...g, windows: [], requests: 0, cpu: [], rps: [] });
+    await runWrk(g.target.url, g.target.headers, shape.warmupS, shape, budget);
+  }
+  for (let r = 0; r < (trees.length > 1 ? rounds : 1); r++) {
+    for (const g of profiled) {
+      await runWrk(g.target.url, g.target.headers, 1, shape, budget);
+      const from = Date.now() * 1000;
+      const run = await runWrk(g.target.url, g.target.headers, durationS, shape, budget, { gateway: g.target.pid });
+      g.windows.push([from, Date.now() * 1000]);
+      if (run.errors > 0) throw new Error(`${run.errors} of ${run.requests} requests failed`);
+      g.requests += run.requests;
+      g.cpu.push(run.cpuUsPerRequest.gateway!);
+      g.rps.push(run.rps);
+    }
+  }
+  for (const g of profiled) {
+    await stopProcess(g.started, 10_000);
+    started.splice(started.indexOf(g.started), 1);
+    profiles.push({ label: g.label, rows: cpuProfileRows(g.profileDir, g.windows, g.requests), cpuUs: median(g.cpu), rps: median(g.rps), requests: g.requests });
   }
 } finally {
   for (const s of started.reverse()) await stopProcess(s);
   rmSync(dir, { recursive: true, force: true });
+}
+
+const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
+console.log(`\nfull gateway${noAudit ? " without the audit log" : ""}, GET ${path}, ${connections} connections, ${durationS} s runs; load average at the end ${load}; Bun ${Bun.version}`);
+if (baseline !== "") {
+  const b = median(interleaved.get("before")!);
+  const a = median(interleaved.get("after")!);
+  const ratios = interleaved.get("after")!.map((x, i) => x / interleaved.get("before")![i]!);
+  console.log(`\nprocess CPU (all threads, /proc), unprofiled, median of ${rounds} interleaved rounds: before ${b.toFixed(1)} µs/req, after ${a.toFixed(1)} µs/req; after/before per round: ${ratios.map((x) => x.toFixed(3)).join(", ")} (median ${median(ratios).toFixed(3)})`);
+}
+for (const p of profiles) {
+  console.log(`\n${p.label === "" ? "profile" : `profile, ${p.label}`}: ${p.requests} requests (median ${p.rps.toFixed(0)} req/s), process CPU ${p.cpuUs.toFixed(1)} µs/req (median) with the profiler on; sampled on the JS thread:`);
+  printRows(p.rows.functions, p.rows.total);
+  if (trees.length === 1) {
+    console.log("\nby part (self time of the functions of each file; native work counted under the file that called it):");
+    printRows(p.rows.parts, p.rows.total, false);
+  }
+}
+if (profiles.length === 2) {
+  const [before, after] = profiles as [typeof profiles[0], typeof profiles[0]];
+  const names = [...new Set([...before.rows.parts, ...after.rows.parts].map((r) => r.name))];
+  const of = (rows: FunctionTime[], name: string) => rows.find((r) => r.name === name)?.selfUs ?? 0;
+  names.sort((x, y) => Math.max(of(before.rows.parts, y), of(after.rows.parts, y)) - Math.max(of(before.rows.parts, x), of(after.rows.parts, x)));
+  // The sampler's time is wall time between samples: on a loaded machine it runs ahead of the CPU
+  // time. Shares of the samples are comparable between runs; so is a share times the unprofiled
+  // process CPU per request, which is how the µs columns below are estimated.
+  const cpuOf = (label: string) => median(interleaved.get(label) ?? []);
+  const est = (share: number, label: string) => (Number.isFinite(cpuOf(label)) ? (share * cpuOf(label)).toFixed(1) : "n/a");
+  console.log("\nby part, share of the JS thread's samples (self time of each file's functions; native work under the file that called it), and that share of the unprofiled process CPU per request:");
+  console.log("| part | before % | after % | before ≈ µs/req | after ≈ µs/req |");
+  console.log("|---|---|---|---|---|");
+  for (const name of names.slice(0, top)) {
+    const b = of(before.rows.parts, name) / before.rows.total;
+    const a = of(after.rows.parts, name) / after.rows.total;
+    console.log(`| ${name} | ${(b * 100).toFixed(1)} | ${(a * 100).toFixed(1)} | ${est(b, "before")} | ${est(a, "after")} |`);
+  }
 }
 
 function printRows(rows: FunctionTime[], total: number, withTotal = true): void {
@@ -95,7 +178,7 @@ function partOf(url: string, name: string): string {
 
 interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
 
-function cpuProfileRows(directory: string, from: number, to: number, requests: number): { functions: FunctionTime[]; parts: FunctionTime[]; total: number } {
+function cpuProfileRows(directory: string, windows: ReadonlyArray<readonly [number, number]>, requests: number): { functions: FunctionTime[]; parts: FunctionTime[]; total: number } {
   const file = readdirSync(directory).find((f) => f.endsWith(".cpuprofile"));
   if (!file) throw new Error("the gateway wrote no CPU profile");
   const profile = JSON.parse(readFileSync(join(directory, file), "utf8")) as { nodes: ProfileNode[]; startTime: number; samples: number[]; timeDeltas: number[] };
@@ -112,7 +195,7 @@ function cpuProfileRows(directory: string, from: number, to: number, requests: n
     at += profile.timeDeltas[i]!;
     // A sample stands for the time until the next one; a long gap is idle time, not this frame's.
     const span = profile.timeDeltas[i + 1] ?? 0;
-    if (at < from || at > to || span > 10 * intervalUs) continue;
+    if (span > 10 * intervalUs || !windows.some(([from, to]) => at >= from && at <= to)) continue;
     const leaf = byId.get(profile.samples[i]!)!;
     if (leaf.callFrame.functionName === "(idle)") continue;
     sum += span;
