@@ -206,4 +206,4 @@ const line = (row: string[]) => "| " + row.map((c, i) => c.padEnd(widths[i]!)).j
 console.log(line(header));
 console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
 for (const row of table) console.log(line(row));
-console.log(`\nreload() = what the gateway does per trigger (verify → rollback check → parse/check/compile → policy tests → swap); watch → active adds the ${DEBOUNCE_MS} ms debounce and event delivery.`);
+console.log(`\nreload() = what the gateway does per trigger (verify → rollback check → the policy build: parse, check, analyse, compile, policy tests → swap); watch → active adds the ${DEBOUNCE_MS} ms debounce and event delivery.`);

@@ -9,7 +9,8 @@ import { test, expect, describe } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { analyzeSeparation, checkAssignments, MAX_COMBINATIONS_PER_ROW, MAX_PAIRS_PER_CONSTRAINT, renderReachabilityTable, roleDutyMatrix, type SeparationAnalysis } from "./analysis.ts";
-import { loadPolicy, type CheckedPolicy, type PolicySource } from "./mod.ts";
+import { loadPolicy, type CheckedDuty, type CheckedPolicy, type PolicySource, type Segment } from "./mod.ts";
+import { createRng } from "../bench/gen-policy.ts";
 
 const REPO_ROOT = resolve(import.meta.dir, "..");
 const GOLDEN_DIR = join(REPO_ROOT, "test/golden/sod");
@@ -278,5 +279,42 @@ describe("roleDutyMatrix", () => {
     expect(m.cells.idle).toEqual({});
     expect(Object.keys(m.cells.a!)).toEqual(["x"]);
     expect(m.forbids).toEqual({ x: ["forbid:m.duty:8:1"], y: ["forbid:m.duty:8:1"] });
+  });
+});
+
+describe("admin exposure by route: the index finds what a scan of every admin duty finds", () => {
+  // The analysis looks admin duties up by method and first segment instead of comparing every
+  // operational duty with every admin duty. Reference: the plain scan, first admin duty in order.
+  const overlap = (a: readonly Segment[], b: readonly Segment[]): boolean => {
+    for (let i = 0; ; i++) {
+      const x = a[i], y = b[i];
+      if (x?.kind === "wildcard" || y?.kind === "wildcard") return true;
+      if (!x || !y) return !x && !y;
+      if (x.kind === "literal" && y.kind === "literal" && x.text !== y.text) return false;
+    }
+  };
+  test("on 40 random route sets (literals, params, wildcards, several methods, the root route)", () => {
+    const rng = createRng(11);
+    let clashes = 0;
+    const segment = (): Segment => (rng.chance(0.15) ? { kind: "param", name: "p" } : rng.chance(0.05) ? { kind: "wildcard" } : { kind: "literal", text: rng.pick(["a", "b", "c"]) });
+    for (let round = 0; round < 40; round++) {
+      const duties = Array.from({ length: 60 }, (_, i): CheckedDuty => {
+        const segments = Array.from({ length: rng.int(4) }, segment);
+        const methods = rng.chance(0.2) ? ["GET", "HEAD"] : [rng.pick(["GET", "POST", "PUT"])];
+        // Each duty its own upstream: only routes can expose an admin duty here.
+        return { name: `d${i}`, method: methods.join("|"), methods, pattern: "/", segments, upstream: `u${i}`, channel: rng.chance(0.3) ? "admin" : "operational" } as unknown as CheckedDuty;
+      });
+      const policy = { duties, grants: [], forbids: [], exclusives: [], separations: [] } as unknown as CheckedPolicy;
+      const admin = duties.filter((d) => d.channel === "admin");
+      const expected = duties.filter((d) => d.channel === "operational").flatMap((o) => {
+        const clash = admin.find((a) => a.methods.some((m) => o.methods.includes(m)) && overlap(a.segments, o.segments));
+        return clash ? [[o.name, clash.name]] : [];
+      });
+      const found = analyzeSeparation(policy).rows.filter((r) => r.kind === "channel").map((r) => [...r.sides]);
+      expect(found).toEqual(expected);
+      clashes += expected.length;
+    }
+    // The rounds must find exposures, or they compare two empty lists.
+    expect(clashes).toBeGreaterThan(100);
   });
 });
