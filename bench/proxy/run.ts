@@ -2,7 +2,7 @@
 //
 //   npm run bench:proxy -- [--rounds 3] [--duration 10] [--connections 50] [--threads 1]
 //       [--scenarios direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-fetch,gateway-no-audit] [--no-pin]
-//       [--rates 1000,3000] [--rate-seconds 8]
+//       [--rates 1000,3000] [--rate-seconds 8] [--before DIR]
 //
 // Scenarios (each a separate process; rounds interleave them so drift on a shared machine hits all):
 //   direct             the tiny upstream alone (plain HTTP, loopback)
@@ -15,6 +15,9 @@
 //   gateway-fetch      the full gateway with `client = "fetch"` on its upstreams (the gateway
 //                      row uses the default, `pool`)
 //   gateway-no-audit   the same without the audit log (its cost, by difference)
+//   gateway-before     with --before DIR: the gateway scenario from another checkout (its root,
+//                      with node_modules; e.g. an earlier commit unpacked), in the same rounds
+// At the end, in process: what the Hono layer costs per request (bench/proxy/hono-layer.ts).
 // CPU budget: wrk pinned to CPU 0 with 1 thread; upstream and proxy processes pinned to CPU 1.
 // Prints medians over the rounds: req/s, p50, p99, the latency added over `direct` in the same
 // round, req/s as a share of `direct`, and CPU time per request of the proxy and the upstream.
@@ -24,6 +27,7 @@
 // loop, wrk keeps the gateway saturated, so its latencies are mostly queueing (connections ÷
 // throughput); the fixed-rate table is the added latency, and its rows split it by part.
 import { join } from "node:path";
+import { describeHonoLayer, measureHonoLayer } from "./hono-layer.ts";
 import {
   cpuBudget, describeMachine, ensureInstalled, fmt, median, runFixedRate, runWrk, startProcess, stopProcess, summarise,
   type FixedRateResult,
@@ -35,10 +39,14 @@ const args = process.argv.slice(2);
 const shape: LoadShape = loadShapeFromArgs();
 const rounds = bounded(flag("rounds", "3"), 1, 10);
 const path = flag("path", "/changes/42");
-const ALL = ["direct", "tls-answer", "tls-forward", "tls-forward-pool", "gateway", "gateway-fetch", "gateway-no-audit"] as const;
+const ALL = ["direct", "tls-answer", "tls-forward", "tls-forward-pool", "gateway", "gateway-fetch", "gateway-no-audit", "gateway-before"] as const;
 type Scenario = (typeof ALL)[number];
 const wanted = flag("scenarios", "direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-fetch,gateway-no-audit").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
 if (!wanted.includes("direct")) wanted.unshift("direct");
+// Another checkout run beside this one: before/after measured in the same interleaved rounds.
+const before = flag("before", "");
+if (before !== "" && !wanted.includes("gateway-before")) wanted.push("gateway-before");
+if (before === "" && wanted.includes("gateway-before")) throw new Error("the gateway-before scenario needs --before DIR");
 const budget = cpuBudget(!args.includes("--no-pin"));
 const rates = flag("rates", "1000,3000").split(",").map((r) => bounded(r, 0, 50_000)).filter((r) => r > 0);
 const rateSeconds = bounded(flag("rate-seconds", "8"), 2, 60);
@@ -79,7 +87,8 @@ try {
       const client = scenario === "tls-forward-pool" ? "pool" : "fetch";
       proc = await startProcess(scenario, [bun, join(here, "gateway.ts"), "--upstream", upstreamUrl, "--mode", mode, "--client", client], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
     } else {
-      proc = await startProcess(scenario, [bun, join(here, "full-gateway.ts"), "--upstream", upstreamUrl, ...(scenario === "gateway-no-audit" ? ["--no-audit"] : []), ...(scenario === "gateway-fetch" ? ["--client", "fetch"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+      const script = scenario === "gateway-before" ? join(before, "bench/proxy/full-gateway.ts") : join(here, "full-gateway.ts");
+      proc = await startProcess(scenario, [bun, script, "--upstream", upstreamUrl, ...(scenario === "gateway-no-audit" ? ["--no-audit"] : []), ...(scenario === "gateway-fetch" ? ["--client", "fetch"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
       const token = proc.lines.find((l) => l.startsWith("token "))!.slice(6);
       headers = [`authorization: Bearer ${token}`];
     }
@@ -179,5 +188,15 @@ if (fixedRate.length > 0) {
     console.log(`target added p99 ≤ 1 ms at ${gatewayRun.rate} req/s (below saturation): ${added <= 1 ? "met" : "MISSED"} (${fmt(added)} ms)`);
   }
 }
+const gatewayBefore = results.get("gateway-before");
+if (gateway && gatewayBefore) {
+  // Per round (same moments of the machine), then the median.
+  const cpuRatio = median(gateway.map((r, i) => (r.cpuUsPerRequest.proxy ?? NaN) / (gatewayBefore[i]!.cpuUsPerRequest.proxy ?? NaN)));
+  const rpsRatio = median(gateway.map((r, i) => r.rps / gatewayBefore[i]!.rps));
+  console.log(`
+gateway vs gateway-before (${before}), per round then the median: req/s × ${fmt(rpsRatio, 3)}, proxy CPU µs/req × ${fmt(cpuRatio, 3)}`);
+}
 for (const line of auditCounts) console.log(line);
+console.log(`
+${describeHonoLayer(await measureHonoLayer())}`);
 console.log("(CPU µs/req: user+system CPU time of that process during the measured run, divided by the requests served; steadier than req/s on a shared machine)");
