@@ -1,31 +1,34 @@
-// What the Hono layer itself costs per request: the gateway's app shape (the pipeline's stages
-// as Hono middleware run in order, routes matched on the normalised path, a Context carrying
-// what each stage sets) around stages that do nothing else, against one async function doing the same sets
+// What the Hono layer itself costs per request: the operational app's shape (the pipeline's
+// stages as Hono middleware run in order, one state object in the Context that each stage
+// writes to) around stages that do nothing else, against one async function doing the same sets
 // and answering the same Response. The difference is routing, the Context, the middleware
-// composition and the normalised route path: what the pipeline pays for being a Hono app.
+// composition: what the pipeline pays for being a Hono app.
 //
 //   node_modules/.bin/bun bench/proxy/hono-layer.ts   (also printed at the end of `npm run bench:proxy`)
 //
 // CPU time (process.cpuUsage, user + system) over N requests, rounds interleaved; the median.
 import { Hono, type MiddlewareHandler } from "hono";
-import { PIPELINE_STAGES, routePath } from "../../src/gateway/pipeline.ts";
+import { PIPELINE_STAGES } from "../../src/gateway/pipeline.ts";
 import { inOrder } from "../../src/gateway/stages/in-order.ts";
 
 const N = 100_000;
 
-type Env = { Bindings: { remoteAddress: string }; Variables: Record<string, unknown> };
+type State = Record<string, number>;
+type Env = { Bindings: { remoteAddress: string }; Variables: { state: State } };
 
 // As in the pipeline: receive and recordDecision wait for the stages after them (`await next()`),
 // the others pass on (`return next()`), dispatch answers.
 const WAITS = new Set<string>(["receive", "recordDecision"]);
 
 function honoApp(): Hono<Env> {
-  const app = new Hono<Env>({ getPath: routePath });
+  // The operational app has no routes: nothing to match on (the admin app's routes match routePath).
+  const app = new Hono<Env>({ getPath: () => "/" });
   app.onError(() => new Response("error", { status: 500 }));
   const stages = PIPELINE_STAGES.map((name, i): MiddlewareHandler<Env> => {
-    if (i === PIPELINE_STAGES.length - 1) return async (c) => (c.get("receive"), new Response("ok"));
-    if (WAITS.has(name)) return async (c, next) => { c.set(name, i); await next(); };
-    return (c, next) => { c.set(name, i); return next(); };
+    if (i === 0) return async (c, next) => { c.set("state", { [name]: i }); await next(); };
+    if (i === PIPELINE_STAGES.length - 1) return async (c) => (c.get("state")[name] = i, new Response("ok"));
+    if (WAITS.has(name)) return async (c, next) => { c.get("state")[name] = i; await next(); };
+    return (c, next) => { c.get("state")[name] = i; return next(); };
   });
   app.use(inOrder(...stages));
   return app;

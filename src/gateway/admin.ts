@@ -42,12 +42,14 @@ function json(status: number, body: unknown, requestId: string): Response {
 export function adminFunctionRoutes({ metrics, policy, ledger, fleet }: AdminDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.all("/-/metrics", async (c) => {
+    const s = c.get("state");
     const text = fleet ? await fleet.renderMetrics(metrics.render()) : metrics.render();
-    return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": c.get("requestId") } });
+    return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": s.requestId } });
   });
-  app.all("/-/policy", (c) => json(200, policy.status(), c.get("requestId")));
+  app.all("/-/policy", (c) => json(200, policy.status(), c.get("state").requestId));
   app.all("/-/policy/reload", async (c) => {
-    const requestId = c.get("requestId");
+    const s = c.get("state");
+    const requestId = s.requestId;
     const [r, others] = await Promise.all([policy.reload("admin"), fleet ? fleet.reloadOthers() : Promise.resolve(null)]);
     const body = r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error };
     if (others === null) return json(r.ok ? 200 : 422, body, requestId);
@@ -57,7 +59,8 @@ export function adminFunctionRoutes({ metrics, policy, ledger, fleet }: AdminDep
     return json(allOk ? 200 : r.ok ? 503 : 422, { ...body, ok: allOk, other_workers: others }, requestId);
   });
   app.all("/-/explain", async (c) => {
-    const requestId = c.get("requestId");
+    const s = c.get("state");
+    const requestId = s.requestId;
     const active = policy.active;
     if (!active) return problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", requestId });
     let input: ExplainInput;
@@ -85,8 +88,9 @@ export function unknownAdminFunction(path: string, requestId: string): Response 
 export function probeRoutes({ policy, audit, stopping, ledger }: AdminDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   const probe = (c: GatewayContext, response: Response) => answer(c, response, { duty: "", decision: "probe" });
-  app.get("/-/healthz", (c, next) => (c.req.method !== "GET" ? next() : probe(c, json(200, { status: "live" }, c.get("requestId")))));
+  app.get("/-/healthz", (c, next) => (c.req.method !== "GET" ? next() : probe(c, json(200, { status: "live" }, c.get("state").requestId))));
   app.get("/-/readyz", (c, next) => {
+    const s = c.get("state");
     if (c.req.method !== "GET") return next();
     const active = policy.active;
     const expired = active !== null && bundleExpired(active, Date.now());
@@ -105,7 +109,7 @@ export function probeRoutes({ policy, audit, stopping, ledger }: AdminDeps): Hon
     const degraded = policy.degraded;
     const warnings = degraded ? [`serving the last good bundle from the state directory: the policy directory fails (${policy.lastError?.code ?? "unknown"})`] : [];
     const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
-    return probe(c, json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings }, c.get("requestId")));
+    return probe(c, json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings }, s.requestId));
   });
   return app;
 }

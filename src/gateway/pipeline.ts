@@ -49,16 +49,17 @@ export function createGatewayApp(deps: PipelineDeps, channel: Channel, listener:
     // Never in an audit record, whatever the allow-list says: the gateway's own identity token.
     recorded: { allowlist: deps.config.audit.headerAllowlist, neverLogged: [deps.config.identity.header] },
   };
-  // Routes are matched on the path the policy judges, not on the path as sent.
-  const app = new Hono<GatewayEnv>({ getPath: routePath });
+  // Routes (probes, admin functions) are matched on the path the policy judges, not on the path
+  // as sent; an app without them has nothing to match and skips computing it.
+  const app = new Hono<GatewayEnv>({ getPath: admin ? routePath : () => "/" });
   // An exception in a route after the stages (an admin function); the stages answer their own.
   app.onError((error, c) => {
-    const requestId = c.get("requestId") ?? crypto.randomUUID();
+    const requestId = c.get("state")?.requestId ?? crypto.randomUUID();
     deps.log.error("request failed inside the gateway", { request_id: requestId, error: error.message });
     return internalErrorResponse(requestId);
   });
   // Reached only for an allowed duty on `gateway` whose path names no admin function.
-  app.notFound((c) => unknownAdminFunction(c.get("target")?.path ?? c.req.path, c.get("requestId") ?? crypto.randomUUID()));
+  app.notFound((c) => unknownAdminFunction(c.get("state")?.target?.path ?? c.req.path, c.get("state")?.requestId ?? crypto.randomUUID()));
 
   // PIPELINE_STAGES names these, in this order. The stages run as one middleware (inOrder): the
   // operational app then has one handler per request, Hono's fast path. The admin app has the

@@ -33,18 +33,20 @@ export function channelAuthentication(channel: Channel, credentials: { bearer: C
 export function authenticate(deps: StageDeps, listener: ListenerConfig): MiddlewareHandler<GatewayEnv> {
   const byChannel = channelAuthentication(deps.channel, { bearer: bearerCredential(deps.authn), certificate: certificateCredential(listener.certificateMapping) });
   const proceed = (c: GatewayContext, next: Next, outcome: AuthnOutcome): Promise<Response | void> => {
+    const s = c.get("state");
     if (!isRefusal(outcome)) {
-      c.set("caller", outcome);
+      s.caller = outcome;
       return next();
     }
     deps.metrics.authnFailures.inc({ code: outcome.code });
     return refuse(c, deps, {
-      status: outcome.status, code: outcome.code, detail: outcome.message, path: c.get("target").path, verdict: "unauthenticated",
+      status: outcome.status, code: outcome.code, detail: outcome.message, path: s.target.path, verdict: "unauthenticated",
       headers: outcome.challenge ? { "www-authenticate": outcome.challenge } : undefined,
     });
   };
   return (c, next) => {
-    const outcome = byChannel(c.req.raw, c.env, c.get("active").compiled.policy.schema);
+    const s = c.get("state");
+    const outcome = byChannel(c.req.raw, c.env, s.active.compiled.policy.schema);
     return outcome instanceof Promise ? outcome.then((o) => proceed(c, next, o)) : proceed(c, next, outcome);
   };
 }

@@ -8,9 +8,10 @@ import { refuse, type GatewayEnv, type StageDeps } from "./env.ts";
 export function checkRequest(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { maxBodyBytes } = deps.config;
   return (c, next) => {
+    const s = c.get("state");
     const context = readRequestContext(c.req.raw, maxBodyBytes);
     if ("code" in context) return refuse(c, deps, { status: context.status, code: context.code, detail: context.message, path: context.path, verdict: "deny" });
-    c.set("target", context);
+    s.target = context;
     return next();
   };
 }
@@ -18,8 +19,9 @@ export function checkRequest(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
 /** A bundle that expired while active decides nothing more (fail closed) until a newer one loads. */
 export function policyInForce(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   return (c, next) => {
-    const active = c.get("active");
-    if (!bundleExpired(active, c.get("now"))) return next();
-    return refuse(c, deps, { status: 503, code: "BUNDLE_EXPIRED", detail: bundleExpiredMessage(active), path: c.get("target").path, verdict: "error" });
+    const s = c.get("state");
+    const active = s.active;
+    if (!bundleExpired(active, s.now)) return next();
+    return refuse(c, deps, { status: 503, code: "BUNDLE_EXPIRED", detail: bundleExpiredMessage(active), path: s.target.path, verdict: "error" });
   };
 }

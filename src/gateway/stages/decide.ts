@@ -11,20 +11,21 @@ import { refuse, type GatewayContext, type GatewayEnv, type StageDeps } from "./
 export function decide(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { channel, metrics } = deps;
   return (c, next) => {
-    const active = c.get("active");
-    const target = c.get("target");
+    const s = c.get("state");
+    const active = s.active;
+    const target = s.target;
     const request = c.req.raw;
     const ip = clientIp(c.env.remoteAddress);
     const policyRequest: PolicyRequest = {
       method: request.method,
       path: target.path,
       ip,
-      time: c.get("now"),
+      time: s.now,
       headers: policyHeaders(request.headers, policyInputNames(active.compiled.policy).headers),
       query: policyQuery(target.query),
     };
     const decideStart = performance.now();
-    let decision: Decision = active.compiled.decide(channel, c.get("caller").principal, policyRequest);
+    let decision: Decision = active.compiled.decide(channel, s.caller.principal, policyRequest);
     metrics.decisionLatency.observe((performance.now() - decideStart) / 1000);
     // The policy read the first value of each query parameter; the upstream may read the last, all
     // of them, or `name[]` as the name. A parameter the matched duty's conditions read must have one
@@ -39,10 +40,10 @@ export function decide(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
     if (decision.allow && channel !== "admin" && duty?.upstream === INTERNAL_UPSTREAM) {
       decision = { ...decision, allow: false, code: "DENY_ADMIN_CHANNEL_ONLY", decidedBy: null, separations: [], message: "the gateway's admin functions answer on the admin listener only" };
     }
-    c.set("ip", ip);
-    c.set("policyRequest", policyRequest);
-    c.set("decision", decision);
-    c.set("duty", duty);
+    s.ip = ip;
+    s.policyRequest = policyRequest;
+    s.decision = decision;
+    s.duty = duty;
     return next();
   };
 }
@@ -60,44 +61,46 @@ const LEDGER_UNAVAILABLE = "LEDGER_UNAVAILABLE";
 export function reserve(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { ledger, log } = deps;
   const guarded = async (c: GatewayContext, next: Next): Promise<Response | void> => {
-    let decision = c.get("decision");
-    const caller = c.get("caller");
+    const s = c.get("state");
+    let decision = s.decision;
+    const caller = s.caller;
     let r: Awaited<ReturnType<typeof ledger.reserve>>;
     try {
-      r = await ledger.reserve({ checks: decision.separations, duty: decision.duty!, sub: caller.principal.sub, at: c.get("now") });
+      r = await ledger.reserve({ checks: decision.separations, duty: decision.duty!, sub: caller.principal.sub, at: s.now });
     } catch (e) {
       // Unguarded duties never reach the ledger and still pass. No reservation, no forward. A
       // refusal for a failing dependency (503, worth a retry), not a policy decision: its record
       // keeps `sub` null, so replay does not take it for a deny.
-      log.error("duty ledger unavailable; denying", { request_id: c.get("requestId"), error: (e as Error).message, code: (e as { code?: string }).code });
+      log.error("duty ledger unavailable; denying", { request_id: s.requestId, error: (e as Error).message, code: (e as { code?: string }).code });
       const detail = "the duty ledger is unavailable; duties guarded by a separation of duties are refused until it answers again";
-      return refuse(c, deps, { status: 503, code: LEDGER_UNAVAILABLE, detail, path: c.get("target").path, duty: decision.duty, verdict: "error" });
+      return refuse(c, deps, { status: 503, code: LEDGER_UNAVAILABLE, detail, path: s.target.path, duty: decision.duty, verdict: "error" });
     }
-    c.set("ledgerFacts", r.facts);
+    s.ledgerFacts = r.facts;
     if (!r.ok) {
-      c.set("decision", denyForSeparation(decision, { check: r.check, fact: r.conflict }, r.facts, { reader: "caller", showTime: true, hideDetails: deps.config.ledger.hideDetails }));
-      c.set("reservation", null);
+      s.decision = denyForSeparation(decision, { check: r.check, fact: r.conflict }, r.facts, { reader: "caller", showTime: true, hideDetails: deps.config.ledger.hideDetails });
+      s.reservation = null;
       return next();
     }
     decision = { ...decision, ledger: r.facts };
-    c.set("decision", decision);
-    c.set("reservation", r.reservation);
+    s.decision = decision;
+    s.reservation = r.reservation;
     try {
       await next();
     } finally {
       // An exception on the way leaves no answer from the upstream: released.
       try {
-        await settleReservation(ledger, r.reservation, c.get("upstreamAnswer") ?? null);
+        await settleReservation(ledger, r.reservation, s.upstreamAnswer ?? null);
       } catch (e) {
-        log.error("duty ledger settle failed", { request_id: c.get("requestId"), error: (e as Error).message });
+        log.error("duty ledger settle failed", { request_id: s.requestId, error: (e as Error).message });
       }
     }
   };
   return (c, next) => {
-    const decision = c.get("decision");
+    const s = c.get("state");
+    const decision = s.decision;
     if (decision.allow && decision.separations.length > 0) return guarded(c, next);
-    c.set("reservation", null);
-    c.set("ledgerFacts", NO_FACTS);
+    s.reservation = null;
+    s.ledgerFacts = NO_FACTS;
     return next();
   };
 }

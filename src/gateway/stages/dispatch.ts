@@ -15,8 +15,9 @@ export function dispatch(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   // instead, so a credential never travels further than the hop it was issued for.
   const stripForJwt = [...stripHeaders, "authorization"];
   return async (c, next) => {
-    const decision = c.get("decision");
-    const requestId = c.get("requestId");
+    const s = c.get("state");
+    const decision = s.decision;
+    const requestId = s.requestId;
     const dutyName = decision.duty ?? "";
     if (!decision.allow) {
       const status = decision.code === "DENY_NO_ROUTE" ? config.noRouteStatus : 403;
@@ -27,19 +28,19 @@ export function dispatch(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
       const code = config.hideDenyDetails ? "DENY" : decision.code;
       return answer(c, problemResponse({ status, code, detail, requestId, extra }), { duty: dutyName, decision: "deny" });
     }
-    const upstreamName = c.get("duty")?.upstream ?? null;
+    const upstreamName = s.duty?.upstream ?? null;
     if (upstreamName === INTERNAL_UPSTREAM) {
       await next();
-      c.set("upstreamAnswer", c.res.status);
-      c.set("verdict", { duty: dutyName, decision: "allow" });
+      s.upstreamAnswer = c.res.status;
+      s.verdict = { duty: dutyName, decision: "allow" };
       return;
     }
     const upstream = upstreamName ? config.upstreams[upstreamName] : undefined;
     if (!upstream) {
       return answer(c, problemResponse({ status: 502, code: "UPSTREAM_NOT_CONFIGURED", detail: `upstream \`${upstreamName}\` is not configured`, requestId }), { duty: dutyName, decision: "allow" });
     }
-    const caller = c.get("caller");
-    const target = c.get("target");
+    const caller = s.caller;
+    const target = s.target;
     const request = c.req.raw;
     const identityExtra = { duty: dutyName };
     const identityToken = identity.cached(caller.principal, upstream.name, identityExtra) ?? await identity.sign(caller.principal, upstream.name, identityExtra);
@@ -48,7 +49,7 @@ export function dispatch(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
     let response: Response;
     try {
       response = await forward(request, {
-        upstream, path: target.path, query: target.query, requestId, clientIp: c.get("ip").text,
+        upstream, path: target.path, query: target.query, requestId, clientIp: s.ip.text,
         host: target.host, identityHeader: config.identity.header, identityToken,
         stripHeaders: caller.method === "jwt" ? stripForJwt : stripHeaders, maxBodyBytes: config.maxBodyBytes,
         client: upstreamClient(upstream),
@@ -58,7 +59,7 @@ export function dispatch(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
       response = problemResponse({ status: 502, code: "UPSTREAM_UNAVAILABLE", detail: "the upstream could not be reached", requestId });
     }
     if (response.status >= 502 && response.headers.get("content-type") === "application/problem+json") metrics.upstreamErrors.inc({ upstream: upstream.name });
-    c.set("upstreamAnswer", sent ? response.status : null);
+    s.upstreamAnswer = sent ? response.status : null;
     return answer(c, response, { duty: dutyName, decision: "allow" });
   };
 }

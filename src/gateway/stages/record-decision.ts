@@ -6,21 +6,22 @@ import { problemResponse } from "../../http/mod.ts";
 import { settleOutcomeOf } from "../../ledger/mod.ts";
 import { decisionRecord, outcomeRecord } from "../audit-records.ts";
 import { INTERNAL_UPSTREAM } from "../policy-manager.ts";
-import { answer, nextFailed, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
+import { answer, tookException, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
 
 export function recordDecision(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
   const { audit, channel, metrics, log, config } = deps;
   return async (c, next) => {
-    const decision = c.get("decision");
-    const duty = c.get("duty");
-    const requestId = c.get("requestId");
+    const s = c.get("state");
+    const decision = s.decision;
+    const duty = s.duty;
+    const requestId = s.requestId;
     let decisionSeq: number | null = null;
     if (audit) {
       const auditStart = performance.now();
       try {
         const record = decisionRecord({
-          requestId, channel, request: c.req.raw, path: c.get("target").path, ip: c.get("ip"), caller: c.get("caller"), decision,
-          policyRequest: c.get("policyRequest"), active: c.get("active"), ledgerFacts: c.get("ledgerFacts"), upstream: duty?.upstream ?? null, headers: deps.recorded,
+          requestId, channel, request: c.req.raw, path: s.target.path, ip: s.ip, caller: s.caller, decision,
+          policyRequest: s.policyRequest, active: s.active, ledgerFacts: s.ledgerFacts, upstream: duty?.upstream ?? null, headers: deps.recorded,
         });
         decisionSeq = (await audit.append(record)).seq;
         metrics.auditRecords.inc();
@@ -37,14 +38,21 @@ export function recordDecision(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
     if (audit === null || decisionSeq === null) return next();
     // An exception after the decision record is answered and recorded here, as the decision's
     // outcome: the receive stage then has nothing more to record.
-    if (await nextFailed(c, next, log)) {
-      c.set("verdict", { duty: "", decision: "error" });
+    let failed: boolean;
+    try {
+      await next();
+      failed = tookException(c, log);
+    } catch (error) {
+      failed = tookException(c, log, error);
+    }
+    if (failed) {
+      s.verdict = { duty: "", decision: "error" };
       await audit.append(outcomeRecord({ requestId, decisionSeq, status: 500, code: "INTERNAL_ERROR", ledger: ledgerOutcome(c) }))
         .then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
       return;
     }
     if (!decision.allow) return;
-    const outcome = outcomeRecord({ requestId, decisionSeq, status: c.res.status, latencyMs: performance.now() - c.get("started"), ledger: ledgerOutcome(c) });
+    const outcome = outcomeRecord({ requestId, decisionSeq, status: c.res.status, latencyMs: performance.now() - s.started, ledger: ledgerOutcome(c) });
     if (duty?.upstream === INTERNAL_UPSTREAM) {
       await audit.append(outcome).then(() => metrics.auditRecords.inc(), () => metrics.auditFailures.inc());
       return;
@@ -62,5 +70,6 @@ export function recordDecision(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
 
 /** What the reserve stage makes of the reservation, from the same answer it settles by. */
 function ledgerOutcome(c: GatewayContext): string | undefined {
-  return c.get("reservation") ? settleOutcomeOf(c.get("upstreamAnswer") ?? null) : undefined;
+  const s = c.get("state");
+  return s.reservation ? settleOutcomeOf(s.upstreamAnswer ?? null) : undefined;
 }
