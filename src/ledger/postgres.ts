@@ -86,6 +86,11 @@ const MIGRATIONS: ReadonlyArray<readonly string[]> = [SCHEMA_V1];
 // still holds this gateway's ledger (`p_ledger`): a database swapped behind a pool that reconnected
 // on its own is caught at the next guarded step, not after it.
 //
+// Their statements run on generic plans, planned once per connection: a custom plan, which
+// PL/pgSQL otherwise keeps choosing for statements over array parameters, is planned again on
+// every call and cost the reserve four times its execution (bench/scale/ledger.ts). The generic
+// plans are index scans whatever the arrays hold.
+//
 // Additions an older gateway ignores, like the SQLite ledger's: they are created on any open that
 // finds them missing and leave `schema_version` as it is, so the previous build still opens the
 // database (a binary rollback, or an old instance restarting during a rolling upgrade). A change to
@@ -102,7 +107,7 @@ const FUNCTIONS: ReadonlyArray<{ name: string; create: string }> = [
        p_named_constraints TEXT[], p_named_keys TEXT[], p_named_duties TEXT[],
        p_sub TEXT, p_duty TEXT, p_at BIGINT, p_reservation TEXT, p_boot TEXT)
      RETURNS TABLE (f_constraint TEXT, f_key TEXT, f_duty TEXT, f_at BIGINT, f_reserved BOOLEAN)
-     LANGUAGE plpgsql VOLATILE AS $fn$
+     LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $fn$
      DECLARE held TEXT;
      BEGIN
        SELECT m.value INTO held FROM ledger_meta m WHERE m.name = 'ledger_id';
@@ -139,7 +144,7 @@ const FUNCTIONS: ReadonlyArray<{ name: string; create: string }> = [
        p_ledger TEXT, p_locks BIGINT[], p_constraints TEXT[], p_keys TEXT[],
        p_sub TEXT, p_duty TEXT, p_at BIGINT, p_reservation TEXT)
      RETURNS VOID
-     LANGUAGE plpgsql VOLATILE AS $fn$
+     LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $fn$
      DECLARE held TEXT;
      BEGIN
        SELECT m.value INTO held FROM ledger_meta m WHERE m.name = 'ledger_id';
