@@ -7,7 +7,8 @@
 //                                principal in the record (what the pipeline did before)
 //   JSON.stringify alone         the engine's serialiser on the same body (the floor)
 //   reference serialiser         the recursive JCS serialiser without the JSON.stringify fast path
-//   outcome record               the small second record of each request
+//   outcome record (format 1)    the small second record each request wrote in format 1
+//   outcomes record, 20 entries  format 2: the outcomes of a batch of 20 requests in one record
 // Each cell is the fastest of 5 runs of 100 000 records (the machine is shared).
 import { canonicalJsonReference } from "../src/lib/mod.ts";
 import { chainedBody, hashCanonical, recordLine } from "../src/audit/record.ts";
@@ -39,6 +40,7 @@ function decision(m: Members, i: number): Record<string, unknown> {
   };
 }
 const outcome = (i: number) => ({ decision_seq: i, latency_ms: 1.234, request_id: crypto.randomUUID(), status: 200, type: "outcome" });
+const outcomes = (i: number) => ({ outcomes: Array.from({ length: 20 }, (_, j) => { const { type: _t, ...entry } = outcome(i + j); return entry; }) });
 const chain = (i: number, type: string) => ({ prev: "f14d554562c62941a32f7682dcd886bc76ec5e56a87f9e8182552384ae28e351", seq: i, time: "2026-12-03T05:53:56.823Z", type });
 
 function fastest(run: (i: number) => number): number {
@@ -60,7 +62,8 @@ const rows: Array<[string, number]> = [
   ["writer path, frozen members", fastest((i) => recordLine(chainedBody(decision(frozen, i), chain(i, "decision"))).line.length)],
   ["JSON.stringify alone (no check, no hash)", fastest((i) => JSON.stringify(chainedBody(decision(plain, i), chain(i, "decision"))).length)],
   ["reference serialiser + hash", fastest((i) => hashCanonical(canonicalJsonReference(chainedBody(decision(plain, i), chain(i, "decision")))).length)],
-  ["outcome record, writer path", fastest((i) => recordLine(chainedBody(outcome(i), chain(i, "outcome"))).line.length)],
+  ["outcome record (format 1), writer path", fastest((i) => recordLine(chainedBody(outcome(i), chain(i, "outcome"))).line.length)],
+  ["outcomes record of 20 outcomes (format 2), writer path", fastest((i) => recordLine(chainedBody(outcomes(i), chain(i, "outcomes"))).line.length)],
 ];
 const runtime = (globalThis as { Bun?: { version: string } }).Bun ? `bun ${(globalThis as unknown as { Bun: { version: string } }).Bun.version}` : `deno ${(globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno}`;
 console.log(`audit record cost — ${runtime}, ${N} records per run, fastest of ${RUNS}\n`);
