@@ -12,7 +12,7 @@ import { GatewayError } from "../errors.ts";
 import { writeStdout } from "../stdio.ts";
 import type { AuditConfig } from "../config/types.ts";
 import { canonicalJson } from "../lib/mod.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, OUTCOMES_TYPE, OUTCOME_TYPE, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, LineBuffer, OUTCOMES_TYPE, OUTCOME_TYPE, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
 import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";
 
@@ -170,6 +170,8 @@ class FileAuditLog implements AuditLog {
   private lostFile: LostFile | null = null;
   private startWithCheckpoint = false;
   private queue: PendingAppend[] = [];
+  /** The lines of the batch being written: one buffer, reused by every batch. */
+  private readonly lineBuffer = new LineBuffer();
   private draining: Promise<void> | null = null;
   private checkpointWaiters: Array<{ resolve: (r: AppendResult | null) => void; reject: (e: unknown) => void }> = [];
   private checkpointRequested = false;
@@ -432,14 +434,14 @@ class FileAuditLog implements AuditLog {
     let since = this.sinceCheckpoint;
     let checkpoints = 0;
     let checkpointResult: AppendResult | null = null;
-    const lines: string[] = [];
+    const lines = this.lineBuffer;
+    lines.clear();
     const written: Array<{ item: PendingAppend; result: AppendResult }> = [];
     const outcomes: PendingAppend[] = [];
     const time = new Date(now).toISOString();
 
     const addRecord = (body: Record<string, unknown>): AppendResult => {
-      const { line, hash } = recordLine(body);
-      lines.push(line);
+      const hash = lines.append(body);
       const result = { seq, hash };
       head = hash;
       seq++;
@@ -484,13 +486,13 @@ class FileAuditLog implements AuditLog {
         if (since >= checkpointEvery && checkpointEvery > 0) await addCheckpoint();
       }
     }
-    if (lines.length === 0) {
+    if (lines.lines === 0) {
       this.checkpointRequested = false;
       this.resolveCheckpointWaiters(null);
       return;
     }
 
-    const buffer = Buffer.from(lines.join(""), "utf8");
+    const buffer = lines.bytes();
     try {
       writeFully(handle, buffer, this.file.bytes);
       if (this.options.fsync === "always") { await handle.datasync(); this.counters.fsyncs++; }
@@ -507,10 +509,10 @@ class FileAuditLog implements AuditLog {
     this.pendingRecovery = null;
     this.startWithCheckpoint = false;
     this.isHealthy = true;
-    this.counters.recordsWritten += lines.length;
+    this.counters.recordsWritten += lines.lines;
     this.counters.writes++;
     this.counters.checkpointsWritten += checkpoints;
-    if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(lines.join(""));
+    if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(buffer.toString("utf8"));
     if (this.options.fsync === "batch") this.scheduleSync();
     for (const { item, result } of written) item.resolve(result);
     if (this.checkpointRequested) {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { GatewayError } from "../errors.ts";
 import { canonicalJsonReference } from "../lib/mod.ts";
-import { chainedBody, hashCanonical, recordHash, recordLine } from "./record.ts";
+import { LineBuffer, chainedBody, hashCanonical, recordHash, recordLine } from "./record.ts";
 
 type ChainMembers = Parameters<typeof chainedBody>[1];
 
@@ -83,6 +83,29 @@ describe("recordLine(chainedBody(...)): the writer's path", () => {
       members += Object.keys(e).length;
     }
     expect(members).toBeGreaterThan(4000 * 5);
+  });
+
+  test("a LineBuffer holds the same bytes and hashes, line after line, growing past its first size", () => {
+    const next = rng(0x11e5);
+    const buffer = new LineBuffer();
+    const expected: string[] = [];
+    // Lone surrogates (U+FFFD, three bytes each), multi-byte text and an empty body among plain records.
+    const odd = [{ detail: "issuer `\ud800` is not trusted" }, { headers: { "\udc00": "1" } }, { branch: ["😀\udbff", "ü€"] }];
+    for (let i = 0; i < 1500; i++) {
+      const e = i % 50 === 0 ? odd[(i / 50) % odd.length]! : event(next, i % 4 !== 0);
+      const body = i % 50 === 3 ? {} : chainedBody(e, chainFor(e, i));
+      const line = recordLine(body);
+      expect(buffer.append(body)).toBe(line.hash);
+      expected.push(line.line);
+    }
+    expect(buffer.lines).toBe(1500);
+    expect(buffer.length).toBeGreaterThan(64 * 1024);
+    expect(buffer.bytes().equals(Buffer.from(expected.join(""), "utf8"))).toBe(true);
+    buffer.clear();
+    expect(buffer.append({ a: 1 })).toBe(recordLine({ a: 1 }).hash);
+    expect(buffer.bytes().toString("utf8")).toBe(recordLine({ a: 1 }).line);
+    expect(() => buffer.append({ a: Number.NaN })).toThrow();
+    expect(buffer.bytes().toString("utf8")).toBe(recordLine({ a: 1 }).line);
   });
 
   test("an event with integer-like keys (which for-in lists first) still gives sorted output", () => {

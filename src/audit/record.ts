@@ -78,7 +78,7 @@ export function hashCanonical(canonicalBody: string): string {
 
 // Bun's one-shot SHA-256 takes half the time of a node:crypto Hash object (UTF-8 in both); the
 // digest is the same, and other runtimes use node:crypto.
-const BUN_SHA256 = (globalThis as { Bun?: { SHA256?: { hash(data: string, encoding: "hex"): string } } }).Bun?.SHA256 ?? null;
+const BUN_SHA256 = (globalThis as { Bun?: { SHA256?: { hash(data: string | Uint8Array, encoding: "hex"): string } } }).Bun?.SHA256 ?? null;
 
 const CHAIN_KEYS = ["prev", "seq", "time", "type", "worker"] as const;
 
@@ -89,21 +89,40 @@ const CHAIN_KEYS = ["prev", "seq", "time", "type", "worker"] as const;
  * the chain; `type` and `time` from the event when it sets them; `worker` (a worker's chain
  * only) from the chain.
  */
-export function chainedBody(event: Readonly<Record<string, unknown>>, chain: { prev: string; seq: number; time: string; type: string; worker?: number }): Record<string, unknown> {
+export function chainedBody(event: Readonly<Record<string, unknown>>, chain: ChainMembers): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  let c = 0;
+  const withWorker = chain.worker !== undefined;
+  // The chain keys go in where the event's sorted keys pass them: `next` is the first not placed.
+  let next = 0;
   for (const key in event) {
-    if (key === "prev" || key === "seq" || key === "time" || key === "type" || (key === "worker" && chain.worker !== undefined)) continue;
-    while (c < CHAIN_KEYS.length && CHAIN_KEYS[c]! < key) { setChainKey(out, chain, CHAIN_KEYS[c]!); c++; }
+    if (key === "prev" || key === "seq" || key === "time" || key === "type" || (key === "worker" && withWorker)) continue;
+    while (next < 5 && CHAIN_KEYS[next]! < key) next = placeChainKey(out, chain, next, withWorker);
     out[key] = event[key];
   }
-  for (; c < CHAIN_KEYS.length; c++) setChainKey(out, chain, CHAIN_KEYS[c]!);
+  while (next < 5) next = placeChainKey(out, chain, next, withWorker);
   return out;
 }
 
-function setChainKey(out: Record<string, unknown>, chain: { prev: string; seq: number; time: string; type: string; worker?: number }, key: (typeof CHAIN_KEYS)[number]): void {
-  // `worker` only in a worker's chain: a single process's records stay as they were.
-  if (key !== "worker" || chain.worker !== undefined) out[key] = chain[key];
+/** The chain fields {@link chainedBody} merges into a record. */
+export interface ChainMembers {
+  prev: string;
+  seq: number;
+  time: string;
+  type: string;
+  worker?: number;
+}
+
+/** Sets chain key number `index` of {@link CHAIN_KEYS} (no `worker` outside a worker's chain); returns the next index. */
+function placeChainKey(out: Record<string, unknown>, chain: ChainMembers, index: number, withWorker: boolean): number {
+  // Each key by name, not `chain[key]`: one shape per property access, which the engine keeps fast.
+  switch (index) {
+    case 0: out.prev = chain.prev; break;
+    case 1: out.seq = chain.seq; break;
+    case 2: out.time = chain.time; break;
+    case 3: out.type = chain.type; break;
+    default: if (withWorker) out.worker = chain.worker;
+  }
+  return index + 1;
 }
 
 /**
@@ -124,15 +143,68 @@ export function recordHash(record: Readonly<Record<string, unknown>>): string {
  * ±Infinity, bigint, nesting deeper than 64).
  */
 export function recordLine(body: Readonly<Record<string, unknown>>): { line: string; hash: string } {
-  let canonical: string;
-  try {
-    canonical = canonicalJson(body);
-  } catch (error) {
-    // Only the rare record holding a lone surrogate pays for the copy.
-    if (!(error instanceof GatewayError && error.detail?.loneSurrogate === true)) throw error;
-    canonical = canonicalJson(replaceLoneSurrogates(body));
-  }
+  const canonical = canonicalRecord(body);
   const hash = hashCanonical(canonical);
   const line = canonical === "{}" ? `{"hash":"${hash}"}\n` : `${canonical.slice(0, -1)},"hash":"${hash}"}\n`;
   return { line, hash };
+}
+
+/** The canonical JSON of a record body, lone surrogates written as U+FFFD (see {@link recordLine}). */
+function canonicalRecord(body: Readonly<Record<string, unknown>>): string {
+  try {
+    return canonicalJson(body);
+  } catch (error) {
+    // Only the rare record holding a lone surrogate pays for the copy.
+    if (!(error instanceof GatewayError && error.detail?.loneSurrogate === true)) throw error;
+    return canonicalJson(replaceLoneSurrogates(body));
+  }
+}
+
+/**
+ * The bytes of a write batch: each record's line encoded once, straight into one reused buffer,
+ * and hashed from those bytes. The same lines as {@link recordLine}, without building each line
+ * as a string, joining the batch's lines and encoding the whole again (docs/audit.md, Performance).
+ */
+export class LineBuffer {
+  private buffer = Buffer.allocUnsafe(64 * 1024);
+  /** Bytes of complete lines. */
+  length = 0;
+  /** Lines held. */
+  lines = 0;
+
+  /** Appends the line of a record body; returns its hash. Throws `AUDIT_NOT_JSON` as {@link recordLine}. */
+  append(body: Readonly<Record<string, unknown>>): string {
+    const canonical = canonicalRecord(body);
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit; the hash member adds 77.
+    this.reserve(canonical.length * 3 + 80);
+    const start = this.length;
+    const end = start + this.buffer.write(canonical, start, "utf8");
+    const hash = hashBytes(this.buffer.subarray(start, end));
+    // The line is the canonical form with `hash` as its last member: over the closing brace.
+    const member = canonical === "{}" ? `"hash":"${hash}"}\n` : `,"hash":"${hash}"}\n`;
+    this.length = end - 1 + this.buffer.write(member, end - 1, "latin1");
+    this.lines++;
+    return hash;
+  }
+
+  /** The lines held, as bytes (a view that the next {@link clear} reuses). */
+  bytes(): Buffer {
+    return this.buffer.subarray(0, this.length);
+  }
+
+  clear(): void {
+    this.length = 0;
+    this.lines = 0;
+  }
+
+  private reserve(extra: number): void {
+    if (this.length + extra <= this.buffer.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.length + extra));
+    this.buffer.copy(grown, 0, 0, this.length);
+    this.buffer = grown;
+  }
+}
+
+function hashBytes(bytes: Uint8Array): string {
+  return BUN_SHA256 !== null ? BUN_SHA256.hash(bytes, "hex") : createHash("sha256").update(bytes).digest("hex");
 }
