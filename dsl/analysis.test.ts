@@ -3,7 +3,7 @@
 // exercise each verdict; then `checkAssignments` over role-assignment exports.
 //
 // Golden files live in test/golden/sod/. Regenerate them after an intended change with
-//   UPDATE_GOLDEN=1 node_modules/.bin/bun test dsl/analysis.test.ts
+//   node_modules/.bin/bun scripts/update-golden.ts   (runs this file under UPDATE_GOLDEN=1)
 // and review the diff.
 import { test, expect, describe } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";

@@ -1,6 +1,7 @@
 // The Bearer scheme of RFC 6750: reading the token from `Authorization`, and the
 // `WWW-Authenticate` challenge sent back with a 401.
 import { authnFailure, type AuthnFailure } from "./errors.ts";
+import type { ErrorCode } from "../error-codes.ts";
 
 /** Longest accepted token; larger values are refused before any decoding or hashing. */
 export const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -43,7 +44,7 @@ export const AUTHN_REALM = "dutygate";
  * wwwAuthenticate({ ok: false, code: "AUTHN_TOKEN_EXPIRED", message: "token expired" })
  * // → 'Bearer realm="dutygate", error="invalid_token", error_description="token expired"'
  */
-export function wwwAuthenticate(result: { ok: false; code: string; message: string }): string {
+export function wwwAuthenticate(result: { ok: false; code: ErrorCode; message: string }): string {
   if (result.code === "AUTHN_MISSING_TOKEN") return `Bearer realm="${AUTHN_REALM}"`;
   return `Bearer realm="${AUTHN_REALM}", error="invalid_token", error_description="${quotableDescription(result.message)}"`;
 }

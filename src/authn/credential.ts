@@ -3,6 +3,7 @@
 // the request presents its credential and, if so, who it proves; which kinds a channel accepts,
 // and which wins when a request presents both, is the gateway's choice (src/gateway/stages/authenticate.ts).
 import type { Principal, PrincipalSchema } from "../../dsl/mod.ts";
+import type { ErrorCode } from "../error-codes.ts";
 import type { ConnectionInfo } from "../tls/types.ts";
 
 /** Who called, as a credential proved it. */
@@ -17,7 +18,7 @@ export interface Caller {
 /** Why a request is not authenticated: the status and code to answer with. */
 export interface AuthnRefusal {
   status: number;
-  code: string;
+  code: ErrorCode;
   message: string;
   /** `WWW-Authenticate` of a bearer-token refusal (RFC 6750 §3). */
   challenge?: string;

@@ -1,5 +1,6 @@
 // Problems are values: verification collects every issue it finds instead of stopping at the first,
 // so an operator fixing a bundle sees the whole picture in one run.
+import type { ErrorCode } from "../error-codes.ts";
 
 /** One issue found while reading, signing or verifying a bundle. */
 export interface BundleProblem {
@@ -58,7 +59,7 @@ export const BundleCodes = {
   KEY_UNKNOWN: "BUNDLE_KEY_UNKNOWN",
   /** Options that contradict each other or the manifest (e.g. a new expiry on an issued manifest). */
   USAGE: "BUNDLE_USAGE",
-} as const;
+} as const satisfies Record<string, ErrorCode>;
 
 export type BundleProblemCode = (typeof BundleCodes)[keyof typeof BundleCodes];
 

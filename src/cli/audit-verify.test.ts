@@ -112,7 +112,7 @@ describe("parseAuditVerifyArgs", () => {
         thrown = e;
       }
       expect(thrown).toBeInstanceOf(GatewayError);
-      expect((thrown as GatewayError).code).toBe(expected);
+      expect((thrown as GatewayError).code as string).toBe(expected);
     } else {
       expect(parseAuditVerifyArgs(argv)).toEqual(expected);
     }

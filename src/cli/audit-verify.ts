@@ -57,7 +57,8 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: Io): Promise<num
       const code = (error as NodeJS.ErrnoException).code;
       const reason = code === "ENOENT" ? "no such file or directory" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory"
         : error instanceof SyntaxError ? `not valid JSON (${error.message.replace(/^JSON Parse error: /, "").toLowerCase()})` : (error as Error).message;
-      io.err(`error[AUDIT_KEYS_UNREADABLE]: cannot use keys file \`${args.keysFile}\`: ${reason}`);
+      const unreadable = new GatewayError("AUDIT_KEYS_UNREADABLE", `cannot use keys file \`${args.keysFile}\`: ${reason}`);
+      io.err(`error[${unreadable.code}]: ${unreadable.message}`);
       return EXIT.usage;
     }
   }

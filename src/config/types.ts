@@ -1,5 +1,6 @@
 // The typed, validated configuration of the gateway (what `gateway.toml` becomes).
 // Durations are milliseconds, sizes bytes, paths absolute (resolved against the config file's directory).
+import type { ErrorCode } from "../error-codes.ts";
 
 /** One TLS certificate and key, PEM files. */
 export interface CertificatePair {
@@ -180,23 +181,8 @@ export interface GatewayConfig {
   demo: boolean;
 }
 
-/** Stable codes of configuration errors (tests and tooling match on these, people read the message). */
-export type ConfigErrorCode =
-  | "CONFIG_NOT_FOUND" // the config file cannot be read
-  | "CONFIG_SYNTAX" // not valid TOML
-  | "CONFIG_UNKNOWN_KEY"
-  | "CONFIG_MISSING_KEY"
-  | "CONFIG_WRONG_TYPE"
-  | "CONFIG_BAD_VALUE"
-  | "CONFIG_BAD_URL"
-  | "CONFIG_BAD_ADDRESS"
-  | "CONFIG_BAD_DURATION"
-  | "CONFIG_BAD_SIZE"
-  | "CONFIG_FILE_NOT_FOUND" // a certificate, key, CA, JWKS or secret file named by the config is missing
-  | "CONFIG_CONFLICT" // keys that exclude each other or need each other
-  | "CONFIG_LISTENER_CONFLICT" // admin and operational listeners share an address, certificate or CA
-  | "CONFIG_INSECURE_ALGORITHM" // `none`, or an HS* algorithm without a secret
-  | "CONFIG_MISSING_SECRET";
+/** Stable codes of configuration errors: the `CONFIG_*` codes of the catalogue (src/error-codes.ts). */
+export type ConfigErrorCode = Extract<ErrorCode, `CONFIG_${string}`>;
 
 /** One problem found in a config file. Validation collects all of them, it does not stop at the first. */
 export interface ConfigError {

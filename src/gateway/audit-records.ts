@@ -9,6 +9,7 @@ import { redactHeaders } from "../audit/mod.ts";
 import type { Caller } from "../authn/mod.ts";
 import type { ActivePolicy } from "./policy-manager.ts";
 import { replayFieldsOf } from "./replay-fields.ts";
+import type { ErrorCode } from "../error-codes.ts";
 
 /** What decides which request headers a record may carry. */
 export interface RecordedHeaders {
@@ -79,7 +80,7 @@ export interface RefusalRecordInput {
   path: string | null;
   /** The client's address as the connection gave it. */
   clientIp: string;
-  code: string;
+  code: ErrorCode;
   detail: string;
   active: ActivePolicy;
   requestHeaders: Headers;
@@ -123,7 +124,7 @@ export interface OutcomeRecordInput {
   /** `confirmed`, `released` or `unknown` when the duty held a reservation. */
   ledger?: string;
   /** `INTERNAL_ERROR` when the gateway failed after the decision record. */
-  code?: string;
+  code?: ErrorCode;
 }
 
 export function outcomeRecord(r: OutcomeRecordInput): Record<string, unknown> {

@@ -3,6 +3,7 @@
 // reference interpreter's full list of rules considered, and the duty-ledger facts consulted
 // (read-only: explaining never writes the ledger).
 import { applyHistory, coercePrincipal, explainDecision, interpretDecision, parseIp, readHistory, type Channel, type CompiledPolicy, type ConditionFact, type Decision, type LedgerFact, type PolicyRequest, denyForSeparation, findSeparationConflict } from "../../dsl/mod.ts";
+import type { ProblemCode } from "../error-codes.ts";
 import { normalizeRequestPath } from "../http/mod.ts";
 import type { DutyLedger } from "../ledger/mod.ts";
 
@@ -41,7 +42,7 @@ export interface Explanation {
   historyGiven: boolean;
 }
 
-export type ExplainResult = { ok: true; explanation: Explanation } | { ok: false; code: string; message: string };
+export type ExplainResult = { ok: true; explanation: Explanation } | { ok: false; code: ProblemCode; message: string };
 
 export async function explainRequest(compiled: CompiledPolicy, input: ExplainInput, ledger?: DutyLedger | null): Promise<ExplainResult> {
   // The input may come from a request body: check its shape before trusting any field.

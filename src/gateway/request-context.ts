@@ -3,6 +3,7 @@
 // A request that fails one of these checks is refused here, with a stable code, before any
 // authentication or decision; nothing in this module knows the policy or the caller.
 import { parseIp, type IpValue } from "../../dsl/mod.ts";
+import type { ErrorCode } from "../error-codes.ts";
 import { methodOverrideParameter, normalizeRequestPath, requestTargetOf } from "../http/mod.ts";
 
 /** What the later stages read of a request that passed the checks. */
@@ -18,7 +19,7 @@ export interface RequestContext {
 /** A request refused before authentication: the problem to answer and the record to write. */
 export interface RequestRefusal {
   status: number;
-  code: string;
+  code: ErrorCode;
   message: string;
   /** The normalised path when the refusal came after normalisation, else null. */
   path: string | null;

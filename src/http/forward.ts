@@ -2,6 +2,7 @@
 // and the response body flows back without being buffered, both under a byte or time limit.
 import type { UpstreamConfig } from "../config/types.ts";
 import { GatewayError } from "../errors.ts";
+import type { ErrorCode } from "../error-codes.ts";
 import { normalizeFieldName } from "./field-name.ts";
 import { Http1Abort, http1PoolFor } from "./forward-http1.ts";
 import type { Http1Response } from "./forward-http1.ts";
@@ -381,7 +382,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   return new Response(responseBody, { status: upstreamResponse.status, statusText: upstreamResponse.statusText, headers: responseHeaders });
 }
 
-function problemOf(status: number, code: string, detail: string, requestId: string): Response {
+function problemOf(status: number, code: ErrorCode, detail: string, requestId: string): Response {
   return problemResponse({ status, code, detail, requestId });
 }
 

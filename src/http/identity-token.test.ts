@@ -154,7 +154,7 @@ describe("identity tokens", () => {
   ])("refuses %s", async (_name, overrides, code) => {
     const error = await signerFor("EdDSA", overrides).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(GatewayError);
-    expect((error as GatewayError).code).toBe(code);
+    expect((error as GatewayError).code as string).toBe(code);
   });
 
   test("refuses a non-extractable key without a public key, accepts it with one", async () => {

@@ -1,10 +1,11 @@
 // RFC 9457 problem details: every error the gateway answers itself has this one shape.
 // https://www.rfc-editor.org/rfc/rfc9457
+import type { ProblemCode } from "../error-codes.ts";
 
 export interface ProblemInit {
   status: number;
   /** Stable machine-readable code, e.g. `PATH_TRAVERSAL`; also forms the `type` URI. */
-  code: string;
+  code: ProblemCode;
   /** Short summary of the problem type; defaults to the lower-case reason phrase of `status`. */
   title?: string;
   /** Explanation of this occurrence; never a stack trace, token or secret. */

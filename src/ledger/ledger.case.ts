@@ -3,6 +3,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import type { SeparationCheck } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
+import type { ErrorCode } from "../error-codes.ts";
 import type { DutyLedger, LedgerOptions, Reservation, ReserveRequest, ReserveResult } from "./ledger.ts";
 
 /** How the suite gets ledgers of one implementation. */
@@ -34,7 +35,7 @@ function expectOk(result: ReserveResult): Reservation {
   return result.reservation;
 }
 
-async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
   const error = await promise.then(() => null, (e: unknown) => e);
   expect(error).toBeInstanceOf(GatewayError);
   expect((error as GatewayError).code).toBe(code);

@@ -7,6 +7,7 @@ import { renderDiagnostic, roleDutyMatrix, type Diagnostic, type ReachabilityRow
 import { ruleSpan } from "../cli/check.ts";
 import { explainRequest, type ExplainInput, type Explanation } from "../gateway/explain.ts";
 import { buildPolicy, type BuildStage, type PolicyBuild } from "../policy/build.ts";
+import type { ErrorCode, ProblemCode } from "../error-codes.ts";
 
 /** A `.duty` or `*.test.toml` file as the page holds it: its name (relative to the policy directory) and text. */
 export interface PlayFile {
@@ -52,13 +53,13 @@ export interface PlayAnalysis {
 
 export type PlayExplainResult =
   | { ok: true; explanation: Explanation; decidedBy: Span | null; duty: Span | null }
-  | { ok: false; code: string; message: string; diagnostics?: PlayDiagnostic[] };
+  | { ok: false; code: ProblemCode; message: string; diagnostics?: PlayDiagnostic[] };
 
 const MAX_FILES = 200;
 const MAX_TEXT = 1024 * 1024;
 
 /** The files of a request body, or why they are unusable. */
-export function readPlayFiles(body: unknown): PlayFile[] | { code: string; message: string } {
+export function readPlayFiles(body: unknown): PlayFile[] | { code: ErrorCode; message: string } {
   const files = (body as { files?: unknown } | null)?.files;
   if (!Array.isArray(files) || files.length === 0) return { code: "PLAY_BAD_FILES", message: "`files` must be a non-empty list of {path, text}" };
   if (files.length > MAX_FILES) return { code: "PLAY_BAD_FILES", message: `at most ${MAX_FILES} files` };

@@ -92,7 +92,7 @@ describe("loadTlsMaterial", () => {
   for (const [name, overrides, code] of failures) {
     test(`${name} → ${code}`, async () => {
       const error = await loadTlsMaterial(listener(overrides())).then(() => null, (e: unknown) => e);
-      expect((error as GatewayError).code).toBe(code);
+      expect((error as GatewayError).code as string).toBe(code);
     });
   }
 });

@@ -1,7 +1,7 @@
 // The TextMate grammar: golden snapshots over the shipped policies and fixtures under a real
 // TextMate engine, the playground's scanner agreeing with that engine token for token, and
 // every rule of the grammar in use. Regenerate the snapshots after a deliberate change with
-// `node_modules/.bin/bun editors/vscode/scripts/update-snapshots.ts` and review the diff.
+// `node_modules/.bin/bun scripts/update-golden.ts` and review the diff.
 import { expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename } from "node:path";

@@ -8,6 +8,7 @@ import type { Caller, JwtAuthenticator } from "../../authn/mod.ts";
 import type { GatewayConfig } from "../../config/types.ts";
 import { problemResponse, type forwardToUpstream, type IdentityTokenSigner } from "../../http/mod.ts";
 import type { DutyLedger, Reservation } from "../../ledger/mod.ts";
+import type { ErrorCode } from "../../error-codes.ts";
 import type { ConnectionInfo } from "../../tls/types.ts";
 import { refusalRecord, type RecordedHeaders } from "../audit-records.ts";
 import type { Logger } from "../log.ts";
@@ -113,7 +114,7 @@ export function answer(c: GatewayContext, response: Response, verdict: Verdict):
 /** A refusal the gateway answers itself: a deny record in the audit log, then the problem. */
 export interface Refusal {
   status: number;
-  code: string;
+  code: ErrorCode;
   detail: string;
   /** The normalised path, once known. */
   path: string | null;
@@ -133,7 +134,7 @@ export async function refuse(c: GatewayContext, deps: StageDeps, r: Refusal): Pr
 }
 
 /** Appends a refusal's deny record; a failed write is counted and logged, not answered. */
-export async function appendRefusal(deps: StageDeps, r: { requestId: string; method: string; path: string | null; code: string; detail: string; duty?: string | null; headers: Headers; clientIp: string; active: ActivePolicy }): Promise<void> {
+export async function appendRefusal(deps: StageDeps, r: { requestId: string; method: string; path: string | null; code: ErrorCode; detail: string; duty?: string | null; headers: Headers; clientIp: string; active: ActivePolicy }): Promise<void> {
   if (!deps.audit) return;
   try {
     await deps.audit.append(refusalRecord({

@@ -1,6 +1,6 @@
 // Golden files of `gateway explain`: the text and JSON output for a few decisions over a frozen
 // copy of the shipped policies (./policies). Regenerate after an intended change and review the
-// diff: `UPDATE_GOLDEN=1 node_modules/.bin/bun test test/golden/explain`.
+// diff: `node_modules/.bin/bun scripts/update-golden.ts` (it runs this file under UPDATE_GOLDEN=1).
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -1,6 +1,6 @@
 // Golden files of `gateway query`: what a person may do and who may do a duty, as text and JSON,
 // over the frozen copy of the shipped policies that explain's golden files use. Regenerate after
-// an intended change and review the diff: `UPDATE_GOLDEN=1 node_modules/.bin/bun test test/golden/query`.
+// an intended change and review the diff: `node_modules/.bin/bun scripts/update-golden.ts` (it runs this file under UPDATE_GOLDEN=1).
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
