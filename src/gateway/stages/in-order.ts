@@ -15,8 +15,9 @@ export function inOrder<E extends Env>(...stages: MiddlewareHandler<E>[]): Middl
       if (i === stages.length) return next();
       let inner: Promise<Response | void> | undefined;
       const result = stages[i]!(c, () => (inner = run(i + 1)) as Promise<void>);
-      // Passed through: the stages after this one already set their answer.
-      if (result === inner) return result;
+      // Passed through: the stages after this one already set their answer. The first stage's
+      // answer is Hono's to take, as it takes any middleware's.
+      if (result === inner || i === 0) return result as Promise<Response | void>;
       if (result instanceof Promise) return result.then((r) => keep(c, r));
       return Promise.resolve(keep(c, result));
     };
