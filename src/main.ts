@@ -5,7 +5,7 @@ import { parseArgs } from "./cli/args.ts";
 import { runCheck, type CheckFormat, type CheckParams } from "./cli/check.ts";
 import { EXIT, processIo, type Io } from "./cli/io.ts";
 import { GatewayError } from "./errors.ts";
-import type { GatewayConfig } from "./config/types.ts";
+import type { GatewayConfig } from "./config/mod.ts";
 import { exitWhenDrained } from "./stdio.ts";
 import { COMMIT, VERSION } from "./version.ts";
 
@@ -127,10 +127,8 @@ type Command = (argv: string[], io: Io) => Promise<number>;
  * dying end it with exit 8. A worker that fails its start fails the whole start with its code.
  */
 async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io: Io): Promise<number> {
-  const { prepareWorkerState } = await import("./gateway/serve.ts");
-  const { createLogger, withFields } = await import("./gateway/log.ts");
-  const { startSupervisor } = await import("./workers/supervisor.ts");
-  const { selfCommand } = await import("./workers/spawn.ts");
+  const { createLogger, prepareWorkerState, withFields } = await import("./gateway/mod.ts");
+  const { selfCommand, startSupervisor } = await import("./workers/mod.ts");
   selfCommand(); // refuses the runtimes that cannot start workers, before anything is prepared
   const log = withFields(createLogger(config.log.level), { supervisor: process.pid });
   const ports = await prepareWorkerState(config, { resetLedger, log });
@@ -180,7 +178,7 @@ const commands: Record<string, Command> = {
     // (config, state directory, keys, certificates, ledger, audit log, policy) fails closed alike.
     try {
       const { loadConfig, formatConfigErrors } = await import("./config/mod.ts");
-      const { startGateway, startupBanner } = await import("./gateway/serve.ts");
+      const { startGateway, startupBanner } = await import("./gateway/mod.ts");
       const loaded = loadConfig(a.flags.config ?? null, { cwd: process.cwd() });
       if (loaded.ok && loaded.config.demo && !existsSync(loaded.config.policy.dir)) {
         // The built-in default from an empty directory: start from the embedded example policies.
@@ -192,11 +190,11 @@ const commands: Record<string, Command> = {
         io.err(formatConfigErrors(loaded.errors, a.flags.config ?? "(built-in default)"));
         return EXIT.config;
       }
-      const { parseWorkerIdentity, WORKER_ENV } = await import("./workers/protocol.ts");
+      const { parseWorkerIdentity, WORKER_ENV } = await import("./workers/mod.ts");
       const identity = parseWorkerIdentity(process.env[WORKER_ENV]);
       if (identity !== null) {
         // One worker of a supervisor: the ports the supervisor fixed, the banner through it.
-        const { connectToSupervisor } = await import("./workers/worker-link.ts");
+        const { connectToSupervisor } = await import("./workers/mod.ts");
         const link = connectToSupervisor(identity);
         if (link === null) throw new GatewayError("WORKERS_UNSUPPORTED", `\`${WORKER_ENV}\` is set, but this process has no channel to a supervisor`);
         const config = { ...loaded.config, listen: { ...loaded.config.listen, port: identity.listenPort }, admin: loaded.config.admin && identity.adminPort !== null ? { ...loaded.config.admin, port: identity.adminPort } : loaded.config.admin };
@@ -295,7 +293,7 @@ const commands: Record<string, Command> = {
     // `--stdio` is what LSP clients pass to say the transport; stdio is the only one.
     const a = parseArgs(argv, { booleans: ["stdio"] });
     if (a.positionals.length) throw new GatewayError("USAGE", "lsp takes no arguments");
-    const { startLanguageServer } = await import("./lsp/server.ts");
+    const { startLanguageServer } = await import("./lsp/mod.ts");
     startLanguageServer({ input: process.stdin, output: process.stdout });
     return SERVING;
   },
@@ -342,7 +340,7 @@ const commands: Record<string, Command> = {
     const format = a.flags.format ?? "text";
     if (format !== "text" && format !== "json") throw new GatewayError("USAGE", `unknown format \`${format}\` (text or json)`);
     const path = ledgerPathOf({ stateDir: a.flags["state-dir"], ledger: a.flags.ledger, config: a.flags.config });
-    let config: import("./config/types.ts").GatewayConfig | undefined;
+    let config: import("./config/mod.ts").GatewayConfig | undefined;
     if (a.flags.config !== undefined) {
       const { loadConfig, formatConfigErrors } = await import("./config/mod.ts");
       const loaded = loadConfig(a.flags.config, { cwd: process.cwd() });

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { CompactSign } from "jose";
 import { GatewayError } from "../errors.ts";
 import { writeStdout } from "../stdio.ts";
-import type { AuditConfig } from "../config/types.ts";
+import type { AuditConfig } from "../config/mod.ts";
 import { canonicalJson } from "../lib/mod.ts";
 import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, LineBuffer, OUTCOMES_TYPE, OUTCOME_TYPE, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";

@@ -1,5 +1,5 @@
 // Which request headers may enter an audit record.
-import { SECRET_HEADERS } from "../http/secret-headers.ts";
+import { SECRET_HEADERS } from "../http/mod.ts";
 
 /**
  * The allow-listed headers of a request, names lower-cased, repeated headers joined with `, `

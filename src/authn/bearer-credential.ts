@@ -1,7 +1,7 @@
 // The bearer token of `Authorization` (RFC 6750) as a credential: a JWT verified by the issuers'
 // keys and mapped to a principal (jwt.ts).
 import type { PrincipalSchema } from "../../dsl/mod.ts";
-import type { ConnectionInfo } from "../tls/types.ts";
+import type { ConnectionInfo } from "../tls/mod.ts";
 import { wwwAuthenticate } from "./bearer.ts";
 import type { AuthnOutcome, Credential } from "./credential.ts";
 import { AUTHN_HTTP_STATUS } from "./errors.ts";

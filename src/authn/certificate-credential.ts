@@ -1,9 +1,9 @@
 // The client certificate the TLS listener verified, as a credential: its identity (SPIFFE ID or
 // subject CN) mapped to principal attributes by the listener's `identities` table.
 import { coercePrincipal, type PrincipalSchema } from "../../dsl/mod.ts";
-import type { CertificateMapping } from "../config/types.ts";
-import { principalAttributesFromCertificate } from "../tls/client-identity.ts";
-import type { ConnectionInfo } from "../tls/types.ts";
+import type { CertificateMapping } from "../config/mod.ts";
+import { principalAttributesFromCertificate } from "../tls/mod.ts";
+import type { ConnectionInfo } from "../tls/mod.ts";
 import type { AuthnOutcome, Credential } from "./credential.ts";
 
 /** The connection's client certificate, mapped by `mapping` (the listener's). */

@@ -1,7 +1,7 @@
 // Claim mapping: a verified JWT payload becomes a typed principal of the policy's schema.
 // This file only picks values; `coercePrincipal` (dsl/mod.ts) types them.
 import { coercePrincipal, type Principal, type PrincipalSchema } from "../../dsl/mod.ts";
-import type { JwtIssuerConfig } from "../config/types.ts";
+import type { JwtIssuerConfig } from "../config/mod.ts";
 import { authnFailure, type AuthnFailure } from "./errors.ts";
 
 /**

@@ -4,7 +4,7 @@
 // and which wins when a request presents both, is the gateway's choice (src/gateway/stages/authenticate.ts).
 import type { Principal, PrincipalSchema } from "../../dsl/mod.ts";
 import type { ErrorCode } from "../error-codes.ts";
-import type { ConnectionInfo } from "../tls/types.ts";
+import type { ConnectionInfo } from "../tls/mod.ts";
 
 /** Who called, as a credential proved it. */
 export interface Caller {

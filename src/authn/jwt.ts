@@ -5,7 +5,7 @@
 // issuer, `none` never, HMAC only with a configured secret and never with keys from a JWKS.
 import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions, type JWSHeaderParameters, type FlattenedJWSInput } from "jose";
 import { parseIp, type Principal, type PrincipalSchema } from "../../dsl/mod.ts";
-import type { JwtIssuerConfig } from "../config/types.ts";
+import type { JwtIssuerConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { parseBearerToken } from "./bearer.ts";
 import { mapClaimsToPrincipal, readClaim } from "./claims.ts";

@@ -11,7 +11,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { checkAssignments, policyCoverage, githubAnnotation, listPolicyTests, renderDiagnostic, renderGithubAnnotation, renderReachabilityTable } from "../../dsl/mod.ts";
 import type { CheckedPolicy, CompiledPolicy, Diagnostic, PolicyTestName, PolicyTestResult, ReachabilityRow, Span } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { buildPolicyDirectory } from "../policy/build.ts";
+import { buildPolicyDirectory } from "../policy/mod.ts";
 import { unformattedFiles } from "./fmt.ts";
 import { EXIT, type Io, fileErrorReason } from "./io.ts";
 

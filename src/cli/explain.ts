@@ -6,8 +6,8 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { GatewayError } from "../errors.ts";
 import { renderDiagnostic, type Channel } from "../../dsl/mod.ts";
-import { explainRequest, renderExplanation, type ExplainInput } from "../gateway/explain.ts";
-import { buildPolicyDirectory } from "../policy/build.ts";
+import { explainRequest, renderExplanation, type ExplainInput } from "../gateway/mod.ts";
+import { buildPolicyDirectory } from "../policy/mod.ts";
 import { EXIT, type Io, fileErrorReason } from "./io.ts";
 
 /** Parameters of `gateway explain`. */

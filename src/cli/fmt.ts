@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatPolicySource, renderDiagnostic } from "../../dsl/mod.ts";
-import { readPolicyDirectory } from "../policy/sources.ts";
+import { readPolicyDirectory } from "../policy/mod.ts";
 import { unifiedDiff } from "./diff.ts";
 import { EXIT, type Io, fileErrorReason } from "./io.ts";
 

@@ -5,9 +5,9 @@
 // ledger a config names) while gateways serve from it.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { DEFAULTS } from "../config/defaults.ts";
+import { DEFAULTS } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
-import type { GatewayConfig } from "../config/types.ts";
+import type { GatewayConfig } from "../config/mod.ts";
 import { openSqliteLedger, showKey, type DutyLedger, type PendingReservation } from "../ledger/mod.ts";
 import { EXIT, type Io } from "./io.ts";
 
@@ -43,7 +43,7 @@ export function ledgerPathOf(flags: { stateDir?: string; ledger?: string; config
 async function openNamedLedger(params: LedgerCommandParams): Promise<DutyLedger> {
   const pg = params.config?.ledger.postgres;
   if (pg) {
-    const { openPostgresFromConfig } = await import("../gateway/ledger.ts");
+    const { openPostgresFromConfig } = await import("../gateway/mod.ts");
     return openPostgresFromConfig(pg, DEFAULTS.ledger.retentionDays);
   }
   const path = params.config ? params.config.ledger.path : params.path;

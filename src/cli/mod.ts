@@ -16,3 +16,4 @@ export { runVerify } from "./verify.ts";
 export type { VerifyParams } from "./verify.ts";
 export { runInit } from "./init.ts";
 export type { InitParams } from "./init.ts";
+export { ruleSpan } from "./check.ts";

@@ -5,9 +5,9 @@ import { existsSync, statSync } from "node:fs";
 import { parseArgs } from "./args.ts";
 import { parseAddress } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { EXAMPLE_POLICY_FILES } from "../init/embedded.ts";
-import { classifyPolicyFiles, readPolicyDirectory } from "../policy/sources.ts";
-import { DEFAULT_PLAY_LISTEN, startPlayServer, type PlayServer, type PlaySource } from "../play/server.ts";
+import { EXAMPLE_POLICY_FILES } from "../init/mod.ts";
+import { classifyPolicyFiles, readPolicyDirectory } from "../policy/mod.ts";
+import { DEFAULT_PLAY_LISTEN, startPlayServer, type PlayServer, type PlaySource } from "../play/mod.ts";
 import type { Io } from "./io.ts";
 
 /** Parameters of `gateway play`. */

@@ -4,7 +4,7 @@
 import { existsSync, statSync } from "node:fs";
 import { coercePrincipal, didYouMean, dutiesOf, exprText, queryDuty, renderDiagnostic, type CheckedPolicy, type DutyQuery, type TExpr } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { buildPolicyDirectory } from "../policy/build.ts";
+import { buildPolicyDirectory } from "../policy/mod.ts";
 import { readPrincipalFile } from "./explain.ts";
 import { EXIT, type Io } from "./io.ts";
 

@@ -15,8 +15,8 @@ import { GatewayError } from "../errors.ts";
 import { dutySpan, ruleSpan, type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
 import { EXIT } from "./io.ts";
 
-export { policyInputNames, principalToJson, replayFieldsOf, type PolicyInputNames, type ReplayFields } from "../gateway/replay-fields.ts";
-import { policyInputNames, type PolicyInputNames } from "../gateway/replay-fields.ts";
+export { policyInputNames, principalToJson, replayFieldsOf, type PolicyInputNames, type ReplayFields } from "../gateway/mod.ts";
+import { policyInputNames, type PolicyInputNames } from "../gateway/mod.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Reading and re-deciding.

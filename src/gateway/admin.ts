@@ -7,9 +7,9 @@ import type { AuditLog } from "../audit/mod.ts";
 import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
-import { mergeWorkerMetrics } from "../workers/metrics.ts";
-import type { WorkerReloadResult } from "../workers/protocol.ts";
-import type { WorkerLink } from "../workers/worker-link.ts";
+import { mergeWorkerMetrics } from "../workers/mod.ts";
+import type { WorkerReloadResult } from "../workers/mod.ts";
+import type { WorkerLink } from "../workers/mod.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
 import { answer, type GatewayContext, type GatewayEnv } from "./stages/env.ts";
 

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import type { RevisionStore } from "../bundle/mod.ts";
 import { SharedRevisionStore } from "../bundle/mod.ts";
-import type { GatewayConfig, PostgresLedgerConfig } from "../config/types.ts";
+import type { GatewayConfig, PostgresLedgerConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import {
   openLedgerOfStateDir, openPostgresLedger, openPostgresLedgerOfStateDir, redactLedgerUrl,

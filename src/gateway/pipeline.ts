@@ -12,9 +12,9 @@
 // record was written, else by the receive stage.
 import { Hono } from "hono";
 import type { Channel } from "../../dsl/mod.ts";
-import type { ListenerConfig } from "../config/types.ts";
+import type { ListenerConfig } from "../config/mod.ts";
 import { normalizeRequestPath, problemResponse, requestTargetOf } from "../http/mod.ts";
-import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/types.ts";
+import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/mod.ts";
 import { adminFunctionRoutes, probeRoutes, unknownAdminFunction, type AdminDeps } from "./admin.ts";
 import { authenticate } from "./stages/authenticate.ts";
 import { checkRequest, policyInForce } from "./stages/check-request.ts";

@@ -13,9 +13,9 @@ import { join } from "node:path";
 import { GATEWAY_UPSTREAM, renderDiagnostic, type CompiledPolicy } from "../../dsl/mod.ts";
 import { writeFileAtomicSync } from "../lib/mod.ts";
 import { checkRollback, readLastGoodBundle, readTrustedKeysFile, readUnsignedBundle, storeLastGoodBundle, verifyBundle, watchPolicyDirectory, FileRevisionStore, formatBundleProblem, type BundleVerification, type PolicyDirectoryWatch, type RevisionStore, type VerifiedBundle } from "../bundle/mod.ts";
-import type { PolicyConfig, UpstreamConfig } from "../config/types.ts";
-import { buildPolicy } from "../policy/build.ts";
-import { classifyPolicyFiles } from "../policy/sources.ts";
+import type { PolicyConfig, UpstreamConfig } from "../config/mod.ts";
+import { buildPolicy } from "../policy/mod.ts";
+import { classifyPolicyFiles } from "../policy/mod.ts";
 import { COMMIT, VERSION } from "../version.ts";
 
 /** `<stateDir>/policy-tests-passed.json`: the bundle whose policy tests last passed, and the gateway that ran them. */

@@ -2,7 +2,7 @@
 // the full typed principal, the request time, and only the headers and query parameters the
 // active policy reads. Written by the pipeline, read back by the replay.
 import { policyInputNames, type CheckedPolicy, type Principal, type PolicyRequest, type PrincipalSchema, type Type } from "../../dsl/mod.ts";
-import { SECRET_HEADERS } from "../http/secret-headers.ts";
+import { SECRET_HEADERS } from "../http/mod.ts";
 
 
 // Only the inputs the policy reads (never credentials) go into decision records, so the log stays

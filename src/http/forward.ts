@@ -1,6 +1,6 @@
 // Streaming reverse proxy to one upstream over fetch: the request body flows to the upstream
 // and the response body flows back without being buffered, both under a byte or time limit.
-import type { UpstreamConfig } from "../config/types.ts";
+import type { UpstreamConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { ErrorCode } from "../error-codes.ts";
 import { normalizeFieldName } from "./field-name.ts";

@@ -16,3 +16,4 @@ export { normalizeFieldName } from "./field-name.ts";
 export { ambiguousQueryParameter, methodOverrideParameter, queryNameReadings, splitQuery } from "./query-names.ts";
 export type { AmbiguousQueryParameter, QueryParameter } from "./query-names.ts";
 export { SECRET_HEADERS } from "./secret-headers.ts";
+export { existingHttp1Pool } from "./forward-http1.ts";

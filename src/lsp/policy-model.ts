@@ -3,7 +3,7 @@
 // every name — where it is declared and where it is used — built from the ASTs, so hover,
 // go-to-definition and references work even while the policy has type errors.
 import type { CheckedPolicy, Declaration, Diagnostic, Expr, ParseResult, PolicyFile, ReachabilityRow, Span, TypeRef } from "../../dsl/mod.ts";
-import { buildPolicy } from "../policy/build.ts";
+import { buildPolicy } from "../policy/mod.ts";
 
 /** The kinds of names a policy has. */
 export type NameKind = "role" | "duty" | "upstream" | "type" | "value" | "attribute" | "param" | "field";

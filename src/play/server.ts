@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cidrContains, parseCidr, parseIp } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
-import type { ExplainInput } from "../gateway/explain.ts";
+import type { ExplainInput } from "../gateway/mod.ts";
 import { analyzePlayFiles, explainPlayRequest, readPlayFiles, type PlayFile } from "./api.ts";
 import { PLAY_ASSETS } from "./embedded.ts";
 // The editor extension's grammar, the one source of highlighting rules; bundled into the binary.

@@ -6,8 +6,8 @@
 // connections are closed (clients reconnect, RFC 9112 §9.3.1).
 import { constants } from "node:crypto";
 import { GatewayError } from "../errors.ts";
-import { problemResponse } from "../http/problem.ts";
-import type { ListenerConfig } from "../config/types.ts";
+import { problemResponse } from "../http/mod.ts";
+import type { ListenerConfig } from "../config/mod.ts";
 import { boundUrl, listenerUrl, normaliseRemoteAddress } from "./address.ts";
 import { assertUsablePair } from "./certificates.ts";
 import { probeFreePort } from "./port.ts";

@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { GatewayError } from "../errors.ts";
-import type { CertificatePair, ListenerConfig } from "../config/types.ts";
+import type { CertificatePair, ListenerConfig } from "../config/mod.ts";
 import type { TlsMaterial } from "./types.ts";
 
 const DAY_MS = 86_400_000;

@@ -2,7 +2,7 @@
 // `spiffe://…`, https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md §2) when it has
 // one, else its subject CN; the listener's `identities` table maps it to principal attributes.
 import type { TLSSocket, DetailedPeerCertificate, PeerCertificate } from "node:tls";
-import type { CertificateMapping } from "../config/types.ts";
+import type { CertificateMapping } from "../config/mod.ts";
 import type { PeerCertificateInfo } from "./types.ts";
 
 /** Splits node's `subjectaltname` (`DNS:a, URI:spiffe://x, IP Address:1.2.3.4`); values with commas come quoted. */

@@ -1,7 +1,7 @@
 // One entry point for the TLS listeners; the backend is chosen by runtime and by whether the
 // listener verifies client certificates (see bun-listener.ts and node-listener.ts).
 import { GatewayError } from "../errors.ts";
-import type { ListenerConfig } from "../config/types.ts";
+import type { ListenerConfig } from "../config/mod.ts";
 import type { FetchHandler, ListenerBackend, RefusalHandler, RunningListener, TlsMaterial } from "./types.ts";
 
 /** Options of {@link startListener}. */

@@ -2,9 +2,9 @@
 // SIGHUP and shutdown to all, relays worker 0's admin questions (metrics, reload) to the others,
 // restarts a worker that dies, and gives up (exit 8) when workers keep dying. It serves nothing
 // itself: nothing a request does can crash it. See docs/architecture.md "Workers".
-import { EXIT } from "../cli/io.ts";
-import type { Logger } from "../gateway/log.ts";
-import { SupervisorMetrics } from "../gateway/metrics.ts";
+import { EXIT } from "../cli/mod.ts";
+import type { Logger } from "../gateway/mod.ts";
+import { SupervisorMetrics } from "../gateway/mod.ts";
 import type { SupervisorToWorker, WorkerIdentity, WorkerReloadResult, WorkerToSupervisor } from "./protocol.ts";
 import { spawnWorker as spawnWorkerProcess, type WorkerProcess } from "./spawn.ts";
 

@@ -3,8 +3,8 @@
 import type { MiddlewareHandler, Next } from "hono";
 import type { Channel, PrincipalSchema } from "../../../dsl/mod.ts";
 import { bearerCredential, certificateCredential, isRefusal, type AuthnOutcome, type Credential } from "../../authn/mod.ts";
-import type { ListenerConfig } from "../../config/types.ts";
-import type { ConnectionInfo } from "../../tls/types.ts";
+import type { ListenerConfig } from "../../config/mod.ts";
+import type { ConnectionInfo } from "../../tls/mod.ts";
 import { refuse, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
 
 /** Establishes who calls on one channel; synchronous when the credential needs no verification now. */

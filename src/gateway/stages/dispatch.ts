@@ -2,7 +2,7 @@
 // the gateway's identity token, or, for the built-in upstream `gateway`, to the admin function
 // routes after this stage.
 import type { MiddlewareHandler } from "hono";
-import { upstreamClient } from "../../config/defaults.ts";
+import { upstreamClient } from "../../config/mod.ts";
 import { forwardToUpstream, problemResponse } from "../../http/mod.ts";
 import { INTERNAL_UPSTREAM } from "../policy-manager.ts";
 import { answer, type GatewayEnv, type StageDeps } from "./env.ts";

@@ -1,0 +1,9 @@
+// `listen.workers` > 1: the supervisor, how a worker starts and reaches it (IPC), and merging the
+// workers' metrics. Other folders import the workers only from here.
+export { mergeWorkerMetrics } from "./metrics.ts";
+export { WORKER_ENV, parseWorkerIdentity } from "./protocol.ts";
+export type { WorkerReloadResult } from "./protocol.ts";
+export { selfCommand } from "./spawn.ts";
+export { startSupervisor } from "./supervisor.ts";
+export { connectToSupervisor } from "./worker-link.ts";
+export type { WorkerLink } from "./worker-link.ts";
