@@ -10,6 +10,8 @@
 // `git worktree add /tmp/base main`), interleaved run by run; each cell the fastest run.
 // fsync = "off" and a temp directory: the CPU the log spends, not the disk's latency.
 import { join } from "node:path";
+import { logOptions, makeSigner } from "../test/support/audit-log.ts";
+import { removeTempDir, tempDir } from "../test/support/temp-dir.ts";
 import { flag, bounded } from "./proxy/lib.ts";
 
 const requests = bounded(flag("requests", "40000"), 1000, 1_000_000);
@@ -44,13 +46,10 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** One run: CPU µs per request, and the log's records per request. */
 async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: number }> {
-  const kit = writer.root === null ? null : {
-    log: await import(join(writer.root, "src", "audit", "log.ts")),
-    testkit: await import(join(writer.root, "src", "audit", "testkit.ts")),
-  };
-  const signer = kit ? await kit.testkit.makeSigner() : null;
-  const dir = kit ? kit.testkit.makeTempDir("dutygate-bench-audit-") : null;
-  const log = kit ? await kit.log.openAuditLog(kit.testkit.logOptions(dir, signer.signingKey, { checkpointEvery: 1000, fsync: "off" })) : null;
+  // Only the writer comes from the checkout measured; keys and options are this one's.
+  const { openAuditLog } = writer.root === null ? { openAuditLog: null } : await import(join(writer.root, "src", "audit", "log.ts"));
+  const dir = openAuditLog === null ? null : tempDir("dutygate-bench-audit-");
+  const log = openAuditLog === null ? null : await openAuditLog(logOptions(dir!, (await makeSigner()).signingKey, { checkpointEvery: 1000, fsync: "off" }));
   let failures = 0;
   const start = process.cpuUsage();
   const inFlight = async (lane: number) => {
@@ -71,7 +70,7 @@ async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: num
   await log?.close();
   const used = process.cpuUsage(start);
   const records = log?.stats().recordsWritten ?? 0;
-  if (dir) kit!.testkit.removeDir(dir);
+  if (dir) removeTempDir(dir);
   if (failures > 0) throw new Error(`${failures} outcome appends failed`);
   return { us: (used.user + used.system) / requests, recordsPerRequest: records / requests };
 }
