@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { main } from "../main.ts";
+import { main } from "./main.ts";
 import { unifiedDiff } from "./diff.ts";
 import { EXIT, memoryIo } from "./io.ts";
 

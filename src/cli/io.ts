@@ -37,6 +37,9 @@ export const EXIT = {
   internal: 70,
 } as const;
 
+/** Returned by a command that keeps running (`serve`, `play`, `lsp`) until a signal stops it. */
+export const SERVING = -1;
+
 /** A file-system error as a short reason for a message: `no such file or directory`. */
 export function fileErrorReason(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../../test/support/temp-dir.ts";
 import { BundleCodes } from "../bundle/mod.ts";
-import { main } from "../main.ts";
+import { main } from "./main.ts";
 import { EXIT, memoryIo, runKeygen, runKeys, runSign, runVerify } from "./mod.ts";
 
 

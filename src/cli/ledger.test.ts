@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSqliteLedger, type PendingReservation, type Reservation } from "../ledger/mod.ts";
-import { main } from "../main.ts";
+import { main } from "./main.ts";
 import { EXIT, memoryIo } from "./io.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dutygate-ledger-cli-"));

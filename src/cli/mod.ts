@@ -1,6 +1,6 @@
-// The command line's handlers: each command a plain function over params and an `Io`, returning
-// one of the exit codes of `EXIT`. `src/main.ts` turns argv into params and picks the handler.
-export { EXIT, memoryIo, processIo, fileErrorReason } from "./io.ts";
+// The command line: `main` (argv → a command) and its handlers, each a plain function over params
+// and an `Io` that returns one of the exit codes of `EXIT`.
+export { EXIT, memoryIo, processIo, fileErrorReason, SERVING } from "./io.ts";
 export type { Io } from "./io.ts";
 export { parseArgs } from "./args.ts";
 export type { FlagSpec, ParsedArgs } from "./args.ts";
@@ -17,3 +17,7 @@ export type { VerifyParams } from "./verify.ts";
 export { runInit } from "./init.ts";
 export type { InitParams } from "./init.ts";
 export { ruleSpan } from "./check.ts";
+export { HELP, main } from "./main.ts";
+export { reportCommandFailure, startupFailure } from "./failure.ts";
+export { runServe } from "./serve.ts";
+export type { ServeParams } from "./serve.ts";

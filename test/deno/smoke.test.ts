@@ -14,7 +14,7 @@ import { memoryIo } from "../../src/cli/io.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { startGateway, type RunningGateway } from "../../src/gateway/serve.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 
 interface DenoFetchApi {
   createHttpClient(options: { caCerts: string[] }): { close(): void };

@@ -12,7 +12,7 @@ import { createLogger } from "../../src/gateway/log.ts";
 import { createPipeline } from "../../src/gateway/pipeline.ts";
 import type { ActivePolicy } from "../../src/gateway/policy-manager.ts";
 import { createIdentityTokenSigner } from "../../src/http/mod.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 import { COMMIT, VERSION } from "../../src/version.ts";
 import { loadTlsMaterial, startListener, type RunningListener } from "../../src/tls/mod.ts";
 import type { IssuedCertificate } from "../support/pki.ts";

@@ -12,7 +12,7 @@ import { auditFileName, expandOutcomes, verifyAuditFiles, type AuditBreakKind } 
 import { recordLine } from "../../src/audit/record.ts";
 import { makeDirReadOnly } from "../support/audit-log.ts";
 import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { createTestIssuer, SHIPPED_POLICIES, TEST_ISSUER, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type TestGateway } from "../support/harness.ts";
 

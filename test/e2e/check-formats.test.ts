@@ -8,7 +8,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 import { SHIPPED_POLICIES } from "../support/harness.ts";
 import { parseGithubCommand, readJunit } from "../support/junit.ts";
 

@@ -11,7 +11,7 @@ import { DEMO_UPSTREAM_PORTS } from "../../src/config/builtin.ts";
 import { startDemoUpstreams } from "../../src/gateway/demo-upstream.ts";
 import { GatewayError } from "../../src/errors.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
-import { main, reportCommandFailure } from "../../src/main.ts";
+import { main, reportCommandFailure } from "../../src/cli/mod.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const POLICIES = join(ROOT, "policies");

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 import { REPO_ROOT, runWithSlowReader, writeLargeReportPolicies } from "../support/harness.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "dutygate-cli-output-"));

@@ -24,7 +24,7 @@ import { logOptions, makeSigner } from "../support/audit-log.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { parseConfigText } from "../../src/config/mod.ts";
 import { openSqliteLedger } from "../../src/ledger/mod.ts";
-import { HELP, main } from "../../src/main.ts";
+import { HELP, main } from "../../src/cli/mod.ts";
 import { startTestGateway } from "../support/harness.ts";
 
 const ROOT = resolve(import.meta.dir, "..", "..");

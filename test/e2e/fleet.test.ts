@@ -13,7 +13,7 @@ import { GatewayError } from "../../src/errors.ts";
 import { createLogger } from "../../src/gateway/log.ts";
 import { memoryIo } from "../../src/cli/io.ts";
 import { openPostgresLedger } from "../../src/ledger/mod.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 import { waitFor } from "../support/wait-for.ts";
 import { PG_PASSWORD, postgresSkipReason, startTestPostgres, type TestPostgres } from "../support/postgres.ts";
 import {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { DEFAULT_RESERVATION_TTL_MS, openSqliteLedger } from "../../src/ledger/mod.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 import { createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestGateway, startTestUpstream, writeProcessConfig, type GatewayProcess } from "../support/harness.ts";
 
 const post = (url: string, token: string) =>

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { runCheck } from "../../src/cli/check.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { replayStep, type ReplayReport } from "../../src/cli/replay.ts";
-import { main } from "../../src/main.ts";
+import { main } from "../../src/cli/mod.ts";
 import { SHIPPED_POLICIES, startTestGateway, type TestGateway } from "../support/harness.ts";
 
 let t: TestGateway;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { exportJWK, generateKeyPair } from "jose";
 import { EXIT } from "../../src/cli/io.ts";
 import { GatewayError } from "../../src/errors.ts";
-import { startupFailure } from "../../src/main.ts";
+import { startupFailure } from "../../src/cli/mod.ts";
 import { createCa, issueCertificate, type IssuedCertificate } from "../support/pki.ts";
 import { createTestIssuer, runServeUntilExitOrBanner, SHIPPED_POLICIES, writeProcessConfig, type TestIssuer } from "../support/harness.ts";
 

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runExplain, type ExplainParams } from "../../../src/cli/explain.ts";
 import { EXIT, memoryIo } from "../../../src/cli/io.ts";
-import { main } from "../../../src/main.ts";
+import { main } from "../../../src/cli/mod.ts";
 
 const HERE = import.meta.dir;
 const UPDATE = process.env.UPDATE_GOLDEN === "1";

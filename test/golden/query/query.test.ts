@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runQuery, type QueryParams } from "../../../src/cli/query.ts";
 import { EXIT, memoryIo } from "../../../src/cli/io.ts";
-import { main } from "../../../src/main.ts";
+import { main } from "../../../src/cli/mod.ts";
 
 const HERE = import.meta.dir;
 const EXPLAIN = join(HERE, "..", "explain");
