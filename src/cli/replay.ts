@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import type { CompiledPolicy, Decision, LedgerFact, PolicyRequest, SeparationCheck } from "../../dsl/mod.ts";
 import { coercePrincipal, denyForSeparation, findSeparationConflict, parseIp } from "../../dsl/mod.ts";
 import { outcomesOf, resolveAuditPaths } from "../audit/mod.ts";
+import type { ErrorCode } from "../error-codes.ts";
 import { GatewayError } from "../errors.ts";
 import { dutySpan, ruleSpan, type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
 import { EXIT } from "./io.ts";
@@ -324,13 +325,13 @@ export function replayStep(params: ReplayStepParams): CheckStep {
 }
 
 async function runReplayGate(ctx: CheckContext, params: ReplayStepParams): Promise<CheckStepResult> {
-  const failure = (message: string, code: string | null): CheckStepResult =>
+  const failure = (message: string, code: ErrorCode | null): CheckStepResult =>
     ({ exitCode: EXIT.usage, text: [code ? `error[${code}]: ${message}` : `error: replay: ${message}`], annotations: [{ level: "error", title: "replay", message }], json: { error: message, code } });
   let report: ReplayReport;
   try {
     report = await replayAuditLog(ctx.compiled, params.paths, { maxExamples: params.maxExamples });
   } catch (e) {
-    return failure(e instanceof GatewayError ? `${e.message} (${e.code})` : (e as Error).message, (e as GatewayError).code ?? null);
+    return failure(e instanceof GatewayError ? `${e.message} (${e.code})` : (e as Error).message, e instanceof GatewayError ? e.code : null);
   }
   if (report.decisions === 0 && report.unreadableLines > 0) {
     // Nothing was replayed because nothing could be read: proving "no flips" needs records.

@@ -109,6 +109,6 @@ async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io:
     stream.on("end", () => stop("the launcher is gone"));
     stream.on("error", () => stop("the launcher is gone"));
   }
-  void running.exited.then((code) => exitWhenDrained(code));
+  void running.exited.then((end) => exitWhenDrained(end === "crash-loop" ? EXIT.workersCrashLoop : EXIT.ok));
   return SERVING;
 }

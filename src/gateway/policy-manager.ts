@@ -16,6 +16,8 @@ import { checkRollback, readLastGoodBundle, readTrustedKeysFile, readUnsignedBun
 import type { PolicyConfig, UpstreamConfig } from "../config/mod.ts";
 import { buildPolicy } from "../policy/mod.ts";
 import { classifyPolicyFiles } from "../policy/mod.ts";
+import type { ErrorCode } from "../error-codes.ts";
+import { GatewayError } from "../errors.ts";
 import { COMMIT, VERSION } from "../version.ts";
 
 /** `<stateDir>/policy-tests-passed.json`: the bundle whose policy tests last passed, and the gateway that ran them. */
@@ -75,7 +77,7 @@ export interface ReloadFailure {
   at: Date;
   trigger: string;
   /** Stable code: BUNDLE_*, POLICY_INVALID, POLICY_TESTS_FAILED, POLICY_UPSTREAM_UNKNOWN. */
-  code: string;
+  code: ErrorCode;
   /** One line per problem, `file:line:col: …` where the problem has a position. */
   problems: string[];
 }
@@ -236,7 +238,7 @@ export class PolicyManager {
   }
 
   async #build(trigger: string, dir: string, source: PolicySource): Promise<BuildResult> {
-    const fail = (code: string, problems: string[]): BuildResult => ({ ok: false, error: { at: new Date(), trigger, code, problems } });
+    const fail = (code: ErrorCode, problems: string[]): BuildResult => ({ ok: false, error: { at: new Date(), trigger, code, problems } });
     const { policy: pc } = this.#options;
     let verification: BundleVerification;
     try {
@@ -288,12 +290,14 @@ export class PolicyManager {
   }
 
   /** Runs a revision store call; a coded failure (rollback, store unavailable) comes back as a problem. */
-  async #storeStep(step: () => void | Promise<void>): Promise<{ code: string; message: string } | null> {
+  async #storeStep(step: () => void | Promise<void>): Promise<{ code: ErrorCode; message: string } | null> {
     try {
       await step();
       return null;
     } catch (e) {
-      return { code: (e as { code?: string }).code ?? "BUNDLE_REVISION_STATE_UNAVAILABLE", message: (e as Error).message };
+      // A coded error keeps its code (BUNDLE_ROLLBACK); anything else, a file-system error
+      // included, is the store being unavailable (an errno such as `EACCES` is no stable code).
+      return { code: e instanceof GatewayError ? e.code : "BUNDLE_REVISION_STATE_UNAVAILABLE", message: (e as Error).message };
     }
   }
 

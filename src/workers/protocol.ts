@@ -1,5 +1,6 @@
 // What a supervisor and its workers say to each other over the IPC channel of each worker
 // process. Plain JSON objects, one kind per `type`; an `id` pairs an answer with its question.
+import type { ErrorCode } from "../error-codes.ts";
 
 /** How a worker learns who it is: `DUTYGATE_WORKER`, JSON of this shape, set by the supervisor. */
 export interface WorkerIdentity {
@@ -21,7 +22,7 @@ export interface WorkerReloadResult {
   revision?: number;
   digest?: string;
   /** The reload's error code, or `WORKER_UNAVAILABLE` when the worker did not answer. */
-  code?: string;
+  code?: ErrorCode;
 }
 
 /** Worker → supervisor. */

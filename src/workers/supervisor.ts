@@ -2,7 +2,6 @@
 // SIGHUP and shutdown to all, relays worker 0's admin questions (metrics, reload) to the others,
 // restarts a worker that dies, and gives up (exit 8) when workers keep dying. It serves nothing
 // itself: nothing a request does can crash it. See docs/architecture.md "Workers".
-import { EXIT } from "../cli/mod.ts";
 import type { Logger } from "../gateway/mod.ts";
 import { SupervisorMetrics } from "../gateway/mod.ts";
 import type { SupervisorToWorker, WorkerIdentity, WorkerReloadResult, WorkerToSupervisor } from "./protocol.ts";
@@ -17,8 +16,8 @@ export interface CrashLoopBound {
 /** 5 deaths in 60 s: a worker that dies at once after each start reaches it within seconds (the backoff doubles from 100 ms). */
 export const DEFAULT_CRASH_LOOP_BOUND: CrashLoopBound = { maxRestarts: 5, windowMs: 60_000 };
 
-/** Exit code of a supervisor that gave up because its workers kept dying. */
-export const EXIT_CRASH_LOOP = EXIT.workersCrashLoop;
+/** How a supervisor ended: stopped on request, or gave up because its workers kept dying. */
+export type SupervisorEnd = "stopped" | "crash-loop";
 
 export interface SupervisorOptions {
   count: number;
@@ -43,10 +42,10 @@ export interface RunningSupervisor {
   pids(): Array<number | null>;
   /** Passes SIGHUP to every worker. */
   reload(): void;
-  /** Stops every worker (SIGTERM: each drains and stops gracefully), then resolves `exited` with 0. */
-  stop(): Promise<number>;
-  /** Resolves with the supervisor's exit code: 0 after stop, 8 after a crash loop, or a worker's start failure code. */
-  readonly exited: Promise<number>;
+  /** Stops every worker (SIGTERM: each drains and stops gracefully), then resolves `exited` with `stopped`. */
+  stop(): Promise<void>;
+  /** Resolves with how the supervisor ended (the command line turns it into exit 0 or 8). */
+  readonly exited: Promise<SupervisorEnd>;
 }
 
 interface Slot {
@@ -69,8 +68,8 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
   const metrics = new SupervisorMetrics(count, () => slots.filter((s) => s.ready).length);
   const deaths: number[] = [];
   let stopping = false;
-  let finish!: (code: number) => void;
-  const exited = new Promise<number>((resolve) => (finish = resolve));
+  let finish!: (end: SupervisorEnd) => void;
+  const exited = new Promise<SupervisorEnd>((resolve) => (finish = resolve));
   let nextQuestion = 1;
   const pending = new Map<number, (message: WorkerToSupervisor) => void>();
   let banner: string[] | null = null;
@@ -150,7 +149,7 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     while (deaths.length > 0 && deaths[0]! < now - bound.windowMs) deaths.shift();
     if (deaths.length > bound.maxRestarts) {
       log.error("workers keep dying: giving up", { worker: slot.id, deaths: deaths.length, window_ms: bound.windowMs, max_restarts: bound.maxRestarts });
-      void stopAll().then(() => finish(EXIT_CRASH_LOOP));
+      void stopAll().then(() => finish("crash-loop"));
       return;
     }
     // Back off as deaths pile up: 100 ms, 200 ms, … at most 5 s.
@@ -198,14 +197,14 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
   const lines = banner as string[] | null;
   if (lines) options.out(lines.join("\n"));
 
-  let stopped: Promise<number> | null = null;
+  let stopped: Promise<void> | null = null;
   return {
     pids: () => slots.map((s) => s.process?.pid ?? null),
     reload() {
       for (const s of slots) s.process?.kill("SIGHUP");
     },
     stop() {
-      stopped ??= stopAll().then(() => { finish(0); return 0; });
+      stopped ??= stopAll().then(() => finish("stopped"));
       return stopped;
     },
     exited,
