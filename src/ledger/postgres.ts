@@ -282,6 +282,8 @@ export class PostgresDutyLedger implements DutyLedger {
   readonly #connect: () => Sql;
   readonly #options: ResolvedLedgerOptions;
   readonly #timeoutMs: number;
+  /** The server's `statement_timeout`: a little after the gateway's deadline (see the connection options). */
+  readonly #statementTimeoutMs: number;
   readonly #onAvailability: ((availability: LedgerAvailability) => void) | undefined;
   #closed = false;
   #down: { reason: string; since: number } | null = null;
@@ -293,6 +295,7 @@ export class PostgresDutyLedger implements DutyLedger {
     this.url = target.shown;
     this.#options = resolved;
     this.#timeoutMs = timeoutMs;
+    this.#statementTimeoutMs = timeoutMs + Math.max(200, Math.ceil(timeoutMs / 4));
     this.#onAvailability = options.onAvailability;
     this.#connect = () => driver({
       host: target.host,
@@ -314,8 +317,10 @@ export class PostgresDutyLedger implements DutyLedger {
       connection: {
         application_name: APPLICATION_PREFIX + this.boot,
         // The server gives up on what the gateway has given up on: a statement stuck on a lock, and
-        // a transaction whose client stopped talking (its advisory locks go with it).
-        statement_timeout: timeoutMs,
+        // a transaction whose client stopped talking (its advisory locks go with it). A little after
+        // the gateway's own deadline, so that the deadline is what a caller meets: a reserve is one
+        // statement now, and its timeout would otherwise race the deadline.
+        statement_timeout: this.#statementTimeoutMs,
         idle_in_transaction_session_timeout: Math.max(10 * timeoutMs, 10_000),
       },
     });
@@ -545,11 +550,14 @@ export class PostgresDutyLedger implements DutyLedger {
     if (this.#down !== null || this.#closed) return;
     this.#down = { reason, since: Date.now() };
     // Reconnect on fresh connections: one that hung (a server gone without closing the socket, a
-    // transaction given up on at its deadline) must not hold a pool slot through the recovery.
-    // Calls still running on the old pool fail; the gateway has refused or kept their reservations.
+    // statement given up on at its deadline) must not hold a pool slot through the recovery. The
+    // old pool's connections stay until their statements end, which the server's
+    // statement_timeout bounds: a reserve given up on commits in its own implicit transaction if
+    // it gets its lock in time, and its answer must arrive for the reserve to be released (see
+    // `abandoned` in reserve). A connection that stays silent past that is destroyed.
     const old = this.#sql;
     this.#sql = this.#connect();
-    void old.end({ timeout: 0 }).catch(() => {});
+    void old.end({ timeout: (this.#statementTimeoutMs + 1000) / 1000 }).catch(() => {});
     this.#probeAttempt = 0;
     this.#onAvailability?.(this.availability());
     this.#scheduleProbe();
