@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import type { JSONWebKeySet } from "jose";
 import { chainLabel, describeTail, verifyAuditChains, type AuditVerification } from "../audit/mod.ts";
 import { GatewayError } from "../errors.ts";
+import { fileErrorReason } from "../lib/mod.ts";
 import { parseArgs } from "./args.ts";
 import { EXIT, type Io } from "./io.ts";
 
@@ -54,9 +55,7 @@ export async function runAuditVerify(args: AuditVerifyArgs, io: Io): Promise<num
     try {
       keys = parseJwks(await readFile(args.keysFile, "utf8"));
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const reason = code === "ENOENT" ? "no such file or directory" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory"
-        : error instanceof SyntaxError ? `not valid JSON (${error.message.replace(/^JSON Parse error: /, "").toLowerCase()})` : (error as Error).message;
+      const reason = error instanceof SyntaxError ? `not valid JSON (${error.message.replace(/^JSON Parse error: /, "").toLowerCase()})` : fileErrorReason(error);
       const unreadable = new GatewayError("AUDIT_KEYS_UNREADABLE", `cannot use keys file \`${args.keysFile}\`: ${reason}`);
       io.err(`error[${unreadable.code}]: ${unreadable.message}`);
       return EXIT.usage;

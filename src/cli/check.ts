@@ -13,7 +13,8 @@ import type { CheckedPolicy, CompiledPolicy, Diagnostic, PolicyTestName, PolicyT
 import { GatewayError } from "../errors.ts";
 import { buildPolicyDirectory } from "../policy/mod.ts";
 import { unformattedFiles } from "./fmt.ts";
-import { EXIT, type Io, fileErrorReason } from "./io.ts";
+import { fileErrorReason } from "../lib/mod.ts";
+import { EXIT, type Io } from "./io.ts";
 
 export type CheckFormat = "text" | "json" | "github" | "junit";
 

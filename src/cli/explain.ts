@@ -8,7 +8,8 @@ import { GatewayError } from "../errors.ts";
 import { renderDiagnostic, type Channel } from "../../dsl/mod.ts";
 import { explainRequest, renderExplanation, type ExplainInput } from "../gateway/mod.ts";
 import { buildPolicyDirectory } from "../policy/mod.ts";
-import { EXIT, type Io, fileErrorReason } from "./io.ts";
+import { fileErrorReason } from "../lib/mod.ts";
+import { EXIT, type Io } from "./io.ts";
 
 /** Parameters of `gateway explain`. */
 export interface ExplainParams {

@@ -1,19 +1,8 @@
 // What a command that failed tells its user: one `error[CODE]: message` line (and a `help:` line
 // when there is one), never a stack trace, and the exit code that goes with it.
 import { GatewayError } from "../errors.ts";
+import { errnoOf, fileErrorReason } from "../lib/mod.ts";
 import { EXIT, type Io } from "./io.ts";
-
-const ERRNO_TEXT: Readonly<Record<string, string>> = {
-  ENOENT: "no such file or directory",
-  ENOTDIR: "not a directory",
-  EISDIR: "is a directory",
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-  EEXIST: "already exists",
-  EROFS: "read-only file system",
-  ENOSPC: "no space left on device",
-  EADDRINUSE: "address already in use",
-};
 
 /**
  * A file-system or socket failure (`ENOENT`, `EACCES`, …) met by a command, as a coded error:
@@ -21,11 +10,11 @@ const ERRNO_TEXT: Readonly<Record<string, string>> = {
  * instead of a stack trace. Returns null for anything else (a programmer error keeps its trace).
  */
 export function systemErrorAsGatewayError(e: unknown): GatewayError | null {
-  if (!(e instanceof Error)) return null;
-  const { code, syscall, path } = e as NodeJS.ErrnoException;
-  if (typeof code !== "string" || !/^E[A-Z0-9]+$/.test(code)) return null;
+  const code = errnoOf(e);
+  if (!(e instanceof Error) || code === null) return null;
+  const { syscall, path } = e as NodeJS.ErrnoException;
   const what = `${syscall ?? "access"}${path ? ` \`${path}\`` : ""}`;
-  return new GatewayError("FILE_ACCESS_FAILED", `cannot ${what}: ${ERRNO_TEXT[code] ?? code.toLowerCase()} (${code})`, { errno: code });
+  return new GatewayError("FILE_ACCESS_FAILED", `cannot ${what}: ${fileErrorReason(e)} (${code})`, { errno: code });
 }
 
 /**

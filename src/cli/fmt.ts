@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { formatPolicySource, renderDiagnostic } from "../../dsl/mod.ts";
 import { readPolicyDirectory } from "../policy/mod.ts";
 import { unifiedDiff } from "./diff.ts";
-import { EXIT, type Io, fileErrorReason } from "./io.ts";
+import { fileErrorReason } from "../lib/mod.ts";
+import { EXIT, type Io } from "./io.ts";
 
 export interface FmtParams {
   /** Directories (every `.duty` file below them) and files; `policies` when empty. */

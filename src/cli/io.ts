@@ -40,8 +40,3 @@ export const EXIT = {
 /** Returned by a command that keeps running (`serve`, `play`, `lsp`) until a signal stops it. */
 export const SERVING = -1;
 
-/** A file-system error as a short reason for a message: `no such file or directory`. */
-export function fileErrorReason(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  return code === "ENOENT" ? "no such file or directory" : code === "EISDIR" ? "is a directory" : code === "EACCES" ? "permission denied" : String(code ?? e).toLowerCase();
-}

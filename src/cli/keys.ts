@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import type { JWK } from "jose";
 import { algorithmOfPublicJwk, BundleCodes, keyThumbprint, parseTrustedKeySet, type BundleProblem } from "../bundle/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { writeFileAtomic } from "../lib/mod.ts";
+import { fileErrorReason, writeFileAtomic } from "../lib/mod.ts";
 import { EXIT, type Io } from "./io.ts";
 
 /** What `gateway keys` does to the set. */
@@ -34,7 +34,7 @@ async function readSetOrEmpty(path: string, mustExist: boolean): Promise<JWK[] |
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT" && !mustExist) return [];
-    return problem(BundleCodes.KEY_INVALID, `cannot read trusted key set \`${path}\`: ${code === "ENOENT" ? "no such file or directory" : String(code ?? error).toLowerCase()}`);
+    return problem(BundleCodes.KEY_INVALID, `cannot read trusted key set \`${path}\`: ${fileErrorReason(error)}`);
   }
   try {
     return parseTrustedKeySet(JSON.parse(text), `trusted key set \`${path}\``).keys;
@@ -49,8 +49,7 @@ async function readCandidateKeys(path: string): Promise<{ keys: JWK[] } | { prob
   try {
     value = JSON.parse(await readFile(path, "utf8"));
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = error instanceof SyntaxError ? "is not JSON" : `cannot be read: ${code === "ENOENT" ? "no such file or directory" : String(code ?? error).toLowerCase()}`;
+    const why = error instanceof SyntaxError ? "is not JSON" : `cannot be read: ${fileErrorReason(error)}`;
     return { problems: [problem(BundleCodes.KEY_INVALID, `key file \`${path}\` ${why}`)] };
   }
   const members = value !== null && typeof value === "object" && Array.isArray((value as { keys?: unknown }).keys) ? (value as { keys: unknown[] }).keys : [value];
@@ -150,8 +149,7 @@ async function kidsOf(operand: string): Promise<string[] | BundleProblem> {
   try {
     value = JSON.parse(await readFile(operand, "utf8"));
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return problem(BundleCodes.KEY_INVALID, `key file \`${operand}\` ${error instanceof SyntaxError ? "is not JSON" : `cannot be read: ${code === "ENOENT" ? "no such file or directory" : String(code ?? error).toLowerCase()}`}`);
+    return problem(BundleCodes.KEY_INVALID, `key file \`${operand}\` ${error instanceof SyntaxError ? "is not JSON" : `cannot be read: ${fileErrorReason(error)}`}`);
   }
   // Only the ids are taken: a private key file names the key to revoke just as well.
   const members = value !== null && typeof value === "object" && Array.isArray((value as { keys?: unknown }).keys) ? (value as { keys: unknown[] }).keys : [value];

@@ -1,6 +1,6 @@
 // The command line: `main` (argv → a command) and its handlers, each a plain function over params
 // and an `Io` that returns one of the exit codes of `EXIT`.
-export { EXIT, memoryIo, processIo, fileErrorReason, SERVING } from "./io.ts";
+export { EXIT, memoryIo, processIo, SERVING } from "./io.ts";
 export type { Io } from "./io.ts";
 export { parseArgs } from "./args.ts";
 export type { FlagSpec, ParsedArgs } from "./args.ts";

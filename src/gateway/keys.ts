@@ -4,7 +4,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
-import { fileErrorReason } from "../cli/mod.ts";
+import { fileErrorReason } from "../lib/mod.ts";
 import { GatewayError } from "../errors.ts";
 
 export interface GatewayKey {
