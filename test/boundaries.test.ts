@@ -76,3 +76,14 @@ test("every folder of src/ has a mod.ts", () => {
   const missing = readdirSync(join(root, "src")).filter((name) => statSync(join(root, "src", name)).isDirectory() && !existsSync(join(root, "src", name, "mod.ts")));
   expect(missing).toEqual([]);
 });
+
+test("nothing outside src/cli/ imports the command line (the engines know nothing of it)", () => {
+  const offenders: string[] = [];
+  for (const file of sourceFiles(join(root, "src")).filter((f) => !/\.(test|case)\.ts$/.test(f))) {
+    if (folderOf(file) === "src/cli") continue;
+    for (const spec of imports(file)) {
+      if (spec.startsWith(".") && folderOf(resolve(dirname(file), spec)) === "src/cli") offenders.push(`${relative(root, file)} imports ${spec}`);
+    }
+  }
+  expect(offenders).toEqual([]);
+});

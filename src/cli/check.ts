@@ -11,7 +11,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { checkAssignments, policyCoverage, githubAnnotation, listPolicyTests, renderDiagnostic, renderGithubAnnotation, renderReachabilityTable } from "../../dsl/mod.ts";
 import type { CheckedPolicy, CompiledPolicy, Diagnostic, PolicyTestName, PolicyTestResult, ReachabilityRow, Span } from "../../dsl/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { buildPolicyDirectory } from "../policy/mod.ts";
+import { buildPolicyDirectory, ruleSpan } from "../policy/mod.ts";
 import { unformattedFiles } from "./fmt.ts";
 import { fileErrorReason } from "../lib/mod.ts";
 import { EXIT, type Io } from "./io.ts";
@@ -336,21 +336,6 @@ function renderJunit(r: CheckReport): string[] {
   }
   lines.push(`</testsuites>`);
   return [lines.join("\n")];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Locations the steps point at.
-
-/** Where a rule of the policy is written, from its id (`grant:…`, `forbid:…`, `exclusive:…`, `separate:…`). */
-export function ruleSpan(policy: CheckedPolicy, id: string | null): Span | null {
-  if (!id) return null;
-  const rule = [...policy.grants, ...policy.forbids, ...policy.exclusives, ...policy.separations].find((r) => r.id === id);
-  return rule?.span ?? null;
-}
-
-/** Where a duty is declared. */
-export function dutySpan(policy: CheckedPolicy, name: string): Span | null {
-  return policy.duties.find((d) => d.name === name)?.span ?? null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ export { runVerify } from "./verify.ts";
 export type { VerifyParams } from "./verify.ts";
 export { runInit } from "./init.ts";
 export type { InitParams } from "./init.ts";
-export { ruleSpan } from "./check.ts";
 export { HELP, main } from "./main.ts";
 export { reportCommandFailure, startupFailure } from "./failure.ts";
 export { runServe } from "./serve.ts";

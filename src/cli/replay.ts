@@ -13,11 +13,12 @@ import { coercePrincipal, denyForSeparation, findSeparationConflict, parseIp } f
 import { outcomesOf, resolveAuditPaths } from "../audit/mod.ts";
 import type { ErrorCode } from "../error-codes.ts";
 import { GatewayError } from "../errors.ts";
-import { dutySpan, ruleSpan, type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
+import { type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
 import { EXIT } from "./io.ts";
 
 export { policyInputNames, principalToJson, replayFieldsOf, type PolicyInputNames, type ReplayFields } from "../gateway/mod.ts";
 import { policyInputNames, type PolicyInputNames } from "../gateway/mod.ts";
+import { dutySpan, ruleSpan } from "../policy/mod.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Reading and re-deciding.

@@ -4,9 +4,8 @@
 // checker, analysis, compiler, policy tests) and `explainRequest` as `gateway check` and
 // `gateway explain`; no evaluator of its own.
 import { renderDiagnostic, roleDutyMatrix, type Diagnostic, type ReachabilityRow, type Span } from "../../dsl/mod.ts";
-import { ruleSpan } from "../cli/mod.ts";
 import { explainRequest, type ExplainInput, type Explanation } from "../gateway/mod.ts";
-import { buildPolicy, type BuildStage, type PolicyBuild } from "../policy/mod.ts";
+import { buildPolicy, type BuildStage, type PolicyBuild, ruleSpan } from "../policy/mod.ts";
 import type { ErrorCode, ProblemCode } from "../error-codes.ts";
 
 /** A `.duty` or `*.test.toml` file as the page holds it: its name (relative to the policy directory) and text. */

@@ -3,3 +3,4 @@
 export { buildPolicy, buildPolicyDirectory } from "./build.ts";
 export type { BuildStage, PolicyBuild } from "./build.ts";
 export { classifyPolicyFiles, readPolicyDirectory } from "./sources.ts";
+export { dutySpan, ruleSpan } from "./spans.ts";
