@@ -6,7 +6,7 @@
 // one to three grants per duty with conditions on MFA, team, level, client network and headers,
 // occasional `until` exceptions, freeze forbids, a global lockdown `forbid *`, exclusive role
 // pairs and one 2-of-3 set, and maker/checker `separate` constraints per resource.
-import type { Channel, PolicyRequest } from "../dsl/mod.ts";
+import type { Channel, IpValue, PolicyRequest } from "../dsl/mod.ts";
 import { parseIp } from "../dsl/mod.ts";
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same sequence on every runtime. */
@@ -47,6 +47,7 @@ export interface GeneratedPolicy {
   roles: string[];
   teams: string[];
   duties: GeneratedDuty[];
+  rules: GeneratedRules;
 }
 
 const TEAMS = ["core", "ops", "payments", "search", "infra", "mobile", "data", "security"];
@@ -55,25 +56,54 @@ const ACTIONS = ["submit", "approve", "deploy"] as const;
 /** Time every sample request is near; `until` dates in generated policies lie after it. */
 export const SAMPLE_TIME = Date.UTC(2026, 5, 1, 12);
 
-function conditionFor(rng: Rng, duty: GeneratedDuty, teams: readonly string[]): string | null {
+/**
+ * A condition as the policy text writes it, and the same rule written by hand in plain TypeScript
+ * (the baseline `bench/decision.bench.ts` measures the compiled trees against).
+ */
+export interface GeneratedCondition {
+  text: string;
+  holds(principal: HandPrincipal, request: PolicyRequest, params: HandParams): boolean;
+}
+
+/** The principal as the hand-written rules read it (a typed principal has this shape). */
+export interface HandPrincipal { readonly roles: ReadonlySet<string>; readonly mfa?: unknown; readonly team?: unknown; readonly level?: unknown }
+export interface HandParams { readonly id?: string }
+
+const inV4 = (ip: IpValue, net: bigint, bits: bigint) => !ip.v6 && ip.addr >> (32n - bits) === net >> (32n - bits);
+const header = (r: PolicyRequest, name: string) => r.headers[name] ?? "";
+
+function conditionFor(rng: Rng, duty: GeneratedDuty, teams: readonly string[]): GeneratedCondition | null {
   const hasId = duty.pattern.includes(":id");
-  const options = [
-    () => "principal.mfa",
-    () => `principal.team == "${rng.pick(teams)}"`,
-    () => `principal.mfa and request.ip in 10.0.0.0/8`,
-    () => `request.ip in [10.0.0.0/8, 192.168.0.0/16, cidr("fd00::/8")]`,
-    () => `request.header["x-reason"] != ""`,
-    () => `request.header has "x-ticket" and principal.mfa`,
-    () => `principal.level >= ${1 + rng.int(4)}`,
-    () => `principal.team in ["${rng.pick(teams)}", "${rng.pick(teams)}"] or principal.level > 3`,
-    () => `not (request.header["x-impersonate"] == "1")`,
-    () => (hasId ? `request.param.id starts_with "p"` : `request.query["mode"] == "safe"`),
+  const options: Array<() => GeneratedCondition> = [
+    () => ({ text: "principal.mfa", holds: (p) => p.mfa === true }),
+    () => { const t = rng.pick(teams); return { text: `principal.team == "${t}"`, holds: (p) => p.team === t }; },
+    () => ({ text: `principal.mfa and request.ip in 10.0.0.0/8`, holds: (p, r) => p.mfa === true && inV4(r.ip, 0x0a000000n, 8n) }),
+    () => ({ text: `request.ip in [10.0.0.0/8, 192.168.0.0/16, cidr("fd00::/8")]`, holds: (_, r) => inV4(r.ip, 0x0a000000n, 8n) || inV4(r.ip, 0xc0a80000n, 16n) || (r.ip.v6 && r.ip.addr >> 120n === 0xfdn) }),
+    () => ({ text: `request.header["x-reason"] != ""`, holds: (_, r) => header(r, "x-reason") !== "" }),
+    () => ({ text: `request.header has "x-ticket" and principal.mfa`, holds: (p, r) => r.headers["x-ticket"] !== undefined && p.mfa === true }),
+    () => { const n = 1 + rng.int(4); return { text: `principal.level >= ${n}`, holds: (p) => (p.level as number) >= n }; },
+    () => { const a = rng.pick(teams), b = rng.pick(teams); return { text: `principal.team in ["${a}", "${b}"] or principal.level > 3`, holds: (p) => p.team === a || p.team === b || (p.level as number) > 3 }; },
+    () => ({ text: `not (request.header["x-impersonate"] == "1")`, holds: (_, r) => header(r, "x-impersonate") !== "1" }),
+    () => (hasId
+      ? { text: `request.param.id starts_with "p"`, holds: (_, __, params) => (params.id ?? "").startsWith("p") }
+      : { text: `request.query["mode"] == "safe"`, holds: (_, r) => (r.query["mode"] ?? "") === "safe" }),
   ];
   return rng.chance(0.35) ? null : rng.pick(options)();
 }
 
 /** The upstream of every generated admin duty: no operational duty forwards to it. */
 const ADMIN_UPSTREAM = "svc_admin";
+
+/** The rules of a generated policy as plain data, for an evaluator written by hand. */
+export interface GeneratedRules {
+  /** Per duty name, its grants in source order. */
+  grants: Map<string, Array<{ roles: string[]; when: GeneratedCondition | null; until: number }>>;
+  /** Duties with a freeze forbid (`x-freeze: 1`); every duty has the lockdown forbid (`x-lockdown: on`). */
+  frozen: Set<string>;
+  exclusives: Array<{ roles: string[]; atLeast: number }>;
+  /** Per duty name, the separations naming it (keyed by `:id`). */
+  separated: Map<string, string[]>;
+}
 
 /**
  * Generates a valid policy with `dutyCount` duties (one file): `gateway check` passes it. Deterministic for a seed.
@@ -104,6 +134,7 @@ export function generatePolicy(dutyCount: number, seed = 1): GeneratedPolicy {
   const upstreamLine = lines.length - 1;
   const duties: GeneratedDuty[] = [];
   const separations: string[] = [];
+  const rules: GeneratedRules = { grants: new Map(), frozen: new Set(), exclusives: [], separated: new Map() };
   for (let r = 0; duties.length < dutyCount; r++) {
     const service = SERVICES[r % SERVICES.length]!;
     const base = `/${service}/res${r}`;
@@ -130,13 +161,20 @@ export function generatePolicy(dutyCount: number, seed = 1): GeneratedPolicy {
       lines.push(`duty ${d.name} ${method} ${pattern} -> ${channel === "admin" ? ADMIN_UPSTREAM : upstream}${channel === "admin" ? " channel admin" : ""}`);
     }
     const acts = ACTIONS.filter((a) => made.includes(a));
-    if (acts.length >= 2) separations.push(`separate ${acts.map((a) => `${stem}_${a}`).join(", ")} by id`);
+    if (acts.length >= 2) {
+      separations.push(`separate ${acts.map((a) => `${stem}_${a}`).join(", ")} by id`);
+      for (const a of acts) rules.separated.set(`${stem}_${a}`, [...(rules.separated.get(`${stem}_${a}`) ?? []), `sep_${stem}`]);
+    }
   }
   if (duties.some((d) => d.channel === "admin")) lines[upstreamLine] += `, ${ADMIN_UPSTREAM}`;
   // Exclusive sets: disjoint pairs over the first roles, then one 2-of-3 set.
   const pairs = Math.max(1, Math.floor(roleCount / 8));
-  for (let i = 0; i < pairs; i++) lines.push(`exclusive ${roles[2 * i]}, ${roles[2 * i + 1]}`);
+  for (let i = 0; i < pairs; i++) {
+    lines.push(`exclusive ${roles[2 * i]}, ${roles[2 * i + 1]}`);
+    rules.exclusives.push({ roles: [roles[2 * i]!, roles[2 * i + 1]!], atLeast: 2 });
+  }
   lines.push(`exclusive 2 of ${roles[roleCount - 3]}, ${roles[roleCount - 2]}, ${roles[roleCount - 1]}`);
+  rules.exclusives.push({ roles: roles.slice(roleCount - 3), atLeast: 2 });
   for (const d of duties) {
     const grants = 1 + rng.int(3);
     for (let g = 0; g < grants; g++) {
@@ -144,14 +182,21 @@ export function generatePolicy(dutyCount: number, seed = 1): GeneratedPolicy {
       const n = 1 + rng.int(2);
       while (held.size < n) held.add(rng.pick(roles));
       const cond = conditionFor(rng, d, teams);
-      const until = rng.chance(0.05) ? ` until 20${30 + rng.int(10)}-12-31` : "";
-      lines.push(`grant ${[...held].join(", ")} ${d.name}${cond ? ` when ${cond}` : ""}${until}`);
+      const year = rng.chance(0.05) ? 2030 + rng.int(10) : null;
+      const until = year !== null ? ` until ${year}-12-31` : "";
+      lines.push(`grant ${[...held].join(", ")} ${d.name}${cond ? ` when ${cond.text}` : ""}${until}`);
+      const own = rules.grants.get(d.name) ?? [];
+      own.push({ roles: [...held], when: cond, until: year !== null ? Date.UTC(year + 1, 0, 1) - 1 : Infinity });
+      rules.grants.set(d.name, own);
     }
-    if (rng.chance(0.05)) lines.push(`forbid ${d.name} when request.header["x-freeze"] == "1"`);
+    if (rng.chance(0.05)) {
+      lines.push(`forbid ${d.name} when request.header["x-freeze"] == "1"`);
+      rules.frozen.add(d.name);
+    }
   }
   lines.push(`forbid * when request.header["x-lockdown"] == "on"`);
   lines.push(...separations);
-  return { path: `generated_${dutyCount}.duty`, text: lines.join("\n") + "\n", roles, teams, duties };
+  return { path: `generated_${dutyCount}.duty`, text: lines.join("\n") + "\n", roles, teams, duties, rules };
 }
 
 /** Untyped principal attributes, as mapped claims would give them; type them with `coercePrincipal`. */
