@@ -94,31 +94,36 @@ export function compileExpr(e: TExpr): Fn {
 /** Role sets as bitmasks of 32-bit words. Most policies fit one word. */
 type Mask = Uint32Array;
 
-interface GrantLeaf {
-  mask: Mask;
-  until: number;
-  cond: Fn | null;
-  decision: Decision;
-}
+/**
+ * The decision trees of all duties, packed into one Float64Array: duty d's tree starts at
+ * `treeAt[d]` (the id its route carries in the router) and lays out, one after another,
+ *
+ *   DUTY (d), READS_PARAMS, NO_GRANT_LEAF, FORBID_COUNT, per forbid: UNTIL, COND, LEAF,
+ *   GRANT_COUNT, per grant: UNTIL, COND, LEAF, MASK_WORD × words
+ *
+ * (COND: an index into `conditions`, -1 for none; LEAF: an index into `leaves`; UNTIL: inclusive
+ * end in epoch ms, Infinity for none). Deciding on one duty reads one or two cache lines of it
+ * instead of following pointers through per-duty objects and arrays: with thousands of duties,
+ * consecutive requests reach different duties, and each pointer followed is a likely cache miss.
+ * Conditions written identically share one compiled closure, which stays hot in the cache.
+ */
+const DUTY = 0, READS_PARAMS = 1, NO_GRANT_LEAF = 2, FORBIDS = 3;
 
-interface ForbidNode {
-  /** Inclusive end, epoch ms (Infinity: none). */
-  until: number;
-  cond: Fn;
-  decision: Decision;
-}
-
-interface DutyTree {
-  duty: CheckedDuty;
-  forbids: ForbidNode[];
-  grants: GrantLeaf[];
-  noGrant: Decision;
-  separations: Array<CheckedSeparation & { label: string; at: string }>;
-  /** Whether a condition reads `request.param.*` or a separation keys on a param: only then does
-   * deciding need the route's params as an object. */
-  readsParams: boolean;
+interface DecisionTrees {
+  treeAt: Int32Array;
+  program: Float64Array;
+  conditions: Fn[];
+  leaves: Decision[];
+  /** Per duty, its history separations, or null (most duties). */
+  separations: Array<Array<CheckedSeparation & { label: string; at: string }> | null>;
   /** Query names the duty's grants and applicable forbids read. */
-  queryNames: readonly string[];
+  queryNames: Array<readonly string[]>;
+}
+
+/** A condition as text without spans: equal keys compile to the same closure. */
+function conditionKey(e: TExpr): string {
+  return JSON.stringify(e, (key, value: unknown) =>
+    key === "span" ? undefined : typeof value === "bigint" ? `${value}n` : value instanceof Set ? { set: [...value].map(String).sort() } : value);
 }
 
 /** True when the expression reads a route param. */
@@ -164,6 +169,20 @@ function freezeDecision(d: Decision): Decision {
 
 function leaf(allow: boolean, code: DecisionCode, duty: string | null, decidedBy: string | null, reasons: Reason[], branch: string[], message: string): Decision {
   return freezeDecision({ allow, code, duty, decidedBy, reasons, branch, separations: [], ledger: [], message });
+}
+
+/** The steps of duty d's packed tree, as `describe()` shows them. */
+function describeTree(trees: DecisionTrees, d: number, words: number): string[] {
+  const p = trees.program;
+  const steps = ["exclusive gate"];
+  let at = trees.treeAt[d]! + FORBIDS;
+  for (let n = p[at++]!; n > 0; n--, at += 3) steps.push(`forbid ${trees.leaves[p[at + 2]!]!.decidedBy}`);
+  for (let n = p[at++]!; n > 0; n--, at += 3 + words) {
+    const mask = [...p.subarray(at + 3, at + 3 + words)];
+    steps.push(`grant ${trees.leaves[p[at + 2]!]!.decidedBy}: roles ${mask.map((w) => w.toString(2)).join(":")}${p[at] !== Infinity ? " until" : ""}${p[at + 1]! >= 0 ? " when" : ""}`);
+  }
+  steps.push("deny: no grant");
+  return steps;
 }
 
 export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
@@ -220,73 +239,108 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
   const separationsByDuty = new Map<string, CheckedSeparation[]>();
   for (const x of policy.separations) for (const d of x.duties) separationsByDuty.set(d, [...(separationsByDuty.get(d) ?? []), x]);
 
-  const trees = new Map<string, DutyTree>();
-  for (const duty of policy.duties) {
+  const compiledConditions = new Map<string, Fn>();
+  const compileCondition = (e: TExpr): Fn => {
+    const key = conditionKey(e);
+    let fn = compiledConditions.get(key);
+    if (fn === undefined) compiledConditions.set(key, (fn = compileExpr(e)));
+    return fn;
+  };
+  const duties = policy.duties;
+  const dutyIndex = new Map<string, number>(duties.map((d, i) => [d.name, i]));
+  const conditions: Fn[] = [];
+  const conditionIndex = new Map<string, number>();
+  const conditionOf = (e: TExpr): number => {
+    const key = conditionKey(e);
+    let k = conditionIndex.get(key);
+    if (k === undefined) { conditionIndex.set(key, (k = conditions.length)); conditions.push(compileExpr(e)); }
+    return k;
+  };
+  const leaves: Decision[] = [];
+  const leafOf = (d: Decision): number => leaves.push(d) - 1;
+  const treeAt = new Int32Array(duties.length);
+  const program: number[] = [];
+  const separations: DecisionTrees["separations"] = [], queryNames: Array<readonly string[]> = [];
+  for (const [d, duty] of duties.entries()) {
     // Source order of forbids is kept: the first forbid that holds decides.
     const own = forbidsByDuty.get(duty.name) ?? [];
     const applicable = forbidsForAll.length ? policy.forbids.filter((f) => f.duties === null || own.includes(f)) : own;
-    const forbids: ForbidNode[] = applicable
-      .map((f) => ({
-        until: f.until ?? Infinity,
-        cond: compileExpr(f.when),
-        decision: leaf(false, "DENY_FORBID", duty.name, f.id, [{ rule: f.id, kind: "forbid", at: spanAt(f.span), held: true, why: "condition holds" }], ["exclusive gate: pass", `forbid ${f.id}: condition holds`], `${duty.name} is forbidden by ${spanAt(f.span)}`),
-      }));
     const dutyGrants = grantsByDuty.get(duty.name) ?? [];
-    const grants: GrantLeaf[] = dutyGrants.map((g: CheckedGrant) => ({
-      mask: maskOf(g.roles),
-      until: g.until ?? Infinity,
-      cond: g.when ? compileExpr(g.when) : null,
-      decision: leaf(true, "ALLOW", duty.name, g.id, [{ rule: g.id, kind: "grant", at: spanAt(g.span), held: true, why: g.when ? `role in ${g.roles.join(", ")}, and the condition holds` : `role in ${g.roles.join(", ")}` }],
-        ["exclusive gate: pass", forbids.length ? "forbids: none holds" : "forbids: none", `role mask matches ${g.roles.join("|")}`, ...(g.until !== null ? [`until ${g.untilText}: not past`] : []), ...(g.when ? ["condition holds"] : [])],
-        `${duty.name} granted by ${spanAt(g.span)}`),
-    }));
+    const seps = (separationsByDuty.get(duty.name) ?? []).map((x) => ({ ...x, label: x.params.join(", "), at: spanAt(x.span) }));
+    separations.push(seps.length ? seps : null);
+    queryNames.push(Object.freeze(inputNamesOf([...applicable.map((f) => f.when), ...dutyGrants.map((g) => g.when)]).query));
+    const readsParams = seps.length > 0 || applicable.some((f) => readsParam(f.when)) || dutyGrants.some((g) => g.when !== null && readsParam(g.when));
     const noGrant = leaf(false, "DENY_NO_GRANT", duty.name, null,
       dutyGrants.map((g) => ({ rule: g.id, kind: "grant", at: spanAt(g.span), held: false, why: "role, until or condition does not apply" })),
-      ["exclusive gate: pass", forbids.length ? "forbids: none holds" : "forbids: none", "grants: none applies"], `no grant of ${duty.name} applies to this principal`);
-    const separations = (separationsByDuty.get(duty.name) ?? []).map((x) => ({ ...x, label: x.params.join(", "), at: spanAt(x.span) }));
-    const readsParams = separations.length > 0 || applicable.some((f) => readsParam(f.when)) || dutyGrants.some((g) => g.when !== null && readsParam(g.when));
-    const queryNames = Object.freeze(inputNamesOf([...applicable.map((f) => f.when), ...dutyGrants.map((g) => g.when)]).query);
-    trees.set(duty.name, { duty, forbids, grants, noGrant, separations, readsParams, queryNames });
+      ["exclusive gate: pass", applicable.length ? "forbids: none holds" : "forbids: none", "grants: none applies"], `no grant of ${duty.name} applies to this principal`);
+    treeAt[d] = program.length;
+    program.push(d, readsParams ? 1 : 0, leafOf(noGrant), applicable.length);
+    for (const f of applicable) {
+      program.push(f.until ?? Infinity, conditionOf(f.when),
+        leafOf(leaf(false, "DENY_FORBID", duty.name, f.id, [{ rule: f.id, kind: "forbid", at: spanAt(f.span), held: true, why: "condition holds" }], ["exclusive gate: pass", `forbid ${f.id}: condition holds`], `${duty.name} is forbidden by ${spanAt(f.span)}`)));
+    }
+    program.push(dutyGrants.length);
+    for (const g of dutyGrants) {
+      program.push(g.until ?? Infinity, g.when ? conditionOf(g.when) : -1,
+        leafOf(leaf(true, "ALLOW", duty.name, g.id, [{ rule: g.id, kind: "grant", at: spanAt(g.span), held: true, why: g.when ? `role in ${g.roles.join(", ")}, and the condition holds` : `role in ${g.roles.join(", ")}` }],
+          ["exclusive gate: pass", applicable.length ? "forbids: none holds" : "forbids: none", `role mask matches ${g.roles.join("|")}`, ...(g.until !== null ? [`until ${g.untilText}: not past`] : []), ...(g.when ? ["condition holds"] : [])],
+          `${duty.name} granted by ${spanAt(g.span)}`)),
+        ...maskOf(g.roles));
+    }
   }
+  const trees: DecisionTrees = { treeAt, program: Float64Array.from(program), conditions, leaves, separations, queryNames };
 
+  const channelDuties = (channel: Channel) => duties.flatMap((d, i) => (d.channel === channel ? [i] : []));
+  const operational = channelDuties("operational"), admin = channelDuties("admin");
   const routers: Record<Channel, RouteTrie> = {
-    operational: buildRouteTrie(policy.duties.filter((d) => d.channel === "operational")),
-    admin: buildRouteTrie(policy.duties.filter((d) => d.channel === "admin")),
+    operational: buildRouteTrie(operational.map((i) => duties[i]!), operational.map((i) => treeAt[i]!)),
+    admin: buildRouteTrie(admin.map((i) => duties[i]!), admin.map((i) => treeAt[i]!)),
   };
   const noRoute = new Map<string, Decision>();
 
   const match = (channel: Channel, method: string, path: string): RouteMatch | null => routers[channel].match(method, path);
 
   const noParams: Readonly<Record<string, string>> = Object.freeze({});
-  const decideTree = (tree: DutyTree, params: Readonly<Record<string, string>>, principal: Principal, request: PolicyRequest): Decision => {
+  /** Decides on the duty whose packed tree starts at `tree`. */
+  const decideTree = (tree: number, params: Readonly<Record<string, string>>, principal: Principal, request: PolicyRequest): Decision => {
     const facts = roleFacts(principal.roles);
-    if (facts.exclusive) return facts.exclusive.duty === tree.duty.name ? facts.exclusive : { ...facts.exclusive, duty: tree.duty.name };
-    const env: EvalEnv = { principal, request, params };
-    for (const f of tree.forbids) if (request.time <= f.until && f.cond(env) === true) return f.decision;
-    const pm = facts.mask;
-    for (const g of tree.grants) {
-      let hit = false;
-      for (let i = 0; i < words; i++) if ((pm[i]! & g.mask[i]!) !== 0) { hit = true; break; }
-      if (!hit || request.time > g.until) continue;
-      if (g.cond !== null && g.cond(env) !== true) continue;
-      if (tree.separations.length === 0) return g.decision;
-      return { ...g.decision, separations: tree.separations.map((c) => ({ constraint: c.id, at: c.at, param: c.label, key: separationKey(c.params, params), duties: c.duties })) };
+    if (facts.exclusive) {
+      const name = duties[trees.program[tree + DUTY]!]!.name;
+      return facts.exclusive.duty === name ? facts.exclusive : { ...facts.exclusive, duty: name };
     }
-    return tree.noGrant;
+    const { program: p, conditions: conds, leaves: out } = trees;
+    const env: EvalEnv = { principal, request, params };
+    const time = request.time;
+    let at = tree + FORBIDS;
+    for (let n = p[at++]!; n > 0; n--, at += 3) {
+      if (time <= p[at]! && conds[p[at + 1]!]!(env) === true) return out[p[at + 2]!]!;
+    }
+    const pm = facts.mask;
+    for (let n = p[at++]!; n > 0; n--, at += 3 + words) {
+      let hit = false;
+      for (let i = 0; i < words; i++) if ((pm[i]! & p[at + 3 + i]!) !== 0) { hit = true; break; }
+      if (!hit || time > p[at]!) continue;
+      const cond = p[at + 1]!;
+      if (cond >= 0 && conds[cond]!(env) !== true) continue;
+      const seps = trees.separations[p[tree + DUTY]!]!;
+      if (seps === null) return out[p[at + 2]!]!;
+      return { ...out[p[at + 2]!]!, separations: seps.map((c) => ({ constraint: c.id, at: c.at, param: c.label, key: separationKey(c.params, params), duties: c.duties })) };
+    }
+    return out[p[tree + NO_GRANT_LEAF]!]!;
   };
-  const decideMatched = (m: RouteMatch, principal: Principal, request: PolicyRequest): Decision => decideTree(trees.get(m.duty)!, m.params, principal, request);
+  const decideMatched = (m: RouteMatch, principal: Principal, request: PolicyRequest): Decision => decideTree(trees.treeAt[dutyIndex.get(m.duty)!]!, m.params, principal, request);
 
   const noNames: readonly string[] = Object.freeze([]);
   return {
     policy,
     match,
     decideMatched,
-    queryNamesRead: (duty) => trees.get(duty)?.queryNames ?? noNames,
+    queryNamesRead: (duty) => { const d = dutyIndex.get(duty); return d === undefined ? noNames : trees.queryNames[d]!; },
     decide(channel, principal, request) {
       // Routing without a RouteMatch: the params object is built only for a tree that reads it.
       const router = routers[channel];
-      const entry = router.lookup(request.method, request.path);
-      if (entry === null) {
+      const tree = router.lookupId(request.method, request.path);
+      if (tree === -1) {
         let d = noRoute.get(channel);
         if (!d) {
           d = leaf(false, "DENY_NO_ROUTE", null, null, [{ rule: "default:no-route", kind: "default", at: "", held: true, why: `no duty matches on the ${channel} channel` }], ["router: no route"], `no duty matches this request on the ${channel} channel`);
@@ -294,26 +348,20 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
         }
         return d;
       }
-      const tree = trees.get(entry.duty.name)!;
-      return decideTree(tree, tree.readsParams ? router.paramsOf(entry) : noParams, principal, request);
+      return decideTree(tree, trees.program[tree + READS_PARAMS] === 1 ? router.lastParams() : noParams, principal, request);
     },
     describe() {
       return {
         roles: policy.roles,
         router: "segment trie per channel and method",
         exclusives: policy.exclusives.map((x) => ({ id: x.id, atLeast: x.atLeast, roles: x.roles })),
-        duties: [...trees.values()].map((t) => ({
-          duty: t.duty.name,
-          route: `${t.duty.method} ${t.duty.pattern}`,
-          channel: t.duty.channel,
-          upstream: t.duty.upstream,
-          tree: [
-            "exclusive gate",
-            ...t.forbids.map((f) => `forbid ${f.decision.decidedBy}`),
-            ...t.grants.map((g) => `grant ${g.decision.decidedBy}: roles ${[...g.mask].map((w) => w.toString(2)).join(":")}${g.until !== Infinity ? " until" : ""}${g.cond ? " when" : ""}`),
-            "deny: no grant",
-          ],
-          separations: t.separations.map((x) => x.id),
+        duties: duties.map((duty, d) => ({
+          duty: duty.name,
+          route: `${duty.method} ${duty.pattern}`,
+          channel: duty.channel,
+          upstream: duty.upstream,
+          tree: describeTree(trees, d, words),
+          separations: (trees.separations[d] ?? []).map((x) => x.id),
         })),
       };
     },
