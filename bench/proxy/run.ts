@@ -16,7 +16,9 @@
 //                      row uses the default, `pool`)
 //   gateway-no-audit   the same without the audit log (its cost, by difference)
 //   gateway-before     with --before DIR: the gateway scenario from another checkout (its root,
-//                      with node_modules; e.g. an earlier commit unpacked), in the same rounds
+//                      with node_modules; e.g. an earlier commit unpacked), in the same rounds;
+//                      tls-answer, tls-forward-pool and gateway-no-audit get a `-before` twin too
+//                      when asked for, and the CPU per request by part is printed for both
 // At the end, in process: what the Hono layer costs per request (bench/proxy/hono-layer.ts).
 // CPU budget: wrk pinned to CPU 0 with 1 thread; upstream and proxy processes pinned to CPU 1.
 // Prints medians over the rounds: req/s, p50, p99, the latency added over `direct` in the same
@@ -39,14 +41,16 @@ const args = process.argv.slice(2);
 const shape: LoadShape = loadShapeFromArgs();
 const rounds = bounded(flag("rounds", "3"), 1, 10);
 const path = flag("path", "/changes/42");
-const ALL = ["direct", "tls-answer", "tls-forward", "tls-forward-pool", "gateway", "gateway-fetch", "gateway-no-audit", "gateway-before"] as const;
+const ALL = ["direct", "tls-answer", "tls-forward", "tls-forward-pool", "gateway", "gateway-fetch", "gateway-no-audit", "gateway-before", "tls-answer-before", "tls-forward-pool-before", "gateway-no-audit-before"] as const;
 type Scenario = (typeof ALL)[number];
 const wanted = flag("scenarios", "direct,tls-answer,tls-forward,tls-forward-pool,gateway,gateway-fetch,gateway-no-audit").split(",").filter((s): s is Scenario => (ALL as readonly string[]).includes(s));
 if (!wanted.includes("direct")) wanted.unshift("direct");
 // Another checkout run beside this one: before/after measured in the same interleaved rounds.
 const before = flag("before", "");
 if (before !== "" && !wanted.includes("gateway-before")) wanted.push("gateway-before");
-if (before === "" && wanted.includes("gateway-before")) throw new Error("the gateway-before scenario needs --before DIR");
+// The parts' scenarios from the other checkout too, so each part is compared within one run.
+if (before !== "") for (const part of ["tls-answer", "tls-forward-pool", "gateway-no-audit"] as const) if (wanted.includes(part) && !wanted.includes(`${part}-before`)) wanted.push(`${part}-before`);
+if (before === "" && wanted.some((s) => s.endsWith("-before"))) throw new Error("the -before scenarios need --before DIR");
 const budget = cpuBudget(!args.includes("--no-pin"));
 const rates = flag("rates", "1000,3000").split(",").map((r) => bounded(r, 0, 50_000)).filter((r) => r > 0);
 const rateSeconds = bounded(flag("rate-seconds", "8"), 2, 60);
@@ -82,13 +86,14 @@ try {
     }
     let proc: Started;
     let headers: string[] = [];
-    if (scenario.startsWith("tls-")) {
-      const mode = scenario === "tls-answer" ? "answer" : "forward";
-      const client = scenario === "tls-forward-pool" ? "pool" : "fetch";
-      proc = await startProcess(scenario, [bun, join(here, "gateway.ts"), "--upstream", upstreamUrl, "--mode", mode, "--client", client], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+    const base = scenario.replace(/-before$/, "");
+    const dir = base === scenario ? here : join(before, "bench/proxy");
+    if (base.startsWith("tls-")) {
+      const mode = base === "tls-answer" ? "answer" : "forward";
+      const client = base === "tls-forward-pool" ? "pool" : "fetch";
+      proc = await startProcess(scenario, [bun, join(dir, "gateway.ts"), "--upstream", upstreamUrl, "--mode", mode, "--client", client], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
     } else {
-      const script = scenario === "gateway-before" ? join(before, "bench/proxy/full-gateway.ts") : join(here, "full-gateway.ts");
-      proc = await startProcess(scenario, [bun, script, "--upstream", upstreamUrl, ...(scenario === "gateway-no-audit" ? ["--no-audit"] : []), ...(scenario === "gateway-fetch" ? ["--client", "fetch"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
+      proc = await startProcess(scenario, [bun, join(dir, "full-gateway.ts"), "--upstream", upstreamUrl, ...(base === "gateway-no-audit" ? ["--no-audit"] : []), ...(scenario === "gateway-fetch" ? ["--client", "fetch"] : [])], { cpu: budget?.serverCpu, ready: /^listening \d+/ });
       const token = proc.lines.find((l) => l.startsWith("token "))!.slice(6);
       headers = [`authorization: Bearer ${token}`];
     }
@@ -134,7 +139,7 @@ try {
 
 const direct = results.get("direct")!;
 console.log(`\n${describeMachine(shape, budget)}\npath ${path}; ${rounds} interleaved round(s); medians over rounds\n`);
-console.log("scenario             req/s   p50 ms   p99 ms  +p50 ms  +p99 ms  vs direct  proxy µs/req  upstream µs/req  errors");
+console.log("scenario                   req/s   p50 ms   p99 ms  +p50 ms  +p99 ms  vs direct  proxy µs/req  upstream µs/req  errors");
 for (const scenario of wanted) {
   const runs = results.get(scenario)!;
   const s = summarise({ name: scenario, runs });
@@ -144,7 +149,7 @@ for (const scenario of wanted) {
   const share = median(runs.map((r, i) => r.rps / direct[i]!.rps));
   const isDirect = scenario === "direct";
   console.log(
-    `${scenario.padEnd(18)} ${fmt(s.rps, 0).padStart(8)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${(isDirect ? "" : fmt(addedP50)).padStart(8)} ${(isDirect ? "" : fmt(addedP99)).padStart(8)} ${(isDirect ? "" : fmt(share * 100, 0) + " %").padStart(10)} ${(isDirect ? "" : fmt(s.cpu.proxy ?? NaN, 1)).padStart(13)} ${fmt(s.cpu.upstream ?? NaN, 1).padStart(16)}  ${s.errors}`,
+    `${scenario.padEnd(24)} ${fmt(s.rps, 0).padStart(8)} ${fmt(s.p50Ms).padStart(8)} ${fmt(s.p99Ms).padStart(8)} ${(isDirect ? "" : fmt(addedP50)).padStart(8)} ${(isDirect ? "" : fmt(addedP99)).padStart(8)} ${(isDirect ? "" : fmt(share * 100, 0) + " %").padStart(10)} ${(isDirect ? "" : fmt(s.cpu.proxy ?? NaN, 1)).padStart(13)} ${fmt(s.cpu.upstream ?? NaN, 1).padStart(16)}  ${s.errors}`,
   );
 }
 const gateway = results.get("gateway");
@@ -177,9 +182,9 @@ if (gateway) {
 }
 if (fixedRate.length > 0) {
   console.log("\nadded latency below saturation (open loop; each scenario interleaved with direct on one schedule; latency from when each request was due; ms):");
-  console.log("rate/s  scenario           direct p50  direct p99   p50      p99     p99.9    +p50    +p99  conns  errors");
+  console.log("rate/s  scenario                 direct p50  direct p99   p50      p99     p99.9    +p50    +p99  conns  errors");
   for (const { rate, scenario, direct: d, proxy: x } of fixedRate) {
-    console.log(`${String(rate).padEnd(7)} ${scenario.padEnd(18)} ${fmt(d.p50Ms).padStart(10)} ${fmt(d.p99Ms).padStart(11)} ${fmt(x.p50Ms).padStart(6)} ${fmt(x.p99Ms).padStart(8)} ${fmt(x.p999Ms).padStart(9)} ${fmt(x.p50Ms - d.p50Ms).padStart(7)} ${fmt(x.p99Ms - d.p99Ms).padStart(7)} ${String(x.connections).padStart(6)}  ${d.errors + x.errors}`);
+    console.log(`${String(rate).padEnd(7)} ${scenario.padEnd(24)} ${fmt(d.p50Ms).padStart(10)} ${fmt(d.p99Ms).padStart(11)} ${fmt(x.p50Ms).padStart(6)} ${fmt(x.p99Ms).padStart(8)} ${fmt(x.p999Ms).padStart(9)} ${fmt(x.p50Ms - d.p50Ms).padStart(7)} ${fmt(x.p99Ms - d.p99Ms).padStart(7)} ${String(x.connections).padStart(6)}  ${d.errors + x.errors}`);
   }
   // The target is judged at the first rate asked for (default 1000/s, furthest from saturation).
   const gatewayRun = fixedRate.find((f) => f.scenario === "gateway");
@@ -195,6 +200,20 @@ if (gateway && gatewayBefore) {
   const rpsRatio = median(gateway.map((r, i) => r.rps / gatewayBefore[i]!.rps));
   console.log(`
 gateway vs gateway-before (${before}), per round then the median: req/s × ${fmt(rpsRatio, 3)}, proxy CPU µs/req × ${fmt(cpuRatio, 3)}`);
+}
+// CPU per request by part, from differences between scenarios of one run (medians over rounds).
+const cpuOf = (scenario: Scenario) => (results.has(scenario) ? summarise({ name: scenario, runs: results.get(scenario)! }).cpu.proxy ?? NaN : NaN);
+const parts = (suffix: "" | "-before") => {
+  const at = (s: string) => cpuOf(`${s}${suffix}` as Scenario);
+  return [at("tls-answer"), at("tls-forward-pool") - at("tls-answer"), at("gateway-no-audit") - at("tls-forward-pool"), at("gateway") - at("gateway-no-audit"), at("gateway")];
+};
+const now = parts("");
+if (now.every(Number.isFinite)) {
+  const then = parts("-before");
+  const names = ["TLS, HTTP/1.1, normalise (tls-answer)", "the hop (tls-forward-pool − tls-answer)", "authn, decision, identity, records (gateway-no-audit − tls-forward-pool)", "audit log (gateway − gateway-no-audit)", "full gateway"];
+  console.log(`
+CPU µs per request by part${then.every(Number.isFinite) ? " (this checkout, and --before)" : ""}:`);
+  names.forEach((name, i) => console.log(`  ${name.padEnd(74)} ${fmt(now[i]!, 1).padStart(6)}${then.every(Number.isFinite) ? `  ${fmt(then[i]!, 1).padStart(6)}` : ""}`));
 }
 for (const line of auditCounts) console.log(line);
 console.log(`
