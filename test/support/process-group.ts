@@ -1,6 +1,7 @@
 // Processes a test starts run in a process group of their own and are killed by group, by PID,
 // whatever happens: in the test's `finally`, and — for a test that timed out or threw before its
-// `finally` could run — when the test process exits. No test may leave a gateway listening.
+// `finally` could run — after the last test (test/support/preload.ts: `bun test` emits no `exit`
+// event) or when a script's process exits. No test may leave a gateway listening.
 
 const groups = new Set<number>();
 let armed = false;
@@ -16,14 +17,17 @@ export function killProcessGroup(pid: number | null | undefined): void {
   }
 }
 
-/** Registers the group led by `pid` to be killed when the test process exits. Returns `pid`. */
+/** Registers the group led by `pid` to be killed when the tests end or the process exits. Returns `pid`. */
 export function killGroupOnExit(pid: number): number {
   groups.add(pid);
   if (!armed) {
     armed = true;
-    process.once("exit", () => {
-      for (const leader of [...groups]) killProcessGroup(leader);
-    });
+    process.once("exit", killRegisteredGroups);
   }
   return pid;
+}
+
+/** Kills every group registered and not killed yet (after the last test; at exit). */
+export function killRegisteredGroups(): void {
+  for (const leader of [...groups]) killProcessGroup(leader);
 }
