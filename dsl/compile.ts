@@ -95,25 +95,27 @@ export function compileExpr(e: TExpr): Fn {
 type Mask = Uint32Array;
 
 /**
- * The decision trees of all duties, packed into one Float64Array: duty d's tree starts at
- * `treeAt[d]` (the id its route carries in the router) and lays out, one after another,
+ * The decision trees of all duties, packed into one array: duty d's tree starts at `treeAt[d]`
+ * (the id its route carries in the router) and lays out, one after another,
  *
  *   DUTY (d), READS_PARAMS, NO_GRANT_LEAF, FORBID_COUNT, per forbid: UNTIL, COND, LEAF,
  *   GRANT_COUNT, per grant: UNTIL, COND, LEAF, MASK_WORD × words
  *
- * (COND: an index into `conditions`, -1 for none; LEAF: an index into `leaves`; UNTIL: inclusive
- * end in epoch ms, Infinity for none). Deciding on one duty reads one or two cache lines of it
+ * (COND: the compiled condition, null for none; LEAF: the frozen Decision; UNTIL: inclusive end
+ * in epoch ms, Infinity for none). Deciding on one duty reads two or three cache lines of it
  * instead of following pointers through per-duty objects and arrays: with thousands of duties,
  * consecutive requests reach different duties, and each pointer followed is a likely cache miss.
- * Conditions written identically share one compiled closure, which stays hot in the cache.
+ * Numbers and references share the array because JavaScriptCore (Bun) stores both inline in an
+ * array's 8-byte slots, so the leaf is reached without a second array; conditions written
+ * identically share one compiled closure, which stays hot in the cache.
  */
 const DUTY = 0, READS_PARAMS = 1, NO_GRANT_LEAF = 2, FORBIDS = 3;
 
+type Slot = number | Fn | Decision | null;
+
 interface DecisionTrees {
   treeAt: Int32Array;
-  program: Float64Array;
-  conditions: Fn[];
-  leaves: Decision[];
+  program: Slot[];
   /** Per duty, its history separations, or null (most duties). */
   separations: Array<Array<CheckedSeparation & { label: string; at: string }> | null>;
   /** Query names the duty's grants and applicable forbids read. */
@@ -176,10 +178,10 @@ function describeTree(trees: DecisionTrees, d: number, words: number): string[] 
   const p = trees.program;
   const steps = ["exclusive gate"];
   let at = trees.treeAt[d]! + FORBIDS;
-  for (let n = p[at++]!; n > 0; n--, at += 3) steps.push(`forbid ${trees.leaves[p[at + 2]!]!.decidedBy}`);
-  for (let n = p[at++]!; n > 0; n--, at += 3 + words) {
-    const mask = [...p.subarray(at + 3, at + 3 + words)];
-    steps.push(`grant ${trees.leaves[p[at + 2]!]!.decidedBy}: roles ${mask.map((w) => w.toString(2)).join(":")}${p[at] !== Infinity ? " until" : ""}${p[at + 1]! >= 0 ? " when" : ""}`);
+  for (let n = p[at++] as number; n > 0; n--, at += 3) steps.push(`forbid ${(p[at + 2] as Decision).decidedBy}`);
+  for (let n = p[at++] as number; n > 0; n--, at += 3 + words) {
+    const mask = p.slice(at + 3, at + 3 + words) as number[];
+    steps.push(`grant ${(p[at + 2] as Decision).decidedBy}: roles ${mask.map((w) => w.toString(2)).join(":")}${p[at] !== Infinity ? " until" : ""}${p[at + 1] !== null ? " when" : ""}`);
   }
   steps.push("deny: no grant");
   return steps;
@@ -248,18 +250,16 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
   };
   const duties = policy.duties;
   const dutyIndex = new Map<string, number>(duties.map((d, i) => [d.name, i]));
-  const conditions: Fn[] = [];
-  const conditionIndex = new Map<string, number>();
-  const conditionOf = (e: TExpr): number => {
+  const conditions = new Map<string, Fn>();
+  const conditionOf = (e: TExpr): Fn => {
     const key = conditionKey(e);
-    let k = conditionIndex.get(key);
-    if (k === undefined) { conditionIndex.set(key, (k = conditions.length)); conditions.push(compileExpr(e)); }
-    return k;
+    let fn = conditions.get(key);
+    if (fn === undefined) conditions.set(key, (fn = compileExpr(e)));
+    return fn;
   };
-  const leaves: Decision[] = [];
-  const leafOf = (d: Decision): number => leaves.push(d) - 1;
+  const leafOf = (d: Decision): Decision => d;
   const treeAt = new Int32Array(duties.length);
-  const program: number[] = [];
+  const program: Slot[] = [];
   const separations: DecisionTrees["separations"] = [], queryNames: Array<readonly string[]> = [];
   for (const [d, duty] of duties.entries()) {
     // Source order of forbids is kept: the first forbid that holds decides.
@@ -281,14 +281,14 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     }
     program.push(dutyGrants.length);
     for (const g of dutyGrants) {
-      program.push(g.until ?? Infinity, g.when ? conditionOf(g.when) : -1,
+      program.push(g.until ?? Infinity, g.when ? conditionOf(g.when) : null,
         leafOf(leaf(true, "ALLOW", duty.name, g.id, [{ rule: g.id, kind: "grant", at: spanAt(g.span), held: true, why: g.when ? `role in ${g.roles.join(", ")}, and the condition holds` : `role in ${g.roles.join(", ")}` }],
           ["exclusive gate: pass", applicable.length ? "forbids: none holds" : "forbids: none", `role mask matches ${g.roles.join("|")}`, ...(g.until !== null ? [`until ${g.untilText}: not past`] : []), ...(g.when ? ["condition holds"] : [])],
           `${duty.name} granted by ${spanAt(g.span)}`)),
         ...maskOf(g.roles));
     }
   }
-  const trees: DecisionTrees = { treeAt, program: Float64Array.from(program), conditions, leaves, separations, queryNames };
+  const trees: DecisionTrees = { treeAt, program, separations, queryNames };
 
   const channelDuties = (channel: Channel) => duties.flatMap((d, i) => (d.channel === channel ? [i] : []));
   const operational = channelDuties("operational"), admin = channelDuties("admin");
@@ -305,28 +305,28 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
   const decideTree = (tree: number, params: Readonly<Record<string, string>>, principal: Principal, request: PolicyRequest): Decision => {
     const facts = roleFacts(principal.roles);
     if (facts.exclusive) {
-      const name = duties[trees.program[tree + DUTY]!]!.name;
+      const name = duties[trees.program[tree + DUTY] as number]!.name;
       return facts.exclusive.duty === name ? facts.exclusive : { ...facts.exclusive, duty: name };
     }
-    const { program: p, conditions: conds, leaves: out } = trees;
+    const p = trees.program;
     const env: EvalEnv = { principal, request, params };
     const time = request.time;
     let at = tree + FORBIDS;
-    for (let n = p[at++]!; n > 0; n--, at += 3) {
-      if (time <= p[at]! && conds[p[at + 1]!]!(env) === true) return out[p[at + 2]!]!;
+    for (let n = p[at++] as number; n > 0; n--, at += 3) {
+      if (time <= (p[at] as number) && (p[at + 1] as Fn)(env) === true) return p[at + 2] as Decision;
     }
     const pm = facts.mask;
-    for (let n = p[at++]!; n > 0; n--, at += 3 + words) {
+    for (let n = p[at++] as number; n > 0; n--, at += 3 + words) {
       let hit = false;
-      for (let i = 0; i < words; i++) if ((pm[i]! & p[at + 3 + i]!) !== 0) { hit = true; break; }
-      if (!hit || time > p[at]!) continue;
-      const cond = p[at + 1]!;
-      if (cond >= 0 && conds[cond]!(env) !== true) continue;
-      const seps = trees.separations[p[tree + DUTY]!]!;
-      if (seps === null) return out[p[at + 2]!]!;
-      return { ...out[p[at + 2]!]!, separations: seps.map((c) => ({ constraint: c.id, at: c.at, param: c.label, key: separationKey(c.params, params), duties: c.duties })) };
+      for (let i = 0; i < words; i++) if ((pm[i]! & (p[at + 3 + i] as number)) !== 0) { hit = true; break; }
+      if (!hit || time > (p[at] as number)) continue;
+      const cond = p[at + 1] as Fn | null;
+      if (cond !== null && cond(env) !== true) continue;
+      const seps = trees.separations[p[tree + DUTY] as number]!;
+      if (seps === null) return p[at + 2] as Decision;
+      return { ...(p[at + 2] as Decision), separations: seps.map((c) => ({ constraint: c.id, at: c.at, param: c.label, key: separationKey(c.params, params), duties: c.duties })) };
     }
-    return out[p[tree + NO_GRANT_LEAF]!]!;
+    return p[tree + NO_GRANT_LEAF] as Decision;
   };
   const decideMatched = (m: RouteMatch, principal: Principal, request: PolicyRequest): Decision => decideTree(trees.treeAt[dutyIndex.get(m.duty)!]!, m.params, principal, request);
 
