@@ -17,6 +17,13 @@ export interface ParsedArgs {
   booleans: Set<string>;
 }
 
+/** A flag's value as a whole number (`--max-errors 20`); undefined when the flag is absent. */
+export function intFlag(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new GatewayError("USAGE", `\`--${name}\` needs a whole number, got \`${value}\``);
+  return Number(value);
+}
+
 export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
   const values = new Set(spec.values ?? []);
   const repeated = new Set(spec.repeated ?? []);

@@ -1,17 +1,10 @@
 // The `gateway` command line: argv → the command's params → its handler (a plain function over
 // params and an `Io`, in this folder), and what a failure tells the user. src/main.ts runs it.
-import { parseArgs } from "./args.ts";
-import { runCheck, type CheckFormat, type CheckParams } from "./check.ts";
+import { intFlag, parseArgs } from "./args.ts";
 import { EXIT, processIo, SERVING, type Io } from "./io.ts";
 import { formatCodedError, reportCommandFailure, startupFailure } from "./failure.ts";
 import { GatewayError } from "../errors.ts";
 import { COMMIT, VERSION } from "../version.ts";
-
-function intFlag(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new GatewayError("USAGE", `\`--${name}\` needs a whole number, got \`${value}\``);
-  return Number(value);
-}
 
 export const HELP = `gateway ${VERSION} — edge access gateway with typed separation-of-duties policies
 
@@ -73,43 +66,9 @@ const commands: Record<string, Command> = {
     return runServe({ configFile: a.flags.config ?? null, resetLedger: a.booleans.has("reset-ledger") }, io);
   },
   async check(argv, io) {
-    const a = parseArgs(argv, { values: ["format", "now", "keys", "min-signers", "assignments", "max-examples", "max-errors", "max-skipped", "min-coverage"], repeated: ["replay"], booleans: ["allow-flips", "allow-skipped", "warnings-as-errors", "coverage"] });
-    const format = (a.flags.format ?? "text") as CheckFormat;
-    if (!["text", "json", "github", "junit"].includes(format)) throw new GatewayError("USAGE", `unknown format \`${format}\``);
-    const now = a.flags.now ? Date.parse(a.flags.now) : undefined;
-    if (now !== undefined && Number.isNaN(now)) throw new GatewayError("USAGE", `bad --now \`${a.flags.now}\``);
-    const dir = a.positionals[0] ?? "policies";
-    const extraSteps: NonNullable<CheckParams["extraSteps"]> = [];
-    if (a.flags.keys) {
-      const keysFile = a.flags.keys;
-      const minSigners = intFlag(a.flags["min-signers"], "min-signers") ?? 1;
-      extraSteps.push({
-        name: "signatures",
-        title: "bundle signatures",
-        async run() {
-          const lines: string[] = [];
-          const { runVerify } = await import("./verify.ts");
-          const code = await runVerify({ dir, keysFile, minSigners }, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
-          return { exitCode: code, text: lines, annotations: code === 0 ? [] : lines.map((message) => ({ level: "error" as const, title: "bundle signature", message })), json: { ok: code === 0, lines } };
-        },
-      });
-    }
-    if (a.lists.replay?.length) {
-      const { parseSkippedShare, replayStep } = await import("./replay.ts");
-      const maxSkippedFlag = a.flags["max-skipped"];
-      if (maxSkippedFlag !== undefined && a.booleans.has("allow-skipped")) throw new GatewayError("USAGE", "`--allow-skipped` and `--max-skipped` exclude each other");
-      const maxSkipped = maxSkippedFlag === undefined ? (a.booleans.has("allow-skipped") ? 1 : 0) : parseSkippedShare(maxSkippedFlag);
-      if (maxSkipped === null) throw new GatewayError("USAGE", `\`--max-skipped\` needs a share such as \`5%\` or \`0.05\`, got \`${maxSkippedFlag}\``);
-      extraSteps.push(replayStep({ paths: a.lists.replay, allowFlips: a.booleans.has("allow-flips"), maxExamples: intFlag(a.flags["max-examples"], "max-examples"), maxSkipped }));
-    } else {
-      for (const flag of ["allow-flips", "allow-skipped", "max-skipped"]) {
-        if (a.booleans.has(flag) || a.flags[flag] !== undefined) throw new GatewayError("USAGE", `\`--${flag}\` only applies with \`--replay\``);
-      }
-    }
-    const minCoverageFlag = a.flags["min-coverage"];
-    const minCoverage = minCoverageFlag === undefined ? undefined : Number(minCoverageFlag.replace(/%$/, ""));
-    if (minCoverage !== undefined && (!/^\d+(\.\d+)?%?$/.test(minCoverageFlag!) || minCoverage > 100)) throw new GatewayError("USAGE", `\`--min-coverage\` needs a percentage from 0 to 100, got \`${minCoverageFlag}\``);
-    return runCheck({ dir, format, now, coverage: a.booleans.has("coverage"), minCoverage, assignments: a.flags.assignments, maxErrors: intFlag(a.flags["max-errors"], "max-errors"), warningsAsErrors: a.booleans.has("warnings-as-errors"), extraSteps }, io);
+    const { parseCheckArgs } = await import("./check-args.ts");
+    const { runCheck } = await import("./check.ts");
+    return runCheck(await parseCheckArgs(argv), io);
   },
   async explain(argv, io) {
     const a = parseArgs(argv, { values: ["principal", "request", "ip", "channel", "time", "format", "history"], repeated: ["header"] });
