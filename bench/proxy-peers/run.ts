@@ -374,4 +374,4 @@ if (openLoop.size > 0) {
   }
 }
 for (const note of notes) console.log(note);
-console.log(`dutygate: \`gateway serve\` (Bun ${Bun.version}) with the shipped policy, ES256 JWT, SQLite ledger, audit log fsync batch (decision + outcome records), identity token; log level error`);
+console.log(`dutygate: \`gateway serve\` (Bun ${Bun.version}) with the shipped policy, ES256 JWT, SQLite ledger, audit log (fsync batch, the default format), identity token; log level error`);
