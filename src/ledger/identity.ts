@@ -45,6 +45,16 @@ export interface StateDirLedger {
   previous: LedgerIdentityRecord | null;
 }
 
+/** The identity recorded in `recordFile`; with `reset`, an unreadable record counts as none. */
+function previousIdentity(recordFile: string, reset: boolean): LedgerIdentityRecord | null {
+  try {
+    return readIdentityRecord(recordFile);
+  } catch (error) {
+    if (!reset) throw error;
+    return null;
+  }
+}
+
 /**
  * Opens the SQLite ledger of a state directory and checks it is the one the directory recorded.
  * Refuses, unless `reset`, with `LEDGER_MISSING` (the recorded ledger's file is gone; nothing is
@@ -57,12 +67,7 @@ export interface StateDirLedger {
 export async function openLedgerOfStateDir(options: StateDirLedgerOptions): Promise<StateDirLedger> {
   const recordFile = join(options.stateDir, LEDGER_IDENTITY_FILE);
   const reset = options.reset === true;
-  let previous: LedgerIdentityRecord | null = null;
-  try {
-    previous = readIdentityRecord(recordFile);
-  } catch (error) {
-    if (!reset) throw error;
-  }
+  const previous = previousIdentity(recordFile, reset);
   const { path } = options;
   const present = existsSync(path);
   if (previous && !present && !reset) {
@@ -115,12 +120,7 @@ export interface StateDirPostgresLedgerOptions extends Omit<PostgresLedgerOption
 export async function openPostgresLedgerOfStateDir(options: StateDirPostgresLedgerOptions): Promise<{ ledger: PostgresDutyLedger; outcome: StateDirLedger["outcome"]; previous: LedgerIdentityRecord | null }> {
   const recordFile = join(options.stateDir, LEDGER_IDENTITY_FILE);
   const reset = options.reset === true;
-  let previous: LedgerIdentityRecord | null = null;
-  try {
-    previous = readIdentityRecord(recordFile);
-  } catch (error) {
-    if (!reset) throw error;
-  }
+  const previous = previousIdentity(recordFile, reset);
   const { stateDir: _stateDir, reset: _reset, ...open } = options;
   const ledger = await openPostgresLedger({ ...open, expectLedgerId: reset ? undefined : previous?.ledger_id });
   const outcome = previous === null ? (ledger.created ? "created" : "adopted") : previous.ledger_id === ledger.id ? "same" : "reset";
