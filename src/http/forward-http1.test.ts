@@ -394,9 +394,23 @@ describe("HTTP/1.1 pool: connections", () => {
     expect(r.status).toBe(200);
     expect(new TextDecoder().decode(r.body as Uint8Array)).toBe("ok");
     expect(pool.idleConnections).toBe(1);
-    const deadline = Date.now() + 4000;
+    // The socket timer ticks every few seconds; a tick right after the answer re-arms it.
+    const deadline = Date.now() + 9000;
     while (pool.idleConnections > 0 && Date.now() < deadline) await Bun.sleep(50);
     expect(pool.idleConnections).toBe(0);
+  }, 15_000);
+
+  test("a connection in steady use outlives the idle timeout: its silence is counted from its last exchange", async () => {
+    reset((_req, socket) => socket.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+    const pool = new Http1Pool(new URL(upstream.url), { idleTimeoutS: 1 });
+    const before = connections;
+    // Never silent for 1 s, for 6 s: the connection opened first must still be the one in use.
+    for (const end = Date.now() + 6000; Date.now() < end; await Bun.sleep(100)) {
+      const r = await pool.request({ method: "GET", target: "/x", headers: [], abort: new Http1Abort(), connectTimeoutMs: 2000 });
+      expect(r.status).toBe(200);
+    }
+    expect(connections - before).toBe(1);
+    pool.close();
   }, 10_000);
 
   test("a silent upstream through forwardToUpstream → 504 UPSTREAM_TIMEOUT", async () => {

@@ -47,6 +47,11 @@ const MAX_CONNECTIONS_PER_ORIGIN = 256;
 // Shorter than the keep-alive timeout of common upstream servers (Node 5 s, Bun 10 s, nginx 75 s),
 // so the pool closes an idle connection before the upstream does in the common case.
 const IDLE_TIMEOUT_S = 4;
+// Bun's socket timeouts fire on a timer that ticks every few seconds, and traffic does not restart
+// them: a tick finds a connection in steady use idle between two exchanges as often as not. One
+// used this recently is kept (its timer re-armed); an idle one still closes at the first tick
+// after it has been silent this long.
+const RECENTLY_USED_MS = 500;
 // RFC 9110 §9.2.2: these may be repeated when a reused connection turns out to be closed.
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 // Methods whose requests are expected to carry content: send an explicit `content-length: 0`
@@ -138,6 +143,8 @@ interface Connection {
   reused: boolean;
   /** Counted among the pool's open connections (cleared once, when it closes or fails to open). */
   counted: boolean;
+  /** `performance.now()` when it last went back to the pool. */
+  releasedAt: number;
 }
 
 /** A request waiting for a connection while the pool is at its cap. */
@@ -256,6 +263,7 @@ export class Http1Pool {
     }
     const waiter = this.#waiting.shift();
     if (waiter !== undefined) { c.reused = true; waiter.resolve(c); return; }
+    c.releasedAt = performance.now();
     this.#idle.push(c);
   }
 
@@ -286,7 +294,7 @@ export class Http1Pool {
 
   async #connect(abort: Http1Abort, connectTimeoutMs: number): Promise<Connection> {
     if (abort.aborted) throw abort.reason;
-    const connection: Connection = { socket: null, exchange: null, closed: false, reused: false, counted: true };
+    const connection: Connection = { socket: null, exchange: null, closed: false, reused: false, counted: true, releasedAt: 0 };
     this.#open++;
     const pool = this;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -311,10 +319,11 @@ export class Http1Pool {
           const exchange = socket.data.exchange;
           if (exchange !== null) pool.#onDrain(exchange);
         },
-        // The idle timeout is armed once per connection and counts from the last byte either way;
-        // during an exchange the caller's deadline rules, so the timer is re-armed, not obeyed.
+        // During an exchange the caller's deadline rules, so the timer is re-armed, not obeyed; so it
+        // is for a connection back from an exchange just now (RECENTLY_USED_MS).
         timeout(socket) {
-          if (socket.data.exchange !== null) { socket.timeout(pool.#idleTimeoutS); return; }
+          const c = socket.data;
+          if (c.exchange !== null || performance.now() - c.releasedAt < RECENTLY_USED_MS) { socket.timeout(pool.#idleTimeoutS); return; }
           pool.#discard(socket.data);
         },
         end(socket) { socket.end(); },
