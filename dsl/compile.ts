@@ -241,13 +241,6 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
   const separationsByDuty = new Map<string, CheckedSeparation[]>();
   for (const x of policy.separations) for (const d of x.duties) separationsByDuty.set(d, [...(separationsByDuty.get(d) ?? []), x]);
 
-  const compiledConditions = new Map<string, Fn>();
-  const compileCondition = (e: TExpr): Fn => {
-    const key = conditionKey(e);
-    let fn = compiledConditions.get(key);
-    if (fn === undefined) compiledConditions.set(key, (fn = compileExpr(e)));
-    return fn;
-  };
   const duties = policy.duties;
   const dutyIndex = new Map<string, number>(duties.map((d, i) => [d.name, i]));
   const conditions = new Map<string, Fn>();
@@ -257,7 +250,6 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
     if (fn === undefined) conditions.set(key, (fn = compileExpr(e)));
     return fn;
   };
-  const leafOf = (d: Decision): Decision => d;
   const treeAt = new Int32Array(duties.length);
   const program: Slot[] = [];
   const separations: DecisionTrees["separations"] = [], queryNames: Array<readonly string[]> = [];
@@ -274,17 +266,17 @@ export function compilePolicy(policy: CheckedPolicy): CompiledPolicy {
       dutyGrants.map((g) => ({ rule: g.id, kind: "grant", at: spanAt(g.span), held: false, why: "role, until or condition does not apply" })),
       ["exclusive gate: pass", applicable.length ? "forbids: none holds" : "forbids: none", "grants: none applies"], `no grant of ${duty.name} applies to this principal`);
     treeAt[d] = program.length;
-    program.push(d, readsParams ? 1 : 0, leafOf(noGrant), applicable.length);
+    program.push(d, readsParams ? 1 : 0, noGrant, applicable.length);
     for (const f of applicable) {
       program.push(f.until ?? Infinity, conditionOf(f.when),
-        leafOf(leaf(false, "DENY_FORBID", duty.name, f.id, [{ rule: f.id, kind: "forbid", at: spanAt(f.span), held: true, why: "condition holds" }], ["exclusive gate: pass", `forbid ${f.id}: condition holds`], `${duty.name} is forbidden by ${spanAt(f.span)}`)));
+        leaf(false, "DENY_FORBID", duty.name, f.id, [{ rule: f.id, kind: "forbid", at: spanAt(f.span), held: true, why: "condition holds" }], ["exclusive gate: pass", `forbid ${f.id}: condition holds`], `${duty.name} is forbidden by ${spanAt(f.span)}`));
     }
     program.push(dutyGrants.length);
     for (const g of dutyGrants) {
       program.push(g.until ?? Infinity, g.when ? conditionOf(g.when) : null,
-        leafOf(leaf(true, "ALLOW", duty.name, g.id, [{ rule: g.id, kind: "grant", at: spanAt(g.span), held: true, why: g.when ? `role in ${g.roles.join(", ")}, and the condition holds` : `role in ${g.roles.join(", ")}` }],
+        leaf(true, "ALLOW", duty.name, g.id, [{ rule: g.id, kind: "grant", at: spanAt(g.span), held: true, why: g.when ? `role in ${g.roles.join(", ")}, and the condition holds` : `role in ${g.roles.join(", ")}` }],
           ["exclusive gate: pass", applicable.length ? "forbids: none holds" : "forbids: none", `role mask matches ${g.roles.join("|")}`, ...(g.until !== null ? [`until ${g.untilText}: not past`] : []), ...(g.when ? ["condition holds"] : [])],
-          `${duty.name} granted by ${spanAt(g.span)}`)),
+          `${duty.name} granted by ${spanAt(g.span)}`),
         ...maskOf(g.roles));
     }
   }
