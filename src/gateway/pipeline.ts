@@ -39,16 +39,21 @@ export interface Pipeline {
   app: Hono<GatewayEnv>;
 }
 
+/** What every stage of one channel is given. */
+function stageDeps(deps: PipelineDeps, channel: Channel): StageDeps {
+  return {
+    ...deps, channel,
+    // Never in an audit record, whatever the allow-list says: the gateway's own identity token.
+    recorded: { allowlist: deps.config.audit.headerAllowlist, neverLogged: [deps.config.identity.header] },
+  };
+}
+
 /**
  * The gateway's app for one channel. With `admin`, it answers the admin functions for duties on
  * the built-in upstream `gateway`, and the admin channel's app answers the probes.
  */
 export function createGatewayApp(deps: PipelineDeps, channel: Channel, listener: ListenerConfig, admin?: AdminDeps): Hono<GatewayEnv> {
-  const stage: StageDeps = {
-    ...deps, channel,
-    // Never in an audit record, whatever the allow-list says: the gateway's own identity token.
-    recorded: { allowlist: deps.config.audit.headerAllowlist, neverLogged: [deps.config.identity.header] },
-  };
+  const stage = stageDeps(deps, channel);
   // Routes (probes, admin functions) are matched on the path the policy judges, not on the path
   // as sent; an app without them has nothing to match and skips computing it.
   const app = new Hono<GatewayEnv>({ getPath: admin ? routePath : () => "/" });
@@ -81,7 +86,7 @@ export function createGatewayApp(deps: PipelineDeps, channel: Channel, listener:
 /** Builds the fetch handler (and refusal handler) of one channel's listener. */
 export function createPipeline(deps: PipelineDeps, channel: Channel, listener: ListenerConfig, admin?: AdminDeps): Pipeline {
   const app = createGatewayApp(deps, channel, listener, admin);
-  const stage = { ...deps, channel, recorded: { allowlist: deps.config.audit.headerAllowlist, neverLogged: [deps.config.identity.header] } };
+  const stage = stageDeps(deps, channel);
   // The same deny record and problem as the pipeline's own refusals of a malformed request, so
   // every answer the gateway gives has its record, whichever layer refused.
   const refuse = async (refusal: ListenerRefusal, info: ConnectionInfo): Promise<Response> => {
