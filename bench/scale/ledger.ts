@@ -250,9 +250,23 @@ async function postgresRows(synchronousCommit: "on" | "off"): Promise<Row[] | st
     const { default: driver } = await import("postgres");
     const sql = driver({ host: "127.0.0.1", port: pg.port, user: PG_ROLE, database: new URL(urls[1]!).pathname.slice(1), pass: password, max: 10, fetch_types: false, onnotice: () => {} });
     closers.push(() => sql.end());
+    // The confirm as it was before it stopped waiting for its WAL flush: the same ledger's
+    // reserve, then the flushed function on a connection of the same database.
+    const flushed = driver({ host: "127.0.0.1", port: pg.port, user: PG_ROLE, database: new URL(urls[0]!).pathname.slice(1), pass: password, max: 10, fetch_types: false, onnotice: () => {} });
+    closers.push(() => flushed.end());
     const setting = `loopback, fsync on, synchronous_commit ${synchronousCommit}`;
     return await measureInterleaved([
       { name: `postgres 15 (${setting}): one function call each`, reserve: (r) => ledger.reserve(r), confirm: (r) => ledger.confirm(r) },
+      ...(synchronousCommit === "on" ? [{
+        name: `postgres 15 (${setting}): one function call each, confirm waiting for its flush, as before`,
+        reserve: (r: ReserveRequest) => ledger.reserve(r),
+        confirm: async (r: Reservation) => {
+          const constraints = r.checks.map((c) => c.constraint);
+          const keys = r.checks.map((c) => c.key);
+          await flushed`SELECT dutygate_confirm_1(${ledger.id}::text, ${lockKeys(r.checks, r.sub)}::bigint[], ${constraints}::text[], ${keys}::text[],
+                                                  ${r.sub}::text, ${r.duty}::text, ${r.at}::bigint, ${r.id}::text)`;
+        },
+      }] : []),
       transactionStepper(sql, `postgres 15 (${setting}): client-driven transactions, as before`),
     ], 2000);
   } finally {

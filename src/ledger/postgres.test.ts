@@ -112,12 +112,12 @@ describe.skipIf(skip !== null)("PostgresDutyLedger", () => {
     const pending = await first.reserve({ checks: [{ ...CHECK, key: "43" }], duty: "submit_change", sub: "alice", at: 2 });
     await first.close();
     // What the previous build leaves: the same tables, no functions.
-    pg.psql("DROP FUNCTION dutygate_reserve_1, dutygate_confirm_1", database);
+    pg.psql("DROP FUNCTION dutygate_reserve_1, dutygate_confirm_1, dutygate_confirm_2", database);
     const functions = () => pg.psql("SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE proname LIKE 'dutygate\\_%'", database).trim();
     expect(functions()).toBe("");
     const again = await open(url, OPTIONS);
     try {
-      expect(functions()).toBe("dutygate_confirm_1,dutygate_reserve_1");
+      expect(functions()).toBe("dutygate_confirm_1,dutygate_confirm_2,dutygate_reserve_1");
       expect(again.id).toBe(first.id);
       expect(pg.psql("SELECT value FROM ledger_meta WHERE name = 'schema_version'", database).trim()).toBe(String(POSTGRES_LEDGER_SCHEMA_VERSION));
       // The history is consulted through the new functions: the confirmed fact and the pending reservation both block.
@@ -128,6 +128,20 @@ describe.skipIf(skip !== null)("PostgresDutyLedger", () => {
       expect(await again.size()).toBe(2);
     } finally {
       await again.close();
+    }
+  });
+
+  test("the confirm commits without waiting for its WAL flush; the reserve waits for it", async () => {
+    const url = freshUrl();
+    const database = new URL(url).pathname.slice(1);
+    const ledger = await open(url, OPTIONS);
+    try {
+      const id = "(SELECT value FROM ledger_meta WHERE name = 'ledger_id')";
+      const after = (call: string) => pg.psql(`BEGIN; SET LOCAL synchronous_commit = on; ${call}; SHOW synchronous_commit; ROLLBACK`, database).trim().split("\n").at(-1);
+      expect(after(`SELECT dutygate_confirm_2(${id}, ARRAY[]::bigint[], ARRAY[]::text[], ARRAY[]::text[], 'alice', 'submit_change', 1, 'r1')`)).toBe("off");
+      expect(after(`SELECT count(*) FROM dutygate_reserve_1(${id}, ARRAY[]::bigint[], ARRAY[]::text[], ARRAY[]::text[], ARRAY[]::text[], ARRAY[]::text[], ARRAY[]::text[], 'alice', 'submit_change', 1, 'r1', 'b1')`)).toBe("on");
+    } finally {
+      await ledger.close();
     }
   });
 

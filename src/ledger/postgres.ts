@@ -182,6 +182,23 @@ const FUNCTIONS: ReadonlyArray<{ name: string; create: string }> = [
      END
      $fn$`,
   },
+  {
+    name: "dutygate_confirm_2",
+    // The confirm without waiting for its WAL flush. A confirm that a server crash loses leaves its
+    // reservation pending, and a pending reservation counts as performed (the reserve before it
+    // was flushed): the history after the crash is as strict as before it, never laxer. A later
+    // flushed commit (the next reserve) flushes it too.
+    create: `CREATE OR REPLACE FUNCTION dutygate_confirm_2(
+       p_ledger TEXT, p_locks BIGINT[], p_constraints TEXT[], p_keys TEXT[],
+       p_sub TEXT, p_duty TEXT, p_at BIGINT, p_reservation TEXT)
+     RETURNS VOID
+     LANGUAGE plpgsql VOLATILE AS $fn$
+     BEGIN
+       PERFORM set_config('synchronous_commit', 'off', true);
+       PERFORM dutygate_confirm_1(p_ledger, p_locks, p_constraints, p_keys, p_sub, p_duty, p_at, p_reservation);
+     END
+     $fn$`,
+  },
 ];
 
 /** The advisory lock (two-key form, apart from the reserve locks' one-key form) that serialises migrations. */
@@ -415,7 +432,7 @@ export class PostgresDutyLedger implements DutyLedger {
     const { constraints, keys } = columnsOf(reservation.checks);
     const locks = lockKeys(reservation.checks, reservation.sub);
     await this.#call("confirm", () => this.#sql`
-      SELECT dutygate_confirm_1(${this.id}::text, ${locks}::bigint[], ${constraints}::text[], ${keys}::text[],
+      SELECT dutygate_confirm_2(${this.id}::text, ${locks}::bigint[], ${constraints}::text[], ${keys}::text[],
                                 ${reservation.sub}::text, ${reservation.duty}::text, ${reservation.at}::bigint, ${reservation.id}::text)`);
   }
 
