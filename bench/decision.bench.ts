@@ -19,6 +19,7 @@
 import { cpus, loadavg, platform, arch } from "node:os";
 import { readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { generatePolicy, samplePrincipals, sampleRequests, SAMPLE_TIME, type GeneratedPolicy, type SampleRequest } from "./gen-policy.ts";
 import { handWrittenEvaluator } from "./hand-written.ts";
 import { coercePrincipal, compilePolicy, interpretDecision, loadPolicy } from "../dsl/mod.ts";
@@ -28,7 +29,7 @@ const QUICK = process.argv.includes("--quick");
 const BATCH = 8;
 const CHUNK = 250;
 const SAMPLES = QUICK ? 5_000 : 40_000;
-const ROOT = resolve(import.meta.dir, "..");
+const ROOT = resolve(fileURLToPath(new URL(".", import.meta.url)), "..");
 const NOW = Date.UTC(2026, 0, 1);
 
 const now: () => number = typeof Bun !== "undefined" ? () => Bun.nanoseconds() : () => Number(process.hrtime.bigint());
