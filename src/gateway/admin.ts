@@ -8,7 +8,7 @@ import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
 import { mergeWorkerMetrics } from "../workers/mod.ts";
-import type { WorkerReloadResult } from "../workers/mod.ts";
+import type { ReadinessReport, WorkerReadinessAnswer, WorkerReloadResult } from "../workers/mod.ts";
 import type { WorkerLink } from "../workers/mod.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
 import { answer, type GatewayContext, type GatewayEnv } from "./stages/env.ts";
@@ -25,8 +25,12 @@ export interface AdminDeps {
    * `POST /-/policy/reload` reaches every one.
    */
   fleet?: {
+    /** This worker's id (0: the one with the admin listener). */
+    worker: number;
     renderMetrics(own: string): Promise<string>;
     reloadOthers(): Promise<WorkerReloadResult[]>;
+    /** The other workers' readiness, within a bound (a worker that does not answer is not ready). */
+    readiness(): Promise<WorkerReadinessAnswer[]>;
   };
 }
 
@@ -81,35 +85,87 @@ export function unknownAdminFunction(path: string, requestId: string): Response 
 }
 
 /**
+ * This process's readiness: requests can be decided and audited; `reasons` says what stands in
+ * the way. Degraded still serves: the last good bundle decides while the policy directory fails.
+ */
+export function readinessOf({ policy, audit, stopping, ledger }: AdminDeps): ReadinessReport {
+  const active = policy.active;
+  const expired = active !== null && bundleExpired(active, Date.now());
+  const auditWritable = audit === null || audit.healthy();
+  const reasons: string[] = [];
+  if (active === null) reasons.push("no policy is active");
+  if (expired) reasons.push(bundleExpiredMessage(active));
+  if (!auditWritable) reasons.push("the audit log cannot be written");
+  if (stopping?.()) reasons.push("the gateway is shutting down");
+  // Unguarded duties still pass while the ledger is down, but a load balancer should prefer an
+  // instance that can serve every duty.
+  const ledgerState = ledger.availability?.() ?? { available: true };
+  if (!ledgerState.available) reasons.push(`the duty ledger is unavailable: ${ledgerState.reason}`);
+  const ready = reasons.length === 0;
+  const degraded = policy.degraded;
+  const warnings = degraded ? [`serving the last good bundle from the state directory: the policy directory fails (${policy.lastError?.code ?? "unknown"})`] : [];
+  const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
+  return { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings };
+}
+
+/** One worker's line in the readiness of a fleet of workers. */
+export interface WorkerReadiness {
+  worker: number;
+  ready: boolean;
+  /** A worker's own status, or `not_serving` when it has none to give (restarting, starting, no answer). */
+  status: ReadinessReport["status"] | "not_serving";
+  /** Why it is not ready, or why it is degraded, in words. */
+  reason?: string;
+}
+
+/**
+ * The readiness of a supervisor's workers, answered by one of them: ready only when every worker
+ * is (the kernel hands new connections to every worker serving the port, so one that cannot
+ * decide or audit fails a share of them; one that is not serving means fewer cores than
+ * configured, or a crash loop under way). The flags are over the workers that answered; the
+ * reasons and warnings name their worker; `workers` has each one's line.
+ */
+export function fleetReadiness(self: number, own: ReadinessReport, others: readonly WorkerReadinessAnswer[]): ReadinessReport & { workers: WorkerReadiness[] } {
+  const all = [{ worker: self, report: own as ReadinessReport | null, reason: undefined as string | undefined }, ...others].sort((a, b) => a.worker - b.worker);
+  const reports = all.flatMap((a) => (a.report ? [a.report] : []));
+  const named = (worker: number, texts: readonly string[]) => texts.map((t) => `worker ${worker}: ${t}`);
+  const workers: WorkerReadiness[] = all.map(({ worker, report, reason }) => {
+    if (report === null) return { worker, ready: false, status: "not_serving", reason: reason ?? "no answer" };
+    const why = [...report.reasons, ...report.warnings];
+    return { worker, ready: report.ready, status: report.status, ...(why.length > 0 ? { reason: why.join("; ") } : {}) };
+  });
+  const ready = workers.every((w) => w.ready);
+  const degraded = reports.some((r) => r.degraded);
+  return {
+    status: !ready ? "unavailable" : degraded ? "degraded" : "ready",
+    ready,
+    degraded,
+    policy: reports.every((r) => r.policy),
+    bundle_expired: reports.some((r) => r.bundle_expired),
+    audit_writable: reports.every((r) => r.audit_writable),
+    ledger_available: reports.every((r) => r.ledger_available),
+    reasons: all.flatMap((a) => (a.report ? named(a.worker, a.report.reasons) : named(a.worker, [a.reason ?? "no answer"]))),
+    warnings: all.flatMap((a) => (a.report ? named(a.worker, a.report.warnings) : [])),
+    workers,
+  };
+}
+
+/**
  * The probes of the admin listener (`GET /-/healthz`, `GET /-/readyz`), routes answered after the
  * request's own checks and before authentication; other methods go on to authentication.
- * Ready means requests can be decided and audited; `reasons` says what stands in the way.
+ * Liveness is this process's; readiness is every worker's when there are workers.
  */
-export function probeRoutes({ policy, audit, stopping, ledger }: AdminDeps): Hono<GatewayEnv> {
+export function probeRoutes(deps: AdminDeps): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   const probe = (c: GatewayContext, response: Response) => answer(c, response, { duty: "", decision: "probe" });
   app.get("/-/healthz", (c, next) => (c.req.method !== "GET" ? next() : probe(c, json(200, { status: "live" }, c.get("state").requestId))));
-  app.get("/-/readyz", (c, next) => {
+  app.get("/-/readyz", async (c, next) => {
     const s = c.get("state");
     if (c.req.method !== "GET") return next();
-    const active = policy.active;
-    const expired = active !== null && bundleExpired(active, Date.now());
-    const auditWritable = audit === null || audit.healthy();
-    const reasons: string[] = [];
-    if (active === null) reasons.push("no policy is active");
-    if (expired) reasons.push(bundleExpiredMessage(active));
-    if (!auditWritable) reasons.push("the audit log cannot be written");
-    if (stopping?.()) reasons.push("the gateway is shutting down");
-    // Unguarded duties still pass while the ledger is down, but a load balancer should prefer an
-    // instance that can serve every duty.
-    const ledgerState = ledger.availability?.() ?? { available: true };
-    if (!ledgerState.available) reasons.push(`the duty ledger is unavailable: ${ledgerState.reason}`);
-    const ready = reasons.length === 0;
-    // Degraded still serves: the last good bundle decides while the policy directory fails.
-    const degraded = policy.degraded;
-    const warnings = degraded ? [`serving the last good bundle from the state directory: the policy directory fails (${policy.lastError?.code ?? "unknown"})`] : [];
-    const status = !ready ? "unavailable" : degraded ? "degraded" : "ready";
-    return probe(c, json(ready ? 200 : 503, { status, ready, degraded, policy: active !== null, bundle_expired: expired, audit_writable: auditWritable, ledger_available: ledgerState.available, reasons, warnings }, s.requestId));
+    const own = readinessOf(deps);
+    const fleet = deps.fleet;
+    const body = fleet ? fleetReadiness(fleet.worker, own, await fleet.readiness()) : own;
+    return probe(c, json(body.ready ? 200 : 503, body, s.requestId));
   });
   return app;
 }
@@ -117,10 +173,12 @@ export function probeRoutes({ policy, audit, stopping, ledger }: AdminDeps): Hon
 /** What worker 0's admin functions ask of the other workers, through the supervisor. */
 export function workerFleet(link: WorkerLink): NonNullable<AdminDeps["fleet"]> {
   return {
+    worker: link.identity.id,
     async renderMetrics(own) {
       const { parts, supervisor } = await link.collectMetrics();
       return mergeWorkerMetrics([{ worker: link.identity.id, text: own }, ...parts], supervisor);
     },
     reloadOthers: () => link.reloadOthers(),
+    readiness: () => link.collectReadiness(),
   };
 }

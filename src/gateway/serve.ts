@@ -13,7 +13,7 @@ import { existingHttp1Pool } from "../http/mod.ts";
 import { createIdentityTokenSigner, poolOriginOf } from "../http/mod.ts";
 import { schedulePrune, type DutyLedger } from "../ledger/mod.ts";
 import { loadTlsMaterial, probeFreePort, startListener, watchCertificates, type CertificateWatcher, type RunningListener } from "../tls/mod.ts";
-import { workerFleet, type AdminDeps } from "./admin.ts";
+import { readinessOf, workerFleet, type AdminDeps } from "./admin.ts";
 import { startDemoUpstreams, type DemoUpstreams } from "./demo-upstream.ts";
 import { ensureGatewayKey, type GatewayKey } from "./keys.ts";
 import { instrumentLedger, openConfiguredLedger } from "./ledger.ts";
@@ -244,6 +244,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
     worker?.serve({
       renderMetrics: () => metrics.render(),
+      readiness: () => readinessOf(adminDeps),
       async reload() {
         const r = await policy.reload("admin");
         return r.ok ? { worker: workerId!, ok: true, revision: r.active.revision, digest: r.active.digest } : { worker: workerId!, ok: false, code: r.error.code };

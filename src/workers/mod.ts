@@ -2,7 +2,7 @@
 // workers' metrics. Other folders import the workers only from here.
 export { mergeWorkerMetrics } from "./metrics.ts";
 export { WORKER_ENV, parseWorkerIdentity } from "./protocol.ts";
-export type { WorkerReloadResult } from "./protocol.ts";
+export type { ReadinessReport, WorkerReadinessAnswer, WorkerReloadResult } from "./protocol.ts";
 export { selfCommand } from "./spawn.ts";
 export { startSupervisor } from "./supervisor.ts";
 export type { SupervisorEnd } from "./supervisor.ts";

@@ -15,6 +15,13 @@ export interface WorkerIdentity {
 
 export const WORKER_ENV = "DUTYGATE_WORKER";
 
+/**
+ * How long the supervisor waits for another worker's readiness: a probe must get its answer
+ * (503, with the reason) well within a prober's timeout (Kubernetes' default is 1 s), not hang
+ * on a stuck worker.
+ */
+export const READINESS_ANSWER_MS = 500;
+
 /** One policy reload's result in one worker, as `POST /-/policy/reload` reports it. */
 export interface WorkerReloadResult {
   worker: number;
@@ -25,25 +32,56 @@ export interface WorkerReloadResult {
   code?: ErrorCode;
 }
 
+/** One gateway process's readiness, as `GET /-/readyz` answers it (src/gateway/admin.ts). */
+export interface ReadinessReport {
+  /** `ready`, `degraded` (ready: the last good bundle serves) or `unavailable`. */
+  status: "ready" | "degraded" | "unavailable";
+  ready: boolean;
+  degraded: boolean;
+  policy: boolean;
+  bundle_expired: boolean;
+  audit_writable: boolean;
+  ledger_available: boolean;
+  /** What stands in the way of ready, in words; empty when ready. */
+  reasons: string[];
+  /** Ready, but someone should look (the degraded state). */
+  warnings: string[];
+}
+
+/**
+ * Another worker's readiness, as the supervisor found it: its own report, or null with the reason
+ * when it has none to give (restarting, starting, or no answer within the bound).
+ */
+export interface WorkerReadinessAnswer {
+  worker: number;
+  report: ReadinessReport | null;
+  reason?: string;
+}
+
 /** Worker → supervisor. */
 export type WorkerToSupervisor =
   /** Serving; worker 0 sends the start-up banner the supervisor prints. */
   | { type: "ready"; banner: string[] }
   /** Worker 0's `/-/metrics`: the other workers' figures, please. */
   | { type: "collect-metrics"; id: number }
+  /** Worker 0's `GET /-/readyz`: are the other workers ready? */
+  | { type: "collect-readiness"; id: number }
   /** Worker 0's `POST /-/policy/reload`: reload in the other workers too. */
   | { type: "reload-others"; id: number }
   /** Answers to the supervisor's questions. */
   | { type: "metrics"; id: number; text: string }
-  | { type: "reloaded"; id: number; result: WorkerReloadResult };
+  | { type: "reloaded"; id: number; result: WorkerReloadResult }
+  | { type: "readiness"; id: number; report: ReadinessReport };
 
 /** Supervisor → worker. */
 export type SupervisorToWorker =
   | { type: "render-metrics"; id: number }
   | { type: "reload"; id: number }
+  | { type: "check-readiness"; id: number }
   /** Answers to worker 0. `parts`: each other worker's metrics text; `supervisor`: the supervisor's own. */
   | { type: "collected-metrics"; id: number; parts: Array<{ worker: number; text: string }>; supervisor: string }
-  | { type: "reloaded-others"; id: number; results: WorkerReloadResult[] };
+  | { type: "reloaded-others"; id: number; results: WorkerReloadResult[] }
+  | { type: "collected-readiness"; id: number; workers: WorkerReadinessAnswer[] };
 
 /** Parses `DUTYGATE_WORKER`; null when unset, throws on a value the supervisor would not write. */
 export function parseWorkerIdentity(text: string | undefined): WorkerIdentity | null {

@@ -4,7 +4,7 @@
 // itself: nothing a request does can crash it. See docs/architecture.md "Workers".
 import type { Logger } from "../gateway/mod.ts";
 import { SupervisorMetrics } from "../gateway/mod.ts";
-import type { SupervisorToWorker, WorkerIdentity, WorkerReloadResult, WorkerToSupervisor } from "./protocol.ts";
+import { READINESS_ANSWER_MS, type SupervisorToWorker, type WorkerIdentity, type WorkerReadinessAnswer, type WorkerReloadResult, type WorkerToSupervisor } from "./protocol.ts";
 import { spawnWorker as spawnWorkerProcess, type WorkerProcess } from "./spawn.ts";
 
 /** When workers "keep dying": more than `maxRestarts` deaths within `windowMs`. */
@@ -48,6 +48,13 @@ export interface RunningSupervisor {
   readonly exited: Promise<SupervisorEnd>;
 }
 
+/** One worker's answer to a question the supervisor relays; null, with why, when there is none. */
+interface Asked {
+  worker: number;
+  answer: WorkerToSupervisor | null;
+  missing?: string;
+}
+
 interface Slot {
   id: number;
   process: WorkerProcess | null;
@@ -71,20 +78,39 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
   let finish!: (end: SupervisorEnd) => void;
   const exited = new Promise<SupervisorEnd>((resolve) => (finish = resolve));
   let nextQuestion = 1;
-  const pending = new Map<number, (message: WorkerToSupervisor) => void>();
+  /** Questions asked and not answered yet: `settle` with the answer, or with null and why there is none. */
+  const pending = new Map<number, { worker: number; settle: (answer: WorkerToSupervisor | null, missing?: string) => void }>();
   let banner: string[] | null = null;
   let startFailed: ((code: number) => void) | null = null;
   let allReady: (() => void) | null = null;
 
   const spawn = options.spawn ?? ((identity: WorkerIdentity) => spawnWorkerProcess({ identity, args: options.args, cwd: options.cwd, env: options.env }));
 
-  /** Asks every ready worker but `except` one question; answers within 4 s, the rest left out. */
-  const askOthers = (except: number, question: (id: number) => SupervisorToWorker): Promise<Array<{ worker: number; answer: WorkerToSupervisor | null }>> =>
-    Promise.all(slots.filter((s) => s.id !== except).map((slot) => new Promise<{ worker: number; answer: WorkerToSupervisor | null }>((resolve) => {
+  /** Why a worker has no answer to give while it does not serve. */
+  const notServing = (slot: Slot): string =>
+    stopping ? "not serving: stopped" : slot.process === null ? "not serving: it died and is being restarted" : slot.restarted ? "not serving yet: restarting after it died" : "not serving yet: starting";
+
+  /**
+   * Asks every worker but `except` one question. A worker that is not serving (restarting,
+   * starting) is not asked; one that does not answer within `timeoutMs`, or dies first, is left out. Either way
+   * its `answer` is null and `missing` says why.
+   */
+  const askOthers = (except: number, question: (id: number) => SupervisorToWorker, timeoutMs = 4_000): Promise<Asked[]> =>
+    Promise.all(slots.filter((s) => s.id !== except).map((slot) => new Promise<Asked>((resolve) => {
+      const worker = slot.id;
+      if (!slot.ready || slot.process === null) {
+        resolve({ worker, answer: null, missing: notServing(slot) });
+        return;
+      }
       const id = nextQuestion++;
-      const timer = setTimeout(() => { pending.delete(id); resolve({ worker: slot.id, answer: null }); }, 4_000);
-      pending.set(id, (answer) => { clearTimeout(timer); resolve({ worker: slot.id, answer }); });
-      if (!slot.ready || !slot.process?.send(question(id))) { clearTimeout(timer); pending.delete(id); resolve({ worker: slot.id, answer: null }); }
+      const settle = (answer: WorkerToSupervisor | null, missing?: string) => {
+        clearTimeout(timer);
+        pending.delete(id);
+        resolve({ worker, answer, missing });
+      };
+      const timer = setTimeout(() => settle(null, `did not answer within ${timeoutMs} ms`), timeoutMs);
+      pending.set(id, { worker, settle });
+      if (!slot.process.send(question(id))) settle(null, "not serving: its channel is closed");
     })));
 
   const onMessage = (slot: Slot, message: WorkerToSupervisor) => {
@@ -97,10 +123,9 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
         return;
       }
       case "metrics":
-      case "reloaded": {
-        const answer = pending.get(message.id);
-        pending.delete(message.id);
-        answer?.(message);
+      case "reloaded":
+      case "readiness": {
+        pending.get(message.id)?.settle(message);
         return;
       }
       case "collect-metrics": {
@@ -108,6 +133,13 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
           const parts = answers.flatMap(({ worker, answer }) => (answer?.type === "metrics" ? [{ worker, text: answer.text }] : []));
           const supervisor = metrics.render();
           slot.process?.send({ type: "collected-metrics", id: message.id, parts, supervisor });
+        });
+        return;
+      }
+      case "collect-readiness": {
+        void askOthers(slot.id, (id) => ({ type: "check-readiness", id }), READINESS_ANSWER_MS).then((answers) => {
+          const workers: WorkerReadinessAnswer[] = answers.map(({ worker, answer, missing }) => (answer?.type === "readiness" ? { worker, report: answer.report } : { worker, report: null, reason: missing ?? "answered something else" }));
+          slot.process?.send({ type: "collected-readiness", id: message.id, workers });
         });
         return;
       }
@@ -136,6 +168,8 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     const wasReady = slot.ready;
     slot.process = null;
     slot.ready = false;
+    // Questions it will never answer are answered now, not at their timeout.
+    for (const question of [...pending.values()]) if (question.worker === slot.id) question.settle(null, stopping ? "not serving: stopped" : "not serving: it died and is being restarted");
     // Stopping: whoever stops decides the exit code once every worker is gone.
     if (stopping) return;
     if (!wasReady && startFailed) {

@@ -1,11 +1,12 @@
 // A worker's end of the IPC channel to its supervisor: it announces it serves, answers for its
 // metrics and reloads, and asks (worker 0, which serves the admin listener) for the others'.
-import type { SupervisorToWorker, WorkerIdentity, WorkerReloadResult, WorkerToSupervisor } from "./protocol.ts";
+import { READINESS_ANSWER_MS, type ReadinessReport, type SupervisorToWorker, type WorkerIdentity, type WorkerReadinessAnswer, type WorkerReloadResult, type WorkerToSupervisor } from "./protocol.ts";
 
 /** What the worker's gateway does when the supervisor asks. */
 export interface WorkerLinkHandlers {
   renderMetrics(): string;
   reload(): Promise<WorkerReloadResult>;
+  readiness(): ReadinessReport;
   /** The channel closed: the supervisor is gone, however it died. */
   supervisorGone(): void;
 }
@@ -18,6 +19,8 @@ export interface WorkerLink {
   ready(banner: string[]): void;
   /** The other workers' metrics texts and the supervisor's own; missing workers are left out. */
   collectMetrics(): Promise<{ parts: Array<{ worker: number; text: string }>; supervisor: string }>;
+  /** The other workers' readiness, one answer per worker, within about twice {@link READINESS_ANSWER_MS}. */
+  collectReadiness(): Promise<WorkerReadinessAnswer[]>;
   /** Reloads policy in the other workers; their results, one per worker. */
   reloadOthers(): Promise<WorkerReloadResult[]>;
 }
@@ -40,12 +43,14 @@ export function connectToSupervisor(identity: WorkerIdentity): WorkerLink | null
   let handlers: WorkerLinkHandlers | null = null;
   let nextId = 1;
   const waiting = new Map<number, (message: SupervisorToWorker) => void>();
-  const ask = <T extends SupervisorToWorker>(question: WorkerToSupervisor & { id: number }, fallback: () => T): Promise<T> =>
+  const ask = <T extends SupervisorToWorker>(question: WorkerToSupervisor & { id: number }, fallback: () => T, timeoutMs = ASK_TIMEOUT_MS): Promise<T> =>
     new Promise<T>((resolve) => {
-      const timer = setTimeout(() => { waiting.delete(question.id); resolve(fallback()); }, ASK_TIMEOUT_MS);
+      const timer = setTimeout(() => { waiting.delete(question.id); resolve(fallback()); }, timeoutMs);
       waiting.set(question.id, (answer) => { clearTimeout(timer); resolve(answer as T); });
       send(question);
     });
+
+  const others = () => Array.from({ length: identity.count }, (_, w) => w).filter((w) => w !== identity.id);
 
   process.on("message", (raw) => {
     const message = raw as SupervisorToWorker;
@@ -56,7 +61,11 @@ export function connectToSupervisor(identity: WorkerIdentity): WorkerLink | null
       case "reload":
         if (handlers) void handlers.reload().then((result) => send({ type: "reloaded", id: message.id, result }));
         return;
+      case "check-readiness":
+        if (handlers) send({ type: "readiness", id: message.id, report: handlers.readiness() });
+        return;
       case "collected-metrics":
+      case "collected-readiness":
       case "reloaded-others": {
         const answer = waiting.get(message.id);
         waiting.delete(message.id);
@@ -75,10 +84,18 @@ export function connectToSupervisor(identity: WorkerIdentity): WorkerLink | null
       const answer = await ask<Extract<SupervisorToWorker, { type: "collected-metrics" }>>({ type: "collect-metrics", id: nextId++ }, () => ({ type: "collected-metrics", id: 0, parts: [], supervisor: "" }));
       return { parts: answer.parts, supervisor: answer.supervisor };
     },
+    async collectReadiness() {
+      // The supervisor answers within READINESS_ANSWER_MS whatever the workers do; past twice
+      // that, it is the supervisor that does not answer.
+      const bound = 2 * READINESS_ANSWER_MS;
+      const answer = await ask<Extract<SupervisorToWorker, { type: "collected-readiness" }>>({ type: "collect-readiness", id: nextId++ }, () => ({
+        type: "collected-readiness", id: 0, workers: others().map((worker) => ({ worker, report: null, reason: `the supervisor did not answer within ${bound} ms` })),
+      }), bound);
+      return answer.workers;
+    },
     async reloadOthers() {
-      const others = Array.from({ length: identity.count }, (_, w) => w).filter((w) => w !== identity.id);
       const answer = await ask<Extract<SupervisorToWorker, { type: "reloaded-others" }>>({ type: "reload-others", id: nextId++ }, () => ({
-        type: "reloaded-others", id: 0, results: others.map((worker) => ({ worker, ok: false, code: "WORKER_UNAVAILABLE" })),
+        type: "reloaded-others", id: 0, results: others().map((worker) => ({ worker, ok: false, code: "WORKER_UNAVAILABLE" })),
       }));
       return answer.results;
     },

@@ -62,7 +62,15 @@ interface WorkersFixture {
   close(): Promise<void>;
 }
 
-async function startWorkers(dir: string): Promise<WorkersFixture> {
+interface ReadyzBody {
+  status: string;
+  ready: boolean;
+  reasons: string[];
+  workers: Array<{ worker: number; ready: boolean; status: string; reason?: string }>;
+}
+
+/** `drain`: the `[shutdown] drain` of the workers (none unless given). */
+async function startWorkers(dir: string, options: { drain?: string } = {}): Promise<WorkersFixture> {
   cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
   const upstream = startTestUpstream();
   const issuer = await createTestIssuer(dir);
@@ -71,6 +79,7 @@ async function startWorkers(dir: string): Promise<WorkersFixture> {
   const config = writeProcessConfig(dir, {
     upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies"),
     listenToml: "workers = 2",
+    shutdownToml: `drain = ${JSON.stringify(options.drain ?? "0s")}`,
     extra: [
       "[admin]", `address = "127.0.0.1:0"`, `client_ca = ${JSON.stringify(pki.ca.certFile)}`,
       "[admin.identities.olga]", `roles = ["sre"]`, "mfa = true", `team = "ops"`,
@@ -101,6 +110,13 @@ async function startWorkers(dir: string): Promise<WorkersFixture> {
   };
 }
 
+/** The pids of the workers serving now: the first ones, each replaced by its latest restart. */
+async function pidsNow(f: WorkersFixture): Promise<number[]> {
+  const pids = [...workerPids(f.gw)];
+  for (const l of logLines(f.gw)) if (l.msg === "worker restarted" && typeof l.worker === "number") pids[l.worker] = l.pid!;
+  return pids;
+}
+
 function workerPids(gw: GatewayProcess): number[] {
   return logLines(gw).find((l) => l.msg === "workers serving")?.pids ?? [];
 }
@@ -116,7 +132,7 @@ describe("workers = 2", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
-    f = await startWorkers(dir);
+    f = await startWorkers(dir, { drain: "1s" });
     alice = await f.issuer.token({ sub: "alice", roles: ["developer", "reviewer"], mfa: true });
   }, 90_000);
 
@@ -147,6 +163,14 @@ describe("workers = 2", () => {
     expect(metricValue(metrics, "dutygate_policy_revision{", ['worker="0"']).length).toBe(1);
     expect(metricValue(metrics, "dutygate_policy_revision{", ['worker="1"']).length).toBe(1);
     expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="1"'])).toEqual([0]);
+
+    // Readiness is every worker's, each with its own line.
+    const ready = await f.admin("/-/readyz");
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({
+      status: "ready", ready: true, reasons: [],
+      workers: [{ worker: 0, ready: true, status: "ready" }, { worker: 1, ready: true, status: "ready" }],
+    });
   }, 60_000);
 
   test("history separation of duties holds across the workers: racing submit/approve by one person", async () => {
@@ -242,9 +266,53 @@ describe("workers = 2", () => {
     expect(metricValue(metrics, "dutygate_workers ")).toEqual([2]);
   }, 90_000);
 
+  test("readiness covers every worker: 503 naming a stopped worker within a bound, and one restarting; liveness stays worker 0's", async () => {
+    const victim = (await pidsNow(f))[1]!;
+    const readyz = async () => {
+      // A generous abort: the answer is bounded at half a second, the relay's usual bound is 4 s.
+      const res = await fetch(f.adminUrl + "/-/readyz", { keepalive: false, signal: AbortSignal.timeout(3_000), tls: { rejectUnauthorized: false, cert: f.olga.cert, key: f.olga.key } } as RequestInit);
+      return { status: res.status, body: (await res.json()) as ReadyzBody };
+    };
+    // A worker that does not answer (stopped: its process and its sockets hang).
+    process.kill(victim, "SIGSTOP");
+    try {
+      const stuck = await readyz();
+      expect(stuck.status).toBe(503);
+      expect(stuck.body).toMatchObject({ status: "unavailable", ready: false, reasons: ["worker 1: did not answer within 500 ms"] });
+      expect(stuck.body.workers).toEqual([{ worker: 0, ready: true, status: "ready" }, { worker: 1, ready: false, status: "not_serving", reason: "did not answer within 500 ms" }]);
+      // Liveness is the answering process's own: worker 0 lives.
+      expect((await f.admin("/-/healthz")).status).toBe(200);
+    } finally {
+      process.kill(victim, "SIGCONT");
+    }
+    expect((await readyz()).status).toBe(200);
+
+    // A worker that died: not ready until its successor serves.
+    const restartsBefore = logLines(f.gw).filter((l) => l.msg === "worker restarted").length;
+    process.kill(victim, "SIGKILL");
+    const seen = new Set<string>();
+    await until("ready again after the restart", async () => {
+      const { status, body } = await readyz();
+      const w1 = body.workers.find((w) => w.worker === 1)!;
+      if (status === 503) {
+        expect(w1).toMatchObject({ ready: false, status: "not_serving" });
+        seen.add(w1.reason!);
+      }
+      return status === 200 && logLines(f.gw).filter((l) => l.msg === "worker restarted").length > restartsBefore;
+    });
+    expect([...seen].length).toBeGreaterThan(0);
+    expect([...seen], [...seen].join(" | ")).toSatisfy((all) => all.every((r) => /^not serving(?: yet)?: (?:it died and is being restarted|restarting after it died)$/.test(r)));
+  }, 60_000);
+
   test("SIGTERM stops every worker gracefully; each worker's chain verifies, every record names its worker", async () => {
     const workers = [...workerPids(f.gw), ...logLines(f.gw).filter((l) => l.msg === "worker restarted").map((l) => l.pid!)];
     f.gw.signal("SIGTERM");
+    // During the drain every worker says, in its own line, that it is shutting down.
+    await until("readiness fails for the drain", async () => {
+      const res = await f.admin("/-/readyz");
+      const body = (await res.json()) as ReadyzBody;
+      return res.status === 503 && body.workers.every((w) => w.reason === "the gateway is shutting down" && w.status === "unavailable");
+    }, 40);
     expect(await f.gw.exited).toBe(0);
     for (const pid of workers) expect(alive(pid)).toBe(false);
     const keys = join(dir, ".state", "gateway-key", "public.jwks");
