@@ -31,7 +31,17 @@ const members = {
   bundle: { digest: "25bd32915c970236c3599f40c0bf1ae9bb0e8ff3b02ceee4eaee97ca616cb0d3", revision: 0 },
   roles: ["developer"],
 };
-function decision(requestId: string): Record<string, unknown> {
+// With `slots`, the chain fields' slots in their sorted places, as a gateway whose log fills them
+// in place builds it (a writer before that refuses the slots, and gets the record without them).
+function decision(requestId: string, slots: boolean): Record<string, unknown> {
+  if (slots) return {
+    auth: "jwt", branch: members.branch, bundle: members.bundle, channel: "operational", client_ip: "127.0.0.1", code: "ALLOW",
+    decided_by: "grant:changes.duty:9:1", decision: "allow", duty: "read_change", exclusive_violation: undefined,
+    headers: { "user-agent": "wrk" }, issuer: "https://idp.e2e.test", method: "GET", path: "/changes/42",
+    policy_headers: { "x-freeze": null }, policy_query: undefined, prev: undefined, principal: members.principal, reasons: members.reasons,
+    request_id: requestId, request_time: "2026-12-05T05:53:56.814Z", roles: members.roles, seq: undefined, sod: undefined,
+    sub: "bench-dev", time: undefined, type: "decision", upstream: "changes", worker: undefined,
+  };
   return {
     auth: "jwt", branch: members.branch, bundle: members.bundle, channel: "operational", client_ip: "127.0.0.1", code: "ALLOW",
     decided_by: "grant:changes.duty:9:1", decision: "allow", duty: "read_change", exclusive_violation: undefined,
@@ -48,6 +58,7 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: number }> {
   // Only the writer comes from the checkout measured; keys and options are this one's.
   const { openAuditLog } = writer.root === null ? { openAuditLog: null } : await import(join(writer.root, "src", "audit", "log.ts"));
+  const slots = writer.root !== null && "hasChainSlots" in await import(join(writer.root, "src", "audit", "record.ts"));
   const dir = openAuditLog === null ? null : tempDir("dutygate-bench-audit-");
   const log = openAuditLog === null ? null : await openAuditLog(logOptions(dir!, (await makeSigner()).signingKey, { checkpointEvery: 1000, fsync: "off" }));
   let failures = 0;
@@ -55,7 +66,7 @@ async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: num
   const inFlight = async (lane: number) => {
     for (let i = lane; i < requests; i += IN_FLIGHT) {
       const requestId = `bench-${i}-0000-4000-8000-000000000000`;
-      const record = decision(requestId);
+      const record = decision(requestId, slots);
       if (log === null) {
         await nextTurn();
       } else {

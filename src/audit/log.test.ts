@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { appendFileSync, cpSync, readFileSync } from "node:fs";
-import { basename } from "node:path";
+import { appendFileSync, cpSync, readdirSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { GatewayError } from "../errors.ts";
 import { openAuditLog } from "./log.ts";
 import type { AuditLog } from "./log.ts";
@@ -138,6 +138,24 @@ describe("append", () => {
     expect(r1).toMatchObject({ type: "login", seq: 1, prev: first.hash, hash: second.hash, sub: "b", latency_ms: 3 });
     expect(recordHash(r0!)).toBe(first.hash);
     expect(recordHash(r1!)).toBe(second.hash);
+  });
+
+  test("an event with the chain fields' slots is written with them filled, in a worker's chain too, and given back unchanged", async () => {
+    for (const worker of [undefined, 3]) {
+      const dir = tempDir();
+      const log = await open(dir, { worker });
+      const event = { auth: "jwt", prev: undefined, request_id: "a", seq: undefined, time: undefined, type: "decision", worker: undefined };
+      const first = await log.append(event);
+      const second = await log.append(event);
+      await log.close();
+      expect(event).toEqual({ auth: "jwt", prev: undefined, request_id: "a", seq: undefined, time: undefined, type: "decision", worker: undefined });
+      const [r0, r1] = readdirSync(dir).sort().flatMap((f) => readLinesOf(join(dir, f)).map((l) => JSON.parse(l) as Record<string, unknown>));
+      expect(r0).toMatchObject({ auth: "jwt", prev: GENESIS_HASH, request_id: "a", seq: 0, type: "decision", hash: first.hash });
+      expect(r1).toMatchObject({ prev: first.hash, seq: 1, hash: second.hash });
+      expect(r0!.worker).toBe(worker);
+      expect(typeof r0!.time).toBe("string");
+      expect((await verifyAuditFiles([dir], { keys: signer.jwks })).ok).toBe(true);
+    }
   });
 
   test.each<[string, Record<string, unknown>]>([

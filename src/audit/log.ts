@@ -12,8 +12,8 @@ import { GatewayError } from "../errors.ts";
 import { writeStdout } from "../stdio.ts";
 import type { AuditConfig } from "../config/mod.ts";
 import { canonicalJson } from "../lib/mod.ts";
-import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, LineBuffer, OUTCOMES_TYPE, OUTCOME_TYPE, RESERVED_TYPES, auditFileChain, auditFileName, chainedBody, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
-import type { CheckpointPayload } from "./record.ts";
+import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, LineBuffer, OUTCOMES_TYPE, OUTCOME_TYPE, RESERVED_TYPES, auditFileChain, auditFileName, parseAuditFileName, recordLine, workerChainName } from "./record.ts";
+import type { ChainMembers, CheckpointPayload } from "./record.ts";
 import { readFileTail, readFirstLine, scanLinesBackwards } from "./tail.ts";
 
 /** The key that signs checkpoints (private; its public half goes in the verifier's JWKS). */
@@ -297,8 +297,9 @@ class FileAuditLog implements AuditLog {
     if (typeof event !== "object" || event === null || Array.isArray(event)) {
       return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", "audit event must be an object"));
     }
-    if ("seq" in event || "prev" in event || "hash" in event) {
-      const field = "seq" in event ? "seq" : "prev" in event ? "prev" : "hash";
+    // A member left undefined is not set: the chain slots of a record built in sorted order.
+    if (event.seq !== undefined || event.prev !== undefined || event.hash !== undefined) {
+      const field = event.seq !== undefined ? "seq" : event.prev !== undefined ? "prev" : "hash";
       return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `audit event may not set \`${field}\`: the log sets it`));
     }
     const type = event.type ?? "decision";
@@ -440,13 +441,14 @@ class FileAuditLog implements AuditLog {
     const outcomes: PendingAppend[] = [];
     const time = new Date(now).toISOString();
 
-    const addRecord = (body: Record<string, unknown>): AppendResult => {
-      const hash = lines.append(body);
+    const advance = (hash: string): AppendResult => {
       const result = { seq, hash };
       head = hash;
       seq++;
       return result;
     };
+    const addRecord = (body: Record<string, unknown>): AppendResult => advance(lines.append(body));
+    const addEvent = (event: Readonly<Record<string, unknown>>, chain: ChainMembers): AppendResult => advance(lines.appendEvent(event, chain));
     const addCheckpoint = async (): Promise<AppendResult> => {
       const body = await this.checkpointBody(seq, head, since, time);
       since = 0;
@@ -466,7 +468,7 @@ class FileAuditLog implements AuditLog {
       let result: AppendResult;
       try {
         const event = item.event;
-        result = addRecord(chainedBody(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision", worker: this.worker }));
+        result = addEvent(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision", worker: this.worker });
       } catch (error) {
         // Not JSON: refuse this one record; it took no seq.
         item.reject(error instanceof GatewayError ? new GatewayError("AUDIT_BAD_RECORD", `audit event is not JSON: ${error.message}`) : error);

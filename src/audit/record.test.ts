@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { GatewayError } from "../errors.ts";
 import { canonicalJsonReference } from "../lib/mod.ts";
-import { LineBuffer, chainedBody, hashCanonical, recordHash, recordLine } from "./record.ts";
+import { LineBuffer, chainedBody, hasChainSlots, hashCanonical, recordHash, recordLine } from "./record.ts";
 
 type ChainMembers = Parameters<typeof chainedBody>[1];
 
@@ -145,5 +145,58 @@ describe("recordLine(chainedBody(...)): the writer's path", () => {
     expect(parsed).toMatchObject(expected);
     expect(line).not.toMatch(/\\ud[89a-f]/);
     expect(recordHash(parsed)).toBe(hash);
+  });
+});
+
+describe("LineBuffer.appendEvent: an event with the chain fields' slots is written in place", () => {
+  /** The event with undefined `prev`, `seq`, `time`, `worker` slots (and `type`) among its members, sorted or not. */
+  function slotted(e: Record<string, unknown>, sorted: boolean, next: () => number): Record<string, unknown> {
+    const keys = [...new Set([...Object.keys(e), "prev", "seq", "time", "type", "worker"])];
+    if (sorted) keys.sort();
+    else keys.sort(() => next() - 0.5);
+    const out: Record<string, unknown> = {};
+    for (const key of keys) out[key] = key === "prev" || key === "seq" || key === "worker" ? undefined : e[key];
+    return out;
+  }
+
+  test("gives the bytes and hash of the copying path on 3000 generated events, and gives the event back as it was", () => {
+    const next = rng(0x5107);
+    const copied = new LineBuffer();
+    const inPlace = new LineBuffer();
+    let slotsUsed = 0;
+    for (let i = 0; i < 3000; i++) {
+      const e = slotted(event(next, true), i % 5 !== 0, next);
+      const chain = { ...chainFor(e, i), worker: i % 3 === 0 ? 2 : undefined };
+      const before = Object.entries(e);
+      if (hasChainSlots(e, chain.worker !== undefined)) slotsUsed++;
+      const hash = inPlace.appendEvent(e, chain);
+      expect(hash).toBe(copied.append(chainedBody(e, chain)));
+      expect(Object.entries(e)).toEqual(before);
+    }
+    expect(slotsUsed).toBe(3000);
+    expect(inPlace.bytes().equals(copied.bytes())).toBe(true);
+  });
+
+  test("an event without every slot, with a slot already set, or frozen is copied, and written the same", () => {
+    const base = { a: 1, prev: undefined, seq: undefined, time: undefined, type: "decision", worker: undefined };
+    const { worker: _w, ...noWorker } = base;
+    const { time: _t, ...noTime } = base;
+    const cases: Array<[Record<string, unknown>, boolean]> = [[noTime, false], [{ ...base, seq: 4 }, false], [Object.freeze({ ...base }), false], [noWorker, true], [noWorker, false]];
+    for (const [e, withWorker] of cases) {
+      const chain = { ...chainFor(e, 5), worker: withWorker ? 1 : undefined };
+      expect(hasChainSlots(e, withWorker)).toBe(e === noWorker && !withWorker);
+      const buffer = new LineBuffer();
+      expect(buffer.appendEvent(e, chain)).toBe(recordLine(chainedBody(e, chain)).hash);
+      expect(JSON.parse(buffer.bytes().toString("utf8"))).toMatchObject({ seq: 5, prev: "ab".repeat(32), type: "decision" });
+    }
+  });
+
+  test("a value JSON cannot hold is refused, and the slots are emptied again", () => {
+    const e: Record<string, unknown> = { a: Number.NaN, prev: undefined, seq: undefined, time: undefined, type: undefined };
+    let code = "";
+    try { new LineBuffer().appendEvent(e, chainFor(e, 1)); } catch (error) { code = (error as GatewayError).code; }
+    expect(code).toBe("AUDIT_NOT_JSON");
+    expect(e).toEqual({ a: Number.NaN, prev: undefined, seq: undefined, time: undefined, type: undefined });
+    expect(Object.keys(e)).toEqual(["a", "prev", "seq", "time", "type"]);
   });
 });

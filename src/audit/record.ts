@@ -103,6 +103,21 @@ export function chainedBody(event: Readonly<Record<string, unknown>>, chain: Cha
   return out;
 }
 
+/**
+ * Whether `event` carries the chain fields' slots: own members `prev`, `seq` (and `worker` in a
+ * worker's chain) whose value is undefined, and `time` and `type`, each in its sorted place among
+ * the event's members. Such an event is written as it is, the chain fields filled in for the
+ * moment it is serialised ({@link LineBuffer.appendEvent}), instead of copied member by member into
+ * a new body ({@link chainedBody}): the copy and the slower serialisation of the object it builds
+ * cost about half a microsecond per record. Slots out of sorted place are still written right (the
+ * canonical serialiser sorts what is not in order), only slower.
+ */
+export function hasChainSlots(event: Readonly<Record<string, unknown>>, withWorker: boolean): boolean {
+  return event.prev === undefined && event.seq === undefined && Object.hasOwn(event, "seq") && Object.hasOwn(event, "prev") &&
+    Object.hasOwn(event, "time") && Object.hasOwn(event, "type") && (!withWorker || (event.worker === undefined && Object.hasOwn(event, "worker"))) &&
+    Object.isExtensible(event);
+}
+
 /** The chain fields {@link chainedBody} merges into a record. */
 export interface ChainMembers {
   prev: string;
@@ -185,6 +200,32 @@ export class LineBuffer {
     this.length = end - 1 + this.buffer.write(member, end - 1, "latin1");
     this.lines++;
     return hash;
+  }
+
+  /**
+   * Appends the record of `event` with the chain fields `chain`; returns its hash. An event with
+   * chain slots ({@link hasChainSlots}) is serialised in place, its slots filled for that moment
+   * and given back as they were; any other is merged into a new body by {@link chainedBody}.
+   */
+  appendEvent(event: Readonly<Record<string, unknown>>, chain: ChainMembers): string {
+    const withWorker = chain.worker !== undefined;
+    if (!hasChainSlots(event, withWorker)) return this.append(chainedBody(event, chain));
+    const slots = event as Record<string, unknown>;
+    const { time, type } = slots;
+    try {
+      slots.prev = chain.prev;
+      slots.seq = chain.seq;
+      slots.time = chain.time;
+      slots.type = chain.type;
+      if (withWorker) slots.worker = chain.worker;
+      return this.append(slots);
+    } finally {
+      slots.prev = undefined;
+      slots.seq = undefined;
+      slots.time = time;
+      slots.type = type;
+      if (withWorker) slots.worker = undefined;
+    }
   }
 
   /** The lines held, as bytes (a view that the next {@link clear} reuses). */

@@ -4,6 +4,8 @@
 //
 // Members are written in sorted key order (RFC 8785's order): the audit log then serialises a
 // record with one JSON.stringify instead of sorting every object (src/lib/canonical-json.ts).
+// The decision record also holds the chain fields' slots (`prev`, `seq`, `time`, `worker`, left
+// undefined) in their sorted places, so the log writes it as it is instead of copying it.
 import type { Channel, Decision, IpValue, LedgerFact, PolicyRequest, Principal } from "../../dsl/mod.ts";
 import { redactHeaders } from "../audit/mod.ts";
 import type { Caller } from "../authn/mod.ts";
@@ -59,15 +61,19 @@ export function decisionRecord(r: DecisionRecordInput): Record<string, unknown> 
     path: r.path,
     policy_headers: replay.policy_headers,
     policy_query: replay.policy_query,
+    prev: undefined,
     principal: replay.principal,
     reasons: reasonsMember(decision.reasons),
     request_id: r.requestId,
     request_time: replay.request_time,
     roles: rolesMember(caller.principal),
+    seq: undefined,
     sod: r.ledgerFacts.length ? r.ledgerFacts : undefined,
     sub: caller.principal.sub,
+    time: undefined,
     type: "decision",
     upstream: decision.allow ? r.upstream : null,
+    worker: undefined,
   };
 }
 
