@@ -75,8 +75,8 @@ export interface UpstreamConfig {
   timeoutMs: number;
   connectTimeoutMs: number;
   /**
-   * `pool` (the default, `DEFAULTS.upstream.client`, also when unset): under Bun, requests without
-   * a body to an `http://` upstream go over the gateway's own keep-alive HTTP/1.1 pool
+   * `pool` (the default, `DEFAULTS.upstream.client`, also when unset): under Bun, requests to an
+   * `http://` upstream go over the gateway's own keep-alive HTTP/1.1 pool
    * (src/http/forward-http1.ts); the rest use fetch. `fetch`: the runtime's fetch for every request.
    */
   client?: "fetch" | "pool";

@@ -1,5 +1,5 @@
 // A keep-alive HTTP/1.1 client for plain-HTTP upstreams over `Bun.connect`, used by
-// `forwardToUpstream` under Bun for requests without a body when `client: "pool"` is asked for. Why not fetch: Bun's fetch runs on
+// `forwardToUpstream` under Bun when `client: "pool"` is asked for. Why not fetch: Bun's fetch runs on
 // its own "HTTP Client" thread, so every proxied request crosses threads twice; on a loaded core
 // that hand-off costs more than the rest of the pipeline together. This client parses on the
 // event loop that already holds the request, and keeps idle connections per upstream origin.
@@ -39,6 +39,15 @@ export interface Http1Request {
   /** Aborts the exchange; before the head arrives the promise rejects with the abort's reason. */
   abort: Http1Abort;
   connectTimeoutMs: number;
+  /**
+   * The request's content, streamed to the upstream as it is read, with backpressure (the next
+   * chunk is read once the socket took the last); absent or null for none.
+   */
+  body?: ReadableStream<Uint8Array> | null;
+  /** With `body`: its declared length, sent as `content-length`; null: sent `chunked`. */
+  bodyLength?: number | null;
+  /** With `body`: bytes sent at most; more fails the exchange with `REQUEST_BODY_TOO_LARGE`. */
+  maxBodyBytes?: number;
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
@@ -59,6 +68,9 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
 const EXPECTS_CONTENT = new Set(["POST", "PUT", "PATCH"]);
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
+const CRLF = Buffer.from("\r\n");
+// RFC 9112 §7.1: the last chunk and an empty trailer section.
+const LAST_CHUNK = Buffer.from("0\r\n\r\n");
 const UNSAFE_IN_FIELD = /[\r\n\0]/;
 // Tab and printable ASCII: what nearly every field, target and authority is made of.
 const PRINTABLE = /^[\t\x20-\x7e]*$/;
@@ -109,6 +121,22 @@ function abortCallback(onAbort: (reason: unknown) => void): AbortTarget {
   return { abortWith: onAbort };
 }
 
+/** Whether the exchange's body may be written now: a connection of its own, nothing pending on it. */
+function writable(exchange: Exchange): boolean {
+  const c = exchange.connection;
+  return c !== null && c.exchange === exchange && exchange.pendingWrite === null && exchange.replay === null;
+}
+
+/** One chunk of the chunked transfer coding (RFC 9112 §7.1): size in hex, CRLF, data, CRLF. */
+function chunkOf(data: Uint8Array): Buffer {
+  return Buffer.concat([Buffer.from(data.byteLength.toString(16) + "\r\n", "latin1"), data, CRLF]);
+}
+
+const NO_CONTENT = 0;
+const SENDING = 1;
+const SENT = 2;
+const STOPPED = 3;
+
 /**
  * One request on its way through the pool: its state as fields of one object (no closures per
  * request), driven by the pool's socket handlers. `attempt` counts the retry on a stale connection.
@@ -116,12 +144,23 @@ function abortCallback(onAbort: (reason: unknown) => void): AbortTarget {
 class Exchange implements AbortTarget {
   connection: Connection | null = null;
   attempt = 0;
-  pendingWrite: Buffer | string | null = null;
+  /** Bytes the socket has not taken yet (of the head, or of the body when `pendingBody`), sent on `drain`. */
+  pendingWrite: Uint8Array | string | null = null;
+  pendingBody = false;
   received: Buffer | null = null;
   anyByte = false;
   settled = false;
   /** Set once the head is parsed and the body streams. */
   body: BodyReader | null = null;
+  /** The request body: NO_CONTENT, SENDING, SENT (every byte taken by the socket) or STOPPED. */
+  contentState = NO_CONTENT;
+  /** Bytes of the request body (with its framing) the socket took on the current connection. */
+  contentWritten = 0;
+  /** Body bytes held over from a connection found closed before it took any of them, for the retry. */
+  replay: Uint8Array | null = null;
+  /** Wakes the body's sender, waiting for the socket to take what it has or for a connection. */
+  wake: (() => void) | null = null;
+  reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
 
   constructor(
     readonly request: Http1Request,
@@ -196,14 +235,16 @@ export class Http1Pool {
   }
 
   /**
-   * Sends one body-less request and resolves once the response head has arrived. A reused
-   * connection that the upstream closed in the meantime is retried once on a fresh one when the
-   * method is idempotent and no byte of the answer came back.
+   * Sends one request and resolves once the response head has arrived; its body, if any, streams
+   * on meanwhile. A reused connection that the upstream closed in the meantime is retried once on
+   * a fresh one when the method is idempotent, no byte of the answer came back and no byte of the
+   * body was taken by the closed connection (a body is never sent twice, even in part).
    */
   request(request: Http1Request): Promise<Http1Response> {
     let head: Buffer | string;
     try {
-      head = requestHead(request.method, request.target, this.#authority, request.headers);
+      const content = request.body === undefined || request.body === null ? undefined : request.bodyLength ?? null;
+      head = requestHead(request.method, request.target, this.#authority, request.headers, content);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -331,13 +372,13 @@ export class Http1Pool {
           pool.#retire(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
-          if (exchange !== null) pool.#onClose(exchange, error ?? null);
+          if (exchange !== null && exchange.connection === socket.data) pool.#onClose(exchange, error ?? null);
         },
         error(socket, error) {
           pool.#retire(socket.data);
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
-          if (exchange !== null) pool.#onClose(exchange, error);
+          if (exchange !== null && exchange.connection === socket.data) pool.#onClose(exchange, error);
         },
       },
     });
@@ -366,49 +407,163 @@ export class Http1Pool {
     if (abort.aborted) { this.#fail(exchange, abort.reason); return; }
     abort.bind(exchange);
     c.exchange = exchange;
-    const socket = c.socket!;
+    exchange.contentWritten = 0;
+    const replay = exchange.replay;
+    exchange.replay = null;
+    // After a retry, the body bytes the closed connection did not take follow the head at once.
     const head = exchange.head;
-    const written = socket.write(head);
-    if (written < 0) { this.#onClose(exchange, null); return; }
+    const out = replay === null ? head : Buffer.concat([typeof head === "string" ? Buffer.from(head, "latin1") : head, replay]);
+    if (!this.#write(exchange, out, false)) return;
+    if (exchange.request.body === undefined || exchange.request.body === null) return;
+    if (exchange.contentState === NO_CONTENT) {
+      exchange.contentState = SENDING;
+      exchange.reader = exchange.request.body.getReader();
+      void this.#sendContent(exchange);
+    } else {
+      this.#wake(exchange);
+    }
+  }
+
+  /**
+   * Writes `bytes` on the exchange's connection; what the socket does not take waits for `drain`
+   * (Bun's socket writes are not buffered). False when the caller must wait: bytes are pending,
+   * or the connection turned out to be closed (handled here as its close).
+   */
+  #write(exchange: Exchange, bytes: Uint8Array | string, content: boolean): boolean {
+    const c = exchange.connection!;
+    const written = c.socket!.write(bytes);
     // An ASCII head is sent as the string itself: its bytes are its characters.
-    const length = typeof head === "string" ? head.length : head.byteLength;
-    if (written < length) exchange.pendingWrite = typeof head === "string" ? head.slice(written) : head.subarray(written);
+    const length = typeof bytes === "string" ? bytes.length : bytes.byteLength;
+    if (written >= length) {
+      if (content) exchange.contentWritten += length;
+      return true;
+    }
+    if (written < 0) {
+      // Closed before it took a byte: held for a retry, then handled as the connection's close.
+      exchange.pendingWrite = bytes;
+      exchange.pendingBody = content;
+      if (c.exchange === exchange) c.exchange = null;
+      this.#discard(c);
+      this.#onClose(exchange, null);
+      return false;
+    }
+    if (content) exchange.contentWritten += written;
+    exchange.pendingWrite = written === 0 ? bytes : typeof bytes === "string" ? bytes.slice(written) : bytes.subarray(written);
+    exchange.pendingBody = content;
+    return false;
+  }
+
+  /**
+   * Streams the request body: one chunk read from the client at a time, written whole (framed
+   * when chunked) before the next is read, so at most one chunk is held. Stops when the exchange
+   * fails or the upstream answers before the body is through (RFC 9112 §9.6).
+   */
+  async #sendContent(exchange: Exchange): Promise<void> {
+    const request = exchange.request;
+    const reader = exchange.reader!;
+    const length = request.bodyLength ?? null;
+    const max = request.maxBodyBytes ?? Infinity;
+    let taken = 0;
+    for (;;) {
+      let chunk: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        chunk = await reader.read();
+      } catch {
+        this.#contentFailed(exchange, new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request before its body was sent"));
+        return;
+      }
+      if (exchange.contentState !== SENDING) return;
+      let bytes: Uint8Array;
+      if (chunk.done) {
+        if (length !== null && taken !== length) {
+          this.#contentFailed(exchange, new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request before its body was sent"));
+          return;
+        }
+        if (length !== null) { exchange.contentState = SENT; return; }
+        bytes = LAST_CHUNK;
+      } else {
+        const value = chunk.value;
+        // An empty chunk would end a chunked body early: there is nothing to send.
+        if (value.byteLength === 0) continue;
+        taken += value.byteLength;
+        if (taken > max) { this.#contentFailed(exchange, new GatewayError("REQUEST_BODY_TOO_LARGE", `request body larger than ${max} bytes`, { maxBodyBytes: max })); return; }
+        if (length !== null && taken > length) { this.#contentFailed(exchange, new GatewayError("UPSTREAM_BAD_REQUEST", "request body longer than its content-length")); return; }
+        bytes = length === null ? chunkOf(value) : value;
+      }
+      // Wait until the socket has taken the bytes before (a retry may have replaced the connection).
+      while (exchange.contentState === SENDING && !writable(exchange)) await new Promise<void>((resolve) => { exchange.wake = resolve; });
+      if (exchange.contentState !== SENDING) return;
+      this.#write(exchange, bytes, true);
+      if (!chunk.done && (length === null || taken < length)) continue;
+      while (exchange.contentState === SENDING && !writable(exchange)) await new Promise<void>((resolve) => { exchange.wake = resolve; });
+      if (exchange.contentState === SENDING) exchange.contentState = SENT;
+      // Every byte the client declared is in: the stream has nothing more to give.
+      if (!chunk.done) reader.releaseLock();
+      return;
+    }
+  }
+
+  /** The body could not be read or sent in full: the exchange fails, or, already answered, its connection goes. */
+  #contentFailed(exchange: Exchange, error: GatewayError): void {
+    if (exchange.contentState !== SENDING) return;
+    if (!exchange.settled) { this.#fail(exchange, error); return; }
+    this.#stopContent(exchange, error);
+  }
+
+  /** Stops sending the body (the exchange failed or was answered first); the connection is not reused after. */
+  #stopContent(exchange: Exchange, reason: unknown): void {
+    if (exchange.contentState !== SENDING) return;
+    exchange.contentState = STOPPED;
+    exchange.pendingWrite = null;
+    this.#wake(exchange);
+    void exchange.reader?.cancel(reason).catch(() => {});
+  }
+
+  #wake(exchange: Exchange): void {
+    const wake = exchange.wake;
+    if (wake !== null) { exchange.wake = null; wake(); }
   }
 
   #fail(exchange: Exchange, error: unknown): void {
     // Settle first: terminating reports a close, which must not overwrite this error.
     if (!exchange.settled) { exchange.settled = true; exchange.reject(error); }
     else exchange.body?.fail(error);
+    this.#stopContent(exchange, error);
     exchange.request.abort.bind(null);
     if (exchange.connection !== null) this.#discard(exchange.connection);
   }
 
-  /** The exchange is over (`ok`: its answer was read exactly): the connection goes back or away. */
+  /**
+   * The exchange is over (`ok`: its answer was read exactly): the connection goes back, or away
+   * when the answer or the request body is not complete on it.
+   */
   #finish(exchange: Exchange, ok: boolean, reusable: boolean): void {
     exchange.request.abort.bind(null);
     const c = exchange.connection!;
-    if (ok && reusable && !c.closed) this.#release(c);
-    else this.#discard(c);
+    if (ok && reusable && !c.closed && (exchange.contentState === NO_CONTENT || exchange.contentState === SENT)) this.#release(c);
+    else { this.#stopContent(exchange, null); this.#discard(c); }
   }
 
   #onDrain(exchange: Exchange): void {
     const pending = exchange.pendingWrite;
     if (pending === null) return;
-    const written = exchange.connection!.socket!.write(pending);
-    const length = typeof pending === "string" ? pending.length : pending.byteLength;
-    exchange.pendingWrite = written < 0 ? null : written < length ? (typeof pending === "string" ? pending.slice(written) : pending.subarray(written)) : null;
+    exchange.pendingWrite = null;
+    if (!this.#write(exchange, pending, exchange.pendingBody)) return;
+    this.#wake(exchange);
   }
 
   #onClose(exchange: Exchange, error: Error | null): void {
-    if (exchange.body !== null) { exchange.body.end(error); exchange.request.abort.bind(null); return; }
-    if (exchange.settled) return;
+    if (exchange.body !== null) { exchange.body.end(error); this.#stopContent(exchange, error); exchange.request.abort.bind(null); return; }
+    if (exchange.settled) { this.#stopContent(exchange, error); return; }
     const request = exchange.request;
     if (!exchange.anyByte && exchange.connection!.reused) {
       // A kept-alive connection the upstream had closed: nothing of this request was answered.
       request.abort.bind(null);
-      if (exchange.attempt === 0 && IDEMPOTENT.has(request.method) && !request.abort.aborted) {
+      if (exchange.attempt === 0 && IDEMPOTENT.has(request.method) && !request.abort.aborted && exchange.contentWritten === 0) {
         exchange.attempt = 1;
         exchange.connection = null;
+        // Body bytes the closed socket did not take go first on the new connection.
+        exchange.replay = exchange.pendingBody ? exchange.pendingWrite as Uint8Array : null;
         exchange.pendingWrite = null;
         exchange.received = null;
         this.#dispatch(exchange);
@@ -447,6 +602,9 @@ export class Http1Pool {
       }
       exchange.settled = true;
       exchange.received = null;
+      // Answered before the body was through (an early 413, say): the rest is not sent, and the
+      // connection, whose request was cut short, is not reused (RFC 9112 §9.6).
+      if (exchange.contentState === SENDING) this.#stopContent(exchange, null);
       const left = received.byteLength - at;
       const framing = exchange.request.method === "HEAD" || parsed.status === 204 || parsed.status === 304 ? NO_BODY : parsed.framing;
       const reusable = parsed.keepAlive && framing.kind !== "close";
@@ -474,17 +632,18 @@ export class Http1Pool {
 
 /**
  * The bytes of a request head (`Http1Request`'s rules: `host` and framing set here, a field
- * holding CR, LF or NUL refused): the string itself when it is printable ASCII, else latin1
+ * holding CR, LF or NUL refused; `content`: the body's length, null for a chunked body, undefined
+ * for none): the string itself when it is printable ASCII, else latin1
  * bytes. Exported for bench/proxy/hop.ts, which times it alone.
  */
-export function requestHead(method: string, target: string, authority: string, headers: Http1Request["headers"]): Buffer | string {
+export function requestHead(method: string, target: string, authority: string, headers: Http1Request["headers"], content?: number | null): Buffer | string {
   let head = `${method} ${target} HTTP/1.1\r\nhost: ${authority}\r\n`;
   let ascii = PRINTABLE.test(target) && PRINTABLE.test(authority);
   for (let i = 0; i < headers.length; i++) {
     const field = headers[i]!;
     const name = field[0];
     const value = field[1];
-    if (name === "host" || name === "content-length") continue;
+    if (name === "host" || name === "content-length" || name === "transfer-encoding") continue;
     // One test for the common field; only one that fails it is looked at closer.
     if (!PRINTABLE.test(value) || !PRINTABLE.test(name)) {
       // No field can split the head.
@@ -493,7 +652,10 @@ export function requestHead(method: string, target: string, authority: string, h
     }
     head += name + ": " + value + "\r\n";
   }
-  if (EXPECTS_CONTENT.has(method)) head += "content-length: 0\r\n";
+  // The body's framing: its declared length, chunked when none was declared (RFC 9112 §6.1–6.2).
+  if (content === null) head += "transfer-encoding: chunked\r\n";
+  else if (content !== undefined) head += "content-length: " + content + "\r\n";
+  else if (EXPECTS_CONTENT.has(method)) head += "content-length: 0\r\n";
   // The default in HTTP/1.1, said aloud for upstreams that still think in HTTP/1.0 (and as fetch does).
   head += "connection: keep-alive\r\n\r\n";
   // A printable-ASCII head goes out as the string (its UTF-8 bytes are its characters, and no

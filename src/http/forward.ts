@@ -44,10 +44,10 @@ export interface ForwardOptions {
   /** `append` (default) keeps the caller's `x-forwarded-for` chain; `replace` starts it at `clientIp`. */
   forwardedFor?: "append" | "replace";
   /**
-   * `fetch` (default): the runtime's fetch. `pool` (Bun only; other runtimes use fetch): body-less
-   * requests to `http:` upstreams go over a keep-alive HTTP/1.1 pool on the event loop
-   * (forward-http1.ts), skipping the hop to fetch's client thread; requests with a body and
-   * `https:` upstreams still use fetch. Config: `upstreams.NAME.client`.
+   * `fetch` (default): the runtime's fetch. `pool` (Bun only; other runtimes use fetch): requests
+   * to `http:` upstreams go over a keep-alive HTTP/1.1 pool on the event loop (forward-http1.ts),
+   * bodies streamed, skipping the hop to fetch's client thread; `https:` upstreams still use
+   * fetch. Config: `upstreams.NAME.client`.
    */
   client?: "fetch" | "pool";
 }
@@ -97,7 +97,7 @@ function upstreamBase(url: string): { origin: string; prefix: string } {
 }
 
 /**
- * The origin whose HTTP/1.1 pool (forward-http1.ts) carries body-less requests to `upstream`
+ * The origin whose HTTP/1.1 pool (forward-http1.ts) carries requests to `upstream`
  * with this `client`, or null when fetch carries them (`fetch`, an `https:` upstream, not Bun).
  */
 export function poolOriginOf(upstream: Pick<UpstreamConfig, "url">, client: ForwardOptions["client"]): string | null {
@@ -313,11 +313,12 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
 
   const trace = options.traceContext ?? traceContextFor(request.headers);
   const headers = buildUpstreamHeaders(request, options, trace);
-  // Body-less requests to a plain-HTTP upstream may take the pool (forward-http1.ts), which is
-  // cancelled through its own light handle; fetch gets an AbortController.
-  const poolOrigin = request.body === null ? poolOriginOf(upstream, options.client) : null;
+  // The pool (forward-http1.ts) is cancelled through its own light handle and counts the body
+  // against the limit as it sends it; fetch gets an AbortController and a counting stream.
+  const poolOrigin = poolOriginOf(upstream, options.client);
   const call = new UpstreamCall(request, upstream, poolOrigin !== null);
-  const body = request.body === null ? null : limitBody(request.body, maxBodyBytes, (reason) => call.cancel(reason));
+  const inbound = request.body;
+  const body = inbound === null || poolOrigin !== null ? null : limitBody(inbound, maxBodyBytes, (reason) => call.cancel(reason));
 
   // The deadline for the response head and the client-gone watch ride on the shared sweep
   // (inflight.ts): a call answered before the next sweep costs no timer and no abort listener.
@@ -328,6 +329,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
       upstreamResponse = await http1PoolFor(poolOrigin).request({
         method: request.method, target: upstreamBase(upstream.url).prefix + options.path + (options.query === "" ? "" : "?" + options.query),
         headers, abort: call.poolAbort!, connectTimeoutMs: upstream.connectTimeoutMs,
+        body: inbound, bodyLength: inbound === null ? undefined : declaredContentLength(declaredLength), maxBodyBytes,
       });
     } else {
       const init: RequestInit & { duplex?: "half"; decompress?: boolean } = {
@@ -380,6 +382,12 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   const responseHeaders = buildClientHeaders(upstreamResponse.headers, requestId);
   const responseBody = upstreamResponse.body === null || idleMs === undefined ? upstreamResponse.body : watchResponseBody(upstreamResponse.body, idleMs, (reason) => call.cancel(reason));
   return new Response(responseBody, { status: upstreamResponse.status, statusText: upstreamResponse.statusText, headers: responseHeaders });
+}
+
+/** A declared `Content-Length` as a number; null (the body goes chunked) when absent or not one plain length. */
+function declaredContentLength(value: string | null): number | null {
+  if (value === null || !/^\d{1,15}$/.test(value)) return null;
+  return Number(value);
 }
 
 function problemOf(status: number, code: ErrorCode, detail: string, requestId: string): Response {
