@@ -9,7 +9,8 @@
 // no longer lists, and an interrupted build leaves the previous set intact.
 //
 // Each binary is `bun build --compile --bytecode --format=esm --minify` of src/main.ts with the
-// git commit injected as the global `DUTYGATE_COMMIT` (read by src/version.ts). Everything the
+// git commit injected as the global `DUTYGATE_COMMIT` (read by src/version.ts), and the entry of
+// each worker thread the program starts ({@link WORKER_ENTRYPOINTS}) beside it. Everything the
 // program needs at run time is inside it: the example policies and starter config come from the
 // generated src/init/embedded.ts, the playground's page from src/play/embedded.ts; this script
 // regenerates both first.
@@ -37,6 +38,13 @@ export const TARGETS = {
   arm64: { bunTarget: "bun-linux-arm64", file: "gateway-linux-arm64" },
 } as const;
 export type TargetName = keyof typeof TARGETS;
+
+/**
+ * The entries of the program's worker threads, compiled into the executable beside src/main.ts.
+ * With `--root src` each keeps its path under src/ (with `.js` for `.ts`): the program finds it at
+ * `/$bunfs/root/<path>` (src/ledger/checkpointer.ts).
+ */
+export const WORKER_ENTRYPOINTS = ["src/ledger/checkpoint-worker.ts"] as const;
 
 /** The commit id baked into `gateway --version`: `DUTYGATE_COMMIT`, else git's short id (`-dirty` with uncommitted tracked changes), else `unknown`. */
 export function buildCommit(): string {
@@ -66,7 +74,7 @@ export interface BuiltBinary {
 }
 
 /**
- * Compiles src/main.ts into one executable for `target`. Throws `Error` with bun's output when
+ * Compiles src/main.ts (and the worker entries) into one executable for `target`. Throws `Error` with bun's output when
  * the build fails.
  */
 export function buildBinary(options: { target: TargetName; outfile: string; commit?: string }): BuiltBinary {
@@ -76,7 +84,9 @@ export function buildBinary(options: { target: TargetName; outfile: string; comm
     "build", "--compile", "--bytecode", "--format=esm", "--minify",
     `--target=${TARGETS[options.target].bunTarget}`,
     "--define", `DUTYGATE_COMMIT=${JSON.stringify(commit)}`,
+    "--root", join(REPO_ROOT, "src"),
     join(REPO_ROOT, "src", "main.ts"),
+    ...WORKER_ENTRYPOINTS.map((entry) => join(REPO_ROOT, entry)),
     "--outfile", options.outfile,
   ];
   const run = spawnSync(BUN, args, { cwd: REPO_ROOT, encoding: "utf8", timeout: 300_000 });

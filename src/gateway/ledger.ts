@@ -33,7 +33,10 @@ export async function openConfiguredLedger(config: GatewayConfig, options: { log
   const { log } = options;
   const pg = config.ledger.postgres;
   if (!pg) {
-    const { ledger, outcome, previous } = await openLedgerOfStateDir({ stateDir: config.stateDir, path: config.ledger.path, retentionDays: config.ledger.retentionDays, reset: options.resetLedger });
+    const { ledger, outcome, previous } = await openLedgerOfStateDir({
+      stateDir: config.stateDir, path: config.ledger.path, retentionDays: config.ledger.retentionDays, reset: options.resetLedger,
+      onWarning: (message, fields) => log.warn(message, fields),
+    });
     if (outcome === "reset") {
       log.warn("--reset-ledger: the recorded duty ledger was missing or replaced; its history is no longer consulted", { recorded: previous?.ledger_id, ledger_id: ledger.id, ledger: config.ledger.path });
     }

@@ -23,18 +23,20 @@ export interface SqlDatabase {
 
 /** Opens (creating when missing) the SQLite file at `path` with the runtime's own driver. */
 export async function openSqlDatabase(path: string): Promise<SqlDatabase> {
-  if (typeof Bun !== "undefined") {
+  // Without naming `Bun` or typing calls by bun:sqlite's generics: Deno type-checks this module too
+  // (the checkpoint thread's entry imports it), without Bun's typings.
+  if ((globalThis as { Bun?: unknown }).Bun !== undefined) {
     const { Database } = await import("bun:sqlite");
     const db = new Database(path, { create: true, readwrite: true });
     return {
       driver: "bun:sqlite",
       exec: (sql) => { db.run(sql); },
       prepare: (sql) => {
-        const statement = db.prepare<SqlRow, SqlValue[]>(sql);
+        const statement = db.prepare(sql);
         return {
           run: (...params) => ({ changes: statement.run(...params).changes }),
-          all: (...params) => statement.all(...params),
-          get: (...params) => statement.get(...params) ?? undefined,
+          all: (...params) => statement.all(...params) as SqlRow[],
+          get: (...params) => (statement.get(...params) ?? undefined) as SqlRow | undefined,
         };
       },
       close: () => db.close(),

@@ -1,6 +1,6 @@
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { GatewayError } from "../errors.ts";
@@ -166,6 +166,101 @@ describe("SqliteDutyLedger file", () => {
     expect((await b.reserve({ checks: [CHECK], duty: "approve_change", sub: "alice", at: 3 })).ok).toBe(true);
     await a.close();
     await b.close();
+  });
+});
+
+/** The threads of this process named `Worker`: Bun's name for a worker thread. */
+function workerThreads(): number {
+  return readdirSync("/proc/self/task").filter((t) => {
+    try { return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "Worker"; } catch { return false; }
+  }).length;
+}
+
+/** How many entries the database file holds by itself, without its WAL: what the checkpoints have merged. */
+function entriesInMainFile(path: string): number {
+  const copy = `${path}.alone-${++files}`;
+  copyFileSync(path, copy);
+  const db = new Database(copy, { readonly: true });
+  try {
+    return Number((db.query("SELECT count(*) AS n FROM duty_entries").get() as { n: number }).n);
+  } finally {
+    db.close();
+  }
+}
+
+/** `n` confirmed entries, one per key; only microtasks run meanwhile, never a timer. */
+async function confirmEntries(ledger: DutyLedger, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const r = await ledger.reserve({ checks: [{ ...CHECK, key: `k${i}` }], duty: "submit_change", sub: "alice", at: i + 1 });
+    if (!r.ok) throw new Error("reserve refused");
+    await ledger.confirm(r.reservation);
+  }
+}
+
+/** Keeps this thread, and so its event loop, busy for `ms`. */
+function blockEventLoop(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* busy */ }
+}
+
+describe("SqliteDutyLedger WAL checkpoints", () => {
+  test("run on a thread of their own: the WAL is merged into the file while the event loop is blocked", async () => {
+    const path = freshPath();
+    const ledger = await openSqliteLedger({ path, retentionDays: 30, checkpointEveryMs: 20 });
+    try {
+      expect(ledger.checkpoints).toBe("thread");
+      await confirmEntries(ledger, 200);
+      // No timer of this thread can run from here to the count: only another thread merges the WAL.
+      blockEventLoop(1500);
+      expect(entriesInMainFile(path)).toBe(200);
+    } finally {
+      await ledger.close();
+    }
+  });
+
+  test("close() ends the thread", async () => {
+    const threadsBefore = workerThreads();
+    const ledger = await openSqliteLedger({ path: freshPath(), retentionDays: 30, checkpointEveryMs: 20 });
+    expect(workerThreads()).toBe(threadsBefore + 1);
+    await confirmEntries(ledger, 10);
+    await ledger.close();
+    expect(ledger.checkpoints).toBe("none");
+    expect(workerThreads()).toBe(threadsBefore);
+  });
+
+  test("none for :memory: and with checkpointEveryMs 0", async () => {
+    const threadsBefore = workerThreads();
+    for (const ledger of [await openSqliteLedger({ path: ":memory:", retentionDays: 30 }), await openSqliteLedger({ path: freshPath(), retentionDays: 30, checkpointEveryMs: 0 })]) {
+      expect(ledger.checkpoints).toBe("none");
+      expect(workerThreads()).toBe(threadsBefore);
+      await ledger.close();
+    }
+  });
+
+  test("when the thread cannot start they run on the event loop, and onWarning says why, once", async () => {
+    const path = freshPath();
+    // The schema in the file itself (a close merges the WAL), so that the file alone can be read.
+    await (await openSqliteLedger({ path, retentionDays: 30, checkpointEveryMs: 0 })).close();
+    const warnings: Array<{ message: string; fields: Record<string, unknown> }> = [];
+    const ledger = await openSqliteLedger({
+      path, retentionDays: 30, checkpointEveryMs: 20,
+      checkpointWorkerUrl: new URL("./no-such-checkpoint-worker.ts", import.meta.url),
+      onWarning: (message, fields) => warnings.push({ message, fields }),
+    });
+    try {
+      expect(ledger.checkpoints).toBe("event loop");
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]!.message).toMatch(/^duty ledger checkpoints run on the event loop: the checkpoint thread could not start: .*no-such-checkpoint-worker/);
+      expect(warnings[0]!.fields).toEqual({ ledger: path });
+      await confirmEntries(ledger, 50);
+      blockEventLoop(200);
+      expect(entriesInMainFile(path)).toBeLessThan(50);
+      await Bun.sleep(200);
+      expect(entriesInMainFile(path)).toBe(50);
+      expect(warnings).toHaveLength(1);
+    } finally {
+      await ledger.close();
+    }
   });
 });
 

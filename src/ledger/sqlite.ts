@@ -22,6 +22,7 @@ import {
   type ReserveResult,
   type ResolvedLedgerOptions,
 } from "./ledger.ts";
+import { WalCheckpointer } from "./checkpointer.ts";
 import { openSqlDatabase, type SqlDatabase, type SqlRow, type SqlStatement } from "./sqlite-driver.ts";
 
 /**
@@ -95,10 +96,17 @@ export interface SqliteLedgerOptions extends LedgerOptions {
   /**
    * How often the WAL is checkpointed into the database file (milliseconds). SQLite would otherwise
    * checkpoint (and fsync) inside whichever commit crosses 1000 WAL pages, stalling that request;
-   * a timer takes that off the request path and batches many commits into one fsync. `0` keeps
-   * SQLite's automatic checkpoints. Default {@link DEFAULT_CHECKPOINT_EVERY_MS}.
+   * a thread of its own takes that off the request path and batches many commits into one fsync.
+   * `0` keeps SQLite's automatic checkpoints. Default {@link DEFAULT_CHECKPOINT_EVERY_MS}.
    */
   checkpointEveryMs?: number;
+  /**
+   * Told (once) when the checkpoints run on the event loop instead of their thread, and why: the
+   * thread could not start, or ended. Requests then wait for each checkpoint's fsyncs.
+   */
+  onWarning?: (message: string, fields: Record<string, unknown>) => void;
+  /** @internal the checkpoint thread's entry (tests give one that fails). */
+  checkpointWorkerUrl?: URL;
 }
 
 /** Default WAL checkpoint interval: once a second. */
@@ -138,12 +146,22 @@ export async function openSqliteLedger(options: SqliteLedgerOptions): Promise<Sq
     if (error instanceof GatewayError) throw error;
     throw new GatewayError("LEDGER_OPEN_FAILED", `cannot open the duty ledger \`${path}\`: ${messageOf(error)}`, { path });
   }
-  const ledger = new SqliteDutyLedger(db, path, resolved, busyTimeoutMs, path === ":memory:" ? 0 : checkpointEveryMs);
+  const ledger = new SqliteDutyLedger(db, path, resolved, busyTimeoutMs);
   try {
     ledger.registerBoot(Date.now());
   } catch (error) {
     await ledger.close();
     throw new GatewayError("LEDGER_OPEN_FAILED", `cannot write the duty ledger \`${path}\`: ${messageOf(error)}`, { path });
+  }
+  if (path !== ":memory:" && checkpointEveryMs > 0) {
+    const onWarning = options.onWarning;
+    ledger.useCheckpointer(await WalCheckpointer.start({
+      db,
+      path,
+      everyMs: checkpointEveryMs,
+      workerUrl: options.checkpointWorkerUrl,
+      onFallback: (reason) => onWarning?.(`duty ledger checkpoints run on the event loop: ${reason}`, { ledger: path }),
+    }));
   }
   return ledger;
 }
@@ -228,7 +246,7 @@ export class SqliteDutyLedger implements DutyLedger {
   readonly #db: SqlDatabase;
   readonly #options: ResolvedLedgerOptions;
   readonly #busyTimeoutMs: number;
-  readonly #checkpointTimer: ReturnType<typeof setInterval> | undefined;
+  #checkpointer: WalCheckpointer | undefined;
   #closed = false;
   readonly #sql: Record<
     | "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "confirmPending"
@@ -237,17 +255,9 @@ export class SqliteDutyLedger implements DutyLedger {
   >;
 
   /** @internal use {@link openSqliteLedger} */
-  constructor(db: SqlDatabase, path: string, options: ResolvedLedgerOptions, busyTimeoutMs: number, checkpointEveryMs: number) {
+  constructor(db: SqlDatabase, path: string, options: ResolvedLedgerOptions, busyTimeoutMs: number) {
     this.#db = db;
     this.#busyTimeoutMs = busyTimeoutMs;
-    if (checkpointEveryMs > 0) {
-      const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
-      // PASSIVE never waits for other connections; what it cannot copy now, the next tick does.
-      this.#checkpointTimer = setInterval(() => {
-        try { checkpoint.get(); } catch { /* busy or closing: the next tick retries */ }
-      }, checkpointEveryMs);
-      (this.#checkpointTimer as { unref?: () => void }).unref?.();
-    }
     this.path = path;
     this.id = String(db.prepare("SELECT value FROM ledger_meta WHERE name = 'ledger_id'").get()?.value ?? "");
     this.#options = options;
@@ -298,6 +308,17 @@ export class SqliteDutyLedger implements DutyLedger {
       this.#sql.addBoot.run(this.boot, host, process.pid, now);
     });
     openBoots.add(this.boot);
+  }
+
+  /** @internal called once by {@link openSqliteLedger}. */
+  useCheckpointer(checkpointer: WalCheckpointer): void {
+    this.#checkpointer = checkpointer;
+  }
+
+  /** Where the WAL checkpoints run: their own `thread`, the `event loop` (see `onWarning`), or `none` (`:memory:`, `checkpointEveryMs: 0`, closed). */
+  get checkpoints(): "thread" | "event loop" | "none" {
+    const on = this.#checkpointer?.on ?? "stopped";
+    return on === "stopped" ? "none" : on;
   }
 
   /** Which SQLite driver is underneath (`bun:sqlite` or `node:sqlite`). */
@@ -399,7 +420,8 @@ export class SqliteDutyLedger implements DutyLedger {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#checkpointTimer);
+    // First, so that the last checkpoint below is not contended by the thread's.
+    await this.#checkpointer?.stop();
     openBoots.delete(this.boot);
     // Reservations this boot leaves unsettled (requests cut at a stop deadline) now read as unknown.
     try { this.#sql.dropBoot.run(this.boot); } catch { /* a failing file: the boot reads as ended once this process is gone */ }

@@ -193,6 +193,12 @@ describe("serve from a config file, signed bundle, real token", () => {
     expect(upstream.received.length).toBe(before);
   });
 
+  test("the duty ledger's WAL checkpoints run on a thread of their own (the worker entry is in the binary)", () => {
+    const threads = readdirSync(`/proc/${serving.pid}/task`).map((t) => readFileSync(`/proc/${serving.pid}/task/${t}/comm`, "utf8").trim());
+    expect(threads).toContain("Worker");
+    expect(serving.stderr()).not.toContain("checkpoints run on the event loop");
+  });
+
   test("denied: no grant for a developer to approve", async () => {
     const token = await issuer.token({ sub: "dora", roles: ["developer"], mfa: true });
     const res = await gatewayFetch("/changes/43/approve", { method: "POST", token });
