@@ -55,6 +55,19 @@ function sortedEntries(schema: PrincipalSchema): Array<[string, Type]> {
   return entries;
 }
 
+// The last request time formatted: requests that arrive in the same millisecond share it.
+let lastTime = Number.NaN;
+let lastIso = "";
+
+/** `ms` (since the epoch) as RFC 3339, as `Date.prototype.toISOString` writes it. */
+function isoTime(ms: number): string {
+  if (ms !== lastTime) {
+    lastIso = new Date(ms).toISOString();
+    lastTime = ms;
+  }
+  return lastIso;
+}
+
 const EMPTY: ReadonlySet<string> = new Set();
 const neverLogSets = new WeakMap<readonly string[], ReadonlySet<string>>();
 
@@ -81,7 +94,7 @@ export interface ReplayFields {
  */
 export function replayFieldsOf(policy: CheckedPolicy, principal: Principal, request: PolicyRequest, neverLog: readonly string[] = []): ReplayFields {
   const names = policyInputNames(policy);
-  const fields: ReplayFields = { principal: principalToJson(policy.schema, principal), request_time: new Date(request.time).toISOString() };
+  const fields: ReplayFields = { principal: principalToJson(policy.schema, principal), request_time: isoTime(request.time) };
   if (names.headers.length) {
     const never = neverLog.length === 0 ? EMPTY : neverLogSet(neverLog);
     const headers: Record<string, string | null> = {};
