@@ -7,7 +7,6 @@ import type { AuditLog } from "../audit/mod.ts";
 import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
-import { mergeWorkerMetrics } from "../workers/mod.ts";
 import type { ReadinessReport, WorkerReadinessAnswer, WorkerReloadResult } from "../workers/mod.ts";
 import type { WorkerLink } from "../workers/mod.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
@@ -27,7 +26,8 @@ export interface AdminDeps {
   fleet?: {
     /** This worker's id (0: the one with the admin listener). */
     worker: number;
-    renderMetrics(own: string): Promise<string>;
+    /** Every worker's metrics merged with `own`; null when the supervisor does not answer. */
+    renderMetrics(own: string): Promise<string | null>;
     reloadOthers(): Promise<WorkerReloadResult[]>;
     /** The other workers' readiness, within a bound (a worker that does not answer is not ready). */
     readiness(): Promise<WorkerReadinessAnswer[]>;
@@ -48,6 +48,8 @@ export function adminFunctionRoutes({ metrics, policy, ledger, fleet }: AdminDep
   app.all("/-/metrics", async (c) => {
     const s = c.get("state");
     const text = fleet ? await fleet.renderMetrics(metrics.render()) : metrics.render();
+    // Worker 0's figures alone would be lower totals than the last scrape's: no answer rather than a wrong one.
+    if (text === null) return problemResponse({ status: 503, code: "WORKER_UNAVAILABLE", detail: "the supervisor did not answer: the other workers' metrics are unknown", requestId: s.requestId });
     return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": s.requestId } });
   });
   app.all("/-/policy", (c) => json(200, policy.status(), c.get("state").requestId));
@@ -174,10 +176,7 @@ export function probeRoutes(deps: AdminDeps): Hono<GatewayEnv> {
 export function workerFleet(link: WorkerLink): NonNullable<AdminDeps["fleet"]> {
   return {
     worker: link.identity.id,
-    async renderMetrics(own) {
-      const { parts, supervisor } = await link.collectMetrics();
-      return mergeWorkerMetrics([{ worker: link.identity.id, text: own }, ...parts], supervisor);
-    },
+    renderMetrics: (own) => link.collectMetrics(own),
     reloadOthers: () => link.reloadOthers(),
     readiness: () => link.collectReadiness(),
   };

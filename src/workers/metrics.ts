@@ -1,9 +1,11 @@
 // One `/-/metrics` for all workers: each worker renders its own figures (Prometheus text), and
-// worker 0 merges them. Counters and histograms are summed (requests, decisions, latencies: the
-// gateway's totals); gauges are states of one process (its policy revision, its connections,
+// the supervisor merges them. Counters and histograms are summed (requests, decisions, latencies:
+// the gateway's totals); gauges are states of one process (its policy revision, its connections,
 // its memory) and keep one series per worker under a `worker` label; a few figures of what all
 // workers share (the ledger, the build) are taken once. Process CPU time is per worker too: an
-// uneven spread over the cores is what it would show.
+// uneven spread over the cores is what it would show. The counts of a worker's dead processes
+// stay in the sums (`countersOnly` parts, folded by `foldCounters`), so no total goes backwards
+// when a worker restarts.
 
 /** Figures of what the workers share: the same in each, so one worker's is the answer. */
 const SHARED = new Set(["dutygate_ledger_entries", "dutygate_ledger_unknown_reservations", "dutygate_build_info"]);
@@ -43,6 +45,53 @@ function parseText(text: string): Family[] {
   return families;
 }
 
+/** Counters and histograms: figures that only grow within a process, and that a dead one leaves behind. */
+const isCounting = (family: Family) => family.type === "counter" || family.type === "histogram";
+
+function render(families: Iterable<Family>): string {
+  const lines: string[] = [];
+  for (const family of families) {
+    lines.push(`# HELP ${family.name} ${family.help}`, `# TYPE ${family.name} ${family.type}`);
+    for (const s of family.samples.values()) lines.push(`${s.name}${s.labels === "" ? "" : `{${s.labels}}`} ${s.value}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * The counters and histograms of several texts of one worker's processes, summed series by series;
+ * gauges dropped. What a worker's dead processes counted, kept for the merged totals.
+ *
+ * @example
+ * retired = foldCounters([retired, lastTextOfTheDeadProcess])
+ */
+export function foldCounters(texts: readonly string[]): string {
+  const folded = new Map<string, Family>();
+  for (const text of texts) {
+    for (const family of parseText(text)) {
+      if (!isCounting(family)) continue;
+      let into = folded.get(family.name);
+      if (!into) folded.set(family.name, (into = { ...family, samples: new Map() }));
+      for (const [key, sample] of family.samples) {
+        const seen = into.samples.get(key);
+        if (seen) seen.value += sample.value;
+        else into.samples.set(key, { ...sample });
+      }
+    }
+  }
+  return folded.size === 0 ? "" : render(folded.values());
+}
+
+/**
+ * One worker's metrics text. `countersOnly`: only its counters and histograms count (the folded
+ * counts of its dead processes, or the last text of one that did not answer this scrape: its
+ * gauges would be stale).
+ */
+export interface WorkerMetricsPart {
+  worker: number;
+  text: string;
+  countersOnly?: boolean;
+}
+
 function withWorker(labels: string, worker: number): string {
   return labels === "" ? `worker="${worker}"` : `worker="${worker}",${labels}`;
 }
@@ -55,17 +104,24 @@ function withWorker(labels: string, worker: number): string {
  * @example
  * mergeWorkerMetrics([{ worker: 0, text: a }, { worker: 1, text: b }], supervisorText)
  */
-export function mergeWorkerMetrics(parts: ReadonlyArray<{ worker: number; text: string }>, extra = ""): string {
+export function mergeWorkerMetrics(parts: readonly WorkerMetricsPart[], extra = ""): string {
   const merged = new Map<string, Family>();
-  for (const { worker, text } of [...parts].sort((a, b) => a.worker - b.worker)) {
+  // Full texts first, so the order of families is a live worker's.
+  const ordered = [...parts].sort((a, b) => Number(a.countersOnly ?? false) - Number(b.countersOnly ?? false) || a.worker - b.worker);
+  for (const { worker, text, countersOnly } of ordered) {
     for (const family of parseText(text)) {
+      if (countersOnly && !isCounting(family)) continue;
       let into = merged.get(family.name);
       if (!into) merged.set(family.name, (into = { ...family, samples: new Map() }));
       const perWorker = !SHARED.has(family.name) && (family.type === "gauge" || PER_WORKER_COUNTERS.has(family.name));
       for (const sample of family.samples.values()) {
         if (perWorker) {
+          // A worker's own series, summed only with what its dead processes counted.
           const labels = withWorker(sample.labels, worker);
-          into.samples.set(`${sample.name}{${labels}}`, { name: sample.name, labels, value: sample.value });
+          const key = `${sample.name}{${labels}}`;
+          const seen = into.samples.get(key);
+          if (seen) seen.value += sample.value;
+          else into.samples.set(key, { name: sample.name, labels, value: sample.value });
           continue;
         }
         const key = `${sample.name}{${sample.labels}}`;
@@ -75,10 +131,5 @@ export function mergeWorkerMetrics(parts: ReadonlyArray<{ worker: number; text: 
       }
     }
   }
-  const lines: string[] = [];
-  for (const family of merged.values()) {
-    lines.push(`# HELP ${family.name} ${family.help}`, `# TYPE ${family.name} ${family.type}`);
-    for (const s of family.samples.values()) lines.push(`${s.name}${s.labels === "" ? "" : `{${s.labels}}`} ${s.value}`);
-  }
-  return lines.join("\n") + "\n" + extra;
+  return render(merged.values()) + extra;
 }

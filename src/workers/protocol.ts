@@ -22,6 +22,12 @@ export const WORKER_ENV = "DUTYGATE_WORKER";
  */
 export const READINESS_ANSWER_MS = 500;
 
+/**
+ * How often a worker sends the supervisor its metrics between scrapes: what a worker killed
+ * (SIGKILL) had counted since its last one is lost to the merged totals.
+ */
+export const METRICS_SNAPSHOT_MS = 1_000;
+
 /** One policy reload's result in one worker, as `POST /-/policy/reload` reports it. */
 export interface WorkerReloadResult {
   worker: number;
@@ -62,8 +68,10 @@ export interface WorkerReadinessAnswer {
 export type WorkerToSupervisor =
   /** Serving; worker 0 sends the start-up banner the supervisor prints. */
   | { type: "ready"; banner: string[] }
-  /** Worker 0's `/-/metrics`: the other workers' figures, please. */
-  | { type: "collect-metrics"; id: number }
+  /** Worker 0's `/-/metrics`, with its own figures: every worker's, merged, please. */
+  | { type: "collect-metrics"; id: number; own: string }
+  /** A worker's figures, every {@link METRICS_SNAPSHOT_MS}: kept should the worker die. */
+  | { type: "metrics-snapshot"; text: string }
   /** Worker 0's `GET /-/readyz`: are the other workers ready? */
   | { type: "collect-readiness"; id: number }
   /** Worker 0's `POST /-/policy/reload`: reload in the other workers too. */
@@ -78,8 +86,8 @@ export type SupervisorToWorker =
   | { type: "render-metrics"; id: number }
   | { type: "reload"; id: number }
   | { type: "check-readiness"; id: number }
-  /** Answers to worker 0. `parts`: each other worker's metrics text; `supervisor`: the supervisor's own. */
-  | { type: "collected-metrics"; id: number; parts: Array<{ worker: number; text: string }>; supervisor: string }
+  /** Answers to worker 0. `text`: the metrics of every worker (and of their dead processes), and the supervisor's own, merged. */
+  | { type: "collected-metrics"; id: number; text: string }
   | { type: "reloaded-others"; id: number; results: WorkerReloadResult[] }
   | { type: "collected-readiness"; id: number; workers: WorkerReadinessAnswer[] };
 

@@ -4,6 +4,7 @@
 // itself: nothing a request does can crash it. See docs/architecture.md "Workers".
 import type { Logger } from "../gateway/mod.ts";
 import { SupervisorMetrics } from "../gateway/mod.ts";
+import { foldCounters, mergeWorkerMetrics, type WorkerMetricsPart } from "./metrics.ts";
 import { READINESS_ANSWER_MS, type SupervisorToWorker, type WorkerIdentity, type WorkerReadinessAnswer, type WorkerReloadResult, type WorkerToSupervisor } from "./protocol.ts";
 import { spawnWorker as spawnWorkerProcess, type WorkerProcess } from "./spawn.ts";
 
@@ -61,6 +62,10 @@ interface Slot {
   ready: boolean;
   /** Started again after it died: its `ready` is logged as the restart. */
   restarted: boolean;
+  /** The latest metrics text of its running process (a scrape's answer or a snapshot). */
+  lastMetrics: string | null;
+  /** What its dead processes counted (their last texts' counters and histograms, summed). */
+  retired: string;
 }
 
 /**
@@ -71,7 +76,7 @@ interface Slot {
 export async function startSupervisor(options: SupervisorOptions): Promise<RunningSupervisor> {
   const { log, count } = options;
   const bound = options.crashLoop ?? DEFAULT_CRASH_LOOP_BOUND;
-  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false }));
+  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false, lastMetrics: null, retired: "" }));
   const metrics = new SupervisorMetrics(count, () => slots.filter((s) => s.ready).length);
   const deaths: number[] = [];
   let stopping = false;
@@ -122,17 +127,22 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
         if (slots.every((s) => s.ready)) allReady?.();
         return;
       }
+      case "metrics-snapshot":
+        slot.lastMetrics = message.text;
+        return;
       case "metrics":
+        slot.lastMetrics = message.text;
+        pending.get(message.id)?.settle(message);
+        return;
       case "reloaded":
       case "readiness": {
         pending.get(message.id)?.settle(message);
         return;
       }
       case "collect-metrics": {
+        slot.lastMetrics = message.own;
         void askOthers(slot.id, (id) => ({ type: "render-metrics", id })).then((answers) => {
-          const parts = answers.flatMap(({ worker, answer }) => (answer?.type === "metrics" ? [{ worker, text: answer.text }] : []));
-          const supervisor = metrics.render();
-          slot.process?.send({ type: "collected-metrics", id: message.id, parts, supervisor });
+          slot.process?.send({ type: "collected-metrics", id: message.id, text: mergedMetrics(new Set([slot.id, ...answers.flatMap((a) => (a.answer ? [a.worker] : []))])) });
         });
         return;
       }
@@ -154,12 +164,27 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     }
   };
 
+  /**
+   * Every worker's figures: the latest text of each running one (only its counters when it did
+   * not answer this scrape: its gauges would be stale), plus what each one's dead processes
+   * counted, so that a total never goes backwards when a worker restarts.
+   */
+  const mergedMetrics = (fresh: ReadonlySet<number>): string => {
+    const parts: WorkerMetricsPart[] = [];
+    for (const slot of slots) {
+      if (slot.retired !== "") parts.push({ worker: slot.id, text: slot.retired, countersOnly: true });
+      if (slot.lastMetrics !== null) parts.push({ worker: slot.id, text: slot.lastMetrics, countersOnly: !fresh.has(slot.id) });
+    }
+    return mergeWorkerMetrics(parts, metrics.render());
+  };
+
   const start = async (slot: Slot): Promise<void> => {
     const identity: WorkerIdentity = { id: slot.id, count, listenPort: options.listenPort, adminPort: options.adminPort };
     const worker = await spawn(identity);
     slot.process = worker;
     slot.ready = false;
-    worker.onMessage((m) => onMessage(slot, m));
+    // A message the channel still delivers after the process's exit is not the slot's successor's.
+    worker.onMessage((m) => { if (slot.process === worker) onMessage(slot, m); });
     void worker.exited.then((how) => onExit(slot, worker, how));
   };
 
@@ -168,6 +193,10 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     const wasReady = slot.ready;
     slot.process = null;
     slot.ready = false;
+    if (slot.lastMetrics !== null) {
+      slot.retired = foldCounters([slot.retired, slot.lastMetrics]);
+      slot.lastMetrics = null;
+    }
     // Questions it will never answer are answered now, not at their timeout.
     for (const question of [...pending.values()]) if (question.worker === slot.id) question.settle(null, stopping ? "not serving: stopped" : "not serving: it died and is being restarted");
     // Stopping: whoever stops decides the exit code once every worker is gone.

@@ -1,6 +1,6 @@
 // A worker's end of the IPC channel to its supervisor: it announces it serves, answers for its
 // metrics and reloads, and asks (worker 0, which serves the admin listener) for the others'.
-import { READINESS_ANSWER_MS, type ReadinessReport, type SupervisorToWorker, type WorkerIdentity, type WorkerReadinessAnswer, type WorkerReloadResult, type WorkerToSupervisor } from "./protocol.ts";
+import { METRICS_SNAPSHOT_MS, READINESS_ANSWER_MS, type ReadinessReport, type SupervisorToWorker, type WorkerIdentity, type WorkerReadinessAnswer, type WorkerReloadResult, type WorkerToSupervisor } from "./protocol.ts";
 
 /** What the worker's gateway does when the supervisor asks. */
 export interface WorkerLinkHandlers {
@@ -17,8 +17,8 @@ export interface WorkerLink {
   /** Sets the handlers (once the gateway runs); questions before that get no answer. */
   serve(handlers: WorkerLinkHandlers): void;
   ready(banner: string[]): void;
-  /** The other workers' metrics texts and the supervisor's own; missing workers are left out. */
-  collectMetrics(): Promise<{ parts: Array<{ worker: number; text: string }>; supervisor: string }>;
+  /** Every worker's metrics merged with `own` (this worker's) and the supervisor's; null when the supervisor does not answer. */
+  collectMetrics(own: string): Promise<string | null>;
   /** The other workers' readiness, one answer per worker, within about twice {@link READINESS_ANSWER_MS}. */
   collectReadiness(): Promise<WorkerReadinessAnswer[]>;
   /** Reloads policy in the other workers; their results, one per worker. */
@@ -43,7 +43,7 @@ export function connectToSupervisor(identity: WorkerIdentity): WorkerLink | null
   let handlers: WorkerLinkHandlers | null = null;
   let nextId = 1;
   const waiting = new Map<number, (message: SupervisorToWorker) => void>();
-  const ask = <T extends SupervisorToWorker>(question: WorkerToSupervisor & { id: number }, fallback: () => T, timeoutMs = ASK_TIMEOUT_MS): Promise<T> =>
+  const ask = <T extends SupervisorToWorker | null>(question: WorkerToSupervisor & { id: number }, fallback: () => T, timeoutMs = ASK_TIMEOUT_MS): Promise<T> =>
     new Promise<T>((resolve) => {
       const timer = setTimeout(() => { waiting.delete(question.id); resolve(fallback()); }, timeoutMs);
       waiting.set(question.id, (answer) => { clearTimeout(timer); resolve(answer as T); });
@@ -74,15 +74,23 @@ export function connectToSupervisor(identity: WorkerIdentity): WorkerLink | null
       }
     }
   });
-  process.on("disconnect", () => handlers?.supervisorGone());
+  let snapshots: ReturnType<typeof setInterval> | undefined;
+  process.on("disconnect", () => {
+    clearInterval(snapshots);
+    handlers?.supervisorGone();
+  });
 
   return {
     identity,
-    serve(h) { handlers = h; },
+    serve(h) {
+      handlers = h;
+      snapshots = setInterval(() => send({ type: "metrics-snapshot", text: h.renderMetrics() }), METRICS_SNAPSHOT_MS);
+      snapshots.unref?.();
+    },
     ready(banner) { send({ type: "ready", banner }); },
-    async collectMetrics() {
-      const answer = await ask<Extract<SupervisorToWorker, { type: "collected-metrics" }>>({ type: "collect-metrics", id: nextId++ }, () => ({ type: "collected-metrics", id: 0, parts: [], supervisor: "" }));
-      return { parts: answer.parts, supervisor: answer.supervisor };
+    async collectMetrics(own) {
+      const answer = await ask<Extract<SupervisorToWorker, { type: "collected-metrics" }> | null>({ type: "collect-metrics", id: nextId++, own }, () => null);
+      return answer?.text ?? null;
     },
     async collectReadiness() {
       // The supervisor answers within READINESS_ANSWER_MS whatever the workers do; past twice

@@ -121,6 +121,22 @@ function workerPids(gw: GatewayProcess): number[] {
   return logLines(gw).find((l) => l.msg === "workers serving")?.pids ?? [];
 }
 
+/** Every sample of the counters and histograms in a scrape, by series (name and labels). */
+function countingSamples(text: string): Map<string, number> {
+  const counting = new Set([...text.matchAll(/^# TYPE (\S+) (counter|histogram)$/gm)].map((m) => m[1]!));
+  const samples = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][\w:]*?)(_bucket|_sum|_count)?(\{.*\})? (\S+)$/.exec(line);
+    if (m && (counting.has(m[1]!) || counting.has(m[1]! + (m[2] ?? "")))) samples.set(m[1]! + (m[2] ?? "") + (m[3] ?? ""), Number(m[4]));
+  }
+  return samples;
+}
+
+/** The series of `before` that are missing from `after` or lower there: what went backwards. */
+function wentBackwards(before: Map<string, number>, after: Map<string, number>): string[] {
+  return [...before].filter(([series, value]) => !((after.get(series) ?? -1) >= value)).map(([series, value]) => `${series}: ${value} → ${after.get(series) ?? "missing"}`);
+}
+
 function metricValue(text: string, name: string, has: string[] = []): number[] {
   return text.split("\n").filter((l) => l.startsWith(name) && has.every((h) => l.includes(h))).map((l) => Number(l.slice(l.lastIndexOf(" ") + 1)));
 }
@@ -226,6 +242,7 @@ describe("workers = 2", () => {
     let afterRestart = 0;
     let restarted = false;
     const failures: Array<{ startedAt: number; what: string }> = [];
+    const scrapes: string[] = [];
     let stop = false;
     const client = async (c: number) => {
       for (let n = 0; !stop && sent < MAX_REQUESTS && Date.now() < deadline; n++) {
@@ -242,10 +259,12 @@ describe("workers = 2", () => {
     const load = Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
     try {
       await until("load under way", () => ok >= 40);
+      scrapes.push(await (await f.admin("/-/metrics")).text());
       process.kill(victim, "SIGKILL");
       await until("the worker restarted", () => logLines(f.gw).some((l) => l.msg === "worker restarted" && l.worker === 1));
       restarted = true;
       await until("requests served after the restart", () => afterRestart >= 40);
+      scrapes.push(await (await f.admin("/-/metrics")).text());
     } finally {
       stop = true;
       await load;
@@ -264,7 +283,39 @@ describe("workers = 2", () => {
     expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="1"'])).toEqual([1]);
     expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="0"'])).toEqual([0]);
     expect(metricValue(metrics, "dutygate_workers ")).toEqual([2]);
+    // No counter went backwards: the dead process's counts stay in the totals (and in worker 1's
+    // CPU time), the scrape after the restart holds every series of the one before, each as high.
+    const [before, after] = scrapes.map(countingSamples) as [Map<string, number>, Map<string, number>];
+    expect(before.size).toBeGreaterThan(20);
+    expect(wentBackwards(before, after)).toEqual([]);
+    expect(wentBackwards(after, countingSamples(metrics))).toEqual([]);
+    const submitted = 'dutygate_requests_total{channel="operational",duty="submit_change",decision="allow",status="200"}';
+    expect(after.get(submitted)!).toBeGreaterThan(before.get(submitted)!);
   }, 90_000);
+
+  test("a worker killed after a quiet second: every decision it counted stays in the totals", async () => {
+    const victim = (await pidsNow(f))[1]!;
+    const countedInAudit = () => auditRecords(join(dir, "audit")).filter((r) => r.type === "decision" && r.channel === "operational" && r.duty === "submit_change" && r.decision === "allow").length;
+    const onWorker1 = () => auditRecords(join(dir, "audit")).filter((r) => r.type === "decision" && r.worker === 1 && String(r.path).includes("/changes/quiet-")).length;
+    const counted = (text: string) => metricValue(text, "dutygate_decisions_total{", ['channel="operational"', 'duty="submit_change"', 'decision="allow"', 'code="ALLOW"'])[0]!;
+    // From a quiet moment: an earlier kill -9 under load lost what its worker had counted since
+    // its last snapshot, so the totals begin below the audit log; the differences must agree.
+    const countedBefore = counted(await (await f.admin("/-/metrics")).text());
+    const decidedBefore = countedInAudit();
+    // Requests over fresh connections until worker 1 has decided some, with no scrape meanwhile:
+    // only its own snapshots (one a second) tell the supervisor what it counted.
+    for (let i = 0; i < 200 && onWorker1() < 5; i++) expect(await f.request(`/changes/quiet-${i}/submit`, alice)).toBe(200);
+    expect(onWorker1()).toBeGreaterThanOrEqual(5);
+    await Bun.sleep(1_500);
+    const decided = countedInAudit() - decidedBefore;
+    expect(decided).toBeGreaterThanOrEqual(5);
+    const restarts = logLines(f.gw).filter((l) => l.msg === "worker restarted").length;
+    process.kill(victim, "SIGKILL");
+    await until("the worker restarted", () => logLines(f.gw).filter((l) => l.msg === "worker restarted").length > restarts);
+    const metrics = await (await f.admin("/-/metrics")).text();
+    // Each decision counted once its record was written: the audit log and the counter agree exactly.
+    expect(counted(metrics) - countedBefore).toBe(decided);
+  }, 60_000);
 
   test("readiness covers every worker: 503 naming a stopped worker within a bound, and one restarting; liveness stays worker 0's", async () => {
     const victim = (await pidsNow(f))[1]!;
@@ -302,6 +353,23 @@ describe("workers = 2", () => {
     });
     expect([...seen].length).toBeGreaterThan(0);
     expect([...seen], [...seen].join(" | ")).toSatisfy((all) => all.every((r) => /^not serving(?: yet)?: (?:it died and is being restarted|restarting after it died)$/.test(r)));
+  }, 60_000);
+
+  test("the supervisor not answering (stopped): readiness 503 within its bound, a scrape 503 rather than worker 0's figures as totals", async () => {
+    f.gw.signal("SIGSTOP");
+    try {
+      const ready = await fetch(f.adminUrl + "/-/readyz", { keepalive: false, signal: AbortSignal.timeout(4_000), tls: { rejectUnauthorized: false, cert: f.olga.cert, key: f.olga.key } } as RequestInit);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as ReadyzBody).workers[1]).toEqual({ worker: 1, ready: false, status: "not_serving", reason: "the supervisor did not answer within 1000 ms" });
+      const scrape = await f.admin("/-/metrics");
+      expect(scrape.status).toBe(503);
+      expect(await scrape.json()).toMatchObject({ code: "WORKER_UNAVAILABLE" });
+    } finally {
+      f.gw.signal("SIGCONT");
+    }
+    const after = await f.admin("/-/metrics");
+    expect(after.status).toBe(200);
+    expect(metricValue(await after.text(), "dutygate_workers ")).toEqual([2]);
   }, 60_000);
 
   test("SIGTERM stops every worker gracefully; each worker's chain verifies, every record names its worker", async () => {
