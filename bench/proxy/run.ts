@@ -19,7 +19,7 @@
 //                      with node_modules; e.g. an earlier commit unpacked), in the same rounds;
 //                      tls-answer, tls-forward-pool and gateway-no-audit get a `-before` twin too
 //                      when asked for, and the CPU per request by part is printed for both
-// At the end, in process: what the Hono layer costs per request (bench/proxy/hono-layer.ts).
+// At the end, in process: what the layer that runs the stages costs per request (bench/proxy/stage-layer.ts).
 // CPU budget: wrk pinned to CPU 0 with 1 thread; upstream and proxy processes pinned to CPU 1.
 // Prints medians over the rounds: req/s, p50, p99, the latency added over `direct` in the same
 // round, req/s as a share of `direct`, and CPU time per request of the proxy and the upstream.
@@ -29,7 +29,7 @@
 // loop, wrk keeps the gateway saturated, so its latencies are mostly queueing (connections ÷
 // throughput); the fixed-rate table is the added latency, and its rows split it by part.
 import { join } from "node:path";
-import { describeHonoLayer, measureHonoLayer } from "./hono-layer.ts";
+import { describeStageLayer, measureStageLayer } from "./stage-layer.ts";
 import {
   cpuBudget, describeMachine, ensureInstalled, fmt, median, runFixedRate, runWrk, startProcess, stopProcess, summarise,
   type FixedRateResult,
@@ -217,5 +217,5 @@ CPU µs per request by part${then.every(Number.isFinite) ? " (this checkout, and
 }
 for (const line of auditCounts) console.log(line);
 console.log(`
-${describeHonoLayer(await measureHonoLayer())}`);
+${describeStageLayer(await measureStageLayer())}`);
 console.log("(CPU µs/req: user+system CPU time of that process during the measured run, divided by the requests served; steadier than req/s on a shared machine)");

@@ -1,6 +1,7 @@
-// What the gateway serves itself on the admin listener, as routes of its Hono app: the admin
-// functions of the built-in upstream `gateway` (metrics, policy status, reload, explain), reached
-// through the policy's admin-channel duties, and the probes answered before authentication.
+// What the gateway serves itself on the admin listener: the admin functions of the built-in
+// upstream `gateway` (metrics, policy status, reload, explain) as the routes of a Hono app,
+// reached through the policy's admin-channel duties, and the probes, a stage answered before
+// authentication.
 import { Hono } from "hono";
 import type { DutyLedger } from "../ledger/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
@@ -10,7 +11,8 @@ import type { Metrics } from "./metrics.ts";
 import type { ReadinessReport, WorkerReadinessAnswer, WorkerReloadResult } from "../workers/mod.ts";
 import type { WorkerLink } from "../workers/mod.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
-import { answer, type GatewayContext, type GatewayEnv } from "./stages/env.ts";
+import { answer, type RequestState } from "./stages/env.ts";
+import type { AfterStages, Stage } from "./stages/stage.ts";
 
 export interface AdminDeps {
   metrics: Metrics;
@@ -38,23 +40,38 @@ function json(status: number, body: unknown, requestId: string): Response {
   return new Response(JSON.stringify(body, null, 2) + "\n", { status, headers: { "content-type": "application/json", "cache-control": "no-store", "x-request-id": requestId } });
 }
 
+/** The admin functions' Hono environment: the request's state, which the stages established. */
+export interface AdminFunctionEnv {
+  Bindings: RequestState;
+}
+
 /**
- * The admin functions as routes of the gateway's app, mounted after the pipeline's last stage:
- * the pipeline reaches them only for an allowed admin-channel duty on `gateway`, and routes
- * them by the normalised path the policy judged. Any method the policy granted reaches them.
+ * The admin functions, what answers after the pipeline's last stage: the pipeline reaches them
+ * only for an allowed admin-channel duty on `gateway`. A Hono app routes them by the normalised
+ * path the policy judged; any method the policy granted reaches them. Their exceptions are the
+ * pipeline's to answer and record.
  */
-export function adminFunctionRoutes({ metrics, policy, ledger, fleet }: AdminDeps): Hono<GatewayEnv> {
-  const app = new Hono<GatewayEnv>();
+export function adminFunctions(deps: AdminDeps): AfterStages {
+  const app = adminFunctionRoutes(deps);
+  return (s) => app.fetch(s.request, s);
+}
+
+/** The admin functions as the routes of a Hono app (`adminFunctions`). */
+export function adminFunctionRoutes({ metrics, policy, ledger, fleet }: AdminDeps): Hono<AdminFunctionEnv> {
+  const app = new Hono<AdminFunctionEnv>({ getPath: (_request, options) => options!.env!.target.path });
+  app.onError((error) => { throw error; });
+  // A path of `gateway` that names no admin function.
+  app.notFound((c) => unknownAdminFunction(c.env.target.path, c.env.requestId));
   app.all("/-/metrics", async (c) => {
-    const s = c.get("state");
+    const s = c.env;
     const text = fleet ? await fleet.renderMetrics(metrics.render()) : metrics.render();
     // Worker 0's figures alone would be lower totals than the last scrape's: no answer rather than a wrong one.
     if (text === null) return problemResponse({ status: 503, code: "WORKER_UNAVAILABLE", detail: "the supervisor did not answer: the other workers' metrics are unknown", requestId: s.requestId });
     return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8", "x-request-id": s.requestId } });
   });
-  app.all("/-/policy", (c) => json(200, policy.status(), c.get("state").requestId));
+  app.all("/-/policy", (c) => json(200, policy.status(), c.env.requestId));
   app.all("/-/policy/reload", async (c) => {
-    const s = c.get("state");
+    const s = c.env;
     const requestId = s.requestId;
     const [r, others] = await Promise.all([policy.reload("admin"), fleet ? fleet.reloadOthers() : Promise.resolve(null)]);
     const body = r.ok ? { ok: true, changed: r.changed, revision: r.active.revision, digest: r.active.digest } : { ok: false, ...r.error };
@@ -65,7 +82,7 @@ export function adminFunctionRoutes({ metrics, policy, ledger, fleet }: AdminDep
     return json(allOk ? 200 : r.ok ? 503 : 422, { ...body, ok: allOk, other_workers: others }, requestId);
   });
   app.all("/-/explain", async (c) => {
-    const s = c.get("state");
+    const s = c.env;
     const requestId = s.requestId;
     const active = policy.active;
     if (!active) return problemResponse({ status: 503, code: "POLICY_UNAVAILABLE", requestId });
@@ -153,23 +170,29 @@ export function fleetReadiness(self: number, own: ReadinessReport, others: reado
 }
 
 /**
- * The probes of the admin listener (`GET /-/healthz`, `GET /-/readyz`), routes answered after the
- * request's own checks and before authentication; other methods go on to authentication.
+ * The probes of the admin listener (`GET /-/healthz`, `GET /-/readyz`), a stage after the
+ * request's own checks and before authentication; other methods and paths go on to it.
  * Liveness is this process's; readiness is every worker's when there are workers.
  */
-export function probeRoutes(deps: AdminDeps): Hono<GatewayEnv> {
-  const app = new Hono<GatewayEnv>();
-  const probe = (c: GatewayContext, response: Response) => answer(c, response, { duty: "", decision: "probe" });
-  app.get("/-/healthz", (c, next) => (c.req.method !== "GET" ? next() : probe(c, json(200, { status: "live" }, c.get("state").requestId))));
-  app.get("/-/readyz", async (c, next) => {
-    const s = c.get("state");
-    if (c.req.method !== "GET") return next();
+export function probes(deps: AdminDeps): Stage {
+  const probe = (s: RequestState, response: Response) => answer(s, response, { duty: "", decision: "probe" });
+  const readiness = async (s: RequestState): Promise<Response> => {
     const own = readinessOf(deps);
     const fleet = deps.fleet;
     const body = fleet ? fleetReadiness(fleet.worker, own, await fleet.readiness()) : own;
-    return probe(c, json(body.ready ? 200 : 503, body, s.requestId));
-  });
-  return app;
+    return probe(s, json(body.ready ? 200 : 503, body, s.requestId));
+  };
+  return {
+    name: "probes",
+    enter(s) {
+      if (s.request.method !== "GET") return undefined;
+      // Matched on the normalised path, as the policy's routes are.
+      const path = s.target.path;
+      if (path === "/-/healthz") return probe(s, json(200, { status: "live" }, s.requestId));
+      if (path === "/-/readyz") return readiness(s);
+      return undefined;
+    },
+  };
 }
 
 /** What worker 0's admin functions ask of the other workers, through the supervisor. */

@@ -1,5 +1,6 @@
-// The request pipeline: the order of its stages, and nothing else. Each stage is Hono middleware
-// of one app per channel, which both listener backends serve (`app.fetch(request, connection)`):
+// The request pipeline: the order of its stages, and nothing else. Each stage is a named pair of
+// functions over the request's state (stages/stage.ts), run in order by one loop, which both
+// listener backends call (`pipeline(request, connection)`):
 //
 //   receive → checkRequest → [probes] → policyInForce → authenticate → decide → reserve
 //     → recordDecision → dispatch → [admin functions]
@@ -13,30 +14,28 @@
 import { Hono } from "hono";
 import type { Channel } from "../../dsl/mod.ts";
 import type { ListenerConfig } from "../config/mod.ts";
-import { normalizeRequestPath, problemResponse, requestTargetOf } from "../http/mod.ts";
+import { problemResponse } from "../http/mod.ts";
 import type { ConnectionInfo, ListenerRefusal, RefusalHandler } from "../tls/mod.ts";
-import { adminFunctionRoutes, probeRoutes, unknownAdminFunction, type AdminDeps } from "./admin.ts";
+import { adminFunctions, probes, unknownAdminFunction, type AdminDeps } from "./admin.ts";
 import { authenticate } from "./stages/authenticate.ts";
 import { checkRequest, policyInForce } from "./stages/check-request.ts";
 import { decide, reserve } from "./stages/decide.ts";
 import { dispatch } from "./stages/dispatch.ts";
-import { appendRefusal, internalErrorResponse, type GatewayEnv, type PipelineDeps, type StageDeps } from "./stages/env.ts";
-import { inOrder } from "./stages/in-order.ts";
+import { appendRefusal, RequestState, type PipelineDeps, type StageDeps } from "./stages/env.ts";
 import { receive } from "./stages/receive.ts";
 import { recordDecision } from "./stages/record-decision.ts";
+import { runStages, type AfterStages, type Stage } from "./stages/stage.ts";
 
-export type { Forwarder, GatewayEnv, PipelineDeps } from "./stages/env.ts";
+export type { Forwarder, PipelineDeps } from "./stages/env.ts";
 
-/** The middleware of every channel's app, in order (bench/proxy/hono-layer.ts builds an app of this shape). */
+/** The stages of every channel, in order (the admin channel adds `probes` after checkRequest). */
 export const PIPELINE_STAGES = ["receive", "checkRequest", "policyInForce", "authenticate", "decide", "reserve", "recordDecision", "dispatch"] as const;
 
 /** One channel's request handling: the listener's fetch handler, and its refusal handler. */
 export interface Pipeline {
-  (request: Request, info: ConnectionInfo): Response | Promise<Response>;
+  (request: Request, connection: ConnectionInfo): Promise<Response>;
   /** Records and answers a request the listener refused before it became a `Request`. */
   refuse: RefusalHandler;
-  /** The channel's Hono app (`app.request(...)` in tests needs a `ConnectionInfo` as its env). */
-  app: Hono<GatewayEnv>;
 }
 
 /** What every stage of one channel is given. */
@@ -49,43 +48,37 @@ function stageDeps(deps: PipelineDeps, channel: Channel): StageDeps {
 }
 
 /**
- * The gateway's app for one channel. With `admin`, it answers the admin functions for duties on
- * the built-in upstream `gateway`, and the admin channel's app answers the probes.
+ * One channel's stages, in order. With `admin`, the admin channel answers its probes between the
+ * request's checks and authentication.
  */
-export function createGatewayApp(deps: PipelineDeps, channel: Channel, listener: ListenerConfig, admin?: AdminDeps): Hono<GatewayEnv> {
+export function channelStages(deps: PipelineDeps, channel: Channel, listener: ListenerConfig, admin?: AdminDeps): Stage[] {
   const stage = stageDeps(deps, channel);
-  // Routes (probes, admin functions) are matched on the path the policy judges, not on the path
-  // as sent; an app without them has nothing to match and skips computing it.
-  const app = new Hono<GatewayEnv>({ getPath: admin ? routePath : () => "/" });
-  // An exception in a route after the stages (an admin function); the stages answer their own.
-  app.onError((error, c) => {
-    const requestId = c.get("state")?.requestId ?? crypto.randomUUID();
-    deps.log.error("request failed inside the gateway", { request_id: requestId, error: error.message });
-    return internalErrorResponse(requestId);
-  });
-  // Reached only for an allowed duty on `gateway` whose path names no admin function.
-  app.notFound((c) => unknownAdminFunction(c.get("state")?.target?.path ?? c.req.path, c.get("state")?.requestId ?? crypto.randomUUID()));
-
-  // PIPELINE_STAGES names these, in this order. The stages run as one middleware (inOrder): the
-  // operational app then has one handler per request, Hono's fast path. The admin app has the
-  // probes between the request's checks and authentication.
-  const beforeProbes = [receive(stage), checkRequest(stage)];
-  const afterProbes = [policyInForce(stage), authenticate(stage, listener), decide(stage), reserve(stage), recordDecision(stage), dispatch(stage)];
-  if (channel === "admin" && admin) {
-    app.use(inOrder(...beforeProbes));
-    app.route("/", probeRoutes(admin));
-    app.use(inOrder(...afterProbes));
-  } else {
-    app.use(inOrder(...beforeProbes, ...afterProbes));
-  }
-  // The decide stage keeps `gateway` duties to the admin channel, whatever the policy says.
-  if (admin) app.route("/", adminFunctionRoutes(admin));
-  return app;
+  return [
+    receive(stage),
+    checkRequest(stage),
+    ...(channel === "admin" && admin ? [probes(admin)] : []),
+    policyInForce(stage),
+    authenticate(stage, listener),
+    decide(stage),
+    reserve(stage),
+    recordDecision(stage),
+    dispatch(stage),
+  ];
 }
 
-/** Builds the fetch handler (and refusal handler) of one channel's listener. */
+/**
+ * Builds the fetch handler (and refusal handler) of one channel's listener. With `admin`, an
+ * allowed duty on the built-in upstream `gateway` reaches the admin functions after the stages.
+ */
 export function createPipeline(deps: PipelineDeps, channel: Channel, listener: ListenerConfig, admin?: AdminDeps): Pipeline {
-  const app = createGatewayApp(deps, channel, listener, admin);
+  const stages = channelStages(deps, channel, listener, admin);
+  // The decide stage keeps `gateway` duties to the admin channel, whatever the policy says.
+  const after: AfterStages = admin ? adminFunctions(admin) : (s) => unknownAdminFunction(s.target.path, s.requestId);
+  const handle = (request: Request, connection: ConnectionInfo): Promise<Response> => {
+    const answered = runStages(stages, new RequestState(request, connection), after, deps.log);
+    // HEAD is answered as GET would be, without the body (as Hono's `app.fetch` answers it).
+    return request.method === "HEAD" ? answered.then(withoutBody) : answered;
+  };
   const stage = stageDeps(deps, channel);
   // The same deny record and problem as the pipeline's own refusals of a malformed request, so
   // every answer the gateway gives has its record, whichever layer refused.
@@ -96,11 +89,18 @@ export function createPipeline(deps: PipelineDeps, channel: Channel, listener: L
     deps.metrics.requests.inc({ channel, duty: "", decision: "deny", status: String(refusal.status) });
     return problemResponse({ status: refusal.status, code: refusal.code, detail: refusal.detail, requestId });
   };
-  return Object.assign((request: Request, info: ConnectionInfo) => app.fetch(request, info), { refuse, app });
+  return Object.assign(handle, { refuse });
 }
 
-/** The normalised path (the checkRequest stage refuses a request whose target does not normalise). */
-export function routePath(request: Request): string {
-  const target = normalizeRequestPath(requestTargetOf(request));
-  return target.ok ? target.path : "/";
+/**
+ * The pipeline as a Hono app, for tests in process: `app.request(url, init, connection)`, the
+ * connection facts as the environment.
+ */
+export function createGatewayApp(deps: PipelineDeps, channel: Channel, listener: ListenerConfig, admin?: AdminDeps): Hono<{ Bindings: ConnectionInfo }> {
+  const pipeline = createPipeline(deps, channel, listener, admin);
+  return new Hono<{ Bindings: ConnectionInfo }>().all("*", (c) => pipeline(c.req.raw, c.env));
+}
+
+function withoutBody(response: Response): Response {
+  return new Response(null, response);
 }

@@ -720,7 +720,7 @@ const NOT_RUN: Readonly<Record<string, string>> = {
   "npm run bench:proxy-peers": "a benchmark (minutes of both cores); the script is checked to exist",
   "node_modules/.bin/bun bench/proxy/micro.ts": "a benchmark; the file is checked to exist",
   "node_modules/.bin/bun bench/proxy/hop.ts": "a benchmark; the file is checked to exist",
-  "node_modules/.bin/bun bench/proxy/hono-layer.ts": "a benchmark; the file is checked to exist",
+  "node_modules/.bin/bun bench/proxy/stage-layer.ts": "a benchmark; the file is checked to exist",
   "node_modules/.bin/bun bench/pipeline.bench.ts": "a benchmark (a minute of one core); the file is checked to exist",
   "node_modules/.bin/bun bench/proxy/profile.ts": "a benchmark (a loaded gateway under the profiler); the file is checked to exist",
 };

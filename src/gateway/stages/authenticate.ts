@@ -1,11 +1,11 @@
 // Which credentials each channel accepts, and which one decides when a request presents two.
 // The credentials themselves (how a token or a certificate proves someone) are src/authn/'s.
-import type { MiddlewareHandler, Next } from "hono";
 import type { Channel, PrincipalSchema } from "../../../dsl/mod.ts";
 import { bearerCredential, certificateCredential, isRefusal, type AuthnOutcome, type Credential } from "../../authn/mod.ts";
 import type { ListenerConfig } from "../../config/mod.ts";
 import type { ConnectionInfo } from "../../tls/mod.ts";
-import { refuse, type GatewayContext, type GatewayEnv, type StageDeps } from "./env.ts";
+import { refuse, type RequestState, type StageDeps } from "./env.ts";
+import type { Stage, StageResult } from "./stage.ts";
 
 /** Establishes who calls on one channel; synchronous when the credential needs no verification now. */
 export type ChannelAuthentication = (request: Request, info: ConnectionInfo, schema: PrincipalSchema) => AuthnOutcome | Promise<AuthnOutcome>;
@@ -30,23 +30,24 @@ export function channelAuthentication(channel: Channel, credentials: { bearer: C
 }
 
 /** The authentication stage: the caller, or a refusal (401, or 503 when a key set cannot be fetched). */
-export function authenticate(deps: StageDeps, listener: ListenerConfig): MiddlewareHandler<GatewayEnv> {
+export function authenticate(deps: StageDeps, listener: ListenerConfig): Stage {
   const byChannel = channelAuthentication(deps.channel, { bearer: bearerCredential(deps.authn), certificate: certificateCredential(listener.certificateMapping) });
-  const proceed = (c: GatewayContext, next: Next, outcome: AuthnOutcome): Promise<Response | void> => {
-    const s = c.get("state");
+  const proceed = (s: RequestState, outcome: AuthnOutcome): StageResult | Promise<StageResult> => {
     if (!isRefusal(outcome)) {
       s.caller = outcome;
-      return next();
+      return undefined;
     }
     deps.metrics.authnFailures.inc({ code: outcome.code });
-    return refuse(c, deps, {
+    return refuse(s, deps, {
       status: outcome.status, code: outcome.code, detail: outcome.message, path: s.target.path, verdict: "unauthenticated",
       headers: outcome.challenge ? { "www-authenticate": outcome.challenge } : undefined,
     });
   };
-  return (c, next) => {
-    const s = c.get("state");
-    const outcome = byChannel(c.req.raw, c.env, s.active.compiled.policy.schema);
-    return outcome instanceof Promise ? outcome.then((o) => proceed(c, next, o)) : proceed(c, next, outcome);
+  return {
+    name: "authenticate",
+    enter(s) {
+      const outcome = byChannel(s.request, s.connection, s.active.compiled.policy.schema);
+      return outcome instanceof Promise ? outcome.then((o) => proceed(s, o)) : proceed(s, outcome);
+    },
   };
 }

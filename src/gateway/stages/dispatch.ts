@@ -1,21 +1,30 @@
 // The last stage: a denied request gets its problem; an allowed one goes to its upstream with
-// the gateway's identity token, or, for the built-in upstream `gateway`, to the admin function
-// routes after this stage.
-import type { MiddlewareHandler } from "hono";
+// the gateway's identity token, or, for the built-in upstream `gateway`, on to the admin
+// functions after the stages.
 import { upstreamClient } from "../../config/mod.ts";
 import { forwardToUpstream, problemResponse } from "../../http/mod.ts";
 import { INTERNAL_UPSTREAM } from "../policy-manager.ts";
-import { answer, type GatewayEnv, type StageDeps } from "./env.ts";
+import { answer, type RequestState, type StageDeps } from "./env.ts";
+import type { Stage } from "./stage.ts";
 
-export function dispatch(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
+export function dispatch(deps: StageDeps): Stage {
   const { config, identity, metrics, log } = deps;
   const forward = deps.forward ?? forwardToUpstream;
   const stripHeaders = [...config.identity.stripHeaders];
   // The caller's bearer token was for the gateway: upstreams get the gateway's identity token
   // instead, so a credential never travels further than the hop it was issued for.
   const stripForJwt = [...stripHeaders, "authorization"];
-  return async (c, next) => {
-    const s = c.get("state");
+  return {
+    name: "dispatch",
+    enter,
+    // Reached only when the admin functions answered (an allowed duty on `gateway`).
+    leave(s) {
+      s.upstreamAnswer = s.response.status;
+      if (!s.failed) s.verdict = { duty: s.decision.duty ?? "", decision: "allow" };
+    },
+  };
+
+  async function enter(s: RequestState): Promise<Response | undefined> {
     const decision = s.decision;
     const requestId = s.requestId;
     const dutyName = decision.duty ?? "";
@@ -26,22 +35,17 @@ export function dispatch(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
       // Hidden details hide the deny code too: `DENY_NO_ROUTE` vs `DENY_NO_GRANT` would tell a caller
       // which routes exist, defeating `no_route_status = 403`. The audit record keeps the real code.
       const code = config.hideDenyDetails ? "DENY" : decision.code;
-      return answer(c, problemResponse({ status, code, detail, requestId, extra }), { duty: dutyName, decision: "deny" });
+      return answer(s, problemResponse({ status, code, detail, requestId, extra }), { duty: dutyName, decision: "deny" });
     }
     const upstreamName = s.duty?.upstream ?? null;
-    if (upstreamName === INTERNAL_UPSTREAM) {
-      await next();
-      s.upstreamAnswer = c.res.status;
-      s.verdict = { duty: dutyName, decision: "allow" };
-      return;
-    }
+    if (upstreamName === INTERNAL_UPSTREAM) return undefined;
     const upstream = upstreamName ? config.upstreams[upstreamName] : undefined;
     if (!upstream) {
-      return answer(c, problemResponse({ status: 502, code: "UPSTREAM_NOT_CONFIGURED", detail: `upstream \`${upstreamName}\` is not configured`, requestId }), { duty: dutyName, decision: "allow" });
+      return answer(s, problemResponse({ status: 502, code: "UPSTREAM_NOT_CONFIGURED", detail: `upstream \`${upstreamName}\` is not configured`, requestId }), { duty: dutyName, decision: "allow" });
     }
     const caller = s.caller;
     const target = s.target;
-    const request = c.req.raw;
+    const request = s.request;
     const identityExtra = { duty: dutyName };
     const identityToken = identity.cached(caller.principal, upstream.name, identityExtra) ?? await identity.sign(caller.principal, upstream.name, identityExtra);
     // forwardToUpstream sends nothing for a client already gone: then its 499 is no unknown outcome.
@@ -60,6 +64,6 @@ export function dispatch(deps: StageDeps): MiddlewareHandler<GatewayEnv> {
     }
     if (response.status >= 502 && response.headers.get("content-type") === "application/problem+json") metrics.upstreamErrors.inc({ upstream: upstream.name });
     s.upstreamAnswer = sent ? response.status : null;
-    return answer(c, response, { duty: dutyName, decision: "allow" });
-  };
+    return answer(s, response, { duty: dutyName, decision: "allow" });
+  }
 }

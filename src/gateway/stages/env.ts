@@ -1,7 +1,6 @@
-// What the request pipeline's stages share: the Hono environment of the gateway's app (the
-// connection facts as bindings, what earlier stages established as variables), the
-// dependencies every stage is built from, and the two ways a stage answers by itself.
-import type { Context } from "hono";
+// What the request pipeline's stages share: the request's state (what arrived, what earlier
+// stages established), the dependencies every stage is built from, and the two ways a stage
+// answers by itself.
 import type { Channel, Decision, IpValue, LedgerFact, PolicyRequest, CheckedDuty } from "../../../dsl/mod.ts";
 import type { AuditLog } from "../../audit/mod.ts";
 import type { Caller, JwtAuthenticator } from "../../authn/mod.ts";
@@ -17,17 +16,22 @@ import type { ActivePolicy, PolicyManager } from "../policy-manager.ts";
 import type { RequestContext } from "../request-context.ts";
 
 /**
- * What the stages establish about one request, for the stages after them: each field is set
- * once, by the stage named (a plain object with every field from the start, rather than one
- * `c.set` per field: Hono keeps variables in a Map, which cost about 1.5 µs per request here).
+ * One request on its way through the stages: what arrived, and what each stage establishes for
+ * the stages after it, each field set once, by the stage named. One plain object with every
+ * field from the start, handed from stage to stage (no per-field `Map` as Hono's context
+ * variables, no per-request closures).
  */
 export class RequestState {
+  /** The request as the listener gave it. */
+  readonly request: Request;
+  /** The connection it came on (client address, client certificate). */
+  readonly connection: ConnectionInfo;
   /** receive */
-  readonly requestId: string;
+  requestId!: string;
   /** receive: `performance.now()` when the request arrived. */
-  readonly started: number;
+  started = 0;
   /** receive: the request time the policy decides at. */
-  readonly now: number;
+  now = 0;
   /** receive: the policy in force, read once per request. */
   active!: ActivePolicy;
   /** checkRequest */
@@ -46,38 +50,30 @@ export class RequestState {
   reservation: Reservation | null = null;
   /** reserve */
   ledgerFacts: readonly LedgerFact[] = NO_FACTS;
+  /** recordDecision: the decision record's place in the audit chain; null when none was written. */
+  decisionSeq: number | null = null;
   /** dispatch: the status the upstream answered; null when nothing was sent to it. */
   upstreamAnswer: number | null = null;
+  /** The answer, once there is one (what `leave` sees). */
+  response!: Response;
+  /** True when an exception ended the request (answered 500 INTERNAL_ERROR, nothing forwarded). */
+  failed = false;
   /** Set by the stage that answered, read by receive for the request metric. */
   verdict: Verdict = { duty: "", decision: "error" };
 
-  constructor(requestId: string, started: number, now: number) {
-    this.requestId = requestId;
-    this.started = started;
-    this.now = now;
+  constructor(request: Request, connection: ConnectionInfo) {
+    this.request = request;
+    this.connection = connection;
   }
 }
 
 const NO_FACTS: readonly never[] = Object.freeze([]);
-
-/** The gateway app's variables: the request's state, set by the first stage. */
-export interface GatewayVariables {
-  state: RequestState;
-}
 
 /** The labels of `dutygate_requests_total` other than channel and status. */
 export interface Verdict {
   duty: string;
   decision: "allow" | "deny" | "unauthenticated" | "probe" | "error";
 }
-
-/** The gateway app's Hono environment: `app.fetch(request, connectionInfo)`. */
-export interface GatewayEnv {
-  Bindings: ConnectionInfo;
-  Variables: GatewayVariables;
-}
-
-export type GatewayContext = Context<GatewayEnv>;
 
 /** Forwards a request to its upstream (src/http/forward.ts); passed in, so tests can answer in-process. */
 export type Forwarder = typeof forwardToUpstream;
@@ -105,8 +101,7 @@ export interface StageDeps extends PipelineDeps {
 }
 
 /** Answers with `response`, labelled for the request metric. */
-export function answer(c: GatewayContext, response: Response, verdict: Verdict): Response {
-  const s = c.get("state");
+export function answer(s: RequestState, response: Response, verdict: Verdict): Response {
   s.verdict = verdict;
   return response;
 }
@@ -126,11 +121,10 @@ export interface Refusal {
 }
 
 /** Records a refusal (a deny record) and answers it as a problem. */
-export async function refuse(c: GatewayContext, deps: StageDeps, r: Refusal): Promise<Response> {
-  const s = c.get("state");
-  const requestId = s.requestId;
-  await appendRefusal(deps, { requestId, method: c.req.method, path: r.path, code: r.code, detail: r.detail, duty: r.duty, headers: c.req.raw.headers, clientIp: c.env.remoteAddress, active: s.active });
-  return answer(c, problemResponse({ status: r.status, code: r.code, detail: r.detail, requestId, headers: r.headers, extra: r.extra }), { duty: r.duty ?? "", decision: r.verdict });
+export async function refuse(s: RequestState, deps: StageDeps, r: Refusal): Promise<Response> {
+  const { requestId, request } = s;
+  await appendRefusal(deps, { requestId, method: request.method, path: r.path, code: r.code, detail: r.detail, duty: r.duty, headers: request.headers, clientIp: s.connection.remoteAddress, active: s.active });
+  return answer(s, problemResponse({ status: r.status, code: r.code, detail: r.detail, requestId, headers: r.headers, extra: r.extra }), { duty: r.duty ?? "", decision: r.verdict });
 }
 
 /** Appends a refusal's deny record; a failed write is counted and logged, not answered. */
@@ -151,29 +145,4 @@ export async function appendRefusal(deps: StageDeps, r: { requestId: string; met
 /** The answer to an exception inside the gateway: 500, nothing forwarded. */
 export function internalErrorResponse(requestId: string): Response {
   return problemResponse({ status: 500, code: "INTERNAL_ERROR", detail: "the gateway failed to handle the request; nothing was forwarded", requestId });
-}
-
-/**
- * Takes over an exception the stages after this one ended in, so that no stage before it sees
- * it: one thrown through `next()` (`thrown`) is logged and answered here (500); one the app's
- * error handler already answered (a route after the stages, `c.error`) is taken as it is.
- * False when there was none. Called right after `await next()` (in a catch with the exception).
- *
- * @example
- * let failed: boolean;
- * try { await next(); failed = tookException(c, log); } catch (e) { failed = tookException(c, log, e); }
- */
-export function tookException(c: GatewayContext, log: Logger, ...thrown: [unknown?]): boolean {
-  if (thrown.length === 0) {
-    if (c.error === undefined) return false;
-    c.error = undefined;
-    return true;
-  }
-  const error = thrown[0];
-  const requestId = c.get("state").requestId;
-  log.error("request failed inside the gateway", { request_id: requestId, error: (error as Error)?.message ?? String(error) });
-  // Cleared first: Hono's setter would otherwise carry the earlier answer's headers over.
-  c.res = undefined;
-  c.res = internalErrorResponse(requestId);
-  return true;
 }
