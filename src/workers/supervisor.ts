@@ -62,6 +62,8 @@ interface Slot {
   ready: boolean;
   /** Started again after it died: its `ready` is logged as the restart. */
   restarted: boolean;
+  /** A SIGHUP came while it was not serving: it gets one once it serves. */
+  reloadPending: boolean;
   /** The latest metrics text of its running process (a scrape's answer or a snapshot). */
   lastMetrics: string | null;
   /** What its dead processes counted (their last texts' counters and histograms, summed). */
@@ -76,7 +78,7 @@ interface Slot {
 export async function startSupervisor(options: SupervisorOptions): Promise<RunningSupervisor> {
   const { log, count } = options;
   const bound = options.crashLoop ?? DEFAULT_CRASH_LOOP_BOUND;
-  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false, lastMetrics: null, retired: "" }));
+  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false, reloadPending: false, lastMetrics: null, retired: "" }));
   const metrics = new SupervisorMetrics(count, () => slots.filter((s) => s.ready).length);
   const deaths: number[] = [];
   let stopping = false;
@@ -123,6 +125,10 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
       case "ready": {
         slot.ready = true;
         if (slot.restarted) log.info("worker restarted", { worker: slot.id, pid: slot.process?.pid });
+        if (slot.reloadPending) {
+          slot.reloadPending = false;
+          slot.process?.kill("SIGHUP");
+        }
         if (slot.id === 0 && banner === null) banner = message.banner;
         if (slots.every((s) => s.ready)) allReady?.();
         return;
@@ -264,7 +270,13 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
   return {
     pids: () => slots.map((s) => s.process?.pid ?? null),
     reload() {
-      for (const s of slots) s.process?.kill("SIGHUP");
+      // A worker still starting has no SIGHUP handler yet, and SIGHUP's default is to end the
+      // process: it gets its SIGHUP once it serves (a policy edit after it read the directory is
+      // not lost; one before is a reload that changes nothing).
+      for (const s of slots) {
+        if (s.ready && s.process) s.process.kill("SIGHUP");
+        else s.reloadPending = true;
+      }
     },
     stop() {
       stopped ??= stopAll().then(() => finish("stopped"));

@@ -372,6 +372,29 @@ describe("workers = 2", () => {
     expect(metricValue(await after.text(), "dutygate_workers ")).toEqual([2]);
   }, 60_000);
 
+  test("SIGHUP while a worker restarts: the starting worker is not killed by it, and reloads once it serves", async () => {
+    const victim = (await pidsNow(f))[1]!;
+    const restarts = logLines(f.gw).filter((l) => l.msg === "worker restarted").length;
+    const from = logLines(f.gw).length;
+    process.kill(victim, "SIGKILL");
+    // SIGHUPs all through the restart: before the new worker listens, while it starts, once it serves.
+    let hups = 0;
+    await until("the worker restarted", () => {
+      f.gw.signal("SIGHUP");
+      hups++;
+      return logLines(f.gw).filter((l) => l.msg === "worker restarted").length > restarts;
+    }, 300);
+    expect(hups).toBeGreaterThan(3);
+    const since = () => logLines(f.gw).slice(from);
+    // One death (the kill), none by SIGHUP: a starting worker has no SIGHUP handler of its own yet.
+    expect(since().filter((l) => l.msg === "a worker died; restarting it").map((l) => l.signal)).toEqual(["SIGKILL"]);
+    const successor = since().find((l) => l.msg === "worker restarted")!.pid!;
+    expect(alive(successor)).toBe(true);
+    // The SIGHUPs it was not sent while starting are passed on once it serves.
+    const startedAt = since().findIndex((l) => l.msg === "worker restarted");
+    await until("the restarted worker reloads", () => since().slice(startedAt).some((l) => l.worker === 1 && l.msg === "SIGHUP: reloading policy and certificates"), 500);
+  }, 60_000);
+
   test("SIGTERM stops every worker gracefully; each worker's chain verifies, every record names its worker", async () => {
     const workers = [...workerPids(f.gw), ...logLines(f.gw).filter((l) => l.msg === "worker restarted").map((l) => l.pid!)];
     f.gw.signal("SIGTERM");
