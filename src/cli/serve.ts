@@ -3,6 +3,7 @@
 // failed start becomes a message and exit 6.
 import { existsSync } from "node:fs";
 import type { GatewayConfig } from "../config/mod.ts";
+import type { RunningSupervisor } from "../workers/mod.ts";
 import { GatewayError } from "../errors.ts";
 import { exitWhenDrained } from "../stdio.ts";
 import { formatCodedError, startupFailure } from "./failure.ts";
@@ -76,6 +77,32 @@ async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io:
   const { selfCommand, startSupervisor } = await import("../workers/mod.ts");
   selfCommand(); // refuses the runtimes that cannot start workers, before anything is prepared
   const log = withFields(createLogger(config.log.level), { supervisor: process.pid });
+  // Signals are handled from here on: one that arrives while the workers start is acted on once
+  // they serve (SIGHUP's and SIGTERM's default would end the supervisor and leave its workers to
+  // notice), and the handlers stay, so a stop signal that comes again (a terminal's second Ctrl-C,
+  // systemd signalling every process of the unit) neither ends the drain nor kills the supervisor.
+  let running: RunningSupervisor | null = null;
+  let reloadAsked = false;
+  let stopAsked: string | null = null;
+  process.on("SIGHUP", () => {
+    if (running === null) {
+      reloadAsked = true;
+      return;
+    }
+    log.info("SIGHUP: reloading policy and certificates in every worker");
+    running.reload();
+  });
+  const stop = (why: string) => {
+    if (stopAsked !== null) {
+      log.info(`${why}: already stopping`);
+      return;
+    }
+    stopAsked = why;
+    if (running === null) return;
+    log.info(`${why}: stopping every worker gracefully`);
+    void running.stop();
+  };
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => stop(sig));
   const ports = await prepareWorkerState(config, { resetLedger, log });
   let supervisor;
   try {
@@ -91,16 +118,14 @@ async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io:
     if (typeof code === "number") return code;
     throw e;
   }
-  const running = supervisor;
-  process.on("SIGHUP", () => {
-    log.info("SIGHUP: reloading policy and certificates in every worker");
-    running.reload();
-  });
-  const stop = (why: string) => {
-    log.info(`${why}: stopping every worker gracefully`);
-    void running.stop();
-  };
-  for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => stop(sig));
+  running = supervisor;
+  if (stopAsked !== null) {
+    log.info(`${stopAsked} while the workers started: stopping every worker gracefully`);
+    void supervisor.stop();
+  } else if (reloadAsked) {
+    log.info("SIGHUP while the workers started: reloading policy and certificates in every worker");
+    supervisor.reload();
+  }
   const lifeline = lifelineFd(process.env.DUTYGATE_LIFELINE_FD);
   if (lifeline !== undefined) {
     const { createReadStream } = await import("node:fs");
@@ -109,6 +134,6 @@ async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io:
     stream.on("end", () => stop("the launcher is gone"));
     stream.on("error", () => stop("the launcher is gone"));
   }
-  void running.exited.then((end) => exitWhenDrained(end === "crash-loop" ? EXIT.workersCrashLoop : EXIT.ok));
+  void supervisor.exited.then((end) => exitWhenDrained(end === "crash-loop" ? EXIT.workersCrashLoop : EXIT.ok));
   return SERVING;
 }

@@ -4,6 +4,6 @@ export { WORKER_ENV, parseWorkerIdentity } from "./protocol.ts";
 export type { ReadinessReport, WorkerReadinessAnswer, WorkerReloadResult } from "./protocol.ts";
 export { selfCommand } from "./spawn.ts";
 export { startSupervisor } from "./supervisor.ts";
-export type { SupervisorEnd } from "./supervisor.ts";
+export type { RunningSupervisor, SupervisorEnd } from "./supervisor.ts";
 export { connectToSupervisor } from "./worker-link.ts";
 export type { WorkerLink } from "./worker-link.ts";

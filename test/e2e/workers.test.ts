@@ -404,7 +404,12 @@ describe("workers = 2", () => {
       const body = (await res.json()) as ReadyzBody;
       return res.status === 503 && body.workers.every((w) => w.reason === "the gateway is shutting down" && w.status === "unavailable");
     }, 40);
+    // A stop signal again mid-drain (a terminal's second Ctrl-C, systemd signalling every process
+    // of the unit) neither ends the drain nor kills the supervisor.
+    f.gw.signal("SIGTERM");
+    f.gw.signal("SIGINT");
     expect(await f.gw.exited).toBe(0);
+    expect(logLines(f.gw).filter((l) => l.supervisor !== undefined && l.msg.endsWith(": already stopping")).map((l) => l.msg)).toEqual(["SIGTERM: already stopping", "SIGINT: already stopping"]);
     for (const pid of workers) expect(alive(pid)).toBe(false);
     const keys = join(dir, ".state", "gateway-key", "public.jwks");
     const io = memoryIo();
