@@ -3,43 +3,51 @@
 // to hundreds of milliseconds, which here hold no request. The thread has its own connection to
 // the file; PASSIVE checkpoints never wait for, nor block, the ledger's writes.
 //
+// Between checkpoints the thread sleeps in Atomics.wait on the shared state, for `everyMs` or
+// until the ledger asks it to stop.
+//
 // An entrypoint of the compiled binary (scripts/build.ts), so that the executable carries it.
 import { parentPort } from "node:worker_threads";
-import { openSqlDatabase, type SqlDatabase } from "./sqlite-driver.ts";
-import type { CheckpointerReply, CheckpointerRequest } from "./checkpointer.ts";
+import { CHECKPOINT_STATE, type CheckpointerReply, type CheckpointerRequest } from "./checkpointer.ts";
+import { openSqlDatabase, type SqlStatement } from "./sqlite-driver.ts";
 
 const port = parentPort;
-let db: SqlDatabase | undefined;
-let timer: ReturnType<typeof setInterval> | undefined;
 
 function reply(message: CheckpointerReply): void {
   port?.postMessage(message);
 }
 
-function start(path: string, everyMs: number): void {
-  void openSqlDatabase(path).then((opened) => {
-    db = opened;
-    const checkpoint = opened.prepare("PRAGMA wal_checkpoint(PASSIVE)");
-    timer = setInterval(() => {
-      // Busy (another checkpoint, a file being closed) or failing: the next tick retries, and a
-      // failing file shows in the ledger's own calls.
-      try { checkpoint.get(); } catch { /* the next tick retries */ }
-    }, everyMs);
-    reply({ type: "ready" });
-  }, (error: unknown) => {
-    reply({ type: "failed", reason: error instanceof Error ? error.message : String(error) });
-  });
+function checkpoints(checkpoint: SqlStatement, state: Int32Array, everyMs: number): void {
+  let seen = Atomics.load(state, CHECKPOINT_STATE.wake);
+  while (Atomics.load(state, CHECKPOINT_STATE.stop) === 0) {
+    Atomics.wait(state, CHECKPOINT_STATE.wake, seen, everyMs);
+    seen = Atomics.load(state, CHECKPOINT_STATE.wake);
+    if (Atomics.load(state, CHECKPOINT_STATE.stop) !== 0) break;
+    // Busy (another process's checkpoint) or failing: the next one retries, and a failing file
+    // shows in the ledger's own calls.
+    try { checkpoint.get(); } catch { /* the next one retries */ }
+  }
 }
 
-function stop(): void {
-  clearInterval(timer);
-  try { db?.close(); } catch { /* closing anyway */ }
-  db = undefined;
+async function run(request: Extract<CheckpointerRequest, { type: "start" }>): Promise<void> {
+  let db;
+  try {
+    db = await openSqlDatabase(request.path);
+  } catch (error) {
+    reply({ type: "failed", reason: error instanceof Error ? error.message : String(error) });
+    return;
+  }
+  try {
+    const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
+    reply({ type: "ready" });
+    checkpoints(checkpoint, request.state, request.everyMs);
+  } finally {
+    try { db.close(); } catch { /* closing anyway */ }
+  }
   // The parent terminates the thread on this answer.
   reply({ type: "stopped" });
 }
 
-port?.on("message", (message: CheckpointerRequest) => {
-  if (message.type === "start") start(message.path, message.everyMs);
-  else stop();
+port?.once("message", (message: CheckpointerRequest) => {
+  void run(message).catch((error: unknown) => reply({ type: "failed", reason: error instanceof Error ? error.message : String(error) }));
 });

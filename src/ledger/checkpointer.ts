@@ -7,10 +7,19 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { SqlDatabase } from "./sqlite-driver.ts";
 
-/** Messages to the checkpoint thread. */
-export type CheckpointerRequest = { type: "start"; path: string; everyMs: number } | { type: "stop" };
+/** The one message to the checkpoint thread. */
+export type CheckpointerRequest = { type: "start"; path: string; everyMs: number; state: Int32Array };
 /** Messages from the checkpoint thread. */
 export type CheckpointerReply = { type: "ready" } | { type: "failed"; reason: string } | { type: "stopped" };
+
+/** The slots of the state shared with the thread (an Int32Array on a SharedArrayBuffer). */
+export const CHECKPOINT_STATE = {
+  /** Bumped (and notified) to wake the thread. */
+  wake: 0,
+  /** 1 once the thread is to close its connection and end. */
+  stop: 1,
+} as const;
+
 
 /** How long the thread may take to open its connection, and to finish its last checkpoint at a stop. */
 const START_TIMEOUT_MS = 5000;
@@ -33,6 +42,7 @@ export class WalCheckpointer {
   readonly #onFallback: (reason: string) => void;
   #worker: Worker | undefined;
   #exited: Promise<void> = Promise.resolve();
+  readonly #state = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
 
@@ -71,7 +81,9 @@ export class WalCheckpointer {
     const worker = this.#worker;
     if (!worker) return;
     const stopped = new Promise<void>((resolve) => worker.on("message", (m: CheckpointerReply) => { if (m.type === "stopped") resolve(); }));
-    worker.postMessage({ type: "stop" } satisfies CheckpointerRequest);
+    Atomics.store(this.#state, CHECKPOINT_STATE.stop, 1);
+    Atomics.add(this.#state, CHECKPOINT_STATE.wake, 1);
+    Atomics.notify(this.#state, CHECKPOINT_STATE.wake);
     // A checkpoint in progress finishes first (its fsync cannot be interrupted), then the thread
     // closes its connection. Past the bound it is terminated all the same: whatever it still does
     // cannot harm the file.
@@ -116,7 +128,7 @@ export class WalCheckpointer {
           resolve();
         }
       });
-      worker.postMessage({ type: "start", path, everyMs: this.#everyMs } satisfies CheckpointerRequest);
+      worker.postMessage({ type: "start", path, everyMs: this.#everyMs, state: this.#state } satisfies CheckpointerRequest);
     });
   }
 

@@ -218,6 +218,21 @@ describe("SqliteDutyLedger WAL checkpoints", () => {
     }
   });
 
+  test("under writes that leave the thread no gap, a commit starts the WAL over at 16384 pages", async () => {
+    const path = freshPath();
+    // A thread that never gets to checkpoint: as if every one of its checkpoints met a new commit.
+    const ledger = await openSqliteLedger({ path, retentionDays: 30, checkpointEveryMs: 600_000 });
+    try {
+      // Seven pages per step: well past 16384 pages.
+      await confirmEntries(ledger, 3500);
+      const frame = 4096 + 24;
+      expect(statSync(`${path}-wal`).size).toBeLessThanOrEqual(32 + (16384 + 8) * frame);
+      expect(entriesInMainFile(path)).toBeGreaterThan(0);
+    } finally {
+      await ledger.close();
+    }
+  }, 60_000);
+
   test("close() ends the thread", async () => {
     const threadsBefore = workerThreads();
     const ledger = await openSqliteLedger({ path: freshPath(), retentionDays: 30, checkpointEveryMs: 20 });

@@ -113,6 +113,17 @@ export interface SqliteLedgerOptions extends LedgerOptions {
 export const DEFAULT_CHECKPOINT_EVERY_MS = 1000;
 
 /**
+ * The WAL size (pages) at which a commit checkpoints on the ledger's own connection after all,
+ * as SQLite does by default at 1000. The checkpoint thread copies the WAL without stopping the
+ * writes, so under sustained writes it never finds the WAL fully copied with no commit since,
+ * which is when the next commit starts the WAL over; the WAL would grow for as long as the
+ * writes go on. At this size a commit copies what the thread has not yet (at most one interval's
+ * worth) and waits for that checkpoint's fsyncs, then the WAL starts over: 64 MiB at most, one
+ * such wait per 64 MiB written under sustained load, none when the writes leave the thread a gap.
+ */
+const WAL_RESTART_PAGES = 16384;
+
+/**
  * Opens (creating or migrating) the SQLite duty ledger at `path`: WAL journal, `synchronous=NORMAL`,
  * a busy timeout for sharing the file between processes. Uses bun:sqlite under Bun and node:sqlite
  * under Deno. Fails with `LEDGER_OPEN_FAILED` or `LEDGER_SCHEMA_TOO_NEW`.
@@ -139,7 +150,7 @@ export async function openSqliteLedger(options: SqliteLedgerOptions): Promise<Sq
     if (path !== ":memory:") db.exec("PRAGMA journal_mode = WAL");
     // In WAL mode NORMAL never corrupts; a power cut may lose the last commits (not the file).
     db.exec("PRAGMA synchronous = NORMAL");
-    if (path !== ":memory:" && checkpointEveryMs > 0) db.exec("PRAGMA wal_autocheckpoint = 0");
+    if (path !== ":memory:" && checkpointEveryMs > 0) db.exec(`PRAGMA wal_autocheckpoint = ${WAL_RESTART_PAGES}`);
     migrate(db, path);
   } catch (error) {
     try { db?.close(); } catch { /* already failing */ }
