@@ -2,17 +2,19 @@
 // (the supervisor in its own process group, killed by PID whatever happens), a real upstream and
 // real clients over loopback. The gateway serves from both workers, survives `kill -9` of one
 // with no failed request beyond those in flight on it, reloads in every worker, keeps history
-// separation of duties across the two, gives up on a crash loop, and leaves one verifiable audit
-// chain per worker.
+// separation of duties across the two, answers readiness for every worker, keeps its counters
+// from going backwards across a restart, gives up on a crash loop, and leaves one verifiable
+// audit chain per worker; a worker whose supervisor is killed stops by itself, and one that
+// cannot start fails the start.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditFileChain } from "../../src/audit/mod.ts";
 import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
 import type { IssuedCertificate } from "../support/pki.ts";
 import {
-  createTestIssuer, createTestPki, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig,
+  createTestIssuer, createTestPki, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig,
   type GatewayProcess, type TestIssuer, type TestUpstream,
 } from "../support/harness.ts";
 
@@ -31,13 +33,15 @@ async function until(what: string, check: () => boolean | Promise<boolean>, trie
   throw new Error(`gave up waiting for ${what}`);
 }
 
+/** The process runs (a zombie does not: a worker whose supervisor died is reaped by whoever adopts it, if at all). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
   }
+  const stat = `/proc/${pid}/stat`;
+  return !existsSync(stat) || !/^\d+ \(.*\) Z /.test(readFileSync(stat, "utf8"));
 }
 
 /** Every audit record of the directory, with the chain (file) it came from. */
@@ -445,4 +449,48 @@ describe("workers that keep dying", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe("workers on their own", () => {
+  test("the supervisor killed (SIGKILL): each worker stops gracefully by itself, its chain closed with a checkpoint", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    const f = await startWorkers(dir);
+    try {
+      const token = await f.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      for (let i = 0; i < 20; i++) expect(await f.request(`/changes/orphan-${i}/submit`, token)).toBe(200);
+      const pids = workerPids(f.gw);
+      expect(pids.length).toBe(2);
+      process.kill(f.gw.pid, "SIGKILL");
+      await until("both workers gone", () => pids.every((pid) => !alive(pid)));
+      await until("both said why", () => logLines(f.gw).filter((l) => l.msg === "the supervisor is gone: stopping gracefully").length === 2, 500);
+      const io = memoryIo();
+      expect(await runAuditVerify({ files: [join(dir, "audit")], keysFile: join(dir, ".state", "gateway-key", "public.jwks") }, io)).toBe(EXIT.ok);
+      expect(io.stdout.at(-1)).toBe("ok: 2 chains intact");
+      expect(io.stdout.filter((l) => l.includes("unsigned tail"))).toEqual([]);
+    } finally {
+      await f.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  test("a worker that cannot start fails the whole start, closed: exit 6 with its reason, no banner", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    const upstream = startTestUpstream();
+    try {
+      cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+      appendFileSync(join(dir, "policies", "changes.duty"), "\ngrant nobody_role no_such_duty\n");
+      const issuer = await createTestIssuer(dir);
+      const config = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies"), listenToml: "workers = 2" });
+      const run = await runServeUntilExitOrBanner(config, { cwd: dir, deadlineMs: 60_000 });
+      expect(run.exitCode).toBe(6);
+      expect(run.stdout).not.toContain("dutygate listening on");
+      expect(run.stderr).toContain("error[POLICY_UNAVAILABLE]");
+      expect(run.stderr).not.toContain("    at ");
+      const failed = run.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as LogLine).find((l) => l.msg === "a worker failed to start; stopping the others");
+      expect(failed).toMatchObject({ code: 6 });
+    } finally {
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
