@@ -215,6 +215,12 @@ interface EntryRow extends SqlRow {
   at: number;
 }
 
+interface EntryIdRow extends SqlRow {
+  id: number;
+  duty: string;
+  reservation: string | null;
+}
+
 interface PendingRow extends EntryRow {
   reservation: string;
   constraint_id: string;
@@ -260,8 +266,8 @@ export class SqliteDutyLedger implements DutyLedger {
   #checkpointer: WalCheckpointer | undefined;
   #closed = false;
   readonly #sql: Record<
-    | "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "touchConfirmed" | "confirmPending"
-    | "prune" | "count" | "pending" | "abandon" | "dropSameDuty" | "boots" | "addBoot" | "dropBoot",
+    | "begin" | "commit" | "rollback" | "facts" | "insert" | "dropReservation" | "entries" | "touchById" | "settleById"
+    | "dropById" | "prune" | "count" | "pending" | "abandon" | "boots" | "addBoot" | "dropBoot",
     SqlStatement
   >;
 
@@ -280,14 +286,11 @@ export class SqliteDutyLedger implements DutyLedger {
       facts: p("SELECT duty, sub, at FROM duty_entries WHERE constraint_id = ? AND key = ? AND sub = ?"),
       insert: p("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation, boot) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       dropReservation: p("DELETE FROM duty_entries WHERE reservation = ?"),
-      touchConfirmed: p(
-        `UPDATE duty_entries SET at = max(at, ?)
-          WHERE constraint_id = ? AND key = ? AND sub = ? AND duty = ? AND reservation IS NULL`,
-      ),
-      confirmPending: p(
-        `UPDATE duty_entries SET reservation = NULL, boot = NULL
-          WHERE reservation = ? AND constraint_id = ? AND key = ?`,
-      ),
+      // The index on (constraint_id, key, sub, …) covers it: a row id is in every index entry.
+      entries: p("SELECT id, duty, reservation FROM duty_entries WHERE constraint_id = ? AND key = ? AND sub = ?"),
+      touchById: p("UPDATE duty_entries SET at = max(at, ?) WHERE id = ?"),
+      settleById: p("UPDATE duty_entries SET reservation = NULL, boot = NULL WHERE id = ?"),
+      dropById: p("DELETE FROM duty_entries WHERE id = ?"),
       prune: p("DELETE FROM duty_entries WHERE at < ?"),
       count: p("SELECT count(*) AS n FROM duty_entries"),
       // Reservations are few (requests in flight, and those an operator has yet to settle).
@@ -297,7 +300,6 @@ export class SqliteDutyLedger implements DutyLedger {
       ),
       // No boot: nobody will settle it, as for a reservation whose process ended.
       abandon: p("UPDATE duty_entries SET boot = NULL WHERE reservation = ?"),
-      dropSameDuty: p("DELETE FROM duty_entries WHERE constraint_id = ? AND key = ? AND sub = ? AND duty = ? AND reservation IS NOT NULL"),
       boots: p("SELECT boot, host, pid FROM ledger_boots"),
       addBoot: p("INSERT INTO ledger_boots (boot, host, pid, started_at) VALUES (?, ?, ?, ?)"),
       dropBoot: p("DELETE FROM ledger_boots WHERE boot = ?"),
@@ -360,22 +362,29 @@ export class SqliteDutyLedger implements DutyLedger {
     this.#open();
     if (reservation.checks.length === 0) return;
     this.#transaction(() => {
+      // One read per key, then writes by row id: two statements in the usual case (the pending row
+      // becomes confirmed), where a statement per rule took four (docs/performance.md).
+      const settled = new Set<number>();
+      const dropped = new Set<number>();
       for (const check of reservation.checks) {
+        const rows = this.#sql.entries.all(check.constraint, check.key, reservation.sub) as EntryIdRow[];
+        const sameDuty = rows.filter((r) => r.duty === reservation.duty);
         // Keep one confirmed row per person-duty, carrying the latest time (retention counts from it).
-        const args = [check.constraint, check.key, reservation.sub, reservation.duty] as const;
-        if (this.#sql.touchConfirmed.run(reservation.at, ...args).changes > 0) continue;
-        // Usually the pending row simply becomes confirmed; when it was released (by an operator
-        // who took the request for dead) or pruned, the action still happened and is recorded anew.
-        if (this.#sql.confirmPending.run(reservation.id, check.constraint, check.key).changes > 0) continue;
-        this.#sql.insert.run(...args, reservation.at, null, null);
-      }
-      for (const check of reservation.checks) {
+        const confirmed = sameDuty.filter((r) => r.reservation === null && !dropped.has(r.id));
+        for (const row of confirmed) this.#sql.touchById.run(reservation.at, row.id);
+        if (confirmed.length === 0) {
+          // Usually the pending row simply becomes confirmed; when it was released (by an operator
+          // who took the request for dead) or pruned, the action still happened and is recorded anew.
+          const own = rows.filter((r) => r.reservation === reservation.id);
+          for (const row of own) { this.#sql.settleById.run(row.id); settled.add(row.id); }
+          if (own.length === 0) this.#sql.insert.run(check.constraint, check.key, reservation.sub, reservation.duty, reservation.at, null, null);
+        }
         // The person's other reservations for this duty on this key (a timed-out try before this
-        // one) could only ever add what the fact now says: they are settled with it.
-        this.#sql.dropSameDuty.run(check.constraint, check.key, reservation.sub, reservation.duty);
+        // one, or this one where a confirmed row was touched instead) could only ever add what the
+        // fact now says: they are settled with it.
+        for (const row of sameDuty) if (row.reservation !== null && !settled.has(row.id)) dropped.add(row.id);
       }
-      // Pending rows left over where a confirmed row was touched instead.
-      this.#sql.dropReservation.run(reservation.id);
+      for (const id of dropped) if (!settled.has(id)) this.#sql.dropById.run(id);
     });
   }
 
