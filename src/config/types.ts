@@ -75,9 +75,9 @@ export interface UpstreamConfig {
   timeoutMs: number;
   connectTimeoutMs: number;
   /**
-   * `pool` (the default, `DEFAULTS.upstream.client`, also when unset): under Bun, requests to an
-   * `http://` upstream go over the gateway's own keep-alive HTTP/1.1 pool
-   * (src/http/forward-http1.ts); the rest use fetch. `fetch`: the runtime's fetch for every request.
+   * `pool` (the default, `DEFAULTS.upstream.client`, also when unset): under Bun, requests go over
+   * the gateway's own keep-alive HTTP/1.1 pool (src/http/forward-http1.ts), `http://` and
+   * `https://`; other runtimes use fetch. `fetch`: the runtime's fetch for every request.
    */
   client?: "fetch" | "pool";
 }

@@ -1,4 +1,4 @@
-// A keep-alive HTTP/1.1 client for plain-HTTP upstreams over `Bun.connect`, used by
+// A keep-alive HTTP/1.1 client for `http://` and `https://` upstreams over `Bun.connect`, used by
 // `forwardToUpstream` under Bun when `client: "pool"` is asked for. Why not fetch: Bun's fetch runs on
 // its own "HTTP Client" thread, so every proxied request crosses threads twice; on a loaded core
 // that hand-off costs more than the rest of the pipeline together. This client parses on the
@@ -184,6 +184,8 @@ interface Connection {
   counted: boolean;
   /** `performance.now()` when it last went back to the pool. */
   releasedAt: number;
+  /** While a TLS handshake is under way: settles the connect once the certificate is judged. */
+  handshake: { resolve(): void; reject(error: unknown): void } | null;
 }
 
 /** A request waiting for a connection while the pool is at its cap. */
@@ -193,9 +195,15 @@ interface Waiter {
   reject(reason: unknown): void;
 }
 
-/** A pool of keep-alive connections to one `http://host:port` origin. */
+/**
+ * A pool of keep-alive connections to one `http://host:port` or `https://host:port` origin. Over
+ * TLS it verifies the upstream's certificate as the runtime's fetch does (`tls: true`: the same
+ * root store, `NODE_EXTRA_CA_CERTS`, the host name, validity dates; the host name sent as SNI), and
+ * a connection carries nothing before its handshake has passed.
+ */
 export class Http1Pool {
   readonly #hostname: string;
+  readonly #tls: boolean;
   readonly #port: number;
   readonly #authority: string;
   readonly #idle: Connection[] = [];
@@ -215,7 +223,8 @@ export class Http1Pool {
     this.#idleTimeoutS = options.idleTimeoutS ?? IDLE_TIMEOUT_S;
     this.#maxConnections = Math.max(1, options.maxConnections ?? MAX_CONNECTIONS_PER_ORIGIN);
     this.#hostname = origin.hostname.replace(/^\[|\]$/g, "");
-    this.#port = Number(origin.port || 80);
+    this.#tls = origin.protocol === "https:";
+    this.#port = Number(origin.port || (this.#tls ? 443 : 80));
     this.#authority = origin.host;
   }
 
@@ -335,7 +344,10 @@ export class Http1Pool {
 
   async #connect(abort: Http1Abort, connectTimeoutMs: number): Promise<Connection> {
     if (abort.aborted) throw abort.reason;
-    const connection: Connection = { socket: null, exchange: null, closed: false, reused: false, counted: true, releasedAt: 0 };
+    const connection: Connection = { socket: null, exchange: null, closed: false, reused: false, counted: true, releasedAt: 0, handshake: null };
+    const handshaken = this.#tls ? new Promise<void>((resolve, reject) => { connection.handshake = { resolve, reject }; }) : null;
+    // Settled when the connect was given up already (timeout, abort): nobody awaits it then.
+    handshaken?.catch(() => {});
     this.#open++;
     const pool = this;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -349,7 +361,16 @@ export class Http1Pool {
       hostname: this.#hostname,
       port: this.#port,
       data: connection,
+      tls: this.#tls ? true : undefined,
       socket: {
+        // Bun verifies the chain and the host name itself and closes the socket when either fails.
+        handshake(socket, ok, error) {
+          const pending = socket.data.handshake;
+          socket.data.handshake = null;
+          if (pending === null) return;
+          if (ok) pending.resolve();
+          else pending.reject(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${pool.#authority}\` presented a certificate that does not verify: ${(error as (Error & { code?: string }) | undefined)?.code ?? error?.message ?? "handshake failed"}`));
+        },
         data(socket, chunk) {
           const exchange = socket.data.exchange;
           // Bytes on an idle connection answer nothing we asked: the connection is unusable.
@@ -370,12 +391,16 @@ export class Http1Pool {
         end(socket) { socket.end(); },
         close(socket, error) {
           pool.#retire(socket.data);
+          socket.data.handshake?.reject(new GatewayError("UPSTREAM_UNAVAILABLE", `upstream \`${pool.#authority}\` closed the connection during the TLS handshake`));
+          socket.data.handshake = null;
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
           if (exchange !== null && exchange.connection === socket.data) pool.#onClose(exchange, error ?? null);
         },
         error(socket, error) {
           pool.#retire(socket.data);
+          socket.data.handshake?.reject(error);
+          socket.data.handshake = null;
           const exchange = socket.data.exchange;
           socket.data.exchange = null;
           if (exchange !== null && exchange.connection === socket.data) pool.#onClose(exchange, error);
@@ -384,6 +409,8 @@ export class Http1Pool {
     });
     try {
       const socket = await Promise.race([connecting, stop]);
+      // Under the same connect timeout: the certificate is judged before any byte is sent.
+      if (handshaken !== null) await Promise.race([handshaken, stop]);
       socket.setNoDelay(true);
       socket.timeout(this.#idleTimeoutS);
       connection.socket = socket;
@@ -886,7 +913,7 @@ export function existingHttp1Pool(origin: string): Http1Pool | undefined {
   return pools.get(origin);
 }
 
-/** The shared pool for a plain-HTTP origin (`http://host:port`); one per origin per process. */
+/** The shared pool for an origin (`http://host:port`, `https://host:port`); one per origin per process. */
 export function http1PoolFor(origin: string): Http1Pool {
   let pool = pools.get(origin);
   if (!pool) {

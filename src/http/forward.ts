@@ -45,9 +45,9 @@ export interface ForwardOptions {
   forwardedFor?: "append" | "replace";
   /**
    * `fetch` (default): the runtime's fetch. `pool` (Bun only; other runtimes use fetch): requests
-   * to `http:` upstreams go over a keep-alive HTTP/1.1 pool on the event loop (forward-http1.ts),
-   * bodies streamed, skipping the hop to fetch's client thread; `https:` upstreams still use
-   * fetch. Config: `upstreams.NAME.client`.
+   * go over a keep-alive HTTP/1.1 pool on the event loop (forward-http1.ts), bodies streamed, TLS
+   * verified as fetch verifies it, skipping the hop to fetch's client thread. Config:
+   * `upstreams.NAME.client`.
    */
   client?: "fetch" | "pool";
 }
@@ -98,12 +98,11 @@ function upstreamBase(url: string): { origin: string; prefix: string } {
 
 /**
  * The origin whose HTTP/1.1 pool (forward-http1.ts) carries requests to `upstream`
- * with this `client`, or null when fetch carries them (`fetch`, an `https:` upstream, not Bun).
+ * with this `client`, or null when fetch carries them (`client: "fetch"`, or not Bun).
  */
 export function poolOriginOf(upstream: Pick<UpstreamConfig, "url">, client: ForwardOptions["client"]): string | null {
   if (client !== "pool" || !isBun) return null;
-  const { origin } = upstreamBase(upstream.url);
-  return origin.startsWith("http:") ? origin : null;
+  return upstreamBase(upstream.url).origin;
 }
 
 /** Upstream URL for a normalised path: the upstream's origin and path prefix, then `path` and `?query`. */

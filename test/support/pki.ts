@@ -28,7 +28,7 @@ export async function createCa(dir: string, name: string): Promise<IssuedCertifi
 export async function issueCertificate(
   dir: string,
   ca: IssuedCertificate,
-  options: { commonName: string; dnsNames?: string[]; uris?: string[]; client?: boolean; fileName?: string },
+  options: { commonName: string; dnsNames?: string[]; uris?: string[]; client?: boolean; fileName?: string; notBefore?: Date; notAfter?: Date },
 ): Promise<IssuedCertificate> {
   const altNames = [
     ...(options.dnsNames ?? []).map((value) => ({ type: 2 as const, value })),
@@ -38,6 +38,8 @@ export async function issueCertificate(
   const pems = await generate([{ name: "commonName", value: options.commonName }], {
     keyType: "ec", algorithm: "sha256",
     ca: { key: ca.key, cert: ca.cert },
+    ...(options.notBefore ? { notBeforeDate: options.notBefore } : {}),
+    ...(options.notAfter ? { notAfterDate: options.notAfter } : {}),
     extensions: [
       { name: "basicConstraints", cA: false },
       { name: "keyUsage", digitalSignature: true, keyEncipherment: true },

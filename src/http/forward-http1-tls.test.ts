@@ -1,0 +1,105 @@
+// `https://` upstreams on the HTTP/1.1 pool: real TLS upstreams over loopback with certificates
+// from a CA this test makes. The pool must accept exactly what the runtime's fetch accepts and
+// refuse, with the same error code, what fetch refuses: each case runs through both clients, in a
+// child process that trusts the test CA through NODE_EXTRA_CA_CERTS (as an operator would).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import type { UpstreamConfig } from "../config/types.ts";
+import { createCa, issueCertificate, type IssuedCertificate } from "../../test/support/pki.ts";
+import { killGroupOnExit, killProcessGroup } from "../../test/support/process-group.ts";
+import { drainText, REPO_ROOT } from "../../test/support/harness.ts";
+import { tempDir } from "../../test/support/temp-dir.ts";
+import { forwardToUpstream } from "./forward.ts";
+import { existingHttp1Pool } from "./forward-http1.ts";
+
+type Server = ReturnType<typeof Bun.serve>;
+const servers: Server[] = [];
+let dir: string;
+let ca: IssuedCertificate;
+const ports: Record<string, number> = {};
+
+// Answers with what it received: method, body length and hash.
+function startUpstream(name: string, certificate: IssuedCertificate): void {
+  const server = Bun.serve({
+    hostname: "127.0.0.1", port: 0, maxRequestBodySize: 64 << 20,
+    tls: { cert: certificate.cert, key: certificate.key },
+    async fetch(request) {
+      const body = new Uint8Array(await request.arrayBuffer());
+      return new Response(`${request.method} ${body.byteLength} ${Bun.hash(body).toString(16)}`);
+    },
+  });
+  servers.push(server);
+  ports[name] = server.port!;
+}
+
+beforeAll(async () => {
+  dir = tempDir("dutygate-pool-tls-");
+  ca = await createCa(dir, "upstream-ca");
+  const stranger = await createCa(dir, "stranger-ca");
+  const day = 24 * 3600 * 1000;
+  startUpstream("good", await issueCertificate(dir, ca, { commonName: "localhost", dnsNames: ["localhost"], fileName: "good" }));
+  // Valid for 127.0.0.1 and other.example, asked for as `localhost`.
+  startUpstream("wrong-name", await issueCertificate(dir, ca, { commonName: "other.example", dnsNames: ["other.example"], fileName: "wrong-name" }));
+  startUpstream("unknown-ca", await issueCertificate(dir, stranger, { commonName: "localhost", dnsNames: ["localhost"], fileName: "unknown-ca" }));
+  startUpstream("expired", await issueCertificate(dir, ca, { commonName: "localhost", dnsNames: ["localhost"], fileName: "expired", notBefore: new Date(Date.now() - 10 * day), notAfter: new Date(Date.now() - day) }));
+});
+afterAll(() => { for (const s of servers) s.stop(true); });
+
+interface Attempt { name: string; client: "pool" | "fetch"; status: number; code: string | null; text: string; expected: string; poolOpen: number }
+
+async function runClient(cases: Array<{ name: string; url: string; method: string; bodyBytes: number; streamed?: boolean }>): Promise<Attempt[]> {
+  const bun = join(REPO_ROOT, "node_modules/.bin/bun");
+  const child = Bun.spawn([bun, join(REPO_ROOT, "test/support/forward-tls-client.ts"), JSON.stringify(cases)], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.certFile }, stdout: "pipe", stderr: "pipe", detached: true,
+  });
+  killGroupOnExit(child.pid);
+  let out = "";
+  let err = "";
+  try {
+    await Promise.all([drainText(child.stdout, (s) => (out += s)), drainText(child.stderr, (s) => (err += s)), child.exited]);
+  } finally {
+    killProcessGroup(child.pid);
+  }
+  if (child.exitCode !== 0) throw new Error(`client exited ${child.exitCode}:\n${out}\n${err}`);
+  return out.trim().split("\n").map((line) => JSON.parse(line) as Attempt);
+}
+
+describe("HTTP/1.1 pool over TLS", () => {
+  test("a trusted upstream answers through the pool as through fetch: with bodies of 0 B, 1 KiB, 5 MiB and chunked", async () => {
+    const url = `https://localhost:${ports.good}`;
+    const attempts = await runClient([
+      { name: "get", url, method: "GET", bodyBytes: 0 },
+      { name: "post-1k", url, method: "POST", bodyBytes: 1024 },
+      { name: "post-5m", url, method: "POST", bodyBytes: 5 * 1024 * 1024 },
+      { name: "put-chunked", url, method: "PUT", bodyBytes: 300_000, streamed: true },
+    ]);
+    expect(attempts.length).toBe(8);
+    for (const a of attempts) {
+      expect({ name: a.name, client: a.client, status: a.status, text: a.text }).toEqual({ name: a.name, client: a.client, status: 200, text: a.expected });
+    }
+    // The pool carried the pool's attempts: its connection to the upstream stays open for reuse.
+    expect(attempts.filter((a) => a.client === "pool").every((a) => a.poolOpen === 1)).toBe(true);
+  }, 30_000);
+
+  test("a certificate of the wrong name, from an unknown CA or expired: 502 UPSTREAM_UNAVAILABLE from both clients, no slot kept", async () => {
+    const attempts = await runClient(["wrong-name", "unknown-ca", "expired"].map((name) => ({ name, url: `https://localhost:${ports[name]}`, method: "POST", bodyBytes: 1024 })));
+    expect(attempts.length).toBe(6);
+    for (const a of attempts) expect({ name: a.name, client: a.client, status: a.status, code: a.code }).toEqual({ name: a.name, client: a.client, status: 502, code: "UPSTREAM_UNAVAILABLE" });
+    expect(attempts.every((a) => a.poolOpen === 0)).toBe(true);
+  }, 30_000);
+
+  test("the name the certificate is checked against is the upstream's host: 127.0.0.1 is in the wrong-name certificate", async () => {
+    const attempts = await runClient([{ name: "by-address", url: `https://127.0.0.1:${ports["wrong-name"]}`, method: "GET", bodyBytes: 0 }]);
+    for (const a of attempts) expect(a.status).toBe(200);
+  }, 30_000);
+
+  test("in this process, which does not trust the test CA, the pool refuses even the good upstream", async () => {
+    const upstream: UpstreamConfig = { name: "good", url: `https://localhost:${ports.good}`, timeoutMs: 5_000, connectTimeoutMs: 2_000, client: "pool" };
+    const response = await forwardToUpstream(new Request("https://gw.test/x"), {
+      upstream, path: "/x", query: "", requestId: "req-tls", clientIp: "127.0.0.1", host: "gw.test", maxBodyBytes: 1 << 20, client: "pool",
+    });
+    expect(response.status).toBe(502);
+    expect(((await response.json()) as { code: string }).code).toBe("UPSTREAM_UNAVAILABLE");
+    expect(existingHttp1Pool(new URL(upstream.url).origin)?.openConnections).toBe(0);
+  });
+});
