@@ -2,7 +2,7 @@
 // `env -i PATH=/usr/bin:/bin`, with nothing of the repository beside it. Real TLS on an ephemeral
 // loopback port, a real ES256 issuer, a real upstream, real signed bundles and audit files.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXAMPLE_POLICY_FILES } from "../../src/init/mod.ts";
@@ -229,6 +229,45 @@ describe("serve from a config file, signed bundle, real token", () => {
     expect(runBinary(gateway, ["audit", "verify", "audit", "--keys", keys], dir).code).toBe(4);
   }, 60_000);
 });
+
+test("workers = 2: the binary starts itself again as each worker; both serve, stop on SIGTERM, and leave a chain each", async () => {
+  const dir = emptyDir("workers");
+  const issuer = await createTestIssuer(dir);
+  const upstream = startTestUpstream();
+  try {
+    expect(runBinary(gateway, ["init", "."], dir).code).toBe(0);
+    const config = writeTestConfig(dir, { issuer: TEST_ISSUER, audience: TEST_AUDIENCE, upstreamUrl: upstream.url });
+    writeFileSync(config, readFileSync(config, "utf8").replace(/^\[listen\]\n/m, "[listen]\nworkers = 2\n"));
+    const serving = await serveBinary(gateway, ["--config", "gateway.toml"], dir, 60_000, { waitFor: /^workers: 2 processes share /m });
+    let stopped = false;
+    try {
+      const pids = (JSON.parse(serving.stderr().split("\n").find((l) => l.includes('"msg":"workers serving"'))!) as { pids: number[] }).pids;
+      expect(pids.length).toBe(2);
+      // Each worker is the binary itself, run again with `serve`: no runtime, no script path.
+      for (const pid of pids) {
+        expect(realpathSync(`/proc/${pid}/exe`)).toBe(realpathSync(gateway));
+        expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(1, 2)).toEqual(["serve"]);
+      }
+      const ca = readFileSync(join(dir, "state", "tls", "listen", "cert.pem"), "utf8");
+      const token = await issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      // Fresh connections until both workers have answered: the kernel spreads them (SO_REUSEPORT).
+      for (let i = 0; i < 200 && new Set(readdirSync(join(dir, "audit")).map((n) => /^audit-(w\d+)-/.exec(n)?.[1])).size < 2; i++) {
+        const res = await fetch(`${serving.url}/changes/w-${i}/submit`, { method: "POST", body: "x", keepalive: false, headers: { authorization: `Bearer ${token}` }, tls: { ca } } as RequestInit);
+        expect(res.status).toBe(200);
+      }
+      stopped = true;
+      expect(await serving.stop()).toBe(0);
+      for (const pid of pids) expect(existsSync(`/proc/${pid}`)).toBe(false);
+    } finally {
+      if (!stopped) await serving.stop();
+    }
+    const verify = runBinary(gateway, ["audit", "verify", "audit", "--keys", join("state", "gateway-key", "public.jwks")], dir);
+    expect(verify.stdout.trim().split("\n").at(-1)).toBe("ok: 2 chains intact");
+    expect(verify.code).toBe(0);
+  } finally {
+    upstream.stop();
+  }
+}, 120_000);
 
 /** The local addresses (IPv4, from /proc/net/tcp) with a socket listening on `port`. */
 function listeningOn(port: number): string[] {
