@@ -13,10 +13,14 @@
 //   each) against the same steps as client-driven transactions, as the ledger made them before
 //   (BEGIN; lock + read; INSERT; COMMIT, and BEGIN; lock + upserts; COMMIT).
 //
-//   npm run bench:scale -- --sections ledger [--steps 5000] [--entries 10000]
+// With --before DIR (another checkout's root, e.g. an earlier commit unpacked with a node_modules
+// link) every SQLite row and checkpoint-pause row is measured for that tree's ledger too, in the
+// same rounds, and a table of the ratios follows. --stores sqlite skips PostgreSQL.
+//
+//   npm run bench:scale -- --sections ledger [--steps 5000] [--entries 10000] [--before DIR] [--stores sqlite,postgres]
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Sql } from "postgres";
 import type { SeparationCheck } from "../../dsl/mod.ts";
 import type { DutyLedger, Reservation, ReserveRequest, ReserveResult } from "../../src/ledger/ledger.ts";
@@ -30,6 +34,19 @@ import { bounded, flag } from "../proxy/lib.ts";
 const STEPS = bounded(flag("steps", "5000"), 100, 50_000);
 const ENTRIES = bounded(flag("entries", "10000"), 0, 1_000_000);
 const WARMUP = Math.min(500, STEPS);
+const BEFORE = flag("before", "") === "" ? null : resolve(flag("before", ""));
+const STORES = new Set(flag("stores", "sqlite,postgres").split(","));
+
+type OpenSqlite = typeof openSqliteLedger;
+/** The SQLite ledgers measured: this tree's, and with --before that tree's. */
+async function sqliteTrees(): Promise<Array<{ tag: string; open: OpenSqlite }>> {
+  const trees: Array<{ tag: string; open: OpenSqlite }> = [{ tag: "", open: openSqliteLedger }];
+  if (BEFORE) {
+    const module = (await import(join(BEFORE, "src", "ledger", "sqlite.ts"))) as { openSqliteLedger: OpenSqlite };
+    trees.push({ tag: " [before]", open: module.openSqliteLedger });
+  }
+  return trees;
+}
 /** Steps per round of the interleaving. */
 const ROUND = 250;
 const DUTIES = ["submit_change", "approve_change", "deploy_change"];
@@ -92,21 +109,21 @@ async function measureInterleaved(contenders: readonly Stepper[], targetP99: num
   });
 }
 
-async function filledSqliteLedger(dir: string): Promise<DutyLedger> {
+async function filledSqliteLedger(dir: string, open: OpenSqlite = openSqliteLedger): Promise<DutyLedger> {
   const path = join(dir, "ledger.sqlite");
-  await (await openSqliteLedger({ path, ...OPTIONS })).close();
+  await (await open({ path, ...OPTIONS })).close();
   const db = await openSqlDatabase(path);
   const insert = db.prepare("INSERT INTO duty_entries (constraint_id, key, sub, duty, at, reservation) VALUES (?, ?, ?, ?, ?, NULL)");
   db.exec("BEGIN IMMEDIATE");
   for (let i = 0; i < ENTRIES; i++) insert.run(CONSTRAINT, `c${Math.floor(i / 3)}`, `user${i % 5000}`, DUTIES[i % 3]!, T0 + i);
   db.exec("COMMIT");
   db.close();
-  return openSqliteLedger({ path, ...OPTIONS });
+  return open({ path, ...OPTIONS });
 }
 
 /** The same entries in a private in-memory database: SQLite's own work, without a file. */
-async function filledMemoryLedger(): Promise<DutyLedger> {
-  const ledger = await openSqliteLedger({ path: ":memory:", ...OPTIONS });
+async function filledMemoryLedger(open: OpenSqlite = openSqliteLedger): Promise<DutyLedger> {
+  const ledger = await open({ path: ":memory:", ...OPTIONS });
   for (let i = 0; i < ENTRIES; i++) {
     const r = await ledger.reserve({ checks: [check(`c${Math.floor(i / 3)}`)], duty: DUTIES[i % 3]!, sub: `user${i % 5000}`, at: T0 + i });
     if (r.ok) await ledger.confirm(r.reservation);
@@ -115,57 +132,67 @@ async function filledMemoryLedger(): Promise<DutyLedger> {
 }
 
 async function sqliteRows(): Promise<Row[]> {
-  const dirs = [mkdtempSync(join(tmpdir(), "dutygate-bench-scale-"))];
+  const places = [{ name: "sqlite (bun:sqlite, WAL, synchronous=NORMAL; disk)", base: tmpdir() }];
   // tmpfs: the same ledger with no disk underneath, to tell the disk's share of the tail.
-  if (existsSync("/dev/shm")) dirs.push(mkdtempSync("/dev/shm/dutygate-bench-scale-"));
-  const ledgers: DutyLedger[] = [];
+  if (existsSync("/dev/shm")) places.push({ name: "sqlite (the same on tmpfs: no disk)", base: "/dev/shm" });
+  const dirs: string[] = [];
+  const contenders: Array<{ name: string; ledger: DutyLedger }> = [];
   try {
-    for (const dir of dirs) ledgers.push(await filledSqliteLedger(dir));
-    ledgers.push(await filledMemoryLedger());
-    const names = [
-      "sqlite (bun:sqlite, WAL, synchronous=NORMAL; disk)",
-      ...(dirs.length > 1 ? ["sqlite (the same on tmpfs: no disk)"] : []),
-      "sqlite (the same in memory: no file, no WAL)",
-    ];
-    return await measureInterleaved(ledgers.map((l, k) => ({ name: names[k]!, reserve: (r) => l.reserve(r), confirm: (r) => l.confirm(r) })), 50);
+    for (const place of places) {
+      for (const tree of await sqliteTrees()) {
+        const dir = mkdtempSync(join(place.base, "dutygate-bench-scale-"));
+        dirs.push(dir);
+        contenders.push({ name: place.name + tree.tag, ledger: await filledSqliteLedger(dir, tree.open) });
+      }
+    }
+    for (const tree of await sqliteTrees()) contenders.push({ name: "sqlite (the same in memory: no file, no WAL)" + tree.tag, ledger: await filledMemoryLedger(tree.open) });
+    return await measureInterleaved(contenders.map(({ name, ledger: l }) => ({ name, reserve: (r) => l.reserve(r), confirm: (r) => l.confirm(r) })), 50);
   } finally {
-    for (const ledger of ledgers) await ledger.close();
+    for (const { ledger } of contenders) await ledger.close();
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** How long the SQLite ledger's checkpoint timer holds the event loop, on the disk and on tmpfs. */
+/** How long the SQLite ledger's checkpoints hold a step or the event loop, on the disk and on tmpfs. */
 interface PauseRow {
   where: string;
   seconds: number;
   steps: number;
-  longestMs: number;
+  longestStepMs: number;
+  longestPauseMs: number;
+  /** Steps, and pauses between steps, of more than 1 ms. */
   over1ms: number;
 }
 
 /**
- * Steps for {@link PAUSE_SECONDS} per round on one ledger at a time (so that the pauses are its
- * own), disk and tmpfs alternating over two rounds: the longest time the event loop was busy
- * between two steps. That is the checkpoint (two fsyncs, on the event loop): a request arriving
- * meanwhile waits for it.
+ * Steps for {@link PAUSE_SECONDS} per round on one ledger at a time (so that the stalls are its
+ * own), the ledgers alternating over two rounds, each step right after the previous one (writes
+ * that never leave the checkpoints a gap): the longest step, and the longest time the event loop
+ * was busy between two steps. A checkpoint on the event loop (two fsyncs) shows between steps, a
+ * commit that checkpoints itself in a step; a request arriving meanwhile waits for either.
  */
 async function checkpointPauses(): Promise<PauseRow[]> {
   const places = [{ where: "disk", base: tmpdir() }, ...(existsSync("/dev/shm") ? [{ where: "tmpfs", base: "/dev/shm" }] : [])];
-  const rows = places.map((p): PauseRow => ({ where: p.where, seconds: 0, steps: 0, longestMs: 0, over1ms: 0 }));
+  const contenders = (await sqliteTrees()).flatMap((tree) => places.map((place) => ({ ...place, where: place.where + tree.tag, open: tree.open })));
+  const rows = contenders.map((c): PauseRow => ({ where: c.where, seconds: 0, steps: 0, longestStepMs: 0, longestPauseMs: 0, over1ms: 0 }));
   for (let round = 0; round < 2; round++) {
-    for (const [k, place] of places.entries()) {
-      const dir = mkdtempSync(join(place.base, "dutygate-bench-scale-"));
-      const ledger = await filledSqliteLedger(dir);
+    const order = round % 2 === 0 ? contenders.map((_, k) => k) : contenders.map((_, k) => contenders.length - 1 - k);
+    for (const k of order) {
+      const dir = mkdtempSync(join(contenders[k]!.base, "dutygate-bench-scale-"));
+      const ledger = await filledSqliteLedger(dir, contenders[k]!.open);
       const row = rows[k]!;
       try {
         const started = performance.now();
         for (let i = 0; performance.now() - started < PAUSE_SECONDS * 1000 && i < 200_000; i++, row.steps++) {
+          const s = performance.now();
           const r = await ledger.reserve({ checks: [check(`pause-${round}-${i}`)], duty: DUTIES[i % 3]!, sub: `bench-user-${i % 97}`, at: T0 + ENTRIES + i });
           if (r.ok) await ledger.confirm(r.reservation);
           const t = performance.now();
           await new Promise((resolve) => setImmediate(resolve));
           const pause = performance.now() - t;
-          row.longestMs = Math.max(row.longestMs, pause);
+          row.longestStepMs = Math.max(row.longestStepMs, t - s);
+          row.longestPauseMs = Math.max(row.longestPauseMs, pause);
+          if (t - s > 1) row.over1ms++;
           if (pause > 1) row.over1ms++;
         }
         row.seconds += (performance.now() - started) / 1000;
@@ -275,6 +302,17 @@ async function postgresRows(synchronousCommit: "on" | "off"): Promise<Row[] | st
   }
 }
 
+/** The filesystem type `dir` sits on (the longest mount point of /proc/mounts above it), or `?`. */
+function filesystemOf(dir: string): string {
+  try {
+    const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")).filter((f) => f.length > 2);
+    const above = mounts.filter(([, point]) => dir === point || dir.startsWith(point === "/" ? "/" : `${point}/`));
+    return above.sort((a, b) => b[1]!.length - a[1]!.length)[0]?.[2] ?? "?";
+  } catch {
+    return "?";
+  }
+}
+
 const fmt = (n: number) => n.toLocaleString("en-US", { maximumFractionDigits: 1, minimumFractionDigits: 1 });
 const int = (n: number) => Math.round(n).toLocaleString("en-US");
 
@@ -285,9 +323,10 @@ export async function runLedgerSection(): Promise<string[]> {
   const pauses = await checkpointPauses();
   // synchronous_commit off shows what the commit's WAL flush costs; it is not a setting for the
   // ledger's server (a crash may lose the last commits: facts the ledger then forgets).
-  const postgres = [await postgresRows("on"), await postgresRows("off")];
+  const postgres = STORES.has("postgres") ? [await postgresRows("on"), await postgresRows("off")] : [];
   const lines = [
     `${cpus()[0]?.model ?? "cpu"} ×${cpus().length}, Bun ${Bun.version}, ${process.platform}, load average ${before.map((l) => l.toFixed(1)).join(" ")} (start), ${loadavg().map((l) => l.toFixed(1)).join(" ")} (end)`,
+    `disk rows: ${tmpdir()} (${filesystemOf(tmpdir())}); tmpfs rows: /dev/shm (${filesystemOf("/dev/shm")})`,
     `reserve + confirm of one guarded step, one at a time: ${int(STEPS)} steps after ${WARMUP} warm-up per row, ${int(ENTRIES)} entries already held; rows of one block interleaved in rounds of ${ROUND}`,
     "",
     "| store | reserve+confirm p50 µs | p99 µs | steps/s | target p99 | met | p50 vs sqlite |",
@@ -301,13 +340,20 @@ export async function runLedgerSection(): Promise<string[]> {
     const target = row.targetP99 >= 1000 ? `≤ ${row.targetP99 / 1000} ms` : `≤ ${row.targetP99} µs`;
     lines.push(`| ${row.store} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${int(row.stepsPerSecond)} | ${target} | ${row.p99 <= row.targetP99 ? "yes" : "no"} | ${(row.p50 / sqlite[0]!.p50).toFixed(1)}× |`);
   }
+  if (BEFORE) {
+    lines.push("", `This tree against --before ${BEFORE} (SQLite rows of the same run):`, "", "| store | p50 after/before | p99 after/before |", "|---|---|---|");
+    for (const row of sqlite) {
+      const earlier = sqlite.find((r) => r.store === `${row.store} [before]`);
+      if (earlier) lines.push(`| ${row.store} | ${(row.p50 / earlier.p50).toFixed(2)}× | ${(row.p99 / earlier.p99).toFixed(2)}× |`);
+    }
+  }
   lines.push(
     "",
-    `The SQLite ledger's checkpoint timer (every second, on the event loop): steps for ${PAUSE_SECONDS} s per round, one ledger at a time, two rounds`,
+    `The SQLite ledger's checkpoints under writes with no gap: steps back to back for ${PAUSE_SECONDS} s per round, one ledger at a time, two rounds`,
     "",
-    "| file on | steps | seconds | longest pause between steps ms | pauses over 1 ms |",
-    "|---|---|---|---|---|",
-    ...pauses.map((p) => `| ${p.where} | ${int(p.steps)} | ${p.seconds.toFixed(1)} | ${fmt(p.longestMs)} | ${p.over1ms} |`),
+    "| file on | steps | seconds | longest step ms | longest pause between steps ms | steps and pauses over 1 ms |",
+    "|---|---|---|---|---|---|",
+    ...pauses.map((p) => `| ${p.where} | ${int(p.steps)} | ${p.seconds.toFixed(1)} | ${fmt(p.longestStepMs)} | ${fmt(p.longestPauseMs)} | ${p.over1ms} |`),
   );
   return lines;
 }
