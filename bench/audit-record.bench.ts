@@ -2,8 +2,10 @@
 // Run: node_modules/.bin/bun bench/audit-record.bench.ts   (or: node_modules/.bin/deno run -A bench/audit-record.bench.ts)
 //
 // The record is the one the gateway writes for `GET /changes/42` (about 1 KB). Rows:
-//   writer path, chain slots     LineBuffer.appendEvent(event): the gateway's record, which holds
-//                                the chain fields' slots and is written in place (what the log does)
+//   format 3, context by seq     LineBuffer.appendEvent(event, chain, seq): the gateway's record,
+//                                its context named by the seq of the record of the file that holds
+//                                it, the chain fields' slots filled in place (what the log does)
+//   writer path, chain slots     the same record in format 2 (the context's members in it)
 //   writer path, plain members   recordLine(chainedBody(event)): an event without slots, copied
 //   writer path, frozen members  the same with the decision tree's frozen arrays and a frozen
 //                                principal in the record (what the pipeline did before)
@@ -52,6 +54,23 @@ function slotted(m: Members, i: number): Record<string, unknown> {
     sub: "bench-dev", time: undefined, type: "decision", upstream: "changes", worker: undefined,
   };
 }
+// Format 3: what one principal's records down one branch share, in the record's `context`.
+function withContext(m: Members, i: number): Record<string, unknown> {
+  return {
+    channel: "operational", client_ip: "127.0.0.1", code: "ALLOW", context: contextOf(m),
+    decided_by: "grant:changes.duty:9:1", decision: "allow", duty: "read_change", exclusive_violation: i < 0 ? true : undefined,
+    headers: { "user-agent": "wrk" }, method: "GET", path: "/changes/42",
+    policy_headers: { "x-freeze": null }, policy_query: undefined, prev: undefined, reasons: m.reasons,
+    request_id: crypto.randomUUID(), request_time: "2026-12-03T05:53:56.814Z", seq: undefined, sod: undefined,
+    sub: "bench-dev", time: undefined, type: "decision", upstream: "changes", worker: undefined,
+  };
+}
+const contexts = new Map<Members, object>();
+function contextOf(m: Members): object {
+  let c = contexts.get(m);
+  if (c === undefined) contexts.set(m, (c = { auth: "jwt", branch: m.branch, bundle: m.bundle, issuer: "https://idp.e2e.test", principal: m.principal, roles: m.roles }));
+  return c;
+}
 const outcome = (i: number) => ({ decision_seq: i, latency_ms: 1.234, request_id: crypto.randomUUID(), status: 200, type: "outcome" });
 const outcomes = (i: number) => ({ outcomes: Array.from({ length: 20 }, (_, j) => { const { type: _t, ...entry } = outcome(i + j); return entry; }) });
 const chain = (i: number, type: string) => ({ prev: "f14d554562c62941a32f7682dcd886bc76ec5e56a87f9e8182552384ae28e351", seq: i, time: "2026-12-03T05:53:56.823Z", type });
@@ -69,7 +88,8 @@ const plain = members(false);
 const frozen = members(true);
 const lines = new LineBuffer();
 const cases: Array<[string, (i: number) => number]> = [
-  ["writer path, chain slots (the gateway's record)", (i) => { if (i % 64 === 0) lines.clear(); return lines.appendEvent(slotted(plain, i), chain(i, "decision")).length; }],
+  ["format 3, context by seq, chain slots (the gateway's record)", (i) => { if (i % 64 === 0) lines.clear(); return lines.appendEvent(withContext(plain, i), chain(i, "decision"), 7).length; }],
+  ["format 2, chain slots", (i) => { if (i % 64 === 0) lines.clear(); return lines.appendEvent(slotted(plain, i), chain(i, "decision")).length; }],
   ["writer path, plain members, into the line buffer", (i) => { if (i % 64 === 0) lines.clear(); return lines.append(chainedBody(decision(plain, i), chain(i, "decision"))).length; }],
   ["writer path, plain members", (i) => recordLine(chainedBody(decision(plain, i), chain(i, "decision"))).line.length],
   ["writer path, frozen members", (i) => recordLine(chainedBody(decision(frozen, i), chain(i, "decision"))).line.length],
@@ -86,4 +106,6 @@ const runtime = (globalThis as { Bun?: { version: string } }).Bun ? `bun ${(glob
 console.log(`audit record cost — ${runtime}, ${N} records per run, fastest of ${RUNS}\n`);
 console.log("| record | µs/record |\n|---|---|");
 for (const [name, us] of rows) console.log(`| ${name} | ${us.toFixed(2)} |`);
-console.log(`\nthe decision record's line: ${recordLine(chainedBody(decision(plain, 0), chain(0, "decision"))).line.length} bytes`);
+const format3 = new LineBuffer();
+format3.appendEvent(withContext(plain, 0), chain(0, "decision"), 7);
+console.log(`\nthe decision record's line: ${recordLine(chainedBody(decision(plain, 0), chain(0, "decision"))).line.length} bytes in format 2, ${format3.length} in format 3 (naming its context)`);

@@ -9,6 +9,7 @@
 // and with `--baseline DIR` another checkout's log (DIR holds its src/ and node_modules, e.g.
 // `git worktree add /tmp/base main`), interleaved run by run; each cell the fastest run.
 // fsync = "off" and a temp directory: the CPU the log spends, not the disk's latency.
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { logOptions, makeSigner } from "../test/support/audit-log.ts";
 import { removeTempDir, tempDir } from "../test/support/temp-dir.ts";
@@ -31,9 +32,19 @@ const members = {
   bundle: { digest: "25bd32915c970236c3599f40c0bf1ae9bb0e8ff3b02ceee4eaee97ca616cb0d3", revision: 0 },
   roles: ["developer"],
 };
-// With `slots`, the chain fields' slots in their sorted places, as a gateway whose log fills them
-// in place builds it (a writer before that refuses the slots, and gets the record without them).
-function decision(requestId: string, slots: boolean): Record<string, unknown> {
+// The shape each writer's gateway builds: `context` (format 3), the members one principal's records
+// down one branch share, in one object the log writes once per file; `slots`, the chain fields'
+// slots in their sorted places, which the log fills in place; neither for a writer before them.
+const context = { auth: "jwt", branch: members.branch, bundle: members.bundle, issuer: "https://idp.e2e.test", principal: members.principal, roles: members.roles };
+function decision(requestId: string, slots: boolean, contexts: boolean): Record<string, unknown> {
+  if (contexts) return {
+    channel: "operational", client_ip: "127.0.0.1", code: "ALLOW", context,
+    decided_by: "grant:changes.duty:9:1", decision: "allow", duty: "read_change", exclusive_violation: undefined,
+    headers: { "user-agent": "wrk" }, method: "GET", path: "/changes/42",
+    policy_headers: { "x-freeze": null }, policy_query: undefined, prev: undefined, reasons: members.reasons,
+    request_id: requestId, request_time: "2026-12-05T05:53:56.814Z", seq: undefined, sod: undefined,
+    sub: "bench-dev", time: undefined, type: "decision", upstream: "changes", worker: undefined,
+  };
   if (slots) return {
     auth: "jwt", branch: members.branch, bundle: members.bundle, channel: "operational", client_ip: "127.0.0.1", code: "ALLOW",
     decided_by: "grant:changes.duty:9:1", decision: "allow", duty: "read_change", exclusive_violation: undefined,
@@ -55,10 +66,11 @@ function decision(requestId: string, slots: boolean): Record<string, unknown> {
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** One run: CPU µs per request, and the log's records per request. */
-async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: number }> {
+async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: number; bytesPerRequest: number }> {
   // Only the writer comes from the checkout measured; keys and options are this one's.
   const { openAuditLog } = writer.root === null ? { openAuditLog: null } : await import(join(writer.root, "src", "audit", "log.ts"));
   const slots = writer.root !== null && "hasChainSlots" in await import(join(writer.root, "src", "audit", "record.ts"));
+  const contexts = writer.root !== null && "ContextTable" in await import(join(writer.root, "src", "audit", "mod.ts"));
   const dir = openAuditLog === null ? null : tempDir("dutygate-bench-audit-");
   const log = openAuditLog === null ? null : await openAuditLog(logOptions(dir!, (await makeSigner()).signingKey, { checkpointEvery: 1000, fsync: "off" }));
   let failures = 0;
@@ -66,7 +78,7 @@ async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: num
   const inFlight = async (lane: number) => {
     for (let i = lane; i < requests; i += IN_FLIGHT) {
       const requestId = `bench-${i}-0000-4000-8000-000000000000`;
-      const record = decision(requestId, slots);
+      const record = decision(requestId, slots, contexts);
       if (log === null) {
         await nextTurn();
       } else {
@@ -81,12 +93,13 @@ async function run(writer: Writer): Promise<{ us: number; recordsPerRequest: num
   await log?.close();
   const used = process.cpuUsage(start);
   const records = log?.stats().recordsWritten ?? 0;
+  const bytes = dir === null ? 0 : readdirSync(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
   if (dir) removeTempDir(dir);
   if (failures > 0) throw new Error(`${failures} outcome appends failed`);
-  return { us: (used.user + used.system) / requests, recordsPerRequest: records / requests };
+  return { us: (used.user + used.system) / requests, recordsPerRequest: records / requests, bytesPerRequest: bytes / requests };
 }
 
-const best = new Map<Writer, { us: number; recordsPerRequest: number }>();
+const best = new Map<Writer, { us: number; recordsPerRequest: number; bytesPerRequest: number }>();
 for (let r = 0; r < runs; r++) {
   for (const writer of writers) {
     const result = await run(writer);
@@ -97,9 +110,10 @@ for (let r = 0; r < runs; r++) {
 const floor = best.get(writers[0]!)!.us;
 const bun = (globalThis as { Bun?: { version: string } }).Bun?.version ?? "?";
 console.log(`audit log per request — Bun ${bun}; ${requests} requests, ${IN_FLIGHT} in flight, fsync off; fastest of ${runs} interleaved runs\n`);
-console.log("| writer | CPU µs/request | the log's own µs/request | records/request |");
-console.log("|---|---|---|---|");
+console.log("| writer | CPU µs/request | the log's own µs/request | records/request | bytes/request |");
+console.log("|---|---|---|---|---|");
 for (const writer of writers) {
-  const { us, recordsPerRequest } = best.get(writer)!;
-  console.log(`| ${writer.name} | ${us.toFixed(2)} | ${writer.root === null ? "" : (us - floor).toFixed(2)} | ${writer.root === null ? "" : recordsPerRequest.toFixed(2)} |`);
+  const { us, recordsPerRequest, bytesPerRequest } = best.get(writer)!;
+  const own = writer.root === null ? ["", "", ""] : [(us - floor).toFixed(2), recordsPerRequest.toFixed(2), bytesPerRequest.toFixed(0)];
+  console.log(`| ${writer.name} | ${us.toFixed(2)} | ${own.join(" | ")} |`);
 }

@@ -1,14 +1,16 @@
-// Logs of both formats and the crash between a decision and its outcome. Format 1 wrote an
+// Logs of every format and the crash between a decision and its outcome. Format 1 wrote an
 // `outcome` record per forwarded request; format 2 gathers a batch's outcomes into one `outcomes`
-// record. Readers take either, and a chain that changes format where a gateway was upgraded.
+// record; format 3 writes a record's `context` once per file and its seq after that. Readers take
+// each, and a chain that changes format where a gateway was upgraded.
 import { afterAll, describe, expect, test } from "bun:test";
-import { cpSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { killGroupOnExit } from "../../test/support/process-group.ts";
 import { runAuditVerify } from "../cli/audit-verify.ts";
 import { EXIT, memoryIo } from "../cli/io.ts";
 import { openAuditLog } from "./log.ts";
+import { ContextTable } from "./contexts.ts";
 import { expandOutcomes, outcomesOf } from "./outcomes.ts";
 import { recordHash } from "./record.ts";
 import { auditFiles, logOptions, makeSigner, readLinesOf, writeLinesTo } from "../../test/support/audit-log.ts";
@@ -43,9 +45,11 @@ describe("a format-1 log", () => {
     expect(result.decisions).toBe(records.filter((r) => r.type === "decision").length);
   });
 
-  test("expandOutcomes leaves its records as they are; outcomesOf finds each outcome", () => {
+  test("expandOutcomes and a ContextTable leave its records as they are; outcomesOf finds each outcome", () => {
     const records = recordsOf(FORMAT_1);
     expect(records.flatMap(expandOutcomes)).toEqual(records);
+    const contexts = new ContextTable();
+    for (const record of records) expect(contexts.resolve(record)).toBe(record);
     expect(records.flatMap(outcomesOf)).toEqual(records.filter((r) => r.type === "outcome"));
   });
 });
@@ -158,5 +162,110 @@ describe("forged outcomes", () => {
     lines[at] = JSON.stringify({ ...body, hash: recordHash(body) });
     writeLinesTo(file, lines.slice(0, at + 1));
     expect((await verifyAuditFiles([dir])).break).toMatchObject({ kind: "malformed", line: at + 1 });
+  });
+});
+
+describe("format 3: a context written once per file", () => {
+  const alice = { auth: "jwt", bundle: { digest: "d".repeat(64), revision: 1 }, principal: { roles: ["developer"], sub: "alice" } };
+  const bob = { auth: "mtls", bundle: { digest: "d".repeat(64), revision: 1 }, principal: { roles: ["sre"], sub: "bob" } };
+
+  test("the first record of a file that carries a context holds it, later ones its seq; a new file holds it again; readers get each record whole", async () => {
+    const dir = join(root, "contexts");
+    const signer = await makeSigner();
+    const log = await openAuditLog(logOptions(dir, signer.signingKey, { checkpointEvery: 50, rotateBytes: 3_000 }));
+    // A format-2 record (no context) first: a log may hold both.
+    await log.append({ decision: "deny", request_id: "plain" });
+    // Four appends a batch: a batch's first record with a new context holds it, the rest of the batch refers to it.
+    for (let i = 0; i < 48; i += 4) {
+      await Promise.all([i, i + 1, i + 2, i + 3].map((n) => log.append({ context: n % 3 === 2 ? bob : alice, decision: "allow", request_id: `r${n}` })));
+    }
+    await log.close();
+    const files = auditFiles(dir);
+    expect(files.length).toBeGreaterThan(2);
+    let inline = 0;
+    let refs = 0;
+    const whole: Array<Readonly<Record<string, unknown>>> = [];
+    for (const file of files) {
+      const records = readLinesOf(file).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const held = new Map<number, unknown>();
+      for (const r of records) {
+        if (typeof r.context === "object") {
+          // Each context is held once per file.
+          expect([...held.values()].map((c) => JSON.stringify(c))).not.toContain(JSON.stringify(r.context));
+          held.set(r.seq as number, r.context);
+          inline++;
+        } else if (typeof r.context === "number") {
+          expect(held.has(r.context)).toBe(true);
+          refs++;
+        }
+      }
+      const contexts = new ContextTable();
+      whole.push(...records.map((r) => contexts.resolve(r)!));
+    }
+    expect(inline).toBeGreaterThanOrEqual(files.length);
+    expect(refs).toBeGreaterThan(inline);
+    const decisions = whole.filter((r) => r.type === "decision");
+    expect(decisions.map((r) => r.request_id)).toEqual(["plain", ...Array.from({ length: 48 }, (_, i) => `r${i}`)]);
+    expect(decisions[0]).not.toHaveProperty("principal");
+    for (const [i, r] of decisions.slice(1).entries()) {
+      expect(r).toMatchObject(i % 3 === 2 ? bob : alice);
+      expect(r.seq).toBeGreaterThan(decisions[i]!.seq as number);
+      expect(r).not.toHaveProperty("context");
+    }
+    expect(await verifyAuditFiles([dir], { keys: signer.jwks })).toMatchObject({ ok: true, decisions: 49 });
+  });
+
+  test("after the file was deleted, the chain's new file holds the context again", async () => {
+    const dir = join(root, "contexts-lost");
+    const signer = await makeSigner();
+    const log = await openAuditLog(logOptions(dir, signer.signingKey));
+    await log.append({ context: alice, request_id: "a" });
+    await log.append({ context: alice, request_id: "b" });
+    rmSync(auditFiles(dir)[0]!);
+    await log.append({ context: alice, request_id: "c" });
+    await log.append({ context: alice, request_id: "d" });
+    await log.close();
+    const records = readLinesOf(auditFiles(dir)[0]!).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const c = records.find((r) => r.request_id === "c")!;
+    expect(c.context).toEqual(alice);
+    expect(records.find((r) => r.request_id === "d")!.context).toBe(c.seq);
+    expect((await verifyAuditFiles([dir], { keys: signer.jwks, partial: true })).ok).toBe(true);
+  });
+
+  /** A log whose second file's decisions refer to contexts; each line re-hashed after `edit`, as a forger can. */
+  async function forged(name: string, edit: (records: Array<Record<string, unknown>>) => void): Promise<{ dir: string; line: number }> {
+    const dir = join(root, name);
+    const signer = await makeSigner();
+    const log = await openAuditLog(logOptions(dir, signer.signingKey, { checkpointEvery: 100 }));
+    for (const id of ["a", "b", "c"]) await log.append({ context: alice, request_id: id });
+    await log.close();
+    const file = auditFiles(dir)[0]!;
+    const records = readLinesOf(file).map((l) => JSON.parse(l) as Record<string, unknown>);
+    edit(records);
+    const at = records.findIndex((r) => r.request_id === "c");
+    const lines: string[] = [];
+    for (const [i, record] of records.entries()) {
+      if (i > 0) record.prev = records[i - 1]!.hash;
+      if (record.type === "checkpoint") record.head = record.prev;
+      const { hash: _h, ...body } = record;
+      record.hash = recordHash(body);
+      lines.push(JSON.stringify(Object.fromEntries([...Object.entries(body).sort(([x], [y]) => (x < y ? -1 : 1)), ["hash", record.hash]])));
+    }
+    writeLinesTo(file, lines.slice(0, at + 1));
+    return { dir, line: at + 1 };
+  }
+
+  test("a record that refers to a seq holding no context is not one the log writes: `malformed`", async () => {
+    const { dir, line } = await forged("contexts-forged", (records) => {
+      records.find((r) => r.request_id === "c")!.context = records.find((r) => r.request_id === "b")!.seq;
+    });
+    const result = await verifyAuditFiles([dir]);
+    expect(result.break).toMatchObject({ kind: "malformed", line });
+    expect(result.break!.message).toContain("no earlier record of this file holds");
+  });
+
+  test("a `context` that is neither an object nor a seq: `malformed`", async () => {
+    const { dir, line } = await forged("contexts-bad", (records) => { records.find((r) => r.request_id === "c")!.context = "alice"; });
+    expect((await verifyAuditFiles([dir])).break).toMatchObject({ kind: "malformed", line });
   });
 });

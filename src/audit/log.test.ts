@@ -167,6 +167,7 @@ describe("append", () => {
     ["is an outcome without `decision_seq`", { type: "outcome", request_id: "a", status: 200 }],
     ["is an outcome of a seq not written yet", { type: "outcome", decision_seq: 0, request_id: "a", status: 200 }],
     ["is not JSON", { latency: NaN }],
+    ["has a `context` that is not an object", { context: 3 }],
   ])("an event that %s is refused with AUDIT_BAD_RECORD and takes no seq", async (_name, event) => {
     const dir = tempDir();
     const log = await open(dir);

@@ -190,6 +190,12 @@ class FileAuditLog implements AuditLog {
   private finished = false;
   private closed: Promise<void> | null = null;
   private currentPath = { name: "", path: "" };
+  /**
+   * The contexts the current file holds, each by the seq of the record that holds it (format 3):
+   * a record whose `context` is here refers to it. A new file, or a batch that failed (whose
+   * records may not be in the file), starts an empty table.
+   */
+  private contexts = new WeakMap<object, number>();
   private counters = { recordsWritten: 0, checkpointsWritten: 0, writes: 0, fsyncs: 0, failedAppends: 0, filesLost: 0 };
   lastError: GatewayError | null = null;
 
@@ -307,6 +313,10 @@ class FileAuditLog implements AuditLog {
     if (typeof type !== "string" || RESERVED_TYPES.has(type)) {
       return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", `audit event type \`${String(type)}\` is reserved or not a string`));
     }
+    const context = event.context;
+    if (context !== undefined && (typeof context !== "object" || context === null || Array.isArray(context))) {
+      return Promise.reject(new GatewayError("AUDIT_BAD_RECORD", "an audit event's `context` must be an object: the log writes it once per file and refers to it by seq"));
+    }
     let outcome: Record<string, unknown> | null = null;
     if (type === OUTCOME_TYPE) {
       // An outcome names a decision this log wrote: readers find the request by that seq.
@@ -404,6 +414,7 @@ class FileAuditLog implements AuditLog {
         } catch (error) {
           // Only a bug gets here; never leave a caller waiting.
           const failure = writeFailed("audit write failed unexpectedly", error);
+          this.contexts = new WeakMap();
           for (const item of batch) item.reject(failure);
           this.rejectCheckpointWaiters(failure);
         }
@@ -450,7 +461,7 @@ class FileAuditLog implements AuditLog {
       return result;
     };
     const addRecord = (body: Record<string, unknown>): AppendResult => advance(lines.append(body));
-    const addEvent = (event: Readonly<Record<string, unknown>>, chain: ChainMembers): AppendResult => advance(lines.appendEvent(event, chain));
+    const addEvent = (event: Readonly<Record<string, unknown>>, chain: ChainMembers, contextRef: number | undefined): AppendResult => advance(lines.appendEvent(event, chain, contextRef));
     const addCheckpoint = async (): Promise<AppendResult> => {
       const body = await this.checkpointBody(seq, head, since, time);
       since = 0;
@@ -470,7 +481,11 @@ class FileAuditLog implements AuditLog {
       let result: AppendResult;
       try {
         const event = item.event;
-        result = addEvent(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision", worker: this.worker });
+        // A context this file already holds is written as the seq of the record that holds it.
+        const context = event.context as object | undefined;
+        const contextRef = context === undefined ? undefined : this.contexts.get(context);
+        result = addEvent(event, { prev: head, seq, time: (event.time as string | undefined) ?? time, type: (event.type as string | undefined) ?? "decision", worker: this.worker }, contextRef);
+        if (context !== undefined && contextRef === undefined) this.contexts.set(context, result.seq);
       } catch (error) {
         // Not JSON: refuse this one record; it took no seq.
         item.reject(error instanceof GatewayError ? new GatewayError("AUDIT_BAD_RECORD", `audit event is not JSON: ${error.message}`) : error);
@@ -596,6 +611,7 @@ class FileAuditLog implements AuditLog {
     await this.stopSyncTimer();
     await lost.handle?.close().catch(() => {});
     this.file = { name: auditFileName(this.nextSeq, this.chain), handle: null, bytes: 0, openedAt: now, identity: null };
+    this.contexts = new WeakMap();
     // A file already at that name (left by someone else, or the replacement itself) is not ours:
     // prepareFile opens the new file and cuts it to nothing before the first write.
     this.needsTruncate = true;
@@ -675,6 +691,7 @@ class FileAuditLog implements AuditLog {
     if (this.options.stdout) (this.options.stdoutSink ?? writeStdout)(line);
     await handle.close().catch(() => {});
     this.file = { name: next, handle: null, bytes: 0, openedAt: now, identity: null };
+    this.contexts = new WeakMap();
     await this.openCurrentFile();
   }
 
@@ -700,6 +717,7 @@ class FileAuditLog implements AuditLog {
     // Whatever part of the batch reached the file is cut off on the next write (or now), so the
     // chain continues from the last record actually written.
     if (this.file.handle !== null) this.needsTruncate = true;
+    this.contexts = new WeakMap();
     this.counters.failedAppends += rejects.length;
     for (const reject of rejects) reject(failure);
     this.checkpointRequested = false;

@@ -6,5 +6,6 @@ export { verifyAuditFiles, verifyAuditChains, resolveAuditPaths, chainLabel, des
 export type { AuditBreak, AuditBreakKind, AuditVerification, ChainVerification, VerifyAuditOptions } from "./verify.ts";
 export { UNKNOWN_OUTCOME_EXAMPLES } from "./verify.ts";
 export { expandOutcomes, outcomesOf } from "./outcomes.ts";
+export { ContextTable, contextForm } from "./contexts.ts";
 export { GENESIS_HASH, CHECKPOINT_JWS_TYPE, OUTCOME_TYPE, OUTCOMES_TYPE, auditFileName, auditFileChain, parseAuditFileName, workerChainName } from "./record.ts";
 export type { CheckpointPayload } from "./record.ts";

@@ -206,13 +206,20 @@ export class LineBuffer {
    * Appends the record of `event` with the chain fields `chain`; returns its hash. An event with
    * chain slots ({@link hasChainSlots}) is serialised in place, its slots filled for that moment
    * and given back as they were; any other is merged into a new body by {@link chainedBody}.
+   * With `contextRef`, the record's `context` is written as that seq (the record of the same file
+   * that holds the context) instead of the context itself.
    */
-  appendEvent(event: Readonly<Record<string, unknown>>, chain: ChainMembers): string {
+  appendEvent(event: Readonly<Record<string, unknown>>, chain: ChainMembers, contextRef?: number): string {
     const withWorker = chain.worker !== undefined;
-    if (!hasChainSlots(event, withWorker)) return this.append(chainedBody(event, chain));
+    if (!hasChainSlots(event, withWorker)) {
+      const body = chainedBody(event, chain);
+      if (contextRef !== undefined) body.context = contextRef;
+      return this.append(body);
+    }
     const slots = event as Record<string, unknown>;
-    const { time, type } = slots;
+    const { context, time, type } = slots;
     try {
+      if (contextRef !== undefined) slots.context = contextRef;
       slots.prev = chain.prev;
       slots.seq = chain.seq;
       slots.time = chain.time;
@@ -220,6 +227,7 @@ export class LineBuffer {
       if (withWorker) slots.worker = chain.worker;
       return this.append(slots);
     } finally {
+      if (contextRef !== undefined) slots.context = context;
       slots.prev = undefined;
       slots.seq = undefined;
       slots.time = time;

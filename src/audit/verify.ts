@@ -8,6 +8,7 @@ import { GatewayError } from "../errors.ts";
 import { canonicalJson } from "../lib/mod.ts";
 import { CHECKPOINT_JWS_TYPE, GENESIS_HASH, OUTCOMES_TYPE, OUTCOME_TYPE, auditFileChain, hashCanonical, parseAuditFileName } from "./record.ts";
 import type { CheckpointPayload } from "./record.ts";
+import { contextForm } from "./contexts.ts";
 
 /**
  * How a chain is broken:
@@ -227,6 +228,8 @@ class ChainVerifier {
    * milliseconds, so this holds the requests in flight plus those whose outcome was lost.
    */
   private readonly awaitingOutcome = new Set<number>();
+  /** Seqs of the records of the file being read that hold a context (format 3): what a reference may name. */
+  private contextSeqs = new Set<number>();
 
   constructor(files: string[], options: VerifyAuditOptions, anchor: CheckpointPayload | null) {
     this.files = files;
@@ -267,6 +270,7 @@ class ChainVerifier {
     this.lines = this.nextFileLines ?? (await readLines(file));
     this.nextFileLines = null;
     this.result.files++;
+    this.contextSeqs = new Set();
     // The text after the last newline: empty for an intact file, else a torn record.
     const partial = this.lines[this.lines.length - 1]!;
     const complete = this.lines.length - 1;
@@ -361,6 +365,13 @@ class ChainVerifier {
    * is not one the log writes, or null.
    */
   private noteRequest(record: ChainRecord): string | null {
+    // A context is held by a record of the same file before the records that refer to it.
+    const context = contextForm(record);
+    if (context.kind === "bad") return `record seq ${record.seq} has a \`context\` that is neither an object nor a seq`;
+    if (context.kind === "inline") this.contextSeqs.add(record.seq);
+    if (context.kind === "ref" && !this.contextSeqs.has(context.seq)) {
+      return `record seq ${record.seq} refers to the context of seq ${context.seq}, which no earlier record of this file holds`;
+    }
     if (record.type === "decision") {
       this.result.decisions++;
       if (record.decision === "allow") this.awaitingOutcome.add(record.seq);

@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { CompiledPolicy, Decision, LedgerFact, PolicyRequest, SeparationCheck } from "../../dsl/mod.ts";
 import { coercePrincipal, denyForSeparation, findSeparationConflict, parseIp } from "../../dsl/mod.ts";
-import { outcomesOf, resolveAuditPaths } from "../audit/mod.ts";
+import { ContextTable, outcomesOf, resolveAuditPaths } from "../audit/mod.ts";
 import type { ErrorCode } from "../error-codes.ts";
 import { GatewayError } from "../errors.ts";
 import { type CheckAnnotation, type CheckContext, type CheckStep, type CheckStepResult } from "./check.ts";
@@ -112,9 +112,11 @@ class ReplayLedger {
 
 type AuditRecordJson = Record<string, unknown>;
 
+/** Visits each record of a file whole (its context's members merged in); counts the lines that cannot be read. */
 async function forEachRecord(file: string, visit: (record: AuditRecordJson, line: number) => void): Promise<number> {
   let unreadable = 0;
   let line = 0;
+  const contexts = new ContextTable();
   const lines = createInterface({ input: createReadStream(file, { encoding: "utf8" }), crlfDelay: Infinity });
   for await (const text of lines) {
     line++;
@@ -126,7 +128,8 @@ async function forEachRecord(file: string, visit: (record: AuditRecordJson, line
       unreadable++;
       continue;
     }
-    if (record !== null && typeof record === "object" && !Array.isArray(record)) visit(record as AuditRecordJson, line);
+    const whole = record !== null && typeof record === "object" && !Array.isArray(record) ? contexts.resolve(record as AuditRecordJson) : null;
+    if (whole !== null) visit(whole as AuditRecordJson, line);
     else unreadable++;
   }
   return unreadable;

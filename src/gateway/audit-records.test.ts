@@ -36,13 +36,30 @@ describe("audit records", () => {
     });
     expect(decision.allow).toBe(true);
     expect(r).toMatchObject({
-      type: "decision", request_id: "r1", auth: "jwt", issuer: "https://idp.test", sub: "alice", roles: ["developer"], duty: "read_change",
-      decision: "allow", code: decision.code, upstream: "changes", client_ip: "10.0.0.9", bundle: { digest: active.digest, revision: 7 },
+      type: "decision", request_id: "r1", sub: "alice", duty: "read_change",
+      decision: "allow", code: decision.code, upstream: "changes", client_ip: "10.0.0.9",
       headers: { "user-agent": "curl/8" }, request_time: "2026-01-02T00:00:00.000Z",
     });
-    expect(r.principal).toEqual({ mfa: true, roles: ["developer"], sub: "alice", team: "core" });
+    // Who asked, under which bundle, down which branch: the context, written once per file.
+    expect(r.context).toEqual({
+      auth: "jwt", branch: [...decision.branch], bundle: { digest: active.digest, revision: 7 }, issuer: "https://idp.test",
+      principal: { mfa: true, roles: ["developer"], sub: "alice", team: "core" }, roles: ["developer"],
+    });
     expect(sortedKeys(r)).toBe(true);
     expect(canonicalJson(r)).not.toContain("secret");
+  });
+
+  test("the context is one object per principal, branch, bundle and credential: the log refers to it once written", () => {
+    const input = {
+      requestId: "r1", channel: "operational" as const, request: { method: "GET", headers: requestHeaders }, path: "/changes/42", ip,
+      caller: { principal: p.principal, method: "jwt" as const, issuer: "https://idp.test" }, decision, policyRequest, active, ledgerFacts: [], upstream: "changes", headers,
+    };
+    const first = decisionRecord(input).context;
+    expect(decisionRecord({ ...input, requestId: "r9", path: "/changes/9" }).context).toBe(first);
+    expect(decisionRecord({ ...input, active: { ...active, revision: 8 } }).context).not.toBe(first);
+    expect(decisionRecord({ ...input, caller: { ...input.caller, issuer: "https://other.test" } }).context).toMatchObject({ issuer: "https://other.test" });
+    const denied = compiled.decide("operational", p.principal, { ...policyRequest, method: "POST", path: "/changes/42/deploy" });
+    expect(decisionRecord({ ...input, decision: denied }).context).not.toBe(first);
   });
 
   test("a denied decision names no upstream", () => {

@@ -45,28 +45,23 @@ export function decisionRecord(r: DecisionRecordInput): Record<string, unknown> 
   // Full typed principal, request time and the inputs the policy reads: `gateway check --replay`.
   const replay = replayFieldsOf(r.active.compiled.policy, caller.principal, r.policyRequest, r.headers.neverLogged);
   return {
-    auth: caller.method,
-    branch: branchMember(decision.branch),
-    bundle: bundleMember(r.active),
     channel: r.channel,
     client_ip: r.ip.text,
     code: decision.code,
+    context: contextMember(caller, decision.branch, r.active, replay.principal),
     decided_by: decision.decidedBy,
     decision: decision.allow ? "allow" : "deny",
     duty: decision.duty,
     exclusive_violation: decision.code === "DENY_EXCLUSIVE" ? true : undefined,
     headers: redactHeaders(r.request.headers, r.headers.allowlist, r.headers.neverLogged),
-    issuer: caller.issuer,
     method: r.request.method,
     path: r.path,
     policy_headers: replay.policy_headers,
     policy_query: replay.policy_query,
     prev: undefined,
-    principal: replay.principal,
     reasons: reasonsMember(decision.reasons),
     request_id: r.requestId,
     request_time: replay.request_time,
-    roles: rolesMember(caller.principal),
     seq: undefined,
     sod: r.ledgerFacts.length ? r.ledgerFacts : undefined,
     sub: caller.principal.sub,
@@ -158,6 +153,26 @@ function memberCache<K extends object, V>(build: (key: K) => V): (key: K) => V {
     return v;
   };
 }
+
+/**
+ * The decision record's `context`: who asked (`auth`, `issuer`, `principal`, `roles`), under which
+ * bundle, down which branch of the decision tree. One object per principal and branch (and bundle
+ * and credential), so that the audit log writes it once per file and refers to it by seq after
+ * that (docs/audit.md, format 3): about a third of a record's bytes.
+ */
+function contextMember(caller: Caller, branch: Decision["branch"], active: ActivePolicy, principal: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  let byBranch = contexts.get(caller.principal);
+  if (byBranch === undefined) contexts.set(caller.principal, (byBranch = new WeakMap()));
+  let held = byBranch.get(branch);
+  if (held === undefined || held.active !== active || held.auth !== caller.method || held.issuer !== caller.issuer || held.member.principal !== principal) {
+    const member = { auth: caller.method, branch: branchMember(branch), bundle: bundleMember(active), issuer: caller.issuer, principal, roles: rolesMember(caller.principal) };
+    held = { active, auth: caller.method, issuer: caller.issuer, member };
+    byBranch.set(branch, held);
+  }
+  return held.member;
+}
+
+const contexts = new WeakMap<Principal, WeakMap<Decision["branch"], { active: ActivePolicy; auth: string; issuer: string | null; member: Readonly<Record<string, unknown>> }>>();
 
 const branchMember = memberCache((branch: Decision["branch"]): readonly string[] => [...branch]);
 const reasonsMember = memberCache((reasons: Decision["reasons"]): readonly object[] => reasons.map((r) => ({ held: r.held, rule: r.rule })));

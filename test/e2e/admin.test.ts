@@ -18,6 +18,7 @@ import { loadTlsMaterial, startListener, type RunningListener } from "../../src/
 import type { IssuedCertificate } from "../support/pki.ts";
 import { expandOutcomes } from "../../src/audit/mod.ts";
 import { createTestPki, startTestGateway, type TestGateway } from "../support/harness.ts";
+import { readWholeRecords } from "../support/audit-log.ts";
 
 let t: TestGateway;
 const certs: Record<string, IssuedCertificate> = {};
@@ -54,10 +55,7 @@ async function refused(request: () => Promise<Response>): Promise<string> {
 }
 
 function auditRecords(): Array<Record<string, unknown>> {
-  const dir = t.config.audit.dir;
-  return readdirSync(dir).filter((n) => n.endsWith(".jsonl")).sort()
-    .flatMap((n) => readFileSync(join(dir, n), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>))
-    .flatMap(expandOutcomes);
+  return readWholeRecords(t.config.audit.dir).flatMap(expandOutcomes);
 }
 
 describe("who may connect to the admin listener", () => {

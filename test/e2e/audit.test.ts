@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { JSONWebKeySet } from "jose";
 import { auditFileName, expandOutcomes, verifyAuditFiles, type AuditBreakKind } from "../../src/audit/mod.ts";
 import { recordLine } from "../../src/audit/record.ts";
-import { makeDirReadOnly } from "../support/audit-log.ts";
+import { makeDirReadOnly, readWholeRecords } from "../support/audit-log.ts";
 import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
 import { main } from "../../src/cli/mod.ts";
 import { createLogger } from "../../src/gateway/log.ts";
@@ -19,10 +19,7 @@ import { createTestIssuer, SHIPPED_POLICIES, TEST_ISSUER, spawnGatewayProcess, s
 type AuditRecord = Record<string, unknown> & { type: string; seq: number };
 
 function readRecords(auditDir: string): AuditRecord[] {
-  return readdirSync(auditDir).filter((n) => n.endsWith(".jsonl")).sort()
-    .flatMap((n) => readFileSync(join(auditDir, n), "utf8").split("\n"))
-    .filter((l) => l.trim() !== "")
-    .flatMap((l) => { try { return [JSON.parse(l) as AuditRecord]; } catch { return []; } });
+  return readWholeRecords(auditDir) as AuditRecord[];
 }
 
 function readJwks(stateDir: string): JSONWebKeySet {

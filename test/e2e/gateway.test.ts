@@ -3,13 +3,14 @@
 // and the audit records every decision leaves. Real gateway, real issuer keys, real upstreams.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, createPublicKey, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLocalJWKSet, generateKeyPair, jwtVerify, SignJWT, type JSONWebKeySet, type JWTPayload } from "jose";
 import { expandOutcomes, verifyAuditFiles } from "../../src/audit/mod.ts";
 import { createCa } from "../support/pki.ts";
 import { startTestGateway, TEST_AUDIENCE, TEST_ISSUER, type TestGateway } from "../support/harness.ts";
+import { readWholeRecords } from "../support/audit-log.ts";
 import { rawRequest } from "./raw.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -625,9 +626,7 @@ describe("audit", () => {
       stopped = true;
 
       const auditDir = a.config.audit.dir;
-      const records = readdirSync(auditDir).filter((f) => f.endsWith(".jsonl")).sort()
-        .flatMap((f) => readFileSync(join(auditDir, f), "utf8").split("\n").filter((l) => l !== ""))
-        .flatMap((l) => expandOutcomes(JSON.parse(l) as Record<string, unknown>));
+      const records = readWholeRecords(auditDir).flatMap(expandOutcomes);
       cases.forEach((c, i) => {
         const mine = records.filter((r) => r.request_id === ids[i]);
         const decisions = mine.filter((r) => r.type === "decision");

@@ -5,11 +5,12 @@
 // and each response matches the policy its audit record names (by bundle digest).
 // Nothing here asserts a duration: changes are awaited by polling with a deadline.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { GatewayConfig } from "../../src/config/types.ts";
 import { startTestGateway, type TestGateway } from "../support/harness.ts";
+import { readWholeRecords } from "../support/audit-log.ts";
 import { waitFor } from "../support/wait-for.ts";
 
 const HEAD = `principal {
@@ -297,13 +298,8 @@ describe("reload under load", () => {
       // Match each response to its decision record by request id.
       const versionOfDigest = new Map<string, Version>([[digestOf.A!, "A"], [digestOf.B!, "B"]]);
       const records = new Map<string, Record<string, unknown>>();
-      const auditDir = t.config.audit.dir;
-      for (const f of readdirSync(auditDir).filter((n) => n.endsWith(".jsonl"))) {
-        for (const line of readFileSync(join(auditDir, f), "utf8").split("\n")) {
-          if (!line.trim()) continue;
-          const r = JSON.parse(line) as Record<string, unknown>;
-          if (r.type === "decision" && typeof r.request_id === "string") records.set(r.request_id, r);
-        }
+      for (const r of readWholeRecords(t.config.audit.dir)) {
+        if (r.type === "decision" && typeof r.request_id === "string") records.set(r.request_id, r);
       }
       const mismatches: string[] = [];
       const perVersion: Record<Version, number> = { A: 0, B: 0 };

@@ -9,6 +9,7 @@ import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { replayStep, type ReplayReport } from "../../src/cli/replay.ts";
 import { main } from "../../src/cli/mod.ts";
 import { SHIPPED_POLICIES, startTestGateway, type TestGateway } from "../support/harness.ts";
+import { readWholeRecords } from "../support/audit-log.ts";
 
 let t: TestGateway;
 let auditDir: string;
@@ -78,7 +79,7 @@ afterAll(() => {
 describe("the recorded log", () => {
   test("decision records carry the typed principal, the request time and the headers the policy reads, never the token", () => {
     const text = readdirSync(auditDir).filter((n) => n.endsWith(".jsonl")).map((n) => readFileSync(join(auditDir, n), "utf8")).join("");
-    const decisions = text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.type === "decision" && r.sub !== undefined && r.sub !== null);
+    const decisions = readWholeRecords(auditDir).filter((r) => r.type === "decision" && r.sub !== undefined && r.sub !== null);
     expect(decisions.length).toBe(sent.length - 1);
     const frozen = decisions.find((r) => r.path === "/changes/4/deploy")!;
     expect(frozen.principal).toEqual({ sub: "carol", roles: ["deployer"], mfa: true, team: "ops" });

@@ -4,12 +4,13 @@
 // restart, retention, what the audit log records — and `gateway check --assignments` as a user
 // runs it (a real subprocess) and as CI calls it (in process).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCheck } from "../../src/cli/check.ts";
 import { EXIT, memoryIo } from "../../src/cli/io.ts";
 import { REPO_ROOT, startTestGateway, type TestGateway } from "../support/harness.ts";
+import { readWholeRecords } from "../support/audit-log.ts";
 
 /** The constraint id names the policy file as the gateway loaded it (its configured directory). */
 // Rule ids name policy files relative to the bundle, the same on every instance.
@@ -41,9 +42,7 @@ interface Problem { code: string; detail?: string; duty?: string; rule?: string 
 
 /** Every record of the gateway's audit log, in file order. */
 function readAuditRecords(t: TestGateway): Array<Record<string, unknown>> {
-  const dir = t.config.audit.dir;
-  return readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort().flatMap((f) =>
-    readFileSync(join(dir, f), "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as Record<string, unknown>));
+  return readWholeRecords(t.config.audit.dir);
 }
 
 function decisionRecord(t: TestGateway, requestId: string): Record<string, unknown> {

@@ -4,6 +4,7 @@ import { chmodSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from 
 import { join } from "node:path";
 import { exportJWK, generateKeyPair } from "jose";
 import type { JSONWebKeySet } from "jose";
+import { ContextTable } from "../../src/audit/mod.ts";
 import type { AuditLogOptions, AuditSigningKey } from "../../src/audit/mod.ts";
 
 /** A fresh Ed25519 signing key and the JWKS that verifies it. */
@@ -39,6 +40,22 @@ export function auditFiles(dir: string): string[] {
 export function readLinesOf(path: string): string[] {
   const text = readFileSync(path, "utf8");
   return text.endsWith("\n") ? text.slice(0, -1).split("\n") : text.split("\n");
+}
+
+/**
+ * The records of the audit files of `dir` (every chain's), file by file in name order, each whole:
+ * a format-3 record's context members merged in (src/audit/contexts.ts). A line that is not JSON
+ * is left out; a record whose context cannot be found is kept as it was written.
+ */
+export function readWholeRecords(dir: string): Array<Record<string, unknown>> {
+  return readdirSync(dir).filter((n) => n.endsWith(".jsonl")).sort().flatMap((name) => {
+    const contexts = new ContextTable();
+    return readFileSync(join(dir, name), "utf8").split("\n").filter((l) => l.trim() !== "").flatMap((line) => {
+      let record: Record<string, unknown>;
+      try { record = JSON.parse(line) as Record<string, unknown>; } catch { return []; }
+      return [(contexts.resolve(record) ?? record) as Record<string, unknown>];
+    });
+  });
 }
 
 export function writeLinesTo(path: string, lines: readonly string[]): void {
