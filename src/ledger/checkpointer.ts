@@ -21,8 +21,11 @@ export const CHECKPOINT_STATE = {
 } as const;
 
 
-/** How long the thread may take to open its connection, and to finish its last checkpoint at a stop. */
-const START_TIMEOUT_MS = 5000;
+/**
+ * How long the thread may take to open its connection (under `deno test` that includes
+ * type-checking its modules: seconds on a loaded machine), and to finish its last checkpoint at a stop.
+ */
+const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5000;
 
 /**
@@ -88,7 +91,7 @@ export class WalCheckpointer {
     // closes its connection. Past the bound it is terminated all the same: whatever it still does
     // cannot harm the file.
     await within(stopped, STOP_TIMEOUT_MS);
-    void worker.terminate();
+    terminate(worker);
     await within(this.#exited, STOP_TIMEOUT_MS);
     this.#worker = undefined;
   }
@@ -108,13 +111,12 @@ export class WalCheckpointer {
         clearTimeout(timeout);
         if (ended || this.#stopped) return;
         ended = true;
+        terminate(worker);
         if (!running) {
-          void worker.terminate();
           reject(error);
           return;
         }
         this.#worker = undefined;
-        void worker.terminate();
         this.#fallBack(`the checkpoint thread ended: ${error.message}`);
       };
       worker.on("error", failed);
@@ -135,7 +137,7 @@ export class WalCheckpointer {
   /** The checkpoints on the event loop, on the ledger's own connection. */
   #fallBack(reason: string): void {
     if (this.#stopped) return;
-    this.#onFallback(reason);
+    try { this.#onFallback(reason); } catch { /* a failing log must not stop the checkpoints */ }
     const checkpoint = this.#db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
     // PASSIVE never waits for other connections; what it cannot copy now, the next tick does.
     this.#timer = setInterval(() => {
@@ -143,6 +145,11 @@ export class WalCheckpointer {
     }, this.#everyMs);
     (this.#timer as { unref?: () => void }).unref?.();
   }
+}
+
+/** Ends the thread; it may have ended already. */
+function terminate(worker: Worker): void {
+  worker.terminate().catch(() => { /* already gone */ });
 }
 
 /** Whether `promise` settled within `ms`. */
