@@ -20,16 +20,36 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
  * parseBearerToken("Bearer eyJhbGciOi…") // → { ok: true, token: "eyJhbGciOi…" }
  */
 export function parseBearerToken(authorization: string | null | undefined): { ok: true; token: string } | AuthnFailure {
+  const bearer = bearerValueOf(authorization);
+  if (!bearer.ok) return bearer;
+  return compactJwsFailure(bearer.token) ?? bearer;
+}
+
+/**
+ * `parseBearerToken` without the compact-JWS syntax check, for a caller that looks the token up
+ * among tokens it verified before (only well-formed ones can be there) and checks the syntax of
+ * the others with `compactJwsFailure`. The length is checked here: nothing longer is hashed.
+ */
+export function bearerValueOf(authorization: string | null | undefined): { ok: true; token: string } | AuthnFailure {
   const value = (authorization ?? "").trim();
   if (value === "") return authnFailure("AUTHN_MISSING_TOKEN", "no bearer token");
   const space = value.indexOf(" ");
-  const scheme = space < 0 ? value : value.slice(0, space);
-  if (scheme.toLowerCase() !== "bearer") return authnFailure("AUTHN_MISSING_TOKEN", "no bearer token (authorization scheme is not `Bearer`)");
+  if (!isBearerScheme(value, space)) return authnFailure("AUTHN_MISSING_TOKEN", "no bearer token (authorization scheme is not `Bearer`)");
   const token = space < 0 ? "" : value.slice(space + 1).trimStart();
   if (token === "") return authnFailure("AUTHN_MALFORMED_TOKEN", "bearer token is empty");
   if (token.length > MAX_TOKEN_LENGTH) return authnFailure("AUTHN_MALFORMED_TOKEN", `bearer token is longer than ${MAX_TOKEN_LENGTH} characters`);
-  if (!COMPACT_JWS.test(token)) return authnFailure("AUTHN_MALFORMED_TOKEN", "bearer token is not a compact JWT");
   return { ok: true, token };
+}
+
+/** Why `token` is not a compact JWS, or null when it is one. */
+export function compactJwsFailure(token: string): AuthnFailure | null {
+  return COMPACT_JWS.test(token) ? null : authnFailure("AUTHN_MALFORMED_TOKEN", "bearer token is not a compact JWT");
+}
+
+/** The scheme before `space` is `Bearer` in any case; the usual spelling without a lowercased copy. */
+function isBearerScheme(value: string, space: number): boolean {
+  const scheme = space < 0 ? value : value.slice(0, space);
+  return scheme === "Bearer" || scheme.toLowerCase() === "bearer";
 }
 
 /** The realm named in every challenge. */

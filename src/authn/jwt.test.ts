@@ -153,6 +153,22 @@ describe("failures carry stable codes", () => {
   }
 });
 
+describe("the compact-JWS check, with the cache on and off", () => {
+  // Only a miss runs the syntax check (a hit is a token verified before): both paths refuse alike.
+  test.each([["on", undefined], ["off", 0]] as const)("cache %s: a token that is no compact JWS is AUTHN_MALFORMED_TOKEN, a good one passes", async (_name, cacheSize) => {
+    clock = T0;
+    const authn = authenticator({}, cacheSize);
+    for (const header of ["Bearer abc.def", "Bearer a+b.c/d.e", "Bearer aaa.bbb.ccc extra"]) {
+      const first = await authn.authenticate(header, testSchema);
+      const again = await authn.authenticate(header, testSchema);
+      const refused = { ok: false, code: "AUTHN_MALFORMED_TOKEN", message: "bearer token is not a compact JWT" } as const;
+      expect([first, again]).toEqual([refused, refused]);
+    }
+    const good = `Bearer ${await signToken({ key: ed })}`;
+    expect([(await authn.authenticate(good, testSchema)).ok, (await authn.authenticate(good, testSchema)).ok]).toEqual([true, true]);
+  });
+});
+
 describe("HMAC issuers", () => {
   test("HS256 with the configured secret verifies", async () => {
     clock = T0;

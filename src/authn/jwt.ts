@@ -7,7 +7,7 @@ import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTV
 import { parseIp, type Principal, type PrincipalSchema } from "../../dsl/mod.ts";
 import type { JwtIssuerConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
-import { parseBearerToken } from "./bearer.ts";
+import { bearerValueOf, compactJwsFailure } from "./bearer.ts";
 import { mapClaimsToPrincipal, readClaim } from "./claims.ts";
 import { authnFailure, failureFromJoseError, type AuthnFailure } from "./errors.ts";
 import { createFileKeySet, createRemoteKeySet, keyBinding, type IssuerKeySet } from "./jwks.ts";
@@ -231,13 +231,15 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): JwtAut
   }
 
   function authenticate(authorization: string | null, schema: PrincipalSchema): AuthnResult | Promise<AuthnResult> {
-    const bearer = parseBearerToken(authorization);
+    const bearer = bearerValueOf(authorization);
     if (!bearer.ok) return bearer;
     const token = bearer.token;
-    if (settings.cacheSize === 0) return verifyAndMap(token, schema, "");
+    if (settings.cacheSize === 0) return compactJwsFailure(token) ?? verifyAndMap(token, schema, "");
     const cacheKey = `${schemaId(schema)}:${tokenDigest(token)}`;
     const hit = cache.get(cacheKey);
-    if (hit === undefined) return verifyOnce(token, schema, cacheKey);
+    // Only a token verified before is in the cache, under the digest of its exact text: a hit is a
+    // compact JWS, and only a miss needs the syntax check (a regular expression over the token).
+    if (hit === undefined) return compactJwsFailure(token) ?? verifyOnce(token, schema, cacheKey);
     if (settings.now() >= hit.usableUntil) {
       cache.delete(cacheKey);
       return authnFailure("AUTHN_TOKEN_EXPIRED", "token expired");
