@@ -127,6 +127,23 @@ function writable(exchange: Exchange): boolean {
   return c !== null && c.exchange === exchange && exchange.pendingWrite === null && exchange.replay === null;
 }
 
+const EMPTY = new Uint8Array(0);
+
+function byteLengthOf(bytes: Uint8Array | string): number {
+  // An ASCII head is sent as the string itself: its bytes are its characters.
+  return typeof bytes === "string" ? bytes.length : bytes.byteLength;
+}
+
+/** The head and the body's first bytes as one buffer, for one write. */
+function withHead(head: Buffer | string, bytes: Uint8Array): Buffer {
+  const headLength = byteLengthOf(head);
+  const out = Buffer.allocUnsafe(headLength + bytes.byteLength);
+  if (typeof head === "string") out.write(head, 0, "latin1");
+  else out.set(head, 0);
+  out.set(bytes, headLength);
+  return out;
+}
+
 /** One chunk of the chunked transfer coding (RFC 9112 §7.1): size in hex, CRLF, data, CRLF. */
 function chunkOf(data: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from(data.byteLength.toString(16) + "\r\n", "latin1"), data, CRLF]);
@@ -144,9 +161,13 @@ const STOPPED = 3;
 class Exchange implements AbortTarget {
   connection: Connection | null = null;
   attempt = 0;
-  /** Bytes the socket has not taken yet (of the head, or of the body when `pendingBody`), sent on `drain`. */
+  /** Bytes the socket has not taken yet, sent on `drain`: the first `pendingHead` of them are the head's. */
   pendingWrite: Uint8Array | string | null = null;
-  pendingBody = false;
+  pendingHead = 0;
+  /** The head waits to go out with the body's first bytes (one write for a small body). */
+  headUnsent = false;
+  /** A byte of the head was taken by the current connection. */
+  headTaken = false;
   received: Buffer | null = null;
   anyByte = false;
   settled = false;
@@ -435,20 +456,24 @@ export class Http1Pool {
     abort.bind(exchange);
     c.exchange = exchange;
     exchange.contentWritten = 0;
+    exchange.headTaken = false;
+    const body = exchange.request.body;
+    if (body !== undefined && body !== null && exchange.contentState === NO_CONTENT) {
+      // The head goes out with the body's first bytes, written by the sender.
+      exchange.contentState = SENDING;
+      exchange.headUnsent = true;
+      exchange.reader = body.getReader();
+      void this.#sendContent(exchange);
+      return;
+    }
+    // A retry while the head still waits for the body: the sender writes both on this connection.
+    if (exchange.headUnsent) { this.#wake(exchange); return; }
+    // After a retry, the body bytes the closed connection did not take follow the head at once.
     const replay = exchange.replay;
     exchange.replay = null;
-    // After a retry, the body bytes the closed connection did not take follow the head at once.
     const head = exchange.head;
-    const out = replay === null ? head : Buffer.concat([typeof head === "string" ? Buffer.from(head, "latin1") : head, replay]);
-    if (!this.#write(exchange, out, false)) return;
-    if (exchange.request.body === undefined || exchange.request.body === null) return;
-    if (exchange.contentState === NO_CONTENT) {
-      exchange.contentState = SENDING;
-      exchange.reader = exchange.request.body.getReader();
-      void this.#sendContent(exchange);
-    } else {
-      this.#wake(exchange);
-    }
+    if (!this.#write(exchange, replay === null ? head : withHead(head, replay), byteLengthOf(head))) return;
+    if (exchange.contentState === SENDING) this.#wake(exchange);
   }
 
   /**
@@ -456,27 +481,28 @@ export class Http1Pool {
    * (Bun's socket writes are not buffered). False when the caller must wait: bytes are pending,
    * or the connection turned out to be closed (handled here as its close).
    */
-  #write(exchange: Exchange, bytes: Uint8Array | string, content: boolean): boolean {
+  #write(exchange: Exchange, bytes: Uint8Array | string, headBytes: number): boolean {
     const c = exchange.connection!;
     const written = c.socket!.write(bytes);
-    // An ASCII head is sent as the string itself: its bytes are its characters.
-    const length = typeof bytes === "string" ? bytes.length : bytes.byteLength;
+    const length = byteLengthOf(bytes);
     if (written >= length) {
-      if (content) exchange.contentWritten += length;
+      exchange.contentWritten += length - headBytes;
+      if (headBytes > 0) exchange.headTaken = true;
       return true;
     }
     if (written < 0) {
       // Closed before it took a byte: held for a retry, then handled as the connection's close.
       exchange.pendingWrite = bytes;
-      exchange.pendingBody = content;
+      exchange.pendingHead = headBytes;
       if (c.exchange === exchange) c.exchange = null;
       this.#discard(c);
       this.#onClose(exchange, null);
       return false;
     }
-    if (content) exchange.contentWritten += written;
+    if (written > 0 && headBytes > 0) exchange.headTaken = true;
+    exchange.contentWritten += Math.max(0, written - headBytes);
     exchange.pendingWrite = written === 0 ? bytes : typeof bytes === "string" ? bytes.slice(written) : bytes.subarray(written);
-    exchange.pendingBody = content;
+    exchange.pendingHead = Math.max(0, headBytes - written);
     return false;
   }
 
@@ -506,8 +532,8 @@ export class Http1Pool {
           this.#contentFailed(exchange, new GatewayError("CLIENT_CLOSED_REQUEST", "client closed the request before its body was sent"));
           return;
         }
-        if (length !== null) { exchange.contentState = SENT; return; }
-        bytes = LAST_CHUNK;
+        // A declared length is complete with its last chunk; only an empty body gets here, to send the head.
+        bytes = length === null ? LAST_CHUNK : EMPTY;
       } else {
         const value = chunk.value;
         // An empty chunk would end a chunked body early: there is nothing to send.
@@ -520,7 +546,13 @@ export class Http1Pool {
       // Wait until the socket has taken the bytes before (a retry may have replaced the connection).
       while (exchange.contentState === SENDING && !writable(exchange)) await new Promise<void>((resolve) => { exchange.wake = resolve; });
       if (exchange.contentState !== SENDING) return;
-      this.#write(exchange, bytes, true);
+      let headBytes = 0;
+      if (exchange.headUnsent) {
+        exchange.headUnsent = false;
+        headBytes = byteLengthOf(exchange.head);
+        bytes = withHead(exchange.head, bytes);
+      }
+      this.#write(exchange, bytes, headBytes);
       if (!chunk.done && (length === null || taken < length)) continue;
       while (exchange.contentState === SENDING && !writable(exchange)) await new Promise<void>((resolve) => { exchange.wake = resolve; });
       if (exchange.contentState === SENDING) exchange.contentState = SENT;
@@ -575,7 +607,7 @@ export class Http1Pool {
     const pending = exchange.pendingWrite;
     if (pending === null) return;
     exchange.pendingWrite = null;
-    if (!this.#write(exchange, pending, exchange.pendingBody)) return;
+    if (!this.#write(exchange, pending, exchange.pendingHead)) return;
     this.#wake(exchange);
   }
 
@@ -586,11 +618,14 @@ export class Http1Pool {
     if (!exchange.anyByte && exchange.connection!.reused) {
       // A kept-alive connection the upstream had closed: nothing of this request was answered.
       request.abort.bind(null);
-      if (exchange.attempt === 0 && IDEMPOTENT.has(request.method) && !request.abort.aborted && exchange.contentWritten === 0) {
+      // Again only when no byte of the body went out, and for a method that is not idempotent only
+      // when nothing went out at all (the head waited for the body's first bytes).
+      if (exchange.attempt === 0 && !request.abort.aborted && exchange.contentWritten === 0 && (IDEMPOTENT.has(request.method) || !exchange.headTaken)) {
         exchange.attempt = 1;
         exchange.connection = null;
         // Body bytes the closed socket did not take go first on the new connection.
-        exchange.replay = exchange.pendingBody ? exchange.pendingWrite as Uint8Array : null;
+        const pending = exchange.pendingWrite;
+        exchange.replay = pending !== null && typeof pending !== "string" && exchange.pendingHead < pending.byteLength ? pending.subarray(exchange.pendingHead) : null;
         exchange.pendingWrite = null;
         exchange.received = null;
         this.#dispatch(exchange);
