@@ -12,8 +12,14 @@
 //             (x-forwarded-*, trace context, identity header), the judged-path check, the deadline
 //             sweep, and the client's `Response` (one inbound `Request` reused, no server side)
 //   fetch   — the runtime's fetch (its own client thread; counted, as all threads are)
+// and, side by side, `forwardToUpstream` with each client where the pool has taken over from fetch:
+//   forward-fetch — the `forward` step over fetch (`client: "fetch"`)
+//   post-pool, post-fetch — a POST with a 1 KiB body (a new inbound `Request` per call, as
+//             Bun.serve makes one), over the pool and over fetch
+//   tls-pool, tls-fetch — the `forward` GET to an `https://` upstream (the same upstream behind
+//             TLS, its certificate from a CA made for the run and trusted via NODE_EXTRA_CA_CERTS)
 //
-//   node_modules/.bin/bun bench/proxy/hop.ts [--rounds 5] [--requests 20000] [--modes raw,head,pool,forward,fetch] [--no-pin]
+//   node_modules/.bin/bun bench/proxy/hop.ts [--rounds 5] [--requests 20000] [--modes raw,head,pool,forward,fetch,…] [--no-pin]
 //                                            [--baseline DIR]
 //
 // `--baseline DIR`: the same steps from another checkout of dutygate (DIR holds its src/ and
@@ -24,11 +30,22 @@
 // reports user+system CPU time per request of that process, all its threads included.
 import { join } from "node:path";
 import { forwardToUpstream } from "../../src/http/forward.ts";
+import { createCa, issueCertificate } from "../../test/support/pki.ts";
+import { tempDir } from "../../test/support/temp-dir.ts";
 import { Http1Abort, http1PoolFor, parseResponseHead, requestHead } from "../../src/http/forward-http1.ts";
 import { bounded, cpuBudget, flag, median, responseLength, startProcess, stopProcess, type Started } from "./lib.ts";
 
 const IN_FLIGHT = 16;
 const mode = flag("mode", "");
+// The steps that run `forwardToUpstream`, by the client, method and scheme each one uses.
+const FORWARD_MODES: Record<string, { client: "pool" | "fetch"; post: boolean; tls: boolean }> = {
+  forward: { client: "pool", post: false, tls: false },
+  "forward-fetch": { client: "fetch", post: false, tls: false },
+  "post-pool": { client: "pool", post: true, tls: false },
+  "post-fetch": { client: "fetch", post: true, tls: false },
+  "tls-pool": { client: "pool", post: false, tls: true },
+  "tls-fetch": { client: "fetch", post: false, tls: true },
+};
 
 if (mode !== "") {
   // Child: one measurement.
@@ -47,18 +64,27 @@ if (mode !== "") {
       const r = await http1PoolFor(origin).request({ method: "GET", target: "/changes/42", headers: [["accept", "*/*"]], abort: new Http1Abort(), connectTimeoutMs: 2000 });
       if (r.body !== null && !(r.body instanceof Uint8Array)) await new Response(r.body).arrayBuffer();
     };
-  } else if (mode === "forward") {
-    const upstream = { name: "changes", url: origin, timeoutMs: 10_000, connectTimeoutMs: 2000, client: "pool" as const };
+  } else if (FORWARD_MODES[mode] !== undefined) {
+    const { client, post, tls } = FORWARD_MODES[mode]!;
+    const url = tls ? `https://localhost:${flag("tls-port", "0")}` : origin;
+    const upstream = { name: "changes", url, timeoutMs: 10_000, connectTimeoutMs: 2000, client };
     // What Bun.serve hands the gateway for `GET /changes/42` from wrk, reused for every call.
-    const inbound = new Request(`https://127.0.0.1:8443/changes/42`, { headers: { host: "127.0.0.1:8443", authorization: "Bearer x.y.z", "user-agent": "wrk" } });
+    const fields = { host: "127.0.0.1:8443", authorization: "Bearer x.y.z", "user-agent": "wrk" };
+    const inbound = new Request(`https://127.0.0.1:8443/changes/42`, { headers: fields });
+    // A POST's body is read once: each call gets a new inbound request around the same 1 KiB.
+    const payload = new TextEncoder().encode(JSON.stringify({ note: "x".repeat(1000) }).slice(0, 1024));
+    const postFields = { ...fields, "content-type": "application/json", "content-length": String(payload.byteLength) };
     const identityToken = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsiLCJ0eXAiOiJKV1QifQ." + "e".repeat(300) + "." + "s".repeat(86);
     const stripHeaders = ["x-forwarded-user", "x-remote-user", "x-user", "authorization"];
     one = async () => {
-      const r = await forwardToUpstream(inbound, {
+      const request = post ? new Request(`https://127.0.0.1:8443/changes/42`, { method: "POST", headers: postFields, body: payload }) : inbound;
+      const r = await forwardToUpstream(request, {
         upstream, path: "/changes/42", query: "", requestId: crypto.randomUUID(), clientIp: "127.0.0.1", host: "127.0.0.1:8443",
-        identityHeader: "x-dutygate-identity", identityToken, stripHeaders, maxBodyBytes: 1 << 20, client: "pool",
+        identityHeader: "x-dutygate-identity", identityToken, stripHeaders, maxBodyBytes: 1 << 20, client,
       });
-      if (r.status !== 200) throw new Error(`forward answered ${r.status}`);
+      if (r.status !== 200) throw new Error(`${mode} answered ${r.status}`);
+      // The client's side of the answer: read as Bun.serve would send it on.
+      if (r.body !== null) await r.arrayBuffer();
     };
   } else if (mode === "raw" || mode === "head") {
     const prepared = Buffer.from(`GET /changes/42 HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\naccept: */*\r\n\r\n`);
@@ -103,7 +129,7 @@ if (mode !== "") {
       sockets[i]!.write(parse ? requestHead("GET", "/changes/42", authority, fields) : prepared);
     });
   } else {
-    throw new Error(`--mode must be raw, head, pool, forward or fetch, not \`${mode}\``);
+    throw new Error(`--mode must be raw, head, pool, fetch or one of ${Object.keys(FORWARD_MODES).join(", ")}, not \`${mode}\``);
   }
   const run = async (n: number) => {
     let left = n;
@@ -126,7 +152,7 @@ const budget = cpuBudget(!process.argv.includes("--no-pin"));
 const bun = process.execPath;
 const here = import.meta.dir;
 const started: Started[] = [];
-const ALL_MODES = ["raw", "head", "pool", "forward", "fetch"];
+const ALL_MODES = ["raw", "head", "pool", "forward", "fetch", "forward-fetch", "post-pool", "post-fetch", "tls-pool", "tls-fetch"];
 const modes = flag("modes", ALL_MODES.join(",")).split(",").filter((m) => ALL_MODES.includes(m));
 const baseline = flag("baseline", "");
 const trees = baseline === "" ? [{ label: "", dir: join(here, "..", "..") }] : [{ label: "before", dir: baseline }, { label: "after", dir: join(here, "..", "..") }];
@@ -136,9 +162,22 @@ try {
   const upstream = await startProcess("upstream", [bun, join(here, "upstream.ts")], { cpu: budget?.loadCpu, ready: /^listening \d+/ });
   started.push(upstream);
   const port = /^listening (\d+)/.exec(upstream.lines.find((l) => l.startsWith("listening"))!)![1]!;
+  // The same upstream behind TLS, for the tls-* steps: a CA made for this run, trusted by the
+  // clients the way an operator trusts one (NODE_EXTRA_CA_CERTS, read by the runtime at start).
+  let tlsPort = "0";
+  const clientEnv: Record<string, string> = {};
+  if (modes.some((m) => FORWARD_MODES[m]?.tls)) {
+    const dir = tempDir("dutygate-hop-");
+    const ca = await createCa(dir, "hop-ca");
+    const certificate = await issueCertificate(dir, ca, { commonName: "localhost", dnsNames: ["localhost"], fileName: "upstream" });
+    const secure = await startProcess("tls-upstream", [bun, join(here, "upstream.ts"), "0", "--tls", certificate.certFile, certificate.keyFile], { cpu: budget?.loadCpu, ready: /^listening \d+/ });
+    started.push(secure);
+    tlsPort = /^listening (\d+)/.exec(secure.lines.find((l) => l.startsWith("listening"))!)![1]!;
+    clientEnv.NODE_EXTRA_CA_CERTS = ca.certFile;
+  }
   for (let r = 0; r < rounds; r++) {
     for (const { mode: m, tree, name } of rows) {
-      const child = Bun.spawn([...(budget ? ["taskset", "-c", budget.serverCpu] : []), bun, join(tree.dir, "bench", "proxy", "hop.ts"), "--mode", m, "--port", port, "--requests", String(requests)], { stdout: "pipe", stderr: "inherit" });
+      const child = Bun.spawn([...(budget ? ["taskset", "-c", budget.serverCpu] : []), bun, join(tree.dir, "bench", "proxy", "hop.ts"), "--mode", m, "--port", port, "--tls-port", tlsPort, "--requests", String(requests)], { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...clientEnv } });
       const timer = setTimeout(() => child.kill(), 120_000);
       const out = await new Response(child.stdout).text();
       clearTimeout(timer);
