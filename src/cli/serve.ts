@@ -39,7 +39,7 @@ export async function runServe(params: ServeParams, io: Io): Promise<number> {
       return EXIT.config;
     }
     const { parseWorkerIdentity, WORKER_ENV } = await import("../workers/mod.ts");
-    const identity = parseWorkerIdentity(process.env[WORKER_ENV]);
+    const identity = parseWorkerIdentity(envVar(WORKER_ENV));
     if (identity !== null) {
       // One worker of a supervisor: the ports the supervisor fixed, the banner through it.
       const { connectToSupervisor } = await import("../workers/mod.ts");
@@ -51,7 +51,7 @@ export async function runServe(params: ServeParams, io: Io): Promise<number> {
       return SERVING;
     }
     if ((loaded.config.workers ?? 1) > 1) return await superviseWorkers(loaded.config, params.resetLedger, io);
-    const gw = await startGateway(loaded.config, { signals: true, resetLedger: params.resetLedger, lifelineFd: lifelineFd(process.env.DUTYGATE_LIFELINE_FD) });
+    const gw = await startGateway(loaded.config, { signals: true, resetLedger: params.resetLedger, lifelineFd: lifelineFd(envVar("DUTYGATE_LIFELINE_FD")) });
     // One write: a reader that waits for the first line must not miss the warnings after it.
     io.out((await startupBanner(gw)).join("\n"));
   } catch (e) {
@@ -59,6 +59,19 @@ export async function runServe(params: ServeParams, io: Io): Promise<number> {
     return EXIT.config;
   }
   return SERVING;
+}
+
+/**
+ * A variable a supervisor or the launcher sets, or undefined. Deno throws (`NotCapable`) on any
+ * read of the environment without `--allow-env`, which `deno task start` does not grant: no
+ * supervisor or launcher set it there, so unreadable is unset.
+ */
+function envVar(name: string): string | undefined {
+  try {
+    return process.env[name];
+  } catch {
+    return undefined;
+  }
 }
 
 /** The pipe `bin/gateway.mjs` hands the gateway (`DUTYGATE_LIFELINE_FD`): its end means the wrapper is gone. */
@@ -126,7 +139,7 @@ async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io:
     log.info("SIGHUP while the workers started: reloading policy and certificates in every worker");
     supervisor.reload();
   }
-  const lifeline = lifelineFd(process.env.DUTYGATE_LIFELINE_FD);
+  const lifeline = lifelineFd(envVar("DUTYGATE_LIFELINE_FD"));
   if (lifeline !== undefined) {
     const { createReadStream } = await import("node:fs");
     const stream = createReadStream("", { fd: lifeline });

@@ -5,7 +5,7 @@
 //   node_modules/.bin/deno task test:deno
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +45,27 @@ test("gateway check: a type error exits 1", async () => {
     const io = memoryIo();
     assert.equal(await main(["check", dir], io), 1);
     assert.match(io.text(), /read_logz/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("gateway serve with workers = 2 is refused under Deno: WORKERS_UNSUPPORTED, exit 6, before anything starts", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "dutygate-deno-workers-"));
+  try {
+    const config = join(dir, "gateway.toml");
+    writeFileSync(config, [
+      `state_dir = ${JSON.stringify(join(dir, "state"))}`,
+      "[listen]", `address = "127.0.0.1:0"`, "workers = 2",
+      "[policy]", `dir = ${JSON.stringify(POLICIES)}`, "require_signature = false", "watch = false",
+      "[audit]", `dir = ${JSON.stringify(join(dir, "audit"))}`,
+    ].join("\n") + "\n");
+    const io = memoryIo();
+    assert.equal(await main(["serve", "--config", config], io), 6, io.text());
+    assert.match(io.text(), /error\[WORKERS_UNSUPPORTED\]/);
+    assert.doesNotMatch(io.text(), /    at /);
+    // Refused before the state a supervisor prepares: no state directory, no audit directory.
+    assert.deepEqual(readdirSync(dir), ["gateway.toml"]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,16 +5,18 @@
 // separation of duties across the two, answers readiness for every worker, keeps its counters
 // from going backwards across a restart, gives up on a crash loop, and leaves one verifiable
 // audit chain per worker; a worker whose supervisor is killed stops by itself, and one that
-// cannot start fails the start.
+// cannot start fails the start; under Deno (`deno task start`) one process serves, workers are
+// refused.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { auditFileChain } from "../../src/audit/mod.ts";
 import { EXIT, memoryIo, runAuditVerify } from "../../src/cli/mod.ts";
 import type { IssuedCertificate } from "../support/pki.ts";
+import { killGroupOnExit, killProcessGroup } from "../support/process-group.ts";
 import {
-  createTestIssuer, createTestPki, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig,
+  createTestIssuer, createTestPki, drainText, REPO_ROOT, runServeUntilExitOrBanner, SHIPPED_POLICIES, spawnGatewayProcess, startTestUpstream, writeProcessConfig,
   type GatewayProcess, type TestIssuer, type TestUpstream,
 } from "../support/harness.ts";
 
@@ -493,4 +495,52 @@ describe("workers on their own", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);
+});
+
+describe("under Deno, as docs/deploy.md runs it (`deno task start`, its permissions)", () => {
+  /** `deno task start --config FILE` from the repository, in its own process group, until it exits or prints its banner; then the group is killed. */
+  async function denoTaskStart(config: string, whileServing?: (url: string) => Promise<void>): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
+    const child = Bun.spawn([join(REPO_ROOT, "node_modules/.bin/deno"), "task", "start", "--config", config], { cwd: REPO_ROOT, stdout: "pipe", stderr: "pipe", detached: true, env: { ...process.env, NO_COLOR: "1" } });
+    killGroupOnExit(child.pid);
+    let stdout = "";
+    let stderr = "";
+    const drained = Promise.all([drainText(child.stdout, (t) => (stdout += t)), drainText(child.stderr, (t) => (stderr += t))]);
+    try {
+      await until("deno task start to serve or exit", () => child.exitCode !== null || stdout.includes("dutygate listening on"), 3000);
+      if (child.exitCode !== null) await drained;
+      const url = /dutygate listening on (https:\/\/\S+)/.exec(stdout)?.[1];
+      if (url && whileServing) await whileServing(url);
+      return { exitCode: child.exitCode, stdout, stderr };
+    } finally {
+      killProcessGroup(child.pid);
+      await child.exited;
+    }
+  }
+
+  test("workers = 1 serves with the task's permissions (no --allow-env); workers = 2 is refused, WORKERS_UNSUPPORTED, exit 6", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-deno-"));
+    const upstream = startTestUpstream();
+    try {
+      const issuer = await createTestIssuer(dir);
+      cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+      const one = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies") });
+      const token = await issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      const served = await denoTaskStart(one, async (url) => {
+        const res = await fetch(`${url}/changes/deno-1/submit`, { method: "POST", headers: { authorization: `Bearer ${token}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+        expect(res.status).toBe(200);
+      });
+      expect(served.stderr).not.toContain("NotCapable");
+      expect(served.stdout).toContain("(operational, node backend)");
+
+      const two = join(dir, "two.toml");
+      writeFileSync(two, readFileSync(one, "utf8").replace(/^\[listen\]\n/m, "[listen]\nworkers = 2\n"));
+      const refused = await denoTaskStart(two);
+      expect(refused.exitCode).toBe(6);
+      expect(refused.stderr).toContain("error[WORKERS_UNSUPPORTED]");
+      expect(refused.stderr).not.toContain("    at ");
+    } finally {
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
