@@ -8,7 +8,7 @@ import type { AuditLog } from "../audit/mod.ts";
 import { problemResponse } from "../http/mod.ts";
 import { explainRequest, type ExplainInput } from "./explain.ts";
 import type { Metrics } from "./metrics.ts";
-import type { ReadinessReport, WorkerReadinessAnswer, WorkerReloadResult } from "../workers/mod.ts";
+import type { OwnReadiness, ReadinessReport, WorkerReadinessAnswer, WorkerReloadResult } from "../workers/mod.ts";
 import type { WorkerLink } from "../workers/mod.ts";
 import { bundleExpired, bundleExpiredMessage, type PolicyManager } from "./policy-manager.ts";
 import { answer, type RequestState } from "./stages/env.ts";
@@ -142,10 +142,12 @@ export interface WorkerReadiness {
  * is (the kernel hands new connections to every worker serving the port, so one that cannot
  * decide or audit fails a share of them; one that is not serving means fewer cores than
  * configured, or a crash loop under way). The flags are over the workers that answered; the
- * reasons and warnings name their worker; `workers` has each one's line.
+ * reasons and warnings name their worker; `workers` has each one's line. Workers that serve
+ * different policies still serve (degraded, with a warning): the same request may be decided
+ * differently by each until a reload reaches them all.
  */
-export function fleetReadiness(self: number, own: ReadinessReport, others: readonly WorkerReadinessAnswer[]): ReadinessReport & { workers: WorkerReadiness[] } {
-  const all = [{ worker: self, report: own as ReadinessReport | null, reason: undefined as string | undefined }, ...others].sort((a, b) => a.worker - b.worker);
+export function fleetReadiness(self: number, own: OwnReadiness, others: readonly WorkerReadinessAnswer[]): ReadinessReport & { workers: WorkerReadiness[] } {
+  const all: WorkerReadinessAnswer[] = [{ worker: self, ...own }, ...others].sort((a, b) => a.worker - b.worker);
   const reports = all.flatMap((a) => (a.report ? [a.report] : []));
   const named = (worker: number, texts: readonly string[]) => texts.map((t) => `worker ${worker}: ${t}`);
   const workers: WorkerReadiness[] = all.map(({ worker, report, reason }) => {
@@ -154,7 +156,10 @@ export function fleetReadiness(self: number, own: ReadinessReport, others: reado
     return { worker, ready: report.ready, status: report.status, ...(why.length > 0 ? { reason: why.join("; ") } : {}) };
   });
   const ready = workers.every((w) => w.ready);
-  const degraded = reports.some((r) => r.degraded);
+  const served = all.flatMap((a) => (a.report && a.digest ? [`worker ${a.worker}: ${a.digest.slice(0, 12)}`] : []));
+  const split = new Set(served.map((s) => s.slice(s.indexOf(": ") + 2))).size > 1;
+  const degraded = reports.some((r) => r.degraded) || split;
+  const splitWarning = split ? [`the workers serve different policies (${served.join(", ")}): a reload reached some of them only; reload again (SIGHUP or POST /-/policy/reload)`] : [];
   return {
     status: !ready ? "unavailable" : degraded ? "degraded" : "ready",
     ready,
@@ -164,7 +169,7 @@ export function fleetReadiness(self: number, own: ReadinessReport, others: reado
     audit_writable: reports.every((r) => r.audit_writable),
     ledger_available: reports.every((r) => r.ledger_available),
     reasons: all.flatMap((a) => (a.report ? named(a.worker, a.report.reasons) : named(a.worker, [a.reason ?? "no answer"]))),
-    warnings: all.flatMap((a) => (a.report ? named(a.worker, a.report.warnings) : [])),
+    warnings: [...all.flatMap((a) => (a.report ? named(a.worker, a.report.warnings) : [])), ...splitWarning],
     workers,
   };
 }
@@ -179,7 +184,7 @@ export function probes(deps: AdminDeps): Stage {
   const readiness = async (s: RequestState): Promise<Response> => {
     const own = readinessOf(deps);
     const fleet = deps.fleet;
-    const body = fleet ? fleetReadiness(fleet.worker, own, await fleet.readiness()) : own;
+    const body = fleet ? fleetReadiness(fleet.worker, { report: own, digest: deps.policy.active?.digest ?? null }, await fleet.readiness()) : own;
     return probe(s, json(body.ready ? 200 : 503, body, s.requestId));
   };
   return {

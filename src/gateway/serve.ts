@@ -244,7 +244,7 @@ export async function startGateway(config: GatewayConfig, options: StartGatewayO
 
     worker?.serve({
       renderMetrics: () => metrics.render(),
-      readiness: () => readinessOf(adminDeps),
+      readiness: () => ({ report: readinessOf(adminDeps), digest: policy.active?.digest ?? null }),
       async reload() {
         const r = await policy.reload("admin");
         return r.ok ? { worker: workerId!, ok: true, revision: r.active.revision, digest: r.active.digest } : { worker: workerId!, ok: false, code: r.error.code };

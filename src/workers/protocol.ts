@@ -61,7 +61,15 @@ export interface ReadinessReport {
 export interface WorkerReadinessAnswer {
   worker: number;
   report: ReadinessReport | null;
+  /** The digest of the policy it serves (null: none); the workers should agree. */
+  digest?: string | null;
   reason?: string;
+}
+
+/** What a worker says of its own readiness. */
+export interface OwnReadiness {
+  report: ReadinessReport;
+  digest: string | null;
 }
 
 /** Worker → supervisor. */
@@ -79,7 +87,7 @@ export type WorkerToSupervisor =
   /** Answers to the supervisor's questions. */
   | { type: "metrics"; id: number; text: string }
   | { type: "reloaded"; id: number; result: WorkerReloadResult }
-  | { type: "readiness"; id: number; report: ReadinessReport };
+  | { type: "readiness"; id: number; report: ReadinessReport; digest: string | null };
 
 /** Supervisor → worker. */
 export type SupervisorToWorker =

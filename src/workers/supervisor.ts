@@ -154,7 +154,7 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
       }
       case "collect-readiness": {
         void askOthers(slot.id, (id) => ({ type: "check-readiness", id }), READINESS_ANSWER_MS).then((answers) => {
-          const workers: WorkerReadinessAnswer[] = answers.map(({ worker, answer, missing }) => (answer?.type === "readiness" ? { worker, report: answer.report } : { worker, report: null, reason: missing ?? "answered something else" }));
+          const workers: WorkerReadinessAnswer[] = answers.map(({ worker, answer, missing }) => (answer?.type === "readiness" ? { worker, report: answer.report, digest: answer.digest } : { worker, report: null, reason: missing ?? "answered something else" }));
           slot.process?.send({ type: "collected-readiness", id: message.id, workers });
         });
         return;

@@ -1,12 +1,12 @@
 // A worker's end of the IPC channel to its supervisor: it announces it serves, answers for its
 // metrics and reloads, and asks (worker 0, which serves the admin listener) for the others'.
-import { METRICS_SNAPSHOT_MS, READINESS_ANSWER_MS, type ReadinessReport, type SupervisorToWorker, type WorkerIdentity, type WorkerReadinessAnswer, type WorkerReloadResult, type WorkerToSupervisor } from "./protocol.ts";
+import { METRICS_SNAPSHOT_MS, READINESS_ANSWER_MS, type OwnReadiness, type SupervisorToWorker, type WorkerIdentity, type WorkerReadinessAnswer, type WorkerReloadResult, type WorkerToSupervisor } from "./protocol.ts";
 
 /** What the worker's gateway does when the supervisor asks. */
 export interface WorkerLinkHandlers {
   renderMetrics(): string;
   reload(): Promise<WorkerReloadResult>;
-  readiness(): ReadinessReport;
+  readiness(): OwnReadiness;
   /** The channel closed: the supervisor is gone, however it died. */
   supervisorGone(): void;
 }
@@ -62,7 +62,7 @@ export function connectToSupervisor(identity: WorkerIdentity): WorkerLink | null
         if (handlers) void handlers.reload().then((result) => send({ type: "reloaded", id: message.id, result }));
         return;
       case "check-readiness":
-        if (handlers) send({ type: "readiness", id: message.id, report: handlers.readiness() });
+        if (handlers) send({ type: "readiness", id: message.id, ...handlers.readiness() });
         return;
       case "collected-metrics":
       case "collected-readiness":

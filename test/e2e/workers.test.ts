@@ -219,6 +219,21 @@ describe("workers = 2", () => {
     expect([...workerOf.values()].filter((chains) => chains.size === 2).length).toBeGreaterThan(0);
   }, 120_000);
 
+  test("a reload that reached one worker only: readiness stays 200 but degraded, naming each worker's policy, until one reaches both", async () => {
+    appendFileSync(join(dir, "policies", "changes.duty"), "\n# reloaded by worker 1 alone\n");
+    const before = logLines(f.gw).length;
+    process.kill((await pidsNow(f))[1]!, "SIGHUP");
+    await until("worker 1 reloaded", () => logLines(f.gw).slice(before).some((l) => l.worker === 1 && l.msg.startsWith("policy active:")), 500);
+    const split = await f.admin("/-/readyz");
+    const body = (await split.json()) as ReadyzBody & { warnings: string[] };
+    expect(split.status).toBe(200);
+    expect(body).toMatchObject({ status: "degraded", ready: true, reasons: [] });
+    expect(body.warnings).toEqual([expect.stringMatching(/^the workers serve different policies \(worker 0: [0-9a-f]{12}, worker 1: [0-9a-f]{12}\): a reload reached some of them only/)]);
+    f.gw.signal("SIGHUP");
+    await until("worker 0 reloaded", () => logLines(f.gw).slice(before).some((l) => l.worker === 0 && l.msg.startsWith("policy active:")), 500);
+    expect(await (await f.admin("/-/readyz")).json()).toMatchObject({ status: "ready", warnings: [] });
+  }, 60_000);
+
   test("SIGHUP to the supervisor reloads the policy in every worker; an admin reload reaches every worker", async () => {
     appendFileSync(join(dir, "policies", "changes.duty"), "\n# reloaded by SIGHUP\n");
     const before = logLines(f.gw).length;
