@@ -203,3 +203,18 @@ for (const { mode: m, tree, name } of rows) {
   const extra = Number.isFinite(floor) && m !== "raw" ? `+${(cpu - floor).toFixed(1)}` : "";
   console.log(`| ${name} | ${f("cpuUs")} | ${f("userUs")} | ${f("systemUs")} | ${extra} | ${median(runs.map((x) => x.rps)).toFixed(0)} |`);
 }
+
+// The pool against fetch for the same request, round by round (each round ran both back to back).
+const PAIRS: Array<[string, string, string]> = [["GET, http", "forward", "forward-fetch"], ["POST 1 KiB, http", "post-pool", "post-fetch"], ["GET, https", "tls-pool", "tls-fetch"]];
+const pairRows = trees.flatMap((t) => PAIRS.map(([what, pool, fetch]) => {
+  const at = (m: string) => results.get(t.label === "" ? m : `${m} (${t.label})`);
+  return { what: t.label === "" ? what : `${what} (${t.label})`, pool: at(pool), fetch: at(fetch) };
+})).filter((p) => p.pool !== undefined && p.fetch !== undefined && p.pool.length > 0);
+if (pairRows.length > 0) {
+  console.log("\n| request | pool CPU / fetch CPU, per round | median |");
+  console.log("|---|---|---|");
+  for (const { what, pool, fetch } of pairRows) {
+    const ratios = pool!.map((p, i) => p.cpuUs / fetch![i]!.cpuUs);
+    console.log(`| ${what} | ${ratios.map((r) => r.toFixed(2)).join(", ")} | ${median(ratios).toFixed(2)} |`);
+  }
+}
