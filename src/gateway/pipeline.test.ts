@@ -17,7 +17,7 @@ import { createTestIssuer, type TestIssuer } from "../../test/support/harness.ts
 import { ensureGatewayKey } from "./keys.ts";
 import { createLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { createGatewayApp, type Forwarder, type PipelineDeps } from "./pipeline.ts";
+import { channelStages, createGatewayApp, PIPELINE_STAGES, type Forwarder, type PipelineDeps } from "./pipeline.ts";
 import { PolicyManager } from "./policy-manager.ts";
 
 const TEST_ISSUER = "https://idp.e2e.test";
@@ -206,6 +206,14 @@ describe("the pipeline, in process", () => {
     const text = metrics.render();
     expect(text).toContain('dutygate_requests_total{channel="operational",duty="list_changes",decision="allow",status="200"} 1');
     expect(text).toMatch(/dutygate_requests_total\{channel="operational",duty="",decision="unauthenticated",status="401"\} \d/);
+  });
+});
+
+describe("the order of the stages", () => {
+  test("each channel runs PIPELINE_STAGES in order; the admin channel answers its probes after checkRequest", () => {
+    expect(channelStages(deps, "operational", config.listen).map((s) => s.name)).toEqual([...PIPELINE_STAGES]);
+    const admin = channelStages(deps, "admin", config.listen, { metrics, policy, ledger, audit }).map((s) => s.name);
+    expect(admin).toEqual([...PIPELINE_STAGES.slice(0, 2), "probes", ...PIPELINE_STAGES.slice(2)]);
   });
 });
 
