@@ -194,6 +194,44 @@ describe("HTTP/1.1 pool: request bodies", () => {
     expect(opened - before).toBeLessThanOrEqual(1);
   });
 
+  test("one client connection carries POST after POST: each body is read to its end and the next request follows", async () => {
+    reset();
+    const one = bytesOf(1024);
+    const two = bytesOf(3000);
+    const replies = await new Promise<string>((resolve, reject) => {
+      let text = "";
+      const socket = connect(frontPort, "127.0.0.1", () => {
+        socket.write(`POST /first HTTP/1.1\r\nhost: gw.test\r\ncontent-length: ${one.byteLength}\r\n\r\n`);
+        socket.write(Buffer.from(one));
+      });
+      socket.on("data", (d) => {
+        const before = text;
+        text += d.toString("latin1");
+        if (!before.includes(hashOf(one)) && text.includes(hashOf(one))) {
+          socket.write(`POST /second HTTP/1.1\r\nhost: gw.test\r\ncontent-length: ${two.byteLength}\r\n\r\n`);
+          socket.write(Buffer.from(two));
+        }
+        if (text.includes(hashOf(two))) { socket.destroy(); resolve(text); }
+      });
+      socket.on("error", reject);
+      setTimeout(() => { socket.destroy(); reject(new Error(`no second answer: ${text}`)); }, 3000);
+    });
+    expect(replies.match(/HTTP\/1\.1 200/g)?.length).toBe(2);
+    expect(arrived.map((a) => a.body.byteLength)).toEqual([1024, 3000]);
+  });
+
+  test("an upstream silent while the body streams: 504 at the deadline, its connection closed", async () => {
+    reset(() => { /* reads, never answers */ });
+    const response = await forwardToUpstream(new Request("http://gw.test/silent", { method: "POST", body: bytesOf(64 * 1024) }), {
+      upstream: { ...upstream, timeoutMs: 150 }, path: "/silent", query: "", requestId: "req-body", clientIp: "127.0.0.1", host: "gw.test",
+      maxBodyBytes: MAX_BODY, client: "pool",
+    });
+    expect(response.status).toBe(504);
+    expect(((await response.json()) as { code: string }).code).toBe("UPSTREAM_TIMEOUT");
+    await until(() => arrived.length === 1 && closedConnections.has(arrived[0]!.connection));
+    expect(arrived[0]!.complete).toBe(true);
+  });
+
   test("a body over the limit is cut off: 413, the upstream never gets it whole, the connection is not reused", async () => {
     reset();
     const body = new ReadableStream<Uint8Array>({
