@@ -9,7 +9,7 @@
 // An entrypoint of the compiled binary (scripts/build.ts), so that the executable carries it.
 import { parentPort } from "node:worker_threads";
 import { CHECKPOINT_STATE, type CheckpointerReply, type CheckpointerRequest } from "./checkpointer.ts";
-import { openSqlDatabase, type SqlStatement } from "./sqlite-driver.ts";
+import { openSqlDatabase, type SqlDatabase } from "./sqlite-driver.ts";
 
 const port = parentPort;
 
@@ -17,15 +17,16 @@ function reply(message: CheckpointerReply): void {
   port?.postMessage(message);
 }
 
-function checkpoints(checkpoint: SqlStatement, state: Int32Array, everyMs: number): void {
+function checkpoints(db: SqlDatabase, state: Int32Array, everyMs: number): void {
   let seen = Atomics.load(state, CHECKPOINT_STATE.wake);
   while (Atomics.load(state, CHECKPOINT_STATE.stop) === 0) {
     Atomics.wait(state, CHECKPOINT_STATE.wake, seen, everyMs);
     seen = Atomics.load(state, CHECKPOINT_STATE.wake);
     if (Atomics.load(state, CHECKPOINT_STATE.stop) !== 0) break;
-    // Busy (another process's checkpoint) or failing: the next one retries, and a failing file
-    // shows in the ledger's own calls.
-    try { checkpoint.get(); } catch { /* the next one retries */ }
+    // Not a prepared statement: with none alive the close below really closes (bun:sqlite defers
+    // it while statements live). Busy (another process's checkpoint) or failing: the next one
+    // retries, and a failing file shows in the ledger's own calls.
+    try { db.exec("PRAGMA wal_checkpoint(PASSIVE)"); } catch { /* the next one retries */ }
   }
 }
 
@@ -38,9 +39,8 @@ async function run(request: Extract<CheckpointerRequest, { type: "start" }>): Pr
     return;
   }
   try {
-    const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
     reply({ type: "ready" });
-    checkpoints(checkpoint, request.state, request.everyMs);
+    checkpoints(db, request.state, request.everyMs);
   } finally {
     try { db.close(); } catch { /* closing anyway */ }
   }
