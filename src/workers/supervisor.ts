@@ -99,8 +99,8 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
 
   /**
    * Asks every worker but `except` one question. A worker that is not serving (restarting,
-   * starting) is not asked; one that does not answer within `timeoutMs`, or dies first, is left out. Either way
-   * its `answer` is null and `missing` says why.
+   * starting) is not asked; one that does not answer within `timeoutMs`, or dies first, is left
+   * out. Either way its `answer` is null and `missing` says why.
    */
   const askOthers = (except: number, question: (id: number) => SupervisorToWorker, timeoutMs = 4_000): Promise<Asked[]> =>
     Promise.all(slots.filter((s) => s.id !== except).map((slot) => new Promise<Asked>((resolve) => {

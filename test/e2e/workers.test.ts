@@ -490,6 +490,44 @@ describe("workers on their own", () => {
     }
   }, 90_000);
 
+  test("SIGHUP and SIGTERM while the workers first start: the supervisor survives them and acts once every worker serves", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    const upstream = startTestUpstream();
+    try {
+      cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+      const issuer = await createTestIssuer(dir);
+      const config = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies"), listenToml: "workers = 2" });
+      const child = Bun.spawn([join(REPO_ROOT, "node_modules/.bin/bun"), join(REPO_ROOT, "src/main.ts"), "serve", "--config", config], { cwd: dir, stdout: "pipe", stderr: "pipe", detached: true });
+      killGroupOnExit(child.pid);
+      let stdout = "";
+      let stderr = "";
+      const drained = Promise.all([drainText(child.stdout, (t) => (stdout += t)), drainText(child.stderr, (t) => (stderr += t))]);
+      try {
+        // Once it has spawned a worker its handlers are in place (they come before anything is
+        // prepared); the workers are still starting: no banner yet.
+        const children = () => { try { return readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim(); } catch { return ""; } };
+        await until("the supervisor spawned a worker", () => children() !== "" || child.exitCode !== null, 3000);
+        expect(stdout).not.toContain("dutygate listening on");
+        child.kill("SIGHUP");
+        await Bun.sleep(50);
+        child.kill("SIGTERM");
+        expect(await child.exited).toBe(0);
+        await drained;
+        const lines = stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as LogLine);
+        // It served first (the banner, every worker up), then stopped as asked; the reload gave way to the stop.
+        expect(stdout).toContain("dutygate listening on");
+        expect(lines.map((l) => l.msg)).toContain("SIGTERM while the workers started: stopping every worker gracefully");
+        expect(lines.filter((l) => l.msg === "a worker died; restarting it")).toEqual([]);
+      } finally {
+        killProcessGroup(child.pid);
+        await child.exited;
+      }
+    } finally {
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   test("a worker that cannot start fails the whole start, closed: exit 6 with its reason, no banner", async () => {
     const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
     const upstream = startTestUpstream();
