@@ -218,6 +218,30 @@ describe("SqliteDutyLedger WAL checkpoints", () => {
     }
   });
 
+  test("when the thread ends while running they move to the event loop, and onWarning says why, once", async () => {
+    const path = freshPath();
+    await (await openSqliteLedger({ path, retentionDays: 30, checkpointEveryMs: 0 })).close();
+    const warnings: string[] = [];
+    const ledger = await openSqliteLedger({
+      path, retentionDays: 30, checkpointEveryMs: 20,
+      checkpointWorkerUrl: new URL(`file://${join(SUPPORT, "checkpoint-worker-dies.ts")}`),
+      onWarning: (message) => warnings.push(message),
+    });
+    try {
+      expect(ledger.checkpoints).toBe("thread");
+      for (let i = 0; i < 500 && warnings.length === 0; i++) await Bun.sleep(10);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/^duty ledger checkpoints run on the event loop: the checkpoint thread ended: .*failed on purpose/);
+      expect(ledger.checkpoints).toBe("event loop");
+      await confirmEntries(ledger, 50);
+      await Bun.sleep(200);
+      expect(entriesInMainFile(path)).toBe(50);
+      expect(warnings).toHaveLength(1);
+    } finally {
+      await ledger.close();
+    }
+  });
+
   test("under writes that leave the thread no gap, a commit starts the WAL over at 16384 pages", async () => {
     const path = freshPath();
     // A thread that never gets to checkpoint: as if every one of its checkpoints met a new commit.
