@@ -91,6 +91,9 @@ export interface AuditLog {
    * line could not be written (the record is then not in the log), `AUDIT_BAD_RECORD` for an
    * event that is not JSON or sets a reserved field, `AUDIT_CLOSED` after {@link close}.
    *
+   * An event's `context` (an object, read-only once appended) is written out by the first record
+   * of the current file that carries that object, and as that record's seq by the later ones.
+   *
    * An event of type `outcome` answers the decision record `decision_seq` (a seq this log
    * returned) and is not a record of its own: every outcome of a write batch becomes one entry of
    * that batch's `outcomes` record (the event without `type`), and the append resolves with that
