@@ -17,6 +17,15 @@ export interface CrashLoopBound {
 /** 5 deaths in 60 s: a worker that dies at once after each start reaches it within seconds (the backoff doubles from 100 ms). */
 export const DEFAULT_CRASH_LOOP_BOUND: CrashLoopBound = { maxRestarts: 5, windowMs: 60_000 };
 
+/**
+ * A serving worker silent this long is stuck (its event loop blocked or the process stopped): it
+ * still holds its share of the port, so the kernel keeps handing it new connections that hang.
+ * It is killed and restarted like a worker that died. Every serving worker sends its metrics
+ * once a second (METRICS_SNAPSHOT_MS); the longest legitimate block of a worker's loop (a SQLite
+ * busy wait, 5 s) is far below this.
+ */
+export const STUCK_WORKER_MS = 30_000;
+
 /** How a supervisor ended: stopped on request, or gave up because its workers kept dying. */
 export type SupervisorEnd = "stopped" | "crash-loop";
 
@@ -68,6 +77,8 @@ interface Slot {
   lastMetrics: string | null;
   /** What its dead processes counted (their last texts' counters and histograms, summed). */
   retired: string;
+  /** When its running process last sent anything (Date.now()). */
+  lastHeard: number;
 }
 
 /**
@@ -78,7 +89,7 @@ interface Slot {
 export async function startSupervisor(options: SupervisorOptions): Promise<RunningSupervisor> {
   const { log, count } = options;
   const bound = options.crashLoop ?? DEFAULT_CRASH_LOOP_BOUND;
-  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false, reloadPending: false, lastMetrics: null, retired: "" }));
+  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false, reloadPending: false, lastMetrics: null, retired: "", lastHeard: 0 }));
   const metrics = new SupervisorMetrics(count, () => slots.filter((s) => s.ready).length);
   const deaths: number[] = [];
   let stopping = false;
@@ -190,7 +201,12 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     slot.process = worker;
     slot.ready = false;
     // A message the channel still delivers after the process's exit is not the slot's successor's.
-    worker.onMessage((m) => { if (slot.process === worker) onMessage(slot, m); });
+    slot.lastHeard = Date.now();
+    worker.onMessage((m) => {
+      if (slot.process !== worker) return;
+      slot.lastHeard = Date.now();
+      onMessage(slot, m);
+    });
     void worker.exited.then((how) => onExit(slot, worker, how));
   };
 
@@ -235,8 +251,21 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     }, delay);
   };
 
+  // A serving worker that stopped answering is killed; its exit then restarts it (and counts it).
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    for (const slot of slots) {
+      if (stopping || !slot.ready || slot.process === null || now - slot.lastHeard <= STUCK_WORKER_MS) continue;
+      log.error("a worker stopped answering: killing it", { worker: slot.id, pid: slot.process.pid, silent_ms: now - slot.lastHeard });
+      slot.process.kill("SIGKILL");
+      slot.lastHeard = now;
+    }
+  }, 1_000);
+  watchdog.unref?.();
+
   const stopAll = async (): Promise<void> => {
     stopping = true;
+    clearInterval(watchdog);
     const live = slots.filter((s) => s.process !== null).map((s) => s.process!);
     for (const w of live) w.kill("SIGTERM");
     const deadline = options.stopDeadlineMs ?? 60_000;

@@ -4,9 +4,9 @@
 // with no failed request beyond those in flight on it, reloads in every worker, keeps history
 // separation of duties across the two, answers readiness for every worker, keeps its counters
 // from going backwards across a restart, gives up on a crash loop, and leaves one verifiable
-// audit chain per worker; a worker whose supervisor is killed stops by itself, and one that
-// cannot start fails the start; under Deno (`deno task start`) one process serves, workers are
-// refused.
+// audit chain per worker; a stuck worker is killed and restarted, a worker whose supervisor is
+// killed stops by itself, and one that cannot start fails the start; under Deno
+// (`deno task start`) one process serves, workers are refused.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -529,6 +529,29 @@ describe("workers on their own", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);
+
+  test("a worker that stops answering (SIGSTOP: stuck, its socket still taking connections) is killed after 30 s and restarted", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    const f = await startWorkers(dir);
+    try {
+      const stuck = workerPids(f.gw)[1]!;
+      process.kill(stuck, "SIGSTOP");
+      await until("the supervisor kills it", () => logLines(f.gw).some((l) => l.msg === "a worker stopped answering: killing it"), 3000);
+      expect(logLines(f.gw).find((l) => l.msg === "a worker stopped answering: killing it")).toMatchObject({ worker: 1, pid: stuck });
+      expect(Number(logLines(f.gw).find((l) => l.msg === "a worker stopped answering: killing it")!.silent_ms)).toBeGreaterThan(30_000);
+      await until("its successor serves", () => logLines(f.gw).some((l) => l.msg === "worker restarted" && l.worker === 1));
+      expect(logLines(f.gw).find((l) => l.msg === "a worker died; restarting it")).toMatchObject({ worker: 1, pid: stuck, signal: "SIGKILL" });
+      expect(alive(stuck)).toBe(false);
+      expect((await f.admin("/-/readyz")).status).toBe(200);
+      const metrics = await (await f.admin("/-/metrics")).text();
+      expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="1"'])).toEqual([1]);
+      const token = await f.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
+      for (let i = 0; i < 10; i++) expect(await f.request(`/changes/unstuck-${i}/submit`, token)).toBe(200);
+    } finally {
+      await f.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   test("a worker that cannot start fails the whole start, closed: exit 6 with its reason, no banner", async () => {
     const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
