@@ -419,6 +419,10 @@ describe("workers = 2", () => {
   }, 60_000);
 
   test("SIGTERM stops every worker gracefully; each worker's chain verifies, every record names its worker", async () => {
+    // Records in both chains whatever ran before (this test alone too): fresh connections until each worker has decided one.
+    const chains = () => new Set(auditRecords(join(dir, "audit")).filter((r) => String(r.path).includes("/changes/stop-")).map((r) => r.chain));
+    for (let i = 0; i < 200 && chains().size < 2; i++) expect(await f.request(`/changes/stop-${i}/submit`, alice)).toBe(200);
+    expect([...chains()].sort()).toEqual(["w0", "w1"]);
     const workers = [...workerPids(f.gw), ...logLines(f.gw).filter((l) => l.msg === "worker restarted").map((l) => l.pid!)];
     f.gw.signal("SIGTERM");
     // During the drain every worker says, in its own line, that it is shutting down.
