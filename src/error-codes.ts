@@ -78,6 +78,7 @@ export const ERROR_CODES = {
   DEMO_UPSTREAM_PORT_IN_USE: { exit: STARTUP, meaning: "a port of the built-in default's demo upstreams is taken" },
   DEMO_UPSTREAM_FAILED: { exit: STARTUP, meaning: "a demo upstream of the built-in default cannot start" },
   WORKERS_UNSUPPORTED: { exit: STARTUP, meaning: "`listen.workers` above 1 on a runtime that cannot start workers (Deno), or a worker without its supervisor" },
+  WORKER_START_TIMEOUT: { exit: STARTUP, meaning: "a worker did not serve within `[listen] worker_start_timeout` of the first start; every worker was stopped" },
   WORKER_UNAVAILABLE: { http: 503, meaning: "a worker did not answer the supervisor, or the supervisor worker 0 (a reload or a metrics scrape across workers)" },
 
   // TLS listeners

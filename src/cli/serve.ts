@@ -125,6 +125,7 @@ async function superviseWorkers(config: GatewayConfig, resetLedger: boolean, io:
       args: ["serve", "--config", config.source!], cwd: process.cwd(), env: process.env, log, out: io.out,
       // A worker drains, then stops within its deadline; past both (and a margin) it is killed.
       stopDeadlineMs: config.shutdown.drainMs + config.shutdown.timeoutMs + 5_000,
+      startTimeoutMs: config.workerStartTimeoutMs,
     });
   } catch (e) {
     const code = (e as { exitCode?: number }).exitCode;

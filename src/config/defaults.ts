@@ -15,6 +15,8 @@ export const DEFAULTS = {
   listen: { address: "0.0.0.0:8443", minTls: "1.2" as "1.2" | "1.3" },
   /** `[listen] workers`: one process, no supervisor. */
   workers: 1,
+  /** `[listen] worker_start_timeout`: how long a worker may take to serve, at the first start and after a restart. */
+  workerStartTimeoutMs: 30 * SECOND,
   admin: { address: "127.0.0.1:9443", minTls: "1.2" as "1.2" | "1.3" },
   issuer: {
     algorithms: ["ES256", "EdDSA", "RS256"],

@@ -94,6 +94,7 @@ function readGatewayConfig(root: Section, source: string): GatewayConfig {
 
   const listenSection = root.table("listen");
   const workers = listenSection ? readWorkers(listenSection) : DEFAULTS.workers;
+  const workerStartTimeoutMs = listenSection?.duration("worker_start_timeout", DEFAULTS.workerStartTimeoutMs, { min: 1 }) ?? DEFAULTS.workerStartTimeoutMs;
   const listen = readListener(listenSection ?? new Section(ctx, ["listen"], {}), "listen");
   const adminSection = root.table("admin");
   const admin = adminSection ? readListener(adminSection, "admin") : null;
@@ -112,7 +113,7 @@ function readGatewayConfig(root: Section, source: string): GatewayConfig {
   root.finish();
 
   return {
-    source, stateDir, listen, workers, admin, issuers, upstreams, policy, audit, ledger, identity,
+    source, stateDir, listen, workers, workerStartTimeoutMs, admin, issuers, upstreams, policy, audit, ledger, identity,
     noRouteStatus: noRouteStatus === 403 ? 403 : 404,
     hideDenyDetails, trustRequestId, maxBodyBytes,
     log: { level },

@@ -160,6 +160,8 @@ export interface GatewayConfig {
    * started and watched by a supervisor when more than 1 (`"auto"`: one per core). Absent: 1.
    */
   workers?: number;
+  /** `[listen] worker_start_timeout`: how long a worker may take to serve (with `workers` above 1). Absent: 30 s. */
+  workerStartTimeoutMs?: number;
   /** Admin trust channel; null disables the admin listener. */
   admin: ListenerConfig | null;
   issuers: JwtIssuerConfig[];

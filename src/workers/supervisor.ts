@@ -2,6 +2,7 @@
 // SIGHUP and shutdown to all, relays worker 0's admin questions (metrics, reload) to the others,
 // restarts a worker that dies, and gives up (exit 8) when workers keep dying. It serves nothing
 // itself: nothing a request does can crash it. See docs/architecture.md "Workers".
+import { GatewayError } from "../errors.ts";
 import type { Logger } from "../gateway/mod.ts";
 import { SupervisorMetrics } from "../gateway/mod.ts";
 import { foldCounters, mergeWorkerMetrics, type WorkerMetricsPart } from "./metrics.ts";
@@ -26,6 +27,9 @@ export const DEFAULT_CRASH_LOOP_BOUND: CrashLoopBound = { maxRestarts: 5, window
  */
 export const STUCK_WORKER_MS = 30_000;
 
+/** `[listen] worker_start_timeout`'s default, for a supervisor built in code. */
+export const DEFAULT_WORKER_START_TIMEOUT_MS = 30_000;
+
 /** How a supervisor ended: stopped on request, or gave up because its workers kept dying. */
 export type SupervisorEnd = "stopped" | "crash-loop";
 
@@ -43,6 +47,12 @@ export interface SupervisorOptions {
   crashLoop?: CrashLoopBound;
   /** Longest a worker may take to stop after SIGTERM before it is killed (its drain and stop deadline, plus margin). */
   stopDeadlineMs?: number;
+  /**
+   * Longest a worker may take from its spawn to serving (`[listen] worker_start_timeout`). At the
+   * first start, past it the start fails (`WORKER_START_TIMEOUT`); after a restart, the worker is
+   * killed and counted as a death.
+   */
+  startTimeoutMs?: number;
   /** Tests start workers their own way; default: {@link spawnWorkerProcess}. */
   spawn?: (identity: WorkerIdentity) => Promise<WorkerProcess>;
 }
@@ -79,6 +89,8 @@ interface Slot {
   retired: string;
   /** When its running process last sent anything (Date.now()). */
   lastHeard: number;
+  /** Kills its restarted process if it does not serve in time; cleared once it serves or exits. */
+  startDeadline: ReturnType<typeof setTimeout> | null;
 }
 
 /**
@@ -89,7 +101,8 @@ interface Slot {
 export async function startSupervisor(options: SupervisorOptions): Promise<RunningSupervisor> {
   const { log, count } = options;
   const bound = options.crashLoop ?? DEFAULT_CRASH_LOOP_BOUND;
-  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false, reloadPending: false, lastMetrics: null, retired: "", lastHeard: 0 }));
+  const startTimeoutMs = options.startTimeoutMs ?? DEFAULT_WORKER_START_TIMEOUT_MS;
+  const slots: Slot[] = Array.from({ length: count }, (_, id) => ({ id, process: null, ready: false, restarted: false, reloadPending: false, lastMetrics: null, retired: "", lastHeard: 0, startDeadline: null }));
   const metrics = new SupervisorMetrics(count, () => slots.filter((s) => s.ready).length);
   const deaths: number[] = [];
   let stopping = false;
@@ -135,6 +148,7 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     switch (message.type) {
       case "ready": {
         slot.ready = true;
+        clearStartDeadline(slot);
         if (slot.restarted) log.info("worker restarted", { worker: slot.id, pid: slot.process?.pid });
         if (slot.reloadPending) {
           slot.reloadPending = false;
@@ -195,6 +209,11 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     return mergeWorkerMetrics(parts, metrics.render());
   };
 
+  const clearStartDeadline = (slot: Slot) => {
+    if (slot.startDeadline !== null) clearTimeout(slot.startDeadline);
+    slot.startDeadline = null;
+  };
+
   const start = async (slot: Slot): Promise<void> => {
     const identity: WorkerIdentity = { id: slot.id, count, listenPort: options.listenPort, adminPort: options.adminPort };
     const worker = await spawn(identity);
@@ -208,10 +227,22 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
       onMessage(slot, m);
     });
     void worker.exited.then((how) => onExit(slot, worker, how));
+    // A restarted worker stuck in its start (a ledger that never answers) serves nothing and
+    // would hold its slot forever: past the deadline it is killed, and its exit counts as a death.
+    // The first start has one deadline for all workers (below).
+    if (slot.restarted) {
+      slot.startDeadline = setTimeout(() => {
+        slot.startDeadline = null;
+        if (stopping || slot.process !== worker || slot.ready) return;
+        log.error("a worker did not start in time: killing it", { worker: slot.id, pid: worker.pid, timeout_ms: startTimeoutMs });
+        worker.kill("SIGKILL");
+      }, startTimeoutMs);
+    }
   };
 
   const onExit = (slot: Slot, worker: WorkerProcess, how: { code: number | null; signal: NodeJS.Signals | null }) => {
     if (slot.process !== worker) return;
+    clearStartDeadline(slot);
     const wasReady = slot.ready;
     slot.process = null;
     slot.ready = false;
@@ -266,6 +297,7 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
   const stopAll = async (): Promise<void> => {
     stopping = true;
     clearInterval(watchdog);
+    for (const slot of slots) clearStartDeadline(slot);
     const live = slots.filter((s) => s.process !== null).map((s) => s.process!);
     for (const w of live) w.kill("SIGTERM");
     const deadline = options.stopDeadlineMs ?? 60_000;
@@ -281,13 +313,39 @@ export async function startSupervisor(options: SupervisorOptions): Promise<Runni
     allReady = resolve;
     startFailed = (code) => reject(Object.assign(new Error(`a worker failed to start (exit ${code})`), { exitCode: code }));
   });
+  // One deadline for the whole first start: the workers start side by side.
+  let startTimer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    startTimer = setTimeout(() => {
+      const waiting = slots.filter((s) => !s.ready);
+      const names = waiting.map((s) => `${s.id}${s.process ? ` (pid ${s.process.pid})` : ""}`).join(", ");
+      reject(new GatewayError("WORKER_START_TIMEOUT", `worker${waiting.length === 1 ? "" : "s"} ${names} did not serve within ${startTimeoutMs} ms of the start: every worker is stopped`, {
+        workers: waiting.map((s) => s.id),
+        help: "a worker's start waits on its files and the duty ledger (a network file system or PostgreSQL that does not answer); if starts are only slow, raise `[listen] worker_start_timeout`",
+      }));
+    }, startTimeoutMs);
+  });
   try {
-    for (const slot of slots) await start(slot);
-    await started;
+    const starting = (async () => {
+      for (const slot of slots) await start(slot);
+      await started;
+    })();
+    starting.catch(() => {}); // a failure after the deadline won is already handled
+    await Promise.race([starting, late]);
   } catch (e) {
+    if (e instanceof GatewayError && e.code === "WORKER_START_TIMEOUT") {
+      // A worker stuck in its start may not act on SIGTERM (a stopped process never does): killed now.
+      stopping = true;
+      for (const slot of slots) {
+        if (slot.ready || slot.process === null) continue;
+        log.error("a worker did not start in time: killing it", { worker: slot.id, pid: slot.process.pid, timeout_ms: startTimeoutMs });
+        slot.process.kill("SIGKILL");
+      }
+    }
     await stopAll();
     throw e;
   } finally {
+    clearTimeout(startTimer);
     startFailed = null;
   }
   log.info("workers serving", { workers: count, pids: slots.map((s) => s.process?.pid ?? null) });

@@ -5,8 +5,9 @@
 // separation of duties across the two, answers readiness for every worker, keeps its counters
 // from going backwards across a restart, gives up on a crash loop, and leaves one verifiable
 // audit chain per worker; a stuck worker is killed and restarted, a worker whose supervisor is
-// killed stops by itself, and one that cannot start fails the start; under Deno
-// (`deno task start`) one process serves, workers are refused.
+// killed stops by itself, one that cannot start fails the start, and one that hangs in its start
+// (SIGSTOP) fails the first start past `worker_start_timeout` or is killed and counted when it
+// restarts; under Deno (`deno task start`) one process serves, workers are refused.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -75,8 +76,56 @@ interface ReadyzBody {
   workers: Array<{ worker: number; ready: boolean; status: string; reason?: string }>;
 }
 
-/** `drain`: the `[shutdown] drain` of the workers (none unless given). */
-async function startWorkers(dir: string, options: { drain?: string } = {}): Promise<WorkersFixture> {
+/** The pids of the processes whose parent is `pid` (every thread's children: a runtime may spawn from any). */
+function childrenOf(pid: number): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so read after the last `)`.
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) found.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+/** The process group led by `pid` still has a member (a zombie leader not reaped yet does not count). */
+function groupHasMembers(pid: number): boolean {
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) === pid && fields[0] !== "Z") return true;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return false;
+}
+
+/**
+ * Stops (SIGSTOP) the first child of `parent` that is not in `known`, as soon as it appears,
+ * before it serves: a worker hung in its start. Resolves with its pid.
+ */
+async function stopNextChild(parent: number, known: readonly number[], deadlineMs = 60_000): Promise<number> {
+  const until = Date.now() + deadlineMs;
+  while (Date.now() < until) {
+    const fresh = childrenOf(parent).find((pid) => !known.includes(pid));
+    if (fresh !== undefined) {
+      process.kill(fresh, "SIGSTOP");
+      return fresh;
+    }
+    await Bun.sleep(2);
+  }
+  throw new Error(`no new child of ${parent} within ${deadlineMs} ms`);
+}
+
+/** `drain`: the `[shutdown] drain` of the workers (none unless given); `listen`: more `[listen]` keys. */
+async function startWorkers(dir: string, options: { drain?: string; listen?: string } = {}): Promise<WorkersFixture> {
   cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
   const upstream = startTestUpstream();
   const issuer = await createTestIssuer(dir);
@@ -84,7 +133,7 @@ async function startWorkers(dir: string, options: { drain?: string } = {}): Prom
   const olga = await pki.client("olga");
   const config = writeProcessConfig(dir, {
     upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies"),
-    listenToml: "workers = 2",
+    listenToml: ["workers = 2", options.listen ?? ""].join("\n"),
     shutdownToml: `drain = ${JSON.stringify(options.drain ?? "0s")}`,
     extra: [
       "[admin]", `address = "127.0.0.1:0"`, `client_ca = ${JSON.stringify(pki.ca.certFile)}`,
@@ -551,6 +600,77 @@ describe("workers on their own", () => {
       expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="1"'])).toEqual([1]);
       const token = await f.issuer.token({ sub: "alice", roles: ["developer"], mfa: true });
       for (let i = 0; i < 10; i++) expect(await f.request(`/changes/unstuck-${i}/submit`, token)).toBe(200);
+    } finally {
+      await f.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  test("a worker that hangs in its first start (SIGSTOP before it serves): past worker_start_timeout, exit 6 WORKER_START_TIMEOUT, no process left", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    const upstream = startTestUpstream();
+    try {
+      cpSync(SHIPPED_POLICIES, join(dir, "policies"), { recursive: true });
+      const issuer = await createTestIssuer(dir);
+      const config = writeProcessConfig(dir, { upstreamUrl: upstream.url, issuer, policyDir: join(dir, "policies"), listenToml: `workers = 2\nworker_start_timeout = "3s"` });
+      const child = Bun.spawn([join(REPO_ROOT, "node_modules/.bin/bun"), join(REPO_ROOT, "src/main.ts"), "serve", "--config", config], { cwd: dir, stdout: "pipe", stderr: "pipe", detached: true });
+      killGroupOnExit(child.pid);
+      let stdout = "";
+      let stderr = "";
+      const drained = Promise.all([drainText(child.stdout, (t) => (stdout += t)), drainText(child.stderr, (t) => (stderr += t))]);
+      try {
+        const hung = await stopNextChild(child.pid, [], 30_000);
+        const id = (JSON.parse(/DUTYGATE_WORKER=([^\0]*)/.exec(readFileSync(`/proc/${hung}/environ`, "utf8"))![1]!) as { id: number }).id;
+        const seen = new Set([hung]);
+        const watch = setInterval(() => { for (const pid of childrenOf(child.pid)) seen.add(pid); }, 20);
+        const code = await child.exited;
+        clearInterval(watch);
+        await drained;
+        expect(code).toBe(6);
+        expect(stdout).not.toContain("dutygate listening on");
+        const coded = stderr.split("\n").filter((l) => l.startsWith("error["));
+        expect(coded).toHaveLength(1);
+        expect(coded[0]).toStartWith("error[WORKER_START_TIMEOUT]: ");
+        expect(coded[0]).toContain(`${id} (pid ${hung})`);
+        expect(coded[0]).toContain("within 3000 ms");
+        expect(stderr).not.toContain("    at ");
+        const lines = stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as LogLine);
+        expect(lines.find((l) => l.msg === "a worker did not start in time: killing it" && l.pid === hung)).toMatchObject({ worker: id, timeout_ms: 3000 });
+        // Every worker it started is gone, the hung one included; its process group is empty.
+        expect(seen.size).toBeGreaterThanOrEqual(1);
+        for (const pid of seen) expect(alive(pid)).toBe(false);
+        expect(groupHasMembers(child.pid)).toBe(false);
+      } finally {
+        killProcessGroup(child.pid);
+        await child.exited;
+      }
+    } finally {
+      upstream.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  test("a worker that hangs while it restarts (SIGSTOP before it serves) is killed past worker_start_timeout, counted, and restarted", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dutygate-workers-"));
+    const f = await startWorkers(dir, { listen: `worker_start_timeout = "6s"` });
+    try {
+      const first = workerPids(f.gw);
+      const victim = first[1]!;
+      const hanging = stopNextChild(f.gw.pid, first);
+      process.kill(victim, "SIGKILL");
+      const hung = await hanging;
+      await until("the supervisor kills it", () => logLines(f.gw).some((l) => l.msg === "a worker did not start in time: killing it"), 1000);
+      expect(logLines(f.gw).find((l) => l.msg === "a worker did not start in time: killing it")).toMatchObject({ worker: 1, pid: hung, timeout_ms: 6000 });
+      await until("its successor serves", () => logLines(f.gw).some((l) => l.msg === "worker restarted" && l.worker === 1));
+      const died = logLines(f.gw).filter((l) => l.msg === "a worker died; restarting it");
+      expect(died.map((l) => [l.worker, l.pid, l.signal])).toEqual([[1, victim, "SIGKILL"], [1, hung, "SIGKILL"]]);
+      expect(alive(hung)).toBe(false);
+      const successor = logLines(f.gw).find((l) => l.msg === "worker restarted")!.pid!;
+      expect([victim, hung]).not.toContain(successor);
+      expect(alive(successor)).toBe(true);
+      expect((await f.admin("/-/readyz")).status).toBe(200);
+      const metrics = await (await f.admin("/-/metrics")).text();
+      expect(metricValue(metrics, "dutygate_worker_restarts_total{", ['worker="1"'])).toEqual([2]);
     } finally {
       await f.close();
       rmSync(dir, { recursive: true, force: true });
