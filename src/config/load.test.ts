@@ -436,4 +436,12 @@ describe("[listen] workers", () => {
     const r = parseConfigText(`[admin]\naddress = "127.0.0.1:0"\nworkers = 2\n`, "/tmp/gateway.toml", false);
     expect(r.ok ? [] : r.errors.map((e) => [e.code, e.path])).toContainEqual(["CONFIG_UNKNOWN_KEY", "admin.workers"]);
   });
+  test("worker_start_timeout: a duration, absent 30 s (no [listen] at all too); 0 or a bare number is an error at the key", () => {
+    const timeout = (value: string) => parseConfigText(`[listen]\naddress = "127.0.0.1:0"\nworkers = 2\nworker_start_timeout = ${value}\n${POLICY}`, "/tmp/gateway.toml", false);
+    expect(timeout('"2s"')).toMatchObject({ ok: true, config: { workerStartTimeoutMs: 2000 } });
+    expect(load("2")).toMatchObject({ ok: true, config: { workerStartTimeoutMs: 30_000 } });
+    expect(parseConfigText(POLICY, "/tmp/gateway.toml", false)).toMatchObject({ ok: true, config: { workerStartTimeoutMs: 30_000 } });
+    expect(timeout('"0s"')).toMatchObject({ ok: false, errors: [{ code: "CONFIG_BAD_DURATION", path: "listen.worker_start_timeout", line: 4 }] });
+    expect(timeout("30")).toMatchObject({ ok: false, errors: [{ code: "CONFIG_BAD_DURATION", path: "listen.worker_start_timeout" }] });
+  });
 });
