@@ -58,7 +58,7 @@ export const ERROR_CODES = {
   CONFIG_UNKNOWN_KEY: { exit: STARTUP, meaning: "a key the schema does not have" },
   CONFIG_MISSING_KEY: { exit: STARTUP, meaning: "a required key is absent" },
   CONFIG_WRONG_TYPE: { exit: STARTUP, meaning: "a value of the wrong type (a string where a boolean belongs)" },
-  CONFIG_BAD_VALUE: { exit: STARTUP, meaning: "a value of the right type that is not allowed (range, enum, name syntax, JWKS content)" },
+  CONFIG_BAD_VALUE: { exit: STARTUP, meaning: "a value of the right type that is not allowed (range, enum, name syntax, JWKS or CA bundle content)" },
   CONFIG_BAD_URL: { exit: STARTUP, meaning: "an upstream URL that is not absolute http(s), or a JWKS URL that is not https" },
   CONFIG_BAD_ADDRESS: { exit: STARTUP, meaning: "an address that is not `host:port`" },
   CONFIG_BAD_DURATION: { exit: STARTUP, meaning: "a duration that cannot be parsed or is below its floor" },
@@ -67,6 +67,7 @@ export const ERROR_CODES = {
   CONFIG_CONFLICT: { exit: STARTUP, meaning: "keys that exclude or need each other (`cert` without `key`, `jwks_file` and `jwks_url`)" },
   CONFIG_LISTENER_CONFLICT: { exit: STARTUP, meaning: "the admin and operational listeners share an address, certificate, key or client CA" },
   CONFIG_INSECURE_ALGORITHM: { exit: STARTUP, meaning: "`none` among an issuer's algorithms" },
+  CONFIG_UNSUPPORTED_RUNTIME: { exit: STARTUP, meaning: "a setting the running runtime cannot honour (an upstream's `ca` under Deno, whose fetch adds a CA to its roots instead of trusting only it)" },
   CONFIG_MISSING_SECRET: { exit: STARTUP, meaning: "a secret the config asks for is not there (an HMAC secret, the ledger's password)" },
 
   // Start-up and state

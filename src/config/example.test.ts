@@ -16,7 +16,8 @@ describe("gateway.example.toml", () => {
     expect(c.listen.port).toBe(8443);
     expect(c.admin?.port).toBe(9443);
     expect(c.issuers.map((i) => i.name)).toEqual(["corp", "ci"]);
-    expect(Object.keys(c.upstreams)).toEqual(["changes", "deploy", "logs", "admin"]);
+    expect(Object.keys(c.upstreams)).toEqual(["changes", "deploy", "logs", "admin", "billing"]);
+    expect(c.upstreams["billing"]?.caFile).toBe(join(root, "certs/internal-ca.pem"));
     expect(c.policy.minSigners).toBe(2);
   });
 

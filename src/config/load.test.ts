@@ -4,6 +4,8 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatConfigErrors, loadConfig, parseAddress, parseConfigText, parseSize } from "./mod.ts";
 import type { ConfigError, ConfigErrorCode } from "./mod.ts";
+import { X509Certificate } from "node:crypto";
+import { createCa } from "../../test/support/pki.ts";
 
 // Every case writes a real gateway.toml into a temp dir that also holds the files configs name
 // (their content only matters for JWKS files, which are parsed at load time).
@@ -21,6 +23,8 @@ beforeAll(() => {
   writeFileSync(join(dir, "keys/private.json"), JSON.stringify({ keys: [{ ...publicJwk("x"), d: "secret" }] }));
   writeFileSync(join(dir, "keys/not-json.json"), "not json");
   writeFileSync(join(dir, "keys/hmac.txt"), "0123456789abcdef0123456789abcdef\n");
+  writeFileSync(join(dir, "ca/broken.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  mkdirSync(join(dir, "ca/a-directory"));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -105,6 +109,16 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_DURATION", path: "upstreams.changes.timeout", line: 5, message: /at most 10m/, help: /reservation/ }] },
   { name: "unknown upstream client suggests the near one", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nclient = "pol"\n`,
     expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.client", line: 5, help: "did you mean `pool`?" }] },
+  { name: "upstream `ca` that does not exist", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\nca = "ca/absent.pem"\n`,
+    expect: [{ code: "CONFIG_FILE_NOT_FOUND", path: "upstreams.changes.ca", line: 5, message: /upstream CA bundle `.*ca\/absent\.pem` does not exist/ }] },
+  { name: "upstream `ca` that is a directory", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\nca = "ca/a-directory"\n`,
+    expect: [{ code: "CONFIG_FILE_NOT_FOUND", path: "upstreams.changes.ca", line: 5, message: /is not a file/ }] },
+  { name: "upstream `ca` without a PEM certificate", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\nca = "ca/clients.pem"\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.ca", line: 5, message: /clients\.pem` holds no PEM certificate/ }] },
+  { name: "upstream `ca` whose certificate does not parse", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\nca = "ca/broken.pem"\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.ca", line: 5, message: /certificate 1 of `.*broken\.pem` is not a valid X\.509 certificate/ }] },
+  { name: "upstream `ca` on a plain http upstream", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nca = "ca/broken.pem"\n`,
+    expect: [{ code: "CONFIG_CONFLICT", path: "upstreams.changes.ca", line: 5, message: /applies only to an `https:\/\/` upstream/ }, { code: "CONFIG_BAD_VALUE", path: "upstreams.changes.ca", line: 5 }] },
   { name: "misspelt upstream key", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimout = "5s"\n`,
     expect: [{ code: "CONFIG_UNKNOWN_KEY", path: "upstreams.changes.timout", help: "did you mean `timeout`?" }] },
   { name: "shutdown drain without a unit", toml: `${POLICY}[shutdown]\ndrain = 5\n`,
@@ -356,7 +370,7 @@ level = "debug"
       algorithms: ["ES256", "HS256"], hmacSecret: "0123456789abcdef0123456789abcdef", clockToleranceMs: 5000, maxLifetimeMs: 900_000,
       requiredClaims: ["exp", "iat", "jti"], claims: { sub: "sub", roles: "realm_access.roles" }, constants: { mfa: false },
     }]);
-    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250, client: "pool" } });
+    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250, client: "pool", caFile: null, caPem: null } });
     expect(c.policy).toEqual({ dir: "/etc/dutygate/policies", requireSignature: true, trustedKeysFile: join(dir, "keys/trusted.json"), minSigners: 2, watch: false, debounceMs: 1000 });
     expect(c.audit).toEqual({
       dir: join(dir, "audit-log"), fsync: "always", batchIntervalMs: 5, rotateBytes: 1024 ** 3, rotateAgeMs: 7 * 86_400_000,
@@ -374,6 +388,25 @@ level = "debug"
     expect(Object.isFrozen(result.config)).toBe(true);
     expect(Object.isFrozen(result.config.upstreams["changes"])).toBe(true);
     expect(() => { (result.config.listen as { port: number }).port = 1; }).toThrow();
+  });
+
+  test("an upstream's `ca` is read at load: its certificates, whatever lies around and between them", async () => {
+    const one = await createCa(join(dir, "ca"), "upstream-one");
+    const two = await createCa(join(dir, "ca"), "upstream-two");
+    // Concatenated without a newline between, with text around: each certificate is kept.
+    writeFileSync(join(dir, "ca/bundle.pem"), `# internal CAs\n${one.cert.trim()}${two.cert.trim()}\ntrailing words\n`);
+    const result = load(`${POLICY}[upstreams.changes]\nurl = "https://changes.internal:8443"\nca = "ca/bundle.pem"\n`);
+    if (!result.ok) throw new Error(JSON.stringify(result.errors));
+    const upstream = result.config.upstreams["changes"]!;
+    expect(upstream.caFile).toBe(join(dir, "ca/bundle.pem"));
+    expect(upstream.caPem).toBe(`${one.cert.trim()}\n${two.cert.trim()}\n`);
+    expect(new X509Certificate(upstream.caPem!).subject).toBe("CN=upstream-one");
+  });
+
+  test("`ca` is not read when files are not checked (a config linted on another machine)", () => {
+    const result = load(`${POLICY}[upstreams.changes]\nurl = "https://changes.internal:8443"\nca = "ca/absent.pem"\n`, { checkFiles: false });
+    if (!result.ok) throw new Error(JSON.stringify(result.errors));
+    expect(result.config.upstreams["changes"]).toMatchObject({ caFile: join(dir, "ca/absent.pem"), caPem: null });
   });
 
   test("an http JWKS URL on loopback is accepted (local identity providers)", () => {

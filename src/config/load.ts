@@ -1,6 +1,7 @@
 // `gateway.toml` → GatewayConfig. smol-toml parses; the sections below validate by hand,
 // collecting every error with its key path (and line:col when the key is found in the text).
-import { existsSync, readFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
@@ -12,7 +13,7 @@ import { parsePostgresUrl } from "../ledger/mod.ts";
 import { ASYMMETRIC_ALGORITHMS, DEFAULTS, MAX_WORKERS, HMAC_ALGORITHMS } from "./defaults.ts";
 import { SECRET_HEADERS } from "../http/mod.ts";
 import { deepFreeze, defaultConfig } from "./builtin.ts";
-import { locateKeys } from "./locate.ts";
+import { type KeySegment, locateKeys } from "./locate.ts";
 import { ConfigContext, describeValue, isTable, Section } from "./read.ts";
 import { closestMatch } from "./suggest.ts";
 import type {
@@ -430,10 +431,45 @@ function readUpstreams(section: Section | null): Record<string, UpstreamConfig> 
     const timeoutMs = upstream.duration("timeout", DEFAULTS.upstream.timeoutMs, { min: 1, max: UPSTREAM_TIMEOUT_MAX });
     const connectTimeoutMs = upstream.duration("connect_timeout", DEFAULTS.upstream.connectTimeoutMs, { min: 1 });
     const client = upstream.choice("client", ["fetch", "pool"] as const, DEFAULTS.upstream.client);
+    const caFile = upstream.file("ca", { what: "upstream CA bundle" });
+    let caPem: string | null = null;
+    if (caFile !== null) {
+      if (url !== null && !url.startsWith("https://")) ctx.report("CONFIG_CONFLICT", upstream.at("ca"), "`ca` applies only to an `https://` upstream");
+      // Deno's fetch takes CAs only in addition to its roots (`Deno.createHttpClient({ caCerts })`):
+      // it could not trust this bundle alone, so it refuses rather than trust more than asked.
+      if (isDeno) ctx.report("CONFIG_UNSUPPORTED_RUNTIME", upstream.at("ca"), "`ca` needs the Bun runtime: Deno's fetch cannot trust a CA bundle in place of its root store", "run the gateway binary, or trust the CA through the system store and drop `ca`");
+      if (ctx.checkFiles && existsSync(caFile) && statSync(caFile).isFile()) caPem = readCaBundle(ctx, upstream.at("ca"), caFile);
+    }
     upstream.finish();
-    upstreams[name] = { name, url: url ?? "", timeoutMs, connectTimeoutMs, client };
+    upstreams[name] = { name, url: url ?? "", timeoutMs, connectTimeoutMs, client, caFile, caPem };
   }
   return upstreams;
+}
+
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/** The certificates of a PEM CA bundle, each parsed; null (and an error) when unreadable or without one. */
+function readCaBundle(ctx: ConfigContext, at: readonly KeySegment[], file: string): string | null {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    ctx.report("CONFIG_FILE_NOT_FOUND", at, `upstream CA bundle \`${file}\` cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    return null;
+  }
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) {
+    ctx.report("CONFIG_BAD_VALUE", at, `\`${file}\` holds no PEM certificate (\`-----BEGIN CERTIFICATE-----\`)`);
+    return null;
+  }
+  for (const [index, block] of blocks.entries()) {
+    try { new X509Certificate(block); } catch {
+      ctx.report("CONFIG_BAD_VALUE", at, `certificate ${index + 1} of \`${file}\` is not a valid X.509 certificate`);
+      return null;
+    }
+  }
+  return blocks.join("\n") + "\n";
 }
 
 function readPolicy(section: Section): PolicyConfig {

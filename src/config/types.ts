@@ -80,6 +80,13 @@ export interface UpstreamConfig {
    * `https://`; other runtimes use fetch. `fetch`: the runtime's fetch for every request.
    */
   client?: "fetch" | "pool";
+  /**
+   * `ca`: PEM bundle an `https://` upstream's certificate must chain to, instead of the runtime's
+   * root store and `NODE_EXTRA_CA_CERTS`. Read and checked at config load; null or absent: the roots.
+   */
+  caFile?: string | null;
+  /** The certificates of `caFile`, as read at config load. */
+  caPem?: string | null;
 }
 
 export interface PolicyConfig {

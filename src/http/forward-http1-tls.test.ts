@@ -10,12 +10,13 @@ import { killGroupOnExit, killProcessGroup } from "../../test/support/process-gr
 import { drainText, REPO_ROOT } from "../../test/support/harness.ts";
 import { tempDir } from "../../test/support/temp-dir.ts";
 import { forwardToUpstream } from "./forward.ts";
-import { existingHttp1Pool } from "./forward-http1.ts";
+import { existingHttp1Pool, http1PoolKey } from "./forward-http1.ts";
 
 type Server = ReturnType<typeof Bun.serve>;
 const servers: Server[] = [];
 let dir: string;
 let ca: IssuedCertificate;
+let stranger: IssuedCertificate;
 const ports: Record<string, number> = {};
 
 // Answers with what it received: method, body length and hash.
@@ -35,7 +36,7 @@ function startUpstream(name: string, certificate: IssuedCertificate): void {
 beforeAll(async () => {
   dir = tempDir("dutygate-pool-tls-");
   ca = await createCa(dir, "upstream-ca");
-  const stranger = await createCa(dir, "stranger-ca");
+  stranger = await createCa(dir, "stranger-ca");
   const day = 24 * 3600 * 1000;
   startUpstream("good", await issueCertificate(dir, ca, { commonName: "localhost", dnsNames: ["localhost"], fileName: "good" }));
   // Valid for 127.0.0.1 and other.example, asked for as `localhost`.
@@ -47,10 +48,13 @@ afterAll(() => { for (const s of servers) s.stop(true); });
 
 interface Attempt { name: string; client: "pool" | "fetch"; status: number; code: string | null; text: string; expected: string; poolOpen: number }
 
-async function runClient(cases: Array<{ name: string; url: string; method: string; bodyBytes: number; streamed?: boolean }>): Promise<Attempt[]> {
+/** `extraCa`: the file the child gets as NODE_EXTRA_CA_CERTS (the test CA by default), null for none. */
+async function runClient(cases: Array<{ name: string; url: string; method: string; bodyBytes: number; streamed?: boolean; ca?: string }>, extraCa: string | null = ca.certFile): Promise<Attempt[]> {
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
+  const env: Record<string, string | undefined> = { ...process.env, NODE_EXTRA_CA_CERTS: extraCa ?? undefined };
+  if (extraCa === null) delete env.NODE_EXTRA_CA_CERTS;
   const child = Bun.spawn([bun, join(REPO_ROOT, "test/support/forward-tls-client.ts"), JSON.stringify(cases)], {
-    env: { ...process.env, NODE_EXTRA_CA_CERTS: ca.certFile }, stdout: "pipe", stderr: "pipe", detached: true,
+    env, stdout: "pipe", stderr: "pipe", detached: true,
   });
   killGroupOnExit(child.pid);
   let out = "";
@@ -102,4 +106,53 @@ describe("HTTP/1.1 pool over TLS", () => {
     expect(((await response.json()) as { code: string }).code).toBe("UPSTREAM_UNAVAILABLE");
     expect(existingHttp1Pool(new URL(upstream.url).origin)?.openConnections).toBe(0);
   });
+});
+
+describe("an upstream's own `ca`", () => {
+  test("a `ca` whose certificates were not read fails closed through both clients, never falling back to the roots", async () => {
+    const url = `https://localhost:${ports.good}`;
+    for (const client of ["pool", "fetch"] as const) {
+      const upstream: UpstreamConfig = { name: "unread", url, timeoutMs: 5_000, connectTimeoutMs: 2_000, client, caFile: join(dir, "never-read.pem"), caPem: null };
+      const response = await forwardToUpstream(new Request("https://gw.test/x"), {
+        upstream, path: "/x", query: "", requestId: "req-unread", clientIp: "127.0.0.1", host: "gw.test", maxBodyBytes: 1 << 20, client,
+      });
+      expect(response.status).toBe(502);
+      expect(((await response.json()) as { code: string; detail: string })).toMatchObject({ code: "UPSTREAM_UNAVAILABLE", detail: expect.stringContaining("`ca`") });
+    }
+    expect(existingHttp1Pool(http1PoolKey(new URL(url).origin, join(dir, "never-read.pem")))).toBeUndefined();
+  });
+
+  test("with `ca` set and no NODE_EXTRA_CA_CERTS, both clients reach the upstream, the pool keeping its connection", async () => {
+    const url = `https://localhost:${ports.good}`;
+    const attempts = await runClient([
+      { name: "get", url, method: "GET", bodyBytes: 0, ca: ca.certFile },
+      { name: "post-1k", url, method: "POST", bodyBytes: 1024, ca: ca.certFile },
+      // Asked for by address: the wrong-name certificate holds 127.0.0.1.
+      { name: "by-address", url: `https://127.0.0.1:${ports["wrong-name"]}`, method: "GET", bodyBytes: 0, ca: ca.certFile },
+    ], null);
+    expect(attempts.length).toBe(6);
+    for (const a of attempts) {
+      expect({ name: a.name, client: a.client, status: a.status, text: a.text }).toEqual({ name: a.name, client: a.client, status: 200, text: a.expected });
+    }
+    expect(attempts.filter((a) => a.client === "pool").every((a) => a.poolOpen === 1)).toBe(true);
+  }, 30_000);
+
+  test("control: without `ca`, NODE_EXTRA_CA_CERTS of the other CA lets both clients reach that CA's upstream", async () => {
+    const attempts = await runClient([{ name: "unknown-ca", url: `https://localhost:${ports["unknown-ca"]}`, method: "GET", bodyBytes: 0 }], stranger.certFile);
+    expect(attempts.map((a) => [a.client, a.status])).toEqual([["pool", 200], ["fetch", 200]]);
+  }, 30_000);
+
+  test("`ca` replaces the roots: another CA's certificate is 502 UPSTREAM_UNAVAILABLE even when NODE_EXTRA_CA_CERTS trusts that CA; names and dates are still checked", async () => {
+    const attempts = await runClient(["unknown-ca", "wrong-name", "expired"].map((name) => ({ name, url: `https://localhost:${ports[name]}`, method: "POST", bodyBytes: 1024, ca: ca.certFile })), stranger.certFile);
+    expect(attempts.length).toBe(6);
+    for (const a of attempts) expect({ name: a.name, client: a.client, status: a.status, code: a.code }).toEqual({ name: a.name, client: a.client, status: 502, code: "UPSTREAM_UNAVAILABLE" });
+    expect(attempts.every((a) => a.poolOpen === 0)).toBe(true);
+  }, 30_000);
+
+  test("a bundle of both CAs trusts each: the two upstreams answer through both clients", async () => {
+    const bundle = join(dir, "both-cas.pem");
+    await Bun.write(bundle, `${stranger.cert.trim()}\n${ca.cert.trim()}\n`);
+    const attempts = await runClient(["good", "unknown-ca"].map((name) => ({ name, url: `https://localhost:${ports[name]}`, method: "GET", bodyBytes: 0, ca: bundle })), null);
+    expect(attempts.map((a) => [a.name, a.client, a.status])).toEqual([["good", "pool", 200], ["good", "fetch", 200], ["unknown-ca", "pool", 200], ["unknown-ca", "fetch", 200]]);
+  }, 30_000);
 });

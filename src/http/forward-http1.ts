@@ -219,10 +219,13 @@ interface Waiter {
 /**
  * A pool of keep-alive connections to one `http://host:port` or `https://host:port` origin. Over
  * TLS it verifies the upstream's certificate as the runtime's fetch does (`tls: true`: the same
- * root store, `NODE_EXTRA_CA_CERTS`, the host name, validity dates; the host name sent as SNI), and
- * a connection carries nothing before its handshake has passed.
+ * root store, `NODE_EXTRA_CA_CERTS`, the host name, validity dates; the host name sent as SNI), or
+ * against the certificates of `ca` alone when given, and a connection carries nothing before its
+ * handshake has passed.
  */
 export class Http1Pool {
+  /** PEM certificates trusted instead of the runtime's roots; null: the roots. */
+  readonly ca: string | null;
   readonly #hostname: string;
   readonly #tls: boolean;
   readonly #port: number;
@@ -240,7 +243,8 @@ export class Http1Pool {
    * `maxConnections`: connections open to the origin at most (default 256, as Bun's fetch); a
    * request beyond that waits, in arrival order, for one to come free.
    */
-  constructor(origin: URL, options: { idleTimeoutS?: number; maxConnections?: number } = {}) {
+  constructor(origin: URL, options: { idleTimeoutS?: number; maxConnections?: number; ca?: string | null } = {}) {
+    this.ca = options.ca ?? null;
     this.#idleTimeoutS = options.idleTimeoutS ?? IDLE_TIMEOUT_S;
     this.#maxConnections = Math.max(1, options.maxConnections ?? MAX_CONNECTIONS_PER_ORIGIN);
     this.#hostname = origin.hostname.replace(/^\[|\]$/g, "");
@@ -382,7 +386,8 @@ export class Http1Pool {
       hostname: this.#hostname,
       port: this.#port,
       data: connection,
-      tls: this.#tls ? true : undefined,
+      // With `ca`, Bun trusts those certificates in place of its roots and still checks the host name.
+      tls: this.#tls ? (this.ca === null ? true : { ca: this.ca }) : undefined,
       socket: {
         // Bun verifies the chain and the host name itself and closes the socket when either fails.
         handshake(socket, ok, error) {
@@ -943,18 +948,32 @@ class ChunkedDecoder {
 
 const pools = new Map<string, Http1Pool>();
 
-/** The pool of an origin if one was made (for metrics: looking does not create one). */
-export function existingHttp1Pool(origin: string): Http1Pool | undefined {
-  return pools.get(origin);
+/** The pool of an origin (or {@link http1PoolKey}) if one was made (for metrics: looking does not create one). */
+export function existingHttp1Pool(key: string): Http1Pool | undefined {
+  return pools.get(key);
 }
 
-/** The shared pool for an origin (`http://host:port`, `https://host:port`); one per origin per process. */
-export function http1PoolFor(origin: string): Http1Pool {
-  let pool = pools.get(origin);
+/**
+ * The key of the pool for an origin whose certificate must chain to the CA bundle `caFile`
+ * (an upstream's `ca`): its own pool, apart from the origin's pool that trusts the runtime's roots.
+ */
+export function http1PoolKey(origin: string, caFile: string | null | undefined): string {
+  return caFile ? `${origin} ca=${caFile}` : origin;
+}
+
+/**
+ * The shared pool for an origin (`http://host:port`, `https://host:port`); one per key per process.
+ * `ca`: PEM certificates the origin's certificate must chain to instead of the runtime's roots,
+ * with `key` from {@link http1PoolKey}. A pool made with other certificates under the same key
+ * (the file changed between two configs of one process) is closed and replaced.
+ */
+export function http1PoolFor(origin: string, ca: string | null = null, key = origin): Http1Pool {
+  let pool = pools.get(key);
+  if (pool && pool.ca !== ca) { pool.close(); pools.delete(key); pool = undefined; }
   if (!pool) {
-    pool = new Http1Pool(new URL(origin));
+    pool = new Http1Pool(new URL(origin), { ca });
     if (pools.size >= 1024) for (const [k, p] of pools) { p.close(); pools.delete(k); break; }
-    pools.set(origin, pool);
+    pools.set(key, pool);
   }
   return pool;
 }

@@ -4,7 +4,7 @@ import type { UpstreamConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { ErrorCode } from "../error-codes.ts";
 import { normalizeFieldName } from "./field-name.ts";
-import { Http1Abort, http1PoolFor } from "./forward-http1.ts";
+import { Http1Abort, http1PoolFor, http1PoolKey } from "./forward-http1.ts";
 import type { Http1Response } from "./forward-http1.ts";
 import { problemResponse } from "./problem.ts";
 import { settle as settleInflight, watch as watchInflight, type InflightCall } from "./inflight.ts";
@@ -97,12 +97,13 @@ function upstreamBase(url: string): { origin: string; prefix: string } {
 }
 
 /**
- * The origin whose HTTP/1.1 pool (forward-http1.ts) carries requests to `upstream`
- * with this `client`, or null when fetch carries them (`client: "fetch"`, or not Bun).
+ * The key of the HTTP/1.1 pool (forward-http1.ts) that carries requests to `upstream` with this
+ * `client` (its origin, with its `ca` file when set), or null when fetch carries them
+ * (`client: "fetch"`, or not Bun).
  */
-export function poolOriginOf(upstream: Pick<UpstreamConfig, "url">, client: ForwardOptions["client"]): string | null {
+export function poolOriginOf(upstream: Pick<UpstreamConfig, "url" | "caFile">, client: ForwardOptions["client"]): string | null {
   if (client !== "pool" || !isBun) return null;
-  return upstreamBase(upstream.url).origin;
+  return http1PoolKey(upstreamBase(upstream.url).origin, upstream.caFile);
 }
 
 /** Upstream URL for a normalised path: the upstream's origin and path prefix, then `path` and `?query`. */
@@ -308,6 +309,10 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   // Nothing is sent for a client already gone: the upstream would perform a request whose answer
   // has nowhere to go (a request pipelined on Bun.serve, whose connection the runtime closed, or a
   // client that left while it was judged), and the client could not know it was performed.
+  // The config refuses `ca` outside Bun (CONFIG_UNSUPPORTED_RUNTIME) and reads it at load; an
+  // upstream built otherwise (no certificates read, another runtime) fails closed rather than be
+  // reached with the runtime's roots.
+  if (upstream.caFile && (!upstream.caPem || !isBun)) return problemOf(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` has a \`ca\` that was not read or that this runtime cannot trust alone`, requestId);
   if (request.signal.aborted) return problemOf(499, "CLIENT_CLOSED_REQUEST", "client closed the request before it was forwarded", requestId);
 
   const trace = options.traceContext ?? traceContextFor(request.headers);
@@ -325,7 +330,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   let upstreamResponse: Response | Http1Response;
   try {
     if (poolOrigin !== null) {
-      upstreamResponse = await http1PoolFor(poolOrigin).request({
+      upstreamResponse = await http1PoolFor(upstreamBase(upstream.url).origin, upstream.caPem ?? null, poolOrigin).request({
         method: request.method, target: upstreamBase(upstream.url).prefix + options.path + (options.query === "" ? "" : "?" + options.query),
         headers, abort: call.poolAbort!, connectTimeoutMs: upstream.connectTimeoutMs,
         body: inbound, bodyLength: inbound === null ? undefined : declaredContentLength(declaredLength), maxBodyBytes,
@@ -340,6 +345,8 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
       if (body !== null) { init.body = body; init.duplex = "half"; }
       // Bun decodes gzip/br by default; the client must get the upstream's bytes untouched.
       if (isBun) init.decompress = false;
+      // Bun's fetch trusts `tls.ca` in place of its roots (and checks the host name against it).
+      if (upstream.caPem) (init as { tls?: { ca: string } }).tls = { ca: upstream.caPem };
       upstreamResponse = await fetch(target, init);
     }
   } catch (error) {

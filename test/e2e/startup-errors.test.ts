@@ -47,6 +47,8 @@ interface Case {
   breakIt: (state: string, dir: string) => string | void;
   code: RegExp;
   says: RegExp;
+  /** More TOML at the end of the config (after `[ledger]`), e.g. another upstream. */
+  extra?: (dir: string) => string;
 }
 
 const cases: Case[] = [
@@ -69,16 +71,22 @@ const cases: Case[] = [
   },
   { name: "listener certificate file missing", breakIt: (_s, d) => `cert = ${JSON.stringify(join(d, "absent.pem"))}\nkey = ${JSON.stringify(serverCert.keyFile)}`, code: /CONFIG_[A-Z_]+/, says: /absent\.pem`/ },
   { name: "listener key of another certificate", breakIt: () => `cert = ${JSON.stringify(serverCert.certFile)}\nkey = ${JSON.stringify(otherCert.keyFile)}`, code: /TLS_BAD_CERTIFICATE/, says: /server\.pem` with key `.*other\.key`/ },
+  {
+    name: "upstream `ca` that holds no certificate",
+    breakIt: (_s, d) => void writeFileSync(join(d, "upstream-ca.pem"), "not a certificate\n"),
+    extra: (d) => `[upstreams.internal]\nurl = "https://127.0.0.1:9"\nca = ${JSON.stringify(join(d, "upstream-ca.pem"))}`,
+    code: /CONFIG_BAD_VALUE/, says: /upstreams\.internal\.ca: `.*upstream-ca\.pem` holds no PEM certificate/,
+  },
   { name: "ledger path that is a directory", breakIt: (s) => void mkdirSync(join(s, "ledger.sqlite"), { recursive: true }), code: /LEDGER_[A-Z_]+/, says: /ledger\.sqlite`/ },
 ];
 
 let seq = 0;
 /** A fresh gateway directory broken by `breakIt`, run with the real `serve`. */
-async function serveBroken(breakIt: Case["breakIt"]) {
+async function serveBroken(breakIt: Case["breakIt"], extra: Case["extra"] = () => "") {
   const dir = join(tmp, `case-${++seq}`);
   mkdirSync(dir);
   const listenToml = breakIt(join(dir, ".state"), dir) ?? "";
-  const config = writeProcessConfig(dir, { upstreamUrl: "http://127.0.0.1:9", issuer, policyDir: SHIPPED_POLICIES, listenToml, extra: `[ledger]\npath = ${JSON.stringify(join(dir, ".state", "ledger.sqlite"))}` });
+  const config = writeProcessConfig(dir, { upstreamUrl: "http://127.0.0.1:9", issuer, policyDir: SHIPPED_POLICIES, listenToml, extra: `[ledger]\npath = ${JSON.stringify(join(dir, ".state", "ledger.sqlite"))}\n${extra(dir)}` });
   return runServeUntilExitOrBanner(config, { cwd: dir });
 }
 
@@ -91,7 +99,7 @@ describe("serve refuses a broken start with a coded error and exit 6, never a st
 
   for (const c of cases) {
     test(c.name, async () => {
-      const run = await serveBroken(c.breakIt);
+      const run = await serveBroken(c.breakIt, c.extra);
       const output = `${run.stdout}\n${run.stderr}`;
       const errorLine = run.stderr.split("\n").find((line) => line.includes("error[")) ?? "(no error line)";
       expect(errorLine).toMatch(new RegExp(`^(\\S+:\\d+:\\d+: )?error\\[${c.code.source}\\]: `));
