@@ -119,6 +119,12 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.ca", line: 5, message: /certificate 1 of `.*broken\.pem` is not a valid X\.509 certificate/ }] },
   { name: "upstream `ca` on a plain http upstream", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nca = "ca/broken.pem"\n`,
     expect: [{ code: "CONFIG_CONFLICT", path: "upstreams.changes.ca", line: 5, message: /applies only to an `https:\/\/` upstream/ }, { code: "CONFIG_BAD_VALUE", path: "upstreams.changes.ca", line: 5 }] },
+  { name: "upstream `server_name` that is an address", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\nserver_name = "10.0.0.1"\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.server_name", line: 5, message: /`10\.0\.0\.1` is not a DNS name/ }] },
+  { name: "upstream `server_name` with a wildcard", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\nserver_name = "*.internal"\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.server_name", line: 5 }] },
+  { name: "upstream `server_name` on a plain http upstream", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nserver_name = "changes.internal"\n`,
+    expect: [{ code: "CONFIG_CONFLICT", path: "upstreams.changes.server_name", line: 5, message: /applies only to an `https:\/\/` upstream/ }] },
   { name: "misspelt upstream key", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimout = "5s"\n`,
     expect: [{ code: "CONFIG_UNKNOWN_KEY", path: "upstreams.changes.timout", help: "did you mean `timeout`?" }] },
   { name: "shutdown drain without a unit", toml: `${POLICY}[shutdown]\ndrain = 5\n`,
@@ -370,7 +376,7 @@ level = "debug"
       algorithms: ["ES256", "HS256"], hmacSecret: "0123456789abcdef0123456789abcdef", clockToleranceMs: 5000, maxLifetimeMs: 900_000,
       requiredClaims: ["exp", "iat", "jti"], claims: { sub: "sub", roles: "realm_access.roles" }, constants: { mfa: false },
     }]);
-    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250, client: "pool", caFile: null, caPem: null } });
+    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250, client: "pool", caFile: null, caPem: null, serverName: null } });
     expect(c.policy).toEqual({ dir: "/etc/dutygate/policies", requireSignature: true, trustedKeysFile: join(dir, "keys/trusted.json"), minSigners: 2, watch: false, debounceMs: 1000 });
     expect(c.audit).toEqual({
       dir: join(dir, "audit-log"), fsync: "always", batchIntervalMs: 5, rotateBytes: 1024 ** 3, rotateAgeMs: 7 * 86_400_000,
@@ -401,6 +407,12 @@ level = "debug"
     expect(upstream.caFile).toBe(join(dir, "ca/bundle.pem"));
     expect(upstream.caPem).toBe(`${one.cert.trim()}\n${two.cert.trim()}\n`);
     expect(new X509Certificate(upstream.caPem!).subject).toBe("CN=upstream-one");
+  });
+
+  test("an upstream's `server_name` is kept in lower case", () => {
+    const result = load(`${POLICY}[upstreams.changes]\nurl = "https://10.1.2.3:8443"\nserver_name = "Changes.Internal"\n`);
+    if (!result.ok) throw new Error(JSON.stringify(result.errors));
+    expect(result.config.upstreams["changes"]?.serverName).toBe("changes.internal");
   });
 
   test("`ca` is not read when files are not checked (a config linted on another machine)", () => {

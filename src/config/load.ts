@@ -440,13 +440,23 @@ function readUpstreams(section: Section | null): Record<string, UpstreamConfig> 
       if (isDeno) ctx.report("CONFIG_UNSUPPORTED_RUNTIME", upstream.at("ca"), "`ca` needs the Bun runtime: Deno's fetch cannot trust a CA bundle in place of its root store", "run the gateway binary, or trust the CA through the system store and drop `ca`");
       if (ctx.checkFiles && existsSync(caFile) && statSync(caFile).isFile()) caPem = readCaBundle(ctx, upstream.at("ca"), caFile);
     }
+    const serverNameText = upstream.string("server_name", null);
+    let serverName: string | null = null;
+    if (serverNameText !== null) {
+      serverName = serverNameText.toLowerCase();
+      if (!UPSTREAM_SERVER_NAME.test(serverName)) ctx.report("CONFIG_BAD_VALUE", upstream.at("server_name"), `\`${serverNameText}\` is not a DNS name`, "SNI carries a host name, not an address or a wildcard");
+      if (url !== null && !url.startsWith("https://")) ctx.report("CONFIG_CONFLICT", upstream.at("server_name"), "`server_name` applies only to an `https://` upstream");
+      if (isDeno) ctx.report("CONFIG_UNSUPPORTED_RUNTIME", upstream.at("server_name"), "`server_name` needs the Bun runtime: Deno's fetch has no SNI or verification name of its own", "run the gateway binary, or name the upstream by the host its certificate holds");
+    }
     upstream.finish();
-    upstreams[name] = { name, url: url ?? "", timeoutMs, connectTimeoutMs, client, caFile, caPem };
+    upstreams[name] = { name, url: url ?? "", timeoutMs, connectTimeoutMs, client, caFile, caPem, serverName };
   }
   return upstreams;
 }
 
 const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+// A DNS name with a letter in its last label (so not an IPv4 address), no wildcard.
+const UPSTREAM_SERVER_NAME = /^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z]([a-z0-9-]*[a-z0-9])?$/;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
 /** The certificates of a PEM CA bundle, each parsed; null (and an error) when unreadable or without one. */

@@ -87,6 +87,11 @@ export interface UpstreamConfig {
   caFile?: string | null;
   /** The certificates of `caFile`, as read at config load. */
   caPem?: string | null;
+  /**
+   * `server_name`: the DNS name an `https://` upstream is asked for by SNI and its certificate is
+   * checked against, instead of the URL's host (the `Host` header still names the URL's). Null or absent: the host.
+   */
+  serverName?: string | null;
 }
 
 export interface PolicyConfig {

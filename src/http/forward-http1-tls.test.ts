@@ -42,6 +42,17 @@ beforeAll(async () => {
   // Valid for 127.0.0.1 and other.example, asked for as `localhost`.
   startUpstream("wrong-name", await issueCertificate(dir, ca, { commonName: "other.example", dnsNames: ["other.example"], fileName: "wrong-name" }));
   startUpstream("unknown-ca", await issueCertificate(dir, stranger, { commonName: "localhost", dnsNames: ["localhost"], fileName: "unknown-ca" }));
+  // One address, two certificates chosen by SNI (a.internal the default): only the name sent
+  // as SNI gets b.internal's.
+  const sniA = await issueCertificate(dir, ca, { commonName: "a.internal", dnsNames: ["a.internal"], fileName: "sni-a" });
+  const sniB = await issueCertificate(dir, ca, { commonName: "b.internal", dnsNames: ["b.internal"], fileName: "sni-b" });
+  const sniServer = Bun.serve({
+    hostname: "127.0.0.1", port: 0,
+    tls: [{ cert: sniA.cert, key: sniA.key, serverName: "a.internal" }, { cert: sniB.cert, key: sniB.key, serverName: "b.internal" }],
+    fetch: (request) => new Response(`${request.method} 0 ${Bun.hash(new Uint8Array(0)).toString(16)}`),
+  });
+  servers.push(sniServer);
+  ports.sni = sniServer.port!;
   startUpstream("expired", await issueCertificate(dir, ca, { commonName: "localhost", dnsNames: ["localhost"], fileName: "expired", notBefore: new Date(Date.now() - 10 * day), notAfter: new Date(Date.now() - day) }));
 });
 afterAll(() => { for (const s of servers) s.stop(true); });
@@ -49,7 +60,7 @@ afterAll(() => { for (const s of servers) s.stop(true); });
 interface Attempt { name: string; client: "pool" | "fetch"; status: number; code: string | null; text: string; expected: string; poolOpen: number }
 
 /** `extraCa`: the file the child gets as NODE_EXTRA_CA_CERTS (the test CA by default), null for none. */
-async function runClient(cases: Array<{ name: string; url: string; method: string; bodyBytes: number; streamed?: boolean; ca?: string }>, extraCa: string | null = ca.certFile): Promise<Attempt[]> {
+async function runClient(cases: Array<{ name: string; url: string; method: string; bodyBytes: number; streamed?: boolean; ca?: string; serverName?: string }>, extraCa: string | null = ca.certFile): Promise<Attempt[]> {
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
   const env: Record<string, string | undefined> = { ...process.env, NODE_EXTRA_CA_CERTS: extraCa ?? undefined };
   if (extraCa === null) delete env.NODE_EXTRA_CA_CERTS;
@@ -154,5 +165,39 @@ describe("an upstream's own `ca`", () => {
     await Bun.write(bundle, `${stranger.cert.trim()}\n${ca.cert.trim()}\n`);
     const attempts = await runClient(["good", "unknown-ca"].map((name) => ({ name, url: `https://localhost:${ports[name]}`, method: "GET", bodyBytes: 0, ca: bundle })), null);
     expect(attempts.map((a) => [a.name, a.client, a.status])).toEqual([["good", "pool", 200], ["good", "fetch", 200], ["unknown-ca", "pool", 200], ["unknown-ca", "fetch", 200]]);
+  }, 30_000);
+});
+
+describe("an upstream's own `server_name`", () => {
+  test("sent as SNI: the upstream that picks its certificate by SNI answers as b.internal through both clients", async () => {
+    const url = `https://localhost:${ports.sni}`;
+    const attempts = await runClient([
+      { name: "sni-b", url, method: "GET", bodyBytes: 0, ca: ca.certFile, serverName: "b.internal" },
+      { name: "sni-a", url, method: "GET", bodyBytes: 0, ca: ca.certFile, serverName: "a.internal" },
+    ], null);
+    expect(attempts.map((a) => [a.name, a.client, a.status, a.text === a.expected])).toEqual([
+      ["sni-b", "pool", 200, true], ["sni-b", "fetch", 200, true], ["sni-a", "pool", 200, true], ["sni-a", "fetch", 200, true],
+    ]);
+  }, 30_000);
+
+  test("checked in place of the URL's host: the wrong-name certificate passes as other.example, with `ca` or with NODE_EXTRA_CA_CERTS", async () => {
+    const url = `https://localhost:${ports["wrong-name"]}`;
+    const withCa = await runClient([{ name: "with-ca", url, method: "POST", bodyBytes: 1024, ca: ca.certFile, serverName: "other.example" }], null);
+    const withRoots = await runClient([{ name: "with-roots", url, method: "POST", bodyBytes: 1024, serverName: "other.example" }]);
+    for (const a of [...withCa, ...withRoots]) expect({ name: a.name, client: a.client, status: a.status, text: a.text }).toEqual({ name: a.name, client: a.client, status: 200, text: a.expected });
+    expect([...withCa, ...withRoots].length).toBe(4);
+  }, 30_000);
+
+  test("a name the certificate does not hold is 502 UPSTREAM_UNAVAILABLE from both clients, the URL's host no longer counting", async () => {
+    const attempts = await runClient([
+      { name: "sni-c", url: `https://localhost:${ports.sni}`, method: "GET", bodyBytes: 0, ca: ca.certFile, serverName: "c.internal" },
+      // The good certificate holds localhost, the URL's host, but not the name asked for.
+      { name: "good-as-other", url: `https://localhost:${ports.good}`, method: "GET", bodyBytes: 0, ca: ca.certFile, serverName: "other.example" },
+    ], null);
+    // Without `ca` the chain is still verified, against the roots and NODE_EXTRA_CA_CERTS (the test CA).
+    attempts.push(...await runClient([{ name: "stranger-named", url: `https://localhost:${ports["unknown-ca"]}`, method: "GET", bodyBytes: 0, serverName: "localhost" }]));
+    expect(attempts.length).toBe(6);
+    for (const a of attempts) expect({ name: a.name, client: a.client, status: a.status, code: a.code }).toEqual({ name: a.name, client: a.client, status: 502, code: "UPSTREAM_UNAVAILABLE" });
+    expect(attempts.every((a) => a.poolOpen === 0)).toBe(true);
   }, 30_000);
 });

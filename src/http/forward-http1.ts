@@ -220,12 +220,14 @@ interface Waiter {
  * A pool of keep-alive connections to one `http://host:port` or `https://host:port` origin. Over
  * TLS it verifies the upstream's certificate as the runtime's fetch does (`tls: true`: the same
  * root store, `NODE_EXTRA_CA_CERTS`, the host name, validity dates; the host name sent as SNI), or
- * against the certificates of `ca` alone when given, and a connection carries nothing before its
- * handshake has passed.
+ * against the certificates of `ca` alone and the name `serverName` when given, and a connection
+ * carries nothing before its handshake has passed.
  */
 export class Http1Pool {
   /** PEM certificates trusted instead of the runtime's roots; null: the roots. */
   readonly ca: string | null;
+  /** Name sent as SNI and checked in the certificate instead of the URL's host; null: the host. */
+  readonly serverName: string | null;
   readonly #hostname: string;
   readonly #tls: boolean;
   readonly #port: number;
@@ -243,8 +245,9 @@ export class Http1Pool {
    * `maxConnections`: connections open to the origin at most (default 256, as Bun's fetch); a
    * request beyond that waits, in arrival order, for one to come free.
    */
-  constructor(origin: URL, options: { idleTimeoutS?: number; maxConnections?: number; ca?: string | null } = {}) {
+  constructor(origin: URL, options: { idleTimeoutS?: number; maxConnections?: number; ca?: string | null; serverName?: string | null } = {}) {
     this.ca = options.ca ?? null;
+    this.serverName = options.serverName ?? null;
     this.#idleTimeoutS = options.idleTimeoutS ?? IDLE_TIMEOUT_S;
     this.#maxConnections = Math.max(1, options.maxConnections ?? MAX_CONNECTIONS_PER_ORIGIN);
     this.#hostname = origin.hostname.replace(/^\[|\]$/g, "");
@@ -386,8 +389,9 @@ export class Http1Pool {
       hostname: this.#hostname,
       port: this.#port,
       data: connection,
-      // With `ca`, Bun trusts those certificates in place of its roots and still checks the host name.
-      tls: this.#tls ? (this.ca === null ? true : { ca: this.ca }) : undefined,
+      // With `ca`, Bun trusts those certificates in place of its roots and still checks the name:
+      // `serverName` when set (also sent as SNI), else the host.
+      tls: this.#tls ? (this.ca === null && this.serverName === null ? true : { ...(this.ca === null ? {} : { ca: this.ca }), ...(this.serverName === null ? {} : { serverName: this.serverName }) }) : undefined,
       socket: {
         // Bun verifies the chain and the host name itself and closes the socket when either fails.
         handshake(socket, ok, error) {
@@ -954,24 +958,27 @@ export function existingHttp1Pool(key: string): Http1Pool | undefined {
 }
 
 /**
- * The key of the pool for an origin whose certificate must chain to the CA bundle `caFile`
- * (an upstream's `ca`): its own pool, apart from the origin's pool that trusts the runtime's roots.
+ * The key of the pool for an origin whose certificate must chain to the CA bundle `caFile` (an
+ * upstream's `ca`) or carry the name `serverName` (its `server_name`): a pool of its own, apart
+ * from the origin's pool that trusts the runtime's roots and checks the URL's host.
  */
-export function http1PoolKey(origin: string, caFile: string | null | undefined): string {
-  return caFile ? `${origin} ca=${caFile}` : origin;
+export function http1PoolKey(origin: string, caFile: string | null | undefined, serverName: string | null | undefined = null): string {
+  if (!caFile && !serverName) return origin;
+  return `${origin} ca=${caFile ?? ""} sni=${serverName ?? ""}`;
 }
 
 /**
  * The shared pool for an origin (`http://host:port`, `https://host:port`); one per key per process.
- * `ca`: PEM certificates the origin's certificate must chain to instead of the runtime's roots,
- * with `key` from {@link http1PoolKey}. A pool made with other certificates under the same key
- * (the file changed between two configs of one process) is closed and replaced.
+ * `key` from {@link http1PoolKey}; `ca`: PEM certificates the origin's certificate must chain to
+ * instead of the runtime's roots; `serverName`: the name sent as SNI and checked in the
+ * certificate instead of the URL's host. A pool made with other settings under the same key
+ * (the CA file changed between two configs of one process) is closed and replaced.
  */
-export function http1PoolFor(origin: string, ca: string | null = null, key = origin): Http1Pool {
+export function http1PoolFor(origin: string, key = origin, ca: string | null = null, serverName: string | null = null): Http1Pool {
   let pool = pools.get(key);
-  if (pool && pool.ca !== ca) { pool.close(); pools.delete(key); pool = undefined; }
+  if (pool && (pool.ca !== ca || pool.serverName !== serverName)) { pool.close(); pools.delete(key); pool = undefined; }
   if (!pool) {
-    pool = new Http1Pool(new URL(origin), { ca });
+    pool = new Http1Pool(new URL(origin), { ca, serverName });
     if (pools.size >= 1024) for (const [k, p] of pools) { p.close(); pools.delete(k); break; }
     pools.set(key, pool);
   }

@@ -98,12 +98,12 @@ function upstreamBase(url: string): { origin: string; prefix: string } {
 
 /**
  * The key of the HTTP/1.1 pool (forward-http1.ts) that carries requests to `upstream` with this
- * `client` (its origin, with its `ca` file when set), or null when fetch carries them
+ * `client` (its origin, with its `ca` file and `server_name` when set), or null when fetch carries them
  * (`client: "fetch"`, or not Bun).
  */
-export function poolOriginOf(upstream: Pick<UpstreamConfig, "url" | "caFile">, client: ForwardOptions["client"]): string | null {
+export function poolOriginOf(upstream: Pick<UpstreamConfig, "url" | "caFile" | "serverName">, client: ForwardOptions["client"]): string | null {
   if (client !== "pool" || !isBun) return null;
-  return http1PoolKey(upstreamBase(upstream.url).origin, upstream.caFile);
+  return http1PoolKey(upstreamBase(upstream.url).origin, upstream.caFile, upstream.serverName);
 }
 
 /** Upstream URL for a normalised path: the upstream's origin and path prefix, then `path` and `?query`. */
@@ -309,10 +309,11 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   // Nothing is sent for a client already gone: the upstream would perform a request whose answer
   // has nowhere to go (a request pipelined on Bun.serve, whose connection the runtime closed, or a
   // client that left while it was judged), and the client could not know it was performed.
-  // The config refuses `ca` outside Bun (CONFIG_UNSUPPORTED_RUNTIME) and reads it at load; an
+  // The config refuses `ca` and `server_name` outside Bun (CONFIG_UNSUPPORTED_RUNTIME) and reads `ca` at load; an
   // upstream built otherwise (no certificates read, another runtime) fails closed rather than be
   // reached with the runtime's roots.
   if (upstream.caFile && (!upstream.caPem || !isBun)) return problemOf(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` has a \`ca\` that was not read or that this runtime cannot trust alone`, requestId);
+  if (upstream.serverName && !isBun) return problemOf(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` has a \`server_name\` this runtime cannot send`, requestId);
   if (request.signal.aborted) return problemOf(499, "CLIENT_CLOSED_REQUEST", "client closed the request before it was forwarded", requestId);
 
   const trace = options.traceContext ?? traceContextFor(request.headers);
@@ -330,7 +331,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   let upstreamResponse: Response | Http1Response;
   try {
     if (poolOrigin !== null) {
-      upstreamResponse = await http1PoolFor(upstreamBase(upstream.url).origin, upstream.caPem ?? null, poolOrigin).request({
+      upstreamResponse = await http1PoolFor(upstreamBase(upstream.url).origin, poolOrigin, upstream.caPem ?? null, upstream.serverName ?? null).request({
         method: request.method, target: upstreamBase(upstream.url).prefix + options.path + (options.query === "" ? "" : "?" + options.query),
         headers, abort: call.poolAbort!, connectTimeoutMs: upstream.connectTimeoutMs,
         body: inbound, bodyLength: inbound === null ? undefined : declaredContentLength(declaredLength), maxBodyBytes,
@@ -345,8 +346,13 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
       if (body !== null) { init.body = body; init.duplex = "half"; }
       // Bun decodes gzip/br by default; the client must get the upstream's bytes untouched.
       if (isBun) init.decompress = false;
-      // Bun's fetch trusts `tls.ca` in place of its roots (and checks the host name against it).
-      if (upstream.caPem) (init as { tls?: { ca: string } }).tls = { ca: upstream.caPem };
+      // Bun's fetch trusts `tls.ca` in place of its roots and checks the certificate for
+      // `tls.serverName` (also sent as SNI) when set, else for the URL's host.
+      if (upstream.caPem || upstream.serverName) {
+        (init as { tls?: { ca?: string; serverName?: string } }).tls = {
+          ...(upstream.caPem ? { ca: upstream.caPem } : {}), ...(upstream.serverName ? { serverName: upstream.serverName } : {}),
+        };
+      }
       upstreamResponse = await fetch(target, init);
     }
   } catch (error) {
