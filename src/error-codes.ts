@@ -67,7 +67,7 @@ export const ERROR_CODES = {
   CONFIG_CONFLICT: { exit: STARTUP, meaning: "keys that exclude or need each other (`cert` without `key`, `jwks_file` and `jwks_url`)" },
   CONFIG_LISTENER_CONFLICT: { exit: STARTUP, meaning: "the admin and operational listeners share an address, certificate, key or client CA" },
   CONFIG_INSECURE_ALGORITHM: { exit: STARTUP, meaning: "`none` among an issuer's algorithms" },
-  CONFIG_UNSUPPORTED_RUNTIME: { exit: STARTUP, meaning: "a setting the running runtime cannot honour: an upstream's `ca` or `server_name` under Deno, whose fetch can only add a CA to its roots and has no SNI name of its own" },
+  CONFIG_UNSUPPORTED_RUNTIME: { exit: STARTUP, meaning: "a setting the running runtime cannot honour: an upstream's `ca`, `server_name` or client `cert` under Deno, whose fetch can only add a CA to its roots and has no SNI name of its own" },
   CONFIG_MISSING_SECRET: { exit: STARTUP, meaning: "a secret the config asks for is not there (an HMAC secret, the ledger's password)" },
 
   // Start-up and state

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { formatConfigErrors, loadConfig, parseAddress, parseConfigText, parseSize } from "./mod.ts";
 import type { ConfigError, ConfigErrorCode } from "./mod.ts";
 import { X509Certificate } from "node:crypto";
-import { createCa } from "../../test/support/pki.ts";
+import { createCa, issueCertificate } from "../../test/support/pki.ts";
 
 // Every case writes a real gateway.toml into a temp dir that also holds the files configs name
 // (their content only matters for JWKS files, which are parsed at load time).
@@ -125,6 +125,12 @@ const ERROR_CASES: ErrorCase[] = [
     expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.server_name", line: 5 }] },
   { name: "upstream `server_name` on a plain http upstream", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\nserver_name = "changes.internal"\n`,
     expect: [{ code: "CONFIG_CONFLICT", path: "upstreams.changes.server_name", line: 5, message: /applies only to an `https:\/\/` upstream/ }] },
+  { name: "upstream client `cert` without `key`", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\ncert = "certs/a.pem"\n`,
+    expect: [{ code: "CONFIG_CONFLICT", path: "upstreams.changes.key", message: /`key` is missing/ }] },
+  { name: "upstream client `cert` that holds no certificate", toml: `${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\ncert = "certs/a.pem"\nkey = "certs/a.key"\n`,
+    expect: [{ code: "CONFIG_BAD_VALUE", path: "upstreams.changes.cert", line: 5, message: /a\.pem` holds no PEM certificate/ }] },
+  { name: "upstream client `cert` on a plain http upstream", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ncert = "certs/absent.pem"\nkey = "certs/a.key"\n`,
+    expect: [{ code: "CONFIG_FILE_NOT_FOUND", path: "upstreams.changes.cert", line: 5 }, { code: "CONFIG_CONFLICT", path: "upstreams.changes.cert", line: 5, message: /apply only to an `https:\/\/` upstream/ }] },
   { name: "misspelt upstream key", toml: `${POLICY}[upstreams.changes]\nurl = "http://127.0.0.1:1"\ntimout = "5s"\n`,
     expect: [{ code: "CONFIG_UNKNOWN_KEY", path: "upstreams.changes.timout", help: "did you mean `timeout`?" }] },
   { name: "shutdown drain without a unit", toml: `${POLICY}[shutdown]\ndrain = 5\n`,
@@ -376,7 +382,8 @@ level = "debug"
       algorithms: ["ES256", "HS256"], hmacSecret: "0123456789abcdef0123456789abcdef", clockToleranceMs: 5000, maxLifetimeMs: 900_000,
       requiredClaims: ["exp", "iat", "jti"], claims: { sub: "sub", roles: "realm_access.roles" }, constants: { mfa: false },
     }]);
-    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250, client: "pool", caFile: null, caPem: null, serverName: null } });
+    expect(c.upstreams).toEqual({ changes: { name: "changes", url: "http://127.0.0.1:8081/api", timeoutMs: 10_000, connectTimeoutMs: 250, client: "pool", caFile: null, caPem: null, serverName: null,
+      clientCertFile: null, clientKeyFile: null, clientCertPem: null, clientKeyPem: null } });
     expect(c.policy).toEqual({ dir: "/etc/dutygate/policies", requireSignature: true, trustedKeysFile: join(dir, "keys/trusted.json"), minSigners: 2, watch: false, debounceMs: 1000 });
     expect(c.audit).toEqual({
       dir: join(dir, "audit-log"), fsync: "always", batchIntervalMs: 5, rotateBytes: 1024 ** 3, rotateAgeMs: 7 * 86_400_000,
@@ -407,6 +414,21 @@ level = "debug"
     expect(upstream.caFile).toBe(join(dir, "ca/bundle.pem"));
     expect(upstream.caPem).toBe(`${one.cert.trim()}\n${two.cert.trim()}\n`);
     expect(new X509Certificate(upstream.caPem!).subject).toBe("CN=upstream-one");
+  });
+
+  test("an upstream's client `cert` and `key` are read at load and must belong together", async () => {
+    const ca = await createCa(join(dir, "ca"), "client-ca");
+    const one = await issueCertificate(join(dir, "certs"), ca, { commonName: "gw-one", client: true, fileName: "gw-one" });
+    const two = await issueCertificate(join(dir, "certs"), ca, { commonName: "gw-two", client: true, fileName: "gw-two" });
+    const good = load(`${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\ncert = "certs/gw-one.pem"\nkey = "certs/gw-one.key"\n`);
+    if (!good.ok) throw new Error(JSON.stringify(good.errors));
+    expect(good.config.upstreams["changes"]).toMatchObject({ clientCertFile: one.certFile, clientKeyFile: one.keyFile, clientCertPem: `${one.cert.trim()}\n`, clientKeyPem: one.key });
+    const mismatched = load(`${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\ncert = "certs/gw-one.pem"\nkey = "certs/gw-two.key"\n`);
+    expect(!mismatched.ok && mismatched.errors.map((e) => [e.code, e.path, e.message])).toEqual([
+      ["CONFIG_BAD_VALUE", "upstreams.changes.key", `upstreams.changes.key: \`${two.keyFile}\` is not the key of the certificate \`${one.certFile}\``],
+    ]);
+    const notKey = load(`${POLICY}[upstreams.changes]\nurl = "https://127.0.0.1:1"\ncert = "certs/gw-one.pem"\nkey = "certs/gw-one.pem"\n`);
+    expect(!notKey.ok && notKey.errors.map((e) => [e.code, e.path])).toEqual([["CONFIG_BAD_VALUE", "upstreams.changes.key"]]);
   });
 
   test("an upstream's `server_name` is kept in lower case", () => {

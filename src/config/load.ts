@@ -1,6 +1,6 @@
 // `gateway.toml` → GatewayConfig. smol-toml parses; the sections below validate by hand,
 // collecting every error with its key path (and line:col when the key is found in the text).
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
@@ -448,8 +448,26 @@ function readUpstreams(section: Section | null): Record<string, UpstreamConfig> 
       if (url !== null && !url.startsWith("https://")) ctx.report("CONFIG_CONFLICT", upstream.at("server_name"), "`server_name` applies only to an `https://` upstream");
       if (isDeno) ctx.report("CONFIG_UNSUPPORTED_RUNTIME", upstream.at("server_name"), "`server_name` needs the Bun runtime: Deno's fetch has no SNI or verification name of its own", "run the gateway binary, or name the upstream by the host its certificate holds");
     }
+    const clientCertFile = upstream.file("cert", { what: "upstream client certificate" });
+    const clientKeyFile = upstream.file("key", { what: "upstream client key" });
+    let clientCertPem: string | null = null;
+    let clientKeyPem: string | null = null;
+    if (clientCertFile !== null || clientKeyFile !== null) {
+      if (clientCertFile === null || clientKeyFile === null) {
+        const missing = clientCertFile === null ? "cert" : "key";
+        ctx.report("CONFIG_CONFLICT", upstream.at(missing), `\`cert\` and \`key\` go together: \`${missing}\` is missing`);
+      } else {
+        if (url !== null && !url.startsWith("https://")) ctx.report("CONFIG_CONFLICT", upstream.at("cert"), "`cert` and `key` apply only to an `https://` upstream");
+        if (isDeno) ctx.report("CONFIG_UNSUPPORTED_RUNTIME", upstream.at("cert"), "a client certificate to an upstream needs the Bun runtime", "run the gateway binary");
+        if (ctx.checkFiles && [clientCertFile, clientKeyFile].every((f) => existsSync(f) && statSync(f).isFile())) {
+          ({ certPem: clientCertPem, keyPem: clientKeyPem } = readClientPair(ctx, upstream, clientCertFile, clientKeyFile));
+        }
+      }
+    }
     upstream.finish();
-    upstreams[name] = { name, url: url ?? "", timeoutMs, connectTimeoutMs, client, caFile, caPem, serverName };
+    upstreams[name] = {
+      name, url: url ?? "", timeoutMs, connectTimeoutMs, client, caFile, caPem, serverName, clientCertFile, clientKeyFile, clientCertPem, clientKeyPem,
+    };
   }
   return upstreams;
 }
@@ -459,13 +477,13 @@ const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 const UPSTREAM_SERVER_NAME = /^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z]([a-z0-9-]*[a-z0-9])?$/;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
-/** The certificates of a PEM CA bundle, each parsed; null (and an error) when unreadable or without one. */
-function readCaBundle(ctx: ConfigContext, at: readonly KeySegment[], file: string): string | null {
+/** The certificates of a PEM file (a CA bundle, a certificate chain), each parsed; null (and an error) when unreadable or without one. */
+function readCaBundle(ctx: ConfigContext, at: readonly KeySegment[], file: string, what = "upstream CA bundle"): string | null {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    ctx.report("CONFIG_FILE_NOT_FOUND", at, `upstream CA bundle \`${file}\` cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    ctx.report("CONFIG_FILE_NOT_FOUND", at, `${what} \`${file}\` cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
     return null;
   }
   const blocks = text.match(PEM_CERTIFICATE) ?? [];
@@ -480,6 +498,29 @@ function readCaBundle(ctx: ConfigContext, at: readonly KeySegment[], file: strin
     }
   }
   return blocks.join("\n") + "\n";
+}
+
+/** An upstream's client certificate and key, read and checked to belong together; nulls (and an error) otherwise. */
+function readClientPair(ctx: ConfigContext, section: Section, certFile: string, keyFile: string): { certPem: string | null; keyPem: string | null } {
+  const none = { certPem: null, keyPem: null };
+  const certPem = readCaBundle(ctx, section.at("cert"), certFile, "upstream client certificate");
+  if (certPem === null) return none;
+  let keyPem: string;
+  let key: KeyObject;
+  try {
+    keyPem = readFileSync(keyFile, "utf8");
+    key = createPrivateKey(keyPem);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "ENOENT" || code === "EISDIR") ctx.report("CONFIG_FILE_NOT_FOUND", section.at("key"), `upstream client key \`${keyFile}\` cannot be read (${code})`);
+    else ctx.report("CONFIG_BAD_VALUE", section.at("key"), `\`${keyFile}\` is not a PEM private key`);
+    return none;
+  }
+  if (!new X509Certificate(certPem).checkPrivateKey(key)) {
+    ctx.report("CONFIG_BAD_VALUE", section.at("key"), `\`${keyFile}\` is not the key of the certificate \`${certFile}\``);
+    return none;
+  }
+  return { certPem, keyPem };
 }
 
 function readPolicy(section: Section): PolicyConfig {

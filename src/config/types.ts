@@ -92,6 +92,12 @@ export interface UpstreamConfig {
    * checked against, instead of the URL's host (the `Host` header still names the URL's). Null or absent: the host.
    */
   serverName?: string | null;
+  /** `cert` and `key`: the client certificate (PEM files) presented to an `https://` upstream that asks for one (mTLS). */
+  clientCertFile?: string | null;
+  clientKeyFile?: string | null;
+  /** Their contents, as read and checked at config load. */
+  clientCertPem?: string | null;
+  clientKeyPem?: string | null;
 }
 
 export interface PolicyConfig {

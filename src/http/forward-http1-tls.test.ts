@@ -17,6 +17,8 @@ const servers: Server[] = [];
 let dir: string;
 let ca: IssuedCertificate;
 let stranger: IssuedCertificate;
+let gatewayClient: IssuedCertificate;
+let strangerClient: IssuedCertificate;
 const ports: Record<string, number> = {};
 
 // Answers with what it received: method, body length and hash.
@@ -53,6 +55,17 @@ beforeAll(async () => {
   });
   servers.push(sniServer);
   ports.sni = sniServer.port!;
+  // Asks for a client certificate from the test CA and refuses a handshake without one.
+  const mtlsServer = await issueCertificate(dir, ca, { commonName: "localhost", dnsNames: ["localhost"], fileName: "mtls-server" });
+  const mtls = Bun.serve({
+    hostname: "127.0.0.1", port: 0,
+    tls: { cert: mtlsServer.cert, key: mtlsServer.key, ca: ca.cert, requestCert: true, rejectUnauthorized: true },
+    fetch: (request) => new Response(`${request.method} 0 ${Bun.hash(new Uint8Array(0)).toString(16)}`),
+  });
+  servers.push(mtls);
+  ports.mtls = mtls.port!;
+  gatewayClient = await issueCertificate(dir, ca, { commonName: "dutygate", client: true, fileName: "gateway-client" });
+  strangerClient = await issueCertificate(dir, stranger, { commonName: "dutygate", client: true, fileName: "stranger-client" });
   startUpstream("expired", await issueCertificate(dir, ca, { commonName: "localhost", dnsNames: ["localhost"], fileName: "expired", notBefore: new Date(Date.now() - 10 * day), notAfter: new Date(Date.now() - day) }));
 });
 afterAll(() => { for (const s of servers) s.stop(true); });
@@ -60,7 +73,7 @@ afterAll(() => { for (const s of servers) s.stop(true); });
 interface Attempt { name: string; client: "pool" | "fetch"; status: number; code: string | null; text: string; expected: string; poolOpen: number }
 
 /** `extraCa`: the file the child gets as NODE_EXTRA_CA_CERTS (the test CA by default), null for none. */
-async function runClient(cases: Array<{ name: string; url: string; method: string; bodyBytes: number; streamed?: boolean; ca?: string; serverName?: string }>, extraCa: string | null = ca.certFile): Promise<Attempt[]> {
+async function runClient(cases: Array<{ name: string; url: string; method: string; bodyBytes: number; streamed?: boolean; ca?: string; serverName?: string; cert?: string; key?: string }>, extraCa: string | null = ca.certFile): Promise<Attempt[]> {
   const bun = join(REPO_ROOT, "node_modules/.bin/bun");
   const env: Record<string, string | undefined> = { ...process.env, NODE_EXTRA_CA_CERTS: extraCa ?? undefined };
   if (extraCa === null) delete env.NODE_EXTRA_CA_CERTS;
@@ -120,15 +133,21 @@ describe("HTTP/1.1 pool over TLS", () => {
 });
 
 describe("an upstream's own `ca`", () => {
-  test("a `ca` whose certificates were not read fails closed through both clients, never falling back to the roots", async () => {
+  test("a `ca` or client certificate that was not read fails closed through both clients, never falling back to the defaults", async () => {
     const url = `https://localhost:${ports.good}`;
     for (const client of ["pool", "fetch"] as const) {
-      const upstream: UpstreamConfig = { name: "unread", url, timeoutMs: 5_000, connectTimeoutMs: 2_000, client, caFile: join(dir, "never-read.pem"), caPem: null };
-      const response = await forwardToUpstream(new Request("https://gw.test/x"), {
-        upstream, path: "/x", query: "", requestId: "req-unread", clientIp: "127.0.0.1", host: "gw.test", maxBodyBytes: 1 << 20, client,
-      });
-      expect(response.status).toBe(502);
-      expect(((await response.json()) as { code: string; detail: string })).toMatchObject({ code: "UPSTREAM_UNAVAILABLE", detail: expect.stringContaining("`ca`") });
+      const unread: Array<[Partial<UpstreamConfig>, string]> = [
+        [{ caFile: join(dir, "never-read.pem"), caPem: null }, "`ca`"],
+        [{ clientCertFile: join(dir, "never-read.pem"), clientKeyFile: join(dir, "never-read.key"), clientCertPem: null, clientKeyPem: null }, "client `cert`"],
+      ];
+      for (const [settings, named] of unread) {
+        const upstream: UpstreamConfig = { name: "unread", url, timeoutMs: 5_000, connectTimeoutMs: 2_000, client, ...settings };
+        const response = await forwardToUpstream(new Request("https://gw.test/x"), {
+          upstream, path: "/x", query: "", requestId: "req-unread", clientIp: "127.0.0.1", host: "gw.test", maxBodyBytes: 1 << 20, client,
+        });
+        expect(response.status).toBe(502);
+        expect(((await response.json()) as { code: string; detail: string })).toMatchObject({ code: "UPSTREAM_UNAVAILABLE", detail: expect.stringContaining(named) });
+      }
     }
     expect(existingHttp1Pool(http1PoolKey(new URL(url).origin, join(dir, "never-read.pem")))).toBeUndefined();
   });
@@ -199,5 +218,22 @@ describe("an upstream's own `server_name`", () => {
     expect(attempts.length).toBe(6);
     for (const a of attempts) expect({ name: a.name, client: a.client, status: a.status, code: a.code }).toEqual({ name: a.name, client: a.client, status: 502, code: "UPSTREAM_UNAVAILABLE" });
     expect(attempts.every((a) => a.poolOpen === 0)).toBe(true);
+  }, 30_000);
+});
+
+describe("an upstream's client certificate (`cert`, `key`)", () => {
+  test("presented to an upstream that requires one: both clients are answered with it, refused without it or with another CA's", async () => {
+    const url = `https://localhost:${ports.mtls}`;
+    const attempts = await runClient([
+      { name: "with-cert", url, method: "GET", bodyBytes: 0, ca: ca.certFile, cert: gatewayClient.certFile, key: gatewayClient.keyFile },
+      { name: "without-cert", url, method: "GET", bodyBytes: 0, ca: ca.certFile },
+      { name: "stranger-cert", url, method: "GET", bodyBytes: 0, ca: ca.certFile, cert: strangerClient.certFile, key: strangerClient.keyFile },
+    ], null);
+    expect(attempts.map((a) => [a.name, a.client, a.status, a.code])).toEqual([
+      ["with-cert", "pool", 200, null], ["with-cert", "fetch", 200, null],
+      ["without-cert", "pool", 502, "UPSTREAM_UNAVAILABLE"], ["without-cert", "fetch", 502, "UPSTREAM_UNAVAILABLE"],
+      ["stranger-cert", "pool", 502, "UPSTREAM_UNAVAILABLE"], ["stranger-cert", "fetch", 502, "UPSTREAM_UNAVAILABLE"],
+    ]);
+    expect(attempts.filter((a) => a.name === "with-cert").every((a) => a.text === a.expected)).toBe(true);
   }, 30_000);
 });

@@ -220,14 +220,12 @@ interface Waiter {
  * A pool of keep-alive connections to one `http://host:port` or `https://host:port` origin. Over
  * TLS it verifies the upstream's certificate as the runtime's fetch does (`tls: true`: the same
  * root store, `NODE_EXTRA_CA_CERTS`, the host name, validity dates; the host name sent as SNI), or
- * against the certificates of `ca` alone and the name `serverName` when given, and a connection
+ * as `settings` say when given (an upstream's own: {@link UpstreamTls}), and a connection
  * carries nothing before its handshake has passed.
  */
 export class Http1Pool {
-  /** PEM certificates trusted instead of the runtime's roots; null: the roots. */
-  readonly ca: string | null;
-  /** Name sent as SNI and checked in the certificate instead of the URL's host; null: the host. */
-  readonly serverName: string | null;
+  /** The upstream's own TLS settings; null: the runtime's defaults. */
+  readonly settings: UpstreamTls | null;
   readonly #hostname: string;
   readonly #tls: boolean;
   readonly #port: number;
@@ -245,9 +243,8 @@ export class Http1Pool {
    * `maxConnections`: connections open to the origin at most (default 256, as Bun's fetch); a
    * request beyond that waits, in arrival order, for one to come free.
    */
-  constructor(origin: URL, options: { idleTimeoutS?: number; maxConnections?: number; ca?: string | null; serverName?: string | null } = {}) {
-    this.ca = options.ca ?? null;
-    this.serverName = options.serverName ?? null;
+  constructor(origin: URL, options: { idleTimeoutS?: number; maxConnections?: number; tls?: UpstreamTls | null } = {}) {
+    this.settings = options.tls ?? null;
     this.#idleTimeoutS = options.idleTimeoutS ?? IDLE_TIMEOUT_S;
     this.#maxConnections = Math.max(1, options.maxConnections ?? MAX_CONNECTIONS_PER_ORIGIN);
     this.#hostname = origin.hostname.replace(/^\[|\]$/g, "");
@@ -389,9 +386,7 @@ export class Http1Pool {
       hostname: this.#hostname,
       port: this.#port,
       data: connection,
-      // With `ca`, Bun trusts those certificates in place of its roots and still checks the name:
-      // `serverName` when set (also sent as SNI), else the host.
-      tls: this.#tls ? (this.ca === null && this.serverName === null ? true : { ...(this.ca === null ? {} : { ca: this.ca }), ...(this.serverName === null ? {} : { serverName: this.serverName }) }) : undefined,
+      tls: this.#tls ? (this.settings === null ? true : bunTlsOptions(this.settings)) : undefined,
       socket: {
         // Bun verifies the chain and the host name itself and closes the socket when either fails.
         handshake(socket, ok, error) {
@@ -958,27 +953,55 @@ export function existingHttp1Pool(key: string): Http1Pool | undefined {
 }
 
 /**
- * The key of the pool for an origin whose certificate must chain to the CA bundle `caFile` (an
- * upstream's `ca`) or carry the name `serverName` (its `server_name`): a pool of its own, apart
- * from the origin's pool that trusts the runtime's roots and checks the URL's host.
+ * An upstream's own TLS settings, each null when unset: `ca` (PEM certificates trusted instead of
+ * the runtime's roots), `serverName` (sent as SNI and checked in the certificate instead of the
+ * URL's host), `cert` and `key` (the client certificate the gateway presents, PEM).
  */
-export function http1PoolKey(origin: string, caFile: string | null | undefined, serverName: string | null | undefined = null): string {
-  if (!caFile && !serverName) return origin;
-  return `${origin} ca=${caFile ?? ""} sni=${serverName ?? ""}`;
+export interface UpstreamTls {
+  ca: string | null;
+  serverName: string | null;
+  cert: string | null;
+  key: string | null;
+}
+
+/**
+ * The TLS options of `Bun.connect` and of Bun's fetch for `settings`: Bun trusts `ca` in place of
+ * its roots and checks the certificate for `serverName` (sent as SNI) when set, else for the host.
+ */
+export function bunTlsOptions(settings: UpstreamTls): { ca?: string; serverName?: string; cert?: string; key?: string } {
+  const options: { ca?: string; serverName?: string; cert?: string; key?: string } = {};
+  if (settings.ca !== null) options.ca = settings.ca;
+  if (settings.serverName !== null) options.serverName = settings.serverName;
+  if (settings.cert !== null && settings.key !== null) { options.cert = settings.cert; options.key = settings.key; }
+  return options;
+}
+
+function sameTls(a: UpstreamTls | null, b: UpstreamTls | null): boolean {
+  if (a === b) return true;
+  return a !== null && b !== null && a.ca === b.ca && a.serverName === b.serverName && a.cert === b.cert && a.key === b.key;
+}
+
+/**
+ * The key of the pool for an origin reached with an upstream's own TLS settings, named by their
+ * files and names (`ca`, `server_name`, client `cert`): a pool of its own, apart from the
+ * origin's pool that uses the runtime's defaults (the key is then the origin).
+ */
+export function http1PoolKey(origin: string, ...settings: Array<string | null | undefined>): string {
+  if (!settings.some((part) => part)) return origin;
+  return `${origin} tls=${settings.map((part) => part ?? "").join("|")}`;
 }
 
 /**
  * The shared pool for an origin (`http://host:port`, `https://host:port`); one per key per process.
- * `key` from {@link http1PoolKey}; `ca`: PEM certificates the origin's certificate must chain to
- * instead of the runtime's roots; `serverName`: the name sent as SNI and checked in the
- * certificate instead of the URL's host. A pool made with other settings under the same key
- * (the CA file changed between two configs of one process) is closed and replaced.
+ * `key` from {@link http1PoolKey}; `tls`: the upstream's own TLS settings, null for the runtime's
+ * defaults. A pool made with other settings under the same key (a file changed between two
+ * configs of one process) is closed and replaced.
  */
-export function http1PoolFor(origin: string, key = origin, ca: string | null = null, serverName: string | null = null): Http1Pool {
+export function http1PoolFor(origin: string, key = origin, tls: UpstreamTls | null = null): Http1Pool {
   let pool = pools.get(key);
-  if (pool && (pool.ca !== ca || pool.serverName !== serverName)) { pool.close(); pools.delete(key); pool = undefined; }
+  if (pool && !sameTls(pool.settings, tls)) { pool.close(); pools.delete(key); pool = undefined; }
   if (!pool) {
-    pool = new Http1Pool(new URL(origin), { ca, serverName });
+    pool = new Http1Pool(new URL(origin), { tls });
     if (pools.size >= 1024) for (const [k, p] of pools) { p.close(); pools.delete(k); break; }
     pools.set(key, pool);
   }

@@ -4,7 +4,7 @@ import type { UpstreamConfig } from "../config/mod.ts";
 import { GatewayError } from "../errors.ts";
 import type { ErrorCode } from "../error-codes.ts";
 import { normalizeFieldName } from "./field-name.ts";
-import { Http1Abort, http1PoolFor, http1PoolKey } from "./forward-http1.ts";
+import { bunTlsOptions, Http1Abort, http1PoolFor, http1PoolKey, type UpstreamTls } from "./forward-http1.ts";
 import type { Http1Response } from "./forward-http1.ts";
 import { problemResponse } from "./problem.ts";
 import { settle as settleInflight, watch as watchInflight, type InflightCall } from "./inflight.ts";
@@ -98,12 +98,25 @@ function upstreamBase(url: string): { origin: string; prefix: string } {
 
 /**
  * The key of the HTTP/1.1 pool (forward-http1.ts) that carries requests to `upstream` with this
- * `client` (its origin, with its `ca` file and `server_name` when set), or null when fetch carries them
+ * `client` (its origin, with its `ca` file, `server_name` and client `cert` when set), or null when fetch carries them
  * (`client: "fetch"`, or not Bun).
  */
-export function poolOriginOf(upstream: Pick<UpstreamConfig, "url" | "caFile" | "serverName">, client: ForwardOptions["client"]): string | null {
+export function poolOriginOf(upstream: Pick<UpstreamConfig, "url" | "caFile" | "serverName" | "clientCertFile">, client: ForwardOptions["client"]): string | null {
   if (client !== "pool" || !isBun) return null;
-  return http1PoolKey(upstreamBase(upstream.url).origin, upstream.caFile, upstream.serverName);
+  return http1PoolKey(upstreamBase(upstream.url).origin, upstream.caFile, upstream.serverName, upstream.clientCertFile);
+}
+
+const tlsOfUpstream = new WeakMap<UpstreamConfig, UpstreamTls | null>();
+
+/** The upstream's own TLS settings (made once per upstream config), null when it has none. */
+function upstreamTlsOf(upstream: UpstreamConfig): UpstreamTls | null {
+  let tls = tlsOfUpstream.get(upstream);
+  if (tls === undefined) {
+    const { caPem = null, serverName = null, clientCertPem = null, clientKeyPem = null } = upstream;
+    tls = caPem === null && serverName === null && clientCertPem === null ? null : { ca: caPem, serverName, cert: clientCertPem, key: clientKeyPem };
+    tlsOfUpstream.set(upstream, tls);
+  }
+  return tls;
 }
 
 /** Upstream URL for a normalised path: the upstream's origin and path prefix, then `path` and `?query`. */
@@ -314,6 +327,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   // reached with the runtime's roots.
   if (upstream.caFile && (!upstream.caPem || !isBun)) return problemOf(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` has a \`ca\` that was not read or that this runtime cannot trust alone`, requestId);
   if (upstream.serverName && !isBun) return problemOf(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` has a \`server_name\` this runtime cannot send`, requestId);
+  if (upstream.clientCertFile && (!upstream.clientCertPem || !upstream.clientKeyPem || !isBun)) return problemOf(502, "UPSTREAM_UNAVAILABLE", `upstream \`${upstream.name}\` has a client \`cert\` that was not read or that this runtime cannot present`, requestId);
   if (request.signal.aborted) return problemOf(499, "CLIENT_CLOSED_REQUEST", "client closed the request before it was forwarded", requestId);
 
   const trace = options.traceContext ?? traceContextFor(request.headers);
@@ -331,7 +345,7 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
   let upstreamResponse: Response | Http1Response;
   try {
     if (poolOrigin !== null) {
-      upstreamResponse = await http1PoolFor(upstreamBase(upstream.url).origin, poolOrigin, upstream.caPem ?? null, upstream.serverName ?? null).request({
+      upstreamResponse = await http1PoolFor(upstreamBase(upstream.url).origin, poolOrigin, upstreamTlsOf(upstream)).request({
         method: request.method, target: upstreamBase(upstream.url).prefix + options.path + (options.query === "" ? "" : "?" + options.query),
         headers, abort: call.poolAbort!, connectTimeoutMs: upstream.connectTimeoutMs,
         body: inbound, bodyLength: inbound === null ? undefined : declaredContentLength(declaredLength), maxBodyBytes,
@@ -346,13 +360,9 @@ export async function forwardToUpstream(request: Request, options: ForwardOption
       if (body !== null) { init.body = body; init.duplex = "half"; }
       // Bun decodes gzip/br by default; the client must get the upstream's bytes untouched.
       if (isBun) init.decompress = false;
-      // Bun's fetch trusts `tls.ca` in place of its roots and checks the certificate for
-      // `tls.serverName` (also sent as SNI) when set, else for the URL's host.
-      if (upstream.caPem || upstream.serverName) {
-        (init as { tls?: { ca?: string; serverName?: string } }).tls = {
-          ...(upstream.caPem ? { ca: upstream.caPem } : {}), ...(upstream.serverName ? { serverName: upstream.serverName } : {}),
-        };
-      }
+      // The same TLS options as the pool's (Bun's fetch takes them as `tls`).
+      const tls = upstreamTlsOf(upstream);
+      if (tls !== null) (init as { tls?: object }).tls = bunTlsOptions(tls);
       upstreamResponse = await fetch(target, init);
     }
   } catch (error) {

@@ -130,14 +130,15 @@ after(async () => {
 const post = async (path: string, bearer: string) =>
   fetch(gateway.operational.url + path, { method: "POST", headers: { authorization: `Bearer ${bearer}` }, client } as RequestInit);
 
-test("config: an upstream's `ca` and `server_name` are refused under Deno, whose fetch can only add a CA to its roots and has no SNI name", () => {
+test("config: an upstream's `ca`, `server_name` and client `cert` are refused under Deno, whose fetch can only add a CA to its roots and has no SNI name", () => {
   const file = join(dir, "upstream-ca.toml");
   const ca = join(dir, "state", "tls", "listen", "cert.pem");
-  writeFileSync(file, `[policy]\ndir = ${JSON.stringify(POLICIES)}\nrequire_signature = false\n[upstreams.internal]\nurl = "https://127.0.0.1:1"\nca = ${JSON.stringify(ca)}\nserver_name = "internal.example"\n`);
+  writeFileSync(file, `[policy]\ndir = ${JSON.stringify(POLICIES)}\nrequire_signature = false\n[upstreams.internal]\nurl = "https://127.0.0.1:1"\nca = ${JSON.stringify(ca)}\nserver_name = "internal.example"\ncert = ${JSON.stringify(ca)}\nkey = ${JSON.stringify(join(dir, "state", "tls", "listen", "key.pem"))}\n`);
   const loaded = loadConfig(file, { cwd: dir });
   assert.equal(loaded.ok, false);
   assert.deepEqual(!loaded.ok && loaded.errors.map((e) => [e.code, e.path, e.line]), [
     ["CONFIG_UNSUPPORTED_RUNTIME", "upstreams.internal.ca", 6], ["CONFIG_UNSUPPORTED_RUNTIME", "upstreams.internal.server_name", 7],
+    ["CONFIG_UNSUPPORTED_RUNTIME", "upstreams.internal.cert", 8],
   ]);
 });
 
