@@ -986,9 +986,10 @@ function sameTls(a: UpstreamTls | null, b: UpstreamTls | null): boolean {
  * files and names (`ca`, `server_name`, client `cert`): a pool of its own, apart from the
  * origin's pool that uses the runtime's defaults (the key is then the origin).
  */
-export function http1PoolKey(origin: string, ...settings: Array<string | null | undefined>): string {
-  if (!settings.some((part) => part)) return origin;
-  return `${origin} tls=${settings.map((part) => part ?? "").join("|")}`;
+export function http1PoolKey(origin: string, caFile?: string | null, serverName?: string | null, certFile?: string | null): string {
+  // Called per pooled request: fixed parameters, nothing allocated for an upstream without settings.
+  if (!caFile && !serverName && !certFile) return origin;
+  return `${origin} tls=${caFile ?? ""}|${serverName ?? ""}|${certFile ?? ""}`;
 }
 
 /**
